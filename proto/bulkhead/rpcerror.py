@@ -1,0 +1,100 @@
+"""gRPC errors with structured details, shared by every servicer and every client.
+
+Servers raise `ApiError`; the servicer wrapper turns it into a status with `google.rpc`
+details (BadRequest field violations for INVALID_ARGUMENT). Clients call `describe()` to
+turn any `grpc.RpcError` back into a one-line message that names the fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    field: str
+    description: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.description}"
+
+
+@dataclass
+class ApiError(Exception):
+    """An error the client can act on; `code` is the gRPC status code."""
+
+    code: grpc.StatusCode
+    message: str
+    violations: list[FieldViolation] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        if not self.violations:
+            return self.message
+        return f"{self.message}: " + "; ".join(str(v) for v in self.violations)
+
+    def to_status(self) -> status_pb2.Status:
+        status = status_pb2.Status(code=self.code.value[0], message=str(self))
+        if self.violations:
+            detail = any_pb2.Any()
+            detail.Pack(error_details_pb2.BadRequest(field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                for v in self.violations
+            ]))
+            status.details.append(detail)
+        return status
+
+
+def invalid(violations: Iterable[FieldViolation], message: str = "invalid request") -> ApiError:
+    return ApiError(grpc.StatusCode.INVALID_ARGUMENT, message, list(violations))
+
+
+def not_found(message: str) -> ApiError:
+    return ApiError(grpc.StatusCode.NOT_FOUND, message)
+
+
+def already_exists(message: str) -> ApiError:
+    return ApiError(grpc.StatusCode.ALREADY_EXISTS, message)
+
+
+def failed_precondition(message: str) -> ApiError:
+    return ApiError(grpc.StatusCode.FAILED_PRECONDITION, message)
+
+
+def exhausted(message: str) -> ApiError:
+    return ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+
+
+def unavailable(message: str) -> ApiError:
+    return ApiError(grpc.StatusCode.UNAVAILABLE, message)
+
+
+def field_violations(error: grpc.RpcError) -> list[FieldViolation]:
+    """The BadRequest field violations a server attached to `error`, if any."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    if status is None:
+        return []
+    found = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            found.extend(FieldViolation(v.field, v.description) for v in bad.field_violations)
+    return found
+
+
+def describe(error: grpc.RpcError) -> str:
+    """`CODE: message` for a CLI user."""
+    code = error.code() if hasattr(error, "code") else None
+    name = code.name if code is not None else "ERROR"
+    return f"{name}: {error.details() if hasattr(error, 'details') else error}"
+
+
+async def abort(context: grpc.aio.ServicerContext, error: ApiError) -> None:
+    """Ends the call with `error` and its details (never returns)."""
+    await context.abort_with_status(rpc_status.to_status(error.to_status()))
