@@ -1,4 +1,4 @@
-"""Regenerates proto/bulkhead/v1/*_pb2*.py (`make proto`); `--out DIR` writes elsewhere (staleness test)."""
+"""Regenerates proto/bulkhead/v1/*_pb2*.py (`make proto`); `--out DIR` writes elsewhere."""
 
 from __future__ import annotations
 

@@ -42,9 +42,9 @@ class ApiError(Exception):
         status = status_pb2.Status(code=self.code.value[0], message=str(self))
         if self.violations:
             detail = any_pb2.Any()
+            violation = error_details_pb2.BadRequest.FieldViolation
             detail.Pack(error_details_pb2.BadRequest(field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                for v in self.violations
+                violation(field=v.field, description=v.description) for v in self.violations
             ]))
             status.details.append(detail)
         return status
@@ -79,7 +79,7 @@ def field_violations(error: grpc.RpcError) -> list[FieldViolation]:
     status = rpc_status.from_call(error)  # type: ignore[arg-type]
     if status is None:
         return []
-    found = []
+    found: list[FieldViolation] = []
     for detail in status.details:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()

@@ -1,0 +1,1 @@
+"""Thin gRPC servicers over the plain Python objects of the control plane."""

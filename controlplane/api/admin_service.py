@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import grpc
+from bulkhead.v1 import admin_pb2, admin_pb2_grpc
+
+from controlplane.identity.allocator import Identity
+from controlplane.identity.reserved import RESERVED_BY_ID, reserved_labels
+
+from . import convert
+from .errors import rpc
+from .pagination import paginate
+from .status import StatusReporter
+
+
+class AdminService(admin_pb2_grpc.AdminServiceServicer):
+    def __init__(self, status: StatusReporter) -> None:
+        self.status = status
+        self.cp = status.cp
+
+    @rpc
+    async def Status(self, request: admin_pb2.StatusRequest,
+                     context: grpc.aio.ServicerContext) -> admin_pb2.StatusResponse:
+        return await self.status.report()
+
+    @rpc
+    async def ListIdentities(self, request: admin_pb2.ListIdentitiesRequest,
+                             context: grpc.aio.ServicerContext
+                             ) -> admin_pb2.ListIdentitiesResponse:
+        index = self.cp.identity_index
+        wanted = set(request.label_selector)
+        items = [Identity(i, reserved_labels(i)) for i in RESERVED_BY_ID]
+        items += [Identity(s.id, s.labels, index.references(s.id)) for s in index.by_id.values()]
+        items = [i for i in items if wanted <= set(i.labels)]
+        page, token = paginate(items, lambda i: f"{i.id:010d}", request.page_size,
+                               request.page_token)
+        return admin_pb2.ListIdentitiesResponse(identities=[convert.identity(i) for i in page],
+                                                next_page_token=token)
+
+    @rpc
+    async def ListNodes(self, request: admin_pb2.ListNodesRequest,
+                        context: grpc.aio.ServicerContext) -> admin_pb2.ListNodesResponse:
+        page, token = paginate(self.cp.nodes.nodes(), lambda n: n.name, request.page_size,
+                               request.page_token)
+        return admin_pb2.ListNodesResponse(nodes=[convert.node(n) for n in page],
+                                           next_page_token=token)
+
+    @rpc
+    async def ListEndpoints(self, request: admin_pb2.ListEndpointsRequest,
+                            context: grpc.aio.ServicerContext) -> admin_pb2.ListEndpointsResponse:
+        items = [e for e in self.cp.endpoints.endpoints()
+                 if (not request.node or e.node == request.node)
+                 and (not request.namespace or e.namespace == request.namespace)
+                 and (not request.identity or e.identity == request.identity)]
+        page, token = paginate(items, lambda e: f"{e.namespace}/{e.name}", request.page_size,
+                               request.page_token)
+        return admin_pb2.ListEndpointsResponse(endpoints=[convert.endpoint(e) for e in page],
+                                               next_page_token=token)
+
+    @rpc
+    async def ListIPCache(self, request: admin_pb2.ListIPCacheRequest,
+                          context: grpc.aio.ServicerContext) -> admin_pb2.ListIPCacheResponse:
+        items = [e for e in self.cp.endpoints.ipcache()
+                 if (not request.node or e.node == request.node)
+                 and (not request.identity or e.identity == request.identity)]
+        page, token = paginate(items, lambda e: e.prefix, request.page_size, request.page_token)
+        return admin_pb2.ListIPCacheResponse(entries=[convert.ipcache(e) for e in page],
+                                             next_page_token=token)

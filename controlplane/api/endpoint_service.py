@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import grpc
+from bulkhead.v1 import endpoint_pb2, endpoint_pb2_grpc, types_pb2
+
+from controlplane.endpoints.registry import EndpointRegistry
+
+from . import convert
+from .errors import rpc
+
+
+class EndpointService(endpoint_pb2_grpc.EndpointServiceServicer):
+    def __init__(self, registry: EndpointRegistry) -> None:
+        self.registry = registry
+
+    @rpc
+    async def Create(self, request: endpoint_pb2.CreateEndpointRequest,
+                     context: grpc.aio.ServicerContext) -> types_pb2.Endpoint:
+        return convert.endpoint(await self.registry.create(
+            request.node, request.namespace, request.name, list(request.labels), request.ip))
+
+    @rpc
+    async def Delete(self, request: endpoint_pb2.DeleteEndpointRequest,
+                     context: grpc.aio.ServicerContext) -> endpoint_pb2.DeleteEndpointResponse:
+        await self.registry.delete(request.namespace, request.name)
+        return endpoint_pb2.DeleteEndpointResponse()
+
+    @rpc
+    async def Get(self, request: endpoint_pb2.GetEndpointRequest,
+                  context: grpc.aio.ServicerContext) -> types_pb2.Endpoint:
+        return convert.endpoint(await self.registry.get(request.namespace, request.name))

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import grpc
+from bulkhead.v1 import node_pb2, node_pb2_grpc, types_pb2
+
+from controlplane.nodes.registry import NodeRegistry
+
+from . import convert
+from .errors import rpc
+
+
+class NodeService(node_pb2_grpc.NodeServiceServicer):
+    def __init__(self, registry: NodeRegistry) -> None:
+        self.registry = registry
+
+    @rpc
+    async def Register(self, request: node_pb2.RegisterNodeRequest,
+                       context: grpc.aio.ServicerContext) -> types_pb2.Node:
+        return convert.node(await self.registry.register(request.name, request.underlay_ip))
+
+    @rpc
+    async def Heartbeat(self, request: node_pb2.HeartbeatRequest,
+                        context: grpc.aio.ServicerContext) -> node_pb2.HeartbeatResponse:
+        return node_pb2.HeartbeatResponse(ttl_seconds=await self.registry.heartbeat(request.name))
+
+    @rpc
+    async def Deregister(self, request: node_pb2.DeregisterNodeRequest,
+                         context: grpc.aio.ServicerContext) -> node_pb2.DeregisterNodeResponse:
+        await self.registry.deregister(request.name)
+        return node_pb2.DeregisterNodeResponse()

@@ -1,0 +1,40 @@
+"""`bulkhead status`: this replica, etcd's health and revision, and what the cluster holds."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bulkhead.v1 import admin_pb2
+
+from controlplane.store.etcd import EtcdUnavailable
+
+if TYPE_CHECKING:
+    from controlplane.app import ControlPlane
+
+
+class StatusReporter:
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+
+    async def report(self) -> admin_pb2.StatusResponse:
+        cp = self.cp
+        etcd = admin_pb2.EtcdStatus(endpoints=",".join(cp.etcd.endpoints))
+        try:
+            status = await cp.etcd.status()
+            etcd.healthy = True
+            etcd.revision = status.revision
+            etcd.version = status.version
+            etcd.cluster_id = status.cluster_id
+        except EtcdUnavailable as exc:
+            etcd.error = str(exc)
+        counts = {
+            "identities": len(cp.identity_index.by_id),
+            "nodes": sum(1 for _ in cp.cache.under(cp.keys.nodes)),
+            "endpoints": sum(1 for _ in cp.cache.under(cp.keys.endpoints)),
+            "ipcache": sum(1 for _ in cp.cache.under(cp.keys.ipcache)),
+            "cache_revision": cp.cache.revision,
+        }
+        return admin_pb2.StatusResponse(
+            replica_id=cp.config.replica_id, version=cp.version,
+            cluster_name=cp.config.cluster_name, cluster_id=cp.config.cluster_id, etcd=etcd,
+            counts=counts)

@@ -1,0 +1,92 @@
+"""The control plane's parts, wired once: etcd, the cluster cache and the registries on it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from importlib.metadata import PackageNotFoundError, version
+
+from bulkhead import log
+
+from controlplane.config import Config
+from controlplane.endpoints.registry import EndpointRegistry
+from controlplane.identity.allocator import IdentityAllocator, IdentityRange
+from controlplane.identity.collector import IdentityCollector
+from controlplane.identity.index import IdentityIndex
+from controlplane.nodes.ipam import ClusterPool
+from controlplane.nodes.registry import NodeRegistry
+from controlplane.store.cache import ClusterCache
+from controlplane.store.embedded import EmbeddedEtcd
+from controlplane.store.etcd import Etcd, TlsFiles
+from controlplane.store.keys import Keys
+
+_log = log.get(__name__)
+
+
+def _version() -> str:
+    try:
+        return version("bulkhead")
+    except PackageNotFoundError:
+        return "dev"
+
+
+class ControlPlane:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.version = _version()
+        self.keys = Keys(config.cluster_name)
+        self.embedded: EmbeddedEtcd | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        config = self.config
+        endpoints = config.etcd_endpoints
+        if config.embedded:
+            self.embedded = EmbeddedEtcd(config.state_dir / "etcd")
+            await self.embedded.start()
+            endpoints = [self.embedded.endpoint]
+        tls = TlsFiles(config.etcd_cacert, config.etcd_cert, config.etcd_key)
+        self.etcd = Etcd(endpoints, tls=tls)
+        self.cache = ClusterCache(self.etcd, self.keys.prefix)
+        self.identity_index = IdentityIndex(self.keys)
+        self.cache.add_listener(self.identity_index)
+        cluster_range = IdentityRange.for_cluster(config.cluster_id)
+        id_range = cluster_range
+        if config.identity_range:
+            id_range = IdentityRange(*config.identity_range)
+            if id_range.first not in cluster_range or id_range.last not in cluster_range:
+                raise ValueError(f"--identity-range must lie inside {cluster_range.first}-"
+                                 f"{cluster_range.last}")
+        self.allocator = IdentityAllocator(self.etcd, self.keys, self.identity_index, id_range)
+        self.collector = IdentityCollector(self.etcd, self.keys, self.identity_index,
+                                           config.identity_gc_grace)
+        self.nodes = NodeRegistry(self.etcd, self.keys, self.cache,
+                                  ClusterPool.parse(config.cluster_pool, config.node_mask),
+                                  config.node_ttl)
+        self.endpoints = EndpointRegistry(self.etcd, self.keys, self.cache, self.nodes,
+                                          self.allocator)
+        await self._start_cache()
+        self._tasks.append(asyncio.create_task(self.collector.run(), name="identity-gc"))
+
+    async def _start_cache(self, timeout: float = 30.0) -> None:
+        """etcd may still be coming up (a restarted cluster): retry the first list."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            try:
+                await self.cache.start()
+                return
+            except Exception as exc:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                _log.warning("waiting for etcd", error=str(exc))
+                await asyncio.sleep(0.5)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.cache.stop()
+        await self.etcd.close()
+        if self.embedded is not None:
+            await self.embedded.stop()

@@ -1,0 +1,1 @@
+"""The `bulkhead` command line: the admin API and (later) the local agent API."""

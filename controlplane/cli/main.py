@@ -1,0 +1,87 @@
+"""`bulkhead`: operate a Bulkhead cluster."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from bulkhead.rpcerror import field_violations
+
+from . import commands
+from .connect import channel, server_address
+
+TIMEOUT = 30.0
+
+
+class Context:
+    """What every command gets: its parsed arguments and lazily created stubs."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.json = getattr(args, "output", "table") == "json"
+        self._channel: grpc.Channel | None = None
+
+    @property
+    def address(self) -> str:
+        return server_address(self.args.server)
+
+    def stub(self, factory: Callable[[grpc.Channel], Any]) -> Any:
+        if self._channel is None:
+            self._channel = channel(self.address)
+        return factory(self._channel)
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bulkhead", description=__doc__)
+    parser.add_argument("--server", help="control plane HOST:PORT (default: $BULKHEAD_SERVER, "
+                                         "else the embedded control plane's address)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in commands.ALL:
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    ctx = Context(args)
+    try:
+        code = args.run(ctx) or 0
+    except grpc.RpcError as exc:
+        code = report(exc, ctx.address)
+    except KeyboardInterrupt:
+        code = 130
+    except BrokenPipeError:  # `bulkhead ... | head`
+        sys.stderr.close()
+        code = 0
+    finally:
+        ctx.close()
+    sys.exit(code)
+
+
+def report(exc: grpc.RpcError, address: str) -> int:
+    status = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    if status == grpc.StatusCode.UNAVAILABLE and "etcd" not in (details or ""):
+        print(f"bulkhead: cannot reach the control plane at {address}: {details}",
+              file=sys.stderr)
+        return 2
+    name = status.name if status is not None else "ERROR"
+    violations = field_violations(exc)
+    if violations:
+        print(f"bulkhead: {name}: invalid request", file=sys.stderr)
+        for v in violations:
+            print(f"  {v.field}: {v.description}", file=sys.stderr)
+    else:
+        print(f"bulkhead: {name}: {details}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Control-plane flags and the settings object the rest of the process reads."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_LISTEN = "127.0.0.1:50151"
+DEFAULT_STATE_DIR = Path(os.environ.get("BULKHEAD_STATE_DIR",
+                                        Path.home() / ".local/state/bulkhead"))
+SERVER_FILE = "controlplane.addr"  # written in the state dir; the CLI reads it
+
+
+@dataclass
+class Config:
+    listen: str = DEFAULT_LISTEN
+    unix_socket: str | None = None
+    etcd_endpoints: list[str] = field(default_factory=list)  # empty: embedded
+    etcd_cacert: Path | None = None
+    etcd_cert: Path | None = None
+    etcd_key: Path | None = None
+    state_dir: Path = DEFAULT_STATE_DIR
+    cluster_name: str = "default"
+    cluster_id: int = 0
+    cluster_pool: str = "10.0.0.0/8"
+    node_mask: int = 24
+    node_ttl: int = 15
+    identity_gc_grace: float = 60.0
+    identity_range: tuple[int, int] | None = None
+    policy_map_max: int = 16384
+    replica_id: str = field(default_factory=lambda: f"{socket.gethostname()}-"
+                                                    f"{uuid.uuid4().hex[:6]}")
+
+    @property
+    def embedded(self) -> bool:
+        return not self.etcd_endpoints
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bulkhead-controlplane",
+                                description="Bulkhead control plane (gRPC agent and admin API)")
+    p.add_argument("--listen", default=DEFAULT_LISTEN, help="gRPC HOST:PORT (default %(default)s)")
+    p.add_argument("--unix-socket", help="also serve on this unix socket path")
+    p.add_argument("--etcd-endpoints", default="",
+                   help="comma-separated etcd endpoints; omitted: embedded etcd under --state-dir")
+    p.add_argument("--etcd-cacert", type=Path)
+    p.add_argument("--etcd-cert", type=Path)
+    p.add_argument("--etcd-key", type=Path)
+    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    p.add_argument("--cluster-name", default="default")
+    p.add_argument("--cluster-id", type=int, default=0, help="0-255; selects the identity range")
+    p.add_argument("--cluster-pool", default="10.0.0.0/8", help="pod CIDR pool")
+    p.add_argument("--node-mask", type=int, default=24, help="prefix length of each node's CIDR")
+    p.add_argument("--node-ttl", type=int, default=15, help="node lease TTL in seconds")
+    p.add_argument("--identity-gc-grace", type=float, default=60.0,
+                   help="seconds an unreferenced identity is kept before it is collected")
+    p.add_argument("--identity-range", help="FIRST-LAST, a sub-range of the cluster's range")
+    p.add_argument("--policy-map-max", type=int, default=16384,
+                   help="policy entries allowed per identity (BPF policy map size)")
+    p.add_argument("--replica-id", help="name of this replica (default host-random)")
+    return p
+
+
+def from_args(argv: list[str] | None = None) -> Config:
+    p = parser()
+    a = p.parse_args(argv)
+    if not 0 <= a.cluster_id <= 255:
+        p.error("--cluster-id must be 0-255")
+    if not re.match(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", a.cluster_name):
+        p.error("--cluster-name must be a DNS label (lowercase letters, digits, '-')")
+    if a.node_ttl < 2:
+        p.error("--node-ttl must be at least 2 seconds")
+    id_range = None
+    if a.identity_range:
+        m = re.match(r"^(\d+)-(\d+)$", a.identity_range)
+        if not m:
+            p.error("--identity-range must be FIRST-LAST")
+        id_range = (int(m.group(1)), int(m.group(2)))
+    config = Config(
+        listen=a.listen, unix_socket=a.unix_socket,
+        etcd_endpoints=[e for e in a.etcd_endpoints.split(",") if e],
+        etcd_cacert=a.etcd_cacert, etcd_cert=a.etcd_cert, etcd_key=a.etcd_key,
+        state_dir=a.state_dir, cluster_name=a.cluster_name, cluster_id=a.cluster_id,
+        cluster_pool=a.cluster_pool, node_mask=a.node_mask, node_ttl=a.node_ttl,
+        identity_gc_grace=a.identity_gc_grace, identity_range=id_range,
+        policy_map_max=a.policy_map_max,
+    )
+    if a.replica_id:
+        config.replica_id = a.replica_id
+    return config

@@ -1,0 +1,1 @@
+"""Endpoints (workloads) and the ipcache (IP -> identity, node, tunnel endpoint)."""

@@ -1,0 +1,144 @@
+"""Endpoint create/delete: identity reference, pod IP, endpoint record and ipcache entry are
+written in one transaction bound to the node's lease, so nothing is ever half-written."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+from bulkhead import log
+from bulkhead.rpcerror import FieldViolation, already_exists, exhausted, invalid, not_found
+
+from controlplane.identity.allocator import IdentityAllocator
+from controlplane.nodes import ipam
+from controlplane.nodes.registry import NodeRegistry
+from controlplane.nodes.validate import check_name
+from controlplane.store import etcd as ops
+from controlplane.store.cache import ClusterCache
+from controlplane.store.etcd import Etcd
+from controlplane.store.keys import Keys
+
+from .model import Endpoint, IPCacheEntry
+
+_log = log.get(__name__)
+
+
+def holder_of(namespace: str, name: str) -> str:
+    return f"endpoint:{namespace}/{name}"
+
+
+class EndpointRegistry:
+    def __init__(self, etcd: Etcd, keys: Keys, cache: ClusterCache, nodes: NodeRegistry,
+                 identities: IdentityAllocator) -> None:
+        self.etcd = etcd
+        self.keys = keys
+        self.cache = cache
+        self.nodes = nodes
+        self.identities = identities
+
+    def endpoints(self) -> list[Endpoint]:
+        return [Endpoint.from_json(kv.value) for kv in self.cache.under(self.keys.endpoints)]
+
+    def ipcache(self) -> list[IPCacheEntry]:
+        return [IPCacheEntry.from_json(kv.value) for kv in self.cache.under(self.keys.ipcache)]
+
+    async def get(self, namespace: str, name: str) -> Endpoint:
+        kv = await self.etcd.get(self.keys.endpoint(namespace or "default", name))
+        if kv is None:
+            raise not_found(f"endpoint {namespace or 'default'}/{name} does not exist")
+        return Endpoint.from_json(kv.value)
+
+    async def create(self, node_name: str, namespace: str, name: str, labels: Sequence[str],
+                     ip: str = "") -> Endpoint:
+        namespace = namespace or "default"
+        problems = (check_name(node_name, "node", subdomain=True)
+                    + check_name(namespace, "namespace") + check_name(name, "name",
+                                                                      subdomain=True))
+        label_set = None
+        try:
+            label_set = self.identities.canonical(labels)
+        except Exception as exc:  # ApiError with violations
+            problems += getattr(exc, "violations", [])
+        if ip:
+            try:
+                ipaddress.IPv4Address(ip)
+            except ValueError:
+                problems.append(FieldViolation("ip", f"must be an IPv4 address, got {ip[:80]!r}"))
+        if problems or label_set is None:
+            raise invalid(problems)
+        node = await self.nodes.get(node_name)
+        if ip and not ipam.is_assignable(ip, node.pod_cidr):
+            raise invalid([FieldViolation("ip", f"{ip} is not an assignable address of node "
+                                                f"{node_name}'s pod CIDR {node.pod_cidr}")])
+        key = self.keys.endpoint(namespace, name)
+        existing = await self.etcd.get(key)
+        if existing is not None:
+            return self._same_or_conflict(Endpoint.from_json(existing.value), node_name,
+                                          label_set.labels, labels, ip)
+        holder = holder_of(namespace, name)
+        for _ in range(16):
+            identity = await self.identities.allocate(labels, holder, lease=node.lease,
+                                                      single=True)
+            address = ip or self._free_ip(node.pod_cidr)
+            if address is None:
+                raise exhausted(f"node {node_name}'s pod CIDR {node.pod_cidr} is full")
+            endpoint = Endpoint(namespace, name, node_name, tuple(labels), address, identity.id)
+            entry = IPCacheEntry(f"{address}/32", identity.id, node_name, node.tunnel_ip,
+                                 node.tunnel_port, self.keys.cluster)
+            ipkey = self.keys.ipcache_entry(entry.prefix)
+            result = await self.etcd.txn(
+                [ops.version_is(key, 0), ops.version_is(ipkey, 0),
+                 ops.exists(self.keys.identity(identity.id)),
+                 ops.exists(self.keys.identity_ref(identity.id, holder))],
+                [ops.put(key, endpoint.to_json(), node.lease),
+                 ops.put(ipkey, entry.to_json(), node.lease)],
+                [ops.get(key), ops.get(ipkey)],
+            )
+            if result.succeeded:
+                _log.info("endpoint created", endpoint=f"{namespace}/{name}", node=node_name,
+                          ip=address, identity=identity.id)
+                return endpoint
+            raced = result.range_kvs(0)
+            if raced:
+                if Endpoint.from_json(raced[0].value).identity != identity.id:
+                    await self.etcd.txn([], [ops.delete(self.keys.identity_ref(identity.id,
+                                                                               holder))])
+                return self._same_or_conflict(Endpoint.from_json(raced[0].value), node_name,
+                                              label_set.labels, labels, ip)
+            if result.range_kvs(1) and ip:
+                raise already_exists(f"ip {ip} is already used by another endpoint")
+            await self.cache.wait_for(result.revision, timeout=1.0)
+        raise exhausted("endpoint creation kept conflicting; retry")
+
+    async def delete(self, namespace: str, name: str) -> Endpoint:
+        namespace = namespace or "default"
+        key = self.keys.endpoint(namespace, name)
+        for _ in range(16):
+            kv = await self.etcd.get(key)
+            if kv is None:
+                raise not_found(f"endpoint {namespace}/{name} does not exist")
+            endpoint = Endpoint.from_json(kv.value)
+            result = await self.etcd.txn(
+                [ops.mod_revision_is(key, kv.mod_revision)],
+                [ops.delete(key), ops.delete(self.keys.ipcache_entry(f"{endpoint.ip}/32")),
+                 ops.delete(self.keys.identity_ref(endpoint.identity,
+                                                   holder_of(namespace, name)))],
+            )
+            if result.succeeded:
+                _log.info("endpoint deleted", endpoint=f"{namespace}/{name}")
+                return endpoint
+        raise exhausted("endpoint deletion kept conflicting; retry")
+
+    def _free_ip(self, pod_cidr: str) -> str | None:
+        prefix_len = len(self.keys.ipcache)
+        used = {kv.key[prefix_len:].split("_", 1)[0] for kv in self.cache.under(self.keys.ipcache)}
+        return ipam.free_ip(pod_cidr, used)
+
+    @staticmethod
+    def _same_or_conflict(existing: Endpoint, node: str, canonical: tuple[str, ...],
+                          labels: Sequence[str], ip: str) -> Endpoint:
+        if (existing.node == node and sorted(set(existing.labels)) == sorted(set(labels))
+                and (not ip or ip == existing.ip)):
+            return existing
+        raise already_exists(f"endpoint {existing.namespace}/{existing.name} already exists "
+                             f"with a different spec (node {existing.node}, ip {existing.ip})")

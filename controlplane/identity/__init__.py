@@ -1,0 +1,1 @@
+"""Security identities: label sets, their cluster-wide numbers, references and collection."""

@@ -1,0 +1,203 @@
+"""Identity allocation without locks: one etcd transaction creates the label index key and the id
+key only if both are absent; a lost race re-reads and returns the winner's id or tries another id.
+
+References are keys under identities/refs/<id>/<holder>; an endpoint's reference is bound to its
+node's lease, so a vanished node releases its identities by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+from bulkhead.rpcerror import ApiError, FieldViolation, exhausted, invalid, not_found
+
+from controlplane.store import etcd as ops
+from controlplane.store.etcd import Etcd
+from controlplane.store.keys import Keys
+
+from .index import IdentityIndex
+from .labels import LabelFilter, LabelSet, parse_labels
+from .reserved import RESERVED_BY_ID, reserved_labels
+
+MAX_ATTEMPTS = 64
+HOLDER_MAX = 300
+
+
+@dataclass(frozen=True)
+class IdentityRange:
+    first: int
+    last: int
+
+    @staticmethod
+    def for_cluster(cluster_id: int) -> IdentityRange:
+        if not 0 <= cluster_id <= 255:
+            raise ValueError("cluster id must be 0-255")
+        if cluster_id == 0:
+            return IdentityRange(256, 0xFFFF)
+        return IdentityRange(cluster_id << 16, (cluster_id << 16) | 0xFFFF)
+
+    def __contains__(self, ident: object) -> bool:
+        return isinstance(ident, int) and self.first <= ident <= self.last
+
+    @property
+    def size(self) -> int:
+        return self.last - self.first + 1
+
+
+@dataclass(frozen=True)
+class Identity:
+    id: int
+    labels: tuple[str, ...]
+    references: int = 0
+
+
+def _check_holder(holder: str) -> str:
+    holder = holder or "admin"
+    if len(holder) > HOLDER_MAX or "\0" in holder:
+        raise invalid([FieldViolation("holder", f"at most {HOLDER_MAX} characters, no NUL")])
+    return holder
+
+
+class IdentityAllocator:
+    def __init__(self, etcd: Etcd, keys: Keys, index: IdentityIndex, id_range: IdentityRange,
+                 label_filter: LabelFilter | None = None) -> None:
+        self.etcd = etcd
+        self.keys = keys
+        self.index = index
+        self.range = id_range
+        self.label_filter = label_filter or LabelFilter()
+
+    def canonical(self, labels: Sequence[str], field_name: str = "labels") -> LabelSet:
+        label_set, problems = parse_labels(labels, field_name, self.label_filter)
+        if problems:
+            raise invalid(problems)
+        return label_set
+
+    def lookup(self, labels: Sequence[str]) -> Identity:
+        label_set = self.canonical(labels)
+        reserved = label_set.reserved_id()
+        if reserved is not None:
+            return Identity(reserved, label_set.labels)
+        ident = self.index.by_labels.get(label_set.key)
+        if ident is None:
+            raise not_found(f"no identity for labels {list(label_set.labels)}")
+        return Identity(ident, label_set.labels, self.index.references(ident))
+
+    def get(self, ident: int) -> Identity:
+        if ident in RESERVED_BY_ID:
+            return Identity(ident, reserved_labels(ident))
+        stored = self.index.by_id.get(ident)
+        if stored is None:
+            raise not_found(f"identity {ident} does not exist")
+        return Identity(ident, stored.labels, self.index.references(ident))
+
+    async def allocate(self, labels: Sequence[str], holder: str = "admin", *,
+                       lease: int = 0, single: bool = False) -> Identity:
+        """The identity of `labels` with one more reference by `holder`.
+
+        With `single`, the holder keeps exactly one reference however often it asks (an
+        endpoint whose create is retried must not count twice).
+        """
+        holder = _check_holder(holder)
+        label_set = self.canonical(labels)
+        reserved = label_set.reserved_id()
+        if reserved is not None:
+            return Identity(reserved, label_set.labels)
+        labels_key = self.keys.identity_labels(label_set.key)
+        for _ in range(MAX_ATTEMPTS):
+            known = self.index.by_labels.get(label_set.key)
+            if known is None:
+                known = await self._read_id(labels_key)
+            if known is not None:
+                if await self._add_reference(known, labels_key, holder, lease, single):
+                    return Identity(known, label_set.labels)
+                continue  # collected meanwhile: allocate afresh
+            candidate = self._candidate()
+            if candidate is None:
+                raise exhausted(f"identity range {self.range.first}-{self.range.last} is full")
+            value = json.dumps({"id": candidate, "labels": list(label_set.labels)}).encode()
+            ref = json.dumps({"count": 1}).encode()
+            result = await self.etcd.txn(
+                [ops.version_is(labels_key, 0), ops.version_is(self.keys.identity(candidate), 0)],
+                [ops.put(self.keys.identity(candidate), value),
+                 ops.put(labels_key, json.dumps({"id": candidate}).encode()),
+                 ops.put(self.keys.identity_ref(candidate, holder), ref, lease)],
+            )
+            if result.succeeded:
+                return Identity(candidate, label_set.labels, 1)
+            # Lost a race: either these labels got an id meanwhile (next loop adds a
+            # reference to it) or the candidate id was taken (next loop tries another).
+        raise ApiError(grpc.StatusCode.ABORTED, "identity allocation kept conflicting; retry")
+
+    async def release(self, ident: int, holder: str = "admin") -> int:
+        """Drops one reference of `holder`; returns the references left on the identity."""
+        holder = _check_holder(holder)
+        if ident in RESERVED_BY_ID:
+            return 0
+        ref_key = self.keys.identity_ref(ident, holder)
+        for _ in range(MAX_ATTEMPTS):
+            kv = await self.etcd.get(ref_key)
+            if kv is None:
+                if await self.etcd.get(self.keys.identity(ident)) is None:
+                    raise not_found(f"identity {ident} does not exist")
+                raise not_found(f"identity {ident} has no reference held by {holder!r}")
+            count = int(json.loads(kv.value).get("count", 1))
+            if count <= 1:
+                op = ops.delete(ref_key)
+            else:
+                op = ops.put(ref_key, json.dumps({"count": count - 1}).encode(), kv.lease)
+            result = await self.etcd.txn([ops.mod_revision_is(ref_key, kv.mod_revision)], [op],
+                                         [])
+            if result.succeeded:
+                others = sum(c for h, c in self.index.refs.get(ident, {}).items() if h != holder)
+                return others + count - 1
+        raise ApiError(grpc.StatusCode.ABORTED, "release kept conflicting; retry")
+
+    async def _read_id(self, labels_key: str) -> int | None:
+        kv = await self.etcd.get(labels_key)
+        return int(json.loads(kv.value)["id"]) if kv else None
+
+    async def _add_reference(self, ident: int, labels_key: str, holder: str, lease: int,
+                             single: bool) -> bool:
+        """One more reference, in a transaction that fails if the identity was collected."""
+        ref_key = self.keys.identity_ref(ident, holder)
+        id_key = self.keys.identity(ident)
+        for _ in range(MAX_ATTEMPTS):
+            kv = await self.etcd.get(ref_key)
+            count = int(json.loads(kv.value).get("count", 1)) if kv else 0
+            if single:
+                count = 0
+            ref_guard = (ops.mod_revision_is(ref_key, kv.mod_revision) if kv
+                         else ops.version_is(ref_key, 0))
+            result = await self.etcd.txn(
+                [ops.exists(id_key), ops.value_is(labels_key, json.dumps({"id": ident}).encode()),
+                 ref_guard],
+                [ops.put(ref_key, json.dumps({"count": count + 1}).encode(), lease or
+                         (kv.lease if kv else 0))],
+                [ops.get(id_key)],
+            )
+            if result.succeeded:
+                return True
+            if not result.range_kvs(0):
+                return False
+        return False
+
+    def _candidate(self) -> int | None:
+        """A number the index does not know; random so that replicas rarely collide."""
+        used = self.index.by_id
+        if len(used) >= self.range.size:
+            return None
+        for _ in range(32):
+            ident = random.randint(self.range.first, self.range.last)
+            if ident not in used:
+                return ident
+        start = random.randint(self.range.first, self.range.last)
+        for offset in range(self.range.size):
+            ident = self.range.first + (start - self.range.first + offset) % self.range.size
+            if ident not in used:
+                return ident
+        return None

@@ -1,0 +1,76 @@
+"""The replica's view of identities, fed by the cluster cache: id <-> labels and references."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from controlplane.store.cache import Change
+from controlplane.store.etcd import KV
+from controlplane.store.keys import Keys
+
+
+@dataclass(frozen=True, slots=True)
+class StoredIdentity:
+    id: int
+    labels: tuple[str, ...]
+    mod_revision: int
+
+
+class IdentityIndex:
+    def __init__(self, keys: Keys) -> None:
+        self.keys = keys
+        self.by_id: dict[int, StoredIdentity] = {}
+        self.by_labels: dict[str, int] = {}
+        self.refs: dict[int, dict[str, int]] = defaultdict(dict)  # id -> holder -> count
+        self._listeners: list[Callable[[int, bool], None]] = []
+
+    def on_change(self, callback: Callable[[int, bool], None]) -> None:
+        """callback(identity, exists) after an identity appears or disappears."""
+        self._listeners.append(callback)
+
+    def references(self, ident: int) -> int:
+        return sum(self.refs.get(ident, {}).values())
+
+    def reset(self, items: dict[str, KV], revision: int) -> None:
+        self.by_id.clear()
+        self.by_labels.clear()
+        self.refs.clear()
+        for kv in items.values():
+            self._put(kv)
+
+    def apply(self, revision: int, changes: list[Change]) -> None:
+        for change in changes:
+            if change.kv is not None:
+                self._put(change.kv)
+            elif change.prev is not None:
+                self._delete(change.prev)
+
+    def _put(self, kv: KV) -> None:
+        if kv.key.startswith(self.keys.identity_ids):
+            data = json.loads(kv.value)
+            ident = StoredIdentity(int(data["id"]), tuple(data["labels"]), kv.mod_revision)
+            self.by_id[ident.id] = ident
+            self.by_labels[";".join(ident.labels)] = ident.id
+            for callback in self._listeners:
+                callback(ident.id, True)
+        elif kv.key.startswith(self.keys.identity_refs_prefix):
+            ident_s, _, holder = kv.key[len(self.keys.identity_refs_prefix):].partition("/")
+            self.refs[int(ident_s)][holder] = int(json.loads(kv.value).get("count", 1))
+
+    def _delete(self, kv: KV) -> None:
+        if kv.key.startswith(self.keys.identity_ids):
+            ident = self.by_id.pop(int(kv.key[len(self.keys.identity_ids):]), None)
+            if ident is not None:
+                self.by_labels.pop(";".join(ident.labels), None)
+                for callback in self._listeners:
+                    callback(ident.id, False)
+        elif kv.key.startswith(self.keys.identity_refs_prefix):
+            ident_s, _, holder = kv.key[len(self.keys.identity_refs_prefix):].partition("/")
+            holders = self.refs.get(int(ident_s))
+            if holders is not None:
+                holders.pop(holder, None)
+                if not holders:
+                    del self.refs[int(ident_s)]

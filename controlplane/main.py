@@ -1,0 +1,52 @@
+"""`bulkhead-controlplane`: runs one replica until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+from bulkhead import log
+
+from controlplane.app import ControlPlane
+from controlplane.config import SERVER_FILE, Config, from_args
+from controlplane.server import build_server
+
+
+async def serve(config: Config) -> None:
+    _log = log.get(__name__)
+    cp = ControlPlane(config)
+    await cp.start()
+    try:
+        server, port = await build_server(cp, config.listen, config.unix_socket)
+        await server.start()
+        host = config.listen.rsplit(":", 1)[0]
+        address = f"{host}:{port}"
+        if config.embedded:
+            config.state_dir.mkdir(parents=True, exist_ok=True)
+            (config.state_dir / SERVER_FILE).write_text(address + "\n")
+        _log.info("control plane serving", listen=address, etcd=",".join(cp.etcd.endpoints),
+                  cluster=config.cluster_name, cluster_id=config.cluster_id)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        _log.info("shutting down")
+        await server.stop(grace=2)
+    finally:
+        await cp.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = from_args(argv)
+    log.configure("controlplane", replica=config.replica_id)
+    try:
+        asyncio.run(serve(config))
+    except (RuntimeError, ValueError, OSError) as exc:
+        print(f"bulkhead-controlplane: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Node registration. A node's id and pod CIDR are kept (unleased) under ipam/ so a node that
+comes back keeps them; its record, endpoints and ipcache entries hang on one lease, so a node
+gone longer than its TTL disappears with everything it had, in one etcd revision.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+from bulkhead import log
+from bulkhead.rpcerror import exhausted, invalid, not_found
+
+from controlplane.store import etcd as ops
+from controlplane.store.cache import ClusterCache
+from controlplane.store.etcd import Etcd
+from controlplane.store.keys import Keys
+
+from .ipam import ClusterPool
+from .validate import check_ipv4, check_name
+
+VXLAN_PORT = 8472
+MAX_NODE_ID = 0xFFFF
+_log = log.get(__name__)
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    node_id: int
+    underlay_ip: str
+    pod_cidr: str
+    tunnel_ip: str
+    tunnel_port: int
+    cluster: str
+    lease: int
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @staticmethod
+    def from_json(raw: bytes) -> Node:
+        return Node(**json.loads(raw))
+
+
+@dataclass(frozen=True)
+class NodeAllocation:
+    node_id: int
+    pod_cidr: str
+
+
+class NodeRegistry:
+    def __init__(self, etcd: Etcd, keys: Keys, cache: ClusterCache, pool: ClusterPool,
+                 ttl: int = 15) -> None:
+        self.etcd = etcd
+        self.keys = keys
+        self.cache = cache
+        self.pool = pool
+        self.ttl = ttl
+
+    def nodes(self) -> list[Node]:
+        return sorted((Node.from_json(kv.value) for kv in self.cache.under(self.keys.nodes)),
+                      key=lambda n: n.name)
+
+    def cached(self, name: str) -> Node | None:
+        kv = self.cache.items.get(self.keys.node(name))
+        return Node.from_json(kv.value) if kv else None
+
+    async def get(self, name: str) -> Node:
+        kv = await self.etcd.get(self.keys.node(name))
+        if kv is None:
+            raise not_found(f"node {name!r} is not registered")
+        return Node.from_json(kv.value)
+
+    async def register(self, name: str, underlay_ip: str) -> Node:
+        problems = check_name(name, "name", subdomain=True) + check_ipv4(underlay_ip,
+                                                                         "underlay_ip")
+        if problems:
+            raise invalid(problems)
+        allocation = await self._allocation(name)
+        current = await self.etcd.get(self.keys.node(name))
+        lease = 0
+        if current is not None:
+            old = Node.from_json(current.value)
+            if await self.etcd.keepalive(old.lease) > 0:
+                lease = old.lease
+        if lease == 0:
+            lease = await self.etcd.grant(self.ttl)
+        node = Node(name, allocation.node_id, underlay_ip, allocation.pod_cidr, underlay_ip,
+                    VXLAN_PORT, self.keys.cluster, lease)
+        await self.etcd.put(self.keys.node(name), node.to_json(), lease)
+        _log.info("node registered", node=name, node_id=node.node_id, pod_cidr=node.pod_cidr,
+                  lease=lease)
+        return node
+
+    async def heartbeat(self, name: str) -> int:
+        """Renews the node's lease; NOT_FOUND when it expired (the agent must register again)."""
+        node = await self.get(name)
+        ttl = await self.etcd.keepalive(node.lease)
+        if ttl <= 0:
+            raise not_found(f"node {name!r} lease expired; register again")
+        return ttl
+
+    async def deregister(self, name: str) -> None:
+        """Removes the node with its endpoints and ipcache entries, and frees its id and CIDR."""
+        kv = await self.etcd.get(self.keys.node_allocation(name))
+        node = await self.etcd.get(self.keys.node(name))
+        if kv is None and node is None:
+            raise not_found(f"node {name!r} is not registered")
+        if node is not None:
+            await self.etcd.revoke(Node.from_json(node.value).lease)
+        if kv is not None:
+            allocation = NodeAllocation(**json.loads(kv.value))
+            await self.etcd.txn([], [ops.delete(self.keys.node_allocation(name)),
+                                     ops.delete(self.keys.node_id(allocation.node_id)),
+                                     ops.delete(self.keys.pod_cidr(allocation.pod_cidr))])
+        _log.info("node deregistered", node=name)
+
+    async def _allocation(self, name: str) -> NodeAllocation:
+        key = self.keys.node_allocation(name)
+        for _ in range(64):
+            kv = await self.etcd.get(key)
+            if kv is not None:
+                return NodeAllocation(**json.loads(kv.value))
+            used_cidrs = {json.loads(v.value)["pod_cidr"]
+                          for v in self.cache.under(self.keys.node_allocations)}
+            used_ids = {json.loads(v.value)["node_id"]
+                        for v in self.cache.under(self.keys.node_allocations)}
+            cidr = self.pool.free_cidr(used_cidrs)
+            node_id = next((i for i in range(1, MAX_NODE_ID + 1) if i not in used_ids), None)
+            if cidr is None or node_id is None:
+                raise exhausted(f"cluster pool {self.pool.network} has no free /"
+                                f"{self.pool.node_mask} left")
+            allocation = NodeAllocation(node_id, cidr)
+            result = await self.etcd.txn(
+                [ops.version_is(key, 0), ops.version_is(self.keys.node_id(node_id), 0),
+                 ops.version_is(self.keys.pod_cidr(cidr), 0)],
+                [ops.put(key, json.dumps(asdict(allocation)).encode()),
+                 ops.put(self.keys.node_id(node_id), name.encode()),
+                 ops.put(self.keys.pod_cidr(cidr), name.encode())],
+            )
+            if result.succeeded:
+                return allocation
+            await self.cache.wait_for(result.revision, timeout=1.0)
+        raise exhausted("node allocation kept conflicting; retry")

@@ -1,0 +1,61 @@
+"""The gRPC server: agent-facing services, the admin API, health and reflection."""
+
+from __future__ import annotations
+
+import grpc
+from bulkhead.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    endpoint_pb2,
+    endpoint_pb2_grpc,
+    identity_pb2,
+    identity_pb2_grpc,
+    node_pb2,
+    node_pb2_grpc,
+)
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from controlplane.api.admin_service import AdminService
+from controlplane.api.endpoint_service import EndpointService
+from controlplane.api.identity_service import IdentityService
+from controlplane.api.node_service import NodeService
+from controlplane.api.status import StatusReporter
+from controlplane.app import ControlPlane
+
+MAX_MESSAGE = 4 << 20
+
+
+async def build_server(cp: ControlPlane, listen: str,
+                       unix_socket: str | None = None) -> tuple[grpc.aio.Server, int]:
+    """Returns the (not yet started) server and the TCP port bound."""
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", MAX_MESSAGE),
+        ("grpc.keepalive_time_ms", 10_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ])
+    identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityService(cp.allocator), server)
+    node_pb2_grpc.add_NodeServiceServicer_to_server(NodeService(cp.nodes), server)
+    endpoint_pb2_grpc.add_EndpointServiceServicer_to_server(EndpointService(cp.endpoints),
+                                                            server)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(StatusReporter(cp)), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [
+        identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
+        node_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name,
+        endpoint_pb2.DESCRIPTOR.services_by_name["EndpointService"].full_name,
+        admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    ]
+    for name in [*names, ""]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection([*names, health.SERVICE_NAME,
+                                         reflection.SERVICE_NAME], server)
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {listen}")
+    if unix_socket:
+        server.add_insecure_port(f"unix:{unix_socket}")
+    return server, port

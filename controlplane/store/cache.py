@@ -1,0 +1,179 @@
+"""One etcd watch per replica: an in-memory copy of the cluster's keys at a known revision.
+
+Every view the control plane serves (identities, nodes, endpoints, ipcache, policies,
+subscriptions) is fed from here, so a replica holds only what it can rebuild from etcd.
+Listeners see each etcd revision whole, in order; a relist (start, compaction, lost history)
+is announced with `reset` so they can rebuild.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import grpc
+from bulkhead import log
+
+from .etcd import KV, Compacted, Etcd, EtcdUnavailable
+
+_log = log.get(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    kind: Literal["put", "delete"]
+    key: str
+    kv: KV | None       # the new value (None on delete)
+    prev: KV | None     # what the cache held before
+
+
+class Listener(Protocol):
+    def reset(self, items: dict[str, KV], revision: int) -> None: ...
+
+    def apply(self, revision: int, changes: list[Change]) -> None: ...
+
+
+class ClusterCache:
+    def __init__(self, etcd: Etcd, prefix: str, *, page: int = 5000) -> None:
+        self.etcd = etcd
+        self.prefix = prefix
+        self.items: dict[str, KV] = {}
+        self.revision = 0
+        self.watching = False
+        self._page = page
+        self._listeners: list[Listener] = []
+        self._progress: list[Callable[[int], None]] = []
+        self._advanced = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+        if self._ready.is_set():
+            listener.reset(self.items, self.revision)
+
+    def on_progress(self, callback: Callable[[int], None]) -> None:
+        """Called with the revision whenever etcd reports progress with no change (bookmarks)."""
+        self._progress.append(callback)
+
+    def under(self, prefix: str) -> Iterator[KV]:
+        return (kv for key, kv in self.items.items() if key.startswith(prefix))
+
+    async def start(self) -> None:
+        await self._relist()
+        self._task = asyncio.create_task(self._watch_forever(), name="cluster-cache-watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def wait_for(self, revision: int, timeout: float = 5.0) -> bool:
+        """Waits until the cache has seen `revision` (read-your-writes for list views)."""
+        async with self._advanced:
+            try:
+                await asyncio.wait_for(
+                    self._advanced.wait_for(lambda: self.revision >= revision), timeout)
+            except TimeoutError:
+                return False
+        return True
+
+    async def _relist(self) -> None:
+        items: dict[str, KV] = {}
+        start: str | None = None
+        revision = 0
+        while True:
+            kvs, rev, more = await self.etcd.range(self.prefix, revision=revision, start=start,
+                                                   limit=self._page)
+            revision = revision or rev
+            for kv in kvs:
+                items[kv.key] = kv
+            if not more or not kvs:
+                break
+            start = kvs[-1].key + "\0"
+        self.items = items
+        self.revision = revision
+        for listener in self._listeners:
+            listener.reset(self.items, revision)
+        self._ready.set()
+        await self._notify()
+        _log.info("cluster cache listed", keys=len(items), revision=revision)
+
+    async def _notify(self) -> None:
+        async with self._advanced:
+            self._advanced.notify_all()
+
+    async def _watch_forever(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                await self._watch_once()
+            except (EtcdUnavailable, grpc.aio.AioRpcError) as exc:
+                self.watching = False
+                _log.warning("etcd watch broken, retrying", error=str(exc), backoff=backoff)
+                await asyncio.sleep(backoff * (1 + random.random()))
+                backoff = min(backoff * 2, 5.0)
+                continue
+            except Compacted:
+                self.watching = False
+                _log.warning("watch revision compacted, relisting", revision=self.revision)
+                while True:
+                    try:
+                        await self._relist()
+                        break
+                    except EtcdUnavailable:
+                        await asyncio.sleep(backoff)
+            backoff = 0.1
+
+    async def _watch_once(self) -> None:
+        call = self.etcd.watch(self.prefix, self.revision + 1)
+        try:
+            async for response in call:
+                if response.compact_revision:
+                    raise Compacted(response.compact_revision)
+                if response.canceled:
+                    raise EtcdUnavailable(response.cancel_reason or "watch canceled")
+                self.watching = True
+                if response.events:
+                    self._apply_events(response.events)
+                elif response.header.revision > self.revision and not response.created:
+                    self.revision = response.header.revision
+                    for callback in self._progress:
+                        callback(self.revision)
+                await self._notify()
+        finally:
+            call.cancel()
+        raise EtcdUnavailable("watch stream ended")
+
+    def _apply_events(self, events: list) -> None:  # type: ignore[type-arg]
+        batch: list[Change] = []
+        batch_revision = 0
+        for event in events:
+            kv = KV.of(event.kv)
+            if kv.mod_revision != batch_revision and batch:
+                self._commit(batch_revision, batch)
+                batch = []
+            batch_revision = kv.mod_revision
+            prev = self.items.get(kv.key)
+            if event.type == 0:  # PUT
+                self.items[kv.key] = kv
+                batch.append(Change("put", kv.key, kv, prev))
+            else:
+                self.items.pop(kv.key, None)
+                batch.append(Change("delete", kv.key, None, prev))
+        if batch:
+            self._commit(batch_revision, batch)
+
+    def _commit(self, revision: int, changes: list[Change]) -> None:
+        self.revision = revision
+        for listener in self._listeners:
+            try:
+                listener.apply(revision, changes)
+            except Exception:
+                _log.exception("cache listener failed", listener=type(listener).__name__)

@@ -1,0 +1,262 @@
+"""A thin typed etcd v3 client over aetcd's generated stubs.
+
+aetcd's high-level client hides what the control plane needs (the header revision of a
+transaction, progress notifications, several endpoints, TLS), so this layer drives the stubs
+itself on a channel it builds. Every etcd error that means "cannot reach etcd" becomes
+`EtcdUnavailable`, which servicers turn into UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from aetcd import rpc  # type: ignore[import-untyped]
+from bulkhead.rpcerror import ApiError
+
+_UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                grpc.StatusCode.CANCELLED}
+
+
+class EtcdUnavailable(ApiError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(grpc.StatusCode.UNAVAILABLE, f"etcd unavailable: {detail}")
+
+
+class Compacted(Exception):
+    """The requested revision is older than etcd's compaction point."""
+
+    def __init__(self, compact_revision: int) -> None:
+        super().__init__(f"revision compacted (compact revision {compact_revision})")
+        self.compact_revision = compact_revision
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    cacert: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KV:
+    key: str
+    value: bytes
+    mod_revision: int
+    create_revision: int
+    version: int
+    lease: int
+
+    @staticmethod
+    def of(kv: Any) -> KV:
+        return KV(kv.key.decode(), kv.value, kv.mod_revision, kv.create_revision, kv.version,
+                  kv.lease)
+
+
+@dataclass(frozen=True)
+class TxnResult:
+    succeeded: bool
+    revision: int
+    responses: list[Any]
+
+    def range_kvs(self, index: int) -> list[KV]:
+        """The KVs of the `index`-th response when it was a range (get) operation."""
+        return [KV.of(kv) for kv in self.responses[index].response_range.kvs]
+
+
+def prefix_end(prefix: str) -> bytes:
+    raw = bytearray(prefix.encode())
+    raw[-1] += 1
+    return bytes(raw)
+
+
+def _target(endpoints: Sequence[str]) -> tuple[str, bool]:
+    """gRPC target for one or several etcd endpoints, and whether any asks for TLS."""
+    tls = any(e.startswith("https://") for e in endpoints)
+    hostports = [e.split("://", 1)[-1].rstrip("/") for e in endpoints]
+    if len(hostports) == 1:
+        return hostports[0], tls
+    try:
+        for hp in hostports:
+            ipaddress.IPv4Address(hp.rsplit(":", 1)[0])
+    except ValueError as exc:
+        raise ValueError("several etcd endpoints must be given as IPv4:port") from exc
+    return "ipv4:" + ",".join(hostports), tls
+
+
+# -- operations and comparisons, as plain etcd protobufs -------------------------------------
+
+def put(key: str, value: bytes, lease: int = 0) -> Any:
+    return rpc.RequestOp(request_put=rpc.PutRequest(key=key.encode(), value=value, lease=lease))
+
+
+def delete(key: str, *, prefix: bool = False) -> Any:
+    request = rpc.DeleteRangeRequest(key=key.encode())
+    if prefix:
+        request.range_end = prefix_end(key)
+    return rpc.RequestOp(request_delete_range=request)
+
+
+def get(key: str, *, prefix: bool = False) -> Any:
+    request = rpc.RangeRequest(key=key.encode())
+    if prefix:
+        request.range_end = prefix_end(key)
+    return rpc.RequestOp(request_range=request)
+
+
+def version_is(key: str, version: int, *, prefix: bool = False) -> Any:
+    """`version == n`; with prefix and n == 0: no key under the prefix exists."""
+    compare = rpc.Compare(key=key.encode(), result=rpc.Compare.EQUAL,
+                          target=rpc.Compare.VERSION, version=version)
+    if prefix:
+        compare.range_end = prefix_end(key)
+    return compare
+
+
+def exists(key: str) -> Any:
+    return rpc.Compare(key=key.encode(), result=rpc.Compare.GREATER,
+                       target=rpc.Compare.VERSION, version=0)
+
+
+def mod_revision_is(key: str, revision: int) -> Any:
+    return rpc.Compare(key=key.encode(), result=rpc.Compare.EQUAL, target=rpc.Compare.MOD,
+                       mod_revision=revision)
+
+
+def value_is(key: str, value: bytes) -> Any:
+    return rpc.Compare(key=key.encode(), result=rpc.Compare.EQUAL, target=rpc.Compare.VALUE,
+                       value=value)
+
+
+@dataclass(frozen=True)
+class EtcdStatus:
+    revision: int
+    cluster_id: int
+    version: str
+    leader: int
+
+
+class Etcd:
+    """One channel to etcd (one or several members), with a per-call timeout."""
+
+    def __init__(self, endpoints: Sequence[str], *, tls: TlsFiles | None = None,
+                 timeout: float = 5.0) -> None:
+        self.endpoints = list(endpoints)
+        self.timeout = timeout
+        target, wants_tls = _target(self.endpoints)
+        options = [("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000),
+                   ("grpc.max_receive_message_length", 64 << 20)]
+        if tls is not None and (wants_tls or tls.cacert or tls.cert):
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=tls.cacert.read_bytes() if tls.cacert else None,
+                private_key=tls.key.read_bytes() if tls.key else None,
+                certificate_chain=tls.cert.read_bytes() if tls.cert else None,
+            )
+            self._channel = grpc.aio.secure_channel(target, creds, options=options)
+        elif wants_tls:
+            self._channel = grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(),
+                                                    options=options)
+        else:
+            self._channel = grpc.aio.insecure_channel(target, options=options)
+        self._kv = rpc.KVStub(self._channel)
+        self._lease = rpc.LeaseStub(self._channel)
+        self._watch = rpc.WatchStub(self._channel)
+        self._maint = rpc.MaintenanceStub(self._channel)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def _call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
+        try:
+            return await method(request, timeout=timeout or self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in _UNREACHABLE:
+                raise EtcdUnavailable(exc.details() or exc.code().name) from None
+            if "required revision has been compacted" in (exc.details() or ""):
+                raise Compacted(0) from None
+            raise
+
+    async def get(self, key: str) -> KV | None:
+        response = await self._call(self._kv.Range, rpc.RangeRequest(key=key.encode()))
+        return KV.of(response.kvs[0]) if response.kvs else None
+
+    async def range(self, prefix: str, *, revision: int = 0, start: str | None = None,
+                    limit: int = 0) -> tuple[list[KV], int, bool]:
+        """KVs under prefix (from `start` on), the revision read, and whether more remain."""
+        request = rpc.RangeRequest(key=(start or prefix).encode(), range_end=prefix_end(prefix),
+                                   revision=revision, limit=limit)
+        response = await self._call(self._kv.Range, request, timeout=self.timeout * 6)
+        return [KV.of(kv) for kv in response.kvs], response.header.revision, response.more
+
+    async def txn(self, compare: Sequence[Any], success: Sequence[Any],
+                  failure: Sequence[Any] = ()) -> TxnResult:
+        response = await self._call(
+            self._kv.Txn, rpc.TxnRequest(compare=compare, success=success, failure=failure))
+        return TxnResult(response.succeeded, response.header.revision, list(response.responses))
+
+    async def put(self, key: str, value: bytes, lease: int = 0) -> int:
+        response = await self._call(self._kv.Put,
+                                    rpc.PutRequest(key=key.encode(), value=value, lease=lease))
+        return int(response.header.revision)
+
+    async def grant(self, ttl: int) -> int:
+        response = await self._call(self._lease.LeaseGrant, rpc.LeaseGrantRequest(TTL=ttl))
+        return int(response.ID)
+
+    async def revoke(self, lease: int) -> None:
+        try:
+            await self._call(self._lease.LeaseRevoke, rpc.LeaseRevokeRequest(ID=lease))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+
+    async def time_to_live(self, lease: int) -> int:
+        """Remaining TTL in seconds; -1 when the lease does not exist (expired or revoked)."""
+        response = await self._call(self._lease.LeaseTimeToLive,
+                                    rpc.LeaseTimeToLiveRequest(ID=lease))
+        return int(response.TTL)
+
+    async def keepalive(self, lease: int) -> int:
+        """Renews the lease once; returns its TTL, or 0 when the lease is gone."""
+
+        async def one() -> AsyncIterator[Any]:
+            yield rpc.LeaseKeepAliveRequest(ID=lease)
+
+        try:
+            call = self._lease.LeaseKeepAlive(one(), timeout=self.timeout)
+            async for response in call:
+                return int(response.TTL)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in _UNREACHABLE:
+                raise EtcdUnavailable(exc.details() or exc.code().name) from None
+            raise
+        return 0
+
+    async def status(self) -> EtcdStatus:
+        response = await self._call(self._maint.Status, rpc.StatusRequest())
+        return EtcdStatus(response.header.revision, response.header.cluster_id,
+                          response.version, response.leader)
+
+    async def compact(self, revision: int) -> None:
+        await self._call(self._kv.Compact, rpc.CompactionRequest(revision=revision,
+                                                                 physical=True),
+                         timeout=self.timeout * 6)
+
+    def watch(self, prefix: str, start_revision: int, *,
+              progress_notify: bool = True) -> grpc.aio.StreamStreamCall:
+        """A raw watch stream of the prefix; the caller iterates WatchResponses."""
+        create = rpc.WatchCreateRequest(key=prefix.encode(), range_end=prefix_end(prefix),
+                                        start_revision=start_revision,
+                                        progress_notify=progress_notify)
+
+        async def requests() -> AsyncIterator[Any]:
+            yield rpc.WatchRequest(create_request=create)
+            # Keep the request side open; closing it would end the watch.
+            await asyncio.Event().wait()
+
+        return self._watch.Watch(requests())

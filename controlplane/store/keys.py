@@ -1,0 +1,82 @@
+"""The etcd key layout (docs/etcd-layout.md): every key lives under /bulkhead/v1/<cluster>/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ROOT = "/bulkhead/v1"
+
+
+@dataclass(frozen=True)
+class Keys:
+    cluster: str
+
+    @property
+    def prefix(self) -> str:
+        return f"{ROOT}/{self.cluster}/"
+
+    # identities
+    @property
+    def identity_ids(self) -> str:
+        return f"{self.prefix}identities/id/"
+
+    def identity(self, ident: int) -> str:
+        return f"{self.identity_ids}{ident}"
+
+    @property
+    def identity_labels_prefix(self) -> str:
+        return f"{self.prefix}identities/labels/"
+
+    def identity_labels(self, canonical: str) -> str:
+        return f"{self.identity_labels_prefix}{canonical}"
+
+    @property
+    def identity_refs_prefix(self) -> str:
+        return f"{self.prefix}identities/refs/"
+
+    def identity_refs(self, ident: int) -> str:
+        return f"{self.identity_refs_prefix}{ident}/"
+
+    def identity_ref(self, ident: int, holder: str) -> str:
+        return f"{self.identity_refs(ident)}{holder}"
+
+    # nodes and their allocations
+    @property
+    def nodes(self) -> str:
+        return f"{self.prefix}nodes/"
+
+    def node(self, name: str) -> str:
+        return f"{self.nodes}{name}"
+
+    @property
+    def node_allocations(self) -> str:
+        return f"{self.prefix}ipam/nodes/"
+
+    def node_allocation(self, name: str) -> str:
+        return f"{self.node_allocations}{name}"
+
+    def node_id(self, node_id: int) -> str:
+        return f"{self.prefix}ipam/node-ids/{node_id}"
+
+    def pod_cidr(self, cidr: str) -> str:
+        return f"{self.prefix}ipam/pod-cidrs/{cidr.replace('/', '_')}"
+
+    # endpoints and ipcache
+    @property
+    def endpoints(self) -> str:
+        return f"{self.prefix}endpoints/"
+
+    def endpoint(self, namespace: str, name: str) -> str:
+        return f"{self.endpoints}{namespace}/{name}"
+
+    @property
+    def ipcache(self) -> str:
+        return f"{self.prefix}ipcache/"
+
+    def ipcache_entry(self, prefix: str) -> str:
+        return f"{self.ipcache}{prefix.replace('/', '_')}"
+
+    # policies
+    @property
+    def policies(self) -> str:
+        return f"{self.prefix}policies/"
