@@ -1,0 +1,225 @@
+"""Incremental resolution: identities + rules -> per-identity entries, kept current.
+
+State per subject identity: the rules selecting it, how many of them per direction (a
+direction is enforced while that count is positive) and a multiset of entries (the same entry
+can come from several rules or several peers of one rule; it exists while its count is
+positive). Every event touches only what it must:
+
+- a new identity: the selectors that match it (from the selector cache) — as a subject it gets
+  the rules of those selectors, as a peer it adds one entry per port range to each subject of
+  the rules that name those selectors;
+- a rule added or removed: the subjects its selector matches.
+
+A subject is marked changed when an entry or an enforcement flag appears or disappears, which is
+what the subscription layer pushes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from controlplane.policy.labels import LabelSet
+from controlplane.policy.model import (
+    Direction,
+    Entry,
+    ResolvedPolicy,
+    Rule,
+    RuleRef,
+    Verdict,
+)
+from controlplane.policy.selectorcache import CachedSelector, IdentityIndex, SelectorCache
+
+EntryKey = tuple[Direction, int, int, int, int, Verdict]
+"""Entry fields as a plain tuple (cheap to build and hash); sorts like `Entry`."""
+_Template = tuple[Direction, int, int, int, Verdict]
+
+
+@dataclass(eq=False)
+class _RuleState:
+    rule: Rule
+    subject: CachedSelector
+    peers: list[CachedSelector | None]
+    """None = wildcard peer (entry peer 0)"""
+    templates: list[_Template]
+    direction_index: int
+
+
+@dataclass(eq=False)
+class _Subject:
+    rules: set[_RuleState] = field(default_factory=set)
+    enforced: list[int] = field(default_factory=lambda: [0, 0])
+    entries: dict[EntryKey, int] = field(default_factory=dict)
+
+
+class Engine:
+    """The incremental core. Not thread-safe: callers serialize operations."""
+
+    def __init__(self) -> None:
+        self.index = IdentityIndex()
+        self.cache = SelectorCache(self.index)
+        self._rules: dict[RuleRef, _RuleState] = {}
+        self._subjects: dict[int, _Subject] = {}
+        self._endpoints: set[int] = set()
+        self._peer_users: dict[CachedSelector, dict[_RuleState, int]] = {}
+        self._subject_users: dict[CachedSelector, set[_RuleState]] = {}
+        self.changed: set[int] = set()
+        """Identities whose resolved policy changed since the caller last cleared this."""
+
+    # -- identities ----------------------------------------------------------------------
+    def has_identity(self, identity: int) -> bool:
+        return identity in self.index.labels
+
+    def add_identity(self, identity: int, labels: LabelSet) -> None:
+        self.index.add(identity, labels)
+        matched = self.cache.identity_added(identity, labels)
+        endpoint = labels.is_endpoint
+        if endpoint:
+            self._endpoints.add(identity)
+            self.changed.add(identity)
+        subjects, endpoints = self._subjects, self._endpoints
+        for cached in matched:
+            if endpoint:
+                for state in self._subject_users.get(cached, ()):
+                    self._contribute(state, identity, 1)
+            for state, times in self._peer_users.get(cached, {}).items():
+                for subject in state.subject.matches:
+                    if subject == identity or subject not in endpoints:
+                        continue
+                    self._add_peer(subjects[subject], subject, state, identity, times)
+
+    def remove_identity(self, identity: int) -> None:
+        matched = self.cache.identity_removed(identity)
+        self.index.remove(identity)
+        if identity in self._endpoints:
+            self._endpoints.discard(identity)
+            self._subjects.pop(identity, None)
+            self.changed.add(identity)
+        subjects, endpoints = self._subjects, self._endpoints
+        for cached in matched:
+            for state, times in self._peer_users.get(cached, {}).items():
+                for subject in state.subject.matches:
+                    if subject in endpoints:
+                        self._add_peer(subjects[subject], subject, state, identity, -times)
+
+    # -- rules ---------------------------------------------------------------------------
+    def add_rules(self, rules: Iterable[Rule]) -> None:
+        for rule in rules:
+            state = _RuleState(
+                rule,
+                self.cache.acquire(rule.subject),
+                [None if p.is_wildcard else self.cache.acquire(p) for p in rule.peers],
+                [(rule.direction, int(p.protocol), p.port_lo, p.port_hi, rule.verdict)
+                 for p in rule.ports],
+                0 if rule.direction is Direction.INGRESS else 1,
+            )
+            self._rules[rule.ref] = state
+            self._subject_users.setdefault(state.subject, set()).add(state)
+            for peer in state.peers:
+                if peer is not None:
+                    users = self._peer_users.setdefault(peer, {})
+                    users[state] = users.get(state, 0) + 1
+            for subject in state.subject.matches:
+                if subject in self._endpoints:
+                    self._contribute(state, subject, 1)
+
+    def remove_rules(self, refs: Iterable[RuleRef]) -> None:
+        for ref in refs:
+            state = self._rules.pop(ref)
+            for subject in state.subject.matches:
+                if subject in self._endpoints:
+                    self._contribute(state, subject, -1)
+            users = self._subject_users[state.subject]
+            users.discard(state)
+            if not users:
+                del self._subject_users[state.subject]
+            self.cache.release(state.subject)
+            for peer in state.peers:
+                if peer is not None:
+                    peer_users = self._peer_users[peer]
+                    peer_users[state] -= 1
+                    if not peer_users[state]:
+                        del peer_users[state]
+                    if not peer_users:
+                        del self._peer_users[peer]
+                    self.cache.release(peer)
+
+    # -- results -------------------------------------------------------------------------
+    def endpoints(self) -> set[int]:
+        return set(self._endpoints)
+
+    def entry_count(self, identity: int) -> int:
+        subject = self._subjects.get(identity)
+        return len(subject.entries) if subject else 0
+
+    def resolved(self, identity: int, *, origins: bool = False) -> ResolvedPolicy:
+        subject = self._subjects.get(identity)
+        if subject is None:
+            return ResolvedPolicy(identity)
+        entries = tuple(Entry(*key) for key in sorted(subject.entries))
+        found: dict[Entry, tuple[RuleRef, ...]] = {}
+        if origins:
+            found = self._origins(subject)
+        return ResolvedPolicy(identity, subject.enforced[0] > 0, subject.enforced[1] > 0,
+                              entries, found)
+
+    def rules_selecting(self, identity: int) -> list[RuleRef]:
+        subject = self._subjects.get(identity)
+        return sorted(s.rule.ref for s in subject.rules) if subject else []
+
+    # -- internals -----------------------------------------------------------------------
+    def _contribute(self, state: _RuleState, identity: int, sign: int) -> None:
+        """Adds (sign 1) or removes (-1) everything `state` gives the subject `identity`."""
+        subject = self._subjects.get(identity)
+        if subject is None:
+            subject = self._subjects[identity] = _Subject()
+        if sign > 0:
+            subject.rules.add(state)
+        else:
+            subject.rules.discard(state)
+        count = subject.enforced[state.direction_index]
+        subject.enforced[state.direction_index] = count + sign
+        if count == 0 or count + sign == 0:
+            self.changed.add(identity)
+        entries = subject.entries
+        changed = False
+        for peer in state.peers:
+            for peer_id in (0,) if peer is None else peer.matches:
+                for direction, proto, lo, hi, verdict in state.templates:
+                    key = (direction, peer_id, proto, lo, hi, verdict)
+                    n = entries.get(key, 0) + sign
+                    if n:
+                        entries[key] = n
+                        if n == sign:
+                            changed = True
+                    else:
+                        del entries[key]
+                        changed = True
+        if changed:
+            self.changed.add(identity)
+        if not subject.rules:
+            del self._subjects[identity]
+
+    def _add_peer(self, subject: _Subject, identity: int, state: _RuleState, peer: int,
+                  times: int) -> None:
+        entries = subject.entries
+        for direction, proto, lo, hi, verdict in state.templates:
+            key = (direction, peer, proto, lo, hi, verdict)
+            n = entries.get(key, 0) + times
+            if n:
+                entries[key] = n
+                if n == times:
+                    self.changed.add(identity)
+            else:
+                del entries[key]
+                self.changed.add(identity)
+
+    def _origins(self, subject: _Subject) -> dict[Entry, tuple[RuleRef, ...]]:
+        found: dict[EntryKey, set[RuleRef]] = {}
+        for state in subject.rules:
+            for peer in state.peers:
+                for peer_id in (0,) if peer is None else peer.matches:
+                    for direction, proto, lo, hi, verdict in state.templates:
+                        key = (direction, peer_id, proto, lo, hi, verdict)
+                        found.setdefault(key, set()).add(state.rule.ref)
+        return {Entry(*key): tuple(sorted(refs)) for key, refs in sorted(found.items())}

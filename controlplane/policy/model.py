@@ -1,0 +1,192 @@
+"""The engine's vocabulary: identities, validated policies and their rules, resolved entries.
+
+Policies arrive as YAML (`parse.py`) and are reduced to `Rule`s: one subject selector, one
+direction, one verdict, peers and port ranges. Everything downstream (resolution, trace) only
+sees rules, so the YAML surface and the semantics stay separate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+from typing import Any
+
+from controlplane.policy.labels import LabelSet
+from controlplane.policy.selector import LabelSelector, Selector
+
+ANY_PEER = 0
+"""Peer identity 0 in an entry: any peer."""
+
+RESERVED_IDENTITIES: dict[int, str] = {
+    1: "host",
+    2: "world",
+    3: "unmanaged",
+    4: "health",
+    5: "init",
+    6: "remote-node",
+    7: "kube-apiserver",
+    8: "ingress",
+    9: "world-ipv4",
+    10: "world-ipv6",
+    11: "encrypted-overlay",
+}
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A security identity; `labels` are `source:key=value` strings."""
+
+    id: int
+    labels: frozenset[str]
+
+    @classmethod
+    def of(cls, id: int, labels: Iterable[str]) -> Identity:
+        return cls(id, frozenset(labels))
+
+
+def reserved_identities() -> list[Identity]:
+    return [Identity(i, frozenset({f"reserved:{name}"})) for i, name in RESERVED_IDENTITIES.items()]
+
+
+class Direction(StrEnum):
+    INGRESS = "ingress"
+    EGRESS = "egress"
+
+
+class Verdict(StrEnum):
+    ALLOW = "allow"
+    DENY = "deny"
+
+
+class Protocol(IntEnum):
+    ANY = 0
+    TCP = 6
+    UDP = 17
+    SCTP = 132
+
+
+@dataclass(frozen=True, order=True)
+class PortRange:
+    """`protocol` 0 = any; (0, 0) = all ports."""
+
+    protocol: int = 0
+    port_lo: int = 0
+    port_hi: int = 0
+
+    def covers(self, protocol: int, port: int) -> bool:
+        if self.protocol and self.protocol != protocol:
+            return False
+        return (self.port_lo, self.port_hi) == (0, 0) or self.port_lo <= port <= self.port_hi
+
+    def __str__(self) -> str:
+        proto = Protocol(self.protocol).name
+        if (self.port_lo, self.port_hi) == (0, 0):
+            return f"*/{proto}"
+        if self.port_lo == self.port_hi:
+            return f"{self.port_lo}/{proto}"
+        return f"{self.port_lo}-{self.port_hi}/{proto}"
+
+
+ALL_PORTS = PortRange()
+
+
+@dataclass(frozen=True, order=True)
+class PolicyKey:
+    """`namespace` is "" for clusterwide policies."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+    @classmethod
+    def parse(cls, text: str) -> PolicyKey:
+        """`NAMESPACE/NAME` or, for a clusterwide policy, `NAME`."""
+        namespace, sep, name = text.rpartition("/")
+        return cls(namespace if sep else "", name)
+
+
+@dataclass(frozen=True, order=True)
+class RuleRef:
+    """Which policy and which rule in it (`specs[0].ingress[1]`) produced something."""
+
+    policy: PolicyKey
+    rule: str
+
+    def __str__(self) -> str:
+        return f"{self.policy} {self.rule}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One ingress/egress/ingressDeny/egressDeny element, namespace already injected.
+
+    No peers and no ports (`ingress: [{}]`) selects the subject and allows nothing. Ports without
+    peers got a wildcard peer at parse time; peers without ports got `ALL_PORTS`.
+    """
+
+    ref: RuleRef
+    direction: Direction
+    verdict: Verdict
+    subject: LabelSelector
+    peers: tuple[Selector, ...]
+    ports: tuple[PortRange, ...]
+
+    def selects(self, labels: LabelSet) -> bool:
+        return labels.is_endpoint and self.subject.matches(labels)
+
+    def peer_matches(self, labels: LabelSet) -> bool:
+        return any(p.matches(labels) for p in self.peers)
+
+    def port_matches(self, protocol: int, port: int) -> bool:
+        return any(p.covers(protocol, port) for p in self.ports)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A validated policy document; `document` is its normalized form (stored, shown by get)."""
+
+    key: PolicyKey
+    kind: str
+    rules: tuple[Rule, ...]
+    document: Mapping[str, Any] = field(compare=False, hash=False)
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.key.namespace
+
+
+@dataclass(frozen=True, order=True)
+class Entry:
+    """One policy-map entry of an identity; `peer` 0 = any peer."""
+
+    direction: Direction
+    peer: int
+    protocol: int
+    port_lo: int
+    port_hi: int
+    verdict: Verdict
+
+    @property
+    def ports(self) -> PortRange:
+        return PortRange(self.protocol, self.port_lo, self.port_hi)
+
+    def __str__(self) -> str:
+        return f"{self.direction} {self.verdict} peer={self.peer} {self.ports}"
+
+
+@dataclass(frozen=True)
+class ResolvedPolicy:
+    """What the datapath of one identity needs: enforcement per direction and its entries
+    (sorted, unique). `origins` says which rules produced each entry (debugging only)."""
+
+    identity: int
+    ingress_enforced: bool = False
+    egress_enforced: bool = False
+    entries: tuple[Entry, ...] = ()
+    origins: Mapping[Entry, tuple[RuleRef, ...]] = field(default_factory=dict, compare=False)
+
+    def enforced(self, direction: Direction) -> bool:
+        return self.ingress_enforced if direction is Direction.INGRESS else self.egress_enforced

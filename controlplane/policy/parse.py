@@ -1,0 +1,614 @@
+"""CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy YAML -> validated `Policy` objects.
+
+Validation collects every problem of every document before failing, each with a path
+(`specs[1].ingress[0].toPorts[0].ports[0].port: must be 1-65535`), so an operator fixes a file
+in one round. Fields Cilium knows but Bulkhead does not implement are rejected by name, never
+ignored: a policy that silently lost its L7 or FQDN part would allow more than it says.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+from bulkhead.rpcerror import FieldViolation
+
+from controlplane.policy.labels import NAMESPACE_KEY, IPNetwork
+from controlplane.policy.model import (
+    ALL_PORTS,
+    Direction,
+    Policy,
+    PolicyKey,
+    PortRange,
+    Protocol,
+    Rule,
+    RuleRef,
+    Verdict,
+)
+from controlplane.policy.selector import (
+    ENTITIES,
+    CidrSelector,
+    EntitySelector,
+    LabelSelector,
+    Operator,
+    Requirement,
+    Selector,
+    parse_network,
+)
+
+API_VERSION = "cilium.io/v2"
+NAMESPACED_KIND = "CiliumNetworkPolicy"
+CLUSTERWIDE_KIND = "CiliumClusterwideNetworkPolicy"
+DEFAULT_NAMESPACE = "default"
+
+MAX_APPLY_BYTES = 1 << 20
+"""One apply (all documents together) is at most 1 MiB, like a Kubernetes object."""
+MAX_DOCUMENTS = 256
+MAX_LIST = 1024
+"""Upper bound of every list and label map in a policy."""
+MAX_DEPTH = 64
+
+
+class PolicyValidationError(ValueError):
+    """Every problem found in the input; `violations` name the field of each."""
+
+    def __init__(self, violations: list[FieldViolation]) -> None:
+        super().__init__("; ".join(str(v) for v in violations))
+        self.violations = violations
+
+
+_UNSUPPORTED_FIELDS: dict[str, str] = {
+    "toFQDNs": "FQDN rules are not supported yet",
+    "toServices": "service rules are not supported yet",
+    "fromRequires": "fromRequires is not supported",
+    "toRequires": "toRequires is not supported",
+    "fromGroups": "cloud provider groups are not supported",
+    "toGroups": "cloud provider groups are not supported",
+    "fromNodes": "node selectors are not supported",
+    "toNodes": "node selectors are not supported",
+    "icmps": "ICMP rules are not supported yet",
+    "authentication": "mutual authentication is not supported",
+    "nodeSelector": "host policies (nodeSelector) are not supported",
+    "enableDefaultDeny": "enableDefaultDeny is not supported",
+    "labels": "rule labels are not supported",
+    "rules": "L7 rules are not supported yet",
+    "serverNames": "TLS SNI rules are not supported",
+    "listener": "Envoy listeners are not supported",
+    "originatingTLS": "TLS interception is not supported",
+    "terminatingTLS": "TLS interception is not supported",
+    "cidrGroupRef": "CIDR groups are not supported",
+    "cidrGroupSelector": "CIDR groups are not supported",
+}
+
+_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+_LABEL_NAME = re.compile(_NAME)
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_SELECTOR_SOURCES = {"k8s", "any", "reserved"}
+_RESERVED_NAMES = {"host", "world", "unmanaged", "health", "init", "remote-node",
+                   "kube-apiserver", "ingress", "world-ipv4", "world-ipv6", "encrypted-overlay"}
+
+
+def _field(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """Safe loading without aliases (no billion laughs) and without silent duplicate keys."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases are not allowed in policies", event.start_mark)
+        if self.check_event(yaml.MappingStartEvent, yaml.SequenceStartEvent):
+            depth = getattr(self, "_bulkhead_depth", 0) + 1
+            if depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nesting deeper than {MAX_DEPTH} levels",
+                    self.peek_event().start_mark)
+            self._bulkhead_depth = depth
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self._bulkhead_depth = depth - 1
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if isinstance(key, str) and key in seen:
+                mark = key_node.start_mark
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", mark)
+            seen[key] = True
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_documents(text: str | bytes) -> list[Any]:
+    """The YAML documents of `text`; raises PolicyValidationError on size or syntax."""
+    size = len(text.encode() if isinstance(text, str) else text)
+    if size > MAX_APPLY_BYTES:
+        raise PolicyValidationError([FieldViolation(
+            "file", f"{size} bytes is more than the limit of {MAX_APPLY_BYTES} bytes per apply")])
+    try:
+        docs = [d for d in yaml.load_all(text, Loader=_NoAliasLoader) if d is not None]
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        problem = exc.problem or exc.context or "malformed YAML"
+        raise PolicyValidationError([FieldViolation("yaml", f"{where}: {problem}")]) from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise PolicyValidationError([FieldViolation("yaml", f"malformed YAML: {exc}")]) from None
+    if not docs:
+        raise PolicyValidationError([FieldViolation("file", "contains no policy document")])
+    if len(docs) > MAX_DOCUMENTS:
+        raise PolicyValidationError([FieldViolation(
+            "file", f"{len(docs)} documents is more than the limit of {MAX_DOCUMENTS} per apply")])
+    return docs
+
+
+def parse_policies(text: str | bytes) -> list[Policy]:
+    """Every policy of a (multi-document) YAML file, or PolicyValidationError with every
+    problem. Paths are relative to the document, prefixed `documents[i].` when there are
+    several."""
+    docs = load_documents(text)
+    violations: list[FieldViolation] = []
+    policies: list[Policy] = []
+    first_seen: dict[PolicyKey, int] = {}
+    for i, doc in enumerate(docs):
+        prefix = f"documents[{i}]" if len(docs) > 1 else ""
+        parser = _DocumentParser(prefix)
+        policy = parser.document(doc)
+        violations.extend(parser.violations)
+        if policy is None:
+            continue
+        if policy.key in first_seen:
+            violations.append(FieldViolation(
+                _field(prefix, "metadata.name"),
+                f"policy {policy.key} is already defined by documents[{first_seen[policy.key]}]"))
+            continue
+        first_seen[policy.key] = i
+        policies.append(policy)
+    if violations:
+        raise PolicyValidationError(violations)
+    return policies
+
+
+def parse_document(doc: Any) -> Policy:
+    """One already-loaded document (e.g. read back from the store)."""
+    parser = _DocumentParser("")
+    policy = parser.document(doc)
+    if parser.violations or policy is None:
+        raise PolicyValidationError(parser.violations)
+    return policy
+
+
+def canonical_json(policy: Policy) -> str:
+    """Stable serialization of the normalized document: equal content, equal bytes."""
+    return json.dumps(policy.document, sort_keys=True, separators=(",", ":"))
+
+
+def to_yaml(policy: Policy) -> str:
+    return yaml.safe_dump(dict(policy.document), sort_keys=False, default_flow_style=False)
+
+
+class _DocumentParser:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.violations: list[FieldViolation] = []
+
+    # -- helpers -------------------------------------------------------------------------
+    def fail(self, path: str, description: str) -> None:
+        self.violations.append(FieldViolation(_field(self.prefix, path), description))
+
+    def mapping(self, value: Any, path: str, allowed: set[str]) -> dict[str, Any] | None:
+        if not isinstance(value, dict):
+            self.fail(path, f"must be a mapping, not {_type_name(value)}")
+            return None
+        ok = True
+        for key in value:
+            if not isinstance(key, str):
+                self.fail(path, f"keys must be strings, not {_type_name(key)} ({key!r})")
+                ok = False
+            elif key not in allowed:
+                why = _UNSUPPORTED_FIELDS.get(key, "unknown field")
+                self.fail(_field(path, key), why)
+                ok = False
+        return value if ok else None
+
+    def sequence(self, value: Any, path: str) -> list[Any]:
+        if not isinstance(value, list):
+            self.fail(path, f"must be a list, not {_type_name(value)}")
+            return []
+        if len(value) > MAX_LIST:
+            self.fail(path, f"has {len(value)} items, more than the limit of {MAX_LIST}")
+            return []
+        return value
+
+    def string(self, value: Any, path: str) -> str | None:
+        if not isinstance(value, str):
+            self.fail(path, f"must be a string, not {_type_name(value)}")
+            return None
+        return value
+
+    # -- document ------------------------------------------------------------------------
+    def document(self, doc: Any) -> Policy | None:
+        body = self.mapping(doc, "", {"apiVersion", "kind", "metadata", "spec", "specs"})
+        if body is None:
+            if not isinstance(doc, dict):
+                return None
+            body = {k: v for k, v in doc.items()
+                    if k in {"apiVersion", "kind", "metadata", "spec", "specs"}}
+        api_version = body.get("apiVersion")
+        if api_version is None:
+            self.fail("apiVersion", f"is required (must be {API_VERSION})")
+        elif api_version != API_VERSION:
+            self.fail("apiVersion", f"must be {API_VERSION}, not {api_version!r}")
+        kind = body.get("kind")
+        if kind is None:
+            self.fail("kind", f"is required ({NAMESPACED_KIND} or {CLUSTERWIDE_KIND})")
+            return None
+        if kind not in (NAMESPACED_KIND, CLUSTERWIDE_KIND):
+            self.fail("kind", f"must be {NAMESPACED_KIND} or {CLUSTERWIDE_KIND}, not {kind!r}")
+            return None
+        key, metadata = self.metadata(body.get("metadata"), kind == CLUSTERWIDE_KIND)
+        namespace = key.namespace if key else ""
+        rules: list[Rule] = []
+        specs: list[tuple[str, Any]] = []
+        if "spec" in body:
+            specs.append(("spec", body["spec"]))
+        if "specs" in body:
+            items = self.sequence(body["specs"], "specs")
+            if "specs" in body and isinstance(body["specs"], list) and not body["specs"]:
+                self.fail("specs", "must not be empty")
+            specs.extend((f"specs[{i}]", spec) for i, spec in enumerate(items))
+        if not specs and "specs" not in body:
+            self.fail("spec", "is required (spec or specs)")
+        policy_key = key or PolicyKey(namespace, "")
+        for path, spec in specs:
+            rules.extend(self.spec(spec, path, policy_key))
+        if self.violations or key is None:
+            return None
+        document: dict[str, Any] = {"apiVersion": API_VERSION, "kind": kind, "metadata": metadata}
+        for name in ("spec", "specs"):
+            if name in body:
+                document[name] = body[name]
+        return Policy(key, kind, tuple(rules), document)
+
+    def metadata(self, value: Any, clusterwide: bool) -> tuple[PolicyKey | None, dict[str, Any]]:
+        if value is None:
+            self.fail("metadata.name", "is required")
+            return None, {}
+        meta = self.mapping(value, "metadata", {"name", "namespace", "labels", "annotations"})
+        if meta is None:
+            return None, {}
+        name = meta.get("name")
+        if name is None:
+            self.fail("metadata.name", "is required")
+        elif (name := self.string(name, "metadata.name")) is not None and (
+            len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name)
+        ):
+            self.fail("metadata.name", f"{name!r} is not a valid name (lower-case DNS subdomain, "
+                                       "at most 253 characters)")
+            name = None
+        namespace = ""
+        if clusterwide:
+            if "namespace" in meta:
+                self.fail("metadata.namespace", f"{CLUSTERWIDE_KIND} has no namespace")
+        else:
+            ns = meta.get("namespace", DEFAULT_NAMESPACE)
+            ns_str = self.string(ns, "metadata.namespace")
+            if ns_str is not None and (len(ns_str) > 63 or not _DNS_LABEL.fullmatch(ns_str)):
+                self.fail("metadata.namespace", f"{ns_str!r} is not a valid namespace name")
+                ns_str = None
+            namespace = ns_str or ""
+        for extra in ("labels", "annotations"):
+            if extra in meta:
+                self.string_map(meta[extra], f"metadata.{extra}")
+        normalized = dict(meta)
+        if not clusterwide and namespace:
+            normalized["namespace"] = namespace
+        if not isinstance(name, str) or (not clusterwide and not namespace):
+            return None, normalized
+        return PolicyKey(namespace, name), normalized
+
+    def string_map(self, value: Any, path: str) -> dict[str, str]:
+        if not isinstance(value, dict):
+            self.fail(path, f"must be a mapping, not {_type_name(value)}")
+            return {}
+        if len(value) > MAX_LIST:
+            self.fail(path, f"has {len(value)} entries, more than the limit of {MAX_LIST}")
+            return {}
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                self.fail(path, f"keys must be strings, not {_type_name(k)} ({k!r})")
+            elif not isinstance(v, str):
+                self.fail(_field(path, k), f"must be a string, not {_type_name(v)}")
+            else:
+                out[k] = v
+        return out
+
+    # -- spec and rules ------------------------------------------------------------------
+    def spec(self, value: Any, path: str, key: PolicyKey) -> list[Rule]:
+        spec = self.mapping(value, path, {"endpointSelector", "ingress", "egress", "ingressDeny",
+                                          "egressDeny", "description"})
+        if spec is None:
+            return []
+        if "description" in spec:
+            self.string(spec["description"], _field(path, "description"))
+        if "endpointSelector" not in spec:
+            self.fail(_field(path, "endpointSelector"), "is required")
+            return []
+        subject = self.selector(spec["endpointSelector"], _field(path, "endpointSelector"))
+        if subject is None:
+            return []
+        if key.namespace:
+            subject = subject.with_requirement(_namespace_requirement(key.namespace))
+        rules: list[Rule] = []
+        for section, direction, verdict in (
+            ("ingress", Direction.INGRESS, Verdict.ALLOW),
+            ("ingressDeny", Direction.INGRESS, Verdict.DENY),
+            ("egress", Direction.EGRESS, Verdict.ALLOW),
+            ("egressDeny", Direction.EGRESS, Verdict.DENY),
+        ):
+            if section not in spec:
+                continue
+            section_path = _field(path, section)
+            for i, item in enumerate(self.sequence(spec[section], section_path)):
+                rule_path = f"{section_path}[{i}]"
+                rule = self.rule(item, rule_path, direction, verdict, key)
+                if rule is not None:
+                    rules.append(Rule(RuleRef(key, rule_path), direction, verdict, subject,
+                                      *rule))
+        return rules
+
+    def rule(self, value: Any, path: str, direction: Direction, verdict: Verdict,
+             key: PolicyKey) -> tuple[tuple[Selector, ...], tuple[PortRange, ...]] | None:
+        side = "from" if direction is Direction.INGRESS else "to"
+        endpoints, entities, cidr, cidr_set = (f"{side}Endpoints", f"{side}Entities",
+                                               f"{side}CIDR", f"{side}CIDRSet")
+        rule = self.mapping(value, path, {endpoints, entities, cidr, cidr_set, "toPorts"})
+        if rule is None:
+            return None
+        peers: list[Selector] = []
+        before = len(self.violations)
+        for i, item in enumerate(self.sequence(rule.get(endpoints, []), _field(path, endpoints))):
+            selector = self.selector(item, f"{_field(path, endpoints)}[{i}]")
+            if selector is None:
+                continue
+            if key.namespace and not selector.names_namespace():
+                selector = selector.with_requirement(_namespace_requirement(key.namespace))
+            peers.append(selector)
+        for i, item in enumerate(self.sequence(rule.get(entities, []), _field(path, entities))):
+            entity_path = f"{_field(path, entities)}[{i}]"
+            name = self.string(item, entity_path)
+            if name is not None:
+                if name in ENTITIES:
+                    peers.append(EntitySelector(name))
+                else:
+                    self.fail(entity_path, f"unknown entity {name!r}; one of "
+                                           f"{', '.join(sorted(ENTITIES))}")
+        for i, item in enumerate(self.sequence(rule.get(cidr, []), _field(path, cidr))):
+            network = self.network(item, f"{_field(path, cidr)}[{i}]")
+            if network is not None:
+                peers.append(CidrSelector(network))
+        for i, item in enumerate(self.sequence(rule.get(cidr_set, []), _field(path, cidr_set))):
+            selector_ = self.cidr_set(item, f"{_field(path, cidr_set)}[{i}]")
+            if selector_ is not None:
+                peers.append(selector_)
+        ports: list[PortRange] = []
+        for i, item in enumerate(self.sequence(rule.get("toPorts", []), _field(path, "toPorts"))):
+            ports.extend(self.port_rule(item, f"{_field(path, 'toPorts')}[{i}]"))
+        if len(self.violations) > before:
+            return None
+        if not peers and ports:
+            peers.append(EntitySelector("all"))
+        if peers and not ports:
+            ports.append(ALL_PORTS)
+        return tuple(dict.fromkeys(peers)), tuple(sorted(set(ports)))
+
+    def selector(self, value: Any, path: str) -> LabelSelector | None:
+        if value is None:
+            return LabelSelector()
+        sel = self.mapping(value, path, {"matchLabels", "matchExpressions"})
+        if sel is None:
+            return None
+        before = len(self.violations)
+        requirements: list[Requirement] = []
+        if "matchLabels" in sel:
+            labels_path = _field(path, "matchLabels")
+            for raw_key, raw_value in self.string_map(sel["matchLabels"], labels_path).items():
+                parsed = self.label_key(raw_key, _field(labels_path, raw_key))
+                if parsed and self.label_value(raw_value, _field(labels_path, raw_key)):
+                    requirements.append(
+                        Requirement(parsed[1], Operator.IN, (raw_value,), parsed[0]))
+        if "matchExpressions" in sel:
+            exprs_path = _field(path, "matchExpressions")
+            for i, expr in enumerate(self.sequence(sel["matchExpressions"], exprs_path)):
+                requirement = self.expression(expr, f"{exprs_path}[{i}]")
+                if requirement is not None:
+                    requirements.append(requirement)
+        if len(self.violations) > before:
+            return None
+        return LabelSelector(tuple(sorted(set(requirements))))
+
+    def expression(self, value: Any, path: str) -> Requirement | None:
+        expr = self.mapping(value, path, {"key", "operator", "values"})
+        if expr is None:
+            return None
+        before = len(self.violations)
+        parsed = None
+        if "key" not in expr:
+            self.fail(_field(path, "key"), "is required")
+        elif (key := self.string(expr["key"], _field(path, "key"))) is not None:
+            parsed = self.label_key(key, _field(path, "key"))
+        operator = None
+        if "operator" not in expr:
+            self.fail(_field(path, "operator"), "is required (In, NotIn, Exists, DoesNotExist)")
+        elif (op := self.string(expr["operator"], _field(path, "operator"))) is not None:
+            operator = {o.value.lower(): o for o in Operator}.get(op.lower())
+            if operator is None:
+                self.fail(_field(path, "operator"),
+                          f"unknown operator {op!r}; one of In, NotIn, Exists, DoesNotExist")
+        values: list[str] = []
+        values_path = _field(path, "values")
+        for i, v in enumerate(self.sequence(expr.get("values", []), values_path)):
+            if (text := self.string(v, f"{values_path}[{i}]")) is not None:
+                if self.label_value(text, f"{values_path}[{i}]"):
+                    values.append(text)
+        if operator in (Operator.IN, Operator.NOT_IN) and not expr.get("values"):
+            self.fail(values_path, f"must not be empty for operator {operator.value}")
+        if operator in (Operator.EXISTS, Operator.DOES_NOT_EXIST) and expr.get("values"):
+            self.fail(values_path, f"must be empty for operator {operator.value}")
+        if len(self.violations) > before or parsed is None or operator is None:
+            return None
+        return Requirement(parsed[1], operator, tuple(sorted(set(values))), parsed[0])
+
+    def label_key(self, key: str, path: str) -> tuple[str, str] | None:
+        """(source or "" for any, key) of a selector label key."""
+        source, sep, name = key.partition(":")
+        if not sep:
+            source, name = "", key
+        elif source not in _SELECTOR_SOURCES:
+            self.fail(path, f"label source {source!r} is not supported "
+                            "(k8s, any, reserved or none)")
+            return None
+        if source == "any":
+            source = ""
+        if source == "reserved":
+            if name not in _RESERVED_NAMES:
+                self.fail(path, f"unknown reserved label {name!r}")
+                return None
+            return source, name
+        prefix, slash, local = name.rpartition("/")
+        if (not _LABEL_NAME.fullmatch(local) or len(local) > 63
+                or (slash and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)))):
+            self.fail(path, f"{key!r} is not a valid label key")
+            return None
+        return source, name
+
+    def label_value(self, value: str, path: str) -> bool:
+        if value and (len(value) > 63 or not _LABEL_NAME.fullmatch(value)):
+            self.fail(path, f"{value!r} is not a valid label value (at most 63 characters: "
+                            "letters, digits, '-', '_', '.')")
+            return False
+        return True
+
+    def network(self, value: Any, path: str) -> IPNetwork | None:
+        text = self.string(value, path)
+        if text is None:
+            return None
+        try:
+            return parse_network(text)
+        except ValueError:
+            self.fail(path, f"{text!r} is not an IP address or prefix")
+            return None
+
+    def cidr_set(self, value: Any, path: str) -> CidrSelector | None:
+        item = self.mapping(value, path, {"cidr", "except"})
+        if item is None:
+            return None
+        if "cidr" not in item:
+            self.fail(_field(path, "cidr"), "is required")
+            return None
+        network = self.network(item["cidr"], _field(path, "cidr"))
+        excepts = []
+        except_path = _field(path, "except")
+        for i, raw in enumerate(self.sequence(item.get("except", []), except_path)):
+            excluded = self.network(raw, f"{except_path}[{i}]")
+            if excluded is None or network is None:
+                continue
+            if excluded.version != network.version or not excluded.subnet_of(network):  # type: ignore[arg-type]
+                self.fail(f"{except_path}[{i}]", f"{excluded} is not inside {network}")
+                continue
+            excepts.append(excluded)
+        if network is None:
+            return None
+        return CidrSelector(network, tuple(sorted(set(excepts), key=_network_order)))
+
+    def port_rule(self, value: Any, path: str) -> list[PortRange]:
+        item = self.mapping(value, path, {"ports"})
+        if item is None:
+            return []
+        if "ports" not in item:
+            self.fail(_field(path, "ports"), "is required")
+            return []
+        ports_path = _field(path, "ports")
+        items = self.sequence(item["ports"], ports_path)
+        if isinstance(item["ports"], list) and not item["ports"]:
+            self.fail(ports_path, "must not be empty")
+        found = []
+        for i, raw in enumerate(items):
+            port = self.port(raw, f"{ports_path}[{i}]")
+            if port is not None:
+                found.append(port)
+        return found
+
+    def port(self, value: Any, path: str) -> PortRange | None:
+        item = self.mapping(value, path, {"port", "endPort", "protocol"})
+        if item is None:
+            return None
+        before = len(self.violations)
+        protocol = Protocol.ANY
+        if "protocol" in item and (name := self.string(item["protocol"], _field(path, "protocol"))):
+            try:
+                protocol = Protocol[name.upper()]
+            except KeyError:
+                why = ("ICMP rules are not supported yet" if name.upper().startswith("ICMP")
+                       else f"unknown protocol {name!r}; one of TCP, UDP, SCTP, ANY")
+                self.fail(_field(path, "protocol"), why)
+        lo = self.port_number(item.get("port"), _field(path, "port"), named_ok=False)
+        hi = self.port_number(item.get("endPort"), _field(path, "endPort"), named_ok=False)
+        if hi is not None and lo is None and "port" not in item:
+            self.fail(_field(path, "endPort"), "needs port")
+        if lo is not None and hi is not None and hi < lo:
+            self.fail(_field(path, "endPort"), f"must not be below port {lo}")
+        if len(self.violations) > before:
+            return None
+        if lo is None:
+            return PortRange(protocol)
+        return PortRange(protocol, lo, hi if hi is not None else lo)
+
+    def port_number(self, value: Any, path: str, named_ok: bool) -> int | None:
+        if value is None:
+            return None
+        number: int | None = None
+        if isinstance(value, bool):
+            pass
+        elif isinstance(value, int):
+            number = value
+        elif isinstance(value, str):
+            if value.isdigit():
+                number = int(value)
+            elif not named_ok and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", value):
+                self.fail(path, f"named ports ({value!r}) are not supported; use a number")
+                return None
+        if number is None:
+            self.fail(path, f"must be a port number, not {_type_name(value)} ({value!r})")
+            return None
+        if not 1 <= number <= 65535:
+            self.fail(path, "must be 1-65535")
+            return None
+        return number
+
+
+def _namespace_requirement(namespace: str) -> Requirement:
+    return Requirement(NAMESPACE_KEY, Operator.IN, (namespace,), "k8s")
+
+
+def _network_order(n: IPNetwork) -> tuple[int, int, int]:
+    return n.version, int(n.network_address), n.prefixlen
+
+
+def _type_name(value: Any) -> str:
+    names: Mapping[type, str] = {dict: "a mapping", list: "a list", str: "a string",
+                                 bool: "a boolean", int: "an integer", float: "a number",
+                                 type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
