@@ -1,0 +1,145 @@
+"""Shared fixtures: a real etcd (the Debian binary, on free ports) and in-process replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from controlplane.app import ControlPlane
+from controlplane.config import Config
+from controlplane.server import build_server
+from controlplane.store.embedded import free_port
+
+
+@dataclass
+class EtcdProcess:
+    """A single-member etcd we can stop and start again on the same data and ports."""
+
+    data_dir: Path
+    client_port: int
+    peer_port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    def start(self) -> None:
+        client = f"http://{self.endpoint}"
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        self.process = subprocess.Popen(
+            ["etcd", "--name", "t", "--data-dir", str(self.data_dir),
+             "--listen-client-urls", client, "--advertise-client-urls", client,
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+             "--initial-cluster", f"t={peer}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"{client}/health", timeout=1) as response:
+                    if b"true" in response.read():
+                        return
+            if self.process.poll() is not None:
+                raise RuntimeError("etcd exited at start")
+            time.sleep(0.05)
+        raise RuntimeError("etcd did not become healthy")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+@contextlib.contextmanager
+def etcd_process() -> Iterator[EtcdProcess]:
+    with tempfile.TemporaryDirectory(prefix="bulkhead-etcd-") as tmp:
+        etcd = EtcdProcess(Path(tmp) / "data", free_port(), free_port())
+        try:
+            etcd.start()
+            yield etcd
+        finally:
+            etcd.stop()
+
+
+@pytest.fixture(scope="session")
+def etcd() -> Iterator[EtcdProcess]:
+    """One etcd for the session; tests isolate themselves by cluster name."""
+    with etcd_process() as server:
+        yield server
+
+
+@pytest.fixture
+def cluster_name() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class Replica:
+    cp: ControlPlane
+    server: grpc.aio.Server
+    address: str
+
+    def channel(self) -> grpc.aio.Channel:
+        return grpc.aio.insecure_channel(self.address)
+
+    async def stop(self) -> None:
+        await self.server.stop(grace=0.5)
+        await self.cp.stop()
+
+
+ReplicaFactory = Callable[..., Awaitable[Replica]]
+
+
+async def start_replica(config: Config) -> Replica:
+    cp = ControlPlane(config)
+    await cp.start()
+    server, port = await build_server(cp, "127.0.0.1:0")
+    await server.start()
+    return Replica(cp, server, f"127.0.0.1:{port}")
+
+
+@pytest.fixture
+async def replicas(etcd: EtcdProcess, cluster_name: str) -> AsyncIterator[ReplicaFactory]:
+    """Starts control-plane replicas in this process against the session etcd."""
+    started: list[Replica] = []
+
+    async def factory(**overrides: object) -> Replica:
+        config = Config(etcd_endpoints=[etcd.endpoint], cluster_name=cluster_name,
+                        state_dir=Path(tempfile.gettempdir()), **overrides)  # type: ignore[arg-type]
+        replica = await start_replica(config)
+        started.append(replica)
+        return replica
+
+    try:
+        yield factory
+    finally:
+        for replica in started:
+            with contextlib.suppress(Exception):
+                await replica.stop()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0,
+                     interval: float = 0.1) -> bool:
+    """Polls `check` until it is true or the timeout passes (for lease expiry and GC)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        if await check():
+            return True
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(interval)

@@ -1,0 +1,69 @@
+"""The `bulkhead` CLI as an operator runs it, against a real replica."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+
+from tests.conftest import ReplicaFactory
+
+
+async def bulkhead(address: str, *args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "controlplane.cli.main", "--server", address, *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.getcwd()})
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_allocate_json_and_same_id_from_second_replica(replicas: ReplicaFactory) -> None:
+    a, b = await replicas(), await replicas()
+    rc, out, _ = await bulkhead(a.address, "identity", "allocate", "k8s:org=empire",
+                                "k8s:class=deathstar", "-o", "json")
+    assert rc == 0
+    first = json.loads(out)
+    assert first["id"] >= 256
+    assert first["labels"] == ["k8s:class=deathstar", "k8s:org=empire"]
+    rc, out, _ = await bulkhead(b.address, "identity", "allocate", "k8s:class=deathstar",
+                                "k8s:org=empire", "-o", "json")
+    assert json.loads(out)["id"] == first["id"]
+
+
+async def test_endpoint_lifecycle_and_lists(replicas: ReplicaFactory) -> None:
+    replica = await replicas()
+    from bulkhead.v1 import node_pb2, node_pb2_grpc
+
+    await node_pb2_grpc.NodeServiceStub(replica.channel()).Register(
+        node_pb2.RegisterNodeRequest(name="n1", underlay_ip="192.0.2.1"))
+    rc, out, err = await bulkhead(replica.address, "endpoint", "create", "xwing", "--node", "n1",
+                                  "--labels", "k8s:org=alliance,k8s:class=xwing", "-o", "json")
+    assert rc == 0, err
+    made = json.loads(out)
+    assert set(made) == {"namespace", "name", "node", "labels", "ip", "identity"}
+    rc, out, _ = await bulkhead(replica.address, "endpoint", "list", "-o", "json")
+    assert [e["name"] for e in json.loads(out)] == ["xwing"]
+    rc, out, _ = await bulkhead(replica.address, "endpoint", "list")
+    assert "default/xwing" in out and made["ip"] in out
+    rc, out, _ = await bulkhead(replica.address, "ipcache", "list", "-o", "json")
+    assert json.loads(out)[0]["prefix"] == f"{made['ip']}/32"
+    rc, out, _ = await bulkhead(replica.address, "node", "list", "-o", "json")
+    assert json.loads(out)[0]["tunnel"] == {"ip": "192.0.2.1", "port": 8472}
+    rc, out, _ = await bulkhead(replica.address, "status", "-o", "json")
+    assert rc == 0 and json.loads(out)["etcd"]["healthy"] is True
+    rc, _, _ = await bulkhead(replica.address, "endpoint", "delete", "default/xwing")
+    assert rc == 0
+
+
+async def test_errors_exit_non_zero_with_the_servers_message(replicas: ReplicaFactory) -> None:
+    replica = await replicas()
+    rc, _, err = await bulkhead(replica.address, "identity", "allocate", "k8s:a/b=c")
+    assert rc == 1
+    assert "INVALID_ARGUMENT" in err and "labels[0]" in err
+    rc, _, err = await bulkhead(replica.address, "identity", "get", "99999")
+    assert rc == 1 and "NOT_FOUND" in err
+    rc, _, err = await bulkhead("127.0.0.1:1", "status")
+    assert rc == 2 and "cannot reach the control plane" in err
