@@ -6,8 +6,14 @@ import grpc
 import pytest
 
 from bulkhead.rpcerror import field_violations
-from bulkhead.v1 import endpoint_pb2, endpoint_pb2_grpc, identity_pb2, identity_pb2_grpc, node_pb2
-from bulkhead.v1 import node_pb2_grpc
+from bulkhead.v1 import (
+    endpoint_pb2,
+    endpoint_pb2_grpc,
+    identity_pb2,
+    identity_pb2_grpc,
+    node_pb2,
+    node_pb2_grpc,
+)
 from controlplane.store.keys import Keys
 from tests.conftest import ReplicaFactory
 

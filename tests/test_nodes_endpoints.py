@@ -25,7 +25,7 @@ def stubs(channel: grpc.aio.Channel):  # type: ignore[no-untyped-def]
 
 
 async def test_register_gives_id_cidr_and_tunnel(replicas: ReplicaFactory) -> None:
-    nodes, _, admin = stubs((await replicas()).channel())
+    nodes, _, _ = stubs((await replicas()).channel())
     n1 = await nodes.Register(node_pb2.RegisterNodeRequest(name="n1", underlay_ip="192.0.2.1"))
     n2 = await nodes.Register(node_pb2.RegisterNodeRequest(name="n2", underlay_ip="192.0.2.2"))
     assert n1.node_id != n2.node_id

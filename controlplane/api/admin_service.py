@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import grpc
-from bulkhead.v1 import admin_pb2, admin_pb2_grpc
 
+from bulkhead.v1 import admin_pb2, admin_pb2_grpc
 from controlplane.identity.allocator import Identity
 from controlplane.identity.reserved import RESERVED_BY_ID, reserved_labels
 

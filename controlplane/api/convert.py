@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from bulkhead.v1 import types_pb2
-
 from controlplane.endpoints.model import Endpoint, IPCacheEntry
 from controlplane.identity.allocator import Identity
 from controlplane.nodes.registry import Node

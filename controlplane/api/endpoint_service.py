@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import grpc
-from bulkhead.v1 import endpoint_pb2, endpoint_pb2_grpc, types_pb2
 
+from bulkhead.v1 import endpoint_pb2, endpoint_pb2_grpc, types_pb2
 from controlplane.endpoints.registry import EndpointRegistry
 
 from . import convert

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+
 from bulkhead import log
 from bulkhead.rpcerror import ApiError, abort
 

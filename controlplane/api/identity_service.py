@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import grpc
-from bulkhead.v1 import identity_pb2, identity_pb2_grpc, types_pb2
 
+from bulkhead.v1 import identity_pb2, identity_pb2_grpc, types_pb2
 from controlplane.identity.allocator import IdentityAllocator
 
 from . import convert

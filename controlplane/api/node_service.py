@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import grpc
-from bulkhead.v1 import node_pb2, node_pb2_grpc, types_pb2
 
+from bulkhead.v1 import node_pb2, node_pb2_grpc, types_pb2
 from controlplane.nodes.registry import NodeRegistry
 
 from . import convert

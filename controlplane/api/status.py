@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bulkhead.v1 import admin_pb2
-
 from controlplane.store.etcd import EtcdUnavailable
 
 if TYPE_CHECKING:

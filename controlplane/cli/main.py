@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+
 from bulkhead.rpcerror import field_violations
 
 from . import commands

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 
 from bulkhead import log
 from bulkhead.rpcerror import FieldViolation, already_exists, exhausted, invalid, not_found
-
 from controlplane.identity.allocator import IdentityAllocator
 from controlplane.nodes import ipam
 from controlplane.nodes.registry import NodeRegistry

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import grpc
-from bulkhead.rpcerror import ApiError, FieldViolation, exhausted, invalid, not_found
 
+from bulkhead.rpcerror import ApiError, FieldViolation, exhausted, invalid, not_found
 from controlplane.store import etcd as ops
 from controlplane.store.etcd import Etcd
 from controlplane.store.keys import Keys

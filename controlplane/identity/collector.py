@@ -12,7 +12,6 @@ import asyncio
 import time
 
 from bulkhead import log
-
 from controlplane.store import etcd as ops
 from controlplane.store.etcd import Etcd, EtcdUnavailable
 from controlplane.store.keys import Keys

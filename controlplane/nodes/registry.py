@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass
 
 from bulkhead import log
 from bulkhead.rpcerror import exhausted, invalid, not_found
-
 from controlplane.store import etcd as ops
 from controlplane.store.cache import ClusterCache
 from controlplane.store.etcd import Etcd

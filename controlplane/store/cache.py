@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import grpc
+
 from bulkhead import log
 
 from .etcd import KV, Compacted, Etcd, EtcdUnavailable

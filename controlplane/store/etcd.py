@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 from aetcd import rpc  # type: ignore[import-untyped]
+
 from bulkhead.rpcerror import ApiError
 
 _UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
