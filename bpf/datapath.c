@@ -1,0 +1,449 @@
+/* Bulkhead tc programs, compiled by bcc with the map sizes and the pin
+ * directory passed as -D flags (see nodeagent/datapath/loader.py).
+ *
+ *   from_pod     tc ingress of a pod's host-side veth (packets leaving the pod):
+ *                source egress policy, then local delivery (with the
+ *                destination's ingress policy) or VXLAN encapsulation.
+ *   from_overlay tc ingress of the node's VXLAN device (external mode):
+ *                the VNI is the source identity; destination ingress policy.
+ *   to_pod       tc egress of a pod's host-side veth: traffic the host stack
+ *                sends to the pod (source identity from the ipcache).
+ *
+ * Policy is evaluated only for packets that match no live conntrack entry in
+ * either direction; an allowed new connection creates the entry.
+ */
+#include <uapi/linux/bpf.h>
+#include <uapi/linux/if_ether.h>
+#include <uapi/linux/in.h>
+#include <uapi/linux/ip.h>
+#include <uapi/linux/pkt_cls.h>
+#include <uapi/linux/tcp.h>
+#include <uapi/linux/udp.h>
+#include <uapi/linux/icmp.h>
+#include "bulkhead.h"
+
+#ifndef PIN_DIR
+#error "PIN_DIR must name the versioned pin directory"
+#endif
+#ifndef MAX_ENDPOINTS
+#define MAX_ENDPOINTS 4096
+#endif
+#ifndef MAX_IPCACHE
+#define MAX_IPCACHE 524288
+#endif
+#ifndef MAX_POLICY
+#define MAX_POLICY 65536
+#endif
+#ifndef MAX_CT
+#define MAX_CT 262144
+#endif
+#ifndef MAX_COUNTERS
+#define MAX_COUNTERS 65536
+#endif
+#ifndef FLOW_PAGES
+#define FLOW_PAGES 64
+#endif
+
+#define NSEC 1000000000ULL
+#define CT_TCP_LIFETIME (21600ULL * NSEC)
+#define CT_OTHER_LIFETIME (60ULL * NSEC)
+#define CT_CLOSE_LIFETIME (10ULL * NSEC)
+#define CT_REFRESH_SLACK (1ULL * NSEC)
+
+#define TCPF_FIN 0x01
+#define TCPF_SYN 0x02
+#define TCPF_RST 0x04
+
+/* Marks a packet our programs already enforced and redirected to a pod's
+ * veth, so to_pod on that veth lets it through. */
+#define BH_MARK_ENFORCED 0xb01dface
+
+#define BH_HTONL(x) __builtin_bswap32(x)
+#define BH_HTONS(x) __builtin_bswap16(x)
+
+BPF_TABLE_PINNED("hash", struct ep_key, struct ep_info, endpoints, MAX_ENDPOINTS,
+                 PIN_DIR "/endpoints");
+BPF_TABLE_PINNED("lpm_trie", struct ipcache_key, struct ipcache_val, ipcache, MAX_IPCACHE,
+                 PIN_DIR "/ipcache", BPF_F_NO_PREALLOC);
+BPF_TABLE_PINNED("lpm_trie", struct policy_key, struct policy_val, policy, MAX_POLICY,
+                 PIN_DIR "/policy", BPF_F_NO_PREALLOC);
+BPF_TABLE_PINNED("lru_hash", struct ct_key, struct ct_val, ct, MAX_CT, PIN_DIR "/ct");
+BPF_TABLE_PINNED("percpu_hash", struct counter_key, struct counter_val, counters,
+                 MAX_COUNTERS, PIN_DIR "/counters");
+BPF_TABLE_PINNED("array", u32, struct node_config, config, 1, PIN_DIR "/config");
+BPF_RINGBUF_OUTPUT(flows, FLOW_PAGES);
+
+struct pkt {
+    __u32 saddr;
+    __u32 daddr;
+    __u16 sport;
+    __u16 dport;
+    __u32 len;
+    __u8 proto;
+    __u8 tcp_flags;
+};
+
+/* 1 = IPv4 parsed, 0 = not IPv4, -1 = malformed. */
+static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
+{
+    void *data = (void *)(long)skb->data;
+    void *data_end = (void *)(long)skb->data_end;
+    if (data + ETH_HLEN + 60 + 20 > data_end) {
+        /* headers may sit in paged data: make them linear (then reload) */
+        bpf_skb_pull_data(skb, skb->len < ETH_HLEN + 80 ? skb->len : ETH_HLEN + 80);
+        data = (void *)(long)skb->data;
+        data_end = (void *)(long)skb->data_end;
+    }
+    struct ethhdr *eth = data;
+    if ((void *)(eth + 1) > data_end)
+        return -1;
+    if (eth->h_proto != BH_HTONS(ETH_P_IP))
+        return 0;
+    struct iphdr *ip = (void *)(eth + 1);
+    if ((void *)(ip + 1) > data_end)
+        return -1;
+    if (ip->ihl < 5)
+        return -1;
+    p->saddr = ip->saddr;
+    p->daddr = ip->daddr;
+    p->proto = ip->protocol;
+    p->len = skb->len;
+    if (ip->frag_off & BH_HTONS(0x1fff))
+        return 1; /* later fragment: no L4 header */
+    void *l4 = (void *)ip + ip->ihl * 4;
+    if (p->proto == IPPROTO_TCP) {
+        struct tcphdr *th = l4;
+        if ((void *)(th + 1) > data_end)
+            return -1;
+        p->sport = th->source;
+        p->dport = th->dest;
+        p->tcp_flags = *((__u8 *)th + 13);
+    } else if (p->proto == IPPROTO_UDP || p->proto == IPPROTO_SCTP) {
+        struct udphdr *uh = l4; /* SCTP ports sit at the same offsets */
+        if ((void *)(uh + 1) > data_end)
+            return -1;
+        p->sport = uh->source;
+        p->dport = uh->dest;
+    } else if (p->proto == IPPROTO_ICMP) {
+        struct icmphdr *ih = l4;
+        if ((void *)(ih + 1) > data_end)
+            return -1;
+        if (ih->type == ICMP_ECHO)
+            p->sport = ih->un.echo.id;
+        else if (ih->type == ICMP_ECHOREPLY)
+            p->dport = ih->un.echo.id;
+    }
+    return 1;
+}
+
+static __always_inline void count(__u32 ep_id, __u8 dir, __u8 reason, __u32 len)
+{
+    struct counter_key k = {};
+    k.ep_id = ep_id;
+    k.dir = dir;
+    k.reason = reason;
+    struct counter_val zero = {};
+    struct counter_val *v = counters.lookup_or_try_init(&k, &zero);
+    if (v) {
+        v->packets += 1;
+        v->bytes += len;
+    }
+}
+
+static __always_inline void emit(struct pkt *p, __u32 sid, __u32 did, __u32 ep_id, __u8 dir,
+                                 __u8 reason, __u8 obs)
+{
+    struct flow_event e = {};
+    e.ts = bpf_ktime_get_ns();
+    e.saddr = p->saddr;
+    e.daddr = p->daddr;
+    e.src_identity = sid;
+    e.dst_identity = did;
+    e.ep_id = ep_id;
+    e.sport = p->sport;
+    e.dport = p->dport;
+    e.proto = p->proto;
+    e.tcp_flags = p->tcp_flags;
+    e.dir = dir;
+    e.verdict = reason ? VERDICT_DROPPED : VERDICT_FORWARDED;
+    e.reason = reason;
+    e.obs = obs;
+    flows.ringbuf_output(&e, sizeof(e), 0);
+}
+
+static __always_inline int drop(struct pkt *p, __u32 sid, __u32 did, __u32 ep_id, __u8 dir,
+                                __u8 reason, __u8 obs)
+{
+    count(ep_id, dir, reason, p->len);
+    emit(p, sid, did, ep_id, dir, reason, obs);
+    return TC_ACT_SHOT;
+}
+
+/* REASON_NONE when allowed; deny entries (specific peer, then any peer) are
+ * looked up before allow entries (specific peer, then any peer). */
+static __always_inline __u8 policy_verdict(__u32 ep_id, __u32 peer, __u8 dir, struct pkt *p)
+{
+    struct policy_key k = {};
+    k.prefixlen = POLICY_FIXED_BITS + 24;
+    k.ep_id = BH_HTONL(ep_id);
+    k.dir = dir;
+    k.proto = p->proto;
+    k.dport = p->dport;
+    k.kind = KIND_DENY;
+    k.peer = BH_HTONL(peer);
+    if (policy.lookup(&k))
+        return REASON_POLICY_DENIED;
+    k.peer = 0;
+    if (policy.lookup(&k))
+        return REASON_POLICY_DENIED;
+    k.kind = KIND_ALLOW;
+    k.peer = BH_HTONL(peer);
+    if (policy.lookup(&k))
+        return REASON_NONE;
+    k.peer = 0;
+    if (policy.lookup(&k))
+        return REASON_NONE;
+    return REASON_POLICY_DEFAULT;
+}
+
+static __always_inline __u64 ct_lifetime(__u8 proto, __u8 flags)
+{
+    if (proto != IPPROTO_TCP)
+        return CT_OTHER_LIFETIME;
+    if (flags & (TCPF_FIN | TCPF_RST))
+        return CT_CLOSE_LIFETIME;
+    return CT_TCP_LIFETIME;
+}
+
+/* 1 when the packet belongs to a live connection (either direction). The
+ * deadline is refreshed at most once a second to keep writes rare. */
+static __always_inline int ct_established(struct pkt *p, __u64 now)
+{
+    struct ct_key k = {};
+    k.saddr = p->saddr;
+    k.daddr = p->daddr;
+    k.sport = p->sport;
+    k.dport = p->dport;
+    k.proto = p->proto;
+    struct ct_val *v = ct.lookup(&k);
+    if (!v) {
+        k.saddr = p->daddr;
+        k.daddr = p->saddr;
+        k.sport = p->dport;
+        k.dport = p->sport;
+        v = ct.lookup(&k);
+    }
+    if (!v || v->expires < now)
+        return 0;
+    __u8 flags = v->tcp_flags | p->tcp_flags;
+    if (flags != v->tcp_flags)
+        v->tcp_flags = flags;
+    __u64 deadline = now + ct_lifetime(p->proto, flags);
+    if (flags & (TCPF_FIN | TCPF_RST)) {
+        if (v->expires > deadline)
+            v->expires = deadline;
+    } else if (v->expires + CT_REFRESH_SLACK < deadline) {
+        v->expires = deadline;
+    }
+    return 1;
+}
+
+static __always_inline int ct_create(struct pkt *p, __u64 now, __u32 sid, __u32 did)
+{
+    struct ct_key k = {};
+    k.saddr = p->saddr;
+    k.daddr = p->daddr;
+    k.sport = p->sport;
+    k.dport = p->dport;
+    k.proto = p->proto;
+    struct ct_val v = {};
+    v.expires = now + ct_lifetime(p->proto, p->tcp_flags);
+    v.created = now;
+    v.src_identity = sid;
+    v.dst_identity = did;
+    v.tcp_flags = p->tcp_flags;
+    return ct.update(&k, &v);
+}
+
+static __always_inline int deliver_local(struct __sk_buff *skb, __u32 ifindex, __u8 *pod_mac,
+                                         __u8 *host_mac)
+{
+    if (bpf_skb_store_bytes(skb, 0, pod_mac, ETH_ALEN, 0) < 0)
+        return TC_ACT_SHOT;
+    if (bpf_skb_store_bytes(skb, ETH_ALEN, host_mac, ETH_ALEN, 0) < 0)
+        return TC_ACT_SHOT;
+    skb->mark = BH_MARK_ENFORCED;
+    return bpf_redirect(ifindex, 0);
+}
+
+static __always_inline __u32 node_flags(__u32 *vxlan_ifindex)
+{
+    u32 zero = 0;
+    struct node_config *cfg = config.lookup(&zero);
+    if (!cfg) {
+        *vxlan_ifindex = 0;
+        return 0;
+    }
+    *vxlan_ifindex = cfg->vxlan_ifindex;
+    return cfg->flags;
+}
+
+int from_pod(struct __sk_buff *skb)
+{
+    struct pkt p = {};
+    int r = parse(skb, &p);
+    if (r == 0)
+        return TC_ACT_OK;
+    if (r < 0)
+        return TC_ACT_SHOT;
+
+    struct ep_key sk = {.ip = p.saddr};
+    struct ep_info *src = endpoints.lookup(&sk);
+    if (!src || src->ifindex != skb->ifindex)
+        return drop(&p, ID_WORLD, 0, 0, DIR_EGRESS, REASON_UNKNOWN_SOURCE, OBS_FROM_POD);
+    __u32 src_ep = src->ep_id, src_id = src->identity, src_flags = src->flags;
+
+    struct ep_key dk = {.ip = p.daddr};
+    struct ep_info *dst = endpoints.lookup(&dk);
+    __u32 dst_ep = 0, dst_id = ID_WORLD, dst_flags = 0, dst_ifindex = 0, tunnel = 0;
+    __u8 pod_mac[ETH_ALEN] = {}, host_mac[ETH_ALEN] = {};
+    int known = 1;
+    if (dst) {
+        dst_ep = dst->ep_id;
+        dst_id = dst->identity;
+        dst_flags = dst->flags;
+        dst_ifindex = dst->ifindex;
+        __builtin_memcpy(pod_mac, dst->pod_mac, ETH_ALEN);
+        __builtin_memcpy(host_mac, dst->host_mac, ETH_ALEN);
+    } else {
+        struct ipcache_key ik = {.prefixlen = 32, .ip = p.daddr};
+        struct ipcache_val *ic = ipcache.lookup(&ik);
+        if (ic) {
+            dst_id = ic->identity;
+            tunnel = ic->tunnel_ip;
+        } else {
+            known = 0;
+        }
+    }
+    __u32 vxlan_ifindex = 0;
+    __u32 cfg_flags = node_flags(&vxlan_ifindex);
+
+    __u64 now = bpf_ktime_get_ns();
+    if (!ct_established(&p, now)) {
+        __u8 reason;
+        if (src_flags & EP_F_EGRESS_ENFORCED) {
+            reason = policy_verdict(src_ep, dst_id, DIR_EGRESS, &p);
+            if (reason)
+                return drop(&p, src_id, dst_id, src_ep, DIR_EGRESS, reason, OBS_FROM_POD);
+        }
+        if (dst_flags & EP_F_INGRESS_ENFORCED) {
+            reason = policy_verdict(dst_ep, src_id, DIR_INGRESS, &p);
+            if (reason)
+                return drop(&p, src_id, dst_id, dst_ep, DIR_INGRESS, reason, OBS_FROM_POD);
+        }
+        if (!known && !(cfg_flags & CFG_F_FORWARD_UNKNOWN))
+            return drop(&p, src_id, dst_id, src_ep, DIR_EGRESS, REASON_UNKNOWN_DEST,
+                        OBS_FROM_POD);
+        if (ct_create(&p, now, src_id, dst_id) < 0)
+            return drop(&p, src_id, dst_id, src_ep, DIR_EGRESS, REASON_CT_FULL, OBS_FROM_POD);
+        emit(&p, src_id, dst_id, src_ep, DIR_EGRESS, REASON_NONE, OBS_FROM_POD);
+        if (dst)
+            emit(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_NONE, OBS_FROM_POD);
+    }
+
+    count(src_ep, DIR_EGRESS, REASON_NONE, p.len);
+    if (dst) {
+        count(dst_ep, DIR_INGRESS, REASON_NONE, p.len);
+        return deliver_local(skb, dst_ifindex, pod_mac, host_mac);
+    }
+    if (tunnel && vxlan_ifindex) {
+        struct bpf_tunnel_key tk = {};
+        tk.remote_ipv4 = tunnel;
+        tk.tunnel_id = src_id;
+        tk.tunnel_ttl = 64;
+        if (bpf_skb_set_tunnel_key(skb, &tk, sizeof(tk), BPF_F_ZERO_CSUM_TX) < 0)
+            return drop(&p, src_id, dst_id, src_ep, DIR_EGRESS, REASON_TUNNEL_ERROR,
+                        OBS_FROM_POD);
+        return bpf_redirect(vxlan_ifindex, 0);
+    }
+    return TC_ACT_OK; /* the host itself, or (if allowed) the host's routing */
+}
+
+int from_overlay(struct __sk_buff *skb)
+{
+    struct bpf_tunnel_key tk = {};
+    __u32 src_id = ID_WORLD;
+    if (bpf_skb_get_tunnel_key(skb, &tk, sizeof(tk), 0) == 0 && tk.tunnel_id)
+        src_id = tk.tunnel_id;
+
+    struct pkt p = {};
+    int r = parse(skb, &p);
+    if (r == 0)
+        return TC_ACT_OK;
+    if (r < 0)
+        return TC_ACT_SHOT;
+
+    struct ep_key dk = {.ip = p.daddr};
+    struct ep_info *dst = endpoints.lookup(&dk);
+    if (!dst)
+        return TC_ACT_OK; /* not a pod of this node: the host stack decides */
+    __u32 dst_ep = dst->ep_id, dst_id = dst->identity, dst_flags = dst->flags;
+    __u32 dst_ifindex = dst->ifindex;
+    __u8 pod_mac[ETH_ALEN], host_mac[ETH_ALEN];
+    __builtin_memcpy(pod_mac, dst->pod_mac, ETH_ALEN);
+    __builtin_memcpy(host_mac, dst->host_mac, ETH_ALEN);
+
+    __u64 now = bpf_ktime_get_ns();
+    if (!ct_established(&p, now)) {
+        if (dst_flags & EP_F_INGRESS_ENFORCED) {
+            __u8 reason = policy_verdict(dst_ep, src_id, DIR_INGRESS, &p);
+            if (reason)
+                return drop(&p, src_id, dst_id, dst_ep, DIR_INGRESS, reason, OBS_FROM_OVERLAY);
+        }
+        if (ct_create(&p, now, src_id, dst_id) < 0)
+            return drop(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_CT_FULL,
+                        OBS_FROM_OVERLAY);
+        emit(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_NONE, OBS_FROM_OVERLAY);
+    }
+    count(dst_ep, DIR_INGRESS, REASON_NONE, p.len);
+    return deliver_local(skb, dst_ifindex, pod_mac, host_mac);
+}
+
+int to_pod(struct __sk_buff *skb)
+{
+    if (skb->mark == BH_MARK_ENFORCED) {
+        skb->mark = 0;
+        return TC_ACT_OK;
+    }
+    struct pkt p = {};
+    int r = parse(skb, &p);
+    if (r == 0)
+        return TC_ACT_OK;
+    if (r < 0)
+        return TC_ACT_SHOT;
+    struct ep_key dk = {.ip = p.daddr};
+    struct ep_info *dst = endpoints.lookup(&dk);
+    if (!dst)
+        return TC_ACT_OK;
+    __u32 dst_ep = dst->ep_id, dst_id = dst->identity, dst_flags = dst->flags;
+
+    __u32 src_id = ID_WORLD;
+    struct ipcache_key ik = {.prefixlen = 32, .ip = p.saddr};
+    struct ipcache_val *ic = ipcache.lookup(&ik);
+    if (ic)
+        src_id = ic->identity;
+
+    __u64 now = bpf_ktime_get_ns();
+    if (!ct_established(&p, now)) {
+        if (dst_flags & EP_F_INGRESS_ENFORCED) {
+            __u8 reason = policy_verdict(dst_ep, src_id, DIR_INGRESS, &p);
+            if (reason)
+                return drop(&p, src_id, dst_id, dst_ep, DIR_INGRESS, reason, OBS_TO_POD);
+        }
+        if (ct_create(&p, now, src_id, dst_id) < 0)
+            return drop(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_CT_FULL, OBS_TO_POD);
+        emit(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_NONE, OBS_TO_POD);
+    }
+    count(dst_ep, DIR_INGRESS, REASON_NONE, p.len);
+    return TC_ACT_OK;
+}

@@ -1,0 +1,261 @@
+"""The node's eBPF datapath as one object: what an agent calls.
+
+Every method blocks (bcc compile, map syscalls, netlink): an asyncio agent runs
+them in a thread pool.  Each sync method writes only the differences between
+what it is given and what the pinned maps already hold, and returns how many
+map writes that took, so a restarted agent adopts the maps without a gap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from pathlib import Path
+
+from nodeagent.datapath import netlink, policykeys
+from nodeagent.datapath.flows import DEFAULT_CAPACITY, FlowReader
+from nodeagent.datapath.layout import CFG_F_FORWARD_UNKNOWN, ID_HOST
+from nodeagent.datapath.loader import DEFAULT_PIN_ROOT, Loaded, MapSizes, remove_pins
+from nodeagent.datapath.maps import (
+    ConfigMap,
+    CountersMap,
+    CtMap,
+    EndpointsMap,
+    IpcacheMap,
+    PolicyMap,
+)
+from nodeagent.datapath.models import (
+    CounterEntry,
+    CtEntry,
+    EndpointInfo,
+    EndpointSpec,
+    Flow,
+    IpcacheEntry,
+    PolicyEntry,
+    PolicyKeyInfo,
+    TunnelEntry,
+)
+
+DEFAULT_VXLAN_IFNAME = "bh_vxlan"
+
+
+class Datapath:
+    """BPF programs, pinned maps and plumbing of one node.
+
+    ``netns`` is the node's network namespace (None: the current one).  Maps
+    are pinned per ``node`` under ``pin_root``; creating a second Datapath for
+    the same node (a restarted agent) adopts them as they are.
+    """
+
+    def __init__(
+        self,
+        node: str,
+        *,
+        netns: str | None = None,
+        pin_root: Path = DEFAULT_PIN_ROOT,
+        sizes: MapSizes | None = None,
+        flow_capacity: int = DEFAULT_CAPACITY,
+    ):
+        self.node = node
+        self.netns = netns
+        self.pin_root = pin_root
+        self.loaded = Loaded(node, pin_root, sizes)
+        self.ipr = netlink.open_ns(netns)
+        m = self.loaded.maps
+        self.endpoint_map = EndpointsMap(m["endpoints"])
+        self.ipcache_map = IpcacheMap(m["ipcache"])
+        self.policy_map = PolicyMap(m["policy"])
+        self.ct_map = CtMap(m["ct"])
+        self.config_map = ConfigMap(m["config"])
+        self.counters_map = CountersMap(self.loaded.bpf[b"counters"])
+        self.flow_reader = FlowReader(self.loaded.bpf, flow_capacity)
+        self.host_ips: list[str] = []
+
+    # -- node ---------------------------------------------------------------
+
+    def setup_node(
+        self,
+        underlay_ip: str,
+        *,
+        vxlan_ifname: str = DEFAULT_VXLAN_IFNAME,
+        vxlan_port: int = netlink.VXLAN_PORT,
+        forward_unknown: bool = False,
+    ) -> int:
+        """Create the external-mode VXLAN device and attach from_overlay to it.
+
+        The node's own underlay IP enters the ipcache as the host identity.
+        ``forward_unknown`` hands allowed packets for addresses outside the
+        ipcache to the node's routing instead of dropping them.  Returns the
+        VXLAN ifindex.
+        """
+        index = netlink.ensure_vxlan(self.ipr, vxlan_ifname, vxlan_port)
+        fd, name = self.loaded.prog("from_overlay")
+        netlink.attach(self.ipr, index, "ingress", fd, name)
+        self.config_map.set(index, CFG_F_FORWARD_UNKNOWN if forward_unknown else 0)
+        if underlay_ip not in self.host_ips:
+            self.host_ips.append(underlay_ip)
+        self.ipcache_map.upsert([IpcacheEntry(f"{underlay_ip}/32", ID_HOST)])
+        return index
+
+    # -- endpoints ----------------------------------------------------------
+
+    def add_endpoint(self, spec: EndpointSpec) -> EndpointInfo:
+        """Veth into the pod namespace (IP, routes, gateway neighbour), map entry, programs.
+
+        Idempotent: an existing veth and an already-right map entry are left
+        untouched; filters are replaced, never duplicated.
+        """
+        link = netlink.ensure_endpoint_link(
+            self.ipr, spec.host_ifname, spec.netns, spec.pod_ifname, spec.ip, spec.mtu
+        )
+        existing = self.endpoint_map.get(spec.ip)
+        keep = existing if existing is not None and existing.ep_id == spec.ep_id else None
+
+        def flag(wanted: bool | None, current: bool | None) -> bool:
+            if wanted is not None:
+                return wanted
+            return bool(current)
+
+        info = EndpointInfo(
+            ip=spec.ip,
+            ep_id=spec.ep_id,
+            ifindex=link.host_index,
+            identity=spec.identity,
+            ingress_enforced=flag(spec.ingress_enforced, keep.ingress_enforced if keep else None),
+            egress_enforced=flag(spec.egress_enforced, keep.egress_enforced if keep else None),
+            pod_mac=link.pod_mac,
+            host_mac=link.host_mac,
+        )
+        self.endpoint_map.put(info)
+        for hook, prog in (("ingress", "from_pod"), ("egress", "to_pod")):
+            fd, name = self.loaded.prog(prog)
+            netlink.attach(self.ipr, link.host_index, hook, fd, name)
+        return info
+
+    def remove_endpoint(self, ep_id: int) -> bool:
+        """Undo add_endpoint: map entry, policy keys, counters, the veth pair."""
+        info = self.endpoint_map.by_id(ep_id)
+        if info is None:
+            self.policy_map.remove_endpoint(ep_id)
+            return False
+        self.endpoint_map.remove(info.ip)
+        self.policy_map.remove_endpoint(ep_id)
+        self.counters_map.remove_endpoint(ep_id)
+        ifname = netlink.link_name(self.ipr, info.ifindex)
+        if ifname is not None:
+            netlink.delete_link(self.ipr, ifname)
+        return True
+
+    def sync_endpoints(self, specs: Iterable[EndpointSpec]) -> list[EndpointInfo]:
+        """Make the node's endpoints exactly ``specs`` (restart reconciliation)."""
+        specs = list(specs)
+        infos = [self.add_endpoint(s) for s in specs]
+        wanted = {s.ep_id for s in specs}
+        for info in self.endpoint_map.list():
+            if info.ep_id not in wanted:
+                self.remove_endpoint(info.ep_id)
+        for ep_id in self.policy_map.endpoint_ids() - wanted:
+            self.policy_map.remove_endpoint(ep_id)
+        return infos
+
+    # -- ipcache ------------------------------------------------------------
+
+    def sync_ipcache(self, entries: Iterable[IpcacheEntry]) -> int:
+        """Make the ipcache exactly ``entries`` (plus this node's host IPs)."""
+        wanted = list(entries)
+        wanted.extend(IpcacheEntry(f"{ip}/32", ID_HOST) for ip in self.host_ips)
+        return self.ipcache_map.sync(wanted)
+
+    def upsert_ipcache(self, entries: Iterable[IpcacheEntry]) -> int:
+        return self.ipcache_map.upsert(entries)
+
+    def delete_ipcache(self, prefixes: Iterable[str]) -> int:
+        return self.ipcache_map.delete(prefixes)
+
+    # -- policy -------------------------------------------------------------
+
+    def sync_policy(
+        self,
+        ep_id: int,
+        entries: Iterable[PolicyEntry],
+        ingress_enforced: bool,
+        egress_enforced: bool,
+    ) -> int:
+        """Make one endpoint's policy exactly ``entries`` with these enforcement flags.
+
+        New keys go in before enforcement is switched on and stale keys go
+        out after it is switched off, so no allowed packet is ever dropped
+        in between.  Returns the map writes it took.
+        """
+        info = self.endpoint_map.by_id(ep_id)
+        if info is None:
+            raise KeyError(f"endpoint {ep_id} is not on this node")
+        raw = self.policy_map.raw
+        desired = policykeys.endpoint_keys(ep_id, entries)
+        current = {k: v for k, v in raw.dump().items() if policykeys.key_ep_id(k) == ep_id}
+        changed = [(k, v) for k, v in desired.items() if current.get(k) != v]
+        stale = [k for k in current if k not in desired]
+        if changed:
+            raw.update(changed)
+        writes = len(changed) + len(stale)
+        if (info.ingress_enforced, info.egress_enforced) != (ingress_enforced, egress_enforced):
+            self.endpoint_map.put(
+                dataclasses.replace(
+                    info, ingress_enforced=ingress_enforced, egress_enforced=egress_enforced
+                )
+            )
+            writes += 1
+        if stale:
+            raw.delete(stale)
+        return writes
+
+    # -- dumps --------------------------------------------------------------
+
+    def endpoints(self) -> list[EndpointInfo]:
+        return self.endpoint_map.list()
+
+    def ipcache(self) -> list[IpcacheEntry]:
+        return self.ipcache_map.list()
+
+    def policy(self, ep_id: int) -> list[PolicyKeyInfo]:
+        return self.policy_map.get(ep_id)
+
+    def ct(self) -> list[CtEntry]:
+        return self.ct_map.list()
+
+    def tunnels(self) -> list[TunnelEntry]:
+        return [
+            TunnelEntry(e.prefix, e.tunnel_endpoint, e.identity)
+            for e in self.ipcache_map.list()
+            if e.tunnel_endpoint
+        ]
+
+    def counters(self, ep_id: int | None = None) -> list[CounterEntry]:
+        return self.counters_map.list(ep_id)
+
+    def gc_ct(self) -> int:
+        return self.ct_map.gc()
+
+    def read_flows(self, timeout_ms: int = 0, last: int | None = None) -> list[Flow]:
+        """Drain the ring buffer, then return the newest ``last`` kept flows (all by default)."""
+        self.flow_reader.poll(timeout_ms)
+        return self.flow_reader.last(last)
+
+    def map_writes(self) -> dict[str, int]:
+        """Entries written or deleted per map by this object since it was created."""
+        return {name: raw.writes for name, raw in self.loaded.maps.items()}
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def close(self) -> None:
+        """Release our handles; attached programs and pinned maps keep enforcing."""
+        self.ipr.close()
+        self.loaded.close()
+
+    def teardown(self, vxlan_ifname: str = DEFAULT_VXLAN_IFNAME) -> None:
+        """Remove everything this node's datapath made: endpoints, VXLAN device, pins."""
+        for info in self.endpoint_map.list():
+            self.remove_endpoint(info.ep_id)
+        netlink.delete_link(self.ipr, vxlan_ifname)
+        self.close()
+        remove_pins(self.node, self.pin_root)

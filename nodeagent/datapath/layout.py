@@ -1,0 +1,99 @@
+"""Byte layouts of the BPF maps, mirroring bpf/bulkhead.h.
+
+Values are packed with :mod:`struct` rather than built field by field as ctypes
+objects, because diffing and batch-writing 100,000 ipcache entries must take
+well under a second.  The loader checks these sizes against the sizes bcc
+derived from the C header, so a drift between the two fails loudly at start.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from pathlib import Path
+
+LAYOUT_VERSION = 1
+"""Bump together with BH_LAYOUT_VERSION in bpf/bulkhead.h; part of the pin path."""
+
+BPF_DIR = Path(__file__).resolve().parents[2] / "bpf"
+PROGRAM_SOURCE = BPF_DIR / "datapath.c"
+
+# Reserved identities.
+ID_ANY = 0
+ID_HOST = 1
+ID_WORLD = 2
+ID_REMOTE_NODE = 6
+
+EP_F_INGRESS_ENFORCED = 1
+EP_F_EGRESS_ENFORCED = 2
+
+CFG_F_FORWARD_UNKNOWN = 1
+
+POLICY_FIXED_BITS = 88
+"""Policy key bits always inside the prefix: ep_id, peer, pad, dir, kind."""
+POLICY_PROTO_BITS = POLICY_FIXED_BITS + 8
+POLICY_FULL_BITS = POLICY_PROTO_BITS + 16
+
+
+class Direction(enum.IntEnum):
+    INGRESS = 0
+    EGRESS = 1
+
+
+class Kind(enum.IntEnum):
+    DENY = 0
+    ALLOW = 1
+
+
+class Verdict(enum.IntEnum):
+    FORWARDED = 0
+    DROPPED = 1
+
+
+class Reason(enum.IntEnum):
+    NONE = 0
+    POLICY_DENIED = 1
+    POLICY_DEFAULT_DENY = 2
+    UNKNOWN_DESTINATION = 3
+    UNKNOWN_SOURCE = 4
+    TUNNEL_ERROR = 5
+    CT_FULL = 6
+
+
+class ObsPoint(enum.IntEnum):
+    FROM_POD = 0
+    FROM_OVERLAY = 1
+    TO_POD = 2
+
+
+# struct ep_key / ep_info
+EP_KEY = struct.Struct("<4s")
+EP_VAL = struct.Struct("<IIII6s6s")
+# struct ipcache_key / ipcache_val
+IPCACHE_KEY = struct.Struct("<I4s")
+IPCACHE_VAL = struct.Struct("<II")
+# struct policy_key (prefixlen little-endian, the rest big-endian) / policy_val
+POLICY_KEY_PREFIXLEN = struct.Struct("<I")
+POLICY_KEY_DATA = struct.Struct(">IIBBBBH2x")
+POLICY_KEY_SIZE = POLICY_KEY_PREFIXLEN.size + POLICY_KEY_DATA.size
+POLICY_VAL = struct.Struct("<II")
+# struct ct_key / ct_val (ports kept as raw network-order bytes)
+CT_KEY = struct.Struct("<4s4s2s2sB3x")
+CT_VAL = struct.Struct("<QQIIB7x")
+# struct counter_key / counter_val
+COUNTER_KEY = struct.Struct("<IBBH")
+COUNTER_VAL = struct.Struct("<QQ")
+# struct node_config
+CONFIG_VAL = struct.Struct("<II")
+# struct flow_event
+FLOW_EVENT = struct.Struct("<Q4s4sIIIHHBBBBBBH")
+
+SIZES: dict[str, tuple[int, int]] = {
+    "endpoints": (EP_KEY.size, EP_VAL.size),
+    "ipcache": (IPCACHE_KEY.size, IPCACHE_VAL.size),
+    "policy": (POLICY_KEY_SIZE, POLICY_VAL.size),
+    "ct": (CT_KEY.size, CT_VAL.size),
+    "counters": (COUNTER_KEY.size, COUNTER_VAL.size),
+    "config": (4, CONFIG_VAL.size),
+}
+"""Expected (key, value) sizes per map, checked against bcc's types at load."""

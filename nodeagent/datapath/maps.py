@@ -1,0 +1,283 @@
+"""Typed views of the pinned maps: encode/decode entries and write only differences."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from nodeagent.datapath import policykeys
+from nodeagent.datapath.layout import (
+    CONFIG_VAL,
+    CT_KEY,
+    CT_VAL,
+    EP_F_EGRESS_ENFORCED,
+    EP_F_INGRESS_ENFORCED,
+    EP_KEY,
+    EP_VAL,
+    IPCACHE_KEY,
+    IPCACHE_VAL,
+    Direction,
+    Reason,
+)
+from nodeagent.datapath.models import (
+    CounterEntry,
+    CtEntry,
+    EndpointInfo,
+    IpcacheEntry,
+    PolicyEntry,
+    PolicyKeyInfo,
+)
+from nodeagent.datapath.rawmap import RawMap
+
+
+def _mac_bytes(mac: str) -> bytes:
+    return bytes.fromhex(mac.replace(":", ""))
+
+
+def _mac_str(raw: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def _ip_str(raw: bytes) -> str:
+    return socket.inet_ntoa(raw)
+
+
+class EndpointsMap:
+    """Pod IPv4 -> endpoint id, host veth ifindex, identity, flags, MACs."""
+
+    def __init__(self, raw: RawMap):
+        self.raw = raw
+
+    @staticmethod
+    def encode(info: EndpointInfo) -> tuple[bytes, bytes]:
+        flags = (EP_F_INGRESS_ENFORCED if info.ingress_enforced else 0) | (
+            EP_F_EGRESS_ENFORCED if info.egress_enforced else 0
+        )
+        key = EP_KEY.pack(socket.inet_aton(info.ip))
+        value = EP_VAL.pack(
+            info.ep_id,
+            info.ifindex,
+            info.identity,
+            flags,
+            _mac_bytes(info.pod_mac),
+            _mac_bytes(info.host_mac),
+        )
+        return key, value
+
+    @staticmethod
+    def decode(key: bytes, value: bytes) -> EndpointInfo:
+        ep_id, ifindex, identity, flags, pod_mac, host_mac = EP_VAL.unpack(value)
+        return EndpointInfo(
+            ip=_ip_str(key),
+            ep_id=ep_id,
+            ifindex=ifindex,
+            identity=identity,
+            ingress_enforced=bool(flags & EP_F_INGRESS_ENFORCED),
+            egress_enforced=bool(flags & EP_F_EGRESS_ENFORCED),
+            pod_mac=_mac_str(pod_mac),
+            host_mac=_mac_str(host_mac),
+        )
+
+    def list(self) -> list[EndpointInfo]:
+        return sorted(
+            (self.decode(k, v) for k, v in self.raw.dump().items()), key=lambda e: e.ep_id
+        )
+
+    def get(self, ip: str) -> EndpointInfo | None:
+        key = EP_KEY.pack(socket.inet_aton(ip))
+        value = self.raw.get(key)
+        return None if value is None else self.decode(key, value)
+
+    def by_id(self, ep_id: int) -> EndpointInfo | None:
+        return next((e for e in self.list() if e.ep_id == ep_id), None)
+
+    def put(self, info: EndpointInfo) -> bool:
+        """Write the entry unless it is already exactly this; True if written."""
+        key, value = self.encode(info)
+        if self.raw.get(key) == value:
+            return False
+        self.raw.update([(key, value)])
+        return True
+
+    def remove(self, ip: str) -> bool:
+        key = EP_KEY.pack(socket.inet_aton(ip))
+        if self.raw.get(key) is None:
+            return False
+        self.raw.delete([key])
+        return True
+
+
+class IpcacheMap:
+    """IPv4 prefix -> identity and tunnel endpoint (LPM trie)."""
+
+    def __init__(self, raw: RawMap):
+        self.raw = raw
+
+    @staticmethod
+    def encode_key(prefix: str) -> bytes:
+        ip, _, plen = prefix.partition("/")
+        prefixlen = int(plen) if plen else 32
+        packed = socket.inet_aton(ip)
+        if prefixlen < 32:
+            mask = (0xFFFFFFFF << (32 - prefixlen)) & 0xFFFFFFFF
+            packed = (int.from_bytes(packed, "big") & mask).to_bytes(4, "big")
+        return IPCACHE_KEY.pack(prefixlen, packed)
+
+    def encode_all(self, entries: Iterable[IpcacheEntry]) -> dict[bytes, bytes]:
+        tunnels: dict[str | None, int] = {None: 0}
+        desired: dict[bytes, bytes] = {}
+        pack_val = IPCACHE_VAL.pack
+        for e in entries:
+            tunnel = tunnels.get(e.tunnel_endpoint)
+            if tunnel is None:
+                tunnel = int.from_bytes(socket.inet_aton(str(e.tunnel_endpoint)), "big")
+                tunnels[e.tunnel_endpoint] = tunnel
+            if not 0 <= e.identity < 1 << 24:
+                raise ValueError(f"identity {e.identity} does not fit 24 bits")
+            desired[self.encode_key(e.prefix)] = pack_val(e.identity, tunnel)
+        return desired
+
+    @staticmethod
+    def decode(key: bytes, value: bytes) -> IpcacheEntry:
+        prefixlen, ip = IPCACHE_KEY.unpack(key)
+        identity, tunnel = IPCACHE_VAL.unpack(value)
+        endpoint = socket.inet_ntoa(tunnel.to_bytes(4, "big")) if tunnel else None
+        return IpcacheEntry(f"{_ip_str(ip)}/{prefixlen}", identity, endpoint)
+
+    def sync(self, entries: Iterable[IpcacheEntry]) -> int:
+        """Make the whole map equal ``entries``; returns the writes it took."""
+        return self.raw.sync(self.encode_all(entries))
+
+    def upsert(self, entries: Iterable[IpcacheEntry]) -> int:
+        desired = self.encode_all(entries)
+        changed = [(k, v) for k, v in desired.items() if self.raw.get(k) != v]
+        if changed:
+            self.raw.update(changed)
+        return len(changed)
+
+    def delete(self, prefixes: Iterable[str]) -> int:
+        keys = [k for k in map(self.encode_key, prefixes) if self.raw.get(k) is not None]
+        if keys:
+            self.raw.delete(keys)
+        return len(keys)
+
+    def list(self) -> list[IpcacheEntry]:
+        return [self.decode(k, v) for k, v in sorted(self.raw.dump().items())]
+
+
+class PolicyMap:
+    """Policy keys of every local endpoint in one LPM trie (see policykeys)."""
+
+    def __init__(self, raw: RawMap):
+        self.raw = raw
+
+    def _current(self, ep_id: int) -> dict[bytes, bytes]:
+        return {k: v for k, v in self.raw.dump().items() if policykeys.key_ep_id(k) == ep_id}
+
+    def sync_endpoint(self, ep_id: int, entries: Iterable[PolicyEntry]) -> int:
+        desired = policykeys.endpoint_keys(ep_id, entries)
+        if len(desired) > self.raw.max_entries:
+            raise ValueError(f"{len(desired)} policy keys exceed the map size")
+        return self.raw.sync(desired, self._current(ep_id))
+
+    def remove_endpoint(self, ep_id: int) -> int:
+        return self.raw.sync({}, self._current(ep_id))
+
+    def get(self, ep_id: int) -> list[PolicyKeyInfo]:
+        return [policykeys.decode_key(k) for k in sorted(self._current(ep_id))]
+
+    def endpoint_ids(self) -> set[int]:
+        return {policykeys.key_ep_id(k) for k in self.raw.dump()}
+
+
+class CtMap:
+    """Connection tracking (LRU hash); expiry is checked by the programs on lookup."""
+
+    def __init__(self, raw: RawMap):
+        self.raw = raw
+
+    def list(self) -> list[CtEntry]:
+        now = time.monotonic_ns()
+        out = []
+        for k, v in self.raw.dump().items():
+            saddr, daddr, sport, dport, proto = CT_KEY.unpack(k)
+            expires, created, sid, did, flags = CT_VAL.unpack(v)
+            out.append(
+                CtEntry(
+                    saddr=_ip_str(saddr),
+                    daddr=_ip_str(daddr),
+                    sport=int.from_bytes(sport, "big"),
+                    dport=int.from_bytes(dport, "big"),
+                    protocol=proto,
+                    src_identity=sid,
+                    dst_identity=did,
+                    tcp_flags=flags,
+                    expires_in_s=(expires - now) / 1e9,
+                    age_s=(now - created) / 1e9,
+                )
+            )
+        return out
+
+    def gc(self) -> int:
+        """Delete expired entries (bpf_ktime_get_ns is CLOCK_MONOTONIC)."""
+        now = time.monotonic_ns()
+        stale = [k for k, v in self.raw.dump().items() if CT_VAL.unpack(v)[0] < now]
+        if stale:
+            self.raw.delete(stale)
+        return len(stale)
+
+    def flush(self) -> int:
+        keys = list(self.raw.dump())
+        if keys:
+            self.raw.delete(keys)
+        return len(keys)
+
+
+class CountersMap:
+    """Per-endpoint packet/byte counters (per-CPU hash, summed here via bcc)."""
+
+    def __init__(self, table: Any):
+        self.table = table
+
+    def list(self, ep_id: int | None = None) -> list[CounterEntry]:
+        out = []
+        for key, values in self.table.items():
+            if ep_id is not None and key.ep_id != ep_id:
+                continue
+            out.append(
+                CounterEntry(
+                    ep_id=key.ep_id,
+                    direction=Direction(key.dir),
+                    reason=Reason(key.reason),
+                    packets=sum(v.packets for v in values),
+                    bytes=sum(v.bytes for v in values),
+                )
+            )
+        return sorted(out, key=lambda c: (c.ep_id, c.direction, c.reason))
+
+    def remove_endpoint(self, ep_id: int) -> None:
+        for key in list(self.table.keys()):
+            if key.ep_id == ep_id:
+                del self.table[key]
+
+
+class ConfigMap:
+    """The node's single configuration entry (VXLAN ifindex, flags)."""
+
+    def __init__(self, raw: RawMap):
+        self.raw = raw
+
+    def set(self, vxlan_ifindex: int, flags: int) -> bool:
+        key = (0).to_bytes(4, "little")
+        value = CONFIG_VAL.pack(vxlan_ifindex, flags)
+        if self.raw.get(key) == value:
+            return False
+        self.raw.update([(key, value)])
+        return True
+
+    def get(self) -> tuple[int, int]:
+        value = self.raw.get((0).to_bytes(4, "little"))
+        return CONFIG_VAL.unpack(value) if value else (0, 0)
+

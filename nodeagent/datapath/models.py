@@ -1,0 +1,138 @@
+"""Plain value types the datapath library takes and returns (no bcc, no ctypes)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from nodeagent.datapath.layout import Direction, ObsPoint, Reason, Verdict
+
+PROTOCOLS = {0: "any", 1: "ICMP", 6: "TCP", 17: "UDP", 132: "SCTP"}
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """What the agent wants for one local endpoint (pod).
+
+    ``netns`` is a network namespace name (under /var/run/netns) or a path
+    such as /proc/<pid>/ns/net.  ``host_ifname`` is the host-side veth name in
+    the node namespace (at most 15 characters).  ``None`` enforcement flags
+    keep what the pinned map already says (a restarted agent must not open a
+    window), and mean "not enforced" for a new endpoint.
+    """
+
+    ep_id: int
+    ip: str
+    identity: int
+    netns: str
+    host_ifname: str
+    pod_ifname: str = "eth0"
+    mtu: int = 1450
+    ingress_enforced: bool | None = None
+    egress_enforced: bool | None = None
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    """One entry of the endpoints map."""
+
+    ip: str
+    ep_id: int
+    ifindex: int
+    identity: int
+    ingress_enforced: bool
+    egress_enforced: bool
+    pod_mac: str
+    host_mac: str
+
+
+@dataclass(frozen=True)
+class IpcacheEntry:
+    """IP prefix -> identity and tunnel endpoint (None: not behind a tunnel)."""
+
+    prefix: str
+    identity: int
+    tunnel_endpoint: str | None = None
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.prefix, strict=False)
+
+
+@dataclass(frozen=True)
+class PolicyEntry:
+    """One resolved policy entry as the control plane delivers it.
+
+    ``peer`` 0 means any peer, ``protocol`` 0 any protocol, ports (0, 0) all
+    ports; a single port may be given as (p, 0) or (p, p).
+    """
+
+    direction: Direction
+    peer: int
+    protocol: int = 0
+    port_lo: int = 0
+    port_hi: int = 0
+    deny: bool = False
+
+
+@dataclass(frozen=True)
+class PolicyKeyInfo:
+    """One key of the policy trie, decoded (a port block, not the original range)."""
+
+    ep_id: int
+    direction: Direction
+    peer: int
+    deny: bool
+    protocol: int | None  # None: any protocol
+    port_lo: int
+    port_hi: int
+
+
+@dataclass(frozen=True)
+class CtEntry:
+    saddr: str
+    daddr: str
+    sport: int
+    dport: int
+    protocol: int
+    src_identity: int
+    dst_identity: int
+    tcp_flags: int
+    expires_in_s: float
+    age_s: float
+
+
+@dataclass(frozen=True)
+class TunnelEntry:
+    prefix: str
+    tunnel_endpoint: str
+    identity: int
+
+
+@dataclass(frozen=True)
+class CounterEntry:
+    ep_id: int
+    direction: Direction
+    reason: Reason
+    packets: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One flow event from the ring buffer."""
+
+    time_ns: int
+    saddr: str
+    daddr: str
+    sport: int
+    dport: int
+    protocol: int
+    tcp_flags: int
+    src_identity: int
+    dst_identity: int
+    ep_id: int
+    direction: Direction
+    verdict: Verdict
+    reason: Reason
+    obs_point: ObsPoint

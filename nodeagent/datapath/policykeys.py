@@ -1,0 +1,98 @@
+"""Policy entries -> keys of the policy LPM trie.
+
+Scheme (documented in bpf/bulkhead.h): one LPM trie for all local endpoints,
+key = ep_id | peer | pad | direction | kind | protocol | dport, all big-endian.
+The first 88 bits are always matched exactly.  A wildcard protocol stops the
+prefix there (88), a protocol with all ports stops after the protocol (96),
+and a port range is split into the minimal set of aligned power-of-two port
+blocks, each a prefix of 96 + k bits (like Cilium's port-prefix keys).  Deny
+and allow entries live under different ``kind`` values, so the datapath looks
+up deny (peer, then any peer) before allow (peer, then any peer) and the most
+specific protocol/port block wins inside each.  An entry with protocol 0 and
+ports expands to TCP, UDP and SCTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from nodeagent.datapath.layout import (
+    POLICY_FIXED_BITS,
+    POLICY_KEY_DATA,
+    POLICY_KEY_PREFIXLEN,
+    POLICY_PROTO_BITS,
+    POLICY_VAL,
+    Direction,
+    Kind,
+)
+from nodeagent.datapath.models import PolicyEntry, PolicyKeyInfo
+
+PORT_PROTOCOLS = (6, 17, 132)
+
+def port_blocks(lo: int, hi: int) -> list[tuple[int, int]]:
+    """Split [lo, hi] into aligned blocks, as (start, prefix bits of 16)."""
+    if not 0 <= lo <= hi <= 0xFFFF:
+        raise ValueError(f"bad port range {lo}-{hi}")
+    blocks: list[tuple[int, int]] = []
+    start = lo
+    while start <= hi:
+        size = start & -start if start else 1 << 16
+        while start + size - 1 > hi:
+            size >>= 1
+        blocks.append((start, 16 - (size.bit_length() - 1)))
+        start += size
+    return blocks
+
+def pack_key(
+    prefixlen: int, ep_id: int, peer: int, direction: int, kind: int, proto: int, port: int
+) -> bytes:
+    return POLICY_KEY_PREFIXLEN.pack(prefixlen) + POLICY_KEY_DATA.pack(
+        ep_id, peer, 0, direction, kind, proto, port
+    )
+
+def entry_keys(ep_id: int, entry: PolicyEntry) -> Iterator[tuple[bytes, bytes]]:
+    """Trie (key, value) pairs for one policy entry of one endpoint."""
+    kind = Kind.DENY if entry.deny else Kind.ALLOW
+    value = POLICY_VAL.pack(kind, 0)
+    direction = Direction(entry.direction)
+    if not 0 <= entry.peer < 1 << 24:
+        raise ValueError(f"identity {entry.peer} does not fit 24 bits")
+    lo, hi = entry.port_lo, entry.port_hi
+    if hi == 0:
+        hi = lo
+    all_ports = (lo, hi) == (0, 0) or (lo, hi) == (0, 0xFFFF)
+    if entry.protocol == 0 and all_ports:
+        yield pack_key(POLICY_FIXED_BITS, ep_id, entry.peer, direction, kind, 0, 0), value
+        return
+    protocols = (entry.protocol,) if entry.protocol else PORT_PROTOCOLS
+    for proto in protocols:
+        if not 0 < proto < 256:
+            raise ValueError(f"bad protocol {proto}")
+        if all_ports:
+            yield pack_key(POLICY_PROTO_BITS, ep_id, entry.peer, direction, kind, proto, 0), value
+            continue
+        for start, bits in port_blocks(lo, hi):
+            plen = POLICY_PROTO_BITS + bits
+            yield pack_key(plen, ep_id, entry.peer, direction, kind, proto, start), value
+
+def endpoint_keys(ep_id: int, entries: Iterable[PolicyEntry]) -> dict[bytes, bytes]:
+    """The complete desired key set of one endpoint (duplicates collapse)."""
+    desired: dict[bytes, bytes] = {}
+    for entry in entries:
+        desired.update(entry_keys(ep_id, entry))
+    return desired
+
+def key_ep_id(key: bytes) -> int:
+    return int.from_bytes(key[4:8], "big")
+
+def decode_key(key: bytes) -> PolicyKeyInfo:
+    (prefixlen,) = POLICY_KEY_PREFIXLEN.unpack_from(key)
+    ep_id, peer, _pad, direction, kind, proto, port = POLICY_KEY_DATA.unpack_from(key, 4)
+    if prefixlen <= POLICY_FIXED_BITS:
+        return PolicyKeyInfo(ep_id, Direction(direction), peer, kind == Kind.DENY, None, 0, 0xFFFF)
+    port_bits = max(0, min(16, prefixlen - POLICY_PROTO_BITS))
+    span = 1 << (16 - port_bits)
+    lo = port & ~(span - 1) & 0xFFFF
+    return PolicyKeyInfo(
+        ep_id, Direction(direction), peer, kind == Kind.DENY, proto, lo, lo + span - 1
+    )
