@@ -83,7 +83,8 @@ class Cluster:
         out = []
         for e in self.ipcache_entries():
             pod = next(p for p in self.pods.values() if f"{p.ip}/32" == e.prefix)
-            out.append(IpcacheEntry(e.prefix, e.identity, None if pod.node == node else e.tunnel_endpoint))
+            tunnel = None if pod.node == node else e.tunnel_endpoint
+            out.append(IpcacheEntry(e.prefix, e.identity, tunnel))
         out.extend(
             IpcacheEntry(f"{n.underlay_ip}/32", 6) for n in self.nodes.values() if n.name != node
         )
