@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
-from testcontainers.core.container import DockerContainer  # noqa: E402
-from testcontainers.core.network import Network  # noqa: E402
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.network import Network
 
 IMAGE = os.environ.get("BULKHEAD_ETCD_IMAGE", "bulkhead/etcd:local")
 

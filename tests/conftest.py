@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 import tempfile
-import time
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -19,61 +16,7 @@ import pytest
 from controlplane.app import ControlPlane
 from controlplane.config import Config
 from controlplane.server import build_server
-from controlplane.store.embedded import free_port
-
-
-@dataclass
-class EtcdProcess:
-    """A single-member etcd we can stop and start again on the same data and ports."""
-
-    data_dir: Path
-    client_port: int
-    peer_port: int
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"127.0.0.1:{self.client_port}"
-
-    def start(self) -> None:
-        client = f"http://{self.endpoint}"
-        peer = f"http://127.0.0.1:{self.peer_port}"
-        self.process = subprocess.Popen(
-            ["etcd", "--name", "t", "--data-dir", str(self.data_dir),
-             "--listen-client-urls", client, "--advertise-client-urls", client,
-             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", f"t={peer}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(200):
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{client}/health", timeout=1) as response:
-                    if b"true" in response.read():
-                        return
-            if self.process.poll() is not None:
-                raise RuntimeError("etcd exited at start")
-            time.sleep(0.05)
-        raise RuntimeError("etcd did not become healthy")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-
-@contextlib.contextmanager
-def etcd_process() -> Iterator[EtcdProcess]:
-    with tempfile.TemporaryDirectory(prefix="bulkhead-etcd-") as tmp:
-        etcd = EtcdProcess(Path(tmp) / "data", free_port(), free_port())
-        try:
-            etcd.start()
-            yield etcd
-        finally:
-            etcd.stop()
+from integration.etcd_process import EtcdProcess, etcd_process
 
 
 @pytest.fixture(scope="session")

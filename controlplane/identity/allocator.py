@@ -108,9 +108,12 @@ class IdentityAllocator:
         if reserved is not None:
             return Identity(reserved, label_set.labels)
         labels_key = self.keys.identity_labels(label_set.key)
+        lost_race = False
         for _ in range(MAX_ATTEMPTS):
+            # The cache answers almost always; after a lost race it may lag behind the
+            # winner, so read etcd itself.
             known = self.index.by_labels.get(label_set.key)
-            if known is None:
+            if known is None and lost_race:
                 known = await self._read_id(labels_key)
             if known is not None:
                 if await self._add_reference(known, labels_key, holder, lease, single):
@@ -129,6 +132,7 @@ class IdentityAllocator:
             )
             if result.succeeded:
                 return Identity(candidate, label_set.labels, 1)
+            lost_race = True
             # Lost a race: either these labels got an id meanwhile (next loop adds a
             # reference to it) or the candidate id was taken (next loop tries another).
         raise ApiError(grpc.StatusCode.ABORTED, "identity allocation kept conflicting; retry")

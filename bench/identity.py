@@ -1,0 +1,128 @@
+"""Identity allocation and lookup throughput, against raw etcd measured in the same run.
+
+(a) raw etcd create-only transactions/s (same client library, same concurrency)
+(b) new identities/s through the gRPC API of a control plane in its own process
+(c) lookups/s of already allocated label sets through the gRPC API
+(d) p50/p99 latencies of each
+Targets: (b) >= 0.5 x (a); (c) >= 10,000/s with p99 <= 5 ms.
+BENCH_CP_PREFIX="-m cProfile -o /tmp/cp.prof" profiles the control plane process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import grpc
+
+from bulkhead.v1 import identity_pb2, identity_pb2_grpc
+from controlplane.store import etcd as ops
+from controlplane.store.embedded import free_port
+from controlplane.store.etcd import Etcd
+from integration.etcd_process import etcd_process
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+async def run(count: int, concurrency: int,
+              op: Callable[[int], Awaitable[None]]) -> tuple[float, list[float]]:
+    """Runs op(0..count-1) with `concurrency` workers; returns (ops/s, latencies)."""
+    latencies: list[float] = []
+    next_i = iter(range(count))
+
+    async def worker() -> None:
+        for i in next_i:
+            t0 = time.perf_counter()
+            await op(i)
+            latencies.append(time.perf_counter() - t0)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return count / (time.perf_counter() - start), latencies
+
+
+def line(name: str, rate: float, lat: list[float]) -> None:
+    print(f"{name:<34} {rate:>9.0f}/s   p50 {pct(lat, 0.5):6.2f} ms   p99 {pct(lat, 0.99):6.2f} ms",
+          flush=True)
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    with etcd_process() as server:
+        etcd = Etcd([server.endpoint])
+        run_id = uuid.uuid4().hex[:8]
+
+        async def raw_create(i: int) -> None:
+            # The same shape as an allocation: two keys created only if both are absent.
+            a, b = f"/bench/{run_id}/labels/{i}", f"/bench/{run_id}/id/{i}"
+            await etcd.txn([ops.version_is(a, 0), ops.version_is(b, 0)],
+                           [ops.put(a, b"{}"), ops.put(b, b"{}")])
+
+        await run(200, args.concurrency, raw_create)  # warm-up
+        raw_rate, raw_lat = await run(args.count, args.concurrency, raw_create)
+        line("(a) raw etcd create-only txn", raw_rate, raw_lat)
+
+        port = free_port()
+        env = {**os.environ, "BULKHEAD_LOG_LEVEL": "warning"}
+        profile = os.environ.get("BENCH_CP_PREFIX", "").split()
+        cp = await asyncio.create_subprocess_exec(
+            sys.executable, *profile, "-m", "controlplane.main",
+            "--etcd-endpoints", server.endpoint, "--listen", f"127.0.0.1:{port}",
+            "--cluster-name", f"bench{run_id}", env=env, stdout=subprocess.DEVNULL)
+        try:
+            channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+            await asyncio.wait_for(channel.channel_ready(), 30)
+            stub = identity_pb2_grpc.IdentityServiceStub(channel)
+
+            async def allocate(i: int) -> None:
+                await stub.Allocate(identity_pb2.AllocateIdentityRequest(
+                    labels=[f"k8s:app=a{i}", "k8s:io.kubernetes.pod.namespace=bench"]))
+
+            warm = [f"k8s:warm=w{i}" for i in range(200)]
+            await run(200, args.concurrency, lambda i: stub.Allocate(
+                identity_pb2.AllocateIdentityRequest(labels=[warm[i]])))
+            alloc_rate, alloc_lat = await run(args.count, args.concurrency, allocate)
+            line("(b) new identities via gRPC", alloc_rate, alloc_lat)
+
+            known = args.count
+
+            async def lookup(i: int) -> None:
+                await stub.Lookup(identity_pb2.LookupIdentityRequest(
+                    labels=[f"k8s:app=a{i % known}", "k8s:io.kubernetes.pod.namespace=bench"]))
+
+            await asyncio.sleep(0.5)  # let the replica's cache see the last allocations
+            lookup_rate, lookup_lat = await run(args.lookups, args.concurrency, lookup)
+            line("(c) lookups of known sets via gRPC", lookup_rate, lookup_lat)
+            await channel.close()
+        finally:
+            cp.terminate()
+            await asyncio.wait_for(cp.wait(), 10)
+            await etcd.close()
+
+    ratio = alloc_rate / raw_rate
+    print(f"targets: (b)/(a) >= 0.5 -> {ratio:.2f} {'ok' if ratio >= 0.5 else 'MISSED'}; "
+          f"(c) >= 10000/s -> {lookup_rate:.0f} {'ok' if lookup_rate >= 10000 else 'MISSED'}; "
+          f"(c) p99 <= 5 ms -> {pct(lookup_lat, 0.99):.2f} "
+          f"{'ok' if pct(lookup_lat, 0.99) <= 5 else 'MISSED'}")
+    print(f"identity alloc ratio: {ratio:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=3000, help="allocations per phase")
+    parser.add_argument("--lookups", type=int, default=20000)
+    parser.add_argument("--concurrency", type=int, default=20)
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
