@@ -192,7 +192,7 @@ class Datapath:
             raise KeyError(f"endpoint {ep_id} is not on this node")
         raw = self.policy_map.raw
         desired = policykeys.endpoint_keys(ep_id, entries)
-        current = {k: v for k, v in raw.dump().items() if policykeys.key_ep_id(k) == ep_id}
+        current = {k: v for k, v in raw.entries().items() if policykeys.key_ep_id(k) == ep_id}
         changed = [(k, v) for k, v in desired.items() if current.get(k) != v]
         stale = [k for k in current if k not in desired]
         if changed:

@@ -23,6 +23,8 @@ from nodeagent.datapath.rawmap import RawMap
 
 DEFAULT_PIN_ROOT = Path("/sys/fs/bpf/bulkhead")
 PROGRAMS = ("from_pod", "from_overlay", "to_pod")
+MIRRORED = frozenset({"endpoints", "ipcache", "policy", "config"})
+"""Maps only user space writes; the programs write conntrack and counters."""
 
 
 class DatapathUnavailable(RuntimeError):
@@ -100,7 +102,9 @@ class Loaded:
                 raise DatapathUnavailable(
                     f"map {name}: layout.py says {(ksize, vsize)}, bulkhead.h says {got}"
                 )
-            self.maps[name] = RawMap(name, table.map_fd, ksize, vsize, table.max_entries)
+            self.maps[name] = RawMap(
+                name, table.map_fd, ksize, vsize, table.max_entries, mirrored=name in MIRRORED
+            )
 
     def prog(self, name: str) -> tuple[int, str]:
         """(fd, name) of one program, for a tc filter."""

@@ -82,7 +82,7 @@ class EndpointsMap:
 
     def list(self) -> list[EndpointInfo]:
         return sorted(
-            (self.decode(k, v) for k, v in self.raw.dump().items()), key=lambda e: e.ep_id
+            (self.decode(k, v) for k, v in self.raw.entries().items()), key=lambda e: e.ep_id
         )
 
     def get(self, ip: str) -> EndpointInfo | None:
@@ -158,13 +158,13 @@ class IpcacheMap:
         return len(changed)
 
     def delete(self, prefixes: Iterable[str]) -> int:
-        keys = [k for k in map(self.encode_key, prefixes) if self.raw.get(k) is not None]
+        keys = [k for k in dict.fromkeys(map(self.encode_key, prefixes)) if self.raw.get(k)]
         if keys:
             self.raw.delete(keys)
         return len(keys)
 
     def list(self) -> list[IpcacheEntry]:
-        return [self.decode(k, v) for k, v in sorted(self.raw.dump().items())]
+        return [self.decode(k, v) for k, v in sorted(self.raw.entries().items())]
 
 
 class PolicyMap:
@@ -174,7 +174,7 @@ class PolicyMap:
         self.raw = raw
 
     def _current(self, ep_id: int) -> dict[bytes, bytes]:
-        return {k: v for k, v in self.raw.dump().items() if policykeys.key_ep_id(k) == ep_id}
+        return {k: v for k, v in self.raw.entries().items() if policykeys.key_ep_id(k) == ep_id}
 
     def sync_endpoint(self, ep_id: int, entries: Iterable[PolicyEntry]) -> int:
         desired = policykeys.endpoint_keys(ep_id, entries)
@@ -189,7 +189,7 @@ class PolicyMap:
         return [policykeys.decode_key(k) for k in sorted(self._current(ep_id))]
 
     def endpoint_ids(self) -> set[int]:
-        return {policykeys.key_ep_id(k) for k in self.raw.dump()}
+        return {policykeys.key_ep_id(k) for k in self.raw.entries()}
 
 
 class CtMap:

@@ -6,6 +6,11 @@ so the datapath talks to the map fd directly with byte buffers: a full dump or
 a 100,000-entry write is a handful of syscalls and no per-entry ctypes objects.
 Every write is counted, so callers (and tests) can prove a sync wrote only
 differences.
+
+Maps that only user space writes (everything but conntrack and counters) are
+*mirrored*: read once from the kernel, then kept in step with every write.  The
+mirror makes diffs cheap and gives exact-key reads, which an LPM trie cannot
+(its lookup returns the longest match, possibly a shorter covering prefix).
 """
 
 from __future__ import annotations
@@ -31,8 +36,18 @@ def _check(res: int, what: str) -> None:
 class RawMap:
     """One map fd with fixed key and value sizes, read and written as bytes."""
 
-    def __init__(self, name: str, fd: int, key_size: int, value_size: int, max_entries: int):
+    def __init__(
+        self,
+        name: str,
+        fd: int,
+        key_size: int,
+        value_size: int,
+        max_entries: int,
+        mirrored: bool = False,
+    ):
         self.name = name
+        self.mirrored = mirrored
+        self._mirror: dict[bytes, bytes] | None = None
         self.fd = fd
         self.key_size = key_size
         self.value_size = value_size
@@ -40,8 +55,16 @@ class RawMap:
         self.writes = 0
         """Entries updated or deleted through this object (the restart test reads it)."""
 
+    def entries(self) -> dict[bytes, bytes]:
+        """Every entry (the mirror for mirrored maps: do not modify it)."""
+        if not self.mirrored:
+            return self.dump()
+        if self._mirror is None:
+            self._mirror = self.dump()
+        return self._mirror
+
     def dump(self) -> dict[bytes, bytes]:
-        """Every entry, key bytes -> value bytes."""
+        """Every entry, read from the kernel: key bytes -> value bytes."""
         ks, vs = self.key_size, self.value_size
         keys = ct.create_string_buffer(ks * self.max_entries)
         values = ct.create_string_buffer(vs * self.max_entries)
@@ -85,6 +108,8 @@ class RawMap:
                 f"update batch on {self.name}",
             )
             self.writes += len(chunk)
+            if self._mirror is not None:
+                self._mirror.update(chunk)
 
     def delete(self, keys: Sequence[bytes]) -> None:
         """Delete entries (missing ones are an error from the kernel)."""
@@ -97,6 +122,9 @@ class RawMap:
                 f"delete batch on {self.name}",
             )
             self.writes += len(chunk)
+            if self._mirror is not None:
+                for key in chunk:
+                    self._mirror.pop(key, None)
 
     def sync(self, desired: dict[bytes, bytes], current: dict[bytes, bytes] | None = None) -> int:
         """Make the map (or the ``current`` slice of it) equal ``desired``.
@@ -105,7 +133,7 @@ class RawMap:
         no longer wanted; returns the number of writes.
         """
         if current is None:
-            current = self.dump()
+            current = self.entries()
         changed = [(k, v) for k, v in desired.items() if current.get(k) != v]
         stale = [k for k in current if k not in desired]
         if changed:
@@ -115,6 +143,9 @@ class RawMap:
         return len(changed) + len(stale)
 
     def get(self, key: bytes) -> bytes | None:
+        """The value stored under exactly ``key`` (mirrored maps) or the kernel's lookup."""
+        if self.mirrored:
+            return self.entries().get(key)
         value = ct.create_string_buffer(self.value_size)
         kbuf = ct.create_string_buffer(key, self.key_size)
         if lib.bpf_lookup_elem(self.fd, kbuf, value) != 0:
