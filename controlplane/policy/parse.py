@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import yaml
-from bulkhead.rpcerror import FieldViolation
 
+from bulkhead.rpcerror import FieldViolation
 from controlplane.policy.labels import NAMESPACE_KEY, IPNetwork
 from controlplane.policy.model import (
     ALL_PORTS,
@@ -342,12 +342,13 @@ class _DocumentParser:
             return []
         if "description" in spec:
             self.string(spec["description"], _field(path, "description"))
+        subject: LabelSelector | None = None
         if "endpointSelector" not in spec:
             self.fail(_field(path, "endpointSelector"), "is required")
-            return []
-        subject = self.selector(spec["endpointSelector"], _field(path, "endpointSelector"))
+        else:
+            subject = self.selector(spec["endpointSelector"], _field(path, "endpointSelector"))
         if subject is None:
-            return []
+            subject = LabelSelector()  # keep validating the rules; nothing is returned anyway
         if key.namespace:
             subject = subject.with_requirement(_namespace_requirement(key.namespace))
         rules: list[Rule] = []
@@ -382,7 +383,8 @@ class _DocumentParser:
             selector = self.selector(item, f"{_field(path, endpoints)}[{i}]")
             if selector is None:
                 continue
-            if key.namespace and not selector.names_namespace():
+            # As Cilium: a peer naming a namespace or a reserved label keeps its scope.
+            if key.namespace and not (selector.names_namespace() or selector.names_reserved()):
                 selector = selector.with_requirement(_namespace_requirement(key.namespace))
             peers.append(selector)
         for i, item in enumerate(self.sequence(rule.get(entities, []), _field(path, entities))):

@@ -68,6 +68,9 @@ class LabelSelector:
     def names_namespace(self) -> bool:
         return any(r.key == NAMESPACE_KEY for r in self.requirements)
 
+    def names_reserved(self) -> bool:
+        return any(r.source == "reserved" for r in self.requirements)
+
     def with_requirement(self, extra: Requirement) -> LabelSelector:
         return LabelSelector(tuple(sorted({*self.requirements, extra})))
 
