@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+import structlog
 
 from bulkhead import log
 from bulkhead.rpcerror import ApiError, abort
@@ -20,7 +21,8 @@ def rpc(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
         try:
-            return await method(self, request, context)
+            with structlog.contextvars.bound_contextvars(rpc=method.__name__):
+                return await method(self, request, context)
         except ApiError as exc:
             await abort(context, exc)
         except grpc.aio.AbortError:
