@@ -7,7 +7,6 @@ import contextlib
 from importlib.metadata import PackageNotFoundError, version
 
 from bulkhead import log
-
 from controlplane.config import Config
 from controlplane.endpoints.registry import EndpointRegistry
 from controlplane.identity.allocator import IdentityAllocator, IdentityRange
@@ -19,6 +18,8 @@ from controlplane.store.cache import ClusterCache
 from controlplane.store.embedded import EmbeddedEtcd
 from controlplane.store.etcd import Etcd, TlsFiles
 from controlplane.store.keys import Keys
+from controlplane.subscription.fanout import Fanout, Settings
+from controlplane.subscription.policy import policy_source_of
 
 _log = log.get(__name__)
 
@@ -65,7 +66,14 @@ class ControlPlane:
                                   config.node_ttl)
         self.endpoints = EndpointRegistry(self.etcd, self.keys, self.cache, self.nodes,
                                           self.allocator)
+        self.subscriptions = Fanout(
+            self.etcd, self.keys, self.cache, policy_source_of(self), config.replica_id,
+            Settings(config.subscription_history, config.subscription_queue_bytes,
+                     config.bookmark_interval, config.subscription_status_interval,
+                     config.node_ttl))
+        self.subscriptions.attach()  # after the policy resolver's listener
         await self._start_cache()
+        await self.subscriptions.start()
         self._tasks.append(asyncio.create_task(self.collector.run(), name="identity-gc"))
 
     async def _start_cache(self, timeout: float = 30.0) -> None:
@@ -86,6 +94,8 @@ class ControlPlane:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if hasattr(self, "subscriptions"):
+            await self.subscriptions.stop()
         await self.cache.stop()
         await self.etcd.close()
         if self.embedded is not None:

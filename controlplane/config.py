@@ -33,6 +33,11 @@ class Config:
     identity_gc_grace: float = 60.0
     identity_range: tuple[int, int] | None = None
     policy_map_max: int = 16384
+    subscription_history: float = 300.0
+    subscription_queue_bytes: int = 16 << 20
+    bookmark_interval: float = 30.0
+    subscription_status_interval: float = 1.0
+    port_file: Path | None = None
     replica_id: str = field(default_factory=lambda: f"{socket.gethostname()}-"
                                                     f"{uuid.uuid4().hex[:6]}")
 
@@ -63,6 +68,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--policy-map-max", type=int, default=16384,
                    help="policy entries allowed per identity (BPF policy map size)")
     p.add_argument("--replica-id", help="name of this replica (default host-random)")
+    p.add_argument("--subscription-history", type=float, default=300.0,
+                   help="seconds of revisions kept so agents can resume with deltas")
+    p.add_argument("--subscription-queue-bytes", type=int, default=16 << 20,
+                   help="per-agent send queue; an agent further behind is reset")
+    p.add_argument("--bookmark-interval", type=float, default=30.0,
+                   help="seconds of idle stream before a bookmark is sent")
+    p.add_argument("--subscription-status-interval", type=float, default=1.0,
+                   help="seconds between writes of per-node subscription status to etcd")
+    p.add_argument("--port-file", type=Path,
+                   help="write the bound gRPC port here once serving (for --listen HOST:0)")
     return p
 
 
@@ -88,7 +103,10 @@ def from_args(argv: list[str] | None = None) -> Config:
         state_dir=a.state_dir, cluster_name=a.cluster_name, cluster_id=a.cluster_id,
         cluster_pool=a.cluster_pool, node_mask=a.node_mask, node_ttl=a.node_ttl,
         identity_gc_grace=a.identity_gc_grace, identity_range=id_range,
-        policy_map_max=a.policy_map_max,
+        policy_map_max=a.policy_map_max, subscription_history=a.subscription_history,
+        subscription_queue_bytes=a.subscription_queue_bytes,
+        bookmark_interval=a.bookmark_interval,
+        subscription_status_interval=a.subscription_status_interval, port_file=a.port_file,
     )
     if a.replica_id:
         config.replica_id = a.replica_id

@@ -7,7 +7,6 @@ import signal
 import sys
 
 from bulkhead import log
-
 from controlplane.app import ControlPlane
 from controlplane.config import SERVER_FILE, Config, from_args
 from controlplane.server import build_server
@@ -25,6 +24,10 @@ async def serve(config: Config) -> None:
         if config.embedded:
             config.state_dir.mkdir(parents=True, exist_ok=True)
             (config.state_dir / SERVER_FILE).write_text(address + "\n")
+        if config.port_file is not None:
+            tmp = config.port_file.with_suffix(".tmp")
+            tmp.write_text(f"{port}\n")
+            tmp.replace(config.port_file)
         _log.info("control plane serving", listen=address, etcd=",".join(cp.etcd.endpoints),
                   cluster=config.cluster_name, cluster_id=config.cluster_id)
         stop = asyncio.Event()

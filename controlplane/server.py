@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
 from bulkhead.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -12,15 +15,15 @@ from bulkhead.v1 import (
     identity_pb2_grpc,
     node_pb2,
     node_pb2_grpc,
+    subscription_pb2,
+    subscription_pb2_grpc,
 )
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
-
 from controlplane.api.admin_service import AdminService
 from controlplane.api.endpoint_service import EndpointService
 from controlplane.api.identity_service import IdentityService
 from controlplane.api.node_service import NodeService
 from controlplane.api.status import StatusReporter
+from controlplane.api.subscription_service import SubscriptionAdminService, SubscriptionService
 from controlplane.app import ControlPlane
 
 MAX_MESSAGE = 4 << 20
@@ -41,6 +44,9 @@ async def build_server(cp: ControlPlane, listen: str,
     endpoint_pb2_grpc.add_EndpointServiceServicer_to_server(EndpointService(cp.endpoints),
                                                             server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(StatusReporter(cp)), server)
+    server.add_generic_rpc_handlers([SubscriptionService(cp.subscriptions).handler()])
+    subscription_pb2_grpc.add_SubscriptionAdminServiceServicer_to_server(
+        SubscriptionAdminService(cp.subscriptions), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [
@@ -48,6 +54,8 @@ async def build_server(cp: ControlPlane, listen: str,
         node_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name,
         endpoint_pb2.DESCRIPTOR.services_by_name["EndpointService"].full_name,
         admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+        subscription_pb2.DESCRIPTOR.services_by_name["SubscriptionService"].full_name,
+        subscription_pb2.DESCRIPTOR.services_by_name["SubscriptionAdminService"].full_name,
     ]
     for name in [*names, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

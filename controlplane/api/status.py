@@ -33,6 +33,10 @@ class StatusReporter:
             "ipcache": sum(1 for _ in cp.cache.under(cp.keys.ipcache)),
             "cache_revision": cp.cache.revision,
         }
+        if hasattr(cp, "subscriptions"):
+            connected = [s for s in cp.subscriptions.statuses().values() if s.connected]
+            counts["subscribers"] = len(connected)
+            counts["max_lag_revisions"] = max((s.lag_revisions for s in connected), default=0)
         return admin_pb2.StatusResponse(
             replica_id=cp.config.replica_id, version=cp.version,
             cluster_name=cp.config.cluster_name, cluster_id=cp.config.cluster_id, etcd=etcd,

@@ -1,5 +1,6 @@
 """One module per noun; each registers its sub-commands on the parser."""
 
-from . import endpoint, identity, ipcache, node, status
+from . import endpoint, identity, ipcache, node, policywait, status
 
-ALL = [status, identity, node, endpoint, ipcache]
+# policywait last: it adds the `policy` noun only if no other module registered one.
+ALL = [status, identity, node, endpoint, ipcache, policywait]

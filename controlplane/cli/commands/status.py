@@ -31,4 +31,6 @@ def run(ctx: Any) -> int:
     for name in ("nodes", "endpoints", "identities", "ipcache", "policies", "subscribers"):
         if name in status.counts:
             print(f"{name.capitalize() + ':':<17}{status.counts[name]}")
+    if "max_lag_revisions" in status.counts:
+        print(f"{'Max agent lag:':<17}{status.counts['max_lag_revisions']} revisions")
     return 0 if etcd.healthy else 1

@@ -1,0 +1,126 @@
+"""The agent stream and its admin views; thin over `controlplane.subscription`.
+
+`Subscribe` is registered by hand with a pass-through response serializer: the fan-out hands
+over bytes it framed once for every subscriber, so gRPC must not re-encode them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import grpc
+
+from bulkhead import log
+from bulkhead.rpcerror import ApiError, FieldViolation, abort, invalid
+from bulkhead.v1 import subscription_pb2 as pb
+from bulkhead.v1 import subscription_pb2_grpc
+from controlplane.subscription.fanout import Fanout
+from controlplane.subscription.status import NodeStatus
+from controlplane.subscription.subscriber import Subscriber
+from controlplane.subscription.waiter import ConvergenceWaiter
+
+from .errors import rpc
+
+_log = log.get(__name__)
+SERVICE = pb.DESCRIPTOR.services_by_name["SubscriptionService"].full_name
+HELLO_TIMEOUT = 10.0
+
+
+class SubscriptionService:
+    def __init__(self, fanout: Fanout) -> None:
+        self.fanout = fanout
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(SERVICE, {
+            "Subscribe": grpc.stream_stream_rpc_method_handler(
+                self.Subscribe, request_deserializer=pb.AgentMessage.FromString,
+                response_serializer=bytes),
+        })
+
+    async def Subscribe(self, requests: AsyncIterator[pb.AgentMessage],
+                        context: grpc.aio.ServicerContext) -> None:
+        try:
+            first = await asyncio.wait_for(anext(requests), HELLO_TIMEOUT)
+            if first.WhichOneof("msg") != "hello":
+                raise invalid([FieldViolation("msg", "the first message must be hello")])
+            sub = await self.fanout.open(first.hello, context.peer())
+        except (TimeoutError, StopAsyncIteration):
+            await abort(context, invalid([FieldViolation("hello", "no hello received")]))
+            return
+        except ApiError as exc:
+            await abort(context, exc)
+            return
+        error: ApiError | None = None
+        tasks = [asyncio.create_task(self._send(sub, context)),
+                 asyncio.create_task(self._read(sub, requests)),
+                 asyncio.create_task(self.fanout.keep_lease(sub)),
+                 asyncio.create_task(sub.closed.wait())]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if not task.cancelled() and isinstance(task.exception(), ApiError):
+                    error = task.exception()  # type: ignore[assignment]
+            if sub.failure is not None and not tasks[0].done():
+                # Give a reader that is still reading the chance to see the Reset.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(tasks[0]), 1.0)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            self.fanout.close(sub)
+        if error is not None:
+            await abort(context, error)
+        if sub.failure is not None:
+            await abort(context, ApiError(grpc.StatusCode.ABORTED,
+                                          f"reset ({pb.Reset.Reason.Name(sub.failure[0])}): "
+                                          f"{sub.failure[1]}"))
+
+    @staticmethod
+    async def _send(sub: Subscriber, context: grpc.aio.ServicerContext) -> None:
+        async for message in sub.messages():
+            await context.write(message)
+
+    async def _read(self, sub: Subscriber, requests: AsyncIterator[pb.AgentMessage]) -> None:
+        async for message in requests:
+            which = message.WhichOneof("msg")
+            if which == "ack":
+                self.fanout.ack(sub, message.ack.revision)
+            elif which == "nack":
+                self.fanout.nack(sub, message.nack.revision, message.nack.error)
+
+
+def node_subscription(status: NodeStatus) -> pb.NodeSubscription:
+    return pb.NodeSubscription(name=status.name, replica=status.replica,
+                               connected_since=status.connected_since,
+                               acked_revision=status.acked_revision,
+                               lag_revisions=status.lag_revisions, resumes=status.resumes,
+                               snapshots=status.snapshots, connected=status.connected)
+
+
+class SubscriptionAdminService(subscription_pb2_grpc.SubscriptionAdminServiceServicer):
+    def __init__(self, fanout: Fanout) -> None:
+        self.fanout = fanout
+        self.waiter = ConvergenceWaiter(fanout)
+
+    @rpc
+    async def ListSubscriptions(self, request: pb.ListSubscriptionsRequest,
+                                context: grpc.aio.ServicerContext
+                                ) -> pb.ListSubscriptionsResponse:
+        statuses = sorted(self.fanout.statuses().values(), key=lambda s: s.name)
+        return pb.ListSubscriptionsResponse(
+            subscriptions=[node_subscription(s) for s in statuses],
+            revision=self.fanout.state.revision)
+
+    @rpc
+    async def WaitForRevision(self, request: pb.WaitForRevisionRequest,
+                              context: grpc.aio.ServicerContext) -> pb.WaitForRevisionResponse:
+        result = await self.waiter.wait(request.revision, set(request.identities),
+                                        request.timeout_seconds)
+        return pb.WaitForRevisionResponse(
+            converged=result.converged, nodes=result.nodes,
+            pending=[node_subscription(s) for s in result.pending])

@@ -1,0 +1,63 @@
+"""`bulkhead policy wait --revision R`: block until the nodes concerned acked revision R.
+
+`wait_for()` is the machinery `policy apply --wait` calls with the revision of its change and
+the identities it affected. `register()` adds the `policy` noun only when no other module did;
+a `policy` command module should call `add_wait_verb()` on its own verbs instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from bulkhead.v1 import subscription_pb2, subscription_pb2_grpc
+
+from ..output import emit_json, output_flag, to_dict
+
+
+def register(sub: Any) -> None:
+    if "policy" in sub.choices:
+        return
+    p: argparse.ArgumentParser = sub.add_parser("policy", help="network policies")
+    verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
+    add_wait_verb(verbs)
+
+
+def add_wait_verb(verbs: Any) -> None:
+    w = verbs.add_parser("wait", help="wait until every concerned node applied a revision")
+    w.add_argument("--revision", type=int, required=True, help="etcd revision of the change")
+    w.add_argument("--identity", type=int, action="append", default=[],
+                   help="only nodes hosting this identity (repeatable); default: all nodes")
+    w.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    output_flag(w)
+    w.set_defaults(run=run_wait)
+
+
+def wait_for(ctx: Any, revision: int, identities: list[int], timeout: float
+             ) -> subscription_pb2.WaitForRevisionResponse:
+    stub = ctx.stub(subscription_pb2_grpc.SubscriptionAdminServiceStub)
+    return stub.WaitForRevision(subscription_pb2.WaitForRevisionRequest(
+        revision=revision, identities=identities, timeout_seconds=timeout),
+        timeout=timeout + 10)
+
+
+def report(result: subscription_pb2.WaitForRevisionResponse, revision: int) -> int:
+    """Prints the outcome; exit code 0 when converged, 1 when nodes are missing."""
+    if result.converged:
+        print(f"revision {revision} applied on {len(result.nodes)} node(s)")
+        return 0
+    missing = ", ".join(f"{p.name} (acked {p.acked_revision}"
+                        f"{'' if p.connected else ', not connected'})" for p in result.pending)
+    print(f"timed out: {len(result.pending)} of {len(result.nodes)} node(s) did not apply "
+          f"revision {revision}: {missing}", file=sys.stderr)
+    return 1
+
+
+def run_wait(ctx: Any) -> int:
+    args = ctx.args
+    result = wait_for(ctx, args.revision, args.identity, args.timeout)
+    if ctx.json:
+        emit_json(to_dict(result))
+        return 0 if result.converged else 1
+    return report(result, args.revision)

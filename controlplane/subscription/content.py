@@ -1,0 +1,120 @@
+"""What agents receive, derived from cache keys: nodes, ipcache entries, identities (all
+agents) and resolved policy (per node). Everything else under the prefix is not content."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from bulkhead.v1 import subscription_pb2 as pb
+from bulkhead.v1 import types_pb2
+from controlplane.store.etcd import KV
+from controlplane.store.keys import Keys
+
+Kind = Literal["node", "ipcache", "identity"]
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyEntryView:
+    """One resolved entry, as the policy engine reports it (direction/verdict as strings)."""
+
+    direction: str      # "ingress" | "egress"
+    peer: int
+    protocol: int
+    port_lo: int
+    port_hi: int
+    verdict: str        # "allow" | "deny"
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedView:
+    ingress_enforced: bool
+    egress_enforced: bool
+    entries: tuple[PolicyEntryView, ...]
+
+
+class Classifier:
+    """Maps a cache key to the kind of shared object it holds (None: not content)."""
+
+    def __init__(self, keys: Keys) -> None:
+        self.nodes = keys.nodes
+        self.ipcache = keys.ipcache
+        self.identities = keys.identity_ids
+        self.endpoints = keys.endpoints
+
+    def kind(self, key: str) -> Kind | None:
+        if key.startswith(self.ipcache):
+            return "ipcache"
+        if key.startswith(self.nodes):
+            return "node"
+        if key.startswith(self.identities):
+            return "identity"
+        return None
+
+
+def put_change(kind: Kind, kv: KV) -> pb.Change:
+    data = json.loads(kv.value)
+    if kind == "node":
+        return pb.Change(node=types_pb2.Node(
+            name=data["name"], node_id=data["node_id"], underlay_ip=data["underlay_ip"],
+            pod_cidr=data["pod_cidr"], cluster=data.get("cluster", ""),
+            tunnel=types_pb2.TunnelEndpoint(ip=data["tunnel_ip"], port=data["tunnel_port"])))
+    if kind == "ipcache":
+        return pb.Change(ipcache=types_pb2.IPCacheEntry(
+            prefix=data["prefix"], identity=data["identity"], node=data["node"],
+            cluster=data.get("cluster", ""),
+            tunnel=types_pb2.TunnelEndpoint(ip=data["tunnel_ip"], port=data["tunnel_port"])))
+    return pb.Change(identity=types_pb2.Identity(id=int(data["id"]),
+                                                 labels=list(data["labels"])))
+
+
+def delete_change(kind: Kind, kv: KV) -> pb.Change:
+    """The removal of what `kv` (the previous value) held."""
+    data = json.loads(kv.value)
+    if kind == "node":
+        return pb.Change(node_removed=data["name"])
+    if kind == "ipcache":
+        return pb.Change(ipcache_removed=data["prefix"])
+    return pb.Change(identity_removed=int(data["id"]))
+
+
+def object_id(change: pb.Change) -> tuple[str, str]:
+    """(kind, id) of a put or removal: what an agent keys its state by."""
+    which = change.WhichOneof("object")
+    if which == "node":
+        return "node", change.node.name
+    if which == "ipcache":
+        return "ipcache", change.ipcache.prefix
+    if which == "identity":
+        return "identity", str(change.identity.id)
+    if which == "policy":
+        return "policy", str(change.policy.identity)
+    if which == "node_removed":
+        return "node", change.node_removed
+    if which == "ipcache_removed":
+        return "ipcache", change.ipcache_removed
+    if which == "identity_removed":
+        return "identity", str(change.identity_removed)
+    return "policy", str(change.policy_removed)
+
+
+_DIRECTION = {"ingress": pb.PolicyEntry.INGRESS, "egress": pb.PolicyEntry.EGRESS}
+_VERDICT = {"allow": pb.PolicyEntry.ALLOW, "deny": pb.PolicyEntry.DENY}
+
+
+def policy_change(identity: int, view: ResolvedView) -> pb.Change:
+    return pb.Change(policy=pb.IdentityPolicy(
+        identity=identity, ingress_enforced=view.ingress_enforced,
+        egress_enforced=view.egress_enforced, entries=policy_entries(view.entries)))
+
+
+def policy_entries(entries: Iterable[PolicyEntryView]) -> list[pb.PolicyEntry]:
+    return [pb.PolicyEntry(direction=_DIRECTION[str(e.direction)], peer=e.peer,
+                           protocol=e.protocol, port_lo=e.port_lo, port_hi=e.port_hi,
+                           verdict=_VERDICT[str(e.verdict)]) for e in entries]
+
+
+def policy_removed(identity: int) -> pb.Change:
+    return pb.Change(policy_removed=identity)

@@ -1,0 +1,221 @@
+"""The subscription service's core, independent of gRPC: decide resume or snapshot for a Hello,
+queue what the agent must receive first, keep the node's lease alive, record acks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+from bulkhead import log
+from bulkhead.rpcerror import FieldViolation, invalid, not_found
+from bulkhead.v1 import subscription_pb2 as pb
+from controlplane.nodes.registry import Node
+from controlplane.nodes.validate import check_name
+from controlplane.store.cache import ClusterCache
+from controlplane.store.etcd import Compacted, Etcd, EtcdUnavailable
+from controlplane.store.keys import Keys
+
+from . import framing
+from .history import History
+from .hub import Hub
+from .policy import PolicySource
+from .snapshot import Snapshots
+from .state import SubscriptionState
+from .status import NodeStatus, StatusBoard
+from .subscriber import Subscriber
+
+_log = log.get(__name__)
+
+
+@dataclass(frozen=True)
+class Settings:
+    history_window: float = 300.0       # seconds of revisions kept for resumes
+    queue_bytes: int = 16 << 20         # per subscriber; beyond it: Reset(SLOW_CONSUMER)
+    bookmark_interval: float = 30.0
+    status_interval: float = 1.0        # etcd status writes, at most once per interval
+    node_ttl: int = 15                  # the node lease TTL; renewed every third of it
+
+
+class Fanout:
+    def __init__(self, etcd: Etcd, keys: Keys, cache: ClusterCache, policy: PolicySource,
+                 replica: str, settings: Settings | None = None) -> None:
+        self.etcd = etcd
+        self.keys = keys
+        self.cache = cache
+        self.replica = replica
+        self.settings = settings or Settings()
+        self.history = History(self.settings.history_window)
+        self.state = SubscriptionState(keys, policy, self.history)
+        self.snapshots = Snapshots(self.state)
+        self.hub = Hub(self.state, self.settings.bookmark_interval)
+        self.board = StatusBoard(etcd, keys, cache, replica,
+                                 interval=self.settings.status_interval)
+        self.hub.on_skip.append(self.board.changed)
+        self.resumed = 0
+        self.snapshotted = 0
+        self._cluster_id = 0
+        self._compaction_checks: dict[int, asyncio.Future[bool]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def attach(self) -> None:
+        """Registers the state on the cache (after the policy resolver, before start)."""
+        self.cache.add_listener(self.state)
+        self.cache.on_progress(self.state.progress)
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self.hub.bookmarks(), name="sub-bookmarks"),
+                       asyncio.create_task(self.board.run(), name="sub-status"),
+                       asyncio.create_task(self._trim(), name="sub-history-trim")]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for sub in list(self.hub.subscribers.values()):
+            sub.fail(pb.Reset.UNSPECIFIED, "replica shutting down")
+        await self.board.close()
+
+    async def cluster_id(self) -> int:
+        if not self._cluster_id:
+            self._cluster_id = (await self.etcd.status()).cluster_id
+        return self._cluster_id
+
+    # -- a new stream ------------------------------------------------------------------------
+    async def open(self, hello: pb.Hello, peer: str) -> Subscriber:
+        problems = check_name(hello.node, "hello.node", subdomain=True)
+        if hello.HasField("resume") and hello.resume.revision <= 0:
+            problems.append(FieldViolation("hello.resume.revision", "must be positive"))
+        if problems:
+            raise invalid(problems)
+        if self.keys.node(hello.node) not in self.cache.items:
+            raise not_found(f"node {hello.node!r} is not registered; register first")
+        cluster_id = await self.cluster_id()
+        reason: tuple[int, str] | None = None
+        resume_at = 0
+        if hello.HasField("resume"):
+            token = hello.resume
+            if token.etcd_cluster_id != cluster_id:
+                reason = (pb.Reset.CLUSTER_ID_CHANGED,
+                          f"token is for etcd cluster {token.etcd_cluster_id:x}, "
+                          f"this is {cluster_id:x}")
+            else:
+                await self.cache.wait_for(token.revision, timeout=5.0)
+                reason = await self._resumable(token.revision)
+                resume_at = token.revision
+        # From here on no await: the queue starts exactly where the state is.
+        previous = self.board.stored(hello.node)
+        sub = Subscriber(hello.node, peer, max_bytes=self.settings.queue_bytes,
+                         resumes=previous.resumes if previous else 0,
+                         snapshots=previous.snapshots if previous else 0)
+        if reason is None and resume_at and self.history.covers(resume_at):
+            self._queue_resume(sub, resume_at)
+        else:
+            if reason is not None:
+                sub.push_message(pb.ServerMessage(reset=pb.Reset(
+                    reason=reason[0], detail=reason[1])).SerializeToString())
+            self._queue_snapshot(sub, cluster_id)
+        self.hub.add(sub)
+        self.board.connected(sub)
+        _log.info("agent subscribed", node=sub.node, peer=peer, resumed=bool(sub.resumes and
+                  reason is None and resume_at), revision=self.state.revision)
+        return sub
+
+    def close(self, sub: Subscriber) -> None:
+        self.hub.remove(sub)
+        self.board.disconnected(sub)
+        sub.closed.set()
+
+    def ack(self, sub: Subscriber, revision: int) -> None:
+        if sub.ack(revision):
+            self.board.changed(sub)
+
+    def nack(self, sub: Subscriber, revision: int, error: str) -> None:
+        sub.nacks += 1
+        _log.warning("agent could not apply a revision", node=sub.node, revision=revision,
+                     error=error[:500])
+
+    async def keep_lease(self, sub: Subscriber) -> None:
+        """Renews the node's lease while the stream lives; raises NOT_FOUND once it expired."""
+        period = max(1.0, self.settings.node_ttl / 3)
+        while True:
+            kv = self.cache.items.get(self.keys.node(sub.node))
+            if kv is None:
+                raise not_found(f"node {sub.node!r} is no longer registered; register again")
+            try:
+                if await self.etcd.keepalive(Node.from_json(kv.value).lease) <= 0:
+                    raise not_found(f"node {sub.node!r} lease expired; register again")
+            except EtcdUnavailable as exc:
+                _log.warning("node lease renewal failed", node=sub.node, error=str(exc))
+            await asyncio.sleep(period)
+
+    def statuses(self) -> dict[str, NodeStatus]:
+        return self.board.all()
+
+    # -- internals ---------------------------------------------------------------------------
+    def _queue_resume(self, sub: Subscriber, revision: int) -> None:
+        backlog = self.history.since(revision)
+        sub.resumes += 1
+        self.resumed += 1
+        sub.acked_revision = revision
+        sub.push_message(pb.ServerMessage(welcome=pb.Welcome(
+            replica=self.replica, etcd_cluster_id=self._cluster_id, resumed=True,
+            revision=revision)).SerializeToString(), revision)
+        for delta in backlog:
+            body = delta.body_for(sub.node)
+            if body is not None:
+                entry = delta.entry if body is delta.shared else None
+                sub.push_delta(delta.revision, entry or framing.batch_entry(body))
+        # Tell the agent where it stands even when nothing changed since its token.
+        sub.push_message(pb.ServerMessage(synced=pb.Synced(
+            revision=self.state.revision)).SerializeToString(), self.state.revision)
+
+    def _queue_snapshot(self, sub: Subscriber, cluster_id: int) -> None:
+        revision = self.state.revision
+        sub.snapshots += 1
+        self.snapshotted += 1
+        sub.push_message(pb.ServerMessage(welcome=pb.Welcome(
+            replica=self.replica, etcd_cluster_id=cluster_id, resumed=False,
+            revision=revision)).SerializeToString())
+        for chunk in self.snapshots.shared():
+            sub.push_message(chunk)
+        for chunk in self.snapshots.for_node(sub.node):
+            sub.push_message(chunk)
+        sub.push_message(pb.ServerMessage(synced=pb.Synced(revision=revision))
+                         .SerializeToString(), revision)
+
+    async def _resumable(self, revision: int) -> tuple[int, str] | None:
+        """None when deltas since `revision` can be replayed; else the Reset reason."""
+        if revision > self.state.revision:
+            return (pb.Reset.TOO_OLD, f"revision {revision} is ahead of this replica "
+                                      f"({self.state.revision})")
+        if not self.history.covers(revision):
+            return (pb.Reset.TOO_OLD, f"revision {revision} is older than this replica's "
+                                      f"history (from {self.history.base})")
+        if await self._compacted(revision):
+            return (pb.Reset.TOO_OLD, f"revision {revision} is compacted in etcd")
+        return None
+
+    async def _compacted(self, revision: int) -> bool:
+        """One etcd read per distinct revision, shared by agents resuming together."""
+        pending = self._compaction_checks.get(revision)
+        if pending is None:
+            pending = asyncio.get_running_loop().create_future()
+            self._compaction_checks[revision] = pending
+            try:
+                await self.etcd.range(self.keys.prefix, revision=revision, limit=1)
+                pending.set_result(False)
+            except Compacted:
+                pending.set_result(True)
+            except Exception as exc:
+                pending.set_exception(exc)
+            finally:
+                asyncio.get_running_loop().call_later(1.0, self._compaction_checks.pop,
+                                                      revision, None)
+        return await asyncio.shield(pending)
+
+    async def _trim(self) -> None:
+        while True:
+            await asyncio.sleep(min(10.0, max(0.5, self.settings.history_window / 10)))
+            self.history.trim()

@@ -1,0 +1,173 @@
+"""The subscribable state at the cache's revision, turned into one RevisionDelta per etcd
+revision. Shared objects are kept serialized (a snapshot is then a concatenation); interest
+(which identities have endpoints on which node) decides who gets which policy."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from bulkhead import log
+from controlplane.store.cache import Change
+from controlplane.store.etcd import KV
+from controlplane.store.keys import Keys
+
+from . import content, framing
+from .history import History, RevisionDelta
+from .policy import PolicySource
+
+_log = log.get(__name__)
+
+
+class SubscriptionState:
+    """A ClusterCache listener; register it after the policy resolver."""
+
+    def __init__(self, keys: Keys, policy: PolicySource, history: History) -> None:
+        self.keys = keys
+        self.policy = policy
+        self.history = history
+        self.classify = content.Classifier(keys)
+        self.objects: dict[str, bytes] = {}            # cache key -> framed Change (a put)
+        self.endpoint_of: dict[str, tuple[str, int]] = {}  # endpoint key -> (node, identity)
+        self.interest: dict[str, dict[int, int]] = {}  # node -> identity -> endpoints
+        self.hosts: dict[int, set[str]] = {}           # identity -> nodes hosting it
+        self.revision = 0
+        self.shared_revision = 0       # last revision that changed shared objects
+        self.generation = 0            # bumps on every relist
+        self._policy_framed: dict[int, bytes] = {}
+        self.on_delta: list[Callable[[RevisionDelta], None]] = []
+        self.on_reset: list[Callable[[], None]] = []
+
+    # -- ClusterCache listener ---------------------------------------------------------------
+    def reset(self, items: dict[str, KV], revision: int) -> None:
+        self.objects.clear()
+        self.endpoint_of.clear()
+        self.interest.clear()
+        self.hosts.clear()
+        self._policy_framed.clear()
+        self.policy.take_changed()
+        for key, kv in items.items():
+            kind = self.classify.kind(key)
+            if kind is not None:
+                self.objects[key] = self._framed_put(kind, kv)
+            elif key.startswith(self.classify.endpoints):
+                self._endpoint_put(key, kv, None)
+        self.revision = self.shared_revision = revision
+        self.generation += 1
+        self.history.restart(revision)
+        for callback in self.on_reset:
+            callback()
+
+    def apply(self, revision: int, changes: list[Change]) -> None:
+        framed: list[bytes] = []
+        touched: dict[tuple[str, int], bool] = {}   # (node, identity) -> hosted before
+        for change in changes:
+            kind = self.classify.kind(change.key)
+            if kind is not None:
+                if change.kind == "put" and change.kv is not None:
+                    put = self._framed_put(kind, change.kv)
+                    self.objects[change.key] = put
+                    framed.append(put)
+                elif change.prev is not None:
+                    self.objects.pop(change.key, None)
+                    framed.append(framing.change_field(
+                        content.delete_change(kind, change.prev).SerializeToString()))
+            elif change.key.startswith(self.classify.endpoints):
+                self._endpoint_put(change.key, change.kv if change.kind == "put" else None,
+                                   touched)
+        per_node = self._policy_parts(touched)
+        self.revision = revision
+        if not framed and not per_node:
+            return
+        if framed:
+            self.shared_revision = revision
+        shared = framing.delta_body(revision, framed)
+        delta = RevisionDelta(revision, shared, len(framed),
+                              {node: b"".join(parts) for node, parts in per_node.items()})
+        if framed:
+            delta.entry = framing.batch_entry(shared)
+        self.history.append(delta)
+        for callback in self.on_delta:
+            callback(delta)
+
+    def progress(self, revision: int) -> None:
+        self.revision = max(self.revision, revision)
+
+    # -- queries -----------------------------------------------------------------------------
+    def nodes_hosting(self, identities: set[int]) -> set[str]:
+        found: set[str] = set()
+        for ident in identities:
+            found |= self.hosts.get(ident, set())
+        return found
+
+    def policy_objects(self, node: str) -> list[bytes]:
+        """Framed policy puts for every identity with endpoints on `node`."""
+        return [self._policy(ident) for ident in sorted(self.interest.get(node, {}))]
+
+    # -- internals ---------------------------------------------------------------------------
+    @staticmethod
+    def _framed_put(kind: content.Kind, kv: KV) -> bytes:
+        return framing.change_field(content.put_change(kind, kv).SerializeToString())
+
+    def _policy(self, ident: int) -> bytes:
+        framed = self._policy_framed.get(ident)
+        if framed is None:
+            change = content.policy_change(ident, self.policy.entries_for(ident))
+            framed = self._policy_framed[ident] = framing.change_field(
+                change.SerializeToString())
+        return framed
+
+    def _endpoint_put(self, key: str, kv: KV | None,
+                      touched: dict[tuple[str, int], bool] | None) -> None:
+        old = self.endpoint_of.pop(key, None)
+        if old is not None:
+            self._host(old, -1, touched)
+        if kv is not None:
+            try:
+                data = json.loads(kv.value)
+                new = (str(data["node"]), int(data["identity"]))
+            except (ValueError, KeyError, TypeError):
+                _log.warning("unreadable endpoint record", key=key)
+                return
+            self.endpoint_of[key] = new
+            self._host(new, 1, touched)
+
+    def _host(self, pair: tuple[str, int], sign: int,
+              touched: dict[tuple[str, int], bool] | None) -> None:
+        node, ident = pair
+        counts = self.interest.setdefault(node, {})
+        before = counts.get(ident, 0)
+        if touched is not None and pair not in touched:
+            touched[pair] = before > 0
+        after = before + sign
+        if after > 0:
+            counts[ident] = after
+            self.hosts.setdefault(ident, set()).add(node)
+        else:
+            counts.pop(ident, None)
+            if not counts:
+                self.interest.pop(node, None)
+            nodes = self.hosts.get(ident)
+            if nodes is not None:
+                nodes.discard(node)
+                if not nodes:
+                    del self.hosts[ident]
+
+    def _policy_parts(self, touched: dict[tuple[str, int], bool]) -> dict[str, list[bytes]]:
+        """Per node: changed policies of hosted identities, new interests, lost interests."""
+        changed = self.policy.take_changed()
+        parts: dict[str, list[bytes]] = {}
+        for ident in changed:
+            self._policy_framed.pop(ident, None)
+        for ident in sorted(changed):
+            for node in sorted(self.hosts.get(ident, ())):
+                parts.setdefault(node, []).append(self._policy(ident))
+        for (node, ident), before in sorted(touched.items()):
+            now = ident in self.interest.get(node, {})
+            if now and not before and ident not in changed:
+                parts.setdefault(node, []).append(self._policy(ident))
+            elif before and not now:
+                parts.setdefault(node, []).append(framing.change_field(
+                    content.policy_removed(ident).SerializeToString()))
+        return parts
+

@@ -1,0 +1,118 @@
+"""One connected agent: its bounded queue and what the control plane knows about it.
+
+The hub only appends here (never awaits), so a subscriber that stops reading costs memory up
+to its bound and then is failed with SLOW_CONSUMER; nobody else waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from bulkhead.v1 import subscription_pb2 as pb
+
+from . import framing
+
+MAX_MESSAGE = 1 << 20
+
+
+class Subscriber:
+    def __init__(self, node: str, peer: str, *, max_bytes: int, resumes: int = 0,
+                 snapshots: int = 0) -> None:
+        self.node = node
+        self.peer = peer
+        self.max_bytes = max_bytes
+        self.connected_since = datetime.now(UTC).isoformat(timespec="seconds")
+        self.acked_revision = 0
+        self.enqueued_revision = 0
+        self.skipped_revision = 0    # last revision that held nothing for this node
+        self.resumes = resumes
+        self.snapshots = snapshots
+        self.nacks = 0
+        self.last_sent = time.monotonic()
+        self.failure: tuple[int, str] | None = None     # (Reset.Reason, detail)
+        self.closed = asyncio.Event()
+        self._queue: deque[tuple[bool, bytes]] = deque()   # (is delta entry, bytes)
+        self._queued_bytes = 0
+        self._wake = asyncio.Event()
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.enqueued_revision - self.acked_revision)
+
+    @property
+    def covered_revision(self) -> int:
+        """The agent has applied everything concerning it up to here (convergence waits)."""
+        if self.acked_revision < self.enqueued_revision:
+            return self.acked_revision
+        return max(self.acked_revision, self.skipped_revision)
+
+    # -- producers (never block) -------------------------------------------------------------
+    def push_delta(self, revision: int, entry: bytes) -> None:
+        if self.failure is not None:
+            return
+        if self._queued_bytes + len(entry) > self.max_bytes:
+            self.fail(pb.Reset.SLOW_CONSUMER,
+                      f"queue over {self.max_bytes} bytes; subscribe again")
+            return
+        self._queue.append((True, entry))
+        self._queued_bytes += len(entry)
+        self.enqueued_revision = max(self.enqueued_revision, revision)
+        self._wake.set()
+
+    def push_message(self, message: bytes, revision: int = 0) -> None:
+        """Control messages (welcome, snapshot, synced, bookmark) are not bounded."""
+        if self.failure is not None:
+            return
+        self._queue.append((False, message))
+        self.enqueued_revision = max(self.enqueued_revision, revision)
+        self._wake.set()
+
+    def fail(self, reason: int, detail: str) -> None:
+        """Ends the stream: queued data is dropped, the agent is told why if it still reads."""
+        if self.failure is not None:
+            return
+        self.failure = (reason, detail)
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._queue.append((False, pb.ServerMessage(
+            reset=pb.Reset(reason=reason, detail=detail)).SerializeToString()))
+        self._wake.set()
+        self.closed.set()
+
+    def idle_for(self) -> float:
+        return time.monotonic() - self.last_sent if not self._queue else 0.0
+
+    def ack(self, revision: int) -> bool:
+        if revision <= self.acked_revision:
+            return False
+        self.acked_revision = revision
+        return True
+
+    # -- consumer ----------------------------------------------------------------------------
+    async def messages(self) -> AsyncIterator[bytes]:
+        """Serialized ServerMessages; consecutive deltas are batched up to 1 MiB."""
+        while True:
+            while not self._queue:
+                if self.failure is not None:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+            is_delta, data = self._queue.popleft()
+            if not is_delta:
+                self.last_sent = time.monotonic()
+                yield data
+                continue
+            entries = [data]
+            size = len(data)
+            while self._queue and self._queue[0][0] and size + len(self._queue[0][1]) \
+                    < MAX_MESSAGE:
+                entry = self._queue.popleft()[1]
+                entries.append(entry)
+                size += len(entry)
+            self._queued_bytes -= size
+            self.last_sent = time.monotonic()
+            yield framing.batch_message(entries)

@@ -1,0 +1,53 @@
+"""Convergence: wait until every node hosting some identities has acked a revision."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from bulkhead.rpcerror import FieldViolation, invalid
+
+from .fanout import Fanout
+from .status import NodeStatus
+
+POLL = 0.05
+
+
+@dataclass
+class WaitResult:
+    converged: bool
+    nodes: list[str]
+    pending: list[NodeStatus] = field(default_factory=list)
+
+
+class ConvergenceWaiter:
+    """Reads acks from the status every replica publishes, so it answers on any replica."""
+
+    def __init__(self, fanout: Fanout) -> None:
+        self.fanout = fanout
+
+    def nodes_for(self, identities: set[int]) -> set[str]:
+        if identities:
+            return self.fanout.state.nodes_hosting(identities)
+        prefix = self.fanout.keys.nodes
+        return {kv.key[len(prefix):] for kv in self.fanout.cache.under(prefix)}
+
+    async def wait(self, revision: int, identities: set[int], timeout: float) -> WaitResult:
+        if revision <= 0:
+            raise invalid([FieldViolation("revision", "must be positive")])
+        if not 0 <= timeout <= 3600:
+            raise invalid([FieldViolation("timeout_seconds", "must be between 0 and 3600")])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout or 30.0)
+        await self.fanout.cache.wait_for(revision, timeout=max(0.0, deadline - loop.time()))
+        while True:
+            nodes = self.nodes_for(identities)
+            statuses = self.fanout.statuses()
+            pending = [status for status in (statuses.get(n) or NodeStatus(n)
+                                             for n in sorted(nodes))
+                       if status.covered_revision < revision]
+            if not pending:
+                return WaitResult(True, sorted(nodes))
+            if loop.time() >= deadline:
+                return WaitResult(False, sorted(nodes), pending)
+            await asyncio.sleep(POLL)
