@@ -1,0 +1,250 @@
+"""Subscribes to the control plane and keeps `ReceivedState` (and the datapath) current.
+
+Registers the node, subscribes with its resume token (etcd cluster id, last applied
+revision), applies and acks; on any failure moves to the next control-plane address after a
+jittered backoff, so a replica that dies costs one reconnect with deltas only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from bulkhead import log
+from bulkhead.v1 import node_pb2, node_pb2_grpc, subscription_pb2_grpc, types_pb2
+from bulkhead.v1 import subscription_pb2 as pb
+from nodeagent.sink import DatapathSink, NullSink
+
+from .state import ReceivedState
+
+_log = log.get(__name__)
+
+CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 10_000),        # a silently dead server is noticed in < 30 s
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", 8 << 20),
+    ("grpc.use_local_subchannel_pool", 1),     # one connection per agent, even in one process
+]
+
+Applied = Callable[[int, Sequence[pb.Change], float], None]
+
+
+@dataclass
+class Stats:
+    connects: int = 0
+    resumes: int = 0
+    snapshots: int = 0
+    resets: int = 0
+    deltas: int = 0
+    replica: str = ""
+
+
+class SubscriptionClient:
+    def __init__(self, node: str, addresses: Sequence[str], *, underlay_ip: str = "",
+                 state: ReceivedState | None = None, sink: DatapathSink | None = None,
+                 capabilities: Sequence[str] = (), ack_interval: float = 0.05,
+                 backoff: tuple[float, float] = (0.2, 5.0), register: bool = True,
+                 on_applied: Applied | None = None) -> None:
+        if not addresses:
+            raise ValueError("at least one control-plane address is needed")
+        self.node = node
+        self.addresses = list(addresses)
+        self.underlay_ip = underlay_ip
+        self.state = state or ReceivedState()
+        self.sink = sink or NullSink()
+        self.capabilities = list(capabilities)
+        self.ack_interval = ack_interval
+        self.backoff = backoff
+        self.register = register
+        self.on_applied = on_applied
+        self.token: pb.ResumeToken | None = None
+        self.cluster_id = 0
+        self.stats = Stats()
+        self.synced = asyncio.Event()
+        self.registered: types_pb2.Node | None = None
+        self.last_error = ""
+        self._index = random.randrange(len(self.addresses))
+        self._need_register = register
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._call: grpc.aio.StreamStreamCall | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Runs until cancelled."""
+        delay = self.backoff[0]
+        try:
+            while True:
+                address = self.addresses[self._index % len(self.addresses)]
+                healthy = False
+                try:
+                    healthy = await self._session(address)
+                except grpc.aio.AioRpcError as exc:
+                    self.last_error = f"{exc.code().name}: {exc.details()}"
+                    if exc.code() == grpc.StatusCode.NOT_FOUND:
+                        self._need_register = self.register
+                    _log.info("subscription ended", address=address, error=self.last_error)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # sink failures, network errors: start over
+                    self.last_error = str(exc)
+                    _log.warning("subscription failed", address=address, error=str(exc))
+                self.synced.clear()
+                self._index += 1
+                if healthy:
+                    delay = self.backoff[0]
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                if not healthy:
+                    delay = min(delay * 2, self.backoff[1])
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+    def drop(self) -> None:
+        """Cuts the current stream (tests: simulate a network failure)."""
+        if self._call is not None:
+            self._call.cancel()
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = self._channels[address] = grpc.aio.insecure_channel(
+                address, options=CHANNEL_OPTIONS)
+        return channel
+
+    # -- one stream --------------------------------------------------------------------------
+    async def _session(self, address: str) -> bool:
+        """One stream on `address`; returns whether it reached Synced before it ended."""
+        channel = self._channel(address)
+        if self._need_register:
+            self.registered = await node_pb2_grpc.NodeServiceStub(channel).Register(
+                node_pb2.RegisterNodeRequest(name=self.node, underlay_ip=self.underlay_ip),
+                timeout=10)
+            self._need_register = False
+        outbox: asyncio.Queue[pb.AgentMessage] = asyncio.Queue()
+        hello = pb.Hello(node=self.node, capabilities=self.capabilities)
+        if self.token is not None:
+            hello.resume.CopyFrom(self.token)
+        outbox.put_nowait(pb.AgentMessage(hello=hello))
+
+        async def requests() -> AsyncIterator[pb.AgentMessage]:
+            while True:
+                yield await outbox.get()
+
+        call = subscription_pb2_grpc.SubscriptionServiceStub(channel).Subscribe(requests())
+        self._call = call
+        self.stats.connects += 1
+        acker = _Acker(outbox, self.ack_interval)
+        reached = False
+        try:
+            async for message in call:
+                reached = await self._handle(message, acker) or reached
+        finally:
+            acker.stop()
+            call.cancel()
+            self._call = None
+        return reached
+
+    async def _handle(self, message: pb.ServerMessage, acker: _Acker) -> bool:
+        which = message.WhichOneof("msg")
+        state = self.state
+        if which == "deltas":
+            for delta in message.deltas.deltas:
+                await self._apply(delta.revision, delta.changes, acker)
+                self.stats.deltas += 1
+            acker.ack(self._advance(message.deltas.deltas[-1].revision))
+        elif which == "snapshot":
+            for change in message.snapshot.objects:
+                state.apply(change)
+            await self.sink.apply(message.snapshot.revision, message.snapshot.objects)
+        elif which == "synced":
+            revision = message.synced.revision
+            if state.in_snapshot:
+                removed = state.end_snapshot(revision)
+                if removed:
+                    await self.sink.apply(revision, removed)
+                if self.on_applied is not None:
+                    self.on_applied(revision, [], time.time())
+            await self.sink.synced(revision)
+            self.token = pb.ResumeToken(etcd_cluster_id=self.cluster_id, revision=revision)
+            acker.ack(self._advance(revision))
+            self.synced.set()
+            return True
+        elif which == "bookmark":
+            acker.ack(self._advance(message.bookmark.revision))
+        elif which == "welcome":
+            welcome = message.welcome
+            self.stats.replica = welcome.replica
+            self.cluster_id = welcome.etcd_cluster_id
+            if welcome.resumed:
+                self.stats.resumes += 1
+            else:
+                self.stats.snapshots += 1
+                self.token = None   # until Synced: a half-received snapshot is no position
+                state.begin_snapshot()
+        elif which == "reset":
+            self.stats.resets += 1
+            self.token = None
+            _log.info("subscription reset", reason=pb.Reset.Reason.Name(message.reset.reason),
+                      detail=message.reset.detail)
+        return False
+
+    async def _apply(self, revision: int, changes: Sequence[pb.Change], acker: _Acker) -> None:
+        for change in changes:
+            self.state.apply(change)
+        self.state.revision = revision
+        try:
+            await self.sink.apply(revision, changes)
+        except Exception as exc:
+            # The datapath could not take it: say so, and start over from a snapshot.
+            acker.outbox.put_nowait(pb.AgentMessage(nack=pb.Nack(revision=revision,
+                                                                 error=str(exc)[:1000])))
+            self.token = None
+            raise
+        if self.on_applied is not None:
+            self.on_applied(revision, changes, time.time())
+
+    def _advance(self, revision: int) -> int:
+        self.state.revision = max(self.state.revision, revision)
+        if self.token is not None:
+            self.token.revision = self.state.revision
+        return self.state.revision
+
+
+class _Acker:
+    """Coalesces acks: at most one per interval, always the latest revision."""
+
+    def __init__(self, outbox: asyncio.Queue[pb.AgentMessage], interval: float) -> None:
+        self.outbox = outbox
+        self.interval = interval
+        self.latest = 0
+        self.sent = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def ack(self, revision: int) -> None:
+        self.latest = max(self.latest, revision)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self.latest > self.sent:
+            self.sent = self.latest
+            self.outbox.put_nowait(pb.AgentMessage(ack=pb.Ack(revision=self.sent)))
+            await asyncio.sleep(self.interval)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(Exception):
+                self._task = None
