@@ -1,0 +1,93 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class FlowPeer(_message.Message):
+    __slots__ = ("namespace", "pod", "ip", "port", "identity", "labels")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    POD_FIELD_NUMBER: _ClassVar[int]
+    IP_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    pod: str
+    ip: str
+    port: int
+    identity: int
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, namespace: _Optional[str] = ..., pod: _Optional[str] = ..., ip: _Optional[str] = ..., port: _Optional[int] = ..., identity: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Flow(_message.Message):
+    __slots__ = ("time_ns", "node", "verdict", "drop_reason", "source", "destination", "protocol", "tcp_flags", "direction", "endpoint_id", "sequence", "boot_id")
+    TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    DROP_REASON_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    TCP_FLAGS_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    BOOT_ID_FIELD_NUMBER: _ClassVar[int]
+    time_ns: int
+    node: str
+    verdict: str
+    drop_reason: str
+    source: FlowPeer
+    destination: FlowPeer
+    protocol: str
+    tcp_flags: _containers.RepeatedScalarFieldContainer[str]
+    direction: str
+    endpoint_id: int
+    sequence: int
+    boot_id: str
+    def __init__(self, time_ns: _Optional[int] = ..., node: _Optional[str] = ..., verdict: _Optional[str] = ..., drop_reason: _Optional[str] = ..., source: _Optional[_Union[FlowPeer, _Mapping]] = ..., destination: _Optional[_Union[FlowPeer, _Mapping]] = ..., protocol: _Optional[str] = ..., tcp_flags: _Optional[_Iterable[str]] = ..., direction: _Optional[str] = ..., endpoint_id: _Optional[int] = ..., sequence: _Optional[int] = ..., boot_id: _Optional[str] = ...) -> None: ...
+
+class FlowFilter(_message.Message):
+    __slots__ = ("from_labels", "to_labels", "from_pod", "to_pod", "from_ip", "to_ip", "from_identity", "to_identity", "verdict", "port", "protocol", "node", "since_ns")
+    FROM_LABELS_FIELD_NUMBER: _ClassVar[int]
+    TO_LABELS_FIELD_NUMBER: _ClassVar[int]
+    FROM_POD_FIELD_NUMBER: _ClassVar[int]
+    TO_POD_FIELD_NUMBER: _ClassVar[int]
+    FROM_IP_FIELD_NUMBER: _ClassVar[int]
+    TO_IP_FIELD_NUMBER: _ClassVar[int]
+    FROM_IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    TO_IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    SINCE_NS_FIELD_NUMBER: _ClassVar[int]
+    from_labels: _containers.RepeatedScalarFieldContainer[str]
+    to_labels: _containers.RepeatedScalarFieldContainer[str]
+    from_pod: str
+    to_pod: str
+    from_ip: str
+    to_ip: str
+    from_identity: int
+    to_identity: int
+    verdict: str
+    port: int
+    protocol: str
+    node: str
+    since_ns: int
+    def __init__(self, from_labels: _Optional[_Iterable[str]] = ..., to_labels: _Optional[_Iterable[str]] = ..., from_pod: _Optional[str] = ..., to_pod: _Optional[str] = ..., from_ip: _Optional[str] = ..., to_ip: _Optional[str] = ..., from_identity: _Optional[int] = ..., to_identity: _Optional[int] = ..., verdict: _Optional[str] = ..., port: _Optional[int] = ..., protocol: _Optional[str] = ..., node: _Optional[str] = ..., since_ns: _Optional[int] = ...) -> None: ...
+
+class GetFlowsRequest(_message.Message):
+    __slots__ = ("last", "follow", "filter", "after_sequence")
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    last: int
+    follow: bool
+    filter: FlowFilter
+    after_sequence: int
+    def __init__(self, last: _Optional[int] = ..., follow: _Optional[bool] = ..., filter: _Optional[_Union[FlowFilter, _Mapping]] = ..., after_sequence: _Optional[int] = ...) -> None: ...
