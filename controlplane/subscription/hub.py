@@ -24,7 +24,7 @@ class Hub:
     def __init__(self, state: SubscriptionState, bookmark_interval: float = 30.0) -> None:
         self.state = state
         self.bookmark_interval = bookmark_interval
-        self.subscribers: dict[str, Subscriber] = {}
+        self.subscribers: dict[int, Subscriber] = {}   # several per node are allowed
         self.deltas = 0
         self.resets = 0
         self.on_skip: list[Callable[[Subscriber], None]] = []
@@ -32,18 +32,15 @@ class Hub:
         state.on_reset.append(self.relisted)
 
     def add(self, sub: Subscriber) -> None:
-        old = self.subscribers.get(sub.node)
-        if old is not None:
-            old.fail(pb.Reset.UNSPECIFIED, "replaced by a newer stream of the same node")
-        self.subscribers[sub.node] = sub
+        self.subscribers[id(sub)] = sub
 
     def remove(self, sub: Subscriber) -> None:
-        if self.subscribers.get(sub.node) is sub:
-            del self.subscribers[sub.node]
+        self.subscribers.pop(id(sub), None)
 
     def publish(self, delta: RevisionDelta) -> None:
         self.deltas += 1
-        for node, sub in list(self.subscribers.items()):
+        for sub in list(self.subscribers.values()):
+            node = sub.node
             extra = delta.per_node.get(node)
             if extra is None:
                 if delta.shared_changes:

@@ -65,7 +65,7 @@ class StatusBoard:
         self.interval = interval
         self.ttl = ttl
         self.prefix = status_prefix(keys)
-        self.local: dict[str, Subscriber] = {}
+        self._streams: dict[str, dict[int, Subscriber]] = {}   # node -> its live streams
         self._dirty: set[str] = set()
         self._gone: set[str] = set()
         self._lease = 0
@@ -80,8 +80,13 @@ class StatusBoard:
         except (ValueError, TypeError):
             return None
 
+    @property
+    def local(self) -> dict[str, Subscriber]:
+        """Per node, its newest live stream on this replica."""
+        return {node: list(streams.values())[-1] for node, streams in self._streams.items()}
+
     def connected(self, sub: Subscriber) -> None:
-        self.local[sub.node] = sub
+        self._streams.setdefault(sub.node, {})[id(sub)] = sub
         self._gone.discard(sub.node)
         self._dirty.add(sub.node)
 
@@ -89,8 +94,13 @@ class StatusBoard:
         self._dirty.add(sub.node)
 
     def disconnected(self, sub: Subscriber) -> None:
-        if self.local.get(sub.node) is sub:
-            del self.local[sub.node]
+        streams = self._streams.get(sub.node, {})
+        if streams.pop(id(sub), None) is None:
+            return
+        if streams:
+            self._dirty.add(sub.node)
+        else:
+            del self._streams[sub.node]
             self._dirty.discard(sub.node)
             self._gone.add(sub.node)
 
@@ -129,8 +139,9 @@ class StatusBoard:
     async def flush(self) -> None:
         dirty, self._dirty = self._dirty, set()
         gone, self._gone = self._gone, set()
-        puts = [ops.put(self.key(node), NodeStatus.of(self.local[node], self.replica).to_json(),
-                        self._lease) for node in sorted(dirty) if node in self.local]
+        local = self.local
+        puts = [ops.put(self.key(node), NodeStatus.of(local[node], self.replica).to_json(),
+                        self._lease) for node in sorted(dirty) if node in local]
         try:
             for i in range(0, len(puts), MAX_TXN_OPS):
                 await self.etcd.txn([], puts[i:i + MAX_TXN_OPS])

@@ -79,6 +79,7 @@ class SubscriptionClient:
     # -- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> None:
         """Runs until cancelled."""
+        self.synced.clear()
         delay = self.backoff[0]
         try:
             while True:
@@ -132,15 +133,15 @@ class SubscriptionClient:
                 node_pb2.RegisterNodeRequest(name=self.node, underlay_ip=self.underlay_ip),
                 timeout=10)
             self._need_register = False
-        outbox: asyncio.Queue[pb.AgentMessage] = asyncio.Queue()
+        outbox: asyncio.Queue[pb.AgentMessage | None] = asyncio.Queue()
         hello = pb.Hello(node=self.node, capabilities=self.capabilities)
         if self.token is not None:
             hello.resume.CopyFrom(self.token)
         outbox.put_nowait(pb.AgentMessage(hello=hello))
 
         async def requests() -> AsyncIterator[pb.AgentMessage]:
-            while True:
-                yield await outbox.get()
+            while (message := await outbox.get()) is not None:
+                yield message
 
         call = subscription_pb2_grpc.SubscriptionServiceStub(channel).Subscribe(requests())
         self._call = call
@@ -152,6 +153,8 @@ class SubscriptionClient:
                 reached = await self._handle(message, acker) or reached
         finally:
             acker.stop()
+            outbox.put_nowait(None)   # end the request generator before cancelling the call
+            await asyncio.sleep(0)
             call.cancel()
             self._call = None
         return reached
@@ -225,7 +228,7 @@ class SubscriptionClient:
 class _Acker:
     """Coalesces acks: at most one per interval, always the latest revision."""
 
-    def __init__(self, outbox: asyncio.Queue[pb.AgentMessage], interval: float) -> None:
+    def __init__(self, outbox: asyncio.Queue[pb.AgentMessage | None], interval: float) -> None:
         self.outbox = outbox
         self.interval = interval
         self.latest = 0
