@@ -103,7 +103,7 @@ class AgentStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class AgentStatusResponse(_message.Message):
-    __slots__ = ("node", "datapath", "controlplane", "connected", "applied_revision", "endpoints", "flows_seen", "flows_held", "flows_max", "map_entries", "map_max")
+    __slots__ = ("node", "datapath", "controlplane", "connected", "applied_revision", "endpoints", "flows_seen", "flows_held", "flows_max", "map_entries", "map_max", "boot_id", "synced", "underlay_ip", "netns", "last_error", "flows_sequence")
     class MapEntriesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +129,12 @@ class AgentStatusResponse(_message.Message):
     FLOWS_MAX_FIELD_NUMBER: _ClassVar[int]
     MAP_ENTRIES_FIELD_NUMBER: _ClassVar[int]
     MAP_MAX_FIELD_NUMBER: _ClassVar[int]
+    BOOT_ID_FIELD_NUMBER: _ClassVar[int]
+    SYNCED_FIELD_NUMBER: _ClassVar[int]
+    UNDERLAY_IP_FIELD_NUMBER: _ClassVar[int]
+    NETNS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    FLOWS_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     node: str
     datapath: str
     controlplane: str
@@ -140,4 +146,10 @@ class AgentStatusResponse(_message.Message):
     flows_max: int
     map_entries: _containers.ScalarMap[str, int]
     map_max: _containers.ScalarMap[str, int]
-    def __init__(self, node: _Optional[str] = ..., datapath: _Optional[str] = ..., controlplane: _Optional[str] = ..., connected: _Optional[bool] = ..., applied_revision: _Optional[int] = ..., endpoints: _Optional[int] = ..., flows_seen: _Optional[int] = ..., flows_held: _Optional[int] = ..., flows_max: _Optional[int] = ..., map_entries: _Optional[_Mapping[str, int]] = ..., map_max: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    boot_id: str
+    synced: bool
+    underlay_ip: str
+    netns: str
+    last_error: str
+    flows_sequence: int
+    def __init__(self, node: _Optional[str] = ..., datapath: _Optional[str] = ..., controlplane: _Optional[str] = ..., connected: _Optional[bool] = ..., applied_revision: _Optional[int] = ..., endpoints: _Optional[int] = ..., flows_seen: _Optional[int] = ..., flows_held: _Optional[int] = ..., flows_max: _Optional[int] = ..., map_entries: _Optional[_Mapping[str, int]] = ..., map_max: _Optional[_Mapping[str, int]] = ..., boot_id: _Optional[str] = ..., synced: _Optional[bool] = ..., underlay_ip: _Optional[str] = ..., netns: _Optional[str] = ..., last_error: _Optional[str] = ..., flows_sequence: _Optional[int] = ...) -> None: ...
