@@ -1,0 +1,1 @@
+"""`bulkhead-lab`: a cluster on one machine — nodes and pods as network namespaces."""

@@ -1,0 +1,151 @@
+"""`bulkhead-lab`: run a Bulkhead cluster on this machine, nodes and pods as namespaces."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+from typing import Any
+
+from controlplane.cli.output import output_flag, table
+
+from . import processes
+from .lab import Lab, LabError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bulkhead-lab", description=__doc__)
+    p.add_argument("--name", default=os.environ.get("BULKHEAD_LAB", "default"),
+                   help="lab name (default: $BULKHEAD_LAB or 'default')")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    up = sub.add_parser("up", help="create (or complete) the lab")
+    up.add_argument("--nodes", type=int, default=2)
+    up.add_argument("--datapath", choices=["bpf", "none"], default="bpf",
+                    help="none: plain kernel routing over VXLAN, no Bulkhead programs")
+    up.set_defaults(run=cmd_up)
+    sub.add_parser("down", help="remove every namespace, pin and process of the lab"
+                   ).set_defaults(run=cmd_down)
+    status = sub.add_parser("status", help="what runs and what is there")
+    output_flag(status)
+    status.set_defaults(run=cmd_status)
+    pod = sub.add_parser("pod", help="pods").add_subparsers(dest="verb", metavar="VERB",
+                                                            required=True)
+    create = pod.add_parser("create", help="a pod namespace, added through the node's agent")
+    create.add_argument("pod")
+    create.add_argument("--node", required=True)
+    create.add_argument("--namespace", "-n", default="default")
+    create.add_argument("--labels", default="", help="k=v,... (become k8s: labels)")
+    create.add_argument("--serve", default="", help="ports to answer TCP/HTTP and UDP on")
+    create.add_argument("--app", choices=["name", "deathstar"], default="name",
+                        help="what --serve answers: the pod's name, or the deathstar API")
+    output_flag(create)
+    create.set_defaults(run=cmd_pod_create)
+    ls = pod.add_parser("list", help="pods with node, IP, identity and labels")
+    output_flag(ls)
+    ls.set_defaults(run=cmd_pod_list)
+    delete = pod.add_parser("delete", help="remove a pod")
+    delete.add_argument("pod")
+    delete.set_defaults(run=cmd_pod_delete)
+    ex = sub.add_parser("exec", help="run a command in a pod: exec POD -- CMD...")
+    ex.add_argument("pod")
+    ex.add_argument("argv", nargs=argparse.REMAINDER)
+    ex.set_defaults(run=cmd_exec)
+    return p
+
+
+def cmd_up(lab: Lab, args: argparse.Namespace) -> int:
+    state = lab.up(args.nodes, args.datapath)
+    if state.controlplane:
+        print(f"control plane: {state.controlplane}  (`bulkhead status`)")
+    return 0
+
+
+def cmd_down(lab: Lab, args: argparse.Namespace) -> int:
+    lab.down()
+    return 0
+
+
+def _pod_row(pod: Any) -> dict[str, Any]:
+    return {"name": pod.name, "namespace": pod.namespace, "node": pod.node, "ip": pod.ip,
+            "identity": pod.identity, "labels": pod.labels}
+
+
+def cmd_pod_create(lab: Lab, args: argparse.Namespace) -> int:
+    labels = [lab_ for lab_ in args.labels.split(",") if lab_]
+    serve = [p for p in args.serve.split(",") if p]
+    pod = lab.pod_create(args.pod, args.node, args.namespace, labels, serve, args.app)
+    if args.output == "json":
+        print(json.dumps(_pod_row(pod), indent=2))
+    else:
+        print(f"pod {pod.namespace}/{pod.name} on {pod.node}: {pod.ip} (identity {pod.identity})")
+    return 0
+
+
+def cmd_pod_list(lab: Lab, args: argparse.Namespace) -> int:
+    pods = [_pod_row(p) for p in lab.state().pods.values()]
+    if args.output == "json":
+        print(json.dumps(pods, indent=2))
+    else:
+        table(["POD", "NODE", "IPV4", "IDENTITY", "LABELS"],
+              [(f"{p['namespace']}/{p['name']}", p["node"], p["ip"], p["identity"], p["labels"])
+               for p in pods])
+    return 0
+
+
+def cmd_pod_delete(lab: Lab, args: argparse.Namespace) -> int:
+    lab.pod_delete(args.pod)
+    return 0
+
+
+def cmd_exec(lab: Lab, args: argparse.Namespace) -> int:
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not argv:
+        raise LabError("exec needs a command: bulkhead-lab exec POD -- CMD...")
+    return lab.exec(args.pod, argv)
+
+
+def cmd_status(lab: Lab, args: argparse.Namespace) -> int:
+    state = lab.state()
+    nodes = [{**asdict(n), "agent_running": processes.alive(n.agent_pid)}
+             for n in state.nodes.values()]
+    summary = {"name": state.name, "datapath": state.datapath,
+               "controlplane": state.controlplane,
+               "controlplane_running": processes.alive(state.controlplane_pid),
+               "nodes": nodes, "pods": [_pod_row(p) for p in state.pods.values()]}
+    if args.output == "json":
+        print(json.dumps(summary, indent=2))
+        return 0
+    running = "running" if summary["controlplane_running"] else "NOT RUNNING"
+    print(f"lab {state.name}: datapath {state.datapath}")
+    if state.datapath != "none":
+        print(f"control plane {state.controlplane}: {running}")
+    table(["NODE", "NAMESPACE", "UNDERLAY IP", "AGENT"],
+          [(n["name"], n["netns"], n["underlay_ip"],
+            "-" if state.datapath == "none" else
+            ("running" if n["agent_running"] else "NOT RUNNING")) for n in nodes])
+    print(f"{len(state.pods)} pods (`bulkhead-lab pod list`)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if os.geteuid() != 0:
+        print("bulkhead-lab: must run as root (network namespaces, BPF)", file=sys.stderr)
+        sys.exit(2)
+    lab = Lab(args.name)
+    try:
+        code = args.run(lab, args)
+    except LabError as exc:
+        print(f"bulkhead-lab: {exc}", file=sys.stderr)
+        code = 1
+    except Exception as exc:  # grpc errors from the agent, netlink failures
+        details = exc.details() if hasattr(exc, "details") else str(exc)
+        print(f"bulkhead-lab: {details}", file=sys.stderr)
+        code = 1
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

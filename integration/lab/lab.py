@@ -1,0 +1,258 @@
+"""A lab: nodes as network namespaces joined by an underlay bridge, the control plane with its
+embedded etcd, one agent per node (run in the host namespace, working in the node's), and pods
+added through the agents' local API. `--datapath=none` builds the same topology with plain
+kernel routing over VXLAN and no Bulkhead programs (the benchmarks' baseline).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import shutil
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import grpc
+
+from bulkhead.v1 import agent_pb2, agent_pb2_grpc
+from controlplane.config import SERVER_FILE
+from controlplane.store.embedded import free_port
+
+from . import netns, processes
+from .state import LabState, NodeState, PodState, labs_dir
+
+UNDERLAY = ipaddress.IPv4Network("192.0.2.0/24")  # TEST-NET-1, only inside lab namespaces
+PIN_BASE = Path("/sys/fs/bpf/bulkhead")
+NAMESPACE_LABEL = "k8s:io.kubernetes.pod.namespace"
+
+
+class LabError(RuntimeError):
+    pass
+
+
+def _bin(name: str) -> str:
+    found = Path(sys.executable).parent / name
+    return str(found) if found.exists() else (shutil.which(name) or name)
+
+
+def pod_labels(labels: Sequence[str], namespace: str) -> list[str]:
+    """`k=v` become `k8s:k=v`; labels with a source stay; the namespace label is added."""
+    out = []
+    for label in labels:
+        key = label.split("=", 1)[0]
+        out.append(label if ":" in key else f"k8s:{label}")
+    out.append(f"{NAMESPACE_LABEL}={namespace}")
+    return out
+
+
+class Lab:
+    def __init__(self, name: str = "default", say: Callable[[str], None] | None = None) -> None:
+        self.name = name
+        self.say = say or (lambda msg: print(f"==> {msg}", file=sys.stderr, flush=True))
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def state(self) -> LabState:
+        state = LabState.load(self.name)
+        if state is None:
+            raise LabError(f"lab {self.name!r} is not up; run `bulkhead-lab up`")
+        return state
+
+    def up(self, nodes: int, datapath: str = "bpf") -> LabState:
+        if not 1 <= nodes <= 50:
+            raise LabError("--nodes must be 1-50")
+        state = LabState.load(self.name)
+        if state is not None and state.datapath != datapath:
+            raise LabError(f"lab {self.name!r} is up with --datapath={state.datapath}; "
+                           f"run `bulkhead-lab down` first")
+        if state is None:
+            prefix = f"bhl-{self.name}-"
+            state = LabState(self.name, datapath, prefix, f"{prefix}ul",
+                             pin_root=str(PIN_BASE / f"lab-{self.name}"))
+        state.save()
+        self.say(f"underlay {UNDERLAY} in namespace {state.underlay_netns}")
+        netns.build_underlay(state.underlay_netns, f"{UNDERLAY[254]}/24")
+        for i in range(1, nodes + 1):
+            name = f"n{i}"
+            node = state.nodes.get(name) or NodeState(name, f"{state.prefix}{name}",
+                                                      str(UNDERLAY[i]))
+            state.nodes[name] = node
+            self.say(f"node {name}: namespace {node.netns}, underlay {node.underlay_ip}")
+            netns.attach_node(state.underlay_netns, node.netns, f"p{i}",
+                              f"{node.underlay_ip}/24")
+            state.save()
+        if datapath == "none":
+            self._plain_routing(state)
+        else:
+            self._start_controlplane(state)
+            for node in state.nodes.values():
+                self._start_agent(state, node)
+        state.save()
+        self.say(f"lab {self.name!r} is up: {len(state.nodes)} nodes, datapath {datapath}")
+        return state
+
+    def down(self) -> None:
+        state = LabState.load(self.name)
+        prefix = state.prefix if state else f"bhl-{self.name}-"
+        if state is not None:
+            for pod in state.pods.values():
+                processes.stop(pod.server_pid)
+            for node in state.nodes.values():
+                if node.agent_pid:
+                    self.say(f"stopping agent {node.name}")
+                processes.stop(node.agent_pid)
+            if state.controlplane_pid:
+                self.say("stopping control plane")
+            processes.stop(state.controlplane_pid)
+            addr_file = labs_dir().parent / SERVER_FILE
+            if (state.controlplane and addr_file.exists()
+                    and addr_file.read_text().strip() == state.controlplane):
+                addr_file.unlink()
+        for ns in netns.namespaces(prefix):
+            self.say(f"removing namespace {ns}")
+            netns.delete_netns(ns)
+        pin_root = Path(state.pin_root) if state else PIN_BASE / f"lab-{self.name}"
+        if pin_root.exists():
+            self.say(f"removing pinned maps {pin_root}")
+            shutil.rmtree(pin_root, ignore_errors=True)
+        shutil.rmtree(labs_dir() / self.name, ignore_errors=True)
+        self.say(f"lab {self.name!r} is down")
+
+    # -- control plane and agents --------------------------------------------------------
+
+    def _start_controlplane(self, state: LabState) -> None:
+        if state.controlplane_pid and processes.alive(state.controlplane_pid):
+            return
+        port = free_port()
+        cp_dir = state.directory / "controlplane"
+        addr_file = cp_dir / SERVER_FILE
+        addr_file.unlink(missing_ok=True)
+        self.say(f"control plane with embedded etcd on 127.0.0.1:{port}")
+        state.controlplane_pid = processes.start(
+            [_bin("bulkhead-controlplane"), "--state-dir", str(cp_dir),
+             "--listen", f"127.0.0.1:{port}", "--replica-id", f"lab-{self.name}"],
+            state.directory / "controlplane.log")
+        state.controlplane = f"127.0.0.1:{port}"
+        state.save()
+        self._wait(lambda: addr_file.exists(), 30, "the control plane to serve",
+                   state.directory / "controlplane.log", state.controlplane_pid)
+        (labs_dir().parent / SERVER_FILE).write_text(state.controlplane + "\n")
+
+    def _start_agent(self, state: LabState, node: NodeState) -> None:
+        if node.agent_pid and processes.alive(node.agent_pid):
+            return
+        node.socket = str(state.directory / f"{node.name}.sock")
+        Path(node.socket).unlink(missing_ok=True)
+        self.say(f"agent for {node.name}")
+        log = state.directory / f"agent-{node.name}.log"
+        node.agent_pid = processes.start(
+            [_bin("bulkhead-agent"), "--node", node.name, "--controlplane", state.controlplane,
+             "--underlay-ip", node.underlay_ip, "--datapath", "bpf", "--netns", node.netns,
+             "--socket", node.socket, "--bpf-pin-root", state.pin_root], log)
+        state.save()
+        self._wait(lambda: self._agent_connected(node), 90, f"agent {node.name} to connect",
+                   log, node.agent_pid)
+
+    def _agent_connected(self, node: NodeState) -> bool:
+        if not Path(node.socket).exists():
+            return False
+        try:
+            status = self.agent(node).AgentStatus(agent_pb2.AgentStatusRequest(), timeout=2)
+        except grpc.RpcError:
+            return False
+        return bool(status.connected)
+
+    def _wait(self, ready: Callable[[], bool], timeout: float, what: str, log: Path,
+              pid: int) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if not processes.alive(pid):
+                tail = log.read_text()[-2000:] if log.exists() else ""
+                raise LabError(f"gave up waiting for {what}: the process exited; {log}:\n{tail}")
+            if time.monotonic() > deadline:
+                raise LabError(f"gave up waiting for {what} after {timeout:.0f} s; see {log}")
+            time.sleep(0.2)
+
+    def agent(self, node: NodeState) -> agent_pb2_grpc.AgentServiceStub:
+        return agent_pb2_grpc.AgentServiceStub(grpc.insecure_channel(f"unix:{node.socket}"))
+
+    # -- plain routing (datapath none) ---------------------------------------------------
+
+    def _plain_routing(self, state: LabState) -> None:
+        nodes = list(state.nodes.values())
+        for i, node in enumerate(nodes, start=1):
+            node.pod_cidr = f"10.200.{i}.0/24"
+            peers = [n.underlay_ip for n in nodes if n is not node]
+            netns.plain_vxlan(node.netns, node.underlay_ip, f"10.255.255.{i}", peers)
+        for node in nodes:
+            for j, other in enumerate(nodes, start=1):
+                if other is not node:
+                    netns.plain_route(node.netns, other.pod_cidr, f"10.255.255.{j}")
+
+    # -- pods ----------------------------------------------------------------------------
+
+    def pod_create(self, name: str, node_name: str, namespace: str, labels: Sequence[str],
+                   serve: Sequence[str] = (), app: str = "name") -> PodState:
+        state = self.state()
+        if node_name not in state.nodes:
+            raise LabError(f"no node {node_name!r} in lab {self.name!r} "
+                           f"(nodes: {', '.join(state.nodes)})")
+        if name in state.pods:
+            raise LabError(f"pod {name!r} already exists")
+        node = state.nodes[node_name]
+        pod = PodState(name, namespace, node_name, f"{state.prefix}pod-{name}",
+                       labels=pod_labels(labels, namespace), serve=list(serve))
+        netns.add_netns(pod.netns)
+        try:
+            if state.datapath == "none":
+                pod.ip = self._plain_ip(state, node)
+                netns.plain_pod(node.netns, pod.netns, f"lxc{zlib.crc32(name.encode()):08x}",
+                                pod.ip)
+            else:
+                made = self.agent(node).AddEndpoint(agent_pb2.AddEndpointRequest(
+                    netns_path=f"/var/run/netns/{pod.netns}", name=name, namespace=namespace,
+                    labels=pod.labels), timeout=60)
+                pod.ip, pod.identity = made.ipv4, made.identity
+            if serve:
+                pod.server_pid = processes.start_ready(
+                    ["ip", "netns", "exec", pod.netns, sys.executable, "-m",
+                     "integration.lab.podserver", name, "--ports", ",".join(serve),
+                     "--app", app], state.directory / f"pod-{name}.log")
+        except BaseException:
+            netns.delete_netns(pod.netns)
+            raise
+        state.pods[name] = pod
+        state.save()
+        return pod
+
+    def pod_delete(self, name: str) -> None:
+        state = self.state()
+        pod = state.pods.get(name)
+        if pod is None:
+            raise LabError(f"no pod {name!r} in lab {self.name!r}")
+        processes.stop(pod.server_pid)
+        if state.datapath != "none":
+            with contextlib.suppress(grpc.RpcError):
+                self.agent(state.nodes[pod.node]).DeleteEndpoint(
+                    agent_pb2.DeleteAgentEndpointRequest(namespace=pod.namespace, name=name),
+                    timeout=60)
+        netns.delete_netns(pod.netns)
+        del state.pods[name]
+        state.save()
+
+    def _plain_ip(self, state: LabState, node: NodeState) -> str:
+        used = {p.ip for p in state.pods.values()}
+        for host in list(ipaddress.IPv4Network(node.pod_cidr).hosts())[9:]:
+            if str(host) not in used:
+                return str(host)
+        raise LabError(f"node {node.name} has no free pod address")
+
+    def exec(self, name: str, argv: Sequence[str]) -> int:
+        pod = self.state().pods.get(name)
+        if pod is None:
+            raise LabError(f"no pod {name!r} in lab {self.name!r}")
+        return subprocess.run(["ip", "netns", "exec", pod.netns, *argv]).returncode
