@@ -80,10 +80,14 @@ class PolicyRepository:
         self._external: set[int] = set()
         self._cidr_ids: dict[str, int] = {}
         self._cidr_refs: dict[str, int] = {}
+        self.changed: set[int] = set()
+        """Every identity reported changed since a consumer (the subscription layer) last
+        cleared this; each operation also returns its own change set."""
         if with_reserved:
             for identity in reserved_identities():
                 self.add_identity(identity)
         self._engine.changed.clear()
+        self.changed.clear()
 
     # -- identities ----------------------------------------------------------------------
     def add_identity(self, identity: Identity) -> frozenset[int]:
@@ -141,7 +145,7 @@ class PolicyRepository:
         try:
             self._engine.changed.clear()
             self._apply(upserts, deletes)
-            touched = self._take_changes()
+            touched = self._take_changes(record=False)
             after = {i: self._engine.entry_count(i) for i in touched}
             restore = [p for p in previous.values() if p is not None]
             self._apply(restore, [k for k, p in previous.items() if p is None])
@@ -188,9 +192,11 @@ class PolicyRepository:
         return dict(self._cidr_ids)
 
     # -- internals -----------------------------------------------------------------------
-    def _take_changes(self) -> frozenset[int]:
+    def _take_changes(self, *, record: bool = True) -> frozenset[int]:
         changed = frozenset(self._engine.changed)
         self._engine.changed.clear()
+        if record:
+            self.changed |= changed
         return changed
 
     def _apply(self, upserts: list[Policy], deletes: list[PolicyKey]) -> None:

@@ -171,3 +171,11 @@ spec:
     web = Identity(700, pod(app="web"))
     repo.add_identity(web)
     assert {e.peer for e in repo.resolved(700).entries} == {1, 2, 9, 10}
+
+
+def test_changes_accumulate_for_the_subscription_layer_but_not_from_dry_runs() -> None:
+    repo = seeded()
+    repo.changed.clear()
+    repo.add_identity(TIEFIGHTER)
+    repo.check(parse_policies(SEED.replace('"80"', '"81"')))
+    assert repo.changed == {TIEFIGHTER.id, DEATHSTAR.id}
