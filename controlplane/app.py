@@ -14,6 +14,8 @@ from controlplane.identity.collector import IdentityCollector
 from controlplane.identity.index import IdentityIndex
 from controlplane.nodes.ipam import ClusterPool
 from controlplane.nodes.registry import NodeRegistry
+from controlplane.observe.enrich import FlowEnricher
+from controlplane.observe.relay import FlowRelay
 from controlplane.store.cache import ClusterCache
 from controlplane.store.embedded import EmbeddedEtcd
 from controlplane.store.etcd import Etcd, TlsFiles
@@ -66,6 +68,8 @@ class ControlPlane:
                                   config.node_ttl)
         self.endpoints = EndpointRegistry(self.etcd, self.keys, self.cache, self.nodes,
                                           self.allocator)
+        self.relay = FlowRelay(self.nodes, FlowEnricher(self.cache, self.endpoints,
+                                                        self.identity_index))
         self.subscriptions = Fanout(
             self.etcd, self.keys, self.cache, policy_source_of(self), config.replica_id,
             Settings(config.subscription_history, config.subscription_queue_bytes,

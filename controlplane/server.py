@@ -15,6 +15,8 @@ from bulkhead.v1 import (
     identity_pb2_grpc,
     node_pb2,
     node_pb2_grpc,
+    observer_pb2,
+    observer_pb2_grpc,
     subscription_pb2,
     subscription_pb2_grpc,
 )
@@ -22,6 +24,7 @@ from controlplane.api.admin_service import AdminService
 from controlplane.api.endpoint_service import EndpointService
 from controlplane.api.identity_service import IdentityService
 from controlplane.api.node_service import NodeService
+from controlplane.api.observer_service import ObserverService
 from controlplane.api.status import StatusReporter
 from controlplane.api.subscription_service import SubscriptionAdminService, SubscriptionService
 from controlplane.app import ControlPlane
@@ -44,6 +47,7 @@ async def build_server(cp: ControlPlane, listen: str,
     endpoint_pb2_grpc.add_EndpointServiceServicer_to_server(EndpointService(cp.endpoints),
                                                             server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(StatusReporter(cp)), server)
+    observer_pb2_grpc.add_ObserverServiceServicer_to_server(ObserverService(cp.relay), server)
     server.add_generic_rpc_handlers([SubscriptionService(cp.subscriptions).handler()])
     subscription_pb2_grpc.add_SubscriptionAdminServiceServicer_to_server(
         SubscriptionAdminService(cp.subscriptions), server)
@@ -54,6 +58,7 @@ async def build_server(cp: ControlPlane, listen: str,
         node_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name,
         endpoint_pb2.DESCRIPTOR.services_by_name["EndpointService"].full_name,
         admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+        observer_pb2.DESCRIPTOR.services_by_name["ObserverService"].full_name,
         subscription_pb2.DESCRIPTOR.services_by_name["SubscriptionService"].full_name,
         subscription_pb2.DESCRIPTOR.services_by_name["SubscriptionAdminService"].full_name,
     ]

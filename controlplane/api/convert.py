@@ -15,7 +15,7 @@ def identity(ident: Identity) -> types_pb2.Identity:
 
 def node(n: Node) -> types_pb2.Node:
     return types_pb2.Node(name=n.name, node_id=n.node_id, underlay_ip=n.underlay_ip,
-                          pod_cidr=n.pod_cidr, cluster=n.cluster,
+                          pod_cidr=n.pod_cidr, cluster=n.cluster, agent_address=n.agent_address,
                           tunnel=types_pb2.TunnelEndpoint(ip=n.tunnel_ip, port=n.tunnel_port))
 
 

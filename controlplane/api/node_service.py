@@ -16,7 +16,8 @@ class NodeService(node_pb2_grpc.NodeServiceServicer):
     @rpc
     async def Register(self, request: node_pb2.RegisterNodeRequest,
                        context: grpc.aio.ServicerContext) -> types_pb2.Node:
-        return convert.node(await self.registry.register(request.name, request.underlay_ip))
+        return convert.node(await self.registry.register(request.name, request.underlay_ip,
+                                                           request.agent_address))
 
     @rpc
     async def Heartbeat(self, request: node_pb2.HeartbeatRequest,

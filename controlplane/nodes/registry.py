@@ -16,7 +16,7 @@ from controlplane.store.etcd import Etcd
 from controlplane.store.keys import Keys
 
 from .ipam import ClusterPool
-from .validate import check_ipv4, check_name
+from .validate import check_hostport, check_ipv4, check_name
 
 VXLAN_PORT = 8472
 MAX_NODE_ID = 0xFFFF
@@ -33,6 +33,7 @@ class Node:
     tunnel_port: int
     cluster: str
     lease: int
+    agent_address: str = ""
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -71,9 +72,10 @@ class NodeRegistry:
             raise not_found(f"node {name!r} is not registered")
         return Node.from_json(kv.value)
 
-    async def register(self, name: str, underlay_ip: str) -> Node:
-        problems = check_name(name, "name", subdomain=True) + check_ipv4(underlay_ip,
-                                                                         "underlay_ip")
+    async def register(self, name: str, underlay_ip: str, agent_address: str = "") -> Node:
+        problems = (check_name(name, "name", subdomain=True)
+                    + check_ipv4(underlay_ip, "underlay_ip")
+                    + check_hostport(agent_address, "agent_address"))
         if problems:
             raise invalid(problems)
         allocation = await self._allocation(name)
@@ -86,7 +88,7 @@ class NodeRegistry:
         if lease == 0:
             lease = await self.etcd.grant(self.ttl)
         node = Node(name, allocation.node_id, underlay_ip, allocation.pod_cidr, underlay_ip,
-                    VXLAN_PORT, self.keys.cluster, lease)
+                    VXLAN_PORT, self.keys.cluster, lease, agent_address)
         await self.etcd.put(self.keys.node(name), node.to_json(), lease)
         _log.info("node registered", node=name, node_id=node.node_id, pod_cidr=node.pod_cidr,
                   lease=lease)

@@ -30,3 +30,13 @@ def check_ipv4(value: str, field_name: str) -> list[FieldViolation]:
     if ip.is_unspecified or ip.is_multicast or ip.is_loopback:
         return [FieldViolation(field_name, f"{value} cannot be used here")]
     return []
+
+
+def check_hostport(value: str, field_name: str) -> list[FieldViolation]:
+    """Empty, or HOST:PORT with a port 1-65535."""
+    if not value:
+        return []
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535 or len(value) > 300:
+        return [FieldViolation(field_name, f"must be HOST:PORT, got {value[:80]!r}")]
+    return []

@@ -6,12 +6,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RegisterNodeRequest(_message.Message):
-    __slots__ = ("name", "underlay_ip")
+    __slots__ = ("name", "underlay_ip", "agent_address")
     NAME_FIELD_NUMBER: _ClassVar[int]
     UNDERLAY_IP_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     name: str
     underlay_ip: str
-    def __init__(self, name: _Optional[str] = ..., underlay_ip: _Optional[str] = ...) -> None: ...
+    agent_address: str
+    def __init__(self, name: _Optional[str] = ..., underlay_ip: _Optional[str] = ..., agent_address: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("name",)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62ulkhead/v1/types.proto\x12\x0b\x62ulkhead.v1\":\n\x08Identity\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x12\n\nreferences\x18\x03 \x01(\r\"*\n\x0eTunnelEndpoint\x12\n\n\x02ip\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\"\x8a\x01\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\r\x12\x13\n\x0bunderlay_ip\x18\x03 \x01(\t\x12\x10\n\x08pod_cidr\x18\x04 \x01(\t\x12+\n\x06tunnel\x18\x05 \x01(\x0b\x32\x1b.bulkhead.v1.TunnelEndpoint\x12\x0f\n\x07\x63luster\x18\x06 \x01(\t\"g\n\x08\x45ndpoint\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\n\n\x02ip\x18\x05 \x01(\t\x12\x10\n\x08identity\x18\x06 \x01(\r\"|\n\x0cIPCacheEntry\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x10\n\x08identity\x18\x02 \x01(\r\x12\x0c\n\x04node\x18\x03 \x01(\t\x12+\n\x06tunnel\x18\x04 \x01(\x0b\x32\x1b.bulkhead.v1.TunnelEndpoint\x12\x0f\n\x07\x63luster\x18\x05 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62ulkhead/v1/types.proto\x12\x0b\x62ulkhead.v1\":\n\x08Identity\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x12\n\nreferences\x18\x03 \x01(\r\"*\n\x0eTunnelEndpoint\x12\n\n\x02ip\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\"\xa1\x01\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\r\x12\x13\n\x0bunderlay_ip\x18\x03 \x01(\t\x12\x10\n\x08pod_cidr\x18\x04 \x01(\t\x12+\n\x06tunnel\x18\x05 \x01(\x0b\x32\x1b.bulkhead.v1.TunnelEndpoint\x12\x0f\n\x07\x63luster\x18\x06 \x01(\t\x12\x15\n\ragent_address\x18\x07 \x01(\t\"g\n\x08\x45ndpoint\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\n\n\x02ip\x18\x05 \x01(\t\x12\x10\n\x08identity\x18\x06 \x01(\r\"|\n\x0cIPCacheEntry\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x10\n\x08identity\x18\x02 \x01(\r\x12\x0c\n\x04node\x18\x03 \x01(\t\x12+\n\x06tunnel\x18\x04 \x01(\x0b\x32\x1b.bulkhead.v1.TunnelEndpoint\x12\x0f\n\x07\x63luster\x18\x05 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,9 +36,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TUNNELENDPOINT']._serialized_start=100
   _globals['_TUNNELENDPOINT']._serialized_end=142
   _globals['_NODE']._serialized_start=145
-  _globals['_NODE']._serialized_end=283
-  _globals['_ENDPOINT']._serialized_start=285
-  _globals['_ENDPOINT']._serialized_end=388
-  _globals['_IPCACHEENTRY']._serialized_start=390
-  _globals['_IPCACHEENTRY']._serialized_end=514
+  _globals['_NODE']._serialized_end=306
+  _globals['_ENDPOINT']._serialized_start=308
+  _globals['_ENDPOINT']._serialized_end=411
+  _globals['_IPCACHEENTRY']._serialized_start=413
+  _globals['_IPCACHEENTRY']._serialized_end=537
 # @@protoc_insertion_point(module_scope)

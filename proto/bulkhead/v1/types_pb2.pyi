@@ -25,20 +25,22 @@ class TunnelEndpoint(_message.Message):
     def __init__(self, ip: _Optional[str] = ..., port: _Optional[int] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("name", "node_id", "underlay_ip", "pod_cidr", "tunnel", "cluster")
+    __slots__ = ("name", "node_id", "underlay_ip", "pod_cidr", "tunnel", "cluster", "agent_address")
     NAME_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     UNDERLAY_IP_FIELD_NUMBER: _ClassVar[int]
     POD_CIDR_FIELD_NUMBER: _ClassVar[int]
     TUNNEL_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     name: str
     node_id: int
     underlay_ip: str
     pod_cidr: str
     tunnel: TunnelEndpoint
     cluster: str
-    def __init__(self, name: _Optional[str] = ..., node_id: _Optional[int] = ..., underlay_ip: _Optional[str] = ..., pod_cidr: _Optional[str] = ..., tunnel: _Optional[_Union[TunnelEndpoint, _Mapping]] = ..., cluster: _Optional[str] = ...) -> None: ...
+    agent_address: str
+    def __init__(self, name: _Optional[str] = ..., node_id: _Optional[int] = ..., underlay_ip: _Optional[str] = ..., pod_cidr: _Optional[str] = ..., tunnel: _Optional[_Union[TunnelEndpoint, _Mapping]] = ..., cluster: _Optional[str] = ..., agent_address: _Optional[str] = ...) -> None: ...
 
 class Endpoint(_message.Message):
     __slots__ = ("namespace", "name", "node", "labels", "ip", "identity")

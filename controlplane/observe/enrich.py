@@ -1,0 +1,41 @@
+"""Fills in what an agent cannot know about the other end of a flow: pod names and labels."""
+
+from __future__ import annotations
+
+from bulkhead.v1 import flow_pb2
+from controlplane.endpoints.model import Endpoint
+from controlplane.endpoints.registry import EndpointRegistry
+from controlplane.identity.index import IdentityIndex
+from controlplane.identity.reserved import RESERVED_BY_ID, reserved_labels
+from controlplane.store.cache import ClusterCache
+
+
+class FlowEnricher:
+    def __init__(self, cache: ClusterCache, endpoints: EndpointRegistry,
+                 identities: IdentityIndex) -> None:
+        self.cache = cache
+        self.endpoints = endpoints
+        self.identities = identities
+        self._by_ip: dict[str, Endpoint] = {}
+        self._revision = -1
+
+    def _endpoint(self, ip: str) -> Endpoint | None:
+        if self._revision != self.cache.revision:
+            self._by_ip = {e.ip: e for e in self.endpoints.endpoints()}
+            self._revision = self.cache.revision
+        return self._by_ip.get(ip)
+
+    def _labels(self, identity: int) -> list[str]:
+        if identity in RESERVED_BY_ID:
+            return list(reserved_labels(identity))
+        stored = self.identities.by_id.get(identity)
+        return list(stored.labels) if stored else []
+
+    def enrich(self, flow: flow_pb2.Flow) -> flow_pb2.Flow:
+        for peer in (flow.source, flow.destination):
+            endpoint = self._endpoint(peer.ip)
+            if endpoint is not None and not peer.pod:
+                peer.namespace, peer.pod = endpoint.namespace, endpoint.name
+            if not peer.labels and peer.identity:
+                peer.labels.extend(self._labels(peer.identity))
+        return flow

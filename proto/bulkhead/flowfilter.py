@@ -1,0 +1,41 @@
+"""Flow filters (all fields combined with AND), one implementation for the agent and the relay."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from bulkhead.v1 import flow_pb2
+
+
+def _label_matches(wanted: str, labels: Iterable[str]) -> bool:
+    """`k8s:org=empire` matches exactly; `org=empire` matches that key=value from any source."""
+    if ":" in wanted.split("=", 1)[0]:
+        return wanted in labels
+    return any(label.split(":", 1)[-1] == wanted for label in labels)
+
+
+def _pod_matches(wanted: str, peer: flow_pb2.FlowPeer) -> bool:
+    namespace, slash, name = wanted.rpartition("/")
+    return peer.pod == name and peer.namespace == (namespace if slash else "default")
+
+
+def matches(flow: flow_pb2.Flow, f: flow_pb2.FlowFilter) -> bool:
+    src, dst = flow.source, flow.destination
+    return (all(_label_matches(w, src.labels) for w in f.from_labels)
+            and all(_label_matches(w, dst.labels) for w in f.to_labels)
+            and (not f.from_pod or _pod_matches(f.from_pod, src))
+            and (not f.to_pod or _pod_matches(f.to_pod, dst))
+            and (not f.from_ip or src.ip == f.from_ip)
+            and (not f.to_ip or dst.ip == f.to_ip)
+            and (not f.from_identity or src.identity == f.from_identity)
+            and (not f.to_identity or dst.identity == f.to_identity)
+            and (not f.verdict or flow.verdict.upper() == f.verdict.upper())
+            and (not f.port or f.port in (src.port, dst.port))
+            and (not f.protocol or flow.protocol.upper() == f.protocol.upper())
+            and (not f.node or flow.node == f.node)
+            and (not f.since_ns or flow.time_ns >= f.since_ns))
+
+
+def needs_enrichment(f: flow_pb2.FlowFilter) -> bool:
+    """Filters on names and labels can only be applied after the relay has filled them in."""
+    return bool(f.from_labels or f.to_labels or f.from_pod or f.to_pod)
