@@ -1,0 +1,108 @@
+"""`bulkhead observe`: flows across the cluster, like `hubble observe`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from bulkhead.v1 import flow_pb2, observer_pb2_grpc
+
+from ..output import output_flag
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "observe", help="flows (policy verdicts) across the cluster")
+    p.add_argument("--last", type=int, default=20, help="the newest N flows (default 20)")
+    p.add_argument("--follow", "-f", action="store_true", help="then stream new flows")
+    p.add_argument("--from-label", action="append", default=[], metavar="LABEL")
+    p.add_argument("--to-label", action="append", default=[], metavar="LABEL")
+    p.add_argument("--from-pod", default="", metavar="[NS/]POD")
+    p.add_argument("--to-pod", default="", metavar="[NS/]POD")
+    p.add_argument("--from-ip", default="")
+    p.add_argument("--to-ip", default="")
+    p.add_argument("--from-identity", type=int, default=0)
+    p.add_argument("--to-identity", type=int, default=0)
+    p.add_argument("--verdict", choices=["FORWARDED", "DROPPED"], type=str.upper)
+    p.add_argument("--port", type=int, default=0, help="source or destination port")
+    p.add_argument("--protocol", default="", type=str.upper, help="TCP, UDP, ICMP, SCTP")
+    p.add_argument("--node", default="")
+    p.add_argument("--since", default="", help="a duration (30s, 5m, 2h) or an RFC 3339 time")
+    output_flag(p)
+    p.set_defaults(run=run)
+
+
+def since_ns(value: str, now: float | None = None) -> int:
+    if not value:
+        return 0
+    match = _DURATION.match(value)
+    if match:
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+        return int(((now or time.time()) - seconds) * 1e9)
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise SystemExit(f"bulkhead: --since: expected a duration like 5m or an RFC 3339 "
+                         f"time, got {value!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1e9)
+
+
+def _peer(peer: flow_pb2.FlowPeer) -> str:
+    name = f"{peer.namespace}/{peer.pod}" if peer.pod else peer.ip
+    port = f":{peer.port}" if peer.port else ""
+    return f"{name}{port} (ID:{peer.identity})"
+
+
+def line(flow: flow_pb2.Flow) -> str:
+    """One flow in the style of `hubble observe`."""
+    moment = datetime.fromtimestamp(flow.time_ns / 1e9).astimezone()
+    stamp = moment.strftime("%b %d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+    kind = "policy-verdict:L3-L4" if flow.verdict == "FORWARDED" else "policy-verdict:none"
+    flags = f" ({flow.protocol} Flags: {', '.join(flow.tcp_flags)})" if flow.tcp_flags else (
+        f" ({flow.protocol})" if flow.protocol else "")
+    reason = f" {flow.drop_reason}" if flow.verdict == "DROPPED" and flow.drop_reason else ""
+    return (f"{stamp}: {_peer(flow.source)} -> {_peer(flow.destination)} "
+            f"{kind} {flow.verdict}{flags}{reason}")
+
+
+def _peer_json(peer: flow_pb2.FlowPeer) -> dict[str, Any]:
+    return {"namespace": peer.namespace, "pod": peer.pod, "ip": peer.ip, "port": peer.port,
+            "identity": peer.identity, "labels": list(peer.labels)}
+
+
+def as_json(flow: flow_pb2.Flow) -> dict[str, Any]:
+    moment = datetime.fromtimestamp(flow.time_ns // 1_000_000_000, UTC)
+    return {"time": moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{flow.time_ns % 10**9:09d}Z",
+            "node": flow.node, "verdict": flow.verdict, "drop_reason": flow.drop_reason,
+            "source": _peer_json(flow.source), "destination": _peer_json(flow.destination),
+            "protocol": flow.protocol, "tcp_flags": list(flow.tcp_flags),
+            "direction": flow.direction}
+
+
+def build_request(a: argparse.Namespace) -> flow_pb2.GetFlowsRequest:
+    return flow_pb2.GetFlowsRequest(
+        last=max(0, a.last), follow=a.follow,
+        filter=flow_pb2.FlowFilter(
+            from_labels=a.from_label, to_labels=a.to_label, from_pod=a.from_pod,
+            to_pod=a.to_pod, from_ip=a.from_ip, to_ip=a.to_ip, from_identity=a.from_identity,
+            to_identity=a.to_identity, verdict=a.verdict or "", port=a.port,
+            protocol=a.protocol, node=a.node, since_ns=since_ns(a.since)))
+
+
+def run(ctx: Any) -> int:
+    request = build_request(ctx.args)
+    stub = ctx.stub(observer_pb2_grpc.ObserverServiceStub)
+    for flow in stub.GetFlows(request, timeout=None if request.follow else 30):
+        sys.stdout.write((json.dumps(as_json(flow)) if ctx.json else line(flow)) + "\n")
+        sys.stdout.flush()
+    return 0
