@@ -20,6 +20,7 @@ SERVER_FILE = "controlplane.addr"  # written in the state dir; the CLI reads it
 class Config:
     listen: str = DEFAULT_LISTEN
     unix_socket: str | None = None
+    metrics_listen: str | None = None
     etcd_endpoints: list[str] = field(default_factory=list)  # empty: embedded
     etcd_cacert: Path | None = None
     etcd_cert: Path | None = None
@@ -51,6 +52,7 @@ def parser() -> argparse.ArgumentParser:
                                 description="Bulkhead control plane (gRPC agent and admin API)")
     p.add_argument("--listen", default=DEFAULT_LISTEN, help="gRPC HOST:PORT (default %(default)s)")
     p.add_argument("--unix-socket", help="also serve on this unix socket path")
+    p.add_argument("--metrics-listen", help="serve Prometheus metrics on HOST:PORT (/metrics)")
     p.add_argument("--etcd-endpoints", default="",
                    help="comma-separated etcd endpoints; omitted: embedded etcd under --state-dir")
     p.add_argument("--etcd-cacert", type=Path)
@@ -97,7 +99,7 @@ def from_args(argv: list[str] | None = None) -> Config:
             p.error("--identity-range must be FIRST-LAST")
         id_range = (int(m.group(1)), int(m.group(2)))
     config = Config(
-        listen=a.listen, unix_socket=a.unix_socket,
+        listen=a.listen, unix_socket=a.unix_socket, metrics_listen=a.metrics_listen,
         etcd_endpoints=[e for e in a.etcd_endpoints.split(",") if e],
         etcd_cacert=a.etcd_cacert, etcd_cert=a.etcd_cert, etcd_key=a.etcd_key,
         state_dir=a.state_dir, cluster_name=a.cluster_name, cluster_id=a.cluster_id,

@@ -7,6 +7,7 @@ import signal
 import sys
 
 from bulkhead import log
+from controlplane import metrics
 from controlplane.app import ControlPlane
 from controlplane.config import SERVER_FILE, Config, from_args
 from controlplane.server import build_server
@@ -19,6 +20,8 @@ async def serve(config: Config) -> None:
     try:
         server, port = await build_server(cp, config.listen, config.unix_socket)
         await server.start()
+        if config.metrics_listen:
+            metrics.serve(cp, config.metrics_listen)
         host = config.listen.rsplit(":", 1)[0]
         address = f"{host}:{port}"
         if config.embedded:

@@ -70,6 +70,7 @@ class IdentityAllocator:
         self.index = index
         self.range = id_range
         self.label_filter = label_filter or LabelFilter()
+        self.allocated = {"new": 0, "existing": 0, "reserved": 0}  # for metrics
 
     def canonical(self, labels: Sequence[str], field_name: str = "labels") -> LabelSet:
         label_set, problems = parse_labels(labels, field_name, self.label_filter)
@@ -106,6 +107,7 @@ class IdentityAllocator:
         label_set = self.canonical(labels)
         reserved = label_set.reserved_id()
         if reserved is not None:
+            self.allocated["reserved"] += 1
             return Identity(reserved, label_set.labels)
         labels_key = self.keys.identity_labels(label_set.key)
         lost_race = False
@@ -117,6 +119,7 @@ class IdentityAllocator:
                 known = await self._read_id(labels_key)
             if known is not None:
                 if await self._add_reference(known, labels_key, holder, lease, single):
+                    self.allocated["existing"] += 1
                     return Identity(known, label_set.labels)
                 continue  # collected meanwhile: allocate afresh
             candidate = self._candidate()
@@ -131,6 +134,7 @@ class IdentityAllocator:
                  ops.put(self.keys.identity_ref(candidate, holder), ref, lease)],
             )
             if result.succeeded:
+                self.allocated["new"] += 1
                 return Identity(candidate, label_set.labels, 1)
             lost_race = True
             # Lost a race: either these labels got an id meanwhile (next loop adds a
