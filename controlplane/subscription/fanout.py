@@ -89,8 +89,7 @@ class Fanout:
             problems.append(FieldViolation("hello.resume.revision", "must be positive"))
         if problems:
             raise invalid(problems)
-        if self.keys.node(hello.node) not in self.cache.items:
-            raise not_found(f"node {hello.node!r} is not registered; register first")
+        await self._node_known(hello.node)
         cluster_id = await self.cluster_id()
         reason: tuple[int, str] | None = None
         resume_at = 0
@@ -118,8 +117,8 @@ class Fanout:
             self._queue_snapshot(sub, cluster_id)
         self.hub.add(sub)
         self.board.connected(sub)
-        _log.info("agent subscribed", node=sub.node, peer=peer, resumed=bool(sub.resumes and
-                  reason is None and resume_at), revision=self.state.revision)
+        _log.info("agent subscribed", node=sub.node, peer=peer,
+                  resumed=reason is None and bool(resume_at), revision=self.state.revision)
         return sub
 
     def close(self, sub: Subscriber) -> None:
@@ -154,6 +153,16 @@ class Fanout:
         return self.board.all()
 
     # -- internals ---------------------------------------------------------------------------
+    async def _node_known(self, node: str) -> None:
+        """Read-your-writes: the agent may have registered through another replica a moment
+        ago, so a node missing from the cache is looked up in etcd before it is refused."""
+        key = self.keys.node(node)
+        if key in self.cache.items:
+            return
+        kv = await self.etcd.get(key)
+        if kv is None:
+            raise not_found(f"node {node!r} is not registered; register first")
+        await self.cache.wait_for(kv.mod_revision, timeout=5.0)
     def _queue_resume(self, sub: Subscriber, revision: int) -> None:
         backlog = self.history.since(revision)
         sub.resumes += 1
