@@ -16,6 +16,7 @@ from controlplane.nodes.ipam import ClusterPool
 from controlplane.nodes.registry import NodeRegistry
 from controlplane.observe.enrich import FlowEnricher
 from controlplane.observe.relay import FlowRelay
+from controlplane.replicas import ReplicaPresence
 from controlplane.store.cache import ClusterCache
 from controlplane.store.embedded import EmbeddedEtcd
 from controlplane.store.etcd import Etcd, TlsFiles
@@ -79,6 +80,9 @@ class ControlPlane:
         await self._start_cache()
         await self.subscriptions.start()
         self._tasks.append(asyncio.create_task(self.collector.run(), name="identity-gc"))
+        self.presence = ReplicaPresence(self.etcd, self.keys, self.cache, config.replica_id,
+                                        self.version)
+        self._tasks.append(asyncio.create_task(self.presence.run(), name="replica-presence"))
 
     async def _start_cache(self, timeout: float = 30.0) -> None:
         """etcd may still be coming up (a restarted cluster): retry the first list."""
@@ -98,6 +102,8 @@ class ControlPlane:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if hasattr(self, "presence"):
+            await self.presence.withdraw()
         if hasattr(self, "subscriptions"):
             await self.subscriptions.stop()
         await self.cache.stop()

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from tests.conftest import ReplicaFactory
+from tests.conftest import ReplicaFactory, eventually
 
 
 async def bulkhead(address: str, *args: str) -> tuple[int, str, str]:
@@ -67,3 +67,22 @@ async def test_errors_exit_non_zero_with_the_servers_message(replicas: ReplicaFa
     assert rc == 1 and "NOT_FOUND" in err
     rc, _, err = await bulkhead("127.0.0.1:1", "status")
     assert rc == 2 and "cannot reach the control plane" in err
+
+
+async def test_status_lists_every_replica(replicas: ReplicaFactory) -> None:
+    a, b = await replicas(replica_id="alpha"), await replicas(replica_id="beta")
+
+    async def both_listed() -> bool:
+        rc, out, _ = await bulkhead(a.address, "status", "-o", "json")
+        return rc == 0 and json.loads(out)["replicas"] == ["alpha", "beta"]
+
+    assert await eventually(both_listed, timeout=10)
+    rc, out, _ = await bulkhead(b.address, "status")
+    assert rc == 0 and "beta (this), alpha" in out and "Flows:" in out
+    await a.stop()
+
+    async def only_beta() -> bool:
+        rc, out, _ = await bulkhead(b.address, "status", "-o", "json")
+        return json.loads(out)["replicas"] == ["beta"]
+
+    assert await eventually(only_beta, timeout=10), "a stopped replica must drop out"

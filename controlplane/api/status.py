@@ -40,4 +40,4 @@ class StatusReporter:
         return admin_pb2.StatusResponse(
             replica_id=cp.config.replica_id, version=cp.version,
             cluster_name=cp.config.cluster_name, cluster_id=cp.config.cluster_id, etcd=etcd,
-            counts=counts)
+            counts=counts, replicas=cp.presence.replicas())

@@ -80,3 +80,11 @@ class Keys:
     @property
     def policies(self) -> str:
         return f"{self.prefix}policies/"
+
+    # control-plane replicas (leased presence)
+    @property
+    def replicas(self) -> str:
+        return f"{self.prefix}replicas/"
+
+    def replica(self, replica_id: str) -> str:
+        return f"{self.replicas}{replica_id}"

@@ -1,17 +1,20 @@
-"""`bulkhead status`."""
+"""`bulkhead status`: in the spirit of `cilium status` plus `hubble status`."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from bulkhead.v1 import admin_pb2, admin_pb2_grpc
+import grpc
+
+from bulkhead.v1 import admin_pb2, admin_pb2_grpc, observer_pb2, observer_pb2_grpc
 
 from ..output import emit_json, output_flag, to_dict
 
 
 def register(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser("status", help="control plane, etcd and counts")
+    p: argparse.ArgumentParser = sub.add_parser(
+        "status", help="replicas, etcd, nodes, endpoints, identities, policies, flows")
     output_flag(p)
     p.set_defaults(run=run)
 
@@ -19,18 +22,41 @@ def register(sub: Any) -> None:
 def run(ctx: Any) -> int:
     status = ctx.stub(admin_pb2_grpc.AdminServiceStub).Status(admin_pb2.StatusRequest(),
                                                               timeout=10)
+    flows: observer_pb2.ObserverStatusResponse | None = None
+    try:
+        flows = ctx.stub(observer_pb2_grpc.ObserverServiceStub).ObserverStatus(
+            observer_pb2.ObserverStatusRequest(), timeout=10)
+    except grpc.RpcError:
+        flows = None
     if ctx.json:
-        emit_json(to_dict(status))
+        data = to_dict(status)
+        data["flows"] = to_dict(flows) if flows is not None else None
+        emit_json(data)
         return 0 if status.etcd.healthy else 1
+    counts = status.counts
     etcd = status.etcd
-    health = (f"ok   revision {etcd.revision}, etcd {etcd.version}" if etcd.healthy
-              else f"UNHEALTHY  {etcd.error}")
-    print(f"Control plane:   {status.replica_id} (bulkhead {status.version})")
-    print(f"Cluster:         {status.cluster_name} (id {status.cluster_id})")
-    print(f"etcd:            {health}   [{etcd.endpoints}]")
-    for name in ("nodes", "endpoints", "identities", "ipcache", "policies", "subscribers"):
-        if name in status.counts:
-            print(f"{name.capitalize() + ':':<17}{status.counts[name]}")
-    if "max_lag_revisions" in status.counts:
-        print(f"{'Max agent lag:':<17}{status.counts['max_lag_revisions']} revisions")
+    health = (f"ok, revision {etcd.revision}, etcd {etcd.version}" if etcd.healthy
+              else f"UNHEALTHY: {etcd.error}")
+    others = [r for r in status.replicas if r != status.replica_id]
+    replicas = f"{len(status.replicas) or 1} replica(s): {status.replica_id} (this)"
+    replicas += "".join(f", {r}" for r in others)
+    print(f"{'Cluster:':<17}{status.cluster_name} (id {status.cluster_id})")
+    print(f"{'Control plane:':<17}{replicas}, bulkhead {status.version}")
+    print(f"{'etcd:':<17}{health} [{etcd.endpoints}]")
+    nodes = counts.get("nodes", 0)
+    if "subscribers" in counts:
+        print(f"{'Nodes:':<17}{counts['subscribers']}/{nodes} connected, max lag "
+              f"{counts.get('max_lag_revisions', 0)} revisions")
+    else:
+        print(f"{'Nodes:':<17}{nodes}")
+    for name in ("endpoints", "identities", "policies"):
+        if name in counts:
+            print(f"{name.capitalize() + ':':<17}{counts[name]}")
+    if flows is not None:
+        unreachable = [n.node for n in flows.nodes if not n.reachable]
+        line = (f"{flows.flows_held}/{flows.flows_max} ({flows.flows_per_second:.2f} flows/s) "
+                f"from {len(flows.nodes) - len(unreachable)}/{len(flows.nodes)} agents")
+        if unreachable:
+            line += f"; unreachable: {', '.join(unreachable)}"
+        print(f"{'Flows:':<17}{line}")
     return 0 if etcd.healthy else 1

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from bulkhead.v1 import types_pb2 as bulkhead_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62ulkhead/v1/admin.proto\x12\x0b\x62ulkhead.v1\x1a\x17\x62ulkhead/v1/types.proto\"\x0f\n\rStatusRequest\"v\n\nEtcdStatus\x12\x0f\n\x07healthy\x18\x01 \x01(\x08\x12\x11\n\tendpoints\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x12\n\ncluster_id\x18\x05 \x01(\x04\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"\xee\x01\n\x0eStatusResponse\x12\x12\n\nreplica_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0c\x63luster_name\x18\x03 \x01(\t\x12\x12\n\ncluster_id\x18\x04 \x01(\r\x12%\n\x04\x65tcd\x18\x05 \x01(\x0b\x32\x17.bulkhead.v1.EtcdStatus\x12\x37\n\x06\x63ounts\x18\x06 \x03(\x0b\x32\'.bulkhead.v1.StatusResponse.CountsEntry\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"V\n\x15ListIdentitiesRequest\x12\x16\n\x0elabel_selector\x18\x01 \x03(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"\\\n\x16ListIdentitiesResponse\x12)\n\nidentities\x18\x01 \x03(\x0b\x32\x15.bulkhead.v1.Identity\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x10ListNodesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"N\n\x11ListNodesResponse\x12 \n\x05nodes\x18\x01 \x03(\x0b\x32\x11.bulkhead.v1.Node\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"p\n\x14ListEndpointsRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x10\n\x08identity\x18\x03 \x01(\r\x12\x11\n\tpage_size\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\"Z\n\x15ListEndpointsResponse\x12(\n\tendpoints\x18\x01 \x03(\x0b\x32\x15.bulkhead.v1.Endpoint\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"[\n\x12ListIPCacheRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08identity\x18\x02 \x01(\r\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"Z\n\x13ListIPCacheResponse\x12*\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x19.bulkhead.v1.IPCacheEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xa2\x03\n\x0c\x41\x64minService\x12\x41\n\x06Status\x12\x1a.bulkhead.v1.StatusRequest\x1a\x1b.bulkhead.v1.StatusResponse\x12Y\n\x0eListIdentities\x12\".bulkhead.v1.ListIdentitiesRequest\x1a#.bulkhead.v1.ListIdentitiesResponse\x12J\n\tListNodes\x12\x1d.bulkhead.v1.ListNodesRequest\x1a\x1e.bulkhead.v1.ListNodesResponse\x12V\n\rListEndpoints\x12!.bulkhead.v1.ListEndpointsRequest\x1a\".bulkhead.v1.ListEndpointsResponse\x12P\n\x0bListIPCache\x12\x1f.bulkhead.v1.ListIPCacheRequest\x1a .bulkhead.v1.ListIPCacheResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62ulkhead/v1/admin.proto\x12\x0b\x62ulkhead.v1\x1a\x17\x62ulkhead/v1/types.proto\"\x0f\n\rStatusRequest\"v\n\nEtcdStatus\x12\x0f\n\x07healthy\x18\x01 \x01(\x08\x12\x11\n\tendpoints\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x12\n\ncluster_id\x18\x05 \x01(\x04\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"\x80\x02\n\x0eStatusResponse\x12\x12\n\nreplica_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0c\x63luster_name\x18\x03 \x01(\t\x12\x12\n\ncluster_id\x18\x04 \x01(\r\x12%\n\x04\x65tcd\x18\x05 \x01(\x0b\x32\x17.bulkhead.v1.EtcdStatus\x12\x37\n\x06\x63ounts\x18\x06 \x03(\x0b\x32\'.bulkhead.v1.StatusResponse.CountsEntry\x12\x10\n\x08replicas\x18\x07 \x03(\t\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"V\n\x15ListIdentitiesRequest\x12\x16\n\x0elabel_selector\x18\x01 \x03(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"\\\n\x16ListIdentitiesResponse\x12)\n\nidentities\x18\x01 \x03(\x0b\x32\x15.bulkhead.v1.Identity\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x10ListNodesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"N\n\x11ListNodesResponse\x12 \n\x05nodes\x18\x01 \x03(\x0b\x32\x11.bulkhead.v1.Node\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"p\n\x14ListEndpointsRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x10\n\x08identity\x18\x03 \x01(\r\x12\x11\n\tpage_size\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\"Z\n\x15ListEndpointsResponse\x12(\n\tendpoints\x18\x01 \x03(\x0b\x32\x15.bulkhead.v1.Endpoint\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"[\n\x12ListIPCacheRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08identity\x18\x02 \x01(\r\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"Z\n\x13ListIPCacheResponse\x12*\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x19.bulkhead.v1.IPCacheEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xa2\x03\n\x0c\x41\x64minService\x12\x41\n\x06Status\x12\x1a.bulkhead.v1.StatusRequest\x1a\x1b.bulkhead.v1.StatusResponse\x12Y\n\x0eListIdentities\x12\".bulkhead.v1.ListIdentitiesRequest\x1a#.bulkhead.v1.ListIdentitiesResponse\x12J\n\tListNodes\x12\x1d.bulkhead.v1.ListNodesRequest\x1a\x1e.bulkhead.v1.ListNodesResponse\x12V\n\rListEndpoints\x12!.bulkhead.v1.ListEndpointsRequest\x1a\".bulkhead.v1.ListEndpointsResponse\x12P\n\x0bListIPCache\x12\x1f.bulkhead.v1.ListIPCacheRequest\x1a .bulkhead.v1.ListIPCacheResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,25 +39,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ETCDSTATUS']._serialized_start=82
   _globals['_ETCDSTATUS']._serialized_end=200
   _globals['_STATUSRESPONSE']._serialized_start=203
-  _globals['_STATUSRESPONSE']._serialized_end=441
-  _globals['_STATUSRESPONSE_COUNTSENTRY']._serialized_start=396
-  _globals['_STATUSRESPONSE_COUNTSENTRY']._serialized_end=441
-  _globals['_LISTIDENTITIESREQUEST']._serialized_start=443
-  _globals['_LISTIDENTITIESREQUEST']._serialized_end=529
-  _globals['_LISTIDENTITIESRESPONSE']._serialized_start=531
-  _globals['_LISTIDENTITIESRESPONSE']._serialized_end=623
-  _globals['_LISTNODESREQUEST']._serialized_start=625
-  _globals['_LISTNODESREQUEST']._serialized_end=682
-  _globals['_LISTNODESRESPONSE']._serialized_start=684
-  _globals['_LISTNODESRESPONSE']._serialized_end=762
-  _globals['_LISTENDPOINTSREQUEST']._serialized_start=764
-  _globals['_LISTENDPOINTSREQUEST']._serialized_end=876
-  _globals['_LISTENDPOINTSRESPONSE']._serialized_start=878
-  _globals['_LISTENDPOINTSRESPONSE']._serialized_end=968
-  _globals['_LISTIPCACHEREQUEST']._serialized_start=970
-  _globals['_LISTIPCACHEREQUEST']._serialized_end=1061
-  _globals['_LISTIPCACHERESPONSE']._serialized_start=1063
-  _globals['_LISTIPCACHERESPONSE']._serialized_end=1153
-  _globals['_ADMINSERVICE']._serialized_start=1156
-  _globals['_ADMINSERVICE']._serialized_end=1574
+  _globals['_STATUSRESPONSE']._serialized_end=459
+  _globals['_STATUSRESPONSE_COUNTSENTRY']._serialized_start=414
+  _globals['_STATUSRESPONSE_COUNTSENTRY']._serialized_end=459
+  _globals['_LISTIDENTITIESREQUEST']._serialized_start=461
+  _globals['_LISTIDENTITIESREQUEST']._serialized_end=547
+  _globals['_LISTIDENTITIESRESPONSE']._serialized_start=549
+  _globals['_LISTIDENTITIESRESPONSE']._serialized_end=641
+  _globals['_LISTNODESREQUEST']._serialized_start=643
+  _globals['_LISTNODESREQUEST']._serialized_end=700
+  _globals['_LISTNODESRESPONSE']._serialized_start=702
+  _globals['_LISTNODESRESPONSE']._serialized_end=780
+  _globals['_LISTENDPOINTSREQUEST']._serialized_start=782
+  _globals['_LISTENDPOINTSREQUEST']._serialized_end=894
+  _globals['_LISTENDPOINTSRESPONSE']._serialized_start=896
+  _globals['_LISTENDPOINTSRESPONSE']._serialized_end=986
+  _globals['_LISTIPCACHEREQUEST']._serialized_start=988
+  _globals['_LISTIPCACHEREQUEST']._serialized_end=1079
+  _globals['_LISTIPCACHERESPONSE']._serialized_start=1081
+  _globals['_LISTIPCACHERESPONSE']._serialized_end=1171
+  _globals['_ADMINSERVICE']._serialized_start=1174
+  _globals['_ADMINSERVICE']._serialized_end=1592
 # @@protoc_insertion_point(module_scope)

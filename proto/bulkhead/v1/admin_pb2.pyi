@@ -28,7 +28,7 @@ class EtcdStatus(_message.Message):
     def __init__(self, healthy: _Optional[bool] = ..., endpoints: _Optional[str] = ..., revision: _Optional[int] = ..., version: _Optional[str] = ..., cluster_id: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("replica_id", "version", "cluster_name", "cluster_id", "etcd", "counts")
+    __slots__ = ("replica_id", "version", "cluster_name", "cluster_id", "etcd", "counts", "replicas")
     class CountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -42,13 +42,15 @@ class StatusResponse(_message.Message):
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     ETCD_FIELD_NUMBER: _ClassVar[int]
     COUNTS_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
     replica_id: str
     version: str
     cluster_name: str
     cluster_id: int
     etcd: EtcdStatus
     counts: _containers.ScalarMap[str, int]
-    def __init__(self, replica_id: _Optional[str] = ..., version: _Optional[str] = ..., cluster_name: _Optional[str] = ..., cluster_id: _Optional[int] = ..., etcd: _Optional[_Union[EtcdStatus, _Mapping]] = ..., counts: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    replicas: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, replica_id: _Optional[str] = ..., version: _Optional[str] = ..., cluster_name: _Optional[str] = ..., cluster_id: _Optional[int] = ..., etcd: _Optional[_Union[EtcdStatus, _Mapping]] = ..., counts: _Optional[_Mapping[str, int]] = ..., replicas: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListIdentitiesRequest(_message.Message):
     __slots__ = ("label_selector", "page_size", "page_token")
