@@ -82,7 +82,7 @@ async def test_status_lists_every_replica(replicas: ReplicaFactory) -> None:
     await a.stop()
 
     async def only_beta() -> bool:
-        rc, out, _ = await bulkhead(b.address, "status", "-o", "json")
+        _, out, _ = await bulkhead(b.address, "status", "-o", "json")
         return json.loads(out)["replicas"] == ["beta"]
 
     assert await eventually(only_beta, timeout=10), "a stopped replica must drop out"
