@@ -43,7 +43,8 @@ async def test_endpoint_lifecycle_and_lists(replicas: ReplicaFactory) -> None:
                                   "--labels", "k8s:org=alliance,k8s:class=xwing", "-o", "json")
     assert rc == 0, err
     made = json.loads(out)
-    assert set(made) == {"namespace", "name", "node", "labels", "ip", "identity"}
+    assert set(made) == {"namespace", "name", "node", "labels", "ip", "identity",
+                         "ingress_enforced", "egress_enforced"}
     rc, out, _ = await bulkhead(replica.address, "endpoint", "list", "-o", "json")
     assert [e["name"] for e in json.loads(out)] == ["xwing"]
     rc, out, _ = await bulkhead(replica.address, "endpoint", "list")

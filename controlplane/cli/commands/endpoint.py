@@ -39,9 +39,13 @@ def _show(ctx: Any, endpoints: list[Any]) -> None:
     if ctx.json:
         emit_json([to_dict(e) for e in endpoints])
         return
-    table(["ENDPOINT", "NODE", "IDENTITY", "LABELS", "IPV4"],
-          [(f"{e.namespace}/{e.name}", e.node, e.identity, list(e.labels), e.ip)
-           for e in endpoints])
+    def flag(on: bool) -> str:
+        return "Enabled" if on else "Disabled"
+
+    table(["ENDPOINT", "NODE", "POLICY (ingress)", "POLICY (egress)", "IDENTITY", "LABELS",
+           "IPV4"],
+          [(f"{e.namespace}/{e.name}", e.node, flag(e.ingress_enforced),
+            flag(e.egress_enforced), e.identity, list(e.labels), e.ip) for e in endpoints])
 
 
 def run_list(ctx: Any) -> int:

@@ -43,20 +43,24 @@ class Node(_message.Message):
     def __init__(self, name: _Optional[str] = ..., node_id: _Optional[int] = ..., underlay_ip: _Optional[str] = ..., pod_cidr: _Optional[str] = ..., tunnel: _Optional[_Union[TunnelEndpoint, _Mapping]] = ..., cluster: _Optional[str] = ..., agent_address: _Optional[str] = ...) -> None: ...
 
 class Endpoint(_message.Message):
-    __slots__ = ("namespace", "name", "node", "labels", "ip", "identity")
+    __slots__ = ("namespace", "name", "node", "labels", "ip", "identity", "ingress_enforced", "egress_enforced")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     IP_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    INGRESS_ENFORCED_FIELD_NUMBER: _ClassVar[int]
+    EGRESS_ENFORCED_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     name: str
     node: str
     labels: _containers.RepeatedScalarFieldContainer[str]
     ip: str
     identity: int
-    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., node: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., ip: _Optional[str] = ..., identity: _Optional[int] = ...) -> None: ...
+    ingress_enforced: bool
+    egress_enforced: bool
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., node: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., ip: _Optional[str] = ..., identity: _Optional[int] = ..., ingress_enforced: _Optional[bool] = ..., egress_enforced: _Optional[bool] = ...) -> None: ...
 
 class IPCacheEntry(_message.Message):
     __slots__ = ("prefix", "identity", "node", "tunnel", "cluster")
