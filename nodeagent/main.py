@@ -1,7 +1,9 @@
 """`bulkhead-agent`: registers the node, subscribes, and hands what it receives to a datapath.
 
-`--datapath=simulated` keeps the received state in memory only (scale tests, benchmarks, or to
-see what a node would receive): SIGUSR1 (and exit) writes it as JSON to `--state-file`.
+`--datapath=bpf` (the default) enforces with the eBPF datapath and serves the local API on
+`--socket` (see nodeagent.agent). `--datapath=simulated` keeps the received state in memory
+only (scale tests, benchmarks, or to see what a node would receive): SIGUSR1 (and exit) writes
+it as JSON to `--state-file`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 from pathlib import Path
 
 from bulkhead import log
-from nodeagent.sink import DatapathSink, NullSink, bpf_sink
+from nodeagent.sink import DatapathSink, NullSink
 from nodeagent.subscription.client import SubscriptionClient
 
 
@@ -32,6 +34,22 @@ def parser() -> argparse.ArgumentParser:
                    help="simulated: write the received state here on SIGUSR1 and at exit")
     p.add_argument("--ack-interval", type=float, default=0.05,
                    help="seconds between acks (acks are coalesced)")
+    p.add_argument("--socket", type=Path,
+                   help="bpf: local API unix socket (default /run/bulkhead/agent-NODE.sock)")
+    p.add_argument("--netns",
+                   help="bpf: the node's network namespace (name or path; default: this one)")
+    p.add_argument("--bpf-pin-root", type=Path, default=Path("/sys/fs/bpf/bulkhead"),
+                   help="bpf: maps are pinned under DIR/NODE/vLAYOUT (default %(default)s)")
+    p.add_argument("--flows-max", type=int, default=4095, help="bpf: flows held (default 4095)")
+    p.add_argument("--ct-gc-interval", type=float, default=30.0,
+                   help="bpf: seconds between conntrack garbage collections")
+    p.add_argument("--api-listen", default="127.0.0.1:0",
+                   help="bpf: also serve the local API on this TCP HOST:PORT for the control "
+                        "plane's flow relay (registered as the node's agent address; port 0 = "
+                        "any free port; 'none' = unix socket only)")
+    p.add_argument("--endpoints-file", type=Path,
+                   help="bpf: where endpoint names are kept across restarts "
+                        "(default: the socket path with .endpoints.json)")
     return p
 
 
@@ -77,16 +95,38 @@ def main(argv: list[str] | None = None) -> None:
               file=sys.stderr)
         sys.exit(2)
     log.configure("agent", node=args.node)
-    sink: DatapathSink
-    if args.datapath == "simulated":
-        sink = NullSink()
-    else:
-        try:
-            sink = bpf_sink(args.node)
-        except RuntimeError as exc:
-            print(f"bulkhead-agent: {exc}", file=sys.stderr)
-            sys.exit(2)
+    if args.datapath == "bpf":
+        run_bpf(args)
+        return
+    sink: DatapathSink = NullSink()
     asyncio.run(run(args, sink))
+
+
+def run_bpf(args: argparse.Namespace) -> None:
+    """Refuses to start, saying what is missing, when this host cannot run BPF programs."""
+    from nodeagent.datapath.loader import DatapathUnavailable, check_environment
+
+    try:
+        check_environment(args.bpf_pin_root)
+    except DatapathUnavailable as exc:
+        print(f"bulkhead-agent: --datapath=bpf: {exc} (use --datapath=simulated for tests "
+              "without BPF)", file=sys.stderr)
+        sys.exit(2)
+    if args.netns and not os.path.exists(args.netns if args.netns.startswith("/")
+                                         else f"/var/run/netns/{args.netns}"):
+        print(f"bulkhead-agent: --netns {args.netns}: no such network namespace", file=sys.stderr)
+        sys.exit(2)
+    from nodeagent import agent
+
+    settings = agent.Settings(
+        node=args.node,
+        controlplane=[a.strip() for a in args.controlplane.split(",") if a.strip()],
+        underlay_ip=args.underlay_ip, socket=args.socket or agent.default_socket(args.node),
+        netns=args.netns, pin_root=args.bpf_pin_root, flows_max=args.flows_max,
+        ct_gc_interval=args.ct_gc_interval, ack_interval=args.ack_interval,
+        endpoints_file=args.endpoints_file,
+        api_listen=None if args.api_listen in ("", "none") else args.api_listen)
+    asyncio.run(agent.run(settings))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 The subscription client calls a `DatapathSink` with every change in revision order, after its
 in-memory state has applied it; the sink acknowledges by returning (an exception = Nack). The
-simulated datapath is the in-memory state alone; the BPF datapath implements this protocol.
+simulated datapath is the in-memory state alone; the BPF datapath's sink is
+`nodeagent.reconciler.Reconciler`.
 """
 
 from __future__ import annotations
@@ -31,14 +32,3 @@ class NullSink:
 
     async def synced(self, revision: int) -> None:
         return None
-
-
-def bpf_sink(node: str) -> DatapathSink:
-    """The BPF datapath's sink, once `nodeagent.datapath` provides one."""
-    try:
-        from nodeagent.datapath import reconciler  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise RuntimeError(
-            "--datapath=bpf is not available yet: nodeagent.datapath has no reconciler "
-            "implementing nodeagent.sink.DatapathSink; use --datapath=simulated") from exc
-    return reconciler.sink(node)  # type: ignore[no-any-return]

@@ -52,12 +52,13 @@ class SubscriptionClient:
                  state: ReceivedState | None = None, sink: DatapathSink | None = None,
                  capabilities: Sequence[str] = (), ack_interval: float = 0.05,
                  backoff: tuple[float, float] = (0.2, 5.0), register: bool = True,
-                 on_applied: Applied | None = None) -> None:
+                 on_applied: Applied | None = None, agent_address: str = "") -> None:
         if not addresses:
             raise ValueError("at least one control-plane address is needed")
         self.node = node
         self.addresses = list(addresses)
         self.underlay_ip = underlay_ip
+        self.agent_address = agent_address
         self.state = state or ReceivedState()
         self.sink = sink or NullSink()
         self.capabilities = list(capabilities)
@@ -130,7 +131,8 @@ class SubscriptionClient:
         channel = self._channel(address)
         if self._need_register:
             self.registered = await node_pb2_grpc.NodeServiceStub(channel).Register(
-                node_pb2.RegisterNodeRequest(name=self.node, underlay_ip=self.underlay_ip),
+                node_pb2.RegisterNodeRequest(name=self.node, underlay_ip=self.underlay_ip,
+                                             agent_address=self.agent_address),
                 timeout=10)
             self._need_register = False
         outbox: asyncio.Queue[pb.AgentMessage | None] = asyncio.Queue()

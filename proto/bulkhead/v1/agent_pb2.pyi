@@ -103,7 +103,7 @@ class AgentStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class AgentStatusResponse(_message.Message):
-    __slots__ = ("node", "datapath", "controlplane", "connected", "applied_revision", "endpoints", "flows_seen", "flows_held", "flows_max", "map_entries", "map_max", "boot_id", "synced", "underlay_ip", "netns", "last_error", "flows_sequence")
+    __slots__ = ("node", "datapath", "controlplane", "connected", "applied_revision", "endpoints", "flows_seen", "flows_held", "flows_max", "map_entries", "map_max", "boot_id", "synced", "underlay_ip", "netns", "last_error", "flows_sequence", "map_writes")
     class MapEntriesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +112,13 @@ class AgentStatusResponse(_message.Message):
         value: int
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     class MapMaxEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class MapWritesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +142,7 @@ class AgentStatusResponse(_message.Message):
     NETNS_FIELD_NUMBER: _ClassVar[int]
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
     FLOWS_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    MAP_WRITES_FIELD_NUMBER: _ClassVar[int]
     node: str
     datapath: str
     controlplane: str
@@ -152,4 +160,5 @@ class AgentStatusResponse(_message.Message):
     netns: str
     last_error: str
     flows_sequence: int
-    def __init__(self, node: _Optional[str] = ..., datapath: _Optional[str] = ..., controlplane: _Optional[str] = ..., connected: _Optional[bool] = ..., applied_revision: _Optional[int] = ..., endpoints: _Optional[int] = ..., flows_seen: _Optional[int] = ..., flows_held: _Optional[int] = ..., flows_max: _Optional[int] = ..., map_entries: _Optional[_Mapping[str, int]] = ..., map_max: _Optional[_Mapping[str, int]] = ..., boot_id: _Optional[str] = ..., synced: _Optional[bool] = ..., underlay_ip: _Optional[str] = ..., netns: _Optional[str] = ..., last_error: _Optional[str] = ..., flows_sequence: _Optional[int] = ...) -> None: ...
+    map_writes: _containers.ScalarMap[str, int]
+    def __init__(self, node: _Optional[str] = ..., datapath: _Optional[str] = ..., controlplane: _Optional[str] = ..., connected: _Optional[bool] = ..., applied_revision: _Optional[int] = ..., endpoints: _Optional[int] = ..., flows_seen: _Optional[int] = ..., flows_held: _Optional[int] = ..., flows_max: _Optional[int] = ..., map_entries: _Optional[_Mapping[str, int]] = ..., map_max: _Optional[_Mapping[str, int]] = ..., boot_id: _Optional[str] = ..., synced: _Optional[bool] = ..., underlay_ip: _Optional[str] = ..., netns: _Optional[str] = ..., last_error: _Optional[str] = ..., flows_sequence: _Optional[int] = ..., map_writes: _Optional[_Mapping[str, int]] = ...) -> None: ...

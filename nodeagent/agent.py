@@ -1,0 +1,230 @@
+"""`bulkhead-agent --datapath=bpf`: the pieces wired together, and their background loops.
+
+Start-up order matters for a restart without a gap: load the programs against the pinned
+maps (nothing is cleared), set up the node, adopt the pinned endpoints (re-attaching our
+programs), and only then subscribe, so the first snapshot is reconciled against everything the
+previous agent left and only differences are written.  The local API serves from the start;
+AddEndpoint waits until the snapshot is in the maps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from bulkhead import log
+from bulkhead.v1 import agent_pb2, agent_pb2_grpc
+from nodeagent import dumps
+from nodeagent.cpclient import ControlPlane
+from nodeagent.datapath import Datapath, Flow
+from nodeagent.endpoints import EndpointTable
+from nodeagent.flowstore import FlowStore
+from nodeagent.localapi import AgentService
+from nodeagent.manager import EndpointManager
+from nodeagent.reconciler import Reconciler
+from nodeagent.subscription.client import SubscriptionClient
+from nodeagent.subscription.state import ReceivedState
+from nodeagent.worker import Worker
+
+_log = log.get(__name__)
+
+RESERVED = {1: "reserved:host", 2: "reserved:world", 3: "reserved:unmanaged",
+            4: "reserved:health", 5: "reserved:init", 6: "reserved:remote-node",
+            7: "reserved:kube-apiserver", 8: "reserved:ingress", 9: "reserved:world-ipv4",
+            10: "reserved:world-ipv6", 11: "reserved:encrypted-overlay"}
+
+
+@dataclass
+class Settings:
+    node: str
+    controlplane: list[str]
+    underlay_ip: str
+    socket: Path
+    netns: str | None
+    pin_root: Path
+    flows_max: int = 4095
+    ct_gc_interval: float = 30.0
+    flow_poll_interval: float = 0.05
+    ack_interval: float = 0.05
+    endpoints_file: Path | None = None
+    api_listen: str | None = "127.0.0.1:0"
+    """Also serve the API on TCP for the control plane's flow relay (registered as the node's
+    agent_address); None: the unix socket only."""
+
+
+def default_socket(node: str) -> Path:
+    return Path(f"/run/bulkhead/agent-{node}.sock")
+
+
+def _drain(dp: Datapath, pending: list[Flow]) -> list[Flow]:
+    """Datapath thread: consume the ring buffer; the listener appended to ``pending``."""
+    dp.flow_reader.poll(0)
+    out = pending[:]
+    pending.clear()
+    return out
+
+
+class BpfAgent:
+    def __init__(self, settings: Settings, worker: Worker, dp: Datapath) -> None:
+        self.settings = s = settings
+        self.node = s.node
+        self.worker = worker
+        self.dp = dp
+        self._pending: list[Flow] = []
+        self.dp.flow_reader.listeners.append(self._pending.append)
+        self.state = ReceivedState()
+        self.table = EndpointTable(s.endpoints_file or s.socket.with_suffix(".endpoints.json"))
+        self.reconciler = Reconciler(s.node, self.dp, self.worker, self.state, self.table)
+        self.cp = ControlPlane(s.node, s.controlplane)
+        self.manager = EndpointManager(s.node, self.dp, self.worker, self.table,
+                                       self.reconciler, self.cp)
+        self.flows = FlowStore(s.node, s.flows_max, self.labels, self._pod)
+        self.client = SubscriptionClient(
+            s.node, s.controlplane, underlay_ip=s.underlay_ip, state=self.state,
+            sink=self.reconciler, capabilities=["datapath:bpf"], ack_interval=s.ack_interval)
+        self.server: grpc.aio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    async def create(cls, settings: Settings) -> BpfAgent:
+        """Loads the datapath on its own thread (compiling takes seconds) and wires the rest."""
+        s = settings
+        worker = Worker()
+        # The flow window is kept by FlowStore (enriched); the reader's own deque holds one.
+        dp = await worker.run(lambda: Datapath(s.node, netns=s.netns, pin_root=s.pin_root,
+                                               flow_capacity=1))
+        return cls(settings, worker, dp)
+
+    def labels(self, identity: int) -> list[str]:
+        found = self.state.identities.get(identity)
+        if found is not None:
+            return list(found.labels)
+        return [RESERVED[identity]] if identity in RESERVED else []
+
+    def _pod(self, ip: str) -> tuple[str, str] | None:
+        ep = self.table.by_ip(ip)
+        return (ep.namespace, ep.name) if ep is not None and ep.name else None
+
+    async def start(self) -> None:
+        s = self.settings
+        await self.worker.run(self.dp.setup_node, s.underlay_ip)
+        await self.manager.preload()
+        await self._serve()
+        self._tasks = [
+            asyncio.create_task(self.client.run(), name="subscription"),
+            asyncio.create_task(self._restore(), name="restore"),
+            asyncio.create_task(self._poll_flows(), name="flows"),
+            asyncio.create_task(self._gc_ct(), name="ct-gc"),
+        ]
+        _log.info("agent started", datapath="bpf", socket=str(s.socket), netns=s.netns or "",
+                  api=self.client.agent_address,
+                  pins=str(self.dp.loaded.pins), boot_id=self.flows.boot_id)
+
+    async def _serve(self) -> None:
+        path = self.settings.socket
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # a previous agent's socket (it was killed)
+        self.server = grpc.aio.server()
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(self), self.server)
+        self.server.add_insecure_port(f"unix:{path}")
+        listen = self.settings.api_listen
+        if listen:
+            host = listen.rpartition(":")[0]
+            port = self.server.add_insecure_port(listen)
+            self.client.agent_address = f"{host}:{port}"
+        await self.server.start()
+        os.chmod(path, 0o660)
+
+    async def wait(self) -> None:
+        """Returns when a background task fails (it should not)."""
+        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop(grace=1.0)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.cp.close()
+        # Programs and pinned maps stay: enforcement continues until the next agent adopts them.
+        await self.worker.run(self.dp.close)
+        self.worker.shutdown()
+        with contextlib.suppress(FileNotFoundError):
+            self.settings.socket.unlink()
+
+    async def _restore(self) -> None:
+        await self.reconciler.ready.wait()
+        while True:
+            try:
+                await self.manager.restore()
+                return
+            except grpc.aio.AioRpcError as exc:
+                _log.warning("endpoint restore failed; retrying", error=exc.details())
+                await asyncio.sleep(1.0)
+
+    async def _poll_flows(self) -> None:
+        interval = self.settings.flow_poll_interval
+        while True:
+            raws = await self.worker.run(_drain, self.dp, self._pending)
+            if raws:
+                self.flows.add(raws)
+            await asyncio.sleep(interval)
+
+    async def _gc_ct(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.ct_gc_interval)
+            removed = await self.worker.run(self.dp.gc_ct)
+            if removed:
+                _log.debug("conntrack entries expired", removed=removed)
+
+    async def status(self) -> agent_pb2.AgentStatusResponse:
+        entries, sizes = await self.worker.run(dumps.map_pressure, self.dp)
+        s = self.settings
+        return agent_pb2.AgentStatusResponse(
+            node=s.node, datapath="bpf", controlplane=",".join(s.controlplane),
+            connected=self.client.synced.is_set(),
+            applied_revision=self.reconciler.applied_revision, endpoints=len(self.table),
+            flows_seen=self.flows.sequence, flows_held=len(self.flows.flows),
+            flows_max=s.flows_max, map_entries=entries, map_max=sizes,
+            boot_id=self.flows.boot_id, synced=self.reconciler.ready.is_set(),
+            underlay_ip=s.underlay_ip, netns=s.netns or "", last_error=self.client.last_error,
+            flows_sequence=self.flows.sequence, map_writes=await self.worker.run(
+                self.dp.map_writes))
+
+
+async def run(settings: Settings) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    main_pid = os.getpid()
+
+    def on_signal(signum: int, frame: object) -> None:
+        # Not loop.add_signal_handler: pyroute2 forks helpers to enter network namespaces, and
+        # a signal such a child receives would reach our loop through the inherited wakeup fd.
+        if os.getpid() == main_pid:
+            loop.call_soon_threadsafe(stop.set)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    agent = await BpfAgent.create(settings)
+    try:
+        await agent.start()
+        stopped = asyncio.create_task(stop.wait())
+        failed = asyncio.create_task(agent.wait())
+        await asyncio.wait([stopped, failed], return_when=asyncio.FIRST_COMPLETED)
+        if failed.done():
+            failed.result()
+        failed.cancel()
+    finally:
+        await agent.stop()
+        _log.info("agent stopped")

@@ -1,0 +1,161 @@
+"""Flow events as the local API serves them: enriched, numbered, held, followed, filtered.
+
+The datapath reports raw verdicts (addresses, identities, a monotonic timestamp).  Here each
+becomes a `bulkhead.v1.Flow` at the moment it is read, while the identities and endpoints it
+names are still known: wall-clock time, node, labels of both identities, namespace/pod of local
+endpoints, a hubble-like drop reason, TCP flag names, and a per-agent sequence number with the
+agent's boot id so a relay can de-duplicate across reconnects and restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+import uuid
+from collections.abc import Callable, Iterable
+
+from bulkhead.v1 import flow_pb2
+from nodeagent.datapath import Flow, Reason, Verdict
+from nodeagent.datapath.models import PROTOCOLS
+
+DROP_REASONS = {
+    Reason.NONE: "",
+    Reason.POLICY_DENIED: "Policy denied by denylist",
+    Reason.POLICY_DEFAULT_DENY: "Policy denied",
+    Reason.UNKNOWN_DESTINATION: "Unknown destination",
+    Reason.UNKNOWN_SOURCE: "Invalid source ip",
+    Reason.TUNNEL_ERROR: "Encapsulation failed",
+    Reason.CT_FULL: "CT: Map insertion failed",
+}
+TCP_FLAGS = ((0x02, "SYN"), (0x10, "ACK"), (0x01, "FIN"), (0x04, "RST"), (0x08, "PSH"),
+             (0x20, "URG"), (0x40, "ECE"), (0x80, "CWR"))
+FOLLOW_QUEUE = 4096
+
+Labels = Callable[[int], list[str]]
+"""identity -> its labels (empty when unknown)."""
+Pod = Callable[[str], tuple[str, str] | None]
+"""ip -> (namespace, name) of a local endpoint."""
+
+
+def tcp_flag_names(bits: int) -> list[str]:
+    return [name for bit, name in TCP_FLAGS if bits & bit]
+
+
+class FlowStore:
+    def __init__(self, node: str, capacity: int, labels: Labels, pod: Pod) -> None:
+        self.node = node
+        self.capacity = capacity
+        self.labels = labels
+        self.pod = pod
+        self.boot_id = str(uuid.uuid4())
+        self.sequence = 0
+        self.flows: collections.deque[flow_pb2.Flow] = collections.deque(maxlen=capacity)
+        self._followers: set[asyncio.Queue[flow_pb2.Flow | None]] = set()
+
+    def _peer(self, ip: str, port: int, identity: int) -> flow_pb2.FlowPeer:
+        peer = flow_pb2.FlowPeer(ip=ip, port=port, identity=identity,
+                                 labels=self.labels(identity))
+        owner = self.pod(ip)
+        if owner is not None:
+            peer.namespace, peer.pod = owner
+        return peer
+
+    def convert(self, raw: Flow, mono_to_wall: int) -> flow_pb2.Flow:
+        self.sequence += 1
+        ports = raw.protocol in (6, 17, 132)
+        return flow_pb2.Flow(
+            time_ns=raw.time_ns + mono_to_wall,
+            node=self.node,
+            verdict=Verdict(raw.verdict).name,
+            drop_reason=DROP_REASONS.get(raw.reason, str(raw.reason)),
+            source=self._peer(raw.saddr, raw.sport if ports else 0, raw.src_identity),
+            destination=self._peer(raw.daddr, raw.dport if ports else 0, raw.dst_identity),
+            protocol=PROTOCOLS.get(raw.protocol, str(raw.protocol)),
+            tcp_flags=tcp_flag_names(raw.tcp_flags) if raw.protocol == 6 else [],
+            direction=raw.direction.name.lower(),
+            endpoint_id=raw.ep_id,
+            sequence=self.sequence,
+            boot_id=self.boot_id,
+        )
+
+    def add(self, raws: Iterable[Flow]) -> int:
+        """Converts, holds and fans out a batch read from the ring buffer."""
+        offset = time.time_ns() - time.monotonic_ns()  # bpf_ktime_get_ns is CLOCK_MONOTONIC
+        n = 0
+        for raw in raws:
+            flow = self.convert(raw, offset)
+            self.flows.append(flow)
+            n += 1
+            for queue in list(self._followers):
+                try:
+                    queue.put_nowait(flow)
+                except asyncio.QueueFull:  # a follower that cannot keep up is cut off
+                    self._followers.discard(queue)
+                    queue.get_nowait()
+                    queue.put_nowait(None)
+        return n
+
+    def last(self, n: int, match: Callable[[flow_pb2.Flow], bool]) -> list[flow_pb2.Flow]:
+        if n <= 0:
+            return []
+        out: list[flow_pb2.Flow] = []
+        for flow in reversed(self.flows):
+            if match(flow):
+                out.append(flow)
+                if len(out) >= n:
+                    break
+        out.reverse()
+        return out
+
+    def follow(self) -> asyncio.Queue[flow_pb2.Flow | None]:
+        queue: asyncio.Queue[flow_pb2.Flow | None] = asyncio.Queue(FOLLOW_QUEUE)
+        self._followers.add(queue)
+        return queue
+
+    def unfollow(self, queue: asyncio.Queue[flow_pb2.Flow | None]) -> None:
+        self._followers.discard(queue)
+
+
+def matcher(f: flow_pb2.FlowFilter, after_sequence: int = 0
+            ) -> Callable[[flow_pb2.Flow], bool]:
+    """The FlowFilter as a predicate (every set field must match)."""
+
+    def pod_of(peer: flow_pb2.FlowPeer) -> str:
+        return f"{peer.namespace}/{peer.pod}" if peer.pod else ""
+
+    def match(flow: flow_pb2.Flow) -> bool:
+        src, dst = flow.source, flow.destination
+        checks = (
+            flow.sequence > after_sequence,
+            _labels_match(f.from_labels, src.labels),
+            _labels_match(f.to_labels, dst.labels),
+            not f.from_pod or _pod_matches(f.from_pod, pod_of(src)),
+            not f.to_pod or _pod_matches(f.to_pod, pod_of(dst)),
+            not f.from_ip or f.from_ip == src.ip,
+            not f.to_ip or f.to_ip == dst.ip,
+            not f.from_identity or f.from_identity == src.identity,
+            not f.to_identity or f.to_identity == dst.identity,
+            not f.verdict or f.verdict.upper() == flow.verdict,
+            not f.port or f.port in (src.port, dst.port),
+            not f.protocol or f.protocol.upper() == flow.protocol,
+            not f.node or f.node == flow.node,
+            not f.since_ns or flow.time_ns >= f.since_ns,
+        )
+        return all(checks)
+
+    return match
+
+
+def _pod_matches(wanted: str, actual: str) -> bool:
+    """``ns/name`` matches exactly; a bare name matches that pod in namespace default."""
+    if "/" not in wanted:
+        wanted = f"default/{wanted}"
+    return wanted == actual
+
+
+def _labels_match(wanted: Iterable[str], have: Iterable[str]) -> bool:
+    """Every wanted label is present; ``key=value`` without a source matches any source."""
+    have = set(have)
+    bare = {label.split(":", 1)[1] for label in have if ":" in label}
+    return all(w in have or (":" not in w and w in bare) for w in wanted)

@@ -1,0 +1,152 @@
+"""AgentService on the agent's unix socket: a thin layer over the agent's objects.
+
+Every datapath read runs on the datapath thread; errors become gRPC statuses with field
+violations (bulkhead.rpcerror), anything unexpected INTERNAL with the traceback in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import grpc
+
+from bulkhead import log
+from bulkhead.rpcerror import ApiError, FieldViolation, abort, invalid, not_found
+from bulkhead.v1 import agent_pb2, agent_pb2_grpc, flow_pb2
+from nodeagent import dumps
+from nodeagent.endpoints import LocalEndpoint
+from nodeagent.flowstore import matcher
+
+if TYPE_CHECKING:
+    from nodeagent.agent import BpfAgent
+
+_log = log.get(__name__)
+T = TypeVar("T")
+MAPS = ("endpoints", "ipcache", "policy", "ct", "tunnel", "counters")
+
+
+def rpc(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
+        try:
+            return await method(self, request, context)
+        except ApiError as exc:
+            await abort(context, exc)
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception:
+            _log.exception("local api call failed", method=method.__name__)
+            await abort(context, ApiError(grpc.StatusCode.INTERNAL,
+                                          "internal error; see the agent's log"))
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+class AgentService(agent_pb2_grpc.AgentServiceServicer):
+    def __init__(self, agent: BpfAgent) -> None:
+        self.agent = agent
+
+    def _message(self, ep: LocalEndpoint, ingress: bool, egress: bool) -> agent_pb2.AgentEndpoint:
+        return agent_pb2.AgentEndpoint(
+            endpoint_id=ep.ep_id, namespace=ep.namespace, name=ep.name, labels=ep.labels,
+            identity=ep.identity, ipv4=ep.ip, host_ifname=ep.host_ifname,
+            netns_path=ep.netns_path, ingress_enforced=ingress, egress_enforced=egress,
+            status=ep.status)
+
+    async def _flags(self) -> dict[int, tuple[bool, bool]]:
+        infos = await self.agent.worker.run(self.agent.dp.endpoints)
+        return {i.ep_id: (i.ingress_enforced, i.egress_enforced) for i in infos}
+
+    @rpc
+    async def AddEndpoint(self, request: agent_pb2.AddEndpointRequest,
+                          context: grpc.aio.ServicerContext) -> agent_pb2.AgentEndpoint:
+        ep = await self.agent.manager.add(request.netns_path, request.name, request.namespace,
+                                          list(request.labels))
+        flags = (await self._flags()).get(ep.ep_id, (False, False))
+        return self._message(ep, *flags)
+
+    @rpc
+    async def DeleteEndpoint(self, request: agent_pb2.DeleteAgentEndpointRequest,
+                             context: grpc.aio.ServicerContext
+                             ) -> agent_pb2.DeleteAgentEndpointResponse:
+        await self.agent.manager.delete(request.namespace, request.name)
+        return agent_pb2.DeleteAgentEndpointResponse()
+
+    @rpc
+    async def ListEndpoints(self, request: agent_pb2.ListAgentEndpointsRequest,
+                            context: grpc.aio.ServicerContext
+                            ) -> agent_pb2.ListAgentEndpointsResponse:
+        flags = await self._flags()
+        return agent_pb2.ListAgentEndpointsResponse(endpoints=[
+            self._message(ep, *flags.get(ep.ep_id, (False, False)))
+            for ep in self.agent.table.all()])
+
+    @rpc
+    async def DumpMap(self, request: agent_pb2.DumpMapRequest,
+                      context: grpc.aio.ServicerContext) -> agent_pb2.DumpMapResponse:
+        dp, run, labels = self.agent.dp, self.agent.worker.run, self.agent.labels
+        name = request.map
+        if name in ("policy", "counters"):
+            ep_id = self._endpoint_id(request.endpoint, required=name == "policy")
+            if name == "policy":
+                assert ep_id is not None
+                cols, rows, size = await run(dumps.policy, dp, ep_id, labels)
+            else:
+                cols, rows, size = await run(dumps.counters, dp, ep_id)
+        elif name == "endpoints":
+            cols, rows, size = await run(dumps.endpoints, dp)
+        elif name == "ipcache":
+            cols, rows, size = await run(dumps.ipcache, dp)
+        elif name == "ct":
+            cols, rows, size = await run(dumps.ct, dp)
+        elif name in ("tunnel", "tunnels"):
+            cols, rows, size = await run(dumps.tunnels, dp)
+        else:
+            raise invalid([FieldViolation("map", f"must be one of {', '.join(MAPS)}, "
+                                                 f"got {name!r}")])
+        return agent_pb2.DumpMapResponse(
+            columns=cols, rows=[agent_pb2.MapRow(fields=r) for r in rows], max_entries=size)
+
+    def _endpoint_id(self, ref: str, *, required: bool) -> int | None:
+        if not ref:
+            if required:
+                raise invalid([FieldViolation("endpoint", "required: an endpoint id or ns/name")])
+            return None
+        ep = self.agent.table.resolve(ref)
+        if ep is None:
+            if ref.isdigit():  # a pinned id the table does not name (still restoring)
+                return int(ref)
+            raise not_found(f"no endpoint {ref!r} on node {self.agent.node}")
+        return ep.ep_id
+
+    async def GetFlows(self, request: flow_pb2.GetFlowsRequest,
+                       context: grpc.aio.ServicerContext) -> AsyncIterator[flow_pb2.Flow]:
+        flows = self.agent.flows
+        match = matcher(request.filter, request.after_sequence)
+        queue = flows.follow() if request.follow else None
+        try:
+            for flow in flows.last(request.last, match):
+                yield flow
+            if queue is None:
+                return
+            while True:
+                flow = await queue.get()
+                if flow is None:  # too slow: cut off so the client can resume by sequence
+                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                        "flow follower fell behind; resume with "
+                                        "after_sequence")
+                    return
+                if match(flow):
+                    yield flow
+        finally:
+            if queue is not None:
+                flows.unfollow(queue)
+
+    @rpc
+    async def AgentStatus(self, request: agent_pb2.AgentStatusRequest,
+                          context: grpc.aio.ServicerContext) -> agent_pb2.AgentStatusResponse:
+        return await self.agent.status()

@@ -1,0 +1,174 @@
+"""Keeps the BPF maps equal to what the agent received (the `DatapathSink` of `--datapath=bpf`).
+
+Snapshot chunks are not written one by one: the first Synced (and the Synced after a Reset's
+snapshot) reconciles the whole ipcache and every local endpoint's policy at once, so a restarted
+agent that adopted pinned maps writes only what changed while it was away and removes what was
+not re-sent.  Deltas are written incrementally.  Every write goes through the datapath's
+diffing syncs, so an entry that is already right is never rewritten.
+
+Default before an endpoint's identity policy has arrived: a new endpoint starts with ingress
+and egress enforced and no entries (deny all), like a pod that is not ready yet; a restored
+endpoint keeps what its pinned map entries say.  Either way nothing is opened before the
+control plane said so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from bulkhead import log
+from bulkhead.v1 import subscription_pb2 as pb
+from nodeagent import desired
+from nodeagent.datapath import Datapath, IpcacheEntry, PolicyEntry
+from nodeagent.endpoints import READY, EndpointTable, LocalEndpoint
+from nodeagent.subscription.state import ReceivedState
+from nodeagent.worker import Worker
+
+_log = log.get(__name__)
+
+
+@dataclass
+class PolicyWrite:
+    ep_id: int
+    entries: list[PolicyEntry]
+    ingress: bool
+    egress: bool
+
+
+@dataclass
+class Plan:
+    """One batch of datapath writes, built on the loop and run on the datapath thread."""
+
+    full_ipcache: list[IpcacheEntry] | None = None
+    upserts: list[IpcacheEntry] = field(default_factory=list)
+    deletes: list[str] = field(default_factory=list)
+    policies: list[PolicyWrite] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.full_ipcache is not None or self.upserts or self.deletes
+                    or self.policies)
+
+
+def execute(dp: Datapath, plan: Plan) -> tuple[int, list[int]]:
+    """Runs on the datapath thread; returns (map writes, endpoint ids whose policy was set)."""
+    writes = 0
+    if plan.full_ipcache is not None:
+        writes += dp.sync_ipcache(plan.full_ipcache)
+    if plan.upserts:
+        writes += dp.upsert_ipcache(plan.upserts)
+    if plan.deletes:
+        writes += dp.delete_ipcache(plan.deletes)
+    done = []
+    present = {info.ep_id for info in dp.endpoints()}
+    for p in plan.policies:
+        if p.ep_id not in present:  # being added (the adder applies it) or already gone
+            continue
+        writes += dp.sync_policy(p.ep_id, p.entries, p.ingress, p.egress)
+        done.append(p.ep_id)
+    return writes, done
+
+
+class Reconciler:
+    def __init__(self, node: str, dp: Datapath, worker: Worker, state: ReceivedState,
+                 endpoints: EndpointTable) -> None:
+        self.node = node
+        self.dp = dp
+        self.worker = worker
+        self.state = state
+        self.endpoints = endpoints
+        self.applied_revision = 0
+        self.writes = 0
+        self.ready = asyncio.Event()
+        """Set once the first snapshot is in the maps."""
+        self._full = True
+        self._changed = asyncio.Condition()
+
+    # -- DatapathSink -------------------------------------------------------------------------
+    async def apply(self, revision: int, changes: Sequence[pb.Change]) -> None:
+        if self.state.in_snapshot or self._full:
+            self._full = True  # written as a whole at Synced
+            return
+        plan = Plan()
+        nodes_changed = False
+        identities: set[int] = set()
+        for change in changes:
+            which = change.WhichOneof("object")
+            if which == "ipcache":
+                plan.upserts.append(desired.ipcache_entry(change.ipcache, self.node,
+                                                          self.state.nodes))
+            elif which == "ipcache_removed":
+                plan.deletes.append(change.ipcache_removed)
+            elif which in ("node", "node_removed"):
+                nodes_changed = True
+            elif which == "policy":
+                identities.add(change.policy.identity)
+        if nodes_changed:  # tunnel endpoints and remote-node entries: recompute all (rare)
+            plan = Plan(full_ipcache=self._desired_ipcache())
+        for identity in identities:
+            plan.policies += self._policy_writes(self.endpoints.with_identity(identity))
+        await self._run(plan, revision)
+
+    async def synced(self, revision: int) -> None:
+        if self._full:
+            plan = Plan(full_ipcache=self._desired_ipcache(),
+                        policies=self._policy_writes(self.endpoints.all()))
+            await self._run(plan, revision)
+            self._full = False
+            _log.info("datapath reconciled with snapshot", revision=revision,
+                      writes=self.writes, endpoints=len(self.endpoints))
+        self.applied_revision = max(self.applied_revision, revision)
+        self.ready.set()
+
+    # -- used by the local API ----------------------------------------------------------------
+    def policy_write(self, ep: LocalEndpoint) -> PolicyWrite | None:
+        """The endpoint's policy as received, or None while it has not arrived."""
+        policy = self.state.policies.get(ep.identity)
+        if policy is None:
+            return None
+        return PolicyWrite(ep.ep_id, desired.policy_entries(policy),
+                           policy.ingress_enforced, policy.egress_enforced)
+
+    async def apply_endpoint(self, ep: LocalEndpoint) -> None:
+        """(Re)writes one endpoint's policy if it is known (after AddEndpoint plumbed it)."""
+        await self._run(Plan(policies=self._policy_writes([ep])), self.applied_revision)
+
+    async def wait_ready(self, ep: LocalEndpoint, timeout: float) -> bool:
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(lambda: ep.status == READY),
+                                       timeout)
+            except TimeoutError:
+                return False
+        return True
+
+    # -- internals ----------------------------------------------------------------------------
+    def _desired_ipcache(self) -> list[IpcacheEntry]:
+        return desired.ipcache(self.node, self.state.nodes, self.state.ipcache.values())
+
+    def _policy_writes(self, eps: Sequence[LocalEndpoint]) -> list[PolicyWrite]:
+        out = []
+        for ep in eps:
+            write = self.policy_write(ep)
+            if write is not None:
+                out.append(write)
+        return out
+
+    async def _run(self, plan: Plan, revision: int) -> None:
+        if not plan:
+            return
+        writes, done = await self.worker.run(execute, self.dp, plan)
+        self.writes += writes
+        if done:
+            for ep_id in done:
+                ep = self.endpoints.by_id.get(ep_id)
+                if ep is not None:
+                    ep.status = READY
+                    ep.policy_revision = revision
+            async with self._changed:
+                self._changed.notify_all()
+        if writes:
+            _log.debug("datapath updated", revision=revision, writes=writes)
+
+
