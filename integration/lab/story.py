@@ -1,0 +1,167 @@
+"""`make run`: the Star Wars scenario on a two-node lab, each step printed with its command.
+
+The same steps, without the printing, are what integration/test_story.py asserts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+POLICY = Path(__file__).resolve().parent / "sw_l3_l4_policy.yaml"
+PODS = [
+    # name, node, labels, serve deathstar API
+    ("deathstar-1", "n1", "org=empire,class=deathstar", True),
+    ("deathstar-2", "n2", "org=empire,class=deathstar", True),
+    ("tiefighter", "n1", "org=empire,class=tiefighter", False),
+    ("xwing", "n2", "org=alliance,class=xwing", False),
+]
+
+
+@dataclass
+class Result:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def shown(self) -> str:
+        return " ".join(shlex.quote(a) for a in self.argv)
+
+
+class Scenario:
+    def __init__(self, lab: str = "default", env: dict[str, str] | None = None,
+                 echo: bool = False) -> None:
+        self.lab = lab
+        self.env = {**os.environ, **(env or {}), "BULKHEAD_LAB": lab}
+        self.echo = echo
+        bin_dir = Path(sys.executable).parent
+        self.lab_cmd = str(bin_dir / "bulkhead-lab")
+        self.cli = str(bin_dir / "bulkhead")
+
+    def run(self, *argv: str, timeout: float = 120, check: bool = False) -> Result:
+        shown = [Path(argv[0]).name, *argv[1:]]
+        if self.echo:
+            print(f"\n  $ {' '.join(shlex.quote(a) for a in shown)}", flush=True)
+        done = subprocess.run(list(argv), env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
+        result = Result(shown, done.returncode, done.stdout, done.stderr)
+        if self.echo:
+            for line in (done.stdout.rstrip() or "").splitlines():
+                print(f"    {line}")
+        if check and done.returncode != 0:
+            raise RuntimeError(f"{result.shown} failed ({done.returncode}): "
+                               f"{done.stderr.strip()}")
+        return result
+
+    # -- the steps ---------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        self.run(self.lab_cmd, "up", "--nodes", "2", check=True, timeout=300)
+        existing = {p["name"] for p in self.pods()}
+        for name, node, labels, deathstar in PODS:
+            if name in existing:
+                continue
+            extra = ["--serve", "80", "--app", "deathstar"] if deathstar else []
+            self.run(self.lab_cmd, "pod", "create", name, "--node", node, "--labels", labels,
+                     *extra, check=True)
+        # A rerun starts from the unprotected deathstar.
+        self.run(self.cli, "policy", "delete", "default/rule1")
+
+    def pods(self) -> list[dict[str, Any]]:
+        out = self.run(self.lab_cmd, "pod", "list", "-o", "json", check=True).stdout
+        return list(json.loads(out))
+
+    def ip(self, pod: str) -> str:
+        return next(p["ip"] for p in self.pods() if p["name"] == pod)
+
+    def land(self, ship: str, deathstar: str, timeout: int = 3) -> Result:
+        url = f"http://{self.ip(deathstar)}/v1/request-landing"
+        return self.run(self.lab_cmd, "exec", ship, "--", "curl", "-s", "-m", str(timeout),
+                        "-XPOST", url)
+
+    def apply_policy(self) -> Result:
+        return self.run(self.cli, "policy", "apply", "-f", str(POLICY), "--wait",
+                        "--timeout", "30", check=True)
+
+    def observe(self, *filters: str) -> list[dict[str, Any]]:
+        out = self.run(self.cli, "observe", "--last", "50", *filters, "-o", "json",
+                       check=True).stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def endpoints(self) -> list[dict[str, Any]]:
+        return list(json.loads(self.run(self.cli, "endpoint", "list", "-o", "json",
+                                        check=True).stdout))
+
+
+def step(title: str) -> None:
+    print(f"\n\033[1m{title}\033[0m" if sys.stdout.isatty() else f"\n{title}", flush=True)
+
+
+def verdict(ok: bool, text: str) -> bool:
+    print(f"  {'✔' if ok else '✘'} {text}", flush=True)
+    return ok
+
+
+def main() -> None:
+    started = time.monotonic()
+    story = Scenario(os.environ.get("BULKHEAD_LAB", "default"))
+    step("Setting up a two-node lab with two deathstars, a tiefighter and an xwing")
+    story.setup()
+    print("  " + ", ".join(f"{p['name']} on {p['node']} ({p['ip']})" for p in story.pods()))
+    story.echo = True
+    good = True
+
+    step("1. Without a policy, both ships land")
+    good &= verdict(story.land("tiefighter", "deathstar-2").stdout.strip() == "Ship landed",
+                    "tiefighter landed on deathstar-2 (across nodes)")
+    good &= verdict(story.land("xwing", "deathstar-1").stdout.strip() == "Ship landed",
+                    "xwing landed on deathstar-1 (across nodes)")
+
+    step("2. rule1: only the empire may reach the deathstars, on 80/TCP")
+    print(f"  ({POLICY.name}: endpointSelector org=empire,class=deathstar; "
+          f"ingress fromEndpoints org=empire, toPorts 80/TCP)")
+    story.apply_policy()
+
+    step("3. The tiefighter lands; the xwing's request times out")
+    tie = story.land("tiefighter", "deathstar-2")
+    good &= verdict(tie.stdout.strip() == "Ship landed", "tiefighter landed")
+    xw = story.land("xwing", "deathstar-1")
+    good &= verdict(xw.returncode == 28, f"xwing timed out (curl exit {xw.returncode})")
+
+    step("4. What the datapath saw")
+    story.run(story.cli, "observe", "--last", "6", "--to-label", "class=deathstar")
+    flows = story.observe("--to-label", "class=deathstar")
+    good &= verdict(any(f["verdict"] == "FORWARDED" and f["source"]["pod"] == "tiefighter"
+                        for f in flows), "FORWARDED for the tiefighter")
+    good &= verdict(any(f["verdict"] == "DROPPED" and f["source"]["pod"] == "xwing"
+                        and f["drop_reason"].startswith("Policy denied") for f in flows),
+                    "DROPPED (Policy denied) for the xwing")
+
+    step("5. Ingress enforcement is on for the deathstars only")
+    story.run(story.cli, "endpoint", "list")
+    enforced = {e["name"] for e in story.endpoints() if e["ingress_enforced"]}
+    good &= verdict(enforced == {"deathstar-1", "deathstar-2"},
+                    f"ingress enforced on: {', '.join(sorted(enforced)) or 'nothing'}")
+
+    print(f"\nDone in {time.monotonic() - started:.0f} s. The lab stays up; try next:")
+    for hint in ("bulkhead status", "bulkhead identity list", "bulkhead-lab pod list",
+                 "bulkhead observe --follow   (and land ships in another terminal)",
+                 "bulkhead agent --node n1 bpf policy get deathstar-1   (the BPF policy map)",
+                 "bulkhead policy trace --src k8s:org=alliance --dst "
+                 "k8s:org=empire,k8s:class=deathstar --dport 80/TCP",
+                 "make down   (removes the lab)"):
+        print(f"  {hint}")
+    sys.exit(0 if good else 1)
+
+
+if __name__ == "__main__":
+    main()
