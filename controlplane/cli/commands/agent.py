@@ -1,0 +1,198 @@
+"""`bulkhead agent ...`: a node agent's local API (unix socket), like `cilium endpoint list`,
+`cilium bpf ... list` and `hubble observe` against one node.
+
+Talks only to the agent (no control plane needed): the socket is `--agent-socket PATH`, else
+`$BULKHEAD_AGENT_SOCKET`, else the default path of `--node NAME`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from bulkhead.rpcerror import field_violations
+from bulkhead.v1 import agent_pb2, agent_pb2_grpc, flow_pb2
+
+from ..output import emit_json, output_flag, table, to_dict
+from . import observe
+
+DEFAULT_SOCKET = "/run/bulkhead/agent-{node}.sock"
+TIMEOUT = 30.0
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "agent", help="a node agent's local API: endpoints, BPF maps, flows, status")
+    p.add_argument("--agent-socket", metavar="PATH",
+                   help="the agent's unix socket (default: $BULKHEAD_AGENT_SOCKET, else "
+                        f"{DEFAULT_SOCKET.format(node='NODE')} with --node)")
+    p.add_argument("--node", help="the node whose agent to ask (default socket path)")
+    nouns = p.add_subparsers(dest="agent_noun", metavar="COMMAND", required=True)
+
+    status = nouns.add_parser("status", help="the agent's state, like `cilium status`")
+    output_flag(status)
+    status.set_defaults(run=_wrap(run_status))
+
+    endpoint = nouns.add_parser("endpoint", help="this node's endpoints")
+    verbs = endpoint.add_subparsers(dest="verb", metavar="VERB", required=True)
+    ls = verbs.add_parser("list", help="like `cilium endpoint list`")
+    output_flag(ls)
+    ls.set_defaults(run=_wrap(run_endpoint_list))
+
+    bpf = nouns.add_parser("bpf", help="dump the BPF maps, like `cilium bpf ...`")
+    maps = bpf.add_subparsers(dest="map", metavar="MAP", required=True)
+    for name, helptext in (("endpoint", "local endpoints map"), ("ipcache", "IP -> identity"),
+                           ("ct", "connection tracking"), ("tunnel", "tunnel endpoints")):
+        m = maps.add_parser(name, help=helptext)
+        mv = m.add_subparsers(dest="verb", metavar="VERB", required=True)
+        lv = mv.add_parser("list", help=f"list the {helptext}")
+        output_flag(lv)
+        lv.set_defaults(run=_wrap(run_dump), dump="endpoints" if name == "endpoint" else name,
+                        endpoint="")
+    pol = maps.add_parser("policy", help="one endpoint's policy map entries")
+    pv = pol.add_subparsers(dest="verb", metavar="VERB", required=True)
+    get = pv.add_parser("get", help="entries of ENDPOINT (id or namespace/name)")
+    get.add_argument("endpoint", metavar="ENDPOINT")
+    output_flag(get)
+    get.set_defaults(run=_wrap(run_dump), dump="policy")
+    cnt = maps.add_parser("counters", help="forwarded/dropped counters per endpoint")
+    cv = cnt.add_subparsers(dest="verb", metavar="VERB", required=True)
+    cl = cv.add_parser("list", help="list counters")
+    cl.add_argument("endpoint", metavar="ENDPOINT", nargs="?", default="")
+    output_flag(cl)
+    cl.set_defaults(run=_wrap(run_dump), dump="counters")
+
+    flows = nouns.add_parser("flows", help="this node's flows, like `hubble observe`")
+    flows.add_argument("--last", type=int, default=20, help="the newest N held (default 20)")
+    flows.add_argument("--follow", "-f", action="store_true", help="then stream new ones")
+    flows.add_argument("--verdict", choices=["FORWARDED", "DROPPED"])
+    flows.add_argument("--from-identity", type=int, default=0)
+    flows.add_argument("--to-identity", type=int, default=0)
+    flows.add_argument("--port", type=int, default=0)
+    output_flag(flows)
+    flows.set_defaults(run=_wrap(run_flows))
+
+
+def socket_path(args: argparse.Namespace) -> str:
+    if args.agent_socket:
+        return str(args.agent_socket)
+    if os.environ.get("BULKHEAD_AGENT_SOCKET") and not args.node:
+        return os.environ["BULKHEAD_AGENT_SOCKET"]
+    if args.node:
+        return DEFAULT_SOCKET.format(node=args.node)
+    return ""
+
+
+def _wrap(fn: Callable[[Any, agent_pb2_grpc.AgentServiceStub], int]) -> Callable[[Any], int]:
+    """Connects to the socket and turns gRPC failures into one clear line and exit code."""
+
+    def run(ctx: Any) -> int:
+        path = socket_path(ctx.args)
+        if not path:
+            print("bulkhead: agent commands need --agent-socket PATH, $BULKHEAD_AGENT_SOCKET "
+                  "or --node NAME", file=sys.stderr)
+            return 2
+        if not Path(path).exists():
+            print(f"bulkhead: no agent socket at {path} (is the agent running?)",
+                  file=sys.stderr)
+            return 2
+        with grpc.insecure_channel(f"unix:{path}") as channel:
+            try:
+                return fn(ctx, agent_pb2_grpc.AgentServiceStub(channel))
+            except grpc.RpcError as exc:
+                return _report(exc, path)
+
+    return run
+
+
+def _report(exc: grpc.RpcError, path: str) -> int:
+    code = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        print(f"bulkhead: cannot reach the agent at {path}: {details}", file=sys.stderr)
+        return 2
+    print(f"bulkhead: {code.name if code else 'ERROR'}: {details}", file=sys.stderr)
+    for v in field_violations(exc):
+        print(f"  {v.field}: {v.description}", file=sys.stderr)
+    return 1
+
+
+def run_status(ctx: Any, stub: agent_pb2_grpc.AgentServiceStub) -> int:
+    s = stub.AgentStatus(agent_pb2.AgentStatusRequest(), timeout=TIMEOUT)
+    if ctx.json:
+        emit_json(to_dict(s))
+        return 0
+    rows = [
+        ("Node", f"{s.node} (underlay {s.underlay_ip}"
+                 f"{', netns ' + s.netns if s.netns else ''})"),
+        ("Datapath", s.datapath),
+        ("Control plane", f"{s.controlplane}: "
+                          f"{'Ok' if s.connected else 'DISCONNECTED'}, revision "
+                          f"{s.applied_revision}"
+                          f"{'' if not s.last_error else ' (last error: ' + s.last_error + ')'}"),
+        ("Datapath sync", "Ok" if s.synced else "waiting for the first snapshot"),
+        ("Endpoints", str(s.endpoints)),
+        ("Flows", f"{s.flows_held}/{s.flows_max} held, {s.flows_seen} seen, boot id "
+                  f"{s.boot_id}"),
+    ]
+    for key, value in rows:
+        print(f"{key + ':':<16}{value}")
+    print("BPF maps:")
+    for name in sorted(s.map_max):
+        used = s.map_entries.get(name)
+        count = "-" if used is None else str(used)
+        print(f"  {name:<12}{count:>8} / {s.map_max[name]}")
+    return 0
+
+
+def run_endpoint_list(ctx: Any, stub: agent_pb2_grpc.AgentServiceStub) -> int:
+    eps = stub.ListEndpoints(agent_pb2.ListAgentEndpointsRequest(), timeout=TIMEOUT).endpoints
+    if ctx.json:
+        emit_json([to_dict(e) for e in eps])
+        return 0
+
+    def enforcement(on: bool) -> str:
+        return "Enabled" if on else "Disabled"
+
+    table(["ENDPOINT", "POLICY (ingress)\nENFORCEMENT", "POLICY (egress)\nENFORCEMENT",
+           "IDENTITY", "LABELS (source:key[=value])", "IPv4", "STATUS"],
+          [(e.endpoint_id, enforcement(e.ingress_enforced), enforcement(e.egress_enforced),
+            e.identity, [f"{e.namespace}/{e.name}", *e.labels], e.ipv4, e.status)
+           for e in eps])
+    return 0
+
+
+def run_dump(ctx: Any, stub: agent_pb2_grpc.AgentServiceStub) -> int:
+    a = ctx.args
+    got = stub.DumpMap(agent_pb2.DumpMapRequest(map=a.dump, endpoint=a.endpoint or ""),
+                       timeout=TIMEOUT)
+    if ctx.json:
+        emit_json([dict(r.fields) for r in got.rows])
+        return 0
+    if not got.rows:
+        print(f"No entries found ({a.dump} map, capacity {got.max_entries}).")
+        return 0
+    table(list(got.columns), [[r.fields.get(c, "") for c in got.columns] for r in got.rows])
+    return 0
+
+
+def run_flows(ctx: Any, stub: agent_pb2_grpc.AgentServiceStub) -> int:
+    a = ctx.args
+    request = flow_pb2.GetFlowsRequest(
+        last=max(a.last, 0), follow=a.follow,
+        filter=flow_pb2.FlowFilter(verdict=a.verdict or "", from_identity=a.from_identity,
+                                   to_identity=a.to_identity, port=a.port))
+    for flow in stub.GetFlows(request, timeout=None if a.follow else TIMEOUT):
+        if ctx.json:
+            sys.stdout.write(json.dumps(observe.as_json(flow)) + "\n")
+        else:
+            sys.stdout.write(observe.line(flow) + "\n")
+        sys.stdout.flush()
+    return 0

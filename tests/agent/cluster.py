@@ -1,0 +1,237 @@
+"""A real two-node cluster for agent tests: etcd, a control-plane process, one
+`bulkhead-agent --datapath bpf` process per node namespace, pods added through the local API.
+
+Everything carries a random suffix (namespaces, node names, cluster name, pin root, sockets)
+and ``destroy`` removes all of it even after a half-built start: processes, namespaces (which
+take their veths and VXLAN devices along), pins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from pyroute2 import IPRoute, netns
+
+from bulkhead.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
+from controlplane.store.embedded import free_port
+from integration.etcd_process import EtcdProcess
+
+BIN = Path(sys.executable).parent
+DATAPATH_TESTS = Path(__file__).resolve().parents[1] / "datapath"
+SERVE_PORTS = ("tcp:80", "tcp:81", "udp:5353")
+
+
+@dataclass
+class Pod:
+    name: str
+    ns: str
+    node: str
+    ip: str
+    identity: int
+    ep_id: int
+
+    @property
+    def netns_path(self) -> str:
+        return f"/var/run/netns/{self.ns}"
+
+
+@dataclass
+class Node:
+    short: str
+    name: str
+    ns: str
+    underlay_ip: str
+    socket: Path
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+
+@dataclass
+class Cluster:
+    suffix: str
+    tmp: Path
+    pin_root: Path
+    etcd: EtcdProcess | None = None
+    cp_address: str = ""
+    cp_proc: subprocess.Popen[bytes] | None = None
+    nodes: dict[str, Node] = field(default_factory=dict)
+    pods: dict[str, Pod] = field(default_factory=dict)
+    namespaces: list[str] = field(default_factory=list)
+    servers: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    # -- agents -----------------------------------------------------------------------------
+    def agent(self, short: str) -> agent_pb2_grpc.AgentServiceStub:
+        channel = grpc.insecure_channel(f"unix:{self.nodes[short].socket}")
+        return agent_pb2_grpc.AgentServiceStub(channel)
+
+    def start_agent(self, short: str, timeout: float = 60.0) -> None:
+        node = self.nodes[short]
+        with node.log.open("ab") as log:
+            node.proc = subprocess.Popen(
+                [str(BIN / "bulkhead-agent"), "--node", node.name, "--controlplane",
+                 self.cp_address, "--underlay-ip", node.underlay_ip, "--datapath", "bpf",
+                 "--netns", node.ns, "--socket", str(node.socket), "--bpf-pin-root",
+                 str(self.pin_root), "--api-listen", "none"],
+                stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while True:
+            if node.proc.poll() is not None:
+                raise RuntimeError(f"agent {short} exited: {node.log.read_text()[-3000:]}")
+            with contextlib.suppress(grpc.RpcError):
+                if node.socket.exists():
+                    status = self.agent(short).AgentStatus(agent_pb2.AgentStatusRequest(),
+                                                           timeout=2)
+                    if status.synced:
+                        return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"agent {short} did not sync: {node.log.read_text()[-3000:]}")
+            time.sleep(0.1)
+
+    def kill_agent(self, short: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.nodes[short].proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(sig)
+            proc.wait(timeout=15)
+        self.nodes[short].proc = None
+
+    # -- pods -------------------------------------------------------------------------------
+    def make_ns(self, name: str) -> str:
+        ns = f"bha{self.suffix}-{name}"
+        netns.create(ns)
+        self.namespaces.append(ns)
+        return ns
+
+    def add_pod(self, name: str, short: str, labels: list[str], serve: bool = False) -> Pod:
+        ns = self.make_ns(name)
+        made = self.agent(short).AddEndpoint(agent_pb2.AddEndpointRequest(
+            netns_path=f"/var/run/netns/{ns}", name=name, namespace="default",
+            labels=[*labels, "k8s:io.kubernetes.pod.namespace=default"]), timeout=30)
+        pod = Pod(name, ns, short, made.ipv4, made.identity, made.endpoint_id)
+        self.pods[name] = pod
+        if serve:
+            self.serve(pod)
+        return pod
+
+    def serve(self, pod: Pod) -> None:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", pod.ns, sys.executable, str(DATAPATH_TESTS / "netserve.py"),
+             pod.name, *SERVE_PORTS], stdout=subprocess.PIPE, text=True)
+        self.servers.append(proc)
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"server in {pod.name} did not start")
+
+    def cp_endpoints(self, node: str = "") -> list[str]:
+        with grpc.insecure_channel(self.cp_address) as channel:
+            got = admin_pb2_grpc.AdminServiceStub(channel).ListEndpoints(
+                admin_pb2.ListEndpointsRequest(node=node), timeout=10)
+        return sorted(f"{e.namespace}/{e.name}" for e in got.endpoints)
+
+
+def _wait_cp(address: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"control plane exited: {log.read_text()[-3000:]}")
+        with contextlib.suppress(grpc.RpcError), grpc.insecure_channel(address) as channel:
+            admin_pb2_grpc.AdminServiceStub(channel).Status(admin_pb2.StatusRequest(), timeout=1)
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError("control plane did not serve")
+        time.sleep(0.1)
+
+
+def build() -> Cluster:
+    suffix = secrets.token_hex(3)
+    tmp = Path(tempfile.mkdtemp(prefix=f"bulkhead-agent-{suffix}-"))
+    c = Cluster(suffix, tmp, Path(f"/sys/fs/bpf/bulkhead-test-{suffix}"))
+    try:
+        _build(c)
+    except BaseException:
+        destroy(c)
+        raise
+    return c
+
+
+def _build(c: Cluster) -> None:
+    c.etcd = EtcdProcess(c.tmp / "etcd", free_port(), free_port())
+    c.etcd.start()
+    c.cp_address = f"127.0.0.1:{free_port()}"
+    cp_log = c.tmp / "controlplane.log"
+    with cp_log.open("ab") as log:
+        c.cp_proc = subprocess.Popen(
+            [str(BIN / "bulkhead-controlplane"), "--etcd-endpoints", c.etcd.endpoint,
+             "--listen", c.cp_address, "--cluster-name", f"agenttest-{c.suffix}",
+             "--state-dir", str(c.tmp / "cp")], stdout=log, stderr=log)
+    _wait_cp(c.cp_address, c.cp_proc, cp_log)
+    octet = 16 + secrets.randbelow(200)
+    for i, short in enumerate(("n1", "n2"), start=1):
+        ns = c.make_ns(short)
+        c.nodes[short] = Node(short, f"a{c.suffix}{short}", ns, f"192.168.{octet}.{i}",
+                              c.tmp / f"agent-{short}.sock", c.tmp / f"agent-{short}.log")
+    n1, n2 = c.nodes["n1"], c.nodes["n2"]
+    with IPRoute(netns=n1.ns) as ipr:
+        ipr.link("add", ifname="ul", kind="veth", peer={"ifname": "ul", "net_ns_fd": n2.ns})
+    for node in (n1, n2):
+        with IPRoute(netns=node.ns) as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+            idx = ipr.link_lookup(ifname="ul")[0]
+            ipr.addr("add", index=idx, address=node.underlay_ip, prefixlen=24)
+            ipr.link("set", index=idx, state="up")
+    for short in c.nodes:
+        c.start_agent(short)
+
+
+def destroy(c: Cluster) -> None:
+    for proc in c.servers:
+        with contextlib.suppress(Exception):
+            proc.kill()
+            proc.wait(timeout=5)
+    for short in list(c.nodes):
+        with contextlib.suppress(Exception):
+            c.kill_agent(short)
+    if c.cp_proc is not None:
+        with contextlib.suppress(Exception):
+            c.cp_proc.terminate()
+            try:
+                c.cp_proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                c.cp_proc.kill()
+                c.cp_proc.wait(timeout=5)
+    if c.etcd is not None:
+        with contextlib.suppress(Exception):
+            c.etcd.stop()
+    for ns in reversed(c.namespaces):
+        with contextlib.suppress(Exception):
+            netns.remove(ns)
+    shutil.rmtree(c.pin_root, ignore_errors=True)
+    if os.environ.get("BULKHEAD_KEEP_LOGS") != "1":
+        shutil.rmtree(c.tmp, ignore_errors=True)
+
+
+def probe(pod: Pod, proto: str, ip: str, port: int, timeout: float = 1.0) -> str:
+    """ok / timeout / refused for one TCP or UDP attempt from a pod."""
+    out = subprocess.run(
+        ["ip", "netns", "exec", pod.ns, sys.executable, str(DATAPATH_TESTS / "netprobe.py"),
+         proto, ip, str(port), str(timeout)],
+        capture_output=True, text=True, timeout=timeout + 10)
+    return out.stdout.strip() or f"error {out.stderr.strip()}"
+
+
+def curl(pod: Pod, ip: str, port: int, timeout: float = 1.0) -> int:
+    """curl's exit code (0 ok, 28 timed out, 7 refused)."""
+    return subprocess.run(
+        ["ip", "netns", "exec", pod.ns, "curl", "-s", "-o", "/dev/null", "--connect-timeout",
+         str(timeout), "--max-time", str(timeout + 2), f"http://{ip}:{port}/"],
+        capture_output=True, timeout=timeout + 10).returncode
