@@ -16,6 +16,8 @@ from controlplane.nodes.ipam import ClusterPool
 from controlplane.nodes.registry import NodeRegistry
 from controlplane.observe.enrich import FlowEnricher
 from controlplane.observe.relay import FlowRelay
+from controlplane.policy.resolver import PolicyResolver
+from controlplane.policy.store import PolicyStore
 from controlplane.replicas import ReplicaPresence
 from controlplane.store.cache import ClusterCache
 from controlplane.store.embedded import EmbeddedEtcd
@@ -62,6 +64,12 @@ class ControlPlane:
                 raise ValueError(f"--identity-range must lie inside {cluster_range.first}-"
                                  f"{cluster_range.last}")
         self.allocator = IdentityAllocator(self.etcd, self.keys, self.identity_index, id_range)
+        # After the identity index, before the subscription state (policy_source_of reads it).
+        self.policy_engine = PolicyResolver(self.keys, self.identity_index,
+                                            policy_map_max=config.policy_map_max)
+        self.cache.add_listener(self.policy_engine)
+        self.policies = PolicyStore(self.etcd, self.keys, self.cache, self.policy_engine,
+                                    self.allocator)
         self.collector = IdentityCollector(self.etcd, self.keys, self.identity_index,
                                            config.identity_gc_grace)
         self.nodes = NodeRegistry(self.etcd, self.keys, self.cache,

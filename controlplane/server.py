@@ -17,6 +17,8 @@ from bulkhead.v1 import (
     node_pb2_grpc,
     observer_pb2,
     observer_pb2_grpc,
+    policy_pb2,
+    policy_pb2_grpc,
     subscription_pb2,
     subscription_pb2_grpc,
 )
@@ -25,6 +27,7 @@ from controlplane.api.endpoint_service import EndpointService
 from controlplane.api.identity_service import IdentityService
 from controlplane.api.node_service import NodeService
 from controlplane.api.observer_service import ObserverService
+from controlplane.api.policy_service import PolicyService
 from controlplane.api.status import StatusReporter
 from controlplane.api.subscription_service import SubscriptionAdminService, SubscriptionService
 from controlplane.app import ControlPlane
@@ -48,6 +51,7 @@ async def build_server(cp: ControlPlane, listen: str,
                                                             server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(StatusReporter(cp)), server)
     observer_pb2_grpc.add_ObserverServiceServicer_to_server(ObserverService(cp.relay), server)
+    policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyService(cp.policies), server)
     server.add_generic_rpc_handlers([SubscriptionService(cp.subscriptions).handler()])
     subscription_pb2_grpc.add_SubscriptionAdminServiceServicer_to_server(
         SubscriptionAdminService(cp.subscriptions), server)
@@ -59,6 +63,7 @@ async def build_server(cp: ControlPlane, listen: str,
         endpoint_pb2.DESCRIPTOR.services_by_name["EndpointService"].full_name,
         admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
         observer_pb2.DESCRIPTOR.services_by_name["ObserverService"].full_name,
+        policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
         subscription_pb2.DESCRIPTOR.services_by_name["SubscriptionService"].full_name,
         subscription_pb2.DESCRIPTOR.services_by_name["SubscriptionAdminService"].full_name,
     ]

@@ -88,3 +88,17 @@ class Keys:
 
     def replica(self, replica_id: str) -> str:
         return f"{self.replicas}{replica_id}"
+
+    @property
+    def namespaced_policies(self) -> str:
+        return f"{self.policies}namespaced/"
+
+    @property
+    def clusterwide_policies(self) -> str:
+        return f"{self.policies}clusterwide/"
+
+    def policy(self, namespace: str, name: str) -> str:
+        """A namespaced policy's key; namespace "" names a clusterwide policy."""
+        if not namespace:
+            return f"{self.clusterwide_policies}{name}"
+        return f"{self.namespaced_policies}{namespace}/{name}"

@@ -1,0 +1,102 @@
+"""PolicyService: thin over `controlplane.policy.store.PolicyStore`."""
+
+from __future__ import annotations
+
+import grpc
+
+from bulkhead.v1 import policy_pb2 as pb
+from bulkhead.v1 import policy_pb2_grpc
+from controlplane.policy import Protocol, RuleRef, SideTrace, to_yaml
+from controlplane.policy.store import (
+    PolicyRecord,
+    PolicyStore,
+    Resolution,
+    kind_of,
+    policy_key,
+)
+
+from .errors import rpc
+
+
+def policy_info(record: PolicyRecord, *, with_yaml: bool = False) -> pb.PolicyInfo:
+    policy = record.policy
+    return pb.PolicyInfo(kind=policy.kind, namespace=policy.key.namespace, name=policy.key.name,
+                         revision=record.revision, created_revision=record.created_revision,
+                         rules=len(policy.rules), yaml=to_yaml(policy) if with_yaml else "")
+
+
+def origin(ref: RuleRef) -> pb.RuleOrigin:
+    return pb.RuleOrigin(kind=kind_of(ref.policy), namespace=ref.policy.namespace,
+                         name=ref.policy.name, rule=ref.rule)
+
+
+def resolution(found: Resolution) -> pb.ResolvePolicyResponse:
+    resolved = found.resolved
+    return pb.ResolvePolicyResponse(
+        identity=found.identity, labels=list(found.labels),
+        ingress_enforced=resolved.ingress_enforced, egress_enforced=resolved.egress_enforced,
+        entries=[pb.ResolvedEntry(direction=str(e.direction), peer=e.peer,
+                                  protocol=Protocol(e.protocol).name, port_lo=e.port_lo,
+                                  port_hi=e.port_hi, verdict=str(e.verdict),
+                                  origins=[origin(r) for r in resolved.origins.get(e, ())])
+                 for e in resolved.entries],
+        revision=found.revision)
+
+
+def side(trace: SideTrace) -> pb.TraceSide:
+    out = pb.TraceSide(verdict=trace.verdict.value, enforced=trace.enforced,
+                       reason=trace.reason)
+    if trace.decided_by is not None:
+        out.decided_by.CopyFrom(origin(trace.decided_by))
+    return out
+
+
+class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
+    def __init__(self, store: PolicyStore) -> None:
+        self.store = store
+
+    @rpc
+    async def Apply(self, request: pb.ApplyPoliciesRequest,
+                    context: grpc.aio.ServicerContext) -> pb.ApplyPoliciesResponse:
+        result = await self.store.apply(request.yaml)
+        return pb.ApplyPoliciesResponse(
+            policies=[pb.AppliedPolicy(policy=policy_info(a.record, with_yaml=True),
+                                       action=a.action) for a in result.applied],
+            revision=result.revision, affected_identities=result.affected)
+
+    @rpc
+    async def List(self, request: pb.ListPoliciesRequest,
+                   context: grpc.aio.ServicerContext) -> pb.ListPoliciesResponse:
+        records = await self.store.policies(request.namespace)
+        return pb.ListPoliciesResponse(policies=[policy_info(r) for r in records])
+
+    @rpc
+    async def Get(self, request: pb.GetPolicyRequest,
+                  context: grpc.aio.ServicerContext) -> pb.PolicyInfo:
+        ref = request.policy
+        record = await self.store.get(policy_key(ref.kind, ref.namespace, ref.name))
+        return policy_info(record, with_yaml=True)
+
+    @rpc
+    async def Delete(self, request: pb.DeletePolicyRequest,
+                     context: grpc.aio.ServicerContext) -> pb.DeletePolicyResponse:
+        ref = request.policy
+        result = await self.store.delete(policy_key(ref.kind, ref.namespace, ref.name))
+        return pb.DeletePolicyResponse(revision=result.revision,
+                                       affected_identities=result.affected,
+                                       released_identities=result.released)
+
+    @rpc
+    async def Resolve(self, request: pb.ResolvePolicyRequest,
+                      context: grpc.aio.ServicerContext) -> pb.ResolvePolicyResponse:
+        return resolution(self.store.resolve(request.identity))
+
+    @rpc
+    async def Trace(self, request: pb.TracePolicyRequest,
+                    context: grpc.aio.ServicerContext) -> pb.TracePolicyResponse:
+        found = self.store.trace(list(request.src_labels), list(request.dst_labels),
+                                 request.dport, request.protocol)
+        return pb.TracePolicyResponse(verdict=found.trace.verdict.value,
+                                      egress=side(found.trace.egress),
+                                      ingress=side(found.trace.ingress),
+                                      src_labels=list(found.src), dst_labels=list(found.dst))

@@ -1,0 +1,334 @@
+"""Policies in etcd: apply (all documents in one transaction, or none), list, get, delete, and
+the read-side questions (resolve, trace) answered from this replica's resolver.
+
+Values are the engine's canonical JSON, so identical content compares equal byte for byte and
+re-applying it writes nothing. A policy's CIDR peers need CIDR identities: they are allocated
+(holder `policy:<kind>/<namespace or ->/<name>`) before the policy is stored, and their
+references are deleted in the same transaction that deletes the policy or stops naming them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import grpc
+
+from bulkhead import log
+from bulkhead.rpcerror import ApiError, FieldViolation, failed_precondition, invalid, not_found
+from controlplane.identity.allocator import IdentityAllocator
+from controlplane.identity.labels import parse_labels
+from controlplane.identity.reserved import RESERVED_BY_ID, reserved_labels
+from controlplane.store import etcd as ops
+from controlplane.store.cache import ClusterCache
+from controlplane.store.etcd import KV, Etcd
+from controlplane.store.keys import Keys
+
+from .cidr import cidr_label
+from .model import Policy, PolicyKey, Protocol, ResolvedPolicy
+from .parse import (
+    CLUSTERWIDE_KIND,
+    NAMESPACED_KIND,
+    PolicyValidationError,
+    canonical_json,
+    parse_document,
+    parse_policies,
+)
+from .repository import PolicyMapOverflow
+from .resolver import PolicyResolver, cidr_prefixes
+from .trace import Trace, trace
+
+_log = log.get(__name__)
+MAX_ATTEMPTS = 16
+CLUSTERWIDE_NAMESPACE = "-"
+"""How clusterwide policies are addressed where a namespace is expected (`-/NAME`)."""
+_TRACE_PROTOCOLS = {"TCP": Protocol.TCP, "UDP": Protocol.UDP, "SCTP": Protocol.SCTP}
+
+
+def kind_of(key: PolicyKey) -> str:
+    return CLUSTERWIDE_KIND if not key.namespace else NAMESPACED_KIND
+
+
+def display(key: PolicyKey) -> str:
+    """`NAMESPACE/NAME`, `-/NAME` for clusterwide policies (what the CLI accepts)."""
+    return f"{key.namespace or CLUSTERWIDE_NAMESPACE}/{key.name}"
+
+
+def holder(key: PolicyKey) -> str:
+    """The identity-reference holder of a policy's CIDR identities."""
+    return f"policy:{kind_of(key)}/{key.namespace or CLUSTERWIDE_NAMESPACE}/{key.name}"
+
+
+def policy_key(kind: str, namespace: str, name: str, field: str = "policy") -> PolicyKey:
+    """Validates a reference to one policy. An empty kind follows the namespace."""
+    problems = []
+    if kind not in ("", NAMESPACED_KIND, CLUSTERWIDE_KIND):
+        problems.append(FieldViolation(f"{field}.kind", f"must be {NAMESPACED_KIND} or "
+                                                        f"{CLUSTERWIDE_KIND}, not {kind!r}"))
+    if namespace == CLUSTERWIDE_NAMESPACE:
+        namespace = ""
+    if kind == CLUSTERWIDE_KIND and namespace:
+        problems.append(FieldViolation(f"{field}.namespace",
+                                       f"{CLUSTERWIDE_KIND} has no namespace"))
+    if kind == NAMESPACED_KIND and not namespace:
+        problems.append(FieldViolation(f"{field}.namespace", f"{NAMESPACED_KIND} needs one"))
+    if not name or len(name) > 253 or "/" in name or "\0" in name:
+        problems.append(FieldViolation(f"{field}.name", "must be a policy name"))
+    if len(namespace) > 63 or "/" in namespace or "\0" in namespace:
+        problems.append(FieldViolation(f"{field}.namespace", "must be a namespace name"))
+    if problems:
+        raise invalid(problems)
+    return PolicyKey(namespace, name)
+
+
+@dataclass(frozen=True)
+class PolicyRecord:
+    policy: Policy
+    revision: int
+    created_revision: int
+
+    @property
+    def key(self) -> PolicyKey:
+        return self.policy.key
+
+
+@dataclass(frozen=True)
+class Applied:
+    record: PolicyRecord
+    action: str   # created | configured | unchanged
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    applied: list[Applied]
+    revision: int
+    affected: list[int]
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    revision: int
+    affected: list[int]
+    released: list[int]
+
+
+@dataclass(frozen=True)
+class Resolution:
+    identity: int
+    labels: tuple[str, ...]
+    resolved: ResolvedPolicy
+    revision: int
+
+
+@dataclass(frozen=True)
+class TraceResult:
+    trace: Trace
+    src: tuple[str, ...]
+    dst: tuple[str, ...]
+
+
+class PolicyStore:
+    def __init__(self, etcd: Etcd, keys: Keys, cache: ClusterCache, resolver: PolicyResolver,
+                 allocator: IdentityAllocator) -> None:
+        self.etcd = etcd
+        self.keys = keys
+        self.cache = cache
+        self.resolver = resolver
+        self.allocator = allocator
+
+    # -- writes -------------------------------------------------------------------------------
+    async def apply(self, text: str | bytes) -> ApplyResult:
+        try:
+            policies = parse_policies(text)
+        except PolicyValidationError as exc:
+            raise invalid(exc.violations, "invalid policy") from None
+        held: set[str] = set()
+        try:
+            return await self._apply(policies, held)
+        except BaseException:
+            if held:
+                await self._drop_unused(policies, held)
+            raise
+
+    async def _apply(self, policies: list[Policy], held: set[str]) -> ApplyResult:
+        keys = [self.keys.policy(p.key.namespace, p.key.name) for p in policies]
+        values = [canonical_json(p).encode() for p in policies]
+        for _ in range(MAX_ATTEMPTS):
+            read = await self.etcd.txn([], [ops.get(k) for k in keys])
+            current: list[KV | None] = [
+                (kvs[0] if kvs else None) for kvs in (read.range_kvs(i) for i in range(len(keys)))]
+            seen = max((kv.mod_revision for kv in current if kv is not None), default=0)
+            if seen:
+                # The resolver must know at least what was read (the check runs on it).
+                await self.cache.wait_for(seen)
+            todo = [i for i, kv in enumerate(current) if kv is None or kv.value != values[i]]
+            if not todo:
+                for policy in policies:
+                    if policy.key in self.resolver.waiting:
+                        # Stored around the API without its CIDR identities: allocate them.
+                        held.update((await self._hold_cidrs(policy)).values())
+                applied = [Applied(PolicyRecord(p, kv.mod_revision, kv.create_revision),
+                                   "unchanged")
+                           for p, kv in zip(policies, current, strict=True) if kv is not None]
+                return ApplyResult(applied, seen, [])
+            overflows = self.resolver.repository.check([policies[i] for i in todo])
+            if overflows:
+                raise failed_precondition(
+                    f"apply refused, nothing stored: {PolicyMapOverflow(overflows)}")
+            start = self.cache.revision
+            compare, success = [], []
+            for i in todo:
+                policy, kv = policies[i], current[i]
+                compare.append(ops.mod_revision_is(keys[i], kv.mod_revision) if kv is not None
+                               else ops.version_is(keys[i], 0))
+                success.append(ops.put(keys[i], values[i]))
+                refs = await self._hold_cidrs(policy)
+                held.update(refs.values())
+                compare += [ops.exists(ref) for ref in refs.values()]
+                old = self._decode(kv) if kv is not None else None
+                if old is not None:
+                    success += [ops.delete(ref) for prefix, ref in self._refs(old).items()
+                                if prefix not in refs]
+            result = await self.etcd.txn(compare, success)
+            if not result.succeeded:
+                continue  # raced with another writer of these policies: read again
+            await self.cache.wait_for(result.revision)
+            applied = []
+            for i, (policy, kv) in enumerate(zip(policies, current, strict=True)):
+                if i in todo:
+                    created = kv.create_revision if kv is not None else result.revision
+                    applied.append(Applied(PolicyRecord(policy, result.revision, created),
+                                           "configured" if kv is not None else "created"))
+                elif kv is not None:
+                    applied.append(Applied(PolicyRecord(policy, kv.mod_revision,
+                                                        kv.create_revision), "unchanged"))
+            affected = sorted(self.resolver.affected_between(start, result.revision))
+            _log.info("policies applied", revision=result.revision,
+                      written=[display(policies[i].key) for i in todo], affected=len(affected))
+            return ApplyResult(applied, result.revision, affected)
+        raise ApiError(grpc.StatusCode.ABORTED, "policy apply kept conflicting; retry")
+
+    async def delete(self, key: PolicyKey) -> DeleteResult:
+        etcd_key = self.keys.policy(key.namespace, key.name)
+        for _ in range(MAX_ATTEMPTS):
+            kv = await self.etcd.get(etcd_key)
+            if kv is None:
+                raise not_found(f"policy {display(key)} does not exist")
+            # The CIDR identities it holds were allocated before it was stored.
+            await self.cache.wait_for(kv.mod_revision)
+            policy = self._decode(kv)
+            refs = self._refs(policy) if policy is not None else {}
+            start = self.cache.revision
+            result = await self.etcd.txn([ops.mod_revision_is(etcd_key, kv.mod_revision)],
+                                         [ops.delete(etcd_key)] +
+                                         [ops.delete(ref) for ref in refs.values()])
+            if not result.succeeded:
+                continue
+            await self.cache.wait_for(result.revision)
+            released = sorted(i for p in refs if (i := self.resolver.cidrs.lookup(p)) is not None)
+            affected = sorted(self.resolver.affected_between(start, result.revision))
+            _log.info("policy deleted", policy=display(key), revision=result.revision,
+                      released=released)
+            return DeleteResult(result.revision, affected, released)
+        raise ApiError(grpc.StatusCode.ABORTED, "policy delete kept conflicting; retry")
+
+    # -- reads --------------------------------------------------------------------------------
+    async def policies(self, namespace: str = "") -> list[PolicyRecord]:
+        prefix = self.keys.policies
+        if namespace == CLUSTERWIDE_NAMESPACE:
+            prefix = self.keys.clusterwide_policies
+        elif namespace:
+            prefix = f"{self.keys.namespaced_policies}{namespace}/"
+        kvs, _, _ = await self.etcd.range(prefix)
+        records = []
+        for kv in kvs:
+            policy = self._decode(kv)
+            if policy is not None:
+                records.append(PolicyRecord(policy, kv.mod_revision, kv.create_revision))
+        return sorted(records, key=lambda r: r.key)
+
+    async def get(self, key: PolicyKey) -> PolicyRecord:
+        kv = await self.etcd.get(self.keys.policy(key.namespace, key.name))
+        policy = self._decode(kv) if kv is not None else None
+        if kv is None or policy is None:
+            raise not_found(f"policy {display(key)} does not exist")
+        return PolicyRecord(policy, kv.mod_revision, kv.create_revision)
+
+    def resolve(self, identity: int) -> Resolution:
+        if identity in RESERVED_BY_ID:
+            labels = reserved_labels(identity)
+        elif (stored := self.resolver.index.by_id.get(identity)) is not None:
+            labels = stored.labels
+        else:
+            raise not_found(f"identity {identity} does not exist")
+        return Resolution(identity, labels, self.resolver.resolved(identity, origins=True),
+                          self.resolver.revision)
+
+    def trace(self, src: list[str], dst: list[str], dport: int, protocol: str) -> TraceResult:
+        label_filter = self.allocator.label_filter
+        src_set, problems = parse_labels(src, "src_labels", label_filter)
+        dst_set, more = parse_labels(dst, "dst_labels", label_filter)
+        problems += more
+        if not 1 <= dport <= 65535:
+            problems.append(FieldViolation("dport", "must be 1-65535"))
+        proto = _TRACE_PROTOCOLS.get(protocol.upper())
+        if proto is None:
+            problems.append(FieldViolation("protocol", f"must be TCP, UDP or SCTP, not "
+                                                       f"{protocol!r}"))
+        if problems or proto is None:
+            raise invalid(problems)
+        result = trace(self.resolver.repository.rules(), src_set.labels, dst_set.labels, dport,
+                       int(proto))
+        return TraceResult(result, src_set.labels, dst_set.labels)
+
+    # -- internals ----------------------------------------------------------------------------
+    async def _hold_cidrs(self, policy: Policy) -> dict[str, str]:
+        """Allocates (or keeps) one reference per prefix; prefix -> reference key."""
+        refs = {}
+        for prefix in cidr_prefixes(policy):
+            ident = await self.allocator.allocate([cidr_label(prefix)], holder(policy.key),
+                                                  single=True)
+            refs[prefix] = self.keys.identity_ref(ident.id, holder(policy.key))
+        return refs
+
+    async def _drop_unused(self, policies: list[Policy], held: set[str]) -> None:
+        """After a failed apply: drops the references it took that no stored policy holds."""
+        try:
+            needed: set[str] = set()
+            for policy in policies:
+                kv = await self.etcd.get(self.keys.policy(policy.key.namespace, policy.key.name))
+                stored = self._decode(kv) if kv is not None else None
+                if stored is not None:
+                    needed.update(self._refs(stored).values())
+            unused = sorted(held - needed)
+            if unused:
+                await self.etcd.txn([], [ops.delete(ref) for ref in unused])
+        except Exception as exc:
+            _log.warning("could not drop CIDR identity references of a failed apply",
+                         refs=sorted(held), error=str(exc))
+
+    def _refs(self, policy: Policy) -> dict[str, str]:
+        """The reference keys `policy` holds, for the prefixes whose identity is known."""
+        refs = {}
+        for prefix in cidr_prefixes(policy):
+            ident = self.resolver.cidrs.lookup(prefix)
+            if ident is not None:
+                refs[prefix] = self.keys.identity_ref(ident, holder(policy.key))
+        return refs
+
+    def _decode(self, kv: KV) -> Policy | None:
+        known = self.resolver.stored.get(self._key_from(kv.key))
+        if known is not None and known.kv.mod_revision == kv.mod_revision:
+            return known.policy
+        try:
+            return parse_document(json.loads(kv.value))
+        except (ValueError, PolicyValidationError) as exc:
+            _log.warning("unreadable stored policy", key=kv.key, error=str(exc)[:300])
+            return None
+
+    def _key_from(self, etcd_key: str) -> PolicyKey:
+        if etcd_key.startswith(self.keys.clusterwide_policies):
+            return PolicyKey("", etcd_key[len(self.keys.clusterwide_policies):])
+        rest = etcd_key[len(self.keys.namespaced_policies):]
+        namespace, _, name = rest.partition("/")
+        return PolicyKey(namespace, name)
