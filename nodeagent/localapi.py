@@ -134,14 +134,14 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             if queue is None:
                 return
             while True:
-                flow = await queue.get()
-                if flow is None:  # too slow: cut off so the client can resume by sequence
+                new = await queue.get()
+                if new is None:  # too slow: cut off so the client can resume by sequence
                     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                         "flow follower fell behind; resume with "
                                         "after_sequence")
                     return
-                if match(flow):
-                    yield flow
+                if match(new):
+                    yield new
         finally:
             if queue is not None:
                 flows.unfollow(queue)

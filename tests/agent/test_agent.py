@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -50,7 +51,7 @@ def cli(lab: Cluster, short: str, *args: str) -> subprocess.CompletedProcess[str
 
 
 def flows(lab: Cluster, short: str, last: int = 200, wait: float = 2.0,
-          **filt: object) -> list[flow_pb2.Flow]:
+          **filt: Any) -> list[flow_pb2.Flow]:
     """The newest matching flows held by an agent, waiting up to ``wait`` for at least one
     (the agent reads its ring buffer every 50 ms)."""
     request = flow_pb2.GetFlowsRequest(last=last, filter=flow_pb2.FlowFilter(**filt))

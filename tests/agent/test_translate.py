@@ -1,0 +1,70 @@
+"""The agent's pure translations: received objects -> map entries, raw flows -> API flows."""
+
+from __future__ import annotations
+
+from bulkhead.v1 import flow_pb2, types_pb2
+from bulkhead.v1 import subscription_pb2 as pb
+from nodeagent import desired
+from nodeagent.datapath import Direction, IpcacheEntry, ObsPoint, PolicyEntry, Reason, Verdict
+from nodeagent.datapath.models import Flow
+from nodeagent.flowstore import FlowStore, matcher
+
+NODES = {
+    "n1": types_pb2.Node(name="n1", underlay_ip="192.168.1.1"),
+    "n2": types_pb2.Node(name="n2", underlay_ip="192.168.1.2"),
+}
+
+
+def entry(prefix: str, identity: int, node: str, tunnel: str = "") -> types_pb2.IPCacheEntry:
+    return types_pb2.IPCacheEntry(prefix=prefix, identity=identity, node=node,
+                                  tunnel=types_pb2.TunnelEndpoint(ip=tunnel, port=8472))
+
+
+def test_ipcache_local_remote_and_nodes() -> None:
+    got = desired.ipcache("n1", NODES, [
+        entry("10.0.1.5/32", 300, "n1", "192.168.1.1"),
+        entry("10.0.2.5/32", 301, "n2", "192.168.1.2"),
+        entry("10.0.2.6/32", 302, "n2"),  # no tunnel given: the node's underlay IP
+    ])
+    assert sorted(got, key=lambda e: e.prefix) == [
+        IpcacheEntry("10.0.1.5/32", 300, None),
+        IpcacheEntry("10.0.2.5/32", 301, "192.168.1.2"),
+        IpcacheEntry("10.0.2.6/32", 302, "192.168.1.2"),
+        IpcacheEntry("192.168.1.2/32", 6, None),
+    ]
+
+
+def test_policy_entries() -> None:
+    policy = pb.IdentityPolicy(identity=300, ingress_enforced=True, entries=[
+        pb.PolicyEntry(direction=pb.PolicyEntry.INGRESS, peer=301, protocol=6, port_lo=80,
+                       port_hi=80),
+        pb.PolicyEntry(direction=pb.PolicyEntry.EGRESS, peer=0, verdict=pb.PolicyEntry.DENY),
+    ])
+    assert desired.policy_entries(policy) == [
+        PolicyEntry(Direction.INGRESS, 301, 6, 80, 80, deny=False),
+        PolicyEntry(Direction.EGRESS, 0, 0, 0, 0, deny=True),
+    ]
+
+
+def test_flow_conversion_and_filters() -> None:
+    labels = {300: ["k8s:class=deathstar"], 302: ["k8s:class=xwing"]}
+    store = FlowStore("n1", 3, lambda i: labels.get(i, []),
+                      lambda ip: ("default", "deathstar") if ip == "10.0.1.5" else None)
+    raw = Flow(time_ns=1, saddr="10.0.2.7", daddr="10.0.1.5", sport=4000, dport=80,
+               protocol=6, tcp_flags=0x02, src_identity=302, dst_identity=300, ep_id=4,
+               direction=Direction.INGRESS, verdict=Verdict.DROPPED,
+               reason=Reason.POLICY_DEFAULT_DENY, obs_point=ObsPoint.FROM_OVERLAY)
+    assert store.add([raw] * 5) == 5
+    held = store.last(10, matcher(flow_pb2.FlowFilter()))
+    assert [f.sequence for f in held] == [3, 4, 5]  # capacity 3: the newest
+    f = held[-1]
+    assert (f.verdict, f.drop_reason, list(f.tcp_flags), f.direction) == (
+        "DROPPED", "Policy denied", ["SYN"], "ingress")
+    assert (f.destination.pod, f.destination.port, list(f.source.labels)) == (
+        "deathstar", 80, ["k8s:class=xwing"])
+    assert f.time_ns > 1_000_000_000_000_000_000  # wall clock
+    keep = matcher(flow_pb2.FlowFilter(from_labels=["class=xwing"], to_pod="deathstar",
+                                       verdict="dropped", port=80, protocol="tcp"))
+    assert keep(f)
+    assert not matcher(flow_pb2.FlowFilter(to_identity=301))(f)
+    assert not matcher(flow_pb2.FlowFilter(), after_sequence=5)(f)
