@@ -36,6 +36,9 @@ def register(sub: Any) -> None:
     p.add_argument("--protocol", default="", type=str.upper, help="TCP, UDP, ICMP, SCTP")
     p.add_argument("--node", default="")
     p.add_argument("--since", default="", help="a duration (30s, 5m, 2h) or an RFC 3339 time")
+    p.add_argument("--print-node-name", action="store_true",
+                   help="show which node's datapath saw each flow (a cross-node connection "
+                        "is seen twice: egress on the source node, ingress on the destination)")
     output_flag(p)
     p.set_defaults(run=run)
 
@@ -63,10 +66,12 @@ def _peer(peer: flow_pb2.FlowPeer) -> str:
     return f"{name}{port} (ID:{peer.identity})"
 
 
-def line(flow: flow_pb2.Flow) -> str:
+def line(flow: flow_pb2.Flow, node_name: bool = False) -> str:
     """One flow in the style of `hubble observe`."""
     moment = datetime.fromtimestamp(flow.time_ns / 1e9).astimezone()
     stamp = moment.strftime("%b %d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+    if node_name:
+        stamp += f" [{flow.node}]"
     kind = "policy-verdict:L3-L4" if flow.verdict == "FORWARDED" else "policy-verdict:none"
     flags = f" ({flow.protocol} Flags: {', '.join(flow.tcp_flags)})" if flow.tcp_flags else (
         f" ({flow.protocol})" if flow.protocol else "")
@@ -103,6 +108,7 @@ def run(ctx: Any) -> int:
     request = build_request(ctx.args)
     stub = ctx.stub(observer_pb2_grpc.ObserverServiceStub)
     for flow in stub.GetFlows(request, timeout=None if request.follow else 30):
-        sys.stdout.write((json.dumps(as_json(flow)) if ctx.json else line(flow)) + "\n")
+        text = json.dumps(as_json(flow)) if ctx.json else line(flow, ctx.args.print_node_name)
+        sys.stdout.write(text + "\n")
         sys.stdout.flush()
     return 0
