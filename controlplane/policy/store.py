@@ -41,7 +41,7 @@ from .trace import Trace, trace
 _log = log.get(__name__)
 MAX_ATTEMPTS = 16
 CLUSTERWIDE_NAMESPACE = "-"
-"""How clusterwide policies are addressed where a namespace is expected (`-/NAME`)."""
+"""Stands for "no namespace" where one is expected (list filter, reference holders)."""
 _TRACE_PROTOCOLS = {"TCP": Protocol.TCP, "UDP": Protocol.UDP, "SCTP": Protocol.SCTP}
 
 
@@ -50,8 +50,7 @@ def kind_of(key: PolicyKey) -> str:
 
 
 def display(key: PolicyKey) -> str:
-    """`NAMESPACE/NAME`, `-/NAME` for clusterwide policies (what the CLI accepts)."""
-    return f"{key.namespace or CLUSTERWIDE_NAMESPACE}/{key.name}"
+    return f"{key.namespace}/{key.name}" if key.namespace else f"{key.name} (clusterwide)"
 
 
 def holder(key: PolicyKey) -> str:
