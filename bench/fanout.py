@@ -25,13 +25,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import grpc  # noqa: E402
-from bulkhead import log  # noqa: E402
-from bulkhead.v1 import node_pb2, node_pb2_grpc  # noqa: E402
-from bulkhead.v1 import subscription_pb2 as pb  # noqa: E402
+import grpc
 
-from integration.subscription.cluster import Cluster  # noqa: E402
-from nodeagent.subscription.client import SubscriptionClient  # noqa: E402
+from bulkhead import log
+from bulkhead.v1 import node_pb2, node_pb2_grpc
+from bulkhead.v1 import subscription_pb2 as pb
+from integration.subscription.cluster import Cluster
+from nodeagent.subscription.client import SubscriptionClient
 
 TICKS = os.sysconf("SC_CLK_TCK")
 WRITER_NODES = 10
@@ -113,7 +113,7 @@ def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 class Workers:
