@@ -1,8 +1,9 @@
 """`bulkhead agent ...`: a node agent's local API (unix socket), like `cilium endpoint list`,
 `cilium bpf ... list` and `hubble observe` against one node.
 
-Talks only to the agent (no control plane needed): the socket is `--agent-socket PATH`, else
-`$BULKHEAD_AGENT_SOCKET`, else the default path of `--node NAME`.
+Talks to the agent: the socket is `--agent-socket PATH`, else `$BULKHEAD_AGENT_SOCKET`, else the
+default path of `--node NAME`; when that socket is not here, the agent API address the node
+registered with the control plane.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import grpc
 
 from bulkhead.rpcerror import field_violations
-from bulkhead.v1 import agent_pb2, agent_pb2_grpc, flow_pb2
+from bulkhead.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc, flow_pb2
 
 from ..output import emit_json, output_flag, table, to_dict
 from . import observe
@@ -90,24 +91,44 @@ def socket_path(args: argparse.Namespace) -> str:
     return ""
 
 
+def agent_target(ctx: Any) -> tuple[str, str]:
+    """(gRPC target, what to call it in errors): the unix socket if there is one, else the
+    agent API address the node registered with the control plane (so `--node` also works for
+    agents elsewhere, and for lab agents whose sockets live in the lab's directory)."""
+    path = socket_path(ctx.args)
+    if path and (Path(path).exists() or not ctx.args.node):
+        return f"unix:{path}", path
+    if ctx.args.node:
+        try:
+            nodes = ctx.stub(admin_pb2_grpc.AdminServiceStub).ListNodes(
+                admin_pb2.ListNodesRequest(), timeout=TIMEOUT).nodes
+        except grpc.RpcError:
+            nodes = []
+        address = next((n.agent_address for n in nodes if n.name == ctx.args.node), "")
+        if address:
+            return address, f"{ctx.args.node}'s agent at {address}"
+    return "", path
+
+
 def _wrap(fn: Callable[[Any, agent_pb2_grpc.AgentServiceStub], int]) -> Callable[[Any], int]:
-    """Connects to the socket and turns gRPC failures into one clear line and exit code."""
+    """Connects to the agent and turns gRPC failures into one clear line and exit code."""
 
     def run(ctx: Any) -> int:
-        path = socket_path(ctx.args)
-        if not path:
-            print("bulkhead: agent commands need --agent-socket PATH, $BULKHEAD_AGENT_SOCKET "
-                  "or --node NAME", file=sys.stderr)
+        target, shown = agent_target(ctx)
+        if not target:
+            if not shown:
+                print("bulkhead: agent commands need --agent-socket PATH, "
+                      "$BULKHEAD_AGENT_SOCKET or --node NAME", file=sys.stderr)
+            else:
+                print(f"bulkhead: no agent socket at {shown}, and the control plane knows no "
+                      f"agent address for node {ctx.args.node!r} (is the agent running?)",
+                      file=sys.stderr)
             return 2
-        if not Path(path).exists():
-            print(f"bulkhead: no agent socket at {path} (is the agent running?)",
-                  file=sys.stderr)
-            return 2
-        with grpc.insecure_channel(f"unix:{path}") as channel:
+        with grpc.insecure_channel(target) as channel:
             try:
                 return fn(ctx, agent_pb2_grpc.AgentServiceStub(channel))
             except grpc.RpcError as exc:
-                return _report(exc, path)
+                return _report(exc, shown)
 
     return run
 
