@@ -3,7 +3,7 @@ VENV ?= $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: setup setup-run run test test-unit lint proto bench down clean
+.PHONY: setup setup-run run controlplane down test test-unit lint proto bench clean
 
 setup:                ## everything: packages, venv, dockerd, etcd image
 	@bash scripts/setup.sh test
@@ -11,8 +11,14 @@ setup:                ## everything: packages, venv, dockerd, etcd image
 setup-run:
 	@bash scripts/setup.sh run
 
-run: setup-run        ## embedded etcd + control plane in the foreground
+run: setup-run        ## the Star Wars scenario on a two-node lab (stays up; `make down` removes it)
+	$(PY) -m integration.lab.story
+
+controlplane: setup-run  ## only the control plane (embedded etcd) in the foreground
 	$(VENV)/bin/bulkhead-controlplane
+
+down:                 ## remove the lab `make run` left up
+	$(VENV)/bin/bulkhead-lab down
 
 test: setup           ## lint, type-check, unit and integration tests
 	$(PY) -m ruff check .
@@ -29,8 +35,12 @@ lint:
 proto:                ## regenerate proto/bulkhead/v1/*_pb2*.py
 	$(PY) scripts/genproto.py
 
-bench: setup
+bench: setup          ## every benchmark; each prints its ratio against a baseline of the same run
 	$(PY) bench/identity.py
+	$(PY) bench/policy.py
+	$(PY) bench/fanout.py
+	$(PY) bench/datapath_maps.py
+	$(PY) bench/datapath.py
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache .mypy_cache .ruff_cache

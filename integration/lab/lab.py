@@ -127,7 +127,8 @@ class Lab:
     def _start_controlplane(self, state: LabState) -> None:
         if state.controlplane_pid and processes.alive(state.controlplane_pid):
             return
-        port = free_port()
+        # A restarted control plane keeps its address, so clients and agents find it again.
+        port = int(state.controlplane.rsplit(":", 1)[1]) if state.controlplane else free_port()
         cp_dir = state.directory / "controlplane"
         addr_file = cp_dir / SERVER_FILE
         addr_file.unlink(missing_ok=True)

@@ -47,14 +47,18 @@ class Scenario:
         self.lab_cmd = str(bin_dir / "bulkhead-lab")
         self.cli = str(bin_dir / "bulkhead")
 
-    def run(self, *argv: str, timeout: float = 120, check: bool = False) -> Result:
+    def run(self, *argv: str, timeout: float = 120, check: bool = False,
+            quiet: bool = False) -> Result:
+        """Runs a command; with `echo`, prints it and its output (unless `quiet`: the JSON
+        look-ups the story makes for its own checks)."""
         shown = [Path(argv[0]).name, *argv[1:]]
-        if self.echo:
+        echo = self.echo and not quiet
+        if echo:
             print(f"\n  $ {' '.join(shlex.quote(a) for a in shown)}", flush=True)
         done = subprocess.run(list(argv), env=self.env, capture_output=True, text=True,
                               timeout=timeout)
         result = Result(shown, done.returncode, done.stdout, done.stderr)
-        if self.echo:
+        if echo:
             for line in (done.stdout.rstrip() or "").splitlines():
                 print(f"    {line}")
         if check and done.returncode != 0:
@@ -77,7 +81,7 @@ class Scenario:
         self.run(self.cli, "policy", "delete", "default/rule1")
 
     def pods(self) -> list[dict[str, Any]]:
-        out = self.run(self.lab_cmd, "pod", "list", "-o", "json", check=True).stdout
+        out = self.run(self.lab_cmd, "pod", "list", "-o", "json", check=True, quiet=True).stdout
         return list(json.loads(out))
 
     def ip(self, pod: str) -> str:
@@ -94,12 +98,12 @@ class Scenario:
 
     def observe(self, *filters: str) -> list[dict[str, Any]]:
         out = self.run(self.cli, "observe", "--last", "50", *filters, "-o", "json",
-                       check=True).stdout
+                       check=True, quiet=True).stdout
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
     def endpoints(self) -> list[dict[str, Any]]:
         return list(json.loads(self.run(self.cli, "endpoint", "list", "-o", "json",
-                                        check=True).stdout))
+                                        check=True, quiet=True).stdout))
 
 
 def step(title: str) -> None:
