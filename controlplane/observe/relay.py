@@ -105,8 +105,11 @@ class FlowRelay:
             # holds and skips what was sent before its restart or our disconnection.
             ask = flow_pb2.GetFlowsRequest(last=0 if first else 0xFFFFFFFF, follow=True,
                                            filter=self._agent_filter(f))
+            # A restarted agent may serve on a new address: take the node's current record.
+            current = self.nodes.cached(node.name)
+            address = current.agent_address if current else node.agent_address
             try:
-                async for flow in self._stub(node.agent_address).GetFlows(ask):
+                async for flow in self._stub(address).GetFlows(ask):
                     backoff = 0.2
                     if flow.boot_id == boot and flow.sequence <= sequence:
                         continue

@@ -57,6 +57,8 @@ def since_ns(value: str, now: float | None = None) -> int:
                          f"time, got {value!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
+    if not 0 <= moment.timestamp() < 2**63 / 1e9:
+        raise SystemExit(f"bulkhead: --since: {value!r} is out of range")
     return int(moment.timestamp() * 1e9)
 
 
