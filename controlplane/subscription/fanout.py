@@ -113,7 +113,7 @@ class Fanout:
         else:
             if reason is not None:
                 sub.push_message(pb.ServerMessage(reset=pb.Reset(
-                    reason=reason[0], detail=reason[1])).SerializeToString())
+                    reason=pb.Reset.Reason.Name(reason[0]), detail=reason[1])).SerializeToString())
             self._queue_snapshot(sub, cluster_id)
         self.hub.add(sub)
         self.board.connected(sub)

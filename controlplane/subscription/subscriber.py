@@ -78,8 +78,8 @@ class Subscriber:
         self.failure = (reason, detail)
         self._queue.clear()
         self._queued_bytes = 0
-        self._queue.append((False, pb.ServerMessage(
-            reset=pb.Reset(reason=reason, detail=detail)).SerializeToString()))
+        reset = pb.Reset(reason=pb.Reset.Reason.Name(reason), detail=detail)
+        self._queue.append((False, pb.ServerMessage(reset=reset).SerializeToString()))
         self._wake.set()
         self.closed.set()
 
