@@ -15,9 +15,16 @@ from bulkhead.v1 import (
     node_pb2_grpc,
 )
 from controlplane.store.keys import Keys
-from tests.conftest import ReplicaFactory
+from tests.conftest import Replica, ReplicaFactory
 
 ALLOC = identity_pb2.AllocateIdentityRequest
+
+
+async def stored(replica: Replica) -> list[str]:
+    """Every key of the cluster but the replica's own presence announcement."""
+    keys = Keys(replica.cp.config.cluster_name)
+    kvs, _, _ = await replica.cp.etcd.range(keys.prefix)
+    return [kv.key for kv in kvs if not kv.key.startswith(keys.replicas)]
 CASES = [
     ("empty label set", ALLOC(labels=[]), grpc.StatusCode.INVALID_ARGUMENT, "labels"),
     ("10,000 labels", ALLOC(labels=[f"k8s:k{i}=v" for i in range(10_000)]),
@@ -43,8 +50,7 @@ async def test_identity_bad_input(replicas: ReplicaFactory, case: str, request_:
     assert err.value.code() == code
     if field:
         assert field in [v.field for v in field_violations(err.value)]
-    kvs, _, _ = await replica.cp.etcd.range(Keys(replica.cp.config.cluster_name).prefix)
-    assert kvs == [], "bad input stored something"
+    assert await stored(replica) == [], "bad input stored something"
 
 
 async def test_endpoint_bad_input_reports_every_field(replicas: ReplicaFactory) -> None:
@@ -65,8 +71,7 @@ async def test_unknown_node_is_not_found_and_nothing_stored(replicas: ReplicaFac
         await stub.Create(endpoint_pb2.CreateEndpointRequest(node="ghost", name="a",
                                                              labels=["k8s:a=b"]))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
-    kvs, _, _ = await replica.cp.etcd.range(Keys(replica.cp.config.cluster_name).prefix)
-    assert kvs == []
+    assert await stored(replica) == []
 
 
 async def test_node_bad_input(replicas: ReplicaFactory) -> None:

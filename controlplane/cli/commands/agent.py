@@ -96,7 +96,7 @@ def agent_target(ctx: Any) -> tuple[str, str]:
     agent API address the node registered with the control plane (so `--node` also works for
     agents elsewhere, and for lab agents whose sockets live in the lab's directory)."""
     path = socket_path(ctx.args)
-    if path and (Path(path).exists() or not ctx.args.node):
+    if path and Path(path).exists():
         return f"unix:{path}", path
     if ctx.args.node:
         try:
@@ -119,9 +119,12 @@ def _wrap(fn: Callable[[Any, agent_pb2_grpc.AgentServiceStub], int]) -> Callable
             if not shown:
                 print("bulkhead: agent commands need --agent-socket PATH, "
                       "$BULKHEAD_AGENT_SOCKET or --node NAME", file=sys.stderr)
-            else:
+            elif ctx.args.node:
                 print(f"bulkhead: no agent socket at {shown}, and the control plane knows no "
                       f"agent address for node {ctx.args.node!r} (is the agent running?)",
+                      file=sys.stderr)
+            else:
+                print(f"bulkhead: no agent socket at {shown} (is the agent running?)",
                       file=sys.stderr)
             return 2
         with grpc.insecure_channel(target) as channel:
