@@ -30,5 +30,6 @@ async def test_metrics_count_allocations_and_objects(replicas: ReplicaFactory) -
         assert 'bulkhead_identity_allocations_total{result="existing"} 1.0' in text
         assert 'bulkhead_objects{kind="identities"} 1.0' in text
         assert "bulkhead_subscribers 0.0" in text
+        assert "bulkhead_policy_resolutions_total" in text
     finally:
         server.shutdown()

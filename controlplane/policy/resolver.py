@@ -9,9 +9,13 @@ resolves the same etcd state to the same entries.
 
 from __future__ import annotations
 
+import functools
 import json
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from bulkhead import log
 from controlplane.identity.index import IdentityIndex
@@ -66,6 +70,21 @@ class StoredPolicy:
     kv: KV
 
 
+def _timed(method: Callable[..., None]) -> Callable[..., None]:
+    """Adds the method's duration to `resolution_seconds` (total, count) for the metrics."""
+
+    @functools.wraps(method)
+    def wrapper(self: PolicyResolver, *args: Any) -> None:
+        started = time.perf_counter()
+        try:
+            method(self, *args)
+        finally:
+            total, count = self.resolution_seconds
+            self.resolution_seconds = (total + time.perf_counter() - started, count + 1)
+
+    return wrapper
+
+
 class PolicyResolver:
     """ClusterCache listener; `resolved(id)` and `changed` are what the subscription reads."""
 
@@ -82,6 +101,7 @@ class PolicyResolver:
         """Stored policies held back because a CIDR identity they need is not in etcd."""
         self.revision = 0
         self._affected: OrderedDict[int, frozenset[int]] = OrderedDict()
+        self.resolution_seconds: tuple[float, int] = (0.0, 0)
 
     def _new_repository(self) -> PolicyRepository:
         return PolicyRepository(self.cidrs, policy_map_max=self.policy_map_max)
@@ -108,6 +128,7 @@ class PolicyResolver:
         return self.stored.get(key)
 
     # -- ClusterCache listener ----------------------------------------------------------------
+    @_timed
     def reset(self, items: dict[str, KV], revision: int) -> None:
         """Rebuilds from scratch; the subscription layer resends from its own reset."""
         self.repository = self._new_repository()
@@ -134,6 +155,7 @@ class PolicyResolver:
         _log.info("policies resolved", policies=len(self.stored), waiting=len(self.waiting),
                   revision=revision)
 
+    @_timed
     def apply(self, revision: int, changes: list[Change]) -> None:
         before = set(self.repository.changed)
         self.repository.changed.clear()
