@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 
+from bulkhead import flowfilter
 from bulkhead.v1 import flow_pb2
 from nodeagent.datapath import Flow, Reason, Verdict
 from nodeagent.datapath.models import PROTOCOLS
@@ -50,6 +51,10 @@ class FlowStore:
         self.pod = pod
         self.boot_id = str(uuid.uuid4())
         self.sequence = 0
+        self.forwarded = 0
+        """Allowed new connections seen since start (for metrics; never reset)."""
+        self.dropped: collections.Counter[str] = collections.Counter()
+        """Drops seen since start, by drop reason (for metrics; never reset)."""
         self.flows: collections.deque[flow_pb2.Flow] = collections.deque(maxlen=capacity)
         self._followers: set[asyncio.Queue[flow_pb2.Flow | None]] = set()
 
@@ -85,6 +90,10 @@ class FlowStore:
         n = 0
         for raw in raws:
             flow = self.convert(raw, offset)
+            if raw.verdict == Verdict.FORWARDED:
+                self.forwarded += 1
+            else:
+                self.dropped[flow.drop_reason] += 1
             self.flows.append(flow)
             n += 1
             for queue in list(self._followers):
@@ -119,43 +128,5 @@ class FlowStore:
 
 def matcher(f: flow_pb2.FlowFilter, after_sequence: int = 0
             ) -> Callable[[flow_pb2.Flow], bool]:
-    """The FlowFilter as a predicate (every set field must match)."""
-
-    def pod_of(peer: flow_pb2.FlowPeer) -> str:
-        return f"{peer.namespace}/{peer.pod}" if peer.pod else ""
-
-    def match(flow: flow_pb2.Flow) -> bool:
-        src, dst = flow.source, flow.destination
-        checks = (
-            flow.sequence > after_sequence,
-            _labels_match(f.from_labels, src.labels),
-            _labels_match(f.to_labels, dst.labels),
-            not f.from_pod or _pod_matches(f.from_pod, pod_of(src)),
-            not f.to_pod or _pod_matches(f.to_pod, pod_of(dst)),
-            not f.from_ip or f.from_ip == src.ip,
-            not f.to_ip or f.to_ip == dst.ip,
-            not f.from_identity or f.from_identity == src.identity,
-            not f.to_identity or f.to_identity == dst.identity,
-            not f.verdict or f.verdict.upper() == flow.verdict,
-            not f.port or f.port in (src.port, dst.port),
-            not f.protocol or f.protocol.upper() == flow.protocol,
-            not f.node or f.node == flow.node,
-            not f.since_ns or flow.time_ns >= f.since_ns,
-        )
-        return all(checks)
-
-    return match
-
-
-def _pod_matches(wanted: str, actual: str) -> bool:
-    """``ns/name`` matches exactly; a bare name matches that pod in namespace default."""
-    if "/" not in wanted:
-        wanted = f"default/{wanted}"
-    return wanted == actual
-
-
-def _labels_match(wanted: Iterable[str], have: Iterable[str]) -> bool:
-    """Every wanted label is present; ``key=value`` without a source matches any source."""
-    have = set(have)
-    bare = {label.split(":", 1)[1] for label in have if ":" in label}
-    return all(w in have or (":" not in w and w in bare) for w in wanted)
+    """The FlowFilter (shared with the relay) plus the resume point, as a predicate."""
+    return lambda flow: flow.sequence > after_sequence and flowfilter.matches(flow, f)

@@ -6,15 +6,12 @@ violations (bulkhead.rpcerror), anything unexpected INTERNAL with the traceback 
 
 from __future__ import annotations
 
-import asyncio
-import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import grpc
 
-from bulkhead import log
-from bulkhead.rpcerror import ApiError, FieldViolation, abort, invalid, not_found
+from bulkhead.rpcerror import FieldViolation, invalid, not_found, servicer_method
 from bulkhead.v1 import agent_pb2, agent_pb2_grpc, flow_pb2
 from nodeagent import dumps
 from nodeagent.endpoints import LocalEndpoint
@@ -23,27 +20,10 @@ from nodeagent.flowstore import matcher
 if TYPE_CHECKING:
     from nodeagent.agent import BpfAgent
 
-_log = log.get(__name__)
-T = TypeVar("T")
 MAPS = ("endpoints", "ipcache", "policy", "ct", "tunnel", "counters")
 
 
-def rpc(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-    @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
-        try:
-            return await method(self, request, context)
-        except ApiError as exc:
-            await abort(context, exc)
-        except (grpc.aio.AbortError, asyncio.CancelledError):
-            raise
-        except Exception:
-            _log.exception("local api call failed", method=method.__name__)
-            await abort(context, ApiError(grpc.StatusCode.INTERNAL,
-                                          "internal error; see the agent's log"))
-        raise AssertionError("unreachable")
-
-    return wrapper
+rpc = servicer_method("agent")
 
 
 class AgentService(agent_pb2_grpc.AgentServiceServicer):

@@ -7,13 +7,19 @@ turn any `grpc.RpcError` back into a one-line message that names the fields.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import grpc
+import structlog
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -98,3 +104,30 @@ def describe(error: grpc.RpcError) -> str:
 async def abort(context: grpc.aio.ServicerContext, error: ApiError) -> None:
     """Ends the call with `error` and its details (never returns)."""
     await context.abort_with_status(rpc_status.to_status(error.to_status()))
+
+
+def servicer_method(component: str) -> Callable[[Callable[..., Awaitable[T]]],
+                                                Callable[..., Awaitable[T]]]:
+    """Decorates a grpc.aio servicer method: ApiError becomes its status with details, anything
+    else INTERNAL without a traceback for the client (the traceback goes to the log). Every
+    log line of the call carries its method."""
+
+    def decorate(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        @functools.wraps(method)
+        async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
+            try:
+                with structlog.contextvars.bound_contextvars(rpc=method.__name__):
+                    return await method(self, request, context)
+            except ApiError as exc:
+                await abort(context, exc)
+            except (grpc.aio.AbortError, asyncio.CancelledError):
+                raise
+            except Exception:
+                structlog.get_logger(__name__).exception("rpc failed", method=method.__name__)
+                await abort(context, ApiError(grpc.StatusCode.INTERNAL,
+                                              f"internal error; see the {component}'s log"))
+            raise AssertionError("unreachable")
+
+        return wrapper
+
+    return decorate
