@@ -96,6 +96,35 @@ class RawMap:
             kraw[i * ks : (i + 1) * ks]: vraw[i * vs : (i + 1) * vs] for i in range(total)
         }
 
+    def count(self, chunk: int = 4096) -> int:
+        """Entries in the kernel map, read in fixed-size batches (bounded memory, unlike
+        ``dump`` which sizes its buffers for a full map).  Not for per-CPU maps."""
+        ks, vs = self.key_size, self.value_size
+        keys = ct.create_string_buffer(ks * chunk)
+        values = ct.create_string_buffer(vs * chunk)
+        in_tok = ct.create_string_buffer(_TOKEN_SIZE)
+        out_tok = ct.create_string_buffer(_TOKEN_SIZE)
+        total = 0
+        first = True
+        while True:
+            n = ct.c_uint32(chunk)
+            res = lib.bpf_lookup_batch(
+                self.fd,
+                None if first else ct.cast(in_tok, _U32P),
+                ct.cast(out_tok, _U32P),
+                keys,
+                values,
+                ct.byref(n),
+            )
+            err = ct.get_errno()
+            total += n.value
+            if res != 0:
+                if err == errno.ENOENT:
+                    return total
+                raise OSError(err, f"lookup batch on {self.name}: {os.strerror(err)}")
+            ct.memmove(in_tok, out_tok, _TOKEN_SIZE)
+            first = False
+
     def update(self, items: Sequence[tuple[bytes, bytes]]) -> None:
         """Create or replace entries, in batches."""
         for start in range(0, len(items), _CHUNK):

@@ -1,0 +1,98 @@
+"""Prometheus metrics of a bpf agent (`bulkhead-agent --metrics-listen HOST:PORT`).
+
+As in the control plane, the agent keeps plain state and one collector reads it at scrape time.
+The scrape runs on prometheus' HTTP thread, and bcc is not thread-safe, so the collector never
+touches the Datapath: flow counters come from the FlowStore (fed on the event loop), and map
+pressure is a snapshot the agent refreshes on its datapath worker (``PressureSnapshot``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from nodeagent.datapath import Datapath
+
+if TYPE_CHECKING:
+    from nodeagent.agent import BpfAgent
+
+COUNTED = ("ct",)
+"""Maps the programs write: no user-space mirror, so their entries are counted in the kernel."""
+UNCOUNTED = ("counters",)
+"""Per-CPU map: capacity only (batch reads would need per-CPU value buffers)."""
+
+
+@dataclass
+class PressureSnapshot:
+    entries: dict[str, int] = field(default_factory=dict)
+    max_entries: dict[str, int] = field(default_factory=dict)
+    taken: float = 0.0
+    """time.monotonic() of the read; 0 = never."""
+
+
+def read_pressure(dp: Datapath) -> PressureSnapshot:
+    """Datapath thread only: entries per map (mirrors, or a kernel count) and capacities."""
+    entries: dict[str, int] = {}
+    for name, raw in dp.loaded.maps.items():
+        if name in UNCOUNTED:
+            continue
+        entries[name] = raw.count() if name in COUNTED else len(raw.entries())
+    sizes = {name: raw.max_entries for name, raw in dp.loaded.maps.items()}
+    return PressureSnapshot(entries, sizes, time.monotonic())
+
+
+class AgentCollector(Collector):
+    def __init__(self, agent: BpfAgent) -> None:
+        self.agent = agent
+
+    def collect(self) -> Iterator[Metric]:
+        a = self.agent
+        drops = CounterMetricFamily("bulkhead_drops", "Packets dropped (flow events), by reason",
+                                    labels=["reason"])
+        for reason, count in sorted(a.flows.dropped.items()):
+            drops.add_metric([reason], count)
+        yield drops
+        yield CounterMetricFamily("bulkhead_forwarded_flows",
+                                  "Policy verdicts that allowed a new connection",
+                                  value=a.flows.forwarded)
+        pressure = a.pressure
+        entries = GaugeMetricFamily("bulkhead_map_entries", "Entries in a BPF map",
+                                    labels=["map"])
+        for name, count in sorted(pressure.entries.items()):
+            entries.add_metric([name], count)
+        yield entries
+        sizes = GaugeMetricFamily("bulkhead_map_max_entries", "Capacity of a BPF map",
+                                  labels=["map"])
+        for name, count in sorted(pressure.max_entries.items()):
+            sizes.add_metric([name], count)
+        yield sizes
+        if pressure.taken:
+            yield GaugeMetricFamily("bulkhead_map_pressure_age_seconds",
+                                    "Seconds since the map counts were read",
+                                    value=time.monotonic() - pressure.taken)
+        yield GaugeMetricFamily("bulkhead_flows_held", "Flows held for the local API",
+                                value=len(a.flows.flows))
+        yield GaugeMetricFamily("bulkhead_flows_max", "Flows the agent holds at most",
+                                value=a.flows.capacity)
+        yield GaugeMetricFamily("bulkhead_endpoints", "Endpoints on this node",
+                                value=len(a.table))
+        yield GaugeMetricFamily("bulkhead_applied_revision",
+                                "Control-plane revision written into the maps",
+                                value=a.reconciler.applied_revision)
+
+
+def serve(agent: BpfAgent, listen: str) -> WSGIServer:
+    """Serves /metrics on HOST:PORT (port 0: any) in a background thread; ``shutdown()`` stops
+    it and ``server_address`` tells the bound port."""
+    registry = CollectorRegistry()
+    registry.register(AgentCollector(agent))
+    host, _, port = listen.rpartition(":")
+    server, _thread = start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
+    return server
