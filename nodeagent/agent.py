@@ -15,12 +15,13 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 
 from bulkhead import log
 from bulkhead.v1 import agent_pb2, agent_pb2_grpc
-from nodeagent import dumps
+from nodeagent import dumps, metrics
 from nodeagent.cpclient import ControlPlane
 from nodeagent.datapath import Datapath, Flow
 from nodeagent.endpoints import EndpointTable
@@ -56,6 +57,10 @@ class Settings:
     api_listen: str | None = "127.0.0.1:0"
     """Also serve the API on TCP for the control plane's flow relay (registered as the node's
     agent_address); None: the unix socket only."""
+    metrics_listen: str | None = None
+    """Serve Prometheus /metrics on HOST:PORT; None: off."""
+    metrics_interval: float = 2.0
+    """Seconds between map-pressure reads on the datapath thread (only with metrics on)."""
 
 
 def default_socket(node: str) -> Path:
@@ -89,6 +94,8 @@ class BpfAgent:
             s.node, s.controlplane, underlay_ip=s.underlay_ip, state=self.state,
             sink=self.reconciler, capabilities=["datapath:bpf"], ack_interval=s.ack_interval)
         self.server: grpc.aio.Server | None = None
+        self.pressure = metrics.PressureSnapshot()
+        self.metrics_server: WSGIServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -122,8 +129,10 @@ class BpfAgent:
             asyncio.create_task(self._poll_flows(), name="flows"),
             asyncio.create_task(self._gc_ct(), name="ct-gc"),
         ]
+        if s.metrics_listen:
+            await self._serve_metrics(s.metrics_listen)
         _log.info("agent started", datapath="bpf", socket=str(s.socket), netns=s.netns or "",
-                  api=self.client.agent_address,
+                  api=self.client.agent_address, metrics=self.metrics_address,
                   pins=str(self.dp.loaded.pins), boot_id=self.flows.boot_id)
 
     async def _serve(self) -> None:
@@ -142,6 +151,24 @@ class BpfAgent:
         await self.server.start()
         os.chmod(path, 0o660)
 
+    @property
+    def metrics_address(self) -> str:
+        if self.metrics_server is None:
+            return ""
+        host, port = self.metrics_server.server_address[:2]
+        return f"{host!s}:{port}"
+
+    async def _serve_metrics(self, listen: str) -> None:
+        self.pressure = await self.worker.run(metrics.read_pressure, self.dp)
+        self.metrics_server = metrics.serve(self, listen)
+        self._tasks.append(asyncio.create_task(self._refresh_pressure(), name="map-pressure"))
+
+    async def _refresh_pressure(self) -> None:
+        """Map counts need the datapath thread; the scrape thread reads this snapshot."""
+        while True:
+            await asyncio.sleep(self.settings.metrics_interval)
+            self.pressure = await self.worker.run(metrics.read_pressure, self.dp)
+
     async def wait(self) -> None:
         """Returns when a background task fails (it should not)."""
         done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -151,6 +178,9 @@ class BpfAgent:
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.stop(grace=1.0)
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -47,6 +47,9 @@ def parser() -> argparse.ArgumentParser:
                    help="bpf: also serve the local API on this TCP HOST:PORT for the control "
                         "plane's flow relay (registered as the node's agent address; port 0 = "
                         "any free port; 'none' = unix socket only)")
+    p.add_argument("--metrics-listen",
+                   help="bpf: serve Prometheus metrics on HOST:PORT at /metrics (port 0 = any "
+                        "free port, logged at start; default: off)")
     p.add_argument("--endpoints-file", type=Path,
                    help="bpf: where endpoint names are kept across restarts "
                         "(default: the socket path with .endpoints.json)")
@@ -125,7 +128,8 @@ def run_bpf(args: argparse.Namespace) -> None:
         netns=args.netns, pin_root=args.bpf_pin_root, flows_max=args.flows_max,
         ct_gc_interval=args.ct_gc_interval, ack_interval=args.ack_interval,
         endpoints_file=args.endpoints_file,
-        api_listen=None if args.api_listen in ("", "none") else args.api_listen)
+        api_listen=None if args.api_listen in ("", "none") else args.api_listen,
+        metrics_listen=args.metrics_listen or None)
     asyncio.run(agent.run(settings))
 
 
