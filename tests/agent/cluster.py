@@ -54,7 +54,12 @@ class Node:
     underlay_ip: str
     socket: Path
     log: Path
+    metrics_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
 
 @dataclass
@@ -82,7 +87,8 @@ class Cluster:
                 [str(BIN / "bulkhead-agent"), "--node", node.name, "--controlplane",
                  self.cp_address, "--underlay-ip", node.underlay_ip, "--datapath", "bpf",
                  "--netns", node.ns, "--socket", str(node.socket), "--bpf-pin-root",
-                 str(self.pin_root), "--api-listen", "none"],
+                 str(self.pin_root), "--api-listen", "none",
+                 "--metrics-listen", f"127.0.0.1:{node.metrics_port}"],
                 stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         while True:
@@ -179,7 +185,8 @@ def _build(c: Cluster) -> None:
     for i, short in enumerate(("n1", "n2"), start=1):
         ns = c.make_ns(short)
         c.nodes[short] = Node(short, f"a{c.suffix}{short}", ns, f"192.168.{octet}.{i}",
-                              c.tmp / f"agent-{short}.sock", c.tmp / f"agent-{short}.log")
+                              c.tmp / f"agent-{short}.sock", c.tmp / f"agent-{short}.log",
+                              metrics_port=free_port())
     n1, n2 = c.nodes["n1"], c.nodes["n2"]
     with IPRoute(netns=n1.ns) as ipr:
         ipr.link("add", ifname="ul", kind="veth", peer={"ifname": "ul", "net_ns_fd": n2.ns})
