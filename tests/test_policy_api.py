@@ -25,32 +25,14 @@ from controlplane.store.cache import Change
 from controlplane.store.etcd import KV, Etcd
 from controlplane.store.keys import Keys
 from controlplane.subscription.waiter import ConvergenceWaiter
+from integration.lab.story import POLICY
 from nodeagent.subscription.client import SubscriptionClient
 from tests.conftest import Replica, ReplicaFactory, eventually
 
 pytestmark = pytest.mark.timeout(60)
 
 NS = "k8s:io.kubernetes.pod.namespace=default"
-SEED = """\
-apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata:
-  name: rule1
-spec:
-  description: L3-L4 policy to restrict deathstar access to empire ships only
-  endpointSelector:
-    matchLabels:
-      org: empire
-      class: deathstar
-  ingress:
-  - fromEndpoints:
-    - matchLabels:
-        org: empire
-    toPorts:
-    - ports:
-      - port: "80"
-        protocol: TCP
-"""
+SEED = POLICY.read_text()  # the seed's rule1, as `make run` applies it
 CLUSTERWIDE = """\
 apiVersion: cilium.io/v2
 kind: CiliumClusterwideNetworkPolicy

@@ -16,32 +16,13 @@ import pytest
 
 from bulkhead.rpcerror import field_violations
 from bulkhead.v1 import agent_pb2, flow_pb2, subscription_pb2, subscription_pb2_grpc
+from integration.lab.story import POLICY
 from tests.agent.cluster import BIN, Cluster, Pod, curl, probe
 
 pytestmark = pytest.mark.datapath
 
 EMPIRE = ["k8s:org=empire"]
-RULE1 = """
-apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata:
-  name: rule1
-  namespace: default
-spec:
-  description: L3-L4 policy to restrict deathstar access to empire ships only
-  endpointSelector:
-    matchLabels:
-      org: empire
-      class: deathstar
-  ingress:
-  - fromEndpoints:
-    - matchLabels:
-        org: empire
-    toPorts:
-    - ports:
-      - port: "80"
-        protocol: TCP
-"""
+RULE1 = POLICY.read_text()  # the seed's rule1, as `make run` applies it
 
 
 def cli(lab: Cluster, short: str, *args: str) -> subprocess.CompletedProcess[str]:
