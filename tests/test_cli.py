@@ -55,8 +55,8 @@ async def test_endpoint_lifecycle_and_lists(replicas: ReplicaFactory) -> None:
     assert json.loads(out)[0]["tunnel"] == {"ip": "192.0.2.1", "port": 8472}
     rc, out, _ = await bulkhead(replica.address, "status", "-o", "json")
     assert rc == 0 and json.loads(out)["etcd"]["healthy"] is True
-    rc, _, _ = await bulkhead(replica.address, "endpoint", "delete", "default/xwing")
-    assert rc == 0
+    rc, _, err = await bulkhead(replica.address, "endpoint", "delete", "default/xwing")
+    assert rc == 0, err
 
 
 async def test_errors_exit_non_zero_with_the_servers_message(replicas: ReplicaFactory) -> None:
