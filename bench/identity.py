@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import grpc
 
@@ -48,6 +50,15 @@ async def run(count: int, concurrency: int,
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return count / (time.perf_counter() - start), latencies
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User+system CPU of a process (this one when pid is None)."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def line(name: str, rate: float, lat: list[float]) -> None:
@@ -89,8 +100,12 @@ async def main_async(args: argparse.Namespace) -> None:
             warm = [f"k8s:warm=w{i}" for i in range(200)]
             await run(200, args.concurrency, lambda i: stub.Allocate(
                 identity_pb2.AllocateIdentityRequest(labels=[warm[i]])))
+            cpu0, own0 = cpu_seconds(cp.pid), cpu_seconds()
             alloc_rate, alloc_lat = await run(args.count, args.concurrency, allocate)
+            cpu1, own1 = cpu_seconds(cp.pid), cpu_seconds()
             line("(b) new identities via gRPC", alloc_rate, alloc_lat)
+            print(f"    CPU per allocation: control plane {1e6 * (cpu1 - cpu0) / args.count:.0f}"
+                  f" us, benchmark client {1e6 * (own1 - own0) / args.count:.0f} us")
 
             known = args.count
 
