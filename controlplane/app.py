@@ -83,7 +83,7 @@ class ControlPlane:
             self.etcd, self.keys, self.cache, policy_source_of(self), config.replica_id,
             Settings(config.subscription_history, config.subscription_queue_bytes,
                      config.bookmark_interval, config.subscription_status_interval,
-                     config.node_ttl))
+                     config.node_ttl, max_linger=config.subscription_max_linger))
         self.subscriptions.attach()  # after the policy resolver's listener
         await self._start_cache()
         await self.subscriptions.start()

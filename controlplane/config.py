@@ -38,6 +38,7 @@ class Config:
     subscription_queue_bytes: int = 16 << 20
     bookmark_interval: float = 30.0
     subscription_status_interval: float = 1.0
+    subscription_max_linger: float = 0.1
     port_file: Path | None = None
     replica_id: str = field(default_factory=lambda: f"{socket.gethostname()}-"
                                                     f"{uuid.uuid4().hex[:6]}")
@@ -78,6 +79,9 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds of idle stream before a bookmark is sent")
     p.add_argument("--subscription-status-interval", type=float, default=1.0,
                    help="seconds between writes of per-node subscription status to etcd")
+    p.add_argument("--subscription-max-linger", type=float, default=0.1,
+                   help="longest a delta waits so it shares one write with the next ones "
+                        "(the wait grows with the number of agents, up to this)")
     p.add_argument("--port-file", type=Path,
                    help="write the bound gRPC port here once serving (for --listen HOST:0)")
     return p
@@ -108,7 +112,8 @@ def from_args(argv: list[str] | None = None) -> Config:
         policy_map_max=a.policy_map_max, subscription_history=a.subscription_history,
         subscription_queue_bytes=a.subscription_queue_bytes,
         bookmark_interval=a.bookmark_interval,
-        subscription_status_interval=a.subscription_status_interval, port_file=a.port_file,
+        subscription_status_interval=a.subscription_status_interval,
+        subscription_max_linger=a.subscription_max_linger, port_file=a.port_file,
     )
     if a.replica_id:
         config.replica_id = a.replica_id

@@ -35,6 +35,8 @@ class Settings:
     bookmark_interval: float = 30.0
     status_interval: float = 1.0        # etcd status writes, at most once per interval
     node_ttl: int = 15                  # the node lease TTL; renewed every third of it
+    linger_per_subscriber: float = 100e-6   # flush interval per subscriber (see hub.py) ...
+    max_linger: float = 0.1                 # ... capped here
 
 
 class Fanout:
@@ -48,7 +50,9 @@ class Fanout:
         self.history = History(self.settings.history_window)
         self.state = SubscriptionState(keys, policy, self.history)
         self.snapshots = Snapshots(self.state)
-        self.hub = Hub(self.state, self.settings.bookmark_interval)
+        self.hub = Hub(self.state, self.settings.bookmark_interval,
+                       linger_per_subscriber=self.settings.linger_per_subscriber,
+                       max_linger=self.settings.max_linger)
         self.board = StatusBoard(etcd, keys, cache, replica,
                                  interval=self.settings.status_interval)
         self.hub.on_skip.append(self.board.changed)

@@ -51,7 +51,9 @@ class Subscriber:
         return max(self.acked_revision, self.skipped_revision)
 
     # -- producers (never block) -------------------------------------------------------------
-    def push_delta(self, revision: int, entry: bytes) -> None:
+    def push_delta(self, revision: int, entry: bytes, wake: bool = True) -> None:
+        """Queues a delta; `wake=False` leaves the sending to the hub's next flush, so
+        several deltas go out as one DeltaBatch in one write."""
         if self.failure is not None:
             return
         if self._queued_bytes + len(entry) > self.max_bytes:
@@ -61,6 +63,10 @@ class Subscriber:
         self._queue.append((True, entry))
         self._queued_bytes += len(entry)
         self.enqueued_revision = max(self.enqueued_revision, revision)
+        if wake:
+            self._wake.set()
+
+    def wake(self) -> None:
         self._wake.set()
 
     def push_message(self, message: bytes, revision: int = 0) -> None:
