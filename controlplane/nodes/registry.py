@@ -57,6 +57,8 @@ class NodeRegistry:
         self.cache = cache
         self.pool = pool
         self.ttl = ttl
+        # Allocations this replica proposed that its cache may not show yet (name -> it).
+        self._reserved: dict[str, NodeAllocation] = {}
 
     def nodes(self) -> list[Node]:
         return sorted((Node.from_json(kv.value) for kv in self.cache.under(self.keys.nodes)),
@@ -104,6 +106,7 @@ class NodeRegistry:
 
     async def deregister(self, name: str) -> None:
         """Removes the node with its endpoints and ipcache entries, and frees its id and CIDR."""
+        self._reserved.pop(name, None)
         kv = await self.etcd.get(self.keys.node_allocation(name))
         node = await self.etcd.get(self.keys.node(name))
         if kv is None and node is None:
@@ -118,29 +121,53 @@ class NodeRegistry:
         _log.info("node deregistered", node=name)
 
     async def _allocation(self, name: str) -> NodeAllocation:
+        """The node's id and CIDR: its stored allocation, else the lowest free pair.
+
+        The etcd transaction decides; candidates skip what this replica has proposed and its
+        cache does not show yet, so concurrent registrations through one replica do not all
+        race for the same id (each loser would wait for the cache and try again).
+        """
         key = self.keys.node_allocation(name)
         for _ in range(64):
             kv = await self.etcd.get(key)
             if kv is not None:
                 return NodeAllocation(**json.loads(kv.value))
-            used_cidrs = {json.loads(v.value)["pod_cidr"]
-                          for v in self.cache.under(self.keys.node_allocations)}
-            used_ids = {json.loads(v.value)["node_id"]
-                        for v in self.cache.under(self.keys.node_allocations)}
-            cidr = self.pool.free_cidr(used_cidrs)
-            node_id = next((i for i in range(1, MAX_NODE_ID + 1) if i not in used_ids), None)
-            if cidr is None or node_id is None:
-                raise exhausted(f"cluster pool {self.pool.network} has no free /"
-                                f"{self.pool.node_mask} left")
-            allocation = NodeAllocation(node_id, cidr)
-            result = await self.etcd.txn(
-                [ops.version_is(key, 0), ops.version_is(self.keys.node_id(node_id), 0),
-                 ops.version_is(self.keys.pod_cidr(cidr), 0)],
-                [ops.put(key, json.dumps(asdict(allocation)).encode()),
-                 ops.put(self.keys.node_id(node_id), name.encode()),
-                 ops.put(self.keys.pod_cidr(cidr), name.encode())],
-            )
+            allocation = self._candidate()
+            self._reserved[name] = allocation
+            try:
+                result = await self.etcd.txn(
+                    [ops.version_is(key, 0),
+                     ops.version_is(self.keys.node_id(allocation.node_id), 0),
+                     ops.version_is(self.keys.pod_cidr(allocation.pod_cidr), 0)],
+                    [ops.put(key, json.dumps(asdict(allocation)).encode()),
+                     ops.put(self.keys.node_id(allocation.node_id), name.encode()),
+                     ops.put(self.keys.pod_cidr(allocation.pod_cidr), name.encode())],
+                )
+            except BaseException:
+                self._reserved.pop(name, None)
+                raise
             if result.succeeded:
-                return allocation
+                return allocation   # stays reserved until the cache shows it
+            self._reserved.pop(name, None)
             await self.cache.wait_for(result.revision, timeout=1.0)
         raise exhausted("node allocation kept conflicting; retry")
+
+    def _candidate(self) -> NodeAllocation:
+        prefix = self.keys.node_allocations
+        used_cidrs: set[str] = set()
+        used_ids: set[int] = set()
+        for kv in self.cache.under(prefix):
+            data = json.loads(kv.value)
+            used_cidrs.add(data["pod_cidr"])
+            used_ids.add(data["node_id"])
+        for other in list(self._reserved):
+            if self.keys.node_allocation(other) in self.cache.items:
+                del self._reserved[other]     # the cache has it now
+        used_cidrs |= {a.pod_cidr for a in self._reserved.values()}
+        used_ids |= {a.node_id for a in self._reserved.values()}
+        cidr = self.pool.free_cidr(used_cidrs)
+        node_id = next((i for i in range(1, MAX_NODE_ID + 1) if i not in used_ids), None)
+        if cidr is None or node_id is None:
+            raise exhausted(f"cluster pool {self.pool.network} has no free /"
+                            f"{self.pool.node_mask} left")
+        return NodeAllocation(node_id, cidr)
