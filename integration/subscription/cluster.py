@@ -51,7 +51,7 @@ class Cluster:
         self.etcd_server = EmbeddedEtcd(self.dir / "etcd", name=f"etcd-{self.tag}")
         self.replicas: dict[str, Replica] = {}
         self.etcd: Etcd | None = None
-        self._channels: list[grpc.aio.Channel] = []
+        self._channels: dict[str, grpc.aio.Channel] = {}
 
     async def __aenter__(self) -> Cluster:
         try:
@@ -93,8 +93,11 @@ class Cluster:
             replica.process.send_signal(signal.SIGKILL)
 
     def channel(self, address: str) -> grpc.aio.Channel:
-        channel = grpc.aio.insecure_channel(address)
-        self._channels.append(channel)
+        """One channel per address: a connection per call would cost the benchmark's writer
+        a TCP and HTTP/2 handshake per change."""
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = self._channels[address] = grpc.aio.insecure_channel(address)
         return channel
 
     # -- cluster operations through the gRPC API ---------------------------------------------
@@ -125,7 +128,7 @@ class Cluster:
         return (await self.etcd.status()).revision
 
     async def close(self) -> None:
-        for channel in self._channels:
+        for channel in self._channels.values():
             with contextlib.suppress(Exception):
                 await channel.close()
         for replica in self.replicas.values():
