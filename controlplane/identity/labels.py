@@ -16,7 +16,7 @@ from bulkhead.rpcerror import FieldViolation
 from .reserved import RESERVED
 
 MAX_LABELS = 64
-MAX_LABEL_LENGTH = 317  # source (≤ 63) + key (≤ 63 + 253 prefix? kept simple) + value
+MAX_LABEL_LENGTH = 576  # source (63) + ":" + key (254) + "=" + value (253), rounded up
 
 _SOURCE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,252}[A-Za-z0-9])?$")
