@@ -150,10 +150,12 @@ class Lab:
         Path(node.socket).unlink(missing_ok=True)
         self.say(f"agent for {node.name}")
         log = state.directory / f"agent-{node.name}.log"
+        node.metrics = f"127.0.0.1:{free_port()}"
         node.agent_pid = processes.start(
             [_bin("bulkhead-agent"), "--node", node.name, "--controlplane", state.controlplane,
              "--underlay-ip", node.underlay_ip, "--datapath", "bpf", "--netns", node.netns,
-             "--socket", node.socket, "--bpf-pin-root", state.pin_root], log)
+             "--socket", node.socket, "--bpf-pin-root", state.pin_root,
+             "--metrics-listen", node.metrics], log)
         state.save()
         self._wait(lambda: self._agent_connected(node), 90, f"agent {node.name} to connect",
                    log, node.agent_pid)

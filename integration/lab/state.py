@@ -22,6 +22,7 @@ class NodeState:
     socket: str = ""
     pod_cidr: str = ""
     agent_pid: int = 0
+    metrics: str = ""                 # the agent's Prometheus HOST:PORT
 
 
 @dataclass
