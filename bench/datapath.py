@@ -1,128 +1,231 @@
-"""Benchmark: cross-node TCP throughput with the Bulkhead programs vs plain VXLAN routing.
+"""Benchmark: the datapath in a lab, across nodes, against the same lab path without Bulkhead.
 
-(a) baseline: two node namespaces, pods on veths (same plumbing as the
-datapath), plain kernel routing over an ordinary VXLAN device (UDP 8472), no
-BPF programs.  (b) the same pods with the Bulkhead datapath and an allowing
-ingress policy on the server.  iperf3 runs pod -> pod across nodes for each.
-Everything lives in uniquely named namespaces and pin directories, removed at
-the end.  Last line: ``datapath throughput ratio: <b/a>`` (target >= 0.90).
+Two labs run side by side, each with a server pod on n1 and a client pod on n2:
+(a) `--datapath=none`: plain kernel routing over VXLAN, no Bulkhead programs;
+(b) Bulkhead (bpf), with a CiliumNetworkPolicy that allows the client to the server's ports,
+    applied with `bulkhead policy apply -f FILE --wait` (a third port is checked to be dropped,
+    so (b) really runs with ingress enforcement on).
+Measured in both, alternating a/b for ROUNDS rounds on this shared machine, medians reported:
+- iperf3 TCP throughput, client -> server, one stream;
+- TCP request/response rate (bench/rr.py): `rr` = 64-byte request/reply round trips over one
+  connection; `crr` = a new connection per request/reply.
+Then, in lab (b): the RSS growth of n1's agent while its ipcache grows to 10,000 entries
+(endpoints created through the control plane on agent-less nodes; bench/agent_memory.py), and
+the 100,000-entry ipcache write timing (bench/datapath_maps.py, run as is).
+
+Targets (DESIGN.md §9): (b)/(a) >= 0.90 for throughput and request rate; 100,000 ipcache
+entries <= 1 s; <= 10 KiB per endpoint.  Needs root, bcc, iperf3 and curl.  Labs get unique
+names and a temporary BULKHEAD_STATE_DIR and are taken down even on failure.
+Last line: ``datapath throughput ratio: <b/a>``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import shutil
+import statistics
 import subprocess
 import sys
-import time
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from pyroute2 import IPRoute, netns
+import agent_memory  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 
-from nodeagent.datapath import Datapath, Direction, EndpointSpec, IpcacheEntry, PolicyEntry
-from nodeagent.datapath.loader import remove_pins
-from nodeagent.datapath.netlink import ensure_endpoint_link
+from integration.lab import processes  # noqa: E402
+from integration.lab.lab import Lab, _bin  # noqa: E402
+from integration.lab.state import PodState  # noqa: E402
 
-SECONDS = 4
-
-
-def sh(*args: str) -> str:
-    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
-
-
-def make_nodes(tag: str, created: list[str]) -> tuple[str, str]:
-    n1, n2 = f"bhb{tag}-n1", f"bhb{tag}-n2"
-    for ns in (n1, n2):
-        netns.create(ns)
-        created.append(ns)
-    with IPRoute(netns=n1) as ipr:
-        ipr.link("add", ifname="ul", kind="veth", peer={"ifname": "ul", "net_ns_fd": n2})
-    for i, ns in enumerate((n1, n2), start=1):
-        sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"192.168.78.{i}/24", "dev", "ul")
-        sh("ip", "netns", "exec", ns, "ip", "link", "set", "ul", "up")
-        sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
-    return n1, n2
-
-
-def make_pod(name: str, created: list[str]) -> str:
-    netns.create(name)
-    created.append(name)
-    return name
-
-
-def iperf(client: str, server: str, server_ip: str) -> float:
-    srv = subprocess.Popen(
-        ["ip", "netns", "exec", server, "iperf3", "-s", "-1"], stdout=subprocess.DEVNULL
-    )
-    try:
-        time.sleep(0.5)
-        out = sh("ip", "netns", "exec", client, "iperf3", "-c", server_ip, "-t", str(SECONDS),
-                 "-J")
-        return float(json.loads(out)["end"]["sum_received"]["bits_per_second"])
-    finally:
-        srv.kill()
-        srv.wait()
+ROUNDS = 5
+IPERF_SECONDS = 3
+RR_SECONDS = 2.0
+IPERF_PORT, RR_PORT, DENIED_PORT = 5201, 5202, 5203
+ENDPOINTS = 10_000
+POLICY = f"""\
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: bench-allow
+  namespace: default
+spec:
+  description: the benchmark client may reach the server's iperf3 and request/response ports
+  endpointSelector:
+    matchLabels:
+      app: bench-server
+  ingress:
+  - fromEndpoints:
+    - matchLabels:
+        app: bench-client
+    toPorts:
+    - ports:
+      - port: "{IPERF_PORT}"
+        protocol: TCP
+      - port: "{RR_PORT}"
+        protocol: TCP
+"""
 
 
-def baseline(tag: str, created: list[str]) -> float:
-    n1, n2 = make_nodes(tag + "a", created)
-    c, s = make_pod(f"bhb{tag}a-c", created), make_pod(f"bhb{tag}a-s", created)
-    for node, pod, ip in ((n1, c, "10.1.0.10"), (n2, s, "10.2.0.10")):
-        with IPRoute(netns=node) as ipr:
-            ensure_endpoint_link(ipr, "lxc10", pod, "eth0", ip, 1450)
-    for i, (node, other, remote_net) in enumerate(
-        ((n1, "192.168.78.2", "10.2.0.0/24"), (n2, "192.168.78.1", "10.1.0.0/24")), start=1
-    ):
-        x = ("ip", "netns", "exec", node)
-        sh(*x, "ip", "link", "add", "vx0", "type", "vxlan", "id", "42", "remote", other,
-           "dstport", "8472")
-        sh(*x, "ip", "addr", "add", f"172.30.0.{i}/24", "dev", "vx0")
-        sh(*x, "ip", "link", "set", "vx0", "up")
-        sh(*x, "ip", "route", "add", remote_net, "via", f"172.30.0.{3 - i}")
-        sh(*x, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-    return iperf(c, s, "10.2.0.10")
+def say(msg: str) -> None:
+    print(f"==> {msg}", file=sys.stderr, flush=True)
 
 
-def with_bulkhead(tag: str, created: list[str], dps: list[Datapath]) -> float:
-    n1, n2 = make_nodes(tag + "b", created)
-    c, s = make_pod(f"bhb{tag}b-c", created), make_pod(f"bhb{tag}b-s", created)
-    ipcache = [
-        IpcacheEntry("10.1.0.10/32", 301, "192.168.78.1"),
-        IpcacheEntry("10.2.0.10/32", 300, "192.168.78.2"),
-    ]
-    for i, (node, pod, ip, ident) in enumerate(
-        ((n1, c, "10.1.0.10", 301), (n2, s, "10.2.0.10", 300)), start=1
-    ):
-        dp = Datapath(f"bench{tag}n{i}", netns=node)
-        dps.append(dp)
-        dp.setup_node(f"192.168.78.{i}")
-        dp.add_endpoint(EndpointSpec(10, ip, ident, pod, "lxc10"))
-        dp.sync_ipcache(ipcache)
-    dps[1].sync_policy(
-        10, [PolicyEntry(Direction.INGRESS, 301, 6)], ingress_enforced=True, egress_enforced=False
-    )
-    return iperf(c, s, "10.2.0.10")
+@dataclass
+class Side:
+    """One lab under test and what was measured in it."""
+
+    key: str
+    lab: Lab
+    server: PodState | None = None
+    client: PodState | None = None
+    pids: list[int] = field(default_factory=list)
+    results: dict[str, list[float]] = field(default_factory=dict)
+
+    def run(self, pod: PodState, *argv: str, timeout: float = 60) -> str:
+        out = subprocess.run(["ip", "netns", "exec", pod.netns, *argv], capture_output=True,
+                             text=True, timeout=timeout)
+        if out.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} in {pod.name} ({self.key}): exit "
+                               f"{out.returncode}: {out.stderr.strip()[-500:]}")
+        return out.stdout
+
+    def record(self, name: str, value: float) -> None:
+        self.results.setdefault(name, []).append(value)
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.results[name])
+
+
+def start_lab(side: Side, datapath: str) -> None:
+    say(f"lab {side.lab.name}: --datapath={datapath}")
+    side.lab.up(2, datapath=datapath)
+    side.server = side.lab.pod_create("server", "n1", "default", ["app=bench-server"])
+    side.client = side.lab.pod_create("client", "n2", "default", ["app=bench-client"])
+    directory = side.lab.state().directory
+    side.pids.append(processes.start(
+        ["ip", "netns", "exec", side.server.netns, "iperf3", "-s", "-p", str(IPERF_PORT)],
+        directory / "iperf3.log"))
+    side.pids.append(processes.start_ready(
+        ["ip", "netns", "exec", side.server.netns, sys.executable, str(ROOT / "bench/rr.py"),
+         "server", str(RR_PORT)], directory / "rr.log"))
+
+
+def apply_policy(side: Side) -> None:
+    """The allowing policy, waited for on every node; then prove enforcement is on."""
+    assert side.server is not None and side.client is not None
+    path = side.lab.state().directory / "bench-allow.yaml"
+    path.write_text(POLICY)
+    out = subprocess.run([_bin("bulkhead"), "policy", "apply", "-f", str(path), "--wait"],
+                         capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise RuntimeError(f"bulkhead policy apply failed: {out.stdout}{out.stderr}")
+    say(out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "policy applied")
+    denied = subprocess.run(
+        ["ip", "netns", "exec", side.client.netns, "curl", "-s", "-o", "/dev/null",
+         "--connect-timeout", "1", f"http://{side.server.ip}:{DENIED_PORT}/"],
+        capture_output=True, timeout=10).returncode
+    if denied != 28:
+        raise RuntimeError(f"port {DENIED_PORT} should time out under the policy; curl exit "
+                           f"{denied}")
+
+
+def measure(side: Side) -> None:
+    assert side.server is not None and side.client is not None
+    ip = side.server.ip
+    out = side.run(side.client, "iperf3", "-c", ip, "-p", str(IPERF_PORT), "-t",
+                   str(IPERF_SECONDS), "-O", "1", "-J", timeout=IPERF_SECONDS + 30)
+    bps = float(json.loads(out)["end"]["sum_received"]["bits_per_second"])
+    side.record("throughput", bps)
+    for mode in ("rr", "crr"):
+        got = json.loads(side.run(side.client, sys.executable, str(ROOT / "bench/rr.py"),
+                                  "client", ip, str(RR_PORT), str(RR_SECONDS), mode))
+        side.record(mode, got["rate"])
+    say(f"({side.key}) {bps / 1e9:.2f} Gbit/s, rr {side.results['rr'][-1]:.0f}/s, "
+        f"crr {side.results['crr'][-1]:.0f}/s")
+
+
+def stop_side(side: Side) -> None:
+    for pid in side.pids:
+        processes.stop(pid)
+    side.lab.down()
+
+
+def maps_bench() -> list[str]:
+    out = subprocess.run([sys.executable, str(ROOT / "bench/datapath_maps.py")],
+                         capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:
+        raise RuntimeError(f"bench/datapath_maps.py failed: {out.stderr[-1000:]}")
+    return out.stdout.strip().splitlines()
 
 
 def main() -> None:
     tag = secrets.token_hex(2)
-    created: list[str] = []
-    dps: list[Datapath] = []
+    state_dir = tempfile.mkdtemp(prefix="bulkhead-bench-")
+    os.environ["BULKHEAD_STATE_DIR"] = state_dir
+    a = Side("a", Lab(f"ba{tag}", say=lambda m: None))
+    b = Side("b", Lab(f"bb{tag}", say=lambda m: None))
+    lines: list[str] = []
     try:
-        a = baseline(tag, created)
-        b = with_bulkhead(tag, created, dps)
+        start_lab(a, "none")
+        start_lab(b, "bpf")
+        apply_policy(b)
+        for i in range(ROUNDS):
+            for side in (a, b) if i % 2 == 0 else (b, a):
+                measure(side)
+        say(f"agent memory: growing the ipcache by {ENDPOINTS} endpoints")
+        node = b.lab.state().nodes["n1"]
+        memory = agent_memory.measure(b.lab.state().controlplane, node.agent_pid, node.socket,
+                                      ENDPOINTS, tag)
     finally:
-        for dp in dps:
-            dp.teardown()
-        for i in (1, 2):
-            remove_pins(f"bench{tag}n{i}")
-        for ns in reversed(created):
-            netns.remove(ns)
-    print(f"(a) plain VXLAN routing, no programs: {a / 1e9:.2f} Gbit/s")
-    print(f"(b) Bulkhead datapath, allowing policy: {b / 1e9:.2f} Gbit/s")
-    print(f"datapath throughput ratio: {b / a:.2f}")
+        for side in (a, b):
+            try:
+                stop_side(side)
+            except Exception as exc:  # take down the other lab regardless
+                print(f"bench: taking down {side.lab.name} failed: {exc}", file=sys.stderr)
+        shutil.rmtree(state_dir, ignore_errors=True)
+    say("100,000 ipcache entries (bench/datapath_maps.py)")
+    lines += maps_bench()
+
+    def each(name: str, side: Side, scale: float, unit: str) -> str:
+        return ", ".join(f"{v / scale:.2f}" for v in side.results[name]) + f" {unit}"
+
+    print(f"rounds: {ROUNDS}, alternating a/b; medians below")
+    for side, what in ((a, "plain VXLAN routing, no programs"),
+                       (b, "Bulkhead datapath, allowing policy")):
+        print(f"({side.key}) {what}:")
+        print(f"    throughput {side.median('throughput') / 1e9:.2f} Gbit/s "
+              f"[{each('throughput', side, 1e9, 'Gbit/s')}]")
+        print(f"    rr  (64 B round trips, one connection) {side.median('rr'):.0f}/s "
+              f"[{each('rr', side, 1, '/s')}]")
+        print(f"    crr (new connection per request)        {side.median('crr'):.0f}/s "
+              f"[{each('crr', side, 1, '/s')}]")
+    # The machine is shared: contention only ever slows a sample down, so the best sample of
+    # each side and the ratios of the a/b pairs measured back to back are printed as well.
+    for name in ("throughput", "rr", "crr"):
+        pairs = [bv / av for av, bv in zip(a.results[name], b.results[name], strict=True)]
+        print(f"{name}: best b/a {max(b.results[name]) / max(a.results[name]):.2f}; "
+              f"per-round b/a [{', '.join(f'{r:.2f}' for r in pairs)}], "
+              f"median {statistics.median(pairs):.2f}")
+    rr_ratio = b.median("rr") / a.median("rr")
+    crr_ratio = b.median("crr") / a.median("crr")
+    print(f"request/response rate ratio (rr, one connection): {rr_ratio:.2f} (target >= 0.90)")
+    print(f"request/response rate ratio (crr, new connections): {crr_ratio:.2f} "
+          "(target >= 0.90)")
+    print(f"agent ipcache entries: {memory['entries_before']:.0f} -> "
+          f"{memory['entries_after']:.0f} ({ENDPOINTS} endpoints created in "
+          f"{memory['create_seconds']:.1f} s)")
+    print(f"agent RSS: {memory['rss_before_kib'] / 1024:.1f} MiB -> "
+          f"{memory['rss_after_kib'] / 1024:.1f} MiB")
+    print(f"agent RSS per endpoint @10k ipcache entries: {memory['kib_per_endpoint']:.2f} KiB "
+          f"(growth; target <= 10 KiB); whole RSS / entries: "
+          f"{memory['kib_per_entry_total']:.2f} KiB")
+    for line in lines:
+        print(line)
+    print(f"datapath throughput ratio: {b.median('throughput') / a.median('throughput'):.2f}")
 
 
 if __name__ == "__main__":
