@@ -26,6 +26,7 @@ from bulkhead.v1 import (
     endpoint_pb2_grpc,
     node_pb2,
     node_pb2_grpc,
+    types_pb2,
 )
 
 PER_NODE = 250
@@ -48,7 +49,7 @@ def ipcache_entries(socket: str) -> int:
 
 
 @contextlib.contextmanager
-def filler_nodes(cp: str, count: int, tag: str) -> Iterator[list[node_pb2.Node]]:
+def filler_nodes(cp: str, count: int, tag: str) -> Iterator[list[types_pb2.Node]]:
     """Registers ``count`` agent-less nodes and heartbeats them while the block runs."""
     channel = grpc.insecure_channel(cp)
     stub = node_pb2_grpc.NodeServiceStub(channel)
@@ -73,7 +74,7 @@ def filler_nodes(cp: str, count: int, tag: str) -> Iterator[list[node_pb2.Node]]
         channel.close()
 
 
-async def create_endpoints(cp: str, nodes: list[node_pb2.Node], total: int) -> None:
+async def create_endpoints(cp: str, nodes: list[types_pb2.Node], total: int) -> None:
     """``total`` endpoints, PER_NODE per filler node, IDENTITIES distinct label sets, with
     explicit IPs (the registry would otherwise scan for a free one each time)."""
     jobs: asyncio.Queue[tuple[int, str, str]] = asyncio.Queue()
