@@ -80,6 +80,7 @@ async def test_status_lists_every_replica(replicas: ReplicaFactory) -> None:
     assert await eventually(both_listed, timeout=10)
     rc, out, _ = await bulkhead(b.address, "status")
     assert rc == 0 and "beta (this), alpha" in out and "Flows:" in out
+    assert "Policies:        0" in out
     await a.stop()
 
     async def only_beta() -> bool:

@@ -33,6 +33,9 @@ class StatusReporter:
             "ipcache": sum(1 for _ in cp.cache.under(cp.keys.ipcache)),
             "cache_revision": cp.cache.revision,
         }
+        engine = getattr(cp, "policy_engine", None)
+        if engine is not None:
+            counts["policies"] = len(engine.stored)
         if hasattr(cp, "subscriptions"):
             connected = [s for s in cp.subscriptions.statuses().values() if s.connected]
             counts["subscribers"] = len(connected)

@@ -160,8 +160,9 @@ def main() -> None:
     for hint in ("bulkhead status", "bulkhead identity list", "bulkhead-lab pod list",
                  "bulkhead observe --follow   (and land ships in another terminal)",
                  "bulkhead agent --node n1 bpf policy get deathstar-1   (the BPF policy map)",
-                 "bulkhead policy trace --src k8s:org=alliance --dst "
-                 "k8s:org=empire,k8s:class=deathstar --dport 80/TCP",
+                 "bulkhead policy trace --src k8s:org=alliance,k8s:io.kubernetes.pod.namespace="
+                 "default --dst k8s:org=empire,k8s:class=deathstar,"
+                 "k8s:io.kubernetes.pod.namespace=default --dport 80/TCP",
                  "make down   (removes the lab)"):
         print(f"  {hint}")
     sys.exit(0 if good else 1)
