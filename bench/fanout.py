@@ -22,16 +22,20 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import grpc
+from fanout_stages import decompose, lag_summary, pct, print_stages, summary
 
 from bulkhead import log
-from bulkhead.v1 import node_pb2, node_pb2_grpc
+from bulkhead.v1 import node_pb2, node_pb2_grpc, subscription_pb2_grpc
 from bulkhead.v1 import subscription_pb2 as pb
+from controlplane.subscription.trace import ENV as TRACE_ENV
 from integration.subscription.cluster import Cluster
 from nodeagent.subscription.client import SubscriptionClient
 
@@ -41,24 +45,35 @@ WRITER_NODES = 10
 
 # -- worker process: many simulated agents on one event loop --------------------------------
 class BenchClient(SubscriptionClient):
+    """Records, per delta revision, when the message arrived and when it was applied."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, on_applied=self._applied, **kwargs)
         self.synced_at: list[tuple[float, str]] = []
+        self.deltas: dict[int, list[float]] = {}     # revision -> [received, applied]
+        self._received = 0.0
 
     async def _handle(self, message: pb.ServerMessage, acker: Any) -> bool:
+        self._received = time.time()
         reached = await super()._handle(message, acker)
         if message.WhichOneof("msg") == "synced":
             self.synced_at.append((time.time(), self.stats.replica))
         return reached
 
+    def _applied(self, revision: int, changes: Any, at: float) -> None:
+        if changes:
+            self.deltas[revision] = [self._received, at]
+
+
+async def loop_lag(samples: list[tuple[float, float]], tick: float = 0.01) -> None:
+    """How late this process's event loop wakes up: agents sharing it wait this long."""
+    while True:
+        before = time.monotonic()
+        await asyncio.sleep(tick)
+        samples.append((time.time(), time.monotonic() - before - tick))
+
 
 async def worker(args: argparse.Namespace) -> None:
-    applied: dict[int, list[float]] = {}
-
-    def on_applied(revision: int, changes: Any, at: float) -> None:
-        if changes:
-            applied.setdefault(revision, []).append(at)
-
     addresses = args.addresses.split(",")
     names = [f"bench-{i}" for i in range(args.first, args.first + args.count)]
     # Register first, a few at a time (node-id allocation serializes on etcd anyway).
@@ -79,9 +94,11 @@ async def worker(args: argparse.Namespace) -> None:
     await asyncio.gather(*(register(args.first + k, n) for k, n in enumerate(names)))
     await channel.close()
     clients = [BenchClient(name, addresses, ack_interval=args.ack_interval, register=False,
-                           on_applied=on_applied, backoff=(0.2, 2.0)) for name in names]
+                           backoff=(0.2, 2.0)) for name in names]
     for client in clients:
         client._index = 0
+    lags: list[tuple[float, float]] = []
+    lagger = asyncio.create_task(loop_lag(lags))
     tasks: list[asyncio.Task[None]] = []
     for i in range(0, len(clients), 50):   # connect in waves; registration costs etcd writes
         tasks += [asyncio.create_task(c.run()) for c in clients[i:i + 50]]
@@ -91,14 +108,18 @@ async def worker(args: argparse.Namespace) -> None:
     status = Path(args.out + ".status")
     while not stop.is_set():
         data = {"synced": sum(c.synced.is_set() for c in clients),
+                "connects": sum(c.stats.connects for c in clients),
+                "resets": sum(c.stats.resets for c in clients),
                 "synced_at": [c.synced_at for c in clients]}
         tmp = status.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
         tmp.replace(status)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.25)
-    result = {"applied": applied, "synced_at": [c.synced_at for c in clients],
-              "stats": [vars(c.stats) for c in clients]}
+    lagger.cancel()
+    result = {"agents": [{"node": c.node, "deltas": c.deltas} for c in clients],
+              "synced_at": [c.synced_at for c in clients],
+              "stats": [vars(c.stats) for c in clients], "lag": lags}
     Path(args.out).write_text(json.dumps(result))
     for task in tasks:
         task.cancel()
@@ -109,13 +130,6 @@ async def worker(args: argparse.Namespace) -> None:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 class Workers:
@@ -149,6 +163,13 @@ class Workers:
                 found.append(json.loads(path.read_text()))
         return found
 
+    def totals(self) -> dict[str, int]:
+        found = self.status()
+        return {k: sum(s.get(k, 0) for s in found) for k in ("synced", "connects", "resets")}
+
+    def pids(self) -> dict[str, int]:
+        return {f"worker {i}": proc.pid for i, proc in enumerate(self.procs)}
+
     async def wait_synced(self, agents: int, timeout: float) -> float:
         start = time.time()
         while sum(s["synced"] for s in self.status()) < agents:
@@ -181,39 +202,57 @@ class Workers:
                 await proc.wait()
 
 
+@dataclass
+class Load:
+    """What the writer managed: a run whose writer fell behind measures something else."""
+    scheduled: int = 0
+    ok: int = 0
+    failed: int = 0
+    first_error: str = ""
+    late: list[float] = dataclass_field(default_factory=list)  # send time - scheduled time
+    elapsed: float = 0.0
+
+
 async def write_load(cluster: Cluster, address: str, rate: float, duration: float,
-                     sent: dict[str, float], tag: str) -> int:
+                     sent: dict[str, float], tag: str) -> Load:
     """Creates endpoints at `rate` changes/s, deleting each one 40 changes later."""
     live: list[str] = []
     tasks: list[asyncio.Task[None]] = []
-    ops = int(rate * duration)
+    load = Load(scheduled=int(rate * duration))
     start = time.monotonic()
 
-    async def create(name: str) -> None:
-        sent[name + "+"] = time.time()
-        node = f"bench-writer-{hash(name) % WRITER_NODES}"
-        await cluster.create_endpoint(address, node, name, [f"k8s:app=load{len(name) % 5}"])
+    async def timed(key: str, call: Any) -> None:
+        sent[key] = time.time()
+        try:
+            await call
+            load.ok += 1
+        except Exception as exc:
+            load.failed += 1
+            load.first_error = load.first_error or f"{type(exc).__name__}: {exc}"[:300]
+            sent.pop(key, None)
 
-    async def delete(name: str) -> None:
-        sent[name + "-"] = time.time()
-        await cluster.delete_endpoint(address, name)
-
-    for i in range(ops):
-        delay = start + i / rate - time.monotonic()
+    for i in range(load.scheduled):
+        due = start + i / rate
+        delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+        load.late.append(time.monotonic() - due)
         if len(live) >= 40 and i % 2:
-            tasks.append(asyncio.create_task(delete(live.pop(0))))
+            name = live.pop(0)
+            tasks.append(asyncio.create_task(timed(name + "-",
+                                                   cluster.delete_endpoint(address, name))))
         else:
             name = f"{tag}-{i}"
             live.append(name)
-            tasks.append(asyncio.create_task(create(name)))
-    await asyncio.gather(*tasks, return_exceptions=True)
-    for name in live:
-        sent[name + "-"] = time.time()
+            node = f"bench-writer-{hash(name) % WRITER_NODES}"
+            tasks.append(asyncio.create_task(timed(name + "+", cluster.create_endpoint(
+                address, node, name, [f"k8s:app=load{len(name) % 5}"]))))
+    await asyncio.gather(*tasks)
+    load.elapsed = time.monotonic() - start
+    for name in live:   # clean-up, not measured
         with contextlib.suppress(Exception):
             await cluster.delete_endpoint(address, name)
-    return ops + len(live)
+    return load
 
 
 async def watch_revisions(cluster: Cluster, seen: dict[int, tuple[str, float]]) -> None:
@@ -231,25 +270,78 @@ async def watch_revisions(cluster: Cluster, seen: dict[int, tuple[str, float]]) 
         call.cancel()
 
 
+def cpu_of(pids: dict[str, int]) -> dict[str, float]:
+    found = {}
+    for name, pid in pids.items():
+        with contextlib.suppress(OSError):
+            found[name] = cpu_seconds(pid)
+    return found
+
+
+async def caught_up(cluster: Cluster, address: str, timeout: float) -> float | None:
+    """Seconds until the replica's state reached etcd's revision as of each check (twice in
+    a row, 0.5 s apart), or None."""
+    stub = subscription_pb2_grpc.SubscriptionAdminServiceStub(cluster.channel(address))
+    start = time.time()
+    streak = 0
+    while time.time() - start < timeout:
+        target = await cluster.revision()
+        await asyncio.sleep(0.5)
+        response = await stub.ListSubscriptions(pb.ListSubscriptionsRequest(), timeout=10)
+        streak = streak + 1 if response.revision >= target else 0
+        if streak >= 2:
+            return time.time() - start
+    return None
+
+
+async def read_trace(replica: Any, path: Path) -> dict[str, Any]:
+    """Asks the replica (SIGUSR1) to write its fan-out trace, and reads it."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    replica.process.send_signal(signal.SIGUSR1)
+    for _ in range(200):
+        if path.exists():
+            return dict(json.loads(path.read_text()))
+        await asyncio.sleep(0.05)
+    return {}
+
+
 async def measure(cluster: Cluster, agents: int, args: argparse.Namespace,
                   replica_a: Any, replica_b: Any, failover: bool) -> dict[str, Any]:
+    processes = args.workers or max(1, min(4, agents // 50 or 1))
     workers = Workers(cluster, f"{replica_a.address},{replica_b.address}", agents,
-                      max(1, min(args.workers, agents // 50 or 1)), args.ack_interval,
-                      f"n{agents}")
-    report: dict[str, Any] = {"agents": agents}
+                      processes, args.ack_interval, f"n{agents}")
+    report: dict[str, Any] = {"agents": agents, "workers": processes, "invalid": []}
+    invalid: list[str] = report["invalid"]
     try:
         await workers.start()
         report["connect_s"] = await workers.wait_synced(agents, timeout=240)
+        # 1,000 registrations are 1,000 node deltas to up to 1,000 agents: the replica's
+        # watch may still be catching up, and writes started now would measure that backlog.
+        report["settle_s"] = await caught_up(cluster, replica_a.address, timeout=120)
+        if report["settle_s"] is None:
+            invalid.append("replica a's etcd watch did not catch up within 120 s of connecting")
+        before = workers.totals()
         seen: dict[int, tuple[str, float]] = {}
         sent: dict[str, float] = {}
         watcher = asyncio.create_task(watch_revisions(cluster, seen))
+        lags: list[tuple[float, float]] = []
+        lagger = asyncio.create_task(loop_lag(lags))
         await asyncio.sleep(0.5)
-        cpu0 = cpu_seconds(replica_a.process.pid)
+        pids = {"replica a": replica_a.process.pid, "replica b": replica_b.process.pid,
+                "coordinator": os.getpid(), **workers.pids()}
+        etcd_process = getattr(cluster.etcd_server, "_process", None)
+        if etcd_process is not None:
+            pids["etcd"] = etcd_process.pid
+        cpu0, t0 = cpu_of(pids), time.time()
         # Writes go through the other replica: replica a's CPU is then the fan-out's.
-        ops = await write_load(cluster, replica_b.address, args.rate, args.duration, sent,
-                               f"w{agents}")
+        load = await write_load(cluster, replica_b.address, args.rate, args.duration, sent,
+                                f"w{agents}")
         await asyncio.sleep(2.0)   # let the last changes arrive
-        cpu = cpu_seconds(replica_a.process.pid) - cpu0
+        cpu1, t1 = cpu_of(pids), time.time()
+        trace = await read_trace(replica_a, cluster.dir / "trace-a.json")
+        after = workers.totals()
+        lagger.cancel()
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
@@ -258,24 +350,65 @@ async def measure(cluster: Cluster, agents: int, args: argparse.Namespace,
         results = await workers.finish()
     finally:
         await workers.kill()
+    # Raw clocks beside the logs (kept with BULKHEAD_KEEP_TEST_DIRS=1), for a post-mortem.
+    (cluster.dir / f"timings-n{agents}.json").write_text(json.dumps({"sent": sent,
+                                                                     "seen": seen}))
+    report["cpu_pct"] = {k: (cpu1[k] - cpu0[k]) / (t1 - t0) * 100 for k in cpu1 if k in cpu0}
     base = [t - sent[name] for name, t in seen.values() if name in sent]
+    sent_at = {rev: sent[name] for rev, (name, _) in seen.items() if name in sent}
     fanout: list[float] = []
     added: list[float] = []    # what the fan-out adds to etcd's own delivery, per change
     for result in results:
-        for rev, times in result["applied"].items():
-            entry = seen.get(int(rev))
-            if entry is not None and entry[0] in sent:
-                fanout += [t - sent[entry[0]] for t in times]
-                added += [t - entry[1] for t in times]
-    expected = len([1 for name, _ in seen.values() if name in sent]) * agents
+        for agent in result["agents"]:
+            for rev, (_, applied) in agent["deltas"].items():
+                entry = seen.get(int(rev))
+                if entry is not None and entry[0] in sent:
+                    fanout.append(applied - sent[entry[0]])
+                    added.append(applied - entry[1])
+    expected = len(sent_at) * agents
+    stages = decompose(sent_at, trace, [a for r in results for a in r["agents"]])
+
+    def in_window(samples: Any) -> list[float]:
+        return [lag for at, lag in samples if t0 <= at <= t1]
+
     report.update({
-        "changes": ops, "deltas": len(base), "applied": len(fanout), "expected": expected,
-        "etcd_ms": [pct(base, 50) * 1e3, pct(base, 99) * 1e3, max(base, default=0) * 1e3],
-        "fanout_ms": [pct(fanout, 50) * 1e3, pct(fanout, 99) * 1e3,
-                      max(fanout, default=0) * 1e3],
-        "added_ms": [pct(added, 50) * 1e3, pct(added, 99) * 1e3, max(added, default=0) * 1e3],
-        "cpu_ms_per_delta": cpu / max(1, len(base)) * 1e3,
+        "changes": load.scheduled, "written": load.ok, "deltas": len(base),
+        "applied": len(fanout), "expected": expected,
+        "etcd_ms": summary(base), "fanout_ms": summary(fanout), "added_ms": summary(added),
+        "cpu_ms_per_delta": (cpu1.get("replica a", 0) - cpu0.get("replica a", 0))
+        / max(1, len(base)) * 1e3,
+        "stages": stages,
+        "lag": {"replica a": in_window(trace.get("lag", [])), "coordinator": in_window(lags),
+                **{f"worker {i}": in_window(r["lag"]) for i, r in enumerate(results)}},
+        "writer_late_ms": summary(load.late),
     })
+    # -- is this run a measurement at all? --
+    rate = load.ok / load.elapsed if load.elapsed else 0.0
+    if load.failed:
+        invalid.append(f"writer: {load.failed} of {load.scheduled} changes failed "
+                       f"({load.first_error})")
+    if rate < 0.95 * args.rate or pct(load.late, 99) > 0.1:
+        invalid.append(f"writer fell behind: {rate:.0f}/s of {args.rate:.0f}/s, "
+                       f"p99 {pct(load.late, 99) * 1e3:.0f} ms late")
+    if len(base) < load.ok:
+        invalid.append(f"etcd watch saw {len(base)} of {load.ok} written changes")
+    if len(fanout) < expected:
+        invalid.append(f"agents applied {len(fanout)} of {expected} (change, agent) pairs")
+    if after["connects"] != before["connects"] or after["resets"] != before["resets"]:
+        invalid.append(f"agents reconnected during the run "
+                       f"({after['connects'] - before['connects']} connects, "
+                       f"{after['resets'] - before['resets']} resets)")
+    if not trace:
+        invalid.append("replica a wrote no fan-out trace (stages unknown)")
+    if len(results) < len(workers.procs):
+        invalid.append(f"only {len(results)} of {len(workers.procs)} agent processes reported")
+    if failover:
+        if report["resume_all_s"] == float("inf"):
+            invalid.append("resume incomplete: not every agent of replica a synced again "
+                           "within 60 s")
+        elif report["on_killed"] < agents:
+            invalid.append(f"resume: only {report['on_killed']} of {agents} agents were on "
+                           f"replica a")
     return report
 
 
@@ -307,12 +440,16 @@ async def fail_over(cluster: Cluster, workers: Workers, agents: int,
             "resume_snapshots": snapshots, "resumed": resumed, "on_killed": on_a}
 
 
-async def coordinator(args: argparse.Namespace) -> None:
+async def coordinator(args: argparse.Namespace) -> int:
     log.configure("bench", level="warning")
     counts = [int(n) for n in args.agents.split(",")]
     async with Cluster() as cluster:
         extra = ["--node-ttl", "60", *os.environ.get("BENCH_CP_ARGS", "").split()]
-        a = await cluster.start_replica("a", *extra)
+        os.environ[TRACE_ENV] = str(cluster.dir / "trace-a.json")
+        try:
+            a = await cluster.start_replica("a", *extra)
+        finally:
+            del os.environ[TRACE_ENV]
         b = await cluster.start_replica("b", *extra)
         for w in range(WRITER_NODES):
             await cluster.register(b.address, f"bench-writer-{w}", f"172.31.0.{w + 1}")
@@ -328,7 +465,13 @@ async def coordinator(args: argparse.Namespace) -> None:
         finally:
             keep.cancel()
     last = reports[-1]
-    print(f"fanout p99 ms @{last['agents']}: {last['fanout_ms'][1]:.1f}")
+    base = f"etcd watch p99 {last['etcd_ms'][1]:.1f} ms"
+    if last["invalid"]:
+        print(f"fanout p99 ms @{last['agents']}: invalid ({base}; "
+              f"{'; '.join(last['invalid'])})")
+        return 1
+    print(f"fanout p99 ms @{last['agents']}: {last['fanout_ms'][1]:.1f} ({base})")
+    return 0
 
 
 async def heartbeat(cluster: Cluster, *addresses: str) -> None:
@@ -345,15 +488,26 @@ async def heartbeat(cluster: Cluster, *addresses: str) -> None:
 
 def print_report(r: dict[str, Any], rate: float) -> None:
     e, f = r["etcd_ms"], r["fanout_ms"]
-    print(f"agents {r['agents']}: connected+synced in {r['connect_s']:.1f} s; "
-          f"{r['changes']} changes at {rate:.0f}/s, {r['deltas']} seen by the etcd watch; "
-          f"{r['applied']}/{r['expected']} agent applies")
+    print(f"agents {r['agents']} in {r['workers']} processes: connected+synced in "
+          f"{r['connect_s']:.1f} s, replica's watch caught up in {r['settle_s'] or -1:.1f} s; "
+          f"{r['changes']} changes at {rate:.0f}/s, {r['written']} "
+          f"written, {r['deltas']} seen by the etcd watch; {r['applied']}/{r['expected']} "
+          f"agent applies")
+    for reason in r["invalid"]:
+        print(f"  INVALID: {reason}")
     print(f"  etcd watch delivery     p50 {e[0]:7.1f} ms  p99 {e[1]:7.1f} ms  max {e[2]:7.1f} ms")
     print(f"  change -> agent applied p50 {f[0]:7.1f} ms  p99 {f[1]:7.1f} ms  max {f[2]:7.1f} ms"
           f"  (p99 ratio vs etcd {f[1] / max(e[1], 1e-9):.1f}x)")
     d = r["added_ms"]
     print(f"  after the etcd watch    p50 {d[0]:7.1f} ms  p99 {d[1]:7.1f} ms  max {d[2]:7.1f} ms"
           f"  (what the fan-out adds)")
+    print_stages(r["stages"])
+    print("  event-loop lag: " + "; ".join(f"{k} {lag_summary(v)}"
+                                           for k, v in r["lag"].items() if v))
+    w = r["writer_late_ms"]
+    print(f"  writer lateness p50 {w[0]:.1f} / p99 {w[1]:.1f} / max {w[2]:.1f} ms")
+    print("  CPU % of one core: " + ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_pct"].items())
+          + f" (total {sum(r['cpu_pct'].values()):.0f} of {100 * (os.cpu_count() or 1)})")
     print(f"  control-plane CPU per delta: {r['cpu_ms_per_delta']:.2f} ms "
           f"(all {r['agents']} agents)")
     if "resume_all_s" in r:
@@ -368,7 +522,8 @@ def main() -> None:
     p.add_argument("--agents", default="100,1000", help="agent counts, comma-separated")
     p.add_argument("--rate", type=float, default=100.0, help="changes per second")
     p.add_argument("--duration", type=float, default=15.0, help="seconds of writes per count")
-    p.add_argument("--workers", type=int, default=4, help="agent processes")
+    p.add_argument("--workers", type=int, default=0,
+                   help="agent processes (default: one per 50 agents, at most 4)")
     p.add_argument("--ack-interval", type=float, default=0.5)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--addresses", help=argparse.SUPPRESS)
@@ -380,7 +535,7 @@ def main() -> None:
         log.configure("bench-agent", level="warning")
         asyncio.run(worker(args))
     else:
-        asyncio.run(coordinator(args))
+        sys.exit(asyncio.run(coordinator(args)))
 
 
 if __name__ == "__main__":

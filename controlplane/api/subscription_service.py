@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -16,6 +17,7 @@ from bulkhead import log
 from bulkhead.rpcerror import ApiError, FieldViolation, abort, invalid
 from bulkhead.v1 import subscription_pb2 as pb
 from bulkhead.v1 import subscription_pb2_grpc
+from controlplane.subscription import trace
 from controlplane.subscription.fanout import Fanout
 from controlplane.subscription.status import NodeStatus
 from controlplane.subscription.subscriber import Subscriber
@@ -83,7 +85,13 @@ class SubscriptionService:
     @staticmethod
     async def _send(sub: Subscriber, context: grpc.aio.ServicerContext) -> None:
         async for message in sub.messages():
+            tracer = trace.TRACER
+            if tracer is None or not sub.sending[0]:
+                await context.write(message)
+                continue
+            taken = time.time()
             await context.write(message)
+            tracer.write(sub.node, *sub.sending, taken)
 
     async def _read(self, sub: Subscriber, requests: AsyncIterator[pb.AgentMessage]) -> None:
         async for message in requests:

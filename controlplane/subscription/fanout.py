@@ -16,7 +16,7 @@ from controlplane.store.cache import ClusterCache
 from controlplane.store.etcd import Compacted, Etcd, EtcdUnavailable
 from controlplane.store.keys import Keys
 
-from . import framing
+from . import framing, trace
 from .history import History
 from .hub import Hub
 from .policy import PolicySource
@@ -68,6 +68,8 @@ class Fanout:
         self.cache.on_progress(self.state.progress)
 
     async def start(self) -> None:
+        if trace.TRACER is not None:
+            trace.TRACER.start()
         self._tasks = [asyncio.create_task(self.hub.bookmarks(), name="sub-bookmarks"),
                        asyncio.create_task(self.board.run(), name="sub-status"),
                        asyncio.create_task(self._trim(), name="sub-history-trim")]

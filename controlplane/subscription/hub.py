@@ -20,7 +20,7 @@ from collections.abc import Callable
 from bulkhead import log
 from bulkhead.v1 import subscription_pb2 as pb
 
-from . import framing
+from . import framing, trace
 from .history import RevisionDelta
 from .state import SubscriptionState
 from .subscriber import Subscriber
@@ -79,6 +79,8 @@ class Hub:
                 self.resets += 1
                 self.remove(sub)
                 _log.warning("subscriber reset", node=node, reason="slow consumer")
+        if trace.TRACER is not None:
+            trace.TRACER.queued[delta.revision] = time.time()
         if pending and self._flush is None:
             self._schedule()
 

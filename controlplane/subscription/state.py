@@ -5,6 +5,7 @@ revision. Shared objects are kept serialized (a snapshot is then a concatenation
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 
 from bulkhead import log
@@ -12,7 +13,7 @@ from controlplane.store.cache import Change
 from controlplane.store.etcd import KV
 from controlplane.store.keys import Keys
 
-from . import content, framing
+from . import content, framing, trace
 from .history import History, RevisionDelta
 from .policy import PolicySource
 
@@ -59,6 +60,8 @@ class SubscriptionState:
             callback()
 
     def apply(self, revision: int, changes: list[Change]) -> None:
+        if trace.TRACER is not None:
+            trace.TRACER.watched[revision] = time.time()
         framed: list[bytes] = []
         touched: dict[tuple[str, int], bool] = {}   # (node, identity) -> hosted before
         for change in changes:

@@ -35,7 +35,8 @@ class Subscriber:
         self.last_sent = time.monotonic()
         self.failure: tuple[int, str] | None = None     # (Reset.Reason, detail)
         self.closed = asyncio.Event()
-        self._queue: deque[tuple[bool, bytes]] = deque()   # (is delta entry, bytes)
+        self._queue: deque[tuple[int, bytes]] = deque()   # (delta revision or 0, bytes)
+        self.sending = (0, 0)      # first and last delta revision of the message in flight
         self._queued_bytes = 0
         self._wake = asyncio.Event()
 
@@ -60,7 +61,7 @@ class Subscriber:
             self.fail(pb.Reset.SLOW_CONSUMER,
                       f"queue over {self.max_bytes} bytes; subscribe again")
             return
-        self._queue.append((True, entry))
+        self._queue.append((revision, entry))
         self._queued_bytes += len(entry)
         self.enqueued_revision = max(self.enqueued_revision, revision)
         if wake:
@@ -73,7 +74,7 @@ class Subscriber:
         """Control messages (welcome, snapshot, synced, bookmark) are not bounded."""
         if self.failure is not None:
             return
-        self._queue.append((False, message))
+        self._queue.append((0, message))
         self.enqueued_revision = max(self.enqueued_revision, revision)
         self._wake.set()
 
@@ -85,7 +86,7 @@ class Subscriber:
         self._queue.clear()
         self._queued_bytes = 0
         reset = pb.Reset(reason=pb.Reset.Reason.Name(reason), detail=detail)
-        self._queue.append((False, pb.ServerMessage(reset=reset).SerializeToString()))
+        self._queue.append((0, pb.ServerMessage(reset=reset).SerializeToString()))
         self._wake.set()
         self.closed.set()
 
@@ -107,18 +108,21 @@ class Subscriber:
                     return
                 self._wake.clear()
                 await self._wake.wait()
-            is_delta, data = self._queue.popleft()
-            if not is_delta:
+            first, data = self._queue.popleft()
+            if not first:
+                self.sending = (0, 0)
                 self.last_sent = time.monotonic()
                 yield data
                 continue
             entries = [data]
             size = len(data)
+            last = first
             while self._queue and self._queue[0][0] and size + len(self._queue[0][1]) \
                     < MAX_MESSAGE:
-                entry = self._queue.popleft()[1]
+                last, entry = self._queue.popleft()
                 entries.append(entry)
                 size += len(entry)
             self._queued_bytes -= size
+            self.sending = (first, last)
             self.last_sent = time.monotonic()
             yield framing.batch_message(entries)
