@@ -9,11 +9,13 @@ is announced with `reset` so they can rebuild.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import random
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import grpc
 
@@ -115,7 +117,7 @@ class ClusterCache:
         while True:
             try:
                 await self._watch_once()
-            except (EtcdUnavailable, grpc.aio.AioRpcError) as exc:
+            except (EtcdUnavailable, grpc.RpcError) as exc:
                 self.watching = False
                 _log.warning("etcd watch broken, retrying", error=str(exc), backoff=backoff)
                 await asyncio.sleep(backoff * (1 + random.random()))
@@ -133,24 +135,55 @@ class ClusterCache:
             backoff = 0.1
 
     async def _watch_once(self) -> None:
-        call = self.etcd.watch(self.prefix, self.revision + 1)
+        """Reads the watch on a thread and applies whatever has arrived at each loop turn, so
+        a busy loop (thousands of agent streams) never throttles the watch to one response per
+        turn; listeners still run on the loop, one whole revision at a time, in order."""
+        loop = asyncio.get_running_loop()
+        inbox: collections.deque[Any] = collections.deque()
+        arrived = asyncio.Event()
+        watch = self.etcd.watch_blocking(self.prefix, self.revision + 1)
+
+        def signal() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop may be closing
+                loop.call_soon_threadsafe(arrived.set)
+
+        def read() -> None:
+            try:
+                for response in watch:
+                    inbox.append(response)
+                    signal()
+                inbox.append(EtcdUnavailable("watch stream ended"))
+            except Exception as exc:
+                inbox.append(exc)
+            signal()
+
+        reader = threading.Thread(target=read, name="etcd-watch", daemon=True)
+        reader.start()
         try:
-            async for response in call:
-                if response.compact_revision:
-                    raise Compacted(response.compact_revision)
-                if response.canceled:
-                    raise EtcdUnavailable(response.cancel_reason or "watch canceled")
-                self.watching = True
-                if response.events:
-                    self._apply_events(response.events)
-                elif response.header.revision > self.revision and not response.created:
-                    self.revision = response.header.revision
-                    for callback in self._progress:
-                        callback(self.revision)
+            while True:
+                await arrived.wait()
+                arrived.clear()
+                while inbox:
+                    item = inbox.popleft()
+                    if isinstance(item, Exception):
+                        raise item
+                    self._handle(item)
                 await self._notify()
         finally:
-            call.cancel()
-        raise EtcdUnavailable("watch stream ended")
+            watch.cancel()
+
+    def _handle(self, response: Any) -> None:
+        if response.compact_revision:
+            raise Compacted(response.compact_revision)
+        if response.canceled:
+            raise EtcdUnavailable(response.cancel_reason or "watch canceled")
+        self.watching = True
+        if response.events:
+            self._apply_events(response.events)
+        elif response.header.revision > self.revision and not response.created:
+            self.revision = response.header.revision
+            for callback in self._progress:
+                callback(self.revision)
 
     def _apply_events(self, events: list) -> None:  # type: ignore[type-arg]
         batch: list[Change] = []

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import AsyncIterator, Sequence
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,8 +151,13 @@ class Etcd:
         self.endpoints = list(endpoints)
         self.timeout = timeout
         target, wants_tls = _target(self.endpoints)
+        # Reconnect quickly after an etcd restart, and let calls wait (within their timeout)
+        # for the connection instead of failing while the channel is backing off.
         options = [("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000),
-                   ("grpc.max_receive_message_length", 64 << 20)]
+                   ("grpc.max_receive_message_length", 64 << 20),
+                   ("grpc.initial_reconnect_backoff_ms", 100),
+                   ("grpc.min_reconnect_backoff_ms", 100),
+                   ("grpc.max_reconnect_backoff_ms", 1_000)]
         if tls is not None and (wants_tls or tls.cacert or tls.cert):
             creds = grpc.ssl_channel_credentials(
                 root_certificates=tls.cacert.read_bytes() if tls.cacert else None,
@@ -164,6 +170,13 @@ class Etcd:
                                                     options=options)
         else:
             self._channel = grpc.aio.insecure_channel(target, options=options)
+        self._target, self._options = target, options
+        self._credentials: grpc.ChannelCredentials | None = None
+        if tls is not None and (wants_tls or tls.cacert or tls.cert):
+            self._credentials = creds
+        elif wants_tls:
+            self._credentials = grpc.ssl_channel_credentials()
+        self._sync_channel: grpc.Channel | None = None
         self._kv = rpc.KVStub(self._channel)
         self._lease = rpc.LeaseStub(self._channel)
         self._watch = rpc.WatchStub(self._channel)
@@ -171,10 +184,12 @@ class Etcd:
 
     async def close(self) -> None:
         await self._channel.close()
+        if self._sync_channel is not None:
+            self._sync_channel.close()
 
     async def _call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
         try:
-            return await method(request, timeout=timeout or self.timeout)
+            return await method(request, timeout=timeout or self.timeout, wait_for_ready=True)
         except grpc.aio.AioRpcError as exc:
             if exc.code() in _UNREACHABLE:
                 raise EtcdUnavailable(exc.details() or exc.code().name) from None
@@ -261,3 +276,47 @@ class Etcd:
             await asyncio.Event().wait()
 
         return self._watch.Watch(requests())
+
+    def watch_blocking(self, prefix: str, start_revision: int, *,
+                       progress_notify: bool = True) -> BlockingWatch:
+        """The same watch on a synchronous channel, to be read from a thread: a reader that
+        does not need an event-loop turn per response keeps up however busy the loop is."""
+        if self._sync_channel is None:
+            if self._credentials is not None:
+                self._sync_channel = grpc.secure_channel(self._target, self._credentials,
+                                                         options=self._options)
+            else:
+                self._sync_channel = grpc.insecure_channel(self._target, options=self._options)
+        create = rpc.WatchCreateRequest(key=prefix.encode(), range_end=prefix_end(prefix),
+                                        start_revision=start_revision,
+                                        progress_notify=progress_notify)
+        done = threading.Event()
+
+        def requests() -> Iterator[Any]:
+            yield rpc.WatchRequest(create_request=create)
+            done.wait()  # keep the request side open; closing it would end the watch
+
+        call = rpc.WatchStub(self._sync_channel).Watch(requests())
+        return BlockingWatch(call, done)
+
+
+class BlockingWatch:
+    """Iterates WatchResponses (blocking); `cancel()` from any thread ends the iteration."""
+
+    def __init__(self, call: Any, done: threading.Event) -> None:
+        self._call = call
+        self._done = done
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            yield from self._call
+        except grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            if code == grpc.StatusCode.CANCELLED and self._done.is_set():
+                return
+            details = exc.details() if hasattr(exc, "details") else str(exc)
+            raise EtcdUnavailable(details or str(code)) from None
+
+    def cancel(self) -> None:
+        self._done.set()
+        self._call.cancel()
