@@ -7,7 +7,14 @@ import ipaddress
 from collections.abc import Sequence
 
 from bulkhead import log
-from bulkhead.rpcerror import FieldViolation, already_exists, exhausted, invalid, not_found
+from bulkhead.rpcerror import (
+    ApiError,
+    FieldViolation,
+    already_exists,
+    exhausted,
+    invalid,
+    not_found,
+)
 from controlplane.identity.allocator import IdentityAllocator
 from controlplane.nodes import ipam
 from controlplane.nodes.registry import NodeRegistry
@@ -56,8 +63,8 @@ class EndpointRegistry:
         label_set = None
         try:
             label_set = self.identities.canonical(labels)
-        except Exception as exc:  # ApiError with violations
-            problems += getattr(exc, "violations", [])
+        except ApiError as exc:
+            problems += exc.violations
         if ip:
             try:
                 ipaddress.IPv4Address(ip)

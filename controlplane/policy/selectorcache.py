@@ -99,14 +99,19 @@ class SelectorCache:
                 if not users:
                     del self._anchored[anchor]
 
-    def identity_added(self, identity: int, labels: LabelSet) -> list[CachedSelector]:
-        """Adds `identity` to every selector it matches and returns those selectors."""
+    def _candidates(self, labels: LabelSet) -> list[CachedSelector]:
+        """The selectors that could match `labels`: those anchored on one of its labels, once
+        each, and every unanchored one."""
         found: dict[int, CachedSelector] = {}
         for key in labels.index_keys():
             for cached in self._anchored.get(key, ()):
                 found[id(cached)] = cached
+        return [*found.values(), *self._unanchored]
+
+    def identity_added(self, identity: int, labels: LabelSet) -> list[CachedSelector]:
+        """Adds `identity` to every selector it matches and returns those selectors."""
         matched = []
-        for cached in (*found.values(), *self._unanchored):
+        for cached in self._candidates(labels):
             if cached.selector.matches(labels):
                 cached.matches.add(identity)
                 matched.append(cached)
@@ -115,12 +120,8 @@ class SelectorCache:
     def identity_removed(self, identity: int) -> list[CachedSelector]:
         """Removes `identity` from every selector that matched it and returns those."""
         labels = self.index.labels[identity]
-        found: dict[int, CachedSelector] = {}
-        for key in labels.index_keys():
-            for cached in self._anchored.get(key, ()):
-                found[id(cached)] = cached
         matched = []
-        for cached in (*found.values(), *self._unanchored):
+        for cached in self._candidates(labels):
             if identity in cached.matches:
                 cached.matches.discard(identity)
                 matched.append(cached)
