@@ -118,6 +118,7 @@ async def test_apply_list_get_delete_round_trip(replicas: ReplicaFactory) -> Non
     assert kv.mod_revision == got.revision
     # Identical content: nothing written, no new revision.
     writes = Writes(replica)
+    await writes.settled(replica)  # forget writes made before this point
     again = await policies.Apply(policy_pb2.ApplyPoliciesRequest(yaml=SEED))
     assert [a.action for a in again.policies] == ["unchanged"]
     assert again.revision == applied.revision and not again.affected_identities
@@ -147,6 +148,7 @@ async def test_one_bad_document_stores_nothing(replicas: ReplicaFactory) -> None
     policies = stub(replica)
     bad = CLUSTERWIDE.replace("toEntities: [world]", "toFQDNs: [{matchName: x.com}]")
     writes = Writes(replica)
+    await writes.settled(replica)  # forget writes made before this point
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await policies.Apply(policy_pb2.ApplyPoliciesRequest(
             yaml=SEED + "---\n" + bad + "---\n" + SEED.replace("rule1", "rule2").replace(
@@ -178,6 +180,7 @@ spec:
 """
     policies = stub(replica)
     writes = Writes(replica)
+    await writes.settled(replica)  # forget writes made before this point
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await policies.Apply(policy_pb2.ApplyPoliciesRequest(yaml=SEED + "---\n" + many))
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
