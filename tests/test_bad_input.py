@@ -80,3 +80,30 @@ async def test_node_bad_input(replicas: ReplicaFactory) -> None:
         await stub.Register(node_pb2.RegisterNodeRequest(name="N_1", underlay_ip="nope"))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert {v.field for v in field_violations(err.value)} == {"name", "underlay_ip"}
+
+
+def lookups(*sets: list[str]) -> identity_pb2.LookupIdentitiesRequest:
+    return identity_pb2.LookupIdentitiesRequest(
+        lookups=[identity_pb2.LookupIdentityRequest(labels=s) for s in sets])
+
+
+async def test_lookup_many_limits_the_batch(replicas: ReplicaFactory) -> None:
+    stub = identity_pb2_grpc.IdentityServiceStub((await replicas()).channel())
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.LookupMany(lookups(*[[f"k8s:n=n{i}"] for i in range(1025)]))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in field_violations(err.value)] == ["lookups"]
+    full = await stub.LookupMany(lookups(*[[f"k8s:n=n{i}"] for i in range(1024)]))
+    assert len(full.results) == 1024 and not any(r.found for r in full.results)
+
+
+async def test_lookup_many_names_the_bad_item(replicas: ReplicaFactory) -> None:
+    replica = await replicas()
+    stub = identity_pb2_grpc.IdentityServiceStub(replica.channel())
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.LookupMany(lookups(["k8s:a=b"], ["reserved:world"], ["k8s:ok=1", "k8s:a/b=c"],
+                                      []))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in field_violations(err.value)] == ["lookups[2].labels[1]",
+                                                              "lookups[3].labels"]
+    assert await stored(replica) == [], "a lookup stored something"

@@ -33,6 +33,27 @@ async def test_allocate_json_and_same_id_from_second_replica(replicas: ReplicaFa
     assert json.loads(out)["id"] == first["id"]
 
 
+async def test_lookup_shows_the_identity_and_exits_1_when_unknown(
+        replicas: ReplicaFactory) -> None:
+    replica = await replicas()
+    rc, out, _ = await bulkhead(replica.address, "identity", "allocate", "k8s:org=empire",
+                                "k8s:class=tiefighter", "-o", "json")
+    allocated = json.loads(out)
+    await replica.cp.cache.wait_for((await replica.cp.etcd.status()).revision)
+    rc, out, err = await bulkhead(replica.address, "identity", "lookup", "k8s:class=tiefighter",
+                                  "k8s:org=empire", "-o", "json")
+    assert rc == 0, err
+    assert json.loads(out) == {"id": allocated["id"], "labels": allocated["labels"],
+                               "references": 1}
+    rc, out, _ = await bulkhead(replica.address, "identity", "lookup", "reserved:world")
+    assert rc == 0 and out.split()[:4] == ["ID", "LABELS", "REFS", "2"]
+    rc, out, err = await bulkhead(replica.address, "identity", "lookup", "k8s:org=rebels")
+    assert rc == 1 and out == ""
+    assert "no identity has the labels k8s:org=rebels" in err
+    rc, _, err = await bulkhead(replica.address, "identity", "lookup", "k8s:a/b=c")
+    assert rc == 1 and "INVALID_ARGUMENT" in err and "labels[0]" in err
+
+
 async def test_endpoint_lifecycle_and_lists(replicas: ReplicaFactory) -> None:
     replica = await replicas()
     from bulkhead.v1 import node_pb2, node_pb2_grpc

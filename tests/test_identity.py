@@ -142,3 +142,24 @@ async def test_bad_labels_name_the_field(replicas: ReplicaFactory) -> None:
         await stub.Allocate(identity_pb2.AllocateIdentityRequest(labels=["k8s:ok=1", "bad"]))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert [v.field for v in field_violations(err.value)] == ["labels[1]"]
+
+
+async def test_lookup_many_answers_in_request_order(replicas: ReplicaFactory) -> None:
+    replica = await replicas()
+    stub = identity_pb2_grpc.IdentityServiceStub(replica.channel())
+    sets = label_sets(5)
+    ids = [(await stub.Allocate(identity_pb2.AllocateIdentityRequest(labels=s))).id
+           for s in sets]
+    await replica.cp.cache.wait_for((await replica.cp.etcd.status()).revision)
+    asked = [sets[3], ["k8s:app=nobody"], ["reserved:host"], sets[0], sets[4], sets[3]]
+    response = await stub.LookupMany(identity_pb2.LookupIdentitiesRequest(
+        lookups=[identity_pb2.LookupIdentityRequest(labels=s) for s in asked]))
+    assert [r.found for r in response.results] == [True, False, True, True, True, True]
+    assert [r.identity.id for r in response.results] == [ids[3], 0, 1, ids[0], ids[4], ids[3]]
+    unknown = response.results[1]
+    assert not unknown.HasField("identity")
+    assert list(response.results[2].identity.labels) == ["reserved:host"]
+    assert list(response.results[0].identity.labels) == sorted(sets[3])
+    assert response.results[0].identity.references == 1
+    empty = await stub.LookupMany(identity_pb2.LookupIdentitiesRequest())
+    assert list(empty.results) == []

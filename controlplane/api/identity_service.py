@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import grpc
 
+from bulkhead.rpcerror import ApiError, FieldViolation, invalid
 from bulkhead.v1 import identity_pb2, identity_pb2_grpc, types_pb2
 from controlplane.identity.allocator import IdentityAllocator
 
 from . import convert
 from .errors import rpc
+
+LOOKUP_MANY_MAX = 1024
 
 
 class IdentityService(identity_pb2_grpc.IdentityServiceServicer):
@@ -29,6 +32,37 @@ class IdentityService(identity_pb2_grpc.IdentityServiceServicer):
     async def Lookup(self, request: identity_pb2.LookupIdentityRequest,
                      context: grpc.aio.ServicerContext) -> types_pb2.Identity:
         return convert.identity(self.allocator.lookup(list(request.labels)))
+
+    @rpc
+    async def LookupMany(self, request: identity_pb2.LookupIdentitiesRequest,
+                         context: grpc.aio.ServicerContext,
+                         ) -> identity_pb2.LookupIdentitiesResponse:
+        """Lookup for each item; an unknown set is found=false, any invalid set fails the call
+        with every problem named lookups[i].<field>."""
+        if len(request.lookups) > LOOKUP_MANY_MAX:
+            raise invalid([FieldViolation(
+                "lookups", f"at most {LOOKUP_MANY_MAX} lookups per call, got "
+                           f"{len(request.lookups)}")])
+        results: list[identity_pb2.LookupIdentityResult] = []
+        problems: list[FieldViolation] = []
+        for i, item in enumerate(request.lookups):
+            try:
+                ident = self.allocator.lookup(list(item.labels))
+            except ApiError as exc:
+                if exc.code == grpc.StatusCode.NOT_FOUND:
+                    results.append(identity_pb2.LookupIdentityResult(found=False))
+                    continue
+                if exc.code != grpc.StatusCode.INVALID_ARGUMENT:
+                    raise
+                problems.extend([FieldViolation(f"lookups[{i}].{v.field}", v.description)
+                                 for v in exc.violations]
+                                or [FieldViolation(f"lookups[{i}]", exc.message)])
+                continue
+            results.append(identity_pb2.LookupIdentityResult(found=True,
+                                                             identity=convert.identity(ident)))
+        if problems:
+            raise invalid(problems)
+        return identity_pb2.LookupIdentitiesResponse(results=results)
 
     @rpc
     async def Get(self, request: identity_pb2.GetIdentityRequest,

@@ -1,8 +1,9 @@
-"""`bulkhead identity list|get|allocate|release`."""
+"""`bulkhead identity list|get|lookup|allocate|release`."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from bulkhead.v1 import admin_pb2, admin_pb2_grpc, identity_pb2, identity_pb2_grpc
@@ -23,6 +24,10 @@ def register(sub: Any) -> None:
     get.add_argument("id", type=int)
     output_flag(get)
     get.set_defaults(run=run_get)
+    look = verbs.add_parser("lookup", help="show the identity of labels (never allocates)")
+    look.add_argument("labels", nargs="+", metavar="LABEL", help="source:key=value")
+    output_flag(look)
+    look.set_defaults(run=run_lookup)
     alloc = verbs.add_parser("allocate", help="allocate (or reference) the identity of labels")
     alloc.add_argument("labels", nargs="+", metavar="LABEL", help="source:key=value")
     alloc.add_argument("--holder", default="admin", help="reference holder (default admin)")
@@ -51,13 +56,31 @@ def run_list(ctx: Any) -> int:
     return 0
 
 
-def run_get(ctx: Any) -> int:
-    ident = ctx.stub(identity_pb2_grpc.IdentityServiceStub).Get(
-        identity_pb2.GetIdentityRequest(id=ctx.args.id), timeout=10)
+def _show_one(ctx: Any, ident: Any) -> None:
     if ctx.json:
         emit_json(to_dict(ident))
     else:
         _show(ctx, [ident])
+
+
+def run_get(ctx: Any) -> int:
+    ident = ctx.stub(identity_pb2_grpc.IdentityServiceStub).Get(
+        identity_pb2.GetIdentityRequest(id=ctx.args.id), timeout=10)
+    _show_one(ctx, ident)
+    return 0
+
+
+def run_lookup(ctx: Any) -> int:
+    response = ctx.stub(identity_pb2_grpc.IdentityServiceStub).LookupMany(
+        identity_pb2.LookupIdentitiesRequest(
+            lookups=[identity_pb2.LookupIdentityRequest(labels=ctx.args.labels)]),
+        timeout=10)
+    result = response.results[0]
+    if not result.found:
+        print(f"bulkhead: no identity has the labels {' '.join(ctx.args.labels)}",
+              file=sys.stderr)
+        return 1
+    _show_one(ctx, result.identity)
     return 0
 
 

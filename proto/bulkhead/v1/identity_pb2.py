@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from bulkhead.v1 import types_pb2 as bulkhead_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x62ulkhead/v1/identity.proto\x12\x0b\x62ulkhead.v1\x1a\x17\x62ulkhead/v1/types.proto\"9\n\x17\x41llocateIdentityRequest\x12\x0e\n\x06labels\x18\x01 \x03(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\"4\n\x16ReleaseIdentityRequest\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0e\n\x06holder\x18\x02 \x01(\t\"7\n\x17ReleaseIdentityResponse\x12\x1c\n\x14remaining_references\x18\x01 \x01(\r\"\'\n\x15LookupIdentityRequest\x12\x0e\n\x06labels\x18\x01 \x03(\t\" \n\x12GetIdentityRequest\x12\n\n\x02id\x18\x01 \x01(\r2\xb4\x02\n\x0fIdentityService\x12G\n\x08\x41llocate\x12$.bulkhead.v1.AllocateIdentityRequest\x1a\x15.bulkhead.v1.Identity\x12T\n\x07Release\x12#.bulkhead.v1.ReleaseIdentityRequest\x1a$.bulkhead.v1.ReleaseIdentityResponse\x12\x43\n\x06Lookup\x12\".bulkhead.v1.LookupIdentityRequest\x1a\x15.bulkhead.v1.Identity\x12=\n\x03Get\x12\x1f.bulkhead.v1.GetIdentityRequest\x1a\x15.bulkhead.v1.Identityb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x62ulkhead/v1/identity.proto\x12\x0b\x62ulkhead.v1\x1a\x17\x62ulkhead/v1/types.proto\"9\n\x17\x41llocateIdentityRequest\x12\x0e\n\x06labels\x18\x01 \x03(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\"4\n\x16ReleaseIdentityRequest\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0e\n\x06holder\x18\x02 \x01(\t\"7\n\x17ReleaseIdentityResponse\x12\x1c\n\x14remaining_references\x18\x01 \x01(\r\"\'\n\x15LookupIdentityRequest\x12\x0e\n\x06labels\x18\x01 \x03(\t\"N\n\x17LookupIdentitiesRequest\x12\x33\n\x07lookups\x18\x01 \x03(\x0b\x32\".bulkhead.v1.LookupIdentityRequest\"N\n\x18LookupIdentitiesResponse\x12\x32\n\x07results\x18\x01 \x03(\x0b\x32!.bulkhead.v1.LookupIdentityResult\"N\n\x14LookupIdentityResult\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\'\n\x08identity\x18\x02 \x01(\x0b\x32\x15.bulkhead.v1.Identity\" \n\x12GetIdentityRequest\x12\n\n\x02id\x18\x01 \x01(\r2\x8f\x03\n\x0fIdentityService\x12G\n\x08\x41llocate\x12$.bulkhead.v1.AllocateIdentityRequest\x1a\x15.bulkhead.v1.Identity\x12T\n\x07Release\x12#.bulkhead.v1.ReleaseIdentityRequest\x1a$.bulkhead.v1.ReleaseIdentityResponse\x12\x43\n\x06Lookup\x12\".bulkhead.v1.LookupIdentityRequest\x1a\x15.bulkhead.v1.Identity\x12Y\n\nLookupMany\x12$.bulkhead.v1.LookupIdentitiesRequest\x1a%.bulkhead.v1.LookupIdentitiesResponse\x12=\n\x03Get\x12\x1f.bulkhead.v1.GetIdentityRequest\x1a\x15.bulkhead.v1.Identityb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,8 +40,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RELEASEIDENTITYRESPONSE']._serialized_end=236
   _globals['_LOOKUPIDENTITYREQUEST']._serialized_start=238
   _globals['_LOOKUPIDENTITYREQUEST']._serialized_end=277
-  _globals['_GETIDENTITYREQUEST']._serialized_start=279
-  _globals['_GETIDENTITYREQUEST']._serialized_end=311
-  _globals['_IDENTITYSERVICE']._serialized_start=314
-  _globals['_IDENTITYSERVICE']._serialized_end=622
+  _globals['_LOOKUPIDENTITIESREQUEST']._serialized_start=279
+  _globals['_LOOKUPIDENTITIESREQUEST']._serialized_end=357
+  _globals['_LOOKUPIDENTITIESRESPONSE']._serialized_start=359
+  _globals['_LOOKUPIDENTITIESRESPONSE']._serialized_end=437
+  _globals['_LOOKUPIDENTITYRESULT']._serialized_start=439
+  _globals['_LOOKUPIDENTITYRESULT']._serialized_end=517
+  _globals['_GETIDENTITYREQUEST']._serialized_start=519
+  _globals['_GETIDENTITYREQUEST']._serialized_end=551
+  _globals['_IDENTITYSERVICE']._serialized_start=554
+  _globals['_IDENTITYSERVICE']._serialized_end=953
 # @@protoc_insertion_point(module_scope)

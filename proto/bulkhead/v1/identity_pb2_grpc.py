@@ -51,6 +51,11 @@ class IdentityServiceStub:
                 request_serializer=bulkhead_dot_v1_dot_identity__pb2.LookupIdentityRequest.SerializeToString,
                 response_deserializer=bulkhead_dot_v1_dot_types__pb2.Identity.FromString,
                 _registered_method=True)
+        self.LookupMany = channel.unary_unary(
+                '/bulkhead.v1.IdentityService/LookupMany',
+                request_serializer=bulkhead_dot_v1_dot_identity__pb2.LookupIdentitiesRequest.SerializeToString,
+                response_deserializer=bulkhead_dot_v1_dot_identity__pb2.LookupIdentitiesResponse.FromString,
+                _registered_method=True)
         self.Get = channel.unary_unary(
                 '/bulkhead.v1.IdentityService/Get',
                 request_serializer=bulkhead_dot_v1_dot_identity__pb2.GetIdentityRequest.SerializeToString,
@@ -83,6 +88,16 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LookupMany(self, request, context):
+        """Looks up many label sets in one call (at most 1,024), without allocating: a unary call
+        costs far more CPU than one lookup, so callers with many sets batch them. An unknown set
+        is reported per item (found = false), not as an error; one invalid set fails the call
+        with INVALID_ARGUMENT naming lookups[i].
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Get(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -106,6 +121,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.Lookup,
                     request_deserializer=bulkhead_dot_v1_dot_identity__pb2.LookupIdentityRequest.FromString,
                     response_serializer=bulkhead_dot_v1_dot_types__pb2.Identity.SerializeToString,
+            ),
+            'LookupMany': grpc.unary_unary_rpc_method_handler(
+                    servicer.LookupMany,
+                    request_deserializer=bulkhead_dot_v1_dot_identity__pb2.LookupIdentitiesRequest.FromString,
+                    response_serializer=bulkhead_dot_v1_dot_identity__pb2.LookupIdentitiesResponse.SerializeToString,
             ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
@@ -195,6 +215,33 @@ class IdentityService:
             '/bulkhead.v1.IdentityService/Lookup',
             bulkhead_dot_v1_dot_identity__pb2.LookupIdentityRequest.SerializeToString,
             bulkhead_dot_v1_dot_types__pb2.Identity.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LookupMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bulkhead.v1.IdentityService/LookupMany',
+            bulkhead_dot_v1_dot_identity__pb2.LookupIdentitiesRequest.SerializeToString,
+            bulkhead_dot_v1_dot_identity__pb2.LookupIdentitiesResponse.FromString,
             options,
             channel_credentials,
             insecure,
