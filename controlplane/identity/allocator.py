@@ -17,6 +17,7 @@ import grpc
 from bulkhead.rpcerror import ApiError, FieldViolation, exhausted, invalid, not_found
 from controlplane.store import etcd as ops
 from controlplane.store.etcd import Etcd
+from controlplane.store.groupcommit import GroupCommit
 from controlplane.store.keys import Keys
 
 from .index import IdentityIndex
@@ -70,6 +71,7 @@ class IdentityAllocator:
         self.index = index
         self.range = id_range
         self.label_filter = label_filter or LabelFilter()
+        self.group = GroupCommit(etcd)  # concurrent new identities share one etcd transaction
         self.allocated = {"new": 0, "existing": 0, "reserved": 0}  # for metrics
 
     def canonical(self, labels: Sequence[str], field_name: str = "labels") -> LabelSet:
@@ -127,13 +129,13 @@ class IdentityAllocator:
                 raise exhausted(f"identity range {self.range.first}-{self.range.last} is full")
             value = json.dumps({"id": candidate, "labels": list(label_set.labels)}).encode()
             ref = json.dumps({"count": 1}).encode()
-            result = await self.etcd.txn(
+            created = await self.group.txn(
                 [ops.version_is(labels_key, 0), ops.version_is(self.keys.identity(candidate), 0)],
                 [ops.put(self.keys.identity(candidate), value),
                  ops.put(labels_key, json.dumps({"id": candidate}).encode()),
                  ops.put(self.keys.identity_ref(candidate, holder), ref, lease)],
             )
-            if result.succeeded:
+            if created:
                 self.allocated["new"] += 1
                 return Identity(candidate, label_set.labels, 1)
             lost_race = True
