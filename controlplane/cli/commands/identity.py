@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+import grpc
+
 from bulkhead.v1 import admin_pb2, admin_pb2_grpc, identity_pb2, identity_pb2_grpc
 
 from ..output import emit_json, output_flag, table, to_dict
@@ -71,16 +73,17 @@ def run_get(ctx: Any) -> int:
 
 
 def run_lookup(ctx: Any) -> int:
-    response = ctx.stub(identity_pb2_grpc.IdentityServiceStub).LookupMany(
-        identity_pb2.LookupIdentitiesRequest(
-            lookups=[identity_pb2.LookupIdentityRequest(labels=ctx.args.labels)]),
-        timeout=10)
-    result = response.results[0]
-    if not result.found:
+    # The unary Lookup, so that a bad label is named as the user typed it (labels[i]).
+    try:
+        ident = ctx.stub(identity_pb2_grpc.IdentityServiceStub).Lookup(
+            identity_pb2.LookupIdentityRequest(labels=ctx.args.labels), timeout=10)
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.NOT_FOUND:
+            raise
         print(f"bulkhead: no identity has the labels {' '.join(ctx.args.labels)}",
               file=sys.stderr)
         return 1
-    _show_one(ctx, result.identity)
+    _show_one(ctx, ident)
     return 0
 
 
