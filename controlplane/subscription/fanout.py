@@ -55,7 +55,6 @@ class Fanout:
                        max_linger=self.settings.max_linger)
         self.board = StatusBoard(etcd, keys, cache, replica,
                                  interval=self.settings.status_interval)
-        self.hub.on_skip.append(self.board.changed)
         self.resumed = 0
         self.snapshotted = 0
         self._cluster_id = 0

@@ -68,6 +68,7 @@ class StatusBoard:
         self._streams: dict[str, dict[int, Subscriber]] = {}   # node -> its live streams
         self._dirty: set[str] = set()
         self._gone: set[str] = set()
+        self._covered: dict[str, int] = {}   # node -> covered revision last written
         self._lease = 0
 
     def key(self, node: str) -> str:
@@ -137,17 +138,28 @@ class StatusBoard:
             since_renew += self.interval
 
     async def flush(self) -> None:
+        local = self.local
+        # A node whose revisions held nothing for it never acks; its covered revision still
+        # advances, and waiters on other replicas read it from here.
+        for node, sub in local.items():
+            if self._covered.get(node) != sub.covered_revision:
+                self._dirty.add(node)
         dirty, self._dirty = self._dirty, set()
         gone, self._gone = self._gone, set()
-        local = self.local
-        puts = [ops.put(self.key(node), NodeStatus.of(local[node], self.replica).to_json(),
-                        self._lease) for node in sorted(dirty) if node in local]
+        for node in gone:
+            self._covered.pop(node, None)
+        statuses = [NodeStatus.of(local[node], self.replica) for node in sorted(dirty)
+                    if node in local]
+        puts = [ops.put(self.key(status.name), status.to_json(), self._lease)
+                for status in statuses]
         try:
             for i in range(0, len(puts), MAX_TXN_OPS):
                 await self.etcd.txn([], puts[i:i + MAX_TXN_OPS])
         except Exception:
             self._dirty |= dirty
             raise
+        for status in statuses:
+            self._covered[status.name] = status.covered_revision
         for node in sorted(gone):
             previous = self.stored(node)
             if previous is None or previous.replica != self.replica:

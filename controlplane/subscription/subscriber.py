@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from bulkhead.v1 import subscription_pb2 as pb
 
 from . import framing
+from .tail import SharedTail
 
 MAX_MESSAGE = 1 << 20
 
@@ -27,8 +28,9 @@ class Subscriber:
         self.max_bytes = max_bytes
         self.connected_since = datetime.now(UTC).isoformat(timespec="seconds")
         self.acked_revision = 0
-        self.enqueued_revision = 0
-        self.skipped_revision = 0    # last revision that held nothing for this node
+        self._enqueued = 0
+        self.tail: SharedTail | None = None   # the hub's shared deltas; set when added
+        self.tail_seen = 0                    # how many of them are in this queue already
         self.resumes = resumes
         self.snapshots = snapshots
         self.nacks = 0
@@ -41,15 +43,25 @@ class Subscriber:
         self._wake = asyncio.Event()
 
     @property
+    def enqueued_revision(self) -> int:
+        """The newest revision queued for this agent, shared deltas not yet taken included."""
+        tail = self.tail
+        if tail is not None and self.tail_seen < len(tail):
+            return max(self._enqueued, tail.last_revision)
+        return self._enqueued
+
+    @property
     def lag(self) -> int:
         return max(0, self.enqueued_revision - self.acked_revision)
 
     @property
     def covered_revision(self) -> int:
-        """The agent has applied everything concerning it up to here (convergence waits)."""
+        """The agent has applied everything concerning it up to here (convergence waits):
+        once it acked all that was queued for it, every revision up to the hub's horizon held
+        nothing more for it."""
         if self.acked_revision < self.enqueued_revision:
             return self.acked_revision
-        return max(self.acked_revision, self.skipped_revision)
+        return max(self.acked_revision, self.tail.horizon if self.tail is not None else 0)
 
     # -- producers (never block) -------------------------------------------------------------
     def push_delta(self, revision: int, entry: bytes, wake: bool = True) -> None:
@@ -63,9 +75,30 @@ class Subscriber:
             return
         self._queue.append((revision, entry))
         self._queued_bytes += len(entry)
-        self.enqueued_revision = max(self.enqueued_revision, revision)
+        self._enqueued = max(self._enqueued, revision)
         if wake:
             self._wake.set()
+
+    def take_shared(self, end: int | None = None) -> None:
+        """Moves the hub's shared deltas it has not taken yet (up to `end`) into the queue."""
+        tail = self.tail
+        if tail is None:
+            return
+        end = len(tail) if end is None else end
+        start = self.tail_seen
+        if end <= start:
+            return
+        self.tail_seen = end
+        if self.failure is not None:
+            return
+        size = tail.size(start, end)
+        if self._queued_bytes + size > self.max_bytes:
+            self.fail(pb.Reset.SLOW_CONSUMER,
+                      f"queue over {self.max_bytes} bytes; subscribe again")
+            return
+        self._queue.extend(tail.entries[start:end])
+        self._queued_bytes += size
+        self._enqueued = max(self._enqueued, tail.entries[end - 1][0])
 
     def wake(self) -> None:
         self._wake.set()
@@ -75,7 +108,7 @@ class Subscriber:
         if self.failure is not None:
             return
         self._queue.append((0, message))
-        self.enqueued_revision = max(self.enqueued_revision, revision)
+        self._enqueued = max(self._enqueued, revision)
         self._wake.set()
 
     def fail(self, reason: int, detail: str) -> None:
@@ -91,7 +124,9 @@ class Subscriber:
         self.closed.set()
 
     def idle_for(self) -> float:
-        return time.monotonic() - self.last_sent if not self._queue else 0.0
+        if self._queue or (self.tail is not None and self.tail_seen < len(self.tail)):
+            return 0.0
+        return time.monotonic() - self.last_sent
 
     def ack(self, revision: int) -> bool:
         if revision <= self.acked_revision:
