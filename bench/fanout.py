@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import grpc
 from fanout_stages import decompose, lag_summary, pct, print_stages, summary
 
-from bulkhead import log
+from bulkhead import gctuning, log
 from bulkhead.v1 import node_pb2, node_pb2_grpc, subscription_pb2_grpc
 from bulkhead.v1 import subscription_pb2 as pb
 from controlplane.subscription.trace import ENV as TRACE_ENV
@@ -533,6 +533,7 @@ def main() -> None:
     args = p.parse_args()
     if args.worker:
         log.configure("bench-agent", level="warning")
+        gctuning.tune_for_server()   # as bulkhead-agent does
         asyncio.run(worker(args))
     else:
         sys.exit(asyncio.run(coordinator(args)))

@@ -6,7 +6,7 @@ import asyncio
 import signal
 import sys
 
-from bulkhead import log
+from bulkhead import gctuning, log
 from controlplane import metrics
 from controlplane.app import ControlPlane
 from controlplane.config import SERVER_FILE, Config, from_args
@@ -47,6 +47,7 @@ async def serve(config: Config) -> None:
 def main(argv: list[str] | None = None) -> None:
     config = from_args(argv)
     log.configure("controlplane", replica=config.replica_id)
+    gctuning.tune_for_server()
     try:
         asyncio.run(serve(config))
     except (RuntimeError, ValueError, OSError) as exc:

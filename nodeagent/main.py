@@ -18,7 +18,7 @@ import signal
 import sys
 from pathlib import Path
 
-from bulkhead import log
+from bulkhead import gctuning, log
 from nodeagent.sink import DatapathSink, NullSink
 from nodeagent.subscription.client import SubscriptionClient
 
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
               file=sys.stderr)
         sys.exit(2)
     log.configure("agent", node=args.node)
+    gctuning.tune_for_server()
     if args.datapath == "bpf":
         run_bpf(args)
         return
