@@ -35,7 +35,7 @@ class Settings:
     bookmark_interval: float = 30.0
     status_interval: float = 1.0        # etcd status writes, at most once per interval
     node_ttl: int = 15                  # the node lease TTL; renewed every third of it
-    linger_per_subscriber: float = 100e-6   # flush interval per subscriber (see hub.py) ...
+    linger_per_subscriber: float = 250e-6   # flush interval per subscriber (see hub.py) ...
     max_linger: float = 0.1                 # ... capped here
 
 

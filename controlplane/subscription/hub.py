@@ -32,7 +32,7 @@ WAKE_SLICE = 64
 
 class Hub:
     def __init__(self, state: SubscriptionState, bookmark_interval: float = 30.0, *,
-                 linger_per_subscriber: float = 100e-6, max_linger: float = 0.1) -> None:
+                 linger_per_subscriber: float = 250e-6, max_linger: float = 0.1) -> None:
         self.state = state
         self.bookmark_interval = bookmark_interval
         self.linger_per_subscriber = linger_per_subscriber
