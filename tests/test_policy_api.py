@@ -81,7 +81,8 @@ class Writes:
         pass
 
     def apply(self, revision: int, changes: list[Change]) -> None:
-        noise = (f"{self.keys.prefix}replicas/", f"{self.keys.prefix}subscriptions/")
+        noise = (f"{self.keys.prefix}replicas/", f"{self.keys.prefix}subscriptions/",
+                 f"{self.keys.prefix}subscription-replicas/")
         self.seen += [c.key for c in changes if not c.key.startswith(noise)]
 
     async def settled(self, replica: Replica) -> list[str]:

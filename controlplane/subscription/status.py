@@ -1,8 +1,11 @@
-"""Per-node subscription status in etcd, so every replica can show it and wait on it.
+"""Subscription status in etcd, so every replica can show it and wait on it.
 
-One key per node (`<prefix>subscriptions/<node>`, not subscription content) bound to this
-replica's lease: if the replica dies, its claims vanish with the lease. Writes are batched
-(one flush per interval, ≤ 128 puts per transaction) so acks never turn into an etcd write each.
+Each replica keeps one record of all the nodes it serves (`<prefix>subscription-replicas/<id>`)
+on its own lease, rewritten at most once per interval: one etcd write per replica per second
+whatever the number of agents (a key per node cost 1,000 writes/s at 1,000 agents, and every
+replica's watch processed each). If the replica dies, its claims vanish with the lease. A node
+that disconnects cleanly keeps its final counters under `<prefix>subscriptions/<node>` on the
+node's own lease, so they go with the node.
 """
 
 from __future__ import annotations
@@ -11,8 +14,6 @@ import asyncio
 import contextlib
 import json
 from dataclasses import asdict, dataclass
-
-from aetcd import rpc  # type: ignore[import-untyped]
 
 from bulkhead import log
 from controlplane.store import etcd as ops
@@ -23,7 +24,6 @@ from controlplane.store.keys import Keys
 from .subscriber import Subscriber
 
 _log = log.get(__name__)
-MAX_TXN_OPS = 128
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,22 @@ class NodeStatus:
 
 
 def status_prefix(keys: Keys) -> str:
+    """Final status of cleanly disconnected nodes, one key each."""
     return f"{keys.prefix}subscriptions/"
+
+
+def replica_status_prefix(keys: Keys) -> str:
+    """One record per replica: the nodes it serves."""
+    return f"{keys.prefix}subscription-replicas/"
+
+
+def _newer(a: NodeStatus | None, b: NodeStatus) -> bool:
+    """Whether b describes a later connection than a (a dead replica's record may linger)."""
+    if a is None:
+        return True
+    if a.connected != b.connected:
+        return b.connected
+    return (b.connected_since, b.acked_revision) > (a.connected_since, a.acked_revision)
 
 
 class StatusBoard:
@@ -65,21 +80,62 @@ class StatusBoard:
         self.interval = interval
         self.ttl = ttl
         self.prefix = status_prefix(keys)
+        self.replica_prefix = replica_status_prefix(keys)
         self._streams: dict[str, dict[int, Subscriber]] = {}   # node -> its live streams
-        self._dirty: set[str] = set()
+        self._dirty = False
         self._gone: set[str] = set()
-        self._covered: dict[str, int] = {}   # node -> covered revision last written
+        self._written: dict[str, NodeStatus] = {}   # what this replica's record holds
+        self._decoded: dict[str, tuple[int, dict[str, NodeStatus]]] = {}  # key -> (rev, nodes)
         self._lease = 0
 
     def key(self, node: str) -> str:
         return self.prefix + node
 
+    @property
+    def record_key(self) -> str:
+        return self.replica_prefix + self.replica
+
     def stored(self, node: str) -> NodeStatus | None:
+        """The node's status as etcd holds it (any replica's record, or its final key)."""
+        best: NodeStatus | None = None
         kv = self.cache.items.get(self.key(node))
+        if kv is not None:
+            with contextlib.suppress(ValueError, TypeError):
+                best = NodeStatus.from_json(kv.value)
+        for kv in self.cache.under(self.replica_prefix):
+            status = self._record(kv.key, kv.mod_revision, kv.value).get(node)
+            if status is not None and _newer(best, status):
+                best = status
+        return best
+
+    def _stored(self) -> dict[str, NodeStatus]:
+        found: dict[str, NodeStatus] = {}
+        for kv in self.cache.under(self.prefix):
+            try:
+                status = NodeStatus.from_json(kv.value)
+            except (ValueError, TypeError):
+                continue
+            if _newer(found.get(status.name), status):
+                found[status.name] = status
+        for kv in self.cache.under(self.replica_prefix):
+            for status in self._record(kv.key, kv.mod_revision, kv.value).values():
+                if _newer(found.get(status.name), status):
+                    found[status.name] = status
+        return found
+
+    def _record(self, key: str, revision: int, raw: bytes) -> dict[str, NodeStatus]:
+        """A replica record's statuses, decoded once per revision of the key."""
+        cached = self._decoded.get(key)
+        if cached is not None and cached[0] == revision:
+            return cached[1]
         try:
-            return NodeStatus.from_json(kv.value) if kv else None
-        except (ValueError, TypeError):
-            return None
+            nodes = {s.name: s for s in (NodeStatus(**item) for item in json.loads(raw)["nodes"])}
+        except (ValueError, TypeError, KeyError):
+            nodes = {}
+        self._decoded[key] = (revision, nodes)
+        for stale in set(self._decoded) - {kv.key for kv in self.cache.under(self.replica_prefix)}:
+            del self._decoded[stale]
+        return nodes
 
     @property
     def local(self) -> dict[str, Subscriber]:
@@ -89,31 +145,23 @@ class StatusBoard:
     def connected(self, sub: Subscriber) -> None:
         self._streams.setdefault(sub.node, {})[id(sub)] = sub
         self._gone.discard(sub.node)
-        self._dirty.add(sub.node)
+        self._dirty = True
 
     def changed(self, sub: Subscriber) -> None:
-        self._dirty.add(sub.node)
+        self._dirty = True
 
     def disconnected(self, sub: Subscriber) -> None:
         streams = self._streams.get(sub.node, {})
         if streams.pop(id(sub), None) is None:
             return
-        if streams:
-            self._dirty.add(sub.node)
-        else:
+        self._dirty = True
+        if not streams:
             del self._streams[sub.node]
-            self._dirty.discard(sub.node)
             self._gone.add(sub.node)
 
     def all(self) -> dict[str, NodeStatus]:
         """Every node's status: this replica's live view over what etcd holds."""
-        found: dict[str, NodeStatus] = {}
-        for kv in self.cache.under(self.prefix):
-            try:
-                status = NodeStatus.from_json(kv.value)
-            except (ValueError, TypeError):
-                continue
-            found[status.name] = status
+        found = self._stored()
         for node, sub in self.local.items():
             found[node] = NodeStatus.of(sub, self.replica)
         return found
@@ -125,7 +173,7 @@ class StatusBoard:
             try:
                 if self._lease == 0:
                     self._lease = await self.etcd.grant(self.ttl)
-                    self._dirty |= set(self.local)
+                    self._dirty = True
                 elif since_renew >= renew_every:
                     since_renew = 0.0
                     if await self.etcd.keepalive(self._lease) <= 0:
@@ -138,43 +186,44 @@ class StatusBoard:
             since_renew += self.interval
 
     async def flush(self) -> None:
-        local = self.local
+        local = {node: NodeStatus.of(sub, self.replica) for node, sub in self.local.items()}
         # A node whose revisions held nothing for it never acks; its covered revision still
         # advances, and waiters on other replicas read it from here.
-        for node, sub in local.items():
-            if self._covered.get(node) != sub.covered_revision:
-                self._dirty.add(node)
-        dirty, self._dirty = self._dirty, set()
-        gone, self._gone = self._gone, set()
-        for node in gone:
-            self._covered.pop(node, None)
-        statuses = [NodeStatus.of(local[node], self.replica) for node in sorted(dirty)
-                    if node in local]
-        puts = [ops.put(self.key(status.name), status.to_json(), self._lease)
-                for status in statuses]
+        if local == self._written and (not self._dirty or not local):
+            self._dirty = False
+            await self._write_gone()
+            return
+        self._dirty = False
+        record = json.dumps({"replica": self.replica,
+                             "nodes": [asdict(status) for _, status in sorted(local.items())]},
+                            sort_keys=True).encode()
         try:
-            for i in range(0, len(puts), MAX_TXN_OPS):
-                await self.etcd.txn([], puts[i:i + MAX_TXN_OPS])
+            await self.etcd.put(self.record_key, record, self._lease)
         except Exception:
-            self._dirty |= dirty
+            self._dirty = True
             raise
-        for status in statuses:
-            self._covered[status.name] = status.covered_revision
+        previous, self._written = self._written, local
+        await self._write_gone(previous)
+
+    async def _write_gone(self, previous: dict[str, NodeStatus] | None = None) -> None:
+        """Final status of nodes that left cleanly, on the node's lease (it goes with the
+        node), unless the node is already on another replica."""
+        gone, self._gone = self._gone, set()
         for node in sorted(gone):
-            previous = self.stored(node)
-            if previous is None or previous.replica != self.replica:
+            last = (previous or self._written).get(node) or self.stored(node)
+            if last is None or node in self._streams:
                 continue
-            final = NodeStatus(node, "", "", previous.acked_revision, 0, previous.resumes,
-                               previous.snapshots, False, previous.acked_revision)
-            # Kept on the node's lease (it goes with the node), and only if the key is still
-            # ours: the agent may already be on another replica.
+            elsewhere = self.stored(node)
+            if elsewhere is not None and elsewhere.connected and elsewhere.replica != self.replica:
+                continue
+            final = NodeStatus(node, "", "", last.acked_revision, 0, last.resumes,
+                               last.snapshots, False, last.acked_revision)
             node_kv = self.cache.items.get(self.keys.node(node))
-            write = (ops.put(self.key(node), final.to_json(), node_kv.lease) if node_kv
-                     else ops.delete(self.key(node)))
             with contextlib.suppress(EtcdUnavailable):
-                await self.etcd.txn(
-                    [rpc.Compare(key=self.key(node).encode(), result=rpc.Compare.EQUAL,
-                                 target=rpc.Compare.LEASE, lease=self._lease)], [write])
+                if node_kv is not None:
+                    await self.etcd.put(self.key(node), final.to_json(), node_kv.lease)
+                else:
+                    await self.etcd.txn([], [ops.delete(self.key(node))])
 
     async def close(self) -> None:
         """Graceful stop: drop this replica's claims now rather than at lease expiry."""
