@@ -78,7 +78,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--bookmark-interval", type=float, default=30.0,
                    help="seconds of idle stream before a bookmark is sent")
     p.add_argument("--subscription-status-interval", type=float, default=1.0,
-                   help="seconds between writes of per-node subscription status to etcd")
+                   help="seconds between writes of this replica's subscription status record "
+                        "(all its agents in one etcd key)")
     p.add_argument("--subscription-max-linger", type=float, default=0.1,
                    help="longest a delta waits so it shares one write with the next ones "
                         "(the wait grows with the number of agents, up to this)")
