@@ -25,6 +25,7 @@ import resource
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -103,6 +104,23 @@ async def local_lookups(etcd: Etcd, cluster: str,
         await cache.stop()
 
 
+async def merged(metrics_port: int) -> tuple[float, float]:
+    """(merged transactions, allocations in them) from the control plane's /metrics."""
+
+    def scrape() -> tuple[float, float]:
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        found = {}
+        for row in text.splitlines():
+            name, _, value = row.partition(" ")
+            found[name] = value
+        return (float(found["bulkhead_identity_merged_txns_total"]),
+                float(found["bulkhead_identity_merged_allocations_total"]))
+
+    return await asyncio.to_thread(scrape)
+
+
 async def main_async(args: argparse.Namespace) -> None:
     with etcd_process() as server:
         etcd = Etcd([server.endpoint])
@@ -118,12 +136,13 @@ async def main_async(args: argparse.Namespace) -> None:
         raw_rate, raw_lat = await run(args.count, args.concurrency, raw_create)
         line("(a) raw etcd create-only txn", raw_rate, raw_lat)
 
-        port = free_port()
+        port, metrics_port = free_port(), free_port()
         env = {**os.environ, "BULKHEAD_LOG_LEVEL": "warning"}
         profile = os.environ.get("BENCH_CP_PREFIX", "").split()
         cp = await asyncio.create_subprocess_exec(
             sys.executable, *profile, "-m", "controlplane.main",
             "--etcd-endpoints", server.endpoint, "--listen", f"127.0.0.1:{port}",
+            "--metrics-listen", f"127.0.0.1:{metrics_port}",
             "--cluster-name", f"bench{run_id}", env=env, stdout=subprocess.DEVNULL)
         try:
             channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -138,11 +157,15 @@ async def main_async(args: argparse.Namespace) -> None:
             await run(200, args.concurrency, lambda i: stub.Allocate(
                 identity_pb2.AllocateIdentityRequest(labels=[warm[i]])))
             cpu0, own0 = cpu_seconds(cp.pid), cpu_seconds()
+            merged0 = await merged(metrics_port)
             alloc_rate, alloc_lat = await run(args.count, args.concurrency, allocate)
             cpu1, own1 = cpu_seconds(cp.pid), cpu_seconds()
+            merged1 = await merged(metrics_port)
             line("(b) new identities via gRPC", alloc_rate, alloc_lat)
             print(f"    CPU per allocation: control plane {1e6 * (cpu1 - cpu0) / args.count:.0f}"
-                  f" us, benchmark client {1e6 * (own1 - own0) / args.count:.0f} us")
+                  f" us, benchmark client {1e6 * (own1 - own0) / args.count:.0f} us; "
+                  f"{merged1[1] - merged0[1]:.0f} of {args.count} allocations shared "
+                  f"{merged1[0] - merged0[0]:.0f} merged etcd transactions")
 
             known = args.count
 

@@ -31,6 +31,12 @@ class ControlPlaneCollector(Collector):
         for result, count in cp.allocator.allocated.items():
             allocations.add_metric([result], count)
         yield allocations
+        yield CounterMetricFamily("bulkhead_identity_merged_txns",
+                                  "etcd transactions that carried several new identities",
+                                  value=cp.allocator.group.batches)
+        yield CounterMetricFamily("bulkhead_identity_merged_allocations",
+                                  "New identities sent inside such merged transactions",
+                                  value=cp.allocator.group.parts)
         yield CounterMetricFamily("bulkhead_identities_collected",
                                   "Identities garbage-collected by this replica",
                                   value=cp.collector.collected)

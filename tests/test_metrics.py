@@ -19,6 +19,10 @@ async def test_metrics_count_allocations_and_objects(replicas: ReplicaFactory) -
         stub = identity_pb2_grpc.IdentityServiceStub(replica.channel())
         for _ in range(2):
             await stub.Allocate(identity_pb2.AllocateIdentityRequest(labels=["k8s:app=m"]))
+        # Twenty new sets at once: while the first transaction is in flight the others wait
+        # and share the next ones.
+        await asyncio.gather(*(stub.Allocate(identity_pb2.AllocateIdentityRequest(
+            labels=[f"k8s:app=g{i}"])) for i in range(20)))
         await replica.cp.cache.wait_for((await replica.cp.etcd.status()).revision)
 
         def scrape() -> str:
@@ -26,9 +30,13 @@ async def test_metrics_count_allocations_and_objects(replicas: ReplicaFactory) -
                 return str(r.read().decode())
 
         text = await asyncio.to_thread(scrape)
-        assert 'bulkhead_identity_allocations_total{result="new"} 1.0' in text
+        assert 'bulkhead_identity_allocations_total{result="new"} 21.0' in text
         assert 'bulkhead_identity_allocations_total{result="existing"} 1.0' in text
-        assert 'bulkhead_objects{kind="identities"} 1.0' in text
+        assert 'bulkhead_objects{kind="identities"} 21.0' in text
+        values = dict(row.split(" ", 1) for row in text.splitlines() if not row.startswith("#"))
+        txns = float(values["bulkhead_identity_merged_txns_total"])
+        merged = float(values["bulkhead_identity_merged_allocations_total"])
+        assert 1 <= txns < merged <= 20
         assert "bulkhead_subscribers 0.0" in text
         assert "bulkhead_policy_resolutions_total" in text
     finally:
