@@ -45,6 +45,9 @@ class ClusterCache:
         self.etcd = etcd
         self.prefix = prefix
         self.items: dict[str, KV] = {}
+        # The same KVs grouped by their first path element under the prefix ("nodes",
+        # "ipcache", ...), so that listing one kind does not walk every key of the cluster.
+        self._kinds: dict[str, dict[str, KV]] = {}
         self.revision = 0
         self.watching = False
         self._page = page
@@ -64,7 +67,20 @@ class ClusterCache:
         self._progress.append(callback)
 
     def under(self, prefix: str) -> Iterator[KV]:
-        return (kv for key, kv in self.items.items() if key.startswith(prefix))
+        kind, slash, rest = prefix[len(self.prefix):].partition("/")
+        if not prefix.startswith(self.prefix) or not slash:
+            return (kv for key, kv in self.items.items() if key.startswith(prefix))
+        found = self._kinds.get(kind, {})
+        if not rest:
+            return iter(found.values())
+        return (kv for key, kv in found.items() if key.startswith(prefix))
+
+    def _kind(self, key: str) -> dict[str, KV]:
+        kind = key[len(self.prefix):].partition("/")[0]
+        found = self._kinds.get(kind)
+        if found is None:
+            found = self._kinds[kind] = {}
+        return found
 
     async def start(self) -> None:
         await self._relist()
@@ -101,6 +117,9 @@ class ClusterCache:
                 break
             start = kvs[-1].key + "\0"
         self.items = items
+        self._kinds = {}
+        for key, kv in items.items():
+            self._kind(key)[key] = kv
         self.revision = revision
         for listener in self._listeners:
             listener.reset(self.items, revision)
@@ -197,9 +216,11 @@ class ClusterCache:
             prev = self.items.get(kv.key)
             if event.type == 0:  # PUT
                 self.items[kv.key] = kv
+                self._kind(kv.key)[kv.key] = kv
                 batch.append(Change("put", kv.key, kv, prev))
             else:
                 self.items.pop(kv.key, None)
+                self._kind(kv.key).pop(kv.key, None)
                 batch.append(Change("delete", kv.key, None, prev))
         if batch:
             self._commit(batch_revision, batch)
