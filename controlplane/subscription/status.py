@@ -82,9 +82,9 @@ class StatusBoard:
         self.prefix = status_prefix(keys)
         self.replica_prefix = replica_status_prefix(keys)
         self._streams: dict[str, dict[int, Subscriber]] = {}   # node -> its live streams
-        self._dirty = False
         self._gone: set[str] = set()
-        self._written: dict[str, NodeStatus] = {}   # what this replica's record holds
+        # What this replica's record in etcd holds; None: unknown (new lease), write it anew.
+        self._written: dict[str, NodeStatus] | None = {}
         self._decoded: dict[str, tuple[int, dict[str, NodeStatus]]] = {}  # key -> (rev, nodes)
         self._lease = 0
 
@@ -145,16 +145,14 @@ class StatusBoard:
     def connected(self, sub: Subscriber) -> None:
         self._streams.setdefault(sub.node, {})[id(sub)] = sub
         self._gone.discard(sub.node)
-        self._dirty = True
 
     def changed(self, sub: Subscriber) -> None:
-        self._dirty = True
+        """Nothing to record: each flush compares what the record holds with the live view."""
 
     def disconnected(self, sub: Subscriber) -> None:
         streams = self._streams.get(sub.node, {})
         if streams.pop(id(sub), None) is None:
             return
-        self._dirty = True
         if not streams:
             del self._streams[sub.node]
             self._gone.add(sub.node)
@@ -173,7 +171,8 @@ class StatusBoard:
             try:
                 if self._lease == 0:
                     self._lease = await self.etcd.grant(self.ttl)
-                    self._dirty = True
+                    if self._written:
+                        self._written = None   # the record went with the old lease
                 elif since_renew >= renew_every:
                     since_renew = 0.0
                     if await self.etcd.keepalive(self._lease) <= 0:
@@ -186,35 +185,30 @@ class StatusBoard:
             since_renew += self.interval
 
     async def flush(self) -> None:
+        # Acks, connects and covered revisions that moved without an ack (revisions that held
+        # nothing for a node) all show as a difference from what the record holds.
         local = {node: NodeStatus.of(sub, self.replica) for node, sub in self.local.items()}
-        # A node whose revisions held nothing for it never acks; its covered revision still
-        # advances, and waiters on other replicas read it from here.
-        if local == self._written and (not self._dirty or not local):
-            self._dirty = False
-            await self._write_gone()
-            return
-        self._dirty = False
-        record = json.dumps({"replica": self.replica,
-                             "nodes": [asdict(status) for _, status in sorted(local.items())]},
-                            sort_keys=True).encode()
-        try:
+        previous = self._written or {}
+        if local != self._written:
+            record = json.dumps({"replica": self.replica,
+                                 "nodes": [asdict(status) for _, status in sorted(local.items())]},
+                                sort_keys=True).encode()
             await self.etcd.put(self.record_key, record, self._lease)
-        except Exception:
-            self._dirty = True
-            raise
-        previous, self._written = self._written, local
+            self._written = local
         await self._write_gone(previous)
 
-    async def _write_gone(self, previous: dict[str, NodeStatus] | None = None) -> None:
+    async def _write_gone(self, previous: dict[str, NodeStatus]) -> None:
         """Final status of nodes that left cleanly, on the node's lease (it goes with the
         node), unless the node is already on another replica."""
         gone, self._gone = self._gone, set()
         for node in sorted(gone):
-            last = (previous or self._written).get(node) or self.stored(node)
-            if last is None or node in self._streams:
+            if node in self._streams:
                 continue
-            elsewhere = self.stored(node)
-            if elsewhere is not None and elsewhere.connected and elsewhere.replica != self.replica:
+            stored = self.stored(node)
+            if stored is not None and stored.connected and stored.replica != self.replica:
+                continue
+            last = previous.get(node) or stored
+            if last is None:
                 continue
             final = NodeStatus(node, "", "", last.acked_revision, 0, last.resumes,
                                last.snapshots, False, last.acked_revision)
