@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import pytest
 
@@ -57,12 +58,21 @@ async def agents() -> AsyncIterator[list[Agent]]:
         await agent.stop()
 
 
-async def eventually(predicate, timeout: float = WAIT, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]
-    """Waits for `predicate()` to hold; fails with its last value otherwise."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached")
+async def eventually(predicate: Callable[[], bool | Awaitable[bool]],
+                     message: str = "condition not reached", *, timeout: float = WAIT,
+                     interval: float = 0.05) -> None:
+    """Waits until `predicate()` (a plain or an async function) is true; fails with `message`
+    once `timeout` passes. An upper bound for a wait, never a latency assertion."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(message)
         await asyncio.sleep(interval)
 
 

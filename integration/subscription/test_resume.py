@@ -60,7 +60,6 @@ async def test_killed_replica_agents_resume_on_other_with_deltas_only(
         mine = await fresh_content(b.address, agent.client.node, "")
         assert content == mine                      # full state: nodes, ipcache, ids, policy
     subs = await cluster.subscriptions(b.address)
-    await eventually(lambda: True)
     assert all(subs[f"node-{i}"].replica == f"b-{cluster.tag}" for i in range(3))
     assert all(subs[f"node-{i}"].resumes >= 1 for i in range(3))
 
@@ -103,7 +102,14 @@ async def test_stalled_subscriber_is_reset_others_keep_receiving(
             yield await stalled_out.get()
 
     call = subscription_pb2_grpc.SubscriptionServiceStub(channel).Subscribe(requests())
-    await eventually(lambda: True)
+
+    async def stalled_subscribed() -> bool:
+        subs = await cluster.subscriptions(a.address)
+        return "stalled" in subs and subs["stalled"].connected
+
+    # Writes start only once the replica handled the stalled stream's Hello: it must be a
+    # subscriber when the big deltas are queued, or there is nothing to stall.
+    await eventually(stalled_subscribed, "the replica lists the stalled stream as connected")
     agent = await Agent("healthy", [a.address], "192.168.9.1").start()
     agents.append(agent)
     assert cluster.etcd is not None
@@ -159,18 +165,12 @@ async def test_agent_process_cli_status_and_wait(cluster: Cluster) -> None:
         "--state-file", str(state_file), stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL)
     try:
-        await eventually(lambda: True)
-        subs: dict[str, pb.NodeSubscription] = {}
-
         async def connected() -> bool:
-            nonlocal subs
             subs = await cluster.subscriptions(a.address)
             return "proc-1" in subs and subs["proc-1"].acked_revision > 0
 
-        deadline = asyncio.get_running_loop().time() + WAIT
-        while not await connected():
-            assert asyncio.get_running_loop().time() < deadline
-            await asyncio.sleep(0.1)
+        await eventually(connected, "the agent process proc-1 subscribed and acked",
+                         interval=0.1)
         ep = await cluster.create_endpoint(a.address, "proc-1", "p1", ["k8s:app=p"])
         revision = await cluster.revision()
         out = await _cli(a.address, "policy", "wait", "--revision", str(revision),

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-
 import pytest
 
 from bulkhead.v1 import subscription_pb2 as pb
 from bulkhead.v1 import subscription_pb2_grpc
 
 from .cluster import Cluster
-from .conftest import WAIT, Agent
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + WAIT
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, what
-        await asyncio.sleep(0.1)
+from .conftest import WAIT, Agent, eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,7 +31,7 @@ async def test_other_replica_sees_nodes_waits_on_them_and_keeps_final_counters(
         return all(seen.get(f"st-{i}") is not None and seen[f"st-{i}"].connected
                    and seen[f"st-{i}"].acked_revision >= revision for i in range(4))
 
-    await until(b_sees_all, "replica b lists the four nodes of replica a")
+    await eventually(b_sees_all, "replica b lists the four nodes of replica a", interval=0.1)
     assert {s.replica for s in seen.values()} == {f"a-{cluster.tag}"}
     assert all(s.snapshots == 1 for s in seen.values())
 
@@ -68,6 +58,6 @@ async def test_other_replica_sees_nodes_waits_on_them_and_keeps_final_counters(
         gone = seen.get("st-1")
         return gone is not None and not gone.connected
 
-    await until(b_sees_gone, "replica b shows st-1 disconnected")
+    await eventually(b_sees_gone, "replica b shows st-1 disconnected", interval=0.1)
     assert seen["st-1"].snapshots == 1 and seen["st-1"].replica == ""
     assert seen["st-0"].connected and seen["st-0"].replica == f"a-{cluster.tag}"
