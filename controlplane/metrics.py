@@ -2,12 +2,15 @@
 
 The parts keep plain counters; this collector reads them at scrape time, so the hot paths never
 touch a metrics library and each replica (several may share a process in tests) has its own
-registry.
+registry. prometheus_client scrapes on its own HTTP thread while the event loop changes the
+cache, so the values are read on the loop and only turned into metrics on that thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIServer
 
@@ -15,72 +18,107 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from controlplane.counts import object_counts
+
 if TYPE_CHECKING:
     from controlplane.app import ControlPlane
 
+SCRAPE_TIMEOUT = 10.0
+
+
+@dataclass
+class Reading:
+    """Everything a scrape reports, read in one event-loop turn."""
+
+    allocations: dict[str, int]
+    merged_txns: int
+    merged_allocations: int
+    collected: int
+    objects: dict[str, int]
+    cache_revision: int
+    deltas: int
+    resets: int
+    subscribers: int
+    lag: dict[str, int] = field(default_factory=dict)
+    resolution: tuple[float, int] = (0.0, 0)
+
+
+def read(cp: ControlPlane) -> Reading:
+    fanout = cp.subscriptions
+    return Reading(
+        allocations=dict(cp.allocator.allocated),
+        merged_txns=cp.allocator.group.batches,
+        merged_allocations=cp.allocator.group.parts,
+        collected=cp.collector.collected,
+        objects=object_counts(cp),
+        cache_revision=cp.cache.revision,
+        deltas=fanout.hub.deltas,
+        resets=fanout.hub.resets,
+        subscribers=len(fanout.hub.subscribers),
+        lag={name: status.lag_revisions for name, status in fanout.statuses().items()
+             if status.connected},
+        resolution=cp.policy_engine.resolution_seconds,
+    )
+
 
 class ControlPlaneCollector(Collector):
-    def __init__(self, cp: ControlPlane) -> None:
+    def __init__(self, cp: ControlPlane, loop: asyncio.AbstractEventLoop) -> None:
         self.cp = cp
+        self.loop = loop
 
     def collect(self) -> Iterator[Metric]:
-        cp = self.cp
+        async def on_loop() -> Reading:
+            return read(self.cp)
+
+        r = asyncio.run_coroutine_threadsafe(on_loop(), self.loop).result(SCRAPE_TIMEOUT)
         allocations = CounterMetricFamily("bulkhead_identity_allocations",
                                           "Identity allocations answered, by result",
                                           labels=["result"])
-        for result, count in cp.allocator.allocated.items():
+        for result, count in r.allocations.items():
             allocations.add_metric([result], count)
         yield allocations
         yield CounterMetricFamily("bulkhead_identity_merged_txns",
                                   "etcd transactions that carried several new identities",
-                                  value=cp.allocator.group.batches)
+                                  value=r.merged_txns)
         yield CounterMetricFamily("bulkhead_identity_merged_allocations",
                                   "New identities sent inside such merged transactions",
-                                  value=cp.allocator.group.parts)
+                                  value=r.merged_allocations)
         yield CounterMetricFamily("bulkhead_identities_collected",
                                   "Identities garbage-collected by this replica",
-                                  value=cp.collector.collected)
+                                  value=r.collected)
         objects = GaugeMetricFamily("bulkhead_objects", "Objects in the cluster cache",
                                     labels=["kind"])
-        for kind, prefix in (("nodes", cp.keys.nodes), ("endpoints", cp.keys.endpoints),
-                             ("ipcache", cp.keys.ipcache)):
-            objects.add_metric([kind], sum(1 for _ in cp.cache.under(prefix)))
-        objects.add_metric(["identities"], len(cp.identity_index.by_id))
+        for kind, count in r.objects.items():
+            objects.add_metric([kind], count)
         yield objects
         yield GaugeMetricFamily("bulkhead_cache_revision", "etcd revision the replica has seen",
-                                value=cp.cache.revision)
-        fanout = getattr(cp, "subscriptions", None)
-        if fanout is not None:
-            yield CounterMetricFamily("bulkhead_subscription_deltas_sent",
-                                      "Deltas (one per etcd revision) published to subscribers",
-                                      value=fanout.hub.deltas)
-            yield CounterMetricFamily("bulkhead_subscriber_resets",
-                                      "Subscribers reset for falling behind",
-                                      value=fanout.hub.resets)
-            yield GaugeMetricFamily("bulkhead_subscribers", "Agents streaming from this replica",
-                                    value=len(fanout.hub.subscribers))
-            lag = GaugeMetricFamily("bulkhead_subscriber_lag_revisions",
-                                    "Revisions between the cluster and a node's last ack",
-                                    labels=["node"])
-            for name, status in fanout.statuses().items():
-                if status.connected:
-                    lag.add_metric([name], status.lag_revisions)
-            yield lag
-        engine = getattr(cp, "policy_engine", None)
-        timing = getattr(engine, "resolution_seconds", None)
-        if timing is not None:
-            total, count = timing
-            yield CounterMetricFamily("bulkhead_policy_resolution_seconds",
-                                      "Time spent resolving policy (sum)", value=total)
-            yield CounterMetricFamily("bulkhead_policy_resolutions",
-                                      "Policy resolutions (policy or identity changes)",
-                                      value=count)
+                                value=r.cache_revision)
+        yield CounterMetricFamily("bulkhead_subscription_deltas_sent",
+                                  "Deltas (one per etcd revision) published to subscribers",
+                                  value=r.deltas)
+        yield CounterMetricFamily("bulkhead_subscriber_resets",
+                                  "Subscribers reset for falling behind", value=r.resets)
+        yield GaugeMetricFamily("bulkhead_subscribers", "Agents streaming from this replica",
+                                value=r.subscribers)
+        lag = GaugeMetricFamily("bulkhead_subscriber_lag_revisions",
+                                "Revisions between the cluster and a node's last ack",
+                                labels=["node"])
+        for name, revisions in r.lag.items():
+            lag.add_metric([name], revisions)
+        yield lag
+        total, count = r.resolution
+        yield CounterMetricFamily("bulkhead_policy_resolution_seconds",
+                                  "Time spent resolving policy (sum)", value=total)
+        yield CounterMetricFamily("bulkhead_policy_resolutions",
+                                  "Policy resolutions (policy or identity changes)",
+                                  value=count)
 
 
 def serve(cp: ControlPlane, listen: str) -> WSGIServer:
-    """Serves /metrics on HOST:PORT in a background thread; `shutdown()` stops it."""
+    """Serves /metrics on HOST:PORT in a background thread; `shutdown()` stops it. Call it
+    from the control plane's event loop."""
     registry = CollectorRegistry()
-    registry.register(ControlPlaneCollector(cp))
+    registry.register(ControlPlaneCollector(cp, asyncio.get_running_loop()))
     host, _, port = listen.rpartition(":")
     server, _thread = start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
     return server

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bulkhead.v1 import admin_pb2
+from controlplane.counts import object_counts
 from controlplane.store.etcd import EtcdUnavailable
 
 if TYPE_CHECKING:
@@ -26,20 +27,11 @@ class StatusReporter:
             etcd.cluster_id = status.cluster_id
         except EtcdUnavailable as exc:
             etcd.error = str(exc)
-        counts = {
-            "identities": len(cp.identity_index.by_id),
-            "nodes": sum(1 for _ in cp.cache.under(cp.keys.nodes)),
-            "endpoints": sum(1 for _ in cp.cache.under(cp.keys.endpoints)),
-            "ipcache": sum(1 for _ in cp.cache.under(cp.keys.ipcache)),
-            "cache_revision": cp.cache.revision,
-        }
-        engine = getattr(cp, "policy_engine", None)
-        if engine is not None:
-            counts["policies"] = len(engine.stored)
-        if hasattr(cp, "subscriptions"):
-            connected = [s for s in cp.subscriptions.statuses().values() if s.connected]
-            counts["subscribers"] = len(connected)
-            counts["max_lag_revisions"] = max((s.lag_revisions for s in connected), default=0)
+        counts = {**object_counts(cp), "cache_revision": cp.cache.revision,
+                  "policies": len(cp.policy_engine.stored)}
+        connected = [s for s in cp.subscriptions.statuses().values() if s.connected]
+        counts["subscribers"] = len(connected)
+        counts["max_lag_revisions"] = max((s.lag_revisions for s in connected), default=0)
         return admin_pb2.StatusResponse(
             replica_id=cp.config.replica_id, version=cp.version,
             cluster_name=cp.config.cluster_name, cluster_id=cp.config.cluster_id, etcd=etcd,
