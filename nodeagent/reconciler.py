@@ -60,7 +60,9 @@ def execute(dp: Datapath, plan: Plan) -> tuple[int, list[int]]:
         writes += dp.upsert_ipcache(plan.upserts)
     if plan.deletes:
         writes += dp.delete_ipcache(plan.deletes)
-    done = []
+    done: list[int] = []
+    if not plan.policies:
+        return writes, done
     present = {info.ep_id for info in dp.endpoints()}
     for p in plan.policies:
         if p.ep_id not in present:  # being added (the adder applies it) or already gone
