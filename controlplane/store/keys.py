@@ -89,6 +89,17 @@ class Keys:
     def replica(self, replica_id: str) -> str:
         return f"{self.replicas}{replica_id}"
 
+    # subscription status (controlplane/subscription/status.py)
+    @property
+    def subscription_records(self) -> str:
+        """One record per replica: the nodes it serves."""
+        return f"{self.prefix}subscription-replicas/"
+
+    @property
+    def subscription_finals(self) -> str:
+        """Final status of cleanly disconnected nodes, one key each."""
+        return f"{self.prefix}subscriptions/"
+
     @property
     def namespaced_policies(self) -> str:
         return f"{self.policies}namespaced/"

@@ -51,16 +51,6 @@ class NodeStatus:
                           sub.resumes, sub.snapshots, True, sub.covered_revision)
 
 
-def status_prefix(keys: Keys) -> str:
-    """Final status of cleanly disconnected nodes, one key each."""
-    return f"{keys.prefix}subscriptions/"
-
-
-def replica_status_prefix(keys: Keys) -> str:
-    """One record per replica: the nodes it serves."""
-    return f"{keys.prefix}subscription-replicas/"
-
-
 def _newer(a: NodeStatus | None, b: NodeStatus) -> bool:
     """Whether b describes a later connection than a (a dead replica's record may linger)."""
     if a is None:
@@ -79,8 +69,8 @@ class StatusBoard:
         self.replica = replica
         self.interval = interval
         self.ttl = ttl
-        self.prefix = status_prefix(keys)
-        self.replica_prefix = replica_status_prefix(keys)
+        self.prefix = keys.subscription_finals
+        self.replica_prefix = keys.subscription_records
         self._streams: dict[str, dict[int, Subscriber]] = {}   # node -> its live streams
         self._gone: set[str] = set()
         # What this replica's record in etcd holds; None: unknown (new lease), write it anew.
