@@ -17,7 +17,7 @@ run: setup-run        ## the Star Wars scenario on a two-node lab (stays up; `ma
 controlplane: setup-run  ## only the control plane (embedded etcd) in the foreground
 	$(VENV)/bin/bulkhead-controlplane
 
-down:                 ## remove the lab `make run` left up
+down: setup-run       ## remove the lab `make run` left up
 	$(VENV)/bin/bulkhead-lab down
 
 test: setup           ## lint, type-check, unit and integration tests
@@ -28,19 +28,16 @@ test: setup           ## lint, type-check, unit and integration tests
 test-unit: setup-run
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)
 
-lint:
+lint: setup-run
 	$(PY) -m ruff check .
 	$(PY) -m mypy controlplane nodeagent integration tests bench proto/bulkhead
 
-proto:                ## regenerate proto/bulkhead/v1/*_pb2*.py
+proto: setup-run      ## regenerate proto/bulkhead/v1/*_pb2*.py
 	$(PY) scripts/genproto.py
 
-bench: setup          ## every benchmark; each prints its ratio against a baseline of the same run
-	$(PY) bench/identity.py
-	$(PY) bench/policy.py
-	$(PY) bench/fanout.py
-	$(PY) bench/datapath_maps.py
-	$(PY) bench/datapath.py
+bench: setup-run      ## every benchmark, each against a baseline of the same run; fails if one did
+	@failed=0; for b in identity policy fanout datapath_maps datapath; do \
+		$(PY) bench/$$b.py || failed=1; done; exit $$failed
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache .mypy_cache .ruff_cache
