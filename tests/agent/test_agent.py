@@ -15,7 +15,14 @@ import grpc
 import pytest
 
 from bulkhead.rpcerror import field_violations
-from bulkhead.v1 import agent_pb2, flow_pb2, subscription_pb2, subscription_pb2_grpc
+from bulkhead.v1 import (
+    agent_pb2,
+    flow_pb2,
+    policy_pb2,
+    policy_pb2_grpc,
+    subscription_pb2,
+    subscription_pb2_grpc,
+)
 from integration.lab.story import POLICY
 from tests.agent.cluster import BIN, Cluster, Pod, curl, probe
 
@@ -45,19 +52,11 @@ def flows(lab: Cluster, short: str, last: int = 200, wait: float = 2.0,
 
 
 def apply_rule1(lab: Cluster) -> None:
-    """Through the control plane's PolicyService, then wait until every node enforces it."""
-    try:
-        from bulkhead.v1 import policy_pb2, policy_pb2_grpc
-    except ImportError:
-        pytest.skip("the control plane has no PolicyService yet")
+    """Through the control plane's PolicyService, then wait until every node enforces it.
+    Applying it again is harmless (unchanged), so each test that relies on it calls this."""
     with grpc.insecure_channel(lab.cp_address) as channel:
-        try:
-            applied = policy_pb2_grpc.PolicyServiceStub(channel).Apply(
-                policy_pb2.ApplyPoliciesRequest(yaml=RULE1), timeout=30)
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
-                pytest.skip("the control plane does not serve PolicyService yet")
-            raise
+        applied = policy_pb2_grpc.PolicyServiceStub(channel).Apply(
+            policy_pb2.ApplyPoliciesRequest(yaml=RULE1), timeout=30)
         waited = subscription_pb2_grpc.SubscriptionAdminServiceStub(channel).WaitForRevision(
             subscription_pb2.WaitForRevisionRequest(revision=applied.revision, timeout_seconds=20),
             timeout=30)
@@ -189,12 +188,13 @@ def test_policy_from_the_control_plane(lab: Cluster, pods: dict[str, Pod]) -> No
 
 def test_new_identity_on_node2_enforced_on_node1(lab: Cluster, pods: dict[str, Pod]) -> None:
     d1 = pods["deathstar-1"]
+    apply_rule1(lab)
+    assert _policy_applied(lab, d1)
     bomber = lab.add_pod("bomber", "n2", [*EMPIRE, "k8s:class=bomber"])
     assert bomber.identity not in {p.identity for p in pods.values() if p is not bomber}
     assert curl(bomber, d1.ip, 80) == 0  # allowed by org=empire, though new
-    if _policy_applied(lab, d1):
-        ywing = lab.add_pod("ywing", "n2", ["k8s:org=alliance", "k8s:class=ywing"])
-        assert curl(ywing, d1.ip, 80) == 28
+    ywing = lab.add_pod("ywing", "n2", ["k8s:org=alliance", "k8s:class=ywing"])
+    assert curl(ywing, d1.ip, 80) == 28
 
 
 def _policy_applied(lab: Cluster, d1: Pod) -> bool:
@@ -205,7 +205,9 @@ def _policy_applied(lab: Cluster, d1: Pod) -> bool:
 def test_sigkill_keeps_enforcing_and_restart_rewrites_nothing(
         lab: Cluster, pods: dict[str, Pod]) -> None:
     d1, d2, tie, xwing = (pods[n] for n in ("deathstar-1", "deathstar-2", "tiefighter", "xwing"))
+    apply_rule1(lab)
     enforced = _policy_applied(lab, d1)
+    assert enforced  # the denied probes below must be denied by policy, not by chance
     allowed: list[str] = []
     denied: list[str] = []
     stop = threading.Event()
