@@ -126,6 +126,21 @@ async def test_heartbeat_keeps_node_alive_and_reports_expiry(replicas: ReplicaFa
         await nodes.Heartbeat(node_pb2.HeartbeatRequest(name="n1"))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
+    # A node whose heartbeats stop is gone once its 2 s TTL passes (polled in etcd: a
+    # Heartbeat would renew the lease), and its next heartbeat is told to register again.
+    await nodes.Register(node_pb2.RegisterNodeRequest(name="n2", underlay_ip="192.0.2.2"))
+    assert (await nodes.Heartbeat(node_pb2.HeartbeatRequest(name="n2"))).ttl_seconds > 0
+    key = Keys(replica.cp.config.cluster_name).node("n2")
+
+    async def expired() -> bool:
+        return await replica.cp.etcd.get(key) is None
+
+    assert await eventually(expired, timeout=15), "n2 outlived its lease without heartbeats"
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await nodes.Heartbeat(node_pb2.HeartbeatRequest(name="n2"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "register" in (err.value.details() or ""), err.value.details()
+
 
 async def test_list_views_filter_and_paginate(replicas: ReplicaFactory) -> None:
     replica = await replicas()
