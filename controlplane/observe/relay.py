@@ -77,17 +77,29 @@ class FlowRelay:
         """New matching flows from every node, as they come, across agent restarts."""
         queue: asyncio.Queue[flow_pb2.Flow] = asyncio.Queue(maxsize=10_000)
         followers: dict[str, asyncio.Task[None]] = {}
+        loop = asyncio.get_running_loop()
+        refresh_at = loop.time()
         try:
             while True:
-                for node in self._observed(request.filter.node):
-                    task = followers.get(node.name)
-                    if task is None or task.done():
-                        followers[node.name] = asyncio.create_task(
-                            self._follow_node(node, request.filter, queue))
+                # New (or restarted) nodes are picked up once per NODE_POLL, not per flow:
+                # listing the nodes decodes and sorts every node record.
+                now = loop.time()
+                if now >= refresh_at:
+                    for node in self._observed(request.filter.node):
+                        task = followers.get(node.name)
+                        if task is None or task.done():
+                            followers[node.name] = asyncio.create_task(
+                                self._follow_node(node, request.filter, queue))
+                    refresh_at = now + NODE_POLL
                 try:
-                    yield await asyncio.wait_for(queue.get(), NODE_POLL)
-                except TimeoutError:
-                    continue
+                    flow = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    # Only an idle stream waits with a timeout (until the next refresh).
+                    try:
+                        flow = await asyncio.wait_for(queue.get(), refresh_at - now)
+                    except TimeoutError:
+                        continue
+                yield flow
         finally:
             for task in followers.values():
                 task.cancel()
