@@ -77,8 +77,9 @@ class ControlPlane:
                                   config.node_ttl)
         self.endpoints = EndpointRegistry(self.etcd, self.keys, self.cache, self.nodes,
                                           self.allocator)
-        self.relay = FlowRelay(self.nodes, FlowEnricher(self.cache, self.endpoints,
-                                                        self.identity_index))
+        enricher = FlowEnricher(self.endpoints, self.identity_index)
+        self.cache.add_listener(enricher)
+        self.relay = FlowRelay(self.nodes, enricher)
         self.subscriptions = Fanout(
             self.etcd, self.keys, self.cache, policy_source_of(self), config.replica_id,
             Settings(config.subscription_history, config.subscription_queue_bytes,

@@ -7,22 +7,34 @@ from controlplane.endpoints.model import Endpoint
 from controlplane.endpoints.registry import EndpointRegistry
 from controlplane.identity.index import IdentityIndex
 from controlplane.identity.reserved import RESERVED_BY_ID, reserved_labels
-from controlplane.store.cache import ClusterCache
+from controlplane.store.cache import Change
+from controlplane.store.etcd import KV
 
 
 class FlowEnricher:
-    def __init__(self, cache: ClusterCache, endpoints: EndpointRegistry,
-                 identities: IdentityIndex) -> None:
-        self.cache = cache
+    """A ClusterCache listener: the IP -> endpoint map is rebuilt, at the next look-up, only
+    after a revision that changed endpoint keys (not after every revision of the cluster)."""
+
+    def __init__(self, endpoints: EndpointRegistry, identities: IdentityIndex) -> None:
         self.endpoints = endpoints
         self.identities = identities
+        self._prefix = endpoints.keys.endpoints
         self._by_ip: dict[str, Endpoint] = {}
-        self._revision = -1
+        self._stale = True
 
+    # -- ClusterCache listener ----------------------------------------------------------------
+    def reset(self, items: dict[str, KV], revision: int) -> None:
+        self._stale = True
+
+    def apply(self, revision: int, changes: list[Change]) -> None:
+        if not self._stale:
+            self._stale = any(c.key.startswith(self._prefix) for c in changes)
+
+    # -- look-ups -----------------------------------------------------------------------------
     def _endpoint(self, ip: str) -> Endpoint | None:
-        if self._revision != self.cache.revision:
+        if self._stale:
             self._by_ip = {e.ip: e for e in self.endpoints.endpoints()}
-            self._revision = self.cache.revision
+            self._stale = False
         return self._by_ip.get(ip)
 
     def _labels(self, identity: int) -> list[str]:
