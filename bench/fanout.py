@@ -30,7 +30,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import grpc
-from fanout_stages import decompose, lag_summary, pct, print_stages, summary
+from fanout_stages import decompose, lag_summary, print_stages, summary
+from stats import cpu_seconds, pct
 
 from bulkhead import gctuning, log
 from bulkhead.v1 import node_pb2, node_pb2_grpc, subscription_pb2_grpc
@@ -39,7 +40,6 @@ from controlplane.subscription.trace import ENV as TRACE_ENV
 from integration.subscription.cluster import Cluster
 from nodeagent.subscription.client import SubscriptionClient
 
-TICKS = os.sysconf("SC_CLK_TCK")
 WRITER_NODES = 10
 
 
@@ -127,11 +127,6 @@ async def worker(args: argparse.Namespace) -> None:
 
 
 # -- coordinator ----------------------------------------------------------------------------
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
 class Workers:
     def __init__(self, cluster: Cluster, addresses: str, agents: int, processes: int,
                  ack_interval: float, tag: str) -> None:
@@ -387,9 +382,9 @@ async def measure(cluster: Cluster, agents: int, args: argparse.Namespace,
     if load.failed:
         invalid.append(f"writer: {load.failed} of {load.scheduled} changes failed "
                        f"({load.first_error})")
-    if rate < 0.95 * args.rate or pct(load.late, 99) > 0.1:
+    if rate < 0.95 * args.rate or pct(load.late, 0.99) > 0.1:
         invalid.append(f"writer fell behind: {rate:.0f}/s of {args.rate:.0f}/s, "
-                       f"p99 {pct(load.late, 99) * 1e3:.0f} ms late")
+                       f"p99 {pct(load.late, 0.99) * 1e3:.0f} ms late")
     if len(base) < load.ok:
         invalid.append(f"etcd watch saw {len(base)} of {load.ok} written changes")
     if len(fanout) < expected:

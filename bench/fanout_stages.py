@@ -12,6 +12,8 @@ import bisect
 from dataclasses import dataclass, field
 from typing import Any
 
+from stats import pct
+
 STAGES = [
     ("etcd -> replica watch", "commit and watch delivery to the replica's state"),
     ("watch -> hub queued", "state diff, framing, queueing for every subscriber"),
@@ -22,16 +24,9 @@ STAGES = [
 ]
 
 
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
 def summary(values: list[float]) -> list[float]:
     """p50, p99, max in ms."""
-    return [pct(values, 50) * 1e3, pct(values, 99) * 1e3, max(values, default=0.0) * 1e3]
+    return [pct(values, 0.50) * 1e3, pct(values, 0.99) * 1e3, max(values, default=0.0) * 1e3]
 
 
 @dataclass
@@ -41,9 +36,9 @@ class Stages:
     rows: list[tuple[float, list[float]]] = field(default_factory=list)
     unmatched: int = 0
 
-    def tail(self, p: float = 99.0) -> list[float]:
-        """Mean ms per stage over the changes whose end-to-end latency is >= its p-th pct."""
-        cut = pct(self.totals, p)
+    def tail(self, q: float = 0.99) -> list[float]:
+        """Mean ms per stage over the changes whose end-to-end latency is >= its q-quantile."""
+        cut = pct(self.totals, q)
         tail = [parts for total, parts in self.rows if total >= cut]
         if not tail:
             return [float("nan")] * len(STAGES)

@@ -21,17 +21,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from stats import cpu_seconds, pct
 
 from bulkhead import log
 from bulkhead.v1 import identity_pb2, identity_pb2_grpc
@@ -43,11 +42,6 @@ from controlplane.store.embedded import free_port
 from controlplane.store.etcd import Etcd
 from controlplane.store.keys import Keys
 from integration.etcd_process import etcd_process
-
-
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
 async def run(count: int, concurrency: int,
@@ -67,18 +61,9 @@ async def run(count: int, concurrency: int,
     return count / (time.perf_counter() - start), latencies
 
 
-def cpu_seconds(pid: int | None = None) -> float:
-    """User+system CPU of a process (this one when pid is None)."""
-    if pid is None:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def line(name: str, rate: float, lat: list[float]) -> None:
-    print(f"{name:<34} {rate:>9.0f}/s   p50 {pct(lat, 0.5):6.2f} ms   p99 {pct(lat, 0.99):6.2f} ms",
-          flush=True)
+    p50, p99 = pct(lat, 0.5) * 1e3, pct(lat, 0.99) * 1e3
+    print(f"{name:<34} {rate:>9.0f}/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms", flush=True)
 
 
 async def local_lookups(etcd: Etcd, cluster: str,
@@ -224,15 +209,15 @@ async def main_async(args: argparse.Namespace) -> None:
     ratio = alloc_rate / raw_rate
     print(f"targets: (b)/(a) >= 0.5 -> {ratio:.2f} {'ok' if ratio >= 0.5 else 'MISSED'}; "
           f"(c) >= 10000/s -> {lookup_rate:.0f} {'ok' if lookup_rate >= 10000 else 'MISSED'}; "
-          f"(c) p99 <= 5 ms -> {pct(lookup_lat, 0.99):.2f} "
-          f"{'ok' if pct(lookup_lat, 0.99) <= 5 else 'MISSED'} "
+          f"(c) p99 <= 5 ms -> {pct(lookup_lat, 0.99) * 1e3:.2f} "
+          f"{'ok' if pct(lookup_lat, 0.99) * 1e3 <= 5 else 'MISSED'} "
           f"(unary ceiling (c0): {check_rate:.0f}/s); "
           f"batched {args.batch_concurrency}x{args.batch} (c-batch) >= 10000 lookups/s -> "
           f"{batch_rate:.0f} "
           f"{'ok' if batch_rate >= 10000 else 'MISSED'}; "
-          f"(c-batch) p99 per call <= 5 ms -> {pct(batch_lat, 0.99):.2f} "
-          f"{'ok' if pct(batch_lat, 0.99) <= 5 else 'MISSED'} "
-          f"(in-process: {local_rate:.0f}/s, p99 {pct(local_lat, 0.99):.3f} ms)")
+          f"(c-batch) p99 per call <= 5 ms -> {pct(batch_lat, 0.99) * 1e3:.2f} "
+          f"{'ok' if pct(batch_lat, 0.99) * 1e3 <= 5 else 'MISSED'} "
+          f"(in-process: {local_rate:.0f}/s, p99 {pct(local_lat, 0.99) * 1e3:.3f} ms)")
     print(f"identity alloc ratio: {ratio:.2f}")
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from stats import pct
+
 from controlplane.policy import Identity, PolicyRepository, parse_policies
 
 NAMESPACES = 50
@@ -75,11 +77,6 @@ def identity(number: int, rng: random.Random) -> Identity:
     return Identity(number, frozenset(labels))
 
 
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def main() -> None:
     rng = random.Random(7)
     started = time.perf_counter()
@@ -116,7 +113,7 @@ def main() -> None:
         changed = repo.add_identity(new)
         samples.append(time.perf_counter() - started)
         touched.append(len(changed))
-    p50, p99 = percentile(samples, 0.50), percentile(samples, 0.99)
+    p50, p99 = pct(samples, 0.50), pct(samples, 0.99)
     print(f"incremental add of one identity over {ADDITIONS}: p50 {p50 * 1000:.3f} ms, "
           f"p99 {p99 * 1000:.3f} ms, max {max(samples) * 1000:.3f} ms, "
           f"identities changed per add: median {statistics.median(touched):.0f}")
