@@ -325,9 +325,8 @@ async def measure(cluster: Cluster, agents: int, args: argparse.Namespace,
         await asyncio.sleep(0.5)
         pids = {"replica a": replica_a.process.pid, "replica b": replica_b.process.pid,
                 "coordinator": os.getpid(), **workers.pids()}
-        etcd_process = getattr(cluster.etcd_server, "_process", None)
-        if etcd_process is not None:
-            pids["etcd"] = etcd_process.pid
+        if cluster.etcd_server.pid is not None:
+            pids["etcd"] = cluster.etcd_server.pid
         cpu0, t0 = cpu_of(pids), time.time()
         # Writes go through the other replica: replica a's CPU is then the fan-out's.
         load = await write_load(cluster, replica_b.address, args.rate, args.duration, sent,

@@ -47,6 +47,12 @@ class EmbeddedEtcd:
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.client_port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The etcd process's id while it runs (started and not yet stopped), else None."""
+        process = self._process
+        return process.pid if process is not None and process.returncode is None else None
+
     async def start(self, timeout: float = 20.0) -> None:
         binary = shutil.which(self.binary) or "/usr/bin/etcd"
         if not Path(binary).exists():
