@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 from stats import cpu_seconds, pct
 
 from bulkhead import log
@@ -96,12 +97,12 @@ async def merged(metrics_port: int) -> tuple[float, float]:
         url = f"http://127.0.0.1:{metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as response:
             text = response.read().decode()
-        found = {}
-        for row in text.splitlines():
-            name, _, value = row.partition(" ")
-            found[name] = value
-        return (float(found["bulkhead_identity_merged_txns_total"]),
-                float(found["bulkhead_identity_merged_allocations_total"]))
+        # A counter family drops `_total` from its name; its samples keep it.
+        found = {sample.name: sample.value
+                 for family in text_string_to_metric_families(text)
+                 for sample in family.samples}
+        return (found["bulkhead_identity_merged_txns_total"],
+                found["bulkhead_identity_merged_allocations_total"])
 
     return await asyncio.to_thread(scrape)
 
