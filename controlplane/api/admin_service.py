@@ -5,7 +5,6 @@ import grpc
 from bulkhead.v1 import admin_pb2, admin_pb2_grpc
 from controlplane.identity.allocator import Identity
 from controlplane.identity.reserved import RESERVED_BY_ID, reserved_labels
-from controlplane.subscription.policy import policy_source_of
 
 from . import convert
 from .errors import rpc
@@ -54,13 +53,11 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                  and (not request.identity or e.identity == request.identity)]
         page, token = paginate(items, lambda e: f"{e.namespace}/{e.name}", request.page_size,
                                request.page_token)
-        policy = policy_source_of(self.cp)
+        engine = self.cp.policy_engine
         shown = []
         for e in page:
             message = convert.endpoint(e)
-            resolved = policy.entries_for(e.identity)
-            message.ingress_enforced = resolved.ingress_enforced
-            message.egress_enforced = resolved.egress_enforced
+            message.ingress_enforced, message.egress_enforced = engine.enforcement(e.identity)
             shown.append(message)
         return admin_pb2.ListEndpointsResponse(endpoints=shown, next_page_token=token)
 

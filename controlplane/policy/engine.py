@@ -163,6 +163,13 @@ class Engine:
         return ResolvedPolicy(identity, subject.enforced[0] > 0, subject.enforced[1] > 0,
                               entries, found)
 
+    def enforcement(self, identity: int) -> tuple[bool, bool]:
+        """(ingress enforced, egress enforced) of `identity`, without building its entries."""
+        subject = self._subjects.get(identity)
+        if subject is None:
+            return False, False
+        return subject.enforced[0] > 0, subject.enforced[1] > 0
+
     def rules_selecting(self, identity: int) -> list[RuleRef]:
         subject = self._subjects.get(identity)
         return sorted(s.rule.ref for s in subject.rules) if subject else []

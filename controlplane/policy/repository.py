@@ -173,6 +173,10 @@ class PolicyRepository:
     def resolved(self, identity: int, *, origins: bool = False) -> ResolvedPolicy:
         return self._engine.resolved(identity, origins=origins)
 
+    def enforcement(self, identity: int) -> tuple[bool, bool]:
+        """(ingress enforced, egress enforced): `resolved(identity)`'s flags, cheaply."""
+        return self._engine.enforcement(identity)
+
     def resolve_all(self) -> dict[int, ResolvedPolicy]:
         """The current (incrementally maintained) policy of every endpoint identity."""
         return {i: self._engine.resolved(i) for i in sorted(self._engine.endpoints())}

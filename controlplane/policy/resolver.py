@@ -114,6 +114,10 @@ class PolicyResolver:
     def resolved(self, identity: int, *, origins: bool = False) -> ResolvedPolicy:
         return self.repository.resolved(identity, origins=origins)
 
+    def enforcement(self, identity: int) -> tuple[bool, bool]:
+        """(ingress enforced, egress enforced) of `identity`, without resolving its entries."""
+        return self.repository.enforcement(identity)
+
     def affected_between(self, after: int, upto: int) -> set[int]:
         """Identities whose entries changed in revisions (after, upto]."""
         found: set[int] = set()

@@ -135,6 +135,9 @@ def test_incremental_equals_full_recompute(ops: list[tuple[Any, ...]]) -> None:
         after = repo.resolve_all()
         assert after == repo.full_recompute()
         assert after == naive(repo)
+        for identity, resolved in after.items():
+            assert repo.enforcement(identity) == (resolved.ingress_enforced,
+                                                  resolved.egress_enforced)
         differing = {i for i in current.keys() | after.keys() if current.get(i) != after.get(i)}
         assert differing <= changed, f"{op} changed {differing - changed} without reporting"
         current = after
