@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from controlplane.store.embedded import free_port
+from controlplane.store.embedded import etcd_argv, free_port
 
 
 @dataclass
@@ -30,12 +30,8 @@ class EtcdProcess:
 
     def start(self) -> None:
         client = f"http://{self.endpoint}"
-        peer = f"http://127.0.0.1:{self.peer_port}"
         self.process = subprocess.Popen(
-            ["etcd", "--name", "t", "--data-dir", str(self.data_dir),
-             "--listen-client-urls", client, "--advertise-client-urls", client,
-             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", f"t={peer}"],
+            etcd_argv("etcd", "t", self.data_dir, self.client_port, self.peer_port),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(200):
             with contextlib.suppress(OSError):

@@ -32,6 +32,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def etcd_argv(binary: str, name: str, data_dir: Path, client_port: int, peer_port: int, *,
+              compaction_retention: int | None = None) -> list[str]:
+    """The command line of a single-member etcd on loopback ports; with
+    `compaction_retention`, etcd keeps that many revisions and compacts older ones."""
+    client = f"http://127.0.0.1:{client_port}"
+    peer = f"http://127.0.0.1:{peer_port}"
+    argv = [binary, "--name", name, "--data-dir", str(data_dir),
+            "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"{name}={peer}"]
+    if compaction_retention is not None:
+        argv += ["--auto-compaction-mode", "revision",
+                 "--auto-compaction-retention", str(compaction_retention)]
+    return argv
+
+
 @dataclass
 class EmbeddedEtcd:
     """Started on free loopback ports; `stop()` ends it cleanly so the next start finds the data."""
@@ -59,15 +75,10 @@ class EmbeddedEtcd:
             raise RuntimeError("etcd is not installed (Debian package etcd-server); "
                                "run `make setup-run`")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        client = f"http://127.0.0.1:{self.client_port}"
-        peer = f"http://127.0.0.1:{self.peer_port}"
         log_file = (self.data_dir.parent / f"{self.data_dir.name}.log").open("ab")
         self._process = await asyncio.create_subprocess_exec(
-            binary, "--name", self.name, "--data-dir", str(self.data_dir),
-            "--listen-client-urls", client, "--advertise-client-urls", client,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"{self.name}={peer}",
-            "--auto-compaction-mode", "revision", "--auto-compaction-retention", "100000",
+            *etcd_argv(binary, self.name, self.data_dir, self.client_port, self.peer_port,
+                       compaction_retention=100_000),
             stdout=log_file, stderr=log_file, preexec_fn=_die_with_parent,
         )
         log_file.close()
