@@ -22,7 +22,7 @@ from controlplane.store.keys import Keys
 
 from .index import IdentityIndex
 from .labels import LabelFilter, LabelSet, parse_labels
-from .reserved import RESERVED_BY_ID, reserved_labels
+from .reserved import RESERVED_BY_ID
 
 MAX_ATTEMPTS = 64
 HOLDER_MAX = 300
@@ -91,12 +91,10 @@ class IdentityAllocator:
         return Identity(ident, label_set.labels, self.index.references(ident))
 
     def get(self, ident: int) -> Identity:
-        if ident in RESERVED_BY_ID:
-            return Identity(ident, reserved_labels(ident))
-        stored = self.index.by_id.get(ident)
-        if stored is None:
+        labels = self.index.labels_of(ident)
+        if labels is None:
             raise not_found(f"identity {ident} does not exist")
-        return Identity(ident, stored.labels, self.index.references(ident))
+        return Identity(ident, labels, self.index.references(ident))
 
     async def allocate(self, labels: Sequence[str], holder: str = "admin", *,
                        lease: int = 0, single: bool = False) -> Identity:

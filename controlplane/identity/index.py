@@ -11,6 +11,8 @@ from controlplane.store.cache import Change
 from controlplane.store.etcd import KV
 from controlplane.store.keys import Keys
 
+from .reserved import RESERVED_BY_ID, reserved_labels
+
 
 @dataclass(frozen=True, slots=True)
 class StoredIdentity:
@@ -30,6 +32,13 @@ class IdentityIndex:
     def on_change(self, callback: Callable[[int, bool], None]) -> None:
         """callback(identity, exists) after an identity appears or disappears."""
         self._listeners.append(callback)
+
+    def labels_of(self, ident: int) -> tuple[str, ...] | None:
+        """The labels of identity `ident`, reserved ones included; None when it is unknown."""
+        if ident in RESERVED_BY_ID:
+            return reserved_labels(ident)
+        stored = self.by_id.get(ident)
+        return stored.labels if stored is not None else None
 
     def references(self, ident: int) -> int:
         return sum(self.refs.get(ident, {}).values())

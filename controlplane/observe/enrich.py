@@ -6,7 +6,6 @@ from bulkhead.v1 import flow_pb2
 from controlplane.endpoints.model import Endpoint
 from controlplane.endpoints.registry import EndpointRegistry
 from controlplane.identity.index import IdentityIndex
-from controlplane.identity.reserved import RESERVED_BY_ID, reserved_labels
 from controlplane.store.cache import Change
 from controlplane.store.etcd import KV
 
@@ -37,17 +36,11 @@ class FlowEnricher:
             self._stale = False
         return self._by_ip.get(ip)
 
-    def _labels(self, identity: int) -> list[str]:
-        if identity in RESERVED_BY_ID:
-            return list(reserved_labels(identity))
-        stored = self.identities.by_id.get(identity)
-        return list(stored.labels) if stored else []
-
     def enrich(self, flow: flow_pb2.Flow) -> flow_pb2.Flow:
         for peer in (flow.source, flow.destination):
             endpoint = self._endpoint(peer.ip)
             if endpoint is not None and not peer.pod:
                 peer.namespace, peer.pod = endpoint.namespace, endpoint.name
             if not peer.labels and peer.identity:
-                peer.labels.extend(self._labels(peer.identity))
+                peer.labels.extend(self.identities.labels_of(peer.identity) or ())
         return flow

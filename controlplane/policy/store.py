@@ -18,7 +18,6 @@ from bulkhead import log
 from bulkhead.rpcerror import ApiError, FieldViolation, failed_precondition, invalid, not_found
 from controlplane.identity.allocator import IdentityAllocator
 from controlplane.identity.labels import parse_labels
-from controlplane.identity.reserved import RESERVED_BY_ID, reserved_labels
 from controlplane.store import etcd as ops
 from controlplane.store.cache import ClusterCache
 from controlplane.store.etcd import KV, Etcd
@@ -254,12 +253,7 @@ class PolicyStore:
         return PolicyRecord(policy, kv.mod_revision, kv.create_revision)
 
     def resolve(self, identity: int) -> Resolution:
-        if identity in RESERVED_BY_ID:
-            labels = reserved_labels(identity)
-        elif (stored := self.resolver.index.by_id.get(identity)) is not None:
-            labels = stored.labels
-        else:
-            raise not_found(f"identity {identity} does not exist")
+        labels = self.allocator.get(identity).labels   # NOT_FOUND if there is no such identity
         return Resolution(identity, labels, self.resolver.resolved(identity, origins=True),
                           self.resolver.revision)
 
