@@ -12,25 +12,15 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
 
+from controlplane.identity.reserved import RESERVED_BY_ID
 from controlplane.policy.labels import LabelSet
 from controlplane.policy.selector import LabelSelector, Selector
 
 ANY_PEER = 0
 """Peer identity 0 in an entry: any peer."""
 
-RESERVED_IDENTITIES: dict[int, str] = {
-    1: "host",
-    2: "world",
-    3: "unmanaged",
-    4: "health",
-    5: "init",
-    6: "remote-node",
-    7: "kube-apiserver",
-    8: "ingress",
-    9: "world-ipv4",
-    10: "world-ipv6",
-    11: "encrypted-overlay",
-}
+RESERVED_IDENTITIES: Mapping[int, str] = RESERVED_BY_ID
+"""id -> name of the reserved identities (the table is controlplane.identity.reserved)."""
 
 
 @dataclass(frozen=True)

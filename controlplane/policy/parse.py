@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from bulkhead.rpcerror import FieldViolation
+from controlplane.identity.reserved import RESERVED
 from controlplane.policy.labels import NAMESPACE_KEY, IPNetwork
 from controlplane.policy.model import (
     ALL_PORTS,
@@ -88,8 +89,6 @@ _LABEL_NAME = re.compile(_NAME)
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _SELECTOR_SOURCES = {"k8s", "any", "reserved"}
-_RESERVED_NAMES = {"host", "world", "unmanaged", "health", "init", "remote-node",
-                   "kube-apiserver", "ingress", "world-ipv4", "world-ipv6", "encrypted-overlay"}
 
 
 def _field(path: str, name: str) -> str:
@@ -484,7 +483,7 @@ class _DocumentParser:
         if source == "any":
             source = ""
         if source == "reserved":
-            if name not in _RESERVED_NAMES:
+            if name not in RESERVED:
                 self.fail(path, f"unknown reserved label {name!r}")
                 return None
             return source, name
