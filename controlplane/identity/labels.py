@@ -22,6 +22,8 @@ _SOURCE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,252}[A-Za-z0-9])?$")
 _VALUE = re.compile(r"^[A-Za-z0-9._:/-]{0,253}$")
 NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
+"""The label key Kubernetes gives every pod's namespace; kept by the label filter, injected
+into selectors by namespaced policies."""
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,6 @@ from dataclasses import dataclass, field
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-NAMESPACE_KEY = "io.kubernetes.pod.namespace"
-"""The label key Kubernetes gives every pod's namespace; injected by namespaced policies."""
-
 # An index key names something an identity "has", so selectors can be found from identities:
 # ("L", source, key, value): a label (source "" = any source); ("K", source, key): a key;
 # ("C",): at least one cidr: label.

@@ -16,8 +16,9 @@ from typing import Any
 import yaml
 
 from bulkhead.rpcerror import FieldViolation
+from controlplane.identity.labels import NAMESPACE_LABEL
 from controlplane.identity.reserved import RESERVED
-from controlplane.policy.labels import NAMESPACE_KEY, IPNetwork
+from controlplane.policy.labels import IPNetwork
 from controlplane.policy.model import (
     ALL_PORTS,
     Direction,
@@ -600,7 +601,7 @@ class _DocumentParser:
 
 
 def _namespace_requirement(namespace: str) -> Requirement:
-    return Requirement(NAMESPACE_KEY, Operator.IN, (namespace,), "k8s")
+    return Requirement(NAMESPACE_LABEL, Operator.IN, (namespace,), "k8s")
 
 
 def _network_order(n: IPNetwork) -> tuple[int, int, int]:

@@ -14,7 +14,8 @@ import ipaddress
 from dataclasses import dataclass
 from enum import StrEnum
 
-from controlplane.policy.labels import HAS_CIDR, NAMESPACE_KEY, IndexKey, IPNetwork, LabelSet
+from controlplane.identity.labels import NAMESPACE_LABEL
+from controlplane.policy.labels import HAS_CIDR, IndexKey, IPNetwork, LabelSet
 
 
 class Operator(StrEnum):
@@ -66,7 +67,7 @@ class LabelSelector:
         return not self.requirements
 
     def names_namespace(self) -> bool:
-        return any(r.key == NAMESPACE_KEY for r in self.requirements)
+        return any(r.key == NAMESPACE_LABEL for r in self.requirements)
 
     def names_reserved(self) -> bool:
         return any(r.source == "reserved" for r in self.requirements)
