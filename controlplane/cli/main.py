@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from bulkhead.rpcerror import field_violations
+from bulkhead.rpcerror import cli_message
 
 from . import commands
 from .connect import channel, server_address
@@ -67,21 +67,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def report(exc: grpc.RpcError, address: str) -> int:
-    status = exc.code() if hasattr(exc, "code") else None
-    details = exc.details() if hasattr(exc, "details") else str(exc)
-    if status == grpc.StatusCode.UNAVAILABLE and "etcd" not in (details or ""):
-        print(f"bulkhead: cannot reach the control plane at {address}: {details}",
-              file=sys.stderr)
-        return 2
-    name = status.name if status is not None else "ERROR"
-    violations = field_violations(exc)
-    if violations:
-        print(f"bulkhead: {name}: invalid request", file=sys.stderr)
-        for v in violations:
-            print(f"  {v.field}: {v.description}", file=sys.stderr)
-    else:
-        print(f"bulkhead: {name}: {details}", file=sys.stderr)
-    return 1
+    message, code = cli_message(exc, f"the control plane at {address}")
+    print(f"bulkhead: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

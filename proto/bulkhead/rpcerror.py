@@ -1,8 +1,9 @@
 """gRPC errors with structured details, shared by every servicer and every client.
 
 Servers raise `ApiError`; the servicer wrapper turns it into a status with `google.rpc`
-details (BadRequest field violations for INVALID_ARGUMENT). Clients call `describe()` to
-turn any `grpc.RpcError` back into a one-line message that names the fields.
+details (BadRequest field violations for INVALID_ARGUMENT). Clients read them back with
+`field_violations()`; command lines print `cli_message()` (`describe()`: the code, the message
+and one line per field violation).
 """
 
 from __future__ import annotations
@@ -95,10 +96,26 @@ def field_violations(error: grpc.RpcError) -> list[FieldViolation]:
 
 
 def describe(error: grpc.RpcError) -> str:
-    """`CODE: message` for a CLI user."""
+    """`CODE: message` for a CLI user. When the server attached field violations the message
+    is `invalid request`, followed by one indented `field: description` line per violation."""
     code = error.code() if hasattr(error, "code") else None
     name = code.name if code is not None else "ERROR"
+    violations = field_violations(error)
+    if violations:
+        return "\n".join([f"{name}: invalid request", *(f"  {v}" for v in violations)])
     return f"{name}: {error.details() if hasattr(error, 'details') else error}"
+
+
+def cli_message(error: grpc.RpcError, server: str) -> tuple[str, int]:
+    """What a command line prints for `error` from `server` (e.g. "the control plane at
+    HOST:PORT") and the exit code: `cannot reach ...` and 2 when the call never got there,
+    else `describe(error)` and 1. An UNAVAILABLE naming etcd came from a server that was
+    reached but cannot reach etcd itself."""
+    code = error.code() if hasattr(error, "code") else None
+    details = error.details() if hasattr(error, "details") else str(error)
+    if code == grpc.StatusCode.UNAVAILABLE and "etcd" not in (details or ""):
+        return f"cannot reach {server}: {details}", 2
+    return describe(error), 1
 
 
 async def abort(context: grpc.aio.ServicerContext, error: ApiError) -> None:

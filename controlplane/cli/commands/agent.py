@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 
-from bulkhead.rpcerror import field_violations
+from bulkhead.rpcerror import cli_message
 from bulkhead.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc, flow_pb2
 
 from ..output import emit_json, output_flag, table, to_dict
@@ -137,15 +137,9 @@ def _wrap(fn: Callable[[Any, agent_pb2_grpc.AgentServiceStub], int]) -> Callable
 
 
 def _report(exc: grpc.RpcError, path: str) -> int:
-    code = exc.code() if hasattr(exc, "code") else None
-    details = exc.details() if hasattr(exc, "details") else str(exc)
-    if code == grpc.StatusCode.UNAVAILABLE:
-        print(f"bulkhead: cannot reach the agent at {path}: {details}", file=sys.stderr)
-        return 2
-    print(f"bulkhead: {code.name if code else 'ERROR'}: {details}", file=sys.stderr)
-    for v in field_violations(exc):
-        print(f"  {v.field}: {v.description}", file=sys.stderr)
-    return 1
+    message, code = cli_message(exc, f"the agent at {path}")
+    print(f"bulkhead: {message}", file=sys.stderr)
+    return code
 
 
 def run_status(ctx: Any, stub: agent_pb2_grpc.AgentServiceStub) -> int:
