@@ -51,7 +51,7 @@ class Config:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bulkhead-controlplane",
                                 description="Bulkhead control plane (gRPC agent and admin API)")
-    p.add_argument("--listen", default=DEFAULT_LISTEN, help="gRPC HOST:PORT (default %(default)s)")
+    p.add_argument("--listen", default=Config.listen, help="gRPC HOST:PORT (default %(default)s)")
     p.add_argument("--unix-socket", help="also serve on this unix socket path")
     p.add_argument("--metrics-listen", help="serve Prometheus metrics on HOST:PORT (/metrics)")
     p.add_argument("--etcd-endpoints", default="",
@@ -59,28 +59,35 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--etcd-cacert", type=Path)
     p.add_argument("--etcd-cert", type=Path)
     p.add_argument("--etcd-key", type=Path)
-    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
-    p.add_argument("--cluster-name", default="default")
-    p.add_argument("--cluster-id", type=int, default=0, help="0-255; selects the identity range")
-    p.add_argument("--cluster-pool", default="10.0.0.0/8", help="pod CIDR pool")
-    p.add_argument("--node-mask", type=int, default=24, help="prefix length of each node's CIDR")
-    p.add_argument("--node-ttl", type=int, default=15, help="node lease TTL in seconds")
-    p.add_argument("--identity-gc-grace", type=float, default=60.0,
+    p.add_argument("--state-dir", type=Path, default=Config.state_dir)
+    p.add_argument("--cluster-name", default=Config.cluster_name)
+    p.add_argument("--cluster-id", type=int, default=Config.cluster_id,
+                   help="0-255; selects the identity range")
+    p.add_argument("--cluster-pool", default=Config.cluster_pool, help="pod CIDR pool")
+    p.add_argument("--node-mask", type=int, default=Config.node_mask,
+                   help="prefix length of each node's CIDR")
+    p.add_argument("--node-ttl", type=int, default=Config.node_ttl,
+                   help="node lease TTL in seconds")
+    p.add_argument("--identity-gc-grace", type=float, default=Config.identity_gc_grace,
                    help="seconds an unreferenced identity is kept before it is collected")
     p.add_argument("--identity-range", help="FIRST-LAST, a sub-range of the cluster's range")
-    p.add_argument("--policy-map-max", type=int, default=16384,
+    p.add_argument("--policy-map-max", type=int, default=Config.policy_map_max,
                    help="policy entries allowed per identity (BPF policy map size)")
     p.add_argument("--replica-id", help="name of this replica (default host-random)")
-    p.add_argument("--subscription-history", type=float, default=300.0,
+    p.add_argument("--subscription-history", type=float,
+                   default=Config.subscription_history,
                    help="seconds of revisions kept so agents can resume with deltas")
-    p.add_argument("--subscription-queue-bytes", type=int, default=16 << 20,
+    p.add_argument("--subscription-queue-bytes", type=int,
+                   default=Config.subscription_queue_bytes,
                    help="per-agent send queue; an agent further behind is reset")
-    p.add_argument("--bookmark-interval", type=float, default=30.0,
+    p.add_argument("--bookmark-interval", type=float, default=Config.bookmark_interval,
                    help="seconds of idle stream before a bookmark is sent")
-    p.add_argument("--subscription-status-interval", type=float, default=1.0,
+    p.add_argument("--subscription-status-interval", type=float,
+                   default=Config.subscription_status_interval,
                    help="seconds between writes of this replica's subscription status record "
                         "(all its agents in one etcd key)")
-    p.add_argument("--subscription-max-linger", type=float, default=0.1,
+    p.add_argument("--subscription-max-linger", type=float,
+                   default=Config.subscription_max_linger,
                    help="longest a delta waits so it shares one write with the next ones "
                         "(the wait grows with the number of agents, up to this)")
     p.add_argument("--port-file", type=Path,
