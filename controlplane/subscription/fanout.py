@@ -50,7 +50,7 @@ class Fanout:
         self.history = History(self.settings.history_window)
         self.state = SubscriptionState(keys, policy, self.history)
         self.snapshots = Snapshots(self.state)
-        self.hub = Hub(self.state, self.settings.bookmark_interval,
+        self.hub = Hub(self.state, bookmark_interval=self.settings.bookmark_interval,
                        linger_per_subscriber=self.settings.linger_per_subscriber,
                        max_linger=self.settings.max_linger)
         self.board = StatusBoard(etcd, keys, cache, replica,
