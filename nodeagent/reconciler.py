@@ -60,16 +60,12 @@ def execute(dp: Datapath, plan: Plan) -> tuple[int, list[int]]:
         writes += dp.upsert_ipcache(plan.upserts)
     if plan.deletes:
         writes += dp.delete_ipcache(plan.deletes)
-    done: list[int] = []
     if not plan.policies:
-        return writes, done
-    present = {info.ep_id for info in dp.endpoints()}
-    for p in plan.policies:
-        if p.ep_id not in present:  # being added (the adder applies it) or already gone
-            continue
-        writes += dp.sync_policy(p.ep_id, p.entries, p.ingress, p.egress)
-        done.append(p.ep_id)
-    return writes, done
+        return writes, []
+    # An endpoint missing from the map is being added (the adder applies it) or already gone.
+    policy_writes, done = dp.sync_policies(
+        (p.ep_id, p.entries, p.ingress, p.egress) for p in plan.policies)
+    return writes + policy_writes, done
 
 
 class Reconciler:

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
 
-from nodeagent.datapath import netlink, policykeys
+from nodeagent.datapath import netlink
 from nodeagent.datapath.flows import DEFAULT_CAPACITY, FlowReader
 from nodeagent.datapath.layout import CFG_F_FORWARD_UNKNOWN, ID_HOST
 from nodeagent.datapath.loader import DEFAULT_PIN_ROOT, Loaded, MapSizes, remove_pins
@@ -35,6 +35,7 @@ from nodeagent.datapath.models import (
     PolicyKeyInfo,
     TunnelEntry,
 )
+from nodeagent.datapath.rawmap import diff
 
 DEFAULT_VXLAN_IFNAME = "bh_vxlan"
 
@@ -190,11 +191,50 @@ class Datapath:
         info = self.endpoint_map.by_id(ep_id)
         if info is None:
             raise KeyError(f"endpoint {ep_id} is not on this node")
+        writes, _ = self._sync_policy(
+            info, entries, ingress_enforced, egress_enforced, self.policy_map.current(ep_id)
+        )
+        return writes
+
+    def sync_policies(
+        self, policies: Iterable[tuple[int, Iterable[PolicyEntry], bool, bool]]
+    ) -> tuple[int, list[int]]:
+        """``sync_policy`` for each (ep_id, entries, ingress, egress), reading each map once.
+
+        Endpoints that are not on this node are skipped.  Returns the map
+        writes it took and the endpoint ids whose policy was set.
+        """
+        infos = {info.ep_id: info for info in self.endpoint_map.list()}
+        current = self.policy_map.by_endpoint()
+        writes = 0
+        done = []
+        for ep_id, entries, ingress, egress in policies:
+            info = infos.get(ep_id)
+            if info is None:
+                continue
+            n, current[ep_id] = self._sync_policy(
+                info, entries, ingress, egress, current.get(ep_id, {})
+            )
+            infos[ep_id] = dataclasses.replace(
+                info, ingress_enforced=ingress, egress_enforced=egress
+            )
+            writes += n
+            done.append(ep_id)
+        return writes, done
+
+    def _sync_policy(
+        self,
+        info: EndpointInfo,
+        entries: Iterable[PolicyEntry],
+        ingress_enforced: bool,
+        egress_enforced: bool,
+        current: dict[bytes, bytes],
+    ) -> tuple[int, dict[bytes, bytes]]:
+        """``sync_policy`` given the endpoint's entry and exactly the keys it holds now;
+        returns the writes and the keys it holds afterwards."""
         raw = self.policy_map.raw
-        desired = policykeys.endpoint_keys(ep_id, entries)
-        current = {k: v for k, v in raw.entries().items() if policykeys.key_ep_id(k) == ep_id}
-        changed = [(k, v) for k, v in desired.items() if current.get(k) != v]
-        stale = [k for k in current if k not in desired]
+        desired = self.policy_map.desired(info.ep_id, entries)
+        changed, stale = diff(desired, current)
         if changed:
             raw.update(changed)
         writes = len(changed) + len(stale)
@@ -207,7 +247,7 @@ class Datapath:
             writes += 1
         if stale:
             raw.delete(stale)
-        return writes
+        return writes, desired
 
     # -- dumps --------------------------------------------------------------
 

@@ -91,7 +91,11 @@ class EndpointsMap:
         return None if value is None else self.decode(key, value)
 
     def by_id(self, ep_id: int) -> EndpointInfo | None:
-        return next((e for e in self.list() if e.ep_id == ep_id), None)
+        """The entry of ``ep_id`` (keyed by IP: a scan, decoding only the match)."""
+        for key, value in self.raw.entries().items():
+            if int.from_bytes(value[:4], "little") == ep_id:  # ep_info.ep_id comes first
+                return self.decode(key, value)
+        return None
 
     def put(self, info: EndpointInfo) -> bool:
         """Write the entry unless it is already exactly this; True if written."""
@@ -173,20 +177,29 @@ class PolicyMap:
     def __init__(self, raw: RawMap):
         self.raw = raw
 
-    def _current(self, ep_id: int) -> dict[bytes, bytes]:
+    def current(self, ep_id: int) -> dict[bytes, bytes]:
+        """The keys (and values) the map holds for one endpoint."""
         return {k: v for k, v in self.raw.entries().items() if policykeys.key_ep_id(k) == ep_id}
 
-    def sync_endpoint(self, ep_id: int, entries: Iterable[PolicyEntry]) -> int:
+    def by_endpoint(self) -> dict[int, dict[bytes, bytes]]:
+        """``current`` of every endpoint that has keys, in one pass over the map."""
+        out: dict[int, dict[bytes, bytes]] = {}
+        for k, v in self.raw.entries().items():
+            out.setdefault(policykeys.key_ep_id(k), {})[k] = v
+        return out
+
+    def desired(self, ep_id: int, entries: Iterable[PolicyEntry]) -> dict[bytes, bytes]:
+        """One endpoint's complete key set; refuses one that could never fit the map."""
         desired = policykeys.endpoint_keys(ep_id, entries)
         if len(desired) > self.raw.max_entries:
             raise ValueError(f"{len(desired)} policy keys exceed the map size")
-        return self.raw.sync(desired, self._current(ep_id))
+        return desired
 
     def remove_endpoint(self, ep_id: int) -> int:
-        return self.raw.sync({}, self._current(ep_id))
+        return self.raw.sync({}, self.current(ep_id))
 
     def get(self, ep_id: int) -> list[PolicyKeyInfo]:
-        return [policykeys.decode_key(k) for k in sorted(self._current(ep_id))]
+        return [policykeys.decode_key(k) for k in sorted(self.current(ep_id))]
 
     def endpoint_ids(self) -> set[int]:
         return {policykeys.key_ep_id(k) for k in self.raw.entries()}

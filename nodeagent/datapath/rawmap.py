@@ -33,6 +33,15 @@ def _check(res: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
+def diff(
+    desired: dict[bytes, bytes], current: dict[bytes, bytes]
+) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
+    """What turns ``current`` into ``desired``: (entries to write, keys to delete)."""
+    changed = [(k, v) for k, v in desired.items() if current.get(k) != v]
+    stale = [k for k in current if k not in desired]
+    return changed, stale
+
+
 class RawMap:
     """One map fd with fixed key and value sizes, read and written as bytes."""
 
@@ -163,8 +172,7 @@ class RawMap:
         """
         if current is None:
             current = self.entries()
-        changed = [(k, v) for k, v in desired.items() if current.get(k) != v]
-        stale = [k for k in current if k not in desired]
+        changed, stale = diff(desired, current)
         if changed:
             self.update(changed)
         if stale:
