@@ -21,7 +21,7 @@ import grpc
 
 from bulkhead import log
 from bulkhead.v1 import agent_pb2, agent_pb2_grpc
-from nodeagent import dumps, metrics
+from nodeagent import metrics
 from nodeagent.cpclient import ControlPlane
 from nodeagent.datapath import Datapath, Flow
 from nodeagent.endpoints import EndpointTable
@@ -219,14 +219,15 @@ class BpfAgent:
                 _log.debug("conntrack entries expired", removed=removed)
 
     async def status(self) -> agent_pb2.AgentStatusResponse:
-        entries, sizes = await self.worker.run(dumps.map_pressure, self.dp)
+        pressure = await self.worker.run(metrics.read_pressure, self.dp)
         s = self.settings
         return agent_pb2.AgentStatusResponse(
             node=s.node, datapath="bpf", controlplane=",".join(s.controlplane),
             connected=self.client.synced.is_set(),
             applied_revision=self.reconciler.applied_revision, endpoints=len(self.table),
             flows_seen=self.flows.sequence, flows_held=len(self.flows.flows),
-            flows_max=s.flows_max, map_entries=entries, map_max=sizes,
+            flows_max=s.flows_max, map_entries=pressure.entries,
+            map_max=pressure.max_entries,
             boot_id=self.flows.boot_id, synced=self.reconciler.ready.is_set(),
             underlay_ip=s.underlay_ip, netns=s.netns or "", last_error=self.client.last_error,
             flows_sequence=self.flows.sequence, map_writes=await self.worker.run(

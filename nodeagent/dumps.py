@@ -90,12 +90,5 @@ def counters(dp: Datapath, ep_id: int | None) -> Dump:
     return cols, rows, dp.loaded.sizes.counters
 
 
-def map_pressure(dp: Datapath) -> tuple[dict[str, int], dict[str, int]]:
-    """Entries and capacity per map (conntrack and counters need a full dump: capacity only)."""
-    entries = {name: len(raw.entries()) for name, raw in dp.loaded.maps.items()
-               if name not in ("counters", "ct")}
-    return entries, {name: raw.max_entries for name, raw in dp.loaded.maps.items()}
-
-
 def _enforced(flag: bool) -> str:
     return "Enabled" if flag else "Disabled"

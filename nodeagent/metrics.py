@@ -38,7 +38,10 @@ class PressureSnapshot:
 
 
 def read_pressure(dp: Datapath) -> PressureSnapshot:
-    """Datapath thread only: entries per map (mirrors, or a kernel count) and capacities."""
+    """Datapath thread only: entries per map (mirrors, or a kernel count) and capacities.
+
+    The one reading of map pressure: /metrics (via the snapshot) and AgentStatus both use it.
+    """
     entries: dict[str, int] = {}
     for name, raw in dp.loaded.maps.items():
         if name in UNCOUNTED:
