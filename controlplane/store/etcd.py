@@ -158,24 +158,20 @@ class Etcd:
                    ("grpc.initial_reconnect_backoff_ms", 100),
                    ("grpc.min_reconnect_backoff_ms", 100),
                    ("grpc.max_reconnect_backoff_ms", 1_000)]
+        self._credentials: grpc.ChannelCredentials | None = None
         if tls is not None and (wants_tls or tls.cacert or tls.cert):
-            creds = grpc.ssl_channel_credentials(
+            self._credentials = grpc.ssl_channel_credentials(
                 root_certificates=tls.cacert.read_bytes() if tls.cacert else None,
                 private_key=tls.key.read_bytes() if tls.key else None,
                 certificate_chain=tls.cert.read_bytes() if tls.cert else None,
             )
-            self._channel = grpc.aio.secure_channel(target, creds, options=options)
         elif wants_tls:
-            self._channel = grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(),
-                                                    options=options)
+            self._credentials = grpc.ssl_channel_credentials()
+        if self._credentials is not None:
+            self._channel = grpc.aio.secure_channel(target, self._credentials, options=options)
         else:
             self._channel = grpc.aio.insecure_channel(target, options=options)
         self._target, self._options = target, options
-        self._credentials: grpc.ChannelCredentials | None = None
-        if tls is not None and (wants_tls or tls.cacert or tls.cert):
-            self._credentials = creds
-        elif wants_tls:
-            self._credentials = grpc.ssl_channel_credentials()
         self._sync_channel: grpc.Channel | None = None
         self._kv = rpc.KVStub(self._channel)
         self._lease = rpc.LeaseStub(self._channel)
