@@ -80,10 +80,10 @@ class EndpointRegistry:
         existing = await self.etcd.get(key)
         if existing is not None:
             return self._same_or_conflict(Endpoint.from_json(existing.value), node_name,
-                                          label_set.labels, labels, ip)
+                                          labels, ip)
         holder = holder_of(namespace, name)
         for _ in range(16):
-            identity = await self.identities.allocate(labels, holder, lease=node.lease,
+            identity = await self.identities.allocate(label_set, holder, lease=node.lease,
                                                       single=True)
             address = ip or self._free_ip(node.pod_cidr)
             if address is None:
@@ -110,7 +110,7 @@ class EndpointRegistry:
                     await self.etcd.txn([], [ops.delete(self.keys.identity_ref(identity.id,
                                                                                holder))])
                 return self._same_or_conflict(Endpoint.from_json(raced[0].value), node_name,
-                                              label_set.labels, labels, ip)
+                                              labels, ip)
             if result.range_kvs(1) and ip:
                 raise already_exists(f"ip {ip} is already used by another endpoint")
             await self.cache.wait_for(result.revision, timeout=1.0)
@@ -141,8 +141,8 @@ class EndpointRegistry:
         return ipam.free_ip(pod_cidr, used)
 
     @staticmethod
-    def _same_or_conflict(existing: Endpoint, node: str, canonical: tuple[str, ...],
-                          labels: Sequence[str], ip: str) -> Endpoint:
+    def _same_or_conflict(existing: Endpoint, node: str, labels: Sequence[str],
+                          ip: str) -> Endpoint:
         if (existing.node == node and sorted(set(existing.labels)) == sorted(set(labels))
                 and (not ip or ip == existing.ip)):
             return existing

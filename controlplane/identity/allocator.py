@@ -96,15 +96,16 @@ class IdentityAllocator:
             raise not_found(f"identity {ident} does not exist")
         return Identity(ident, labels, self.index.references(ident))
 
-    async def allocate(self, labels: Sequence[str], holder: str = "admin", *,
+    async def allocate(self, labels: Sequence[str] | LabelSet, holder: str = "admin", *,
                        lease: int = 0, single: bool = False) -> Identity:
-        """The identity of `labels` with one more reference by `holder`.
+        """The identity of `labels` (raw, or already canonical) with one more reference by
+        `holder`.
 
         With `single`, the holder keeps exactly one reference however often it asks (an
         endpoint whose create is retried must not count twice).
         """
         holder = _check_holder(holder)
-        label_set = self.canonical(labels)
+        label_set = labels if isinstance(labels, LabelSet) else self.canonical(labels)
         reserved = label_set.reserved_id()
         if reserved is not None:
             self.allocated["reserved"] += 1

@@ -363,14 +363,14 @@ class _DocumentParser:
             section_path = _field(path, section)
             for i, item in enumerate(self.sequence(spec[section], section_path)):
                 rule_path = f"{section_path}[{i}]"
-                rule = self.rule(item, rule_path, direction, verdict, key)
+                rule = self.rule(item, rule_path, direction, key)
                 if rule is not None:
                     rules.append(Rule(RuleRef(key, rule_path), direction, verdict, subject,
                                       *rule))
         return rules
 
-    def rule(self, value: Any, path: str, direction: Direction, verdict: Verdict,
-             key: PolicyKey) -> tuple[tuple[Selector, ...], tuple[PortRange, ...]] | None:
+    def rule(self, value: Any, path: str, direction: Direction, key: PolicyKey
+             ) -> tuple[tuple[Selector, ...], tuple[PortRange, ...]] | None:
         side = "from" if direction is Direction.INGRESS else "to"
         endpoints, entities, cidr, cidr_set = (f"{side}Endpoints", f"{side}Entities",
                                                f"{side}CIDR", f"{side}CIDRSet")
