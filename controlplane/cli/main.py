@@ -14,8 +14,6 @@ from bulkhead.rpcerror import cli_message
 from . import commands
 from .connect import channel, server_address
 
-TIMEOUT = 30.0
-
 
 class Context:
     """What every command gets: its parsed arguments and lazily created stubs."""

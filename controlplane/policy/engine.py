@@ -170,10 +170,6 @@ class Engine:
             return False, False
         return subject.enforced[0] > 0, subject.enforced[1] > 0
 
-    def rules_selecting(self, identity: int) -> list[RuleRef]:
-        subject = self._subjects.get(identity)
-        return sorted(s.rule.ref for s in subject.rules) if subject else []
-
     # -- internals -----------------------------------------------------------------------
     def _contribute(self, state: _RuleState, identity: int, sign: int) -> None:
         """Adds (sign 1) or removes (-1) everything `state` gives the subject `identity`."""

@@ -91,12 +91,6 @@ class PolicyKey:
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}" if self.namespace else self.name
 
-    @classmethod
-    def parse(cls, text: str) -> PolicyKey:
-        """`NAMESPACE/NAME` or, for a clusterwide policy, `NAME`."""
-        namespace, sep, name = text.rpartition("/")
-        return cls(namespace if sep else "", name)
-
 
 @dataclass(frozen=True, order=True)
 class RuleRef:

@@ -192,9 +192,6 @@ class PolicyRepository:
     def entry_count(self, identity: int) -> int:
         return self._engine.entry_count(identity)
 
-    def cidr_identities(self) -> dict[str, int]:
-        return dict(self._cidr_ids)
-
     # -- internals -----------------------------------------------------------------------
     def _take_changes(self, *, record: bool = True) -> frozenset[int]:
         changed = frozenset(self._engine.changed)

@@ -128,9 +128,6 @@ class PolicyResolver:
                 found |= idents
         return found
 
-    def stored_by_key(self, key: PolicyKey) -> StoredPolicy | None:
-        return self.stored.get(key)
-
     # -- ClusterCache listener ----------------------------------------------------------------
     @_timed
     def reset(self, items: dict[str, KV], revision: int) -> None:

@@ -40,21 +40,12 @@ class SideTrace:
             return str(self.decided_by)
         return DEFAULT_DENY if self.enforced else DEFAULT_ALLOW
 
-    def to_dict(self) -> dict[str, object]:
-        ref = self.decided_by
-        return {"verdict": self.verdict.value, "enforced": self.enforced, "reason": self.reason,
-                "policy": str(ref.policy) if ref else "", "rule": ref.rule if ref else ""}
-
 
 @dataclass(frozen=True)
 class Trace:
     verdict: TraceVerdict
     egress: SideTrace
     ingress: SideTrace
-
-    def to_dict(self) -> dict[str, object]:
-        return {"verdict": self.verdict.value, "egress": self.egress.to_dict(),
-                "ingress": self.ingress.to_dict()}
 
 
 def trace(rules: Iterable[Rule], source: Iterable[str], destination: Iterable[str],

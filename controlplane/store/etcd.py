@@ -227,12 +227,6 @@ class Etcd:
             if exc.code() != grpc.StatusCode.NOT_FOUND:
                 raise
 
-    async def time_to_live(self, lease: int) -> int:
-        """Remaining TTL in seconds; -1 when the lease does not exist (expired or revoked)."""
-        response = await self._call(self._lease.LeaseTimeToLive,
-                                    rpc.LeaseTimeToLiveRequest(ID=lease))
-        return int(response.TTL)
-
     async def keepalive(self, lease: int) -> int:
         """Renews the lease once; returns its TTL, or 0 when the lease is gone."""
 

@@ -80,26 +80,6 @@ def delete_change(kind: Kind, kv: KV) -> pb.Change:
     return pb.Change(identity_removed=int(data["id"]))
 
 
-def object_id(change: pb.Change) -> tuple[str, str]:
-    """(kind, id) of a put or removal: what an agent keys its state by."""
-    which = change.WhichOneof("object")
-    if which == "node":
-        return "node", change.node.name
-    if which == "ipcache":
-        return "ipcache", change.ipcache.prefix
-    if which == "identity":
-        return "identity", str(change.identity.id)
-    if which == "policy":
-        return "policy", str(change.policy.identity)
-    if which == "node_removed":
-        return "node", change.node_removed
-    if which == "ipcache_removed":
-        return "ipcache", change.ipcache_removed
-    if which == "identity_removed":
-        return "identity", str(change.identity_removed)
-    return "policy", str(change.policy_removed)
-
-
 _DIRECTION = {"ingress": pb.PolicyEntry.INGRESS, "egress": pb.PolicyEntry.EGRESS}
 _VERDICT = {"allow": pb.PolicyEntry.ALLOW, "deny": pb.PolicyEntry.DENY}
 

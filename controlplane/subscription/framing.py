@@ -62,7 +62,3 @@ def batch_message(entries: list[bytes]) -> bytes:
 def snapshot_message(revision: int, framed_objects: list[bytes]) -> bytes:
     body = int_field(SNAPSHOT_REVISION, revision) + b"".join(framed_objects)
     return length_delimited(SERVER_SNAPSHOT, body)
-
-
-def message(msg: pb.ServerMessage) -> bytes:
-    return msg.SerializeToString()
