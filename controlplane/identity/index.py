@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from controlplane.store.cache import Change
@@ -27,11 +26,6 @@ class IdentityIndex:
         self.by_id: dict[int, StoredIdentity] = {}
         self.by_labels: dict[str, int] = {}
         self.refs: dict[int, dict[str, int]] = defaultdict(dict)  # id -> holder -> count
-        self._listeners: list[Callable[[int, bool], None]] = []
-
-    def on_change(self, callback: Callable[[int, bool], None]) -> None:
-        """callback(identity, exists) after an identity appears or disappears."""
-        self._listeners.append(callback)
 
     def labels_of(self, ident: int) -> tuple[str, ...] | None:
         """The labels of identity `ident`, reserved ones included; None when it is unknown."""
@@ -63,8 +57,6 @@ class IdentityIndex:
             ident = StoredIdentity(int(data["id"]), tuple(data["labels"]), kv.mod_revision)
             self.by_id[ident.id] = ident
             self.by_labels[";".join(ident.labels)] = ident.id
-            for callback in self._listeners:
-                callback(ident.id, True)
         elif kv.key.startswith(self.keys.identity_refs_prefix):
             ident_s, _, holder = kv.key[len(self.keys.identity_refs_prefix):].partition("/")
             self.refs[int(ident_s)][holder] = int(json.loads(kv.value).get("count", 1))
@@ -74,8 +66,6 @@ class IdentityIndex:
             ident = self.by_id.pop(int(kv.key[len(self.keys.identity_ids):]), None)
             if ident is not None:
                 self.by_labels.pop(";".join(ident.labels), None)
-                for callback in self._listeners:
-                    callback(ident.id, False)
         elif kv.key.startswith(self.keys.identity_refs_prefix):
             ident_s, _, holder = kv.key[len(self.keys.identity_refs_prefix):].partition("/")
             holders = self.refs.get(int(ident_s))
