@@ -24,7 +24,7 @@ from controlplane.store.embedded import EmbeddedEtcd
 from controlplane.store.etcd import Etcd, TlsFiles
 from controlplane.store.keys import Keys
 from controlplane.subscription.fanout import Fanout, Settings
-from controlplane.subscription.policy import policy_source_of
+from controlplane.subscription.policy import EnginePolicySource
 
 _log = log.get(__name__)
 
@@ -64,7 +64,8 @@ class ControlPlane:
                 raise ValueError(f"--identity-range must lie inside {cluster_range.first}-"
                                  f"{cluster_range.last}")
         self.allocator = IdentityAllocator(self.etcd, self.keys, self.identity_index, id_range)
-        # After the identity index, before the subscription state (policy_source_of reads it).
+        # A cache listener after the identity index, before the subscription state (which
+        # reads what it resolved at the same revision).
         self.policy_engine = PolicyResolver(self.keys, self.identity_index,
                                             policy_map_max=config.policy_map_max)
         self.cache.add_listener(self.policy_engine)
@@ -81,7 +82,8 @@ class ControlPlane:
         self.cache.add_listener(enricher)
         self.relay = FlowRelay(self.nodes, enricher)
         self.subscriptions = Fanout(
-            self.etcd, self.keys, self.cache, policy_source_of(self), config.replica_id,
+            self.etcd, self.keys, self.cache, EnginePolicySource(self.policy_engine),
+            config.replica_id,
             Settings(config.subscription_history, config.subscription_queue_bytes,
                      config.bookmark_interval, config.subscription_status_interval,
                      config.node_ttl, max_linger=config.subscription_max_linger))
@@ -111,10 +113,8 @@ class ControlPlane:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if hasattr(self, "presence"):
-            await self.presence.withdraw()
-        if hasattr(self, "subscriptions"):
-            await self.subscriptions.stop()
+        await self.presence.withdraw()
+        await self.subscriptions.stop()
         await self.cache.stop()
         await self.etcd.close()
         if self.embedded is not None:

@@ -11,8 +11,6 @@ from typing import Any, Protocol
 
 from .content import ResolvedView
 
-_EMPTY = ResolvedView(False, False, ())
-
 
 class PolicySource(Protocol):
     def entries_for(self, identity: int) -> ResolvedView:
@@ -22,16 +20,6 @@ class PolicySource(Protocol):
     def take_changed(self) -> set[int]:
         """Identities whose resolved policy changed since the last call; clears the set."""
         ...
-
-
-class NoPolicy:
-    """Until a resolver is wired: every identity is unrestricted with no entries."""
-
-    def entries_for(self, identity: int) -> ResolvedView:
-        return _EMPTY
-
-    def take_changed(self) -> set[int]:
-        return set()
 
 
 class EnginePolicySource:
@@ -49,11 +37,3 @@ class EnginePolicySource:
         changed = set(self.engine.changed)
         self.engine.changed.clear()
         return changed
-
-
-def policy_source_of(cp: Any) -> PolicySource:
-    """The control plane's resolver if it has one (attribute `policy_engine`), else NoPolicy."""
-    engine = getattr(cp, "policy_engine", None)
-    if engine is not None and hasattr(engine, "resolved") and hasattr(engine, "changed"):
-        return EnginePolicySource(engine)
-    return NoPolicy()
