@@ -39,8 +39,6 @@ from nodeagent.worker import Worker
 
 _log = log.get(__name__)
 
-PROGRAMS = (("ingress", "from_pod"), ("egress", "to_pod"))
-
 
 # -- datapath thread --------------------------------------------------------------------------
 def plumb(dp: Datapath, spec: EndpointSpec, policy: PolicyWrite | None) -> EndpointInfo:
@@ -72,19 +70,9 @@ def adopt(dp: Datapath) -> list[tuple[EndpointInfo, str]]:
         if name is None:
             dp.remove_endpoint(info.ep_id)
             continue
-        for hook, prog in PROGRAMS:
-            fd, prog_name = dp.loaded.prog(prog)
-            netlink.attach(dp.ipr, info.ifindex, hook, fd, prog_name)
+        dp.attach_endpoint_programs(info.ifindex)
         kept.append((info, name))
     return kept
-
-
-def set_identity(dp: Datapath, ep_id: int, identity: int) -> None:
-    import dataclasses
-
-    info = dp.endpoint_map.by_id(ep_id)
-    if info is not None and info.identity != identity:
-        dp.endpoint_map.put(dataclasses.replace(info, identity=identity))
 
 
 # -- loop -------------------------------------------------------------------------------------
@@ -223,7 +211,7 @@ class EndpointManager:
                 ep.namespace, ep.name, ep.labels = cpe.namespace, cpe.name, list(cpe.labels)
                 if cpe.identity != ep.identity:
                     ep.identity = cpe.identity
-                    await self.worker.run(set_identity, self.dp, ep.ep_id, ep.identity)
+                    await self.worker.run(self.dp.set_identity, ep.ep_id, ep.identity)
                 if ep.status == RESTORING:
                     ep.status = WAITING
                 await self.reconciler.apply_endpoint(ep)

@@ -38,6 +38,8 @@ from nodeagent.datapath.models import (
 from nodeagent.datapath.rawmap import diff
 
 DEFAULT_VXLAN_IFNAME = "bh_vxlan"
+ENDPOINT_PROGRAMS = (("ingress", "from_pod"), ("egress", "to_pod"))
+"""(tc hook, program) pairs on an endpoint's host-side veth."""
 
 
 class Datapath:
@@ -128,10 +130,21 @@ class Datapath:
             host_mac=link.host_mac,
         )
         self.endpoint_map.put(info)
-        for hook, prog in (("ingress", "from_pod"), ("egress", "to_pod")):
-            fd, name = self.loaded.prog(prog)
-            netlink.attach(self.ipr, link.host_index, hook, fd, name)
+        self.attach_endpoint_programs(link.host_index)
         return info
+
+    def attach_endpoint_programs(self, ifindex: int) -> None:
+        """Attach our programs to an endpoint's host veth, replacing any filters there."""
+        for hook, prog in ENDPOINT_PROGRAMS:
+            fd, name = self.loaded.prog(prog)
+            netlink.attach(self.ipr, ifindex, hook, fd, name)
+
+    def set_identity(self, ep_id: int, identity: int) -> bool:
+        """Change the identity in an endpoint's map entry; True if that took a write."""
+        info = self.endpoint_map.by_id(ep_id)
+        if info is None or info.identity == identity:
+            return False
+        return self.endpoint_map.put(dataclasses.replace(info, identity=identity))
 
     def remove_endpoint(self, ep_id: int) -> bool:
         """Undo add_endpoint: map entry, policy keys, counters, the veth pair."""
