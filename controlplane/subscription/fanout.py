@@ -55,8 +55,6 @@ class Fanout:
                        max_linger=self.settings.max_linger)
         self.board = StatusBoard(etcd, keys, cache, replica,
                                  interval=self.settings.status_interval)
-        self.resumed = 0
-        self.snapshotted = 0
         self._cluster_id = 0
         self._compaction_checks: dict[int, asyncio.Future[bool]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -110,7 +108,7 @@ class Fanout:
                 resume_at = token.revision
         # From here on no await: the queue starts exactly where the state is.
         previous = self.board.stored(hello.node)
-        sub = Subscriber(hello.node, peer, max_bytes=self.settings.queue_bytes,
+        sub = Subscriber(hello.node, max_bytes=self.settings.queue_bytes,
                          resumes=previous.resumes if previous else 0,
                          snapshots=previous.snapshots if previous else 0)
         if reason is None and resume_at and self.history.covers(resume_at):
@@ -136,7 +134,6 @@ class Fanout:
             self.board.changed(sub)
 
     def nack(self, sub: Subscriber, revision: int, error: str) -> None:
-        sub.nacks += 1
         _log.warning("agent could not apply a revision", node=sub.node, revision=revision,
                      error=error[:500])
 
@@ -171,7 +168,6 @@ class Fanout:
     def _queue_resume(self, sub: Subscriber, revision: int) -> None:
         backlog = self.history.since(revision)
         sub.resumes += 1
-        self.resumed += 1
         sub.acked_revision = revision
         sub.push_message(pb.ServerMessage(welcome=pb.Welcome(
             replica=self.replica, etcd_cluster_id=self._cluster_id, resumed=True,
@@ -188,7 +184,6 @@ class Fanout:
     def _queue_snapshot(self, sub: Subscriber, cluster_id: int) -> None:
         revision = self.state.revision
         sub.snapshots += 1
-        self.snapshotted += 1
         sub.push_message(pb.ServerMessage(welcome=pb.Welcome(
             replica=self.replica, etcd_cluster_id=cluster_id, resumed=False,
             revision=revision)).SerializeToString())

@@ -41,7 +41,6 @@ class Hub:
         self.subscribers: dict[int, Subscriber] = {}   # several per node are allowed
         self.deltas = 0
         self.resets = 0
-        self.flushes = 0
         self.tail = SharedTail()
         self._by_node: dict[str, dict[int, Subscriber]] = {}
         self._pending: dict[int, Subscriber] = {}    # queued a delta of its own since the flush
@@ -120,7 +119,6 @@ class Hub:
         self._flush = None
         self._flushed_at = time.monotonic()
         pending, self._pending = self._pending, {}
-        self.flushes += 1
         tail = self.tail
         if len(tail):
             for key, sub in list(self.subscribers.items()):

@@ -30,7 +30,6 @@ class Snapshots:
     def __init__(self, state: SubscriptionState, limit: int = CHUNK_BYTES) -> None:
         self.state = state
         self.limit = limit
-        self.builds = 0
         self._cached: tuple[int, int, list[bytes]] | None = None
 
     def shared(self) -> list[bytes]:
@@ -40,7 +39,6 @@ class Snapshots:
         if self._cached is None or self._cached[:2] != key:
             self._cached = (*key, chunk(state.shared_revision, list(state.objects.values()),
                                         self.limit))
-            self.builds += 1
         return self._cached[2]
 
     def for_node(self, node: str) -> list[bytes]:

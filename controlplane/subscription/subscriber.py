@@ -21,10 +21,9 @@ MAX_MESSAGE = 1 << 20
 
 
 class Subscriber:
-    def __init__(self, node: str, peer: str, *, max_bytes: int, resumes: int = 0,
+    def __init__(self, node: str, *, max_bytes: int, resumes: int = 0,
                  snapshots: int = 0) -> None:
         self.node = node
-        self.peer = peer
         self.max_bytes = max_bytes
         self.connected_since = datetime.now(UTC).isoformat(timespec="seconds")
         self.acked_revision = 0
@@ -33,7 +32,6 @@ class Subscriber:
         self.tail_seen = 0                    # how many of them are in this queue already
         self.resumes = resumes
         self.snapshots = snapshots
-        self.nacks = 0
         self.last_sent = time.monotonic()
         self.failure: tuple[int, str] | None = None     # (Reset.Reason, detail)
         self.closed = asyncio.Event()
