@@ -13,7 +13,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,6 @@ class LocalEndpoint:
     host_ifname: str
     netns_path: str = ""
     status: str = CREATING
-    policy_revision: int = field(default=0, compare=False)
 
     @property
     def ref(self) -> str:
@@ -101,7 +100,7 @@ class EndpointTable:
         if self.path is None:
             return
         records = [{k: v for k, v in dataclasses.asdict(e).items()
-                    if k not in ("status", "policy_revision")} for e in self.all()]
+                    if k != "status"} for e in self.all()]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(records, indent=1))

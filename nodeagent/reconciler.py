@@ -163,7 +163,6 @@ class Reconciler:
                 ep = self.endpoints.by_id.get(ep_id)
                 if ep is not None:
                     ep.status = READY
-                    ep.policy_revision = revision
             async with self._changed:
                 self._changed.notify_all()
         if writes:

@@ -24,9 +24,5 @@ class Worker:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, fn, *args)
 
-    def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Blocking variant for start-up and shutdown, outside the event loop."""
-        return self._pool.submit(fn, *args).result()
-
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True)

@@ -32,7 +32,6 @@ CFG_F_FORWARD_UNKNOWN = 1
 POLICY_FIXED_BITS = 88
 """Policy key bits always inside the prefix: ep_id, peer, pad, dir, kind."""
 POLICY_PROTO_BITS = POLICY_FIXED_BITS + 8
-POLICY_FULL_BITS = POLICY_PROTO_BITS + 16
 
 
 class Direction(enum.IntEnum):

@@ -241,12 +241,6 @@ class CtMap:
             self.raw.delete(stale)
         return len(stale)
 
-    def flush(self) -> int:
-        keys = list(self.raw.dump())
-        if keys:
-            self.raw.delete(keys)
-        return len(keys)
-
 
 class CountersMap:
     """Per-endpoint packet/byte counters (per-CPU hash, summed here via bcc)."""
@@ -289,8 +283,4 @@ class ConfigMap:
             return False
         self.raw.update([(key, value)])
         return True
-
-    def get(self) -> tuple[int, int]:
-        value = self.raw.get((0).to_bytes(4, "little"))
-        return CONFIG_VAL.unpack(value) if value else (0, 0)
 

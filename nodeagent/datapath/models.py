@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 from nodeagent.datapath.layout import Direction, ObsPoint, Reason, Verdict
@@ -53,10 +52,6 @@ class IpcacheEntry:
     prefix: str
     identity: int
     tunnel_endpoint: str | None = None
-
-    @property
-    def network(self) -> ipaddress.IPv4Network:
-        return ipaddress.IPv4Network(self.prefix, strict=False)
 
 
 @dataclass(frozen=True)

@@ -87,15 +87,6 @@ def filters(ipr: Any, index: int, hook: str) -> list[str]:
     return out
 
 
-def remove_clsact(ipr: Any, index: int) -> None:
-    """Removing the clsact qdisc removes every filter on it."""
-    try:
-        ipr.tc("del", "clsact", index)
-    except NetlinkError as e:
-        if e.code not in (_ENOENT, 22):
-            raise
-
-
 def ensure_vxlan(ipr: Any, ifname: str, port: int = VXLAN_PORT, mtu: int | None = None) -> int:
     """A VXLAN device in external (collect-metadata) mode; returns its ifindex."""
     index = link_index(ipr, ifname)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import grpc
 
 from bulkhead import log
-from bulkhead.v1 import node_pb2, node_pb2_grpc, subscription_pb2_grpc, types_pb2
+from bulkhead.v1 import node_pb2, node_pb2_grpc, subscription_pb2_grpc
 from bulkhead.v1 import subscription_pb2 as pb
 from nodeagent.sink import DatapathSink, NullSink
 
@@ -70,12 +70,10 @@ class SubscriptionClient:
         self.cluster_id = 0
         self.stats = Stats()
         self.synced = asyncio.Event()
-        self.registered: types_pb2.Node | None = None
         self.last_error = ""
         self._index = random.randrange(len(self.addresses))
         self._need_register = register
         self._channels: dict[str, grpc.aio.Channel] = {}
-        self._call: grpc.aio.StreamStreamCall | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> None:
@@ -113,11 +111,6 @@ class SubscriptionClient:
             await channel.close()
         self._channels.clear()
 
-    def drop(self) -> None:
-        """Cuts the current stream (tests: simulate a network failure)."""
-        if self._call is not None:
-            self._call.cancel()
-
     def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
@@ -130,7 +123,7 @@ class SubscriptionClient:
         """One stream on `address`; returns whether it reached Synced before it ended."""
         channel = self._channel(address)
         if self._need_register:
-            self.registered = await node_pb2_grpc.NodeServiceStub(channel).Register(
+            await node_pb2_grpc.NodeServiceStub(channel).Register(
                 node_pb2.RegisterNodeRequest(name=self.node, underlay_ip=self.underlay_ip,
                                              agent_address=self.agent_address),
                 timeout=10)
@@ -146,7 +139,6 @@ class SubscriptionClient:
                 yield message
 
         call = subscription_pb2_grpc.SubscriptionServiceStub(channel).Subscribe(requests())
-        self._call = call
         self.stats.connects += 1
         acker = _Acker(outbox, self.ack_interval)
         reached = False
@@ -158,7 +150,6 @@ class SubscriptionClient:
             outbox.put_nowait(None)   # end the request generator before cancelling the call
             await asyncio.sleep(0)
             call.cancel()
-            self._call = None
         return reached
 
     async def _handle(self, message: pb.ServerMessage, acker: _Acker) -> bool:
