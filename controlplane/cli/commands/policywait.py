@@ -1,27 +1,18 @@
 """`bulkhead policy wait --revision R`: block until the nodes concerned acked revision R.
 
-`wait_for()` is the machinery `policy apply --wait` calls with the revision of its change and
-the identities it affected. `register()` adds the `policy` noun only when no other module did;
-a `policy` command module should call `add_wait_verb()` on its own verbs instead.
+Not a noun of its own: the `policy` command module adds the verb (`add_wait_verb()`), and
+`policy apply --wait` calls `wait_for()` with the revision of its change and the identities it
+affected, then prints the outcome with `report()`.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Any
 
 from bulkhead.v1 import subscription_pb2, subscription_pb2_grpc
 
 from ..output import emit_json, output_flag, to_dict
-
-
-def register(sub: Any) -> None:
-    if "policy" in sub.choices:
-        return
-    p: argparse.ArgumentParser = sub.add_parser("policy", help="network policies")
-    verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
-    add_wait_verb(verbs)
 
 
 def add_wait_verb(verbs: Any) -> None:
