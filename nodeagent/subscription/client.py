@@ -8,7 +8,6 @@ jittered backoff, so a replica that dies costs one reconnect with deltas only.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -146,7 +145,7 @@ class SubscriptionClient:
             async for message in call:
                 reached = await self._handle(message, acker) or reached
         finally:
-            acker.stop()
+            await acker.stop()
             outbox.put_nowait(None)   # end the request generator before cancelling the call
             await asyncio.sleep(0)
             call.cancel()
@@ -239,8 +238,9 @@ class _Acker:
             self.outbox.put_nowait(pb.AgentMessage(ack=pb.Ack(revision=self.sent)))
             await asyncio.sleep(self.interval)
 
-    def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(Exception):
-                self._task = None
+    async def stop(self) -> None:
+        """Cancels a pending flush and waits until it has ended."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])  # never raises the task's CancelledError into ours
