@@ -1,1 +1,2 @@
-"""The `bulkhead` command line: the admin API and (later) the local agent API."""
+"""The `bulkhead` command line: the control plane's admin API, and a node agent's local API
+(`bulkhead agent ...`)."""

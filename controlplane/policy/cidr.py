@@ -1,8 +1,10 @@
 """CIDR identities: a policy's CIDR peers become identities with a `cidr:<prefix>` label.
 
-The engine does not allocate numbers itself: the control plane injects its identity allocator,
-so CIDR identities are cluster-wide like any other. `InMemoryCidrIdentities` serves tests and
-benchmarks.
+The engine does not number prefixes itself; it asks the `CidrIdentities` it was given. In the
+control plane that is the resolver's lookup-only `IndexCidrIdentities`: the policy store
+allocates a prefix's identity in etcd (`PolicyStore._hold_cidrs`) before it stores the policy,
+so CIDR identities are cluster-wide like any other and resolution only looks them up.
+`InMemoryCidrIdentities`, which does number them, serves tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ def cidr_label(prefix: str) -> str:
 
 
 class CidrIdentities(Protocol):
-    """Allocates the identity of a prefix. The repository calls `ensure` when the first policy
-    names a prefix and `release` when the last one stops naming it."""
+    """The identity of a prefix. The repository calls `ensure` when the first policy names a
+    prefix and `release` when the last one stops naming it (an implementation may allocate
+    and free there, or only look up)."""
 
     def ensure(self, prefix: str) -> int: ...
 
