@@ -220,7 +220,7 @@ class PolicyRepository:
                 self._release_cidrs(old)
 
     def _hold_cidrs(self, policy: Policy) -> None:
-        for prefix in _prefixes(policy):
+        for prefix in cidr_prefixes(policy):
             count = self._cidr_refs.get(prefix, 0)
             self._cidr_refs[prefix] = count + 1
             if count:
@@ -231,7 +231,7 @@ class PolicyRepository:
                 self._engine.add_identity(identity, LabelSet.of([cidr_label(prefix)]))
 
     def _release_cidrs(self, policy: Policy) -> None:
-        for prefix in _prefixes(policy):
+        for prefix in cidr_prefixes(policy):
             count = self._cidr_refs[prefix] - 1
             if count:
                 self._cidr_refs[prefix] = count
@@ -243,7 +243,7 @@ class PolicyRepository:
             self._allocator.release(prefix)
 
 
-def _prefixes(policy: Policy) -> list[str]:
+def cidr_prefixes(policy: Policy) -> list[str]:
     """The distinct prefixes that need a CIDR identity for `policy`."""
     found: dict[str, None] = {}
     for rule in policy.rules:

@@ -26,17 +26,11 @@ from controlplane.store.keys import Keys
 from .cidr import cidr_label
 from .model import Identity, Policy, PolicyKey, ResolvedPolicy
 from .parse import PolicyValidationError, parse_document
-from .repository import DEFAULT_POLICY_MAP_MAX, PolicyRepository
-from .repository import _prefixes as _policy_prefixes
+from .repository import DEFAULT_POLICY_MAP_MAX, PolicyRepository, cidr_prefixes
 
 _log = log.get(__name__)
 AFFECTED_KEPT = 4096
 """Revisions whose affected identities are remembered (for an apply's answer)."""
-
-
-def cidr_prefixes(policy: Policy) -> list[str]:
-    """The prefixes `policy` needs CIDR identities for."""
-    return _policy_prefixes(policy)
 
 
 class MissingCidrIdentity(LookupError):
@@ -177,8 +171,9 @@ class PolicyResolver:
             self.repository.add_identity(identity)
         if added and self.waiting:
             # A CIDR identity a held-back policy needed may have arrived.
+            upserting = {p.key for p in upserts}
             upserts += [self.stored[k].policy for k in sorted(self.waiting)
-                        if k not in {p.key for p in upserts}]
+                        if k not in upserting]
         if upserts or deletes:
             self._apply_policies(upserts, deletes)
         for ident in removed:

@@ -33,8 +33,8 @@ from .parse import (
     parse_document,
     parse_policies,
 )
-from .repository import PolicyMapOverflow
-from .resolver import PolicyResolver, cidr_prefixes
+from .repository import PolicyMapOverflow, cidr_prefixes
+from .resolver import PolicyResolver
 from .trace import Trace, trace
 
 _log = log.get(__name__)
