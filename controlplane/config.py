@@ -10,6 +10,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controlplane.nodes.validate import DNS_LABEL
+
 DEFAULT_LISTEN = "127.0.0.1:50151"
 DEFAULT_STATE_DIR = Path(os.environ.get("BULKHEAD_STATE_DIR",
                                         Path.home() / ".local/state/bulkhead"))
@@ -100,7 +102,7 @@ def from_args(argv: list[str] | None = None) -> Config:
     a = p.parse_args(argv)
     if not 0 <= a.cluster_id <= 255:
         p.error("--cluster-id must be 0-255")
-    if not re.match(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", a.cluster_name):
+    if not DNS_LABEL.match(a.cluster_name):
         p.error("--cluster-name must be a DNS label (lowercase letters, digits, '-')")
     if a.node_ttl < 2:
         p.error("--node-ttl must be at least 2 seconds")

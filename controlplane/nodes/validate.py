@@ -7,12 +7,13 @@ import re
 
 from bulkhead.rpcerror import FieldViolation
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+"""A DNS label (RFC 1123): endpoint namespaces, the cluster name."""
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 
 
 def check_name(value: str, field_name: str, *, subdomain: bool = False) -> list[FieldViolation]:
-    pattern = _DNS_SUBDOMAIN if subdomain else _DNS_LABEL
+    pattern = _DNS_SUBDOMAIN if subdomain else DNS_LABEL
     if not value:
         return [FieldViolation(field_name, "is required")]
     if not pattern.match(value):
