@@ -102,7 +102,7 @@ def from_args(argv: list[str] | None = None) -> Config:
     a = p.parse_args(argv)
     if not 0 <= a.cluster_id <= 255:
         p.error("--cluster-id must be 0-255")
-    if not DNS_LABEL.match(a.cluster_name):
+    if not DNS_LABEL.fullmatch(a.cluster_name):
         p.error("--cluster-name must be a DNS label (lowercase letters, digits, '-')")
     if a.node_ttl < 2:
         p.error("--node-ttl must be at least 2 seconds")

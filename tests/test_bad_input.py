@@ -35,6 +35,8 @@ CASES = [
     ("key with ;", ALLOC(labels=["k8s:a;b=c"]), grpc.StatusCode.INVALID_ARGUMENT, "labels[0]"),
     ("key with NUL", ALLOC(labels=["k8s:a\0b=c"]), grpc.StatusCode.INVALID_ARGUMENT,
      "labels[0]"),
+    ("value ending in a newline", ALLOC(labels=["k8s:app=web\n"]),
+     grpc.StatusCode.INVALID_ARGUMENT, "labels[0]"),
     ("oversize request", ALLOC(labels=["k8s:a=" + "x" * (5 << 20)]),
      grpc.StatusCode.RESOURCE_EXHAUSTED, None),
 ]
@@ -80,6 +82,9 @@ async def test_node_bad_input(replicas: ReplicaFactory) -> None:
         await stub.Register(node_pb2.RegisterNodeRequest(name="N_1", underlay_ip="nope"))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert {v.field for v in field_violations(err.value)} == {"name", "underlay_ip"}
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Register(node_pb2.RegisterNodeRequest(name="n1\n", underlay_ip="192.0.2.1"))
+    assert {v.field for v in field_violations(err.value)} == {"name"}
 
 
 def lookups(*sets: list[str]) -> identity_pb2.LookupIdentitiesRequest:

@@ -74,7 +74,7 @@ def check_label(label: str) -> str | None:
     if "\0" in label or ";" in label:
         return "must not contain NUL or ';'"
     source, colon, rest = label.partition(":")
-    if not colon or not _SOURCE.match(source):
+    if not colon or not _SOURCE.fullmatch(source):
         return "must be source:key=value with a lowercase source (e.g. k8s:app=web)"
     if source == "reserved":
         name = rest.partition("=")[0]
@@ -84,9 +84,9 @@ def check_label(label: str) -> str | None:
     key, eq, value = rest.partition("=")
     if not eq:
         return "must be source:key=value (missing '=')"
-    if not _KEY.match(key):
+    if not _KEY.fullmatch(key):
         return "key must be 1-254 characters of letters, digits, '.', '_' or '-'"
-    if not _VALUE.match(value):
+    if not _VALUE.fullmatch(value):
         return "value must be at most 253 characters of letters, digits, '.', '_', '-', ':' or '/'"
     return None
 

@@ -16,7 +16,7 @@ def check_name(value: str, field_name: str, *, subdomain: bool = False) -> list[
     pattern = _DNS_SUBDOMAIN if subdomain else DNS_LABEL
     if not value:
         return [FieldViolation(field_name, "is required")]
-    if not pattern.match(value):
+    if not pattern.fullmatch(value):
         limit = 253 if subdomain else 63
         return [FieldViolation(field_name, f"must be lowercase letters, digits and '-' "
                                            f"(at most {limit} characters), got {value[:80]!r}")]
