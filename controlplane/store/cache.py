@@ -49,7 +49,6 @@ class ClusterCache:
         # "ipcache", ...), so that listing one kind does not walk every key of the cluster.
         self._kinds: dict[str, dict[str, KV]] = {}
         self.revision = 0
-        self.watching = False
         self._page = page
         self._listeners: list[Listener] = []
         self._progress: list[Callable[[int], None]] = []
@@ -137,13 +136,11 @@ class ClusterCache:
             try:
                 await self._watch_once()
             except (EtcdUnavailable, grpc.RpcError) as exc:
-                self.watching = False
                 _log.warning("etcd watch broken, retrying", error=str(exc), backoff=backoff)
                 await asyncio.sleep(backoff * (1 + random.random()))
                 backoff = min(backoff * 2, 5.0)
                 continue
             except Compacted:
-                self.watching = False
                 _log.warning("watch revision compacted, relisting", revision=self.revision)
                 while True:
                     try:
@@ -196,7 +193,6 @@ class ClusterCache:
             raise Compacted(response.compact_revision)
         if response.canceled:
             raise EtcdUnavailable(response.cancel_reason or "watch canceled")
-        self.watching = True
         if response.events:
             self._apply_events(response.events)
         elif response.header.revision > self.revision and not response.created:

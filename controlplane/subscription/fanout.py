@@ -130,8 +130,7 @@ class Fanout:
         sub.closed.set()
 
     def ack(self, sub: Subscriber, revision: int) -> None:
-        if sub.ack(revision):
-            self.board.changed(sub)
+        sub.ack(revision)   # the status board picks it up at its next flush
 
     def nack(self, sub: Subscriber, revision: int, error: str) -> None:
         _log.warning("agent could not apply a revision", node=sub.node, revision=revision,

@@ -136,9 +136,6 @@ class StatusBoard:
         self._streams.setdefault(sub.node, {})[id(sub)] = sub
         self._gone.discard(sub.node)
 
-    def changed(self, sub: Subscriber) -> None:
-        """Nothing to record: each flush compares what the record holds with the live view."""
-
     def disconnected(self, sub: Subscriber) -> None:
         streams = self._streams.get(sub.node, {})
         if streams.pop(id(sub), None) is None:
