@@ -1,7 +1,8 @@
 """The node's eBPF datapath as one object: what an agent calls.
 
-Every method blocks (bcc compile, map syscalls, netlink): an asyncio agent runs
-them in a thread pool.  Each sync method writes only the differences between
+Every method blocks (bcc compile, map syscalls, netlink) and bcc objects are not
+thread-safe: the agent runs every call on one dedicated thread
+(nodeagent.worker).  Each sync method writes only the differences between
 what it is given and what the pinned maps already hold, and returns how many
 map writes that took, so a restarted agent adopts the maps without a gap.
 """
