@@ -23,10 +23,15 @@ from nodeagent.sink import DatapathSink, NullSink
 from nodeagent.subscription.client import SubscriptionClient
 
 
+def addresses(value: str) -> list[str]:
+    """``--controlplane``: comma-separated HOST:PORT addresses, blanks dropped."""
+    return [a.strip() for a in value.split(",") if a.strip()]
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bulkhead-agent", description=__doc__)
     p.add_argument("--node", required=True, help="this node's name")
-    p.add_argument("--controlplane", required=True,
+    p.add_argument("--controlplane", required=True, type=addresses,
                    help="comma-separated control-plane HOST:PORT addresses (failover order)")
     p.add_argument("--underlay-ip", required=True, help="this node's underlay IPv4")
     p.add_argument("--datapath", choices=["simulated", "bpf"], default="bpf")
@@ -69,9 +74,8 @@ def write_state(client: SubscriptionClient, path: Path | None) -> None:
 
 async def run(args: argparse.Namespace, sink: DatapathSink) -> None:
     _log = log.get("nodeagent")
-    addresses = [a.strip() for a in args.controlplane.split(",") if a.strip()]
-    client = SubscriptionClient(args.node, addresses, underlay_ip=args.underlay_ip, sink=sink,
-                                capabilities=[f"datapath:{args.datapath}"],
+    client = SubscriptionClient(args.node, args.controlplane, underlay_ip=args.underlay_ip,
+                                sink=sink, capabilities=[f"datapath:{args.datapath}"],
                                 ack_interval=args.ack_interval)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -79,7 +83,7 @@ async def run(args: argparse.Namespace, sink: DatapathSink) -> None:
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGUSR1, write_state, client, args.state_file)
     task = asyncio.create_task(client.run())
-    _log.info("agent started", controlplane=addresses, datapath=args.datapath)
+    _log.info("agent started", controlplane=args.controlplane, datapath=args.datapath)
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
     task.cancel()
@@ -124,7 +128,7 @@ def run_bpf(args: argparse.Namespace) -> None:
 
     settings = agent.Settings(
         node=args.node,
-        controlplane=[a.strip() for a in args.controlplane.split(",") if a.strip()],
+        controlplane=args.controlplane,
         underlay_ip=args.underlay_ip, socket=args.socket or agent.default_socket(args.node),
         netns=args.netns, pin_root=args.bpf_pin_root, flows_max=args.flows_max,
         ct_gc_interval=args.ct_gc_interval, ack_interval=args.ack_interval,
