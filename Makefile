@@ -2,6 +2,10 @@
 VENV ?= $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 export PATH := $(VENV)/bin:$(PATH)
+# pyroute2 forks to enter network namespaces; gRPC core's fork handlers (active unless this is
+# false) can deadlock such a fork while gRPC threads run (seen in tests/agent set-up, stuck in
+# fork()). Nothing here uses gRPC in a forked child, so the handlers are turned off.
+export GRPC_ENABLE_FORK_SUPPORT := false
 
 .PHONY: setup setup-run run controlplane down test test-unit lint proto bench clean
 
