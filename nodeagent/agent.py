@@ -92,7 +92,8 @@ class BpfAgent:
         self.flows = FlowStore(s.node, s.flows_max, self.labels, self._pod)
         self.client = SubscriptionClient(
             s.node, s.controlplane, underlay_ip=s.underlay_ip, state=self.state,
-            sink=self.reconciler, capabilities=["datapath:bpf"], ack_interval=s.ack_interval)
+            sink=self.reconciler, capabilities=["datapath:bpf"], ack_interval=s.ack_interval,
+            on_registered_again=self._restore)
         self.server: grpc.aio.Server | None = None
         self.pressure = metrics.PressureSnapshot()
         self.metrics_server: WSGIServer | None = None
@@ -194,6 +195,8 @@ class BpfAgent:
             self.settings.socket.unlink()
 
     async def _restore(self) -> None:
+        """Names the adopted endpoints and re-creates in the control plane those it lost: at
+        start, and again whenever the node had to register again (its lease had expired)."""
         await self.reconciler.ready.wait()
         while True:
             try:

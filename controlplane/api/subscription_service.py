@@ -28,6 +28,8 @@ from .errors import rpc
 _log = log.get(__name__)
 SERVICE = pb.DESCRIPTOR.services_by_name["SubscriptionService"].full_name
 HELLO_TIMEOUT = 10.0
+AGENT_RENEWS_LEASE = "lease:agent"
+"""A Hello capability: the agent heartbeats its node's lease itself (nodeagent's lease.py)."""
 
 
 class SubscriptionService:
@@ -57,7 +59,8 @@ class SubscriptionService:
         error: ApiError | None = None
         tasks = [asyncio.create_task(self._send(sub, context)),
                  asyncio.create_task(self._read(sub, requests)),
-                 asyncio.create_task(self.fanout.keep_lease(sub)),
+                 asyncio.create_task(self.fanout.keep_lease(
+                     sub, agent_renews=AGENT_RENEWS_LEASE in first.hello.capabilities)),
                  asyncio.create_task(sub.closed.wait())]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

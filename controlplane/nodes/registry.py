@@ -97,9 +97,15 @@ class NodeRegistry:
         return node
 
     async def heartbeat(self, name: str) -> int:
-        """Renews the node's lease; NOT_FOUND when it expired (the agent must register again)."""
-        node = await self.get(name)
+        """Renews the node's lease; NOT_FOUND when it expired (the agent must register again).
+
+        The lease id comes from the cache when it has the node (one etcd call per heartbeat,
+        not two: every agent sends one every third of the TTL)."""
+        cached = self.cached(name)
+        node = cached or await self.get(name)
         ttl = await self.etcd.keepalive(node.lease)
+        if ttl <= 0 and cached is not None:  # the cache may not show a new registration yet
+            ttl = await self.etcd.keepalive((await self.get(name)).lease)
         if ttl <= 0:
             raise not_found(f"node {name!r} lease expired; register again")
         return ttl

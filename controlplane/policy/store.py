@@ -15,7 +15,14 @@ from dataclasses import dataclass
 import grpc
 
 from bulkhead import log
-from bulkhead.rpcerror import ApiError, FieldViolation, failed_precondition, invalid, not_found
+from bulkhead.rpcerror import (
+    ApiError,
+    FieldViolation,
+    exhausted,
+    failed_precondition,
+    invalid,
+    not_found,
+)
 from controlplane.identity.allocator import IdentityAllocator
 from controlplane.identity.labels import parse_labels
 from controlplane.store import etcd as ops
@@ -31,8 +38,8 @@ from .parse import (
     PolicyValidationError,
     canonical_json,
     parse_document,
-    parse_policies,
 )
+from .parsepool import ParseTimeout, parse_policies_off_loop
 from .repository import PolicyMapOverflow, cidr_prefixes
 from .resolver import PolicyResolver
 from .trace import Trace, trace
@@ -137,9 +144,11 @@ class PolicyStore:
     # -- writes -------------------------------------------------------------------------------
     async def apply(self, text: str | bytes) -> ApplyResult:
         try:
-            policies = parse_policies(text)
+            policies = await parse_policies_off_loop(text)
         except PolicyValidationError as exc:
             raise invalid(exc.violations, "invalid policy") from None
+        except ParseTimeout as exc:
+            raise exhausted(f"apply refused, nothing stored: {exc}; split the file") from None
         held: set[str] = set()
         try:
             return await self._apply(policies, held)

@@ -136,13 +136,20 @@ class Fanout:
         _log.warning("agent could not apply a revision", node=sub.node, revision=revision,
                      error=error[:500])
 
-    async def keep_lease(self, sub: Subscriber) -> None:
-        """Renews the node's lease while the stream lives; raises NOT_FOUND once it expired."""
+    async def keep_lease(self, sub: Subscriber, agent_renews: bool = False) -> None:
+        """Renews the node's lease while the stream lives; raises NOT_FOUND once it expired.
+
+        An agent that said it renews its own lease (Heartbeat through any replica, so that a
+        stalled replica cannot let it expire) is only watched: the stream ends when the node
+        is gone, so the agent registers again."""
         period = max(1.0, self.settings.node_ttl / 3)
         while True:
             kv = self.cache.items.get(self.keys.node(sub.node))
             if kv is None:
                 raise not_found(f"node {sub.node!r} is no longer registered; register again")
+            if agent_renews:
+                await asyncio.sleep(period)
+                continue
             try:
                 if await self.etcd.keepalive(Node.from_json(kv.value).lease) <= 0:
                     raise not_found(f"node {sub.node!r} lease expired; register again")

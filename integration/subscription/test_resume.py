@@ -61,7 +61,7 @@ async def test_killed_replica_agents_resume_on_other_with_deltas_only(
         assert content == mine                      # full state: nodes, ipcache, ids, policy
     subs = await cluster.subscriptions(b.address)
     assert all(subs[f"node-{i}"].replica == f"b-{cluster.tag}" for i in range(3))
-    assert all(subs[f"node-{i}"].resumes >= 1 for i in range(3))
+    assert all(subs[f"node-{i}"].resumes >= 1 for i in range(3)), subs
 
 
 async def test_compacted_revision_resets_and_snapshot_removes_stale(

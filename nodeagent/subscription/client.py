@@ -3,6 +3,14 @@
 Registers the node, subscribes with its resume token (etcd cluster id, last applied
 revision), applies and acks; on any failure moves to the next control-plane address after a
 jittered backoff, so a replica that dies costs one reconnect with deltas only.
+
+A client that registers its node also keeps the node's lease alive itself (`LeaseKeeper`):
+a Heartbeat every third of the TTL, through the stream's replica or, when that one does not
+answer in time, through any other. A replica that stalls (SIGSTOP, a blocked event loop) keeps
+its TCP connections open, so without this probe the stream would look healthy while the lease
+ran out; with it the agent renews through another replica and moves its stream there. When the
+lease did expire (every replica stalled), the node is registered again at once and
+`on_registered` lets the agent re-create what the control plane lost.
 """
 
 from __future__ import annotations
@@ -10,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -20,6 +29,7 @@ from bulkhead.v1 import node_pb2, node_pb2_grpc, subscription_pb2_grpc
 from bulkhead.v1 import subscription_pb2 as pb
 from nodeagent.sink import DatapathSink, NullSink
 
+from .lease import CAPABILITY, LeaseKeeper
 from .state import ReceivedState
 
 _log = log.get(__name__)
@@ -34,6 +44,11 @@ CHANNEL_OPTIONS = [
 ]
 
 Applied = Callable[[int, Sequence[pb.Change], float], None]
+Registered = Callable[[], Coroutine[Any, Any, None]]
+
+
+class Interrupted(Exception):
+    """The lease keeper ended the stream: its replica stalled, or the node must register."""
 
 
 @dataclass
@@ -44,6 +59,8 @@ class Stats:
     resets: int = 0
     deltas: int = 0
     replica: str = ""
+    registrations: int = 0
+    interruptions: int = 0
 
 
 class SubscriptionClient:
@@ -51,7 +68,8 @@ class SubscriptionClient:
                  state: ReceivedState | None = None, sink: DatapathSink | None = None,
                  capabilities: Sequence[str] = (), ack_interval: float = 0.05,
                  backoff: tuple[float, float] = (0.2, 5.0), register: bool = True,
-                 on_applied: Applied | None = None, agent_address: str = "") -> None:
+                 on_applied: Applied | None = None, agent_address: str = "",
+                 on_registered_again: Registered | None = None) -> None:
         if not addresses:
             raise ValueError("at least one control-plane address is needed")
         self.node = node
@@ -65,6 +83,9 @@ class SubscriptionClient:
         self.backoff = backoff
         self.register = register
         self.on_applied = on_applied
+        self.on_registered_again = on_registered_again
+        """Called (in the background) after the node had to be registered again: the control
+        plane lost it with its endpoints, which the agent can re-create."""
         self.token: pb.ResumeToken | None = None
         self.cluster_id = 0
         self.stats = Stats()
@@ -73,18 +94,33 @@ class SubscriptionClient:
         self._index = random.randrange(len(self.addresses))
         self._need_register = register
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self.lease = LeaseKeeper(node, self.addresses, self._channel)
+        self._address: str | None = None     # the replica of the current stream
+        self._prefer: str | None = None      # where the next stream goes (a replica that
+        self._interrupt = asyncio.Event()    # answered the heartbeat its own did not)
+        self._interrupt_reason = ""
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> None:
         """Runs until cancelled."""
         self.synced.clear()
         delay = self.backoff[0]
+        keeper = asyncio.create_task(self._keep_lease(), name="lease") if self.register else None
         try:
             while True:
+                if self._prefer is not None and self._prefer in self.addresses:
+                    self._index = self.addresses.index(self._prefer)
+                self._prefer = None
                 address = self.addresses[self._index % len(self.addresses)]
                 healthy = False
                 try:
                     healthy = await self._session(address)
+                except Interrupted as exc:
+                    self.last_error = str(exc)
+                    self.stats.interruptions += 1
+                    healthy = True   # no backoff: another replica answered, or re-register
+                    _log.warning("subscription interrupted", address=address, reason=str(exc))
                 except grpc.aio.AioRpcError as exc:
                     self.last_error = f"{exc.code().name}: {exc.details()}"
                     if exc.code() == grpc.StatusCode.NOT_FOUND:
@@ -103,7 +139,38 @@ class SubscriptionClient:
                 if not healthy:
                     delay = min(delay * 2, self.backoff[1])
         finally:
+            self._address = None
+            for task in [keeper, *self._background]:
+                if task is not None:
+                    task.cancel()
             await self.close()
+
+    async def _keep_lease(self) -> None:
+        """Renews the node's lease every third of its TTL (see lease.py); a stream whose
+        replica did not answer in time is moved to the replica that did."""
+        while True:
+            current = self._address
+            if current is None or self._need_register:
+                await asyncio.sleep(0.1)   # no stream yet, or registering (renews it too)
+                continue
+            renewal = await self.lease.renew(current)   # the first one learns the TTL
+            if self._address != current:
+                continue   # the stream moved meanwhile
+            if renewal.expired:
+                self._need_register = self.register
+                self._stop_stream(f"node {self.node} lease expired; registering again")
+            elif renewal.address is None:
+                _log.warning("no control-plane replica renewed the node lease in time",
+                             ttl=self.lease.ttl)
+            elif renewal.address != current:
+                self._prefer = renewal.address
+                self._stop_stream(f"replica {current} did not answer a heartbeat within "
+                                  f"{self.lease.deadline:.1f} s; moving to {renewal.address}")
+            await asyncio.sleep(self.lease.period)
+
+    def _stop_stream(self, reason: str) -> None:
+        self._interrupt_reason = reason
+        self._interrupt.set()
 
     async def close(self) -> None:
         for channel in self._channels.values():
@@ -121,14 +188,22 @@ class SubscriptionClient:
     async def _session(self, address: str) -> bool:
         """One stream on `address`; returns whether it reached Synced before it ended."""
         channel = self._channel(address)
+        self._interrupt.clear()
+        self._address = address
         if self._need_register:
             await node_pb2_grpc.NodeServiceStub(channel).Register(
                 node_pb2.RegisterNodeRequest(name=self.node, underlay_ip=self.underlay_ip,
                                              agent_address=self.agent_address),
                 timeout=10)
             self._need_register = False
+            self.stats.registrations += 1
+            if self.stats.registrations > 1 and self.on_registered_again is not None:
+                task = asyncio.create_task(self.on_registered_again(), name="re-registered")
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
         outbox: asyncio.Queue[pb.AgentMessage | None] = asyncio.Queue()
-        hello = pb.Hello(node=self.node, capabilities=self.capabilities)
+        capabilities = [*self.capabilities, CAPABILITY] if self.register else self.capabilities
+        hello = pb.Hello(node=self.node, capabilities=capabilities)
         if self.token is not None:
             hello.resume.CopyFrom(self.token)
         outbox.put_nowait(pb.AgentMessage(hello=hello))
@@ -140,16 +215,28 @@ class SubscriptionClient:
         call = subscription_pb2_grpc.SubscriptionServiceStub(channel).Subscribe(requests())
         self.stats.connects += 1
         acker = _Acker(outbox, self.ack_interval)
-        reached = False
-        try:
+        reached = [False]
+
+        async def consume() -> None:
             async for message in call:
-                reached = await self._handle(message, acker) or reached
+                reached[0] = await self._handle(message, acker) or reached[0]
+
+        reader = asyncio.create_task(consume())
+        interrupted = asyncio.create_task(self._interrupt.wait())
+        try:
+            await asyncio.wait([reader, interrupted], return_when=asyncio.FIRST_COMPLETED)
+            if not reader.done():
+                raise Interrupted(self._interrupt_reason)
+            reader.result()
         finally:
+            reader.cancel()
+            interrupted.cancel()
+            await asyncio.wait([reader, interrupted])
             await acker.stop()
             outbox.put_nowait(None)   # end the request generator before cancelling the call
             await asyncio.sleep(0)
             call.cancel()
-        return reached
+        return reached[0]
 
     async def _handle(self, message: pb.ServerMessage, acker: _Acker) -> bool:
         which = message.WhichOneof("msg")

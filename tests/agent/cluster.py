@@ -158,19 +158,20 @@ def _wait_cp(address: str, proc: subprocess.Popen[bytes], log: Path) -> None:
         time.sleep(0.1)
 
 
-def build() -> Cluster:
+def build(cp_args: tuple[str, ...] = ()) -> Cluster:
+    """`cp_args`: extra control-plane flags (e.g. a short --node-ttl)."""
     suffix = secrets.token_hex(3)
     tmp = Path(tempfile.mkdtemp(prefix=f"bulkhead-agent-{suffix}-"))
     c = Cluster(suffix, tmp, Path(f"/sys/fs/bpf/bulkhead-test-{suffix}"))
     try:
-        _build(c)
+        _build(c, cp_args)
     except BaseException:
         destroy(c)
         raise
     return c
 
 
-def _build(c: Cluster) -> None:
+def _build(c: Cluster, cp_args: tuple[str, ...]) -> None:
     c.etcd = EtcdProcess(c.tmp / "etcd", free_port(), free_port())
     c.etcd.start()
     c.cp_address = f"127.0.0.1:{free_port()}"
@@ -179,7 +180,7 @@ def _build(c: Cluster) -> None:
         c.cp_proc = subprocess.Popen(
             [str(BIN / "bulkhead-controlplane"), "--etcd-endpoints", c.etcd.endpoint,
              "--listen", c.cp_address, "--cluster-name", f"agenttest-{c.suffix}",
-             "--state-dir", str(c.tmp / "cp")], stdout=log, stderr=log)
+             "--state-dir", str(c.tmp / "cp"), *cp_args], stdout=log, stderr=log)
     _wait_cp(c.cp_address, c.cp_proc, cp_log)
     octet = 16 + secrets.randbelow(200)
     for i, short in enumerate(("n1", "n2"), start=1):
@@ -210,6 +211,7 @@ def destroy(c: Cluster) -> None:
             c.kill_agent(short)
     if c.cp_proc is not None:
         with contextlib.suppress(Exception):
+            c.cp_proc.send_signal(signal.SIGCONT)   # a test may have stopped it
             c.cp_proc.terminate()
             try:
                 c.cp_proc.wait(timeout=10)
