@@ -16,6 +16,7 @@ from bulkhead.rpcerror import (
     not_found,
 )
 from controlplane.identity.allocator import IdentityAllocator
+from controlplane.identity.holders import endpoint_holder
 from controlplane.nodes import ipam
 from controlplane.nodes.registry import NodeRegistry
 from controlplane.nodes.validate import check_name
@@ -30,7 +31,7 @@ _log = log.get(__name__)
 
 
 def holder_of(namespace: str, name: str) -> str:
-    return f"endpoint:{namespace}/{name}"
+    return endpoint_holder(namespace, name)
 
 
 class EndpointRegistry:
@@ -65,6 +66,10 @@ class EndpointRegistry:
             label_set = self.identities.canonical(labels)
         except ApiError as exc:
             problems += exc.violations
+        problems += [FieldViolation(f"labels[{i}]", f"{label[:80]!r}: reserved labels name the "
+                                                    "fixed identities (host, world, ...), which "
+                                                    "no endpoint can have")
+                     for i, label in enumerate(labels) if label.startswith("reserved:")]
         if ip:
             try:
                 ipaddress.IPv4Address(ip)
