@@ -18,6 +18,7 @@ from bulkhead.v1 import (
     node_pb2_grpc,
     policy_pb2,
     policy_pb2_grpc,
+    types_pb2,
 )
 from controlplane.store.keys import Keys
 from tests.conftest import Replica, ReplicaFactory
@@ -44,7 +45,7 @@ def identities(replica: Replica) -> identity_pb2_grpc.IdentityServiceStub:
     return identity_pb2_grpc.IdentityServiceStub(replica.channel())
 
 
-async def endpoint(replica: Replica, name: str, labels: list[str]) -> endpoint_pb2.Endpoint:
+async def endpoint(replica: Replica, name: str, labels: list[str]) -> types_pb2.Endpoint:
     await node_pb2_grpc.NodeServiceStub(replica.channel()).Register(
         node_pb2.RegisterNodeRequest(name="n1", underlay_ip="192.0.2.1"))
     return await endpoint_pb2_grpc.EndpointServiceStub(replica.channel()).Create(
