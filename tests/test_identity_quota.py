@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import urllib.request
+
 import grpc
 import pytest
 
@@ -15,7 +18,9 @@ from bulkhead.v1 import (
     node_pb2,
     node_pb2_grpc,
 )
+from controlplane import metrics
 from controlplane.config import from_args
+from controlplane.store.embedded import free_port
 from controlplane.store.keys import Keys
 from tests.conftest import Replica, ReplicaFactory, eventually
 
@@ -25,6 +30,11 @@ pytestmark = pytest.mark.timeout(60)
 def fat(n: int, tag: str = "a", width: int = 250) -> list[str]:
     """`n` labels of about `width` + 10 bytes each."""
     return [f"k8s:{tag}{i:03d}={'v' * width}" for i in range(n)]
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return str(response.read().decode())
 
 
 def stub(replica: Replica) -> identity_pb2_grpc.IdentityServiceStub:
@@ -100,6 +110,15 @@ async def test_total_label_bytes_of_the_cluster(replicas: ReplicaFactory) -> Non
     assert len("".join(fat(2))) == 518
     assert "hold 1554 bytes" in (err.details() or "") and "2000" in (err.details() or "")
     assert await stored_identities(replica) == 3
+    port = free_port()
+    server = metrics.serve(replica.cp, f"127.0.0.1:{port}")
+    try:
+        text = await asyncio.to_thread(scrape, port)
+    finally:
+        server.shutdown()
+    assert "bulkhead_identity_label_bytes 1554.0" in text
+    assert "bulkhead_identity_label_bytes_limit 2000.0" in text
+    assert 'bulkhead_identity_allocations_total{result="over_quota"} 1.0' in text
     # A known label set is not new storage: it is still handed out.
     await stub(replica).Allocate(identity_pb2.AllocateIdentityRequest(labels=fat(2, "a")))
 

@@ -85,7 +85,7 @@ class IdentityAllocator:
         self.label_filter = label_filter or LabelFilter()
         self.limits = limits or IdentityLimits()
         self.group = GroupCommit(etcd)  # concurrent new identities share one etcd transaction
-        self.allocated = {"new": 0, "existing": 0, "reserved": 0}  # for metrics
+        self.allocated = {"new": 0, "existing": 0, "reserved": 0, "over_quota": 0}  # metrics
 
     def canonical(self, labels: Sequence[str], field_name: str = "labels") -> LabelSet:
         label_set, problems = parse_labels(labels, field_name, self.label_filter)
@@ -124,7 +124,11 @@ class IdentityAllocator:
             self.allocated["reserved"] += 1
             return Identity(reserved, label_set.labels)
         if label_set.key not in self.index.by_labels:
-            self._check_quota(label_set)
+            try:
+                self._check_quota(label_set)
+            except ApiError:
+                self.allocated["over_quota"] += 1
+                raise
         labels_key = self.keys.identity_labels(label_set.key)
         lost_race = False
         for _ in range(MAX_ATTEMPTS):
