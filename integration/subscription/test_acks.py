@@ -14,6 +14,7 @@ import pytest
 from bulkhead.rpcerror import field_violations
 from bulkhead.v1 import policy_pb2, policy_pb2_grpc, subscription_pb2_grpc
 from bulkhead.v1 import subscription_pb2 as pb
+from tests.test_cli import bulkhead
 
 from .cluster import Cluster
 from .conftest import WAIT, Agent, eventually
@@ -115,6 +116,10 @@ async def test_ack_above_what_was_sent_ends_the_stream_and_is_not_recorded(
     await eventually(disconnected, "the forger is shown disconnected")
     subs = await cluster.subscriptions(a.address)
     assert subs["forger"].acked_revision == synced
+    rc, out, err_text = await bulkhead(a.address, "node", "list", "-o", "json")
+    assert rc == 0, err_text
+    [node] = json.loads(out)
+    assert (node["name"], int(node["acked_revision"])) == ("forger", synced)
 
     # A nack of a revision never sent is refused the same way.
     stream = RawStream(cluster.channel(a.address), "forger")
