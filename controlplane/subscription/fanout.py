@@ -143,8 +143,9 @@ class Fanout:
     @staticmethod
     def _check_sent(sub: Subscriber, kind: str, revision: int) -> None:
         if revision > sub.sent_revision:
-            _log.warning(f"agent sent a {kind} for a revision it was never sent; stream ended",
-                         node=sub.node, revision=revision, sent=sub.sent_revision)
+            _log.warning("agent claimed a revision it was never sent; stream ended",
+                         node=sub.node, kind=kind, revision=revision,
+                         sent=sub.sent_revision)
             raise invalid([FieldViolation(f"{kind}.revision", (
                 f"revision {revision} was never sent on this stream (newest sent: "
                 f"{sub.sent_revision}); the stream is ended and the {kind} not recorded"))])
