@@ -131,17 +131,18 @@ async def test_policy_cidr_reference_is_released_only_by_deleting_the_policy(
     assert await refs(replica, cidr) == [holder]
 
 
-async def test_endpoint_with_a_reserved_label_is_refused_naming_the_label(
+async def test_endpoint_with_a_reserved_or_cidr_label_is_refused_naming_the_label(
         replicas: ReplicaFactory) -> None:
     replica = await replicas()
     for labels, field in ((["reserved:world"], "labels[0]"),
-                          (["k8s:app=a", "reserved:host"], "labels[1]")):
+                          (["k8s:app=a", "reserved:host"], "labels[1]"),
+                          (["k8s:app=a", "cidr:198.51.100.0/24"], "labels[1]")):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await asyncio.wait_for(endpoint(replica, "web", labels), 30)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, labels
         violations = {v.field: v.description for v in field_violations(err.value)}
         assert field in violations, violations
-        assert "reserved" in violations[field]
+        assert labels[-1].partition(":")[0] + " labels" in violations[field]
     keys = Keys(replica.cp.config.cluster_name)
     for prefix in (keys.endpoints, keys.ipcache, keys.identity_refs_prefix):
         kvs, _, _ = await replica.cp.etcd.range(prefix)

@@ -34,6 +34,17 @@ def holder_of(namespace: str, name: str) -> str:
     return endpoint_holder(namespace, name)
 
 
+def _not_for_endpoints(label: str) -> str | None:
+    """Why `label` names an identity the control plane owns and no endpoint may claim."""
+    if label.startswith("reserved:"):
+        return (f"{label[:80]!r}: reserved labels name the fixed identities (host, world, ...), "
+                "which no endpoint can have")
+    if label.startswith("cidr:"):
+        return (f"{label[:80]!r}: cidr labels name the identities of policies' CIDR peers, "
+                "which no endpoint can have")
+    return None
+
+
 class EndpointRegistry:
     def __init__(self, etcd: Etcd, keys: Keys, cache: ClusterCache, nodes: NodeRegistry,
                  identities: IdentityAllocator) -> None:
@@ -66,10 +77,8 @@ class EndpointRegistry:
             label_set = self.identities.canonical(labels)
         except ApiError as exc:
             problems += exc.violations
-        problems += [FieldViolation(f"labels[{i}]", f"{label[:80]!r}: reserved labels name the "
-                                                    "fixed identities (host, world, ...), which "
-                                                    "no endpoint can have")
-                     for i, label in enumerate(labels) if label.startswith("reserved:")]
+        problems += [FieldViolation(f"labels[{i}]", why)
+                     for i, label in enumerate(labels) if (why := _not_for_endpoints(label))]
         if ip:
             try:
                 ipaddress.IPv4Address(ip)
