@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from bulkhead import log
 from controlplane.config import Config
 from controlplane.endpoints.registry import EndpointRegistry
-from controlplane.identity.allocator import IdentityAllocator, IdentityRange
+from controlplane.identity.allocator import IdentityAllocator, IdentityLimits, IdentityRange
 from controlplane.identity.collector import IdentityCollector
 from controlplane.identity.index import IdentityIndex
 from controlplane.nodes.ipam import ClusterPool
@@ -63,7 +63,10 @@ class ControlPlane:
             if id_range.first not in cluster_range or id_range.last not in cluster_range:
                 raise ValueError(f"--identity-range must lie inside {cluster_range.first}-"
                                  f"{cluster_range.last}")
-        self.allocator = IdentityAllocator(self.etcd, self.keys, self.identity_index, id_range)
+        self.allocator = IdentityAllocator(
+            self.etcd, self.keys, self.identity_index, id_range,
+            limits=IdentityLimits(config.identity_max_labels, config.identity_max_label_bytes,
+                                  config.identity_max_total_label_bytes))
         # A cache listener after the identity index, before the subscription state (which
         # reads what it resolved at the same revision).
         self.policy_engine = PolicyResolver(self.keys, self.identity_index,

@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controlplane.identity.labels import MAX_LABEL_LENGTH, MAX_LABELS
 from controlplane.nodes.validate import DNS_LABEL
 
 DEFAULT_LISTEN = "127.0.0.1:50151"
@@ -35,6 +36,9 @@ class Config:
     node_ttl: int = 15
     identity_gc_grace: float = 60.0
     identity_range: tuple[int, int] | None = None
+    identity_max_labels: int = MAX_LABELS
+    identity_max_label_bytes: int = 8 << 10
+    identity_max_total_label_bytes: int = 64 << 20
     policy_map_max: int = 16384
     subscription_history: float = 300.0
     subscription_queue_bytes: int = 16 << 20
@@ -73,6 +77,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--identity-gc-grace", type=float, default=Config.identity_gc_grace,
                    help="seconds an unreferenced identity is kept before it is collected")
     p.add_argument("--identity-range", help="FIRST-LAST, a sub-range of the cluster's range")
+    p.add_argument("--identity-max-labels", type=int, default=Config.identity_max_labels,
+                   help=f"security-relevant labels allowed per new identity (1-{MAX_LABELS})")
+    p.add_argument("--identity-max-label-bytes", type=int,
+                   default=Config.identity_max_label_bytes,
+                   help="bytes of security-relevant labels allowed per new identity")
+    p.add_argument("--identity-max-total-label-bytes", type=int,
+                   default=Config.identity_max_total_label_bytes,
+                   help="bytes of labels all identities of the cluster may hold together")
     p.add_argument("--policy-map-max", type=int, default=Config.policy_map_max,
                    help="policy entries allowed per identity (BPF policy map size)")
     p.add_argument("--replica-id", help="name of this replica (default host-random)")
@@ -106,6 +118,12 @@ def from_args(argv: list[str] | None = None) -> Config:
         p.error("--cluster-name must be a DNS label (lowercase letters, digits, '-')")
     if a.node_ttl < 2:
         p.error("--node-ttl must be at least 2 seconds")
+    if not 1 <= a.identity_max_labels <= MAX_LABELS:
+        p.error(f"--identity-max-labels must be 1-{MAX_LABELS}")
+    if a.identity_max_label_bytes < MAX_LABEL_LENGTH:
+        p.error(f"--identity-max-label-bytes must be at least {MAX_LABEL_LENGTH} (one label)")
+    if a.identity_max_total_label_bytes < a.identity_max_label_bytes:
+        p.error("--identity-max-total-label-bytes must be at least --identity-max-label-bytes")
     id_range = None
     if a.identity_range:
         m = re.match(r"^(\d+)-(\d+)$", a.identity_range)
@@ -119,6 +137,9 @@ def from_args(argv: list[str] | None = None) -> Config:
         state_dir=a.state_dir, cluster_name=a.cluster_name, cluster_id=a.cluster_id,
         cluster_pool=a.cluster_pool, node_mask=a.node_mask, node_ttl=a.node_ttl,
         identity_gc_grace=a.identity_gc_grace, identity_range=id_range,
+        identity_max_labels=a.identity_max_labels,
+        identity_max_label_bytes=a.identity_max_label_bytes,
+        identity_max_total_label_bytes=a.identity_max_total_label_bytes,
         policy_map_max=a.policy_map_max, subscription_history=a.subscription_history,
         subscription_queue_bytes=a.subscription_queue_bytes,
         bookmark_interval=a.bookmark_interval,

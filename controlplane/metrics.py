@@ -34,6 +34,7 @@ class Reading:
     merged_txns: int
     merged_allocations: int
     collected: int
+    label_bytes: tuple[int, int]   # held by all identities, the cluster's quota
     objects: dict[str, int]
     cache_revision: int
     deltas: int
@@ -50,6 +51,8 @@ def read(cp: ControlPlane) -> Reading:
         merged_txns=cp.allocator.group.batches,
         merged_allocations=cp.allocator.group.parts,
         collected=cp.collector.collected,
+        label_bytes=(cp.identity_index.label_bytes,
+                     cp.allocator.limits.max_total_label_bytes),
         objects=object_counts(cp),
         cache_revision=cp.cache.revision,
         deltas=fanout.hub.deltas,
@@ -86,6 +89,11 @@ class ControlPlaneCollector(Collector):
         yield CounterMetricFamily("bulkhead_identities_collected",
                                   "Identities garbage-collected by this replica",
                                   value=r.collected)
+        yield GaugeMetricFamily("bulkhead_identity_label_bytes",
+                                "Bytes of labels all identities hold (quota: "
+                                "bulkhead_identity_label_bytes_limit)", value=r.label_bytes[0])
+        yield GaugeMetricFamily("bulkhead_identity_label_bytes_limit",
+                                "--identity-max-total-label-bytes", value=r.label_bytes[1])
         objects = GaugeMetricFamily("bulkhead_objects", "Objects in the cluster cache",
                                     labels=["kind"])
         for kind, count in r.objects.items():

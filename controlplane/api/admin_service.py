@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import grpc
 
-from bulkhead.v1 import admin_pb2, admin_pb2_grpc
+from bulkhead.v1 import admin_pb2, admin_pb2_grpc, types_pb2
+from controlplane.endpoints.model import Endpoint
 from controlplane.identity.allocator import Identity
 from controlplane.identity.reserved import RESERVED_BY_ID
 
@@ -32,17 +33,16 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         items += [Identity(s.id, s.labels, index.references(s.id)) for s in index.by_id.values()]
         items = [i for i in items if wanted <= set(i.labels)]
         page, token = paginate(items, lambda i: f"{i.id:010d}", request.page_size,
-                               request.page_token)
-        return admin_pb2.ListIdentitiesResponse(identities=[convert.identity(i) for i in page],
-                                                next_page_token=token)
+                               request.page_token, listing="identities",
+                               render=convert.identity)
+        return admin_pb2.ListIdentitiesResponse(identities=page, next_page_token=token)
 
     @rpc
     async def ListNodes(self, request: admin_pb2.ListNodesRequest,
                         context: grpc.aio.ServicerContext) -> admin_pb2.ListNodesResponse:
         page, token = paginate(self.cp.nodes.nodes(), lambda n: n.name, request.page_size,
-                               request.page_token)
-        return admin_pb2.ListNodesResponse(nodes=[convert.node(n) for n in page],
-                                           next_page_token=token)
+                               request.page_token, listing="nodes", render=convert.node)
+        return admin_pb2.ListNodesResponse(nodes=page, next_page_token=token)
 
     @rpc
     async def ListEndpoints(self, request: admin_pb2.ListEndpointsRequest,
@@ -51,15 +51,16 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                  if (not request.node or e.node == request.node)
                  and (not request.namespace or e.namespace == request.namespace)
                  and (not request.identity or e.identity == request.identity)]
-        page, token = paginate(items, lambda e: f"{e.namespace}/{e.name}", request.page_size,
-                               request.page_token)
         engine = self.cp.policy_engine
-        shown = []
-        for e in page:
+
+        def render(e: Endpoint) -> types_pb2.Endpoint:
             message = convert.endpoint(e)
             message.ingress_enforced, message.egress_enforced = engine.enforcement(e.identity)
-            shown.append(message)
-        return admin_pb2.ListEndpointsResponse(endpoints=shown, next_page_token=token)
+            return message
+
+        page, token = paginate(items, lambda e: f"{e.namespace}/{e.name}", request.page_size,
+                               request.page_token, listing="endpoints", render=render)
+        return admin_pb2.ListEndpointsResponse(endpoints=page, next_page_token=token)
 
     @rpc
     async def ListIPCache(self, request: admin_pb2.ListIPCacheRequest,
@@ -67,6 +68,6 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         items = [e for e in self.cp.endpoints.ipcache()
                  if (not request.node or e.node == request.node)
                  and (not request.identity or e.identity == request.identity)]
-        page, token = paginate(items, lambda e: e.prefix, request.page_size, request.page_token)
-        return admin_pb2.ListIPCacheResponse(entries=[convert.ipcache(e) for e in page],
-                                             next_page_token=token)
+        page, token = paginate(items, lambda e: e.prefix, request.page_size, request.page_token,
+                               listing="ipcache", render=convert.ipcache)
+        return admin_pb2.ListIPCacheResponse(entries=page, next_page_token=token)

@@ -5,6 +5,7 @@ import grpc
 from bulkhead.rpcerror import ApiError, FieldViolation, invalid
 from bulkhead.v1 import identity_pb2, identity_pb2_grpc, types_pb2
 from controlplane.identity.allocator import IdentityAllocator
+from controlplane.identity.holders import refuse_owned
 
 from . import convert
 from .errors import rpc
@@ -19,12 +20,14 @@ class IdentityService(identity_pb2_grpc.IdentityServiceServicer):
     @rpc
     async def Allocate(self, request: identity_pb2.AllocateIdentityRequest,
                        context: grpc.aio.ServicerContext) -> types_pb2.Identity:
+        refuse_owned(request.holder, "cannot take a reference for")
         return convert.identity(await self.allocator.allocate(list(request.labels),
                                                               request.holder))
 
     @rpc
     async def Release(self, request: identity_pb2.ReleaseIdentityRequest,
                       context: grpc.aio.ServicerContext) -> identity_pb2.ReleaseIdentityResponse:
+        refuse_owned(request.holder, "cannot release the reference of")
         left = await self.allocator.release(request.id, request.holder)
         return identity_pb2.ReleaseIdentityResponse(remaining_references=left)
 

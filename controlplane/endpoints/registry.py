@@ -16,6 +16,7 @@ from bulkhead.rpcerror import (
     not_found,
 )
 from controlplane.identity.allocator import IdentityAllocator
+from controlplane.identity.holders import endpoint_holder
 from controlplane.nodes import ipam
 from controlplane.nodes.registry import NodeRegistry
 from controlplane.nodes.validate import check_name
@@ -30,7 +31,18 @@ _log = log.get(__name__)
 
 
 def holder_of(namespace: str, name: str) -> str:
-    return f"endpoint:{namespace}/{name}"
+    return endpoint_holder(namespace, name)
+
+
+def _not_for_endpoints(label: str) -> str | None:
+    """Why `label` names an identity the control plane owns and no endpoint may claim."""
+    if label.startswith("reserved:"):
+        return (f"{label[:80]!r}: reserved labels name the fixed identities (host, world, ...), "
+                "which no endpoint can have")
+    if label.startswith("cidr:"):
+        return (f"{label[:80]!r}: cidr labels name the identities of policies' CIDR peers, "
+                "which no endpoint can have")
+    return None
 
 
 class EndpointRegistry:
@@ -65,6 +77,8 @@ class EndpointRegistry:
             label_set = self.identities.canonical(labels)
         except ApiError as exc:
             problems += exc.violations
+        problems += [FieldViolation(f"labels[{i}]", why)
+                     for i, label in enumerate(labels) if (why := _not_for_endpoints(label))]
         if ip:
             try:
                 ipaddress.IPv4Address(ip)

@@ -21,7 +21,7 @@ from controlplane.store.groupcommit import GroupCommit
 from controlplane.store.keys import Keys
 
 from .index import IdentityIndex
-from .labels import LabelFilter, LabelSet, parse_labels
+from .labels import MAX_LABELS, LabelFilter, LabelSet, label_bytes, parse_labels
 from .reserved import RESERVED_BY_ID
 
 MAX_ATTEMPTS = 64
@@ -50,6 +50,17 @@ class IdentityRange:
 
 
 @dataclass(frozen=True)
+class IdentityLimits:
+    """Quotas on what new identities may store (control-plane flags): per identity, counted
+    on the canonical set (noise labels dropped), and for all identities of the cluster.
+    Identities that exist already stay usable when the limits are lowered."""
+
+    max_labels: int = MAX_LABELS
+    max_label_bytes: int = 8 << 10
+    max_total_label_bytes: int = 64 << 20
+
+
+@dataclass(frozen=True)
 class Identity:
     id: int
     labels: tuple[str, ...]
@@ -65,14 +76,16 @@ def _check_holder(holder: str) -> str:
 
 class IdentityAllocator:
     def __init__(self, etcd: Etcd, keys: Keys, index: IdentityIndex, id_range: IdentityRange,
-                 label_filter: LabelFilter | None = None) -> None:
+                 label_filter: LabelFilter | None = None,
+                 limits: IdentityLimits | None = None) -> None:
         self.etcd = etcd
         self.keys = keys
         self.index = index
         self.range = id_range
         self.label_filter = label_filter or LabelFilter()
+        self.limits = limits or IdentityLimits()
         self.group = GroupCommit(etcd)  # concurrent new identities share one etcd transaction
-        self.allocated = {"new": 0, "existing": 0, "reserved": 0}  # for metrics
+        self.allocated = {"new": 0, "existing": 0, "reserved": 0, "over_quota": 0}  # metrics
 
     def canonical(self, labels: Sequence[str], field_name: str = "labels") -> LabelSet:
         label_set, problems = parse_labels(labels, field_name, self.label_filter)
@@ -110,6 +123,12 @@ class IdentityAllocator:
         if reserved is not None:
             self.allocated["reserved"] += 1
             return Identity(reserved, label_set.labels)
+        if label_set.key not in self.index.by_labels:
+            try:
+                self._check_quota(label_set)
+            except ApiError:
+                self.allocated["over_quota"] += 1
+                raise
         labels_key = self.keys.identity_labels(label_set.key)
         lost_race = False
         for _ in range(MAX_ATTEMPTS):
@@ -165,6 +184,25 @@ class IdentityAllocator:
                 others = sum(c for h, c in self.index.refs.get(ident, {}).items() if h != holder)
                 return others + count - 1
         raise ApiError(grpc.StatusCode.ABORTED, "release kept conflicting; retry")
+
+    def _check_quota(self, label_set: LabelSet) -> None:
+        """Refuses a new identity over the per-identity limits (INVALID_ARGUMENT on `labels`)
+        or over the cluster's total (RESOURCE_EXHAUSTED)."""
+        limits = self.limits
+        count, size = len(label_set.labels), label_bytes(label_set.labels)
+        if count > limits.max_labels:
+            raise invalid([FieldViolation(
+                "labels", f"{count} security-relevant labels; this cluster allows at most "
+                          f"{limits.max_labels} per identity")])
+        if size > limits.max_label_bytes:
+            raise invalid([FieldViolation(
+                "labels", f"{size} bytes of security-relevant labels; this cluster allows at "
+                          f"most {limits.max_label_bytes} per identity")])
+        if self.index.label_bytes + size > limits.max_total_label_bytes:
+            raise exhausted(f"identity label quota: identities hold {self.index.label_bytes} "
+                            f"bytes of labels, this one needs {size} more and the cluster "
+                            f"allows {limits.max_total_label_bytes} in all; release unused "
+                            f"identities or raise --identity-max-total-label-bytes")
 
     async def _read_id(self, labels_key: str) -> int | None:
         kv = await self.etcd.get(labels_key)

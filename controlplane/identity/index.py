@@ -10,6 +10,7 @@ from controlplane.store.cache import Change
 from controlplane.store.etcd import KV
 from controlplane.store.keys import Keys
 
+from .labels import label_bytes
 from .reserved import RESERVED_BY_ID, reserved_labels
 
 
@@ -26,6 +27,7 @@ class IdentityIndex:
         self.by_id: dict[int, StoredIdentity] = {}
         self.by_labels: dict[str, int] = {}
         self.refs: dict[int, dict[str, int]] = defaultdict(dict)  # id -> holder -> count
+        self.label_bytes = 0   # of every stored identity's labels, for the cluster's quota
 
     def labels_of(self, ident: int) -> tuple[str, ...] | None:
         """The labels of identity `ident`, reserved ones included; None when it is unknown."""
@@ -41,6 +43,7 @@ class IdentityIndex:
         self.by_id.clear()
         self.by_labels.clear()
         self.refs.clear()
+        self.label_bytes = 0
         for kv in items.values():
             self._put(kv)
 
@@ -55,6 +58,10 @@ class IdentityIndex:
         if kv.key.startswith(self.keys.identity_ids):
             data = json.loads(kv.value)
             ident = StoredIdentity(int(data["id"]), tuple(data["labels"]), kv.mod_revision)
+            replaced = self.by_id.get(ident.id)
+            if replaced is not None:
+                self.label_bytes -= label_bytes(replaced.labels)
+            self.label_bytes += label_bytes(ident.labels)
             self.by_id[ident.id] = ident
             self.by_labels[";".join(ident.labels)] = ident.id
         elif kv.key.startswith(self.keys.identity_refs_prefix):
@@ -66,6 +73,7 @@ class IdentityIndex:
             ident = self.by_id.pop(int(kv.key[len(self.keys.identity_ids):]), None)
             if ident is not None:
                 self.by_labels.pop(";".join(ident.labels), None)
+                self.label_bytes -= label_bytes(ident.labels)
         elif kv.key.startswith(self.keys.identity_refs_prefix):
             ident_s, _, holder = kv.key[len(self.keys.identity_refs_prefix):].partition("/")
             holders = self.refs.get(int(ident_s))

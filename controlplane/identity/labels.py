@@ -116,5 +116,10 @@ def parse_labels(raw: Sequence[str], field_name: str = "labels",
     return LabelSet(canonical), problems
 
 
+def label_bytes(labels: Iterable[str]) -> int:
+    """What a label set costs in etcd, as the identity quotas count it (UTF-8 bytes)."""
+    return sum(len(label.encode()) for label in labels)
+
+
 def canonicalize(labels: Iterable[str], label_filter: LabelFilter) -> tuple[str, ...]:
     return tuple(sorted({lab for lab in labels if label_filter.relevant(lab)}))

@@ -24,6 +24,7 @@ from bulkhead.rpcerror import (
     not_found,
 )
 from controlplane.identity.allocator import IdentityAllocator
+from controlplane.identity.holders import policy_holder
 from controlplane.identity.labels import parse_labels
 from controlplane.store import etcd as ops
 from controlplane.store.cache import ClusterCache
@@ -61,7 +62,7 @@ def display(key: PolicyKey) -> str:
 
 def holder(key: PolicyKey) -> str:
     """The identity-reference holder of a policy's CIDR identities."""
-    return f"policy:{kind_of(key)}/{key.namespace or CLUSTERWIDE_NAMESPACE}/{key.name}"
+    return policy_holder(kind_of(key), key.namespace or CLUSTERWIDE_NAMESPACE, key.name)
 
 
 def policy_key(kind: str, namespace: str, name: str, field: str = "policy") -> PolicyKey:

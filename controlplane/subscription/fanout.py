@@ -130,11 +130,25 @@ class Fanout:
         sub.closed.set()
 
     def ack(self, sub: Subscriber, revision: int) -> None:
-        sub.ack(revision)   # the status board picks it up at its next flush
+        """Records an ack (the status board picks it up at its next flush); an ack above what
+        this stream sent is refused, never recorded: convergence waits believe acks."""
+        self._check_sent(sub, "ack", revision)
+        sub.ack(revision)
 
     def nack(self, sub: Subscriber, revision: int, error: str) -> None:
+        self._check_sent(sub, "nack", revision)
         _log.warning("agent could not apply a revision", node=sub.node, revision=revision,
                      error=error[:500])
+
+    @staticmethod
+    def _check_sent(sub: Subscriber, kind: str, revision: int) -> None:
+        if revision > sub.sent_revision:
+            _log.warning("agent claimed a revision it was never sent; stream ended",
+                         node=sub.node, kind=kind, revision=revision,
+                         sent=sub.sent_revision)
+            raise invalid([FieldViolation(f"{kind}.revision", (
+                f"revision {revision} was never sent on this stream (newest sent: "
+                f"{sub.sent_revision}); the stream is ended and the {kind} not recorded"))])
 
     async def keep_lease(self, sub: Subscriber, agent_renews: bool = False) -> None:
         """Renews the node's lease while the stream lives; raises NOT_FOUND once it expired.
@@ -174,7 +188,7 @@ class Fanout:
     def _queue_resume(self, sub: Subscriber, revision: int) -> None:
         backlog = self.history.since(revision)
         sub.resumes += 1
-        sub.acked_revision = revision
+        sub.resume_at(revision)
         sub.push_message(pb.ServerMessage(welcome=pb.Welcome(
             replica=self.replica, etcd_cluster_id=self._cluster_id, resumed=True,
             revision=revision)).SerializeToString(), revision)

@@ -27,6 +27,7 @@ class Subscriber:
         self.max_bytes = max_bytes
         self.connected_since = datetime.now(UTC).isoformat(timespec="seconds")
         self.acked_revision = 0
+        self.sent_revision = 0     # the newest revision this stream handed to the agent
         self._enqueued = 0
         self.tail: SharedTail | None = None   # the hub's shared deltas; set when added
         self.tail_seen = 0                    # how many of them are in this queue already
@@ -36,6 +37,7 @@ class Subscriber:
         self.failure: tuple[int, str] | None = None     # (Reset.Reason, detail)
         self.closed = asyncio.Event()
         self._queue: deque[tuple[int, bytes]] = deque()   # (delta revision or 0, bytes)
+        self._control_revisions: deque[int] = deque()      # one per control message queued
         self.sending = (0, 0)      # first and last delta revision of the message in flight
         self._queued_bytes = 0
         self._wake = asyncio.Event()
@@ -106,6 +108,7 @@ class Subscriber:
         if self.failure is not None:
             return
         self._queue.append((0, message))
+        self._control_revisions.append(revision)
         self._enqueued = max(self._enqueued, revision)
         self._wake.set()
 
@@ -115,9 +118,11 @@ class Subscriber:
             return
         self.failure = (reason, detail)
         self._queue.clear()
+        self._control_revisions.clear()
         self._queued_bytes = 0
         reset = pb.Reset(reason=pb.Reset.Reason.Name(reason), detail=detail)
         self._queue.append((0, pb.ServerMessage(reset=reset).SerializeToString()))
+        self._control_revisions.append(0)
         self._wake.set()
         self.closed.set()
 
@@ -126,7 +131,14 @@ class Subscriber:
             return 0.0
         return time.monotonic() - self.last_sent
 
+    def resume_at(self, revision: int) -> None:
+        """The agent resumes from its token: it holds `revision` already (acked elsewhere)."""
+        self.acked_revision = revision
+        self.sent_revision = max(self.sent_revision, revision)
+
     def ack(self, revision: int) -> bool:
+        """Records an ack; False when it moves nothing. The caller refuses an ack above
+        `sent_revision` first: the agent cannot have applied what it was never sent."""
         if revision <= self.acked_revision:
             return False
         self.acked_revision = revision
@@ -144,6 +156,7 @@ class Subscriber:
             first, data = self._queue.popleft()
             if not first:
                 self.sending = (0, 0)
+                self.sent_revision = max(self.sent_revision, self._control_revisions.popleft())
                 self.last_sent = time.monotonic()
                 yield data
                 continue
@@ -157,5 +170,6 @@ class Subscriber:
                 size += len(entry)
             self._queued_bytes -= size
             self.sending = (first, last)
+            self.sent_revision = max(self.sent_revision, last)
             self.last_sent = time.monotonic()
             yield framing.batch_message(entries)
