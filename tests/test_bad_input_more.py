@@ -1,0 +1,194 @@
+"""More bad input that used to end in INTERNAL, UNKNOWN or RESOURCE_EXHAUSTED: each gets its
+own status naming the field, reaches the client whole, and stores nothing."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from bulkhead.rpcerror import field_violations
+from bulkhead.v1 import (
+    endpoint_pb2,
+    endpoint_pb2_grpc,
+    identity_pb2,
+    node_pb2,
+    node_pb2_grpc,
+    policy_pb2,
+    policy_pb2_grpc,
+    types_pb2,
+)
+from tests.conftest import Replica, ReplicaFactory
+from tests.test_bad_input import stored
+
+pytestmark = pytest.mark.timeout(120)
+
+POLICY = """\
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: {name}
+spec:
+  endpointSelector:
+    matchLabels:
+{labels}
+  ingress:
+  - fromEndpoints:
+    - matchLabels:
+        app: web
+"""
+
+
+def policy(name: str = "p", labels: str = "      app: db") -> str:
+    return POLICY.format(name=name, labels=labels)
+
+
+async def apply_error(replica: Replica, text: str) -> grpc.aio.AioRpcError:
+    stub = policy_pb2_grpc.PolicyServiceStub(replica.channel())
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Apply(policy_pb2.ApplyPoliciesRequest(yaml=text))
+    return err.value
+
+
+YAML_CASES = [
+    ("complex key at the top", "? [a]\n: b\n", "", "not a list (line 1, column 3)"),
+    ("mapping as a key", "? {a: 1}\n: b\n", "", "not a mapping (line 1, column 3)"),
+    ("complex key in a selector", policy(labels="      ? [a]\n      : b"),
+     "spec.endpointSelector.matchLabels", "not a list (line 8, column 9)"),
+    ("integer key", policy(labels="      1: b"), "spec.endpointSelector.matchLabels",
+     "not an integer"),
+    ("null key", policy(labels="      null: b"), "spec.endpointSelector.matchLabels",
+     "not null"),
+    ("duplicate key", policy(labels="      app: a\n      app: b"), "yaml", "duplicate key 'app'"),
+    ("duplicate integer key", "1: a\n1: b\n", "yaml", "duplicate key 1"),
+    ("billion laughs", 'a: &a ["lol","lol"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n'
+     "c: [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n", "yaml", "aliases are not allowed"),
+    ("python object tag", "!!python/object/apply:os.system [echo hi]\n", "yaml",
+     "could not determine a constructor"),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "field", "words"), YAML_CASES,
+                         ids=[c[0] for c in YAML_CASES])
+async def test_odd_yaml_is_invalid_argument_with_its_path(
+        replicas: ReplicaFactory, case: str, text: str, field: str, words: str) -> None:
+    replica = await replicas()
+    error = await apply_error(replica, text)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    found = {v.field: v.description for v in field_violations(error)}
+    assert field in found, found
+    assert words in found[field]
+    assert await stored(replica) == []
+
+
+# -- echoed values are capped: the real error reaches the client ---------------------------------
+
+HUGE = "x" * (1 << 20)
+
+
+async def test_a_100kb_policy_name_gets_its_invalid_argument(replicas: ReplicaFactory) -> None:
+    replica = await replicas()
+    error = await apply_error(replica, policy(name="N" * 100_000))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    [violation] = field_violations(error)
+    assert violation.field == "metadata.name"
+    assert "is not a valid name" in violation.description
+    assert "100000 bytes" in violation.description   # what was cut is said, not shown
+    assert len(violation.description) < 1000
+    assert await stored(replica) == []
+
+
+async def test_a_1mb_node_name_gets_not_found(replicas: ReplicaFactory) -> None:
+    stub = node_pb2_grpc.NodeServiceStub((await replicas()).channel())
+    for call in (stub.Heartbeat(node_pb2.HeartbeatRequest(name=HUGE)),
+                 stub.Deregister(node_pb2.DeregisterNodeRequest(name=HUGE))):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND, err.value.details()
+        assert "is not registered" in (err.value.details() or "")
+        assert len(err.value.details() or "") < 1000
+
+
+async def test_a_1mb_endpoint_name_gets_its_own_error(replicas: ReplicaFactory) -> None:
+    replica = await replicas()
+    stub = endpoint_pb2_grpc.EndpointServiceStub(replica.channel())
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Get(endpoint_pb2.GetEndpointRequest(namespace="default", name=HUGE))
+    assert err.value.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
+    assert len(err.value.details() or "") < 1000
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Create(endpoint_pb2.CreateEndpointRequest(
+            node=HUGE[:500_000], namespace=HUGE[:500_000], name=HUGE[:500_000],
+            labels=[HUGE[:500_000]], ip=HUGE[:500_000]))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert {v.field for v in field_violations(err.value)} == {
+        "node", "namespace", "name", "labels[0]", "ip"}
+    assert await stored(replica) == []
+
+
+async def test_thousands_of_violations_still_reach_the_client(replicas: ReplicaFactory) -> None:
+    """Every violation is clipped, and the list too: the status always fits in the trailers."""
+    replica = await replicas()
+    values = "\n".join(f"          - {'v' * 60}{i}!" for i in range(1000))
+    text = policy(labels="      app: db").replace(
+        "        app: web",
+        "        app: web\n      matchExpressions:\n      - key: a\n        operator: In\n"
+        f"        values:\n{values}")
+    error = await apply_error(replica, text)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    violations = field_violations(error)
+    assert 10 < len(violations) < 1000
+    assert "more" in violations[-1].description
+
+
+# -- malformed protobuf --------------------------------------------------------------------------
+
+GARBAGE = b"\xff\xff\xff\xff\x0f\x0a\xff"
+
+
+@pytest.mark.parametrize("method", [
+    "/bulkhead.v1.NodeService/Register",
+    "/bulkhead.v1.IdentityService/Allocate",
+    "/bulkhead.v1.PolicyService/Apply",
+    "/bulkhead.v1.AdminService/Status",
+    "/bulkhead.v1.ObserverService/GetFlows",
+])
+async def test_malformed_protobuf_is_invalid_argument(replicas: ReplicaFactory,
+                                                      method: str) -> None:
+    replica = await replicas()
+    async with replica.channel() as channel:
+        if method.endswith("GetFlows"):
+            call = channel.unary_stream(method)(GARBAGE, timeout=10)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                async for _ in call:
+                    pass
+        else:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await channel.unary_unary(method)(GARBAGE, timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert "request" in [v.field for v in field_violations(err.value)]
+    assert await stored(replica) == []
+
+
+async def test_a_malformed_stream_message_is_invalid_argument(replicas: ReplicaFactory) -> None:
+    replica = await replicas()
+    async with replica.channel() as channel:
+        call = channel.stream_stream("/bulkhead.v1.SubscriptionService/Subscribe")(
+            iter([GARBAGE]), timeout=10)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            async for _ in call:
+                pass
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert "request" in [v.field for v in field_violations(err.value)]
+
+
+async def test_a_good_request_still_works_after_garbage(replicas: ReplicaFactory) -> None:
+    replica = await replicas()
+    async with replica.channel() as channel:
+        with pytest.raises(grpc.aio.AioRpcError):
+            await channel.unary_unary("/bulkhead.v1.IdentityService/Allocate")(GARBAGE)
+        allocate = channel.unary_unary(
+            "/bulkhead.v1.IdentityService/Allocate",
+            request_serializer=identity_pb2.AllocateIdentityRequest.SerializeToString,
+            response_deserializer=types_pb2.Identity.FromString)
+        made = await allocate(identity_pb2.AllocateIdentityRequest(labels=["k8s:a=b"]))
+    assert made.id >= 256
