@@ -3,6 +3,10 @@ own status naming the field, reaches the client whole, and stores nothing."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 import grpc
 import pytest
 
@@ -13,10 +17,13 @@ from bulkhead.v1 import (
     identity_pb2,
     node_pb2,
     node_pb2_grpc,
+    observer_pb2,
+    observer_pb2_grpc,
     policy_pb2,
     policy_pb2_grpc,
     types_pb2,
 )
+from controlplane.observe.relay import AGENT_TIMEOUT
 from tests.conftest import Replica, ReplicaFactory
 from tests.test_bad_input import stored
 
@@ -192,3 +199,82 @@ async def test_a_good_request_still_works_after_garbage(replicas: ReplicaFactory
             response_deserializer=types_pb2.Identity.FromString)
         made = await allocate(identity_pb2.AllocateIdentityRequest(labels=["k8s:a=b"]))
     assert made.id >= 256
+
+
+# -- node addresses ------------------------------------------------------------------------------
+
+REGISTER = node_pb2.RegisterNodeRequest
+
+
+@pytest.mark.parametrize("ip", ["255.255.255.255", "0.0.0.0", "0.1.2.3", "224.0.0.1",
+                                "239.255.255.250", "240.0.0.1", "127.0.0.1", "192.0.2.1\0"])
+async def test_underlay_ip_must_be_unicast(replicas: ReplicaFactory, ip: str) -> None:
+    replica = await replicas()
+    stub = node_pb2_grpc.NodeServiceStub(replica.channel())
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Register(REGISTER(name="n1", underlay_ip=ip))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in field_violations(err.value)] == ["underlay_ip"]
+    assert await stored(replica) == []
+
+
+@pytest.mark.parametrize("address", [
+    "192.0.2.1:50\0", "\0192.0.2.1:50", "192.0.2.1:5\x000",
+    "198.51.100.7:22",        # another host: the relay would dial it
+    "10.0.0.1:2379",
+    "example.com:80",         # a name resolves to anything
+    "192.0.2.1:0", "192.0.2.1:65536", "192.0.2.1:\u00b2", "192.0.2.1:", ":80",
+    "::1:80",                 # IPv6 needs brackets
+    "[2001:db8::1]:80",
+])
+async def test_agent_address_must_be_on_the_node(replicas: ReplicaFactory, address: str) -> None:
+    replica = await replicas()
+    stub = node_pb2_grpc.NodeServiceStub(replica.channel())
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Register(REGISTER(name="n1", underlay_ip="192.0.2.1", agent_address=address))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert [v.field for v in field_violations(err.value)] == ["agent_address"]
+    assert await stored(replica) == []
+
+
+async def test_addresses_a_node_can_have_are_accepted(replicas: ReplicaFactory) -> None:
+    stub = node_pb2_grpc.NodeServiceStub((await replicas()).channel())
+    for i, (ip, agent) in enumerate([("192.0.2.1", "192.0.2.1:9000"), ("10.0.0.7", ""),
+                                     ("169.254.3.4", "127.0.0.1:4000"),
+                                     ("100.64.0.1", "[::1]:4000"),
+                                     ("172.16.0.1", "127.0.1.1:1")]):
+        node = await stub.Register(REGISTER(name=f"n{i}", underlay_ip=ip, agent_address=agent))
+        assert node.agent_address == agent
+
+
+@contextlib.asynccontextmanager
+async def silent_port() -> AsyncIterator[int]:
+    """A TCP port that accepts connections and never says anything: an agent that hangs."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+
+
+async def test_status_bounds_the_wait_for_silent_agents(replicas: ReplicaFactory) -> None:
+    replica = await replicas()
+    nodes = node_pb2_grpc.NodeServiceStub(replica.channel())
+    async with silent_port() as port:
+        for i in range(20):
+            await nodes.Register(REGISTER(name=f"n{i}", underlay_ip=f"192.0.2.{i + 1}",
+                                          agent_address=f"127.0.0.1:{port}"))
+        await replica.cp.cache.wait_for((await replica.cp.etcd.status()).revision)
+        observer = observer_pb2_grpc.ObserverServiceStub(replica.channel())
+        status = await observer.ObserverStatus(observer_pb2.ObserverStatusRequest(), timeout=30)
+    assert len(status.nodes) == 20
+    for node in status.nodes:
+        assert not node.reachable
+        assert node.error == f"no answer within {AGENT_TIMEOUT:g} s"

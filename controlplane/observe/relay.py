@@ -23,6 +23,11 @@ from .enrich import FlowEnricher
 
 _log = log.get(__name__)
 NODE_POLL = 1.0
+AGENT_TIMEOUT = 1.0
+"""Longest wait for an agent to connect and answer a status call, or to connect for a flow
+read: an unreachable agent (its address dropped, or a port that never speaks gRPC) costs a
+status or observe call this much, not the 20 s of gRPC's connection timeout."""
+FLOWS_TIMEOUT = 10.0
 
 
 class FlowRelay:
@@ -32,10 +37,19 @@ class FlowRelay:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._rate_sample: tuple[float, int] | None = None
 
-    def _stub(self, address: str) -> agent_pb2_grpc.AgentServiceStub:
+    def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
             channel = self._channels[address] = grpc.aio.insecure_channel(address)
+        return channel
+
+    def _stub(self, address: str) -> agent_pb2_grpc.AgentServiceStub:
+        return agent_pb2_grpc.AgentServiceStub(self._channel(address))
+
+    async def _connected(self, address: str) -> agent_pb2_grpc.AgentServiceStub:
+        """The agent's stub once its channel is connected; TimeoutError after AGENT_TIMEOUT."""
+        channel = self._channel(address)
+        await asyncio.wait_for(channel.channel_ready(), AGENT_TIMEOUT)
         return agent_pb2_grpc.AgentServiceStub(channel)
 
     def _observed(self, node_filter: str) -> list[Node]:
@@ -63,10 +77,14 @@ class FlowRelay:
 
         async def one(node: Node) -> list[flow_pb2.Flow]:
             try:
-                return [f async for f in self._stub(node.agent_address).GetFlows(ask, timeout=10)]
+                stub = await self._connected(node.agent_address)
+                return [f async for f in stub.GetFlows(ask, timeout=FLOWS_TIMEOUT)]
+            except TimeoutError:
+                _log.warning("agent flows unavailable", node=node.name,
+                             error=f"no connection within {AGENT_TIMEOUT:g} s")
             except grpc.aio.AioRpcError as exc:
                 _log.warning("agent flows unavailable", node=node.name, error=exc.details())
-                return []
+            return []
 
         found = await asyncio.gather(*(one(n) for n in self._observed(request.filter.node)))
         flows = [f for batch in found for f in batch if self._accept(f, request.filter)]
@@ -142,9 +160,12 @@ class FlowRelay:
             status = observer_pb2.NodeFlowStatus(node=node.name)
             try:
                 agent = await self._stub(node.agent_address).AgentStatus(
-                    agent_pb2.AgentStatusRequest(), timeout=5)
+                    agent_pb2.AgentStatusRequest(), timeout=AGENT_TIMEOUT)
             except grpc.aio.AioRpcError as exc:
-                status.error = exc.details() or exc.code().name
+                if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    status.error = f"no answer within {AGENT_TIMEOUT:g} s"
+                else:
+                    status.error = exc.details() or exc.code().name
                 return status
             status.reachable = True
             status.flows_held, status.flows_max = agent.flows_held, agent.flows_max
