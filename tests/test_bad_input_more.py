@@ -15,6 +15,7 @@ from bulkhead.v1 import (
     endpoint_pb2,
     endpoint_pb2_grpc,
     identity_pb2,
+    identity_pb2_grpc,
     node_pb2,
     node_pb2_grpc,
     observer_pb2,
@@ -129,6 +130,23 @@ async def test_a_1mb_endpoint_name_gets_its_own_error(replicas: ReplicaFactory) 
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
     assert {v.field for v in field_violations(err.value)} == {
         "node", "namespace", "name", "labels[0]", "ip"}
+    assert await stored(replica) == []
+
+
+async def test_a_1mb_holder_or_label_gets_its_own_error(replicas: ReplicaFactory) -> None:
+    replica = await replicas()
+    stub = identity_pb2_grpc.IdentityServiceStub(replica.channel())
+    calls = [stub.Release(identity_pb2.ReleaseIdentityRequest(id=2, holder=HUGE)),
+             stub.Allocate(identity_pb2.AllocateIdentityRequest(labels=["k8s:a=" + HUGE])),
+             stub.Allocate(identity_pb2.AllocateIdentityRequest(labels=["k8s:a=b"],
+                                                                holder=HUGE)),
+             stub.Lookup(identity_pb2.LookupIdentityRequest(labels=[HUGE + "=b"]))]
+    for call in calls:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert err.value.code() != grpc.StatusCode.RESOURCE_EXHAUSTED, err.value.details()
+        assert err.value.code() != grpc.StatusCode.INTERNAL, err.value.details()
+        assert len(err.value.details() or "") <= 1000
     assert await stored(replica) == []
 
 
