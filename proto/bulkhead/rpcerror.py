@@ -22,11 +22,11 @@ from grpc_status import rpc_status
 
 T = TypeVar("T")
 
-MAX_MESSAGE = 1000
+MAX_MESSAGE = 600
 """Characters of a status message sent; longer ones lose their middle (see `clip`)."""
 MAX_FIELD = 200
 MAX_DESCRIPTION = 300
-MAX_DETAILS_BYTES = 4000
+MAX_DETAILS_BYTES = 3000
 """Field violations sent per status, in serialized bytes; the rest are counted, not listed.
 The status travels in the trailers twice (message, and base64 details): it must stay under
 gRPC's 8 KiB metadata limit whatever the request held, or the client gets RESOURCE_EXHAUSTED
@@ -79,7 +79,10 @@ class ApiError(Exception):
     def to_status(self) -> status_pb2.Status:
         """The status as sent, with every text clipped (`clip`) and at most
         MAX_DETAILS_BYTES of field violations, so it always reaches the client."""
-        status = status_pb2.Status(code=self.code.value[0], message=clip(str(self), MAX_MESSAGE))
+        message = clip(str(self), MAX_MESSAGE)
+        if not message.isascii():  # grpc-message percent-encodes each byte of a character
+            message = clip(message, MAX_MESSAGE // 4)
+        status = status_pb2.Status(code=self.code.value[0], message=message)
         if self.violations:
             bad = error_details_pb2.BadRequest()
             for i, v in enumerate(self.violations):
