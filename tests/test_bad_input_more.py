@@ -72,6 +72,9 @@ YAML_CASES = [
      "c: [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n", "yaml", "aliases are not allowed"),
     ("python object tag", "!!python/object/apply:os.system [echo hi]\n", "yaml",
      "could not determine a constructor"),
+    # Loading stops at the first document over the limit (not 100,000 documents later).
+    ("100,000 documents", "a: 1\n---\n" * 100_000, "file", "more than 256 documents"),
+    ("200,000 empty documents", "---\n" * 200_000, "file", "more than 256 documents"),
 ]
 
 

@@ -153,8 +153,18 @@ def load_documents(text: str | bytes) -> list[Any]:
     if size > MAX_APPLY_BYTES:
         raise PolicyValidationError([FieldViolation(
             "file", f"{size} bytes is more than the limit of {MAX_APPLY_BYTES} bytes per apply")])
+    docs: list[Any] = []
+    seen = 0
     try:
-        docs = [d for d in yaml.load_all(text, Loader=_NoAliasLoader) if d is not None]
+        # Stops at the first document over the limit rather than building all of them.
+        for doc in yaml.load_all(text, Loader=_NoAliasLoader):
+            seen += 1
+            if doc is not None:
+                docs.append(doc)
+            if len(docs) > MAX_DOCUMENTS or seen > 2 * MAX_DOCUMENTS:
+                raise PolicyValidationError([FieldViolation("file", (
+                    f"more than {MAX_DOCUMENTS} documents (or {2 * MAX_DOCUMENTS} with empty "
+                    f"ones); the limit is {MAX_DOCUMENTS} per apply"))])
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
@@ -164,9 +174,6 @@ def load_documents(text: str | bytes) -> list[Any]:
         raise PolicyValidationError([FieldViolation("yaml", f"malformed YAML: {exc}")]) from None
     if not docs:
         raise PolicyValidationError([FieldViolation("file", "contains no policy document")])
-    if len(docs) > MAX_DOCUMENTS:
-        raise PolicyValidationError([FieldViolation(
-            "file", f"{len(docs)} documents is more than the limit of {MAX_DOCUMENTS} per apply")])
     return docs
 
 
