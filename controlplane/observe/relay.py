@@ -23,7 +23,7 @@ from .enrich import FlowEnricher
 
 _log = log.get(__name__)
 NODE_POLL = 1.0
-AGENT_TIMEOUT = 1.0
+AGENT_TIMEOUT = 2.0
 """Longest wait for an agent to connect and answer a status call, or to connect for a flow
 read: an unreachable agent (its address dropped, or a port that never speaks gRPC) costs a
 status or observe call this much, not the 20 s of gRPC's connection timeout."""
