@@ -26,6 +26,8 @@ CASES = [
     (["endpoint", "list", "--identity", "-1"], "--identity"),
     (["ipcache", "list", "--identity", "4294967296"], "--identity"),
     (["identity", "get", "twelve"], "ID"),
+    (["policy", "trace", "--src", "k8s:a=b", "--dst", "k8s:c=d", "--dport",
+      "99999999999/TCP"], "--dport"),
 ]
 
 

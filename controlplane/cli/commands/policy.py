@@ -58,8 +58,10 @@ def labels(text: str) -> list[str]:
 
 def port_proto(text: str) -> tuple[int, str]:
     port, _, proto = text.partition("/")
-    if not port.isdigit():
+    if not port.isascii() or not port.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r}: expected PORT/PROTO, e.g. 80/TCP")
+    if not 1 <= int(port) <= 65535:
+        argtypes.bad_value("--dport", f"{port[:40]} is out of range (1 to 65535)")
     return int(port), (proto or "TCP").upper()
 
 
