@@ -266,6 +266,11 @@ async def test_addresses_a_node_can_have_are_accepted(replicas: ReplicaFactory) 
                                      ("172.16.0.1", "127.0.1.1:1")]):
         node = await stub.Register(REGISTER(name=f"n{i}", underlay_ip=ip, agent_address=agent))
         assert node.agent_address == agent
+    # An agent listening on every address is reached at the node's underlay IP.
+    for i, agent in enumerate(["0.0.0.0:4244", "[::]:4244"]):
+        node = await stub.Register(REGISTER(name=f"any{i}", underlay_ip="192.0.2.50",
+                                            agent_address=agent))
+        assert node.agent_address == "192.0.2.50:4244"
 
 
 @contextlib.asynccontextmanager

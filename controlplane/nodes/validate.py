@@ -43,9 +43,11 @@ def check_ipv4(value: str, field_name: str) -> list[FieldViolation]:
 
 
 def check_agent_address(value: str, underlay_ip: str, field_name: str) -> list[FieldViolation]:
-    """Empty, or IP:PORT where IP is the node's own `underlay_ip` or loopback (an agent on the
-    control plane's host, as in the lab). The control plane dials this address to relay flows:
-    any other host would let a registration point it anywhere (a port scanner)."""
+    """Empty, or IP:PORT where IP is the node's own `underlay_ip`, loopback (an agent on the
+    control plane's host, as in the lab) or unspecified (0.0.0.0 or [::]: an agent listening
+    on every address, reached at its underlay IP: `dialled_address`). The control plane dials
+    this address to relay flows: any other host would let a registration point it anywhere
+    (a port scanner)."""
     if not value:
         return []
     host, _, port = value.rpartition(":")
@@ -61,7 +63,16 @@ def check_agent_address(value: str, underlay_ip: str, field_name: str) -> list[F
     if ip.version == 6 and host == literal:
         return [FieldViolation(field_name, f"an IPv6 address is written [IP]:PORT, "
                                            f"got {shown(value)}")]
-    if not ip.is_loopback and str(ip) != underlay_ip:
+    if not ip.is_loopback and not ip.is_unspecified and str(ip) != underlay_ip:
         return [FieldViolation(field_name, f"{ip} must be the node's underlay_ip "
                                            f"({shown(underlay_ip)}) or a loopback address")]
     return []
+
+
+def dialled_address(value: str, underlay_ip: str) -> str:
+    """A checked agent address as the relay dials it: an unspecified host (an agent listening
+    on every address) becomes the node's underlay IP."""
+    host, _, port = value.rpartition(":")
+    if host in ("0.0.0.0", "[::]", "[0:0:0:0:0:0:0:0]"):
+        return f"{underlay_ip}:{port}"
+    return value
