@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from bulkhead.rpcguard import guarded
 from bulkhead.v1 import (
@@ -74,8 +74,10 @@ async def build_server(cp: ControlPlane, listen: str,
     ]
     for name in [*names, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection([*names, health.SERVICE_NAME,
-                                         reflection.SERVICE_NAME], services)
+    # Not enable_server_reflection(), which picks its asyncio servicer only for a real server.
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        reflection.aio.ReflectionServicer([*names, health.SERVICE_NAME, reflection.SERVICE_NAME]),
+        services)
     port = server.add_insecure_port(listen)
     if port == 0:
         raise RuntimeError(f"cannot listen on {listen}")

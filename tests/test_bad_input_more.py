@@ -174,6 +174,7 @@ GARBAGE = b"\xff\xff\xff\xff\x0f\x0a\xff"
 
 
 @pytest.mark.parametrize("method", [
+    "/grpc.health.v1.Health/Check",
     "/bulkhead.v1.NodeService/Register",
     "/bulkhead.v1.IdentityService/Allocate",
     "/bulkhead.v1.PolicyService/Apply",
@@ -197,11 +198,15 @@ async def test_malformed_protobuf_is_invalid_argument(replicas: ReplicaFactory,
     assert await stored(replica) == []
 
 
-async def test_a_malformed_stream_message_is_invalid_argument(replicas: ReplicaFactory) -> None:
+@pytest.mark.parametrize("method", [
+    "/bulkhead.v1.SubscriptionService/Subscribe",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+])
+async def test_a_malformed_stream_message_is_invalid_argument(replicas: ReplicaFactory,
+                                                              method: str) -> None:
     replica = await replicas()
     async with replica.channel() as channel:
-        call = channel.stream_stream("/bulkhead.v1.SubscriptionService/Subscribe")(
-            iter([GARBAGE]), timeout=10)
+        call = channel.stream_stream(method)(iter([GARBAGE]), timeout=10)
         with pytest.raises(grpc.aio.AioRpcError) as err:
             async for _ in call:
                 pass
@@ -304,3 +309,23 @@ async def test_status_bounds_the_wait_for_silent_agents(replicas: ReplicaFactory
     for node in status.nodes:
         assert not node.reachable
         assert node.error == f"no answer within {AGENT_TIMEOUT:g} s"
+
+
+async def test_health_and_reflection_still_answer_through_the_guard(
+        replicas: ReplicaFactory) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    replica = await replicas()
+    async with replica.channel() as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        checked = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+        assert checked.status == health_pb2.HealthCheckResponse.SERVING
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=10)
+        first = await watch.read()
+        assert first.status == health_pb2.HealthCheckResponse.SERVING
+        watch.cancel()
+        reflect = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)
+        names = [s.name async for r in reflect for s in r.list_services_response.service]
+    assert "bulkhead.v1.NodeService" in names

@@ -82,8 +82,12 @@ def guard(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     """`handler` with a deserializer that never raises and a behaviour refusing Malformed."""
     if handler.request_deserializer is None:
         return handler  # raw bytes: nothing to decode
-    decode = _decoder(handler.request_deserializer)
     streaming = handler.request_streaming
+    behaviour = (handler.stream_stream or handler.stream_unary or handler.unary_stream
+                 or handler.unary_unary)
+    if not (inspect.iscoroutinefunction(behaviour) or inspect.isasyncgenfunction(behaviour)):
+        return handler  # a synchronous servicer (run on grpc.aio's executor): left as it is
+    decode = _decoder(handler.request_deserializer)
     if not streaming and not handler.response_streaming:
         return grpc.unary_unary_rpc_method_handler(
             _behaviour(handler.unary_unary, False), decode, handler.response_serializer)
