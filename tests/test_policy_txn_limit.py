@@ -87,3 +87,9 @@ async def test_the_embedded_etcd_takes_the_documented_limit(tmp_path: Path) -> N
         assert len(listed.policies) == MAX_DOCUMENTS
     finally:
         await replica.stop()
+
+
+async def test_an_external_etcd_takes_128_policies(replicas: ReplicaFactory) -> None:
+    replica = await replicas()
+    result = await apply(replica, documents(0, 128))
+    assert [a.action for a in result.policies] == ["created"] * 128
