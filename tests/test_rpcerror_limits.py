@@ -45,3 +45,8 @@ def test_small_statuses_are_sent_unchanged() -> None:
     assert error.to_status().message == "identity 9 does not exist"
     bad = invalid([FieldViolation("labels[0]", "bad")])
     assert bad.to_status().message == "invalid request: labels[0]: bad"
+
+
+def test_a_long_ascii_message_keeps_its_full_budget() -> None:
+    message = invalid([FieldViolation("name", "n" * 10_000)]).to_status().message
+    assert 500 < len(message) <= 600

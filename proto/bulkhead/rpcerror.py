@@ -79,9 +79,11 @@ class ApiError(Exception):
     def to_status(self) -> status_pb2.Status:
         """The status as sent, with every text clipped (`clip`) and at most
         MAX_DETAILS_BYTES of field violations, so it always reaches the client."""
-        message = clip(str(self), MAX_MESSAGE)
-        if not message.isascii():  # grpc-message percent-encodes each byte of a character
-            message = clip(message, MAX_MESSAGE // 4)
+        text = str(self)
+        message = clip(text, MAX_MESSAGE)
+        if len(message.encode()) > MAX_MESSAGE + 8:  # more than clip's own two "…"
+            # grpc-message percent-encodes every byte of a multi-byte character (3 each).
+            message = clip(text, MAX_MESSAGE // 4)
         status = status_pb2.Status(code=self.code.value[0], message=message)
         if self.violations:
             bad = error_details_pb2.BadRequest()
