@@ -12,8 +12,11 @@ import pytest
 
 from bulkhead.rpcerror import field_violations
 from bulkhead.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
     endpoint_pb2,
     endpoint_pb2_grpc,
+    flow_pb2,
     identity_pb2,
     identity_pb2_grpc,
     node_pb2,
@@ -25,6 +28,7 @@ from bulkhead.v1 import (
     types_pb2,
 )
 from controlplane.observe.relay import AGENT_TIMEOUT
+from controlplane.store.embedded import free_port
 from tests.conftest import Replica, ReplicaFactory
 from tests.test_bad_input import stored
 
@@ -329,3 +333,46 @@ async def test_health_and_reflection_still_answer_through_the_guard(
             iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)
         names = [s.name async for r in reflect for s in r.list_services_response.service]
     assert "bulkhead.v1.NodeService" in names
+
+
+class OneFlowAgent(agent_pb2_grpc.AgentServiceServicer):
+    """The flow side of an agent's API: one flow held."""
+
+    async def GetFlows(self, request: flow_pb2.GetFlowsRequest,
+                       context: grpc.aio.ServicerContext) -> AsyncIterator[flow_pb2.Flow]:
+        yield flow_pb2.Flow(time_ns=1, node="live", verdict="FORWARDED", sequence=1,
+                            boot_id="b")
+
+    async def AgentStatus(self, request: agent_pb2.AgentStatusRequest,
+                          context: grpc.aio.ServicerContext) -> agent_pb2.AgentStatusResponse:
+        return agent_pb2.AgentStatusResponse(node="live", flows_held=1, flows_max=10)
+
+
+async def test_observe_reads_live_agents_beside_silent_and_dead_ones(
+        replicas: ReplicaFactory) -> None:
+    replica = await replicas()
+    agent = grpc.aio.server()
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(OneFlowAgent(), agent)
+    live_port = agent.add_insecure_port("127.0.0.1:0")
+    await agent.start()
+    nodes = node_pb2_grpc.NodeServiceStub(replica.channel())
+    try:
+        async with silent_port() as silent:
+            for name, ip, port in [("live", "192.0.2.1", live_port),
+                                   ("silent", "192.0.2.2", silent),
+                                   ("dead", "192.0.2.3", free_port())]:
+                await nodes.Register(REGISTER(name=name, underlay_ip=ip,
+                                              agent_address=f"127.0.0.1:{port}"))
+            await replica.cp.cache.wait_for((await replica.cp.etcd.status()).revision)
+            observer = observer_pb2_grpc.ObserverServiceStub(replica.channel())
+            flows = [f async for f in observer.GetFlows(flow_pb2.GetFlowsRequest(last=5),
+                                                        timeout=60)]
+            status = await observer.ObserverStatus(observer_pb2.ObserverStatusRequest(),
+                                                   timeout=60)
+    finally:
+        await agent.stop(None)
+    assert [f.node for f in flows] == ["live"]
+    by_node = {n.node: n for n in status.nodes}
+    assert by_node["live"].reachable and by_node["live"].flows_held == 1
+    assert by_node["silent"].error == f"no answer within {AGENT_TIMEOUT:g} s"
+    assert not by_node["dead"].reachable and by_node["dead"].error

@@ -47,9 +47,19 @@ class FlowRelay:
         return agent_pb2_grpc.AgentServiceStub(self._channel(address))
 
     async def _connected(self, address: str) -> agent_pb2_grpc.AgentServiceStub:
-        """The agent's stub once its channel is connected; TimeoutError after AGENT_TIMEOUT."""
+        """The agent's stub once its channel is connected. ConnectionError at once when the
+        connection fails (as a call would), TimeoutError when connecting takes longer than
+        AGENT_TIMEOUT (a port that accepts and never speaks gRPC)."""
         channel = self._channel(address)
-        await asyncio.wait_for(channel.channel_ready(), AGENT_TIMEOUT)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + AGENT_TIMEOUT
+        state = channel.get_state(try_to_connect=True)
+        while state != grpc.ChannelConnectivity.READY:
+            if state in (grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+                         grpc.ChannelConnectivity.SHUTDOWN):
+                raise ConnectionError("cannot connect")
+            await asyncio.wait_for(channel.wait_for_state_change(state), deadline - loop.time())
+            state = channel.get_state(try_to_connect=True)
         return agent_pb2_grpc.AgentServiceStub(channel)
 
     def _observed(self, node_filter: str) -> list[Node]:
@@ -82,6 +92,8 @@ class FlowRelay:
             except TimeoutError:
                 _log.warning("agent flows unavailable", node=node.name,
                              error=f"no connection within {AGENT_TIMEOUT:g} s")
+            except ConnectionError as exc:
+                _log.warning("agent flows unavailable", node=node.name, error=str(exc))
             except grpc.aio.AioRpcError as exc:
                 _log.warning("agent flows unavailable", node=node.name, error=exc.details())
             return []
