@@ -256,6 +256,7 @@ async def test_underlay_ip_must_be_unicast(replicas: ReplicaFactory, ip: str) ->
     "192.0.2.1:0", "192.0.2.1:65536", "192.0.2.1:\u00b2", "192.0.2.1:", ":80",
     "::1:80",                 # IPv6 needs brackets
     "[2001:db8::1]:80",
+    "[192.0.2.1]:80",         # brackets are for IPv6
 ])
 async def test_agent_address_must_be_on_the_node(replicas: ReplicaFactory, address: str) -> None:
     replica = await replicas()
@@ -276,7 +277,7 @@ async def test_addresses_a_node_can_have_are_accepted(replicas: ReplicaFactory) 
         node = await stub.Register(REGISTER(name=f"n{i}", underlay_ip=ip, agent_address=agent))
         assert node.agent_address == agent
     # An agent listening on every address is reached at the node's underlay IP.
-    for i, agent in enumerate(["0.0.0.0:4244", "[::]:4244"]):
+    for i, agent in enumerate(["0.0.0.0:4244", "[::]:4244", "[0::0]:4244"]):
         node = await stub.Register(REGISTER(name=f"any{i}", underlay_ip="192.0.2.50",
                                             agent_address=agent))
         assert node.agent_address == "192.0.2.50:4244"

@@ -60,8 +60,8 @@ def check_agent_address(value: str, underlay_ip: str, field_name: str) -> list[F
     except ValueError:
         return [FieldViolation(field_name, f"must be IP:PORT (no host names), "
                                            f"got {shown(value)}")]
-    if ip.version == 6 and host == literal:
-        return [FieldViolation(field_name, f"an IPv6 address is written [IP]:PORT, "
+    if (ip.version == 6) != (host != literal):
+        return [FieldViolation(field_name, f"must be IPv4:PORT or [IPv6]:PORT, "
                                            f"got {shown(value)}")]
     if not ip.is_loopback and not ip.is_unspecified and str(ip) != underlay_ip:
         return [FieldViolation(field_name, f"{ip} must be the node's underlay_ip "
@@ -73,6 +73,6 @@ def dialled_address(value: str, underlay_ip: str) -> str:
     """A checked agent address as the relay dials it: an unspecified host (an agent listening
     on every address) becomes the node's underlay IP."""
     host, _, port = value.rpartition(":")
-    if host in ("0.0.0.0", "[::]", "[0:0:0:0:0:0:0:0]"):
+    if value and ipaddress.ip_address(host.strip("[]")).is_unspecified:
         return f"{underlay_ip}:{port}"
     return value
