@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
+from bulkhead.rpcguard import guarded
 from bulkhead.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -45,18 +46,22 @@ async def build_server(cp: ControlPlane, listen: str,
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ("grpc.keepalive_permit_without_calls", 1),
     ])
-    identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityService(cp.allocator), server)
-    node_pb2_grpc.add_NodeServiceServicer_to_server(NodeService(cp.nodes), server)
+    # Every service registers through `guarded`: a request that does not decode is answered
+    # INVALID_ARGUMENT instead of UNKNOWN.
+    services = guarded(server)
+    identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityService(cp.allocator),
+                                                            services)
+    node_pb2_grpc.add_NodeServiceServicer_to_server(NodeService(cp.nodes), services)
     endpoint_pb2_grpc.add_EndpointServiceServicer_to_server(EndpointService(cp.endpoints),
-                                                            server)
-    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(StatusReporter(cp)), server)
-    observer_pb2_grpc.add_ObserverServiceServicer_to_server(ObserverService(cp.relay), server)
-    policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyService(cp.policies), server)
-    server.add_generic_rpc_handlers([SubscriptionService(cp.subscriptions).handler()])
+                                                            services)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(StatusReporter(cp)), services)
+    observer_pb2_grpc.add_ObserverServiceServicer_to_server(ObserverService(cp.relay), services)
+    policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyService(cp.policies), services)
+    services.add_generic_rpc_handlers([SubscriptionService(cp.subscriptions).handler()])
     subscription_pb2_grpc.add_SubscriptionAdminServiceServicer_to_server(
-        SubscriptionAdminService(cp.subscriptions), server)
+        SubscriptionAdminService(cp.subscriptions), services)
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, services)
     names = [
         identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
         node_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name,
@@ -69,8 +74,10 @@ async def build_server(cp: ControlPlane, listen: str,
     ]
     for name in [*names, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection([*names, health.SERVICE_NAME,
-                                         reflection.SERVICE_NAME], server)
+    # Not enable_server_reflection(), which picks its asyncio servicer only for a real server.
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        reflection.aio.ReflectionServicer([*names, health.SERVICE_NAME, reflection.SERVICE_NAME]),
+        services)
     port = server.add_insecure_port(listen)
     if port == 0:
         raise RuntimeError(f"cannot listen on {listen}")

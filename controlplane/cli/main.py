@@ -54,6 +54,11 @@ def main(argv: list[str] | None = None) -> None:
         code = args.run(ctx) or 0
     except grpc.RpcError as exc:
         code = report(exc, ctx.address)
+    except (ValueError, OverflowError) as exc:
+        # A value no argument type checked that the request cannot carry (protobuf's
+        # "Value out of range"): one line, as for any bad value, not a traceback.
+        print(f"bulkhead: {str(exc)[:300]}", file=sys.stderr)
+        code = 1
     except KeyboardInterrupt:
         code = 130
     except BrokenPipeError:  # `bulkhead ... | head`

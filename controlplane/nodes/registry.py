@@ -16,7 +16,7 @@ from controlplane.store.etcd import Etcd
 from controlplane.store.keys import Keys
 
 from .ipam import ClusterPool
-from .validate import check_hostport, check_ipv4, check_name
+from .validate import check_agent_address, check_ipv4, check_name, dialled_address
 
 VXLAN_PORT = 8472
 MAX_NODE_ID = 0xFFFF
@@ -77,9 +77,10 @@ class NodeRegistry:
     async def register(self, name: str, underlay_ip: str, agent_address: str = "") -> Node:
         problems = (check_name(name, "name", subdomain=True)
                     + check_ipv4(underlay_ip, "underlay_ip")
-                    + check_hostport(agent_address, "agent_address"))
+                    + check_agent_address(agent_address, underlay_ip, "agent_address"))
         if problems:
             raise invalid(problems)
+        agent_address = dialled_address(agent_address, underlay_ip)
         allocation = await self._allocation(name)
         current = await self.etcd.get(self.keys.node(name))
         lease = 0

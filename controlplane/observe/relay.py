@@ -23,6 +23,11 @@ from .enrich import FlowEnricher
 
 _log = log.get(__name__)
 NODE_POLL = 1.0
+AGENT_TIMEOUT = 2.0
+"""Longest wait for an agent to connect and answer a status call, or to connect for a flow
+read: an unreachable agent (its address dropped, or a port that never speaks gRPC) costs a
+status or observe call this much, not the 20 s of gRPC's connection timeout."""
+FLOWS_TIMEOUT = 10.0
 
 
 class FlowRelay:
@@ -32,10 +37,29 @@ class FlowRelay:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._rate_sample: tuple[float, int] | None = None
 
-    def _stub(self, address: str) -> agent_pb2_grpc.AgentServiceStub:
+    def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
             channel = self._channels[address] = grpc.aio.insecure_channel(address)
+        return channel
+
+    def _stub(self, address: str) -> agent_pb2_grpc.AgentServiceStub:
+        return agent_pb2_grpc.AgentServiceStub(self._channel(address))
+
+    async def _connected(self, address: str) -> agent_pb2_grpc.AgentServiceStub:
+        """The agent's stub once its channel is connected. ConnectionError at once when the
+        connection fails (as a call would), TimeoutError when connecting takes longer than
+        AGENT_TIMEOUT (a port that accepts and never speaks gRPC)."""
+        channel = self._channel(address)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + AGENT_TIMEOUT
+        state = channel.get_state(try_to_connect=True)
+        while state != grpc.ChannelConnectivity.READY:
+            if state in (grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+                         grpc.ChannelConnectivity.SHUTDOWN):
+                raise ConnectionError("cannot connect")
+            await asyncio.wait_for(channel.wait_for_state_change(state), deadline - loop.time())
+            state = channel.get_state(try_to_connect=True)
         return agent_pb2_grpc.AgentServiceStub(channel)
 
     def _observed(self, node_filter: str) -> list[Node]:
@@ -63,10 +87,16 @@ class FlowRelay:
 
         async def one(node: Node) -> list[flow_pb2.Flow]:
             try:
-                return [f async for f in self._stub(node.agent_address).GetFlows(ask, timeout=10)]
+                stub = await self._connected(node.agent_address)
+                return [f async for f in stub.GetFlows(ask, timeout=FLOWS_TIMEOUT)]
+            except TimeoutError:
+                _log.warning("agent flows unavailable", node=node.name,
+                             error=f"no connection within {AGENT_TIMEOUT:g} s")
+            except ConnectionError as exc:
+                _log.warning("agent flows unavailable", node=node.name, error=str(exc))
             except grpc.aio.AioRpcError as exc:
                 _log.warning("agent flows unavailable", node=node.name, error=exc.details())
-                return []
+            return []
 
         found = await asyncio.gather(*(one(n) for n in self._observed(request.filter.node)))
         flows = [f for batch in found for f in batch if self._accept(f, request.filter)]
@@ -142,9 +172,12 @@ class FlowRelay:
             status = observer_pb2.NodeFlowStatus(node=node.name)
             try:
                 agent = await self._stub(node.agent_address).AgentStatus(
-                    agent_pb2.AgentStatusRequest(), timeout=5)
+                    agent_pb2.AgentStatusRequest(), timeout=AGENT_TIMEOUT)
             except grpc.aio.AioRpcError as exc:
-                status.error = exc.details() or exc.code().name
+                if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    status.error = f"no answer within {AGENT_TIMEOUT:g} s"
+                else:
+                    status.error = exc.details() or exc.code().name
                 return status
             status.reachable = True
             status.flows_held, status.flows_max = agent.flows_held, agent.flows_max

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from bulkhead.rpcerror import FieldViolation
+from bulkhead.rpcerror import FieldViolation, shown
 from controlplane.identity.labels import NAMESPACE_LABEL
 from controlplane.identity.reserved import RESERVED
 from controlplane.policy.labels import IPNetwork
@@ -118,15 +118,33 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, Any] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            if isinstance(key, str) and key in seen:
-                mark = key_node.start_mark
+        if not isinstance(node, yaml.MappingNode):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"expected a mapping, found {node.id}", node.start_mark)
+        self.flatten_mapping(node)  # type: ignore[no-untyped-call]
+        mapping: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            else:
+                key = ComplexKey(key_node)
+            if key in mapping:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", mark)
-            seen[key] = True
-        return super().construct_mapping(node, deep=deep)
+                    None, None, f"duplicate key {shown(key)}", key_node.start_mark)
+            mapping[key] = self.construct_object(value_node, deep=deep)  # type: ignore[no-untyped-call]
+        return mapping
+
+
+class ComplexKey:
+    """A mapping key that is itself a list or a mapping (`? [a]`). Kept as a hashable stand-in
+    so validation reports it at its path, as any other key that is not a string."""
+
+    def __init__(self, node: yaml.Node) -> None:
+        self.kind = "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
+        self.where = f"line {node.start_mark.line + 1}, column {node.start_mark.column + 1}"
+
+    def __repr__(self) -> str:
+        return self.where
 
 
 def load_documents(text: str | bytes) -> list[Any]:
@@ -135,8 +153,18 @@ def load_documents(text: str | bytes) -> list[Any]:
     if size > MAX_APPLY_BYTES:
         raise PolicyValidationError([FieldViolation(
             "file", f"{size} bytes is more than the limit of {MAX_APPLY_BYTES} bytes per apply")])
+    docs: list[Any] = []
+    seen = 0
     try:
-        docs = [d for d in yaml.load_all(text, Loader=_NoAliasLoader) if d is not None]
+        # Stops at the first document over the limit rather than building all of them.
+        for doc in yaml.load_all(text, Loader=_NoAliasLoader):
+            seen += 1
+            if doc is not None:
+                docs.append(doc)
+            if len(docs) > MAX_DOCUMENTS or seen > 2 * MAX_DOCUMENTS:
+                raise PolicyValidationError([FieldViolation("file", (
+                    f"more than {MAX_DOCUMENTS} documents (or {2 * MAX_DOCUMENTS} with empty "
+                    f"ones); the limit is {MAX_DOCUMENTS} per apply"))])
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
@@ -146,9 +174,6 @@ def load_documents(text: str | bytes) -> list[Any]:
         raise PolicyValidationError([FieldViolation("yaml", f"malformed YAML: {exc}")]) from None
     if not docs:
         raise PolicyValidationError([FieldViolation("file", "contains no policy document")])
-    if len(docs) > MAX_DOCUMENTS:
-        raise PolicyValidationError([FieldViolation(
-            "file", f"{len(docs)} documents is more than the limit of {MAX_DOCUMENTS} per apply")])
     return docs
 
 
@@ -213,7 +238,7 @@ class _DocumentParser:
         ok = True
         for key in value:
             if not isinstance(key, str):
-                self.fail(path, f"keys must be strings, not {_type_name(key)} ({key!r})")
+                self.fail(path, f"keys must be strings, not {_type_name(key)} ({shown(key)})")
                 ok = False
             elif key not in allowed:
                 why = _UNSUPPORTED_FIELDS.get(key, "unknown field")
@@ -248,13 +273,13 @@ class _DocumentParser:
         if api_version is None:
             self.fail("apiVersion", f"is required (must be {API_VERSION})")
         elif api_version != API_VERSION:
-            self.fail("apiVersion", f"must be {API_VERSION}, not {api_version!r}")
+            self.fail("apiVersion", f"must be {API_VERSION}, not {shown(api_version)}")
         kind = body.get("kind")
         if kind is None:
             self.fail("kind", f"is required ({NAMESPACED_KIND} or {CLUSTERWIDE_KIND})")
             return None
         if kind not in (NAMESPACED_KIND, CLUSTERWIDE_KIND):
-            self.fail("kind", f"must be {NAMESPACED_KIND} or {CLUSTERWIDE_KIND}, not {kind!r}")
+            self.fail("kind", f"must be {NAMESPACED_KIND} or {CLUSTERWIDE_KIND}, not {shown(kind)}")
             return None
         key, metadata = self.metadata(body.get("metadata"), kind == CLUSTERWIDE_KIND)
         namespace = key.namespace if key else ""
@@ -293,8 +318,8 @@ class _DocumentParser:
         elif (name := self.string(name, "metadata.name")) is not None and (
             len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name)
         ):
-            self.fail("metadata.name", f"{name!r} is not a valid name (lower-case DNS subdomain, "
-                                       "at most 253 characters)")
+            self.fail("metadata.name", f"{shown(name)} is not a valid name (lower-case DNS "
+                                       "subdomain, at most 253 characters)")
             name = None
         namespace = ""
         if clusterwide:
@@ -304,7 +329,7 @@ class _DocumentParser:
             ns = meta.get("namespace", DEFAULT_NAMESPACE)
             ns_str = self.string(ns, "metadata.namespace")
             if ns_str is not None and (len(ns_str) > 63 or not _DNS_LABEL.fullmatch(ns_str)):
-                self.fail("metadata.namespace", f"{ns_str!r} is not a valid namespace name")
+                self.fail("metadata.namespace", f"{shown(ns_str)} is not a valid namespace name")
                 ns_str = None
             namespace = ns_str or ""
         for extra in ("labels", "annotations"):
@@ -327,7 +352,7 @@ class _DocumentParser:
         out = {}
         for k, v in value.items():
             if not isinstance(k, str):
-                self.fail(path, f"keys must be strings, not {_type_name(k)} ({k!r})")
+                self.fail(path, f"keys must be strings, not {_type_name(k)} ({shown(k)})")
             elif not isinstance(v, str):
                 self.fail(_field(path, k), f"must be a string, not {_type_name(v)}")
             else:
@@ -394,7 +419,7 @@ class _DocumentParser:
                 if name in ENTITIES:
                     peers.append(EntitySelector(name))
                 else:
-                    self.fail(entity_path, f"unknown entity {name!r}; one of "
+                    self.fail(entity_path, f"unknown entity {shown(name)}; one of "
                                            f"{', '.join(sorted(ENTITIES))}")
         for i, item in enumerate(self.sequence(rule.get(cidr, []), _field(path, cidr))):
             network = self.network(item, f"{_field(path, cidr)}[{i}]")
@@ -457,7 +482,7 @@ class _DocumentParser:
             operator = {o.value.lower(): o for o in Operator}.get(op.lower())
             if operator is None:
                 self.fail(_field(path, "operator"),
-                          f"unknown operator {op!r}; one of In, NotIn, Exists, DoesNotExist")
+                          f"unknown operator {shown(op)}; one of In, NotIn, Exists, DoesNotExist")
         values: list[str] = []
         values_path = _field(path, "values")
         for i, v in enumerate(self.sequence(expr.get("values", []), values_path)):
@@ -478,26 +503,26 @@ class _DocumentParser:
         if not sep:
             source, name = "", key
         elif source not in _SELECTOR_SOURCES:
-            self.fail(path, f"label source {source!r} is not supported "
+            self.fail(path, f"label source {shown(source)} is not supported "
                             "(k8s, any, reserved or none)")
             return None
         if source == "any":
             source = ""
         if source == "reserved":
             if name not in RESERVED:
-                self.fail(path, f"unknown reserved label {name!r}")
+                self.fail(path, f"unknown reserved label {shown(name)}")
                 return None
             return source, name
         prefix, slash, local = name.rpartition("/")
         if (not _LABEL_NAME.fullmatch(local) or len(local) > 63
                 or (slash and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)))):
-            self.fail(path, f"{key!r} is not a valid label key")
+            self.fail(path, f"{shown(key)} is not a valid label key")
             return None
         return source, name
 
     def label_value(self, value: str, path: str) -> bool:
         if value and (len(value) > 63 or not _LABEL_NAME.fullmatch(value)):
-            self.fail(path, f"{value!r} is not a valid label value (at most 63 characters: "
+            self.fail(path, f"{shown(value)} is not a valid label value (at most 63 characters: "
                             "letters, digits, '-', '_', '.')")
             return False
         return True
@@ -509,7 +534,7 @@ class _DocumentParser:
         try:
             return parse_network(text)
         except ValueError:
-            self.fail(path, f"{text!r} is not an IP address or prefix")
+            self.fail(path, f"{shown(text)} is not an IP address or prefix")
             return None
 
     def cidr_set(self, value: Any, path: str) -> CidrSelector | None:
@@ -563,7 +588,7 @@ class _DocumentParser:
                 protocol = Protocol[name.upper()]
             except KeyError:
                 why = ("ICMP rules are not supported yet" if name.upper().startswith("ICMP")
-                       else f"unknown protocol {name!r}; one of TCP, UDP, SCTP, ANY")
+                       else f"unknown protocol {shown(name)}; one of TCP, UDP, SCTP, ANY")
                 self.fail(_field(path, "protocol"), why)
         lo = self.port_number(item.get("port"), _field(path, "port"), named_ok=False)
         hi = self.port_number(item.get("endPort"), _field(path, "endPort"), named_ok=False)
@@ -589,10 +614,10 @@ class _DocumentParser:
             if value.isdigit():
                 number = int(value)
             elif not named_ok and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", value):
-                self.fail(path, f"named ports ({value!r}) are not supported; use a number")
+                self.fail(path, f"named ports ({shown(value)}) are not supported; use a number")
                 return None
         if number is None:
-            self.fail(path, f"must be a port number, not {_type_name(value)} ({value!r})")
+            self.fail(path, f"must be a port number, not {_type_name(value)} ({shown(value)})")
             return None
         if not 1 <= number <= 65535:
             self.fail(path, "must be 1-65535")
@@ -612,5 +637,7 @@ def _type_name(value: Any) -> str:
     names: Mapping[type, str] = {dict: "a mapping", list: "a list", str: "a string",
                                  bool: "a boolean", int: "an integer", float: "a number",
                                  type(None): "null"}
+    if isinstance(value, ComplexKey):
+        return value.kind
     return names.get(type(value), type(value).__name__)
 

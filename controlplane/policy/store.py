@@ -28,7 +28,8 @@ from controlplane.identity.holders import policy_holder
 from controlplane.identity.labels import parse_labels
 from controlplane.store import etcd as ops
 from controlplane.store.cache import ClusterCache
-from controlplane.store.etcd import KV, Etcd
+from controlplane.store.embedded import EMBEDDED_MAX_TXN_OPS
+from controlplane.store.etcd import DEFAULT_MAX_TXN_OPS, KV, Etcd, TooManyOperations
 from controlplane.store.keys import Keys
 
 from .cidr import cidr_label
@@ -50,6 +51,18 @@ MAX_ATTEMPTS = 16
 CLUSTERWIDE_NAMESPACE = "-"
 """Stands for "no namespace" where one is expected (list filter, reference holders)."""
 _TRACE_PROTOCOLS = {"TCP": Protocol.TCP, "UDP": Protocol.UDP, "SCTP": Protocol.SCTP}
+READ_BATCH = 64
+"""Gets per read transaction, well within any etcd's --max-txn-ops."""
+
+
+def _too_big(documents: int, operations: int) -> ApiError:
+    """An apply is one etcd transaction, all or nothing: one etcd cannot take refuses it."""
+    return invalid([FieldViolation("documents", (
+        f"{documents} documents need one etcd transaction of {operations} operations (one per "
+        f"changed policy, one per CIDR prefix it names), more than this etcd's --max-txn-ops "
+        f"allows ({DEFAULT_MAX_TXN_OPS} unless set; the embedded etcd allows "
+        f"{EMBEDDED_MAX_TXN_OPS}); apply them in smaller files"))],
+        "apply refused, nothing stored")
 
 
 def kind_of(key: PolicyKey) -> str:
@@ -162,9 +175,7 @@ class PolicyStore:
         keys = [self.keys.policy(p.key.namespace, p.key.name) for p in policies]
         values = [canonical_json(p).encode() for p in policies]
         for _ in range(MAX_ATTEMPTS):
-            read = await self.etcd.txn([], [ops.get(k) for k in keys])
-            current: list[KV | None] = [
-                (kvs[0] if kvs else None) for kvs in (read.range_kvs(i) for i in range(len(keys)))]
+            current = await self._read(keys)
             seen = max((kv.mod_revision for kv in current if kv is not None), default=0)
             if seen:
                 # The resolver must know at least what was read (the check runs on it).
@@ -197,7 +208,10 @@ class PolicyStore:
                 if old is not None:
                     success += [ops.delete(ref) for prefix, ref in self._refs(old).items()
                                 if prefix not in refs]
-            result = await self.etcd.txn(compare, success)
+            try:
+                result = await self.etcd.txn(compare, success)
+            except TooManyOperations:
+                raise _too_big(len(policies), max(len(compare), len(success))) from None
             if not result.succeeded:
                 continue  # raced with another writer of these policies: read again
             await self.cache.wait_for(result.revision)
@@ -285,6 +299,17 @@ class PolicyStore:
         return TraceResult(result, src_set.labels, dst_set.labels)
 
     # -- internals ----------------------------------------------------------------------------
+    async def _read(self, keys: list[str]) -> list[KV | None]:
+        """The current KV of each key (None: absent), READ_BATCH gets per transaction. The
+        write compares each key's revision, so the batches need not be one snapshot."""
+        current: list[KV | None] = []
+        for start in range(0, len(keys), READ_BATCH):
+            batch = keys[start:start + READ_BATCH]
+            read = await self.etcd.txn([], [ops.get(k) for k in batch])
+            current += [kvs[0] if kvs else None
+                        for kvs in (read.range_kvs(i) for i in range(len(batch)))]
+        return current
+
     async def _hold_cidrs(self, policy: Policy) -> dict[str, str]:
         """Allocates (or keeps) one reference per prefix; prefix -> reference key."""
         refs = {}
@@ -304,8 +329,9 @@ class PolicyStore:
                 if stored is not None:
                     needed.update(self._refs(stored).values())
             unused = sorted(held - needed)
-            if unused:
-                await self.etcd.txn([], [ops.delete(ref) for ref in unused])
+            for start in range(0, len(unused), READ_BATCH):  # within any --max-txn-ops
+                await self.etcd.txn([], [ops.delete(ref)
+                                         for ref in unused[start:start + READ_BATCH]])
         except Exception as exc:
             _log.warning("could not drop CIDR identity references of a failed apply",
                          refs=sorted(held), error=str(exc))

@@ -32,10 +32,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+EMBEDDED_MAX_TXN_OPS = 4096
+"""The embedded etcd's --max-txn-ops: one policy apply is one transaction (an operation per
+written policy and a compare per CIDR identity it holds), 256 documents must fit."""
+
+
 def etcd_argv(binary: str, name: str, data_dir: Path, client_port: int, peer_port: int, *,
-              compaction_retention: int | None = None) -> list[str]:
+              compaction_retention: int | None = None,
+              max_txn_ops: int | None = None) -> list[str]:
     """The command line of a single-member etcd on loopback ports; with
-    `compaction_retention`, etcd keeps that many revisions and compacts older ones."""
+    `compaction_retention`, etcd keeps that many revisions and compacts older ones; with
+    `max_txn_ops`, a transaction may hold that many operations (etcd's default is 128)."""
     client = f"http://127.0.0.1:{client_port}"
     peer = f"http://127.0.0.1:{peer_port}"
     argv = [binary, "--name", name, "--data-dir", str(data_dir),
@@ -45,6 +52,8 @@ def etcd_argv(binary: str, name: str, data_dir: Path, client_port: int, peer_por
     if compaction_retention is not None:
         argv += ["--auto-compaction-mode", "revision",
                  "--auto-compaction-retention", str(compaction_retention)]
+    if max_txn_ops is not None:
+        argv += ["--max-txn-ops", str(max_txn_ops)]
     return argv
 
 
@@ -78,7 +87,7 @@ class EmbeddedEtcd:
         log_file = (self.data_dir.parent / f"{self.data_dir.name}.log").open("ab")
         self._process = await asyncio.create_subprocess_exec(
             *etcd_argv(binary, self.name, self.data_dir, self.client_port, self.peer_port,
-                       compaction_retention=100_000),
+                       compaction_retention=100_000, max_txn_ops=EMBEDDED_MAX_TXN_OPS),
             stdout=log_file, stderr=log_file, preexec_fn=_die_with_parent,
         )
         log_file.close()

@@ -30,6 +30,14 @@ class EtcdUnavailable(ApiError):
         super().__init__(grpc.StatusCode.UNAVAILABLE, f"etcd unavailable: {detail}")
 
 
+class TooManyOperations(Exception):
+    """etcd refused a transaction with more compares or operations than its --max-txn-ops
+    (DEFAULT_MAX_TXN_OPS unless the etcd was started with another value)."""
+
+
+DEFAULT_MAX_TXN_OPS = 128
+
+
 class Compacted(Exception):
     """The requested revision is older than etcd's compaction point."""
 
@@ -191,6 +199,8 @@ class Etcd:
                 raise EtcdUnavailable(exc.details() or exc.code().name) from None
             if "required revision has been compacted" in (exc.details() or ""):
                 raise Compacted(0) from None
+            if "too many operations in txn request" in (exc.details() or ""):
+                raise TooManyOperations(exc.details()) from None
             raise
 
     async def get(self, key: str) -> KV | None:

@@ -22,6 +22,37 @@ from grpc_status import rpc_status
 
 T = TypeVar("T")
 
+MAX_MESSAGE = 600
+"""Characters of a status message sent; longer ones lose their middle (see `clip`)."""
+MAX_FIELD = 200
+MAX_DESCRIPTION = 300
+MAX_DETAILS_BYTES = 3000
+"""Field violations sent per status, in serialized bytes; the rest are counted, not listed.
+The status travels in the trailers twice (message, and base64 details): it must stay under
+gRPC's 8 KiB metadata limit whatever the request held, or the client gets RESOURCE_EXHAUSTED
+instead of the error."""
+
+
+def shown(value: object, limit: int = 100) -> str:
+    """`repr(value)` for an error message, cut after `limit` characters with the size of the
+    whole (`'xxxx'…(1048576 bytes)`): a message echoes what was wrong, not all of it."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = len(value.encode()) if isinstance(value, str) else len(text)
+    return f"{text[:limit]}…({size} bytes)"
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` whole if it has at most `limit` characters, else its head and tail around a note
+    of what was cut: an echoed value (a 1 MB name) is cut, the words after it are kept."""
+    if len(text) <= limit:
+        return text
+    tail = limit // 4
+    head = limit - tail - 30
+    cut = text[head:len(text) - tail]
+    return f"{text[:head]}…({len(cut.encode())} bytes)…{text[len(text) - tail:]}"
+
 
 @dataclass(frozen=True)
 class FieldViolation:
@@ -46,13 +77,26 @@ class ApiError(Exception):
         return f"{self.message}: " + "; ".join(str(v) for v in self.violations)
 
     def to_status(self) -> status_pb2.Status:
-        status = status_pb2.Status(code=self.code.value[0], message=str(self))
+        """The status as sent, with every text clipped (`clip`) and at most
+        MAX_DETAILS_BYTES of field violations, so it always reaches the client."""
+        text = str(self)
+        message = clip(text, MAX_MESSAGE)
+        if len(message.encode()) > MAX_MESSAGE + 8:  # more than clip's own two "…"
+            # grpc-message percent-encodes every byte of a multi-byte character (3 each).
+            message = clip(text, MAX_MESSAGE // 4)
+        status = status_pb2.Status(code=self.code.value[0], message=message)
         if self.violations:
+            bad = error_details_pb2.BadRequest()
+            for i, v in enumerate(self.violations):
+                added = bad.field_violations.add(field=clip(v.field, MAX_FIELD),
+                                                 description=clip(v.description, MAX_DESCRIPTION))
+                if bad.ByteSize() > MAX_DETAILS_BYTES:
+                    bad.field_violations.remove(added)
+                    bad.field_violations.add(
+                        field="…", description=f"and {len(self.violations) - i} more problems")
+                    break
             detail = any_pb2.Any()
-            violation = error_details_pb2.BadRequest.FieldViolation
-            detail.Pack(error_details_pb2.BadRequest(field_violations=[
-                violation(field=v.field, description=v.description) for v in self.violations
-            ]))
+            detail.Pack(bad)
             status.details.append(detail)
         return status
 

@@ -21,6 +21,7 @@ import grpc
 from bulkhead.rpcerror import cli_message
 from bulkhead.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc, flow_pb2
 
+from .. import argtypes
 from ..output import emit_json, output_flag, table, to_dict
 from . import observe
 
@@ -71,12 +72,13 @@ def register(sub: Any) -> None:
     cl.set_defaults(run=_wrap(run_dump), dump="counters")
 
     flows = nouns.add_parser("flows", help="this node's flows, like `hubble observe`")
-    flows.add_argument("--last", type=int, default=20, help="the newest N held (default 20)")
+    flows.add_argument("--last", type=argtypes.uint32("--last"),
+                       default=20, help="the newest N held (default 20)")
     flows.add_argument("--follow", "-f", action="store_true", help="then stream new ones")
     flows.add_argument("--verdict", choices=["FORWARDED", "DROPPED"])
-    flows.add_argument("--from-identity", type=int, default=0)
-    flows.add_argument("--to-identity", type=int, default=0)
-    flows.add_argument("--port", type=int, default=0)
+    flows.add_argument("--from-identity", type=argtypes.uint32("--from-identity"), default=0)
+    flows.add_argument("--to-identity", type=argtypes.uint32("--to-identity"), default=0)
+    flows.add_argument("--port", type=argtypes.port("--port"), default=0)
     output_flag(flows)
     flows.set_defaults(run=_wrap(run_flows))
 

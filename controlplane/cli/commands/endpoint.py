@@ -8,6 +8,7 @@ from typing import Any
 
 from bulkhead.v1 import admin_pb2, admin_pb2_grpc, endpoint_pb2, endpoint_pb2_grpc
 
+from .. import argtypes
 from ..output import emit_json, output_flag, table, to_dict
 from ._paging import all_pages
 
@@ -18,7 +19,7 @@ def register(sub: Any) -> None:
     ls = verbs.add_parser("list", help="list endpoints")
     ls.add_argument("--node")
     ls.add_argument("--namespace", "-n")
-    ls.add_argument("--identity", type=int, default=0)
+    ls.add_argument("--identity", type=argtypes.uint32("--identity"), default=0)
     output_flag(ls)
     ls.set_defaults(run=run_list)
     create = verbs.add_parser("create", help="create an endpoint (identity, IP, ipcache entry)")

@@ -10,6 +10,7 @@ import grpc
 
 from bulkhead.v1 import admin_pb2, admin_pb2_grpc, identity_pb2, identity_pb2_grpc
 
+from .. import argtypes
 from ..output import emit_json, output_flag, table, to_dict
 from ._paging import all_pages
 
@@ -23,7 +24,7 @@ def register(sub: Any) -> None:
     output_flag(ls)
     ls.set_defaults(run=run_list)
     get = verbs.add_parser("get", help="show one identity")
-    get.add_argument("id", type=int)
+    get.add_argument("id", type=argtypes.uint32("ID"))
     output_flag(get)
     get.set_defaults(run=run_get)
     look = verbs.add_parser("lookup", help="show the identity of labels (never allocates)")
@@ -36,7 +37,7 @@ def register(sub: Any) -> None:
     output_flag(alloc)
     alloc.set_defaults(run=run_allocate)
     rel = verbs.add_parser("release", help="drop one reference of the holder")
-    rel.add_argument("id", type=int)
+    rel.add_argument("id", type=argtypes.uint32("ID"))
     rel.add_argument("--holder", default="admin")
     output_flag(rel)
     rel.set_defaults(run=run_release)

@@ -7,6 +7,7 @@ from typing import Any
 
 from bulkhead.v1 import admin_pb2, admin_pb2_grpc
 
+from .. import argtypes
 from ..output import emit_json, output_flag, table, to_dict
 from ._paging import all_pages
 
@@ -16,7 +17,7 @@ def register(sub: Any) -> None:
     verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
     ls = verbs.add_parser("list", help="list ipcache entries")
     ls.add_argument("--node")
-    ls.add_argument("--identity", type=int, default=0)
+    ls.add_argument("--identity", type=argtypes.uint32("--identity"), default=0)
     output_flag(ls)
     ls.set_defaults(run=run_list)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from bulkhead.v1 import flow_pb2, observer_pb2_grpc
 
+from .. import argtypes
 from ..output import output_flag
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
@@ -21,7 +22,8 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "observe", help="flows (policy verdicts) across the cluster")
-    p.add_argument("--last", type=int, default=20, help="the newest N flows (default 20)")
+    p.add_argument("--last", type=argtypes.uint32("--last"),
+                   default=20, help="the newest N flows (default 20)")
     p.add_argument("--follow", "-f", action="store_true", help="then stream new flows")
     p.add_argument("--from-label", action="append", default=[], metavar="LABEL")
     p.add_argument("--to-label", action="append", default=[], metavar="LABEL")
@@ -29,10 +31,11 @@ def register(sub: Any) -> None:
     p.add_argument("--to-pod", default="", metavar="[NS/]POD")
     p.add_argument("--from-ip", default="")
     p.add_argument("--to-ip", default="")
-    p.add_argument("--from-identity", type=int, default=0)
-    p.add_argument("--to-identity", type=int, default=0)
+    p.add_argument("--from-identity", type=argtypes.uint32("--from-identity"), default=0)
+    p.add_argument("--to-identity", type=argtypes.uint32("--to-identity"), default=0)
     p.add_argument("--verdict", choices=["FORWARDED", "DROPPED"], type=str.upper)
-    p.add_argument("--port", type=int, default=0, help="source or destination port")
+    p.add_argument("--port", type=argtypes.port("--port"),
+                   default=0, help="source or destination port")
     p.add_argument("--protocol", default="", type=str.upper, help="TCP, UDP, ICMP, SCTP")
     p.add_argument("--node", default="")
     p.add_argument("--since", default="", help="a duration (30s, 5m, 2h) or an RFC 3339 time")
@@ -48,17 +51,19 @@ def since_ns(value: str, now: float | None = None) -> int:
         return 0
     match = _DURATION.match(value)
     if match:
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-        return int(((now or time.time()) - seconds) * 1e9)
+        start = (now or time.time()) - float(match.group(1)) * _UNITS[match.group(2)]
+        if start < 0:
+            argtypes.bad_value("--since", f"{value[:40]} ago is before 1970")
+        return int(start * 1e9)
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise SystemExit(f"bulkhead: --since: expected a duration like 5m or an RFC 3339 "
-                         f"time, got {value!r}") from None
+        argtypes.bad_value("--since", f"expected a duration like 5m or an RFC 3339 time, "
+                                      f"got {value[:40]!r}")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     if not 0 <= moment.timestamp() < 2**63 / 1e9:
-        raise SystemExit(f"bulkhead: --since: {value!r} is out of range")
+        argtypes.bad_value("--since", f"{value[:40]!r} is out of range")
     return int(moment.timestamp() * 1e9)
 
 

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 from bulkhead.v1 import policy_pb2 as pb
 from bulkhead.v1 import policy_pb2_grpc
 
+from .. import argtypes
 from ..output import emit_json, output_flag, table
 from . import policywait
 
@@ -57,8 +58,10 @@ def labels(text: str) -> list[str]:
 
 def port_proto(text: str) -> tuple[int, str]:
     port, _, proto = text.partition("/")
-    if not port.isdigit():
+    if not port.isascii() or not port.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r}: expected PORT/PROTO, e.g. 80/TCP")
+    if not 1 <= int(port) <= 65535:
+        argtypes.bad_value("--dport", f"{port[:40]} is out of range (1 to 65535)")
     return int(port), (proto or "TCP").upper()
 
 
@@ -72,7 +75,8 @@ def register(sub: Any) -> None:
     ap.add_argument("-f", "--filename", required=True, help="YAML file ('-' for stdin)")
     ap.add_argument("--wait", action="store_true",
                     help="return once every node hosting an affected identity applied it")
-    ap.add_argument("--timeout", type=float, default=30.0, help="--wait limit in seconds")
+    ap.add_argument("--timeout", type=argtypes.seconds("--timeout"),
+                    default=30.0, help="--wait limit in seconds")
     output_flag(ap)
     ap.set_defaults(run=run_apply)
     ls = verbs.add_parser("list", help="stored policies")
@@ -89,7 +93,7 @@ def register(sub: Any) -> None:
     output_flag(rm)
     rm.set_defaults(run=run_delete)
     rs = verbs.add_parser("resolve", help="the policy entries of one identity")
-    rs.add_argument("--identity", type=int, required=True)
+    rs.add_argument("--identity", type=argtypes.uint32("--identity"), required=True)
     output_flag(rs)
     rs.set_defaults(run=run_resolve)
     tr = verbs.add_parser("trace", help="would a connection be allowed, and by which rule")

@@ -12,15 +12,18 @@ from typing import Any
 
 from bulkhead.v1 import subscription_pb2, subscription_pb2_grpc
 
+from .. import argtypes
 from ..output import emit_json, output_flag, to_dict
 
 
 def add_wait_verb(verbs: Any) -> None:
     w = verbs.add_parser("wait", help="wait until every concerned node applied a revision")
-    w.add_argument("--revision", type=int, required=True, help="etcd revision of the change")
-    w.add_argument("--identity", type=int, action="append", default=[],
+    w.add_argument("--revision", type=argtypes.revision("--revision"),
+                   required=True, help="etcd revision of the change")
+    w.add_argument("--identity", type=argtypes.uint32("--identity"), action="append", default=[],
                    help="only nodes hosting this identity (repeatable); default: all nodes")
-    w.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    w.add_argument("--timeout", type=argtypes.seconds("--timeout"),
+                   default=30.0, help="seconds (default 30)")
     output_flag(w)
     w.set_defaults(run=run_wait)
 
