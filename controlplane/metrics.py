@@ -9,6 +9,7 @@ cache, so the values are read on the loop and only turned into metrics on that t
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -41,6 +42,7 @@ class Reading:
     subscribers: int
     lag: dict[str, int] = field(default_factory=dict)
     resolution: tuple[float, int] = (0.0, 0)
+    bad_records: dict[str, int] = field(default_factory=dict)
 
 
 def read(cp: ControlPlane) -> Reading:
@@ -58,6 +60,7 @@ def read(cp: ControlPlane) -> Reading:
         lag={name: status.lag_revisions for name, status in fanout.statuses().items()
              if status.connected},
         resolution=cp.policy_engine.resolution_seconds,
+        bad_records=dict(collections.Counter(b.kind for b in cp.cache.bad.values())),
     )
 
 
@@ -91,6 +94,12 @@ class ControlPlaneCollector(Collector):
         for kind, count in r.objects.items():
             objects.add_metric([kind], count)
         yield objects
+        bad = GaugeMetricFamily("bulkhead_bad_records",
+                                "Records in etcd the replica skips because they do not decode "
+                                "(their keys are in `bulkhead status`)", labels=["kind"])
+        for kind, count in sorted(r.bad_records.items()):
+            bad.add_metric([kind], count)
+        yield bad
         yield GaugeMetricFamily("bulkhead_cache_revision", "etcd revision the replica has seen",
                                 value=r.cache_revision)
         yield CounterMetricFamily("bulkhead_subscription_deltas_sent",

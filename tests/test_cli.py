@@ -6,15 +6,18 @@ import asyncio
 import json
 import os
 import sys
+from pathlib import Path
 
 from tests.conftest import ReplicaFactory, eventually
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 async def bulkhead(address: str, *args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "controlplane.cli.main", "--server", address, *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": os.getcwd()})
+        env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'proto'}"})
     out, err = await process.communicate()
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()

@@ -32,7 +32,10 @@ class StatusReporter:
         connected = [s for s in cp.subscriptions.statuses().values() if s.connected]
         counts["subscribers"] = len(connected)
         counts["max_lag_revisions"] = max((s.lag_revisions for s in connected), default=0)
+        bad = [admin_pb2.BadRecord(key=b.key, kind=b.kind, reason=b.reason,
+                                   mod_revision=b.mod_revision)
+               for b in sorted(cp.cache.bad.values(), key=lambda b: b.key)]
         return admin_pb2.StatusResponse(
             replica_id=cp.config.replica_id, version=cp.version,
             cluster_name=cp.config.cluster_name, cluster_id=cp.config.cluster_id, etcd=etcd,
-            counts=counts, replicas=cp.presence.replicas())
+            counts=counts, replicas=cp.presence.replicas(), bad_records=bad)

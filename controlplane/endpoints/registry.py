@@ -138,6 +138,9 @@ class EndpointRegistry:
     def _free_ip(self, pod_cidr: str) -> str | None:
         prefix_len = len(self.keys.ipcache)
         used = {kv.key[prefix_len:].split("_", 1)[0] for kv in self.cache.under(self.keys.ipcache)}
+        # An undecodable entry's key still holds its address in etcd.
+        used |= {key[prefix_len:].split("_", 1)[0]
+                 for key in self.cache.bad_under(self.keys.ipcache)}
         return ipam.free_ip(pod_cidr, used)
 
     @staticmethod

@@ -52,6 +52,10 @@ def run(ctx: Any) -> int:
     for name in ("endpoints", "identities", "policies"):
         if name in counts:
             print(f"{name.capitalize() + ':':<17}{counts[name]}")
+    if status.bad_records:
+        print(f"{'Bad records:':<17}{len(status.bad_records)} skipped (fix or delete in etcd)")
+        for bad in status.bad_records:
+            print(f"{'':<17}{bad.key} ({bad.kind}): {bad.reason}")
     if flows is not None:
         unreachable = [n.node for n in flows.nodes if not n.reachable]
         line = (f"{flows.flows_held}/{flows.flows_max} ({flows.flows_per_second:.2f} flows/s) "
