@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import urllib.request
 
 from bulkhead.v1 import (
     endpoint_pb2,
@@ -16,7 +17,9 @@ from bulkhead.v1 import (
     subscription_pb2_grpc,
     types_pb2,
 )
+from controlplane import metrics
 from controlplane.store import etcd as ops
+from controlplane.store.embedded import free_port
 from controlplane.store.keys import Keys
 from tests.conftest import Replica, ReplicaFactory
 from tests.test_cli import bulkhead
@@ -139,7 +142,7 @@ async def test_corrupt_records_are_skipped_named_and_forgotten_once_fixed(
     assert [n["name"] for n in nodes] == ["corrupt", "n1"]  # type: ignore[attr-defined]
 
 
-async def test_good_record_overwritten_with_garbage_disappears_from_views(
+async def test_good_record_overwritten_with_garbage_leaves_views_and_is_counted(
         replicas: ReplicaFactory) -> None:
     replica = await replicas()
     await populate(replica)
@@ -148,6 +151,16 @@ async def test_good_record_overwritten_with_garbage_disappears_from_views(
     assert await cli_json(replica, "endpoint", "list") == []
     status = await cli_json(replica, "status")
     assert [b["key"] for b in status["bad_records"]] == [key]  # type: ignore[index]
+    port = free_port()
+    server = metrics.serve(replica.cp, f"127.0.0.1:{port}")
+    try:
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                return str(r.read().decode())
+
+        assert 'bulkhead_bad_records{kind="endpoint"} 1.0' in await asyncio.to_thread(scrape)
+    finally:
+        server.shutdown()
 
 
 async def test_fresh_replica_starts_with_corrupt_records_present(
