@@ -50,6 +50,7 @@ class ControlPlane:
         if config.embedded:
             self.embedded = EmbeddedEtcd(config.state_dir / "etcd")
             await self.embedded.start()
+            self.embedded.supervise()
             endpoints = [self.embedded.endpoint]
         tls = TlsFiles(config.etcd_cacert, config.etcd_cert, config.etcd_key)
         self.etcd = Etcd(endpoints, tls=tls)

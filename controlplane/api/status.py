@@ -35,7 +35,13 @@ class StatusReporter:
         bad = [admin_pb2.BadRecord(key=b.key, kind=b.kind, reason=b.reason,
                                    mod_revision=b.mod_revision)
                for b in sorted(cp.cache.bad.values(), key=lambda b: b.key)]
-        return admin_pb2.StatusResponse(
+        response = admin_pb2.StatusResponse(
             replica_id=cp.config.replica_id, version=cp.version,
             cluster_name=cp.config.cluster_name, cluster_id=cp.config.cluster_id, etcd=etcd,
             counts=counts, replicas=cp.presence.replicas(), bad_records=bad)
+        if cp.embedded is not None:
+            pid = cp.embedded.pid
+            response.embedded_etcd.CopyFrom(admin_pb2.EmbeddedEtcd(
+                running=cp.embedded.ready, pid=pid or 0, restarts=cp.embedded.restarts,
+                last_exit=cp.embedded.last_exit, data_dir=str(cp.embedded.data_dir)))
+        return response

@@ -58,6 +58,7 @@ class ClusterCache:
         self._advanced = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._watch_answered = False
         self.records = Records(prefix)
         self.bad: dict[str, BadRecord] = {}
         """Keys whose value does not decode, kept out of `items`."""
@@ -147,9 +148,12 @@ class ClusterCache:
     async def _watch_forever(self) -> None:
         backoff = 0.1
         while True:
+            self._watch_answered = False
             try:
                 await self._watch_once()
             except (EtcdUnavailable, grpc.RpcError) as exc:
+                if self._watch_answered:   # it worked until now: this is a new outage
+                    backoff = 0.1
                 _log.warning("etcd watch broken, retrying", error=str(exc), backoff=backoff)
                 await asyncio.sleep(backoff * (1 + random.random()))
                 backoff = min(backoff * 2, 5.0)
@@ -160,8 +164,11 @@ class ClusterCache:
                     try:
                         await self._relist()
                         break
-                    except EtcdUnavailable:
-                        await asyncio.sleep(backoff)
+                    except (EtcdUnavailable, grpc.RpcError) as exc:
+                        # etcd went away again (an embedded etcd being restarted): keep trying
+                        _log.warning("relist failed, retrying", error=str(exc), backoff=backoff)
+                        await asyncio.sleep(backoff * (1 + random.random()))
+                        backoff = min(backoff * 2, 5.0)
             backoff = 0.1
 
     async def _watch_once(self) -> None:
@@ -197,6 +204,7 @@ class ClusterCache:
                     item = inbox.popleft()
                     if isinstance(item, Exception):
                         raise item
+                    self._watch_answered = True
                     self._handle(item)
                 await self._notify()
         finally:

@@ -43,6 +43,14 @@ def run(ctx: Any) -> int:
     print(f"{'Cluster:':<17}{status.cluster_name} (id {status.cluster_id})")
     print(f"{'Control plane:':<17}{replicas}, bulkhead {status.version}")
     print(f"{'etcd:':<17}{health} [{etcd.endpoints}]")
+    if status.HasField("embedded_etcd"):
+        embedded = status.embedded_etcd
+        line = (f"running, pid {embedded.pid}" if embedded.running
+                else "DOWN, being restarted")
+        line += f", {embedded.restarts} restart(s)"
+        if embedded.last_exit:
+            line += f", last died: {embedded.last_exit}"
+        print(f"{'Embedded etcd:':<17}{line} [{embedded.data_dir}]")
     nodes = counts.get("nodes", 0)
     if "subscribers" in counts:
         print(f"{'Nodes:':<17}{counts['subscribers']}/{nodes} connected, max lag "
