@@ -8,6 +8,8 @@ import ipaddress
 import json
 import urllib.request
 
+import grpc
+
 from bulkhead.v1 import (
     endpoint_pb2,
     endpoint_pb2_grpc,
@@ -223,3 +225,55 @@ def test_every_checked_kind_has_a_table_row() -> None:
     assert records.kind(keys.identity_ref(5, "h")) == "identity_ref"
     assert records.kind(keys.node_id(3)) is None    # a plain node name, not JSON
     assert records.problem(keys.node_id(3), b"n1") is None
+
+
+async def rpc_error(call: object) -> grpc.aio.AioRpcError:
+    try:
+        await call  # type: ignore[misc]
+    except grpc.aio.AioRpcError as exc:
+        return exc
+    raise AssertionError("the call succeeded")
+
+
+async def test_api_reading_a_corrupt_record_names_it_and_rewrites_or_deletes_it(
+        replicas: ReplicaFactory) -> None:
+    replica = await replicas()
+    node, _endpoint = await populate(replica)
+    keys = replica.cp.keys
+    nodes = node_pb2_grpc.NodeServiceStub(replica.channel())
+    endpoints = endpoint_pb2_grpc.EndpointServiceStub(replica.channel())
+    await put_all(replica, {keys.node("n1"): b"not json{",
+                            keys.endpoint("default", "deathstar"): b"[]"})
+
+    # A node whose record is garbage is told to register again, and registering heals it.
+    err = await rpc_error(nodes.Heartbeat(node_pb2.HeartbeatRequest(name="n1")))
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+    assert keys.node("n1") in (err.details() or "") and "register" in (err.details() or "")
+    again = await nodes.Register(node_pb2.RegisterNodeRequest(name="n1",
+                                                              underlay_ip="192.0.2.1"))
+    assert (again.node_id, again.pod_cidr) == (node.node_id, node.pod_cidr)
+
+    # An endpoint whose record is garbage is named by get and create; delete removes it.
+    err = await rpc_error(endpoints.Get(endpoint_pb2.GetEndpointRequest(
+        namespace="default", name="deathstar")))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert keys.endpoint("default", "deathstar") in (err.details() or "")
+    err = await rpc_error(endpoints.Create(endpoint_pb2.CreateEndpointRequest(
+        node="n1", namespace="default", name="deathstar", labels=["k8s:class=deathstar"])))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    await endpoints.Delete(endpoint_pb2.DeleteEndpointRequest(namespace="default",
+                                                              name="deathstar"))
+
+    # A node whose allocation is garbage is named; deregistering clears it.
+    await put_all(replica, {keys.node_allocation("n1"): b"{}"})
+    err = await rpc_error(nodes.Register(node_pb2.RegisterNodeRequest(
+        name="n1", underlay_ip="192.0.2.1")))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert keys.node_allocation("n1") in (err.details() or "")
+    await nodes.Deregister(node_pb2.DeregisterNodeRequest(name="n1"))
+    await nodes.Register(node_pb2.RegisterNodeRequest(name="n1", underlay_ip="192.0.2.1"))
+
+    await replica.cp.cache.wait_for((await replica.cp.etcd.status()).revision)
+    status = await cli_json(replica, "status")
+    assert status["bad_records"] == []  # type: ignore[index]
+    assert [n["name"] for n in await cli_json(replica, "node", "list")] == ["n1"]  # type: ignore[attr-defined]

@@ -162,6 +162,12 @@ class Records:
                 return kind
         return None
 
+    def unreadable(self, key: str, value: bytes) -> str | None:
+        """Why a record read straight from etcd cannot be used, naming its key; None if it
+        can. For the API paths that read etcd rather than the cache."""
+        found = self.problem(key, value)
+        return None if found is None else f"stored record {key} is unreadable: {found[1]}"
+
     def problem(self, key: str, value: bytes) -> tuple[str, str] | None:
         """(kind, why) when the value does not decode as its key's kind; None when it does
         (or when the kind is not checked)."""
