@@ -53,6 +53,11 @@ def corrupt(keys: Keys) -> dict[str, bytes]:
         keys.identity_ref(99997, "endpoint:default/x"): b'{"count": "many"}',
         keys.policy("default", "bad"): b"{}",
         keys.policy("", "bad-cw"): b"not json{",
+        keys.policy("default", "fqdn"): json.dumps({   # well-formed, but not a valid policy
+            "apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
+            "metadata": {"name": "fqdn", "namespace": "default"},
+            "spec": {"endpointSelector": {}, "egress": [{"toFQDNs": [{"matchName": "x"}]}]},
+        }).encode(),
     }
 
 
@@ -97,10 +102,13 @@ async def check_views(replica: Replica, bad: dict[str, bytes], endpoint: types_p
     assert "not JSON" in shown[replica.cp.keys.node("corrupt")]["reason"]
     assert shown[replica.cp.keys.node("corrupt")]["kind"] == "node"
     assert shown[replica.cp.keys.node("renamed")]["reason"].startswith("name 'other'")
+    assert "FQDN rules are not supported" in shown[replica.cp.keys.policy("default", "fqdn")][
+        "reason"]
     assert status["counts"]["nodes"] == "1"  # type: ignore[index]
     rc, out, err = await bulkhead(replica.address, "status")
     assert rc == 0, err
     assert f"Bad records:     {len(bad)} skipped" in out
+    assert status["counts"]["bad_records"] == str(len(bad))  # type: ignore[index]
     assert replica.cp.keys.endpoint("default", "bad") in out
     rc, _, err = await bulkhead(replica.address, "observe", "--last", "5")
     assert rc == 0, err

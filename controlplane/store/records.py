@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from controlplane.policy.parse import PolicyValidationError, parse_document
+
 REASON_MAX = 200
 """A reason quotes at most this many characters (it goes into logs and status)."""
 
@@ -114,6 +116,10 @@ def _policy(kind: str) -> Check:
             return "metadata is not its key's"
         if "spec" not in data and "specs" not in data:
             return "missing spec or specs"
+        try:
+            parse_document(data)   # what the resolver will do with it
+        except PolicyValidationError as exc:
+            return f"invalid policy: {exc}"
         return None
     return check
 
@@ -177,6 +183,9 @@ class Records:
                     data = json.loads(value)
                 except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is one
                     return kind, f"not JSON: {str(exc)[:REASON_MAX]}"
-                reason = shape.check(key[len(prefix):], data)
+                try:
+                    reason = shape.check(key[len(prefix):], data)
+                except Exception as exc:   # a check's own failure must not stop the watch
+                    reason = f"undecodable: {type(exc).__name__}: {exc}"
                 return (kind, reason[:REASON_MAX]) if reason is not None else None
         return None
