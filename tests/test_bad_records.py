@@ -142,8 +142,11 @@ async def test_corrupt_records_are_skipped_named_and_forgotten_once_fixed(
              "pod_cidr": "10.0.77.0/24", "tunnel_ip": "192.0.2.77", "tunnel_port": 8472,
              "cluster": keys.cluster, "lease": 0}
     await replica.cp.etcd.put(keys.node("corrupt"), json.dumps(fixed).encode())
+    policy.write_text(POLICY.replace("name: rule1", "name: bad"))   # applying rewrites it
+    rc, _, err = await bulkhead(replica.address, "policy", "apply", "-f", str(policy))
+    assert rc == 0, err
     for key in bad:
-        if key != keys.node("corrupt"):
+        if key not in (keys.node("corrupt"), keys.policy("default", "bad")):
             await replica.cp.etcd.txn([], [ops.delete(key)])
     await replica.cp.cache.wait_for((await replica.cp.etcd.status()).revision)
     status = await cli_json(replica, "status")
