@@ -190,10 +190,11 @@ async def test_fresh_replica_starts_with_corrupt_records_present(
     await check_views(second, bad, endpoint, str(policy))
 
 
-async def test_agent_snapshot_skips_corrupt_records(replicas: ReplicaFactory) -> None:
+async def test_agent_snapshot_and_deltas_skip_corrupt_records(replicas: ReplicaFactory) -> None:
     replica = await replicas()
     node, endpoint = await populate(replica)
-    await put_all(replica, corrupt(replica.cp.keys))
+    keys = replica.cp.keys
+    await put_all(replica, corrupt(keys))
     channel = replica.channel()
     outbox: asyncio.Queue[subscription_pb2.AgentMessage] = asyncio.Queue()
     outbox.put_nowait(subscription_pb2.AgentMessage(hello=subscription_pb2.Hello(node="n1")))
@@ -203,26 +204,40 @@ async def test_agent_snapshot_skips_corrupt_records(replicas: ReplicaFactory) ->
             yield await outbox.get()
 
     call = subscription_pb2_grpc.SubscriptionServiceStub(channel).Subscribe(requests())
+    stream = call.__aiter__()
     objects: list[subscription_pb2.Change] = []
     try:
-        async for message in call:
+        while (message := await stream.__anext__()).WhichOneof("msg") != "synced":
             kind = message.WhichOneof("msg")
             if kind == "snapshot":
                 objects.extend(message.snapshot.objects)
-            elif kind == "synced":
-                break
             else:
                 assert kind == "welcome", message
+        nodes = [o.node.name for o in objects if o.WhichOneof("object") == "node"]
+        ipcache = [o.ipcache.prefix for o in objects if o.WhichOneof("object") == "ipcache"]
+        identities = {o.identity.id for o in objects if o.WhichOneof("object") == "identity"}
+        policies = [o.policy.identity for o in objects if o.WhichOneof("object") == "policy"]
+        assert nodes == [node.name]
+        assert ipcache == [f"{endpoint.ip}/32"]
+        assert endpoint.identity in identities and not {99998, 99999} & identities
+        assert policies == [endpoint.identity]
+
+        # Live: garbage over the endpoint's ipcache entry removes it, a new garbage key is
+        # not sent, and what follows still arrives.
+        await replica.cp.etcd.put(keys.ipcache_entry(f"{endpoint.ip}/32"), b"not json{")
+        await replica.cp.etcd.put(keys.ipcache_entry("10.0.0.200/32"), b"{}")
+        await node_pb2_grpc.NodeServiceStub(channel).Register(
+            node_pb2.RegisterNodeRequest(name="n2", underlay_ip="192.0.2.2"))
+        changes: list[subscription_pb2.Change] = []
+        while not any(c.node.name == "n2" for c in changes):
+            message = await stream.__anext__()
+            if message.WhichOneof("msg") == "deltas":
+                changes += [c for d in message.deltas.deltas for c in d.changes]
+        assert [c.ipcache_removed for c in changes
+                if c.WhichOneof("object") == "ipcache_removed"] == [f"{endpoint.ip}/32"]
+        assert not [c for c in changes if c.WhichOneof("object") == "ipcache"]
     finally:
         call.cancel()
-    nodes = [o.node.name for o in objects if o.WhichOneof("object") == "node"]
-    ipcache = [o.ipcache.prefix for o in objects if o.WhichOneof("object") == "ipcache"]
-    identities = {o.identity.id for o in objects if o.WhichOneof("object") == "identity"}
-    policies = [o.policy.identity for o in objects if o.WhichOneof("object") == "policy"]
-    assert nodes == [node.name]
-    assert ipcache == [f"{endpoint.ip}/32"]
-    assert endpoint.identity in identities and not {99998, 99999} & identities
-    assert policies == [endpoint.identity]
     await channel.close()
 
 
