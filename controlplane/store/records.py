@@ -58,16 +58,18 @@ class Shape:
     optional: Mapping[str, FieldType] = field(default_factory=dict)
     closed: bool = True
     key: Check | None = None
+    fields: Mapping[str, FieldType] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fields", {**self.required, **self.optional})
 
     def check(self, rest: str, data: Any) -> str | None:
         if not isinstance(data, dict):
             return f"not a JSON object ({type(data).__name__})"
-        missing = [name for name in self.required if name not in data]
-        if missing:
-            return "missing " + ", ".join(missing)
-        fields = {**self.required, **self.optional}
+        if not self.required.keys() <= data.keys():
+            return "missing " + ", ".join(n for n in self.required if n not in data)
         for name, value in data.items():
-            expected = fields.get(name)
+            expected = self.fields.get(name)
             if expected is None:
                 if self.closed:
                     return f"unknown field {name[:40]!r}"
