@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 from importlib.metadata import PackageNotFoundError, version
 
+import grpc
+
 from bulkhead import log
 from controlplane.config import Config
 from controlplane.endpoints.registry import EndpointRegistry
@@ -21,7 +23,7 @@ from controlplane.policy.store import PolicyStore
 from controlplane.replicas import ReplicaPresence
 from controlplane.store.cache import ClusterCache
 from controlplane.store.embedded import EmbeddedEtcd
-from controlplane.store.etcd import Etcd, TlsFiles
+from controlplane.store.etcd import Etcd, EtcdUnavailable, TlsFiles
 from controlplane.store.keys import Keys
 from controlplane.subscription.fanout import Fanout, Settings
 from controlplane.subscription.policy import EnginePolicySource
@@ -50,6 +52,7 @@ class ControlPlane:
         if config.embedded:
             self.embedded = EmbeddedEtcd(config.state_dir / "etcd")
             await self.embedded.start()
+            self.embedded.supervise()
             endpoints = [self.embedded.endpoint]
         tls = TlsFiles(config.etcd_cacert, config.etcd_cert, config.etcd_key)
         self.etcd = Etcd(endpoints, tls=tls)
@@ -105,7 +108,7 @@ class ControlPlane:
             try:
                 await self.cache.start()
                 return
-            except Exception as exc:
+            except (EtcdUnavailable, grpc.RpcError) as exc:   # anything else is no wait
                 if asyncio.get_running_loop().time() > deadline:
                     raise
                 _log.warning("waiting for etcd", error=str(exc))

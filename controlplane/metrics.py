@@ -9,6 +9,7 @@ cache, so the values are read on the loop and only turned into metrics on that t
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -42,6 +43,8 @@ class Reading:
     subscribers: int
     lag: dict[str, int] = field(default_factory=dict)
     resolution: tuple[float, int] = (0.0, 0)
+    bad_records: dict[str, int] = field(default_factory=dict)
+    embedded: tuple[bool, int] | None = None   # (running, restarts) of an embedded etcd
 
 
 def read(cp: ControlPlane) -> Reading:
@@ -61,6 +64,9 @@ def read(cp: ControlPlane) -> Reading:
         lag={name: status.lag_revisions for name, status in fanout.statuses().items()
              if status.connected},
         resolution=cp.policy_engine.resolution_seconds,
+        bad_records=dict(collections.Counter(b.kind for b in cp.cache.bad.values())),
+        embedded=((cp.embedded.ready, cp.embedded.restarts)
+                  if cp.embedded is not None else None),
     )
 
 
@@ -99,6 +105,20 @@ class ControlPlaneCollector(Collector):
         for kind, count in r.objects.items():
             objects.add_metric([kind], count)
         yield objects
+        bad = GaugeMetricFamily("bulkhead_bad_records",
+                                "Records in etcd the replica skips because they do not decode "
+                                "(their keys are in `bulkhead status`)", labels=["kind"])
+        for kind, count in sorted(r.bad_records.items()):
+            bad.add_metric([kind], count)
+        yield bad
+        if r.embedded is not None:
+            running, restarts = r.embedded
+            yield GaugeMetricFamily("bulkhead_embedded_etcd_up",
+                                    "1 while the etcd this replica embeds runs",
+                                    value=int(running))
+            yield CounterMetricFamily("bulkhead_embedded_etcd_restarts",
+                                      "Times the embedded etcd was restarted after it died",
+                                      value=restarts)
         yield GaugeMetricFamily("bulkhead_cache_revision", "etcd revision the replica has seen",
                                 value=r.cache_revision)
         yield CounterMetricFamily("bulkhead_subscription_deltas_sent",

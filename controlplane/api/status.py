@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from typing import TYPE_CHECKING
 
 from bulkhead.v1 import admin_pb2
@@ -10,6 +11,9 @@ from controlplane.store.etcd import EtcdUnavailable
 
 if TYPE_CHECKING:
     from controlplane.app import ControlPlane
+
+BAD_RECORDS_SHOWN = 100
+"""Bad records listed in a status answer (the first by key); counts["bad_records"] has all."""
 
 
 class StatusReporter:
@@ -32,7 +36,18 @@ class StatusReporter:
         connected = [s for s in cp.subscriptions.statuses().values() if s.connected]
         counts["subscribers"] = len(connected)
         counts["max_lag_revisions"] = max((s.lag_revisions for s in connected), default=0)
-        return admin_pb2.StatusResponse(
+        counts["bad_records"] = len(cp.cache.bad)
+        bad = [admin_pb2.BadRecord(key=b.key, kind=b.kind, reason=b.reason,
+                                   mod_revision=b.mod_revision)
+               for b in heapq.nsmallest(BAD_RECORDS_SHOWN, cp.cache.bad.values(),
+                                        key=lambda b: b.key)]
+        response = admin_pb2.StatusResponse(
             replica_id=cp.config.replica_id, version=cp.version,
             cluster_name=cp.config.cluster_name, cluster_id=cp.config.cluster_id, etcd=etcd,
-            counts=counts, replicas=cp.presence.replicas())
+            counts=counts, replicas=cp.presence.replicas(), bad_records=bad)
+        if cp.embedded is not None:
+            pid = cp.embedded.pid
+            response.embedded_etcd.CopyFrom(admin_pb2.EmbeddedEtcd(
+                running=cp.embedded.ready, pid=pid or 0, restarts=cp.embedded.restarts,
+                last_exit=cp.embedded.last_exit, data_dir=str(cp.embedded.data_dir)))
+        return response

@@ -12,6 +12,7 @@ from bulkhead.rpcerror import (
     FieldViolation,
     already_exists,
     exhausted,
+    failed_precondition,
     invalid,
     not_found,
 )
@@ -64,6 +65,8 @@ class EndpointRegistry:
         kv = await self.etcd.get(self.keys.endpoint(namespace or "default", name))
         if kv is None:
             raise not_found(f"endpoint {namespace or 'default'}/{name} does not exist")
+        if (problem := self.cache.records.unreadable(kv.key, kv.value)) is not None:
+            raise failed_precondition(f"{problem}; `endpoint delete` removes it")
         return Endpoint.from_json(kv.value)
 
     async def create(self, node_name: str, namespace: str, name: str, labels: Sequence[str],
@@ -92,6 +95,9 @@ class EndpointRegistry:
                                                 f"{node_name}'s pod CIDR {node.pod_cidr}")])
         key = self.keys.endpoint(namespace, name)
         existing = await self.etcd.get(key)
+        if existing is not None and (
+                problem := self.cache.records.unreadable(key, existing.value)) is not None:
+            raise failed_precondition(f"{problem}; `endpoint delete` removes it")
         if existing is not None:
             return self._same_or_conflict(Endpoint.from_json(existing.value), node_name,
                                           labels, ip)
@@ -137,13 +143,18 @@ class EndpointRegistry:
             kv = await self.etcd.get(key)
             if kv is None:
                 raise not_found(f"endpoint {namespace}/{name} does not exist")
-            endpoint = Endpoint.from_json(kv.value)
-            result = await self.etcd.txn(
-                [ops.mod_revision_is(key, kv.mod_revision)],
-                [ops.delete(key), ops.delete(self.keys.ipcache_entry(f"{endpoint.ip}/32")),
-                 ops.delete(self.keys.identity_ref(endpoint.identity,
-                                                   holder_of(namespace, name)))],
-            )
+            if self.cache.records.unreadable(key, kv.value):
+                # Its address and identity are not known: only the record goes (what it
+                # held, if anything, carries the node's lease or is an orphan reference).
+                endpoint = Endpoint(namespace, name, "", (), "", 0)
+                deletes = [ops.delete(key)]
+            else:
+                endpoint = Endpoint.from_json(kv.value)
+                deletes = [ops.delete(key),
+                           ops.delete(self.keys.ipcache_entry(f"{endpoint.ip}/32")),
+                           ops.delete(self.keys.identity_ref(endpoint.identity,
+                                                             holder_of(namespace, name)))]
+            result = await self.etcd.txn([ops.mod_revision_is(key, kv.mod_revision)], deletes)
             if result.succeeded:
                 _log.info("endpoint deleted", endpoint=f"{namespace}/{name}")
                 return endpoint
@@ -152,6 +163,9 @@ class EndpointRegistry:
     def _free_ip(self, pod_cidr: str) -> str | None:
         prefix_len = len(self.keys.ipcache)
         used = {kv.key[prefix_len:].split("_", 1)[0] for kv in self.cache.under(self.keys.ipcache)}
+        # An undecodable entry's key still holds its address in etcd.
+        used |= {key[prefix_len:].split("_", 1)[0]
+                 for key in self.cache.bad_under(self.keys.ipcache)}
         return ipam.free_ip(pod_cidr, used)
 
     @staticmethod

@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from bulkhead import log
-from bulkhead.rpcerror import exhausted, invalid, not_found
+from bulkhead.rpcerror import exhausted, failed_precondition, invalid, not_found
 from controlplane.store import etcd as ops
 from controlplane.store.cache import ClusterCache
 from controlplane.store.etcd import Etcd
@@ -72,6 +72,9 @@ class NodeRegistry:
         kv = await self.etcd.get(self.keys.node(name))
         if kv is None:
             raise not_found(f"node {name!r} is not registered")
+        if (problem := self.cache.records.unreadable(kv.key, kv.value)) is not None:
+            # NOT_FOUND like an expired lease: the agent registers again, which rewrites it.
+            raise not_found(f"{problem}; register node {name!r} again")
         return Node.from_json(kv.value)
 
     async def register(self, name: str, underlay_ip: str, agent_address: str = "") -> Node:
@@ -84,6 +87,10 @@ class NodeRegistry:
         allocation = await self._allocation(name)
         current = await self.etcd.get(self.keys.node(name))
         lease = 0
+        if current is not None and (
+                problem := self.cache.records.unreadable(current.key, current.value)):
+            _log.warning("replacing an unreadable node record", node=name, problem=problem)
+            current = None
         if current is not None:
             old = Node.from_json(current.value)
             if await self.etcd.keepalive(old.lease) > 0:
@@ -118,9 +125,17 @@ class NodeRegistry:
         node = await self.etcd.get(self.keys.node(name))
         if kv is None and node is None:
             raise not_found(f"node {name!r} is not registered")
-        if node is not None:
+        records = self.cache.records
+        if node is not None and records.unreadable(node.key, node.value):
+            await self.etcd.txn([], [ops.delete(node.key)])   # its lease is not known
+        elif node is not None:
             await self.etcd.revoke(Node.from_json(node.value).lease)
-        if kv is not None:
+        if kv is not None and records.unreadable(kv.key, kv.value):
+            # Which id and CIDR it held is lost with it; the claims name the node, though.
+            claims = [c.key for prefix in (self.keys.node_ids, self.keys.pod_cidrs)
+                      for c in self.cache.under(prefix) if c.value == name.encode()]
+            await self.etcd.txn([], [ops.delete(kv.key), *map(ops.delete, claims)])
+        elif kv is not None:
             allocation = NodeAllocation(**json.loads(kv.value))
             await self.etcd.txn([], [ops.delete(self.keys.node_allocation(name)),
                                      ops.delete(self.keys.node_id(allocation.node_id)),
@@ -138,6 +153,9 @@ class NodeRegistry:
         for _ in range(64):
             kv = await self.etcd.get(key)
             if kv is not None:
+                if (problem := self.cache.records.unreadable(kv.key, kv.value)) is not None:
+                    raise failed_precondition(f"{problem}; deregister node {name!r} to give "
+                                              "it a new id and pod CIDR")
                 return NodeAllocation(**json.loads(kv.value))
             allocation = self._candidate()
             self._reserved[name] = allocation

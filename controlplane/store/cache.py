@@ -3,7 +3,9 @@
 Every view the control plane serves (identities, nodes, endpoints, ipcache, policies,
 subscriptions) is fed from here, so a replica holds only what it can rebuild from etcd.
 Listeners see each etcd revision whole, in order; a relist (start, compaction, lost history)
-is announced with `reset` so they can rebuild.
+is announced with `reset` so they can rebuild. A record that does not decode as its kind
+(`records.py`) is held apart in `bad`, logged once, and never reaches `items` or a listener:
+to them a good record overwritten with a bad value is deleted, and a bad one fixed is new.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import grpc
 from bulkhead import log
 
 from .etcd import KV, Compacted, Etcd, EtcdUnavailable
+from .records import BadRecord, Records
 
 _log = log.get(__name__)
 
@@ -55,6 +58,10 @@ class ClusterCache:
         self._advanced = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._watch_answered = False
+        self.records = Records(prefix)
+        self.bad: dict[str, BadRecord] = {}
+        """Keys whose value does not decode, kept out of `items`."""
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -105,17 +112,25 @@ class ClusterCache:
     async def _relist(self) -> None:
         items: dict[str, KV] = {}
         start: str | None = None
+        bad: dict[str, BadRecord] = {}
         revision = 0
         while True:
             kvs, rev, more = await self.etcd.range(self.prefix, revision=revision, start=start,
                                                    limit=self._page)
             revision = revision or rev
             for kv in kvs:
-                items[kv.key] = kv
+                found = self._bad(kv, self.bad.get(kv.key))
+                if found is None:
+                    items[kv.key] = kv
+                else:
+                    bad[kv.key] = found
             if not more or not kvs:
                 break
             start = kvs[-1].key + "\0"
+        for key in self.bad.keys() - bad.keys():
+            _log.info("record readable again or gone", key=key)
         self.items = items
+        self.bad = bad
         self._kinds = {}
         for key, kv in items.items():
             self._kind(key)[key] = kv
@@ -133,9 +148,12 @@ class ClusterCache:
     async def _watch_forever(self) -> None:
         backoff = 0.1
         while True:
+            self._watch_answered = False
             try:
                 await self._watch_once()
             except (EtcdUnavailable, grpc.RpcError) as exc:
+                if self._watch_answered:   # it worked until now: this is a new outage
+                    backoff = 0.1
                 _log.warning("etcd watch broken, retrying", error=str(exc), backoff=backoff)
                 await asyncio.sleep(backoff * (1 + random.random()))
                 backoff = min(backoff * 2, 5.0)
@@ -146,8 +164,11 @@ class ClusterCache:
                     try:
                         await self._relist()
                         break
-                    except EtcdUnavailable:
-                        await asyncio.sleep(backoff)
+                    except (EtcdUnavailable, grpc.RpcError) as exc:
+                        # etcd went away again (an embedded etcd being restarted): keep trying
+                        _log.warning("relist failed, retrying", error=str(exc), backoff=backoff)
+                        await asyncio.sleep(backoff * (1 + random.random()))
+                        backoff = min(backoff * 2, 5.0)
             backoff = 0.1
 
     async def _watch_once(self) -> None:
@@ -183,6 +204,7 @@ class ClusterCache:
                     item = inbox.popleft()
                     if isinstance(item, Exception):
                         raise item
+                    self._watch_answered = True
                     self._handle(item)
                 await self._notify()
         finally:
@@ -200,29 +222,54 @@ class ClusterCache:
             for callback in self._progress:
                 callback(self.revision)
 
+    def _bad(self, kv: KV, known: BadRecord | None) -> BadRecord | None:
+        """Why `kv` cannot enter the cache (logged when it is news), or None."""
+        problem = self.records.problem(kv.key, kv.value)
+        if problem is None:
+            return None
+        kind, reason = problem
+        if known is None or known.reason != reason:
+            _log.error("undecodable record skipped", key=kv.key, kind=kind, reason=reason,
+                       mod_revision=kv.mod_revision)
+        return BadRecord(kv.key, kind, reason, kv.mod_revision)
+
     def _apply_events(self, events: list) -> None:  # type: ignore[type-arg]
         batch: list[Change] = []
         batch_revision = 0
         for event in events:
             kv = KV.of(event.kv)
-            if kv.mod_revision != batch_revision and batch:
+            if kv.mod_revision != batch_revision and batch_revision:
                 self._commit(batch_revision, batch)
                 batch = []
             batch_revision = kv.mod_revision
             prev = self.items.get(kv.key)
-            if event.type == 0:  # PUT
+            known = self.bad.pop(kv.key, None)
+            bad = self._bad(kv, known) if event.type == 0 else None
+            if bad is not None:
+                self.bad[kv.key] = bad   # a good record overwritten by a bad one is gone
+            elif known is not None:
+                _log.info("record readable again or gone", key=kv.key)
+            if event.type == 0 and bad is None:  # PUT
                 self.items[kv.key] = kv
                 self._kind(kv.key)[kv.key] = kv
                 batch.append(Change("put", kv.key, kv, prev))
-            else:
+            elif prev is not None:
                 self.items.pop(kv.key, None)
                 self._kind(kv.key).pop(kv.key, None)
                 batch.append(Change("delete", kv.key, None, prev))
-        if batch:
+        if batch_revision:
             self._commit(batch_revision, batch)
+
+    def bad_under(self, prefix: str) -> list[str]:
+        """Keys under `prefix` that hold undecodable records (they still exist in etcd)."""
+        return [key for key in self.bad if key.startswith(prefix)]
 
     def _commit(self, revision: int, changes: list[Change]) -> None:
         self.revision = revision
+        if not changes:   # only undecodable records changed: progress, as far as views go
+            for callback in self._progress:
+                callback(revision)
+            return
         for listener in self._listeners:
             try:
                 listener.apply(revision, changes)

@@ -1,4 +1,9 @@
-"""The embedded etcd: a private Debian `etcd` process whose data lives under the state dir."""
+"""The embedded etcd: a private Debian `etcd` process whose data lives under the state dir.
+
+The control plane supervises it: when it dies (killed, crashed, OOM) it is started again on
+the same ports and data dir, after a backoff that doubles up to `MAX_BACKOFF`, so what it had
+acknowledged is there again and the etcd client and the cache watch reconnect by themselves.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +23,11 @@ from bulkhead import log
 from .etcd import Etcd, EtcdUnavailable
 
 _log = log.get(__name__)
+
+FIRST_BACKOFF = 0.5
+MAX_BACKOFF = 30.0
+STABLE_AFTER = 60.0
+"""An etcd that ran this long before dying is restarted after FIRST_BACKOFF again."""
 
 
 def _die_with_parent() -> None:
@@ -66,7 +77,13 @@ class EmbeddedEtcd:
     binary: str = "etcd"
     client_port: int = field(default_factory=free_port)
     peer_port: int = field(default_factory=free_port)
+    restarts: int = 0
+    """Times it was started again after it died, since the control plane started."""
+    last_exit: str = ""
+    """How it last ended unasked, e.g. "killed by SIGKILL at 2026-01-01T00:00:00Z"."""
     _process: asyncio.subprocess.Process | None = None
+    _supervisor: asyncio.Task[None] | None = None
+    _ready: bool = False
 
     @property
     def endpoint(self) -> str:
@@ -78,12 +95,18 @@ class EmbeddedEtcd:
         process = self._process
         return process.pid if process is not None and process.returncode is None else None
 
+    @property
+    def ready(self) -> bool:
+        """It runs and answered since it was (re)started."""
+        return self.pid is not None and self._ready
+
     async def start(self, timeout: float = 20.0) -> None:
         binary = shutil.which(self.binary) or "/usr/bin/etcd"
         if not Path(binary).exists():
             raise RuntimeError("etcd is not installed (Debian package etcd-server); "
                                "run `make setup-run`")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._ready = False
         log_file = (self.data_dir.parent / f"{self.data_dir.name}.log").open("ab")
         self._process = await asyncio.create_subprocess_exec(
             *etcd_argv(binary, self.name, self.data_dir, self.client_port, self.peer_port,
@@ -92,11 +115,12 @@ class EmbeddedEtcd:
         )
         log_file.close()
         probe = Etcd([self.endpoint], timeout=1.0)
+        process = self._process
         try:
             deadline = asyncio.get_running_loop().time() + timeout
             while True:
-                if self._process.returncode is not None:
-                    raise RuntimeError(f"etcd exited with {self._process.returncode}; see "
+                if process.returncode is not None:
+                    raise RuntimeError(f"etcd exited with {process.returncode}; see "
                                        f"{self.data_dir.parent / (self.data_dir.name + '.log')}")
                 try:
                     await probe.status()
@@ -105,19 +129,82 @@ class EmbeddedEtcd:
                     if asyncio.get_running_loop().time() > deadline:
                         raise RuntimeError("embedded etcd did not become ready") from None
                     await asyncio.sleep(0.1)
+        except BaseException:
+            await _end(process)   # never two etcds on one data dir
+            raise
         finally:
             await probe.close()
-        _log.info("embedded etcd started", endpoint=self.endpoint, data_dir=str(self.data_dir))
+        self._ready = True
+        _log.info("embedded etcd started", endpoint=self.endpoint, data_dir=str(self.data_dir),
+                  pid=process.pid)
+
+    def supervise(self) -> None:
+        """Restarts etcd whenever it dies, until `stop()`; call once, after `start()`."""
+        self._supervisor = asyncio.create_task(self._supervise(), name="embedded-etcd")
+
+    async def _supervise(self) -> None:
+        backoff = FIRST_BACKOFF
+        loop = asyncio.get_running_loop()
+        while True:
+            process = self._process
+            if process is None:
+                return
+            started = loop.time()
+            code = await process.wait()
+            if self._process is not process:
+                return   # stopped on purpose
+            self.last_exit = f"{_describe(code)} at {_now()}"
+            if loop.time() - started >= STABLE_AFTER:
+                backoff = FIRST_BACKOFF
+            _log.error("embedded etcd died; restarting it", exit=self.last_exit,
+                       restart_in=backoff, restarts=self.restarts)
+            while True:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                try:
+                    await self.start()
+                except RuntimeError as exc:
+                    _log.error("embedded etcd restart failed", error=str(exc), retry_in=backoff)
+                    continue
+                self.restarts += 1
+                _log.warning("embedded etcd restarted", pid=self.pid, restarts=self.restarts)
+                break
 
     async def stop(self) -> None:
         process, self._process = self._process, None
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
         if process is None or process.returncode is not None:
             return
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), 10)
-        except TimeoutError:
-            process.kill()
-            with contextlib.suppress(ProcessLookupError):
-                await process.wait()
+        await _end(process)
         _log.info("embedded etcd stopped")
+
+
+async def _end(process: asyncio.subprocess.Process) -> None:
+    """Terminates the process, killing it when it has not ended after 10 s."""
+    if process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), 10)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+
+
+def _describe(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with {code}"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -55,11 +55,19 @@ class Keys:
     def node_allocation(self, name: str) -> str:
         return f"{self.node_allocations}{name}"
 
+    @property
+    def node_ids(self) -> str:
+        return f"{self.prefix}ipam/node-ids/"
+
     def node_id(self, node_id: int) -> str:
-        return f"{self.prefix}ipam/node-ids/{node_id}"
+        return f"{self.node_ids}{node_id}"
+
+    @property
+    def pod_cidrs(self) -> str:
+        return f"{self.prefix}ipam/pod-cidrs/"
 
     def pod_cidr(self, cidr: str) -> str:
-        return f"{self.prefix}ipam/pod-cidrs/{cidr.replace('/', '_')}"
+        return f"{self.pod_cidrs}{cidr.replace('/', '_')}"
 
     # endpoints and ipcache
     @property

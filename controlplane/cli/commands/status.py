@@ -11,6 +11,8 @@ from bulkhead.v1 import admin_pb2, admin_pb2_grpc, observer_pb2, observer_pb2_gr
 
 from ..output import emit_json, output_flag, to_dict
 
+BAD_RECORDS_PRINTED = 20
+
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
@@ -43,6 +45,14 @@ def run(ctx: Any) -> int:
     print(f"{'Cluster:':<17}{status.cluster_name} (id {status.cluster_id})")
     print(f"{'Control plane:':<17}{replicas}, bulkhead {status.version}")
     print(f"{'etcd:':<17}{health} [{etcd.endpoints}]")
+    if status.HasField("embedded_etcd"):
+        embedded = status.embedded_etcd
+        line = (f"running, pid {embedded.pid}" if embedded.running
+                else "DOWN, being restarted")
+        line += f", {embedded.restarts} restart(s)"
+        if embedded.last_exit:
+            line += f", last died: {embedded.last_exit}"
+        print(f"{'Embedded etcd:':<17}{line} [{embedded.data_dir}]")
     nodes = counts.get("nodes", 0)
     if "subscribers" in counts:
         print(f"{'Nodes:':<17}{counts['subscribers']}/{nodes} connected, max lag "
@@ -52,6 +62,13 @@ def run(ctx: Any) -> int:
     for name in ("endpoints", "identities", "policies"):
         if name in counts:
             print(f"{name.capitalize() + ':':<17}{counts[name]}")
+    if status.bad_records:
+        total = counts.get("bad_records", len(status.bad_records))
+        print(f"{'Bad records:':<17}{total} skipped, undecodable (fix or delete them in etcd)")
+        for bad in status.bad_records[:BAD_RECORDS_PRINTED]:
+            print(f"{'':<17}{bad.key} ({bad.kind}): {bad.reason}")
+        if total > BAD_RECORDS_PRINTED:
+            print(f"{'':<17}... and {total - BAD_RECORDS_PRINTED} more (the log names each)")
     if flows is not None:
         unreachable = [n.node for n in flows.nodes if not n.reachable]
         line = (f"{flows.flows_held}/{flows.flows_max} ({flows.flows_per_second:.2f} flows/s) "

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from bulkhead.v1 import types_pb2 as bulkhead_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62ulkhead/v1/admin.proto\x12\x0b\x62ulkhead.v1\x1a\x17\x62ulkhead/v1/types.proto\"\x0f\n\rStatusRequest\"v\n\nEtcdStatus\x12\x0f\n\x07healthy\x18\x01 \x01(\x08\x12\x11\n\tendpoints\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x12\n\ncluster_id\x18\x05 \x01(\x04\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"\x80\x02\n\x0eStatusResponse\x12\x12\n\nreplica_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0c\x63luster_name\x18\x03 \x01(\t\x12\x12\n\ncluster_id\x18\x04 \x01(\r\x12%\n\x04\x65tcd\x18\x05 \x01(\x0b\x32\x17.bulkhead.v1.EtcdStatus\x12\x37\n\x06\x63ounts\x18\x06 \x03(\x0b\x32\'.bulkhead.v1.StatusResponse.CountsEntry\x12\x10\n\x08replicas\x18\x07 \x03(\t\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"V\n\x15ListIdentitiesRequest\x12\x16\n\x0elabel_selector\x18\x01 \x03(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"\\\n\x16ListIdentitiesResponse\x12)\n\nidentities\x18\x01 \x03(\x0b\x32\x15.bulkhead.v1.Identity\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x10ListNodesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"N\n\x11ListNodesResponse\x12 \n\x05nodes\x18\x01 \x03(\x0b\x32\x11.bulkhead.v1.Node\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"p\n\x14ListEndpointsRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x10\n\x08identity\x18\x03 \x01(\r\x12\x11\n\tpage_size\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\"Z\n\x15ListEndpointsResponse\x12(\n\tendpoints\x18\x01 \x03(\x0b\x32\x15.bulkhead.v1.Endpoint\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"[\n\x12ListIPCacheRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08identity\x18\x02 \x01(\r\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"Z\n\x13ListIPCacheResponse\x12*\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x19.bulkhead.v1.IPCacheEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xa2\x03\n\x0c\x41\x64minService\x12\x41\n\x06Status\x12\x1a.bulkhead.v1.StatusRequest\x1a\x1b.bulkhead.v1.StatusResponse\x12Y\n\x0eListIdentities\x12\".bulkhead.v1.ListIdentitiesRequest\x1a#.bulkhead.v1.ListIdentitiesResponse\x12J\n\tListNodes\x12\x1d.bulkhead.v1.ListNodesRequest\x1a\x1e.bulkhead.v1.ListNodesResponse\x12V\n\rListEndpoints\x12!.bulkhead.v1.ListEndpointsRequest\x1a\".bulkhead.v1.ListEndpointsResponse\x12P\n\x0bListIPCache\x12\x1f.bulkhead.v1.ListIPCacheRequest\x1a .bulkhead.v1.ListIPCacheResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62ulkhead/v1/admin.proto\x12\x0b\x62ulkhead.v1\x1a\x17\x62ulkhead/v1/types.proto\"\x0f\n\rStatusRequest\"v\n\nEtcdStatus\x12\x0f\n\x07healthy\x18\x01 \x01(\x08\x12\x11\n\tendpoints\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x12\n\ncluster_id\x18\x05 \x01(\x04\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"\xdf\x02\n\x0eStatusResponse\x12\x12\n\nreplica_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0c\x63luster_name\x18\x03 \x01(\t\x12\x12\n\ncluster_id\x18\x04 \x01(\r\x12%\n\x04\x65tcd\x18\x05 \x01(\x0b\x32\x17.bulkhead.v1.EtcdStatus\x12\x37\n\x06\x63ounts\x18\x06 \x03(\x0b\x32\'.bulkhead.v1.StatusResponse.CountsEntry\x12\x10\n\x08replicas\x18\x07 \x03(\t\x12+\n\x0b\x62\x61\x64_records\x18\x08 \x03(\x0b\x32\x16.bulkhead.v1.BadRecord\x12\x30\n\rembedded_etcd\x18\t \x01(\x0b\x32\x19.bulkhead.v1.EmbeddedEtcd\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"L\n\tBadRecord\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x14\n\x0cmod_revision\x18\x04 \x01(\x03\"c\n\x0c\x45mbeddedEtcd\x12\x0f\n\x07running\x18\x01 \x01(\x08\x12\x0b\n\x03pid\x18\x02 \x01(\x05\x12\x10\n\x08restarts\x18\x03 \x01(\r\x12\x11\n\tlast_exit\x18\x04 \x01(\t\x12\x10\n\x08\x64\x61ta_dir\x18\x05 \x01(\t\"V\n\x15ListIdentitiesRequest\x12\x16\n\x0elabel_selector\x18\x01 \x03(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"\\\n\x16ListIdentitiesResponse\x12)\n\nidentities\x18\x01 \x03(\x0b\x32\x15.bulkhead.v1.Identity\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x10ListNodesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"N\n\x11ListNodesResponse\x12 \n\x05nodes\x18\x01 \x03(\x0b\x32\x11.bulkhead.v1.Node\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"p\n\x14ListEndpointsRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x10\n\x08identity\x18\x03 \x01(\r\x12\x11\n\tpage_size\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\"Z\n\x15ListEndpointsResponse\x12(\n\tendpoints\x18\x01 \x03(\x0b\x32\x15.bulkhead.v1.Endpoint\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"[\n\x12ListIPCacheRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08identity\x18\x02 \x01(\r\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"Z\n\x13ListIPCacheResponse\x12*\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x19.bulkhead.v1.IPCacheEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xa2\x03\n\x0c\x41\x64minService\x12\x41\n\x06Status\x12\x1a.bulkhead.v1.StatusRequest\x1a\x1b.bulkhead.v1.StatusResponse\x12Y\n\x0eListIdentities\x12\".bulkhead.v1.ListIdentitiesRequest\x1a#.bulkhead.v1.ListIdentitiesResponse\x12J\n\tListNodes\x12\x1d.bulkhead.v1.ListNodesRequest\x1a\x1e.bulkhead.v1.ListNodesResponse\x12V\n\rListEndpoints\x12!.bulkhead.v1.ListEndpointsRequest\x1a\".bulkhead.v1.ListEndpointsResponse\x12P\n\x0bListIPCache\x12\x1f.bulkhead.v1.ListIPCacheRequest\x1a .bulkhead.v1.ListIPCacheResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,25 +39,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ETCDSTATUS']._serialized_start=82
   _globals['_ETCDSTATUS']._serialized_end=200
   _globals['_STATUSRESPONSE']._serialized_start=203
-  _globals['_STATUSRESPONSE']._serialized_end=459
-  _globals['_STATUSRESPONSE_COUNTSENTRY']._serialized_start=414
-  _globals['_STATUSRESPONSE_COUNTSENTRY']._serialized_end=459
-  _globals['_LISTIDENTITIESREQUEST']._serialized_start=461
-  _globals['_LISTIDENTITIESREQUEST']._serialized_end=547
-  _globals['_LISTIDENTITIESRESPONSE']._serialized_start=549
-  _globals['_LISTIDENTITIESRESPONSE']._serialized_end=641
-  _globals['_LISTNODESREQUEST']._serialized_start=643
-  _globals['_LISTNODESREQUEST']._serialized_end=700
-  _globals['_LISTNODESRESPONSE']._serialized_start=702
-  _globals['_LISTNODESRESPONSE']._serialized_end=780
-  _globals['_LISTENDPOINTSREQUEST']._serialized_start=782
-  _globals['_LISTENDPOINTSREQUEST']._serialized_end=894
-  _globals['_LISTENDPOINTSRESPONSE']._serialized_start=896
-  _globals['_LISTENDPOINTSRESPONSE']._serialized_end=986
-  _globals['_LISTIPCACHEREQUEST']._serialized_start=988
-  _globals['_LISTIPCACHEREQUEST']._serialized_end=1079
-  _globals['_LISTIPCACHERESPONSE']._serialized_start=1081
-  _globals['_LISTIPCACHERESPONSE']._serialized_end=1171
-  _globals['_ADMINSERVICE']._serialized_start=1174
-  _globals['_ADMINSERVICE']._serialized_end=1592
+  _globals['_STATUSRESPONSE']._serialized_end=554
+  _globals['_STATUSRESPONSE_COUNTSENTRY']._serialized_start=509
+  _globals['_STATUSRESPONSE_COUNTSENTRY']._serialized_end=554
+  _globals['_BADRECORD']._serialized_start=556
+  _globals['_BADRECORD']._serialized_end=632
+  _globals['_EMBEDDEDETCD']._serialized_start=634
+  _globals['_EMBEDDEDETCD']._serialized_end=733
+  _globals['_LISTIDENTITIESREQUEST']._serialized_start=735
+  _globals['_LISTIDENTITIESREQUEST']._serialized_end=821
+  _globals['_LISTIDENTITIESRESPONSE']._serialized_start=823
+  _globals['_LISTIDENTITIESRESPONSE']._serialized_end=915
+  _globals['_LISTNODESREQUEST']._serialized_start=917
+  _globals['_LISTNODESREQUEST']._serialized_end=974
+  _globals['_LISTNODESRESPONSE']._serialized_start=976
+  _globals['_LISTNODESRESPONSE']._serialized_end=1054
+  _globals['_LISTENDPOINTSREQUEST']._serialized_start=1056
+  _globals['_LISTENDPOINTSREQUEST']._serialized_end=1168
+  _globals['_LISTENDPOINTSRESPONSE']._serialized_start=1170
+  _globals['_LISTENDPOINTSRESPONSE']._serialized_end=1260
+  _globals['_LISTIPCACHEREQUEST']._serialized_start=1262
+  _globals['_LISTIPCACHEREQUEST']._serialized_end=1353
+  _globals['_LISTIPCACHERESPONSE']._serialized_start=1355
+  _globals['_LISTIPCACHERESPONSE']._serialized_end=1445
+  _globals['_ADMINSERVICE']._serialized_start=1448
+  _globals['_ADMINSERVICE']._serialized_end=1866
 # @@protoc_insertion_point(module_scope)

@@ -28,7 +28,7 @@ class EtcdStatus(_message.Message):
     def __init__(self, healthy: _Optional[bool] = ..., endpoints: _Optional[str] = ..., revision: _Optional[int] = ..., version: _Optional[str] = ..., cluster_id: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("replica_id", "version", "cluster_name", "cluster_id", "etcd", "counts", "replicas")
+    __slots__ = ("replica_id", "version", "cluster_name", "cluster_id", "etcd", "counts", "replicas", "bad_records", "embedded_etcd")
     class CountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,8 @@ class StatusResponse(_message.Message):
     ETCD_FIELD_NUMBER: _ClassVar[int]
     COUNTS_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    BAD_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDED_ETCD_FIELD_NUMBER: _ClassVar[int]
     replica_id: str
     version: str
     cluster_name: str
@@ -50,7 +52,35 @@ class StatusResponse(_message.Message):
     etcd: EtcdStatus
     counts: _containers.ScalarMap[str, int]
     replicas: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, replica_id: _Optional[str] = ..., version: _Optional[str] = ..., cluster_name: _Optional[str] = ..., cluster_id: _Optional[int] = ..., etcd: _Optional[_Union[EtcdStatus, _Mapping]] = ..., counts: _Optional[_Mapping[str, int]] = ..., replicas: _Optional[_Iterable[str]] = ...) -> None: ...
+    bad_records: _containers.RepeatedCompositeFieldContainer[BadRecord]
+    embedded_etcd: EmbeddedEtcd
+    def __init__(self, replica_id: _Optional[str] = ..., version: _Optional[str] = ..., cluster_name: _Optional[str] = ..., cluster_id: _Optional[int] = ..., etcd: _Optional[_Union[EtcdStatus, _Mapping]] = ..., counts: _Optional[_Mapping[str, int]] = ..., replicas: _Optional[_Iterable[str]] = ..., bad_records: _Optional[_Iterable[_Union[BadRecord, _Mapping]]] = ..., embedded_etcd: _Optional[_Union[EmbeddedEtcd, _Mapping]] = ...) -> None: ...
+
+class BadRecord(_message.Message):
+    __slots__ = ("key", "kind", "reason", "mod_revision")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MOD_REVISION_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    kind: str
+    reason: str
+    mod_revision: int
+    def __init__(self, key: _Optional[str] = ..., kind: _Optional[str] = ..., reason: _Optional[str] = ..., mod_revision: _Optional[int] = ...) -> None: ...
+
+class EmbeddedEtcd(_message.Message):
+    __slots__ = ("running", "pid", "restarts", "last_exit", "data_dir")
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_EXIT_FIELD_NUMBER: _ClassVar[int]
+    DATA_DIR_FIELD_NUMBER: _ClassVar[int]
+    running: bool
+    pid: int
+    restarts: int
+    last_exit: str
+    data_dir: str
+    def __init__(self, running: _Optional[bool] = ..., pid: _Optional[int] = ..., restarts: _Optional[int] = ..., last_exit: _Optional[str] = ..., data_dir: _Optional[str] = ...) -> None: ...
 
 class ListIdentitiesRequest(_message.Message):
     __slots__ = ("label_selector", "page_size", "page_token")
