@@ -20,6 +20,7 @@ from wsgiref.simple_server import WSGIServer
 import grpc
 
 from bulkhead import log
+from bulkhead.rpcguard import guarded
 from bulkhead.v1 import agent_pb2, agent_pb2_grpc
 from nodeagent import metrics
 from nodeagent.cpclient import ControlPlane
@@ -142,7 +143,9 @@ class BpfAgent:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # a previous agent's socket (it was killed)
         self.server = grpc.aio.server()
-        agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(self), self.server)
+        # Undecodable requests are answered INVALID_ARGUMENT, as on the control plane.
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(self),
+                                                          guarded(self.server))
         self.server.add_insecure_port(f"unix:{path}")
         listen = self.settings.api_listen
         if listen:
