@@ -12,9 +12,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import grpc
-
-from bulkhead.rpcerror import ApiError, FieldViolation, exhausted, invalid, not_found
+from bulkhead.errors import BulkheadError, Conflict, Exhausted, FieldViolation, Invalid, NotFound
 from controlplane.store import etcd as ops
 from controlplane.store.etcd import Etcd
 from controlplane.store.groupcommit import GroupCommit
@@ -70,7 +68,7 @@ class Identity:
 def _check_holder(holder: str) -> str:
     holder = holder or "admin"
     if len(holder) > HOLDER_MAX or "\0" in holder:
-        raise invalid([FieldViolation("holder", f"at most {HOLDER_MAX} characters, no NUL")])
+        raise Invalid([FieldViolation("holder", f"at most {HOLDER_MAX} characters, no NUL")])
     return holder
 
 
@@ -90,7 +88,7 @@ class IdentityAllocator:
     def canonical(self, labels: Sequence[str], field_name: str = "labels") -> LabelSet:
         label_set, problems = parse_labels(labels, field_name, self.label_filter)
         if problems:
-            raise invalid(problems)
+            raise Invalid(problems)
         return label_set
 
     def lookup(self, labels: Sequence[str]) -> Identity:
@@ -100,13 +98,13 @@ class IdentityAllocator:
             return Identity(reserved, label_set.labels)
         ident = self.index.by_labels.get(label_set.key)
         if ident is None:
-            raise not_found(f"no identity for labels {list(label_set.labels)}")
+            raise NotFound(f"no identity for labels {list(label_set.labels)}")
         return Identity(ident, label_set.labels, self.index.references(ident))
 
     def get(self, ident: int) -> Identity:
         labels = self.index.labels_of(ident)
         if labels is None:
-            raise not_found(f"identity {ident} does not exist")
+            raise NotFound(f"identity {ident} does not exist")
         return Identity(ident, labels, self.index.references(ident))
 
     async def allocate(self, labels: Sequence[str] | LabelSet, holder: str = "admin", *,
@@ -126,7 +124,7 @@ class IdentityAllocator:
         if label_set.key not in self.index.by_labels:
             try:
                 self._check_quota(label_set)
-            except ApiError:
+            except BulkheadError:
                 self.allocated["over_quota"] += 1
                 raise
         labels_key = self.keys.identity_labels(label_set.key)
@@ -144,7 +142,7 @@ class IdentityAllocator:
                 continue  # collected meanwhile: allocate afresh
             candidate = self._candidate()
             if candidate is None:
-                raise exhausted(f"identity range {self.range.first}-{self.range.last} is full")
+                raise Exhausted(f"identity range {self.range.first}-{self.range.last} is full")
             value = json.dumps({"id": candidate, "labels": list(label_set.labels)}).encode()
             ref = json.dumps({"count": 1}).encode()
             created = await self.group.txn(
@@ -159,7 +157,7 @@ class IdentityAllocator:
             lost_race = True
             # Lost a race: either these labels got an id meanwhile (next loop adds a
             # reference to it) or the candidate id was taken (next loop tries another).
-        raise ApiError(grpc.StatusCode.ABORTED, "identity allocation kept conflicting; retry")
+        raise Conflict("identity allocation kept conflicting; retry")
 
     async def release(self, ident: int, holder: str = "admin") -> int:
         """Drops one reference of `holder`; returns the references left on the identity."""
@@ -171,8 +169,8 @@ class IdentityAllocator:
             kv = await self.etcd.get(ref_key)
             if kv is None:
                 if await self.etcd.get(self.keys.identity(ident)) is None:
-                    raise not_found(f"identity {ident} does not exist")
-                raise not_found(f"identity {ident} has no reference held by {holder!r}")
+                    raise NotFound(f"identity {ident} does not exist")
+                raise NotFound(f"identity {ident} has no reference held by {holder!r}")
             count = int(json.loads(kv.value).get("count", 1))
             if count <= 1:
                 op = ops.delete(ref_key)
@@ -183,7 +181,7 @@ class IdentityAllocator:
             if result.succeeded:
                 others = sum(c for h, c in self.index.refs.get(ident, {}).items() if h != holder)
                 return others + count - 1
-        raise ApiError(grpc.StatusCode.ABORTED, "release kept conflicting; retry")
+        raise Conflict("release kept conflicting; retry")
 
     def _check_quota(self, label_set: LabelSet) -> None:
         """Refuses a new identity over the per-identity limits (INVALID_ARGUMENT on `labels`)
@@ -191,15 +189,15 @@ class IdentityAllocator:
         limits = self.limits
         count, size = len(label_set.labels), label_bytes(label_set.labels)
         if count > limits.max_labels:
-            raise invalid([FieldViolation(
+            raise Invalid([FieldViolation(
                 "labels", f"{count} security-relevant labels; this cluster allows at most "
                           f"{limits.max_labels} per identity")])
         if size > limits.max_label_bytes:
-            raise invalid([FieldViolation(
+            raise Invalid([FieldViolation(
                 "labels", f"{size} bytes of security-relevant labels; this cluster allows at "
                           f"most {limits.max_label_bytes} per identity")])
         if self.index.label_bytes + size > limits.max_total_label_bytes:
-            raise exhausted(f"identity label quota: identities hold {self.index.label_bytes} "
+            raise Exhausted(f"identity label quota: identities hold {self.index.label_bytes} "
                             f"bytes of labels, this one needs {size} more and the cluster "
                             f"allows {limits.max_total_label_bytes} in all; release unused "
                             f"identities or raise --identity-max-total-label-bytes")

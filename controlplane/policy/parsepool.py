@@ -14,7 +14,7 @@ import multiprocessing
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bulkhead.rpcerror import FieldViolation
+from bulkhead.errors import FieldViolation
 
 from .model import Policy
 from .parse import PolicyValidationError, parse_policies
