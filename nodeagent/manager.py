@@ -24,7 +24,7 @@ from bulkhead.errors import (
     Unavailable,
 )
 from bulkhead.rpcerror import domain_error
-from nodeagent.cpclient import ControlPlane
+from nodeagent.cpclient import ControlPlaneClient
 from nodeagent.datapath import Datapath, EndpointInfo, EndpointSpec, netlink
 from nodeagent.endpoints import (
     READY,
@@ -78,7 +78,7 @@ def adopt(dp: Datapath) -> list[tuple[EndpointInfo, str]]:
 # -- loop -------------------------------------------------------------------------------------
 class EndpointManager:
     def __init__(self, node: str, dp: Datapath, worker: Worker, table: EndpointTable,
-                 reconciler: Reconciler, cp: ControlPlane, *, policy_wait: float = 5.0,
+                 reconciler: Reconciler, cp: ControlPlaneClient, *, policy_wait: float = 5.0,
                  sync_wait: float = 30.0) -> None:
         self.node = node
         self.dp = dp

@@ -59,7 +59,10 @@ class IdentityLimits:
 
 
 @dataclass(frozen=True)
-class Identity:
+class AllocatedIdentity:
+    """What the allocator answers: an identity and how many references hold it. (The policy
+    engine's identity, labels only, is `controlplane.policy.model.Identity`.)"""
+
     id: int
     labels: tuple[str, ...]
     references: int = 0
@@ -91,24 +94,24 @@ class IdentityAllocator:
             raise Invalid(problems)
         return label_set
 
-    def lookup(self, labels: Sequence[str]) -> Identity:
+    def lookup(self, labels: Sequence[str]) -> AllocatedIdentity:
         label_set = self.canonical(labels)
         reserved = label_set.reserved_id()
         if reserved is not None:
-            return Identity(reserved, label_set.labels)
+            return AllocatedIdentity(reserved, label_set.labels)
         ident = self.index.by_labels.get(label_set.key)
         if ident is None:
             raise NotFound(f"no identity for labels {list(label_set.labels)}")
-        return Identity(ident, label_set.labels, self.index.references(ident))
+        return AllocatedIdentity(ident, label_set.labels, self.index.references(ident))
 
-    def get(self, ident: int) -> Identity:
+    def get(self, ident: int) -> AllocatedIdentity:
         labels = self.index.labels_of(ident)
         if labels is None:
             raise NotFound(f"identity {ident} does not exist")
-        return Identity(ident, labels, self.index.references(ident))
+        return AllocatedIdentity(ident, labels, self.index.references(ident))
 
     async def allocate(self, labels: Sequence[str] | LabelSet, holder: str = "admin", *,
-                       lease: int = 0, single: bool = False) -> Identity:
+                       lease: int = 0, single: bool = False) -> AllocatedIdentity:
         """The identity of `labels` (raw, or already canonical) with one more reference by
         `holder`.
 
@@ -120,7 +123,7 @@ class IdentityAllocator:
         reserved = label_set.reserved_id()
         if reserved is not None:
             self.allocated["reserved"] += 1
-            return Identity(reserved, label_set.labels)
+            return AllocatedIdentity(reserved, label_set.labels)
         if label_set.key not in self.index.by_labels:
             try:
                 self._check_quota(label_set)
@@ -138,7 +141,7 @@ class IdentityAllocator:
             if known is not None:
                 if await self._add_reference(known, labels_key, holder, lease, single):
                     self.allocated["existing"] += 1
-                    return Identity(known, label_set.labels)
+                    return AllocatedIdentity(known, label_set.labels)
                 continue  # collected meanwhile: allocate afresh
             candidate = self._candidate()
             if candidate is None:
@@ -153,7 +156,7 @@ class IdentityAllocator:
             )
             if created:
                 self.allocated["new"] += 1
-                return Identity(candidate, label_set.labels, 1)
+                return AllocatedIdentity(candidate, label_set.labels, 1)
             lost_race = True
             # Lost a race: either these labels got an id meanwhile (next loop adds a
             # reference to it) or the candidate id was taken (next loop tries another).

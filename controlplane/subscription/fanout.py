@@ -29,7 +29,7 @@ _log = log.get(__name__)
 
 
 @dataclass(frozen=True)
-class Settings:
+class FanoutSettings:
     history_window: float = 300.0       # seconds of revisions kept for resumes
     queue_bytes: int = 16 << 20         # per subscriber; beyond it: Reset(SLOW_CONSUMER)
     bookmark_interval: float = 30.0
@@ -41,12 +41,12 @@ class Settings:
 
 class Fanout:
     def __init__(self, etcd: Etcd, keys: Keys, cache: ClusterCache, policy: PolicySource,
-                 replica: str, settings: Settings | None = None) -> None:
+                 replica: str, settings: FanoutSettings | None = None) -> None:
         self.etcd = etcd
         self.keys = keys
         self.cache = cache
         self.replica = replica
-        self.settings = settings or Settings()
+        self.settings = settings or FanoutSettings()
         self.history = History(self.settings.history_window)
         self.state = SubscriptionState(keys, policy, self.history)
         self.snapshots = Snapshots(self.state)
