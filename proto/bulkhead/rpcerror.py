@@ -121,7 +121,8 @@ def domain_error(error: grpc.RpcError, prefix: str = "") -> BulkheadError:
     message `prefix` + the server's, its field violations kept: how a server passes on the
     refusal of a server it called. A code no domain error stands for stays as it came."""
     code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
-    message = prefix + (error.details() if hasattr(error, "details") else str(error))
+    details = error.details() if hasattr(error, "details") else str(error)
+    message = prefix + (details or code.name)
     kind = _DOMAIN_ERRORS.get(code)
     if kind is Invalid:
         return Invalid(field_violations(error), message)
