@@ -25,7 +25,7 @@ from controlplane.store.cache import ClusterCache
 from controlplane.store.embedded import EmbeddedEtcd
 from controlplane.store.etcd import Etcd, EtcdUnavailable, TlsFiles
 from controlplane.store.keys import Keys
-from controlplane.subscription.fanout import Fanout, Settings
+from controlplane.subscription.fanout import Fanout, FanoutSettings
 from controlplane.subscription.policy import EnginePolicySource
 
 _log = log.get(__name__)
@@ -90,7 +90,7 @@ class ControlPlane:
         self.subscriptions = Fanout(
             self.etcd, self.keys, self.cache, EnginePolicySource(self.policy_engine),
             config.replica_id,
-            Settings(config.subscription_history, config.subscription_queue_bytes,
+            FanoutSettings(config.subscription_history, config.subscription_queue_bytes,
                      config.bookmark_interval, config.subscription_status_interval,
                      config.node_ttl, max_linger=config.subscription_max_linger))
         self.subscriptions.attach()  # after the policy resolver's listener

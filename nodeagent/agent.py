@@ -23,7 +23,7 @@ from bulkhead import log
 from bulkhead.rpcguard import guarded
 from bulkhead.v1 import agent_pb2, agent_pb2_grpc
 from nodeagent import metrics
-from nodeagent.cpclient import ControlPlane
+from nodeagent.cpclient import ControlPlaneClient
 from nodeagent.datapath import Datapath, Flow
 from nodeagent.endpoints import EndpointTable
 from nodeagent.flowstore import FlowStore
@@ -87,7 +87,7 @@ class BpfAgent:
         self.state = ReceivedState()
         self.table = EndpointTable(s.endpoints_file or s.socket.with_suffix(".endpoints.json"))
         self.reconciler = Reconciler(s.node, self.dp, self.worker, self.state, self.table)
-        self.cp = ControlPlane(s.node, s.controlplane)
+        self.cp = ControlPlaneClient(s.node, s.controlplane)
         self.manager = EndpointManager(s.node, self.dp, self.worker, self.table,
                                        self.reconciler, self.cp)
         self.flows = FlowStore(s.node, s.flows_max, self.labels, self._pod)

@@ -16,7 +16,7 @@ TIMEOUT = 15.0
 _RETRY = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
-class ControlPlane:
+class ControlPlaneClient:
     def __init__(self, node: str, addresses: Sequence[str]) -> None:
         self.node = node
         self.addresses = list(addresses)

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from bulkhead.rpcerror import FieldViolation, invalid, not_found, servicer_method
+from bulkhead.errors import FieldViolation, Invalid, NotFound
+from bulkhead.rpcerror import servicer_method
 from bulkhead.v1 import agent_pb2, agent_pb2_grpc, flow_pb2
 from nodeagent import dumps
 from nodeagent.endpoints import LocalEndpoint
@@ -86,7 +87,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         elif name in ("tunnel", "tunnels"):
             cols, rows, size = await run(dumps.tunnels, dp)
         else:
-            raise invalid([FieldViolation("map", f"must be one of {', '.join(MAPS)}, "
+            raise Invalid([FieldViolation("map", f"must be one of {', '.join(MAPS)}, "
                                                  f"got {name!r}")])
         return agent_pb2.DumpMapResponse(
             columns=cols, rows=[agent_pb2.MapRow(fields=r) for r in rows], max_entries=size)
@@ -94,13 +95,13 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     def _endpoint_id(self, ref: str, *, required: bool) -> int | None:
         if not ref:
             if required:
-                raise invalid([FieldViolation("endpoint", "required: an endpoint id or ns/name")])
+                raise Invalid([FieldViolation("endpoint", "required: an endpoint id or ns/name")])
             return None
         ep = self.agent.table.resolve(ref)
         if ep is None:
             if ref.isdigit():  # a pinned id the table does not name (still restoring)
                 return int(ref)
-            raise not_found(f"no endpoint {ref!r} on node {self.agent.node}")
+            raise NotFound(f"no endpoint {ref!r} on node {self.agent.node}")
         return ep.ep_id
 
     async def GetFlows(self, request: flow_pb2.GetFlowsRequest,

@@ -15,16 +15,16 @@ import os
 import grpc
 
 from bulkhead import log
-from bulkhead.rpcerror import (
-    ApiError,
+from bulkhead.errors import (
+    AlreadyExists,
+    FailedPrecondition,
     FieldViolation,
-    already_exists,
-    field_violations,
-    invalid,
-    not_found,
-    unavailable,
+    Invalid,
+    NotFound,
+    Unavailable,
 )
-from nodeagent.cpclient import ControlPlane
+from bulkhead.rpcerror import domain_error
+from nodeagent.cpclient import ControlPlaneClient
 from nodeagent.datapath import Datapath, EndpointInfo, EndpointSpec, netlink
 from nodeagent.endpoints import (
     READY,
@@ -76,14 +76,9 @@ def adopt(dp: Datapath) -> list[tuple[EndpointInfo, str]]:
 
 
 # -- loop -------------------------------------------------------------------------------------
-def _api_error(exc: grpc.aio.AioRpcError) -> ApiError:
-    """The control plane's refusal, passed on with its field violations."""
-    return ApiError(exc.code(), f"control plane: {exc.details()}", field_violations(exc))
-
-
 class EndpointManager:
     def __init__(self, node: str, dp: Datapath, worker: Worker, table: EndpointTable,
-                 reconciler: Reconciler, cp: ControlPlane, *, policy_wait: float = 5.0,
+                 reconciler: Reconciler, cp: ControlPlaneClient, *, policy_wait: float = 5.0,
                  sync_wait: float = 30.0) -> None:
         self.node = node
         self.dp = dp
@@ -107,23 +102,23 @@ class EndpointManager:
         if not name:
             problems.append(FieldViolation("name", "required"))
         if problems:
-            raise invalid(problems)
+            raise Invalid(problems)
         await self._wait_restored()
         async with self._lock:
             existing = self.table.find(namespace, name)
             if existing is not None:
                 if existing.netns_path == netns_path and sorted(existing.labels) == sorted(labels):
                     return existing  # a retry
-                raise already_exists(f"endpoint {namespace}/{name} already exists on node "
+                raise AlreadyExists(f"endpoint {namespace}/{name} already exists on node "
                                      f"{self.node} with a different netns path or labels")
             same_ns = next((e for e in self.table.all() if e.netns_path == netns_path), None)
             if same_ns is not None:
-                raise ApiError(grpc.StatusCode.ALREADY_EXISTS, "invalid request", [FieldViolation(
+                raise AlreadyExists("invalid request", [FieldViolation(
                     "netns_path", f"{netns_path} already holds endpoint {same_ns.ref}")])
             try:
                 created = await self.cp.create(namespace, name, labels)
             except grpc.aio.AioRpcError as exc:
-                raise _api_error(exc) from None
+                raise domain_error(exc, "control plane: ") from None
             taken = {info.ep_id for info in await self.worker.run(self.dp.endpoints)}
             ep = LocalEndpoint(
                 ep_id=self.table.allocate_id(taken), namespace=namespace, name=name,
@@ -139,8 +134,7 @@ class EndpointManager:
                 self.table.remove(ep.ep_id)
                 await self.cp.delete(namespace, name)
                 if isinstance(exc, OSError | ValueError | RuntimeError):
-                    raise ApiError(grpc.StatusCode.FAILED_PRECONDITION,
-                                   f"plumbing {namespace}/{name} failed: {exc}") from exc
+                    raise FailedPrecondition(f"plumbing {namespace}/{name} failed: {exc}") from exc
                 raise
             ep.status = WAITING
             self.table.save()
@@ -156,21 +150,21 @@ class EndpointManager:
         async with self._lock:
             ep = self.table.find(namespace, name)
             if ep is None:
-                raise not_found(f"endpoint {namespace}/{name} is not on node {self.node}")
+                raise NotFound(f"endpoint {namespace}/{name} is not on node {self.node}")
             await self.worker.run(unplumb, self.dp, ep.ep_id, ep.host_ifname)
             self.table.remove(ep.ep_id)
             self.table.save()
             try:
                 await self.cp.delete(namespace, name)
             except grpc.aio.AioRpcError as exc:
-                raise _api_error(exc) from None
+                raise domain_error(exc, "control plane: ") from None
         _log.info("endpoint deleted", endpoint=ep.ref, ep_id=ep.ep_id)
 
     async def _wait_restored(self) -> None:
         try:
             await asyncio.wait_for(self.restored.wait(), self.sync_wait)
         except TimeoutError:
-            raise unavailable("the agent has not synced with the control plane yet") from None
+            raise Unavailable("the agent has not synced with the control plane yet") from None
 
     # -- restart ----------------------------------------------------------------------------
     async def preload(self) -> None:

@@ -7,7 +7,8 @@ import base64
 
 import grpc
 
-from bulkhead.rpcerror import ApiError, FieldViolation, clip, field_violations, invalid, shown
+from bulkhead.errors import FieldViolation, Invalid, shown
+from bulkhead.rpcerror import ApiError, clip, field_violations, to_status
 from tests.test_rpcerror import raised
 
 
@@ -27,8 +28,8 @@ def test_clip_keeps_head_and_tail() -> None:
 
 
 def test_a_status_fits_the_metadata_limit_whatever_it_carries() -> None:
-    error = invalid([FieldViolation(f"f{i}€" * 100, "ü€" * 5000) for i in range(2000)])
-    status = error.to_status()
+    error = Invalid([FieldViolation(f"f{i}€" * 100, "ü€" * 5000) for i in range(2000)])
+    status = to_status(error)
     # grpc-message is percent-encoded (3 characters per byte at worst), details in base64.
     trailers = 3 * len(status.message.encode()) + len(base64.b64encode(
         status.SerializeToString()))
@@ -42,11 +43,11 @@ def test_a_status_fits_the_metadata_limit_whatever_it_carries() -> None:
 
 def test_small_statuses_are_sent_unchanged() -> None:
     error = ApiError(grpc.StatusCode.NOT_FOUND, "identity 9 does not exist")
-    assert error.to_status().message == "identity 9 does not exist"
-    bad = invalid([FieldViolation("labels[0]", "bad")])
-    assert bad.to_status().message == "invalid request: labels[0]: bad"
+    assert to_status(error).message == "identity 9 does not exist"
+    bad = Invalid([FieldViolation("labels[0]", "bad")])
+    assert to_status(bad).message == "invalid request: labels[0]: bad"
 
 
 def test_a_long_ascii_message_keeps_its_full_budget() -> None:
-    message = invalid([FieldViolation("name", "n" * 10_000)]).to_status().message
+    message = to_status(Invalid([FieldViolation("name", "n" * 10_000)])).message
     assert 500 < len(message) <= 600

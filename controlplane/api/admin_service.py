@@ -4,7 +4,7 @@ import grpc
 
 from bulkhead.v1 import admin_pb2, admin_pb2_grpc, types_pb2
 from controlplane.endpoints.model import Endpoint
-from controlplane.identity.allocator import Identity
+from controlplane.identity.allocator import AllocatedIdentity
 from controlplane.identity.reserved import RESERVED_BY_ID
 
 from . import convert
@@ -30,7 +30,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         index = self.cp.identity_index
         wanted = set(request.label_selector)
         items = [self.cp.allocator.get(i) for i in RESERVED_BY_ID]
-        items += [Identity(s.id, s.labels, index.references(s.id)) for s in index.by_id.values()]
+        items += [AllocatedIdentity(s.id, s.labels, index.references(s.id))
+                  for s in index.by_id.values()]
         items = [i for i in items if wanted <= set(i.labels)]
         page, token = paginate(items, lambda i: f"{i.id:010d}", request.page_size,
                                request.page_token, listing="identities",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from bulkhead.v1 import types_pb2
 from controlplane.endpoints.model import Endpoint, IPCacheEntry
-from controlplane.identity.allocator import Identity
+from controlplane.identity.allocator import AllocatedIdentity
 from controlplane.nodes.registry import Node
 
 
-def identity(ident: Identity) -> types_pb2.Identity:
+def identity(ident: AllocatedIdentity) -> types_pb2.Identity:
     return types_pb2.Identity(id=ident.id, labels=list(ident.labels),
                               references=ident.references)
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import grpc
 
-from bulkhead.rpcerror import ApiError, FieldViolation, invalid
+from bulkhead.errors import FieldViolation, Invalid, NotFound
 from bulkhead.v1 import identity_pb2, identity_pb2_grpc, types_pb2
 from controlplane.identity.allocator import IdentityAllocator
 from controlplane.identity.holders import refuse_owned
@@ -43,7 +43,7 @@ class IdentityService(identity_pb2_grpc.IdentityServiceServicer):
         """Lookup for each item; an unknown set is found=false, any invalid set fails the call
         with every problem named lookups[i].<field>."""
         if len(request.lookups) > LOOKUP_MANY_MAX:
-            raise invalid([FieldViolation(
+            raise Invalid([FieldViolation(
                 "lookups", f"at most {LOOKUP_MANY_MAX} lookups per call, got "
                            f"{len(request.lookups)}")])
         results: list[identity_pb2.LookupIdentityResult] = []
@@ -51,12 +51,10 @@ class IdentityService(identity_pb2_grpc.IdentityServiceServicer):
         for i, item in enumerate(request.lookups):
             try:
                 ident = self.allocator.lookup(list(item.labels))
-            except ApiError as exc:
-                if exc.code == grpc.StatusCode.NOT_FOUND:
-                    results.append(identity_pb2.LookupIdentityResult(found=False))
-                    continue
-                if exc.code != grpc.StatusCode.INVALID_ARGUMENT:
-                    raise
+            except NotFound:
+                results.append(identity_pb2.LookupIdentityResult(found=False))
+                continue
+            except Invalid as exc:
                 problems.extend([FieldViolation(f"lookups[{i}].{v.field}", v.description)
                                  for v in exc.violations]
                                 or [FieldViolation(f"lookups[{i}]", exc.message)])
@@ -64,7 +62,7 @@ class IdentityService(identity_pb2_grpc.IdentityServiceServicer):
             results.append(identity_pb2.LookupIdentityResult(found=True,
                                                              identity=convert.identity(ident)))
         if problems:
-            raise invalid(problems)
+            raise Invalid(problems)
         return identity_pb2.LookupIdentitiesResponse(results=results)
 
     @rpc

@@ -4,7 +4,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from bulkhead.rpcerror import ApiError, abort
+from bulkhead.errors import BulkheadError
+from bulkhead.rpcerror import abort
 from bulkhead.v1 import flow_pb2, observer_pb2, observer_pb2_grpc
 from controlplane.observe.relay import FlowRelay
 
@@ -23,7 +24,7 @@ class ObserverService(observer_pb2_grpc.ObserverServiceServicer):
             if request.follow:
                 async for flow in self.relay.follow(request):
                     yield flow
-        except ApiError as exc:
+        except BulkheadError as exc:
             await abort(context, exc)
 
     @rpc

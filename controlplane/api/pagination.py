@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from google.protobuf.message import Message
 
-from bulkhead.rpcerror import FieldViolation, invalid
+from bulkhead.errors import FieldViolation, Invalid
 
 T = TypeVar("T")
 M = TypeVar("M", bound=Message)
@@ -44,7 +44,7 @@ def decode_token(listing: str, token: str) -> str:
         raw = ""
     name, newline, key = raw.partition("\n")
     if not newline or name != listing or not key:
-        raise invalid([FieldViolation(
+        raise Invalid([FieldViolation(
             "page_token", f"not a page token of this {listing} listing; pass the "
                           "next_page_token of the previous page, or nothing to start")])
     return key
@@ -54,7 +54,7 @@ def paginate(items: Iterable[T], key: Callable[[T], str], page_size: int, page_t
              *, listing: str, render: Callable[[T], M]) -> tuple[list[M], str]:
     """One page of `items` in key order, rendered; the token of the next page or ""."""
     if page_size > MAX_PAGE:
-        raise invalid([FieldViolation("page_size", f"at most {MAX_PAGE}")])
+        raise Invalid([FieldViolation("page_size", f"at most {MAX_PAGE}")])
     size = page_size or DEFAULT_PAGE
     after = decode_token(listing, page_token) if page_token else None
     ordered = sorted(items, key=key)

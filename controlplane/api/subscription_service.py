@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 import grpc
 
 from bulkhead import log
-from bulkhead.rpcerror import ApiError, FieldViolation, abort, invalid
+from bulkhead.errors import BulkheadError, FieldViolation, Invalid
+from bulkhead.rpcerror import ApiError, abort
 from bulkhead.v1 import subscription_pb2 as pb
 from bulkhead.v1 import subscription_pb2_grpc
 from controlplane.subscription import trace
@@ -48,15 +49,15 @@ class SubscriptionService:
         try:
             first = await asyncio.wait_for(anext(requests), HELLO_TIMEOUT)
             if first.WhichOneof("msg") != "hello":
-                raise invalid([FieldViolation("msg", "the first message must be hello")])
+                raise Invalid([FieldViolation("msg", "the first message must be hello")])
             sub = await self.fanout.open(first.hello, context.peer())
         except (TimeoutError, StopAsyncIteration):
-            await abort(context, invalid([FieldViolation("hello", "no hello received")]))
+            await abort(context, Invalid([FieldViolation("hello", "no hello received")]))
             return
-        except ApiError as exc:
+        except BulkheadError as exc:
             await abort(context, exc)
             return
-        error: ApiError | None = None
+        error: BulkheadError | None = None
         tasks = [asyncio.create_task(self._send(sub, context)),
                  asyncio.create_task(self._read(sub, requests)),
                  asyncio.create_task(self.fanout.keep_lease(
@@ -65,7 +66,7 @@ class SubscriptionService:
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                if not task.cancelled() and isinstance(task.exception(), ApiError):
+                if not task.cancelled() and isinstance(task.exception(), BulkheadError):
                     error = task.exception()  # type: ignore[assignment]
             if sub.failure is not None and not tasks[0].done():
                 # Give a reader that is still reading the chance to see the Reset.

@@ -7,14 +7,14 @@ import ipaddress
 from collections.abc import Sequence
 
 from bulkhead import log
-from bulkhead.rpcerror import (
-    ApiError,
+from bulkhead.errors import (
+    AlreadyExists,
+    Conflict,
+    Exhausted,
+    FailedPrecondition,
     FieldViolation,
-    already_exists,
-    exhausted,
-    failed_precondition,
-    invalid,
-    not_found,
+    Invalid,
+    NotFound,
 )
 from controlplane.identity.allocator import IdentityAllocator
 from controlplane.identity.holders import endpoint_holder
@@ -64,9 +64,9 @@ class EndpointRegistry:
     async def get(self, namespace: str, name: str) -> Endpoint:
         kv = await self.etcd.get(self.keys.endpoint(namespace or "default", name))
         if kv is None:
-            raise not_found(f"endpoint {namespace or 'default'}/{name} does not exist")
+            raise NotFound(f"endpoint {namespace or 'default'}/{name} does not exist")
         if (problem := self.cache.records.unreadable(kv.key, kv.value)) is not None:
-            raise failed_precondition(f"{problem}; `endpoint delete` removes it")
+            raise FailedPrecondition(f"{problem}; `endpoint delete` removes it")
         return Endpoint.from_json(kv.value)
 
     async def create(self, node_name: str, namespace: str, name: str, labels: Sequence[str],
@@ -78,7 +78,7 @@ class EndpointRegistry:
         label_set = None
         try:
             label_set = self.identities.canonical(labels)
-        except ApiError as exc:
+        except Invalid as exc:
             problems += exc.violations
         problems += [FieldViolation(f"labels[{i}]", why)
                      for i, label in enumerate(labels) if (why := _not_for_endpoints(label))]
@@ -88,16 +88,16 @@ class EndpointRegistry:
             except ValueError:
                 problems.append(FieldViolation("ip", f"must be an IPv4 address, got {ip[:80]!r}"))
         if problems or label_set is None:
-            raise invalid(problems)
+            raise Invalid(problems)
         node = await self.nodes.get(node_name)
         if ip and not ipam.is_assignable(ip, node.pod_cidr):
-            raise invalid([FieldViolation("ip", f"{ip} is not an assignable address of node "
+            raise Invalid([FieldViolation("ip", f"{ip} is not an assignable address of node "
                                                 f"{node_name}'s pod CIDR {node.pod_cidr}")])
         key = self.keys.endpoint(namespace, name)
         existing = await self.etcd.get(key)
         if existing is not None and (
                 problem := self.cache.records.unreadable(key, existing.value)) is not None:
-            raise failed_precondition(f"{problem}; `endpoint delete` removes it")
+            raise FailedPrecondition(f"{problem}; `endpoint delete` removes it")
         if existing is not None:
             return self._same_or_conflict(Endpoint.from_json(existing.value), node_name,
                                           labels, ip)
@@ -107,7 +107,7 @@ class EndpointRegistry:
                                                       single=True)
             address = ip or self._free_ip(node.pod_cidr)
             if address is None:
-                raise exhausted(f"node {node_name}'s pod CIDR {node.pod_cidr} is full")
+                raise Exhausted(f"node {node_name}'s pod CIDR {node.pod_cidr} is full")
             endpoint = Endpoint(namespace, name, node_name, tuple(labels), address, identity.id)
             entry = IPCacheEntry(f"{address}/32", identity.id, node_name, node.tunnel_ip,
                                  node.tunnel_port, self.keys.cluster)
@@ -132,9 +132,9 @@ class EndpointRegistry:
                 return self._same_or_conflict(Endpoint.from_json(raced[0].value), node_name,
                                               labels, ip)
             if result.range_kvs(1) and ip:
-                raise already_exists(f"ip {ip} is already used by another endpoint")
+                raise AlreadyExists(f"ip {ip} is already used by another endpoint")
             await self.cache.wait_for(result.revision, timeout=1.0)
-        raise exhausted("endpoint creation kept conflicting; retry")
+        raise Conflict("endpoint creation kept conflicting; retry")
 
     async def delete(self, namespace: str, name: str) -> Endpoint:
         namespace = namespace or "default"
@@ -142,7 +142,7 @@ class EndpointRegistry:
         for _ in range(16):
             kv = await self.etcd.get(key)
             if kv is None:
-                raise not_found(f"endpoint {namespace}/{name} does not exist")
+                raise NotFound(f"endpoint {namespace}/{name} does not exist")
             if self.cache.records.unreadable(key, kv.value):
                 # Its address and identity are not known: only the record goes (what it
                 # held, if anything, carries the node's lease or is an orphan reference).
@@ -158,7 +158,7 @@ class EndpointRegistry:
             if result.succeeded:
                 _log.info("endpoint deleted", endpoint=f"{namespace}/{name}")
                 return endpoint
-        raise exhausted("endpoint deletion kept conflicting; retry")
+        raise Conflict("endpoint deletion kept conflicting; retry")
 
     def _free_ip(self, pod_cidr: str) -> str | None:
         prefix_len = len(self.keys.ipcache)
@@ -174,5 +174,5 @@ class EndpointRegistry:
         if (existing.node == node and sorted(set(existing.labels)) == sorted(set(labels))
                 and (not ip or ip == existing.ip)):
             return existing
-        raise already_exists(f"endpoint {existing.namespace}/{existing.name} already exists "
+        raise AlreadyExists(f"endpoint {existing.namespace}/{existing.name} already exists "
                              f"with a different spec (node {existing.node}, ip {existing.ip})")

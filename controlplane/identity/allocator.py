@@ -12,9 +12,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import grpc
-
-from bulkhead.rpcerror import ApiError, FieldViolation, exhausted, invalid, not_found
+from bulkhead.errors import BulkheadError, Conflict, Exhausted, FieldViolation, Invalid, NotFound
 from controlplane.store import etcd as ops
 from controlplane.store.etcd import Etcd
 from controlplane.store.groupcommit import GroupCommit
@@ -61,7 +59,10 @@ class IdentityLimits:
 
 
 @dataclass(frozen=True)
-class Identity:
+class AllocatedIdentity:
+    """What the allocator answers: an identity and how many references hold it. (The policy
+    engine's identity, labels only, is `controlplane.policy.model.Identity`.)"""
+
     id: int
     labels: tuple[str, ...]
     references: int = 0
@@ -70,7 +71,7 @@ class Identity:
 def _check_holder(holder: str) -> str:
     holder = holder or "admin"
     if len(holder) > HOLDER_MAX or "\0" in holder:
-        raise invalid([FieldViolation("holder", f"at most {HOLDER_MAX} characters, no NUL")])
+        raise Invalid([FieldViolation("holder", f"at most {HOLDER_MAX} characters, no NUL")])
     return holder
 
 
@@ -90,27 +91,27 @@ class IdentityAllocator:
     def canonical(self, labels: Sequence[str], field_name: str = "labels") -> LabelSet:
         label_set, problems = parse_labels(labels, field_name, self.label_filter)
         if problems:
-            raise invalid(problems)
+            raise Invalid(problems)
         return label_set
 
-    def lookup(self, labels: Sequence[str]) -> Identity:
+    def lookup(self, labels: Sequence[str]) -> AllocatedIdentity:
         label_set = self.canonical(labels)
         reserved = label_set.reserved_id()
         if reserved is not None:
-            return Identity(reserved, label_set.labels)
+            return AllocatedIdentity(reserved, label_set.labels)
         ident = self.index.by_labels.get(label_set.key)
         if ident is None:
-            raise not_found(f"no identity for labels {list(label_set.labels)}")
-        return Identity(ident, label_set.labels, self.index.references(ident))
+            raise NotFound(f"no identity for labels {list(label_set.labels)}")
+        return AllocatedIdentity(ident, label_set.labels, self.index.references(ident))
 
-    def get(self, ident: int) -> Identity:
+    def get(self, ident: int) -> AllocatedIdentity:
         labels = self.index.labels_of(ident)
         if labels is None:
-            raise not_found(f"identity {ident} does not exist")
-        return Identity(ident, labels, self.index.references(ident))
+            raise NotFound(f"identity {ident} does not exist")
+        return AllocatedIdentity(ident, labels, self.index.references(ident))
 
     async def allocate(self, labels: Sequence[str] | LabelSet, holder: str = "admin", *,
-                       lease: int = 0, single: bool = False) -> Identity:
+                       lease: int = 0, single: bool = False) -> AllocatedIdentity:
         """The identity of `labels` (raw, or already canonical) with one more reference by
         `holder`.
 
@@ -122,11 +123,11 @@ class IdentityAllocator:
         reserved = label_set.reserved_id()
         if reserved is not None:
             self.allocated["reserved"] += 1
-            return Identity(reserved, label_set.labels)
+            return AllocatedIdentity(reserved, label_set.labels)
         if label_set.key not in self.index.by_labels:
             try:
                 self._check_quota(label_set)
-            except ApiError:
+            except BulkheadError:
                 self.allocated["over_quota"] += 1
                 raise
         labels_key = self.keys.identity_labels(label_set.key)
@@ -140,11 +141,11 @@ class IdentityAllocator:
             if known is not None:
                 if await self._add_reference(known, labels_key, holder, lease, single):
                     self.allocated["existing"] += 1
-                    return Identity(known, label_set.labels)
+                    return AllocatedIdentity(known, label_set.labels)
                 continue  # collected meanwhile: allocate afresh
             candidate = self._candidate()
             if candidate is None:
-                raise exhausted(f"identity range {self.range.first}-{self.range.last} is full")
+                raise Exhausted(f"identity range {self.range.first}-{self.range.last} is full")
             value = json.dumps({"id": candidate, "labels": list(label_set.labels)}).encode()
             ref = json.dumps({"count": 1}).encode()
             created = await self.group.txn(
@@ -155,11 +156,11 @@ class IdentityAllocator:
             )
             if created:
                 self.allocated["new"] += 1
-                return Identity(candidate, label_set.labels, 1)
+                return AllocatedIdentity(candidate, label_set.labels, 1)
             lost_race = True
             # Lost a race: either these labels got an id meanwhile (next loop adds a
             # reference to it) or the candidate id was taken (next loop tries another).
-        raise ApiError(grpc.StatusCode.ABORTED, "identity allocation kept conflicting; retry")
+        raise Conflict("identity allocation kept conflicting; retry")
 
     async def release(self, ident: int, holder: str = "admin") -> int:
         """Drops one reference of `holder`; returns the references left on the identity."""
@@ -171,8 +172,8 @@ class IdentityAllocator:
             kv = await self.etcd.get(ref_key)
             if kv is None:
                 if await self.etcd.get(self.keys.identity(ident)) is None:
-                    raise not_found(f"identity {ident} does not exist")
-                raise not_found(f"identity {ident} has no reference held by {holder!r}")
+                    raise NotFound(f"identity {ident} does not exist")
+                raise NotFound(f"identity {ident} has no reference held by {holder!r}")
             count = int(json.loads(kv.value).get("count", 1))
             if count <= 1:
                 op = ops.delete(ref_key)
@@ -183,7 +184,7 @@ class IdentityAllocator:
             if result.succeeded:
                 others = sum(c for h, c in self.index.refs.get(ident, {}).items() if h != holder)
                 return others + count - 1
-        raise ApiError(grpc.StatusCode.ABORTED, "release kept conflicting; retry")
+        raise Conflict("release kept conflicting; retry")
 
     def _check_quota(self, label_set: LabelSet) -> None:
         """Refuses a new identity over the per-identity limits (INVALID_ARGUMENT on `labels`)
@@ -191,15 +192,15 @@ class IdentityAllocator:
         limits = self.limits
         count, size = len(label_set.labels), label_bytes(label_set.labels)
         if count > limits.max_labels:
-            raise invalid([FieldViolation(
+            raise Invalid([FieldViolation(
                 "labels", f"{count} security-relevant labels; this cluster allows at most "
                           f"{limits.max_labels} per identity")])
         if size > limits.max_label_bytes:
-            raise invalid([FieldViolation(
+            raise Invalid([FieldViolation(
                 "labels", f"{size} bytes of security-relevant labels; this cluster allows at "
                           f"most {limits.max_label_bytes} per identity")])
         if self.index.label_bytes + size > limits.max_total_label_bytes:
-            raise exhausted(f"identity label quota: identities hold {self.index.label_bytes} "
+            raise Exhausted(f"identity label quota: identities hold {self.index.label_bytes} "
                             f"bytes of labels, this one needs {size} more and the cluster "
                             f"allows {limits.max_total_label_bytes} in all; release unused "
                             f"identities or raise --identity-max-total-label-bytes")

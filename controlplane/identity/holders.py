@@ -4,7 +4,7 @@ so the admin API may neither drop them nor add to them."""
 
 from __future__ import annotations
 
-from bulkhead.rpcerror import failed_precondition
+from bulkhead.errors import FailedPrecondition
 
 ENDPOINT = "endpoint:"
 POLICY = "policy:"
@@ -26,7 +26,7 @@ def refuse_owned(holder: str, action: str) -> None:
     endpoint still uses it; an added one pins the identity where no delete will drop it."""
     for prefix, (kind, how) in _OWNERS.items():
         if holder.startswith(prefix):
-            raise failed_precondition(
+            raise FailedPrecondition(
                 f"{action} {kind} {holder[len(prefix):][:300]!r}: "
                 f"{kind} references are taken and dropped only with the {kind} itself "
                 f"({how})")

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from bulkhead.rpcerror import FieldViolation
+from bulkhead.errors import FieldViolation
 
 from .reserved import RESERVED
 

@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from bulkhead import log
-from bulkhead.rpcerror import exhausted, failed_precondition, invalid, not_found
+from bulkhead.errors import Conflict, Exhausted, FailedPrecondition, Invalid, NotFound
 from controlplane.store import etcd as ops
 from controlplane.store.cache import ClusterCache
 from controlplane.store.etcd import Etcd
@@ -71,10 +71,10 @@ class NodeRegistry:
     async def get(self, name: str) -> Node:
         kv = await self.etcd.get(self.keys.node(name))
         if kv is None:
-            raise not_found(f"node {name!r} is not registered")
+            raise NotFound(f"node {name!r} is not registered")
         if (problem := self.cache.records.unreadable(kv.key, kv.value)) is not None:
             # NOT_FOUND like an expired lease: the agent registers again, which rewrites it.
-            raise not_found(f"{problem}; register node {name!r} again")
+            raise NotFound(f"{problem}; register node {name!r} again")
         return Node.from_json(kv.value)
 
     async def register(self, name: str, underlay_ip: str, agent_address: str = "") -> Node:
@@ -82,7 +82,7 @@ class NodeRegistry:
                     + check_ipv4(underlay_ip, "underlay_ip")
                     + check_agent_address(agent_address, underlay_ip, "agent_address"))
         if problems:
-            raise invalid(problems)
+            raise Invalid(problems)
         agent_address = dialled_address(agent_address, underlay_ip)
         allocation = await self._allocation(name)
         current = await self.etcd.get(self.keys.node(name))
@@ -115,7 +115,7 @@ class NodeRegistry:
         if ttl <= 0 and cached is not None:  # the cache may not show a new registration yet
             ttl = await self.etcd.keepalive((await self.get(name)).lease)
         if ttl <= 0:
-            raise not_found(f"node {name!r} lease expired; register again")
+            raise NotFound(f"node {name!r} lease expired; register again")
         return ttl
 
     async def deregister(self, name: str) -> None:
@@ -124,7 +124,7 @@ class NodeRegistry:
         kv = await self.etcd.get(self.keys.node_allocation(name))
         node = await self.etcd.get(self.keys.node(name))
         if kv is None and node is None:
-            raise not_found(f"node {name!r} is not registered")
+            raise NotFound(f"node {name!r} is not registered")
         records = self.cache.records
         if node is not None and records.unreadable(node.key, node.value):
             await self.etcd.txn([], [ops.delete(node.key)])   # its lease is not known
@@ -154,7 +154,7 @@ class NodeRegistry:
             kv = await self.etcd.get(key)
             if kv is not None:
                 if (problem := self.cache.records.unreadable(kv.key, kv.value)) is not None:
-                    raise failed_precondition(f"{problem}; deregister node {name!r} to give "
+                    raise FailedPrecondition(f"{problem}; deregister node {name!r} to give "
                                               "it a new id and pod CIDR")
                 return NodeAllocation(**json.loads(kv.value))
             allocation = self._candidate()
@@ -175,7 +175,7 @@ class NodeRegistry:
                 return allocation   # stays reserved until the cache shows it
             self._reserved.pop(name, None)
             await self.cache.wait_for(result.revision, timeout=1.0)
-        raise exhausted("node allocation kept conflicting; retry")
+        raise Conflict("node allocation kept conflicting; retry")
 
     def _candidate(self) -> NodeAllocation:
         prefix = self.keys.node_allocations
@@ -193,6 +193,6 @@ class NodeRegistry:
         cidr = self.pool.free_cidr(used_cidrs)
         node_id = next((i for i in range(1, MAX_NODE_ID + 1) if i not in used_ids), None)
         if cidr is None or node_id is None:
-            raise exhausted(f"cluster pool {self.pool.network} has no free /"
+            raise Exhausted(f"cluster pool {self.pool.network} has no free /"
                             f"{self.pool.node_mask} left")
         return NodeAllocation(node_id, cidr)

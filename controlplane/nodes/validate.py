@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from bulkhead.rpcerror import FieldViolation, shown
+from bulkhead.errors import FieldViolation, shown
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 """A DNS label (RFC 1123): endpoint namespaces, the cluster name."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from controlplane.policy.labels import LabelSet
+from controlplane.policy.labels import ParsedLabels
 from controlplane.policy.model import (
     Direction,
     Entry,
@@ -28,7 +28,7 @@ from controlplane.policy.model import (
     RuleRef,
     Verdict,
 )
-from controlplane.policy.selectorcache import CachedSelector, IdentityIndex, SelectorCache
+from controlplane.policy.selectorcache import CachedSelector, LabelKeyIndex, SelectorCache
 
 EntryKey = tuple[Direction, int, int, int, int, Verdict]
 """Entry fields as a plain tuple (cheap to build and hash); sorts like `Entry`."""
@@ -56,7 +56,7 @@ class Engine:
     """The incremental core. Not thread-safe: callers serialize operations."""
 
     def __init__(self) -> None:
-        self.index = IdentityIndex()
+        self.index = LabelKeyIndex()
         self.cache = SelectorCache(self.index)
         self._rules: dict[RuleRef, _RuleState] = {}
         self._subjects: dict[int, _Subject] = {}
@@ -70,7 +70,7 @@ class Engine:
     def has_identity(self, identity: int) -> bool:
         return identity in self.index.labels
 
-    def add_identity(self, identity: int, labels: LabelSet) -> None:
+    def add_identity(self, identity: int, labels: ParsedLabels) -> None:
         self.index.add(identity, labels)
         matched = self.cache.identity_added(identity, labels)
         endpoint = labels.is_endpoint

@@ -2,7 +2,7 @@
 
 A label is `source:key=value` (`k8s:org=empire`), `source:key` (`reserved:host`, value "") or,
 for CIDR identities, `cidr:<prefix>`. Identities carry canonical label sets; trace takes label
-sets that need not belong to any identity, so both go through `LabelSet`.
+sets that need not belong to any identity, so both go through `ParsedLabels`.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ def split_label(label: str) -> tuple[str, str, str]:
 
 
 @dataclass(frozen=True, eq=False)
-class LabelSet:
-    """A parsed, immutable label set; equality and hashing follow the label strings."""
+class ParsedLabels:
+    """A parsed, immutable label set; equality and hashing follow the label strings. (The
+    allocator's validated, canonical label set is `controlplane.identity.labels.LabelSet`.)"""
 
     labels: frozenset[str]
     by_key: dict[str, tuple[tuple[str, str], ...]] = field(repr=False)
@@ -43,7 +44,7 @@ class LabelSet:
     cidrs: tuple[IPNetwork, ...] = field(repr=False)
 
     @classmethod
-    def of(cls, labels: Iterable[str]) -> LabelSet:
+    def of(cls, labels: Iterable[str]) -> ParsedLabels:
         canonical = frozenset(labels)
         by_key: dict[str, list[tuple[str, str]]] = {}
         reserved: set[str] = set()
@@ -84,7 +85,7 @@ class LabelSet:
         return keys
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, LabelSet) and other.labels == self.labels
+        return isinstance(other, ParsedLabels) and other.labels == self.labels
 
     def __hash__(self) -> int:
         return hash(self.labels)

@@ -13,7 +13,7 @@ from enum import IntEnum, StrEnum
 from typing import Any
 
 from controlplane.identity.reserved import RESERVED_BY_ID
-from controlplane.policy.labels import LabelSet
+from controlplane.policy.labels import ParsedLabels
 from controlplane.policy.selector import LabelSelector, Selector
 
 ANY_PEER = 0
@@ -118,10 +118,10 @@ class Rule:
     peers: tuple[Selector, ...]
     ports: tuple[PortRange, ...]
 
-    def selects(self, labels: LabelSet) -> bool:
+    def selects(self, labels: ParsedLabels) -> bool:
         return labels.is_endpoint and self.subject.matches(labels)
 
-    def peer_matches(self, labels: LabelSet) -> bool:
+    def peer_matches(self, labels: ParsedLabels) -> bool:
         return any(p.matches(labels) for p in self.peers)
 
     def port_matches(self, protocol: int, port: int) -> bool:

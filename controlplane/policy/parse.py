@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from bulkhead.rpcerror import FieldViolation, shown
+from bulkhead.errors import FieldViolation, shown
 from controlplane.identity.labels import NAMESPACE_LABEL
 from controlplane.identity.reserved import RESERVED
 from controlplane.policy.labels import IPNetwork

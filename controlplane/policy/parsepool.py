@@ -17,7 +17,7 @@ import pickle
 import sys
 from typing import Any
 
-from bulkhead.rpcerror import FieldViolation
+from bulkhead.errors import FieldViolation
 
 from .model import Policy
 from .parse import PolicyValidationError, parse_policies

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from controlplane.policy.cidr import CidrIdentities, InMemoryCidrIdentities, cidr_label
 from controlplane.policy.engine import Engine
-from controlplane.policy.labels import LabelSet
+from controlplane.policy.labels import ParsedLabels
 from controlplane.policy.model import (
     Identity,
     Policy,
@@ -92,7 +92,7 @@ class PolicyRepository:
     # -- identities ----------------------------------------------------------------------
     def add_identity(self, identity: Identity) -> frozenset[int]:
         """Adds (or relabels) an identity; returns the identities whose policy changed."""
-        labels = LabelSet.of(identity.labels)
+        labels = ParsedLabels.of(identity.labels)
         if self._engine.has_identity(identity.id):
             if self._engine.index.labels[identity.id] == labels:
                 self._external.add(identity.id)
@@ -228,7 +228,7 @@ class PolicyRepository:
             identity = self._allocator.ensure(prefix)
             self._cidr_ids[prefix] = identity
             if not self._engine.has_identity(identity):
-                self._engine.add_identity(identity, LabelSet.of([cidr_label(prefix)]))
+                self._engine.add_identity(identity, ParsedLabels.of([cidr_label(prefix)]))
 
     def _release_cidrs(self, policy: Policy) -> None:
         for prefix in cidr_prefixes(policy):

@@ -1,6 +1,6 @@
 """Selectors: which label sets a policy's subject or peer names.
 
-Three kinds, all matched against a `LabelSet`, so resolution (identities) and trace (free label
+Three kinds, all matched against a `ParsedLabels`, so resolution (identities) and trace (free label
 sets) agree by construction: `LabelSelector` (matchLabels/matchExpressions), `EntitySelector`
 (fromEntities) and `CidrSelector` (fromCIDR/fromCIDRSet). Each names anchor options: sets
 of index keys, one of which every matching label set has, so a new identity is only tested
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from controlplane.identity.labels import NAMESPACE_LABEL
-from controlplane.policy.labels import HAS_CIDR, IndexKey, IPNetwork, LabelSet
+from controlplane.policy.labels import HAS_CIDR, IndexKey, IPNetwork, ParsedLabels
 
 
 class Operator(StrEnum):
@@ -34,11 +34,11 @@ class Requirement:
     values: tuple[str, ...] = ()
     source: str = ""
 
-    def _present(self, labels: LabelSet) -> list[str]:
+    def _present(self, labels: ParsedLabels) -> list[str]:
         pairs = labels.by_key.get(self.key, ())
         return [v for s, v in pairs if not self.source or s == self.source]
 
-    def matches(self, labels: LabelSet) -> bool:
+    def matches(self, labels: ParsedLabels) -> bool:
         present = self._present(labels)
         if self.operator is Operator.EXISTS:
             return bool(present)
@@ -75,7 +75,7 @@ class LabelSelector:
     def with_requirement(self, extra: Requirement) -> LabelSelector:
         return LabelSelector(tuple(sorted({*self.requirements, extra})))
 
-    def matches(self, labels: LabelSet) -> bool:
+    def matches(self, labels: ParsedLabels) -> bool:
         return all(r.matches(labels) for r in self.requirements)
 
     def anchor_options(self) -> list[tuple[IndexKey, ...]]:
@@ -121,7 +121,7 @@ class EntitySelector:
     def is_wildcard(self) -> bool:
         return self.entity == "all"
 
-    def matches(self, labels: LabelSet) -> bool:
+    def matches(self, labels: ParsedLabels) -> bool:
         if self.entity == "all":
             return True
         if labels.reserved & ENTITIES[self.entity]:
@@ -169,7 +169,7 @@ class CidrSelector:
             return False
         return not any(net.version == e.version and net.subnet_of(e) for e in self.excepts)  # type: ignore[arg-type]
 
-    def matches(self, labels: LabelSet) -> bool:
+    def matches(self, labels: ParsedLabels) -> bool:
         if any(self._covers(c) for c in labels.cidrs):
             return True
         if self.prefix.prefixlen == 0 and not any(

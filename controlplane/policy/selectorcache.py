@@ -12,23 +12,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from controlplane.policy.labels import IndexKey, LabelSet
+from controlplane.policy.labels import IndexKey, ParsedLabels
 from controlplane.policy.selector import Selector
 
 
-class IdentityIndex:
-    """Known identities and, per index key, which identities have it."""
+class LabelKeyIndex:
+    """Known identities and, per index key, which identities have it (the engine's own; the
+    replica's identities from etcd are `controlplane.identity.index.IdentityIndex`)."""
 
     def __init__(self) -> None:
-        self.labels: dict[int, LabelSet] = {}
+        self.labels: dict[int, ParsedLabels] = {}
         self._by_key: dict[IndexKey, set[int]] = {}
 
-    def add(self, identity: int, labels: LabelSet) -> None:
+    def add(self, identity: int, labels: ParsedLabels) -> None:
         self.labels[identity] = labels
         for key in labels.index_keys():
             self._by_key.setdefault(key, set()).add(identity)
 
-    def remove(self, identity: int) -> LabelSet:
+    def remove(self, identity: int) -> ParsedLabels:
         labels = self.labels.pop(identity)
         for key in labels.index_keys():
             ids = self._by_key[key]
@@ -60,7 +61,7 @@ class CachedSelector:
 
 
 class SelectorCache:
-    def __init__(self, index: IdentityIndex) -> None:
+    def __init__(self, index: LabelKeyIndex) -> None:
         self.index = index
         self._selectors: dict[Selector, CachedSelector] = {}
         self._anchored: dict[IndexKey, list[CachedSelector]] = {}
@@ -99,7 +100,7 @@ class SelectorCache:
                 if not users:
                     del self._anchored[anchor]
 
-    def _candidates(self, labels: LabelSet) -> list[CachedSelector]:
+    def _candidates(self, labels: ParsedLabels) -> list[CachedSelector]:
         """The selectors that could match `labels`: those anchored on one of its labels, once
         each, and every unanchored one."""
         found: dict[int, CachedSelector] = {}
@@ -108,7 +109,7 @@ class SelectorCache:
                 found[id(cached)] = cached
         return [*found.values(), *self._unanchored]
 
-    def identity_added(self, identity: int, labels: LabelSet) -> list[CachedSelector]:
+    def identity_added(self, identity: int, labels: ParsedLabels) -> list[CachedSelector]:
         """Adds `identity` to every selector it matches and returns those selectors."""
         matched = []
         for cached in self._candidates(labels):

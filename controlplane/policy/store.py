@@ -12,16 +12,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import grpc
-
 from bulkhead import log
-from bulkhead.rpcerror import (
-    ApiError,
+from bulkhead.errors import (
+    Conflict,
+    Exhausted,
+    FailedPrecondition,
     FieldViolation,
-    exhausted,
-    failed_precondition,
-    invalid,
-    not_found,
+    Invalid,
+    NotFound,
 )
 from controlplane.identity.allocator import IdentityAllocator
 from controlplane.identity.holders import policy_holder
@@ -55,9 +53,9 @@ READ_BATCH = 64
 """Gets per read transaction, well within any etcd's --max-txn-ops."""
 
 
-def _too_big(documents: int, operations: int) -> ApiError:
+def _too_big(documents: int, operations: int) -> Invalid:
     """An apply is one etcd transaction, all or nothing: one etcd cannot take refuses it."""
-    return invalid([FieldViolation("documents", (
+    return Invalid([FieldViolation("documents", (
         f"{documents} documents need one etcd transaction of {operations} operations (one per "
         f"changed policy, one per CIDR prefix it names), more than this etcd's --max-txn-ops "
         f"allows ({DEFAULT_MAX_TXN_OPS} unless set; the embedded etcd allows "
@@ -96,7 +94,7 @@ def policy_key(kind: str, namespace: str, name: str, field: str = "policy") -> P
     if len(namespace) > 63 or "/" in namespace or "\0" in namespace:
         problems.append(FieldViolation(f"{field}.namespace", "must be a namespace name"))
     if problems:
-        raise invalid(problems)
+        raise Invalid(problems)
     return PolicyKey(namespace, name)
 
 
@@ -160,9 +158,9 @@ class PolicyStore:
         try:
             policies = await parse_policies_off_loop(text)
         except PolicyValidationError as exc:
-            raise invalid(exc.violations, "invalid policy") from None
+            raise Invalid(exc.violations, "invalid policy") from None
         except ParseTimeout as exc:
-            raise exhausted(f"apply refused, nothing stored: {exc}; split the file") from None
+            raise Exhausted(f"apply refused, nothing stored: {exc}; split the file") from None
         held: set[str] = set()
         try:
             return await self._apply(policies, held)
@@ -192,7 +190,7 @@ class PolicyStore:
                 return ApplyResult(applied, seen, [])
             overflows = self.resolver.repository.check([policies[i] for i in todo])
             if overflows:
-                raise failed_precondition(
+                raise FailedPrecondition(
                     f"apply refused, nothing stored: {PolicyMapOverflow(overflows)}")
             start = self.cache.revision
             compare, success = [], []
@@ -228,14 +226,14 @@ class PolicyStore:
             _log.info("policies applied", revision=result.revision,
                       written=[display(policies[i].key) for i in todo], affected=len(affected))
             return ApplyResult(applied, result.revision, affected)
-        raise ApiError(grpc.StatusCode.ABORTED, "policy apply kept conflicting; retry")
+        raise Conflict("policy apply kept conflicting; retry")
 
     async def delete(self, key: PolicyKey) -> DeleteResult:
         etcd_key = self.keys.policy(key.namespace, key.name)
         for _ in range(MAX_ATTEMPTS):
             kv = await self.etcd.get(etcd_key)
             if kv is None:
-                raise not_found(f"policy {display(key)} does not exist")
+                raise NotFound(f"policy {display(key)} does not exist")
             # The CIDR identities it holds were allocated before it was stored.
             await self.cache.wait_for(kv.mod_revision)
             policy = self._decode(kv)
@@ -252,7 +250,7 @@ class PolicyStore:
             _log.info("policy deleted", policy=display(key), revision=result.revision,
                       released=released)
             return DeleteResult(result.revision, affected, released)
-        raise ApiError(grpc.StatusCode.ABORTED, "policy delete kept conflicting; retry")
+        raise Conflict("policy delete kept conflicting; retry")
 
     # -- reads --------------------------------------------------------------------------------
     async def policies(self, namespace: str = "") -> list[PolicyRecord]:
@@ -273,7 +271,7 @@ class PolicyStore:
         kv = await self.etcd.get(self.keys.policy(key.namespace, key.name))
         policy = self._decode(kv) if kv is not None else None
         if kv is None or policy is None:
-            raise not_found(f"policy {display(key)} does not exist")
+            raise NotFound(f"policy {display(key)} does not exist")
         return PolicyRecord(policy, kv.mod_revision, kv.create_revision)
 
     def resolve(self, identity: int) -> Resolution:
@@ -293,7 +291,7 @@ class PolicyStore:
             problems.append(FieldViolation("protocol", f"must be TCP, UDP or SCTP, not "
                                                        f"{protocol!r}"))
         if problems or proto is None:
-            raise invalid(problems)
+            raise Invalid(problems)
         result = trace(self.resolver.repository.rules(), src_set.labels, dst_set.labels, dport,
                        int(proto))
         return TraceResult(result, src_set.labels, dst_set.labels)

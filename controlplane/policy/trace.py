@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from controlplane.policy.labels import LabelSet
+from controlplane.policy.labels import ParsedLabels
 from controlplane.policy.model import Direction, Rule, RuleRef, Verdict
 
 DEFAULT_ALLOW = "default-allow"
@@ -51,7 +51,7 @@ class Trace:
 def trace(rules: Iterable[Rule], source: Iterable[str], destination: Iterable[str],
           port: int, protocol: int) -> Trace:
     """Verdict for a connection from `source` labels to `destination` labels on port/protocol."""
-    src, dst = LabelSet.of(source), LabelSet.of(destination)
+    src, dst = ParsedLabels.of(source), ParsedLabels.of(destination)
     rules = list(rules)
     egress = _side(rules, Direction.EGRESS, subject=src, peer=dst, port=port, protocol=protocol)
     ingress = _side(rules, Direction.INGRESS, subject=dst, peer=src, port=port, protocol=protocol)
@@ -59,7 +59,7 @@ def trace(rules: Iterable[Rule], source: Iterable[str], destination: Iterable[st
     return Trace(TraceVerdict.ALLOWED if both else TraceVerdict.DENIED, egress, ingress)
 
 
-def _side(rules: list[Rule], direction: Direction, *, subject: LabelSet, peer: LabelSet,
+def _side(rules: list[Rule], direction: Direction, *, subject: ParsedLabels, peer: ParsedLabels,
           port: int, protocol: int) -> SideTrace:
     selecting = sorted((r for r in rules if r.direction is direction and r.selects(subject)),
                        key=lambda r: r.ref)

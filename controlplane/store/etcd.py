@@ -3,7 +3,7 @@
 aetcd's high-level client hides what the control plane needs (the header revision of a
 transaction, progress notifications, several endpoints, TLS), so this layer drives the stubs
 itself on a channel it builds. Every etcd error that means "cannot reach etcd" becomes
-`EtcdUnavailable`, which servicers turn into UNAVAILABLE.
+`EtcdUnavailable` (an `Unavailable`: servicers answer UNAVAILABLE).
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ from typing import Any
 import grpc
 from aetcd import rpc  # type: ignore[import-untyped]
 
-from bulkhead.rpcerror import ApiError
+from bulkhead.errors import Unavailable
 
 _UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                 grpc.StatusCode.CANCELLED}
 
 
-class EtcdUnavailable(ApiError):
+class EtcdUnavailable(Unavailable):
     def __init__(self, detail: str) -> None:
-        super().__init__(grpc.StatusCode.UNAVAILABLE, f"etcd unavailable: {detail}")
+        super().__init__(f"etcd unavailable: {detail}")
 
 
 class TooManyOperations(Exception):

@@ -8,7 +8,7 @@ import contextlib
 from dataclasses import dataclass
 
 from bulkhead import log
-from bulkhead.rpcerror import FieldViolation, invalid, not_found
+from bulkhead.errors import FieldViolation, Invalid, NotFound
 from bulkhead.v1 import subscription_pb2 as pb
 from controlplane.nodes.registry import Node
 from controlplane.nodes.validate import check_name
@@ -29,7 +29,7 @@ _log = log.get(__name__)
 
 
 @dataclass(frozen=True)
-class Settings:
+class FanoutSettings:
     history_window: float = 300.0       # seconds of revisions kept for resumes
     queue_bytes: int = 16 << 20         # per subscriber; beyond it: Reset(SLOW_CONSUMER)
     bookmark_interval: float = 30.0
@@ -41,12 +41,12 @@ class Settings:
 
 class Fanout:
     def __init__(self, etcd: Etcd, keys: Keys, cache: ClusterCache, policy: PolicySource,
-                 replica: str, settings: Settings | None = None) -> None:
+                 replica: str, settings: FanoutSettings | None = None) -> None:
         self.etcd = etcd
         self.keys = keys
         self.cache = cache
         self.replica = replica
-        self.settings = settings or Settings()
+        self.settings = settings or FanoutSettings()
         self.history = History(self.settings.history_window)
         self.state = SubscriptionState(keys, policy, self.history)
         self.snapshots = Snapshots(self.state)
@@ -91,7 +91,7 @@ class Fanout:
         if hello.HasField("resume") and hello.resume.revision <= 0:
             problems.append(FieldViolation("hello.resume.revision", "must be positive"))
         if problems:
-            raise invalid(problems)
+            raise Invalid(problems)
         await self._node_known(hello.node)
         cluster_id = await self.cluster_id()
         reason: tuple[int, str] | None = None
@@ -146,7 +146,7 @@ class Fanout:
             _log.warning("agent claimed a revision it was never sent; stream ended",
                          node=sub.node, kind=kind, revision=revision,
                          sent=sub.sent_revision)
-            raise invalid([FieldViolation(f"{kind}.revision", (
+            raise Invalid([FieldViolation(f"{kind}.revision", (
                 f"revision {revision} was never sent on this stream (newest sent: "
                 f"{sub.sent_revision}); the stream is ended and the {kind} not recorded"))])
 
@@ -160,13 +160,13 @@ class Fanout:
         while True:
             kv = self.cache.items.get(self.keys.node(sub.node))
             if kv is None:
-                raise not_found(f"node {sub.node!r} is no longer registered; register again")
+                raise NotFound(f"node {sub.node!r} is no longer registered; register again")
             if agent_renews:
                 await asyncio.sleep(period)
                 continue
             try:
                 if await self.etcd.keepalive(Node.from_json(kv.value).lease) <= 0:
-                    raise not_found(f"node {sub.node!r} lease expired; register again")
+                    raise NotFound(f"node {sub.node!r} lease expired; register again")
             except EtcdUnavailable as exc:
                 _log.warning("node lease renewal failed", node=sub.node, error=str(exc))
             await asyncio.sleep(period)
@@ -183,7 +183,7 @@ class Fanout:
             return
         kv = await self.etcd.get(key)
         if kv is None:
-            raise not_found(f"node {node!r} is not registered; register first")
+            raise NotFound(f"node {node!r} is not registered; register first")
         await self.cache.wait_for(kv.mod_revision, timeout=5.0)
     def _queue_resume(self, sub: Subscriber, revision: int) -> None:
         backlog = self.history.since(revision)

@@ -33,7 +33,7 @@ WAKE_SLICE = 64
 class Hub:
     def __init__(self, state: SubscriptionState, *, bookmark_interval: float,
                  linger_per_subscriber: float, max_linger: float) -> None:
-        """The intervals come from the fan-out's `Settings` (their defaults live there)."""
+        """The intervals come from the fan-out's `FanoutSettings` (their defaults live there)."""
         self.state = state
         self.bookmark_interval = bookmark_interval
         self.linger_per_subscriber = linger_per_subscriber

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from bulkhead.rpcerror import FieldViolation, invalid
+from bulkhead.errors import FieldViolation, Invalid
 
 from .fanout import Fanout
 from .status import NodeStatus
@@ -34,9 +34,9 @@ class ConvergenceWaiter:
 
     async def wait(self, revision: int, identities: set[int], timeout: float) -> WaitResult:
         if revision <= 0:
-            raise invalid([FieldViolation("revision", "must be positive")])
+            raise Invalid([FieldViolation("revision", "must be positive")])
         if not 0 <= timeout <= 3600:
-            raise invalid([FieldViolation("timeout_seconds", "must be between 0 and 3600")])
+            raise Invalid([FieldViolation("timeout_seconds", "must be between 0 and 3600")])
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (timeout or 30.0)
         await self.fanout.cache.wait_for(revision, timeout=max(0.0, deadline - loop.time()))

@@ -1,9 +1,11 @@
 """gRPC errors with structured details, shared by every servicer and every client.
 
-Servers raise `ApiError`; the servicer wrapper turns it into a status with `google.rpc`
-details (BadRequest field violations for INVALID_ARGUMENT). Clients read them back with
-`field_violations()`; command lines print `cli_message()` (`describe()`: the code, the message
-and one line per field violation).
+Domain code raises `bulkhead.errors` exceptions; `STATUS_CODES` below is the one table that
+maps each kind to a status code, and the servicer wrapper (`servicer_method`, `abort`) sends it
+with `google.rpc` details (BadRequest field violations). Clients read them back with
+`field_violations()` (`domain_error()` turns a failed call into the domain exception again);
+command lines print `cli_message()` (`describe()`: the code, the message and one line per field
+violation).
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
@@ -19,6 +20,18 @@ import structlog
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
+
+from .errors import (
+    AlreadyExists,
+    BulkheadError,
+    Conflict,
+    Exhausted,
+    FailedPrecondition,
+    FieldViolation,
+    Invalid,
+    NotFound,
+    Unavailable,
+)
 
 T = TypeVar("T")
 
@@ -33,16 +46,6 @@ gRPC's 8 KiB metadata limit whatever the request held, or the client gets RESOUR
 instead of the error."""
 
 
-def shown(value: object, limit: int = 100) -> str:
-    """`repr(value)` for an error message, cut after `limit` characters with the size of the
-    whole (`'xxxx'…(1048576 bytes)`): a message echoes what was wrong, not all of it."""
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    size = len(value.encode()) if isinstance(value, str) else len(text)
-    return f"{text[:limit]}…({size} bytes)"
-
-
 def clip(text: str, limit: int) -> str:
     """`text` whole if it has at most `limit` characters, else its head and tail around a note
     of what was cut: an echoed value (a 1 MB name) is cut, the words after it are kept."""
@@ -54,75 +57,78 @@ def clip(text: str, limit: int) -> str:
     return f"{text[:head]}…({len(cut.encode())} bytes)…{text[len(text) - tail:]}"
 
 
-@dataclass(frozen=True)
-class FieldViolation:
-    field: str
-    description: str
+STATUS_CODES: dict[type[BulkheadError], grpc.StatusCode] = {
+    Invalid: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    Conflict: grpc.StatusCode.ABORTED,
+    Exhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
+}
+"""The status code of each kind of domain error (a subclass takes its nearest listed base's)."""
 
-    def __str__(self) -> str:
-        return f"{self.field}: {self.description}"
-
-
-@dataclass
-class ApiError(Exception):
-    """An error the client can act on; `code` is the gRPC status code."""
-
-    code: grpc.StatusCode
-    message: str
-    violations: list[FieldViolation] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        if not self.violations:
-            return self.message
-        return f"{self.message}: " + "; ".join(str(v) for v in self.violations)
-
-    def to_status(self) -> status_pb2.Status:
-        """The status as sent, with every text clipped (`clip`) and at most
-        MAX_DETAILS_BYTES of field violations, so it always reaches the client."""
-        text = str(self)
-        message = clip(text, MAX_MESSAGE)
-        if len(message.encode()) > MAX_MESSAGE + 8:  # more than clip's own two "…"
-            # grpc-message percent-encodes every byte of a multi-byte character (3 each).
-            message = clip(text, MAX_MESSAGE // 4)
-        status = status_pb2.Status(code=self.code.value[0], message=message)
-        if self.violations:
-            bad = error_details_pb2.BadRequest()
-            for i, v in enumerate(self.violations):
-                added = bad.field_violations.add(field=clip(v.field, MAX_FIELD),
-                                                 description=clip(v.description, MAX_DESCRIPTION))
-                if bad.ByteSize() > MAX_DETAILS_BYTES:
-                    bad.field_violations.remove(added)
-                    bad.field_violations.add(
-                        field="…", description=f"and {len(self.violations) - i} more problems")
-                    break
-            detail = any_pb2.Any()
-            detail.Pack(bad)
-            status.details.append(detail)
-        return status
+_DOMAIN_ERRORS = {code: kind for kind, code in STATUS_CODES.items()}
 
 
-def invalid(violations: Iterable[FieldViolation], message: str = "invalid request") -> ApiError:
-    return ApiError(grpc.StatusCode.INVALID_ARGUMENT, message, list(violations))
+class ApiError(BulkheadError):
+    """A status with an explicit code, for the gRPC layer only: INTERNAL, a stream reset, a
+    code relayed from another server that no domain error stands for."""
+
+    def __init__(self, code: grpc.StatusCode, message: str,
+                 violations: Iterable[FieldViolation] = ()) -> None:
+        super().__init__(message, violations)
+        self.code = code
 
 
-def not_found(message: str) -> ApiError:
-    return ApiError(grpc.StatusCode.NOT_FOUND, message)
+def status_code(error: BulkheadError) -> grpc.StatusCode:
+    """The code `error` is sent with: `STATUS_CODES` of its class (or of its nearest base)."""
+    if isinstance(error, ApiError):
+        return error.code
+    for kind in type(error).__mro__:
+        if kind in STATUS_CODES:
+            return STATUS_CODES[kind]  # type: ignore[index]
+    return grpc.StatusCode.UNKNOWN
 
 
-def already_exists(message: str) -> ApiError:
-    return ApiError(grpc.StatusCode.ALREADY_EXISTS, message)
+def to_status(error: BulkheadError) -> status_pb2.Status:
+    """The status as sent, with every text clipped (`clip`) and at most MAX_DETAILS_BYTES of
+    field violations, so it always reaches the client."""
+    text = str(error)
+    message = clip(text, MAX_MESSAGE)
+    if len(message.encode()) > MAX_MESSAGE + 8:  # more than clip's own two "…"
+        # grpc-message percent-encodes every byte of a multi-byte character (3 each).
+        message = clip(text, MAX_MESSAGE // 4)
+    status = status_pb2.Status(code=status_code(error).value[0], message=message)
+    if error.violations:
+        bad = error_details_pb2.BadRequest()
+        for i, v in enumerate(error.violations):
+            added = bad.field_violations.add(field=clip(v.field, MAX_FIELD),
+                                             description=clip(v.description, MAX_DESCRIPTION))
+            if bad.ByteSize() > MAX_DETAILS_BYTES:
+                bad.field_violations.remove(added)
+                bad.field_violations.add(
+                    field="…", description=f"and {len(error.violations) - i} more problems")
+                break
+        detail = any_pb2.Any()
+        detail.Pack(bad)
+        status.details.append(detail)
+    return status
 
 
-def failed_precondition(message: str) -> ApiError:
-    return ApiError(grpc.StatusCode.FAILED_PRECONDITION, message)
-
-
-def exhausted(message: str) -> ApiError:
-    return ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
-
-
-def unavailable(message: str) -> ApiError:
-    return ApiError(grpc.StatusCode.UNAVAILABLE, message)
+def domain_error(error: grpc.RpcError, prefix: str = "") -> BulkheadError:
+    """A failed call as the domain error it stands for (`STATUS_CODES` read backwards), its
+    message `prefix` + the server's, its field violations kept: how a server passes on the
+    refusal of a server it called. A code no domain error stands for stays as it came."""
+    code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+    details = error.details() if hasattr(error, "details") else str(error)
+    message = prefix + (details or code.name)
+    kind = _DOMAIN_ERRORS.get(code)
+    if kind is Invalid:
+        return Invalid(field_violations(error), message)
+    if kind is not None:
+        return kind(message, field_violations(error))
+    return ApiError(code, message, field_violations(error))
 
 
 def field_violations(error: grpc.RpcError) -> list[FieldViolation]:
@@ -162,16 +168,16 @@ def cli_message(error: grpc.RpcError, server: str) -> tuple[str, int]:
     return describe(error), 1
 
 
-async def abort(context: grpc.aio.ServicerContext, error: ApiError) -> None:
-    """Ends the call with `error` and its details (never returns)."""
-    await context.abort_with_status(rpc_status.to_status(error.to_status()))
+async def abort(context: grpc.aio.ServicerContext, error: BulkheadError) -> None:
+    """Ends the call with `error`'s status code and details (never returns)."""
+    await context.abort_with_status(rpc_status.to_status(to_status(error)))
 
 
 def servicer_method(component: str) -> Callable[[Callable[..., Awaitable[T]]],
                                                 Callable[..., Awaitable[T]]]:
-    """Decorates a grpc.aio servicer method: ApiError becomes its status with details, anything
-    else INTERNAL without a traceback for the client (the traceback goes to the log). Every
-    log line of the call carries its method."""
+    """Decorates a grpc.aio servicer method: a domain error becomes its status with details,
+    anything else INTERNAL without a traceback for the client (the traceback goes to the log).
+    Every log line of the call carries its method."""
 
     def decorate(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
         name = method.__name__
@@ -183,7 +189,7 @@ def servicer_method(component: str) -> Callable[[Callable[..., Awaitable[T]]],
             tokens = structlog.contextvars.bind_contextvars(rpc=name)
             try:
                 return await method(self, request, context)
-            except ApiError as exc:
+            except BulkheadError as exc:
                 await abort(context, exc)
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise

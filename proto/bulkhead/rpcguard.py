@@ -16,7 +16,8 @@ from typing import Any
 
 import grpc
 
-from .rpcerror import FieldViolation, abort, invalid
+from .errors import FieldViolation, Invalid
+from .rpcerror import abort
 
 
 class Malformed:
@@ -29,7 +30,7 @@ class Malformed:
 
 
 async def _refuse(context: grpc.aio.ServicerContext, request: Malformed) -> None:
-    await abort(context, invalid([FieldViolation("request", request.problem)],
+    await abort(context, Invalid([FieldViolation("request", request.problem)],
                                  "malformed request"))
 
 

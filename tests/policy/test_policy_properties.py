@@ -19,7 +19,7 @@ from controlplane.policy import (
     parse_policies,
     trace,
 )
-from controlplane.policy.labels import LabelSet
+from controlplane.policy.labels import ParsedLabels
 
 from .helpers import lookup
 
@@ -94,7 +94,7 @@ operation = st.one_of(
 
 def naive(repo: PolicyRepository) -> dict[int, ResolvedPolicy]:
     """Reference semantics: every rule against every identity, no caches."""
-    identities = {i.id: LabelSet.of(i.labels) for i in repo.identities()}
+    identities = {i.id: ParsedLabels.of(i.labels) for i in repo.identities()}
     rules = list(repo.rules())
     result = {}
     for subject, labels in identities.items():
