@@ -18,8 +18,8 @@ from controlplane.nodes.ipam import ClusterPool
 from controlplane.nodes.registry import NodeRegistry
 from controlplane.observe.enrich import FlowEnricher
 from controlplane.observe.relay import FlowRelay
-from controlplane.policy.resolver import PolicyResolver
-from controlplane.policy.store import PolicyStore
+from controlplane.policystore.resolver import PolicyResolver
+from controlplane.policystore.store import PolicyStore
 from controlplane.replicas import ReplicaPresence
 from controlplane.store.cache import ClusterCache
 from controlplane.store.embedded import EmbeddedEtcd

@@ -19,14 +19,13 @@ from typing import Any
 
 from bulkhead import log
 from controlplane.identity.index import IdentityIndex
+from controlplane.policy.cidr import cidr_label
+from controlplane.policy.model import Identity, Policy, PolicyKey, ResolvedPolicy
+from controlplane.policy.parse import PolicyValidationError, parse_document
+from controlplane.policy.repository import DEFAULT_POLICY_MAP_MAX, PolicyRepository, cidr_prefixes
 from controlplane.store.cache import Change
 from controlplane.store.etcd import KV
 from controlplane.store.keys import Keys
-
-from .cidr import cidr_label
-from .model import Identity, Policy, PolicyKey, ResolvedPolicy
-from .parse import PolicyValidationError, parse_document
-from .repository import DEFAULT_POLICY_MAP_MAX, PolicyRepository, cidr_prefixes
 
 _log = log.get(__name__)
 AFFECTED_KEPT = 4096

@@ -26,25 +26,25 @@ from bulkhead.rpcerror import (
 from controlplane.identity.allocator import IdentityAllocator
 from controlplane.identity.holders import policy_holder
 from controlplane.identity.labels import parse_labels
-from controlplane.store import etcd as ops
-from controlplane.store.cache import ClusterCache
-from controlplane.store.embedded import EMBEDDED_MAX_TXN_OPS
-from controlplane.store.etcd import DEFAULT_MAX_TXN_OPS, KV, Etcd, TooManyOperations
-from controlplane.store.keys import Keys
-
-from .cidr import cidr_label
-from .model import Policy, PolicyKey, Protocol, ResolvedPolicy
-from .parse import (
+from controlplane.policy.cidr import cidr_label
+from controlplane.policy.model import Policy, PolicyKey, Protocol, ResolvedPolicy
+from controlplane.policy.parse import (
     CLUSTERWIDE_KIND,
     NAMESPACED_KIND,
     PolicyValidationError,
     canonical_json,
     parse_document,
 )
-from .parsepool import ParseTimeout, parse_policies_off_loop
-from .repository import PolicyMapOverflow, cidr_prefixes
+from controlplane.policy.parsepool import ParseTimeout, parse_policies_off_loop
+from controlplane.policy.repository import PolicyMapOverflow, cidr_prefixes
+from controlplane.policy.trace import Trace, trace
+from controlplane.store import etcd as ops
+from controlplane.store.cache import ClusterCache
+from controlplane.store.embedded import EMBEDDED_MAX_TXN_OPS
+from controlplane.store.etcd import DEFAULT_MAX_TXN_OPS, KV, Etcd, TooManyOperations
+from controlplane.store.keys import Keys
+
 from .resolver import PolicyResolver
-from .trace import Trace, trace
 
 _log = log.get(__name__)
 MAX_ATTEMPTS = 16
