@@ -335,8 +335,8 @@ async def test_policy_stored_around_the_api_waits_for_its_cidr_identity(
     policy = parse_policies(CIDR)[0]
     revision = await etcd.put(keys.policy("default", "to-cidr"), canonical_json(policy).encode())
     await replica.cp.cache.wait_for(revision)
-    assert replica.cp.policy_engine.waiting == {policy.key}
+    assert replica.cp.policy_engine.waits(policy.key)
     # The API's own apply allocates them; the held-back policy then resolves.
     await stub(replica).Apply(policy_pb2.ApplyPoliciesRequest(yaml=CIDR))
-    assert await eventually(lambda: _true(not replica.cp.policy_engine.waiting))
+    assert await eventually(lambda: _true(not replica.cp.policy_engine.waits(policy.key)))
     assert replica.cp.policy_engine.repository.get_policy(policy.key) is not None
