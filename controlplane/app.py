@@ -18,8 +18,9 @@ from controlplane.nodes.ipam import ClusterPool
 from controlplane.nodes.registry import NodeRegistry
 from controlplane.observe.enrich import FlowEnricher
 from controlplane.observe.relay import FlowRelay
-from controlplane.policy.resolver import PolicyResolver
-from controlplane.policy.store import PolicyStore
+from controlplane.pipeline import RevisionPipeline
+from controlplane.policystore.resolver import PolicyResolver
+from controlplane.policystore.store import PolicyStore
 from controlplane.replicas import ReplicaPresence
 from controlplane.store.cache import ClusterCache
 from controlplane.store.embedded import EmbeddedEtcd
@@ -58,7 +59,6 @@ class ControlPlane:
         self.etcd = Etcd(endpoints, tls=tls)
         self.cache = ClusterCache(self.etcd, self.keys.prefix)
         self.identity_index = IdentityIndex(self.keys)
-        self.cache.add_listener(self.identity_index)
         cluster_range = IdentityRange.for_cluster(config.cluster_id)
         id_range = cluster_range
         if config.identity_range:
@@ -70,11 +70,8 @@ class ControlPlane:
             self.etcd, self.keys, self.identity_index, id_range,
             limits=IdentityLimits(config.identity_max_labels, config.identity_max_label_bytes,
                                   config.identity_max_total_label_bytes))
-        # A cache listener after the identity index, before the subscription state (which
-        # reads what it resolved at the same revision).
         self.policy_engine = PolicyResolver(self.keys, self.identity_index,
                                             policy_map_max=config.policy_map_max)
-        self.cache.add_listener(self.policy_engine)
         self.policies = PolicyStore(self.etcd, self.keys, self.cache, self.policy_engine,
                                     self.allocator)
         self.collector = IdentityCollector(self.etcd, self.keys, self.identity_index,
@@ -85,7 +82,6 @@ class ControlPlane:
         self.endpoints = EndpointRegistry(self.etcd, self.keys, self.cache, self.nodes,
                                           self.allocator)
         enricher = FlowEnricher(self.endpoints, self.identity_index)
-        self.cache.add_listener(enricher)
         self.relay = FlowRelay(self.nodes, enricher)
         self.subscriptions = Fanout(
             self.etcd, self.keys, self.cache, EnginePolicySource(self.policy_engine),
@@ -93,7 +89,8 @@ class ControlPlane:
             FanoutSettings(config.subscription_history, config.subscription_queue_bytes,
                      config.bookmark_interval, config.subscription_status_interval,
                      config.node_ttl, max_linger=config.subscription_max_linger))
-        self.subscriptions.attach()  # after the policy resolver's listener
+        self.cache.add_listener(RevisionPipeline(
+            self.identity_index, self.policy_engine, self.subscriptions.state, views=[enricher]))
         await self._start_cache()
         await self.subscriptions.start()
         self._tasks.append(asyncio.create_task(self.collector.run(), name="identity-gc"))

@@ -19,6 +19,7 @@ from bulkhead.v1 import (
     node_pb2_grpc,
     policy_pb2,
     policy_pb2_grpc,
+    subscription_pb2,
 )
 from controlplane.policy import canonical_json, parse_policies
 from controlplane.store.cache import Change
@@ -327,6 +328,36 @@ async def test_subscribed_agent_receives_policy_deltas(replicas: ReplicaFactory)
             await task
 
 
+async def test_a_policy_change_reaches_the_subscription_at_the_revision_that_made_it(
+        replicas: ReplicaFactory) -> None:
+    """The revision pipeline resolves policy before the subscription frames the revision, so
+    the node hosting an affected identity gets the new policy in that very revision's delta,
+    for a policy write and for an identity that a policy's peer selector matches alike."""
+    replica = await replicas()
+    await node_pb2_grpc.NodeServiceStub(replica.channel()).Register(
+        node_pb2.RegisterNodeRequest(name="n1", underlay_ip="192.0.2.1"))
+    deathstar = await make_endpoint(replica, "n1", "deathstar", ["k8s:org=empire",
+                                                                  "k8s:class=deathstar", NS])
+    history = replica.cp.subscriptions.history
+
+    def policies_at(revision: int) -> dict[int, list[int]]:
+        """identity -> entry peers, as node n1 received them in the delta of `revision`."""
+        deltas = [d for d in history.since(revision - 1) if d.revision == revision]
+        body = deltas[0].body_for("n1") if deltas else None
+        delta = subscription_pb2.Delta.FromString(body or b"")
+        return {c.policy.identity: [e.peer for e in c.policy.entries]
+                for c in delta.changes if c.WhichOneof("object") == "policy"}
+
+    applied = await stub(replica).Apply(policy_pb2.ApplyPoliciesRequest(yaml=SEED))
+    assert policies_at(applied.revision) == {deathstar: [deathstar]}
+    allocated = await identity_pb2_grpc.IdentityServiceStub(replica.channel()).Allocate(
+        identity_pb2.AllocateIdentityRequest(labels=["k8s:org=empire", "k8s:class=tie", NS]))
+    index = replica.cp.identity_index
+    assert await eventually(lambda: _true(allocated.id in index.by_id))
+    assert policies_at(index.by_id[allocated.id].mod_revision) == {
+        deathstar: sorted([deathstar, allocated.id])}
+
+
 async def test_policy_stored_around_the_api_waits_for_its_cidr_identity(
         replicas: ReplicaFactory) -> None:
     replica = await replicas()
@@ -335,8 +366,8 @@ async def test_policy_stored_around_the_api_waits_for_its_cidr_identity(
     policy = parse_policies(CIDR)[0]
     revision = await etcd.put(keys.policy("default", "to-cidr"), canonical_json(policy).encode())
     await replica.cp.cache.wait_for(revision)
-    assert replica.cp.policy_engine.waiting == {policy.key}
+    assert replica.cp.policy_engine.waits(policy.key)
     # The API's own apply allocates them; the held-back policy then resolves.
     await stub(replica).Apply(policy_pb2.ApplyPoliciesRequest(yaml=CIDR))
-    assert await eventually(lambda: _true(not replica.cp.policy_engine.waiting))
+    assert await eventually(lambda: _true(not replica.cp.policy_engine.waits(policy.key)))
     assert replica.cp.policy_engine.repository.get_policy(policy.key) is not None

@@ -1,4 +1,4 @@
-"""PolicyService: thin over `controlplane.policy.store.PolicyStore`."""
+"""PolicyService: thin over `controlplane.policystore.store.PolicyStore`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import grpc
 from bulkhead.v1 import policy_pb2 as pb
 from bulkhead.v1 import policy_pb2_grpc
 from controlplane.policy import Protocol, RuleRef, SideTrace, to_yaml
-from controlplane.policy.store import (
+from controlplane.policystore.store import (
     PolicyRecord,
     PolicyStore,
     Resolution,

@@ -32,7 +32,7 @@ class StatusReporter:
         except EtcdUnavailable as exc:
             etcd.error = str(exc)
         counts = {**object_counts(cp), "cache_revision": cp.cache.revision,
-                  "policies": len(cp.policy_engine.stored)}
+                  "policies": cp.policy_engine.policy_count()}
         connected = [s for s in cp.subscriptions.statuses().values() if s.connected]
         counts["subscribers"] = len(connected)
         counts["max_lag_revisions"] = max((s.lag_revisions for s in connected), default=0)

@@ -1,5 +1,8 @@
 """The policy engine: CiliumNetworkPolicy YAML in, per-identity policy-map entries out.
 
+Pure: no etcd, no gRPC servicer; policies in etcd (the store and the watch-fed resolver) live
+beside it in `controlplane.policystore`.
+
 - `parse_policies(text)` validates YAML into `Policy` objects (or `PolicyValidationError`
   listing every problem with its field path);
 - `PolicyRepository` resolves them per identity, incrementally, with change sets, entry-limit

@@ -1,8 +1,8 @@
 """CIDR identities: a policy's CIDR peers become identities with a `cidr:<prefix>` label.
 
 The engine does not number prefixes itself; it asks the `CidrIdentities` it was given. In the
-control plane that is the resolver's lookup-only `IndexCidrIdentities`: the policy store
-allocates a prefix's identity in etcd (`PolicyStore._hold_cidrs`) before it stores the policy,
+control plane that is the resolver's lookup-only `IndexCidrIdentities` (controlplane/policystore):
+the policy store allocates a prefix's identity in etcd before it stores the policy,
 so CIDR identities are cluster-wide like any other and resolution only looks them up.
 `InMemoryCidrIdentities`, which does number them, serves tests and benchmarks.
 """

@@ -10,8 +10,8 @@ positive). Every event touches only what it must:
   the rules that name those selectors;
 - a rule added or removed: the subjects its selector matches.
 
-A subject is marked changed when an entry or an enforcement flag appears or disappears, which is
-what the subscription layer pushes.
+Each operation returns the subjects whose entries or enforcement flags appeared or disappeared
+(what the subscription layer pushes); the engine keeps no change set of its own.
 """
 
 from __future__ import annotations
@@ -63,47 +63,54 @@ class Engine:
         self._endpoints: set[int] = set()
         self._peer_users: dict[CachedSelector, dict[_RuleState, int]] = {}
         self._subject_users: dict[CachedSelector, set[_RuleState]] = {}
-        self.changed: set[int] = set()
-        """Identities whose resolved policy changed since the caller last cleared this."""
 
     # -- identities ----------------------------------------------------------------------
     def has_identity(self, identity: int) -> bool:
         return identity in self.index.labels
 
-    def add_identity(self, identity: int, labels: ParsedLabels) -> None:
+    def add_identity(self, identity: int, labels: ParsedLabels) -> set[int]:
+        """Adds an identity; returns the identities whose resolved policy changed."""
+        changed: set[int] = set()
         self.index.add(identity, labels)
         matched = self.cache.identity_added(identity, labels)
         endpoint = labels.is_endpoint
         if endpoint:
             self._endpoints.add(identity)
-            self.changed.add(identity)
+            changed.add(identity)
         subjects, endpoints = self._subjects, self._endpoints
         for cached in matched:
             if endpoint:
                 for state in self._subject_users.get(cached, ()):
-                    self._contribute(state, identity, 1)
+                    self._contribute(state, identity, 1, changed)
             for state, times in self._peer_users.get(cached, {}).items():
                 for subject in state.subject.matches:
                     if subject == identity or subject not in endpoints:
                         continue
-                    self._add_peer(subjects[subject], subject, state, identity, times)
+                    self._add_peer(subjects[subject], subject, state, identity, times, changed)
+        return changed
 
-    def remove_identity(self, identity: int) -> None:
+    def remove_identity(self, identity: int) -> set[int]:
+        """Removes an identity; returns the identities whose resolved policy changed."""
+        changed: set[int] = set()
         matched = self.cache.identity_removed(identity)
         self.index.remove(identity)
         if identity in self._endpoints:
             self._endpoints.discard(identity)
             self._subjects.pop(identity, None)
-            self.changed.add(identity)
+            changed.add(identity)
         subjects, endpoints = self._subjects, self._endpoints
         for cached in matched:
             for state, times in self._peer_users.get(cached, {}).items():
                 for subject in state.subject.matches:
                     if subject in endpoints:
-                        self._add_peer(subjects[subject], subject, state, identity, -times)
+                        self._add_peer(subjects[subject], subject, state, identity, -times,
+                                       changed)
+        return changed
 
     # -- rules ---------------------------------------------------------------------------
-    def add_rules(self, rules: Iterable[Rule]) -> None:
+    def add_rules(self, rules: Iterable[Rule]) -> set[int]:
+        """Adds rules; returns the identities whose resolved policy changed."""
+        changed: set[int] = set()
         for rule in rules:
             state = _RuleState(
                 rule,
@@ -121,14 +128,17 @@ class Engine:
                     users[state] = users.get(state, 0) + 1
             for subject in state.subject.matches:
                 if subject in self._endpoints:
-                    self._contribute(state, subject, 1)
+                    self._contribute(state, subject, 1, changed)
+        return changed
 
-    def remove_rules(self, refs: Iterable[RuleRef]) -> None:
+    def remove_rules(self, refs: Iterable[RuleRef]) -> set[int]:
+        """Removes rules; returns the identities whose resolved policy changed."""
+        changed: set[int] = set()
         for ref in refs:
             state = self._rules.pop(ref)
             for subject in state.subject.matches:
                 if subject in self._endpoints:
-                    self._contribute(state, subject, -1)
+                    self._contribute(state, subject, -1, changed)
             users = self._subject_users[state.subject]
             users.discard(state)
             if not users:
@@ -143,6 +153,7 @@ class Engine:
                     if not peer_users:
                         del self._peer_users[peer]
                     self.cache.release(peer)
+        return changed
 
     # -- results -------------------------------------------------------------------------
     def endpoints(self) -> set[int]:
@@ -171,8 +182,10 @@ class Engine:
         return subject.enforced[0] > 0, subject.enforced[1] > 0
 
     # -- internals -----------------------------------------------------------------------
-    def _contribute(self, state: _RuleState, identity: int, sign: int) -> None:
-        """Adds (sign 1) or removes (-1) everything `state` gives the subject `identity`."""
+    def _contribute(self, state: _RuleState, identity: int, sign: int,
+                    changed: set[int]) -> None:
+        """Adds (sign 1) or removes (-1) everything `state` gives the subject `identity`;
+        adds `identity` to `changed` when its policy changed."""
         subject = self._subjects.get(identity)
         if subject is None:
             subject = self._subjects[identity] = _Subject()
@@ -183,9 +196,9 @@ class Engine:
         count = subject.enforced[state.direction_index]
         subject.enforced[state.direction_index] = count + sign
         if count == 0 or count + sign == 0:
-            self.changed.add(identity)
+            changed.add(identity)
         entries = subject.entries
-        changed = False
+        touched = False
         for peer in state.peers:
             for peer_id in (0,) if peer is None else peer.matches:
                 for direction, proto, lo, hi, verdict in state.templates:
@@ -194,17 +207,17 @@ class Engine:
                     if n:
                         entries[key] = n
                         if n == sign:
-                            changed = True
+                            touched = True
                     else:
                         del entries[key]
-                        changed = True
-        if changed:
-            self.changed.add(identity)
+                        touched = True
+        if touched:
+            changed.add(identity)
         if not subject.rules:
             del self._subjects[identity]
 
     def _add_peer(self, subject: _Subject, identity: int, state: _RuleState, peer: int,
-                  times: int) -> None:
+                  times: int, changed: set[int]) -> None:
         entries = subject.entries
         for direction, proto, lo, hi, verdict in state.templates:
             key = (direction, peer, proto, lo, hi, verdict)
@@ -212,10 +225,10 @@ class Engine:
             if n:
                 entries[key] = n
                 if n == times:
-                    self.changed.add(identity)
+                    changed.add(identity)
             else:
                 del entries[key]
-                self.changed.add(identity)
+                changed.add(identity)
 
     def _origins(self, subject: _Subject) -> dict[Entry, tuple[RuleRef, ...]]:
         found: dict[EntryKey, set[RuleRef]] = {}

@@ -1,8 +1,9 @@
 """The policy repository: the public face of resolution.
 
 Fed identities (add/remove, from the identity store) and policies (upsert/delete, from etcd),
-it keeps every endpoint identity's resolved policy current through the incremental `Engine`
-and says which identities changed after each operation. It also owns the CIDR identities that
+it keeps every endpoint identity's resolved policy current through the incremental `Engine`;
+each operation returns the identities whose resolved policy it changed (nothing is kept for
+anyone to drain later). It also owns the CIDR identities that
 policies need and the per-identity entry limit (a BPF policy map has a fixed size; overflowing
 it silently drops traffic, so an apply that would overflow is refused before anything changes).
 """
@@ -80,35 +81,29 @@ class PolicyRepository:
         self._external: set[int] = set()
         self._cidr_ids: dict[str, int] = {}
         self._cidr_refs: dict[str, int] = {}
-        self.changed: set[int] = set()
-        """Every identity reported changed since a consumer (the subscription layer) last
-        cleared this; each operation also returns its own change set."""
         if with_reserved:
             for identity in reserved_identities():
                 self.add_identity(identity)
-        self._engine.changed.clear()
-        self.changed.clear()
 
     # -- identities ----------------------------------------------------------------------
     def add_identity(self, identity: Identity) -> frozenset[int]:
         """Adds (or relabels) an identity; returns the identities whose policy changed."""
         labels = ParsedLabels.of(identity.labels)
+        changed: set[int] = set()
         if self._engine.has_identity(identity.id):
             if self._engine.index.labels[identity.id] == labels:
                 self._external.add(identity.id)
                 return frozenset()
-            self._engine.remove_identity(identity.id)
+            changed = self._engine.remove_identity(identity.id)
         self._external.add(identity.id)
-        self._engine.add_identity(identity.id, labels)
-        return self._take_changes()
+        return frozenset(changed | self._engine.add_identity(identity.id, labels))
 
     def remove_identity(self, identity: int) -> frozenset[int]:
         """Removes an identity (still kept while a policy needs it as a CIDR identity)."""
         self._external.discard(identity)
         if not self._engine.has_identity(identity) or identity in self._cidr_ids.values():
             return frozenset()
-        self._engine.remove_identity(identity)
-        return self._take_changes()
+        return frozenset(self._engine.remove_identity(identity))
 
     def identities(self) -> list[Identity]:
         known = sorted(self._engine.index.labels.items())
@@ -140,20 +135,15 @@ class PolicyRepository:
         upserts, deletes = list(upserts), list(deletes)
         previous = {p.key: self._policies.get(p.key) for p in upserts}
         previous.update({k: self._policies.get(k) for k in deletes})
-        saved_changed = set(self._engine.changed)
         real, self._allocator = self._allocator, _PlannedCidrs(dict(self._cidr_ids))
         try:
-            self._engine.changed.clear()
-            self._apply(upserts, deletes)
-            touched = self._take_changes(record=False)
+            touched = self._apply(upserts, deletes)
             after = {i: self._engine.entry_count(i) for i in touched}
             restore = [p for p in previous.values() if p is not None]
             self._apply(restore, [k for k, p in previous.items() if p is None])
             before = {i: self._engine.entry_count(i) for i in touched}
         finally:
             self._allocator = real
-            self._engine.changed.clear()
-            self._engine.changed |= saved_changed
         return [Overflow(i, after[i], self.policy_map_max) for i in sorted(touched)
                 if i >= 0 and after[i] > self.policy_map_max and after[i] > before.get(i, 0)]
 
@@ -166,8 +156,7 @@ class PolicyRepository:
             overflows = self.check(upserts, deletes)
             if overflows:
                 raise PolicyMapOverflow(overflows)
-        self._apply(upserts, deletes)
-        return self._take_changes()
+        return frozenset(self._apply(upserts, deletes))
 
     # -- results -------------------------------------------------------------------------
     def resolved(self, identity: int, *, origins: bool = False) -> ResolvedPolicy:
@@ -193,33 +182,30 @@ class PolicyRepository:
         return self._engine.entry_count(identity)
 
     # -- internals -----------------------------------------------------------------------
-    def _take_changes(self, *, record: bool = True) -> frozenset[int]:
-        changed = frozenset(self._engine.changed)
-        self._engine.changed.clear()
-        if record:
-            self.changed |= changed
-        return changed
-
-    def _apply(self, upserts: list[Policy], deletes: list[PolicyKey]) -> None:
+    def _apply(self, upserts: list[Policy], deletes: list[PolicyKey]) -> set[int]:
+        """Applies without checking; returns the identities whose policy changed."""
+        changed: set[int] = set()
         for key in deletes:
             old = self._policies.pop(key, None)
             if old is not None:
-                self._engine.remove_rules(r.ref for r in old.rules)
-                self._release_cidrs(old)
+                changed |= self._engine.remove_rules(r.ref for r in old.rules)
+                changed |= self._release_cidrs(old)
         for policy in upserts:
             old = self._policies.get(policy.key)
             if old is not None and old.rules == policy.rules:
                 self._policies[policy.key] = policy
                 continue
-            self._hold_cidrs(policy)
+            changed |= self._hold_cidrs(policy)
             if old is not None:
-                self._engine.remove_rules(r.ref for r in old.rules)
+                changed |= self._engine.remove_rules(r.ref for r in old.rules)
             self._policies[policy.key] = policy
-            self._engine.add_rules(policy.rules)
+            changed |= self._engine.add_rules(policy.rules)
             if old is not None:
-                self._release_cidrs(old)
+                changed |= self._release_cidrs(old)
+        return changed
 
-    def _hold_cidrs(self, policy: Policy) -> None:
+    def _hold_cidrs(self, policy: Policy) -> set[int]:
+        changed: set[int] = set()
         for prefix in cidr_prefixes(policy):
             count = self._cidr_refs.get(prefix, 0)
             self._cidr_refs[prefix] = count + 1
@@ -228,9 +214,12 @@ class PolicyRepository:
             identity = self._allocator.ensure(prefix)
             self._cidr_ids[prefix] = identity
             if not self._engine.has_identity(identity):
-                self._engine.add_identity(identity, ParsedLabels.of([cidr_label(prefix)]))
+                changed |= self._engine.add_identity(identity,
+                                                     ParsedLabels.of([cidr_label(prefix)]))
+        return changed
 
-    def _release_cidrs(self, policy: Policy) -> None:
+    def _release_cidrs(self, policy: Policy) -> set[int]:
+        changed: set[int] = set()
         for prefix in cidr_prefixes(policy):
             count = self._cidr_refs[prefix] - 1
             if count:
@@ -239,8 +228,9 @@ class PolicyRepository:
             del self._cidr_refs[prefix]
             identity = self._cidr_ids.pop(prefix)
             if identity not in self._external:
-                self._engine.remove_identity(identity)
+                changed |= self._engine.remove_identity(identity)
             self._allocator.release(prefix)
+        return changed
 
 
 def cidr_prefixes(policy: Policy) -> list[str]:

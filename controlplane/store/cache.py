@@ -6,6 +6,8 @@ Listeners see each etcd revision whole, in order; a relist (start, compaction, l
 is announced with `reset` so they can rebuild. A record that does not decode as its kind
 (`records.py`) is held apart in `bad`, logged once, and never reaches `items` or a listener:
 to them a good record overwritten with a bad value is deleted, and a bad one fixed is new.
+The control plane registers one listener, the revision pipeline (`controlplane/pipeline.py`),
+which orders what a replica derives from each revision.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import collections
 import contextlib
 import random
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -38,9 +40,12 @@ class Change:
 
 
 class Listener(Protocol):
-    def reset(self, items: dict[str, KV], revision: int) -> None: ...
+    def reset(self, items: dict[str, KV], revision: int) -> None:
+        """The cache was (re)listed at `revision`: `items` is everything."""
 
-    def apply(self, revision: int, changes: list[Change]) -> None: ...
+    def apply(self, revision: int, changes: list[Change]) -> None:
+        """The cache advanced to `revision` by `changes`, which may be empty: etcd reported
+        progress, or only undecodable records changed."""
 
 
 class ClusterCache:
@@ -54,7 +59,6 @@ class ClusterCache:
         self.revision = 0
         self._page = page
         self._listeners: list[Listener] = []
-        self._progress: list[Callable[[int], None]] = []
         self._advanced = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -67,10 +71,6 @@ class ClusterCache:
         self._listeners.append(listener)
         if self._ready.is_set():
             listener.reset(self.items, self.revision)
-
-    def on_progress(self, callback: Callable[[int], None]) -> None:
-        """Called with the revision whenever etcd reports progress with no change (bookmarks)."""
-        self._progress.append(callback)
 
     def under(self, prefix: str) -> Iterator[KV]:
         kind, slash, rest = prefix[len(self.prefix):].partition("/")
@@ -218,9 +218,7 @@ class ClusterCache:
         if response.events:
             self._apply_events(response.events)
         elif response.header.revision > self.revision and not response.created:
-            self.revision = response.header.revision
-            for callback in self._progress:
-                callback(self.revision)
+            self._commit(response.header.revision, [])
 
     def _bad(self, kv: KV, known: BadRecord | None) -> BadRecord | None:
         """Why `kv` cannot enter the cache (logged when it is news), or None."""
@@ -266,10 +264,6 @@ class ClusterCache:
 
     def _commit(self, revision: int, changes: list[Change]) -> None:
         self.revision = revision
-        if not changes:   # only undecodable records changed: progress, as far as views go
-            for callback in self._progress:
-                callback(revision)
-            return
         for listener in self._listeners:
             try:
                 listener.apply(revision, changes)

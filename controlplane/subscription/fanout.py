@@ -59,11 +59,6 @@ class Fanout:
         self._compaction_checks: dict[int, asyncio.Future[bool]] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
-    def attach(self) -> None:
-        """Registers the state on the cache (after the policy resolver, before start)."""
-        self.cache.add_listener(self.state)
-        self.cache.on_progress(self.state.progress)
-
     async def start(self) -> None:
         if trace.TRACER is not None:
             trace.TRACER.start()

@@ -1,8 +1,7 @@
-"""The narrow view of the policy engine the subscription needs.
+"""The narrow view of the policy resolver the subscription needs: one identity's entries.
 
-The resolver must be a ClusterCache listener registered *before* the subscription state, so
-that when the state handles revision R the resolver has applied R too and `take_changed()`
-names exactly the identities whose resolved policy changed at R.
+Which identities changed at a revision is not asked here: the revision pipeline hands it to
+`SubscriptionState.apply` with the revision's changes.
 """
 
 from __future__ import annotations
@@ -17,13 +16,9 @@ class PolicySource(Protocol):
         """Enforcement flags and entries of `identity` (entries duck-type PolicyEntryView)."""
         ...
 
-    def take_changed(self) -> set[int]:
-        """Identities whose resolved policy changed since the last call; clears the set."""
-        ...
-
 
 class EnginePolicySource:
-    """Adapts `controlplane.policy.engine.Engine`-like objects (`resolved(id)`, `changed`)."""
+    """Adapts objects with `resolved(id)` (the policy resolver) to a `PolicySource`."""
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine
@@ -32,8 +27,3 @@ class EnginePolicySource:
         resolved = self.engine.resolved(identity)
         return ResolvedView(bool(resolved.ingress_enforced), bool(resolved.egress_enforced),
                             tuple(resolved.entries))
-
-    def take_changed(self) -> set[int]:
-        changed = set(self.engine.changed)
-        self.engine.changed.clear()
-        return changed

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Set
 
 from bulkhead import log
 from controlplane.store.cache import Change
@@ -21,7 +21,8 @@ _log = log.get(__name__)
 
 
 class SubscriptionState:
-    """A ClusterCache listener; register it after the policy resolver."""
+    """The subscription stage of the revision pipeline (`controlplane/pipeline.py`): it gets
+    each revision's changes together with the identities whose policy changed at it."""
 
     def __init__(self, keys: Keys, policy: PolicySource, history: History) -> None:
         self.keys = keys
@@ -39,14 +40,13 @@ class SubscriptionState:
         self.on_delta: list[Callable[[RevisionDelta], None]] = []
         self.on_reset: list[Callable[[], None]] = []
 
-    # -- ClusterCache listener ---------------------------------------------------------------
+    # -- revision pipeline stage ------------------------------------------------------------
     def reset(self, items: dict[str, KV], revision: int) -> None:
         self.objects.clear()
         self.endpoint_of.clear()
         self.interest.clear()
         self.hosts.clear()
         self._policy_framed.clear()
-        self.policy.take_changed()
         for key, kv in items.items():
             kind = self.classify.kind(key)
             if kind is not None:
@@ -59,7 +59,7 @@ class SubscriptionState:
         for callback in self.on_reset:
             callback()
 
-    def apply(self, revision: int, changes: list[Change]) -> None:
+    def apply(self, revision: int, changes: list[Change], policy_changed: Set[int]) -> None:
         if trace.TRACER is not None:
             trace.TRACER.watched[revision] = time.time()
         framed: list[bytes] = []
@@ -78,7 +78,7 @@ class SubscriptionState:
             elif change.key.startswith(self.classify.endpoints):
                 self._endpoint_put(change.key, change.kv if change.kind == "put" else None,
                                    touched)
-        per_node = self._policy_parts(touched)
+        per_node = self._policy_parts(touched, policy_changed)
         self.revision = revision
         if not framed and not per_node:
             return
@@ -156,9 +156,9 @@ class SubscriptionState:
                 if not nodes:
                     del self.hosts[ident]
 
-    def _policy_parts(self, touched: dict[tuple[str, int], bool]) -> dict[str, list[bytes]]:
+    def _policy_parts(self, touched: dict[tuple[str, int], bool],
+                      changed: Set[int]) -> dict[str, list[bytes]]:
         """Per node: changed policies of hosted identities, new interests, lost interests."""
-        changed = self.policy.take_changed()
         parts: dict[str, list[bytes]] = {}
         for ident in changed:
             self._policy_framed.pop(ident, None)

@@ -5,13 +5,15 @@ from an in-process fan-out with a label-driven policy source on the same etcd.""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Set
 
 import grpc
 import pytest
 
 from bulkhead.v1 import subscription_pb2_grpc
 from controlplane.api.subscription_service import SubscriptionAdminService, SubscriptionService
+from controlplane.identity.index import IdentityIndex
+from controlplane.pipeline import RevisionPipeline
 from controlplane.store.cache import Change, ClusterCache
 from controlplane.store.etcd import KV
 from controlplane.store.keys import Keys
@@ -26,36 +28,34 @@ WEB = PolicyEntryView("ingress", 0, 6, 80, 80, "allow")
 
 
 class LabelPolicy:
-    """Identities labelled k8s:role=web allow tcp/80 in; others are unrestricted."""
+    """Identities labelled k8s:role=web allow tcp/80 in; others are unrestricted. The policy
+    stage of the revision pipeline in place of the resolver."""
 
     def __init__(self, keys: Keys) -> None:
         self.prefix = keys.identity_ids
         self.web: set[int] = set()
-        self.changed: set[int] = set()
 
     def reset(self, items: dict[str, KV], revision: int) -> None:
         self.web = {int(json.loads(kv.value)["id"]) for key, kv in items.items()
                     if key.startswith(self.prefix) and "k8s:role=web" in kv.value.decode()}
 
-    def apply(self, revision: int, changes: list[Change]) -> None:
+    def apply(self, revision: int, changes: list[Change]) -> Set[int]:
+        changed = set()
         for change in changes:
             if not change.key.startswith(self.prefix):
                 continue
             ident = int(change.key[len(self.prefix):])
-            self.changed.add(ident)
+            changed.add(ident)
             if change.kv is not None and b"k8s:role=web" in change.kv.value:
                 self.web.add(ident)
             else:
                 self.web.discard(ident)
+        return changed
 
     def entries_for(self, identity: int) -> ResolvedView:
         if identity in self.web:
             return ResolvedView(True, False, (WEB,))
         return ResolvedView(False, False, ())
-
-    def take_changed(self) -> set[int]:
-        changed, self.changed = self.changed, set()
-        return changed
 
 
 @pytest.fixture
@@ -64,9 +64,8 @@ async def fanout_server(cluster: Cluster) -> AsyncIterator[tuple[str, Fanout]]:
     keys = Keys(cluster.cluster_name)
     cache = ClusterCache(cluster.etcd, keys.prefix)
     policy = LabelPolicy(keys)
-    cache.add_listener(policy)                 # the resolver first, then the subscription
     fanout = Fanout(cluster.etcd, keys, cache, policy, f"inproc-{cluster.tag}")
-    fanout.attach()
+    cache.add_listener(RevisionPipeline(IdentityIndex(keys), policy, fanout.state))
     await cache.start()
     await fanout.start()
     server = grpc.aio.server()

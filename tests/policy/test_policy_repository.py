@@ -173,9 +173,11 @@ spec:
     assert {e.peer for e in repo.resolved(700).entries} == {1, 2, 9, 10}
 
 
-def test_changes_accumulate_for_the_subscription_layer_but_not_from_dry_runs() -> None:
+def test_each_operation_returns_its_changes_and_a_dry_run_changes_nothing() -> None:
     repo = seeded()
-    repo.changed.clear()
-    repo.add_identity(TIEFIGHTER)
-    repo.check(parse_policies(SEED.replace('"80"', '"81"')))
-    assert repo.changed == {TIEFIGHTER.id, DEATHSTAR.id}
+    assert repo.add_identity(TIEFIGHTER) == {TIEFIGHTER.id, DEATHSTAR.id}
+    before = repo.resolve_all()
+    assert repo.check(parse_policies(SEED.replace('"80"', '"81"'))) == []
+    assert repo.resolve_all() == before
+    assert repo.apply(parse_policies(SEED.replace('"80"', '"81"'))) == {DEATHSTAR.id}
+    assert repo.add_identity(TIEFIGHTER) == frozenset()

@@ -1,10 +1,10 @@
 """The replica's policy resolver: a `PolicyRepository` fed from the one etcd watch.
 
-A ClusterCache listener registered after the identity index and before the subscription state,
-so when the state handles revision R, identities and policies of R are already resolved and
-`changed` names exactly the identities whose entries changed at R. Everything it holds derives
+The policy stage of the revision pipeline (`controlplane/pipeline.py`): `apply` resolves one
+revision and returns the identities whose entries changed at it. Everything it holds derives
 from etcd (identities, policies, CIDR identities looked up by label), so every replica
-resolves the same etcd state to the same entries.
+resolves the same etcd state to the same entries. The policy store reads it only through the
+narrow API below (`check`, `rules`, `cidr_of`, `stored`, `waits`, `affected_between`).
 """
 
 from __future__ import annotations
@@ -13,20 +13,24 @@ import functools
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from bulkhead import log
 from controlplane.identity.index import IdentityIndex
+from controlplane.policy.cidr import cidr_label
+from controlplane.policy.model import Identity, Policy, PolicyKey, ResolvedPolicy, Rule
+from controlplane.policy.parse import PolicyValidationError, parse_document
+from controlplane.policy.repository import (
+    DEFAULT_POLICY_MAP_MAX,
+    Overflow,
+    PolicyRepository,
+    cidr_prefixes,
+)
 from controlplane.store.cache import Change
 from controlplane.store.etcd import KV
 from controlplane.store.keys import Keys
-
-from .cidr import cidr_label
-from .model import Identity, Policy, PolicyKey, ResolvedPolicy
-from .parse import PolicyValidationError, parse_document
-from .repository import DEFAULT_POLICY_MAP_MAX, PolicyRepository, cidr_prefixes
 
 _log = log.get(__name__)
 AFFECTED_KEPT = 4096
@@ -64,14 +68,17 @@ class StoredPolicy:
     kv: KV
 
 
-def _timed(method: Callable[..., None]) -> Callable[..., None]:
+_R = TypeVar("_R")
+
+
+def _timed(method: Callable[..., _R]) -> Callable[..., _R]:
     """Adds the method's duration to `resolution_seconds` (total, count) for the metrics."""
 
     @functools.wraps(method)
-    def wrapper(self: PolicyResolver, *args: Any) -> None:
+    def wrapper(self: PolicyResolver, *args: Any) -> _R:
         started = time.perf_counter()
         try:
-            method(self, *args)
+            return method(self, *args)
         finally:
             total, count = self.resolution_seconds
             self.resolution_seconds = (total + time.perf_counter() - started, count + 1)
@@ -80,31 +87,28 @@ def _timed(method: Callable[..., None]) -> Callable[..., None]:
 
 
 class PolicyResolver:
-    """ClusterCache listener; `resolved(id)` and `changed` are what the subscription reads."""
+    """Identities and policies of each revision in, resolved policies and change sets out."""
 
     def __init__(self, keys: Keys, index: IdentityIndex, *,
                  policy_map_max: int = DEFAULT_POLICY_MAP_MAX) -> None:
         self.keys = keys
         self.index = index
         self.policy_map_max = policy_map_max
-        self.cidrs = IndexCidrIdentities(index)
+        self._cidrs = IndexCidrIdentities(index)
         self.repository = self._new_repository()
-        self.stored: dict[PolicyKey, StoredPolicy] = {}
+        """The pure engine state; the policy store reads only the API below."""
+        self._stored: dict[PolicyKey, StoredPolicy] = {}
         self._key_of: dict[str, PolicyKey] = {}  # etcd key -> policy
-        self.waiting: set[PolicyKey] = set()
+        self._waiting: set[PolicyKey] = set()
         """Stored policies held back because a CIDR identity they need is not in etcd."""
         self.revision = 0
         self._affected: OrderedDict[int, frozenset[int]] = OrderedDict()
         self.resolution_seconds: tuple[float, int] = (0.0, 0)
 
     def _new_repository(self) -> PolicyRepository:
-        return PolicyRepository(self.cidrs, policy_map_max=self.policy_map_max)
+        return PolicyRepository(self._cidrs, policy_map_max=self.policy_map_max)
 
-    # -- what the subscription layer reads ----------------------------------------------------
-    @property
-    def changed(self) -> set[int]:
-        return self.repository.changed
-
+    # -- what the subscription, the admin API and the policy store read -----------------------
     def resolved(self, identity: int, *, origins: bool = False) -> ResolvedPolicy:
         return self.repository.resolved(identity, origins=origins)
 
@@ -122,14 +126,38 @@ class PolicyResolver:
                 found |= idents
         return found
 
-    # -- ClusterCache listener ----------------------------------------------------------------
+    def check(self, upserts: Iterable[Policy]) -> list[Overflow]:
+        """The identities storing `upserts` would push above the policy map size."""
+        return self.repository.check(upserts)
+
+    def rules(self) -> Iterator[Rule]:
+        """Every rule of the resolved policies (what `trace` evaluates)."""
+        return self.repository.rules()
+
+    def cidr_of(self, prefix: str) -> int | None:
+        """The CIDR identity of `prefix` in the identity index, if it has one."""
+        return self._cidrs.lookup(prefix)
+
+    def stored(self, key: PolicyKey) -> StoredPolicy | None:
+        """The policy `key` as last seen in etcd (parsed), whether resolved or waiting."""
+        return self._stored.get(key)
+
+    def policy_count(self) -> int:
+        return len(self._stored)
+
+    def waits(self, key: PolicyKey) -> bool:
+        """Whether stored policy `key` is held back because a CIDR identity it needs is not
+        in etcd (only when etcd was written around the API)."""
+        return key in self._waiting
+
+    # -- the revision pipeline's policy stage -------------------------------------------------
     @_timed
     def reset(self, items: dict[str, KV], revision: int) -> None:
-        """Rebuilds from scratch; the subscription layer resends from its own reset."""
+        """Rebuilds from scratch; the subscription resends everything from its own reset."""
         self.repository = self._new_repository()
-        self.stored.clear()
+        self._stored.clear()
         self._key_of.clear()
-        self.waiting.clear()
+        self._waiting.clear()
         self._affected.clear()
         self.revision = revision
         identities = [kv for key, kv in items.items() if key.startswith(self.keys.identity_ids)]
@@ -142,18 +170,17 @@ class PolicyResolver:
         for kv in sorted(policies, key=lambda kv: kv.key):
             policy = self._policy(kv)
             if policy is not None:
-                self.stored[policy.key] = StoredPolicy(policy, kv)
+                self._stored[policy.key] = StoredPolicy(policy, kv)
                 self._key_of[kv.key] = policy.key
                 upserts.append(policy)
         self._apply_policies(upserts, [])
-        self.repository.changed.clear()
-        _log.info("policies resolved", policies=len(self.stored), waiting=len(self.waiting),
+        _log.info("policies resolved", policies=len(self._stored), waiting=len(self._waiting),
                   revision=revision)
 
     @_timed
-    def apply(self, revision: int, changes: list[Change]) -> None:
-        before = set(self.repository.changed)
-        self.repository.changed.clear()
+    def apply(self, revision: int, changes: list[Change]) -> frozenset[int]:
+        """Resolves revision `revision`; returns the identities whose policy changed at it."""
+        changed: set[int] = set()
         added: list[Identity] = []
         removed: list[int] = []
         upserts: list[Policy] = []
@@ -168,23 +195,23 @@ class PolicyResolver:
             elif change.key.startswith(self.keys.policies):
                 self._policy_change(change, upserts, deletes)
         for identity in added:
-            self.repository.add_identity(identity)
-        if added and self.waiting:
+            changed |= self.repository.add_identity(identity)
+        if added and self._waiting:
             # A CIDR identity a held-back policy needed may have arrived.
             upserting = {p.key for p in upserts}
-            upserts += [self.stored[k].policy for k in sorted(self.waiting)
+            upserts += [self._stored[k].policy for k in sorted(self._waiting)
                         if k not in upserting]
         if upserts or deletes:
-            self._apply_policies(upserts, deletes)
+            changed |= self._apply_policies(upserts, deletes)
         for ident in removed:
-            self.repository.remove_identity(ident)
+            changed |= self.repository.remove_identity(ident)
         self.revision = revision
-        affected = frozenset(self.repository.changed)
-        self.repository.changed |= before
+        affected = frozenset(changed)
         if affected:
             self._affected[revision] = affected
             while len(self._affected) > AFFECTED_KEPT:
                 self._affected.popitem(last=False)
+        return affected
 
     # -- internals ----------------------------------------------------------------------------
     def _policy_change(self, change: Change, upserts: list[Policy],
@@ -192,35 +219,35 @@ class PolicyResolver:
         old = self._key_of.pop(change.key, None)
         new = self._policy(change.kv) if change.kv is not None else None
         if old is not None and (new is None or new.key != old):
-            self.stored.pop(old, None)
+            self._stored.pop(old, None)
             deletes.append(old)
         if new is not None and change.kv is not None:
             self._key_of[change.key] = new.key
-            self.stored[new.key] = StoredPolicy(new, change.kv)
+            self._stored[new.key] = StoredPolicy(new, change.kv)
             upserts.append(new)
 
-    def _apply_policies(self, upserts: list[Policy], deletes: list[PolicyKey]) -> None:
+    def _apply_policies(self, upserts: list[Policy], deletes: list[PolicyKey]) -> frozenset[int]:
         ready: list[Policy] = []
         for policy in upserts:
-            missing = [p for p in cidr_prefixes(policy) if self.cidrs.lookup(p) is None]
+            missing = [p for p in cidr_prefixes(policy) if self._cidrs.lookup(p) is None]
             if missing:
                 # Only when etcd was written around the API (or the identity released by
                 # hand): the policy waits for its CIDR identities rather than resolving to
                 # made-up numbers.
-                if policy.key not in self.waiting:
+                if policy.key not in self._waiting:
                     _log.warning("policy waits for CIDR identities", policy=str(policy.key),
                                  prefixes=missing)
-                self.waiting.add(policy.key)
+                self._waiting.add(policy.key)
                 deletes.append(policy.key)
             else:
-                self.waiting.discard(policy.key)
+                self._waiting.discard(policy.key)
                 ready.append(policy)
         for key in deletes:
-            if key not in self.stored:
-                self.waiting.discard(key)
-        self.repository.apply(ready, [k for k in deletes
-                                      if self.repository.get_policy(k) is not None],
-                              check=False)
+            if key not in self._stored:
+                self._waiting.discard(key)
+        return self.repository.apply(ready, [k for k in deletes
+                                             if self.repository.get_policy(k) is not None],
+                                     check=False)
 
     def _identity(self, kv: KV) -> Identity | None:
         try:

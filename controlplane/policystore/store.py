@@ -24,25 +24,25 @@ from bulkhead.errors import (
 from controlplane.identity.allocator import IdentityAllocator
 from controlplane.identity.holders import policy_holder
 from controlplane.identity.labels import parse_labels
-from controlplane.store import etcd as ops
-from controlplane.store.cache import ClusterCache
-from controlplane.store.embedded import EMBEDDED_MAX_TXN_OPS
-from controlplane.store.etcd import DEFAULT_MAX_TXN_OPS, KV, Etcd, TooManyOperations
-from controlplane.store.keys import Keys
-
-from .cidr import cidr_label
-from .model import Policy, PolicyKey, Protocol, ResolvedPolicy
-from .parse import (
+from controlplane.policy.cidr import cidr_label
+from controlplane.policy.model import Policy, PolicyKey, Protocol, ResolvedPolicy
+from controlplane.policy.parse import (
     CLUSTERWIDE_KIND,
     NAMESPACED_KIND,
     PolicyValidationError,
     canonical_json,
     parse_document,
 )
-from .parsepool import ParseTimeout, parse_policies_off_loop
-from .repository import PolicyMapOverflow, cidr_prefixes
+from controlplane.policy.parsepool import ParseTimeout, parse_policies_off_loop
+from controlplane.policy.repository import PolicyMapOverflow, cidr_prefixes
+from controlplane.policy.trace import Trace, trace
+from controlplane.store import etcd as ops
+from controlplane.store.cache import ClusterCache
+from controlplane.store.embedded import EMBEDDED_MAX_TXN_OPS
+from controlplane.store.etcd import DEFAULT_MAX_TXN_OPS, KV, Etcd, TooManyOperations
+from controlplane.store.keys import Keys
+
 from .resolver import PolicyResolver
-from .trace import Trace, trace
 
 _log = log.get(__name__)
 MAX_ATTEMPTS = 16
@@ -155,78 +155,102 @@ class PolicyStore:
 
     # -- writes -------------------------------------------------------------------------------
     async def apply(self, text: str | bytes) -> ApplyResult:
+        """Parse, check, allocate CIDR identities, one transaction, wait: all or nothing."""
+        policies = await self._parse(text)
+        keys = [self.keys.policy(p.key.namespace, p.key.name) for p in policies]
+        values = [canonical_json(p).encode() for p in policies]
+        held: set[str] = set()   # CIDR identity references taken, dropped again on failure
         try:
-            policies = await parse_policies_off_loop(text)
-        except PolicyValidationError as exc:
-            raise Invalid(exc.violations, "invalid policy") from None
-        except ParseTimeout as exc:
-            raise Exhausted(f"apply refused, nothing stored: {exc}; split the file") from None
-        held: set[str] = set()
-        try:
-            return await self._apply(policies, held)
+            for _ in range(MAX_ATTEMPTS):
+                current, seen = await self._read_settled(keys)
+                todo = [i for i, kv in enumerate(current) if kv is None or kv.value != values[i]]
+                if not todo:
+                    return await self._unchanged(policies, current, seen, held)
+                self._check([policies[i] for i in todo])
+                start = self.cache.revision
+                refs = {i: await self._hold_cidrs(policies[i], held) for i in todo}
+                revision = await self._write(keys, values, current, refs, len(policies))
+                if revision is None:
+                    continue  # raced with another writer of these policies: read again
+                await self.cache.wait_for(revision)
+                return self._applied(policies, current, todo, revision, start)
+            raise Conflict("policy apply kept conflicting; retry")
         except BaseException:
             if held:
                 await self._drop_unused(policies, held)
             raise
 
-    async def _apply(self, policies: list[Policy], held: set[str]) -> ApplyResult:
-        keys = [self.keys.policy(p.key.namespace, p.key.name) for p in policies]
-        values = [canonical_json(p).encode() for p in policies]
-        for _ in range(MAX_ATTEMPTS):
-            current = await self._read(keys)
-            seen = max((kv.mod_revision for kv in current if kv is not None), default=0)
-            if seen:
-                # The resolver must know at least what was read (the check runs on it).
-                await self.cache.wait_for(seen)
-            todo = [i for i, kv in enumerate(current) if kv is None or kv.value != values[i]]
-            if not todo:
-                for policy in policies:
-                    if policy.key in self.resolver.waiting:
-                        # Stored around the API without its CIDR identities: allocate them.
-                        held.update((await self._hold_cidrs(policy)).values())
-                applied = [Applied(PolicyRecord(p, kv.mod_revision, kv.create_revision),
-                                   "unchanged")
-                           for p, kv in zip(policies, current, strict=True) if kv is not None]
-                return ApplyResult(applied, seen, [])
-            overflows = self.resolver.repository.check([policies[i] for i in todo])
-            if overflows:
-                raise FailedPrecondition(
-                    f"apply refused, nothing stored: {PolicyMapOverflow(overflows)}")
-            start = self.cache.revision
-            compare, success = [], []
-            for i in todo:
-                policy, kv = policies[i], current[i]
-                compare.append(ops.mod_revision_is(keys[i], kv.mod_revision) if kv is not None
-                               else ops.version_is(keys[i], 0))
-                success.append(ops.put(keys[i], values[i]))
-                refs = await self._hold_cidrs(policy)
-                held.update(refs.values())
-                compare += [ops.exists(ref) for ref in refs.values()]
-                old = self._decode(kv) if kv is not None else None
-                if old is not None:
-                    success += [ops.delete(ref) for prefix, ref in self._refs(old).items()
-                                if prefix not in refs]
-            try:
-                result = await self.etcd.txn(compare, success)
-            except TooManyOperations:
-                raise _too_big(len(policies), max(len(compare), len(success))) from None
-            if not result.succeeded:
-                continue  # raced with another writer of these policies: read again
-            await self.cache.wait_for(result.revision)
-            applied = []
-            for i, (policy, kv) in enumerate(zip(policies, current, strict=True)):
-                if i in todo:
-                    created = kv.create_revision if kv is not None else result.revision
-                    applied.append(Applied(PolicyRecord(policy, result.revision, created),
-                                           "configured" if kv is not None else "created"))
-                elif kv is not None:
-                    applied.append(Applied(PolicyRecord(policy, kv.mod_revision,
-                                                        kv.create_revision), "unchanged"))
-            affected = sorted(self.resolver.affected_between(start, result.revision))
-            _log.info("policies applied", revision=result.revision,
-                      written=[display(policies[i].key) for i in todo], affected=len(affected))
-            return ApplyResult(applied, result.revision, affected)
-        raise Conflict("policy apply kept conflicting; retry")
+    @staticmethod
+    async def _parse(text: str | bytes) -> list[Policy]:
+        try:
+            return await parse_policies_off_loop(text)
+        except PolicyValidationError as exc:
+            raise Invalid(exc.violations, "invalid policy") from None
+        except ParseTimeout as exc:
+            raise Exhausted(f"apply refused, nothing stored: {exc}; split the file") from None
+
+    async def _read_settled(self, keys: list[str]) -> tuple[list[KV | None], int]:
+        """The current KVs and the newest revision among them, once the resolver (which the
+        check runs on) knows at least what was read."""
+        current = await self._read(keys)
+        seen = max((kv.mod_revision for kv in current if kv is not None), default=0)
+        if seen:
+            await self.cache.wait_for(seen)
+        return current, seen
+
+    async def _unchanged(self, policies: list[Policy], current: list[KV | None], seen: int,
+                         held: set[str]) -> ApplyResult:
+        for policy in policies:
+            if self.resolver.waits(policy.key):
+                # Stored around the API without its CIDR identities: allocate them.
+                await self._hold_cidrs(policy, held)
+        applied = [Applied(PolicyRecord(p, kv.mod_revision, kv.create_revision), "unchanged")
+                   for p, kv in zip(policies, current, strict=True) if kv is not None]
+        return ApplyResult(applied, seen, [])
+
+    def _check(self, policies: list[Policy]) -> None:
+        overflows = self.resolver.check(policies)
+        if overflows:
+            raise FailedPrecondition(
+                f"apply refused, nothing stored: {PolicyMapOverflow(overflows)}")
+
+    async def _write(self, keys: list[str], values: list[bytes], current: list[KV | None],
+                     refs: dict[int, dict[str, str]], documents: int) -> int | None:
+        """One transaction: each changed policy (if still as read), the references of the
+        prefixes it names (if still there) and the deletion of those it stops naming. The
+        revision written, or None when another writer came first."""
+        compare, success = [], []
+        for i, held in refs.items():
+            kv = current[i]
+            compare.append(ops.mod_revision_is(keys[i], kv.mod_revision) if kv is not None
+                           else ops.version_is(keys[i], 0))
+            success.append(ops.put(keys[i], values[i]))
+            compare += [ops.exists(ref) for ref in held.values()]
+            old = self._decode(kv) if kv is not None else None
+            if old is not None:
+                success += [ops.delete(ref) for prefix, ref in self._refs(old).items()
+                            if prefix not in held]
+        try:
+            result = await self.etcd.txn(compare, success)
+        except TooManyOperations:
+            raise _too_big(documents, max(len(compare), len(success))) from None
+        return result.revision if result.succeeded else None
+
+    def _applied(self, policies: list[Policy], current: list[KV | None], todo: list[int],
+                 revision: int, start: int) -> ApplyResult:
+        applied = []
+        for i, (policy, kv) in enumerate(zip(policies, current, strict=True)):
+            if i in todo:
+                created = kv.create_revision if kv is not None else revision
+                applied.append(Applied(PolicyRecord(policy, revision, created),
+                                       "configured" if kv is not None else "created"))
+            elif kv is not None:
+                applied.append(Applied(PolicyRecord(policy, kv.mod_revision,
+                                                    kv.create_revision), "unchanged"))
+        affected = sorted(self.resolver.affected_between(start, revision))
+        _log.info("policies applied", revision=revision,
+                  written=[display(policies[i].key) for i in todo], affected=len(affected))
+        return ApplyResult(applied, revision, affected)
 
     async def delete(self, key: PolicyKey) -> DeleteResult:
         etcd_key = self.keys.policy(key.namespace, key.name)
@@ -245,7 +269,7 @@ class PolicyStore:
             if not result.succeeded:
                 continue
             await self.cache.wait_for(result.revision)
-            released = sorted(i for p in refs if (i := self.resolver.cidrs.lookup(p)) is not None)
+            released = sorted(i for p in refs if (i := self.resolver.cidr_of(p)) is not None)
             affected = sorted(self.resolver.affected_between(start, result.revision))
             _log.info("policy deleted", policy=display(key), revision=result.revision,
                       released=released)
@@ -292,7 +316,7 @@ class PolicyStore:
                                                        f"{protocol!r}"))
         if problems or proto is None:
             raise Invalid(problems)
-        result = trace(self.resolver.repository.rules(), src_set.labels, dst_set.labels, dport,
+        result = trace(self.resolver.rules(), src_set.labels, dst_set.labels, dport,
                        int(proto))
         return TraceResult(result, src_set.labels, dst_set.labels)
 
@@ -308,13 +332,15 @@ class PolicyStore:
                         for kvs in (read.range_kvs(i) for i in range(len(batch)))]
         return current
 
-    async def _hold_cidrs(self, policy: Policy) -> dict[str, str]:
-        """Allocates (or keeps) one reference per prefix; prefix -> reference key."""
+    async def _hold_cidrs(self, policy: Policy, held: set[str]) -> dict[str, str]:
+        """Allocates (or keeps) one reference per prefix, noting each in `held`; prefix ->
+        reference key."""
         refs = {}
         for prefix in cidr_prefixes(policy):
             ident = await self.allocator.allocate([cidr_label(prefix)], holder(policy.key),
                                                   single=True)
             refs[prefix] = self.keys.identity_ref(ident.id, holder(policy.key))
+            held.add(refs[prefix])
         return refs
 
     async def _drop_unused(self, policies: list[Policy], held: set[str]) -> None:
@@ -338,13 +364,13 @@ class PolicyStore:
         """The reference keys `policy` holds, for the prefixes whose identity is known."""
         refs = {}
         for prefix in cidr_prefixes(policy):
-            ident = self.resolver.cidrs.lookup(prefix)
+            ident = self.resolver.cidr_of(prefix)
             if ident is not None:
                 refs[prefix] = self.keys.identity_ref(ident, holder(policy.key))
         return refs
 
     def _decode(self, kv: KV) -> Policy | None:
-        known = self.resolver.stored.get(self._key_from(kv.key))
+        known = self.resolver.stored(self._key_from(kv.key))
         if known is not None and known.kv.mod_revision == kv.mod_revision:
             return known.policy
         try:

@@ -1,0 +1,64 @@
+"""What a replica derives from each etcd revision, stage by stage, in one place.
+
+The cluster cache hands every revision to one listener, this pipeline, which runs the stages
+in the order their inputs require: identities first (policy resolution reads them), then policy
+resolution, whose result (the identities whose resolved policy changed) the subscription
+receives as an argument, then the views that only read the revision. A new stage is one line
+in `reset` and one in `apply`, at the place its inputs are ready.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence, Set
+from typing import Protocol
+
+from controlplane.store.cache import Change, Listener
+from controlplane.store.etcd import KV
+
+
+class PolicyStage(Protocol):
+    """Resolves policies; `apply` returns the identities whose resolved policy changed."""
+
+    def reset(self, items: dict[str, KV], revision: int) -> None: ...
+
+    def apply(self, revision: int, changes: list[Change]) -> Set[int]: ...
+
+
+class SubscriptionStage(Protocol):
+    """Turns each revision (and the policy changes resolved at it) into what agents receive."""
+
+    def reset(self, items: dict[str, KV], revision: int) -> None: ...
+
+    def apply(self, revision: int, changes: list[Change], policy_changed: Set[int]) -> None: ...
+
+    def progress(self, revision: int) -> None: ...
+
+
+class RevisionPipeline:
+    """The one ClusterCache listener of a replica."""
+
+    def __init__(self, identities: Listener, policy: PolicyStage,
+                 subscription: SubscriptionStage, *, views: Sequence[Listener] = ()) -> None:
+        self.identities = identities
+        self.policy = policy
+        self.subscription = subscription
+        self.views = list(views)
+        """Stages nothing else reads within a revision (the flow enricher)."""
+
+    def reset(self, items: dict[str, KV], revision: int) -> None:
+        """A relist: every stage rebuilds, in the same order as `apply`."""
+        self.identities.reset(items, revision)
+        self.policy.reset(items, revision)
+        self.subscription.reset(items, revision)
+        for view in self.views:
+            view.reset(items, revision)
+
+    def apply(self, revision: int, changes: list[Change]) -> None:
+        if not changes:  # etcd progress only: nothing to derive, the revision advances
+            self.subscription.progress(revision)
+            return
+        self.identities.apply(revision, changes)
+        policy_changed = self.policy.apply(revision, changes)
+        self.subscription.apply(revision, changes, policy_changed)
+        for view in self.views:
+            view.apply(revision, changes)
