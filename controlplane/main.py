@@ -7,9 +7,10 @@ import signal
 import sys
 
 from bulkhead import gctuning, log
+from bulkhead.defaults import SERVER_FILE
 from controlplane import metrics
 from controlplane.app import ControlPlane
-from controlplane.config import SERVER_FILE, Config, from_args
+from controlplane.config import Config, from_args
 from controlplane.server import build_server
 
 
