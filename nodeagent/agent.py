@@ -20,6 +20,7 @@ from wsgiref.simple_server import WSGIServer
 import grpc
 
 from bulkhead import log
+from bulkhead.reserved import RESERVED_BY_ID, reserved_labels
 from bulkhead.rpcguard import guarded
 from bulkhead.v1 import agent_pb2, agent_pb2_grpc
 from nodeagent import metrics
@@ -35,12 +36,6 @@ from nodeagent.subscription.state import ReceivedState
 from nodeagent.worker import Worker
 
 _log = log.get(__name__)
-
-RESERVED = {1: "reserved:host", 2: "reserved:world", 3: "reserved:unmanaged",
-            4: "reserved:health", 5: "reserved:init", 6: "reserved:remote-node",
-            7: "reserved:kube-apiserver", 8: "reserved:ingress", 9: "reserved:world-ipv4",
-            10: "reserved:world-ipv6", 11: "reserved:encrypted-overlay"}
-
 
 @dataclass
 class Settings:
@@ -114,7 +109,7 @@ class BpfAgent:
         found = self.state.identities.get(identity)
         if found is not None:
             return list(found.labels)
-        return [RESERVED[identity]] if identity in RESERVED else []
+        return list(reserved_labels(identity)) if identity in RESERVED_BY_ID else []
 
     def _pod(self, ip: str) -> tuple[str, str] | None:
         ep = self.table.by_ip(ip)

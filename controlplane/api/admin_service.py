@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import grpc
 
+from bulkhead.reserved import RESERVED_BY_ID
 from bulkhead.v1 import admin_pb2, admin_pb2_grpc, types_pb2
 from controlplane.endpoints.model import Endpoint
 from controlplane.identity.allocator import Identity
-from controlplane.identity.reserved import RESERVED_BY_ID
 
 from . import convert
 from .errors import rpc

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from bulkhead.reserved import RESERVED_BY_ID
 from bulkhead.rpcerror import ApiError, FieldViolation, exhausted, invalid, not_found
 from controlplane.store import etcd as ops
 from controlplane.store.etcd import Etcd
@@ -22,7 +23,6 @@ from controlplane.store.keys import Keys
 
 from .index import IdentityIndex
 from .labels import MAX_LABELS, LabelFilter, LabelSet, label_bytes, parse_labels
-from .reserved import RESERVED_BY_ID
 
 MAX_ATTEMPTS = 64
 HOLDER_MAX = 300

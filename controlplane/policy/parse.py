@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
+from bulkhead.reserved import RESERVED
 from bulkhead.rpcerror import FieldViolation, shown
 from controlplane.identity.labels import NAMESPACE_LABEL
-from controlplane.identity.reserved import RESERVED
 from controlplane.policy.labels import IPNetwork
 from controlplane.policy.model import (
     ALL_PORTS,

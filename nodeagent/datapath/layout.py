@@ -18,11 +18,8 @@ LAYOUT_VERSION = 1
 BPF_DIR = Path(__file__).resolve().parents[2] / "bpf"
 PROGRAM_SOURCE = BPF_DIR / "datapath.c"
 
-# Reserved identities.
 ID_ANY = 0
-ID_HOST = 1
-ID_WORLD = 2
-ID_REMOTE_NODE = 6
+"""Policy-key peer 0: any peer (the reserved identities themselves are bulkhead.reserved)."""
 
 EP_F_INGRESS_ENFORCED = 1
 EP_F_EGRESS_ENFORCED = 2
