@@ -139,8 +139,10 @@ class BpfAgent:
             path.unlink()  # a previous agent's socket (it was killed)
         self.server = grpc.aio.server()
         # Undecodable requests are answered INVALID_ARGUMENT, as on the control plane.
-        agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(self),
-                                                          guarded(self.server))
+        service = AgentService(self.node, worker=self.worker, dp=self.dp, table=self.table,
+                               manager=self.manager, flows=self.flows, labels=self.labels,
+                               status=self.status)
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(service, guarded(self.server))
         self.server.add_insecure_port(f"unix:{path}")
         listen = self.settings.api_listen
         if listen:
@@ -159,7 +161,11 @@ class BpfAgent:
 
     async def _serve_metrics(self, listen: str) -> None:
         self.pressure = await self.worker.run(metrics.read_pressure, self.dp)
-        self.metrics_server = metrics.serve(self, listen)
+        collector = metrics.AgentCollector(
+            flows=self.flows, endpoints=self.table,
+            applied_revision=lambda: self.reconciler.applied_revision,
+            pressure=lambda: self.pressure)
+        self.metrics_server = metrics.serve(collector, listen)
         self._tasks.append(asyncio.create_task(self._refresh_pressure(), name="map-pressure"))
 
     async def _refresh_pressure(self) -> None:
