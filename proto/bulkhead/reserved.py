@@ -2,8 +2,8 @@
 
 The one table both sides read: the control plane answers lookups and resolves policy with it,
 the agent names peers in flows and map dumps, and the datapath writes the host and remote-node
-numbers into the ipcache (bpf/bulkhead.h repeats those for the C programs; a test checks that
-the two agree).
+numbers into the ipcache. nodeagent/datapath/bpf/bulkhead.h repeats those for the C programs
+(tests/test_reserved.py checks that the two agree).
 """
 
 from __future__ import annotations
