@@ -19,12 +19,14 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from pyroute2 import IPRoute, netns
 
 from bulkhead.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
@@ -168,13 +170,14 @@ def test_installed_agent_syncs_with_the_bpf_datapath(venv: Venv, tmp_path: Path)
             ipr.link("set", index=idx, state="up")
 
         socket = tmp_path / "agent.sock"
+        metrics_port = free_port()
         agent_log = tmp_path / "agent.log"
         with agent_log.open("ab") as log:
             agent = subprocess.Popen(
                 [venv.bin("bulkhead-agent"), "--node", node, "--controlplane", address,
                  "--underlay-ip", underlay_ip, "--datapath", "bpf", "--netns", ns,
                  "--socket", str(socket), "--bpf-pin-root", str(pin_root),
-                 "--api-listen", "none"],
+                 "--api-listen", "none", "--metrics-listen", f"127.0.0.1:{metrics_port}"],
                 env=venv.env, cwd=tmp_path, stdout=log, stderr=log)
         local = agent_pb2_grpc.AgentServiceStub(grpc.insecure_channel(f"unix:{socket}"))
 
@@ -186,6 +189,12 @@ def test_installed_agent_syncs_with_the_bpf_datapath(venv: Venv, tmp_path: Path)
         status = local.AgentStatus(agent_pb2.AgentStatusRequest(), timeout=5)
         assert (status.node, status.datapath, status.synced) == (node, "bpf", True)
         assert status.map_entries["ipcache"] >= 1   # its own underlay IP as the host identity
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
+                                    timeout=10) as response:
+            scraped = {s.name: s.value for family in text_string_to_metric_families(
+                response.read().decode()) for s in family.samples}
+        assert scraped["bulkhead_applied_revision"] >= status.applied_revision > 0
+        assert scraped["bulkhead_endpoints"] == 0
 
         # The installed CLI, against the installed control plane, lists the node.
         listed = venv.run(venv.bin("bulkhead"), "--server", address, "node", "list",
