@@ -26,7 +26,7 @@ down: setup-run       ## remove the lab `make run` left up
 
 test: setup           ## lint, type-check, unit and integration tests
 	$(PY) -m ruff check .
-	$(PY) -m mypy controlplane nodeagent integration tests bench proto/bulkhead
+	$(PY) -m mypy cli controlplane nodeagent integration tests bench proto/bulkhead
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-unit: setup-run
@@ -34,7 +34,7 @@ test-unit: setup-run
 
 lint: setup-run
 	$(PY) -m ruff check .
-	$(PY) -m mypy controlplane nodeagent integration tests bench proto/bulkhead
+	$(PY) -m mypy cli controlplane nodeagent integration tests bench proto/bulkhead
 
 proto: setup-run      ## regenerate proto/bulkhead/v1/*_pb2*.py
 	$(PY) scripts/genproto.py

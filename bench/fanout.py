@@ -36,7 +36,6 @@ from stats import cpu_seconds, pct
 from bulkhead import gctuning, log
 from bulkhead.v1 import node_pb2, node_pb2_grpc, subscription_pb2_grpc
 from bulkhead.v1 import subscription_pb2 as pb
-from controlplane.subscription.trace import ENV as TRACE_ENV
 from integration.subscription.cluster import Cluster
 from nodeagent.subscription.client import SubscriptionClient
 
@@ -439,11 +438,10 @@ async def coordinator(args: argparse.Namespace) -> int:
     counts = [int(n) for n in args.agents.split(",")]
     async with Cluster() as cluster:
         extra = ["--node-ttl", "60", *os.environ.get("BENCH_CP_ARGS", "").split()]
-        os.environ[TRACE_ENV] = str(cluster.dir / "trace-a.json")
-        try:
-            a = await cluster.start_replica("a", *extra)
-        finally:
-            del os.environ[TRACE_ENV]
+        # Replica a runs with the fan-out tracer installed (bench/fanout_trace.py).
+        traced = (sys.executable, str(Path(__file__).resolve().parent / "fanout_trace.py"),
+                  str(cluster.dir / "trace-a.json"))
+        a = await cluster.start_replica("a", *extra, command=traced)
         b = await cluster.start_replica("b", *extra)
         for w in range(WRITER_NODES):
             await cluster.register(b.address, f"bench-writer-{w}", f"172.31.0.{w + 1}")

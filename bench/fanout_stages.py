@@ -1,7 +1,7 @@
 """Where a change's time goes between the writer and an agent, and whether a run counts.
 
 Joins four clocks (all `time.time()` on one machine): the writer's send, the replica's trace
-(`controlplane.subscription.trace`: watch, hub queue, stream write taken / accepted by gRPC),
+(bench/fanout_trace.py: watch, hub queue, stream write taken / accepted by gRPC),
 and the agent's receive and apply. A percentile of the end-to-end latency alone cannot say
 which stage to fix; the mean of each stage over the changes at or above the end-to-end p99 can.
 """

@@ -70,9 +70,9 @@ class ControlPlane:
             self.etcd, self.keys, self.identity_index, id_range,
             limits=IdentityLimits(config.identity_max_labels, config.identity_max_label_bytes,
                                   config.identity_max_total_label_bytes))
-        self.policy_engine = PolicyResolver(self.keys, self.identity_index,
+        self.policy_resolver = PolicyResolver(self.keys, self.identity_index,
                                             policy_map_max=config.policy_map_max)
-        self.policies = PolicyStore(self.etcd, self.keys, self.cache, self.policy_engine,
+        self.policies = PolicyStore(self.etcd, self.keys, self.cache, self.policy_resolver,
                                     self.allocator)
         self.collector = IdentityCollector(self.etcd, self.keys, self.identity_index,
                                            config.identity_gc_grace)
@@ -84,13 +84,13 @@ class ControlPlane:
         enricher = FlowEnricher(self.endpoints, self.identity_index)
         self.relay = FlowRelay(self.nodes, enricher)
         self.subscriptions = Fanout(
-            self.etcd, self.keys, self.cache, EnginePolicySource(self.policy_engine),
+            self.etcd, self.keys, self.cache, EnginePolicySource(self.policy_resolver),
             config.replica_id,
             FanoutSettings(config.subscription_history, config.subscription_queue_bytes,
                      config.bookmark_interval, config.subscription_status_interval,
                      config.node_ttl, max_linger=config.subscription_max_linger))
         self.cache.add_listener(RevisionPipeline(
-            self.identity_index, self.policy_engine, self.subscriptions.state, views=[enricher]))
+            self.identity_index, self.policy_resolver, self.subscriptions.state, views=[enricher]))
         await self._start_cache()
         await self.subscriptions.start()
         self._tasks.append(asyncio.create_task(self.collector.run(), name="identity-gc"))

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import socket
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bulkhead.defaults import DEFAULT_LISTEN, DEFAULT_STATE_DIR
 from controlplane.identity.labels import MAX_LABEL_LENGTH, MAX_LABELS
 from controlplane.nodes.validate import DNS_LABEL
-
-DEFAULT_LISTEN = "127.0.0.1:50151"
-DEFAULT_STATE_DIR = Path(os.environ.get("BULKHEAD_STATE_DIR",
-                                        Path.home() / ".local/state/bulkhead"))
-SERVER_FILE = "controlplane.addr"  # written in the state dir; the CLI reads it
 
 
 @dataclass

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-if TYPE_CHECKING:
-    from controlplane.app import ControlPlane
+from controlplane.identity.index import IdentityIndex
+from controlplane.store.cache import ClusterCache
+from controlplane.store.keys import Keys
 
 
-def object_counts(cp: ControlPlane) -> dict[str, int]:
-    cache, keys = cp.cache, cp.keys
-    return {
-        "identities": len(cp.identity_index.by_id),
-        "nodes": sum(1 for _ in cache.under(keys.nodes)),
-        "endpoints": sum(1 for _ in cache.under(keys.endpoints)),
-        "ipcache": sum(1 for _ in cache.under(keys.ipcache)),
-    }
+@dataclass(frozen=True)
+class ObjectCounts:
+    """Counts from the cluster cache and the identity index, read when called."""
+
+    cache: ClusterCache
+    keys: Keys
+    identities: IdentityIndex
+
+    def __call__(self) -> dict[str, int]:
+        cache, keys = self.cache, self.keys
+        return {
+            "identities": len(self.identities.by_id),
+            "nodes": sum(1 for _ in cache.under(keys.nodes)),
+            "endpoints": sum(1 for _ in cache.under(keys.endpoints)),
+            "ipcache": sum(1 for _ in cache.under(keys.ipcache)),
+        }

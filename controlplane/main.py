@@ -7,10 +7,11 @@ import signal
 import sys
 
 from bulkhead import gctuning, log
+from bulkhead.defaults import SERVER_FILE
 from controlplane import metrics
 from controlplane.app import ControlPlane
-from controlplane.config import SERVER_FILE, Config, from_args
-from controlplane.server import build_server
+from controlplane.config import Config, from_args
+from controlplane.server import build_server, metrics_sources
 
 
 async def serve(config: Config) -> None:
@@ -21,7 +22,7 @@ async def serve(config: Config) -> None:
         server, port = await build_server(cp, config.listen, config.unix_socket)
         await server.start()
         if config.metrics_listen:
-            metrics.serve(cp, config.metrics_listen)
+            metrics.serve(metrics_sources(cp), config.metrics_listen)
         host = config.listen.rsplit(":", 1)[0]
         address = f"{host}:{port}"
         if config.embedded:

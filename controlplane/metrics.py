@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from controlplane.counts import object_counts
-
-if TYPE_CHECKING:
-    from controlplane.app import ControlPlane
+from controlplane.counts import ObjectCounts
+from controlplane.identity.allocator import IdentityAllocator
+from controlplane.identity.collector import IdentityCollector
+from controlplane.identity.index import IdentityIndex
+from controlplane.store.cache import ClusterCache
+from controlplane.store.embedded import EmbeddedEtcd
+from controlplane.store.groupcommit import GroupCommit
+from controlplane.subscription.fanout import Fanout
+from controlplane.subscription.hub import Hub
 
 SCRAPE_TIMEOUT = 10.0
 
@@ -47,37 +51,54 @@ class Reading:
     embedded: tuple[bool, int] | None = None   # (running, restarts) of an embedded etcd
 
 
-def read(cp: ControlPlane) -> Reading:
-    fanout = cp.subscriptions
+@dataclass(frozen=True)
+class Sources:
+    """The parts whose counters a scrape reads (controlplane.server wires them)."""
+
+    allocator: IdentityAllocator
+    group: GroupCommit
+    """the allocator's group commit (merged transactions)"""
+    collector: IdentityCollector
+    identities: IdentityIndex
+    counts: ObjectCounts
+    cache: ClusterCache
+    subscriptions: Fanout
+    hub: Hub
+    """the subscriptions' hub (deltas, resets, subscribers)"""
+    resolution: Callable[[], tuple[float, int]]
+    """(seconds, count) spent resolving policy"""
+    embedded: EmbeddedEtcd | None
+
+
+def read(s: Sources) -> Reading:
     return Reading(
-        allocations=dict(cp.allocator.allocated),
-        merged_txns=cp.allocator.group.batches,
-        merged_allocations=cp.allocator.group.parts,
-        collected=cp.collector.collected,
-        label_bytes=(cp.identity_index.label_bytes,
-                     cp.allocator.limits.max_total_label_bytes),
-        objects=object_counts(cp),
-        cache_revision=cp.cache.revision,
-        deltas=fanout.hub.deltas,
-        resets=fanout.hub.resets,
-        subscribers=len(fanout.hub.subscribers),
-        lag={name: status.lag_revisions for name, status in fanout.statuses().items()
+        allocations=dict(s.allocator.allocated),
+        merged_txns=s.group.batches,
+        merged_allocations=s.group.parts,
+        collected=s.collector.collected,
+        label_bytes=(s.identities.label_bytes, s.allocator.limits.max_total_label_bytes),
+        objects=s.counts(),
+        cache_revision=s.cache.revision,
+        deltas=s.hub.deltas,
+        resets=s.hub.resets,
+        subscribers=len(s.hub.subscribers),
+        lag={name: status.lag_revisions for name, status in s.subscriptions.statuses().items()
              if status.connected},
-        resolution=cp.policy_engine.resolution_seconds,
-        bad_records=dict(collections.Counter(b.kind for b in cp.cache.bad.values())),
-        embedded=((cp.embedded.ready, cp.embedded.restarts)
-                  if cp.embedded is not None else None),
+        resolution=s.resolution(),
+        bad_records=dict(collections.Counter(b.kind for b in s.cache.bad.values())),
+        embedded=((s.embedded.ready, s.embedded.restarts)
+                  if s.embedded is not None else None),
     )
 
 
 class ControlPlaneCollector(Collector):
-    def __init__(self, cp: ControlPlane, loop: asyncio.AbstractEventLoop) -> None:
-        self.cp = cp
+    def __init__(self, sources: Sources, loop: asyncio.AbstractEventLoop) -> None:
+        self.sources = sources
         self.loop = loop
 
     def collect(self) -> Iterator[Metric]:
         async def on_loop() -> Reading:
-            return read(self.cp)
+            return read(self.sources)
 
         r = asyncio.run_coroutine_threadsafe(on_loop(), self.loop).result(SCRAPE_TIMEOUT)
         allocations = CounterMetricFamily("bulkhead_identity_allocations",
@@ -142,11 +163,11 @@ class ControlPlaneCollector(Collector):
                                   value=count)
 
 
-def serve(cp: ControlPlane, listen: str) -> WSGIServer:
+def serve(sources: Sources, listen: str) -> WSGIServer:
     """Serves /metrics on HOST:PORT in a background thread; `shutdown()` stops it. Call it
     from the control plane's event loop."""
     registry = CollectorRegistry()
-    registry.register(ControlPlaneCollector(cp, asyncio.get_running_loop()))
+    registry.register(ControlPlaneCollector(sources, asyncio.get_running_loop()))
     host, _, port = listen.rpartition(":")
     server, _thread = start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
     return server

@@ -29,11 +29,37 @@ from controlplane.api.identity_service import IdentityService
 from controlplane.api.node_service import NodeService
 from controlplane.api.observer_service import ObserverService
 from controlplane.api.policy_service import PolicyService
-from controlplane.api.status import StatusReporter
+from controlplane.api.status import ReplicaInfo, StatusReporter
 from controlplane.api.subscription_service import SubscriptionAdminService, SubscriptionService
 from controlplane.app import ControlPlane
+from controlplane.counts import ObjectCounts
+from controlplane.metrics import Sources
 
 MAX_MESSAGE = 4 << 20
+
+
+def status_reporter(cp: ControlPlane) -> StatusReporter:
+    config = cp.config
+    return StatusReporter(
+        ReplicaInfo(config.replica_id, cp.version, config.cluster_name, config.cluster_id),
+        etcd=cp.etcd, cache=cp.cache, counts=ObjectCounts(cp.cache, cp.keys, cp.identity_index),
+        policies=cp.policy_resolver.policy_count, subscriptions=cp.subscriptions,
+        presence=cp.presence, embedded=cp.embedded)
+
+
+def admin_service(cp: ControlPlane) -> AdminService:
+    return AdminService(status_reporter(cp), allocator=cp.allocator,
+                        identities=cp.identity_index, nodes=cp.nodes, endpoints=cp.endpoints,
+                        enforcement=cp.policy_resolver.enforcement)
+
+
+def metrics_sources(cp: ControlPlane) -> Sources:
+    """What /metrics reads (controlplane.metrics.serve); the application is started."""
+    return Sources(
+        allocator=cp.allocator, group=cp.allocator.group, collector=cp.collector,
+        identities=cp.identity_index, counts=ObjectCounts(cp.cache, cp.keys, cp.identity_index),
+        cache=cp.cache, subscriptions=cp.subscriptions, hub=cp.subscriptions.hub,
+        resolution=lambda: cp.policy_resolver.resolution_seconds, embedded=cp.embedded)
 
 
 async def build_server(cp: ControlPlane, listen: str,
@@ -54,7 +80,7 @@ async def build_server(cp: ControlPlane, listen: str,
     node_pb2_grpc.add_NodeServiceServicer_to_server(NodeService(cp.nodes), services)
     endpoint_pb2_grpc.add_EndpointServiceServicer_to_server(EndpointService(cp.endpoints),
                                                             services)
-    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(StatusReporter(cp)), services)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(admin_service(cp), services)
     observer_pb2_grpc.add_ObserverServiceServicer_to_server(ObserverService(cp.relay), services)
     policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyService(cp.policies), services)
     services.add_generic_rpc_handlers([SubscriptionService(cp.subscriptions).handler()])

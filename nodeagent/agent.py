@@ -20,6 +20,7 @@ from wsgiref.simple_server import WSGIServer
 import grpc
 
 from bulkhead import log
+from bulkhead.reserved import RESERVED_BY_ID, reserved_labels
 from bulkhead.rpcguard import guarded
 from bulkhead.v1 import agent_pb2, agent_pb2_grpc
 from nodeagent import metrics
@@ -35,12 +36,6 @@ from nodeagent.subscription.state import ReceivedState
 from nodeagent.worker import Worker
 
 _log = log.get(__name__)
-
-RESERVED = {1: "reserved:host", 2: "reserved:world", 3: "reserved:unmanaged",
-            4: "reserved:health", 5: "reserved:init", 6: "reserved:remote-node",
-            7: "reserved:kube-apiserver", 8: "reserved:ingress", 9: "reserved:world-ipv4",
-            10: "reserved:world-ipv6", 11: "reserved:encrypted-overlay"}
-
 
 @dataclass
 class Settings:
@@ -114,7 +109,7 @@ class BpfAgent:
         found = self.state.identities.get(identity)
         if found is not None:
             return list(found.labels)
-        return [RESERVED[identity]] if identity in RESERVED else []
+        return list(reserved_labels(identity)) if identity in RESERVED_BY_ID else []
 
     def _pod(self, ip: str) -> tuple[str, str] | None:
         ep = self.table.by_ip(ip)
@@ -144,8 +139,10 @@ class BpfAgent:
             path.unlink()  # a previous agent's socket (it was killed)
         self.server = grpc.aio.server()
         # Undecodable requests are answered INVALID_ARGUMENT, as on the control plane.
-        agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(self),
-                                                          guarded(self.server))
+        service = AgentService(self.node, worker=self.worker, dp=self.dp, table=self.table,
+                               manager=self.manager, flows=self.flows, labels=self.labels,
+                               status=self.status)
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(service, guarded(self.server))
         self.server.add_insecure_port(f"unix:{path}")
         listen = self.settings.api_listen
         if listen:
@@ -164,7 +161,11 @@ class BpfAgent:
 
     async def _serve_metrics(self, listen: str) -> None:
         self.pressure = await self.worker.run(metrics.read_pressure, self.dp)
-        self.metrics_server = metrics.serve(self, listen)
+        collector = metrics.AgentCollector(
+            flows=self.flows, endpoints=self.table,
+            applied_revision=lambda: self.reconciler.applied_revision,
+            pressure=lambda: self.pressure)
+        self.metrics_server = metrics.serve(collector, listen)
         self._tasks.append(asyncio.create_task(self._refresh_pressure(), name="map-pressure"))
 
     async def _refresh_pressure(self) -> None:

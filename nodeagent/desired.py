@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from bulkhead.reserved import ID_REMOTE_NODE
 from bulkhead.v1 import subscription_pb2 as pb
 from bulkhead.v1 import types_pb2
-from nodeagent.datapath import ID_REMOTE_NODE, Direction, IpcacheEntry, PolicyEntry
+from nodeagent.datapath import Direction, IpcacheEntry, PolicyEntry
 
 
 def tunnel_of(entry: types_pb2.IPCacheEntry, node: str,

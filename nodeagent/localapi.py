@@ -1,4 +1,5 @@
-"""AgentService on the agent's unix socket: a thin layer over the agent's objects.
+"""AgentService on the agent's unix socket: a thin layer over the agent's objects (the agent
+hands it the parts it reads; nodeagent.agent wires them).
 
 Every datapath read runs on the datapath thread; errors become gRPC statuses with field
 violations (bulkhead.rpcerror), anything unexpected INTERNAL with the traceback in the log.
@@ -6,8 +7,7 @@ violations (bulkhead.rpcerror), anything unexpected INTERNAL with the traceback 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 
@@ -15,11 +15,11 @@ from bulkhead.errors import FieldViolation, Invalid, NotFound
 from bulkhead.rpcerror import servicer_method
 from bulkhead.v1 import agent_pb2, agent_pb2_grpc, flow_pb2
 from nodeagent import dumps
-from nodeagent.endpoints import LocalEndpoint
-from nodeagent.flowstore import matcher
-
-if TYPE_CHECKING:
-    from nodeagent.agent import BpfAgent
+from nodeagent.datapath import Datapath
+from nodeagent.endpoints import EndpointTable, LocalEndpoint
+from nodeagent.flowstore import FlowStore, Labels, matcher
+from nodeagent.manager import EndpointManager
+from nodeagent.worker import Worker
 
 MAPS = ("endpoints", "ipcache", "policy", "ct", "tunnel", "counters")
 
@@ -28,8 +28,17 @@ rpc = servicer_method("agent")
 
 
 class AgentService(agent_pb2_grpc.AgentServiceServicer):
-    def __init__(self, agent: BpfAgent) -> None:
-        self.agent = agent
+    def __init__(self, node: str, *, worker: Worker, dp: Datapath, table: EndpointTable,
+                 manager: EndpointManager, flows: FlowStore, labels: Labels,
+                 status: Callable[[], Awaitable[agent_pb2.AgentStatusResponse]]) -> None:
+        self.node = node
+        self.worker = worker
+        self.dp = dp
+        self.table = table
+        self.manager = manager
+        self.flows = flows
+        self.labels = labels
+        self.status = status
 
     def _message(self, ep: LocalEndpoint, ingress: bool, egress: bool) -> agent_pb2.AgentEndpoint:
         return agent_pb2.AgentEndpoint(
@@ -39,14 +48,14 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             status=ep.status)
 
     async def _flags(self) -> dict[int, tuple[bool, bool]]:
-        infos = await self.agent.worker.run(self.agent.dp.endpoints)
+        infos = await self.worker.run(self.dp.endpoints)
         return {i.ep_id: (i.ingress_enforced, i.egress_enforced) for i in infos}
 
     @rpc
     async def AddEndpoint(self, request: agent_pb2.AddEndpointRequest,
                           context: grpc.aio.ServicerContext) -> agent_pb2.AgentEndpoint:
-        ep = await self.agent.manager.add(request.netns_path, request.name, request.namespace,
-                                          list(request.labels))
+        ep = await self.manager.add(request.netns_path, request.name, request.namespace,
+                                    list(request.labels))
         flags = (await self._flags()).get(ep.ep_id, (False, False))
         return self._message(ep, *flags)
 
@@ -54,7 +63,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     async def DeleteEndpoint(self, request: agent_pb2.DeleteAgentEndpointRequest,
                              context: grpc.aio.ServicerContext
                              ) -> agent_pb2.DeleteAgentEndpointResponse:
-        await self.agent.manager.delete(request.namespace, request.name)
+        await self.manager.delete(request.namespace, request.name)
         return agent_pb2.DeleteAgentEndpointResponse()
 
     @rpc
@@ -64,12 +73,12 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         flags = await self._flags()
         return agent_pb2.ListAgentEndpointsResponse(endpoints=[
             self._message(ep, *flags.get(ep.ep_id, (False, False)))
-            for ep in self.agent.table.all()])
+            for ep in self.table.all()])
 
     @rpc
     async def DumpMap(self, request: agent_pb2.DumpMapRequest,
                       context: grpc.aio.ServicerContext) -> agent_pb2.DumpMapResponse:
-        dp, run, labels = self.agent.dp, self.agent.worker.run, self.agent.labels
+        dp, run, labels = self.dp, self.worker.run, self.labels
         name = request.map
         if name in ("policy", "counters"):
             ep_id = self._endpoint_id(request.endpoint, required=name == "policy")
@@ -97,16 +106,16 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             if required:
                 raise Invalid([FieldViolation("endpoint", "required: an endpoint id or ns/name")])
             return None
-        ep = self.agent.table.resolve(ref)
+        ep = self.table.resolve(ref)
         if ep is None:
             if ref.isdigit():  # a pinned id the table does not name (still restoring)
                 return int(ref)
-            raise NotFound(f"no endpoint {ref!r} on node {self.agent.node}")
+            raise NotFound(f"no endpoint {ref!r} on node {self.node}")
         return ep.ep_id
 
     async def GetFlows(self, request: flow_pb2.GetFlowsRequest,
                        context: grpc.aio.ServicerContext) -> AsyncIterator[flow_pb2.Flow]:
-        flows = self.agent.flows
+        flows = self.flows
         match = matcher(request.filter, request.after_sequence)
         queue = flows.follow() if request.follow else None
         try:
@@ -130,4 +139,4 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     @rpc
     async def AgentStatus(self, request: agent_pb2.AgentStatusRequest,
                           context: grpc.aio.ServicerContext) -> agent_pb2.AgentStatusResponse:
-        return await self.agent.status()
+        return await self.status()

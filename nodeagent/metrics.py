@@ -9,9 +9,8 @@ pressure is a snapshot the agent refreshes on its datapath worker (``PressureSna
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sized
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -19,9 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from nodeagent.datapath import Datapath
-
-if TYPE_CHECKING:
-    from nodeagent.agent import BpfAgent
+from nodeagent.flowstore import FlowStore
 
 COUNTED = ("ct",)
 """Maps the programs write: no user-space mirror, so their entries are counted in the kernel."""
@@ -52,20 +49,28 @@ def read_pressure(dp: Datapath) -> PressureSnapshot:
 
 
 class AgentCollector(Collector):
-    def __init__(self, agent: BpfAgent) -> None:
-        self.agent = agent
+    """Reads the flow store, the endpoint count, the applied revision and the latest pressure
+    snapshot; nodeagent.agent hands it those."""
+
+    def __init__(self, *, flows: FlowStore, endpoints: Sized,
+                 applied_revision: Callable[[], int],
+                 pressure: Callable[[], PressureSnapshot]) -> None:
+        self.flows = flows
+        self.endpoints = endpoints
+        self.applied_revision = applied_revision
+        self.pressure = pressure
 
     def collect(self) -> Iterator[Metric]:
-        a = self.agent
+        flows = self.flows
         drops = CounterMetricFamily("bulkhead_drops", "Packets dropped (flow events), by reason",
                                     labels=["reason"])
-        for reason, count in sorted(a.flows.dropped.items()):
+        for reason, count in sorted(flows.dropped.items()):
             drops.add_metric([reason], count)
         yield drops
         yield CounterMetricFamily("bulkhead_forwarded_flows",
                                   "Policy verdicts that allowed a new connection",
-                                  value=a.flows.forwarded)
-        pressure = a.pressure
+                                  value=flows.forwarded)
+        pressure = self.pressure()
         entries = GaugeMetricFamily("bulkhead_map_entries", "Entries in a BPF map",
                                     labels=["map"])
         for name, count in sorted(pressure.entries.items()):
@@ -81,21 +86,21 @@ class AgentCollector(Collector):
                                     "Seconds since the map counts were read",
                                     value=time.monotonic() - pressure.taken)
         yield GaugeMetricFamily("bulkhead_flows_held", "Flows held for the local API",
-                                value=len(a.flows.flows))
+                                value=len(flows.flows))
         yield GaugeMetricFamily("bulkhead_flows_max", "Flows the agent holds at most",
-                                value=a.flows.capacity)
+                                value=flows.capacity)
         yield GaugeMetricFamily("bulkhead_endpoints", "Endpoints on this node",
-                                value=len(a.table))
+                                value=len(self.endpoints))
         yield GaugeMetricFamily("bulkhead_applied_revision",
                                 "Control-plane revision written into the maps",
-                                value=a.reconciler.applied_revision)
+                                value=self.applied_revision())
 
 
-def serve(agent: BpfAgent, listen: str) -> WSGIServer:
+def serve(collector: AgentCollector, listen: str) -> WSGIServer:
     """Serves /metrics on HOST:PORT (port 0: any) in a background thread; ``shutdown()`` stops
     it and ``server_address`` tells the bound port."""
     registry = CollectorRegistry()
-    registry.register(AgentCollector(agent))
+    registry.register(collector)
     host, _, port = listen.rpartition(":")
     server, _thread = start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
     return server

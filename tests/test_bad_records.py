@@ -20,6 +20,7 @@ from bulkhead.v1 import (
     types_pb2,
 )
 from controlplane import metrics
+from controlplane.server import metrics_sources
 from controlplane.store import etcd as ops
 from controlplane.store.embedded import free_port
 from controlplane.store.keys import Keys
@@ -165,7 +166,7 @@ async def test_good_record_overwritten_with_garbage_leaves_views_and_is_counted(
     status = await cli_json(replica, "status")
     assert [b["key"] for b in status["bad_records"]] == [key]  # type: ignore[index]
     port = free_port()
-    server = metrics.serve(replica.cp, f"127.0.0.1:{port}")
+    server = metrics.serve(metrics_sources(replica.cp), f"127.0.0.1:{port}")
     try:
         def scrape() -> str:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:

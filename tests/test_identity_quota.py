@@ -20,6 +20,7 @@ from bulkhead.v1 import (
 )
 from controlplane import metrics
 from controlplane.config import from_args
+from controlplane.server import metrics_sources
 from controlplane.store.embedded import free_port
 from controlplane.store.keys import Keys
 from tests.conftest import Replica, ReplicaFactory, eventually
@@ -111,7 +112,7 @@ async def test_total_label_bytes_of_the_cluster(replicas: ReplicaFactory) -> Non
     assert "hold 1554 bytes" in (err.details() or "") and "2000" in (err.details() or "")
     assert await stored_identities(replica) == 3
     port = free_port()
-    server = metrics.serve(replica.cp, f"127.0.0.1:{port}")
+    server = metrics.serve(metrics_sources(replica.cp), f"127.0.0.1:{port}")
     try:
         text = await asyncio.to_thread(scrape, port)
     finally:

@@ -7,6 +7,7 @@ import urllib.request
 
 from bulkhead.v1 import identity_pb2, identity_pb2_grpc
 from controlplane import metrics
+from controlplane.server import metrics_sources
 from controlplane.store.embedded import free_port
 from tests.conftest import ReplicaFactory
 
@@ -14,7 +15,7 @@ from tests.conftest import ReplicaFactory
 async def test_metrics_count_allocations_and_objects(replicas: ReplicaFactory) -> None:
     replica = await replicas()
     port = free_port()
-    server = metrics.serve(replica.cp, f"127.0.0.1:{port}")
+    server = metrics.serve(metrics_sources(replica.cp), f"127.0.0.1:{port}")
     try:
         stub = identity_pb2_grpc.IdentityServiceStub(replica.channel())
         for _ in range(2):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bulkhead import flowfilter
 from bulkhead.v1 import flow_pb2
-from controlplane.cli.commands.observe import as_json, line, since_ns
+from cli.commands.observe import as_json, line, since_ns
 
 
 def xwing_drop() -> flow_pb2.Flow:

@@ -10,6 +10,7 @@ import json
 import grpc
 import pytest
 
+from bulkhead.reserved import RESERVED
 from bulkhead.rpcerror import field_violations
 from bulkhead.v1 import (
     admin_pb2,
@@ -21,7 +22,6 @@ from bulkhead.v1 import (
     node_pb2,
     node_pb2_grpc,
 )
-from controlplane.identity.reserved import RESERVED
 from tests.conftest import Replica, ReplicaFactory
 from tests.test_cli import bulkhead
 

@@ -223,9 +223,9 @@ async def test_resolve_on_two_replicas_and_trace(replicas: ReplicaFactory) -> No
     assert await eventually(lambda: _same(resolved(b), mine))
     # Every replica resolves the same etcd state to the same entries, for every identity.
     for ident in a.cp.identity_index.by_id:
-        assert a.cp.policy_engine.resolved(ident) == b.cp.policy_engine.resolved(ident)
-    assert a.cp.policy_engine.repository.resolve_all() == \
-        a.cp.policy_engine.repository.full_recompute()
+        assert a.cp.policy_resolver.resolved(ident) == b.cp.policy_resolver.resolved(ident)
+    assert a.cp.policy_resolver.repository.resolve_all() == \
+        a.cp.policy_resolver.repository.full_recompute()
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub(a).Resolve(policy_pb2.ResolvePolicyRequest(identity=99999))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
@@ -366,8 +366,8 @@ async def test_policy_stored_around_the_api_waits_for_its_cidr_identity(
     policy = parse_policies(CIDR)[0]
     revision = await etcd.put(keys.policy("default", "to-cidr"), canonical_json(policy).encode())
     await replica.cp.cache.wait_for(revision)
-    assert replica.cp.policy_engine.waits(policy.key)
+    assert replica.cp.policy_resolver.waits(policy.key)
     # The API's own apply allocates them; the held-back policy then resolves.
     await stub(replica).Apply(policy_pb2.ApplyPoliciesRequest(yaml=CIDR))
-    assert await eventually(lambda: _true(not replica.cp.policy_engine.waits(policy.key)))
-    assert replica.cp.policy_engine.repository.get_policy(policy.key) is not None
+    assert await eventually(lambda: _true(not replica.cp.policy_resolver.waits(policy.key)))
+    assert replica.cp.policy_resolver.repository.get_policy(policy.key) is not None

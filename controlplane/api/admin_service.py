@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
 
+from bulkhead.reserved import RESERVED_BY_ID
 from bulkhead.v1 import admin_pb2, admin_pb2_grpc, types_pb2
 from controlplane.endpoints.model import Endpoint
-from controlplane.identity.allocator import AllocatedIdentity
-from controlplane.identity.reserved import RESERVED_BY_ID
+from controlplane.endpoints.registry import EndpointRegistry
+from controlplane.identity.allocator import AllocatedIdentity, IdentityAllocator
+from controlplane.identity.index import IdentityIndex
+from controlplane.nodes.registry import NodeRegistry
 
 from . import convert
 from .errors import rpc
@@ -14,9 +19,15 @@ from .status import StatusReporter
 
 
 class AdminService(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, status: StatusReporter) -> None:
+    def __init__(self, status: StatusReporter, *, allocator: IdentityAllocator,
+                 identities: IdentityIndex, nodes: NodeRegistry, endpoints: EndpointRegistry,
+                 enforcement: Callable[[int], tuple[bool, bool]]) -> None:
         self.status = status
-        self.cp = status.cp
+        self.allocator = allocator
+        self.identities = identities
+        self.nodes = nodes
+        self.endpoints = endpoints
+        self.enforcement = enforcement
 
     @rpc
     async def Status(self, request: admin_pb2.StatusRequest,
@@ -27,9 +38,9 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def ListIdentities(self, request: admin_pb2.ListIdentitiesRequest,
                              context: grpc.aio.ServicerContext
                              ) -> admin_pb2.ListIdentitiesResponse:
-        index = self.cp.identity_index
+        index = self.identities
         wanted = set(request.label_selector)
-        items = [self.cp.allocator.get(i) for i in RESERVED_BY_ID]
+        items = [self.allocator.get(i) for i in RESERVED_BY_ID]
         items += [AllocatedIdentity(s.id, s.labels, index.references(s.id))
                   for s in index.by_id.values()]
         items = [i for i in items if wanted <= set(i.labels)]
@@ -41,22 +52,22 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     @rpc
     async def ListNodes(self, request: admin_pb2.ListNodesRequest,
                         context: grpc.aio.ServicerContext) -> admin_pb2.ListNodesResponse:
-        page, token = paginate(self.cp.nodes.nodes(), lambda n: n.name, request.page_size,
+        page, token = paginate(self.nodes.nodes(), lambda n: n.name, request.page_size,
                                request.page_token, listing="nodes", render=convert.node)
         return admin_pb2.ListNodesResponse(nodes=page, next_page_token=token)
 
     @rpc
     async def ListEndpoints(self, request: admin_pb2.ListEndpointsRequest,
                             context: grpc.aio.ServicerContext) -> admin_pb2.ListEndpointsResponse:
-        items = [e for e in self.cp.endpoints.endpoints()
+        items = [e for e in self.endpoints.endpoints()
                  if (not request.node or e.node == request.node)
                  and (not request.namespace or e.namespace == request.namespace)
                  and (not request.identity or e.identity == request.identity)]
-        engine = self.cp.policy_engine
+        enforcement = self.enforcement
 
         def render(e: Endpoint) -> types_pb2.Endpoint:
             message = convert.endpoint(e)
-            message.ingress_enforced, message.egress_enforced = engine.enforcement(e.identity)
+            message.ingress_enforced, message.egress_enforced = enforcement(e.identity)
             return message
 
         page, token = paginate(items, lambda e: f"{e.namespace}/{e.name}", request.page_size,
@@ -66,7 +77,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     @rpc
     async def ListIPCache(self, request: admin_pb2.ListIPCacheRequest,
                           context: grpc.aio.ServicerContext) -> admin_pb2.ListIPCacheResponse:
-        items = [e for e in self.cp.endpoints.ipcache()
+        items = [e for e in self.endpoints.ipcache()
                  if (not request.node or e.node == request.node)
                  and (not request.identity or e.identity == request.identity)]
         page, token = paginate(items, lambda e: e.prefix, request.page_size, request.page_token,

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bulkhead.errors import BulkheadError, Conflict, Exhausted, FieldViolation, Invalid, NotFound
+from bulkhead.reserved import RESERVED_BY_ID
 from controlplane.store import etcd as ops
 from controlplane.store.etcd import Etcd
 from controlplane.store.groupcommit import GroupCommit
@@ -20,7 +21,6 @@ from controlplane.store.keys import Keys
 
 from .index import IdentityIndex
 from .labels import MAX_LABELS, LabelFilter, LabelSet, label_bytes, parse_labels
-from .reserved import RESERVED_BY_ID
 
 MAX_ATTEMPTS = 64
 HOLDER_MAX = 300

@@ -6,12 +6,12 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 
+from bulkhead.reserved import RESERVED_BY_ID, reserved_labels
 from controlplane.store.cache import Change
 from controlplane.store.etcd import KV
 from controlplane.store.keys import Keys
 
 from .labels import label_bytes
-from .reserved import RESERVED_BY_ID, reserved_labels
 
 
 @dataclass(frozen=True, slots=True)

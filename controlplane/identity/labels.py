@@ -12,8 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from bulkhead.errors import FieldViolation
-
-from .reserved import RESERVED
+from bulkhead.reserved import RESERVED
 
 MAX_LABELS = 64
 MAX_LABEL_LENGTH = 576  # source (63) + ":" + key (254) + "=" + value (253), rounded up

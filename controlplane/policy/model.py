@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
 
-from controlplane.identity.reserved import RESERVED_BY_ID
+from bulkhead.reserved import RESERVED_BY_ID
 from controlplane.policy.labels import ParsedLabels
 from controlplane.policy.selector import LabelSelector, Selector
 
@@ -20,7 +20,7 @@ ANY_PEER = 0
 """Peer identity 0 in an entry: any peer."""
 
 RESERVED_IDENTITIES: Mapping[int, str] = RESERVED_BY_ID
-"""id -> name of the reserved identities (the table is controlplane.identity.reserved)."""
+"""id -> name of the reserved identities (the table is bulkhead.reserved)."""
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 
 from bulkhead.errors import FieldViolation, shown
+from bulkhead.reserved import RESERVED
 from controlplane.identity.labels import NAMESPACE_LABEL
-from controlplane.identity.reserved import RESERVED
 from controlplane.policy.labels import IPNetwork
 from controlplane.policy.model import (
     ALL_PORTS,

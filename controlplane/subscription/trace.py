@@ -1,56 +1,35 @@
-"""Opt-in timing of the fan-out's stages, for bench/fanout.py.
+"""Hook point for timing the fan-out's stages; bench/fanout.py is the only user.
 
-With BULKHEAD_FANOUT_TRACE=<path> a replica records when its etcd watch handed it each
-revision, when the hub queued it, every stream write (its revisions, when the sender took it
-from the queue, when gRPC accepted it) and its own event-loop lag; SIGUSR1 writes all of it to
-<path> as JSON. The benchmark joins this with what the agents saw, so it can say which stage
-owns the tail instead of guessing. Off (the default) it costs one `is None` test per revision
-and per write.
+A replica leaves ``TRACER`` None, which costs one `is None` test per revision and per stream
+write. The benchmark starts the replica it measures through bench/fanout_trace.py, which
+installs a tracer here before the control plane starts: it records when the etcd watch handed
+the state each revision, when the hub queued it and every stream write, and the benchmark
+joins that with what the agents saw, so it can say which stage owns the tail.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import signal
-import time
-from pathlib import Path
-from typing import Any
-
-ENV = "BULKHEAD_FANOUT_TRACE"
-LAG_TICK = 0.01
+from typing import Protocol
 
 
-class Tracer:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.watched: dict[int, float] = {}     # revision -> the state got it from the watch
-        self.queued: dict[int, float] = {}      # revision -> the hub queued it for everyone
-        self.writes: list[tuple[str, int, int, float, float]] = []  # node, revs, taken, done
-        self.lag: list[tuple[float, float]] = []   # (when, loop oversleep per LAG_TICK)
-        self._task: asyncio.Task[None] | None = None
+class FanoutTracer(Protocol):
+    watched: dict[int, float]
+    """revision -> time.time() the subscription state got it from the watch"""
+    queued: dict[int, float]
+    """revision -> time.time() the hub queued it for every subscriber"""
 
     def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGUSR1, self.dump)
-        self._task = loop.create_task(self._lag(), name="fanout-trace-lag")
-
-    async def _lag(self) -> None:
-        while True:
-            before = time.monotonic()
-            await asyncio.sleep(LAG_TICK)
-            self.lag.append((time.time(), time.monotonic() - before - LAG_TICK))
+        """Called on the replica's event loop once the fan-out starts."""
 
     def write(self, node: str, first: int, last: int, taken: float) -> None:
-        self.writes.append((node, first, last, taken, time.time()))
-
-    def dump(self) -> None:
-        data: dict[str, Any] = {"watched": self.watched, "queued": self.queued,
-                                "writes": self.writes, "lag": self.lag}
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
-        tmp.replace(self.path)
+        """A stream write of revisions first..last, taken from the queue at ``taken``, was
+        accepted by gRPC now."""
 
 
-TRACER: Tracer | None = Tracer(Path(os.environ[ENV])) if os.environ.get(ENV) else None
+TRACER: FanoutTracer | None = None
+
+
+def install(tracer: FanoutTracer | None) -> None:
+    """Before the control plane starts (bench/fanout_trace.py); None removes it."""
+    global TRACER
+    TRACER = tracer

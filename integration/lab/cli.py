@@ -9,7 +9,7 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from controlplane.cli.output import output_flag, table
+from cli.output import output_flag, table
 
 from . import processes
 from .lab import Lab, LabError

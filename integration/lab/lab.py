@@ -18,8 +18,8 @@ from pathlib import Path
 
 import grpc
 
+from bulkhead.defaults import SERVER_FILE
 from bulkhead.v1 import agent_pb2, agent_pb2_grpc
-from controlplane.config import SERVER_FILE
 from controlplane.store.embedded import free_port
 
 from . import netns, processes

@@ -7,7 +7,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from controlplane.config import DEFAULT_STATE_DIR
+from bulkhead.defaults import DEFAULT_STATE_DIR
 
 
 def labs_dir() -> Path:

@@ -11,6 +11,7 @@ import signal
 import sys
 import tempfile
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,11 +66,15 @@ class Cluster:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def start_replica(self, name: str, *extra: str, timeout: float = 30.0) -> Replica:
+    async def start_replica(self, name: str, *extra: str, timeout: float = 30.0,
+                            command: Sequence[str] = ()) -> Replica:
+        """``command``: what runs instead of bulkhead-controlplane, taking its flags (the
+        fan-out benchmark's traced replica)."""
         port_file = self.dir / f"{name}.port"
         log = (self.dir / f"{name}.log").open("ab")
         process = await asyncio.create_subprocess_exec(
-            str(BIN / "bulkhead-controlplane"), "--etcd-endpoints", self.etcd_server.endpoint,
+            *(command or [str(BIN / "bulkhead-controlplane")]),
+            "--etcd-endpoints", self.etcd_server.endpoint,
             "--listen", "127.0.0.1:0", "--port-file", str(port_file),
             "--cluster-name", self.cluster_name, "--replica-id", f"{name}-{self.tag}",
             "--state-dir", str(self.dir / name), *extra,

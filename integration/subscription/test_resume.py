@@ -206,7 +206,7 @@ async def test_agent_process_cli_status_and_wait(cluster: Cluster) -> None:
 
 async def _cli(server: str, *args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "controlplane.cli.main", "--server", server, *args,
+        sys.executable, "-m", "cli.main", "--server", server, *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await process.communicate()
     return process.returncode or 0, out.decode(), err.decode()

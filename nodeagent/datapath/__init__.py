@@ -6,9 +6,6 @@ Import :class:`Datapath` for one node; the value types live in ``models``.
 from nodeagent.datapath.datapath import Datapath
 from nodeagent.datapath.layout import (
     ID_ANY,
-    ID_HOST,
-    ID_REMOTE_NODE,
-    ID_WORLD,
     LAYOUT_VERSION,
     Direction,
     ObsPoint,
@@ -30,9 +27,6 @@ from nodeagent.datapath.models import (
 
 __all__ = [
     "ID_ANY",
-    "ID_HOST",
-    "ID_REMOTE_NODE",
-    "ID_WORLD",
     "LAYOUT_VERSION",
     "CounterEntry",
     "CtEntry",

@@ -13,9 +13,10 @@ import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
 
+from bulkhead.reserved import ID_HOST
 from nodeagent.datapath import netlink
 from nodeagent.datapath.flows import DEFAULT_CAPACITY, FlowReader
-from nodeagent.datapath.layout import CFG_F_FORWARD_UNKNOWN, ID_HOST
+from nodeagent.datapath.layout import CFG_F_FORWARD_UNKNOWN
 from nodeagent.datapath.loader import DEFAULT_PIN_ROOT, Loaded, MapSizes, remove_pins
 from nodeagent.datapath.maps import (
     ConfigMap,

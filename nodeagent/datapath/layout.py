@@ -1,4 +1,4 @@
-"""Byte layouts of the BPF maps, mirroring bpf/bulkhead.h.
+"""Byte layouts of the BPF maps, mirroring bpf/bulkhead.h (package data beside this module).
 
 Values are packed with :mod:`struct` rather than built field by field as ctypes
 objects, because diffing and batch-writing 100,000 ipcache entries must take
@@ -10,19 +10,12 @@ from __future__ import annotations
 
 import enum
 import struct
-from pathlib import Path
 
 LAYOUT_VERSION = 1
 """Bump together with BH_LAYOUT_VERSION in bpf/bulkhead.h; part of the pin path."""
 
-BPF_DIR = Path(__file__).resolve().parents[2] / "bpf"
-PROGRAM_SOURCE = BPF_DIR / "datapath.c"
-
-# Reserved identities.
 ID_ANY = 0
-ID_HOST = 1
-ID_WORLD = 2
-ID_REMOTE_NODE = 6
+"""Policy-key peer 0: any peer (the reserved identities themselves are bulkhead.reserved)."""
 
 EP_F_INGRESS_ENFORCED = 1
 EP_F_EGRESS_ENFORCED = 2

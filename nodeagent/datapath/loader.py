@@ -15,10 +15,11 @@ import ctypes
 import os
 import shutil
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from nodeagent.datapath.layout import BPF_DIR, LAYOUT_VERSION, PROGRAM_SOURCE, SIZES
+from nodeagent.datapath.layout import LAYOUT_VERSION, SIZES
 from nodeagent.datapath.rawmap import RawMap
 
 DEFAULT_PIN_ROOT = Path("/sys/fs/bpf/bulkhead")
@@ -29,6 +30,16 @@ MIRRORED = frozenset({"endpoints", "ipcache", "policy", "config"})
 
 class DatapathUnavailable(RuntimeError):
     """BPF cannot be used here; the message says what is missing."""
+
+
+def bpf_sources() -> Path:
+    """The C programs (datapath.c) and their header (bulkhead.h), shipped as package data of
+    nodeagent.datapath so that any install can compile them; bcc reads them as files."""
+    sources = resources.files("nodeagent.datapath") / "bpf"
+    if not isinstance(sources, Path) or not (sources / "datapath.c").is_file():
+        raise DatapathUnavailable(f"eBPF datapath unavailable: the C sources are not files "
+                                  f"on disk at {sources} (install the package unzipped)")
+    return sources
 
 
 @dataclass(frozen=True)
@@ -79,8 +90,9 @@ class Loaded:
         self.pins = pin_dir(node, pin_root)
         self.pins.mkdir(parents=True, exist_ok=True)
         s = self.sizes
+        sources = bpf_sources()
         cflags = [
-            f"-I{BPF_DIR}",
+            f"-I{sources}",
             f'-DPIN_DIR="{self.pins}"',
             f"-DMAX_ENDPOINTS={s.endpoints}",
             f"-DMAX_IPCACHE={s.ipcache}",
@@ -89,7 +101,7 @@ class Loaded:
             f"-DMAX_COUNTERS={s.counters}",
             f"-DFLOW_PAGES={s.flow_pages}",
         ]
-        self.bpf: Any = bcc.BPF(src_file=str(PROGRAM_SOURCE).encode(), cflags=cflags)
+        self.bpf: Any = bcc.BPF(src_file=str(sources / "datapath.c").encode(), cflags=cflags)
         self.fns: dict[str, Any] = {
             name: self.bpf.load_func(name.encode(), bcc.BPF.SCHED_CLS) for name in PROGRAMS
         }

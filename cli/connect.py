@@ -7,7 +7,7 @@ import os
 
 import grpc
 
-from controlplane.config import DEFAULT_LISTEN, DEFAULT_STATE_DIR, SERVER_FILE
+from bulkhead.defaults import DEFAULT_LISTEN, DEFAULT_STATE_DIR, SERVER_FILE
 
 
 def server_address(explicit: str | None) -> str:
