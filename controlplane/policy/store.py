@@ -9,7 +9,6 @@ references are deleted in the same transaction that deletes the policy or stops 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import grpc
@@ -26,6 +25,7 @@ from bulkhead.rpcerror import (
 from controlplane.identity.allocator import IdentityAllocator
 from controlplane.identity.holders import policy_holder
 from controlplane.identity.labels import parse_labels
+from controlplane.records.codec import RecordError, decode_policy, encode_policy
 from controlplane.store import etcd as ops
 from controlplane.store.cache import ClusterCache
 from controlplane.store.embedded import EMBEDDED_MAX_TXN_OPS
@@ -34,13 +34,7 @@ from controlplane.store.keys import Keys
 
 from .cidr import cidr_label
 from .model import Policy, PolicyKey, Protocol, ResolvedPolicy
-from .parse import (
-    CLUSTERWIDE_KIND,
-    NAMESPACED_KIND,
-    PolicyValidationError,
-    canonical_json,
-    parse_document,
-)
+from .parse import CLUSTERWIDE_KIND, NAMESPACED_KIND, PolicyValidationError
 from .parsepool import ParseTimeout, parse_policies_off_loop
 from .repository import PolicyMapOverflow, cidr_prefixes
 from .resolver import PolicyResolver
@@ -173,7 +167,7 @@ class PolicyStore:
 
     async def _apply(self, policies: list[Policy], held: set[str]) -> ApplyResult:
         keys = [self.keys.policy(p.key.namespace, p.key.name) for p in policies]
-        values = [canonical_json(p).encode() for p in policies]
+        values = [encode_policy(p) for p in policies]
         for _ in range(MAX_ATTEMPTS):
             current = await self._read(keys)
             seen = max((kv.mod_revision for kv in current if kv is not None), default=0)
@@ -316,7 +310,7 @@ class PolicyStore:
         for prefix in cidr_prefixes(policy):
             ident = await self.allocator.allocate([cidr_label(prefix)], holder(policy.key),
                                                   single=True)
-            refs[prefix] = self.keys.identity_ref(ident.id, holder(policy.key))
+            refs[prefix] = self.allocator.reference_key(ident.id, holder(policy.key))
         return refs
 
     async def _drop_unused(self, policies: list[Policy], held: set[str]) -> None:
@@ -342,7 +336,7 @@ class PolicyStore:
         for prefix in cidr_prefixes(policy):
             ident = self.resolver.cidrs.lookup(prefix)
             if ident is not None:
-                refs[prefix] = self.keys.identity_ref(ident, holder(policy.key))
+                refs[prefix] = self.allocator.reference_key(ident, holder(policy.key))
         return refs
 
     def _decode(self, kv: KV) -> Policy | None:
@@ -350,8 +344,8 @@ class PolicyStore:
         if known is not None and known.kv.mod_revision == kv.mod_revision:
             return known.policy
         try:
-            return parse_document(json.loads(kv.value))
-        except (ValueError, PolicyValidationError) as exc:
+            return decode_policy(kv.value)
+        except RecordError as exc:
             _log.warning("unreadable stored policy", key=kv.key, error=str(exc)[:300])
             return None
 
