@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from bulkhead.v1 import admin_pb2
 from controlplane.counts import object_counts
+from controlplane.records import messages
 from controlplane.store.etcd import EtcdUnavailable
 
 if TYPE_CHECKING:
@@ -37,10 +38,8 @@ class StatusReporter:
         counts["subscribers"] = len(connected)
         counts["max_lag_revisions"] = max((s.lag_revisions for s in connected), default=0)
         counts["bad_records"] = len(cp.cache.bad)
-        bad = [admin_pb2.BadRecord(key=b.key, kind=b.kind, reason=b.reason,
-                                   mod_revision=b.mod_revision)
-               for b in heapq.nsmallest(BAD_RECORDS_SHOWN, cp.cache.bad.values(),
-                                        key=lambda b: b.key)]
+        bad = [messages.bad_record(b) for b in heapq.nsmallest(
+            BAD_RECORDS_SHOWN, cp.cache.bad.values(), key=lambda b: b.key)]
         response = admin_pb2.StatusResponse(
             replica_id=cp.config.replica_id, version=cp.version,
             cluster_name=cp.config.cluster_name, cluster_id=cp.config.cluster_id, etcd=etcd,

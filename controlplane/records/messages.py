@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bulkhead.v1 import policy_pb2, subscription_pb2, types_pb2
+from bulkhead.v1 import admin_pb2, policy_pb2, subscription_pb2, types_pb2
 from controlplane.identity.allocator import Identity
 from controlplane.policy import to_yaml
 
-from .codec import Endpoint, IdentityRecord, IPCacheEntry, Node, NodeStatus
+from .codec import BadRecord, Endpoint, IdentityRecord, IPCacheEntry, Node, NodeStatus
 
 if TYPE_CHECKING:
     from controlplane.policy.store import PolicyRecord
@@ -74,3 +74,8 @@ def policy_info(record: PolicyRecord, *, with_yaml: bool = False) -> policy_pb2.
                                  created_revision=record.created_revision,
                                  rules=len(policy.rules),
                                  yaml=to_yaml(policy) if with_yaml else "")
+
+
+def bad_record(bad: BadRecord) -> admin_pb2.BadRecord:
+    return admin_pb2.BadRecord(key=bad.key, kind=bad.kind, reason=bad.reason,
+                               mod_revision=bad.mod_revision)
