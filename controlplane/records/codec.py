@@ -71,28 +71,40 @@ def _field_type(hint: Any) -> FieldType:
     return typing.cast(type, hint)
 
 
-_SPECS: dict[type, dict[str, tuple[FieldType, bool]]] = {}
+@dataclass(frozen=True)
+class _Spec:
+    fields: dict[str, FieldType]
+    required: frozenset[str]
+    required_order: tuple[str, ...]
 
 
-def _spec(cls: type) -> dict[str, tuple[FieldType, bool]]:
-    """The record's JSON fields: name -> (type, required). A field with a default may be
-    absent (records written before it existed)."""
+_SPECS: dict[type, _Spec] = {}
+
+
+def _spec(cls: type) -> _Spec:
+    """The record's JSON fields and their types; a field with a default may be absent (records
+    written before it existed)."""
     found = _SPECS.get(cls)
     if found is None:
         hints = typing.get_type_hints(cls)
-        found = _SPECS[cls] = {
-            f.name: (_field_type(hints[f.name]), f.default is dataclasses.MISSING
-                     and f.default_factory is dataclasses.MISSING)
-            for f in dataclasses.fields(cls)}
+        fields = dataclasses.fields(cls)
+        required = tuple(f.name for f in fields if f.default is dataclasses.MISSING
+                         and f.default_factory is dataclasses.MISSING)
+        found = _SPECS[cls] = _Spec({f.name: _field_type(hints[f.name]) for f in fields},
+                                    frozenset(required), required)
     return found
 
 
 def _value(name: str, value: Any, expected: FieldType) -> Any:
-    if expected == STR_LIST:
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+    # JSON gives exact types: `type(...) is int` also refuses a boolean.
+    if expected is str or expected is int or expected is bool:
+        if type(value) is expected:
+            return value
+    elif expected is STR_LIST:
+        if type(value) is list and all(type(v) is str for v in value):
             return tuple(value)
     elif isinstance(expected, ListOf):
-        if isinstance(value, list):
+        if type(value) is list:
             items = []
             for i, item in enumerate(value):
                 try:
@@ -100,11 +112,6 @@ def _value(name: str, value: Any, expected: FieldType) -> Any:
                 except RecordError as exc:
                     raise RecordError(f"{name}[{i}]: {exc}") from None
             return tuple(items)
-    elif expected is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif isinstance(expected, type) and isinstance(value, expected):
-        return value
     raise RecordError(f"{name} is not {_type_name(expected)}")
 
 
@@ -141,17 +148,17 @@ class JsonRecord:
         if not isinstance(data, dict):
             raise RecordError(f"not a JSON object ({type(data).__name__})")
         spec = _spec(cls)
-        missing = [name for name, (_, required) in spec.items() if required and name not in data]
-        if missing:
-            raise RecordError("missing " + ", ".join(missing))
+        if not spec.required <= data.keys():
+            raise RecordError("missing " + ", ".join(n for n in spec.required_order
+                                                      if n not in data))
         values = {}
         for name, value in data.items():
-            found = spec.get(name)
-            if found is None:
+            expected = spec.fields.get(name)
+            if expected is None:
                 if cls._closed:
                     raise RecordError(f"unknown field {str(name)[:40]!r}")
                 continue
-            values[name] = _value(name, value, found[0])
+            values[name] = _value(name, value, expected)
         record = cls(**values)
         if rest is not None and (why := record.key_problem(rest)) is not None:
             raise RecordError(why)
