@@ -4,10 +4,10 @@ any replica lists them all and a dead one drops out by itself."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 from bulkhead import log
+from controlplane.records.codec import PresenceRecord
 from controlplane.store.cache import ClusterCache
 from controlplane.store.etcd import Etcd, EtcdUnavailable
 from controlplane.store.keys import Keys
@@ -36,8 +36,8 @@ class ReplicaPresence:
             try:
                 if self._lease == 0 or await self.etcd.keepalive(self._lease) <= 0:
                     self._lease = await self.etcd.grant(TTL)
-                    value = json.dumps({"id": self.replica_id, "address": self.address,
-                                        "version": self.version, "started": started})
+                    value = PresenceRecord(self.replica_id, self.address, self.version,
+                                           started)
                     await self.etcd.put(self.keys.replica(self.replica_id), value.encode(),
                                         self._lease)
             except EtcdUnavailable as exc:

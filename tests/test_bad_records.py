@@ -243,7 +243,7 @@ async def test_agent_snapshot_and_deltas_skip_corrupt_records(replicas: ReplicaF
 
 
 def test_every_checked_kind_has_a_table_row() -> None:
-    from controlplane.store.records import Records
+    from controlplane.records.codec import Records
 
     keys = Keys("c")
     records = Records(keys.prefix)

@@ -8,12 +8,12 @@ from collections.abc import AsyncGenerator
 from typing import Any, cast
 
 from bulkhead.v1 import flow_pb2
-from controlplane.endpoints.model import Endpoint
 from controlplane.endpoints.registry import EndpointRegistry
 from controlplane.identity.index import IdentityIndex
-from controlplane.nodes.registry import Node, NodeRegistry
+from controlplane.nodes.registry import NodeRegistry
 from controlplane.observe.enrich import FlowEnricher
 from controlplane.observe.relay import FlowRelay
+from controlplane.records.codec import Endpoint, Node
 from controlplane.store.cache import Change
 from controlplane.store.etcd import KV
 from controlplane.store.keys import Keys

@@ -6,13 +6,13 @@ import grpc
 
 from bulkhead.reserved import RESERVED_BY_ID
 from bulkhead.v1 import admin_pb2, admin_pb2_grpc, types_pb2
-from controlplane.endpoints.model import Endpoint
 from controlplane.endpoints.registry import EndpointRegistry
 from controlplane.identity.allocator import AllocatedIdentity, IdentityAllocator
 from controlplane.identity.index import IdentityIndex
 from controlplane.nodes.registry import NodeRegistry
+from controlplane.records import messages
+from controlplane.records.codec import Endpoint
 
-from . import convert
 from .errors import rpc
 from .pagination import paginate
 from .status import StatusReporter
@@ -46,14 +46,14 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         items = [i for i in items if wanted <= set(i.labels)]
         page, token = paginate(items, lambda i: f"{i.id:010d}", request.page_size,
                                request.page_token, listing="identities",
-                               render=convert.identity)
+                               render=messages.identity)
         return admin_pb2.ListIdentitiesResponse(identities=page, next_page_token=token)
 
     @rpc
     async def ListNodes(self, request: admin_pb2.ListNodesRequest,
                         context: grpc.aio.ServicerContext) -> admin_pb2.ListNodesResponse:
         page, token = paginate(self.nodes.nodes(), lambda n: n.name, request.page_size,
-                               request.page_token, listing="nodes", render=convert.node)
+                               request.page_token, listing="nodes", render=messages.node)
         return admin_pb2.ListNodesResponse(nodes=page, next_page_token=token)
 
     @rpc
@@ -66,7 +66,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         enforcement = self.enforcement
 
         def render(e: Endpoint) -> types_pb2.Endpoint:
-            message = convert.endpoint(e)
+            message = messages.endpoint(e)
             message.ingress_enforced, message.egress_enforced = enforcement(e.identity)
             return message
 
@@ -81,5 +81,5 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                  if (not request.node or e.node == request.node)
                  and (not request.identity or e.identity == request.identity)]
         page, token = paginate(items, lambda e: e.prefix, request.page_size, request.page_token,
-                               listing="ipcache", render=convert.ipcache)
+                               listing="ipcache", render=messages.ipcache)
         return admin_pb2.ListIPCacheResponse(entries=page, next_page_token=token)

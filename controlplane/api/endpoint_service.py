@@ -4,8 +4,8 @@ import grpc
 
 from bulkhead.v1 import endpoint_pb2, endpoint_pb2_grpc, types_pb2
 from controlplane.endpoints.registry import EndpointRegistry
+from controlplane.records import messages
 
-from . import convert
 from .errors import rpc
 
 
@@ -16,7 +16,7 @@ class EndpointService(endpoint_pb2_grpc.EndpointServiceServicer):
     @rpc
     async def Create(self, request: endpoint_pb2.CreateEndpointRequest,
                      context: grpc.aio.ServicerContext) -> types_pb2.Endpoint:
-        return convert.endpoint(await self.registry.create(
+        return messages.endpoint(await self.registry.create(
             request.node, request.namespace, request.name, list(request.labels), request.ip))
 
     @rpc
@@ -28,4 +28,4 @@ class EndpointService(endpoint_pb2_grpc.EndpointServiceServicer):
     @rpc
     async def Get(self, request: endpoint_pb2.GetEndpointRequest,
                   context: grpc.aio.ServicerContext) -> types_pb2.Endpoint:
-        return convert.endpoint(await self.registry.get(request.namespace, request.name))
+        return messages.endpoint(await self.registry.get(request.namespace, request.name))

@@ -6,8 +6,8 @@ from bulkhead.errors import FieldViolation, Invalid, NotFound
 from bulkhead.v1 import identity_pb2, identity_pb2_grpc, types_pb2
 from controlplane.identity.allocator import IdentityAllocator
 from controlplane.identity.holders import refuse_owned
+from controlplane.records import messages
 
-from . import convert
 from .errors import rpc
 
 LOOKUP_MANY_MAX = 1024
@@ -21,7 +21,7 @@ class IdentityService(identity_pb2_grpc.IdentityServiceServicer):
     async def Allocate(self, request: identity_pb2.AllocateIdentityRequest,
                        context: grpc.aio.ServicerContext) -> types_pb2.Identity:
         refuse_owned(request.holder, "cannot take a reference for")
-        return convert.identity(await self.allocator.allocate(list(request.labels),
+        return messages.identity(await self.allocator.allocate(list(request.labels),
                                                               request.holder))
 
     @rpc
@@ -34,7 +34,7 @@ class IdentityService(identity_pb2_grpc.IdentityServiceServicer):
     @rpc
     async def Lookup(self, request: identity_pb2.LookupIdentityRequest,
                      context: grpc.aio.ServicerContext) -> types_pb2.Identity:
-        return convert.identity(self.allocator.lookup(list(request.labels)))
+        return messages.identity(self.allocator.lookup(list(request.labels)))
 
     @rpc
     async def LookupMany(self, request: identity_pb2.LookupIdentitiesRequest,
@@ -60,7 +60,7 @@ class IdentityService(identity_pb2_grpc.IdentityServiceServicer):
                                 or [FieldViolation(f"lookups[{i}]", exc.message)])
                 continue
             results.append(identity_pb2.LookupIdentityResult(found=True,
-                                                             identity=convert.identity(ident)))
+                                                             identity=messages.identity(ident)))
         if problems:
             raise Invalid(problems)
         return identity_pb2.LookupIdentitiesResponse(results=results)
@@ -68,4 +68,4 @@ class IdentityService(identity_pb2_grpc.IdentityServiceServicer):
     @rpc
     async def Get(self, request: identity_pb2.GetIdentityRequest,
                   context: grpc.aio.ServicerContext) -> types_pb2.Identity:
-        return convert.identity(self.allocator.get(request.id))
+        return messages.identity(self.allocator.get(request.id))

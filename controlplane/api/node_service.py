@@ -4,8 +4,8 @@ import grpc
 
 from bulkhead.v1 import node_pb2, node_pb2_grpc, types_pb2
 from controlplane.nodes.registry import NodeRegistry
+from controlplane.records import messages
 
-from . import convert
 from .errors import rpc
 
 
@@ -16,7 +16,7 @@ class NodeService(node_pb2_grpc.NodeServiceServicer):
     @rpc
     async def Register(self, request: node_pb2.RegisterNodeRequest,
                        context: grpc.aio.ServicerContext) -> types_pb2.Node:
-        return convert.node(await self.registry.register(request.name, request.underlay_ip,
+        return messages.node(await self.registry.register(request.name, request.underlay_ip,
                                                            request.agent_address))
 
     @rpc

@@ -6,23 +6,16 @@ import grpc
 
 from bulkhead.v1 import policy_pb2 as pb
 from bulkhead.v1 import policy_pb2_grpc
-from controlplane.policy import Protocol, RuleRef, SideTrace, to_yaml
+from controlplane.policy import Protocol, RuleRef, SideTrace
 from controlplane.policystore.store import (
-    PolicyRecord,
     PolicyStore,
     Resolution,
     kind_of,
     policy_key,
 )
+from controlplane.records import messages
 
 from .errors import rpc
-
-
-def policy_info(record: PolicyRecord, *, with_yaml: bool = False) -> pb.PolicyInfo:
-    policy = record.policy
-    return pb.PolicyInfo(kind=policy.kind, namespace=policy.key.namespace, name=policy.key.name,
-                         revision=record.revision, created_revision=record.created_revision,
-                         rules=len(policy.rules), yaml=to_yaml(policy) if with_yaml else "")
 
 
 def origin(ref: RuleRef) -> pb.RuleOrigin:
@@ -60,7 +53,7 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
                     context: grpc.aio.ServicerContext) -> pb.ApplyPoliciesResponse:
         result = await self.store.apply(request.yaml)
         return pb.ApplyPoliciesResponse(
-            policies=[pb.AppliedPolicy(policy=policy_info(a.record, with_yaml=True),
+            policies=[pb.AppliedPolicy(policy=messages.policy_info(a.record, with_yaml=True),
                                        action=a.action) for a in result.applied],
             revision=result.revision, affected_identities=result.affected)
 
@@ -68,14 +61,14 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
     async def List(self, request: pb.ListPoliciesRequest,
                    context: grpc.aio.ServicerContext) -> pb.ListPoliciesResponse:
         records = await self.store.policies(request.namespace)
-        return pb.ListPoliciesResponse(policies=[policy_info(r) for r in records])
+        return pb.ListPoliciesResponse(policies=[messages.policy_info(r) for r in records])
 
     @rpc
     async def Get(self, request: pb.GetPolicyRequest,
                   context: grpc.aio.ServicerContext) -> pb.PolicyInfo:
         ref = request.policy
         record = await self.store.get(policy_key(ref.kind, ref.namespace, ref.name))
-        return policy_info(record, with_yaml=True)
+        return messages.policy_info(record, with_yaml=True)
 
     @rpc
     async def Delete(self, request: pb.DeletePolicyRequest,

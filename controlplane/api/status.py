@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from bulkhead.v1 import admin_pb2
 from controlplane.counts import ObjectCounts
+from controlplane.records import messages
 from controlplane.replicas import ReplicaPresence
 from controlplane.store.cache import ClusterCache
 from controlplane.store.embedded import EmbeddedEtcd
@@ -60,10 +61,8 @@ class StatusReporter:
         counts["subscribers"] = len(connected)
         counts["max_lag_revisions"] = max((s.lag_revisions for s in connected), default=0)
         counts["bad_records"] = len(cache.bad)
-        bad = [admin_pb2.BadRecord(key=b.key, kind=b.kind, reason=b.reason,
-                                   mod_revision=b.mod_revision)
-               for b in heapq.nsmallest(BAD_RECORDS_SHOWN, cache.bad.values(),
-                                        key=lambda b: b.key)]
+        bad = [messages.bad_record(b) for b in heapq.nsmallest(
+            BAD_RECORDS_SHOWN, cache.bad.values(), key=lambda b: b.key)]
         response = admin_pb2.StatusResponse(
             replica_id=replica.replica_id, version=replica.version,
             cluster_name=replica.cluster_name, cluster_id=replica.cluster_id, etcd=etcd,

@@ -18,9 +18,9 @@ from bulkhead.errors import BulkheadError, FieldViolation, Invalid
 from bulkhead.rpcerror import ApiError, abort
 from bulkhead.v1 import subscription_pb2 as pb
 from bulkhead.v1 import subscription_pb2_grpc
+from controlplane.records import messages
 from controlplane.subscription import trace
 from controlplane.subscription.fanout import Fanout
-from controlplane.subscription.status import NodeStatus
 from controlplane.subscription.subscriber import Subscriber
 from controlplane.subscription.waiter import ConvergenceWaiter
 
@@ -106,14 +106,6 @@ class SubscriptionService:
                 self.fanout.nack(sub, message.nack.revision, message.nack.error)
 
 
-def node_subscription(status: NodeStatus) -> pb.NodeSubscription:
-    return pb.NodeSubscription(name=status.name, replica=status.replica,
-                               connected_since=status.connected_since,
-                               acked_revision=status.acked_revision,
-                               lag_revisions=status.lag_revisions, resumes=status.resumes,
-                               snapshots=status.snapshots, connected=status.connected)
-
-
 class SubscriptionAdminService(subscription_pb2_grpc.SubscriptionAdminServiceServicer):
     def __init__(self, fanout: Fanout) -> None:
         self.fanout = fanout
@@ -125,7 +117,7 @@ class SubscriptionAdminService(subscription_pb2_grpc.SubscriptionAdminServiceSer
                                 ) -> pb.ListSubscriptionsResponse:
         statuses = sorted(self.fanout.statuses().values(), key=lambda s: s.name)
         return pb.ListSubscriptionsResponse(
-            subscriptions=[node_subscription(s) for s in statuses],
+            subscriptions=[messages.node_subscription(s) for s in statuses],
             revision=self.fanout.state.revision)
 
     @rpc
@@ -135,4 +127,4 @@ class SubscriptionAdminService(subscription_pb2_grpc.SubscriptionAdminServiceSer
                                         request.timeout_seconds)
         return pb.WaitForRevisionResponse(
             converged=result.converged, nodes=result.nodes,
-            pending=[node_subscription(s) for s in result.pending])
+            pending=[messages.node_subscription(s) for s in result.pending])

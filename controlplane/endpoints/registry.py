@@ -21,12 +21,11 @@ from controlplane.identity.holders import endpoint_holder
 from controlplane.nodes import ipam
 from controlplane.nodes.registry import NodeRegistry
 from controlplane.nodes.validate import check_name
+from controlplane.records.codec import Endpoint, IPCacheEntry
 from controlplane.store import etcd as ops
 from controlplane.store.cache import ClusterCache
 from controlplane.store.etcd import Etcd
 from controlplane.store.keys import Keys
-
-from .model import Endpoint, IPCacheEntry
 
 _log = log.get(__name__)
 
@@ -56,10 +55,10 @@ class EndpointRegistry:
         self.identities = identities
 
     def endpoints(self) -> list[Endpoint]:
-        return [Endpoint.from_json(kv.value) for kv in self.cache.under(self.keys.endpoints)]
+        return [Endpoint.decode(kv.value) for kv in self.cache.under(self.keys.endpoints)]
 
     def ipcache(self) -> list[IPCacheEntry]:
-        return [IPCacheEntry.from_json(kv.value) for kv in self.cache.under(self.keys.ipcache)]
+        return [IPCacheEntry.decode(kv.value) for kv in self.cache.under(self.keys.ipcache)]
 
     async def get(self, namespace: str, name: str) -> Endpoint:
         kv = await self.etcd.get(self.keys.endpoint(namespace or "default", name))
@@ -67,7 +66,7 @@ class EndpointRegistry:
             raise NotFound(f"endpoint {namespace or 'default'}/{name} does not exist")
         if (problem := self.cache.records.unreadable(kv.key, kv.value)) is not None:
             raise FailedPrecondition(f"{problem}; `endpoint delete` removes it")
-        return Endpoint.from_json(kv.value)
+        return Endpoint.decode(kv.value)
 
     async def create(self, node_name: str, namespace: str, name: str, labels: Sequence[str],
                      ip: str = "") -> Endpoint:
@@ -99,7 +98,7 @@ class EndpointRegistry:
                 problem := self.cache.records.unreadable(key, existing.value)) is not None:
             raise FailedPrecondition(f"{problem}; `endpoint delete` removes it")
         if existing is not None:
-            return self._same_or_conflict(Endpoint.from_json(existing.value), node_name,
+            return self._same_or_conflict(Endpoint.decode(existing.value), node_name,
                                           labels, ip)
         holder = holder_of(namespace, name)
         for _ in range(16):
@@ -115,9 +114,9 @@ class EndpointRegistry:
             result = await self.etcd.txn(
                 [ops.version_is(key, 0), ops.version_is(ipkey, 0),
                  ops.exists(self.keys.identity(identity.id)),
-                 ops.exists(self.keys.identity_ref(identity.id, holder))],
-                [ops.put(key, endpoint.to_json(), node.lease),
-                 ops.put(ipkey, entry.to_json(), node.lease)],
+                 ops.exists(self.identities.reference_key(identity.id, holder))],
+                [ops.put(key, endpoint.encode(), node.lease),
+                 ops.put(ipkey, entry.encode(), node.lease)],
                 [ops.get(key), ops.get(ipkey)],
             )
             if result.succeeded:
@@ -126,10 +125,10 @@ class EndpointRegistry:
                 return endpoint
             raced = result.range_kvs(0)
             if raced:
-                if Endpoint.from_json(raced[0].value).identity != identity.id:
-                    await self.etcd.txn([], [ops.delete(self.keys.identity_ref(identity.id,
-                                                                               holder))])
-                return self._same_or_conflict(Endpoint.from_json(raced[0].value), node_name,
+                if Endpoint.decode(raced[0].value).identity != identity.id:
+                    await self.etcd.txn([], [ops.delete(
+                        self.identities.reference_key(identity.id, holder))])
+                return self._same_or_conflict(Endpoint.decode(raced[0].value), node_name,
                                               labels, ip)
             if result.range_kvs(1) and ip:
                 raise AlreadyExists(f"ip {ip} is already used by another endpoint")
@@ -149,11 +148,11 @@ class EndpointRegistry:
                 endpoint = Endpoint(namespace, name, "", (), "", 0)
                 deletes = [ops.delete(key)]
             else:
-                endpoint = Endpoint.from_json(kv.value)
+                endpoint = Endpoint.decode(kv.value)
                 deletes = [ops.delete(key),
                            ops.delete(self.keys.ipcache_entry(f"{endpoint.ip}/32")),
-                           ops.delete(self.keys.identity_ref(endpoint.identity,
-                                                             holder_of(namespace, name)))]
+                           ops.delete(self.identities.reference_key(
+                               endpoint.identity, holder_of(namespace, name)))]
             result = await self.etcd.txn([ops.mod_revision_is(key, kv.mod_revision)], deletes)
             if result.succeeded:
                 _log.info("endpoint deleted", endpoint=f"{namespace}/{name}")

@@ -7,13 +7,13 @@ node's lease, so a vanished node releases its identities by itself.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bulkhead.errors import BulkheadError, Conflict, Exhausted, FieldViolation, Invalid, NotFound
 from bulkhead.reserved import RESERVED_BY_ID
+from controlplane.records.codec import IdentityLabelsRecord, IdentityRecord, IdentityRefRecord
 from controlplane.store import etcd as ops
 from controlplane.store.etcd import Etcd
 from controlplane.store.groupcommit import GroupCommit
@@ -110,6 +110,11 @@ class IdentityAllocator:
             raise NotFound(f"identity {ident} does not exist")
         return AllocatedIdentity(ident, labels, self.index.references(ident))
 
+    def reference_key(self, ident: int, holder: str) -> str:
+        """The key of `holder`'s reference on `ident`: endpoints and policies delete it (and
+        require it) in their own transactions, so that it lives and dies with them."""
+        return self.keys.identity_ref(ident, holder)
+
     async def allocate(self, labels: Sequence[str] | LabelSet, holder: str = "admin", *,
                        lease: int = 0, single: bool = False) -> AllocatedIdentity:
         """The identity of `labels` (raw, or already canonical) with one more reference by
@@ -146,13 +151,13 @@ class IdentityAllocator:
             candidate = self._candidate()
             if candidate is None:
                 raise Exhausted(f"identity range {self.range.first}-{self.range.last} is full")
-            value = json.dumps({"id": candidate, "labels": list(label_set.labels)}).encode()
-            ref = json.dumps({"count": 1}).encode()
+            value = IdentityRecord(candidate, label_set.labels).encode()
+            ref = IdentityRefRecord(1).encode()
             created = await self.group.txn(
                 [ops.version_is(labels_key, 0), ops.version_is(self.keys.identity(candidate), 0)],
                 [ops.put(self.keys.identity(candidate), value),
-                 ops.put(labels_key, json.dumps({"id": candidate}).encode()),
-                 ops.put(self.keys.identity_ref(candidate, holder), ref, lease)],
+                 ops.put(labels_key, IdentityLabelsRecord(candidate).encode()),
+                 ops.put(self.reference_key(candidate, holder), ref, lease)],
             )
             if created:
                 self.allocated["new"] += 1
@@ -167,18 +172,18 @@ class IdentityAllocator:
         holder = _check_holder(holder)
         if ident in RESERVED_BY_ID:
             return 0
-        ref_key = self.keys.identity_ref(ident, holder)
+        ref_key = self.reference_key(ident, holder)
         for _ in range(MAX_ATTEMPTS):
             kv = await self.etcd.get(ref_key)
             if kv is None:
                 if await self.etcd.get(self.keys.identity(ident)) is None:
                     raise NotFound(f"identity {ident} does not exist")
                 raise NotFound(f"identity {ident} has no reference held by {holder!r}")
-            count = int(json.loads(kv.value).get("count", 1))
+            count = IdentityRefRecord.decode(kv.value).count
             if count <= 1:
                 op = ops.delete(ref_key)
             else:
-                op = ops.put(ref_key, json.dumps({"count": count - 1}).encode(), kv.lease)
+                op = ops.put(ref_key, IdentityRefRecord(count - 1).encode(), kv.lease)
             result = await self.etcd.txn([ops.mod_revision_is(ref_key, kv.mod_revision)], [op],
                                          [])
             if result.succeeded:
@@ -207,24 +212,24 @@ class IdentityAllocator:
 
     async def _read_id(self, labels_key: str) -> int | None:
         kv = await self.etcd.get(labels_key)
-        return int(json.loads(kv.value)["id"]) if kv else None
+        return IdentityLabelsRecord.decode(kv.value).id if kv else None
 
     async def _add_reference(self, ident: int, labels_key: str, holder: str, lease: int,
                              single: bool) -> bool:
         """One more reference, in a transaction that fails if the identity was collected."""
-        ref_key = self.keys.identity_ref(ident, holder)
+        ref_key = self.reference_key(ident, holder)
         id_key = self.keys.identity(ident)
         for _ in range(MAX_ATTEMPTS):
             kv = await self.etcd.get(ref_key)
-            count = int(json.loads(kv.value).get("count", 1)) if kv else 0
+            count = IdentityRefRecord.decode(kv.value).count if kv else 0
             if single:
                 count = 0
             ref_guard = (ops.mod_revision_is(ref_key, kv.mod_revision) if kv
                          else ops.version_is(ref_key, 0))
             result = await self.etcd.txn(
-                [ops.exists(id_key), ops.value_is(labels_key, json.dumps({"id": ident}).encode()),
+                [ops.exists(id_key), ops.value_is(labels_key, IdentityLabelsRecord(ident).encode()),
                  ref_guard],
-                [ops.put(ref_key, json.dumps({"count": count + 1}).encode(), lease or
+                [ops.put(ref_key, IdentityRefRecord(count + 1).encode(), lease or
                          (kv.lease if kv else 0))],
                 [ops.get(id_key)],
             )

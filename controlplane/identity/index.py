@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 
 from bulkhead.reserved import RESERVED_BY_ID, reserved_labels
+from controlplane.records.codec import IdentityRecord, IdentityRefRecord
 from controlplane.store.cache import Change
 from controlplane.store.etcd import KV
 from controlplane.store.keys import Keys
@@ -56,8 +56,8 @@ class IdentityIndex:
 
     def _put(self, kv: KV) -> None:
         if kv.key.startswith(self.keys.identity_ids):
-            data = json.loads(kv.value)
-            ident = StoredIdentity(int(data["id"]), tuple(data["labels"]), kv.mod_revision)
+            record = IdentityRecord.decode(kv.value)
+            ident = StoredIdentity(record.id, record.labels, kv.mod_revision)
             replaced = self.by_id.get(ident.id)
             if replaced is not None:
                 self.label_bytes -= label_bytes(replaced.labels)
@@ -66,7 +66,7 @@ class IdentityIndex:
             self.by_labels[";".join(ident.labels)] = ident.id
         elif kv.key.startswith(self.keys.identity_refs_prefix):
             ident_s, _, holder = kv.key[len(self.keys.identity_refs_prefix):].partition("/")
-            self.refs[int(ident_s)][holder] = int(json.loads(kv.value).get("count", 1))
+            self.refs[int(ident_s)][holder] = IdentityRefRecord.decode(kv.value).count
 
     def _delete(self, kv: KV) -> None:
         if kv.key.startswith(self.keys.identity_ids):

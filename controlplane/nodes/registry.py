@@ -5,11 +5,9 @@ gone longer than its TTL disappears with everything it had, in one etcd revision
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-
 from bulkhead import log
 from bulkhead.errors import Conflict, Exhausted, FailedPrecondition, Invalid, NotFound
+from controlplane.records.codec import Node, NodeAllocation
 from controlplane.store import etcd as ops
 from controlplane.store.cache import ClusterCache
 from controlplane.store.etcd import Etcd
@@ -21,32 +19,6 @@ from .validate import check_agent_address, check_ipv4, check_name, dialled_addre
 VXLAN_PORT = 8472
 MAX_NODE_ID = 0xFFFF
 _log = log.get(__name__)
-
-
-@dataclass(frozen=True)
-class Node:
-    name: str
-    node_id: int
-    underlay_ip: str
-    pod_cidr: str
-    tunnel_ip: str
-    tunnel_port: int
-    cluster: str
-    lease: int
-    agent_address: str = ""
-
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True).encode()
-
-    @staticmethod
-    def from_json(raw: bytes) -> Node:
-        return Node(**json.loads(raw))
-
-
-@dataclass(frozen=True)
-class NodeAllocation:
-    node_id: int
-    pod_cidr: str
 
 
 class NodeRegistry:
@@ -61,12 +33,12 @@ class NodeRegistry:
         self._reserved: dict[str, NodeAllocation] = {}
 
     def nodes(self) -> list[Node]:
-        return sorted((Node.from_json(kv.value) for kv in self.cache.under(self.keys.nodes)),
+        return sorted((Node.decode(kv.value) for kv in self.cache.under(self.keys.nodes)),
                       key=lambda n: n.name)
 
     def cached(self, name: str) -> Node | None:
         kv = self.cache.items.get(self.keys.node(name))
-        return Node.from_json(kv.value) if kv else None
+        return Node.decode(kv.value) if kv else None
 
     async def get(self, name: str) -> Node:
         kv = await self.etcd.get(self.keys.node(name))
@@ -75,7 +47,7 @@ class NodeRegistry:
         if (problem := self.cache.records.unreadable(kv.key, kv.value)) is not None:
             # NOT_FOUND like an expired lease: the agent registers again, which rewrites it.
             raise NotFound(f"{problem}; register node {name!r} again")
-        return Node.from_json(kv.value)
+        return Node.decode(kv.value)
 
     async def register(self, name: str, underlay_ip: str, agent_address: str = "") -> Node:
         problems = (check_name(name, "name", subdomain=True)
@@ -92,14 +64,14 @@ class NodeRegistry:
             _log.warning("replacing an unreadable node record", node=name, problem=problem)
             current = None
         if current is not None:
-            old = Node.from_json(current.value)
+            old = Node.decode(current.value)
             if await self.etcd.keepalive(old.lease) > 0:
                 lease = old.lease
         if lease == 0:
             lease = await self.etcd.grant(self.ttl)
         node = Node(name, allocation.node_id, underlay_ip, allocation.pod_cidr, underlay_ip,
                     VXLAN_PORT, self.keys.cluster, lease, agent_address)
-        await self.etcd.put(self.keys.node(name), node.to_json(), lease)
+        await self.etcd.put(self.keys.node(name), node.encode(), lease)
         _log.info("node registered", node=name, node_id=node.node_id, pod_cidr=node.pod_cidr,
                   lease=lease)
         return node
@@ -129,14 +101,14 @@ class NodeRegistry:
         if node is not None and records.unreadable(node.key, node.value):
             await self.etcd.txn([], [ops.delete(node.key)])   # its lease is not known
         elif node is not None:
-            await self.etcd.revoke(Node.from_json(node.value).lease)
+            await self.etcd.revoke(Node.decode(node.value).lease)
         if kv is not None and records.unreadable(kv.key, kv.value):
             # Which id and CIDR it held is lost with it; the claims name the node, though.
             claims = [c.key for prefix in (self.keys.node_ids, self.keys.pod_cidrs)
                       for c in self.cache.under(prefix) if c.value == name.encode()]
             await self.etcd.txn([], [ops.delete(kv.key), *map(ops.delete, claims)])
         elif kv is not None:
-            allocation = NodeAllocation(**json.loads(kv.value))
+            allocation = NodeAllocation.decode(kv.value)
             await self.etcd.txn([], [ops.delete(self.keys.node_allocation(name)),
                                      ops.delete(self.keys.node_id(allocation.node_id)),
                                      ops.delete(self.keys.pod_cidr(allocation.pod_cidr))])
@@ -156,7 +128,7 @@ class NodeRegistry:
                 if (problem := self.cache.records.unreadable(kv.key, kv.value)) is not None:
                     raise FailedPrecondition(f"{problem}; deregister node {name!r} to give "
                                               "it a new id and pod CIDR")
-                return NodeAllocation(**json.loads(kv.value))
+                return NodeAllocation.decode(kv.value)
             allocation = self._candidate()
             self._reserved[name] = allocation
             try:
@@ -164,7 +136,7 @@ class NodeRegistry:
                     [ops.version_is(key, 0),
                      ops.version_is(self.keys.node_id(allocation.node_id), 0),
                      ops.version_is(self.keys.pod_cidr(allocation.pod_cidr), 0)],
-                    [ops.put(key, json.dumps(asdict(allocation)).encode()),
+                    [ops.put(key, allocation.encode()),
                      ops.put(self.keys.node_id(allocation.node_id), name.encode()),
                      ops.put(self.keys.pod_cidr(allocation.pod_cidr), name.encode())],
                 )
@@ -182,9 +154,9 @@ class NodeRegistry:
         used_cidrs: set[str] = set()
         used_ids: set[int] = set()
         for kv in self.cache.under(prefix):
-            data = json.loads(kv.value)
-            used_cidrs.add(data["pod_cidr"])
-            used_ids.add(data["node_id"])
+            allocation = NodeAllocation.decode(kv.value)
+            used_cidrs.add(allocation.pod_cidr)
+            used_ids.add(allocation.node_id)
         for other in list(self._reserved):
             if self.keys.node_allocation(other) in self.cache.items:
                 del self._reserved[other]     # the cache has it now

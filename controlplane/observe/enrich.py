@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from bulkhead.v1 import flow_pb2
-from controlplane.endpoints.model import Endpoint
 from controlplane.endpoints.registry import EndpointRegistry
 from controlplane.identity.index import IdentityIndex
+from controlplane.records.codec import Endpoint
 from controlplane.store.cache import Change
 from controlplane.store.etcd import KV
 

@@ -17,7 +17,8 @@ import grpc
 
 from bulkhead import flowfilter, log
 from bulkhead.v1 import agent_pb2, agent_pb2_grpc, flow_pb2, observer_pb2
-from controlplane.nodes.registry import Node, NodeRegistry
+from controlplane.nodes.registry import NodeRegistry
+from controlplane.records.codec import Node
 
 from .enrich import FlowEnricher
 

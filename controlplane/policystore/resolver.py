@@ -10,7 +10,6 @@ narrow API below (`check`, `rules`, `cidr_of`, `stored`, `waits`, `affected_betw
 from __future__ import annotations
 
 import functools
-import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -21,13 +20,13 @@ from bulkhead import log
 from controlplane.identity.index import IdentityIndex
 from controlplane.policy.cidr import cidr_label
 from controlplane.policy.model import Identity, Policy, PolicyKey, ResolvedPolicy, Rule
-from controlplane.policy.parse import PolicyValidationError, parse_document
 from controlplane.policy.repository import (
     DEFAULT_POLICY_MAP_MAX,
     Overflow,
     PolicyRepository,
     cidr_prefixes,
 )
+from controlplane.records.codec import IdentityRecord, RecordError, decode_policy
 from controlplane.store.cache import Change
 from controlplane.store.etcd import KV
 from controlplane.store.keys import Keys
@@ -251,15 +250,15 @@ class PolicyResolver:
 
     def _identity(self, kv: KV) -> Identity | None:
         try:
-            data = json.loads(kv.value)
-            return Identity.of(int(data["id"]), data["labels"])
-        except (ValueError, KeyError, TypeError):
+            record = IdentityRecord.decode(kv.value)
+            return Identity.of(record.id, record.labels)
+        except RecordError:
             _log.warning("unreadable identity record", key=kv.key)
             return None
 
     def _policy(self, kv: KV) -> Policy | None:
         try:
-            return parse_document(json.loads(kv.value))
-        except (ValueError, PolicyValidationError) as exc:
+            return decode_policy(kv.value)
+        except RecordError as exc:
             _log.warning("unreadable stored policy ignored", key=kv.key, error=str(exc)[:300])
             return None

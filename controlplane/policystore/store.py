@@ -9,7 +9,6 @@ references are deleted in the same transaction that deletes the policy or stops 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from bulkhead import log
@@ -26,16 +25,11 @@ from controlplane.identity.holders import policy_holder
 from controlplane.identity.labels import parse_labels
 from controlplane.policy.cidr import cidr_label
 from controlplane.policy.model import Policy, PolicyKey, Protocol, ResolvedPolicy
-from controlplane.policy.parse import (
-    CLUSTERWIDE_KIND,
-    NAMESPACED_KIND,
-    PolicyValidationError,
-    canonical_json,
-    parse_document,
-)
+from controlplane.policy.parse import CLUSTERWIDE_KIND, NAMESPACED_KIND, PolicyValidationError
 from controlplane.policy.parsepool import ParseTimeout, parse_policies_off_loop
 from controlplane.policy.repository import PolicyMapOverflow, cidr_prefixes
 from controlplane.policy.trace import Trace, trace
+from controlplane.records.codec import RecordError, decode_policy, encode_policy
 from controlplane.store import etcd as ops
 from controlplane.store.cache import ClusterCache
 from controlplane.store.embedded import EMBEDDED_MAX_TXN_OPS
@@ -158,7 +152,7 @@ class PolicyStore:
         """Parse, check, allocate CIDR identities, one transaction, wait: all or nothing."""
         policies = await self._parse(text)
         keys = [self.keys.policy(p.key.namespace, p.key.name) for p in policies]
-        values = [canonical_json(p).encode() for p in policies]
+        values = [encode_policy(p) for p in policies]
         held: set[str] = set()   # CIDR identity references taken, dropped again on failure
         try:
             for _ in range(MAX_ATTEMPTS):
@@ -339,7 +333,7 @@ class PolicyStore:
         for prefix in cidr_prefixes(policy):
             ident = await self.allocator.allocate([cidr_label(prefix)], holder(policy.key),
                                                   single=True)
-            refs[prefix] = self.keys.identity_ref(ident.id, holder(policy.key))
+            refs[prefix] = self.allocator.reference_key(ident.id, holder(policy.key))
             held.add(refs[prefix])
         return refs
 
@@ -366,7 +360,7 @@ class PolicyStore:
         for prefix in cidr_prefixes(policy):
             ident = self.resolver.cidr_of(prefix)
             if ident is not None:
-                refs[prefix] = self.keys.identity_ref(ident, holder(policy.key))
+                refs[prefix] = self.allocator.reference_key(ident, holder(policy.key))
         return refs
 
     def _decode(self, kv: KV) -> Policy | None:
@@ -374,8 +368,8 @@ class PolicyStore:
         if known is not None and known.kv.mod_revision == kv.mod_revision:
             return known.policy
         try:
-            return parse_document(json.loads(kv.value))
-        except (ValueError, PolicyValidationError) as exc:
+            return decode_policy(kv.value)
+        except RecordError as exc:
             _log.warning("unreadable stored policy", key=kv.key, error=str(exc)[:300])
             return None
 

@@ -4,10 +4,10 @@ Every view the control plane serves (identities, nodes, endpoints, ipcache, poli
 subscriptions) is fed from here, so a replica holds only what it can rebuild from etcd.
 Listeners see each etcd revision whole, in order; a relist (start, compaction, lost history)
 is announced with `reset` so they can rebuild. A record that does not decode as its kind
-(`records.py`) is held apart in `bad`, logged once, and never reaches `items` or a listener:
-to them a good record overwritten with a bad value is deleted, and a bad one fixed is new.
-The control plane registers one listener, the revision pipeline (`controlplane/pipeline.py`),
-which orders what a replica derives from each revision.
+(`controlplane/records/codec.py`) is held apart in `bad`, logged once, and never reaches
+`items` or a listener: to them a good record overwritten with a bad value is deleted, and a
+bad one fixed is new. The control plane registers one listener, the revision pipeline
+(`controlplane/pipeline.py`), which orders what a replica derives from each revision.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from typing import Any, Literal, Protocol
 import grpc
 
 from bulkhead import log
+from controlplane.records.codec import BadRecord, Records
 
 from .etcd import KV, Compacted, Etcd, EtcdUnavailable
-from .records import BadRecord, Records
 
 _log = log.get(__name__)
 

@@ -3,17 +3,19 @@ agents) and resolved policy (per node). Everything else under the prefix is not 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 from bulkhead.v1 import subscription_pb2 as pb
-from bulkhead.v1 import types_pb2
+from controlplane.records import messages
+from controlplane.records.codec import IdentityRecord, IPCacheEntry, Node
 from controlplane.store.etcd import KV
 from controlplane.store.keys import Keys
 
 Kind = Literal["node", "ipcache", "identity"]
+_RECORD: dict[Kind, type[Node] | type[IPCacheEntry] | type[IdentityRecord]] = {
+    "node": Node, "ipcache": IPCacheEntry, "identity": IdentityRecord}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,29 +57,12 @@ class Classifier:
 
 
 def put_change(kind: Kind, kv: KV) -> pb.Change:
-    data = json.loads(kv.value)
-    if kind == "node":
-        return pb.Change(node=types_pb2.Node(
-            name=data["name"], node_id=data["node_id"], underlay_ip=data["underlay_ip"],
-            pod_cidr=data["pod_cidr"], cluster=data.get("cluster", ""),
-            tunnel=types_pb2.TunnelEndpoint(ip=data["tunnel_ip"], port=data["tunnel_port"])))
-    if kind == "ipcache":
-        return pb.Change(ipcache=types_pb2.IPCacheEntry(
-            prefix=data["prefix"], identity=data["identity"], node=data["node"],
-            cluster=data.get("cluster", ""),
-            tunnel=types_pb2.TunnelEndpoint(ip=data["tunnel_ip"], port=data["tunnel_port"])))
-    return pb.Change(identity=types_pb2.Identity(id=int(data["id"]),
-                                                 labels=list(data["labels"])))
+    return messages.put_change(_RECORD[kind].decode(kv.value))
 
 
 def delete_change(kind: Kind, kv: KV) -> pb.Change:
     """The removal of what `kv` (the previous value) held."""
-    data = json.loads(kv.value)
-    if kind == "node":
-        return pb.Change(node_removed=data["name"])
-    if kind == "ipcache":
-        return pb.Change(ipcache_removed=data["prefix"])
-    return pb.Change(identity_removed=int(data["id"]))
+    return messages.removed_change(_RECORD[kind].decode(kv.value))
 
 
 _DIRECTION = {"ingress": pb.PolicyEntry.INGRESS, "egress": pb.PolicyEntry.EGRESS}

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from bulkhead import log
 from bulkhead.errors import FieldViolation, Invalid, NotFound
 from bulkhead.v1 import subscription_pb2 as pb
-from controlplane.nodes.registry import Node
 from controlplane.nodes.validate import check_name
+from controlplane.records.codec import Node, NodeStatus
 from controlplane.store.cache import ClusterCache
 from controlplane.store.etcd import Compacted, Etcd, EtcdUnavailable
 from controlplane.store.keys import Keys
@@ -22,7 +22,7 @@ from .hub import Hub
 from .policy import PolicySource
 from .snapshot import Snapshots
 from .state import SubscriptionState
-from .status import NodeStatus, StatusBoard
+from .status import StatusBoard
 from .subscriber import Subscriber
 
 _log = log.get(__name__)
@@ -160,7 +160,7 @@ class Fanout:
                 await asyncio.sleep(period)
                 continue
             try:
-                if await self.etcd.keepalive(Node.from_json(kv.value).lease) <= 0:
+                if await self.etcd.keepalive(Node.decode(kv.value).lease) <= 0:
                     raise NotFound(f"node {sub.node!r} lease expired; register again")
             except EtcdUnavailable as exc:
                 _log.warning("node lease renewal failed", node=sub.node, error=str(exc))

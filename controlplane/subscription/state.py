@@ -4,11 +4,11 @@ revision. Shared objects are kept serialized (a snapshot is then a concatenation
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Set
 
 from bulkhead import log
+from controlplane.records.codec import Endpoint, RecordError
 from controlplane.store.cache import Change
 from controlplane.store.etcd import KV
 from controlplane.store.keys import Keys
@@ -127,11 +127,11 @@ class SubscriptionState:
             self._host(old, -1, touched)
         if kv is not None:
             try:
-                data = json.loads(kv.value)
-                new = (str(data["node"]), int(data["identity"]))
-            except (ValueError, KeyError, TypeError):
+                endpoint = Endpoint.decode(kv.value)
+            except RecordError:
                 _log.warning("unreadable endpoint record", key=key)
                 return
+            new = (endpoint.node, endpoint.identity)
             self.endpoint_of[key] = new
             self._host(new, 1, touched)
 

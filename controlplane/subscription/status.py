@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-from dataclasses import asdict, dataclass
 
 from bulkhead import log
+from controlplane.records.codec import NodeStatus, SubscriptionRecord
 from controlplane.store import etcd as ops
 from controlplane.store.cache import ClusterCache
 from controlplane.store.etcd import Etcd, EtcdUnavailable
@@ -26,29 +25,10 @@ from .subscriber import Subscriber
 _log = log.get(__name__)
 
 
-@dataclass(frozen=True)
-class NodeStatus:
-    name: str
-    replica: str = ""
-    connected_since: str = ""
-    acked_revision: int = 0
-    lag_revisions: int = 0
-    resumes: int = 0
-    snapshots: int = 0
-    connected: bool = False
-    covered_revision: int = 0
-
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True).encode()
-
-    @staticmethod
-    def from_json(raw: bytes) -> NodeStatus:
-        return NodeStatus(**json.loads(raw))
-
-    @staticmethod
-    def of(sub: Subscriber, replica: str) -> NodeStatus:
-        return NodeStatus(sub.node, replica, sub.connected_since, sub.acked_revision, sub.lag,
-                          sub.resumes, sub.snapshots, True, sub.covered_revision)
+def status_of(sub: Subscriber, replica: str) -> NodeStatus:
+    """A live stream's status as `replica` serves it."""
+    return NodeStatus(sub.node, replica, sub.connected_since, sub.acked_revision, sub.lag,
+                      sub.resumes, sub.snapshots, True, sub.covered_revision)
 
 
 def _newer(a: NodeStatus | None, b: NodeStatus) -> bool:
@@ -90,8 +70,7 @@ class StatusBoard:
         best: NodeStatus | None = None
         kv = self.cache.items.get(self.key(node))
         if kv is not None:
-            with contextlib.suppress(ValueError, TypeError):
-                best = NodeStatus.from_json(kv.value)
+            best = NodeStatus.decode(kv.value)
         for kv in self.cache.under(self.replica_prefix):
             status = self._record(kv.key, kv.mod_revision, kv.value).get(node)
             if status is not None and _newer(best, status):
@@ -101,10 +80,7 @@ class StatusBoard:
     def _stored(self) -> dict[str, NodeStatus]:
         found: dict[str, NodeStatus] = {}
         for kv in self.cache.under(self.prefix):
-            try:
-                status = NodeStatus.from_json(kv.value)
-            except (ValueError, TypeError):
-                continue
+            status = NodeStatus.decode(kv.value)
             if _newer(found.get(status.name), status):
                 found[status.name] = status
         for kv in self.cache.under(self.replica_prefix):
@@ -118,10 +94,7 @@ class StatusBoard:
         cached = self._decoded.get(key)
         if cached is not None and cached[0] == revision:
             return cached[1]
-        try:
-            nodes = {s.name: s for s in (NodeStatus(**item) for item in json.loads(raw)["nodes"])}
-        except (ValueError, TypeError, KeyError):
-            nodes = {}
+        nodes = {s.name: s for s in SubscriptionRecord.decode(raw).nodes}
         self._decoded[key] = (revision, nodes)
         for stale in set(self._decoded) - {kv.key for kv in self.cache.under(self.replica_prefix)}:
             del self._decoded[stale]
@@ -148,7 +121,7 @@ class StatusBoard:
         """Every node's status: this replica's live view over what etcd holds."""
         found = self._stored()
         for node, sub in self.local.items():
-            found[node] = NodeStatus.of(sub, self.replica)
+            found[node] = status_of(sub, self.replica)
         return found
 
     async def run(self) -> None:
@@ -174,13 +147,12 @@ class StatusBoard:
     async def flush(self) -> None:
         # Acks, connects and covered revisions that moved without an ack (revisions that held
         # nothing for a node) all show as a difference from what the record holds.
-        local = {node: NodeStatus.of(sub, self.replica) for node, sub in self.local.items()}
+        local = {node: status_of(sub, self.replica) for node, sub in self.local.items()}
         previous = self._written or {}
         if local != self._written:
-            record = json.dumps({"replica": self.replica,
-                                 "nodes": [asdict(status) for _, status in sorted(local.items())]},
-                                sort_keys=True).encode()
-            await self.etcd.put(self.record_key, record, self._lease)
+            record = SubscriptionRecord(self.replica,
+                                        tuple(status for _, status in sorted(local.items())))
+            await self.etcd.put(self.record_key, record.encode(), self._lease)
             self._written = local
         await self._write_gone(previous)
 
@@ -202,7 +174,7 @@ class StatusBoard:
             node_kv = self.cache.items.get(self.keys.node(node))
             with contextlib.suppress(EtcdUnavailable):
                 if node_kv is not None:
-                    await self.etcd.put(self.key(node), final.to_json(), node_kv.lease)
+                    await self.etcd.put(self.key(node), final.encode(), node_kv.lease)
                 else:
                     await self.etcd.txn([], [ops.delete(self.key(node))])
 

@@ -6,9 +6,9 @@ import asyncio
 from dataclasses import dataclass, field
 
 from bulkhead.errors import FieldViolation, Invalid
+from controlplane.records.codec import NodeStatus
 
 from .fanout import Fanout
-from .status import NodeStatus
 
 POLL = 0.05
 

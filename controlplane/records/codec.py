@@ -1,0 +1,413 @@
+"""Every record the control plane keeps in etcd: its dataclass, its JSON encode and decode, and
+the table that decodes each value as it enters a replica's cache (docs/etcd-layout.md).
+
+This is the only module that knows a record's JSON keys. A record is written with
+`record.encode()` and read with `<Kind>.decode(value)` (policies: `encode_policy`,
+`decode_policy`); a value that does not decode raises `RecordError` saying why. The cluster
+cache decodes every value of a kind in `TABLE` as it arrives and keeps a record that does not
+decode apart (a bad record, reported by `bulkhead status` and `bulkhead_bad_records`), so every
+view fed from the cache (lists, subscriptions, policy resolution, flow enrichment) sees only
+records that decode and one bad key cannot stop a replica. The ipam claims (`ipam/node-ids/`,
+`ipam/pod-cidrs/`) hold a plain node name, not JSON, and are not in the table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+from controlplane.policy.model import Policy
+from controlplane.policy.parse import PolicyValidationError, canonical_json, parse_document
+
+REASON_MAX = 200
+"""A reason quotes at most this many characters (it goes into logs and status)."""
+
+
+class RecordError(ValueError):
+    """A stored value that does not decode as its kind; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class BadRecord:
+    key: str
+    kind: str
+    reason: str
+    mod_revision: int
+
+
+# -- the generic JSON object codec ------------------------------------------------------------
+
+STR_LIST = "a list of strings"
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """A field holding a list of JSON objects of another record dataclass."""
+
+    item: type[JsonRecord]
+
+
+FieldType = type | str | ListOf
+
+
+def _type_name(expected: FieldType) -> str:
+    if isinstance(expected, ListOf):
+        return "a list of objects"
+    if isinstance(expected, str):
+        return expected
+    return {int: "an integer", str: "a string", bool: "a boolean"}.get(expected,
+                                                                      expected.__name__)
+
+
+def _field_type(hint: Any) -> FieldType:
+    if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        return STR_LIST if item is str else ListOf(item)
+    return typing.cast(type, hint)
+
+
+@dataclass(frozen=True)
+class _Spec:
+    fields: dict[str, FieldType]
+    required: frozenset[str]
+    required_order: tuple[str, ...]
+
+
+_SPECS: dict[type, _Spec] = {}
+
+
+def _spec(cls: type) -> _Spec:
+    """The record's JSON fields and their types; a field with a default may be absent (records
+    written before it existed)."""
+    found = _SPECS.get(cls)
+    if found is None:
+        hints = typing.get_type_hints(cls)
+        fields = dataclasses.fields(cls)
+        required = tuple(f.name for f in fields if f.default is dataclasses.MISSING
+                         and f.default_factory is dataclasses.MISSING)
+        found = _SPECS[cls] = _Spec({f.name: _field_type(hints[f.name]) for f in fields},
+                                    frozenset(required), required)
+    return found
+
+
+def _value(name: str, value: Any, expected: FieldType) -> Any:
+    # JSON gives exact types: `type(...) is int` also refuses a boolean.
+    if expected is str or expected is int or expected is bool:
+        if type(value) is expected:
+            return value
+    elif expected is STR_LIST:
+        if type(value) is list and all(type(v) is str for v in value):
+            return tuple(value)
+    elif isinstance(expected, ListOf):
+        if type(value) is list:
+            items = []
+            for i, item in enumerate(value):
+                try:
+                    items.append(expected.item.of(item))
+                except RecordError as exc:
+                    raise RecordError(f"{name}[{i}]: {exc}") from None
+            return tuple(items)
+    raise RecordError(f"{name} is not {_type_name(expected)}")
+
+
+def _load(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is one
+        raise RecordError(f"not JSON: {str(exc)[:REASON_MAX]}") from None
+
+
+class JsonRecord:
+    """Base of a record stored as one JSON object whose keys are the dataclass's fields.
+
+    `_closed`: a field the dataclass does not have makes the value undecodable (otherwise it
+    is ignored). `key_problem` checks the decoded record against the rest of its key."""
+
+    __slots__ = ()
+    _closed: ClassVar[bool] = True
+    _sort_keys: ClassVar[bool] = True
+
+    def encode(self) -> bytes:
+        return json.dumps(dataclasses.asdict(typing.cast(Any, self)),
+                          sort_keys=self._sort_keys).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes, rest: str | None = None) -> Self:
+        """The record `raw` holds; with `rest` (its key below the kind's prefix), also checked
+        against its key. Raises RecordError."""
+        return cls.of(_load(raw), rest)
+
+    @classmethod
+    def of(cls, data: Any, rest: str | None = None) -> Self:
+        """The record of an already parsed JSON value."""
+        if not isinstance(data, dict):
+            raise RecordError(f"not a JSON object ({type(data).__name__})")
+        spec = _spec(cls)
+        if not spec.required <= data.keys():
+            raise RecordError("missing " + ", ".join(n for n in spec.required_order
+                                                      if n not in data))
+        values = {}
+        for name, value in data.items():
+            expected = spec.fields.get(name)
+            if expected is None:
+                if cls._closed:
+                    raise RecordError(f"unknown field {str(name)[:40]!r}")
+                continue
+            values[name] = _value(name, value, expected)
+        record = cls(**values)
+        if rest is not None and (why := record.key_problem(rest)) is not None:
+            raise RecordError(why)
+        return record
+
+    def key_problem(self, rest: str) -> str | None:
+        return None
+
+
+# -- identities (identities/) -----------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class IdentityRecord(JsonRecord):
+    """`identities/id/<id>`: an allocated identity's labels (canonical: sorted, filtered)."""
+
+    _closed: ClassVar[bool] = False
+
+    id: int
+    labels: tuple[str, ...]
+
+    def key_problem(self, rest: str) -> str | None:
+        return None if str(self.id) == rest else "id is not its key's"
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityLabelsRecord(JsonRecord):
+    """`identities/labels/<label>;<label>...`: the id of a canonical label set."""
+
+    _closed: ClassVar[bool] = False
+
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityRefRecord(JsonRecord):
+    """`identities/refs/<id>/<holder>`: how many references the holder has on the id."""
+
+    _closed: ClassVar[bool] = False
+
+    count: int = 1
+
+    def key_problem(self, rest: str) -> str | None:
+        ident, _, holder = rest.partition("/")
+        if not ident.isdecimal() or not holder:
+            return "key is not refs/<id>/<holder>"
+        return None
+
+
+# -- nodes (nodes/, ipam/nodes/) --------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Node(JsonRecord):
+    """`nodes/<name>`: a registered node, on its own lease."""
+
+    name: str
+    node_id: int
+    underlay_ip: str
+    pod_cidr: str
+    tunnel_ip: str
+    tunnel_port: int
+    cluster: str
+    lease: int
+    agent_address: str = ""
+
+    def key_problem(self, rest: str) -> str | None:
+        return None if self.name == rest else f"name {self.name[:80]!r} is not its key's"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAllocation(JsonRecord):
+    """`ipam/nodes/<name>`: the id and pod CIDR a node keeps across registrations."""
+
+    node_id: int
+    pod_cidr: str
+
+
+# -- endpoints and the ipcache (endpoints/, ipcache/) -----------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Endpoint(JsonRecord):
+    """`endpoints/<namespace>/<name>`: a workload, on its node's lease."""
+
+    namespace: str
+    name: str
+    node: str
+    labels: tuple[str, ...]
+    ip: str
+    identity: int
+
+    def key_problem(self, rest: str) -> str | None:
+        return None if f"{self.namespace}/{self.name}" == rest else \
+            "namespace/name is not its key's"
+
+
+@dataclass(frozen=True, slots=True)
+class IPCacheEntry(JsonRecord):
+    """`ipcache/<ip>_<prefixlen>`: an address's identity and the node (tunnel) behind it."""
+
+    prefix: str
+    identity: int
+    node: str
+    tunnel_ip: str
+    tunnel_port: int
+    cluster: str
+
+    def key_problem(self, rest: str) -> str | None:
+        return None if self.prefix.replace("/", "_") == rest else "prefix is not its key's"
+
+
+# -- subscription status (subscriptions/, subscription-replicas/) -----------------------------
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus(JsonRecord):
+    """A node's subscription status: `subscriptions/<node>` holds one (its final counters
+    after a clean disconnect), a replica's `SubscriptionRecord` one per node it serves."""
+
+    name: str
+    replica: str = ""
+    connected_since: str = ""
+    acked_revision: int = 0
+    lag_revisions: int = 0
+    resumes: int = 0
+    snapshots: int = 0
+    connected: bool = False
+    covered_revision: int = 0
+
+    def key_problem(self, rest: str) -> str | None:
+        return None if self.name == rest else f"name {self.name[:80]!r} is not its key's"
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRecord(JsonRecord):
+    """`subscription-replicas/<replica id>`: every node a replica serves, on its lease."""
+
+    replica: str
+    nodes: tuple[NodeStatus, ...]
+
+
+# -- replica presence (replicas/) -------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class PresenceRecord(JsonRecord):
+    """`replicas/<replica id>`: a running control-plane replica, on its own short lease."""
+
+    _sort_keys: ClassVar[bool] = False
+
+    id: str
+    address: str
+    version: str
+    started: str
+
+    def key_problem(self, rest: str) -> str | None:
+        return None if self.id == rest else f"id {self.id[:80]!r} is not its key's"
+
+
+# -- policies (policies/) ---------------------------------------------------------------------
+
+NAMESPACED = "CiliumNetworkPolicy"
+CLUSTERWIDE = "CiliumClusterwideNetworkPolicy"
+
+
+def encode_policy(policy: Policy) -> bytes:
+    """The policy engine's canonical JSON: equal content, equal bytes (an unchanged apply
+    writes nothing)."""
+    return canonical_json(policy).encode()
+
+
+def decode_policy(raw: bytes, rest: str | None = None, kind: str | None = None) -> Policy:
+    """The policy `raw` holds, parsed as an apply parses it; with `rest` and `kind` (from its
+    key's prefix), also checked against its key. Raises RecordError."""
+    data = _load(raw)
+    if not isinstance(data, dict):
+        raise RecordError(f"not a JSON object ({type(data).__name__})")
+    missing = [name for name in ("apiVersion", "kind", "metadata") if name not in data]
+    if missing:
+        raise RecordError("missing " + ", ".join(missing))
+    for name, expected in (("apiVersion", str), ("kind", str), ("metadata", dict)):
+        if not isinstance(data[name], expected):
+            raise RecordError(f"{name} is not {_type_name(expected)}")
+    if kind is not None and rest is not None:
+        if data["kind"] != kind:
+            raise RecordError(f"kind {str(data['kind'])[:60]!r} is not {kind}")
+        meta = data["metadata"]
+        name, namespace = meta.get("name"), meta.get("namespace", "")
+        if not isinstance(name, str) or not isinstance(namespace, str):
+            raise RecordError("metadata.name/namespace are not strings")
+        if (f"{namespace}/{name}" if kind == NAMESPACED else name) != rest:
+            raise RecordError("metadata is not its key's")
+    if "spec" not in data and "specs" not in data:
+        raise RecordError("missing spec or specs")
+    try:
+        return parse_document(data)
+    except PolicyValidationError as exc:
+        raise RecordError(f"invalid policy: {exc}") from None
+
+
+# -- the table --------------------------------------------------------------------------------
+
+Decoder = Callable[[bytes, str], object]
+"""(the value, its key below the kind's prefix) -> the record; raises RecordError."""
+
+# (prefix below the cluster prefix, kind, decoder); the longest matching prefix applies.
+TABLE: tuple[tuple[str, str, Decoder], ...] = (
+    ("nodes/", "node", Node.decode),
+    ("ipam/nodes/", "node_allocation", NodeAllocation.decode),
+    ("endpoints/", "endpoint", Endpoint.decode),
+    ("ipcache/", "ipcache", IPCacheEntry.decode),
+    ("identities/id/", "identity", IdentityRecord.decode),
+    ("identities/labels/", "identity_labels", IdentityLabelsRecord.decode),
+    ("identities/refs/", "identity_ref", IdentityRefRecord.decode),
+    ("policies/namespaced/", "policy", functools.partial(decode_policy, kind=NAMESPACED)),
+    ("policies/clusterwide/", "policy", functools.partial(decode_policy, kind=CLUSTERWIDE)),
+    ("subscriptions/", "subscription_status", NodeStatus.decode),
+    ("subscription-replicas/", "subscription_replica", SubscriptionRecord.decode),
+    ("replicas/", "replica", PresenceRecord.decode),
+)
+
+
+class Records:
+    """The table bound to one cluster's key prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._table = sorted(((prefix + p, kind, decode) for p, kind, decode in TABLE),
+                             key=lambda row: -len(row[0]))
+
+    def kind(self, key: str) -> str | None:
+        """The record kind `key` holds, None when the table does not check it."""
+        for prefix, kind, _decode in self._table:
+            if key.startswith(prefix):
+                return kind
+        return None
+
+    def unreadable(self, key: str, value: bytes) -> str | None:
+        """Why a record read straight from etcd cannot be used, naming its key; None if it
+        can. For the API paths that read etcd rather than the cache."""
+        found = self.problem(key, value)
+        return None if found is None else f"stored record {key} is unreadable: {found[1]}"
+
+    def problem(self, key: str, value: bytes) -> tuple[str, str] | None:
+        """(kind, why) when the value does not decode as its key's kind; None when it does
+        (or when the kind is not checked)."""
+        for prefix, kind, decode in self._table:
+            if key.startswith(prefix):
+                try:
+                    decode(value, key[len(prefix):])
+                except RecordError as exc:
+                    return kind, str(exc)[:REASON_MAX]
+                except Exception as exc:   # a decoder's own failure must not stop the watch
+                    return kind, f"undecodable: {type(exc).__name__}: {exc}"[:REASON_MAX]
+                return None
+        return None
