@@ -55,10 +55,10 @@ class EndpointRegistry:
         self.identities = identities
 
     def endpoints(self) -> list[Endpoint]:
-        return [Endpoint.decode(kv.value) for kv in self.cache.under(self.keys.endpoints)]
+        return [Endpoint.of_kv(kv) for kv in self.cache.under(self.keys.endpoints)]
 
     def ipcache(self) -> list[IPCacheEntry]:
-        return [IPCacheEntry.decode(kv.value) for kv in self.cache.under(self.keys.ipcache)]
+        return [IPCacheEntry.of_kv(kv) for kv in self.cache.under(self.keys.ipcache)]
 
     async def get(self, namespace: str, name: str) -> Endpoint:
         kv = await self.etcd.get(self.keys.endpoint(namespace or "default", name))

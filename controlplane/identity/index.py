@@ -56,7 +56,7 @@ class IdentityIndex:
 
     def _put(self, kv: KV) -> None:
         if kv.key.startswith(self.keys.identity_ids):
-            record = IdentityRecord.decode(kv.value)
+            record = IdentityRecord.of_kv(kv)
             ident = StoredIdentity(record.id, record.labels, kv.mod_revision)
             replaced = self.by_id.get(ident.id)
             if replaced is not None:
@@ -66,7 +66,7 @@ class IdentityIndex:
             self.by_labels[";".join(ident.labels)] = ident.id
         elif kv.key.startswith(self.keys.identity_refs_prefix):
             ident_s, _, holder = kv.key[len(self.keys.identity_refs_prefix):].partition("/")
-            self.refs[int(ident_s)][holder] = IdentityRefRecord.decode(kv.value).count
+            self.refs[int(ident_s)][holder] = IdentityRefRecord.of_kv(kv).count
 
     def _delete(self, kv: KV) -> None:
         if kv.key.startswith(self.keys.identity_ids):

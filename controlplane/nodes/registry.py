@@ -33,12 +33,12 @@ class NodeRegistry:
         self._reserved: dict[str, NodeAllocation] = {}
 
     def nodes(self) -> list[Node]:
-        return sorted((Node.decode(kv.value) for kv in self.cache.under(self.keys.nodes)),
+        return sorted((Node.of_kv(kv) for kv in self.cache.under(self.keys.nodes)),
                       key=lambda n: n.name)
 
     def cached(self, name: str) -> Node | None:
         kv = self.cache.items.get(self.keys.node(name))
-        return Node.decode(kv.value) if kv else None
+        return Node.of_kv(kv) if kv else None
 
     async def get(self, name: str) -> Node:
         kv = await self.etcd.get(self.keys.node(name))

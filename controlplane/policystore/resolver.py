@@ -26,7 +26,7 @@ from controlplane.policy.repository import (
     PolicyRepository,
     cidr_prefixes,
 )
-from controlplane.records.codec import IdentityRecord, RecordError, decode_policy
+from controlplane.records.codec import IdentityRecord, RecordError, policy_of_kv
 from controlplane.store.cache import Change
 from controlplane.store.etcd import KV
 from controlplane.store.keys import Keys
@@ -250,7 +250,7 @@ class PolicyResolver:
 
     def _identity(self, kv: KV) -> Identity | None:
         try:
-            record = IdentityRecord.decode(kv.value)
+            record = IdentityRecord.of_kv(kv)
             return Identity.of(record.id, record.labels)
         except RecordError:
             _log.warning("unreadable identity record", key=kv.key)
@@ -258,7 +258,7 @@ class PolicyResolver:
 
     def _policy(self, kv: KV) -> Policy | None:
         try:
-            return decode_policy(kv.value)
+            return policy_of_kv(kv)
         except RecordError as exc:
             _log.warning("unreadable stored policy ignored", key=kv.key, error=str(exc)[:300])
             return None

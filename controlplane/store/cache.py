@@ -119,7 +119,7 @@ class ClusterCache:
                                                    limit=self._page)
             revision = revision or rev
             for kv in kvs:
-                found = self._bad(kv, self.bad.get(kv.key))
+                kv, found = self._take(kv, self.bad.get(kv.key))
                 if found is None:
                     items[kv.key] = kv
                 else:
@@ -220,16 +220,20 @@ class ClusterCache:
         elif response.header.revision > self.revision and not response.created:
             self._commit(response.header.revision, [])
 
-    def _bad(self, kv: KV, known: BadRecord | None) -> BadRecord | None:
-        """Why `kv` cannot enter the cache (logged when it is news), or None."""
-        problem = self.records.problem(kv.key, kv.value)
+    def _take(self, kv: KV, known: BadRecord | None) -> tuple[KV, BadRecord | None]:
+        """`kv` with its decoded record attached (readers need not decode it again), and why
+        it cannot enter the cache (logged when it is news), or None."""
+        record, problem = self.records.decode(kv.key, kv.value)
         if problem is None:
-            return None
+            if record is None:
+                return kv, None
+            return KV(kv.key, kv.value, kv.mod_revision, kv.create_revision, kv.version,
+                      kv.lease, record), None
         kind, reason = problem
         if known is None or known.reason != reason:
             _log.error("undecodable record skipped", key=kv.key, kind=kind, reason=reason,
                        mod_revision=kv.mod_revision)
-        return BadRecord(kv.key, kind, reason, kv.mod_revision)
+        return kv, BadRecord(kv.key, kind, reason, kv.mod_revision)
 
     def _apply_events(self, events: list) -> None:  # type: ignore[type-arg]
         batch: list[Change] = []
@@ -242,7 +246,9 @@ class ClusterCache:
             batch_revision = kv.mod_revision
             prev = self.items.get(kv.key)
             known = self.bad.pop(kv.key, None)
-            bad = self._bad(kv, known) if event.type == 0 else None
+            bad = None
+            if event.type == 0:
+                kv, bad = self._take(kv, known)
             if bad is not None:
                 self.bad[kv.key] = bad   # a good record overwritten by a bad one is gone
             elif known is not None:

@@ -12,7 +12,7 @@ import asyncio
 import ipaddress
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,9 @@ class KV:
     create_revision: int
     version: int
     lease: int
+    record: Any = field(default=None, compare=False, repr=False)
+    """The decoded record, set by the cluster cache as it takes the KV in (it decodes every
+    value once to check it), so readers of the cache need not decode it again."""
 
     @staticmethod
     def of(kv: Any) -> KV:

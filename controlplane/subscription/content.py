@@ -57,12 +57,12 @@ class Classifier:
 
 
 def put_change(kind: Kind, kv: KV) -> pb.Change:
-    return messages.put_change(_RECORD[kind].decode(kv.value))
+    return messages.put_change(_RECORD[kind].of_kv(kv))
 
 
 def delete_change(kind: Kind, kv: KV) -> pb.Change:
     """The removal of what `kv` (the previous value) held."""
-    return messages.removed_change(_RECORD[kind].decode(kv.value))
+    return messages.removed_change(_RECORD[kind].of_kv(kv))
 
 
 _DIRECTION = {"ingress": pb.PolicyEntry.INGRESS, "egress": pb.PolicyEntry.EGRESS}

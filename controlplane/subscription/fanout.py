@@ -160,7 +160,7 @@ class Fanout:
                 await asyncio.sleep(period)
                 continue
             try:
-                if await self.etcd.keepalive(Node.decode(kv.value).lease) <= 0:
+                if await self.etcd.keepalive(Node.of_kv(kv).lease) <= 0:
                     raise NotFound(f"node {sub.node!r} lease expired; register again")
             except EtcdUnavailable as exc:
                 _log.warning("node lease renewal failed", node=sub.node, error=str(exc))

@@ -127,7 +127,7 @@ class SubscriptionState:
             self._host(old, -1, touched)
         if kv is not None:
             try:
-                endpoint = Endpoint.decode(kv.value)
+                endpoint = Endpoint.of_kv(kv)
             except RecordError:
                 _log.warning("unreadable endpoint record", key=key)
                 return

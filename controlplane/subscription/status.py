@@ -70,7 +70,7 @@ class StatusBoard:
         best: NodeStatus | None = None
         kv = self.cache.items.get(self.key(node))
         if kv is not None:
-            best = NodeStatus.decode(kv.value)
+            best = NodeStatus.of_kv(kv)
         for kv in self.cache.under(self.replica_prefix):
             status = self._record(kv.key, kv.mod_revision, kv.value).get(node)
             if status is not None and _newer(best, status):
@@ -80,7 +80,7 @@ class StatusBoard:
     def _stored(self) -> dict[str, NodeStatus]:
         found: dict[str, NodeStatus] = {}
         for kv in self.cache.under(self.prefix):
-            status = NodeStatus.decode(kv.value)
+            status = NodeStatus.of_kv(kv)
             if _newer(found.get(status.name), status):
                 found[status.name] = status
         for kv in self.cache.under(self.replica_prefix):
