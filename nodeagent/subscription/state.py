@@ -1,4 +1,4 @@
-"""What the agent received: nodes, ipcache, identities and its identities' policies.
+"""What the agent received: nodes, ipcache, identities, its identities' policies and services.
 
 A snapshot is applied over the current state and every object it did not contain is removed
 when Synced arrives, so a datapath that kept enforcing through a restart or a Reset only sees
@@ -23,6 +23,8 @@ class ReceivedState:
         self.ipcache: dict[str, types_pb2.IPCacheEntry] = {}
         self.identities: dict[int, types_pb2.Identity] = {}
         self.policies: dict[int, pb.IdentityPolicy] = {}
+        self.services: dict[str, types_pb2.Service] = {}
+        """By "namespace/name"; each with every current backend (a change re-sends it whole)."""
         self.revision = 0
         self._snapshot_seen: set[Key] | None = None
 
@@ -44,6 +46,8 @@ class ReceivedState:
                     if ("identity", str(k)) not in seen]
         removed += [pb.Change(policy_removed=k) for k in self.policies
                     if ("policy", str(k)) not in seen]
+        removed += [pb.Change(service_removed=k) for k in self.services
+                    if ("service", k) not in seen]
         for change in removed:
             self.apply(change)
         self.revision = revision
@@ -68,6 +72,11 @@ class ReceivedState:
             self.policies[change.policy.identity] = change.policy
             if seen is not None:
                 seen.add(("policy", str(change.policy.identity)))
+        elif which == "service":
+            ref = f"{change.service.namespace}/{change.service.name}"
+            self.services[ref] = change.service
+            if seen is not None:
+                seen.add(("service", ref))
         elif which == "node_removed":
             self.nodes.pop(change.node_removed, None)
         elif which == "ipcache_removed":
@@ -76,6 +85,8 @@ class ReceivedState:
             self.identities.pop(change.identity_removed, None)
         elif which == "policy_removed":
             self.policies.pop(change.policy_removed, None)
+        elif which == "service_removed":
+            self.services.pop(change.service_removed, None)
 
     def dump(self) -> dict[str, Any]:
         """A canonical, JSON-able copy (sorted keys), for comparisons and operators."""
@@ -89,6 +100,7 @@ class ReceivedState:
             "ipcache": {k: d(v) for k, v in sorted(self.ipcache.items())},
             "identities": {str(k): d(v) for k, v in sorted(self.identities.items())},
             "policies": {str(k): d(v) for k, v in sorted(self.policies.items())},
+            "services": {k: d(v) for k, v in sorted(self.services.items())},
         }
 
     def content(self) -> dict[str, Any]:

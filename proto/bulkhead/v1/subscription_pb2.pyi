@@ -91,7 +91,7 @@ class IdentityPolicy(_message.Message):
     def __init__(self, identity: _Optional[int] = ..., ingress_enforced: _Optional[bool] = ..., egress_enforced: _Optional[bool] = ..., entries: _Optional[_Iterable[_Union[PolicyEntry, _Mapping]]] = ...) -> None: ...
 
 class Change(_message.Message):
-    __slots__ = ("node", "ipcache", "identity", "policy", "node_removed", "ipcache_removed", "identity_removed", "policy_removed")
+    __slots__ = ("node", "ipcache", "identity", "policy", "node_removed", "ipcache_removed", "identity_removed", "policy_removed", "service", "service_removed")
     NODE_FIELD_NUMBER: _ClassVar[int]
     IPCACHE_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +100,8 @@ class Change(_message.Message):
     IPCACHE_REMOVED_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_REMOVED_FIELD_NUMBER: _ClassVar[int]
     POLICY_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_REMOVED_FIELD_NUMBER: _ClassVar[int]
     node: _types_pb2.Node
     ipcache: _types_pb2.IPCacheEntry
     identity: _types_pb2.Identity
@@ -108,7 +110,9 @@ class Change(_message.Message):
     ipcache_removed: str
     identity_removed: int
     policy_removed: int
-    def __init__(self, node: _Optional[_Union[_types_pb2.Node, _Mapping]] = ..., ipcache: _Optional[_Union[_types_pb2.IPCacheEntry, _Mapping]] = ..., identity: _Optional[_Union[_types_pb2.Identity, _Mapping]] = ..., policy: _Optional[_Union[IdentityPolicy, _Mapping]] = ..., node_removed: _Optional[str] = ..., ipcache_removed: _Optional[str] = ..., identity_removed: _Optional[int] = ..., policy_removed: _Optional[int] = ...) -> None: ...
+    service: _types_pb2.Service
+    service_removed: str
+    def __init__(self, node: _Optional[_Union[_types_pb2.Node, _Mapping]] = ..., ipcache: _Optional[_Union[_types_pb2.IPCacheEntry, _Mapping]] = ..., identity: _Optional[_Union[_types_pb2.Identity, _Mapping]] = ..., policy: _Optional[_Union[IdentityPolicy, _Mapping]] = ..., node_removed: _Optional[str] = ..., ipcache_removed: _Optional[str] = ..., identity_removed: _Optional[int] = ..., policy_removed: _Optional[int] = ..., service: _Optional[_Union[_types_pb2.Service, _Mapping]] = ..., service_removed: _Optional[str] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("replica", "etcd_cluster_id", "resumed", "revision")

@@ -75,3 +75,62 @@ class IPCacheEntry(_message.Message):
     tunnel: TunnelEndpoint
     cluster: str
     def __init__(self, prefix: _Optional[str] = ..., identity: _Optional[int] = ..., node: _Optional[str] = ..., tunnel: _Optional[_Union[TunnelEndpoint, _Mapping]] = ..., cluster: _Optional[str] = ...) -> None: ...
+
+class ServicePort(_message.Message):
+    __slots__ = ("name", "port", "protocol", "target_port", "target_port_name")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    TARGET_PORT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_PORT_NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    port: int
+    protocol: str
+    target_port: int
+    target_port_name: str
+    def __init__(self, name: _Optional[str] = ..., port: _Optional[int] = ..., protocol: _Optional[str] = ..., target_port: _Optional[int] = ..., target_port_name: _Optional[str] = ...) -> None: ...
+
+class ServiceBackend(_message.Message):
+    __slots__ = ("ip", "port", "protocol", "port_name", "node", "endpoint")
+    IP_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    PORT_NAME_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    ip: str
+    port: int
+    protocol: str
+    port_name: str
+    node: str
+    endpoint: str
+    def __init__(self, ip: _Optional[str] = ..., port: _Optional[int] = ..., protocol: _Optional[str] = ..., port_name: _Optional[str] = ..., node: _Optional[str] = ..., endpoint: _Optional[str] = ...) -> None: ...
+
+class Service(_message.Message):
+    __slots__ = ("namespace", "name", "cluster_ip", "headless", "ports", "selector", "client_ip_affinity", "id", "backends")
+    class SelectorEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_IP_FIELD_NUMBER: _ClassVar[int]
+    HEADLESS_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_IP_AFFINITY_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    cluster_ip: str
+    headless: bool
+    ports: _containers.RepeatedCompositeFieldContainer[ServicePort]
+    selector: _containers.ScalarMap[str, str]
+    client_ip_affinity: bool
+    id: int
+    backends: _containers.RepeatedCompositeFieldContainer[ServiceBackend]
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., cluster_ip: _Optional[str] = ..., headless: _Optional[bool] = ..., ports: _Optional[_Iterable[_Union[ServicePort, _Mapping]]] = ..., selector: _Optional[_Mapping[str, str]] = ..., client_ip_affinity: _Optional[bool] = ..., id: _Optional[int] = ..., backends: _Optional[_Iterable[_Union[ServiceBackend, _Mapping]]] = ...) -> None: ...
