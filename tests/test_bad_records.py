@@ -13,6 +13,8 @@ import grpc
 from bulkhead.v1 import (
     endpoint_pb2,
     endpoint_pb2_grpc,
+    identity_pb2,
+    identity_pb2_grpc,
     node_pb2,
     node_pb2_grpc,
     subscription_pb2,
@@ -304,3 +306,26 @@ async def test_api_reading_a_corrupt_record_names_it_and_rewrites_or_deletes_it(
     status = await cli_json(replica, "status")
     assert status["bad_records"] == []  # type: ignore[index]
     assert [n["name"] for n in await cli_json(replica, "node", "list")] == ["n1"]  # type: ignore[attr-defined]
+
+
+async def test_allocating_over_a_corrupt_label_index_names_the_key(
+        replicas: ReplicaFactory) -> None:
+    """The allocator reads the label index and references straight from etcd: one that does
+    not decode is named (FAILED_PRECONDITION), never INTERNAL, and a correct value heals it."""
+    replica = await replicas()
+    identities = identity_pb2_grpc.IdentityServiceStub(replica.channel())
+    labels = ["k8s:app=corrupt", "k8s:io.kubernetes.pod.namespace=default"]
+    key = replica.cp.keys.identity_labels(replica.cp.allocator.canonical(labels).key)
+    await put_all(replica, {key: b"not json{"})
+    err = await rpc_error(identities.Allocate(identity_pb2.AllocateIdentityRequest(labels=labels)))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert key in (err.details() or "")
+
+    await replica.cp.etcd.txn([], [ops.delete(key)])
+    allocated = await identities.Allocate(identity_pb2.AllocateIdentityRequest(labels=labels))
+    ref = replica.cp.allocator.reference_key(allocated.id, "admin")
+    await put_all(replica, {ref: b"[]"})
+    err = await rpc_error(identities.Release(identity_pb2.ReleaseIdentityRequest(id=allocated.id,
+                                                                        holder="admin")))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert ref in (err.details() or "")

@@ -10,12 +10,26 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-from bulkhead.errors import BulkheadError, Conflict, Exhausted, FieldViolation, Invalid, NotFound
+from bulkhead.errors import (
+    BulkheadError,
+    Conflict,
+    Exhausted,
+    FailedPrecondition,
+    FieldViolation,
+    Invalid,
+    NotFound,
+)
 from bulkhead.reserved import RESERVED_BY_ID
-from controlplane.records.codec import IdentityLabelsRecord, IdentityRecord, IdentityRefRecord
+from controlplane.records.codec import (
+    IdentityLabelsRecord,
+    IdentityRecord,
+    IdentityRefRecord,
+    RecordError,
+)
 from controlplane.store import etcd as ops
-from controlplane.store.etcd import Etcd
+from controlplane.store.etcd import KV, Etcd
 from controlplane.store.groupcommit import GroupCommit
 from controlplane.store.keys import Keys
 
@@ -179,7 +193,7 @@ class IdentityAllocator:
                 if await self.etcd.get(self.keys.identity(ident)) is None:
                     raise NotFound(f"identity {ident} does not exist")
                 raise NotFound(f"identity {ident} has no reference held by {holder!r}")
-            count = IdentityRefRecord.decode(kv.value).count
+            count = _readable(IdentityRefRecord, kv).count
             if count <= 1:
                 op = ops.delete(ref_key)
             else:
@@ -212,7 +226,7 @@ class IdentityAllocator:
 
     async def _read_id(self, labels_key: str) -> int | None:
         kv = await self.etcd.get(labels_key)
-        return IdentityLabelsRecord.decode(kv.value).id if kv else None
+        return _readable(IdentityLabelsRecord, kv).id if kv else None
 
     async def _add_reference(self, ident: int, labels_key: str, holder: str, lease: int,
                              single: bool) -> bool:
@@ -221,7 +235,7 @@ class IdentityAllocator:
         id_key = self.keys.identity(ident)
         for _ in range(MAX_ATTEMPTS):
             kv = await self.etcd.get(ref_key)
-            count = IdentityRefRecord.decode(kv.value).count if kv else 0
+            count = _readable(IdentityRefRecord, kv).count if kv else 0
             if single:
                 count = 0
             ref_guard = (ops.mod_revision_is(ref_key, kv.mod_revision) if kv
@@ -254,3 +268,16 @@ class IdentityAllocator:
             if ident not in used:
                 return ident
         return None
+
+
+_R = TypeVar("_R", IdentityLabelsRecord, IdentityRefRecord)
+
+
+def _readable(kind: type[_R], kv: KV) -> _R:
+    """A record read straight from etcd; one that does not decode is named, not an INTERNAL
+    error (the cache holds it apart too: `bulkhead status` lists it)."""
+    try:
+        return kind.decode(kv.value)
+    except RecordError as exc:
+        raise FailedPrecondition(f"stored record {kv.key} is unreadable: {exc}; put a correct "
+                                 f"value back or delete the key") from None
