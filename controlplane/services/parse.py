@@ -245,7 +245,10 @@ class _DocumentParser:
             return None
         spec = self.mapping(value, "spec", _SPEC_FIELDS, _UNSUPPORTED_SPEC)
         if spec is None:
-            return None
+            if not isinstance(value, dict):
+                return None
+            # Report the known fields' problems too, so a file is fixed in one round.
+            spec = {k: v for k, v in value.items() if k in _SPEC_FIELDS}
         kind = spec.get("type", "ClusterIP")
         if kind in _UNSUPPORTED_TYPES:
             self.fail("spec.type", _UNSUPPORTED_TYPES[kind])

@@ -9,6 +9,7 @@ take them from this replica's service index (controlplane/services/backends.py).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from bulkhead import log
@@ -64,9 +65,17 @@ class ServiceStore:
         self.cache = cache
         self.index = index
         self.range = service_range
+        self._writing = asyncio.Lock()
+        """One write at a time on this replica: applies here would all propose the same
+        smallest free id and lose to each other in turn. Between replicas nothing is locked:
+        the create-only claims decide and the loser proposes again."""
 
     # -- writes -------------------------------------------------------------------------------
     async def apply(self, text: str | bytes) -> ApplyResult:
+        async with self._writing:
+            return await self._apply(text)
+
+    async def _apply(self, text: str | bytes) -> ApplyResult:
         try:
             parsed = parse_services(text)
         except ServiceValidationError as exc:
