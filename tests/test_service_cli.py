@@ -86,7 +86,8 @@ async def test_apply_list_get_delete(replicas: ReplicaFactory, tmp_path: Path) -
     rc, out, _ = await bulkhead(address, "service", "delete", "default/deathstar", "-o", "json")
     assert rc == 0 and json.loads(out)["deleted"] == "default/deathstar"
     rc, _, err = await bulkhead(address, "service", "get", "default/deathstar")
-    assert rc == 1 and err.strip() == "bulkhead: NOT_FOUND: service default/deathstar does not exist"
+    assert rc == 1
+    assert err.strip() == "bulkhead: NOT_FOUND: service default/deathstar does not exist"
 
 
 async def test_errors_are_one_line_and_exit_1(replicas: ReplicaFactory, tmp_path: Path) -> None:

@@ -91,8 +91,9 @@ def test_what_is_not_implemented_or_wrong_is_refused_with_its_path(spec: str,
 
 
 def test_paths_name_the_document_and_every_problem_is_reported() -> None:
-    found = problems(STARWARS_LIKE + "---\n" + HEAD + "spec:\n  type: NodePort\n  ports: "
-                     "[{port: 80}]\n---\n" + HEAD.replace("web", "Bad") + "spec: {ports: [{port: 1}]}\n")
+    nodeport = HEAD + "spec:\n  type: NodePort\n  ports: [{port: 80}]\n"
+    bad_name = HEAD.replace("web", "Bad") + "spec: {ports: [{port: 1}]}\n"
+    found = problems(STARWARS_LIKE + "---\n" + nodeport + "---\n" + bad_name)
     assert "documents[2].spec.type: NodePort services are not supported (ClusterIP only)" in found
     assert any(f.startswith("documents[3].metadata.name: 'Bad' is not a valid service name")
                for f in found)
