@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import urllib.request
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from bulkhead.rpcerror import field_violations
 from bulkhead.v1 import (
@@ -23,7 +26,10 @@ from bulkhead.v1 import (
     service_pb2_grpc,
     types_pb2,
 )
+from controlplane import metrics
 from controlplane.records.codec import Node
+from controlplane.server import metrics_sources
+from controlplane.store.embedded import free_port
 from controlplane.store.etcd import Etcd
 from controlplane.store.keys import Keys
 from nodeagent.subscription.client import SubscriptionClient
@@ -260,3 +266,29 @@ async def test_every_agent_receives_services_with_their_backends(
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+
+
+async def test_served_with_health_reflection_and_metrics(replicas: ReplicaFactory) -> None:
+    replica = await replicas()
+    await apply(replica, WEB.format(name="web"))
+    health = health_pb2_grpc.HealthStub(replica.channel())
+    answer = await health.Check(health_pb2.HealthCheckRequest(
+        service="bulkhead.v1.ServiceService"))
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    reflection = reflection_pb2_grpc.ServerReflectionStub(replica.channel())
+    call = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(
+        list_services="")]))
+    names = [s.name async for r in call for s in r.list_services_response.service]
+    assert "bulkhead.v1.ServiceService" in names
+    port = free_port()
+    server = metrics.serve(metrics_sources(replica.cp), f"127.0.0.1:{port}")
+    try:
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                return str(r.read().decode())
+
+        text = await asyncio.to_thread(scrape)
+        assert 'bulkhead_objects{kind="services"} 1.0' in text
+        assert 'bulkhead_objects{kind="service_backends"} 0.0' in text
+    finally:
+        server.shutdown()
