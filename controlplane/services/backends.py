@@ -41,12 +41,18 @@ class ServiceIndex:
         self.services: dict[str, ServiceRecord] = {}
         self.endpoints: dict[str, dict[str, Endpoint]] = {}
         """namespace -> endpoint key -> endpoint."""
+        self.in_namespace: dict[str, set[str]] = {}
+        """namespace -> its services, so an endpoint change looks at its namespace only."""
+        self._backends: dict[str, list[Endpoint]] = {}
+        """Computed backends by service, dropped when the service changes."""
         self.revision = 0
 
     # -- revision pipeline stage ------------------------------------------------------------
     def reset(self, items: dict[str, KV], revision: int) -> None:
         self.services.clear()
         self.endpoints.clear()
+        self.in_namespace.clear()
+        self._backends.clear()
         for key, kv in items.items():
             self._take(key, kv, None)
         self.revision = revision
@@ -56,15 +62,22 @@ class ServiceIndex:
         changed: set[str] = set()
         for change in changes:
             self._take(change.key, change.kv if change.kind == "put" else None, changed)
+        for ref in changed:
+            self._backends.pop(ref, None)
         self.revision = revision
         return changed
 
     # -- queries ----------------------------------------------------------------------------
     def backends(self, service: ServiceRecord) -> list[Endpoint]:
         """The endpoints the service selects, by name."""
-        found = self.endpoints.get(service.namespace, {})
-        return sorted((e for e in found.values() if selects(service, e)),
-                      key=lambda e: e.name)
+        found = self._backends.get(service.ref)
+        if found is None:
+            endpoints = self.endpoints.get(service.namespace, {})
+            found = sorted((e for e in endpoints.values() if selects(service, e)),
+                           key=lambda e: e.name)
+            if self.services.get(service.ref) is service:
+                self._backends[service.ref] = found
+        return found
 
     def all(self) -> Iterable[ServiceRecord]:
         return (self.services[ref] for ref in sorted(self.services))
@@ -90,14 +103,20 @@ class ServiceIndex:
     def _take(self, key: str, kv: KV | None, changed: set[str] | None) -> None:
         if key.startswith(self.services_prefix):
             ref = key[len(self.services_prefix):]
-            if kv is None:
-                self.services.pop(ref, None)
-            else:
+            namespace = ref.partition("/")[0]
+            self.services.pop(ref, None)
+            self._backends.pop(ref, None)
+            if kv is not None:
                 try:
                     self.services[ref] = ServiceRecord.of_kv(kv)
                 except RecordError:   # the cache keeps undecodable records out already
                     _log.warning("unreadable service record", key=key)
-                    self.services.pop(ref, None)
+            if ref in self.services:
+                self.in_namespace.setdefault(namespace, set()).add(ref)
+            elif (refs := self.in_namespace.get(namespace)) is not None:
+                refs.discard(ref)
+                if not refs:
+                    del self.in_namespace[namespace]
             if changed is not None:
                 changed.add(ref)
         elif key.startswith(self.endpoints_prefix):
@@ -112,7 +131,12 @@ class ServiceIndex:
                     _log.warning("unreadable endpoint record", key=key)
             if not found:
                 self.endpoints.pop(namespace, None)
-            if changed is not None and old != new:
-                changed.update(s.ref for s in self.services.values()
-                               if (old is not None and selects(s, old))
-                               or (new is not None and selects(s, new)))
+            if old == new:
+                return
+            for ref in self.in_namespace.get(namespace, ()):
+                service = self.services[ref]
+                if ((old is not None and selects(service, old))
+                        or (new is not None and selects(service, new))):
+                    self._backends.pop(ref, None)
+                    if changed is not None:
+                        changed.add(ref)

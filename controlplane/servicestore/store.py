@@ -89,7 +89,7 @@ class ServiceStore:
             seen = max((kv.mod_revision for kv in current if kv is not None), default=0)
             if seen:
                 await self.cache.wait_for(seen)
-            records = self._plan(manifests, current)
+            records, fresh = self._plan(manifests, current)
             todo = [i for i, (kv, record) in enumerate(zip(current, records, strict=True))
                     if kv is None or kv.value != record.encode()]
             if not todo:
@@ -99,13 +99,10 @@ class ServiceStore:
             compare, success = [], []
             for i in todo:
                 kv, record = current[i], records[i]
-                value = record.encode()
-                success.append(ops.put(keys[i], value))
-                if kv is not None:
-                    compare.append(ops.mod_revision_is(keys[i], kv.mod_revision))
-                    continue
-                compare.append(ops.version_is(keys[i], 0))
-                if not record.headless:
+                success.append(ops.put(keys[i], record.encode()))
+                compare.append(ops.mod_revision_is(keys[i], kv.mod_revision) if kv is not None
+                               else ops.version_is(keys[i], 0))
+                if i in fresh and not record.headless:
                     ref = record.ref.encode()
                     for claim in (self.keys.service_ip(record.cluster_ip),
                                   self.keys.service_id(record.id)):
@@ -146,14 +143,16 @@ class ServiceStore:
             raise Invalid(problems, "invalid service, nothing stored")
 
     def _plan(self, manifests: list[ServiceManifest],
-              current: list[KV | None]) -> list[ServiceRecord]:
+              current: list[KV | None]) -> tuple[list[ServiceRecord], set[int]]:
         """The record each manifest stores: an existing service keeps its ClusterIP and id, a
-        new one gets the requested or a free address and the smallest free id."""
+        new one (or one whose stored record is unreadable) gets the requested or a free
+        address and the smallest free id; and the indexes of those that claim new ones."""
         ips = self._claims(self.keys.service_ips)
         ids = {int(k): v for k, v in self._claims(self.keys.service_ids).items() if k.isdecimal()}
         records: list[ServiceRecord] = []
+        fresh: set[int] = set()
         problems: list[FieldViolation] = []
-        for manifest, kv in zip(manifests, current, strict=True):
+        for i, (manifest, kv) in enumerate(zip(manifests, current, strict=True)):
             old = self._decode(kv) if kv is not None else None
             if old is not None:
                 if old.headless != manifest.headless:
@@ -181,9 +180,10 @@ class ServiceStore:
             ident = pick_id(set(ids))
             ips[ip] = ids[ident] = manifest.ref   # taken for the next documents of this apply
             records.append(manifest.record(ip, ident))
+            fresh.add(i)
         if problems:
             raise Invalid(problems, "invalid service, nothing stored")
-        return records
+        return records, fresh
 
     def _claims(self, prefix: str) -> dict[str, str]:
         return {kv.key[len(prefix):]: kv.value.decode(errors="replace")
