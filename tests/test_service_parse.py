@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from controlplane.parsepool import INLINE_BYTES, parse_off_loop
 from controlplane.records.codec import ServicePortRecord
 from controlplane.services.parse import ServiceValidationError, parse_services
+from controlplane.yamldocs import DocumentsError
 
 STARWARS = Path("/work/shared/starwars/http-sw-app.yaml")
 HEAD = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n"
@@ -153,3 +155,21 @@ kind: Pod
 metadata:
   name: xwing
 """
+
+
+def big_file(port: str = "80") -> str:
+    text = "---\n".join(HEAD.replace("web", f"web{i}") + "  labels: {" +
+                        ", ".join(f"k{j}: v{j}" for j in range(5)) +
+                        f"}}\nspec:\n  ports: [{{port: {port}}}]\n" for i in range(250))
+    assert len(text) > INLINE_BYTES   # really goes through the child
+    return text
+
+
+async def test_a_large_file_parses_in_a_child_as_in_place() -> None:
+    text = big_file()
+    assert await parse_off_loop(text, "service") == parse_services(text)
+    with pytest.raises(DocumentsError) as exc:
+        await parse_off_loop(big_file(port="0"), "service")
+    assert len(exc.value.violations) == 250
+    assert str(exc.value.violations[249]) == \
+        "documents[249].spec.ports[0].port: must be 1-65535, not 0"

@@ -13,16 +13,24 @@ import asyncio
 from dataclasses import dataclass, field
 
 from bulkhead import log
-from bulkhead.errors import AlreadyExists, Conflict, FieldViolation, Invalid, NotFound
+from bulkhead.errors import (
+    AlreadyExists,
+    Conflict,
+    Exhausted,
+    FieldViolation,
+    Invalid,
+    NotFound,
+)
 from bulkhead.v1 import types_pb2
+from controlplane.parsepool import ParseTimeout, parse_off_loop
 from controlplane.records.codec import RecordError, ServiceRecord
 from controlplane.services.backends import ServiceIndex
-from controlplane.services.model import ServiceManifest
-from controlplane.services.parse import ServiceValidationError, parse_services
+from controlplane.services.model import ParsedFile, ServiceManifest
 from controlplane.store import etcd as ops
 from controlplane.store.cache import ClusterCache
 from controlplane.store.etcd import KV, Etcd, TooManyOperations
 from controlplane.store.keys import Keys
+from controlplane.yamldocs import DocumentsError
 
 from .allocation import ServiceRange, pick_id
 
@@ -77,9 +85,11 @@ class ServiceStore:
 
     async def _apply(self, text: str | bytes) -> ApplyResult:
         try:
-            parsed = parse_services(text)
-        except ServiceValidationError as exc:
+            parsed: ParsedFile = await parse_off_loop(text, "service")
+        except DocumentsError as exc:
             raise Invalid(exc.violations, "invalid service, nothing stored") from None
+        except ParseTimeout as exc:
+            raise Exhausted(f"apply refused, nothing stored: {exc}; split the file") from None
         manifests = parsed.services
         self._check_requested(manifests)
         notes = [s.note() for s in parsed.skipped]
