@@ -292,3 +292,34 @@ async def test_served_with_health_reflection_and_metrics(replicas: ReplicaFactor
         assert 'bulkhead_objects{kind="service_backends"} 0.0' in text
     finally:
         server.shutdown()
+
+
+async def test_a_replica_started_later_serves_services_from_its_first_list(
+        replicas: ReplicaFactory) -> None:
+    """A replica's first list (and any relist) builds every service with its backends; a
+    selector-less service and a named targetPort have none (nothing to resolve them with)."""
+    a = await replicas()
+    await node_pb2_grpc.NodeServiceStub(a.channel()).Register(
+        node_pb2.RegisterNodeRequest(name="n1", underlay_ip="192.0.2.1"))
+    ip = await make_endpoint(a, "n1", "web-1", ["k8s:app=web", NS])
+    named = WEB.format(name="named").replace("targetPort: 8080", "targetPort: http-alt")
+    bare = "apiVersion: v1\nkind: Service\nmetadata: {name: bare}\nspec:\n  ports: [{port: 1}]\n"
+    await apply(a, WEB.format(name="web") + "---\n" + named + "---\n" + bare)
+    b = await replicas()
+    found = await listed(b)
+    assert [(x.ip, x.port, x.endpoint) for x in found["default/web"].backends] == [
+        (ip, 8080, "default/web-1")]
+    assert found["default/named"].ports[0].target_port_name == "http-alt"
+    assert list(found["default/named"].backends) == []
+    assert list(found["default/bare"].backends) == []
+    client = SubscriptionClient("n1", [b.address], underlay_ip="192.0.2.1", register=False,
+                                backoff=(0.1, 1.0))
+    task = asyncio.create_task(client.run())
+    try:
+        await asyncio.wait_for(client.synced.wait(), 20)
+        assert set(client.state.services) == {"default/web", "default/named", "default/bare"}
+        assert client.state.services["default/web"] == found["default/web"]
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
