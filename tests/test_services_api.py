@@ -323,3 +323,19 @@ async def test_a_replica_started_later_serves_services_from_its_first_list(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_a_claim_left_under_the_same_name_is_taken_over(replicas: ReplicaFactory) -> None:
+    """A ClusterIP claim without its service (the service deleted around the API) names the
+    service: applying it again with that address takes the claim over instead of failing."""
+    replica = await replicas(service_cidr="10.100.0.0/24")
+    keys = replica.cp.keys
+    revision = await replica.cp.etcd.put(keys.service_ip("10.100.0.7"), b"default/web")
+    await replica.cp.cache.wait_for(revision)
+    text = WEB.format(name="web").replace("spec:\n", "spec:\n  clusterIP: 10.100.0.7\n")
+    [made] = (await apply(replica, text)).services
+    assert (made.action, made.service.cluster_ip) == ("created", "10.100.0.7")
+    other = WEB.format(name="other").replace("spec:\n", "spec:\n  clusterIP: 10.100.0.7\n")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await apply(replica, other)
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS

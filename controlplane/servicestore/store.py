@@ -116,7 +116,7 @@ class ServiceStore:
                     ref = record.ref.encode()
                     for claim in (self.keys.service_ip(record.cluster_ip),
                                   self.keys.service_id(record.id)):
-                        compare.append(ops.version_is(claim, 0))
+                        compare.append(self._unclaimed(claim, ref))
                         success.append(ops.put(claim, ref))
             try:
                 result = await self.etcd.txn(compare, success)
@@ -194,6 +194,13 @@ class ServiceStore:
         if problems:
             raise Invalid(problems, "invalid service, nothing stored")
         return records, fresh
+
+    def _unclaimed(self, claim: str, ref: bytes) -> object:
+        """The compare that takes a claim: absent, or already this service's (a claim left
+        by a service stored around the API under the same name)."""
+        kv = self.cache.items.get(claim)
+        return ops.value_is(claim, ref) if kv is not None and kv.value == ref \
+            else ops.version_is(claim, 0)
 
     def _claims(self, prefix: str) -> dict[str, str]:
         return {kv.key[len(prefix):]: kv.value.decode(errors="replace")
