@@ -22,6 +22,9 @@ from controlplane.pipeline import RevisionPipeline
 from controlplane.policystore.resolver import PolicyResolver
 from controlplane.policystore.store import PolicyStore
 from controlplane.replicas import ReplicaPresence
+from controlplane.services.backends import ServiceIndex
+from controlplane.servicestore.allocation import ServiceRange
+from controlplane.servicestore.store import ServiceStore
 from controlplane.store.cache import ClusterCache
 from controlplane.store.embedded import EmbeddedEtcd
 from controlplane.store.etcd import Etcd, EtcdUnavailable, TlsFiles
@@ -81,6 +84,9 @@ class ControlPlane:
                                   config.node_ttl)
         self.endpoints = EndpointRegistry(self.etcd, self.keys, self.cache, self.nodes,
                                           self.allocator)
+        self.service_index = ServiceIndex(self.keys)
+        self.services = ServiceStore(self.etcd, self.keys, self.cache, self.service_index,
+                                     ServiceRange(config.service_cidr))
         enricher = FlowEnricher(self.endpoints, self.identity_index)
         self.relay = FlowRelay(self.nodes, enricher)
         self.subscriptions = Fanout(
@@ -88,9 +94,11 @@ class ControlPlane:
             config.replica_id,
             FanoutSettings(config.subscription_history, config.subscription_queue_bytes,
                      config.bookmark_interval, config.subscription_status_interval,
-                     config.node_ttl, max_linger=config.subscription_max_linger))
+                     config.node_ttl, max_linger=config.subscription_max_linger),
+            services=self.service_index)
         self.cache.add_listener(RevisionPipeline(
-            self.identity_index, self.policy_resolver, self.subscriptions.state, views=[enricher]))
+            self.identity_index, self.policy_resolver, self.subscriptions.state,
+            services=self.service_index, views=[enricher]))
         await self._start_cache()
         await self.subscriptions.start()
         self._tasks.append(asyncio.create_task(self.collector.run(), name="identity-gc"))

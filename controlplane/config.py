@@ -12,6 +12,7 @@ from pathlib import Path
 from bulkhead.defaults import DEFAULT_LISTEN, DEFAULT_STATE_DIR
 from controlplane.identity.labels import MAX_LABEL_LENGTH, MAX_LABELS
 from controlplane.nodes.validate import DNS_LABEL
+from controlplane.servicestore.allocation import ServiceRange
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Config:
     cluster_id: int = 0
     cluster_pool: str = "10.0.0.0/8"
     node_mask: int = 24
+    service_cidr: str = "10.96.0.0/12"
     node_ttl: int = 15
     identity_gc_grace: float = 60.0
     identity_range: tuple[int, int] | None = None
@@ -67,6 +69,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster-pool", default=Config.cluster_pool, help="pod CIDR pool")
     p.add_argument("--node-mask", type=int, default=Config.node_mask,
                    help="prefix length of each node's CIDR")
+    p.add_argument("--service-cidr", default=Config.service_cidr,
+                   help="ClusterIPs of services (default %(default)s; never its first host "
+                        "address, which Kubernetes gives the API server)")
     p.add_argument("--node-ttl", type=int, default=Config.node_ttl,
                    help="node lease TTL in seconds")
     p.add_argument("--identity-gc-grace", type=float, default=Config.identity_gc_grace,
@@ -119,6 +124,10 @@ def from_args(argv: list[str] | None = None) -> Config:
         p.error(f"--identity-max-label-bytes must be at least {MAX_LABEL_LENGTH} (one label)")
     if a.identity_max_total_label_bytes < a.identity_max_label_bytes:
         p.error("--identity-max-total-label-bytes must be at least --identity-max-label-bytes")
+    try:
+        ServiceRange(a.service_cidr)
+    except ValueError as exc:
+        p.error(f"--service-cidr: {exc}")
     id_range = None
     if a.identity_range:
         m = re.match(r"^(\d+)-(\d+)$", a.identity_range)
@@ -130,7 +139,8 @@ def from_args(argv: list[str] | None = None) -> Config:
         etcd_endpoints=[e for e in a.etcd_endpoints.split(",") if e],
         etcd_cacert=a.etcd_cacert, etcd_cert=a.etcd_cert, etcd_key=a.etcd_key,
         state_dir=a.state_dir, cluster_name=a.cluster_name, cluster_id=a.cluster_id,
-        cluster_pool=a.cluster_pool, node_mask=a.node_mask, node_ttl=a.node_ttl,
+        cluster_pool=a.cluster_pool, node_mask=a.node_mask, service_cidr=a.service_cidr,
+        node_ttl=a.node_ttl,
         identity_gc_grace=a.identity_gc_grace, identity_range=id_range,
         identity_max_labels=a.identity_max_labels,
         identity_max_label_bytes=a.identity_max_label_bytes,

@@ -1,9 +1,10 @@
 """What a replica derives from each etcd revision, stage by stage, in one place.
 
 The cluster cache hands every revision to one listener, this pipeline, which runs the stages
-in the order their inputs require: identities first (policy resolution reads them), then policy
-resolution, whose result (the identities whose resolved policy changed) the subscription
-receives as an argument, then the views that only read the revision. A new stage is one line
+in the order their inputs require: identities first (policy resolution reads them), then the
+services' backends and policy resolution, whose results (the services whose content or
+backends changed, the identities whose resolved policy changed) the subscription receives as
+arguments, then the views that only read the revision. A new stage is one line
 in `reset` and one in `apply`, at the place its inputs are ready.
 """
 
@@ -24,12 +25,22 @@ class PolicyStage(Protocol):
     def apply(self, revision: int, changes: list[Change]) -> Set[int]: ...
 
 
+class ServiceStage(Protocol):
+    """Derives service backends; `apply` returns the services whose content or backends
+    changed ("namespace/name")."""
+
+    def reset(self, items: dict[str, KV], revision: int) -> None: ...
+
+    def apply(self, revision: int, changes: list[Change]) -> Set[str]: ...
+
+
 class SubscriptionStage(Protocol):
     """Turns each revision (and the policy changes resolved at it) into what agents receive."""
 
     def reset(self, items: dict[str, KV], revision: int) -> None: ...
 
-    def apply(self, revision: int, changes: list[Change], policy_changed: Set[int]) -> None: ...
+    def apply(self, revision: int, changes: list[Change], policy_changed: Set[int],
+              services_changed: Set[str] = ...) -> None: ...
 
     def progress(self, revision: int) -> None: ...
 
@@ -38,8 +49,10 @@ class RevisionPipeline:
     """The one ClusterCache listener of a replica."""
 
     def __init__(self, identities: Listener, policy: PolicyStage,
-                 subscription: SubscriptionStage, *, views: Sequence[Listener] = ()) -> None:
+                 subscription: SubscriptionStage, *, services: ServiceStage | None = None,
+                 views: Sequence[Listener] = ()) -> None:
         self.identities = identities
+        self.services = services
         self.policy = policy
         self.subscription = subscription
         self.views = list(views)
@@ -48,6 +61,8 @@ class RevisionPipeline:
     def reset(self, items: dict[str, KV], revision: int) -> None:
         """A relist: every stage rebuilds, in the same order as `apply`."""
         self.identities.reset(items, revision)
+        if self.services is not None:
+            self.services.reset(items, revision)
         self.policy.reset(items, revision)
         self.subscription.reset(items, revision)
         for view in self.views:
@@ -58,7 +73,9 @@ class RevisionPipeline:
             self.subscription.progress(revision)
             return
         self.identities.apply(revision, changes)
+        services_changed = (self.services.apply(revision, changes)
+                            if self.services is not None else frozenset())
         policy_changed = self.policy.apply(revision, changes)
-        self.subscription.apply(revision, changes, policy_changed)
+        self.subscription.apply(revision, changes, policy_changed, services_changed)
         for view in self.views:
             view.apply(revision, changes)

@@ -20,6 +20,8 @@ from bulkhead.v1 import (
     observer_pb2_grpc,
     policy_pb2,
     policy_pb2_grpc,
+    service_pb2,
+    service_pb2_grpc,
     subscription_pb2,
     subscription_pb2_grpc,
 )
@@ -29,6 +31,7 @@ from controlplane.api.identity_service import IdentityService
 from controlplane.api.node_service import NodeService
 from controlplane.api.observer_service import ObserverService
 from controlplane.api.policy_service import PolicyService
+from controlplane.api.service_service import ServiceService
 from controlplane.api.status import ReplicaInfo, StatusReporter
 from controlplane.api.subscription_service import SubscriptionAdminService, SubscriptionService
 from controlplane.app import ControlPlane
@@ -38,11 +41,15 @@ from controlplane.metrics import Sources
 MAX_MESSAGE = 4 << 20
 
 
+def object_counts(cp: ControlPlane) -> ObjectCounts:
+    return ObjectCounts(cp.cache, cp.keys, cp.identity_index, cp.services.counts)
+
+
 def status_reporter(cp: ControlPlane) -> StatusReporter:
     config = cp.config
     return StatusReporter(
         ReplicaInfo(config.replica_id, cp.version, config.cluster_name, config.cluster_id),
-        etcd=cp.etcd, cache=cp.cache, counts=ObjectCounts(cp.cache, cp.keys, cp.identity_index),
+        etcd=cp.etcd, cache=cp.cache, counts=object_counts(cp),
         policies=cp.policy_resolver.policy_count, subscriptions=cp.subscriptions,
         presence=cp.presence, embedded=cp.embedded)
 
@@ -57,7 +64,7 @@ def metrics_sources(cp: ControlPlane) -> Sources:
     """What /metrics reads (controlplane.metrics.serve); the application is started."""
     return Sources(
         allocator=cp.allocator, group=cp.allocator.group, collector=cp.collector,
-        identities=cp.identity_index, counts=ObjectCounts(cp.cache, cp.keys, cp.identity_index),
+        identities=cp.identity_index, counts=object_counts(cp),
         cache=cp.cache, subscriptions=cp.subscriptions, hub=cp.subscriptions.hub,
         resolution=lambda: cp.policy_resolver.resolution_seconds, embedded=cp.embedded)
 
@@ -83,6 +90,7 @@ async def build_server(cp: ControlPlane, listen: str,
     admin_pb2_grpc.add_AdminServiceServicer_to_server(admin_service(cp), services)
     observer_pb2_grpc.add_ObserverServiceServicer_to_server(ObserverService(cp.relay), services)
     policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyService(cp.policies), services)
+    service_pb2_grpc.add_ServiceServiceServicer_to_server(ServiceService(cp.services), services)
     services.add_generic_rpc_handlers([SubscriptionService(cp.subscriptions).handler()])
     subscription_pb2_grpc.add_SubscriptionAdminServiceServicer_to_server(
         SubscriptionAdminService(cp.subscriptions), services)
@@ -95,6 +103,7 @@ async def build_server(cp: ControlPlane, listen: str,
         admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
         observer_pb2.DESCRIPTOR.services_by_name["ObserverService"].full_name,
         policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
+        service_pb2.DESCRIPTOR.services_by_name["ServiceService"].full_name,
         subscription_pb2.DESCRIPTOR.services_by_name["SubscriptionService"].full_name,
         subscription_pb2.DESCRIPTOR.services_by_name["SubscriptionAdminService"].full_name,
     ]

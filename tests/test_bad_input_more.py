@@ -182,6 +182,7 @@ GARBAGE = b"\xff\xff\xff\xff\x0f\x0a\xff"
     "/bulkhead.v1.NodeService/Register",
     "/bulkhead.v1.IdentityService/Allocate",
     "/bulkhead.v1.PolicyService/Apply",
+    "/bulkhead.v1.ServiceService/Apply",
     "/bulkhead.v1.AdminService/Status",
     "/bulkhead.v1.ObserverService/GetFlows",
 ])

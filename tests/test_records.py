@@ -27,6 +27,8 @@ from controlplane.records.codec import (
     NodeStatus,
     PresenceRecord,
     Records,
+    ServicePortRecord,
+    ServiceRecord,
     SubscriptionRecord,
 )
 from controlplane.store.keys import Keys
@@ -53,6 +55,10 @@ SAMPLES: dict[str, JsonRecord] = {
     KEYS.subscription_finals + "n1": dataclasses.replace(STATUS, replica="", connected=False),
     KEYS.subscription_records + "r1": SubscriptionRecord("r1", (STATUS,)),
     KEYS.replica("r1"): PresenceRecord("r1", "127.0.0.1:4240", "1.0", "2026-01-01T00:00:00Z"),
+    KEYS.service("default", "deathstar"): ServiceRecord(
+        "default", "deathstar", "10.96.0.10", False, 1,
+        (ServicePortRecord("http", 80, "TCP", 8080, ""),), ("class=deathstar", "org=empire"),
+        ("app.kubernetes.io/name=deathstar",), (), True),
 }
 
 
@@ -89,6 +95,12 @@ def test_values_keep_their_stored_bytes() -> None:
     (KEYS.subscription_finals + "n1", b'{"name": "n2"}', "name 'n2' is not its key's"),
     (KEYS.replica("r1"), b'{"id": "r1"}', "missing address, version, started"),
     (KEYS.policy("default", "q"), POLICY, "metadata is not its key's"),
+    (KEYS.service("default", "other"), SAMPLES[KEYS.service("default", "deathstar")].encode(),
+     "namespace/name is not its key's"),
+    (KEYS.service("default", "deathstar"),
+     b'{"namespace": "default", "name": "deathstar", "cluster_ip": "", "headless": false,'
+     b' "id": 1, "ports": [{"name": "", "port": "80", "protocol": "TCP"}]}',
+     "ports[0]: port is not an integer"),
 ])
 def test_a_value_that_does_not_decode_is_a_bad_record(key: str, value: bytes,
                                                       reason: str) -> None:

@@ -62,6 +62,9 @@ def run(ctx: Any) -> int:
     for name in ("endpoints", "identities", "policies"):
         if name in counts:
             print(f"{name.capitalize() + ':':<17}{counts[name]}")
+    if "services" in counts:
+        print(f"{'Services:':<17}{counts['services']} "
+              f"({counts.get('service_backends', 0)} backends)")
     if status.bad_records:
         total = counts.get("bad_records", len(status.bad_records))
         print(f"{'Bad records:':<17}{total} skipped, undecodable (fix or delete them in etcd)")

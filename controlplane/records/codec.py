@@ -8,7 +8,8 @@ cache decodes every value of a kind in `TABLE` as it arrives and keeps a record 
 decode apart (a bad record, reported by `bulkhead status` and `bulkhead_bad_records`), so every
 view fed from the cache (lists, subscriptions, policy resolution, flow enrichment) sees only
 records that decode and one bad key cannot stop a replica. The ipam claims (`ipam/node-ids/`,
-`ipam/pod-cidrs/`) hold a plain node name, not JSON, and are not in the table.
+`ipam/pod-cidrs/`, `ipam/service-ips/`, `ipam/service-ids/`) hold a plain name (a node's, a
+service's "namespace/name"), not JSON, and are not in the table.
 """
 
 from __future__ import annotations
@@ -390,6 +391,50 @@ def decode_policy(raw: bytes, rest: str | None = None, kind: str | None = None) 
         raise RecordError(f"invalid policy: {exc}") from None
 
 
+# -- services (services/, ipam/service-ips/, ipam/service-ids/) -----------------------------
+
+@dataclass(frozen=True, slots=True)
+class ServicePortRecord(JsonRecord):
+    """One port of a service: the frontend port and the backends' port (a number, or the name
+    of a container port)."""
+
+    name: str
+    port: int
+    protocol: str
+    target_port: int = 0
+    target_port_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRecord(JsonRecord):
+    """`services/<namespace>/<name>`: a Kubernetes v1 Service (ClusterIP or headless) with the
+    ClusterIP and frontend id it holds (claimed under `ipam/service-ips/<ip>` and
+    `ipam/service-ids/<id>`, each holding "namespace/name"). Maps (selector, labels,
+    annotations) are sorted "key=value" strings; backends are derived, never stored."""
+
+    namespace: str
+    name: str
+    cluster_ip: str
+    headless: bool
+    id: int
+    ports: tuple[ServicePortRecord, ...]
+    selector: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    annotations: tuple[str, ...] = ()
+    client_ip_affinity: bool = False
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def key_problem(self, rest: str) -> str | None:
+        if self.ref != rest:
+            return "namespace/name is not its key's"
+        if self.headless != (self.cluster_ip == ""):
+            return "a headless service has no cluster_ip, any other has one"
+        return None
+
+
 # -- the table --------------------------------------------------------------------------------
 
 Decoder = Callable[[bytes, str], object]
@@ -409,6 +454,7 @@ TABLE: tuple[tuple[str, str, Decoder], ...] = (
     ("subscriptions/", "subscription_status", NodeStatus.decode),
     ("subscription-replicas/", "subscription_replica", SubscriptionRecord.decode),
     ("replicas/", "replica", PresenceRecord.decode),
+    ("services/", "service", ServiceRecord.decode),
 )
 
 

@@ -3,13 +3,22 @@ answers and what the subscription sends to agents, so both show the same fields.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bulkhead.v1 import admin_pb2, policy_pb2, subscription_pb2, types_pb2
 from controlplane.identity.allocator import AllocatedIdentity
 from controlplane.policy import to_yaml
 
-from .codec import BadRecord, Endpoint, IdentityRecord, IPCacheEntry, Node, NodeStatus
+from .codec import (
+    BadRecord,
+    Endpoint,
+    IdentityRecord,
+    IPCacheEntry,
+    Node,
+    NodeStatus,
+    ServiceRecord,
+)
 
 if TYPE_CHECKING:
     from controlplane.policy.store import PolicyRecord
@@ -79,3 +88,22 @@ def policy_info(record: PolicyRecord, *, with_yaml: bool = False) -> policy_pb2.
 def bad_record(bad: BadRecord) -> admin_pb2.BadRecord:
     return admin_pb2.BadRecord(key=bad.key, kind=bad.kind, reason=bad.reason,
                                mod_revision=bad.mod_revision)
+
+
+def service(record: ServiceRecord, endpoints: Sequence[Endpoint]) -> types_pb2.Service:
+    """A service with its backends: for each port, one per selected endpoint, in endpoint
+    order. A named targetPort has no container ports to resolve against (endpoints carry
+    none), so that port has no backends, as in Kubernetes when no pod names the port."""
+    backends = [types_pb2.ServiceBackend(ip=e.ip, port=p.target_port, protocol=p.protocol,
+                                         port_name=p.name, node=e.node,
+                                         endpoint=f"{e.namespace}/{e.name}")
+                for p in record.ports if p.target_port for e in endpoints]
+    return types_pb2.Service(
+        namespace=record.namespace, name=record.name, cluster_ip=record.cluster_ip,
+        headless=record.headless, id=record.id, client_ip_affinity=record.client_ip_affinity,
+        selector=dict(pair.partition("=")[::2] for pair in record.selector),
+        ports=[types_pb2.ServicePort(name=p.name, port=p.port, protocol=p.protocol,
+                                     target_port=p.target_port,
+                                     target_port_name=p.target_port_name)
+               for p in record.ports],
+        backends=backends)

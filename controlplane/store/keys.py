@@ -121,3 +121,27 @@ class Keys:
         if not namespace:
             return f"{self.clusterwide_policies}{name}"
         return f"{self.namespaced_policies}{namespace}/{name}"
+
+    # services (controlplane/servicestore/) and their claims
+    @property
+    def services(self) -> str:
+        return f"{self.prefix}services/"
+
+    def service(self, namespace: str, name: str) -> str:
+        return f"{self.services}{namespace}/{name}"
+
+    @property
+    def service_ips(self) -> str:
+        """ClusterIP claims: `<ip>` -> "namespace/name"."""
+        return f"{self.prefix}ipam/service-ips/"
+
+    def service_ip(self, ip: str) -> str:
+        return f"{self.service_ips}{ip}"
+
+    @property
+    def service_ids(self) -> str:
+        """Frontend id claims: `<id>` -> "namespace/name"."""
+        return f"{self.prefix}ipam/service-ids/"
+
+    def service_id(self, ident: int) -> str:
+        return f"{self.service_ids}{ident}"

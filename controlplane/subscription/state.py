@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Set
+from typing import Protocol
 
 from bulkhead import log
+from bulkhead.v1 import subscription_pb2 as pb
+from bulkhead.v1 import types_pb2
 from controlplane.records.codec import Endpoint, RecordError
 from controlplane.store.cache import Change
 from controlplane.store.etcd import KV
@@ -18,15 +21,36 @@ from .history import History, RevisionDelta
 from .policy import PolicySource
 
 _log = log.get(__name__)
+SERVICE_OBJECT = "service:"
+"""Services are shared objects without a key of their own (their backends are derived):
+`objects` holds each under "service:<namespace>/<name>"."""
+
+
+class ServiceSource(Protocol):
+    """The services every agent receives, each with its current backends."""
+
+    def refs(self) -> list[str]: ...
+
+    def message(self, ref: str) -> types_pb2.Service | None: ...
+
+
+class NoServices:
+    def refs(self) -> list[str]:
+        return []
+
+    def message(self, ref: str) -> types_pb2.Service | None:
+        return None
 
 
 class SubscriptionState:
     """The subscription stage of the revision pipeline (`controlplane/pipeline.py`): it gets
     each revision's changes together with the identities whose policy changed at it."""
 
-    def __init__(self, keys: Keys, policy: PolicySource, history: History) -> None:
+    def __init__(self, keys: Keys, policy: PolicySource, history: History,
+                 services: ServiceSource | None = None) -> None:
         self.keys = keys
         self.policy = policy
+        self.services: ServiceSource = services or NoServices()
         self.history = history
         self.classify = content.Classifier(keys)
         self.objects: dict[str, bytes] = {}            # cache key -> framed Change (a put)
@@ -53,13 +77,16 @@ class SubscriptionState:
                 self.objects[key] = self._framed_put(kind, kv)
             elif key.startswith(self.classify.endpoints):
                 self._endpoint_put(key, kv, None)
+        for ref in self.services.refs():
+            self._service(ref)
         self.revision = self.shared_revision = revision
         self.generation += 1
         self.history.restart(revision)
         for callback in self.on_reset:
             callback()
 
-    def apply(self, revision: int, changes: list[Change], policy_changed: Set[int]) -> None:
+    def apply(self, revision: int, changes: list[Change], policy_changed: Set[int],
+              services_changed: Set[str] = frozenset()) -> None:
         if trace.TRACER is not None:
             trace.TRACER.watched[revision] = time.time()
         framed: list[bytes] = []
@@ -78,6 +105,13 @@ class SubscriptionState:
             elif change.key.startswith(self.classify.endpoints):
                 self._endpoint_put(change.key, change.kv if change.kind == "put" else None,
                                    touched)
+        for ref in sorted(services_changed):
+            service = self._service(ref)
+            if service is not None:
+                framed.append(service)
+            elif self.objects.pop(SERVICE_OBJECT + ref, None) is not None:
+                framed.append(framing.change_field(
+                    pb.Change(service_removed=ref).SerializeToString()))
         per_node = self._policy_parts(touched, policy_changed)
         self.revision = revision
         if not framed and not per_node:
@@ -111,6 +145,15 @@ class SubscriptionState:
     @staticmethod
     def _framed_put(kind: content.Kind, kv: KV) -> bytes:
         return framing.change_field(content.put_change(kind, kv).SerializeToString())
+
+    def _service(self, ref: str) -> bytes | None:
+        """Frames the service's put into `objects`; None when there is no such service."""
+        message = self.services.message(ref)
+        if message is None:
+            return None
+        framed = self.objects[SERVICE_OBJECT + ref] = framing.change_field(
+            pb.Change(service=message).SerializeToString())
+        return framed
 
     def _policy(self, ident: int) -> bytes:
         framed = self._policy_framed.get(ident)
