@@ -24,6 +24,7 @@ from nodeagent.datapath.maps import (
     CtMap,
     EndpointsMap,
     IpcacheMap,
+    LbMaps,
     PolicyMap,
 )
 from nodeagent.datapath.models import (
@@ -35,6 +36,7 @@ from nodeagent.datapath.models import (
     IpcacheEntry,
     PolicyEntry,
     PolicyKeyInfo,
+    ServiceFrontend,
     TunnelEntry,
 )
 from nodeagent.datapath.rawmap import diff
@@ -72,6 +74,7 @@ class Datapath:
         self.policy_map = PolicyMap(m["policy"])
         self.ct_map = CtMap(m["ct"])
         self.config_map = ConfigMap(m["config"])
+        self.lb_maps = LbMaps(m["lb_frontends"], m["lb_backends"])
         self.counters_map = CountersMap(self.loaded.bpf[b"counters"])
         self.flow_reader = FlowReader(self.loaded.bpf, flow_capacity)
         self.host_ips: list[str] = []
@@ -263,6 +266,26 @@ class Datapath:
         if stale:
             raw.delete(stale)
         return writes, desired
+
+    # -- services -----------------------------------------------------------
+
+    def sync_services(self, frontends: Iterable[ServiceFrontend]) -> int:
+        """Make the service maps hold exactly ``frontends`` (every service); returns writes."""
+        return self.lb_maps.sync(frontends)
+
+    def update_service(self, service_id: int, frontends: Iterable[ServiceFrontend]) -> int:
+        """Replace one service's frontends and backends; returns the writes it took.
+
+        Connections already translated keep their backend (conntrack remembers it); new
+        connections only choose among the backends given here.
+        """
+        return self.lb_maps.update_service(service_id, frontends)
+
+    def remove_service(self, service_id: int) -> int:
+        return self.lb_maps.remove_service(service_id)
+
+    def services(self) -> list[ServiceFrontend]:
+        return self.lb_maps.list()
 
     # -- dumps --------------------------------------------------------------
 
