@@ -91,7 +91,7 @@ COUNTER_VAL = struct.Struct("<QQ")
 # struct node_config
 CONFIG_VAL = struct.Struct("<II")
 # struct flow_event
-FLOW_EVENT = struct.Struct("<Q4s4sIIIHHBBBBBBH")
+FLOW_EVENT = struct.Struct("<Q4s4sIIIHHBBBBBBHI4x")
 
 SIZES: dict[str, tuple[int, int]] = {
     "endpoints": (EP_KEY.size, EP_VAL.size),

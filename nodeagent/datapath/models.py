@@ -158,3 +158,5 @@ class Flow:
     verdict: Verdict
     reason: Reason
     obs_point: ObsPoint
+    service_id: int = 0
+    """The service frontend id when the connection was sent to a ClusterIP (0: none)."""

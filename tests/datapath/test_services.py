@@ -72,6 +72,7 @@ def test_clusterip_reaches_backend(svc: Cluster, client: str, target: str) -> No
 def test_connections_spread_and_stay(svc: Cluster) -> None:
     """200 new connections reach both backends; each completes whole on one of them."""
     c = svc
+    start = time.monotonic_ns()
     put(c, web(c, "deathstar1", "deathstar2"))
     got = many(c.pods["tiefighter"], VIP, 80, 200)
     assert "failed" not in got
@@ -82,6 +83,11 @@ def test_connections_spread_and_stay(svc: Cluster) -> None:
     chosen = {e.nat for e in c.dp("n1").ct()
               if e.daddr == VIP and e.saddr == c.pods["tiefighter"].ip}
     assert chosen == {f"{c.pods['deathstar1'].ip}:80", f"{c.pods['deathstar2'].ip}:80"}
+    # the client's flows name the backend and carry the service's frontend id
+    sent = flows(c, "n1", start, saddr=c.pods["tiefighter"].ip, direction=Direction.EGRESS,
+                 verdict=Verdict.FORWARDED)
+    assert {f.daddr for f in sent} == {c.pods["deathstar1"].ip, c.pods["deathstar2"].ip}
+    assert {f.service_id for f in sent} == {SVC_ID}
 
 
 def test_client_ip_affinity(svc: Cluster) -> None:
@@ -143,6 +149,7 @@ def test_no_backend_answers_at_once(svc: Cluster) -> None:
     assert probe(tie, "udp", VIP, 53, timeout=5.0) == "refused"
     drops = flows(c, "n1", start, saddr=tie.ip, daddr=VIP, verdict=Verdict.DROPPED)
     assert drops and {f.reason for f in drops} == {Reason.NO_SERVICE_BACKEND}
+    assert {f.service_id for f in drops} == {SVC_ID}
     assert {f.dport for f in drops} == {80, 53}
     counters = {(k.direction, k.reason): k.packets for k in c.dp("n1").counters(tie.ep_id)}
     assert counters[(Direction.EGRESS, Reason.NO_SERVICE_BACKEND)] >= 3

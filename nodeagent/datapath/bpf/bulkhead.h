@@ -190,6 +190,8 @@ struct flow_event {
     __u8 reason;
     __u8 obs;
     __u16 pad;
+    __u32 svc_id;       /* the service frontend the connection was sent to (0: none) */
+    __u32 pad2;
 };
 
 #endif

@@ -100,6 +100,7 @@ struct pkt {
     __u16 dport;
     __u32 len;
     __u16 l4_off;       /* 0: no L4 header (not TCP/UDP, or a later fragment) */
+    __u32 svc_id;       /* set once translated: the service of the frontend */
     __u8 proto;
     __u8 tcp_flags;
 };
@@ -192,6 +193,7 @@ static __always_inline void emit(struct pkt *p, __u32 sid, __u32 did, __u32 ep_i
     e.verdict = reason ? VERDICT_DROPPED : VERDICT_FORWARDED;
     e.reason = reason;
     e.obs = obs;
+    e.svc_id = p->svc_id;
     flows.ringbuf_output(&e, sizeof(e), 0);
 }
 
@@ -529,6 +531,7 @@ int from_pod(struct __sk_buff *skb)
     __u64 now = bpf_ktime_get_ns();
     struct lb_conn lb = {};
     int svc = lb_select(&p, now, &lb);
+    p.svc_id = lb.svc_id;
     if (svc == LB_NO_BACKEND) {
         count(src_ep, DIR_EGRESS, REASON_NO_BACKEND, p.len);
         emit(&p, src_id, 0, src_ep, DIR_EGRESS, REASON_NO_BACKEND, OBS_FROM_POD);
