@@ -69,10 +69,8 @@ def execute(dp: Datapath, plan: Plan) -> tuple[int, list[int]]:
         writes += dp.delete_ipcache(plan.deletes)
     if plan.full_services is not None:
         writes += dp.sync_services(plan.full_services)
-    for service_id in plan.service_removals:
-        writes += dp.remove_service(service_id)
-    for service_id, frontends in plan.service_updates:
-        writes += dp.update_service(service_id, frontends)
+    if plan.service_updates or plan.service_removals:
+        writes += dp.update_services(plan.service_updates, plan.service_removals)
     if not plan.policies:
         return writes, []
     # An endpoint missing from the map is being added (the adder applies it) or already gone.

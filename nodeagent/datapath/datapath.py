@@ -271,18 +271,34 @@ class Datapath:
 
     def sync_services(self, frontends: Iterable[ServiceFrontend]) -> int:
         """Make the service maps hold exactly ``frontends`` (every service); returns writes."""
-        return self.lb_maps.sync(frontends)
+        writes = self.lb_maps.sync(frontends)
+        self._forget_gone_backends()
+        return writes
+
+    def update_services(self, updates: Iterable[tuple[int, Iterable[ServiceFrontend]]],
+                        removals: Iterable[int] = ()) -> int:
+        """Remove services by id, then replace services' frontends and backends (each given
+        whole with its id); returns the service map writes it took.
+
+        New connections choose only among the backends given here; a UDP flow remembered on
+        a backend its frontend no longer has is forgotten (one conntrack scan for the whole
+        batch), so its next packet chooses again; TCP connections keep theirs until they end.
+        """
+        writes = sum(self.lb_maps.remove_service(service_id) for service_id in removals)
+        for service_id, frontends in updates:
+            writes += self.lb_maps.update_service(service_id, frontends)
+        self._forget_gone_backends()
+        return writes
 
     def update_service(self, service_id: int, frontends: Iterable[ServiceFrontend]) -> int:
-        """Replace one service's frontends and backends; returns the writes it took.
-
-        Connections already translated keep their backend (conntrack remembers it); new
-        connections only choose among the backends given here.
-        """
-        return self.lb_maps.update_service(service_id, frontends)
+        return self.update_services([(service_id, frontends)])
 
     def remove_service(self, service_id: int) -> int:
-        return self.lb_maps.remove_service(service_id)
+        return self.update_services([], [service_id])
+
+    def _forget_gone_backends(self) -> int:
+        gone, self.lb_maps.gone = self.lb_maps.gone, set()
+        return self.ct_map.forget(gone)
 
     def services(self) -> list[ServiceFrontend]:
         return self.lb_maps.list()

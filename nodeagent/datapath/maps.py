@@ -254,6 +254,28 @@ class CtMap:
         return len(stale)
 
 
+    def forget(self, gone: set[tuple[bytes, bytes]]) -> int:
+        """Delete the UDP client -> ClusterIP entries that remember a backend the frontend no
+        longer has, so the flow's next packet chooses again.  TCP connections keep their
+        backend until they end (a backend that is draining finishes them; one that is gone
+        stops answering), as kube-proxy does.  ``gone``: (lb_fe_key, lb_be_val) pairs."""
+        if not gone:
+            return 0
+        stale = []
+        for k, v in self.raw.dump().items():
+            if v[25] != CT_NAT_SERVICE:  # ct_val.nat
+                continue
+            _s, daddr, _sp, dport, proto = CT_KEY.unpack(k)
+            if proto != socket.IPPROTO_UDP:
+                continue
+            *_, nat_port, nat_ip = CT_VAL.unpack(v)
+            if (LB_FE_KEY.pack(daddr, dport, proto), LB_BE_VAL.pack(nat_ip, nat_port)) in gone:
+                stale.append(k)
+        if stale:
+            self.raw.delete(stale)
+        return len(stale)
+
+
 class CountersMap:
     """Per-endpoint packet/byte counters (per-CPU hash, summed here via bcc)."""
 
@@ -313,6 +335,9 @@ class LbMaps:
     def __init__(self, frontends: RawMap, backends: RawMap):
         self.frontends = frontends
         self.backends = backends
+        self.gone: set[tuple[bytes, bytes]] = set()
+        """(frontend key, backend value) pairs writes took out of a frontend since the caller
+        last cleared it: connections remembered on them are to be forgotten (CtMap.forget)."""
 
     @staticmethod
     def frontend_key(ip: str, port: int, protocol: int) -> bytes:
@@ -358,6 +383,13 @@ class LbMaps:
                fe_current: dict[bytes, bytes], be_current: dict[bytes, bytes]) -> int:
         be_changed, be_stale = diff(bes, be_current)
         fe_changed, fe_stale = diff(fes, fe_current)
+        replaced = [k for k, _ in be_changed if k in be_current]
+        if be_stale or replaced:  # a backend key starts with its frontend's key
+            old = {(k[:LB_FE_KEY.size], be_current[k]) for k in (*be_stale, *replaced)}
+            fronts = {fe for fe, _ in old}
+            new = {(k[:LB_FE_KEY.size], v) for k, v in bes.items()
+                   if k[:LB_FE_KEY.size] in fronts}
+            self.gone |= old - new
         if be_changed:
             self.backends.update(be_changed)
         if fe_changed:

@@ -17,7 +17,7 @@ from nodeagent.datapath import (
     ServiceFrontend,
     Verdict,
 )
-from tests.datapath.topology import TIEFIGHTER, Cluster, Pod, curl, many, probe
+from tests.datapath.topology import TIEFIGHTER, Cluster, Pod, curl, many, probe, udp_names
 
 pytestmark = pytest.mark.datapath
 
@@ -188,3 +188,23 @@ def test_maps_hold_what_was_written(svc: Cluster) -> None:
     assert dp.sync_services([other]) == 0
     assert dp.sync_services([]) == 2
     assert dp.services() == []
+
+
+def test_removed_backend_is_forgotten_by_live_flows(svc: Cluster) -> None:
+    """A UDP flow (same 5-tuple) remembered on a backend that leaves the service chooses
+    again at its next packet instead of keeping a backend the service no longer has; an open
+    TCP connection keeps its backend (it may be draining)."""
+    c = svc
+    tie = c.pods["tiefighter"]
+    d1, d2 = c.pods["deathstar1"].ip, c.pods["deathstar2"].ip
+    put(c, ServiceFrontend(VIP, 53, 17, SVC_ID, (backend(c, "deathstar1", 5353),)),
+        ServiceFrontend(VIP, 81, 6, SVC_ID, (backend(c, "deathstar1", 81),)))
+    assert udp_names(tie, VIP, 53, 3, source_port=40053) == {"deathstar1": 3}
+    assert probe(tie, "tcp", VIP, 81) == "ok"
+    put(c, ServiceFrontend(VIP, 53, 17, SVC_ID, (backend(c, "deathstar2", 5353),)),
+        ServiceFrontend(VIP, 81, 6, SVC_ID, (backend(c, "deathstar2", 81),)))
+    assert udp_names(tie, VIP, 53, 3, source_port=40053) == {"deathstar2": 3}
+    remembered = {(e.protocol, e.nat) for e in c.dp("n1").ct()
+                  if e.daddr == VIP and e.saddr == tie.ip}
+    assert (17, f"{d1}:5353") not in remembered and (17, f"{d2}:5353") in remembered
+    assert (6, f"{d1}:81") in remembered  # the closed TCP connection's entry, left to expire
