@@ -5,17 +5,21 @@ Pure functions (no kernel, no I/O) so the translation rules live in one place:
 - a pod of another node is behind that node's tunnel endpoint (its underlay IP);
 - another node's underlay IP is the remote-node identity (6); this node's own underlay IP is
   the host identity, which the datapath adds itself;
-- a policy entry becomes the datapath's PolicyEntry (peer 0 = any, protocol 0 = any).
+- a policy entry becomes the datapath's PolicyEntry (peer 0 = any, protocol 0 = any);
+- a service with a ClusterIP becomes one frontend per port (TCP/UDP) with the backends that
+  serve that port, sorted so every node (and a restarted agent) puts them in the same slots;
+  a headless service has no frontend (DNS answers its backends).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 
 from bulkhead.reserved import ID_REMOTE_NODE
 from bulkhead.v1 import subscription_pb2 as pb
 from bulkhead.v1 import types_pb2
-from nodeagent.datapath import Direction, IpcacheEntry, PolicyEntry
+from nodeagent.datapath import Backend, Direction, IpcacheEntry, PolicyEntry, ServiceFrontend
 
 
 def tunnel_of(entry: types_pb2.IPCacheEntry, node: str,
@@ -66,3 +70,48 @@ def policy_entries(policy: pb.IdentityPolicy) -> list[PolicyEntry]:
         )
         for e in policy.entries
     ]
+
+
+SERVICE_PROTOCOLS = {"TCP": 6, "UDP": 17}
+
+
+def service_frontends(service: types_pb2.Service) -> list[ServiceFrontend]:
+    """The frontends of one service as the datapath takes them ([] when it has none).
+
+    A backend serves a port when it names that port (``port_name``, "" for a single unnamed
+    port) and carries its protocol (or none).  Ports of other protocols are not translated.
+    Raises ValueError naming the service when it cannot be expressed (IPv4 only, ports
+    1..65535, a non-zero id).
+    """
+    if service.headless or not service.cluster_ip:
+        return []
+    ref = f"service {service.namespace}/{service.name}"
+    if not 0 < service.id < 1 << 32:
+        raise ValueError(f"{ref}: no frontend id")
+    vip = _ipv4(service.cluster_ip, f"{ref}: cluster_ip")
+    out = []
+    for port in service.ports:
+        protocol = port.protocol or "TCP"
+        number = SERVICE_PROTOCOLS.get(protocol)
+        if number is None:
+            continue
+        if not 0 < port.port < 1 << 16:
+            raise ValueError(f"{ref}: port {port.port} out of range")
+        backends = {
+            (_ipv4(b.ip, f"{ref}: backend {b.endpoint or b.ip}"), b.port)
+            for b in service.backends
+            if b.port_name == port.name and (b.protocol or "TCP") == protocol
+            and 0 < b.port < 1 << 16
+        }
+        out.append(ServiceFrontend(
+            str(vip), port.port, number, service.id,
+            tuple(Backend(str(ip), p) for ip, p in sorted(backends)),
+            affinity=service.client_ip_affinity))
+    return out
+
+
+def _ipv4(text: str, what: str) -> ipaddress.IPv4Address:
+    try:
+        return ipaddress.IPv4Address(text)
+    except ValueError:
+        raise ValueError(f"{what}: {text!r} is not an IPv4 address") from None

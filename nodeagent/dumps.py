@@ -68,15 +68,36 @@ def policy(dp: Datapath, ep_id: int, labels: Labels) -> Dump:
 
 def ct(dp: Datapath) -> Dump:
     cols = ["PROTO", "SOURCE", "DESTINATION", "SRC IDENTITY", "DST IDENTITY", "FLAGS",
-            "EXPIRES (s)", "AGE (s)"]
+            "SERVICE NAT", "EXPIRES (s)", "AGE (s)"]
     rows = []
     for e in sorted(dp.ct(), key=lambda e: e.age_s):
         proto = PROTOCOLS.get(e.protocol, str(e.protocol))
         flags = ",".join(tcp_flag_names(e.tcp_flags)) if e.protocol == 6 else ""
         rows.append(dict(zip(cols, [proto, f"{e.saddr}:{e.sport}", f"{e.daddr}:{e.dport}",
                                     str(e.src_identity), str(e.dst_identity), flags or "-",
-                                    f"{e.expires_in_s:.0f}", f"{e.age_s:.0f}"], strict=True)))
+                                    e.nat or "-", f"{e.expires_in_s:.0f}", f"{e.age_s:.0f}"],
+                                strict=True)))
     return cols, rows, _max(dp, "ct")
+
+
+def lb(dp: Datapath) -> Dump:
+    """Like `cilium bpf lb list`: per frontend a slot-0 row (the service itself, its id and
+    flags), then one row per backend slot (numbered from 1 as cilium does)."""
+    cols = ["SERVICE ADDRESS", "BACKEND ADDRESS (REVNAT_ID) (SLOT)"]
+    rows = []
+    for fe in dp.services():
+        address = f"{fe.ip}:{fe.port}/{PROTOCOLS.get(fe.protocol, str(fe.protocol))}"
+        flags = ["ClusterIP"]
+        if fe.affinity:
+            flags.append("ClientIP affinity")
+        if not fe.backends:
+            flags.append("no backend")
+        rows.append({cols[0]: address,
+                     cols[1]: f"0.0.0.0:0 ({fe.service_id}) (0) [{', '.join(flags)}]"})
+        for slot, be in enumerate(fe.backends, start=1):
+            rows.append({cols[0]: address,
+                         cols[1]: f"{be.ip}:{be.port} ({fe.service_id}) ({slot})"})
+    return cols, rows, _max(dp, "lb_frontends")
 
 
 def counters(dp: Datapath, ep_id: int | None) -> Dump:

@@ -21,7 +21,7 @@ from nodeagent.flowstore import FlowStore, Labels, matcher
 from nodeagent.manager import EndpointManager
 from nodeagent.worker import Worker
 
-MAPS = ("endpoints", "ipcache", "policy", "ct", "tunnel", "counters")
+MAPS = ("endpoints", "ipcache", "policy", "ct", "tunnel", "counters", "lb")
 
 
 rpc = servicer_method("agent")
@@ -95,6 +95,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             cols, rows, size = await run(dumps.ct, dp)
         elif name in ("tunnel", "tunnels"):
             cols, rows, size = await run(dumps.tunnels, dp)
+        elif name == "lb":
+            cols, rows, size = await run(dumps.lb, dp)
         else:
             raise Invalid([FieldViolation("map", f"must be one of {', '.join(MAPS)}, "
                                                  f"got {name!r}")])

@@ -1,9 +1,10 @@
 """Keeps the BPF maps equal to what the agent received (the `DatapathSink` of `--datapath=bpf`).
 
 Snapshot chunks are not written one by one: the first Synced (and the Synced after a Reset's
-snapshot) reconciles the whole ipcache and every local endpoint's policy at once, so a restarted
-agent that adopted pinned maps writes only what changed while it was away and removes what was
-not re-sent.  Deltas are written incrementally.  Every write goes through the datapath's
+snapshot) reconciles the whole ipcache, every service and every local endpoint's policy at
+once, so a restarted agent that adopted pinned maps writes only what changed while it was away
+and removes what was not re-sent.  Deltas are written incrementally (a service delta rewrites
+only that service's frontends and backends).  Every write goes through the datapath's
 diffing syncs, so an entry that is already right is never rewritten.
 
 Default before an endpoint's identity policy has arrived: a new endpoint starts with ingress
@@ -20,8 +21,9 @@ from dataclasses import dataclass, field
 
 from bulkhead import log
 from bulkhead.v1 import subscription_pb2 as pb
+from bulkhead.v1 import types_pb2
 from nodeagent import desired
-from nodeagent.datapath import Datapath, IpcacheEntry, PolicyEntry
+from nodeagent.datapath import Datapath, IpcacheEntry, PolicyEntry, ServiceFrontend
 from nodeagent.endpoints import READY, EndpointTable, LocalEndpoint
 from nodeagent.subscription.state import ReceivedState
 from nodeagent.worker import Worker
@@ -45,10 +47,15 @@ class Plan:
     upserts: list[IpcacheEntry] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
     policies: list[PolicyWrite] = field(default_factory=list)
+    full_services: list[ServiceFrontend] | None = None
+    service_updates: list[tuple[int, list[ServiceFrontend]]] = field(default_factory=list)
+    """(service id, all its frontends) to write in place."""
+    service_removals: list[int] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.full_ipcache is not None or self.upserts or self.deletes
-                    or self.policies)
+                    or self.policies or self.full_services is not None
+                    or self.service_updates or self.service_removals)
 
 
 def execute(dp: Datapath, plan: Plan) -> tuple[int, list[int]]:
@@ -60,6 +67,10 @@ def execute(dp: Datapath, plan: Plan) -> tuple[int, list[int]]:
         writes += dp.upsert_ipcache(plan.upserts)
     if plan.deletes:
         writes += dp.delete_ipcache(plan.deletes)
+    if plan.full_services is not None:
+        writes += dp.sync_services(plan.full_services)
+    if plan.service_updates or plan.service_removals:
+        writes += dp.update_services(plan.service_updates, plan.service_removals)
     if not plan.policies:
         return writes, []
     # An endpoint missing from the map is being added (the adder applies it) or already gone.
@@ -82,6 +93,9 @@ class Reconciler:
         """Set once the first snapshot is in the maps."""
         self._full = True
         self._changed = asyncio.Condition()
+        self._service_ids: dict[str, int] = {}
+        """"namespace/name" -> the frontend id its map entries carry (to remove them when the
+        service is gone from the received state)."""
 
     # -- DatapathSink -------------------------------------------------------------------------
     async def apply(self, revision: int, changes: Sequence[pb.Change]) -> None:
@@ -91,6 +105,7 @@ class Reconciler:
         plan = Plan()
         nodes_changed = False
         identities: set[int] = set()
+        services: dict[str, types_pb2.Service | None] = {}
         for change in changes:
             which = change.WhichOneof("object")
             if which == "ipcache":
@@ -102,8 +117,13 @@ class Reconciler:
                 nodes_changed = True
             elif which == "policy":
                 identities.add(change.policy.identity)
+            elif which == "service":
+                services[f"{change.service.namespace}/{change.service.name}"] = change.service
+            elif which == "service_removed":
+                services[change.service_removed] = None
         if nodes_changed:  # tunnel endpoints and remote-node entries: recompute all (rare)
-            plan = Plan(full_ipcache=self._desired_ipcache())
+            plan.full_ipcache, plan.upserts, plan.deletes = self._desired_ipcache(), [], []
+        self._service_writes(services, plan)
         for identity in identities:
             plan.policies += self._policy_writes(self.endpoints.with_identity(identity))
         await self._run(plan, revision)
@@ -111,7 +131,8 @@ class Reconciler:
     async def synced(self, revision: int) -> None:
         if self._full:
             plan = Plan(full_ipcache=self._desired_ipcache(),
-                        policies=self._policy_writes(self.endpoints.all()))
+                        policies=self._policy_writes(self.endpoints.all()),
+                        full_services=self._desired_services())
             await self._run(plan, revision)
             self._full = False
             _log.info("datapath reconciled with snapshot", revision=revision,
@@ -144,6 +165,44 @@ class Reconciler:
     # -- internals ----------------------------------------------------------------------------
     def _desired_ipcache(self) -> list[IpcacheEntry]:
         return desired.ipcache(self.node, self.state.nodes, self.state.ipcache.values())
+
+    def _frontends(self, service: types_pb2.Service) -> list[ServiceFrontend]:
+        try:
+            return desired.service_frontends(service)
+        except ValueError as e:  # the control plane validates; never stop the datapath on one
+            _log.warning("service not written to the datapath", error=str(e))
+            return []
+
+    def _desired_services(self) -> list[ServiceFrontend]:
+        """Every received service's frontends (a frontend two services claim goes to the
+        first by name); also resets which id each service's entries carry."""
+        self._service_ids = {}
+        out: list[ServiceFrontend] = []
+        taken: dict[tuple[str, int, int], str] = {}
+        for ref, service in sorted(self.state.services.items()):
+            if not service.id:
+                continue
+            self._service_ids[ref] = service.id
+            for fe in self._frontends(service):
+                owner = taken.setdefault((fe.ip, fe.port, fe.protocol), ref)
+                if owner != ref:
+                    _log.warning("frontend claimed twice", frontend=f"{fe.ip}:{fe.port}",
+                                 service=ref, kept=owner)
+                    continue
+                out.append(fe)
+        return out
+
+    def _service_writes(self, changed: dict[str, types_pb2.Service | None], plan: Plan) -> None:
+        """Plan the writes of services that changed (None: removed) in one delta."""
+        for ref, service in changed.items():
+            old = self._service_ids.pop(ref, None)
+            if service is not None and service.id:
+                plan.service_updates.append((service.id, self._frontends(service)))
+                self._service_ids[ref] = service.id
+                if old is not None and old != service.id:
+                    plan.service_removals.append(old)
+            elif old is not None:
+                plan.service_removals.append(old)
 
     def _policy_writes(self, eps: Sequence[LocalEndpoint]) -> list[PolicyWrite]:
         out = []

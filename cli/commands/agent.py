@@ -51,7 +51,8 @@ def register(sub: Any) -> None:
     bpf = nouns.add_parser("bpf", help="dump the BPF maps, like `cilium bpf ...`")
     maps = bpf.add_subparsers(dest="map", metavar="MAP", required=True)
     for name, helptext in (("endpoint", "local endpoints map"), ("ipcache", "IP -> identity"),
-                           ("ct", "connection tracking"), ("tunnel", "tunnel endpoints")):
+                           ("ct", "connection tracking"), ("tunnel", "tunnel endpoints"),
+                           ("lb", "service frontends and backends")):
         m = maps.add_parser(name, help=helptext)
         mv = m.add_subparsers(dest="verb", metavar="VERB", required=True)
         lv = mv.add_parser("list", help=f"list the {helptext}")

@@ -14,6 +14,7 @@ from nodeagent.datapath.layout import (
 )
 from nodeagent.datapath.loader import DatapathUnavailable, MapSizes, check_environment
 from nodeagent.datapath.models import (
+    Backend,
     CounterEntry,
     CtEntry,
     EndpointInfo,
@@ -22,12 +23,14 @@ from nodeagent.datapath.models import (
     IpcacheEntry,
     PolicyEntry,
     PolicyKeyInfo,
+    ServiceFrontend,
     TunnelEntry,
 )
 
 __all__ = [
     "ID_ANY",
     "LAYOUT_VERSION",
+    "Backend",
     "CounterEntry",
     "CtEntry",
     "Datapath",
@@ -42,6 +45,7 @@ __all__ = [
     "PolicyEntry",
     "PolicyKeyInfo",
     "Reason",
+    "ServiceFrontend",
     "TunnelEntry",
     "Verdict",
     "check_environment",

@@ -24,6 +24,7 @@ from nodeagent.datapath.maps import (
     CtMap,
     EndpointsMap,
     IpcacheMap,
+    LbMaps,
     PolicyMap,
 )
 from nodeagent.datapath.models import (
@@ -35,6 +36,7 @@ from nodeagent.datapath.models import (
     IpcacheEntry,
     PolicyEntry,
     PolicyKeyInfo,
+    ServiceFrontend,
     TunnelEntry,
 )
 from nodeagent.datapath.rawmap import diff
@@ -72,6 +74,7 @@ class Datapath:
         self.policy_map = PolicyMap(m["policy"])
         self.ct_map = CtMap(m["ct"])
         self.config_map = ConfigMap(m["config"])
+        self.lb_maps = LbMaps(m["lb_frontends"], m["lb_backends"])
         self.counters_map = CountersMap(self.loaded.bpf[b"counters"])
         self.flow_reader = FlowReader(self.loaded.bpf, flow_capacity)
         self.host_ips: list[str] = []
@@ -263,6 +266,42 @@ class Datapath:
         if stale:
             raw.delete(stale)
         return writes, desired
+
+    # -- services -----------------------------------------------------------
+
+    def sync_services(self, frontends: Iterable[ServiceFrontend]) -> int:
+        """Make the service maps hold exactly ``frontends`` (every service); returns writes."""
+        writes = self.lb_maps.sync(frontends)
+        self._forget_gone_backends()
+        return writes
+
+    def update_services(self, updates: Iterable[tuple[int, Iterable[ServiceFrontend]]],
+                        removals: Iterable[int] = ()) -> int:
+        """Remove services by id, then replace services' frontends and backends (each given
+        whole with its id); returns the service map writes it took.
+
+        New connections choose only among the backends given here; a UDP flow remembered on
+        a backend its frontend no longer has is forgotten (one conntrack scan for the whole
+        batch), so its next packet chooses again; TCP connections keep theirs until they end.
+        """
+        writes = sum(self.lb_maps.remove_service(service_id) for service_id in removals)
+        for service_id, frontends in updates:
+            writes += self.lb_maps.update_service(service_id, frontends)
+        self._forget_gone_backends()
+        return writes
+
+    def update_service(self, service_id: int, frontends: Iterable[ServiceFrontend]) -> int:
+        return self.update_services([(service_id, frontends)])
+
+    def remove_service(self, service_id: int) -> int:
+        return self.update_services([], [service_id])
+
+    def _forget_gone_backends(self) -> int:
+        gone, self.lb_maps.gone = self.lb_maps.gone, set()
+        return self.ct_map.forget(gone)
+
+    def services(self) -> list[ServiceFrontend]:
+        return self.lb_maps.list()
 
     # -- dumps --------------------------------------------------------------
 

@@ -36,6 +36,7 @@ def decode(raw: bytes) -> Flow:
         reason,
         obs,
         _pad,
+        svc_id,
     ) = FLOW_EVENT.unpack_from(raw)
     return Flow(
         time_ns=ts,
@@ -52,6 +53,7 @@ def decode(raw: bytes) -> Flow:
         verdict=Verdict(verdict),
         reason=Reason(reason),
         obs_point=ObsPoint(obs),
+        service_id=svc_id,
     )
 
 

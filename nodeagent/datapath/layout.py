@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import struct
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 """Bump together with BH_LAYOUT_VERSION in bpf/bulkhead.h; part of the pin path."""
 
 ID_ANY = 0
@@ -21,6 +21,13 @@ EP_F_INGRESS_ENFORCED = 1
 EP_F_EGRESS_ENFORCED = 2
 
 CFG_F_FORWARD_UNKNOWN = 1
+
+LB_F_AFFINITY = 1
+"""lb_fe_val.flags: the backend follows the client IP (sessionAffinity: ClientIP)."""
+
+CT_NAT_NONE = 0
+CT_NAT_SERVICE = 1
+CT_NAT_REVERSE = 2
 
 POLICY_FIXED_BITS = 88
 """Policy key bits always inside the prefix: ep_id, peer, pad, dir, kind."""
@@ -50,6 +57,7 @@ class Reason(enum.IntEnum):
     UNKNOWN_SOURCE = 4
     TUNNEL_ERROR = 5
     CT_FULL = 6
+    NO_SERVICE_BACKEND = 7
 
 
 class ObsPoint(enum.IntEnum):
@@ -71,14 +79,19 @@ POLICY_KEY_SIZE = POLICY_KEY_PREFIXLEN.size + POLICY_KEY_DATA.size
 POLICY_VAL = struct.Struct("<II")
 # struct ct_key / ct_val (ports kept as raw network-order bytes)
 CT_KEY = struct.Struct("<4s4s2s2sB3x")
-CT_VAL = struct.Struct("<QQIIB7x")
+CT_VAL = struct.Struct("<QQIIBB2s4s")
+# struct lb_fe_key / lb_fe_val / lb_be_key / lb_be_val (ports raw network-order bytes)
+LB_FE_KEY = struct.Struct("<4s2sBx")
+LB_FE_VAL = struct.Struct("<IHBx")
+LB_BE_KEY = struct.Struct("<4s2sBxI")
+LB_BE_VAL = struct.Struct("<4s2s2x")
 # struct counter_key / counter_val
 COUNTER_KEY = struct.Struct("<IBBH")
 COUNTER_VAL = struct.Struct("<QQ")
 # struct node_config
 CONFIG_VAL = struct.Struct("<II")
 # struct flow_event
-FLOW_EVENT = struct.Struct("<Q4s4sIIIHHBBBBBBH")
+FLOW_EVENT = struct.Struct("<Q4s4sIIIHHBBBBBBHI4x")
 
 SIZES: dict[str, tuple[int, int]] = {
     "endpoints": (EP_KEY.size, EP_VAL.size),
@@ -87,5 +100,7 @@ SIZES: dict[str, tuple[int, int]] = {
     "ct": (CT_KEY.size, CT_VAL.size),
     "counters": (COUNTER_KEY.size, COUNTER_VAL.size),
     "config": (4, CONFIG_VAL.size),
+    "lb_frontends": (LB_FE_KEY.size, LB_FE_VAL.size),
+    "lb_backends": (LB_BE_KEY.size, LB_BE_VAL.size),
 }
 """Expected (key, value) sizes per map, checked against bcc's types at load."""

@@ -2,7 +2,7 @@
 
 bcc creates each BPF_TABLE_PINNED map and pins it when the pin is missing, and
 reuses the pinned map when it exists, so a restarted agent shares every map
-(endpoints, ipcache, policy, conntrack, counters, config) with the programs
+(endpoints, ipcache, policy, conntrack, counters, config, services) with the programs
 that are still attached: enforcement never stops.  Pins live under
 ``<pin_root>/<node>/v<LAYOUT_VERSION>/`` because pinned maps carry no schema.
 The flow ring buffer is not pinned: each loader gets its own, and attaching its
@@ -24,7 +24,8 @@ from nodeagent.datapath.rawmap import RawMap
 
 DEFAULT_PIN_ROOT = Path("/sys/fs/bpf/bulkhead")
 PROGRAMS = ("from_pod", "from_overlay", "to_pod")
-MIRRORED = frozenset({"endpoints", "ipcache", "policy", "config"})
+MIRRORED = frozenset({"endpoints", "ipcache", "policy", "config", "lb_frontends",
+                      "lb_backends"})
 """Maps only user space writes; the programs write conntrack and counters."""
 
 
@@ -51,6 +52,8 @@ class MapSizes:
     policy: int = 65536
     ct: int = 262144
     counters: int = 65536
+    lb_frontends: int = 65536  # (ClusterIP, port, protocol) frontends
+    lb_backends: int = 262144  # backend slots over all frontends
     flow_pages: int = 64  # ring buffer size in pages (power of two)
 
 
@@ -99,6 +102,8 @@ class Loaded:
             f"-DMAX_POLICY={s.policy}",
             f"-DMAX_CT={s.ct}",
             f"-DMAX_COUNTERS={s.counters}",
+            f"-DMAX_LB_FRONTENDS={s.lb_frontends}",
+            f"-DMAX_LB_BACKENDS={s.lb_backends}",
             f"-DFLOW_PAGES={s.flow_pages}",
         ]
         self.bpf: Any = bcc.BPF(src_file=str(sources / "datapath.c").encode(), cflags=cflags)

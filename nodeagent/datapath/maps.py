@@ -11,6 +11,8 @@ from nodeagent.datapath import policykeys
 from nodeagent.datapath.layout import (
     CONFIG_VAL,
     CT_KEY,
+    CT_NAT_REVERSE,
+    CT_NAT_SERVICE,
     CT_VAL,
     EP_F_EGRESS_ENFORCED,
     EP_F_INGRESS_ENFORCED,
@@ -18,18 +20,25 @@ from nodeagent.datapath.layout import (
     EP_VAL,
     IPCACHE_KEY,
     IPCACHE_VAL,
+    LB_BE_KEY,
+    LB_BE_VAL,
+    LB_F_AFFINITY,
+    LB_FE_KEY,
+    LB_FE_VAL,
     Direction,
     Reason,
 )
 from nodeagent.datapath.models import (
+    Backend,
     CounterEntry,
     CtEntry,
     EndpointInfo,
     IpcacheEntry,
     PolicyEntry,
     PolicyKeyInfo,
+    ServiceFrontend,
 )
-from nodeagent.datapath.rawmap import RawMap
+from nodeagent.datapath.rawmap import RawMap, diff
 
 
 def _mac_bytes(mac: str) -> bytes:
@@ -216,7 +225,9 @@ class CtMap:
         out = []
         for k, v in self.raw.dump().items():
             saddr, daddr, sport, dport, proto = CT_KEY.unpack(k)
-            expires, created, sid, did, flags = CT_VAL.unpack(v)
+            expires, created, sid, did, flags, nat, nat_port, nat_ip = CT_VAL.unpack(v)
+            where = f"{_ip_str(nat_ip)}:{int.from_bytes(nat_port, 'big')}"
+            nat_text = {CT_NAT_SERVICE: where, CT_NAT_REVERSE: f"reply from {where}"}
             out.append(
                 CtEntry(
                     saddr=_ip_str(saddr),
@@ -229,6 +240,7 @@ class CtMap:
                     tcp_flags=flags,
                     expires_in_s=(expires - now) / 1e9,
                     age_s=(now - created) / 1e9,
+                    nat=nat_text.get(nat, ""),
                 )
             )
         return out
@@ -237,6 +249,28 @@ class CtMap:
         """Delete expired entries (bpf_ktime_get_ns is CLOCK_MONOTONIC)."""
         now = time.monotonic_ns()
         stale = [k for k, v in self.raw.dump().items() if CT_VAL.unpack(v)[0] < now]
+        if stale:
+            self.raw.delete(stale)
+        return len(stale)
+
+
+    def forget(self, gone: set[tuple[bytes, bytes]]) -> int:
+        """Delete the UDP client -> ClusterIP entries that remember a backend the frontend no
+        longer has, so the flow's next packet chooses again.  TCP connections keep their
+        backend until they end (a backend that is draining finishes them; one that is gone
+        stops answering), as kube-proxy does.  ``gone``: (lb_fe_key, lb_be_val) pairs."""
+        if not gone:
+            return 0
+        stale = []
+        for k, v in self.raw.dump().items():
+            if v[25] != CT_NAT_SERVICE:  # ct_val.nat
+                continue
+            _s, daddr, _sp, dport, proto = CT_KEY.unpack(k)
+            if proto != socket.IPPROTO_UDP:
+                continue
+            *_, nat_port, nat_ip = CT_VAL.unpack(v)
+            if (LB_FE_KEY.pack(daddr, dport, proto), LB_BE_VAL.pack(nat_ip, nat_port)) in gone:
+                stale.append(k)
         if stale:
             self.raw.delete(stale)
         return len(stale)
@@ -284,3 +318,140 @@ class ConfigMap:
         self.raw.update([(key, value)])
         return True
 
+
+
+LB_PROTOCOLS = (6, 17)
+"""Protocols the datapath translates (TCP, UDP)."""
+
+
+class LbMaps:
+    """Service frontends and their backend slots (lb_frontends + lb_backends).
+
+    Writes keep every packet's view whole: new backend slots go in before the frontend's
+    count grows, and stale slots go out after it shrank, so a lookup never finds a count
+    that points past the slots.
+    """
+
+    def __init__(self, frontends: RawMap, backends: RawMap):
+        self.frontends = frontends
+        self.backends = backends
+        self.gone: set[tuple[bytes, bytes]] = set()
+        """(frontend key, backend value) pairs writes took out of a frontend since the caller
+        last cleared it: connections remembered on them are to be forgotten (CtMap.forget)."""
+
+    @staticmethod
+    def frontend_key(ip: str, port: int, protocol: int) -> bytes:
+        return LB_FE_KEY.pack(socket.inet_aton(ip), port.to_bytes(2, "big"), protocol)
+
+    @staticmethod
+    def _backend_key(fe_key: bytes, slot: int) -> bytes:
+        ip, port, proto = LB_FE_KEY.unpack(fe_key)
+        return LB_BE_KEY.pack(ip, port, proto, slot)
+
+    def encode(self, frontends: Iterable[ServiceFrontend]) -> tuple[dict[bytes, bytes],
+                                                                   dict[bytes, bytes]]:
+        """(frontend entries, backend entries); refuses what the maps cannot express."""
+        fes: dict[bytes, bytes] = {}
+        bes: dict[bytes, bytes] = {}
+        for fe in frontends:
+            where = f"frontend {fe.ip}:{fe.port}/{fe.protocol}"
+            if fe.protocol not in LB_PROTOCOLS:
+                raise ValueError(f"{where}: protocol must be TCP (6) or UDP (17)")
+            if not 0 < fe.port < 1 << 16:
+                raise ValueError(f"{where}: port out of range")
+            if not 0 < fe.service_id < 1 << 32:
+                raise ValueError(f"{where}: service id {fe.service_id} must be 1..2^32-1")
+            if len(fe.backends) >= 1 << 16:
+                raise ValueError(f"{where}: {len(fe.backends)} backends exceed 65535")
+            key = self.frontend_key(fe.ip, fe.port, fe.protocol)
+            if key in fes:
+                raise ValueError(f"{where}: given twice")
+            fes[key] = LB_FE_VAL.pack(fe.service_id, len(fe.backends),
+                                      LB_F_AFFINITY if fe.affinity else 0)
+            for slot, be in enumerate(fe.backends):
+                if not 0 < be.port < 1 << 16:
+                    raise ValueError(f"{where}: backend {be.ip} port {be.port} out of range")
+                bes[self._backend_key(key, slot)] = LB_BE_VAL.pack(
+                    socket.inet_aton(be.ip), be.port.to_bytes(2, "big"))
+        if len(fes) > self.frontends.max_entries:
+            raise ValueError(f"{len(fes)} frontends exceed the map size")
+        if len(bes) > self.backends.max_entries:
+            raise ValueError(f"{len(bes)} backends exceed the map size")
+        return fes, bes
+
+    def _write(self, fes: dict[bytes, bytes], bes: dict[bytes, bytes],
+               fe_current: dict[bytes, bytes], be_current: dict[bytes, bytes]) -> int:
+        be_changed, be_stale = diff(bes, be_current)
+        fe_changed, fe_stale = diff(fes, fe_current)
+        replaced = [k for k, _ in be_changed if k in be_current]
+        if be_stale or replaced:  # a backend key starts with its frontend's key
+            old = {(k[:LB_FE_KEY.size], be_current[k]) for k in (*be_stale, *replaced)}
+            fronts = {fe for fe, _ in old}
+            new = {(k[:LB_FE_KEY.size], v) for k, v in bes.items()
+                   if k[:LB_FE_KEY.size] in fronts}
+            self.gone |= old - new
+        if be_changed:
+            self.backends.update(be_changed)
+        if fe_changed:
+            self.frontends.update(fe_changed)
+        if fe_stale:
+            self.frontends.delete(fe_stale)
+        if be_stale:
+            self.backends.delete(be_stale)
+        return len(be_changed) + len(be_stale) + len(fe_changed) + len(fe_stale)
+
+    def sync(self, frontends: Iterable[ServiceFrontend]) -> int:
+        """Make both maps hold exactly ``frontends``; returns the writes it took."""
+        fes, bes = self.encode(frontends)
+        return self._write(fes, bes, self.frontends.entries(), self.backends.entries())
+
+    def _slots(self, fe_keys: Iterable[bytes]) -> dict[bytes, bytes]:
+        """The backend entries the maps hold now for these frontends."""
+        out: dict[bytes, bytes] = {}
+        for key in fe_keys:
+            value = self.frontends.get(key)
+            count = LB_FE_VAL.unpack(value)[1] if value is not None else 0
+            for slot in range(count):
+                bkey = self._backend_key(key, slot)
+                got = self.backends.get(bkey)
+                if got is not None:
+                    out[bkey] = got
+        return out
+
+    def _of_service(self, service_id: int) -> dict[bytes, bytes]:
+        return {k: v for k, v in self.frontends.entries().items()
+                if LB_FE_VAL.unpack(v)[0] == service_id}
+
+    def update_service(self, service_id: int, frontends: Iterable[ServiceFrontend]) -> int:
+        """Make one service's frontends exactly ``frontends`` (all of ``service_id``);
+        other services are not read beyond the frontends map."""
+        fes, bes = self.encode(frontends)
+        if any(LB_FE_VAL.unpack(v)[0] != service_id for v in fes.values()):
+            raise ValueError(f"every frontend must carry service id {service_id}")
+        fe_current = self._of_service(service_id)
+        for key in fes:  # a frontend another service held before is taken over
+            value = self.frontends.get(key)
+            if value is not None:
+                fe_current[key] = value
+        return self._write(fes, bes, fe_current, self._slots(fe_current))
+
+    def remove_service(self, service_id: int) -> int:
+        fe_current = self._of_service(service_id)
+        return self._write({}, {}, fe_current, self._slots(fe_current))
+
+    def list(self) -> list[ServiceFrontend]:
+        bes = self.backends.entries()
+        out = []
+        for key, value in self.frontends.entries().items():
+            ip, port, proto = LB_FE_KEY.unpack(key)
+            svc_id, count, flags = LB_FE_VAL.unpack(value)
+            backends = []
+            for slot in range(count):
+                raw = bes.get(self._backend_key(key, slot))
+                if raw is not None:
+                    bip, bport = LB_BE_VAL.unpack(raw)
+                    backends.append(Backend(_ip_str(bip), int.from_bytes(bport, "big")))
+            out.append(ServiceFrontend(_ip_str(ip), int.from_bytes(port, "big"), proto,
+                                       svc_id, tuple(backends), bool(flags & LB_F_AFFINITY)))
+        return sorted(out, key=lambda f: (f.service_id, socket.inet_aton(f.ip), f.port,
+                                          f.protocol))

@@ -95,6 +95,33 @@ class CtEntry:
     tcp_flags: int
     expires_in_s: float
     age_s: float
+    nat: str = ""
+    """"backend IP:port" (a client -> ClusterIP entry), "reply from IP:port" (the translated
+    client -> backend entry) or "" (no service)."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One backend of a service frontend: where the connection is translated to."""
+
+    ip: str
+    port: int
+
+
+@dataclass(frozen=True)
+class ServiceFrontend:
+    """One (ClusterIP, port, protocol) of a service with its backends, in slot order.
+
+    ``service_id`` is the service's frontend id (every port of one service shares it);
+    ``affinity`` keeps a client IP on one backend (sessionAffinity: ClientIP).
+    """
+
+    ip: str
+    port: int
+    protocol: int  # 6 TCP / 17 UDP
+    service_id: int
+    backends: tuple[Backend, ...] = ()
+    affinity: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,3 +158,5 @@ class Flow:
     verdict: Verdict
     reason: Reason
     obs_point: ObsPoint
+    service_id: int = 0
+    """The service frontend id when the connection was sent to a ClusterIP (0: none)."""

@@ -107,6 +107,10 @@ def test_maps_and_cli(lab: Cluster, pods: dict[str, Pod]) -> None:
                  ("bpf", "policy", "get", "default/deathstar-1")):
         got = cli(lab, "n1", *args)
         assert got.returncode == 0, (args, got.stderr)
+    lb = cli(lab, "n1", "bpf", "lb", "list")  # no service applied: the empty service maps
+    assert lb.returncode == 0 and "No entries found (lb map, capacity 65536)" in lb.stdout
+    lb_json = cli(lab, "n1", "bpf", "lb", "list", "-o", "json")
+    assert lb_json.returncode == 0 and json.loads(lb_json.stdout) == []
     missing = subprocess.run([str(BIN / "bulkhead"), "agent", "--agent-socket",
                               str(lab.tmp / "absent.sock"), "status"],
                              capture_output=True, text=True, timeout=30)

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bulkhead.v1 import flow_pb2, types_pb2
 from bulkhead.v1 import subscription_pb2 as pb
 from nodeagent import desired
-from nodeagent.datapath import Direction, IpcacheEntry, ObsPoint, PolicyEntry, Reason, Verdict
+from nodeagent.datapath import (
+    Backend,
+    Direction,
+    IpcacheEntry,
+    ObsPoint,
+    PolicyEntry,
+    Reason,
+    ServiceFrontend,
+    Verdict,
+)
 from nodeagent.datapath.models import Flow
 from nodeagent.flowstore import FlowStore, matcher
 
@@ -68,3 +79,33 @@ def test_flow_conversion_and_filters() -> None:
     assert keep(f)
     assert not matcher(flow_pb2.FlowFilter(to_identity=301))(f)
     assert not matcher(flow_pb2.FlowFilter(), after_sequence=5)(f)
+
+
+def test_service_frontends() -> None:
+    """One frontend per TCP/UDP port with the backends of that port, sorted by address so
+    every node fills the same slots; headless services have none; bad input names the field."""
+    svc = types_pb2.Service(
+        namespace="default", name="deathstar", id=4, cluster_ip="10.96.0.20",
+        client_ip_affinity=True,
+        ports=[types_pb2.ServicePort(name="http", port=80, protocol="TCP", target_port=8080),
+               types_pb2.ServicePort(name="dns", port=53, protocol="UDP", target_port=53),
+               types_pb2.ServicePort(name="sctp", port=9, protocol="SCTP", target_port=9)],
+        backends=[
+            types_pb2.ServiceBackend(ip="10.0.2.9", port=8080, protocol="TCP", port_name="http"),
+            types_pb2.ServiceBackend(ip="10.0.10.1", port=8080, protocol="TCP",
+                                     port_name="http"),
+            types_pb2.ServiceBackend(ip="10.0.2.9", port=8080, protocol="TCP", port_name="http"),
+            types_pb2.ServiceBackend(ip="10.0.2.9", port=5353, protocol="UDP", port_name="dns"),
+        ])
+    assert desired.service_frontends(svc) == [
+        ServiceFrontend("10.96.0.20", 80, 6, 4,
+                        (Backend("10.0.2.9", 8080), Backend("10.0.10.1", 8080)), affinity=True),
+        ServiceFrontend("10.96.0.20", 53, 17, 4, (Backend("10.0.2.9", 5353),), affinity=True),
+    ]
+    headless = types_pb2.Service(namespace="default", name="h", id=5, headless=True,
+                                 ports=svc.ports, backends=svc.backends)
+    assert desired.service_frontends(headless) == []
+    bad = types_pb2.Service(namespace="default", name="b", id=6, cluster_ip="fd00::1",
+                            ports=svc.ports)
+    with pytest.raises(ValueError, match="default/b: cluster_ip"):
+        desired.service_frontends(bad)

@@ -1,7 +1,8 @@
 """One connection attempt from inside a pod namespace; prints ok, timeout or refused.
 
 Usage: python netprobe.py tcp|udp IP PORT TIMEOUT [SOURCE_PORT]
-A TCP "ok" means the server's answer arrived; UDP "ok" means the echo came back.
+A TCP "ok" means the server's answer arrived; UDP "ok" means the echo came back from
+IP:PORT itself (the socket is connected), "refused" that ICMP unreachable came back.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ def main() -> int:
                 s.sendall(b"GET / HTTP/1.0\r\n\r\n")
                 data = s.recv(4096)
             else:
-                s.sendto(b"ping", (ip, port))
-                data, _ = s.recvfrom(4096)
+                s.connect((ip, port))  # connected: the answer must come from ip:port
+                s.send(b"ping")
+                data = s.recv(4096)
         except TimeoutError:
             print("timeout")
             return 0

@@ -8,6 +8,7 @@ datapaths (endpoints, VXLAN device, pins), namespaces.
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import subprocess
 import sys
@@ -218,3 +219,36 @@ def ping(pod: Pod, ip: str) -> bool:
         ).returncode
         == 0
     )
+
+
+def many(pod: Pod, ip: str, port: int, count: int, timeout: float = 2.0) -> dict[str, int]:
+    """``count`` new TCP connections from a pod: how many each server name answered
+    ("failed" for any connection that did not get a whole answer)."""
+    out = subprocess.run(
+        ["ip", "netns", "exec", pod.ns, sys.executable, str(HERE / "netmany.py"), ip, str(port),
+         str(count), str(timeout)],
+        capture_output=True,
+        text=True,
+        timeout=count * (timeout + 1) + 10,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"netmany failed: {out.stderr.strip()}")
+    result: dict[str, int] = json.loads(out.stdout)
+    return result
+
+
+def udp_names(pod: Pod, ip: str, port: int, count: int, source_port: int,
+              timeout: float = 2.0) -> dict[str, int]:
+    """``count`` UDP requests from one socket bound to ``source_port`` (one 5-tuple): how
+    many each server name answered ("failed" for no answer)."""
+    out = subprocess.run(
+        ["ip", "netns", "exec", pod.ns, sys.executable, str(HERE / "netmany.py"), ip, str(port),
+         str(count), str(timeout), f"udp:{source_port}"],
+        capture_output=True,
+        text=True,
+        timeout=count * (timeout + 1) + 10,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"netmany failed: {out.stderr.strip()}")
+    result: dict[str, int] = json.loads(out.stdout)
+    return result

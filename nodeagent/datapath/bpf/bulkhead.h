@@ -10,7 +10,7 @@
 #ifndef BULKHEAD_H
 #define BULKHEAD_H
 
-#define BH_LAYOUT_VERSION 1
+#define BH_LAYOUT_VERSION 2
 
 /* Reserved identities. */
 #define ID_ANY 0
@@ -45,6 +45,7 @@
 #define REASON_UNKNOWN_SOURCE 4  /* source address is not the endpoint's */
 #define REASON_TUNNEL_ERROR 5    /* setting the tunnel key failed */
 #define REASON_CT_FULL 6         /* could not create a conntrack entry */
+#define REASON_NO_BACKEND 7      /* a service frontend without backends (answered ICMP) */
 
 /* Observation points (flow events). */
 #define OBS_FROM_POD 0
@@ -96,6 +97,43 @@ struct policy_val {
 };
 #define POLICY_FIXED_BITS 88
 
+/* Services.  lb_frontends: (ClusterIP, port, protocol) -> service id, backend
+ * count and flags; lb_backends: (the same frontend, slot 0..count-1) -> one
+ * backend.  Backends are keyed by frontend rather than by service id alone
+ * because each port of a service has its own backend set (target ports).
+ * Addresses and ports are network order. */
+#define LB_F_AFFINITY 1 /* sessionAffinity: ClientIP (the backend follows the client IP) */
+
+struct lb_fe_key {
+    __u32 ip;
+    __u16 port;
+    __u8 proto;
+    __u8 pad;
+};
+struct lb_fe_val {
+    __u32 svc_id;
+    __u16 count;        /* backends in slots 0..count-1; 0 = no backend */
+    __u8 flags;         /* LB_F_* */
+    __u8 pad;
+};
+struct lb_be_key {
+    __u32 ip;
+    __u16 port;
+    __u8 proto;
+    __u8 pad;
+    __u32 slot;         /* host order */
+};
+struct lb_be_val {
+    __u32 ip;
+    __u16 port;
+    __u16 pad;
+};
+
+/* ct_val.nat */
+#define CT_NAT_NONE 0
+#define CT_NAT_SERVICE 1 /* entry of client -> ClusterIP: nat_ip:nat_port = the chosen backend */
+#define CT_NAT_REVERSE 2 /* entry of client -> backend: replies' source becomes nat_ip:nat_port */
+
 /* Connection tracking: 5-tuple of the original direction. ICMP echo uses
  * (id, 0) for requests and (0, id) for replies so the reverse tuple matches. */
 struct ct_key {
@@ -112,7 +150,9 @@ struct ct_val {
     __u32 src_identity;
     __u32 dst_identity;
     __u8 tcp_flags;     /* OR of flags seen */
-    __u8 pad[7];
+    __u8 nat;           /* CT_NAT_* */
+    __u16 nat_port;     /* network order */
+    __u32 nat_ip;       /* network order */
 };
 
 /* Per-endpoint counters. */
@@ -150,6 +190,8 @@ struct flow_event {
     __u8 reason;
     __u8 obs;
     __u16 pad;
+    __u32 svc_id;       /* the service frontend the connection was sent to (0: none) */
+    __u32 pad2;
 };
 
 #endif

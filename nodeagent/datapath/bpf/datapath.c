@@ -2,8 +2,9 @@
  * directory passed as -D flags (see nodeagent/datapath/loader.py).
  *
  *   from_pod     tc ingress of a pod's host-side veth (packets leaving the pod):
- *                source egress policy, then local delivery (with the
- *                destination's ingress policy) or VXLAN encapsulation.
+ *                service translation (ClusterIP:port -> a backend, per
+ *                connection), source egress policy, then local delivery (with
+ *                the destination's ingress policy) or VXLAN encapsulation.
  *   from_overlay tc ingress of the node's VXLAN device (external mode):
  *                the VNI is the source identity; destination ingress policy.
  *   to_pod       tc egress of a pod's host-side veth: traffic the host stack
@@ -11,6 +12,15 @@
  *
  * Policy is evaluated only for packets that match no live conntrack entry in
  * either direction; an allowed new connection creates the entry.
+ *
+ * Services ("translate first, then apply policy"): a TCP/UDP packet to a
+ * frontend gets its destination rewritten to a backend before anything else,
+ * so endpoint/ipcache lookups, policy and conntrack all see the backend.  The
+ * choice is remembered in a conntrack entry of the client -> ClusterIP tuple
+ * (CT_NAT_SERVICE); the client -> backend entry carries the frontend
+ * (CT_NAT_REVERSE) so replies get their source rewritten back wherever they
+ * enter (from_pod on the same node, from_overlay across nodes).  A frontend
+ * without backends is answered with ICMP port unreachable at once.
  */
 #include <uapi/linux/bpf.h>
 #include <uapi/linux/if_ether.h>
@@ -39,6 +49,12 @@
 #endif
 #ifndef MAX_COUNTERS
 #define MAX_COUNTERS 65536
+#endif
+#ifndef MAX_LB_FRONTENDS
+#define MAX_LB_FRONTENDS 65536
+#endif
+#ifndef MAX_LB_BACKENDS
+#define MAX_LB_BACKENDS 262144
 #endif
 #ifndef FLOW_PAGES
 #define FLOW_PAGES 64
@@ -71,6 +87,10 @@ BPF_TABLE_PINNED("lru_hash", struct ct_key, struct ct_val, ct, MAX_CT, PIN_DIR "
 BPF_TABLE_PINNED("percpu_hash", struct counter_key, struct counter_val, counters,
                  MAX_COUNTERS, PIN_DIR "/counters");
 BPF_TABLE_PINNED("array", u32, struct node_config, config, 1, PIN_DIR "/config");
+BPF_TABLE_PINNED("hash", struct lb_fe_key, struct lb_fe_val, lb_frontends, MAX_LB_FRONTENDS,
+                 PIN_DIR "/lb_frontends", BPF_F_NO_PREALLOC);
+BPF_TABLE_PINNED("hash", struct lb_be_key, struct lb_be_val, lb_backends, MAX_LB_BACKENDS,
+                 PIN_DIR "/lb_backends", BPF_F_NO_PREALLOC);
 BPF_RINGBUF_OUTPUT(flows, FLOW_PAGES);
 
 struct pkt {
@@ -79,6 +99,8 @@ struct pkt {
     __u16 sport;
     __u16 dport;
     __u32 len;
+    __u16 l4_off;       /* 0: no L4 header (not TCP/UDP, or a later fragment) */
+    __u32 svc_id;       /* set once translated: the service of the frontend */
     __u8 proto;
     __u8 tcp_flags;
 };
@@ -118,12 +140,15 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
         p->sport = th->source;
         p->dport = th->dest;
         p->tcp_flags = *((__u8 *)th + 13);
+        p->l4_off = ETH_HLEN + ip->ihl * 4;
     } else if (p->proto == IPPROTO_UDP || p->proto == IPPROTO_SCTP) {
         struct udphdr *uh = l4; /* SCTP ports sit at the same offsets */
         if ((void *)(uh + 1) > data_end)
             return -1;
         p->sport = uh->source;
         p->dport = uh->dest;
+        if (p->proto == IPPROTO_UDP)
+            p->l4_off = ETH_HLEN + ip->ihl * 4;
     } else if (p->proto == IPPROTO_ICMP) {
         struct icmphdr *ih = l4;
         if ((void *)(ih + 1) > data_end)
@@ -168,6 +193,7 @@ static __always_inline void emit(struct pkt *p, __u32 sid, __u32 did, __u32 ep_i
     e.verdict = reason ? VERDICT_DROPPED : VERDICT_FORWARDED;
     e.reason = reason;
     e.obs = obs;
+    e.svc_id = p->svc_id;
     flows.ringbuf_output(&e, sizeof(e), 0);
 }
 
@@ -215,26 +241,9 @@ static __always_inline __u64 ct_lifetime(__u8 proto, __u8 flags)
     return CT_TCP_LIFETIME;
 }
 
-/* 1 when the packet belongs to a live connection (either direction). The
- * deadline is refreshed at most once a second to keep writes rare. */
-static __always_inline int ct_established(struct pkt *p, __u64 now)
+/* Refresh a live entry's flags and deadline, at most once a second (writes are rare). */
+static __always_inline void ct_touch(struct ct_val *v, struct pkt *p, __u64 now)
 {
-    struct ct_key k = {};
-    k.saddr = p->saddr;
-    k.daddr = p->daddr;
-    k.sport = p->sport;
-    k.dport = p->dport;
-    k.proto = p->proto;
-    struct ct_val *v = ct.lookup(&k);
-    if (!v) {
-        k.saddr = p->daddr;
-        k.daddr = p->saddr;
-        k.sport = p->dport;
-        k.dport = p->sport;
-        v = ct.lookup(&k);
-    }
-    if (!v || v->expires < now)
-        return 0;
     __u8 flags = v->tcp_flags | p->tcp_flags;
     if (flags != v->tcp_flags)
         v->tcp_flags = flags;
@@ -245,10 +254,46 @@ static __always_inline int ct_established(struct pkt *p, __u64 now)
     } else if (v->expires + CT_REFRESH_SLACK < deadline) {
         v->expires = deadline;
     }
+}
+
+/* Where a reply of a service connection must appear to come from. */
+struct revnat {
+    __u32 ip;           /* 0: no translation */
+    __u16 port;
+};
+
+/* 1 when the packet belongs to a live connection (either direction).  A reply
+ * (reverse match) of a translated service connection fills ``rn``. */
+static __always_inline int ct_established(struct pkt *p, __u64 now, struct revnat *rn)
+{
+    struct ct_key k = {};
+    k.saddr = p->saddr;
+    k.daddr = p->daddr;
+    k.sport = p->sport;
+    k.dport = p->dport;
+    k.proto = p->proto;
+    struct ct_val *v = ct.lookup(&k);
+    int reverse = 0;
+    if (!v) {
+        k.saddr = p->daddr;
+        k.daddr = p->saddr;
+        k.sport = p->dport;
+        k.dport = p->sport;
+        v = ct.lookup(&k);
+        reverse = 1;
+    }
+    if (!v || v->expires < now)
+        return 0;
+    ct_touch(v, p, now);
+    if (reverse && v->nat == CT_NAT_REVERSE) {
+        rn->ip = v->nat_ip;
+        rn->port = v->nat_port;
+    }
     return 1;
 }
 
-static __always_inline int ct_create(struct pkt *p, __u64 now, __u32 sid, __u32 did)
+static __always_inline int ct_create(struct pkt *p, __u64 now, __u32 sid, __u32 did, __u8 nat,
+                                     __u32 nat_ip, __u16 nat_port)
 {
     struct ct_key k = {};
     k.saddr = p->saddr;
@@ -262,7 +307,187 @@ static __always_inline int ct_create(struct pkt *p, __u64 now, __u32 sid, __u32 
     v.src_identity = sid;
     v.dst_identity = did;
     v.tcp_flags = p->tcp_flags;
+    v.nat = nat;
+    v.nat_ip = nat_ip;
+    v.nat_port = nat_port;
     return ct.update(&k, &v);
+}
+
+/* -- services ------------------------------------------------------------ */
+
+/* Rewrite the source (src=1) or destination address and port of a TCP/UDP
+ * packet, fixing the IP and L4 checksums. */
+static __always_inline int nat_rewrite(struct __sk_buff *skb, struct pkt *p, int src,
+                                       __u32 new_ip, __u16 new_port)
+{
+    __u32 old_ip = src ? p->saddr : p->daddr;
+    __u16 old_port = src ? p->sport : p->dport;
+    __u32 ip_off = ETH_HLEN + (src ? __builtin_offsetof(struct iphdr, saddr)
+                                   : __builtin_offsetof(struct iphdr, daddr));
+    __u32 l4 = p->l4_off;
+    __u32 port_off = l4 + (src ? 0 : 2);
+    __u32 csum_off;
+    __u64 mangled = 0;
+    if (p->proto == IPPROTO_TCP) {
+        csum_off = l4 + __builtin_offsetof(struct tcphdr, check);
+    } else {
+        csum_off = l4 + __builtin_offsetof(struct udphdr, check);
+        mangled = BPF_F_MARK_MANGLED_0;
+    }
+    if (bpf_l4_csum_replace(skb, csum_off, old_ip, new_ip, mangled | BPF_F_PSEUDO_HDR | 4) < 0)
+        return -1;
+    if (bpf_l4_csum_replace(skb, csum_off, old_port, new_port, mangled | 2) < 0)
+        return -1;
+    if (bpf_l3_csum_replace(skb, ETH_HLEN + __builtin_offsetof(struct iphdr, check), old_ip,
+                            new_ip, 4) < 0)
+        return -1;
+    if (bpf_skb_store_bytes(skb, ip_off, &new_ip, 4, 0) < 0)
+        return -1;
+    if (bpf_skb_store_bytes(skb, port_off, &new_port, 2, 0) < 0)
+        return -1;
+    if (src) {
+        p->saddr = new_ip;
+        p->sport = new_port;
+    } else {
+        p->daddr = new_ip;
+        p->dport = new_port;
+    }
+    return 0;
+}
+
+static __always_inline __u32 hash32(__u32 x)
+{
+    x ^= x >> 16;
+    x *= 0x7feb352d;
+    x ^= x >> 15;
+    x *= 0x846ca68b;
+    x ^= x >> 16;
+    return x;
+}
+
+/* A service connection being translated: the frontend it was sent to and the
+ * backend it goes to; ``fresh`` when the backend was chosen by this packet. */
+struct lb_conn {
+    __u32 svc_id;
+    __u32 vip;
+    __u16 vport;
+    __u16 bport;
+    __u32 bip;
+    __u8 fresh;
+};
+
+#define LB_NONE 0
+#define LB_TRANSLATED 1
+#define LB_NO_BACKEND 2
+
+/* One hash lookup for TCP/UDP packets that are not for a service. */
+static __always_inline int lb_select(struct pkt *p, __u64 now, struct lb_conn *c)
+{
+    if (!p->l4_off)
+        return LB_NONE;
+    struct lb_fe_key fk = {};
+    fk.ip = p->daddr;
+    fk.port = p->dport;
+    fk.proto = p->proto;
+    struct lb_fe_val *fe = lb_frontends.lookup(&fk);
+    if (!fe)
+        return LB_NONE;
+    c->svc_id = fe->svc_id;
+    c->vip = p->daddr;
+    c->vport = p->dport;
+    struct ct_key ck = {};
+    ck.saddr = p->saddr;
+    ck.daddr = p->daddr;
+    ck.sport = p->sport;
+    ck.dport = p->dport;
+    ck.proto = p->proto;
+    struct ct_val *cv = ct.lookup(&ck);
+    if (cv && cv->expires >= now && cv->nat == CT_NAT_SERVICE) {
+        ct_touch(cv, p, now);
+        c->bip = cv->nat_ip;
+        c->bport = cv->nat_port;
+        return LB_TRANSLATED;
+    }
+    __u32 count = fe->count;
+    if (!count)
+        return LB_NO_BACKEND;
+    __u32 h = (fe->flags & LB_F_AFFINITY) ? hash32(p->saddr) : bpf_get_prandom_u32();
+    struct lb_be_key bk = {};
+    bk.ip = fk.ip;
+    bk.port = fk.port;
+    bk.proto = fk.proto;
+    bk.slot = h % count;
+    struct lb_be_val *be = lb_backends.lookup(&bk);
+    if (!be)
+        return LB_NO_BACKEND;
+    c->bip = be->ip;
+    c->bport = be->port;
+    c->fresh = 1;
+    return LB_TRANSLATED;
+}
+
+/* Remember the chosen backend under the client -> ClusterIP tuple. */
+static __always_inline int lb_remember(struct lb_conn *c, __u32 client, __u16 cport, __u8 proto,
+                                       __u8 tcp_flags, __u64 now, __u32 sid, __u32 did)
+{
+    struct pkt orig = {};
+    orig.saddr = client;
+    orig.sport = cport;
+    orig.daddr = c->vip;
+    orig.dport = c->vport;
+    orig.proto = proto;
+    orig.tcp_flags = tcp_flags;
+    return ct_create(&orig, now, sid, did, CT_NAT_SERVICE, c->bip, c->bport);
+}
+
+static __always_inline __u16 csum_fold(__s64 sum)
+{
+    __u32 s = (__u32)sum;
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    return (__u16)~s;
+}
+
+struct icmp_unreach {
+    struct iphdr ip;
+    struct icmphdr icmp;
+    __u8 orig[28];      /* the offending IP header (no options) and 8 bytes of L4 */
+};
+
+/* Turn the packet into ICMP port unreachable from the ClusterIP and send it
+ * back into the pod, so its connect() or send() fails at once. */
+static __always_inline int lb_answer_unreachable(struct __sk_buff *skb, struct pkt *p)
+{
+    if (p->l4_off != ETH_HLEN + sizeof(struct iphdr))
+        return TC_ACT_SHOT;
+    __u8 macs[2 * ETH_ALEN];
+    struct icmp_unreach m = {};
+    if (bpf_skb_load_bytes(skb, 0, macs, sizeof(macs)) < 0)
+        return TC_ACT_SHOT;
+    if (bpf_skb_load_bytes(skb, ETH_HLEN, m.orig, sizeof(m.orig)) < 0)
+        return TC_ACT_SHOT;
+    m.ip.version = 4;
+    m.ip.ihl = 5;
+    m.ip.ttl = 64;
+    m.ip.protocol = IPPROTO_ICMP;
+    m.ip.tot_len = BH_HTONS(sizeof(m));
+    m.ip.saddr = p->daddr;
+    m.ip.daddr = p->saddr;
+    m.ip.check = csum_fold(bpf_csum_diff(0, 0, (__be32 *)&m.ip, sizeof(m.ip), 0));
+    m.icmp.type = ICMP_DEST_UNREACH;
+    m.icmp.code = ICMP_PORT_UNREACH;
+    m.icmp.checksum = csum_fold(
+        bpf_csum_diff(0, 0, (__be32 *)&m.icmp, sizeof(m) - sizeof(m.ip), 0));
+    if (bpf_skb_change_tail(skb, ETH_HLEN + sizeof(m), 0) < 0)
+        return TC_ACT_SHOT;
+    if (bpf_skb_store_bytes(skb, 0, macs + ETH_ALEN, ETH_ALEN, 0) < 0)
+        return TC_ACT_SHOT;
+    if (bpf_skb_store_bytes(skb, ETH_ALEN, macs, ETH_ALEN, 0) < 0)
+        return TC_ACT_SHOT;
+    if (bpf_skb_store_bytes(skb, ETH_HLEN, &m, sizeof(m), 0) < 0)
+        return TC_ACT_SHOT;
+    skb->mark = BH_MARK_ENFORCED;
+    return bpf_redirect(skb->ifindex, 0);
 }
 
 static __always_inline int deliver_local(struct __sk_buff *skb, __u32 ifindex, __u8 *pod_mac,
@@ -303,6 +528,20 @@ int from_pod(struct __sk_buff *skb)
         return drop(&p, ID_WORLD, 0, 0, DIR_EGRESS, REASON_UNKNOWN_SOURCE, OBS_FROM_POD);
     __u32 src_ep = src->ep_id, src_id = src->identity, src_flags = src->flags;
 
+    __u64 now = bpf_ktime_get_ns();
+    struct lb_conn lb = {};
+    int svc = lb_select(&p, now, &lb);
+    p.svc_id = lb.svc_id;
+    if (svc == LB_NO_BACKEND) {
+        count(src_ep, DIR_EGRESS, REASON_NO_BACKEND, p.len);
+        emit(&p, src_id, 0, src_ep, DIR_EGRESS, REASON_NO_BACKEND, OBS_FROM_POD);
+        return lb_answer_unreachable(skb, &p);
+    }
+    __u32 client = p.saddr;
+    __u16 cport = p.sport;
+    if (svc == LB_TRANSLATED && nat_rewrite(skb, &p, 0, lb.bip, lb.bport) < 0)
+        return TC_ACT_SHOT;
+
     struct ep_key dk = {.ip = p.daddr};
     struct ep_info *dst = endpoints.lookup(&dk);
     __u32 dst_ep = 0, dst_id = ID_WORLD, dst_flags = 0, dst_ifindex = 0, tunnel = 0;
@@ -328,8 +567,11 @@ int from_pod(struct __sk_buff *skb)
     __u32 vxlan_ifindex = 0;
     __u32 cfg_flags = node_flags(&vxlan_ifindex);
 
-    __u64 now = bpf_ktime_get_ns();
-    if (!ct_established(&p, now)) {
+    struct revnat rn = {};
+    int established = ct_established(&p, now, &rn);
+    if (rn.ip && nat_rewrite(skb, &p, 1, rn.ip, rn.port) < 0)
+        return TC_ACT_SHOT;
+    if (!established) {
         __u8 reason;
         if (src_flags & EP_F_EGRESS_ENFORCED) {
             reason = policy_verdict(src_ep, dst_id, DIR_EGRESS, &p);
@@ -344,7 +586,11 @@ int from_pod(struct __sk_buff *skb)
         if (!known && !(cfg_flags & CFG_F_FORWARD_UNKNOWN))
             return drop(&p, src_id, dst_id, src_ep, DIR_EGRESS, REASON_UNKNOWN_DEST,
                         OBS_FROM_POD);
-        if (ct_create(&p, now, src_id, dst_id) < 0)
+        __u8 nat = svc == LB_TRANSLATED ? CT_NAT_REVERSE : CT_NAT_NONE;
+        if (ct_create(&p, now, src_id, dst_id, nat, lb.vip, lb.vport) < 0)
+            return drop(&p, src_id, dst_id, src_ep, DIR_EGRESS, REASON_CT_FULL, OBS_FROM_POD);
+        if (lb.fresh && lb_remember(&lb, client, cport, p.proto, p.tcp_flags, now, src_id,
+                                    dst_id) < 0)
             return drop(&p, src_id, dst_id, src_ep, DIR_EGRESS, REASON_CT_FULL, OBS_FROM_POD);
         emit(&p, src_id, dst_id, src_ep, DIR_EGRESS, REASON_NONE, OBS_FROM_POD);
         if (dst)
@@ -394,13 +640,17 @@ int from_overlay(struct __sk_buff *skb)
     __builtin_memcpy(host_mac, dst->host_mac, ETH_ALEN);
 
     __u64 now = bpf_ktime_get_ns();
-    if (!ct_established(&p, now)) {
+    struct revnat rn = {};
+    int established = ct_established(&p, now, &rn);
+    if (rn.ip && nat_rewrite(skb, &p, 1, rn.ip, rn.port) < 0)
+        return TC_ACT_SHOT;
+    if (!established) {
         if (dst_flags & EP_F_INGRESS_ENFORCED) {
             __u8 reason = policy_verdict(dst_ep, src_id, DIR_INGRESS, &p);
             if (reason)
                 return drop(&p, src_id, dst_id, dst_ep, DIR_INGRESS, reason, OBS_FROM_OVERLAY);
         }
-        if (ct_create(&p, now, src_id, dst_id) < 0)
+        if (ct_create(&p, now, src_id, dst_id, CT_NAT_NONE, 0, 0) < 0)
             return drop(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_CT_FULL,
                         OBS_FROM_OVERLAY);
         emit(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_NONE, OBS_FROM_OVERLAY);
@@ -434,13 +684,14 @@ int to_pod(struct __sk_buff *skb)
         src_id = ic->identity;
 
     __u64 now = bpf_ktime_get_ns();
-    if (!ct_established(&p, now)) {
+    struct revnat rn = {};
+    if (!ct_established(&p, now, &rn)) {
         if (dst_flags & EP_F_INGRESS_ENFORCED) {
             __u8 reason = policy_verdict(dst_ep, src_id, DIR_INGRESS, &p);
             if (reason)
                 return drop(&p, src_id, dst_id, dst_ep, DIR_INGRESS, reason, OBS_TO_POD);
         }
-        if (ct_create(&p, now, src_id, dst_id) < 0)
+        if (ct_create(&p, now, src_id, dst_id, CT_NAT_NONE, 0, 0) < 0)
             return drop(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_CT_FULL, OBS_TO_POD);
         emit(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_NONE, OBS_TO_POD);
     }
