@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import struct
 
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 1
 """Bump together with BH_LAYOUT_VERSION in bpf/bulkhead.h; part of the pin path."""
 
 ID_ANY = 0

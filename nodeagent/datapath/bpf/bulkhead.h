@@ -10,7 +10,7 @@
 #ifndef BULKHEAD_H
 #define BULKHEAD_H
 
-#define BH_LAYOUT_VERSION 2
+#define BH_LAYOUT_VERSION 1
 
 /* Reserved identities. */
 #define ID_ANY 0
@@ -150,7 +150,8 @@ struct ct_val {
     __u32 src_identity;
     __u32 dst_identity;
     __u8 tcp_flags;     /* OR of flags seen */
-    __u8 nat;           /* CT_NAT_* */
+    __u8 nat;           /* CT_NAT_* (was zeroed padding in entries written before services:
+                         * they read as CT_NAT_NONE, so the layout version stayed 1) */
     __u16 nat_port;     /* network order */
     __u32 nat_ip;       /* network order */
 };

@@ -1,0 +1,66 @@
+"""A Service applied to the control plane reaches every agent and is load-balanced in its
+datapath: the whole path, `ServiceService.Apply` → subscription → maps → a pod's connection."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import grpc
+import pytest
+
+from bulkhead.v1 import endpoint_pb2, endpoint_pb2_grpc, service_pb2, service_pb2_grpc
+from tests.agent.cluster import DATAPATH_TESTS, Cluster, Pod, probe
+
+pytestmark = pytest.mark.datapath
+
+WAIT = 30.0   # an upper bound for waits, never a latency assertion
+
+SERVICE = """
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 8080, targetPort: 80}]
+"""
+
+
+def names(pod: Pod, ip: str, port: int, count: int) -> dict[str, int]:
+    """`count` new TCP connections from `pod`: how many each server name answered."""
+    out = subprocess.run(
+        ["ip", "netns", "exec", pod.ns, sys.executable, str(DATAPATH_TESTS / "netmany.py"), ip,
+         str(port), str(count), "2"], capture_output=True, text=True, timeout=count * 3 + 10)
+    assert out.returncode == 0, out.stderr
+    result: dict[str, int] = json.loads(out.stdout)
+    return result
+
+
+def test_a_service_applied_to_the_control_plane_is_load_balanced(lab: Cluster) -> None:
+    web1 = lab.add_pod("web-1", "n1", ["k8s:app=web"], serve=True)
+    lab.add_pod("web-2", "n2", ["k8s:app=web"], serve=True)
+    client = lab.add_pod("client", "n1", ["k8s:app=client"])
+    with grpc.insecure_channel(lab.cp_address) as channel:
+        applied = service_pb2_grpc.ServiceServiceStub(channel).Apply(
+            service_pb2.ApplyServicesRequest(yaml=SERVICE), timeout=30)
+        service = applied.services[0].service
+        assert sorted(b.endpoint for b in service.backends) == ["default/web-1",
+                                                                 "default/web-2"]
+        vip = service.cluster_ip
+        deadline = time.monotonic() + WAIT
+        while probe(client, "tcp", vip, 8080) != "ok":
+            assert time.monotonic() < deadline, "the ClusterIP never answered"
+            time.sleep(0.2)
+        # New connections are spread over both backends, on this node and across the tunnel.
+        assert set(names(client, vip, 8080, 40)) == {"web-1", "web-2"}
+
+        # A backend whose endpoint is deleted gets no new connections.
+        endpoint_pb2_grpc.EndpointServiceStub(channel).Delete(
+            endpoint_pb2.DeleteEndpointRequest(namespace="default", name="web-2"), timeout=10)
+        deadline = time.monotonic() + WAIT
+        while set(got := names(client, vip, 8080, 10)) != {"web-1"}:
+            assert time.monotonic() < deadline, f"still reaching a deleted backend: {got}"
+            time.sleep(0.2)
+        assert probe(client, "tcp", web1.ip, 80) == "ok"
