@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any, NoReturn
 
 from bulkhead.v1 import policy_pb2 as pb
 from bulkhead.v1 import policy_pb2_grpc
 
 from .. import argtypes
+from ..manifest import read_manifest
 from ..output import emit_json, output_flag, table
 from . import policywait
 
@@ -128,10 +128,8 @@ def _origin(origin: pb.RuleOrigin) -> dict[str, str]:
 
 def run_apply(ctx: Any) -> int:
     args = ctx.args
-    try:
-        text = sys.stdin.read() if args.filename == "-" else Path(args.filename).read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"bulkhead: cannot read {args.filename}: {exc}", file=sys.stderr)
+    text = read_manifest(args.filename)
+    if text is None:
         return 1
     result = _stub(ctx).Apply(pb.ApplyPoliciesRequest(yaml=text), timeout=TIMEOUT)
     out: dict[str, Any] = {

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any, NoReturn
 
 from bulkhead.v1 import service_pb2 as pb
 from bulkhead.v1 import service_pb2_grpc, types_pb2
 
+from ..manifest import read_manifest
 from ..output import emit_json, output_flag, table
 
 TIMEOUT = 60.0
@@ -98,10 +98,8 @@ def frontend_rows(svc: types_pb2.Service) -> list[tuple[Any, ...]]:
 
 def run_apply(ctx: Any) -> int:
     args = ctx.args
-    try:
-        text = sys.stdin.read() if args.filename == "-" else Path(args.filename).read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"bulkhead: cannot read {args.filename}: {exc}", file=sys.stderr)
+    text = read_manifest(args.filename)
+    if text is None:
         return 1
     result = _stub(ctx).Apply(pb.ApplyServicesRequest(yaml=text), timeout=TIMEOUT)
     if ctx.json:
