@@ -13,6 +13,7 @@ import json
 import re
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,6 +99,7 @@ def app_for(image: str) -> str:
 class _Parser:
     def __init__(self) -> None:
         self.violations: list[FieldViolation] = []
+        self.dropped: list[str] = []
 
     def fail(self, path: str, description: str) -> None:
         self.violations.append(FieldViolation(path, description))
@@ -128,6 +130,8 @@ class _Parser:
                 self.fail(path, f"a label key must be a string, not {type_name(key)}")
             elif not isinstance(val, str) or len(val) > 63 or not _LABEL_VALUE.fullmatch(val):
                 self.fail(f"{path}[{key}]", f"{shown(val)} is not a label value")
+            elif "/" in key:
+                self.dropped.append(f"{key}={val}")
             else:
                 out.append(f"{key}={val}")
         return out
@@ -194,6 +198,7 @@ def parse_manifest(text: str) -> Manifest:
         raise LabError("\n  ".join(["invalid manifest", *map(str, exc.violations)])) from None
     manifest = Manifest(text)
     violations: list[FieldViolation] = []
+    dropped: dict[str, list[str]] = {}     # label key -> the objects that had it
     for index, doc in enumerate(docs):
         where = f"documents[{index}]" if len(docs) > 1 else ""
         parser = _Parser()
@@ -210,10 +215,16 @@ def parse_manifest(text: str) -> Manifest:
         elif doc:
             manifest.notes.append(f"{where or 'document'}: {kind} {name} skipped: "
                                   f"bulkhead-lab takes Service, Deployment and Pod")
+        for label in parser.dropped:
+            dropped.setdefault(label.split("=", 1)[0], []).append(str(name))
         violations += [FieldViolation(f"{where}.{v.field}" if where else v.field,
                                       v.description) for v in parser.violations]
     if violations:
         raise LabError("\n  ".join(["invalid manifest", *map(str, violations)]))
+    if dropped:
+        manifest.notes.append("labels left out (Bulkhead's label keys have no 'prefix/'): " +
+                              "; ".join(f"{key} of {', '.join(objs)}"
+                                        for key, objs in dropped.items()))
     return manifest
 
 
@@ -278,10 +289,13 @@ class Applier:
             stale = [p for p in existing if not p.name.startswith(workload.prefix)]
             for pod in stale:   # the template changed: its pods are replaced
                 self._delete_pod(pod, workload)
-            kept = sorted((p for p in existing if p not in stale), key=lambda p: p.name)
-            for pod in kept[workload.replicas:]:
-                self._delete_pod(pod, workload)
-            existing = kept[:workload.replicas]
+            kept = [p for p in existing if p not in stale]
+            while len(kept) > workload.replicas:   # scale down where most of them run
+                counts = Counter(p.node for p in kept)
+                victim = max(kept, key=lambda p: (counts[p.node], p.name))
+                kept.remove(victim)
+                self._delete_pod(victim, workload)
+            existing = sorted(kept, key=lambda p: p.name)
             wanted = [p.name for p in existing]
             while len(wanted) < workload.replicas:
                 name = workload.prefix + pod_suffix()
@@ -294,12 +308,15 @@ class Applier:
                 self.pods.append(_pod_json(kept_pod, "unchanged"))
                 self.say(f"pod {kept_pod.namespace}/{name} unchanged (on {kept_pod.node})")
                 continue
-            node = nodes[turn % len(nodes)]
+            # Round-robin, but a Deployment's pods go where fewest of them run (its spread).
+            ring = nodes[turn % len(nodes):] + nodes[:turn % len(nodes)]
+            node = min(ring, key=lambda n: sum(p.node == n for p in existing))
             turn += 1
             serve = [] if workload.app == "none" else (workload.ports or ["80"])
             pod = self.lab.pod_create(name, node, workload.namespace, workload.labels, serve,
                                       workload.app if serve else "name", workload.owner)
             self.pods.append(_pod_json(pod, "created"))
+            existing.append(pod)
             what = f", serving {workload.app} on {','.join(serve)}" if serve else ""
             self.say(f"pod {pod.namespace}/{pod.name} created on {node} ({pod.ip}{what})")
         return turn
@@ -366,7 +383,7 @@ class Applier:
                 self._delete_pod(pod, workload)
             if not gone:
                 self.say(f"{workload.kind.lower()} {workload.namespace}/{workload.name}: "
-                         f"no pods (already deleted)")
+                         f"{'no pods' if workload.owner else 'not found'} (already deleted)")
         if manifest.services and state.datapath != "none":
             stub = _services_stub(state)
             for namespace, name in manifest.services:
