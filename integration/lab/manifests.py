@@ -74,9 +74,10 @@ class Manifest:
 
 
 def template_hash(template: dict[str, Any]) -> str:
-    """The pod-template-hash of a Deployment's template, derived as Kubernetes derives it: the
-    template's FNV-1a 32-bit hash in decimal, each digit mapped into ALPHANUMS (so a changed
-    template gets new pod names and the same template the same ones)."""
+    """A Deployment's pod-template-hash, made like Kubernetes makes it: a 32-bit FNV-1a hash of
+    the template (here of its canonical JSON, there of Go's dump of it) in decimal, each digit
+    mapped into ALPHANUMS. So a changed template gets new pod names, the same template the
+    same ones (10 characters for most templates, as in Kubernetes; fewer below 10^9)."""
     digest = 0x811C9DC5
     for byte in json.dumps(template, sort_keys=True, separators=(",", ":")).encode():
         digest = ((digest ^ byte) * 0x01000193) & 0xFFFFFFFF
