@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from integration.lab.lab import LabError
-from integration.lab.manifests import ALPHANUMS, parse_manifest, template_hash
+from integration.lab.manifests import ALPHANUMS, app_for, parse_manifest, template_hash
 from integration.lab.story import MANIFEST
 from integration.labfixture import running_lab
 
@@ -64,6 +64,14 @@ def test_the_pod_template_hash_follows_the_template() -> None:
     assert template_hash(template) != template_hash({**template, "metadata": {}})
 
 
+def test_what_a_pod_serves_follows_its_image() -> None:
+    for image in ("docker.io/cilium/starwars", "cilium/starwars:v2", "quay.io/cilium/starwars",
+                  "docker.io/cilium/starwars@sha256:0123", "localhost:5000/cilium/starwars"):
+        assert app_for(image) == "deathstar", image
+    for image in ("docker.io/tgraf/netperf", "cilium/starwars-client", "busybox"):
+        assert app_for(image) == "none", image
+
+
 def test_a_bad_manifest_is_refused_naming_every_field() -> None:
     bad = MANIFEST.read_text().replace("replicas: 2", "replicas: -1").replace(
         "name: xwing\n", "name: X_wing\n", 1)
@@ -97,6 +105,13 @@ def service(*args: str) -> subprocess.CompletedProcess[str]:
 def test_apply_and_delete_the_demo_manifest(tmp_path: Path) -> None:
     demo = MANIFEST.read_text()
     with running_lab(tmp_path) as lab:
+        # A Service the control plane refuses: nothing is made, the field is named.
+        refused = lab_cli(lab.name, "apply", "-f", "-",
+                          stdin=demo.replace("type: ClusterIP", "type: NodePort"))
+        assert refused.returncode == 1
+        assert "documents[0].spec.type: NodePort services are not supported" in refused.stderr
+        assert lab.state().pods == {}
+
         first = apply(lab.name, "apply", demo + "---\n" + EXTRA)
         pods = {p["name"]: p for p in first["pods"]}
         assert all(p["action"] == "created" for p in pods.values())
