@@ -155,6 +155,13 @@ def test_apply_and_delete_the_demo_manifest(tmp_path: Path) -> None:
         assert {p["name"]: p["action"] for p in again["pods"]} == {
             n: "unchanged" for n in [*deathstars, "tiefighter", "xwing"]}
         assert again["services"] == first["services"]
+        # A kept pod whose labels the file changed says so (Kubernetes would relabel it).
+        relabeled = lab_cli(lab.name, "apply", "-f", "-",
+                            stdin=demo.replace("org: alliance", "org: rebels"))
+        assert relabeled.returncode == 0, relabeled.stderr
+        assert re.search(r"pod default/xwing unchanged \(on n\d\); its labels differ",
+                         relabeled.stdout)
+        assert "pod default/tiefighter unchanged (on n1)\n" in relabeled.stdout
 
         # replicas 3, then back to 2: one pod added, then one removed; the names stay.
         three = apply(lab.name, "apply", demo.replace("replicas: 2", "replicas: 3"))

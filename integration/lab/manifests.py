@@ -25,7 +25,7 @@ from bulkhead.rpcerror import describe
 from bulkhead.v1 import agent_pb2, service_pb2, service_pb2_grpc, types_pb2
 from controlplane.yamldocs import DocumentsError, load_documents, type_name
 
-from .lab import Lab, LabError
+from .lab import Lab, LabError, pod_labels
 from .state import LabState, PodState
 
 APP_ANNOTATION = "bulkhead.io/app"
@@ -307,7 +307,11 @@ class Applier:
             kept_pod = next((p for p in existing if p.name == name), None)
             if kept_pod is not None:
                 self.pods.append(_pod_json(kept_pod, "unchanged"))
-                self.say(f"pod {kept_pod.namespace}/{name} unchanged (on {kept_pod.node})")
+                differs = sorted(kept_pod.labels) != sorted(pod_labels(workload.labels,
+                                                                       workload.namespace))
+                self.say(f"pod {kept_pod.namespace}/{name} unchanged (on {kept_pod.node})" +
+                         ("; its labels differ from the file's: `delete -f`, then `apply -f`"
+                          " to recreate it" if differs else ""))
                 continue
             # Round-robin, but a Deployment's pods go where fewest of them run (its spread).
             ring = nodes[turn % len(nodes):] + nodes[:turn % len(nodes)]
