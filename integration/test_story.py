@@ -17,22 +17,31 @@ def test_star_wars_scenario(tmp_path: Path) -> None:
     with running_lab(tmp_path) as lab:
         story = Scenario(lab.name, env={"BULKHEAD_STATE_DIR": os.environ["BULKHEAD_STATE_DIR"]})
         story.setup()
-        # 1. Without a policy both ships land, across nodes.
-        assert story.land("tiefighter", "deathstar-2").stdout.strip() == "Ship landed"
-        assert story.land("xwing", "deathstar-1").stdout.strip() == "Ship landed"
+        deathstars = story.deathstars()
+        assert len(deathstars) == 2
+        assert {p["node"] for p in story.pods() if p["name"] in deathstars} == {"n1", "n2"}
+        # The ships call the deathstar SERVICE: its ClusterIP, not a pod's address.
+        assert story.target not in {p["ip"] for p in story.pods()}
+        # 1. Without a policy both ships land, through the service and on each deathstar
+        # directly (across nodes and on the same node).
+        assert story.land("tiefighter").stdout.strip() == "Ship landed"
+        assert story.land("xwing").stdout.strip() == "Ship landed"
+        for pod in deathstars:
+            assert story.land("xwing", pod).stdout.strip() == "Ship landed"
         # 2. rule1, waited for on every node.
         applied = story.apply_policy()
         assert "applied on 2 node(s)" in applied.stdout
-        # 3. The tiefighter lands, on both deathstars; the xwing times out (not refused).
-        assert story.land("tiefighter", "deathstar-2").stdout.strip() == "Ship landed"
-        assert story.land("tiefighter", "deathstar-1").stdout.strip() == "Ship landed"
-        assert story.land("xwing", "deathstar-1").returncode == 28
-        assert story.land("xwing", "deathstar-2").returncode == 28
+        # 3. The tiefighter lands, through the service and on both deathstars; the xwing times
+        # out (not refused), through the service too: policy applies to the backend.
+        assert story.land("tiefighter").stdout.strip() == "Ship landed"
+        for pod in deathstars:
+            assert story.land("tiefighter", pod).stdout.strip() == "Ship landed"
+            assert story.land("xwing", pod).returncode == 28
+        assert story.land("xwing").returncode == 28
         # The deathstar's other endpoints answer as the service defines them.
-        ds = story.ip("deathstar-1")
         exhaust = story.run(story.lab_cmd, "exec", "tiefighter", "--", "curl", "-s", "-m", "3",
                             "-o", "/dev/null", "-w", "%{http_code}", "-XPUT",
-                            f"http://{ds}/v1/exhaust-port")
+                            f"http://{story.target}/v1/exhaust-port")
         assert exhaust.stdout == "503"
         # 4. The verdicts, as `bulkhead observe` shows them.
         flows = story.observe("--to-label", "class=deathstar")
@@ -44,4 +53,4 @@ def test_star_wars_scenario(tmp_path: Path) -> None:
         assert all(f["tcp_flags"] == ["SYN"] for f in drops)
         # 5. Ingress enforcement on the deathstars only.
         enforced = {e["name"] for e in story.endpoints() if e["ingress_enforced"]}
-        assert enforced == {"deathstar-1", "deathstar-2"}
+        assert enforced == set(deathstars)

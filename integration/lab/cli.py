@@ -7,11 +7,12 @@ import json
 import os
 import sys
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from cli.output import output_flag, table
 
-from . import processes
+from . import manifests, processes
 from .lab import Lab, LabError
 
 
@@ -48,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     delete = pod.add_parser("delete", help="remove a pod")
     delete.add_argument("pod")
     delete.set_defaults(run=cmd_pod_delete)
+    for verb, text in (("apply", "Services, Deployments and Pods of a Kubernetes YAML file "
+                                 "(idempotent)"),
+                       ("delete", "remove the pods and services of a Kubernetes YAML file")):
+        mp = sub.add_parser(verb, help=text)
+        mp.add_argument("-f", "--filename", required=True, help="YAML file ('-' for stdin)")
+        output_flag(mp)
+        mp.set_defaults(run=cmd_manifest)
     ex = sub.add_parser("exec", help="run a command in a pod: exec POD -- CMD...")
     ex.add_argument("pod")
     ex.add_argument("argv", nargs=argparse.REMAINDER)
@@ -96,6 +104,26 @@ def cmd_pod_list(lab: Lab, args: argparse.Namespace) -> int:
 
 def cmd_pod_delete(lab: Lab, args: argparse.Namespace) -> int:
     lab.pod_delete(args.pod)
+    return 0
+
+
+def cmd_manifest(lab: Lab, args: argparse.Namespace) -> int:
+    try:
+        text = sys.stdin.read() if args.filename == "-" else Path(args.filename).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LabError(f"cannot read {args.filename}: {exc}") from None
+    manifest = manifests.parse_manifest(text)
+    as_json = args.output == "json"
+    for note in manifest.notes:
+        print(f"note: {note}", file=sys.stderr)
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr if as_json else sys.stdout, flush=True)
+
+    applier = manifests.Applier(lab, say)
+    result = applier.apply(manifest) if args.command == "apply" else applier.delete(manifest)
+    if as_json:
+        print(json.dumps(result, indent=2))
     return 0
 
 

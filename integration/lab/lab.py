@@ -199,7 +199,7 @@ class Lab:
     # -- pods ----------------------------------------------------------------------------
 
     def pod_create(self, name: str, node_name: str, namespace: str, labels: Sequence[str],
-                   serve: Sequence[str] = (), app: str = "name") -> PodState:
+                   serve: Sequence[str] = (), app: str = "name", owner: str = "") -> PodState:
         state = self.state()
         if node_name not in state.nodes:
             raise LabError(f"no node {node_name!r} in lab {self.name!r} "
@@ -208,7 +208,7 @@ class Lab:
             raise LabError(f"pod {name!r} already exists")
         node = state.nodes[node_name]
         pod = PodState(name, namespace, node_name, f"{state.prefix}pod-{name}",
-                       labels=pod_labels(labels, namespace), serve=list(serve))
+                       labels=pod_labels(labels, namespace), serve=list(serve), owner=owner)
         netns.add_netns(pod.netns)
         try:
             if state.datapath == "none":

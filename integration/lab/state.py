@@ -36,6 +36,7 @@ class PodState:
     labels: list[str] = field(default_factory=list)
     server_pid: int = 0
     serve: list[str] = field(default_factory=list)
+    owner: str = ""                   # "Deployment NS/NAME" for pods `apply -f` made of one
 
 
 @dataclass

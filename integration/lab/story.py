@@ -15,14 +15,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-POLICY = Path(__file__).resolve().parent / "sw_l3_l4_policy.yaml"
-PODS = [
-    # name, node, labels, serve deathstar API
-    ("deathstar-1", "n1", "org=empire,class=deathstar", True),
-    ("deathstar-2", "n2", "org=empire,class=deathstar", True),
-    ("tiefighter", "n1", "org=empire,class=tiefighter", False),
-    ("xwing", "n2", "org=alliance,class=xwing", False),
-]
+HERE = Path(__file__).resolve().parent
+POLICY = HERE / "sw_l3_l4_policy.yaml"
+MANIFEST = HERE / "http-sw-app.yaml"
+"""The demo's http-sw-app.yaml, unchanged (integration/test_lab_manifests.py checks it against
+../shared/starwars/ when that is there): the deathstar Service and Deployment, two ships."""
+DEATHSTAR = "default/deathstar"
+
+
+def shown_path(path: Path) -> str:
+    """`path` as a user at the repository's root types it."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
 
 
 @dataclass
@@ -46,6 +52,7 @@ class Scenario:
         bin_dir = Path(sys.executable).parent
         self.lab_cmd = str(bin_dir / "bulkhead-lab")
         self.cli = str(bin_dir / "bulkhead")
+        self.target = ""      # the deathstar's address: see deathstar_address()
 
     def run(self, *argv: str, timeout: float = 120, check: bool = False,
             quiet: bool = False) -> Result:
@@ -69,31 +76,43 @@ class Scenario:
     # -- the steps ---------------------------------------------------------------------------
 
     def setup(self) -> None:
+        """The lab, then the demo's manifest as `kubectl create -f` would take it (what is
+        already there is kept), from the unprotected deathstar."""
         self.run(self.lab_cmd, "up", "--nodes", "2", check=True, timeout=300)
-        existing = {p["name"] for p in self.pods()}
-        for name, node, labels, deathstar in PODS:
-            if name in existing:
-                continue
-            extra = ["--serve", "80", "--app", "deathstar"] if deathstar else []
-            self.run(self.lab_cmd, "pod", "create", name, "--node", node, "--labels", labels,
-                     *extra, check=True)
+        self.run(self.lab_cmd, "apply", "-f", shown_path(MANIFEST), check=True, timeout=300)
+        self.run(self.cli, "service", "list", check=True)
         # A rerun starts from the unprotected deathstar.
-        self.run(self.cli, "policy", "delete", "default/rule1")
+        self.run(self.cli, "policy", "delete", "default/rule1", quiet=True)
+        self.target = self.deathstar_address()
+
+    def deathstar_address(self) -> str:
+        """Where the ships send their requests: the deathstar SERVICE, by its ClusterIP (the
+        cluster DNS name deathstar.default.svc.cluster.local takes its place once cluster DNS
+        is in); whichever deathstar pod gets a connection, policy applies to that pod."""
+        out = self.run(self.cli, "service", "get", DEATHSTAR, "-o", "json", check=True,
+                       quiet=True).stdout
+        return str(json.loads(out)["cluster_ip"])
 
     def pods(self) -> list[dict[str, Any]]:
         out = self.run(self.lab_cmd, "pod", "list", "-o", "json", check=True, quiet=True).stdout
         return list(json.loads(out))
 
+    def deathstars(self) -> list[str]:
+        """The deathstar Deployment's pods (`deathstar-<hash>-<suffix>`), by node."""
+        return [p["name"] for p in sorted(self.pods(), key=lambda p: (p["node"], p["name"]))
+                if "k8s:class=deathstar" in p["labels"]]
+
     def ip(self, pod: str) -> str:
         return next(p["ip"] for p in self.pods() if p["name"] == pod)
 
-    def land(self, ship: str, deathstar: str, timeout: int = 3) -> Result:
-        url = f"http://{self.ip(deathstar)}/v1/request-landing"
+    def land(self, ship: str, pod: str = "", timeout: int = 3) -> Result:
+        """`ship` asks for landing at the deathstar service, or at one deathstar `pod`."""
+        url = f"http://{self.ip(pod) if pod else self.target}/v1/request-landing"
         return self.run(self.lab_cmd, "exec", ship, "--", "curl", "-s", "-m", str(timeout),
                         "-XPOST", url)
 
     def apply_policy(self) -> Result:
-        return self.run(self.cli, "policy", "apply", "-f", str(POLICY), "--wait",
+        return self.run(self.cli, "policy", "apply", "-f", shown_path(POLICY), "--wait",
                         "--timeout", "30", check=True)
 
     def observe(self, *filters: str) -> list[dict[str, Any]]:
@@ -118,27 +137,29 @@ def verdict(ok: bool, text: str) -> bool:
 def main() -> None:
     started = time.monotonic()
     story = Scenario(os.environ.get("BULKHEAD_LAB", "default"))
-    step("Setting up a two-node lab with two deathstars, a tiefighter and an xwing")
+    step("Setting up a two-node lab, then the demo's app: the deathstar service with two "
+         "replicas, a tiefighter and an xwing")
+    story.echo = True
     story.setup()
     print("  " + ", ".join(f"{p['name']} on {p['node']} ({p['ip']})" for p in story.pods()))
-    story.echo = True
+    print(f"  The ships call the deathstar service at {story.target} (its ClusterIP).")
     good = True
 
     step("1. Without a policy, both ships land")
-    good &= verdict(story.land("tiefighter", "deathstar-2").stdout.strip() == "Ship landed",
-                    "tiefighter landed on deathstar-2 (across nodes)")
-    good &= verdict(story.land("xwing", "deathstar-1").stdout.strip() == "Ship landed",
-                    "xwing landed on deathstar-1 (across nodes)")
+    good &= verdict(story.land("tiefighter").stdout.strip() == "Ship landed",
+                    "tiefighter landed")
+    good &= verdict(story.land("xwing").stdout.strip() == "Ship landed", "xwing landed")
 
     step("2. rule1: only the empire may reach the deathstars, on 80/TCP")
     print(f"  ({POLICY.name}: endpointSelector org=empire,class=deathstar; "
           f"ingress fromEndpoints org=empire, toPorts 80/TCP)")
     story.apply_policy()
 
-    step("3. The tiefighter lands; the xwing's request times out")
-    tie = story.land("tiefighter", "deathstar-2")
+    step("3. The tiefighter lands; the xwing's request times out (through the service: "
+         "policy applies to the deathstar pod behind it)")
+    tie = story.land("tiefighter")
     good &= verdict(tie.stdout.strip() == "Ship landed", "tiefighter landed")
-    xw = story.land("xwing", "deathstar-1")
+    xw = story.land("xwing")
     good &= verdict(xw.returncode == 28, f"xwing timed out (curl exit {xw.returncode})")
 
     step("4. What the datapath saw")
@@ -153,13 +174,18 @@ def main() -> None:
     step("5. Ingress enforcement is on for the deathstars only")
     story.run(story.cli, "endpoint", "list")
     enforced = {e["name"] for e in story.endpoints() if e["ingress_enforced"]}
-    good &= verdict(enforced == {"deathstar-1", "deathstar-2"},
+    by_node = story.deathstars()
+    deathstars = set(by_node)
+    good &= verdict(enforced == deathstars and len(deathstars) == 2,
                     f"ingress enforced on: {', '.join(sorted(enforced)) or 'nothing'}")
 
     print(f"\nDone in {time.monotonic() - started:.0f} s. The lab stays up; try next:")
     for hint in ("bulkhead status", "bulkhead identity list", "bulkhead-lab pod list",
                  "bulkhead observe --follow   (and land ships in another terminal)",
-                 "bulkhead agent --node n1 bpf policy get deathstar-1   (the BPF policy map)",
+                 "bulkhead service get default/deathstar   (its backends)",
+                 "bulkhead agent --node n1 bpf lb list   (the service in the BPF maps)",
+                 f"bulkhead agent --node n1 bpf policy get {by_node[0] if by_node else 'POD'}"
+                 "   (the BPF policy map)",
                  "bulkhead policy trace --src k8s:org=alliance,k8s:io.kubernetes.pod.namespace="
                  "default --dst k8s:org=empire,k8s:class=deathstar,"
                  "k8s:io.kubernetes.pod.namespace=default --dport 80/TCP",
