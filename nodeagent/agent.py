@@ -27,7 +27,7 @@ from nodeagent import metrics
 from nodeagent.cpclient import ControlPlaneClient
 from nodeagent.datapath import Datapath, Flow
 from nodeagent.endpoints import EndpointTable
-from nodeagent.flowstore import FlowStore
+from nodeagent.flowstore import FlowStore, ServiceNames
 from nodeagent.localapi import AgentService
 from nodeagent.manager import EndpointManager
 from nodeagent.reconciler import Reconciler
@@ -85,7 +85,8 @@ class BpfAgent:
         self.cp = ControlPlaneClient(s.node, s.controlplane)
         self.manager = EndpointManager(s.node, self.dp, self.worker, self.table,
                                        self.reconciler, self.cp)
-        self.flows = FlowStore(s.node, s.flows_max, self.labels, self._pod)
+        self.flows = FlowStore(s.node, s.flows_max, self.labels, self._pod,
+                               ServiceNames(self.state.services))
         self.client = SubscriptionClient(
             s.node, s.controlplane, underlay_ip=s.underlay_ip, state=self.state,
             sink=self.reconciler, capabilities=["datapath:bpf"], ack_interval=s.ack_interval,

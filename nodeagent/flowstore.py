@@ -3,8 +3,9 @@
 The datapath reports raw verdicts (addresses, identities, a monotonic timestamp).  Here each
 becomes a `bulkhead.v1.Flow` at the moment it is read, while the identities and endpoints it
 names are still known: wall-clock time, node, labels of both identities, namespace/pod of local
-endpoints, a hubble-like drop reason, TCP flag names, and a per-agent sequence number with the
-agent's boot id so a relay can de-duplicate across reconnects and restarts.
+endpoints, a hubble-like drop reason, TCP flag names, the service a translated connection (or a
+no-backend drop) was sent to, and a per-agent sequence number with the agent's boot id so a
+relay can de-duplicate across reconnects and restarts.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import asyncio
 import collections
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from bulkhead import flowfilter
-from bulkhead.v1 import flow_pb2
+from bulkhead.v1 import flow_pb2, types_pb2
 from nodeagent.datapath import Flow, Reason, Verdict
 from nodeagent.datapath.models import PROTOCOLS
 
@@ -38,6 +39,36 @@ Labels = Callable[[int], list[str]]
 """identity -> its labels (empty when unknown)."""
 Pod = Callable[[str], tuple[str, str] | None]
 """ip -> (namespace, name) of a local endpoint."""
+ServiceName = Callable[[int], tuple[str, str] | None]
+"""service frontend id -> (namespace, name) of the service."""
+
+
+def no_service(_service_id: int) -> None:
+    return None
+
+
+class ServiceNames:
+    """Service frontend id -> (namespace, name), over the received services ("ns/name" ->
+    Service). The id index is rebuilt only when an id is not found or now names another
+    service, so a flow costs a dict look-up, not a scan of every service."""
+
+    def __init__(self, services: Mapping[str, types_pb2.Service]) -> None:
+        self.services = services
+        self._by_id: dict[int, str] = {}
+
+    def _current(self, service_id: int) -> types_pb2.Service | None:
+        ref = self._by_id.get(service_id)
+        found = self.services.get(ref) if ref is not None else None
+        return found if found is not None and found.id == service_id else None
+
+    def __call__(self, service_id: int) -> tuple[str, str] | None:
+        if not service_id:
+            return None
+        found = self._current(service_id)
+        if found is None:
+            self._by_id = {s.id: ref for ref, s in self.services.items() if s.id}
+            found = self._current(service_id)
+        return (found.namespace, found.name) if found is not None else None
 
 
 def tcp_flag_names(bits: int) -> list[str]:
@@ -45,11 +76,13 @@ def tcp_flag_names(bits: int) -> list[str]:
 
 
 class FlowStore:
-    def __init__(self, node: str, capacity: int, labels: Labels, pod: Pod) -> None:
+    def __init__(self, node: str, capacity: int, labels: Labels, pod: Pod,
+                 service: ServiceName = no_service) -> None:
         self.node = node
         self.capacity = capacity
         self.labels = labels
         self.pod = pod
+        self.service = service
         self.boot_id = str(uuid.uuid4())
         self.sequence = 0
         self.forwarded = 0
@@ -70,7 +103,7 @@ class FlowStore:
     def convert(self, raw: Flow, mono_to_wall: int) -> flow_pb2.Flow:
         self.sequence += 1
         ports = raw.protocol in (6, 17, 132)
-        return flow_pb2.Flow(
+        flow = flow_pb2.Flow(
             time_ns=raw.time_ns + mono_to_wall,
             node=self.node,
             verdict=Verdict(raw.verdict).name,
@@ -84,6 +117,10 @@ class FlowStore:
             sequence=self.sequence,
             boot_id=self.boot_id,
         )
+        service = self.service(raw.service_id) if raw.service_id else None
+        if service is not None:
+            flow.destination_service.namespace, flow.destination_service.name = service
+        return flow
 
     def add(self, raws: Iterable[Flow]) -> int:
         """Converts, holds and fans out a batch read from the ring buffer."""

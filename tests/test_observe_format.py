@@ -27,9 +27,53 @@ def test_line_reads_like_hubble() -> None:
 def test_json_has_the_documented_keys() -> None:
     data = as_json(xwing_drop())
     assert set(data) == {"time", "node", "verdict", "drop_reason", "source", "destination",
-                         "protocol", "tcp_flags", "direction"}
+                         "protocol", "tcp_flags", "direction", "destination_service"}
     assert set(data["source"]) == {"namespace", "pod", "ip", "port", "identity", "labels"}
     assert data["time"].endswith(".123456789Z")
+    assert data["destination_service"] is None  # not sent to a service
+
+
+def via_service(pod: str = "deathstar-1") -> flow_pb2.Flow:
+    """The tiefighter's connection to the deathstar service's ClusterIP, translated to a
+    backend (or, with no pod, dropped at the ClusterIP for want of one)."""
+    return flow_pb2.Flow(
+        time_ns=1_795_000_000_123_456_789, node="n1", verdict="FORWARDED", protocol="TCP",
+        tcp_flags=["SYN"], direction="egress",
+        source=flow_pb2.FlowPeer(namespace="default", pod="tiefighter", ip="10.0.0.6",
+                                 port=40113, identity=25602),
+        destination=flow_pb2.FlowPeer(namespace="default" if pod else "", pod=pod,
+                                      ip="10.0.1.7" if pod else "10.96.0.10", port=80,
+                                      identity=25873 if pod else 2),
+        destination_service=flow_pb2.FlowService(namespace="default", name="deathstar"))
+
+
+def test_line_names_the_service_where_hubble_does() -> None:
+    """Hubble names a host by its pod, else by its service, else by its IP: a translated
+    connection shows the backend pod; a ClusterIP without a backend shows the service."""
+    assert ": default/tiefighter:40113 (ID:25602) -> default/deathstar-1:80 (ID:25873) " \
+        in line(via_service())
+    assert ": default/tiefighter:40113 (ID:25602) -> default/deathstar:80 (ID:2) " \
+        in line(via_service(pod=""))
+
+
+def test_json_names_the_destination_service() -> None:
+    assert as_json(via_service())["destination_service"] == {"namespace": "default",
+                                                              "name": "deathstar"}
+
+
+def test_to_service_filter() -> None:
+    f = flow_pb2.FlowFilter
+    sent = via_service()
+    assert flowfilter.matches(sent, f(to_service="default/deathstar"))
+    assert flowfilter.matches(sent, f(to_service="deathstar"))  # no namespace: "default"
+    assert not flowfilter.matches(sent, f(to_service="empire/deathstar"))
+    assert not flowfilter.matches(sent, f(to_service="default/deathstar-1"))
+    assert not flowfilter.matches(sent, f(to_service="default/deathstar", verdict="DROPPED"))
+    # the same backend dialled by its pod IP: no service named, so not matched
+    direct = via_service()
+    direct.ClearField("destination_service")
+    assert flowfilter.matches(direct, f(to_pod="default/deathstar-1"))
+    assert not flowfilter.matches(direct, f(to_service="default/deathstar"))
 
 
 def test_since_accepts_durations_and_times() -> None:

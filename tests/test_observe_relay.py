@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncGenerator
 from typing import Any, cast
 
+from bulkhead import flowfilter
 from bulkhead.v1 import flow_pb2
 from controlplane.endpoints.registry import EndpointRegistry
 from controlplane.identity.index import IdentityIndex
@@ -104,3 +105,13 @@ async def test_follow_lists_nodes_per_poll_not_per_flow() -> None:
         await stream.aclose()
     assert got == list(range(500))
     assert nodes.listed <= 2
+
+
+def test_the_service_filter_is_left_to_the_agents() -> None:
+    """Agents name the service a flow was sent to, so they filter on it themselves: the
+    relay passes `to_service` on and asks only for the newest N (labels and pods it strips,
+    asking for everything, as only it can fill those in)."""
+    f = flow_pb2.FlowFilter(to_service="default/deathstar", to_pod="deathstar-1")
+    narrowed = FlowRelay._agent_filter(f)
+    assert (narrowed.to_service, narrowed.to_pod) == ("default/deathstar", "")
+    assert not flowfilter.needs_enrichment(flow_pb2.FlowFilter(to_service="default/deathstar"))

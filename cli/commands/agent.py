@@ -80,6 +80,8 @@ def register(sub: Any) -> None:
     flows.add_argument("--from-identity", type=argtypes.uint32("--from-identity"), default=0)
     flows.add_argument("--to-identity", type=argtypes.uint32("--to-identity"), default=0)
     flows.add_argument("--port", type=argtypes.port("--port"), default=0)
+    flows.add_argument("--to-service", default="", metavar="[NS/]SERVICE",
+                       help="flows of connections sent to that service's ClusterIP")
     output_flag(flows)
     flows.set_defaults(run=_wrap(run_flows))
 
@@ -209,7 +211,8 @@ def run_flows(ctx: Any, stub: agent_pb2_grpc.AgentServiceStub) -> int:
     request = flow_pb2.GetFlowsRequest(
         last=max(a.last, 0), follow=a.follow,
         filter=flow_pb2.FlowFilter(verdict=a.verdict or "", from_identity=a.from_identity,
-                                   to_identity=a.to_identity, port=a.port))
+                                   to_identity=a.to_identity, port=a.port,
+                                   to_service=a.to_service))
     for flow in stub.GetFlows(request, timeout=None if a.follow else TIMEOUT):
         if ctx.json:
             sys.stdout.write(json.dumps(observe.as_json(flow)) + "\n")

@@ -29,6 +29,8 @@ def register(sub: Any) -> None:
     p.add_argument("--to-label", action="append", default=[], metavar="LABEL")
     p.add_argument("--from-pod", default="", metavar="[NS/]POD")
     p.add_argument("--to-pod", default="", metavar="[NS/]POD")
+    p.add_argument("--to-service", default="", metavar="[NS/]SERVICE",
+                   help="flows of connections sent to that service's ClusterIP")
     p.add_argument("--from-ip", default="")
     p.add_argument("--to-ip", default="")
     p.add_argument("--from-identity", type=argtypes.uint32("--from-identity"), default=0)
@@ -67,8 +69,15 @@ def since_ns(value: str, now: float | None = None) -> int:
     return int(moment.timestamp() * 1e9)
 
 
-def _peer(peer: flow_pb2.FlowPeer) -> str:
-    name = f"{peer.namespace}/{peer.pod}" if peer.pod else peer.ip
+def _peer(peer: flow_pb2.FlowPeer, service: flow_pb2.FlowService | None = None) -> str:
+    """As Hubble names a host: the pod, else the service (a ClusterIP without a backend),
+    else the IP."""
+    if peer.pod:
+        name = f"{peer.namespace}/{peer.pod}"
+    elif service is not None:
+        name = f"{service.namespace}/{service.name}"
+    else:
+        name = peer.ip
     port = f":{peer.port}" if peer.port else ""
     return f"{name}{port} (ID:{peer.identity})"
 
@@ -83,7 +92,8 @@ def line(flow: flow_pb2.Flow, node_name: bool = False) -> str:
     flags = f" ({flow.protocol} Flags: {', '.join(flow.tcp_flags)})" if flow.tcp_flags else (
         f" ({flow.protocol})" if flow.protocol else "")
     reason = f" {flow.drop_reason}" if flow.verdict == "DROPPED" and flow.drop_reason else ""
-    return (f"{stamp}: {_peer(flow.source)} -> {_peer(flow.destination)} "
+    service = flow.destination_service if flow.HasField("destination_service") else None
+    return (f"{stamp}: {_peer(flow.source)} -> {_peer(flow.destination, service)} "
             f"{kind} {flow.verdict}{flags}{reason}")
 
 
@@ -98,7 +108,10 @@ def as_json(flow: flow_pb2.Flow) -> dict[str, Any]:
             "node": flow.node, "verdict": flow.verdict, "drop_reason": flow.drop_reason,
             "source": _peer_json(flow.source), "destination": _peer_json(flow.destination),
             "protocol": flow.protocol, "tcp_flags": list(flow.tcp_flags),
-            "direction": flow.direction}
+            "direction": flow.direction, "destination_service": (
+                {"namespace": flow.destination_service.namespace,
+                 "name": flow.destination_service.name}
+                if flow.HasField("destination_service") else None)}
 
 
 def build_request(a: argparse.Namespace) -> flow_pb2.GetFlowsRequest:
@@ -106,9 +119,10 @@ def build_request(a: argparse.Namespace) -> flow_pb2.GetFlowsRequest:
         last=max(0, a.last), follow=a.follow,
         filter=flow_pb2.FlowFilter(
             from_labels=a.from_label, to_labels=a.to_label, from_pod=a.from_pod,
-            to_pod=a.to_pod, from_ip=a.from_ip, to_ip=a.to_ip, from_identity=a.from_identity,
-            to_identity=a.to_identity, verdict=a.verdict or "", port=a.port,
-            protocol=a.protocol, node=a.node, since_ns=since_ns(a.since)))
+            to_pod=a.to_pod, to_service=a.to_service, from_ip=a.from_ip, to_ip=a.to_ip,
+            from_identity=a.from_identity, to_identity=a.to_identity,
+            verdict=a.verdict or "", port=a.port, protocol=a.protocol, node=a.node,
+            since_ns=since_ns(a.since)))
 
 
 def run(ctx: Any) -> int:

@@ -69,7 +69,8 @@ class FlowRelay:
 
     @staticmethod
     def _agent_filter(f: flow_pb2.FlowFilter) -> flow_pb2.FlowFilter:
-        """What the agent can filter itself (no names or labels of remote peers)."""
+        """What the agent can filter itself (no names or labels of remote peers; the service
+        a flow was sent to is named by the agent, so `to_service` stays)."""
         narrowed = flow_pb2.FlowFilter()
         narrowed.CopyFrom(f)
         for name in ("from_labels", "to_labels"):

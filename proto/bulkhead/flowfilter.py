@@ -14,9 +14,20 @@ def _label_matches(wanted: str, labels: Iterable[str]) -> bool:
     return any(label.split(":", 1)[-1] == wanted for label in labels)
 
 
-def _pod_matches(wanted: str, peer: flow_pb2.FlowPeer) -> bool:
+def _ref(wanted: str) -> tuple[str, str]:
+    """`NS/NAME` -> (NS, NAME); a bare `NAME` is in "default" (as kubectl reads it)."""
     namespace, slash, name = wanted.rpartition("/")
-    return peer.pod == name and peer.namespace == (namespace if slash else "default")
+    return (namespace if slash else "default"), name
+
+
+def _pod_matches(wanted: str, peer: flow_pb2.FlowPeer) -> bool:
+    return (peer.namespace, peer.pod) == _ref(wanted)
+
+
+def _service_matches(wanted: str, flow: flow_pb2.Flow) -> bool:
+    """The connection was sent to that service (a flow to a backend's pod IP names none)."""
+    svc = flow.destination_service
+    return flow.HasField("destination_service") and (svc.namespace, svc.name) == _ref(wanted)
 
 
 def matches(flow: flow_pb2.Flow, f: flow_pb2.FlowFilter) -> bool:
@@ -25,6 +36,7 @@ def matches(flow: flow_pb2.Flow, f: flow_pb2.FlowFilter) -> bool:
             and all(_label_matches(w, dst.labels) for w in f.to_labels)
             and (not f.from_pod or _pod_matches(f.from_pod, src))
             and (not f.to_pod or _pod_matches(f.to_pod, dst))
+            and (not f.to_service or _service_matches(f.to_service, flow))
             and (not f.from_ip or src.ip == f.from_ip)
             and (not f.to_ip or dst.ip == f.to_ip)
             and (not f.from_identity or src.identity == f.from_identity)

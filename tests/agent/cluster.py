@@ -80,14 +80,16 @@ class Cluster:
         channel = grpc.insecure_channel(f"unix:{self.nodes[short].socket}")
         return agent_pb2_grpc.AgentServiceStub(channel)
 
-    def start_agent(self, short: str, timeout: float = 60.0) -> None:
+    def start_agent(self, short: str, timeout: float = 60.0, api_listen: str = "none") -> None:
+        """`api_listen`: also serve the agent API on TCP for the control plane's flow relay
+        (`bulkhead observe`); by default the unix socket only."""
         node = self.nodes[short]
         with node.log.open("ab") as log:
             node.proc = subprocess.Popen(
                 [str(BIN / "bulkhead-agent"), "--node", node.name, "--controlplane",
                  self.cp_address, "--underlay-ip", node.underlay_ip, "--datapath", "bpf",
                  "--netns", node.ns, "--socket", str(node.socket), "--bpf-pin-root",
-                 str(self.pin_root), "--api-listen", "none",
+                 str(self.pin_root), "--api-listen", api_listen,
                  "--metrics-listen", f"127.0.0.1:{node.metrics_port}"],
                 stdout=log, stderr=log)
         deadline = time.monotonic() + timeout

@@ -18,7 +18,7 @@ from nodeagent.datapath import (
     Verdict,
 )
 from nodeagent.datapath.models import Flow
-from nodeagent.flowstore import FlowStore, matcher
+from nodeagent.flowstore import FlowStore, ServiceNames, matcher
 
 NODES = {
     "n1": types_pb2.Node(name="n1", underlay_ip="192.168.1.1"),
@@ -109,3 +109,31 @@ def test_service_frontends() -> None:
                             ports=svc.ports)
     with pytest.raises(ValueError, match="default/b: cluster_ip"):
         desired.service_frontends(bad)
+
+
+def test_flows_name_the_service_by_its_frontend_id() -> None:
+    """A raw flow carries the service's frontend id; the API flow names the service as the
+    agent received it, follows a name taking over an id, and names none for an unknown id."""
+    services = {"default/deathstar": types_pb2.Service(id=21, namespace="default",
+                                                       name="deathstar")}
+    store = FlowStore("n1", 10, lambda i: [], lambda ip: None, ServiceNames(services))
+
+    def sent(service_id: int) -> flow_pb2.Flow:
+        raw = Flow(time_ns=1, saddr="10.0.1.6", daddr="10.0.1.5", sport=4000, dport=80,
+                   protocol=6, tcp_flags=0x02, src_identity=301, dst_identity=300, ep_id=5,
+                   direction=Direction.EGRESS, verdict=Verdict.FORWARDED, reason=Reason.NONE,
+                   obs_point=ObsPoint.FROM_POD, service_id=service_id)
+        store.add([raw])
+        return store.last(1, matcher(flow_pb2.FlowFilter()))[0]
+
+    f = sent(21)
+    assert (f.destination_service.namespace, f.destination_service.name) == (
+        "default", "deathstar")
+    assert matcher(flow_pb2.FlowFilter(to_service="default/deathstar"))(f)
+    assert not sent(0).HasField("destination_service")  # not sent to a service
+    assert not sent(99).HasField("destination_service")  # an id not (or no longer) received
+    # the service deleted and its id given to another one
+    del services["default/deathstar"]
+    services["empire/deathstar"] = types_pb2.Service(id=21, namespace="empire", name="deathstar")
+    assert sent(21).destination_service.namespace == "empire"
+    assert not matcher(flow_pb2.FlowFilter(to_service="default/deathstar"))(sent(21))

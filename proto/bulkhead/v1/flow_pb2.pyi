@@ -22,8 +22,16 @@ class FlowPeer(_message.Message):
     labels: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, namespace: _Optional[str] = ..., pod: _Optional[str] = ..., ip: _Optional[str] = ..., port: _Optional[int] = ..., identity: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class FlowService(_message.Message):
+    __slots__ = ("namespace", "name")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
 class Flow(_message.Message):
-    __slots__ = ("time_ns", "node", "verdict", "drop_reason", "source", "destination", "protocol", "tcp_flags", "direction", "endpoint_id", "sequence", "boot_id")
+    __slots__ = ("time_ns", "node", "verdict", "drop_reason", "source", "destination", "protocol", "tcp_flags", "direction", "endpoint_id", "sequence", "boot_id", "destination_service")
     TIME_NS_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +44,7 @@ class Flow(_message.Message):
     ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     BOOT_ID_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_SERVICE_FIELD_NUMBER: _ClassVar[int]
     time_ns: int
     node: str
     verdict: str
@@ -48,10 +57,11 @@ class Flow(_message.Message):
     endpoint_id: int
     sequence: int
     boot_id: str
-    def __init__(self, time_ns: _Optional[int] = ..., node: _Optional[str] = ..., verdict: _Optional[str] = ..., drop_reason: _Optional[str] = ..., source: _Optional[_Union[FlowPeer, _Mapping]] = ..., destination: _Optional[_Union[FlowPeer, _Mapping]] = ..., protocol: _Optional[str] = ..., tcp_flags: _Optional[_Iterable[str]] = ..., direction: _Optional[str] = ..., endpoint_id: _Optional[int] = ..., sequence: _Optional[int] = ..., boot_id: _Optional[str] = ...) -> None: ...
+    destination_service: FlowService
+    def __init__(self, time_ns: _Optional[int] = ..., node: _Optional[str] = ..., verdict: _Optional[str] = ..., drop_reason: _Optional[str] = ..., source: _Optional[_Union[FlowPeer, _Mapping]] = ..., destination: _Optional[_Union[FlowPeer, _Mapping]] = ..., protocol: _Optional[str] = ..., tcp_flags: _Optional[_Iterable[str]] = ..., direction: _Optional[str] = ..., endpoint_id: _Optional[int] = ..., sequence: _Optional[int] = ..., boot_id: _Optional[str] = ..., destination_service: _Optional[_Union[FlowService, _Mapping]] = ...) -> None: ...
 
 class FlowFilter(_message.Message):
-    __slots__ = ("from_labels", "to_labels", "from_pod", "to_pod", "from_ip", "to_ip", "from_identity", "to_identity", "verdict", "port", "protocol", "node", "since_ns")
+    __slots__ = ("from_labels", "to_labels", "from_pod", "to_pod", "from_ip", "to_ip", "from_identity", "to_identity", "verdict", "port", "protocol", "node", "since_ns", "to_service")
     FROM_LABELS_FIELD_NUMBER: _ClassVar[int]
     TO_LABELS_FIELD_NUMBER: _ClassVar[int]
     FROM_POD_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +75,7 @@ class FlowFilter(_message.Message):
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     SINCE_NS_FIELD_NUMBER: _ClassVar[int]
+    TO_SERVICE_FIELD_NUMBER: _ClassVar[int]
     from_labels: _containers.RepeatedScalarFieldContainer[str]
     to_labels: _containers.RepeatedScalarFieldContainer[str]
     from_pod: str
@@ -78,7 +89,8 @@ class FlowFilter(_message.Message):
     protocol: str
     node: str
     since_ns: int
-    def __init__(self, from_labels: _Optional[_Iterable[str]] = ..., to_labels: _Optional[_Iterable[str]] = ..., from_pod: _Optional[str] = ..., to_pod: _Optional[str] = ..., from_ip: _Optional[str] = ..., to_ip: _Optional[str] = ..., from_identity: _Optional[int] = ..., to_identity: _Optional[int] = ..., verdict: _Optional[str] = ..., port: _Optional[int] = ..., protocol: _Optional[str] = ..., node: _Optional[str] = ..., since_ns: _Optional[int] = ...) -> None: ...
+    to_service: str
+    def __init__(self, from_labels: _Optional[_Iterable[str]] = ..., to_labels: _Optional[_Iterable[str]] = ..., from_pod: _Optional[str] = ..., to_pod: _Optional[str] = ..., from_ip: _Optional[str] = ..., to_ip: _Optional[str] = ..., from_identity: _Optional[int] = ..., to_identity: _Optional[int] = ..., verdict: _Optional[str] = ..., port: _Optional[int] = ..., protocol: _Optional[str] = ..., node: _Optional[str] = ..., since_ns: _Optional[int] = ..., to_service: _Optional[str] = ...) -> None: ...
 
 class GetFlowsRequest(_message.Message):
     __slots__ = ("last", "follow", "filter", "after_sequence")
