@@ -11,7 +11,14 @@ import time
 import grpc
 import pytest
 
-from bulkhead.v1 import service_pb2, service_pb2_grpc
+from bulkhead.v1 import (
+    policy_pb2,
+    policy_pb2_grpc,
+    service_pb2,
+    service_pb2_grpc,
+    subscription_pb2,
+    subscription_pb2_grpc,
+)
 from tests.agent.cluster import Cluster, Pod
 
 pytestmark = pytest.mark.datapath
@@ -36,11 +43,31 @@ spec:
 """
 
 QUERY = """
-import sys, dns.message, dns.query, dns.rcode
+import sys, dns.exception, dns.message, dns.query, dns.rcode
 q = dns.message.make_query(sys.argv[1], "A")
 send = dns.query.tcp if sys.argv[2] == "tcp" else dns.query.udp
-r = send(q, "169.254.1.1", timeout=3)
+try:
+    r = send(q, "169.254.1.1", timeout=3)
+except dns.exception.Timeout:
+    sys.exit(print("TIMEOUT"))
 print(dns.rcode.to_text(r.rcode()), *sorted(a.address for rr in r.answer for a in rr))
+"""
+
+LOCKED = """
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: locked}
+spec:
+  endpointSelector: {matchLabels: {app: locked}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: web}}]
+  egress:
+  - toEndpoints: [{matchLabels: {app: web}}]
+    toPorts: [{ports: [{port: "80", protocol: TCP}]}]
+"""
+DNS_RULE = """
+  - toEntities: [host]
+    toPorts: [{ports: [{port: "53", protocol: UDP}, {port: "53", protocol: TCP}]}]
 """
 
 
@@ -58,7 +85,7 @@ def getent(pod: Pod, name: str) -> list[str]:
 def query(pod: Pod, name: str, transport: str = "udp") -> str:
     """One query straight to the pod's nameserver: 'RCODE addr...'."""
     out = in_pod(pod, sys.executable, "-c", QUERY, name, transport)
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 0 or out.stdout.strip() == "TIMEOUT", out.stderr
     return out.stdout.strip()
 
 
@@ -100,6 +127,30 @@ def test_pods_resolve_services_by_name(lab: Cluster) -> None:
     assert out.returncode == 0 and out.stdout.strip() in {"web-1", "web-2"}, out
     out = in_pod(far, "curl", "-s", "--max-time", "5", "http://web.default.svc.cluster.local/")
     assert out.returncode == 0 and out.stdout.strip() in {"web-1", "web-2"}, out
+
+
+def apply_policy(lab: Cluster, yaml: str) -> None:
+    """Through the control plane, then wait until every node enforces it."""
+    with grpc.insecure_channel(lab.cp_address) as channel:
+        applied = policy_pb2_grpc.PolicyServiceStub(channel).Apply(
+            policy_pb2.ApplyPoliciesRequest(yaml=yaml), timeout=30)
+        waited = subscription_pb2_grpc.SubscriptionAdminServiceStub(channel).WaitForRevision(
+            subscription_pb2.WaitForRevisionRequest(revision=applied.revision,
+                                                    timeout_seconds=20), timeout=30)
+        assert waited.converged, waited
+
+
+def test_egress_policy_must_allow_dns_to_the_host(lab: Cluster) -> None:
+    """The server is the node itself (reserved:host): a pod whose egress is enforced needs
+    port 53 to the host allowed; ingress enforcement does not matter (replies are tracked)."""
+    locked = lab.add_pod("locked", "n1", ["k8s:app=locked"])
+    apply_policy(lab, LOCKED)
+    name = "web.default.svc.cluster.local"
+    assert query(locked, name) == "TIMEOUT"   # dropped at the pod's egress
+    apply_policy(lab, LOCKED + DNS_RULE)
+    vip = getent(lab.pods["client"], name)
+    assert query(locked, name) == f"NOERROR {vip[0]}"
+    assert getent(locked, "web") == vip
 
 
 def test_a_deleted_service_stops_resolving(lab: Cluster) -> None:
