@@ -124,6 +124,9 @@ class BpfAgent:
         s = self.settings
         await self.worker.run(self.dp.setup_node, s.underlay_ip)
         await self.manager.preload()
+        if s.dns_listen is not None:
+            # Before the subscription: its first ipcache sync keeps the DNS address as host.
+            await self._serve_dns(s.dns_listen)
         await self._serve()
         self._tasks = [
             asyncio.create_task(self.client.run(), name="subscription"),
@@ -133,8 +136,6 @@ class BpfAgent:
         ]
         if s.metrics_listen:
             await self._serve_metrics(s.metrics_listen)
-        if s.dns_listen is not None:
-            await self._serve_dns(s.dns_listen)
         _log.info("agent started", datapath="bpf", socket=str(s.socket), netns=s.netns or "",
                   api=self.client.agent_address, metrics=self.metrics_address,
                   dns=str(s.dns_listen) if s.dns_listen else "off",
