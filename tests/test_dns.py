@@ -160,6 +160,17 @@ async def test_the_server_answers_over_udp_and_tcp_from_the_live_services() -> N
         await server.close()
 
 
+async def test_an_address_already_served_is_refused_naming_the_flag() -> None:
+    listen = Listen("127.0.0.1", free_port())
+    first = DnsServer(listen, lambda: SERVICES)
+    await first.start(None)
+    try:
+        with pytest.raises(OSError, match=f"--dns-listen {listen}: Address already in use"):
+            await DnsServer(listen, lambda: SERVICES).start(None)
+    finally:
+        await first.close()
+
+
 def test_dns_listen_flag() -> None:
     assert parse_listen(DEFAULT_LISTEN) == Listen("169.254.1.1", 53)
     assert parse_listen("10.0.0.1") == Listen("10.0.0.1", 53)

@@ -126,7 +126,13 @@ class DnsServer:
         self._tcp: asyncio.Server | None = None
 
     async def start(self, netns: str | None) -> None:
-        udp, tcp = open_sockets(netns, self.listen)
+        """Raises OSError naming the flag when the address cannot be bound (taken, or not an
+        address of the namespace)."""
+        try:
+            udp, tcp = open_sockets(netns, self.listen)
+        except OSError as exc:
+            raise OSError(exc.errno, f"--dns-listen {self.listen}: {exc.strerror or exc}"
+                          f"{f' in network namespace {netns}' if netns else ''}") from exc
         loop = asyncio.get_running_loop()
         try:
             self._udp, _ = await loop.create_datagram_endpoint(
