@@ -26,6 +26,8 @@ from bulkhead.v1 import agent_pb2, agent_pb2_grpc
 from nodeagent import metrics
 from nodeagent.cpclient import ControlPlaneClient
 from nodeagent.datapath import Datapath, Flow
+from nodeagent.dns.listen import Listen
+from nodeagent.dns.server import DnsServer, ensure_local_address
 from nodeagent.endpoints import EndpointTable
 from nodeagent.flowstore import FlowStore, ServiceNames
 from nodeagent.localapi import AgentService
@@ -57,6 +59,8 @@ class Settings:
     """Serve Prometheus /metrics on HOST:PORT; None: off."""
     metrics_interval: float = 2.0
     """Seconds between map-pressure reads on the datapath thread (only with metrics on)."""
+    dns_listen: Listen | None = None
+    """Serve cluster DNS to the node's pods on this address in the node namespace; None: off."""
 
 
 def default_socket(node: str) -> Path:
@@ -94,6 +98,7 @@ class BpfAgent:
         self.server: grpc.aio.Server | None = None
         self.pressure = metrics.PressureSnapshot()
         self.metrics_server: WSGIServer | None = None
+        self.dns: DnsServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -120,6 +125,9 @@ class BpfAgent:
         s = self.settings
         await self.worker.run(self.dp.setup_node, s.underlay_ip)
         await self.manager.preload()
+        if s.dns_listen is not None:
+            # Before the subscription: its first ipcache sync keeps the DNS address as host.
+            await self._serve_dns(s.dns_listen)
         await self._serve()
         self._tasks = [
             asyncio.create_task(self.client.run(), name="subscription"),
@@ -131,6 +139,7 @@ class BpfAgent:
             await self._serve_metrics(s.metrics_listen)
         _log.info("agent started", datapath="bpf", socket=str(s.socket), netns=s.netns or "",
                   api=self.client.agent_address, metrics=self.metrics_address,
+                  dns=str(s.dns_listen) if s.dns_listen else "off",
                   pins=str(self.dp.loaded.pins), boot_id=self.flows.boot_id)
 
     async def _serve(self) -> None:
@@ -169,6 +178,16 @@ class BpfAgent:
         self.metrics_server = metrics.serve(collector, listen)
         self._tasks.append(asyncio.create_task(self._refresh_pressure(), name="map-pressure"))
 
+    async def _serve_dns(self, listen: Listen) -> None:
+        """Cluster DNS for this node's pods, answered from the services held in memory."""
+        netns = self.settings.netns
+        added = await self.worker.run(ensure_local_address, netns, listen.ip)
+        await self.worker.run(self.dp.add_host_ip, listen.ip)
+        self.dns = DnsServer(listen, lambda: self.state.services)
+        await self.dns.start(netns)
+        _log.info("dns serving", address=str(listen), netns=netns or "",
+                  address_added=added, transports="udp,tcp")
+
     async def _refresh_pressure(self) -> None:
         """Map counts need the datapath thread; the scrape thread reads this snapshot."""
         while True:
@@ -182,6 +201,8 @@ class BpfAgent:
             task.result()
 
     async def stop(self) -> None:
+        if self.dns is not None:
+            await self.dns.close()
         if self.server is not None:
             await self.server.stop(grace=1.0)
         if self.metrics_server is not None:

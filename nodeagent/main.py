@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 
 from bulkhead import gctuning, log
+from nodeagent.dns.listen import DEFAULT_LISTEN as DEFAULT_DNS_LISTEN
+from nodeagent.dns.listen import parse_listen
 from nodeagent.sink import DatapathSink, NullSink
 from nodeagent.subscription.client import SubscriptionClient
 
@@ -55,6 +57,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-listen",
                    help="bpf: serve Prometheus metrics on HOST:PORT at /metrics (port 0 = any "
                         "free port, logged at start; default: off)")
+    p.add_argument("--dns-listen", default=DEFAULT_DNS_LISTEN,
+                   help="bpf: serve cluster DNS (NAME.NS.svc.cluster.local) to the node's pods "
+                        "on this IPv4:PORT in the node namespace, UDP and TCP (default "
+                        "%(default)s, the pods' gateway; 'none' = off)")
     p.add_argument("--endpoints-file", type=Path,
                    help="bpf: where endpoint names are kept across restarts "
                         "(default: the socket path with .endpoints.json)")
@@ -101,6 +107,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"bulkhead-agent: --underlay-ip must be an IPv4 address, got {args.underlay_ip!r}",
               file=sys.stderr)
         sys.exit(2)
+    try:
+        args.dns_listen = parse_listen(args.dns_listen)
+    except ValueError as exc:
+        print(f"bulkhead-agent: {exc}", file=sys.stderr)
+        sys.exit(2)
     log.configure("agent", node=args.node)
     gctuning.tune_for_server()
     if args.datapath == "bpf":
@@ -134,7 +145,7 @@ def run_bpf(args: argparse.Namespace) -> None:
         ct_gc_interval=args.ct_gc_interval, ack_interval=args.ack_interval,
         endpoints_file=args.endpoints_file,
         api_listen=None if args.api_listen in ("", "none") else args.api_listen,
-        metrics_listen=args.metrics_listen or None)
+        metrics_listen=args.metrics_listen or None, dns_listen=args.dns_listen)
     asyncio.run(agent.run(settings))
 
 

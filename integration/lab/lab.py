@@ -22,7 +22,7 @@ from bulkhead.defaults import SERVER_FILE
 from bulkhead.v1 import agent_pb2, agent_pb2_grpc
 from controlplane.store.embedded import free_port
 
-from . import netns, processes
+from . import dnsconf, netns, processes
 from .state import LabState, NodeState, PodState, labs_dir
 
 UNDERLAY = ipaddress.IPv4Network("192.0.2.0/24")  # TEST-NET-1, only inside lab namespaces
@@ -115,6 +115,7 @@ class Lab:
         for ns in netns.namespaces(prefix):
             self.say(f"removing namespace {ns}")
             netns.delete_netns(ns)
+        dnsconf.remove_prefix(prefix)
         pin_root = Path(state.pin_root) if state else PIN_BASE / f"lab-{self.name}"
         if pin_root.exists():
             self.say(f"removing pinned maps {pin_root}")
@@ -210,6 +211,7 @@ class Lab:
         pod = PodState(name, namespace, node_name, f"{state.prefix}pod-{name}",
                        labels=pod_labels(labels, namespace), serve=list(serve), owner=owner)
         netns.add_netns(pod.netns)
+        dnsconf.write(pod.netns, namespace)
         try:
             if state.datapath == "none":
                 pod.ip = self._plain_ip(state, node)
@@ -227,6 +229,7 @@ class Lab:
                      "--app", app], state.directory / f"pod-{name}.log")
         except BaseException:
             netns.delete_netns(pod.netns)
+            dnsconf.remove(pod.netns)
             raise
         state.pods[name] = pod
         state.save()
@@ -244,6 +247,7 @@ class Lab:
                     agent_pb2.DeleteAgentEndpointRequest(namespace=pod.namespace, name=name),
                     timeout=60)
         netns.delete_netns(pod.netns)
+        dnsconf.remove(pod.netns)
         del state.pods[name]
         state.save()
 

@@ -100,10 +100,15 @@ class Datapath:
         fd, name = self.loaded.prog("from_overlay")
         netlink.attach(self.ipr, index, "ingress", fd, name)
         self.config_map.set(index, CFG_F_FORWARD_UNKNOWN if forward_unknown else 0)
-        if underlay_ip not in self.host_ips:
-            self.host_ips.append(underlay_ip)
-        self.ipcache_map.upsert([IpcacheEntry(f"{underlay_ip}/32", ID_HOST)])
+        self.add_host_ip(underlay_ip)
         return index
+
+    def add_host_ip(self, ip: str) -> None:
+        """An address of the node itself (underlay, the DNS server's): in the ipcache as the
+        host identity, kept there by every ipcache sync."""
+        if ip not in self.host_ips:
+            self.host_ips.append(ip)
+        self.ipcache_map.upsert([IpcacheEntry(f"{ip}/32", ID_HOST)])
 
     # -- endpoints ----------------------------------------------------------
 

@@ -26,6 +26,7 @@ from pyroute2 import IPRoute, netns
 from bulkhead.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
 from controlplane.store.embedded import free_port
 from integration.etcd_process import EtcdProcess
+from integration.lab import dnsconf
 
 BIN = Path(sys.executable).parent
 DATAPATH_TESTS = Path(__file__).resolve().parents[1] / "datapath"
@@ -122,6 +123,7 @@ class Cluster:
 
     def add_pod(self, name: str, short: str, labels: list[str], serve: bool = False) -> Pod:
         ns = self.make_ns(name)
+        dnsconf.write(ns, "default")
         made = self.agent(short).AddEndpoint(agent_pb2.AddEndpointRequest(
             netns_path=f"/var/run/netns/{ns}", name=name, namespace="default",
             labels=[*labels, "k8s:io.kubernetes.pod.namespace=default"]), timeout=30)
@@ -226,6 +228,7 @@ def destroy(c: Cluster) -> None:
     for ns in reversed(c.namespaces):
         with contextlib.suppress(Exception):
             netns.remove(ns)
+        dnsconf.remove(ns)
     shutil.rmtree(c.pin_root, ignore_errors=True)
     if os.environ.get("BULKHEAD_KEEP_LOGS") != "1":
         shutil.rmtree(c.tmp, ignore_errors=True)
