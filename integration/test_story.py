@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -20,8 +21,15 @@ def test_star_wars_scenario(tmp_path: Path) -> None:
         deathstars = story.deathstars()
         assert len(deathstars) == 2
         assert {p["node"] for p in story.pods() if p["name"] in deathstars} == {"n1", "n2"}
-        # The ships call the deathstar SERVICE: its ClusterIP, not a pod's address.
-        assert story.target not in {p["ip"] for p in story.pods()}
+        # The ships call the deathstar SERVICE by its DNS name, which their node's agent
+        # answers with the ClusterIP (not a pod's address).
+        assert story.target == "deathstar.default.svc.cluster.local"
+        service = json.loads(story.run(story.cli, "service", "get", "default/deathstar", "-o",
+                                       "json", check=True).stdout)
+        resolved = story.run(story.lab_cmd, "exec", "tiefighter", "--", "getent", "hosts",
+                             story.target, check=True).stdout.split()
+        assert resolved[0] == service["cluster_ip"]
+        assert service["cluster_ip"] not in {p["ip"] for p in story.pods()}
         # 1. Without a policy both ships land, through the service and on each deathstar
         # directly (across nodes and on the same node).
         assert story.land("tiefighter").stdout.strip() == "Ship landed"

@@ -86,12 +86,10 @@ class Scenario:
         self.target = self.deathstar_address()
 
     def deathstar_address(self) -> str:
-        """Where the ships send their requests: the deathstar SERVICE, by its ClusterIP (the
-        cluster DNS name deathstar.default.svc.cluster.local takes its place once cluster DNS
-        is in); whichever deathstar pod gets a connection, policy applies to that pod."""
-        out = self.run(self.cli, "service", "get", DEATHSTAR, "-o", "json", check=True,
-                       quiet=True).stdout
-        return str(json.loads(out)["cluster_ip"])
+        """Where the ships send their requests: the deathstar SERVICE by its cluster DNS name,
+        as in the demo (the agent of the ship's node answers it with the ClusterIP); whichever
+        deathstar pod gets a connection, policy applies to that pod."""
+        return f"{DEATHSTAR.split('/')[1]}.{DEATHSTAR.split('/')[0]}.svc.cluster.local"
 
     def pods(self) -> list[dict[str, Any]]:
         out = self.run(self.lab_cmd, "pod", "list", "-o", "json", check=True, quiet=True).stdout
@@ -142,7 +140,7 @@ def main() -> None:
     story.echo = True
     story.setup()
     print("  " + ", ".join(f"{p['name']} on {p['node']} ({p['ip']})" for p in story.pods()))
-    print(f"  The ships call the deathstar service at {story.target} (its ClusterIP).")
+    print(f"  The ships call the deathstar service by name: {story.target}")
     good = True
 
     step("1. Without a policy, both ships land")
