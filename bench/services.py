@@ -1,13 +1,18 @@
 """Benchmark: services in a Bulkhead lab, against the same connections without the service.
 
-One lab (bpf, 2 nodes): a server pod on n1 (bench/rr.py's server), a client pod on n2 and one
-on n1, a CiliumNetworkPolicy allowing the clients to the server's port (applied with
+One lab (bpf, 2 nodes): a server pod on n1 (bench/rr.py's server), client pods on n2 and on
+n1, a CiliumNetworkPolicy allowing the clients to the server's port (applied with
 `bulkhead policy apply --wait`, a third port checked to be dropped, so policy is enforced
 after the translation), and a Service selecting the server (`bulkhead-lab apply -f`, which
 waits until every node load-balances it).
-(a) From the n2 client, alternating ClusterIP / backend pod IP for ROUNDS rounds, medians:
-    `crr` (a new connection per 64-byte request/reply) and `rr` (round trips over one
-    connection), bench/rr.py; target ClusterIP/direct >= 0.95 for crr.
+(a) From n2, alternating ClusterIP / backend pod IP for ROUNDS rounds, medians: `crr` (a new
+    connection per 64-byte request/reply) and `rr` (round trips over one connection),
+    bench/rr.py; target ClusterIP/direct >= 0.95 for crr.  The ClusterIP and the direct runs
+    come from two client pods on n2 (same node, same path), and the probers of (b) from two
+    more: the datapath keeps a closed connection's conntrack entry (keyed by the translated
+    tuple) for 10 s, and a new connection that reuses its 4-tuple the other way (direct after
+    translated or the reverse) is taken for the old one, so its replies are translated as the
+    old one's were and the handshake fails.
 (b) `service apply` -> reachable from every node: APPLIES times a new Service (selecting the
     server) goes in through ServiceService.Apply (what `bulkhead service apply` calls); from
     just before the call, a client on each node opens a new connection through the new
@@ -126,8 +131,9 @@ def start(b: Bench) -> None:
     say(f"lab {b.lab.name}: --datapath=bpf, 2 nodes")
     b.lab.up(2, datapath="bpf")
     b.pods["server"] = b.lab.pod_create("server", "n1", "default", ["app=bench-server"])
-    b.pods["n2"] = b.lab.pod_create("client", "n2", "default", ["app=bench-client"])
-    b.pods["n1"] = b.lab.pod_create("client-n1", "n1", "default", ["app=bench-client"])
+    for key, name, node in (("vip", "client-vip", "n2"), ("direct", "client", "n2"),
+                            ("n1", "probe-n1", "n1"), ("n2", "probe-n2", "n2")):
+        b.pods[key] = b.lab.pod_create(name, node, "default", ["app=bench-client"])
     directory = b.lab.state().directory
     b.pids.append(processes.start_ready(
         ["ip", "netns", "exec", b.pods["server"].netns, sys.executable,
@@ -143,7 +149,7 @@ def apply_policy(b: Bench) -> None:
     if out.returncode != 0:
         raise RuntimeError(f"bulkhead policy apply failed: {out.stdout}{out.stderr}")
     denied = subprocess.run(
-        ["ip", "netns", "exec", b.pods["n2"].netns, "curl", "-s", "-o", "/dev/null",
+        ["ip", "netns", "exec", b.pods["direct"].netns, "curl", "-s", "-o", "/dev/null",
          "--connect-timeout", "1", f"http://{b.pods['server'].ip}:{DENIED_PORT}/"],
         capture_output=True, timeout=10).returncode
     if denied != 28:
@@ -164,11 +170,11 @@ def apply_service(b: Bench) -> None:
 
 
 def measure(b: Bench, target: str) -> None:
-    """One rr and one crr run from the n2 client, to the ClusterIP or the pod IP."""
+    """One rr and one crr run from n2 (client-vip or client), to the ClusterIP or the pod IP."""
     ip, port = ((b.cluster_ip, SVC_PORT) if target == "vip"
                 else (b.pods["server"].ip, RR_PORT))
     for mode in ("rr", "crr"):
-        got = json.loads(run_in(b.pods["n2"], sys.executable, str(ROOT / "bench/rr.py"),
+        got = json.loads(run_in(b.pods[target], sys.executable, str(ROOT / "bench/rr.py"),
                                 "client", ip, str(port), str(RR_SECONDS), mode))
         b.record(f"{target} {mode}", got["rate"])
     say(f"({target}) rr {b.results[f'{target} rr'][-1]:.0f}/s, "
