@@ -16,6 +16,9 @@ def main() -> int:
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
     with socket.socket(socket.AF_INET, kind) as s:
         s.settimeout(timeout)
+        if len(sys.argv) > 5:  # a fixed source port: a later probe may reuse the tuple's half
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("0.0.0.0", int(sys.argv[5])))
         try:
             if proto == "tcp":
                 s.connect((ip, port))

@@ -3,6 +3,7 @@ through the Datapath API on both nodes, as the agent writes them from received s
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterator
 
@@ -208,3 +209,19 @@ def test_removed_backend_is_forgotten_by_live_flows(svc: Cluster) -> None:
                   if e.daddr == VIP and e.saddr == tie.ip}
     assert (17, f"{d1}:5353") not in remembered and (17, f"{d2}:5353") in remembered
     assert (6, f"{d1}:81") in remembered  # the closed TCP connection's entry, left to expire
+
+
+def test_a_tuple_reused_between_clusterip_and_direct_is_a_new_connection(svc: Cluster) -> None:
+    """A new connection from the source port of one that just closed, to the same backend,
+    once through the ClusterIP and once directly (either order): both complete. Conntrack
+    keys both by the translated tuple; a SYN on a closed entry is a new connection, with its
+    own translation (before, the second one's replies were translated as the first's)."""
+    c = svc
+    put(c, web(c, "deathstar2"))
+    client, backend_ip = c.pods["tiefighter"], c.pods["deathstar2"].ip
+    first = 40000 + secrets.randbelow(10000)
+    assert probe(client, "tcp", VIP, 80, source_port=first) == "ok"
+    assert probe(client, "tcp", backend_ip, 80, source_port=first) == "ok"
+    second = first + 1
+    assert probe(client, "tcp", backend_ip, 80, source_port=second) == "ok"
+    assert probe(client, "tcp", VIP, 80, source_port=second) == "ok"

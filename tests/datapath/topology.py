@@ -188,11 +188,13 @@ def destroy(cluster: Cluster, pin_root: Path) -> None:
             netns.remove(ns)
 
 
-def probe(pod: Pod, proto: str, ip: str, port: int, timeout: float = 1.0) -> str:
-    """ok / timeout / refused for one TCP or UDP attempt from a pod."""
+def probe(pod: Pod, proto: str, ip: str, port: int, timeout: float = 1.0,
+          source_port: int = 0) -> str:
+    """ok / timeout / refused for one TCP or UDP attempt from a pod (from `source_port`
+    when given)."""
     out = subprocess.run(
         ["ip", "netns", "exec", pod.ns, sys.executable, str(HERE / "netprobe.py"), proto, ip,
-         str(port), str(timeout)],
+         str(port), str(timeout), *([str(source_port)] if source_port else [])],
         capture_output=True,
         text=True,
         timeout=timeout + 10,

@@ -69,6 +69,7 @@
 #define TCPF_FIN 0x01
 #define TCPF_SYN 0x02
 #define TCPF_RST 0x04
+#define TCPF_ACK 0x10
 
 /* Marks a packet our programs already enforced and redirected to a pod's
  * veth, so to_pod on that veth lets it through. */
@@ -283,6 +284,12 @@ static __always_inline int ct_established(struct pkt *p, __u64 now, struct revna
         reverse = 1;
     }
     if (!v || v->expires < now)
+        return 0;
+    /* A new connection (a SYN without ACK) that reuses the tuple of one that closed (FIN or
+     * RST seen) is new: policy is decided again and ct_create replaces the entry, with its own
+     * translation (a connection through a ClusterIP and a direct one may share a tuple). */
+    if (!reverse && p->proto == IPPROTO_TCP && (p->tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN
+        && (v->tcp_flags & (TCPF_FIN | TCPF_RST)))
         return 0;
     ct_touch(v, p, now);
     if (reverse && v->nat == CT_NAT_REVERSE) {
