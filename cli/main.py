@@ -20,7 +20,9 @@ class Context:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.json = getattr(args, "output", "table") == "json"
+        # `-o` after the command wins over `-o` before it (`bulkhead -o json status`).
+        chosen = getattr(args, "output", None) or getattr(args, "global_output", None)
+        self.json = chosen == "json"
         self._channel: grpc.Channel | None = None
 
     @property
@@ -41,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bulkhead", description=__doc__)
     parser.add_argument("--server", help="control plane HOST:PORT (default: $BULKHEAD_SERVER, "
                                          "else the embedded control plane's address)")
+    parser.add_argument("-o", "--output", dest="global_output", choices=["table", "json"],
+                        help="output format of every command (also accepted after it)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in commands.ALL:
         module.register(sub)

@@ -13,7 +13,7 @@ from google.protobuf.message import Message
 
 
 def output_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-o", "--output", choices=["table", "json"], default="table",
+    parser.add_argument("-o", "--output", choices=["table", "json"], default=None,
                         help="output format (default: table)")
 
 

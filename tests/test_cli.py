@@ -112,3 +112,15 @@ async def test_status_lists_every_replica(replicas: ReplicaFactory) -> None:
         return json.loads(out)["replicas"] == ["beta"]
 
     assert await eventually(only_beta, timeout=10), "a stopped replica must drop out"
+
+
+async def test_output_flag_before_or_after_the_command(replicas: ReplicaFactory) -> None:
+    replica = await replicas()
+    rc, after, _ = await bulkhead(replica.address, "identity", "list", "-o", "json")
+    assert rc == 0
+    rc, before, _ = await bulkhead(replica.address, "-o", "json", "identity", "list")
+    assert rc == 0
+    assert json.loads(before) == json.loads(after)
+    rc, table, _ = await bulkhead(replica.address, "-o", "json", "identity", "list", "-o",
+                                  "table")
+    assert rc == 0 and table.split()[0] == "ID"
