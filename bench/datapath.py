@@ -26,7 +26,6 @@ import os
 import secrets
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -36,9 +35,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import agent_memory  # noqa: E402  (bench/ is sys.path[0] when run as a script)
+from labbench import Samples, apply_allow_policy, run_in, run_script, say  # noqa: E402
 
 from integration.lab import processes  # noqa: E402
-from integration.lab.lab import Lab, _bin  # noqa: E402
+from integration.lab.lab import Lab  # noqa: E402
 from integration.lab.state import PodState  # noqa: E402
 
 ROUNDS = 5
@@ -70,12 +70,8 @@ spec:
 """
 
 
-def say(msg: str) -> None:
-    print(f"==> {msg}", file=sys.stderr, flush=True)
-
-
 @dataclass
-class Side:
+class Side(Samples):
     """One lab under test and what was measured in it."""
 
     key: str
@@ -83,21 +79,6 @@ class Side:
     server: PodState | None = None
     client: PodState | None = None
     pids: list[int] = field(default_factory=list)
-    results: dict[str, list[float]] = field(default_factory=dict)
-
-    def run(self, pod: PodState, *argv: str, timeout: float = 60) -> str:
-        out = subprocess.run(["ip", "netns", "exec", pod.netns, *argv], capture_output=True,
-                             text=True, timeout=timeout)
-        if out.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv)} in {pod.name} ({self.key}): exit "
-                               f"{out.returncode}: {out.stderr.strip()[-500:]}")
-        return out.stdout
-
-    def record(self, name: str, value: float) -> None:
-        self.results.setdefault(name, []).append(value)
-
-    def median(self, name: str) -> float:
-        return statistics.median(self.results[name])
 
 
 def start_lab(side: Side, datapath: str) -> None:
@@ -117,31 +98,18 @@ def start_lab(side: Side, datapath: str) -> None:
 def apply_policy(side: Side) -> None:
     """The allowing policy, waited for on every node; then prove enforcement is on."""
     assert side.server is not None and side.client is not None
-    path = side.lab.state().directory / "bench-allow.yaml"
-    path.write_text(POLICY)
-    out = subprocess.run([_bin("bulkhead"), "policy", "apply", "-f", str(path), "--wait"],
-                         capture_output=True, text=True, timeout=60)
-    if out.returncode != 0:
-        raise RuntimeError(f"bulkhead policy apply failed: {out.stdout}{out.stderr}")
-    say(out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "policy applied")
-    denied = subprocess.run(
-        ["ip", "netns", "exec", side.client.netns, "curl", "-s", "-o", "/dev/null",
-         "--connect-timeout", "1", f"http://{side.server.ip}:{DENIED_PORT}/"],
-        capture_output=True, timeout=10).returncode
-    if denied != 28:
-        raise RuntimeError(f"port {DENIED_PORT} should time out under the policy; curl exit "
-                           f"{denied}")
+    say(apply_allow_policy(side.lab, POLICY, side.client, side.server.ip, DENIED_PORT))
 
 
 def measure(side: Side) -> None:
     assert side.server is not None and side.client is not None
     ip = side.server.ip
-    out = side.run(side.client, "iperf3", "-c", ip, "-p", str(IPERF_PORT), "-t",
+    out = run_in(side.client, "iperf3", "-c", ip, "-p", str(IPERF_PORT), "-t",
                    str(IPERF_SECONDS), "-O", "1", "-J", timeout=IPERF_SECONDS + 30)
     bps = float(json.loads(out)["end"]["sum_received"]["bits_per_second"])
     side.record("throughput", bps)
     for mode in ("rr", "crr"):
-        got = json.loads(side.run(side.client, sys.executable, str(ROOT / "bench/rr.py"),
+        got = json.loads(run_in(side.client, sys.executable, str(ROOT / "bench/rr.py"),
                                   "client", ip, str(RR_PORT), str(RR_SECONDS), mode))
         side.record(mode, got["rate"])
     say(f"({side.key}) {bps / 1e9:.2f} Gbit/s, rr {side.results['rr'][-1]:.0f}/s, "
@@ -152,14 +120,6 @@ def stop_side(side: Side) -> None:
     for pid in side.pids:
         processes.stop(pid)
     side.lab.down()
-
-
-def maps_bench() -> list[str]:
-    out = subprocess.run([sys.executable, str(ROOT / "bench/datapath_maps.py")],
-                         capture_output=True, text=True, timeout=120)
-    if out.returncode != 0:
-        raise RuntimeError(f"bench/datapath_maps.py failed: {out.stderr[-1000:]}")
-    return out.stdout.strip().splitlines()
 
 
 def main() -> None:
@@ -188,7 +148,7 @@ def main() -> None:
                 print(f"bench: taking down {side.lab.name} failed: {exc}", file=sys.stderr)
         shutil.rmtree(state_dir, ignore_errors=True)
     say("100,000 ipcache entries (bench/datapath_maps.py)")
-    lines += maps_bench()
+    lines += run_script("datapath_maps.py", timeout=120)
 
     def each(name: str, side: Side, scale: float, unit: str) -> str:
         return ", ".join(f"{v / scale:.2f}" for v in side.results[name]) + f" {unit}"

@@ -44,11 +44,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
+from labbench import Samples, apply_allow_policy, run_in, run_script, say  # noqa: E402
 from stats import pct  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 
 from bulkhead.v1 import service_pb2, service_pb2_grpc  # noqa: E402
 from integration.lab import processes  # noqa: E402
-from integration.lab.lab import Lab, _bin  # noqa: E402
+from integration.lab.lab import Lab  # noqa: E402
 from integration.lab.manifests import Applier, parse_manifest  # noqa: E402
 from integration.lab.state import PodState  # noqa: E402
 
@@ -96,21 +97,8 @@ spec:
 """
 
 
-def say(msg: str) -> None:
-    print(f"==> {msg}", file=sys.stderr, flush=True)
-
-
-def run_in(pod: PodState, *argv: str, timeout: float = 60) -> str:
-    out = subprocess.run(["ip", "netns", "exec", pod.netns, *argv], capture_output=True,
-                         text=True, timeout=timeout)
-    if out.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} in {pod.name}: exit {out.returncode}: "
-                           f"{out.stderr.strip()[-500:]}")
-    return out.stdout
-
-
 @dataclass
-class Bench:
+class Bench(Samples):
     """The lab under test, its pods and processes, and what was measured."""
 
     lab: Lab
@@ -118,13 +106,6 @@ class Bench:
     pids: list[int] = field(default_factory=list)
     probers: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
     cluster_ip: str = ""
-    results: dict[str, list[float]] = field(default_factory=dict)
-
-    def record(self, name: str, value: float) -> None:
-        self.results.setdefault(name, []).append(value)
-
-    def median(self, name: str) -> float:
-        return statistics.median(self.results[name])
 
 
 def start(b: Bench) -> None:
@@ -142,19 +123,7 @@ def start(b: Bench) -> None:
 
 def apply_policy(b: Bench) -> None:
     """The allowing policy, waited for on every node; then prove enforcement is on."""
-    path = b.lab.state().directory / "bench-allow.yaml"
-    path.write_text(POLICY)
-    out = subprocess.run([_bin("bulkhead"), "policy", "apply", "-f", str(path), "--wait"],
-                         capture_output=True, text=True, timeout=60)
-    if out.returncode != 0:
-        raise RuntimeError(f"bulkhead policy apply failed: {out.stdout}{out.stderr}")
-    denied = subprocess.run(
-        ["ip", "netns", "exec", b.pods["direct"].netns, "curl", "-s", "-o", "/dev/null",
-         "--connect-timeout", "1", f"http://{b.pods['server'].ip}:{DENIED_PORT}/"],
-        capture_output=True, timeout=10).returncode
-    if denied != 28:
-        raise RuntimeError(f"port {DENIED_PORT} should time out under the policy; curl exit "
-                           f"{denied}")
+    apply_allow_policy(b.lab, POLICY, b.pods["direct"], b.pods["server"].ip, DENIED_PORT)
 
 
 def apply_service(b: Bench) -> None:
@@ -234,14 +203,6 @@ def stop(b: Bench) -> None:
     b.lab.down()
 
 
-def maps_bench() -> list[str]:
-    out = subprocess.run([sys.executable, str(ROOT / "bench/services_maps.py")],
-                         capture_output=True, text=True, timeout=180)
-    if out.returncode != 0:
-        raise RuntimeError(f"bench/services_maps.py failed: {out.stderr[-1000:]}")
-    return out.stdout.strip().splitlines()
-
-
 def main() -> None:
     tag = secrets.token_hex(2)
     state_dir = tempfile.mkdtemp(prefix="bulkhead-bench-")
@@ -267,7 +228,7 @@ def main() -> None:
             print(f"bench: taking down {b.lab.name} failed: {exc}", file=sys.stderr)
         shutil.rmtree(state_dir, ignore_errors=True)
     say("10,000 services x 10 backends (bench/services_maps.py)")
-    lines = maps_bench()
+    lines = run_script("services_maps.py", timeout=180)
 
     def each(name: str) -> str:
         return ", ".join(f"{v:.0f}" for v in b.results[name]) + " /s"

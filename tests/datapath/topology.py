@@ -223,12 +223,12 @@ def ping(pod: Pod, ip: str) -> bool:
     )
 
 
-def many(pod: Pod, ip: str, port: int, count: int, timeout: float = 2.0) -> dict[str, int]:
-    """``count`` new TCP connections from a pod: how many each server name answered
-    ("failed" for any connection that did not get a whole answer)."""
+def _names(pod: Pod, ip: str, port: int, count: int, timeout: float, *mode: str
+           ) -> dict[str, int]:
+    """Runs netmany.py in the pod: how many each server name answered ("failed": none)."""
     out = subprocess.run(
         ["ip", "netns", "exec", pod.ns, sys.executable, str(HERE / "netmany.py"), ip, str(port),
-         str(count), str(timeout)],
+         str(count), str(timeout), *mode],
         capture_output=True,
         text=True,
         timeout=count * (timeout + 1) + 10,
@@ -237,20 +237,16 @@ def many(pod: Pod, ip: str, port: int, count: int, timeout: float = 2.0) -> dict
         raise RuntimeError(f"netmany failed: {out.stderr.strip()}")
     result: dict[str, int] = json.loads(out.stdout)
     return result
+
+
+def many(pod: Pod, ip: str, port: int, count: int, timeout: float = 2.0) -> dict[str, int]:
+    """``count`` new TCP connections from a pod: how many each server name answered
+    ("failed" for any connection that did not get a whole answer)."""
+    return _names(pod, ip, port, count, timeout)
 
 
 def udp_names(pod: Pod, ip: str, port: int, count: int, source_port: int,
               timeout: float = 2.0) -> dict[str, int]:
     """``count`` UDP requests from one socket bound to ``source_port`` (one 5-tuple): how
     many each server name answered ("failed" for no answer)."""
-    out = subprocess.run(
-        ["ip", "netns", "exec", pod.ns, sys.executable, str(HERE / "netmany.py"), ip, str(port),
-         str(count), str(timeout), f"udp:{source_port}"],
-        capture_output=True,
-        text=True,
-        timeout=count * (timeout + 1) + 10,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"netmany failed: {out.stderr.strip()}")
-    result: dict[str, int] = json.loads(out.stdout)
-    return result
+    return _names(pod, ip, port, count, timeout, f"udp:{source_port}")
