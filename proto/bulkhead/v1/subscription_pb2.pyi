@@ -51,7 +51,7 @@ class AgentMessage(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., nack: _Optional[_Union[Nack, _Mapping]] = ...) -> None: ...
 
 class PolicyEntry(_message.Message):
-    __slots__ = ("direction", "peer", "protocol", "port_lo", "port_hi", "verdict")
+    __slots__ = ("direction", "peer", "protocol", "port_lo", "port_hi", "verdict", "l7", "http")
     class Direction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         INGRESS: _ClassVar[PolicyEntry.Direction]
@@ -64,19 +64,53 @@ class PolicyEntry(_message.Message):
         DENY: _ClassVar[PolicyEntry.Verdict]
     ALLOW: PolicyEntry.Verdict
     DENY: PolicyEntry.Verdict
+    class L7(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        NONE: _ClassVar[PolicyEntry.L7]
+        HTTP: _ClassVar[PolicyEntry.L7]
+    NONE: PolicyEntry.L7
+    HTTP: PolicyEntry.L7
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
     PEER_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     PORT_LO_FIELD_NUMBER: _ClassVar[int]
     PORT_HI_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
+    L7_FIELD_NUMBER: _ClassVar[int]
+    HTTP_FIELD_NUMBER: _ClassVar[int]
     direction: PolicyEntry.Direction
     peer: int
     protocol: int
     port_lo: int
     port_hi: int
     verdict: PolicyEntry.Verdict
-    def __init__(self, direction: _Optional[_Union[PolicyEntry.Direction, str]] = ..., peer: _Optional[int] = ..., protocol: _Optional[int] = ..., port_lo: _Optional[int] = ..., port_hi: _Optional[int] = ..., verdict: _Optional[_Union[PolicyEntry.Verdict, str]] = ...) -> None: ...
+    l7: PolicyEntry.L7
+    http: _containers.RepeatedCompositeFieldContainer[HttpRule]
+    def __init__(self, direction: _Optional[_Union[PolicyEntry.Direction, str]] = ..., peer: _Optional[int] = ..., protocol: _Optional[int] = ..., port_lo: _Optional[int] = ..., port_hi: _Optional[int] = ..., verdict: _Optional[_Union[PolicyEntry.Verdict, str]] = ..., l7: _Optional[_Union[PolicyEntry.L7, str]] = ..., http: _Optional[_Iterable[_Union[HttpRule, _Mapping]]] = ...) -> None: ...
+
+class HttpRule(_message.Message):
+    __slots__ = ("method", "path", "host", "headers", "header_matches")
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    HEADER_MATCHES_FIELD_NUMBER: _ClassVar[int]
+    method: str
+    path: str
+    host: str
+    headers: _containers.RepeatedScalarFieldContainer[str]
+    header_matches: _containers.RepeatedCompositeFieldContainer[HttpHeaderMatch]
+    def __init__(self, method: _Optional[str] = ..., path: _Optional[str] = ..., host: _Optional[str] = ..., headers: _Optional[_Iterable[str]] = ..., header_matches: _Optional[_Iterable[_Union[HttpHeaderMatch, _Mapping]]] = ...) -> None: ...
+
+class HttpHeaderMatch(_message.Message):
+    __slots__ = ("name", "value", "mismatch")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    MISMATCH_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: str
+    mismatch: str
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ..., mismatch: _Optional[str] = ...) -> None: ...
 
 class IdentityPolicy(_message.Message):
     __slots__ = ("identity", "ingress_enforced", "egress_enforced", "entries")
