@@ -54,7 +54,8 @@ class ControlPlane:
         config = self.config
         endpoints = config.etcd_endpoints
         if config.embedded:
-            self.embedded = EmbeddedEtcd(config.state_dir / "etcd")
+            self.embedded = EmbeddedEtcd(config.state_dir / "etcd",
+                                         compaction_retention=config.etcd_compaction_retention)
             await self.embedded.start()
             self.embedded.supervise()
             endpoints = [self.embedded.endpoint]

@@ -38,6 +38,7 @@ class Config:
     identity_max_total_label_bytes: int = 64 << 20
     policy_map_max: int = 16384
     subscription_history: float = 300.0
+    etcd_compaction_retention: str = "1h"
     subscription_queue_bytes: int = 16 << 20
     bookmark_interval: float = 30.0
     subscription_status_interval: float = 1.0
@@ -62,6 +63,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--etcd-cacert", type=Path)
     p.add_argument("--etcd-cert", type=Path)
     p.add_argument("--etcd-key", type=Path)
+    p.add_argument("--etcd-compaction-retention", default=Config.etcd_compaction_retention,
+                   help="history the embedded etcd keeps (a duration: 30m, 1h, 2h30m; default "
+                        "%(default)s): agents resume with deltas on any replica, fresh ones "
+                        "included, while their token is within it")
     p.add_argument("--state-dir", type=Path, default=Config.state_dir)
     p.add_argument("--cluster-name", default=Config.cluster_name)
     p.add_argument("--cluster-id", type=int, default=Config.cluster_id,
@@ -124,6 +129,10 @@ def from_args(argv: list[str] | None = None) -> Config:
         p.error(f"--identity-max-label-bytes must be at least {MAX_LABEL_LENGTH} (one label)")
     if a.identity_max_total_label_bytes < a.identity_max_label_bytes:
         p.error("--identity-max-total-label-bytes must be at least --identity-max-label-bytes")
+    if not re.fullmatch(r"(\d+h)?(\d+m)?(\d+s)?", a.etcd_compaction_retention) \
+            or not a.etcd_compaction_retention or re.fullmatch(r"(0+[hms])+",
+                                                               a.etcd_compaction_retention):
+        p.error("--etcd-compaction-retention must be a positive duration like 30m, 1h, 2h30m")
     try:
         ServiceRange(a.service_cidr)
     except ValueError as exc:
@@ -146,6 +155,7 @@ def from_args(argv: list[str] | None = None) -> Config:
         identity_max_label_bytes=a.identity_max_label_bytes,
         identity_max_total_label_bytes=a.identity_max_total_label_bytes,
         policy_map_max=a.policy_map_max, subscription_history=a.subscription_history,
+        etcd_compaction_retention=a.etcd_compaction_retention,
         subscription_queue_bytes=a.subscription_queue_bytes,
         bookmark_interval=a.bookmark_interval,
         subscription_status_interval=a.subscription_status_interval,

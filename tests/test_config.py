@@ -21,3 +21,11 @@ def test_cluster_name_must_be_a_dns_label() -> None:
     for bad in ("Prod", "-prod", "prod_1", "a" * 64, "a.b"):
         with pytest.raises(SystemExit):
             from_args(["--cluster-name", bad])
+
+
+def test_etcd_compaction_retention_is_a_positive_duration() -> None:
+    assert from_args(["--etcd-compaction-retention", "2h30m"]).etcd_compaction_retention \
+        == "2h30m"
+    for bad in ("", "0h", "1d", "60", "1h-"):
+        with pytest.raises(SystemExit):
+            from_args(["--etcd-compaction-retention", bad])

@@ -72,6 +72,10 @@ async def test_killed_embedded_etcd_is_restarted_with_its_data(
     assert status.embedded_etcd.running and status.embedded_etcd.restarts == 0
     assert Path(f"/proc/{etcd_pid}/comm").read_text().strip() == "etcd"
     assert ppid_of(etcd_pid) == process.pid
+    argv = Path(f"/proc/{etcd_pid}/cmdline").read_bytes().split(b"\0")
+    # An hour of history by default: agents resume with deltas on fresh replicas within it.
+    assert argv[argv.index(b"--auto-compaction-mode") + 1] == b"periodic"
+    assert argv[argv.index(b"--auto-compaction-retention") + 1] == b"1h"
 
     for round_ in (1, 2):   # the second time too: the supervisor and the watch recover again
         os.kill(etcd_pid, signal.SIGKILL)

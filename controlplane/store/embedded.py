@@ -49,11 +49,13 @@ written policy and a compare per CIDR identity it holds), 256 documents must fit
 
 
 def etcd_argv(binary: str, name: str, data_dir: Path, client_port: int, peer_port: int, *,
-              compaction_retention: int | None = None,
+              compaction_retention: str | None = None,
               max_txn_ops: int | None = None) -> list[str]:
     """The command line of a single-member etcd on loopback ports; with
-    `compaction_retention`, etcd keeps that many revisions and compacts older ones; with
-    `max_txn_ops`, a transaction may hold that many operations (etcd's default is 128)."""
+    `compaction_retention` (a duration, "1h"), etcd keeps that much history and compacts
+    older revisions (agents resume with deltas from any replica while their token is within
+    it); with `max_txn_ops`, a transaction may hold that many operations (etcd's default is
+    128)."""
     client = f"http://127.0.0.1:{client_port}"
     peer = f"http://127.0.0.1:{peer_port}"
     argv = [binary, "--name", name, "--data-dir", str(data_dir),
@@ -61,8 +63,8 @@ def etcd_argv(binary: str, name: str, data_dir: Path, client_port: int, peer_por
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
             "--initial-cluster", f"{name}={peer}"]
     if compaction_retention is not None:
-        argv += ["--auto-compaction-mode", "revision",
-                 "--auto-compaction-retention", str(compaction_retention)]
+        argv += ["--auto-compaction-mode", "periodic",
+                 "--auto-compaction-retention", compaction_retention]
     if max_txn_ops is not None:
         argv += ["--max-txn-ops", str(max_txn_ops)]
     return argv
@@ -75,6 +77,7 @@ class EmbeddedEtcd:
     data_dir: Path
     name: str = "bulkhead"
     binary: str = "etcd"
+    compaction_retention: str = "1h"
     client_port: int = field(default_factory=free_port)
     peer_port: int = field(default_factory=free_port)
     restarts: int = 0
@@ -110,7 +113,8 @@ class EmbeddedEtcd:
         log_file = (self.data_dir.parent / f"{self.data_dir.name}.log").open("ab")
         self._process = await asyncio.create_subprocess_exec(
             *etcd_argv(binary, self.name, self.data_dir, self.client_port, self.peer_port,
-                       compaction_retention=100_000, max_txn_ops=EMBEDDED_MAX_TXN_OPS),
+                       compaction_retention=self.compaction_retention,
+                       max_txn_ops=EMBEDDED_MAX_TXN_OPS),
             stdout=log_file, stderr=log_file, preexec_fn=_die_with_parent,
         )
         log_file.close()

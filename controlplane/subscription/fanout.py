@@ -13,10 +13,10 @@ from bulkhead.v1 import subscription_pb2 as pb
 from controlplane.nodes.validate import check_name
 from controlplane.records.codec import Node, NodeStatus
 from controlplane.store.cache import ClusterCache
-from controlplane.store.etcd import Compacted, Etcd, EtcdUnavailable
+from controlplane.store.etcd import KV, Compacted, Etcd, EtcdUnavailable
 from controlplane.store.keys import Keys
 
-from . import framing, trace
+from . import catchup, framing, trace
 from .history import History
 from .hub import Hub
 from .policy import PolicySource
@@ -51,6 +51,7 @@ class Fanout:
         self.history = History(self.settings.history_window)
         self.state = SubscriptionState(keys, policy, self.history, services)
         self.snapshots = Snapshots(self.state)
+        self.past = catchup.PastReads(etcd, keys.prefix)
         self.hub = Hub(self.state, bookmark_interval=self.settings.bookmark_interval,
                        linger_per_subscriber=self.settings.linger_per_subscriber,
                        max_linger=self.settings.max_linger)
@@ -92,6 +93,7 @@ class Fanout:
         cluster_id = await self.cluster_id()
         reason: tuple[int, str] | None = None
         resume_at = 0
+        past: dict[str, KV] | None = None
         if hello.HasField("resume"):
             token = hello.resume
             if token.etcd_cluster_id != cluster_id:
@@ -102,6 +104,11 @@ class Fanout:
                 await self.cache.wait_for(token.revision, timeout=5.0)
                 reason = await self._resumable(token.revision)
                 resume_at = token.revision
+                if reason is None and not self.history.covers(resume_at):
+                    try:
+                        past = await self.past.at(resume_at)
+                    except Compacted:
+                        reason = (pb.Reset.TOO_OLD, f"revision {resume_at} is compacted in etcd")
         # From here on no await: the queue starts exactly where the state is.
         previous = self.board.stored(hello.node)
         sub = Subscriber(hello.node, max_bytes=self.settings.queue_bytes,
@@ -109,6 +116,8 @@ class Fanout:
                          snapshots=previous.snapshots if previous else 0)
         if reason is None and resume_at and self.history.covers(resume_at):
             self._queue_resume(sub, resume_at)
+        elif reason is None and past is not None:
+            self._queue_catchup(sub, resume_at, past)
         else:
             if reason is not None:
                 sub.push_message(pb.ServerMessage(reset=pb.Reset(
@@ -197,6 +206,24 @@ class Fanout:
         sub.push_message(pb.ServerMessage(synced=pb.Synced(
             revision=self.state.revision)).SerializeToString(), self.state.revision)
 
+    def _queue_catchup(self, sub: Subscriber, revision: int, past: dict[str, KV]) -> None:
+        """A resume older than the in-memory history: one delta with what changed since the
+        token, derived from etcd's past (catchup.py)."""
+        framed = catchup.changes_since(self.state, self.cache.items, past, revision, sub.node,
+                                       self.keys)
+        now = self.state.revision
+        sub.resumes += 1
+        sub.resume_at(revision)
+        sub.push_message(pb.ServerMessage(welcome=pb.Welcome(
+            replica=self.replica, etcd_cluster_id=self._cluster_id, resumed=True,
+            revision=revision)).SerializeToString(), revision)
+        if framed and now > revision:
+            sub.push_delta(now, framing.batch_entry(framing.delta_body(now, framed)))
+        sub.push_message(pb.ServerMessage(synced=pb.Synced(revision=now)).SerializeToString(),
+                         now)
+        _log.info("agent resumed from etcd history", node=sub.node, since=revision,
+                  revision=now, changes=len(framed))
+
     def _queue_snapshot(self, sub: Subscriber, cluster_id: int) -> None:
         revision = self.state.revision
         sub.snapshots += 1
@@ -215,9 +242,6 @@ class Fanout:
         if revision > self.state.revision:
             return (pb.Reset.TOO_OLD, f"revision {revision} is ahead of this replica "
                                       f"({self.state.revision})")
-        if not self.history.covers(revision):
-            return (pb.Reset.TOO_OLD, f"revision {revision} is older than this replica's "
-                                      f"history (from {self.history.base})")
         if await self._compacted(revision):
             return (pb.Reset.TOO_OLD, f"revision {revision} is compacted in etcd")
         return None

@@ -67,15 +67,16 @@ class Cluster:
         await self.close()
 
     async def start_replica(self, name: str, *extra: str, timeout: float = 30.0,
-                            command: Sequence[str] = ()) -> Replica:
+                            command: Sequence[str] = (), port: int = 0) -> Replica:
         """``command``: what runs instead of bulkhead-controlplane, taking its flags (the
-        fan-out benchmark's traced replica)."""
+        fan-out benchmark's traced replica); ``port``: listen there (a restart in place)."""
         port_file = self.dir / f"{name}.port"
+        port_file.unlink(missing_ok=True)
         log = (self.dir / f"{name}.log").open("ab")
         process = await asyncio.create_subprocess_exec(
             *(command or [str(BIN / "bulkhead-controlplane")]),
             "--etcd-endpoints", self.etcd_server.endpoint,
-            "--listen", "127.0.0.1:0", "--port-file", str(port_file),
+            "--listen", f"127.0.0.1:{port}", "--port-file", str(port_file),
             "--cluster-name", self.cluster_name, "--replica-id", f"{name}-{self.tag}",
             "--state-dir", str(self.dir / name), *extra,
             stdout=log, stderr=log, env={**os.environ, "BULKHEAD_LOG_LEVEL": "info"})
@@ -89,8 +90,16 @@ class Cluster:
             await asyncio.sleep(0.05)
         replica.port = int(port_file.read_text())
         health = health_pb2_grpc.HealthStub(self.channel(replica.address))
-        await health.Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+        # wait_for_ready: a channel to an address restarted in place may be in reconnect backoff.
+        await health.Check(health_pb2.HealthCheckRequest(), timeout=timeout, wait_for_ready=True)
         return replica
+
+    async def terminate(self, name: str) -> None:
+        """A graceful stop (SIGTERM, as a rolling upgrade does), waiting for the exit."""
+        replica = self.replicas[name]
+        with contextlib.suppress(ProcessLookupError):
+            replica.process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(replica.process.wait(), 30)
 
     def kill(self, name: str) -> None:
         replica = self.replicas[name]

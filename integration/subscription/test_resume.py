@@ -4,14 +4,15 @@ real etcd and control-plane replicas as separate processes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 
 import grpc
 import pytest
 
+from bulkhead.v1 import policy_pb2, policy_pb2_grpc, subscription_pb2_grpc
 from bulkhead.v1 import subscription_pb2 as pb
-from bulkhead.v1 import subscription_pb2_grpc
 
 from .cluster import Cluster
 from .conftest import WAIT, Agent, eventually, fresh_content
@@ -210,3 +211,119 @@ async def _cli(server: str, *args: str) -> tuple[int, str, str]:
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await process.communicate()
     return process.returncode or 0, out.decode(), err.decode()
+
+
+NS = "k8s:io.kubernetes.pod.namespace=default"
+
+
+def _policy(name: str, app: str, peer: str) -> str:
+    return (f"apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: {name}\n"
+            f"  namespace: default\nspec:\n  endpointSelector:\n    matchLabels:\n"
+            f"      app: {app}\n  ingress:\n  - fromEndpoints:\n    - matchLabels:\n"
+            f"        app: {peer}\n")
+
+
+async def test_fresh_replica_resumes_from_etcd_history(
+        cluster: Cluster, agents: list[Agent]) -> None:
+    """A replica started after the agent's token has no in-memory history before its start:
+    it rebuilds what changed from etcd (the past read at the token's revision) instead of
+    sending a snapshot, removals and policy included."""
+    a = await cluster.start_replica("a")
+    await cluster.register(a.address, "fr-1", "192.168.10.1")
+    await cluster.register(a.address, "fr-peer", "192.168.10.2")
+    for i in range(3):
+        await cluster.create_endpoint(a.address, "fr-1" if i < 2 else "fr-peer", f"f{i}",
+                                      [f"k8s:app=f{i}", NS])
+    b_port = a.port + 1000 if a.port < 64000 else a.port - 1000
+    agent = await Agent("fr-1", [a.address, f"127.0.0.1:{b_port}"], "192.168.10.1").start()
+    agents.append(agent)
+    policies = policy_pb2_grpc.PolicyServiceStub(cluster.channel(a.address))
+    await policies.Apply(policy_pb2.ApplyPoliciesRequest(yaml=_policy("p0", "f0", "f2")),
+                         timeout=10)
+    await eventually(lambda: any(p.ingress_enforced for p in agent.client.state.policies.values()))
+    await agent.stop()
+    token = agent.client.token
+    assert token is not None
+    # Changes after the token: an endpoint gone (its identity no longer hosted), one new, a
+    # policy replaced. Then a replica that starts only now.
+    await cluster.delete_endpoint(a.address, "f1")
+    await cluster.create_endpoint(a.address, "fr-1", "f3", ["k8s:app=f3", NS])
+    await policies.Apply(policy_pb2.ApplyPoliciesRequest(yaml=_policy("p0", "f0", "f3")),
+                         timeout=10)
+    b = await cluster.start_replica("b", port=b_port)
+    cluster.kill("a")
+    agent.client._index = 1
+    await agent.start()
+    stats = agent.client.stats
+    assert stats.replica == f"b-{cluster.tag}"
+    assert stats.snapshots == 1 and stats.resumes == 1 and stats.resets == 0, stats
+    assert agent.client.state.content() == await fresh_content(b.address, "fr-1", "")
+
+
+async def test_rolling_restart_takes_no_snapshots(cluster: Cluster, agents: list[Agent]) -> None:
+    """Three replicas restarted in turn (SIGTERM, started again on the same port, healthy
+    before the next goes) while endpoints and policies change; then the two restarted first
+    are lost, so every agent ends on the replica restarted last, whose history starts after
+    the agents' tokens (etcd's revision moved on after the last change). Every agent resumes
+    each time and ends with the state a fresh snapshot gives."""
+    replicas = [await cluster.start_replica(name) for name in ("a", "b", "c")]
+    addresses = [r.address for r in replicas]
+    for i in range(3):
+        agents.append(await Agent(f"roll-{i}", addresses, f"192.168.11.{i + 1}",
+                                  first=i).start())
+    stop = asyncio.Event()
+
+    async def writer() -> None:
+        n = 0
+        while not stop.is_set():
+            live = [r for r in replicas if r.process.returncode is None]
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                address = live[n % len(live)].address
+                await cluster.create_endpoint(address, f"roll-{n % 3}", f"r{n}",
+                                              [f"k8s:app=r{n % 4}", NS])
+                if n >= 3:
+                    await cluster.delete_endpoint(address, f"r{n - 3}")
+                if n % 5 == 0:
+                    await policy_pb2_grpc.PolicyServiceStub(cluster.channel(address)).Apply(
+                        policy_pb2.ApplyPoliciesRequest(
+                            yaml=_policy("roll", f"r{n % 4}", f"r{(n + 1) % 4}")), timeout=10)
+            n += 1
+            await asyncio.sleep(0.05)
+
+    task = asyncio.create_task(writer())
+    try:
+        for index, replica in enumerate(replicas):
+            if index == len(replicas) - 1:
+                stop.set()
+                await task
+                # etcd's revision moves on without this cluster's watch seeing it (another
+                # tenant's keys; the same happens with writes the subscription ignores).
+                assert cluster.etcd is not None
+                await cluster.etcd.put(f"/other-tenant/{cluster.tag}", b"x")
+            await cluster.terminate(replica.name)
+            replicas[index] = await cluster.start_replica(replica.name, port=replica.port)
+            await eventually(lambda: all(x.client.synced.is_set() for x in agents))
+            await asyncio.sleep(1.0)
+    finally:
+        stop.set()
+        await task
+    last = replicas[-1]
+    for replica in replicas[:-1]:
+        await cluster.terminate(replica.name)
+    await eventually(lambda: all(x.client.stats.replica == f"{last.name}-{cluster.tag}"
+                                 and x.client.synced.is_set() for x in agents),
+                     "every agent moves to the replica restarted last")
+    await cluster.create_endpoint(last.address, "roll-0", "after", ["k8s:app=after", NS])
+    for agent in agents:
+        stats = agent.client.stats
+        assert stats.snapshots == 1 and stats.resets == 0, stats   # the first connect only
+        assert stats.resumes >= 1, stats
+
+    async def converged() -> bool:
+        for agent in agents:
+            fresh = await fresh_content(last.address, agent.client.node, "")
+            if agent.client.state.content() != fresh:
+                return False
+        return True
+
+    await eventually(converged, "an agent's state differs from a fresh snapshot")
