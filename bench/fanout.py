@@ -5,7 +5,9 @@ replica; a writer creates and deletes endpoints at a steady rate through the con
 change's clock starts when the writer sends the request; it stops (a) when this process's own
 etcd watch sees the revision (the baseline) and (b) when an agent has applied it. Then the
 replica is killed and every agent resumes on the second replica: time until all are synced
-again, and how many needed a snapshot.
+again, and how many needed a snapshot; then a rolling restart's next step (the first replica
+back, fresh; the second stopped): every agent moves to the fresh replica, time and snapshots
+(target 0: it resumes them from etcd's history).
 
     python bench/fanout.py [--agents 100,1000] [--rate 100] [--duration 15] [--workers 4]
 
@@ -109,6 +111,7 @@ async def worker(args: argparse.Namespace) -> None:
         data = {"synced": sum(c.synced.is_set() for c in clients),
                 "connects": sum(c.stats.connects for c in clients),
                 "resets": sum(c.stats.resets for c in clients),
+                "snapshots": sum(c.stats.snapshots for c in clients),
                 "synced_at": [c.synced_at for c in clients]}
         tmp = status.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
@@ -340,7 +343,12 @@ async def measure(cluster: Cluster, agents: int, args: argparse.Namespace,
             await watcher
         if failover:
             report.update(await fail_over(cluster, workers, agents, replica_a))
+            report.update(await rolling_restart(cluster, workers, agents, replica_a,
+                                                replica_b))
         results = await workers.finish()
+        if failover:
+            report["resumed"] = sum(1 for r in results for st in r["stats"]
+                                    if st["resumes"] >= 1)
     finally:
         await workers.kill()
     # Raw clocks beside the logs (kept with BULKHEAD_KEEP_TEST_DIRS=1), for a post-mortem.
@@ -402,6 +410,9 @@ async def measure(cluster: Cluster, agents: int, args: argparse.Namespace,
         elif report["on_killed"] < agents:
             invalid.append(f"resume: only {report['on_killed']} of {agents} agents were on "
                            f"replica a")
+        if report["rolling_s"] == float("inf"):
+            invalid.append("rolling restart incomplete: not every agent synced again on the "
+                           "restarted replica a within 60 s")
     return report
 
 
@@ -426,18 +437,53 @@ async def fail_over(cluster: Cluster, workers: Workers, agents: int,
             done_at = max((t for t in after if t is not None), default=killed)
             break
         await asyncio.sleep(0.25)
-    results = await workers.finish()
-    snapshots = sum(1 for r in results for s in r["stats"] if s["snapshots"] > 1)
-    resumed = sum(1 for r in results for s in r["stats"] if s["resumes"] >= 1)
+    await asyncio.sleep(0.5)    # the status files are rewritten every 0.25 s
+    snapshots = sum(s.get("snapshots", 0) for s in workers.status()) - agents
     return {"resume_all_s": (done_at - killed) if done_at else float("inf"),
-            "resume_snapshots": snapshots, "resumed": resumed, "on_killed": on_a}
+            "resume_snapshots": snapshots, "on_killed": on_a}
+
+
+async def synced_after(workers: Workers, since: float, on: str,
+                       timeout: float = 60.0) -> float | None:
+    """Seconds from `since` until every agent synced on a replica named `on`-…; None when
+    not all did within `timeout`."""
+    while time.time() < since + timeout:
+        latest: list[float | None] = []
+        for s in workers.status():
+            for client in s["synced_at"]:
+                latest.append(min((t for t, rep in client if t > since
+                                   and rep.startswith(f"{on}-")), default=None))
+        if latest and all(t is not None for t in latest):
+            return max(t for t in latest if t is not None) - since
+        await asyncio.sleep(0.25)
+    return None
+
+
+async def rolling_restart(cluster: Cluster, workers: Workers, agents: int, replica_a: Any,
+                          replica_b: Any) -> dict[str, Any]:
+    """After the fail-over every agent is on b. A rolling upgrade's next steps: a comes back
+    (a fresh replica: no history before its start), then b is stopped, so every agent moves
+    to a with a token older than a's own history (the issue-15 case), then b comes back."""
+    snapshots = sum(s.get("snapshots", 0) for s in workers.status())
+    await cluster.start_replica(replica_a.name, *replica_args(), port=replica_a.port)
+    stopped = time.time()
+    await cluster.terminate(replica_b.name)
+    took = await synced_after(workers, stopped, replica_a.name)
+    taken = sum(s.get("snapshots", 0) for s in workers.status()) - snapshots
+    await cluster.start_replica(replica_b.name, *replica_args(), port=replica_b.port)
+    return {"rolling_s": took if took is not None else float("inf"),
+            "rolling_snapshots": taken}
+
+
+def replica_args() -> list[str]:
+    return ["--node-ttl", "60", *os.environ.get("BENCH_CP_ARGS", "").split()]
 
 
 async def coordinator(args: argparse.Namespace) -> int:
     log.configure("bench", level="warning")
     counts = [int(n) for n in args.agents.split(",")]
     async with Cluster() as cluster:
-        extra = ["--node-ttl", "60", *os.environ.get("BENCH_CP_ARGS", "").split()]
+        extra = replica_args()
         # Replica a runs with the fan-out tracer installed (bench/fanout_trace.py).
         traced = (sys.executable, str(Path(__file__).resolve().parent / "fanout_trace.py"),
                   str(cluster.dir / "trace-a.json"))
@@ -506,6 +552,10 @@ def print_report(r: dict[str, Any], rate: float) -> None:
         print(f"  replica killed: {r['on_killed']} agents were on it; all synced again on the "
               f"other replica in {r['resume_all_s']:.2f} s; resumed {r['resumed']}, "
               f"took a snapshot: {r['resume_snapshots']}")
+    if "rolling_s" in r:
+        print(f"  rolling restart (a back, b stopped): all synced again on the fresh replica "
+              f"in {r['rolling_s']:.2f} s; snapshots taken: {r['rolling_snapshots']} "
+              f"(target 0)")
 
 
 def main() -> None:
