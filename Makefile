@@ -7,7 +7,7 @@ export PATH := $(VENV)/bin:$(PATH)
 # fork()). Nothing here uses gRPC in a forked child, so the handlers are turned off.
 export GRPC_ENABLE_FORK_SUPPORT := false
 
-.PHONY: setup setup-run run controlplane down test test-unit lint proto bench clean
+.PHONY: setup setup-run run controlplane down test test-unit lint proto bench chaos soak clean
 
 setup:                ## everything: packages, venv, dockerd, etcd image
 	@bash scripts/setup.sh test
@@ -42,6 +42,12 @@ proto: setup-run      ## regenerate proto/bulkhead/v1/*_pb2*.py
 bench: setup-run      ## every benchmark, each against a baseline of the same run; fails if one did
 	@failed=0; for b in identity policy fanout datapath_maps datapath services; do \
 		$(PY) bench/$$b.py || failed=1; done; exit $$failed
+
+chaos: setup          ## the fault suite for CHAOS_SECONDS (default 300; CHAOS_SEED replays a run)
+	$(PY) -m tests.chaos
+
+soak: setup           ## 30 minutes of steady churn (SOAK_SECONDS), memory and lag every minute
+	$(PY) -m tests.chaos --soak
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache .mypy_cache .ruff_cache

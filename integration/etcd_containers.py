@@ -21,13 +21,18 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
+from controlplane.store.embedded import free_port
+
 IMAGE = os.environ.get("BULKHEAD_ETCD_IMAGE", "bulkhead/etcd:local")
 
 
-def _member(name: str, cluster: str, token: str, network: Network | None) -> DockerContainer:
+def _member(name: str, cluster: str, token: str, network: Network | None,
+            extra: str = "") -> DockerContainer:
+    # A fixed host port: a member stopped and started again (the fault suite) keeps its
+    # client address, as a real member keeps its URL.
     container = (DockerContainer(IMAGE)
                  .with_name(name)
-                 .with_exposed_ports(2379)
+                 .with_bind_ports("2379", free_port())
                  .with_kwargs(labels={"bulkhead.test": token})
                  .with_command(
                      f"--name {name} --data-dir /tmp/etcd "
@@ -36,14 +41,14 @@ def _member(name: str, cluster: str, token: str, network: Network | None) -> Doc
                      f"--listen-peer-urls http://0.0.0.0:2380 "
                      f"--initial-advertise-peer-urls http://{name}:2380 "
                      f"--initial-cluster {cluster} --initial-cluster-token {token} "
-                     f"--initial-cluster-state new"))
+                     f"--initial-cluster-state new {extra}"))
     if network is not None:
         container = container.with_network(network).with_network_aliases(name)
     return container
 
 
 def _endpoint(container: DockerContainer) -> str:
-    return f"{container.get_container_host_ip()}:{container.get_exposed_port(2379)}"
+    return f"127.0.0.1:{container.ports['2379']}"
 
 
 def _wait_healthy(endpoints: list[str], timeout: float = 30.0) -> None:
@@ -65,22 +70,43 @@ def _wait_healthy(endpoints: list[str], timeout: float = 30.0) -> None:
 class EtcdCluster:
     endpoints: list[str]  # host:port of each member's client port, in member order
     containers: list[DockerContainer]
+    network: Network | None = None
 
     def stop_member(self, index: int) -> None:
         self.containers[index].get_wrapped_container().stop(timeout=2)
 
+    def kill_member(self, index: int) -> None:
+        """SIGKILL: no clean shutdown, as a crashed member."""
+        self.containers[index].get_wrapped_container().kill()
+
+    def start_member(self, index: int) -> None:
+        """Starts a stopped or killed member again on its data and addresses."""
+        self.containers[index].get_wrapped_container().start()
+
+    def partition(self, index: int) -> None:
+        """Cuts the member off the cluster's network: from its peers and from clients."""
+        assert self.network is not None, "a single member has no peers to lose"
+        self.network._unwrap_network.disconnect(self.containers[index].get_wrapped_container())
+
+    def heal(self, index: int) -> None:
+        assert self.network is not None
+        container = self.containers[index].get_wrapped_container()
+        self.network.connect(container.id, network_aliases=[container.name])
+
 
 @contextlib.contextmanager
-def etcd_cluster(members: int = 1) -> Iterator[EtcdCluster]:
-    """A fresh etcd cluster of `members`, removed on exit."""
+def etcd_cluster(members: int = 1, extra: str = "") -> Iterator[EtcdCluster]:
+    """A fresh etcd cluster of `members`, removed on exit; `extra`: more etcd flags (the
+    fault suite's space quota)."""
     token = f"bh{uuid.uuid4().hex[:8]}"
     names = [f"{token}-etcd{i}" for i in range(members)]
     cluster = ",".join(f"{n}=http://{n}:2380" for n in names)
     with contextlib.ExitStack() as stack:
         network = stack.enter_context(Network()) if members > 1 else None
         containers = [stack.enter_context(_member(n, cluster if network else
-                                                  f"{n}=http://{n}:2380", token, network))
+                                                  f"{n}=http://{n}:2380", token, network,
+                                                  extra))
                       for n in names]
         endpoints = [_endpoint(c) for c in containers]
         _wait_healthy(endpoints)
-        yield EtcdCluster(endpoints, containers)
+        yield EtcdCluster(endpoints, containers, network)

@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 from aetcd import rpc  # type: ignore[import-untyped]
 
-from bulkhead.errors import Unavailable
+from bulkhead.errors import Exhausted, Unavailable
 
 _UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                 grpc.StatusCode.CANCELLED}
@@ -28,6 +28,18 @@ _UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
 class EtcdUnavailable(Unavailable):
     def __init__(self, detail: str) -> None:
         super().__init__(f"etcd unavailable: {detail}")
+
+
+class EtcdSpaceExceeded(Exhausted):
+    """etcd's space quota is reached (the NOSPACE alarm): it refuses every write until an
+    operator compacts, defragments and disarms the alarm; reads go on."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "etcd's space quota is exhausted (NOSPACE alarm): writes are refused until its "
+            "history is compacted, its members defragmented and the alarm disarmed "
+            "(etcdctl compact, etcdctl defrag, etcdctl alarm disarm); reads and enforcement "
+            "go on")
 
 
 class TooManyOperations(Exception):
@@ -202,6 +214,8 @@ class Etcd:
                 raise EtcdUnavailable(exc.details() or exc.code().name) from None
             if "required revision has been compacted" in (exc.details() or ""):
                 raise Compacted(0) from None
+            if "database space exceeded" in (exc.details() or ""):
+                raise EtcdSpaceExceeded() from None
             if "too many operations in txn request" in (exc.details() or ""):
                 raise TooManyOperations(exc.details()) from None
             raise

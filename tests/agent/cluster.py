@@ -64,17 +64,52 @@ class Node:
 
 
 @dataclass
+class Replica:
+    """One control-plane process; `start` runs it (again) on the same address and state."""
+
+    name: str
+    address: str
+    argv: list[str]
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=log)
+        _wait_cp(self.address, self.proc, self.log)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGCONT)   # a test may have stopped it
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+@dataclass
 class Cluster:
     suffix: str
     tmp: Path
     pin_root: Path
     etcd: EtcdProcess | None = None
-    cp_address: str = ""
-    cp_proc: subprocess.Popen[bytes] | None = None
+    replicas: list[Replica] = field(default_factory=list)
     nodes: dict[str, Node] = field(default_factory=dict)
     pods: dict[str, Pod] = field(default_factory=dict)
     namespaces: list[str] = field(default_factory=list)
     servers: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    @property
+    def cp_address(self) -> str:
+        return self.replicas[0].address
+
+    @property
+    def cp_proc(self) -> subprocess.Popen[bytes] | None:
+        return self.replicas[0].proc
 
     # -- agents -----------------------------------------------------------------------------
     def agent(self, short: str) -> agent_pb2_grpc.AgentServiceStub:
@@ -88,7 +123,8 @@ class Cluster:
         with node.log.open("ab") as log:
             node.proc = subprocess.Popen(
                 [str(BIN / "bulkhead-agent"), "--node", node.name, "--controlplane",
-                 self.cp_address, "--underlay-ip", node.underlay_ip, "--datapath", "bpf",
+                 ",".join(r.address for r in self.replicas), "--underlay-ip",
+                 node.underlay_ip, "--datapath", "bpf",
                  "--netns", node.ns, "--socket", str(node.socket), "--bpf-pin-root",
                  str(self.pin_root), "--api-listen", api_listen,
                  "--metrics-listen", f"127.0.0.1:{node.metrics_port}"],
@@ -162,30 +198,37 @@ def _wait_cp(address: str, proc: subprocess.Popen[bytes], log: Path) -> None:
         time.sleep(0.1)
 
 
-def build(cp_args: tuple[str, ...] = ()) -> Cluster:
-    """`cp_args`: extra control-plane flags (e.g. a short --node-ttl)."""
+def build(cp_args: tuple[str, ...] = (), *, etcd_endpoints: list[str] | None = None,
+          replicas: int = 1) -> Cluster:
+    """`cp_args`: extra control-plane flags (e.g. a short --node-ttl); `etcd_endpoints`: an
+    etcd of the caller's (default: one etcd process of the cluster's own); `replicas`:
+    control-plane processes, every agent given all of their addresses."""
     suffix = secrets.token_hex(3)
     tmp = Path(tempfile.mkdtemp(prefix=f"bulkhead-agent-{suffix}-"))
     c = Cluster(suffix, tmp, Path(f"/sys/fs/bpf/bulkhead-test-{suffix}"))
     try:
-        _build(c, cp_args)
+        _build(c, cp_args, etcd_endpoints, replicas)
     except BaseException:
         destroy(c)
         raise
     return c
 
 
-def _build(c: Cluster, cp_args: tuple[str, ...]) -> None:
-    c.etcd = EtcdProcess(c.tmp / "etcd", free_port(), free_port())
-    c.etcd.start()
-    c.cp_address = f"127.0.0.1:{free_port()}"
-    cp_log = c.tmp / "controlplane.log"
-    with cp_log.open("ab") as log:
-        c.cp_proc = subprocess.Popen(
-            [str(BIN / "bulkhead-controlplane"), "--etcd-endpoints", c.etcd.endpoint,
-             "--listen", c.cp_address, "--cluster-name", f"agenttest-{c.suffix}",
-             "--state-dir", str(c.tmp / "cp"), *cp_args], stdout=log, stderr=log)
-    _wait_cp(c.cp_address, c.cp_proc, cp_log)
+def _build(c: Cluster, cp_args: tuple[str, ...], etcd_endpoints: list[str] | None,
+           replicas: int) -> None:
+    if etcd_endpoints is None:
+        c.etcd = EtcdProcess(c.tmp / "etcd", free_port(), free_port())
+        c.etcd.start()
+        etcd_endpoints = [c.etcd.endpoint]
+    for i in range(replicas):
+        name = "controlplane" if i == 0 else f"controlplane-{i}"
+        address = f"127.0.0.1:{free_port()}"
+        c.replicas.append(Replica(name, address, [
+            str(BIN / "bulkhead-controlplane"), "--etcd-endpoints", ",".join(etcd_endpoints),
+            "--listen", address, "--cluster-name", f"agenttest-{c.suffix}",
+            "--replica-id", f"{name}-{c.suffix}", "--state-dir", str(c.tmp / f"cp{i}"),
+            *cp_args], c.tmp / f"{name}.log"))
+        c.replicas[-1].start()
     octet = 16 + secrets.randbelow(200)
     for i, short in enumerate(("n1", "n2"), start=1):
         ns = c.make_ns(short)
@@ -213,15 +256,9 @@ def destroy(c: Cluster) -> None:
     for short in list(c.nodes):
         with contextlib.suppress(Exception):
             c.kill_agent(short)
-    if c.cp_proc is not None:
+    for replica in c.replicas:
         with contextlib.suppress(Exception):
-            c.cp_proc.send_signal(signal.SIGCONT)   # a test may have stopped it
-            c.cp_proc.terminate()
-            try:
-                c.cp_proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                c.cp_proc.kill()
-                c.cp_proc.wait(timeout=5)
+            replica.stop()
     if c.etcd is not None:
         with contextlib.suppress(Exception):
             c.etcd.stop()
