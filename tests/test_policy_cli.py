@@ -117,3 +117,18 @@ async def test_errors_and_wait_timeout(replicas: ReplicaFactory, tmp_path: Path)
                                   "--wait", "--timeout", "0.5")
     assert rc == 1 and "default/rule1 created" in out
     assert "did not apply revision" in err and "silent" in err
+    # The same wait as JSON: one rule for numbers (README, "JSON output"): every revision
+    # and counter is a JSON number, as in `node list -o json`.
+    revision = int(out.split("revision ")[1].split(";")[0])
+    rc, out, _ = await bulkhead(replica.address, "policy", "wait", "--revision", str(revision),
+                                "--identity", str(await endpoint(replica, "silent", "deathstar2",
+                                                                 DEATHSTAR)),
+                                "--timeout", "0.5", "-o", "json")
+    waited = json.loads(out)
+    assert rc == 1 and waited["converged"] is False and waited["nodes"] == ["silent"]
+    pending = waited["pending"][0]
+    assert pending["name"] == "silent"
+    for key in ("acked_revision", "lag_revisions", "resumes", "snapshots"):
+        assert type(pending[key]) is int, (key, pending)
+    rc, out, _ = await bulkhead(replica.address, "node", "list", "-o", "json")
+    assert type(json.loads(out)[0]["acked_revision"]) is int

@@ -9,7 +9,6 @@ registered with the control plane.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from bulkhead.rpcerror import cli_message
 from bulkhead.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc, flow_pb2
 
 from .. import argtypes
-from ..output import emit_json, output_flag, table, to_dict
+from ..output import emit_json, emit_json_line, output_flag, table, to_dict
 from . import observe
 
 DEFAULT_SOCKET = "/run/bulkhead/agent-{node}.sock"
@@ -215,8 +214,8 @@ def run_flows(ctx: Any, stub: agent_pb2_grpc.AgentServiceStub) -> int:
                                    to_service=a.to_service))
     for flow in stub.GetFlows(request, timeout=None if a.follow else TIMEOUT):
         if ctx.json:
-            sys.stdout.write(json.dumps(observe.as_json(flow)) + "\n")
-        else:
-            sys.stdout.write(observe.line(flow) + "\n")
+            emit_json_line(observe.as_json(flow))
+            continue
+        sys.stdout.write(observe.line(flow) + "\n")
         sys.stdout.flush()
     return 0

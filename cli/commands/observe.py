@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import time
@@ -13,7 +12,7 @@ from typing import Any
 from bulkhead.v1 import flow_pb2, observer_pb2_grpc
 
 from .. import argtypes
-from ..output import output_flag
+from ..output import emit_json_line, output_flag
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -129,7 +128,9 @@ def run(ctx: Any) -> int:
     request = build_request(ctx.args)
     stub = ctx.stub(observer_pb2_grpc.ObserverServiceStub)
     for flow in stub.GetFlows(request, timeout=None if request.follow else 30):
-        text = json.dumps(as_json(flow)) if ctx.json else line(flow, ctx.args.print_node_name)
-        sys.stdout.write(text + "\n")
+        if ctx.json:
+            emit_json_line(as_json(flow))
+            continue
+        sys.stdout.write(line(flow, ctx.args.print_node_name) + "\n")
         sys.stdout.flush()
     return 0

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from cli.output import output_flag, table
+from cli.output import emit_json, output_flag, table
 
 from . import manifests, processes
 from .lab import Lab, LabError
@@ -85,7 +84,7 @@ def cmd_pod_create(lab: Lab, args: argparse.Namespace) -> int:
     serve = [p for p in args.serve.split(",") if p]
     pod = lab.pod_create(args.pod, args.node, args.namespace, labels, serve, args.app)
     if args.output == "json":
-        print(json.dumps(_pod_row(pod), indent=2))
+        emit_json(_pod_row(pod))
     else:
         print(f"pod {pod.namespace}/{pod.name} on {pod.node}: {pod.ip} (identity {pod.identity})")
     return 0
@@ -94,7 +93,7 @@ def cmd_pod_create(lab: Lab, args: argparse.Namespace) -> int:
 def cmd_pod_list(lab: Lab, args: argparse.Namespace) -> int:
     pods = [_pod_row(p) for p in lab.state().pods.values()]
     if args.output == "json":
-        print(json.dumps(pods, indent=2))
+        emit_json(pods)
     else:
         table(["POD", "NODE", "IPV4", "IDENTITY", "LABELS"],
               [(f"{p['namespace']}/{p['name']}", p["node"], p["ip"], p["identity"], p["labels"])
@@ -123,7 +122,7 @@ def cmd_manifest(lab: Lab, args: argparse.Namespace) -> int:
     applier = manifests.Applier(lab, say)
     result = applier.apply(manifest) if args.command == "apply" else applier.delete(manifest)
     if as_json:
-        print(json.dumps(result, indent=2))
+        emit_json(result)
     return 0
 
 
@@ -143,7 +142,7 @@ def cmd_status(lab: Lab, args: argparse.Namespace) -> int:
                "controlplane_running": processes.alive(state.controlplane_pid),
                "nodes": nodes, "pods": [_pod_row(p) for p in state.pods.values()]}
     if args.output == "json":
-        print(json.dumps(summary, indent=2))
+        emit_json(summary)
         return 0
     running = "running" if summary["controlplane_running"] else "NOT RUNNING"
     print(f"lab {state.name}: datapath {state.datapath}")
