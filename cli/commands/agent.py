@@ -21,6 +21,7 @@ from bulkhead.rpcerror import cli_message
 from bulkhead.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc, flow_pb2
 
 from .. import argtypes
+from ..dumpjson import row_json
 from ..output import emit_json, emit_json_line, output_flag, table, to_dict
 from . import observe
 
@@ -196,7 +197,7 @@ def run_dump(ctx: Any, stub: agent_pb2_grpc.AgentServiceStub) -> int:
     got = stub.DumpMap(agent_pb2.DumpMapRequest(map=a.dump, endpoint=a.endpoint or ""),
                        timeout=TIMEOUT)
     if ctx.json:
-        emit_json([dict(r.fields) for r in got.rows])
+        emit_json([row_json(list(got.columns), dict(r.fields)) for r in got.rows])
         return 0
     if not got.rows:
         print(f"No entries found ({a.dump} map, capacity {got.max_entries}).")

@@ -92,12 +92,17 @@ def test_maps_and_cli(lab: Cluster, pods: dict[str, Pod]) -> None:
     n2_ip = lab.nodes["n2"].underlay_ip
     out = cli(lab, "n1", "bpf", "ipcache", "list", "-o", "json")
     assert out.returncode == 0, out.stderr
-    rows = {r["IP PREFIX/ADDRESS"]: r for r in json.loads(out.stdout)}
-    assert rows[f"{d2.ip}/32"]["TUNNEL ENDPOINT"] == n2_ip  # other node's pod: tunnelled
-    assert rows[f"{d2.ip}/32"]["IDENTITY"] == str(d2.identity)
-    assert rows[f"{pods['tiefighter'].ip}/32"]["TUNNEL ENDPOINT"] == "0.0.0.0"  # local
-    assert rows[f"{n2_ip}/32"]["IDENTITY"] == "6"  # remote-node
-    assert rows[f"{lab.nodes['n1'].underlay_ip}/32"]["IDENTITY"] == "1"  # host
+    # JSON of a dump: snake_case keys, typed values, sorted keys (README).
+    assert list(json.loads(out.stdout)[0]) == ["identity", "prefix", "tunnel_endpoint"]
+    rows = {r["prefix"]: r for r in json.loads(out.stdout)}
+    assert rows[f"{d2.ip}/32"]["tunnel_endpoint"] == n2_ip  # other node's pod: tunnelled
+    assert rows[f"{d2.ip}/32"]["identity"] == d2.identity
+    assert rows[f"{pods['tiefighter'].ip}/32"]["tunnel_endpoint"] == "0.0.0.0"  # local
+    assert rows[f"{n2_ip}/32"]["identity"] == 6  # remote-node
+    assert rows[f"{lab.nodes['n1'].underlay_ip}/32"]["identity"] == 1  # host
+    eps = json.loads(cli(lab, "n1", "bpf", "endpoint", "list", "-o", "json").stdout)
+    assert {type(e["endpoint_id"]) for e in eps} == {int}
+    assert {e["ingress_enforced"] for e in eps} == {False}
     tunnels = cli(lab, "n1", "bpf", "tunnel", "list")
     assert tunnels.returncode == 0 and d2.ip in tunnels.stdout and n2_ip in tunnels.stdout
     table = cli(lab, "n1", "endpoint", "list")
