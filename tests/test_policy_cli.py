@@ -41,6 +41,26 @@ async def test_apply_list_get_resolve_trace_delete(replicas: ReplicaFactory,
         await asyncio.wait_for(agent.synced.wait(), 20)
         rc, out, err = await bulkhead(replica.address, "policy", "apply", "-f", str(path),
                                       "--wait", "--timeout", "20", "-o", "json")
+        # A revision that concerns no endpoint of n1: n1 converges without acking it, and
+        # the wait says so (`covered`) rather than calling it applied there.
+        elsewhere = tmp_path / "elsewhere.yaml"
+        elsewhere.write_text(SEED.replace("rule1", "elsewhere").replace("deathstar",
+                                                                        "nowhere"))
+        rc2, out2, err2 = await bulkhead(replica.address, "policy", "apply", "-f",
+                                         str(elsewhere), "-o", "json")
+        assert rc2 == 0, err2
+        later = json.loads(out2)["revision"]
+        rc2, text, err2 = await bulkhead(replica.address, "policy", "wait", "--revision",
+                                         str(later), "--identity", str(deathstar))
+        assert rc2 == 0, err2
+        assert text.startswith(f"revision {later} applied on 1 node(s); covered, nothing up "
+                               f"to revision {later} concerns them: n1 (acked "), text
+        rc2, out2, err2 = await bulkhead(replica.address, "policy", "wait", "--revision",
+                                         str(later), "--identity", str(deathstar), "-o", "json")
+        covered = json.loads(out2)["covered"]
+        assert [c["name"] for c in covered] == ["n1"] and covered[0]["acked_revision"] < later
+        rc2, _, err2 = await bulkhead(replica.address, "policy", "delete", "default/elsewhere")
+        assert rc2 == 0, err2
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -49,7 +69,8 @@ async def test_apply_list_get_resolve_trace_delete(replicas: ReplicaFactory,
     applied = json.loads(out)
     assert set(applied) == {"revision", "affected_identities", "policies", "wait"}
     assert applied["affected_identities"] == sorted({deathstar, tie})
-    assert applied["wait"] == {"converged": True, "nodes": ["n1"], "pending": []}
+    assert applied["wait"] == {"converged": True, "nodes": ["n1"], "pending": [],
+                               "covered": []}
     assert [(p["namespace"], p["name"], p["action"]) for p in applied["policies"]] == [
         ("default", "rule1", "created"), ("", "no-world", "created")]
     assert set(applied["policies"][0]) == {"kind", "namespace", "name", "revision",

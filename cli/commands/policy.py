@@ -143,9 +143,10 @@ def run_apply(ctx: Any) -> int:
             waited = policywait.wait_for(ctx, result.revision, list(result.affected_identities),
                                          args.timeout)
             out["wait"] = {"converged": waited.converged, "nodes": list(waited.nodes),
-                           "pending": [p.name for p in waited.pending]}
+                           "pending": [p.name for p in waited.pending],
+                           "covered": [c.name for c in waited.covered]}
         else:
-            out["wait"] = {"converged": True, "nodes": [], "pending": []}
+            out["wait"] = {"converged": True, "nodes": [], "pending": [], "covered": []}
     if ctx.json:
         emit_json(out)
         return 0 if waited is None or waited.converged else 1

@@ -39,7 +39,12 @@ def wait_for(ctx: Any, revision: int, identities: list[int], timeout: float
 def report(result: subscription_pb2.WaitForRevisionResponse, revision: int) -> int:
     """Prints the outcome; exit code 0 when converged, 1 when nodes are missing."""
     if result.converged:
-        print(f"revision {revision} applied on {len(result.nodes)} node(s)")
+        line = f"revision {revision} applied on {len(result.nodes)} node(s)"
+        if result.covered:
+            # Converged without an ack of `revision`: said, not hidden (README, policy wait).
+            line += (f"; covered, nothing up to revision {revision} concerns them: "
+                     + ", ".join(f"{c.name} (acked {c.acked_revision})" for c in result.covered))
+        print(line)
         return 0
     missing = ", ".join(f"{p.name} (acked {p.acked_revision}"
                         f"{'' if p.connected else ', not connected'})" for p in result.pending)
