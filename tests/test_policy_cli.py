@@ -106,11 +106,15 @@ async def test_apply_list_get_resolve_trace_delete(replicas: ReplicaFactory,
     assert traced["verdict"] == "ALLOWED"
     assert traced["ingress"] == {"verdict": "ALLOWED", "enforced": True,
                                  "reason": "default/rule1 spec.ingress[0]",
-                                 "policy": "default/rule1", "rule": "spec.ingress[0]"}
+                                 "policy": "default/rule1", "rule": "spec.ingress[0]",
+                                 "enforced_by": ["default/rule1"]}
+    assert traced["egress"]["enforced_by"] == []
     rc, out, _ = await bulkhead(replica.address, "policy", "trace", "--src",
                                 f"k8s:org=alliance,k8s:class=xwing,{NS}", "--dst", DEATHSTAR,
                                 "--dport", "80/tcp")
-    assert rc == 0 and out.startswith("DENIED") and "default-deny" in out
+    assert rc == 0 and out.startswith("DENIED")
+    # The default deny names the policy that put the deathstar's ingress under enforcement.
+    assert "  ingress  DENIED   default-deny (enforced by default/rule1)\n" in out, out
     rc, _, err = await bulkhead(replica.address, "policy", "get", "--clusterwide", "no-world")
     assert rc == 1 and "NOT_FOUND" in err and "no-world (clusterwide)" in err
 

@@ -226,8 +226,9 @@ def _ports(entry: dict[str, Any]) -> str:
 def _side(side: pb.TraceSide) -> dict[str, Any]:
     origin = _origin(side.decided_by) if side.HasField("decided_by") else {"policy": "",
                                                                            "rule": ""}
+    enforcing = sorted({_origin(o)["policy"] for o in side.enforced_by})
     return {"verdict": side.verdict, "enforced": side.enforced, "reason": side.reason,
-            "policy": origin["policy"], "rule": origin["rule"]}
+            "policy": origin["policy"], "rule": origin["rule"], "enforced_by": enforcing}
 
 
 def run_trace(ctx: Any) -> int:
@@ -247,5 +248,8 @@ def run_trace(ctx: Any) -> int:
     for name in ("egress", "ingress"):
         side: dict[str, Any] = out[name]  # type: ignore[assignment]
         reason = (f"{side['policy']} {side['rule']}" if side["policy"] else side["reason"])
+        if not side["policy"] and side["enforced_by"]:
+            # A default deny names what put the endpoint under enforcement in this direction.
+            reason += f" (enforced by {', '.join(side['enforced_by'])})"
         print(f"  {name:<8} {side['verdict']:<8} {reason}")
     return 0
