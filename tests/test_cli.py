@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -124,3 +125,22 @@ async def test_output_flag_before_or_after_the_command(replicas: ReplicaFactory)
     rc, table, _ = await bulkhead(replica.address, "-o", "json", "identity", "list", "-o",
                                   "table")
     assert rc == 0 and table.split()[0] == "ID"
+
+
+def test_help_shows_the_defaults_the_readme_gives() -> None:
+    """`--help` of `bulkhead` and `bulkhead-lab` shows each option's default (several were
+    only in the README: --holder admin, --nodes 2, --namespace default)."""
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'proto'}"}
+
+    def helptext(module: str, *args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", module, *args, "--help"],
+                              capture_output=True, text=True, env=env, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return " ".join(done.stdout.split())
+
+    assert "--holder HOLDER (default: admin)" in helptext("cli.main", "identity", "release")
+    assert "(default: default)" in helptext("cli.main", "endpoint", "create")
+    assert "--wait limit in seconds (default: 30.0)" in helptext("cli.main", "policy", "apply")
+    assert "--nodes NODES (default: 2)" in helptext("integration.lab.cli", "up")
+    assert "(default: bpf)" in helptext("integration.lab.cli", "up")
+    assert "(default: default)" in helptext("integration.lab.cli", "pod", "create")
