@@ -56,6 +56,17 @@ async def test_lookup_shows_the_identity_and_exits_1_when_unknown(
     assert "no identity has the labels k8s:org=rebels" in err
     rc, _, err = await bulkhead(replica.address, "identity", "lookup", "k8s:a/b=c")
     assert rc == 1 and "INVALID_ARGUMENT" in err and "labels[0]" in err and "lookups" not in err
+    # `--label` matches as `observe --from-label` does: without a source, any source.
+    rc, out, err = await bulkhead(replica.address, "identity", "list", "--label", "org=empire",
+                                  "-o", "json")
+    assert rc == 0, err
+    assert [i["id"] for i in json.loads(out)] == [allocated["id"]]
+    rc, out, _ = await bulkhead(replica.address, "identity", "list", "--label",
+                                "k8s:org=empire", "--label", "class=tiefighter", "-o", "json")
+    assert [i["id"] for i in json.loads(out)] == [allocated["id"]]
+    rc, out, _ = await bulkhead(replica.address, "identity", "list", "--label",
+                                "container:org=empire", "-o", "json")
+    assert json.loads(out) == []
 
 
 async def test_endpoint_lifecycle_and_lists(replicas: ReplicaFactory) -> None:
