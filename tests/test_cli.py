@@ -103,7 +103,18 @@ async def test_errors_exit_non_zero_with_the_servers_message(replicas: ReplicaFa
     rc, _, err = await bulkhead(replica.address, "identity", "get", "99999")
     assert rc == 1 and "NOT_FOUND" in err
     rc, _, err = await bulkhead("127.0.0.1:1", "status")
-    assert rc == 2 and "cannot reach the control plane" in err
+    assert rc == 3 and "cannot reach the control plane" in err  # 2: a malformed command
+    rc, _, err = await bulkhead(replica.address, "status", "--no-such-flag")
+    assert rc == 2 and "usage:" in err
+    # Agent commands: an unknown node is not found (1), no agent to ask is a usage error (2),
+    # a socket nobody serves or an unreachable control plane is unreachable (3).
+    rc, _, err = await bulkhead(replica.address, "agent", "--node", "nosuch", "status")
+    assert rc == 1 and "no node 'nosuch' in the cluster" in err
+    rc, _, err = await bulkhead(replica.address, "agent", "--agent-socket", "/nonexistent.sock",
+                                "status")
+    assert rc == 3 and "no agent socket at /nonexistent.sock" in err
+    rc, _, err = await bulkhead("127.0.0.1:1", "agent", "--node", "nosuch", "status")
+    assert rc == 3 and "cannot reach the control plane" in err
 
 
 async def test_status_lists_every_replica(replicas: ReplicaFactory) -> None:

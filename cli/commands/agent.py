@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 
-from bulkhead.rpcerror import cli_message
+from bulkhead.rpcerror import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, cli_message
 from bulkhead.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc, flow_pb2
 
 from .. import argtypes
@@ -96,42 +96,54 @@ def socket_path(args: argparse.Namespace) -> str:
     return ""
 
 
+class NoAgent(Exception):
+    """Why no agent can be asked, with the exit code (README: 1 not found, 2 usage,
+    3 unreachable)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def agent_target(ctx: Any) -> tuple[str, str]:
     """(gRPC target, what to call it in errors): the unix socket if there is one, else the
     agent API address the node registered with the control plane (so `--node` also works for
-    agents elsewhere, and for lab agents whose sockets live in the lab's directory)."""
+    agents elsewhere, and for lab agents whose sockets live in the lab's directory). Raises
+    NoAgent when there is neither."""
     path = socket_path(ctx.args)
     if path and Path(path).exists():
         return f"unix:{path}", path
-    if ctx.args.node:
-        try:
-            nodes = ctx.stub(admin_pb2_grpc.AdminServiceStub).ListNodes(
-                admin_pb2.ListNodesRequest(), timeout=TIMEOUT).nodes
-        except grpc.RpcError:
-            nodes = []
-        address = next((n.agent_address for n in nodes if n.name == ctx.args.node), "")
-        if address:
-            return address, f"{ctx.args.node}'s agent at {address}"
-    return "", path
+    node = ctx.args.node
+    if not node:
+        if not path:
+            raise NoAgent("agent commands need --agent-socket PATH, $BULKHEAD_AGENT_SOCKET or "
+                          "--node NAME", EXIT_USAGE)
+        raise NoAgent(f"no agent socket at {path} (is the agent running?)", EXIT_UNREACHABLE)
+    try:
+        nodes = ctx.stub(admin_pb2_grpc.AdminServiceStub).ListNodes(
+            admin_pb2.ListNodesRequest(), timeout=TIMEOUT).nodes
+    except grpc.RpcError as exc:
+        message, code = cli_message(exc, f"the control plane at {ctx.address}")
+        raise NoAgent(f"no agent socket at {path}, and {message}", code) from None
+    found = next((n for n in nodes if n.name == node), None)
+    if found is None:
+        raise NoAgent(f"no node {node!r} in the cluster (`bulkhead node list` shows them)",
+                      EXIT_FAILED)
+    if not found.agent_address:
+        raise NoAgent(f"no agent socket at {path}, and node {node!r} registered no agent "
+                      f"address (is the agent running?)", EXIT_UNREACHABLE)
+    return found.agent_address, f"{node}'s agent at {found.agent_address}"
 
 
 def _wrap(fn: Callable[[Any, agent_pb2_grpc.AgentServiceStub], int]) -> Callable[[Any], int]:
     """Connects to the agent and turns gRPC failures into one clear line and exit code."""
 
     def run(ctx: Any) -> int:
-        target, shown = agent_target(ctx)
-        if not target:
-            if not shown:
-                print("bulkhead: agent commands need --agent-socket PATH, "
-                      "$BULKHEAD_AGENT_SOCKET or --node NAME", file=sys.stderr)
-            elif ctx.args.node:
-                print(f"bulkhead: no agent socket at {shown}, and the control plane knows no "
-                      f"agent address for node {ctx.args.node!r} (is the agent running?)",
-                      file=sys.stderr)
-            else:
-                print(f"bulkhead: no agent socket at {shown} (is the agent running?)",
-                      file=sys.stderr)
-            return 2
+        try:
+            target, shown = agent_target(ctx)
+        except NoAgent as exc:
+            print(f"bulkhead: {exc}", file=sys.stderr)
+            return exc.code
         with grpc.insecure_channel(target) as channel:
             try:
                 return fn(ctx, agent_pb2_grpc.AgentServiceStub(channel))
