@@ -87,6 +87,11 @@ def emit_json_line(value: Any) -> None:
     sys.stdout.flush()
 
 
+def count(n: int, singular: str, plural: str | None = None) -> str:
+    """`1 identity`, `2 identities`, `0 nodes`."""
+    return f"{n} {singular if n == 1 else plural or singular + 's'}"
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     cells = [[str(h) for h in headers]] + [[_cell(c) for c in row] for row in rows]
     widths = [max(len(part) for row in cells for part in row[i].split("\n"))

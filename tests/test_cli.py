@@ -85,6 +85,17 @@ async def test_endpoint_lifecycle_and_lists(replicas: ReplicaFactory) -> None:
     assert [e["name"] for e in json.loads(out)] == ["xwing"]
     rc, out, _ = await bulkhead(replica.address, "endpoint", "list")
     assert "default/xwing" in out and made["ip"] in out
+    # The headers `agent endpoint list` (and `cilium endpoint list`) use; labels sorted, as
+    # in `identity list`, in the table and the JSON.
+    header = [line.split() for line in out.splitlines()[:2]]
+    assert header[0] == ["ENDPOINT", "NODE", "POLICY", "(ingress)", "POLICY", "(egress)",
+                         "IDENTITY", "LABELS", "(source:key[=value])", "IPv4"]
+    assert header[1] == ["ENFORCEMENT", "ENFORCEMENT"]
+    assert out.index("k8s:class=xwing") < out.index("k8s:org=alliance")
+    assert made["labels"] == ["k8s:class=xwing", "k8s:org=alliance"]
+    rc, out, _ = await bulkhead(replica.address, "status")
+    assert "Identities:      1 allocated (plus 11 reserved; `bulkhead identity list` shows " \
+        "both)" in out, out
     rc, out, _ = await bulkhead(replica.address, "ipcache", "list", "-o", "json")
     assert json.loads(out)[0]["prefix"] == f"{made['ip']}/32"
     rc, out, _ = await bulkhead(replica.address, "node", "list", "-o", "json")

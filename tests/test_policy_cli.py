@@ -53,14 +53,16 @@ async def test_apply_list_get_resolve_trace_delete(replicas: ReplicaFactory,
         rc2, text, err2 = await bulkhead(replica.address, "policy", "wait", "--revision",
                                          str(later), "--identity", str(deathstar))
         assert rc2 == 0, err2
-        assert text.startswith(f"revision {later} applied on 1 node(s); covered, nothing up "
+        assert text.startswith(f"revision {later} applied on 1 node; covered, nothing up "
                                f"to revision {later} concerns them: n1 (acked "), text
         rc2, out2, err2 = await bulkhead(replica.address, "policy", "wait", "--revision",
                                          str(later), "--identity", str(deathstar), "-o", "json")
         covered = json.loads(out2)["covered"]
         assert [c["name"] for c in covered] == ["n1"] and covered[0]["acked_revision"] < later
-        rc2, _, err2 = await bulkhead(replica.address, "policy", "delete", "default/elsewhere")
+        rc2, out2, err2 = await bulkhead(replica.address, "policy", "delete",
+                                         "default/elsewhere")
         assert rc2 == 0, err2
+        assert out2.endswith("; 0 identities affected)\n"), out2
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -77,6 +79,7 @@ async def test_apply_list_get_resolve_trace_delete(replicas: ReplicaFactory,
                                            "created_revision", "rules", "action"}
     rc, out, _ = await bulkhead(replica.address, "policy", "apply", "-f", str(path))
     assert rc == 0 and "ciliumnetworkpolicy default/rule1 unchanged" in out
+    assert "; 0 identities affected" in out
     rc, out, _ = await bulkhead(replica.address, "policy", "list", "-o", "json")
     assert [(p["namespace"], p["name"], p["rules"]) for p in json.loads(out)] == [
         ("", "no-world", 1), ("default", "rule1", 1)]
@@ -142,6 +145,7 @@ async def test_errors_and_wait_timeout(replicas: ReplicaFactory, tmp_path: Path)
                                   "--wait", "--timeout", "0.5")
     assert rc == 1 and "default/rule1 created" in out
     assert "did not apply revision" in err and "silent" in err
+    assert "; 1 identity affected\n" in out and "1 of 1 node did not apply" in err
     # The same wait as JSON: one rule for numbers (README, "JSON output"): every revision
     # and counter is a JSON number, as in `node list -o json`.
     revision = int(out.split("revision ")[1].split(";")[0])

@@ -24,6 +24,7 @@ from .. import argtypes
 from ..dumpjson import row_json
 from ..output import emit_json, emit_json_line, output_flag, table, to_dict
 from . import observe
+from .endpoint import EGRESS, INGRESS, IPV4, LABELS, enforcement
 
 DEFAULT_SOCKET = "/run/bulkhead/agent-{node}.sock"
 TIMEOUT = 30.0
@@ -190,16 +191,11 @@ def run_status(ctx: Any, stub: agent_pb2_grpc.AgentServiceStub) -> int:
 def run_endpoint_list(ctx: Any, stub: agent_pb2_grpc.AgentServiceStub) -> int:
     eps = stub.ListEndpoints(agent_pb2.ListAgentEndpointsRequest(), timeout=TIMEOUT).endpoints
     if ctx.json:
-        emit_json([to_dict(e) for e in eps])
+        emit_json([{**to_dict(e), "labels": sorted(e.labels)} for e in eps])
         return 0
-
-    def enforcement(on: bool) -> str:
-        return "Enabled" if on else "Disabled"
-
-    table(["ENDPOINT", "POLICY (ingress)\nENFORCEMENT", "POLICY (egress)\nENFORCEMENT",
-           "IDENTITY", "LABELS (source:key[=value])", "IPv4", "STATUS"],
+    table(["ENDPOINT", INGRESS, EGRESS, "IDENTITY", LABELS, IPV4, "STATUS"],
           [(e.endpoint_id, enforcement(e.ingress_enforced), enforcement(e.egress_enforced),
-            e.identity, [f"{e.namespace}/{e.name}", *e.labels], e.ipv4, e.status)
+            e.identity, [f"{e.namespace}/{e.name}", *sorted(e.labels)], e.ipv4, e.status)
            for e in eps])
     return 0
 

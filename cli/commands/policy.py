@@ -17,7 +17,7 @@ from bulkhead.v1 import policy_pb2_grpc
 
 from .. import argtypes
 from ..manifest import read_manifest
-from ..output import emit_json, output_flag, table
+from ..output import count, emit_json, output_flag, table
 from . import policywait
 
 CLUSTERWIDE = "-"
@@ -153,7 +153,8 @@ def run_apply(ctx: Any) -> int:
     for applied in result.policies:
         print(f"{applied.policy.kind.lower()} "
               f"{_name(applied.policy.namespace, applied.policy.name)} {applied.action}")
-    print(f"revision {result.revision}; {len(result.affected_identities)} identities affected")
+    print(f"revision {result.revision}; "
+          f"{count(len(result.affected_identities), 'identity', 'identities')} affected")
     if waited is not None:
         return policywait.report(waited, result.revision)
     if args.wait:
@@ -191,7 +192,7 @@ def run_delete(ctx: Any) -> int:
                    "released_identities": list(result.released_identities)})
     else:
         print(f"policy {name} deleted (revision {result.revision}; "
-              f"{len(result.affected_identities)} identities affected)")
+              f"{count(len(result.affected_identities), 'identity', 'identities')} affected)")
     return 0
 
 

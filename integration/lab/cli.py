@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 
 from bulkhead.v1 import admin_pb2, admin_pb2_grpc
+from cli.commands.endpoint import IPV4, LABELS
 from cli.helpformat import Parser
 from cli.output import emit_json, output_flag, table
 
@@ -100,7 +101,7 @@ def cmd_pod_list(lab: Lab, args: argparse.Namespace) -> int:
     if args.output == "json":
         emit_json(pods)
     else:
-        table(["POD", "NODE", "IPV4", "IDENTITY", "LABELS"],
+        table(["POD", "NODE", IPV4, "IDENTITY", LABELS],
               [(f"{p['namespace']}/{p['name']}", p["node"], p["ip"], p["identity"], p["labels"])
                for p in pods])
     return 0
