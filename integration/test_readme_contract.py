@@ -423,6 +423,7 @@ def test_every_documented_json_of_the_lab(played: Played) -> None:
     lab = played.lab
     kind, shape = documented_in_row("| `bulkhead-lab apply", after="`-o json`:")
     check(played.applied, kind, shape, "bulkhead-lab apply")
+    assert all(p["labels"] == sorted(p["labels"]) for p in played.applied["pods"])
     kind, shape = documented_in_row("| `bulkhead-lab pod list")
     pods = json.loads(lab_cli(lab, "pod", "list", "-o", "json"))
     check(pods, kind, shape, "bulkhead-lab pod list")
