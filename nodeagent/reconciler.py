@@ -130,6 +130,11 @@ class Reconciler:
         self._applying = True
         try:
             await self._run(plan, revision)
+        except BaseException:
+            # Not in the maps: the client nacks and subscribes again for a snapshot, which
+            # `synced` writes whole; until then the maps are at `_applied`.
+            self._full = True
+            raise
         finally:
             self._applying = False
         self._applied = max(self._applied, revision)
@@ -152,7 +157,7 @@ class Reconciler:
         a later revision the subscription reached without a change for this node (bookmarks),
         the revision this agent acks. (Only snapshots moved it once: `agent status` said
         revision 4 while the node acked 315.)"""
-        if not self.ready.is_set() or self.state.in_snapshot or self._applying:
+        if not self.ready.is_set() or self.state.in_snapshot or self._applying or self._full:
             return self._applied
         return max(self._applied, self.state.revision)
 
