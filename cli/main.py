@@ -13,6 +13,7 @@ from bulkhead.rpcerror import cli_message
 
 from . import commands
 from .connect import channel, server_address
+from .helpformat import Parser
 
 
 class Context:
@@ -40,7 +41,7 @@ class Context:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bulkhead", description=__doc__)
+    parser = Parser(prog="bulkhead", description=__doc__)
     parser.add_argument("--server", help="control plane HOST:PORT (default: $BULKHEAD_SERVER, "
                                          "else the embedded control plane's address)")
     parser.add_argument("-o", "--output", dest="global_output", choices=["table", "json"],

@@ -38,7 +38,7 @@ def test_star_wars_scenario(tmp_path: Path) -> None:
             assert story.land("xwing", pod).stdout.strip() == "Ship landed"
         # 2. rule1, waited for on every node.
         applied = story.apply_policy()
-        assert "applied on 2 node(s)" in applied.stdout
+        assert "applied on 2 nodes" in applied.stdout
         # 3. The tiefighter lands, through the service and on both deathstars; the xwing times
         # out (not refused), through the service too: policy applies to the backend.
         assert story.land("tiefighter").stdout.strip() == "Ship landed"

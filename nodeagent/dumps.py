@@ -1,7 +1,8 @@
 """BPF map dumps as flat rows with named columns (DumpMap), like `cilium bpf ... list`.
 
 Each function runs on the datapath thread and returns (columns, rows, max entries); the CLI
-prints the columns as a table header and `-o json` keeps them as keys.
+prints the columns as a table header; its `-o json` turns each row into a typed object
+(cli/dumpjson.py).
 """
 
 from __future__ import annotations

@@ -116,6 +116,7 @@ class FlowStore:
             endpoint_id=raw.ep_id,
             sequence=self.sequence,
             boot_id=self.boot_id,
+            policy_match=raw.policy_match,
         )
         service = self.service(raw.service_id) if raw.service_id else None
         if service is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -55,6 +56,17 @@ async def test_lookup_shows_the_identity_and_exits_1_when_unknown(
     assert "no identity has the labels k8s:org=rebels" in err
     rc, _, err = await bulkhead(replica.address, "identity", "lookup", "k8s:a/b=c")
     assert rc == 1 and "INVALID_ARGUMENT" in err and "labels[0]" in err and "lookups" not in err
+    # `--label` matches as `observe --from-label` does: without a source, any source.
+    rc, out, err = await bulkhead(replica.address, "identity", "list", "--label", "org=empire",
+                                  "-o", "json")
+    assert rc == 0, err
+    assert [i["id"] for i in json.loads(out)] == [allocated["id"]]
+    rc, out, _ = await bulkhead(replica.address, "identity", "list", "--label",
+                                "k8s:org=empire", "--label", "class=tiefighter", "-o", "json")
+    assert [i["id"] for i in json.loads(out)] == [allocated["id"]]
+    rc, out, _ = await bulkhead(replica.address, "identity", "list", "--label",
+                                "container:org=empire", "-o", "json")
+    assert json.loads(out) == []
 
 
 async def test_endpoint_lifecycle_and_lists(replicas: ReplicaFactory) -> None:
@@ -73,6 +85,17 @@ async def test_endpoint_lifecycle_and_lists(replicas: ReplicaFactory) -> None:
     assert [e["name"] for e in json.loads(out)] == ["xwing"]
     rc, out, _ = await bulkhead(replica.address, "endpoint", "list")
     assert "default/xwing" in out and made["ip"] in out
+    # The headers `agent endpoint list` (and `cilium endpoint list`) use; labels sorted, as
+    # in `identity list`, in the table and the JSON.
+    header = [line.split() for line in out.splitlines()[:2]]
+    assert header[0] == ["ENDPOINT", "NODE", "POLICY", "(ingress)", "POLICY", "(egress)",
+                         "IDENTITY", "LABELS", "(source:key[=value])", "IPv4"]
+    assert header[1] == ["ENFORCEMENT", "ENFORCEMENT"]
+    assert out.index("k8s:class=xwing") < out.index("k8s:org=alliance")
+    assert made["labels"] == ["k8s:class=xwing", "k8s:org=alliance"]
+    rc, out, _ = await bulkhead(replica.address, "status")
+    assert "Identities:      1 allocated (plus 11 reserved; `bulkhead identity list` shows " \
+        "both)" in out, out
     rc, out, _ = await bulkhead(replica.address, "ipcache", "list", "-o", "json")
     assert json.loads(out)[0]["prefix"] == f"{made['ip']}/32"
     rc, out, _ = await bulkhead(replica.address, "node", "list", "-o", "json")
@@ -91,7 +114,18 @@ async def test_errors_exit_non_zero_with_the_servers_message(replicas: ReplicaFa
     rc, _, err = await bulkhead(replica.address, "identity", "get", "99999")
     assert rc == 1 and "NOT_FOUND" in err
     rc, _, err = await bulkhead("127.0.0.1:1", "status")
-    assert rc == 2 and "cannot reach the control plane" in err
+    assert rc == 3 and "cannot reach the control plane" in err  # 2: a malformed command
+    rc, _, err = await bulkhead(replica.address, "status", "--no-such-flag")
+    assert rc == 2 and "usage:" in err
+    # Agent commands: an unknown node is not found (1), no agent to ask is a usage error (2),
+    # a socket nobody serves or an unreachable control plane is unreachable (3).
+    rc, _, err = await bulkhead(replica.address, "agent", "--node", "nosuch", "status")
+    assert rc == 1 and "no node 'nosuch' in the cluster" in err
+    rc, _, err = await bulkhead(replica.address, "agent", "--agent-socket", "/nonexistent.sock",
+                                "status")
+    assert rc == 3 and "no agent socket at /nonexistent.sock" in err
+    rc, _, err = await bulkhead("127.0.0.1:1", "agent", "--node", "nosuch", "status")
+    assert rc == 3 and "cannot reach the control plane" in err
 
 
 async def test_status_lists_every_replica(replicas: ReplicaFactory) -> None:
@@ -124,3 +158,22 @@ async def test_output_flag_before_or_after_the_command(replicas: ReplicaFactory)
     rc, table, _ = await bulkhead(replica.address, "-o", "json", "identity", "list", "-o",
                                   "table")
     assert rc == 0 and table.split()[0] == "ID"
+
+
+def test_help_shows_the_defaults_the_readme_gives() -> None:
+    """`--help` of `bulkhead` and `bulkhead-lab` shows each option's default (several were
+    only in the README: --holder admin, --nodes 2, --namespace default)."""
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'proto'}"}
+
+    def helptext(module: str, *args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", module, *args, "--help"],
+                              capture_output=True, text=True, env=env, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return " ".join(done.stdout.split())
+
+    assert "--holder HOLDER (default: admin)" in helptext("cli.main", "identity", "release")
+    assert "(default: default)" in helptext("cli.main", "endpoint", "create")
+    assert "--wait limit in seconds (default: 30.0)" in helptext("cli.main", "policy", "apply")
+    assert "--nodes NODES (default: 2)" in helptext("integration.lab.cli", "up")
+    assert "(default: bpf)" in helptext("integration.lab.cli", "up")
+    assert "(default: default)" in helptext("integration.lab.cli", "pod", "create")

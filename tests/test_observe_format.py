@@ -21,13 +21,37 @@ def xwing_drop() -> flow_pb2.Flow:
 def test_line_reads_like_hubble() -> None:
     text = line(xwing_drop())
     assert text.endswith(": default/xwing:40112 (ID:25601) -> default/deathstar-1:80 "
-                         "(ID:25873) policy-verdict:none DROPPED (TCP Flags: SYN) Policy denied")
+                         "(ID:25873) policy-verdict:none INGRESS DROPPED (TCP Flags: SYN) "
+                         "Policy denied")
+
+
+def test_verdict_label_says_whether_a_rule_decided() -> None:
+    """Hubble's meaning: L3-L4 only when a rule matched; a connection no policy decided
+    (default allow, as `policy trace` calls it) is `none`, FORWARDED or not."""
+    allowed = via_service()
+    assert "policy-verdict:none EGRESS FORWARDED" in line(allowed)
+    assert as_json(allowed)["policy_match"] == "none"
+    allowed.policy_match = True
+    assert "policy-verdict:L3-L4 EGRESS FORWARDED" in line(allowed)
+    assert as_json(allowed)["policy_match"] == "L3-L4"
+
+
+def test_same_node_connection_lines_differ_by_direction() -> None:
+    """A connection between two pods of one node is seen on egress and on ingress: the two
+    lines say which (they were identical)."""
+    egress = via_service()
+    ingress = flow_pb2.Flow()
+    ingress.CopyFrom(egress)
+    ingress.direction = "ingress"
+    assert line(egress, node_name=True) != line(ingress, node_name=True)
+    assert " EGRESS FORWARDED" in line(egress) and " INGRESS FORWARDED" in line(ingress)
 
 
 def test_json_has_the_documented_keys() -> None:
     data = as_json(xwing_drop())
     assert set(data) == {"time", "node", "verdict", "drop_reason", "source", "destination",
-                         "protocol", "tcp_flags", "direction", "destination_service"}
+                         "protocol", "tcp_flags", "direction", "policy_match",
+                         "destination_service"}
     assert set(data["source"]) == {"namespace", "pod", "ip", "port", "identity", "labels"}
     assert data["time"].endswith(".123456789Z")
     assert data["destination_service"] is None  # not sent to a service

@@ -41,6 +41,28 @@ async def test_apply_list_get_resolve_trace_delete(replicas: ReplicaFactory,
         await asyncio.wait_for(agent.synced.wait(), 20)
         rc, out, err = await bulkhead(replica.address, "policy", "apply", "-f", str(path),
                                       "--wait", "--timeout", "20", "-o", "json")
+        # A revision that concerns no endpoint of n1: n1 converges without acking it, and
+        # the wait says so (`covered`) rather than calling it applied there.
+        elsewhere = tmp_path / "elsewhere.yaml"
+        elsewhere.write_text(SEED.replace("rule1", "elsewhere").replace("deathstar",
+                                                                        "nowhere"))
+        rc2, out2, err2 = await bulkhead(replica.address, "policy", "apply", "-f",
+                                         str(elsewhere), "-o", "json")
+        assert rc2 == 0, err2
+        later = json.loads(out2)["revision"]
+        rc2, text, err2 = await bulkhead(replica.address, "policy", "wait", "--revision",
+                                         str(later), "--identity", str(deathstar))
+        assert rc2 == 0, err2
+        assert text.startswith(f"revision {later} applied on 1 node; covered, nothing up "
+                               f"to revision {later} concerns them: n1 (acked "), text
+        rc2, out2, err2 = await bulkhead(replica.address, "policy", "wait", "--revision",
+                                         str(later), "--identity", str(deathstar), "-o", "json")
+        covered = json.loads(out2)["covered"]
+        assert [c["name"] for c in covered] == ["n1"] and covered[0]["acked_revision"] < later
+        rc2, out2, err2 = await bulkhead(replica.address, "policy", "delete",
+                                         "default/elsewhere")
+        assert rc2 == 0, err2
+        assert out2.endswith("; 0 identities affected)\n"), out2
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -49,13 +71,15 @@ async def test_apply_list_get_resolve_trace_delete(replicas: ReplicaFactory,
     applied = json.loads(out)
     assert set(applied) == {"revision", "affected_identities", "policies", "wait"}
     assert applied["affected_identities"] == sorted({deathstar, tie})
-    assert applied["wait"] == {"converged": True, "nodes": ["n1"], "pending": []}
+    assert applied["wait"] == {"converged": True, "nodes": ["n1"], "pending": [],
+                               "covered": []}
     assert [(p["namespace"], p["name"], p["action"]) for p in applied["policies"]] == [
         ("default", "rule1", "created"), ("", "no-world", "created")]
     assert set(applied["policies"][0]) == {"kind", "namespace", "name", "revision",
                                            "created_revision", "rules", "action"}
     rc, out, _ = await bulkhead(replica.address, "policy", "apply", "-f", str(path))
     assert rc == 0 and "ciliumnetworkpolicy default/rule1 unchanged" in out
+    assert "; 0 identities affected" in out
     rc, out, _ = await bulkhead(replica.address, "policy", "list", "-o", "json")
     assert [(p["namespace"], p["name"], p["rules"]) for p in json.loads(out)] == [
         ("", "no-world", 1), ("default", "rule1", 1)]
@@ -85,11 +109,15 @@ async def test_apply_list_get_resolve_trace_delete(replicas: ReplicaFactory,
     assert traced["verdict"] == "ALLOWED"
     assert traced["ingress"] == {"verdict": "ALLOWED", "enforced": True,
                                  "reason": "default/rule1 spec.ingress[0]",
-                                 "policy": "default/rule1", "rule": "spec.ingress[0]"}
+                                 "policy": "default/rule1", "rule": "spec.ingress[0]",
+                                 "enforced_by": ["default/rule1"]}
+    assert traced["egress"]["enforced_by"] == []
     rc, out, _ = await bulkhead(replica.address, "policy", "trace", "--src",
                                 f"k8s:org=alliance,k8s:class=xwing,{NS}", "--dst", DEATHSTAR,
                                 "--dport", "80/tcp")
-    assert rc == 0 and out.startswith("DENIED") and "default-deny" in out
+    assert rc == 0 and out.startswith("DENIED")
+    # The default deny names the policy that put the deathstar's ingress under enforcement.
+    assert "  ingress  DENIED   default-deny (enforced by default/rule1)\n" in out, out
     rc, _, err = await bulkhead(replica.address, "policy", "get", "--clusterwide", "no-world")
     assert rc == 1 and "NOT_FOUND" in err and "no-world (clusterwide)" in err
 
@@ -117,3 +145,19 @@ async def test_errors_and_wait_timeout(replicas: ReplicaFactory, tmp_path: Path)
                                   "--wait", "--timeout", "0.5")
     assert rc == 1 and "default/rule1 created" in out
     assert "did not apply revision" in err and "silent" in err
+    assert "; 1 identity affected\n" in out and "1 of 1 node did not apply" in err
+    # The same wait as JSON: one rule for numbers (README, "JSON output"): every revision
+    # and counter is a JSON number, as in `node list -o json`.
+    revision = int(out.split("revision ")[1].split(";")[0])
+    rc, out, _ = await bulkhead(replica.address, "policy", "wait", "--revision", str(revision),
+                                "--identity", str(await endpoint(replica, "silent", "deathstar2",
+                                                                 DEATHSTAR)),
+                                "--timeout", "0.5", "-o", "json")
+    waited = json.loads(out)
+    assert rc == 1 and waited["converged"] is False and waited["nodes"] == ["silent"]
+    pending = waited["pending"][0]
+    assert pending["name"] == "silent"
+    for key in ("acked_revision", "lag_revisions", "resumes", "snapshots"):
+        assert type(pending[key]) is int, (key, pending)
+    rc, out, _ = await bulkhead(replica.address, "node", "list", "-o", "json")
+    assert type(json.loads(out)[0]["acked_revision"]) is int

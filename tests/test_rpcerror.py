@@ -53,10 +53,11 @@ def raised(error: BulkheadError) -> Failed:
                   ((rpc_status.GRPC_DETAILS_METADATA_KEY, status.SerializeToString()),))
 
 
-def test_unreachable_server_exits_2() -> None:
+def test_unreachable_server_exits_3() -> None:
+    """Not 2: that is argparse's code for a malformed command line."""
     error = Failed(grpc.StatusCode.UNAVAILABLE, "failed to connect")
     assert cli_message(error, "the agent at /run/a.sock") == (
-        "cannot reach the agent at /run/a.sock: failed to connect", 2)
+        "cannot reach the agent at /run/a.sock: failed to connect", 3)
 
 
 def test_a_server_without_etcd_was_reached() -> None:

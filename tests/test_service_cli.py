@@ -79,7 +79,7 @@ async def test_apply_list_get_delete(replicas: ReplicaFactory, tmp_path: Path) -
     assert rc == 0 and f"ClusterIP:        {vip}" in out and "default/deathstar-2" in out
     rc, out, _ = await bulkhead(address, "status", "-o", "json")
     counts = json.loads(out)["counts"]
-    assert (counts["services"], counts["service_backends"]) == ("2", "3")
+    assert (counts["services"], counts["service_backends"]) == (2, 3)
     rc, out, _ = await bulkhead(address, "status")
     assert "Services:        2 (3 backends)" in out
 

@@ -9,7 +9,6 @@ registered with the control plane.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -18,12 +17,14 @@ from typing import Any
 
 import grpc
 
-from bulkhead.rpcerror import cli_message
+from bulkhead.rpcerror import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, cli_message
 from bulkhead.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc, flow_pb2
 
 from .. import argtypes
-from ..output import emit_json, output_flag, table, to_dict
+from ..dumpjson import row_json
+from ..output import emit_json, emit_json_line, output_flag, table, to_dict
 from . import observe
+from .endpoint import EGRESS, INGRESS, IPV4, LABELS, enforcement
 
 DEFAULT_SOCKET = "/run/bulkhead/agent-{node}.sock"
 TIMEOUT = 30.0
@@ -96,42 +97,54 @@ def socket_path(args: argparse.Namespace) -> str:
     return ""
 
 
+class NoAgent(Exception):
+    """Why no agent can be asked, with the exit code (README: 1 not found, 2 usage,
+    3 unreachable)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def agent_target(ctx: Any) -> tuple[str, str]:
     """(gRPC target, what to call it in errors): the unix socket if there is one, else the
     agent API address the node registered with the control plane (so `--node` also works for
-    agents elsewhere, and for lab agents whose sockets live in the lab's directory)."""
+    agents elsewhere, and for lab agents whose sockets live in the lab's directory). Raises
+    NoAgent when there is neither."""
     path = socket_path(ctx.args)
     if path and Path(path).exists():
         return f"unix:{path}", path
-    if ctx.args.node:
-        try:
-            nodes = ctx.stub(admin_pb2_grpc.AdminServiceStub).ListNodes(
-                admin_pb2.ListNodesRequest(), timeout=TIMEOUT).nodes
-        except grpc.RpcError:
-            nodes = []
-        address = next((n.agent_address for n in nodes if n.name == ctx.args.node), "")
-        if address:
-            return address, f"{ctx.args.node}'s agent at {address}"
-    return "", path
+    node = ctx.args.node
+    if not node:
+        if not path:
+            raise NoAgent("agent commands need --agent-socket PATH, $BULKHEAD_AGENT_SOCKET or "
+                          "--node NAME", EXIT_USAGE)
+        raise NoAgent(f"no agent socket at {path} (is the agent running?)", EXIT_UNREACHABLE)
+    try:
+        nodes = ctx.stub(admin_pb2_grpc.AdminServiceStub).ListNodes(
+            admin_pb2.ListNodesRequest(), timeout=TIMEOUT).nodes
+    except grpc.RpcError as exc:
+        message, code = cli_message(exc, f"the control plane at {ctx.address}")
+        raise NoAgent(f"no agent socket at {path}, and {message}", code) from None
+    found = next((n for n in nodes if n.name == node), None)
+    if found is None:
+        raise NoAgent(f"no node {node!r} in the cluster (`bulkhead node list` shows them)",
+                      EXIT_FAILED)
+    if not found.agent_address:
+        raise NoAgent(f"no agent socket at {path}, and node {node!r} registered no agent "
+                      f"address (is the agent running?)", EXIT_UNREACHABLE)
+    return found.agent_address, f"{node}'s agent at {found.agent_address}"
 
 
 def _wrap(fn: Callable[[Any, agent_pb2_grpc.AgentServiceStub], int]) -> Callable[[Any], int]:
     """Connects to the agent and turns gRPC failures into one clear line and exit code."""
 
     def run(ctx: Any) -> int:
-        target, shown = agent_target(ctx)
-        if not target:
-            if not shown:
-                print("bulkhead: agent commands need --agent-socket PATH, "
-                      "$BULKHEAD_AGENT_SOCKET or --node NAME", file=sys.stderr)
-            elif ctx.args.node:
-                print(f"bulkhead: no agent socket at {shown}, and the control plane knows no "
-                      f"agent address for node {ctx.args.node!r} (is the agent running?)",
-                      file=sys.stderr)
-            else:
-                print(f"bulkhead: no agent socket at {shown} (is the agent running?)",
-                      file=sys.stderr)
-            return 2
+        try:
+            target, shown = agent_target(ctx)
+        except NoAgent as exc:
+            print(f"bulkhead: {exc}", file=sys.stderr)
+            return exc.code
         with grpc.insecure_channel(target) as channel:
             try:
                 return fn(ctx, agent_pb2_grpc.AgentServiceStub(channel))
@@ -178,16 +191,11 @@ def run_status(ctx: Any, stub: agent_pb2_grpc.AgentServiceStub) -> int:
 def run_endpoint_list(ctx: Any, stub: agent_pb2_grpc.AgentServiceStub) -> int:
     eps = stub.ListEndpoints(agent_pb2.ListAgentEndpointsRequest(), timeout=TIMEOUT).endpoints
     if ctx.json:
-        emit_json([to_dict(e) for e in eps])
+        emit_json([{**to_dict(e), "labels": sorted(e.labels)} for e in eps])
         return 0
-
-    def enforcement(on: bool) -> str:
-        return "Enabled" if on else "Disabled"
-
-    table(["ENDPOINT", "POLICY (ingress)\nENFORCEMENT", "POLICY (egress)\nENFORCEMENT",
-           "IDENTITY", "LABELS (source:key[=value])", "IPv4", "STATUS"],
+    table(["ENDPOINT", INGRESS, EGRESS, "IDENTITY", LABELS, IPV4, "STATUS"],
           [(e.endpoint_id, enforcement(e.ingress_enforced), enforcement(e.egress_enforced),
-            e.identity, [f"{e.namespace}/{e.name}", *e.labels], e.ipv4, e.status)
+            e.identity, [f"{e.namespace}/{e.name}", *sorted(e.labels)], e.ipv4, e.status)
            for e in eps])
     return 0
 
@@ -197,7 +205,7 @@ def run_dump(ctx: Any, stub: agent_pb2_grpc.AgentServiceStub) -> int:
     got = stub.DumpMap(agent_pb2.DumpMapRequest(map=a.dump, endpoint=a.endpoint or ""),
                        timeout=TIMEOUT)
     if ctx.json:
-        emit_json([dict(r.fields) for r in got.rows])
+        emit_json([row_json(list(got.columns), dict(r.fields)) for r in got.rows])
         return 0
     if not got.rows:
         print(f"No entries found ({a.dump} map, capacity {got.max_entries}).")
@@ -215,8 +223,8 @@ def run_flows(ctx: Any, stub: agent_pb2_grpc.AgentServiceStub) -> int:
                                    to_service=a.to_service))
     for flow in stub.GetFlows(request, timeout=None if a.follow else TIMEOUT):
         if ctx.json:
-            sys.stdout.write(json.dumps(observe.as_json(flow)) + "\n")
-        else:
-            sys.stdout.write(observe.line(flow) + "\n")
+            emit_json_line(observe.as_json(flow))
+            continue
+        sys.stdout.write(observe.line(flow) + "\n")
         sys.stdout.flush()
     return 0

@@ -36,17 +36,29 @@ def register(sub: Any) -> None:
     delete.set_defaults(run=run_delete)
 
 
+# The column headers every endpoint and pod list shares (`cilium endpoint list`'s).
+INGRESS = "POLICY (ingress)\nENFORCEMENT"
+EGRESS = "POLICY (egress)\nENFORCEMENT"
+LABELS = "LABELS (source:key[=value])"
+IPV4 = "IPv4"
+
+
+def enforcement(on: bool) -> str:
+    return "Enabled" if on else "Disabled"
+
+
+def _json(endpoint: Any) -> dict[str, Any]:
+    return {**to_dict(endpoint), "labels": sorted(endpoint.labels)}
+
+
 def _show(ctx: Any, endpoints: list[Any]) -> None:
     if ctx.json:
-        emit_json([to_dict(e) for e in endpoints])
+        emit_json([_json(e) for e in endpoints])
         return
-    def flag(on: bool) -> str:
-        return "Enabled" if on else "Disabled"
-
-    table(["ENDPOINT", "NODE", "POLICY (ingress)", "POLICY (egress)", "IDENTITY", "LABELS",
-           "IPV4"],
-          [(f"{e.namespace}/{e.name}", e.node, flag(e.ingress_enforced),
-            flag(e.egress_enforced), e.identity, list(e.labels), e.ip) for e in endpoints])
+    table(["ENDPOINT", "NODE", INGRESS, EGRESS, "IDENTITY", LABELS, IPV4],
+          [(f"{e.namespace}/{e.name}", e.node, enforcement(e.ingress_enforced),
+            enforcement(e.egress_enforced), e.identity, sorted(e.labels), e.ip)
+           for e in endpoints])
 
 
 def run_list(ctx: Any) -> int:
@@ -65,7 +77,7 @@ def run_create(ctx: Any) -> int:
         endpoint_pb2.CreateEndpointRequest(node=a.node, namespace=a.namespace, name=a.name,
                                            labels=labels, ip=a.ip), timeout=30)
     if ctx.json:
-        emit_json(to_dict(endpoint))
+        emit_json(_json(endpoint))
     else:
         _show(ctx, [endpoint])
     return 0

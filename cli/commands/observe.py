@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import time
@@ -13,7 +12,7 @@ from typing import Any
 from bulkhead.v1 import flow_pb2, observer_pb2_grpc
 
 from .. import argtypes
-from ..output import output_flag
+from ..output import emit_json_line, output_flag
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -88,13 +87,20 @@ def line(flow: flow_pb2.Flow, node_name: bool = False) -> str:
     stamp = moment.strftime("%b %d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
     if node_name:
         stamp += f" [{flow.node}]"
-    kind = "policy-verdict:L3-L4" if flow.verdict == "FORWARDED" else "policy-verdict:none"
+    # Hubble's meaning: L3-L4 when a rule decided, none when no policy did (default allow,
+    # default deny), as `policy trace` says; then the direction, as Hubble's INGRESS/EGRESS.
+    kind = f"policy-verdict:{policy_match(flow)} {flow.direction.upper() or '-'}"
     flags = f" ({flow.protocol} Flags: {', '.join(flow.tcp_flags)})" if flow.tcp_flags else (
         f" ({flow.protocol})" if flow.protocol else "")
     reason = f" {flow.drop_reason}" if flow.verdict == "DROPPED" and flow.drop_reason else ""
     service = flow.destination_service if flow.HasField("destination_service") else None
     return (f"{stamp}: {_peer(flow.source)} -> {_peer(flow.destination, service)} "
             f"{kind} {flow.verdict}{flags}{reason}")
+
+
+def policy_match(flow: flow_pb2.Flow) -> str:
+    """`L3-L4` when a policy rule decided the flow, else `none`."""
+    return "L3-L4" if flow.policy_match else "none"
 
 
 def _peer_json(peer: flow_pb2.FlowPeer) -> dict[str, Any]:
@@ -108,7 +114,8 @@ def as_json(flow: flow_pb2.Flow) -> dict[str, Any]:
             "node": flow.node, "verdict": flow.verdict, "drop_reason": flow.drop_reason,
             "source": _peer_json(flow.source), "destination": _peer_json(flow.destination),
             "protocol": flow.protocol, "tcp_flags": list(flow.tcp_flags),
-            "direction": flow.direction, "destination_service": (
+            "direction": flow.direction, "policy_match": policy_match(flow),
+            "destination_service": (
                 {"namespace": flow.destination_service.namespace,
                  "name": flow.destination_service.name}
                 if flow.HasField("destination_service") else None)}
@@ -129,7 +136,9 @@ def run(ctx: Any) -> int:
     request = build_request(ctx.args)
     stub = ctx.stub(observer_pb2_grpc.ObserverServiceStub)
     for flow in stub.GetFlows(request, timeout=None if request.follow else 30):
-        text = json.dumps(as_json(flow)) if ctx.json else line(flow, ctx.args.print_node_name)
-        sys.stdout.write(text + "\n")
+        if ctx.json:
+            emit_json_line(as_json(flow))
+            continue
+        sys.stdout.write(line(flow, ctx.args.print_node_name) + "\n")
         sys.stdout.flush()
     return 0

@@ -17,7 +17,7 @@ from bulkhead.v1 import policy_pb2_grpc
 
 from .. import argtypes
 from ..manifest import read_manifest
-from ..output import emit_json, output_flag, table
+from ..output import count, emit_json, output_flag, table
 from . import policywait
 
 CLUSTERWIDE = "-"
@@ -143,16 +143,18 @@ def run_apply(ctx: Any) -> int:
             waited = policywait.wait_for(ctx, result.revision, list(result.affected_identities),
                                          args.timeout)
             out["wait"] = {"converged": waited.converged, "nodes": list(waited.nodes),
-                           "pending": [p.name for p in waited.pending]}
+                           "pending": [p.name for p in waited.pending],
+                           "covered": [c.name for c in waited.covered]}
         else:
-            out["wait"] = {"converged": True, "nodes": [], "pending": []}
+            out["wait"] = {"converged": True, "nodes": [], "pending": [], "covered": []}
     if ctx.json:
         emit_json(out)
         return 0 if waited is None or waited.converged else 1
     for applied in result.policies:
         print(f"{applied.policy.kind.lower()} "
               f"{_name(applied.policy.namespace, applied.policy.name)} {applied.action}")
-    print(f"revision {result.revision}; {len(result.affected_identities)} identities affected")
+    print(f"revision {result.revision}; "
+          f"{count(len(result.affected_identities), 'identity', 'identities')} affected")
     if waited is not None:
         return policywait.report(waited, result.revision)
     if args.wait:
@@ -190,7 +192,7 @@ def run_delete(ctx: Any) -> int:
                    "released_identities": list(result.released_identities)})
     else:
         print(f"policy {name} deleted (revision {result.revision}; "
-              f"{len(result.affected_identities)} identities affected)")
+              f"{count(len(result.affected_identities), 'identity', 'identities')} affected)")
     return 0
 
 
@@ -225,8 +227,9 @@ def _ports(entry: dict[str, Any]) -> str:
 def _side(side: pb.TraceSide) -> dict[str, Any]:
     origin = _origin(side.decided_by) if side.HasField("decided_by") else {"policy": "",
                                                                            "rule": ""}
+    enforcing = sorted({_origin(o)["policy"] for o in side.enforced_by})
     return {"verdict": side.verdict, "enforced": side.enforced, "reason": side.reason,
-            "policy": origin["policy"], "rule": origin["rule"]}
+            "policy": origin["policy"], "rule": origin["rule"], "enforced_by": enforcing}
 
 
 def run_trace(ctx: Any) -> int:
@@ -246,5 +249,8 @@ def run_trace(ctx: Any) -> int:
     for name in ("egress", "ingress"):
         side: dict[str, Any] = out[name]  # type: ignore[assignment]
         reason = (f"{side['policy']} {side['rule']}" if side["policy"] else side["reason"])
+        if not side["policy"] and side["enforced_by"]:
+            # A default deny names what put the endpoint under enforcement in this direction.
+            reason += f" (enforced by {', '.join(side['enforced_by'])})"
         print(f"  {name:<8} {side['verdict']:<8} {reason}")
     return 0

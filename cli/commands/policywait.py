@@ -13,7 +13,7 @@ from typing import Any
 from bulkhead.v1 import subscription_pb2, subscription_pb2_grpc
 
 from .. import argtypes
-from ..output import emit_json, output_flag, to_dict
+from ..output import count, emit_json, output_flag, to_dict
 
 
 def add_wait_verb(verbs: Any) -> None:
@@ -39,11 +39,16 @@ def wait_for(ctx: Any, revision: int, identities: list[int], timeout: float
 def report(result: subscription_pb2.WaitForRevisionResponse, revision: int) -> int:
     """Prints the outcome; exit code 0 when converged, 1 when nodes are missing."""
     if result.converged:
-        print(f"revision {revision} applied on {len(result.nodes)} node(s)")
+        line = f"revision {revision} applied on {count(len(result.nodes), 'node')}"
+        if result.covered:
+            # Converged without an ack of `revision`: said, not hidden (README, policy wait).
+            line += (f"; covered, nothing up to revision {revision} concerns them: "
+                     + ", ".join(f"{c.name} (acked {c.acked_revision})" for c in result.covered))
+        print(line)
         return 0
     missing = ", ".join(f"{p.name} (acked {p.acked_revision}"
                         f"{'' if p.connected else ', not connected'})" for p in result.pending)
-    print(f"timed out: {len(result.pending)} of {len(result.nodes)} node(s) did not apply "
+    print(f"timed out: {len(result.pending)} of {count(len(result.nodes), 'node')} did not apply "
           f"revision {revision}: {missing}", file=sys.stderr)
     return 1
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc
 
+from bulkhead.reserved import RESERVED_BY_ID
 from bulkhead.v1 import admin_pb2, admin_pb2_grpc, observer_pb2, observer_pb2_grpc
 
 from ..output import emit_json, output_flag, to_dict
@@ -59,9 +60,14 @@ def run(ctx: Any) -> int:
               f"{counts.get('max_lag_revisions', 0)} revisions")
     else:
         print(f"{'Nodes:':<17}{nodes}")
-    for name in ("endpoints", "identities", "policies"):
-        if name in counts:
-            print(f"{name.capitalize() + ':':<17}{counts[name]}")
+    if "endpoints" in counts:
+        print(f"{'Endpoints:':<17}{counts['endpoints']}")
+    if "identities" in counts:
+        # `identity list` shows the reserved identities too: say what this number counts.
+        print(f"{'Identities:':<17}{counts['identities']} allocated (plus "
+              f"{len(RESERVED_BY_ID)} reserved; `bulkhead identity list` shows both)")
+    if "policies" in counts:
+        print(f"{'Policies:':<17}{counts['policies']}")
     if "services" in counts:
         print(f"{'Services:':<17}{counts['services']} "
               f"({counts.get('service_backends', 0)} backends)")

@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 import grpc
 
+from bulkhead import labelmatch
 from bulkhead.reserved import RESERVED_BY_ID
 from bulkhead.v1 import admin_pb2, admin_pb2_grpc, types_pb2
 from controlplane.endpoints.registry import EndpointRegistry
@@ -39,11 +40,11 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                              context: grpc.aio.ServicerContext
                              ) -> admin_pb2.ListIdentitiesResponse:
         index = self.identities
-        wanted = set(request.label_selector)
+        wanted = list(request.label_selector)
         items = [self.allocator.get(i) for i in RESERVED_BY_ID]
         items += [AllocatedIdentity(s.id, s.labels, index.references(s.id))
                   for s in index.by_id.values()]
-        items = [i for i in items if wanted <= set(i.labels)]
+        items = [i for i in items if labelmatch.matches_all(wanted, i.labels)]
         page, token = paginate(items, lambda i: f"{i.id:010d}", request.page_size,
                                request.page_token, listing="identities",
                                render=messages.identity)

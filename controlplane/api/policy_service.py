@@ -38,7 +38,8 @@ def resolution(found: Resolution) -> pb.ResolvePolicyResponse:
 
 def side(trace: SideTrace) -> pb.TraceSide:
     out = pb.TraceSide(verdict=trace.verdict.value, enforced=trace.enforced,
-                       reason=trace.reason)
+                       reason=trace.reason,
+                       enforced_by=[origin(r) for r in trace.enforced_by])
     if trace.decided_by is not None:
         out.decided_by.CopyFrom(origin(trace.decided_by))
     return out

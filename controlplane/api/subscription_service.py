@@ -127,4 +127,5 @@ class SubscriptionAdminService(subscription_pb2_grpc.SubscriptionAdminServiceSer
                                         request.timeout_seconds)
         return pb.WaitForRevisionResponse(
             converged=result.converged, nodes=result.nodes,
-            pending=[messages.node_subscription(s) for s in result.pending])
+            pending=[messages.node_subscription(s) for s in result.pending],
+            covered=[messages.node_subscription(s) for s in result.covered])

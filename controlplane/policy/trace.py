@@ -27,11 +27,14 @@ class TraceVerdict(StrEnum):
 
 @dataclass(frozen=True)
 class SideTrace:
-    """The verdict of one side; `decided_by` is the rule, or None for a default."""
+    """The verdict of one side; `decided_by` is the rule, or None for a default;
+    `enforced_by` the rules of this direction that select the endpoint (what put it under
+    enforcement: the ones to name for a default deny)."""
 
     verdict: TraceVerdict
     enforced: bool
     decided_by: RuleRef | None
+    enforced_by: tuple[RuleRef, ...] = ()
 
     @property
     def reason(self) -> str:
@@ -70,5 +73,5 @@ def _side(rules: list[Rule], direction: Direction, *, subject: ParsedLabels, pee
         for rule in selecting:
             if (rule.verdict is verdict and rule.port_matches(protocol, port)
                     and rule.peer_matches(peer)):
-                return SideTrace(outcome, True, rule.ref)
-    return SideTrace(TraceVerdict.DENIED, True, None)
+                return SideTrace(outcome, True, rule.ref, tuple(r.ref for r in selecting))
+    return SideTrace(TraceVerdict.DENIED, True, None, tuple(r.ref for r in selecting))

@@ -18,6 +18,8 @@ class WaitResult:
     converged: bool
     nodes: list[str]
     pending: list[NodeStatus] = field(default_factory=list)
+    covered: list[NodeStatus] = field(default_factory=list)
+    """Converged without an ack of the revision: nothing up to it concerned them."""
 
 
 class ConvergenceWaiter:
@@ -43,11 +45,11 @@ class ConvergenceWaiter:
         while True:
             nodes = self.nodes_for(identities)
             statuses = self.fanout.statuses()
-            pending = [status for status in (statuses.get(n) or NodeStatus(n)
-                                             for n in sorted(nodes))
-                       if status.covered_revision < revision]
+            concerned = [statuses.get(n) or NodeStatus(n) for n in sorted(nodes)]
+            pending = [s for s in concerned if s.covered_revision < revision]
             if not pending:
-                return WaitResult(True, sorted(nodes))
+                return WaitResult(True, sorted(nodes), covered=[
+                    s for s in concerned if s.acked_revision < revision])
             if loop.time() >= deadline:
                 return WaitResult(False, sorted(nodes), pending)
             await asyncio.sleep(POLL)

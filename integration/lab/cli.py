@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from cli.output import output_flag, table
+import grpc
+
+from bulkhead.v1 import admin_pb2, admin_pb2_grpc
+from cli.commands.endpoint import IPV4, LABELS
+from cli.helpformat import Parser
+from cli.output import emit_json, output_flag, table
 
 from . import manifests, processes
 from .lab import Lab, LabError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bulkhead-lab", description=__doc__)
+    p = Parser(prog="bulkhead-lab", description=__doc__)
     p.add_argument("--name", default=os.environ.get("BULKHEAD_LAB", "default"),
                    help="lab name (default: $BULKHEAD_LAB or 'default')")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -46,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls = pod.add_parser("list", help="pods with node, IP, identity and labels")
     output_flag(ls)
     ls.set_defaults(run=cmd_pod_list)
-    delete = pod.add_parser("delete", help="remove a pod")
+    delete = pod.add_parser("delete", help="remove a pod (its endpoint, then its namespace)")
     delete.add_argument("pod")
+    output_flag(delete)
     delete.set_defaults(run=cmd_pod_delete)
     for verb, text in (("apply", "Services, Deployments and Pods of a Kubernetes YAML file "
                                  "(idempotent)"),
@@ -77,7 +82,7 @@ def cmd_down(lab: Lab, args: argparse.Namespace) -> int:
 
 def _pod_row(pod: Any) -> dict[str, Any]:
     return {"name": pod.name, "namespace": pod.namespace, "node": pod.node, "ip": pod.ip,
-            "identity": pod.identity, "labels": pod.labels}
+            "identity": pod.identity, "labels": sorted(pod.labels)}
 
 
 def cmd_pod_create(lab: Lab, args: argparse.Namespace) -> int:
@@ -85,7 +90,7 @@ def cmd_pod_create(lab: Lab, args: argparse.Namespace) -> int:
     serve = [p for p in args.serve.split(",") if p]
     pod = lab.pod_create(args.pod, args.node, args.namespace, labels, serve, args.app)
     if args.output == "json":
-        print(json.dumps(_pod_row(pod), indent=2))
+        emit_json(_pod_row(pod))
     else:
         print(f"pod {pod.namespace}/{pod.name} on {pod.node}: {pod.ip} (identity {pod.identity})")
     return 0
@@ -94,16 +99,24 @@ def cmd_pod_create(lab: Lab, args: argparse.Namespace) -> int:
 def cmd_pod_list(lab: Lab, args: argparse.Namespace) -> int:
     pods = [_pod_row(p) for p in lab.state().pods.values()]
     if args.output == "json":
-        print(json.dumps(pods, indent=2))
+        emit_json(pods)
     else:
-        table(["POD", "NODE", "IPV4", "IDENTITY", "LABELS"],
+        table(["POD", "NODE", IPV4, "IDENTITY", LABELS],
               [(f"{p['namespace']}/{p['name']}", p["node"], p["ip"], p["identity"], p["labels"])
                for p in pods])
     return 0
 
 
 def cmd_pod_delete(lab: Lab, args: argparse.Namespace) -> int:
-    lab.pod_delete(args.pod)
+    pod = lab.state().pods.get(args.pod)
+    lab.pod_delete(args.pod)   # refuses an unknown pod
+    assert pod is not None
+    if args.output == "json":
+        emit_json({"deleted": f"{pod.namespace}/{pod.name}", "node": pod.node, "ip": pod.ip,
+                   "identity": pod.identity})
+    else:
+        print(f"pod {pod.namespace}/{pod.name} deleted from {pod.node} ({pod.ip}, identity "
+              f"{pod.identity}): its endpoint and network namespace are gone")
     return 0
 
 
@@ -123,7 +136,7 @@ def cmd_manifest(lab: Lab, args: argparse.Namespace) -> int:
     applier = manifests.Applier(lab, say)
     result = applier.apply(manifest) if args.command == "apply" else applier.delete(manifest)
     if as_json:
-        print(json.dumps(result, indent=2))
+        emit_json(result)
     return 0
 
 
@@ -134,23 +147,38 @@ def cmd_exec(lab: Lab, args: argparse.Namespace) -> int:
     return lab.exec(args.pod, argv)
 
 
+def _pod_cidrs(address: str) -> dict[str, str]:
+    """Node name → pod CIDR as the control plane handed them out (a bpf lab's nodes get
+    theirs at registration; the lab's own state has them only for `--datapath none`)."""
+    if not address:
+        return {}
+    try:
+        with grpc.insecure_channel(address) as channel:
+            nodes = admin_pb2_grpc.AdminServiceStub(channel).ListNodes(
+                admin_pb2.ListNodesRequest(), timeout=5).nodes
+    except grpc.RpcError:
+        return {}
+    return {n.name: n.pod_cidr for n in nodes}
+
+
 def cmd_status(lab: Lab, args: argparse.Namespace) -> int:
     state = lab.state()
-    nodes = [{**asdict(n), "agent_running": processes.alive(n.agent_pid)}
-             for n in state.nodes.values()]
+    cidrs = _pod_cidrs(state.controlplane) if state.datapath != "none" else {}
+    nodes = [{**asdict(n), "pod_cidr": n.pod_cidr or cidrs.get(n.name, ""),
+              "agent_running": processes.alive(n.agent_pid)} for n in state.nodes.values()]
     summary = {"name": state.name, "datapath": state.datapath,
                "controlplane": state.controlplane,
                "controlplane_running": processes.alive(state.controlplane_pid),
                "nodes": nodes, "pods": [_pod_row(p) for p in state.pods.values()]}
     if args.output == "json":
-        print(json.dumps(summary, indent=2))
+        emit_json(summary)
         return 0
     running = "running" if summary["controlplane_running"] else "NOT RUNNING"
     print(f"lab {state.name}: datapath {state.datapath}")
     if state.datapath != "none":
         print(f"control plane {state.controlplane}: {running}")
-    table(["NODE", "NAMESPACE", "UNDERLAY IP", "AGENT"],
-          [(n["name"], n["netns"], n["underlay_ip"],
+    table(["NODE", "NAMESPACE", "UNDERLAY IP", "POD CIDR", "AGENT"],
+          [(n["name"], n["netns"], n["underlay_ip"], n["pod_cidr"] or "-",
             "-" if state.datapath == "none" else
             ("running" if n["agent_running"] else "NOT RUNNING")) for n in nodes])
     print(f"{len(state.pods)} pods (`bulkhead-lab pod list`)")

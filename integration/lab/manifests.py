@@ -235,7 +235,7 @@ def _services_stub(state: LabState) -> service_pb2_grpc.ServiceServiceStub:
 
 def _pod_json(pod: PodState, action: str) -> dict[str, Any]:
     return {"name": pod.name, "namespace": pod.namespace, "node": pod.node, "ip": pod.ip,
-            "identity": pod.identity, "labels": pod.labels, "owner": pod.owner,
+            "identity": pod.identity, "labels": sorted(pod.labels), "owner": pod.owner,
             "action": action}
 
 

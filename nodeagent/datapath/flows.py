@@ -17,6 +17,8 @@ from nodeagent.datapath.layout import FLOW_EVENT, Direction, ObsPoint, Reason, V
 from nodeagent.datapath.models import Flow
 
 DEFAULT_CAPACITY = 4095
+OBS_F_POLICY_MATCH = 0x80
+"""bulkhead.h: or'ed into obs when an allow entry of an enforced direction decided."""
 
 
 def decode(raw: bytes) -> Flow:
@@ -52,8 +54,9 @@ def decode(raw: bytes) -> Flow:
         direction=Direction(direction),
         verdict=Verdict(verdict),
         reason=Reason(reason),
-        obs_point=ObsPoint(obs),
+        obs_point=ObsPoint(obs & ~OBS_F_POLICY_MATCH),
         service_id=svc_id,
+        policy_match=bool(obs & OBS_F_POLICY_MATCH) or reason == Reason.POLICY_DENIED,
     )
 
 

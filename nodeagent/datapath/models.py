@@ -160,3 +160,7 @@ class Flow:
     obs_point: ObsPoint
     service_id: int = 0
     """The service frontend id when the connection was sent to a ClusterIP (0: none)."""
+    policy_match: bool = False
+    """A rule decided: an allow entry of an enforced direction (FORWARDED) or a deny entry
+    (DROPPED, "Policy denied by denylist"); False when no policy applied (default allow) or
+    the drop was a default deny."""

@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
+from bulkhead import labelmatch
 from bulkhead.v1 import flow_pb2
-
-
-def _label_matches(wanted: str, labels: Iterable[str]) -> bool:
-    """`k8s:org=empire` matches exactly; `org=empire` matches that key=value from any source."""
-    if ":" in wanted.split("=", 1)[0]:
-        return wanted in labels
-    return any(label.split(":", 1)[-1] == wanted for label in labels)
 
 
 def _ref(wanted: str) -> tuple[str, str]:
@@ -32,8 +24,8 @@ def _service_matches(wanted: str, flow: flow_pb2.Flow) -> bool:
 
 def matches(flow: flow_pb2.Flow, f: flow_pb2.FlowFilter) -> bool:
     src, dst = flow.source, flow.destination
-    return (all(_label_matches(w, src.labels) for w in f.from_labels)
-            and all(_label_matches(w, dst.labels) for w in f.to_labels)
+    return (labelmatch.matches_all(f.from_labels, src.labels)
+            and labelmatch.matches_all(f.to_labels, dst.labels)
             and (not f.from_pod or _pod_matches(f.from_pod, src))
             and (not f.to_pod or _pod_matches(f.to_pod, dst))
             and (not f.to_service or _service_matches(f.to_service, flow))

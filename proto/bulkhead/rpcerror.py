@@ -156,16 +156,24 @@ def describe(error: grpc.RpcError) -> str:
     return f"{name}: {error.details() if hasattr(error, 'details') else error}"
 
 
+EXIT_FAILED = 1
+"""A call the server refused or failed (any status code), or a bad value."""
+EXIT_USAGE = 2
+"""A malformed command line (argparse's own code)."""
+EXIT_UNREACHABLE = 3
+"""The server (control plane, agent) could not be reached."""
+
+
 def cli_message(error: grpc.RpcError, server: str) -> tuple[str, int]:
     """What a command line prints for `error` from `server` (e.g. "the control plane at
-    HOST:PORT") and the exit code: `cannot reach ...` and 2 when the call never got there,
-    else `describe(error)` and 1. An UNAVAILABLE naming etcd came from a server that was
-    reached but cannot reach etcd itself."""
+    HOST:PORT") and the exit code: `cannot reach ...` and EXIT_UNREACHABLE when the call never
+    got there, else `describe(error)` and EXIT_FAILED. An UNAVAILABLE naming etcd came from a
+    server that was reached but cannot reach etcd itself."""
     code = error.code() if hasattr(error, "code") else None
     details = error.details() if hasattr(error, "details") else str(error)
     if code == grpc.StatusCode.UNAVAILABLE and "etcd" not in (details or ""):
-        return f"cannot reach {server}: {details}", 2
-    return describe(error), 1
+        return f"cannot reach {server}: {details}", EXIT_UNREACHABLE
+    return describe(error), EXIT_FAILED
 
 
 async def abort(context: grpc.aio.ServicerContext, error: BulkheadError) -> None:

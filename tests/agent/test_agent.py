@@ -92,12 +92,17 @@ def test_maps_and_cli(lab: Cluster, pods: dict[str, Pod]) -> None:
     n2_ip = lab.nodes["n2"].underlay_ip
     out = cli(lab, "n1", "bpf", "ipcache", "list", "-o", "json")
     assert out.returncode == 0, out.stderr
-    rows = {r["IP PREFIX/ADDRESS"]: r for r in json.loads(out.stdout)}
-    assert rows[f"{d2.ip}/32"]["TUNNEL ENDPOINT"] == n2_ip  # other node's pod: tunnelled
-    assert rows[f"{d2.ip}/32"]["IDENTITY"] == str(d2.identity)
-    assert rows[f"{pods['tiefighter'].ip}/32"]["TUNNEL ENDPOINT"] == "0.0.0.0"  # local
-    assert rows[f"{n2_ip}/32"]["IDENTITY"] == "6"  # remote-node
-    assert rows[f"{lab.nodes['n1'].underlay_ip}/32"]["IDENTITY"] == "1"  # host
+    # JSON of a dump: snake_case keys, typed values, sorted keys (README).
+    assert list(json.loads(out.stdout)[0]) == ["identity", "prefix", "tunnel_endpoint"]
+    rows = {r["prefix"]: r for r in json.loads(out.stdout)}
+    assert rows[f"{d2.ip}/32"]["tunnel_endpoint"] == n2_ip  # other node's pod: tunnelled
+    assert rows[f"{d2.ip}/32"]["identity"] == d2.identity
+    assert rows[f"{pods['tiefighter'].ip}/32"]["tunnel_endpoint"] == "0.0.0.0"  # local
+    assert rows[f"{n2_ip}/32"]["identity"] == 6  # remote-node
+    assert rows[f"{lab.nodes['n1'].underlay_ip}/32"]["identity"] == 1  # host
+    eps = json.loads(cli(lab, "n1", "bpf", "endpoint", "list", "-o", "json").stdout)
+    assert {type(e["endpoint_id"]) for e in eps} == {int}
+    assert {e["ingress_enforced"] for e in eps} == {False}
     tunnels = cli(lab, "n1", "bpf", "tunnel", "list")
     assert tunnels.returncode == 0 and d2.ip in tunnels.stdout and n2_ip in tunnels.stdout
     table = cli(lab, "n1", "endpoint", "list")
@@ -169,6 +174,9 @@ def test_flows_have_verdicts_and_identities(lab: Cluster, pods: dict[str, Pod]) 
     assert (f.destination.pod, f.destination.port) == ("deathstar-1", 80)
     assert "k8s:class=tiefighter" in f.source.labels
     assert abs(f.time_ns / 1e9 - time.time()) < 60
+    # No policy anywhere: nothing decided, on either side of this same-node connection.
+    assert {(x.direction, x.policy_match) for x in got} == {("egress", False),
+                                                           ("ingress", False)}
     seqs = [x.sequence for x in flows(lab, "n1")]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     out = cli(lab, "n1", "flows", "--last", "5", "-o", "json")
@@ -188,6 +196,18 @@ def test_policy_from_the_control_plane(lab: Cluster, pods: dict[str, Pod]) -> No
     dropped = flows(lab, "n1", verdict="DROPPED", from_identity=xwing.identity, to_ip=d1.ip)
     assert dropped and dropped[-1].drop_reason == "Policy denied"
     assert dropped[-1].destination.pod == "deathstar-1"
+    assert not dropped[-1].policy_match  # a default deny: no rule decided
+    # rule1 allowed the deathstar's ingress (L3-L4); the tiefighter's egress is not enforced.
+    since = time.time_ns()
+    assert curl(tie, d1.ip, 80) == 0
+    allowed = flows(lab, "n1", verdict="FORWARDED", from_identity=tie.identity, to_ip=d1.ip,
+                    port=80, since_ns=since)
+    assert {(x.direction, x.policy_match) for x in allowed} == {("egress", False),
+                                                               ("ingress", True)}
+    lines = cli(lab, "n1", "flows", "--last", "2", "--from-identity", str(tie.identity),
+                "--port", "80").stdout.splitlines()
+    assert any("policy-verdict:L3-L4 INGRESS FORWARDED" in x for x in lines), lines
+    assert any("policy-verdict:none EGRESS FORWARDED" in x for x in lines), lines
 
 
 def test_new_identity_on_node2_enforced_on_node1(lab: Cluster, pods: dict[str, Pod]) -> None:

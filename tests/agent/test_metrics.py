@@ -3,15 +3,18 @@ the drop and forwarded counters moved and reports map pressure."""
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.request
 from collections.abc import Callable
 
+import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bulkhead.v1 import policy_pb2, policy_pb2_grpc, subscription_pb2, subscription_pb2_grpc
 from tests.agent.cluster import Cluster, curl
-from tests.agent.test_agent import EMPIRE, apply_rule1
+from tests.agent.test_agent import EMPIRE, apply_rule1, cli
 
 pytestmark = pytest.mark.datapath
 
@@ -73,3 +76,29 @@ def test_drops_forwarded_and_map_pressure(lab: Cluster) -> None:
     assert value(allowed, "bulkhead_map_entries", map="policy") > 0
     assert value(allowed, "bulkhead_map_entries", map="ct") > 0  # the allowed connection
     assert value(allowed, "bulkhead_map_entries", map="endpoints") == 1
+
+
+def test_applied_revision_follows_what_the_agent_applied(lab: Cluster) -> None:
+    """`agent status`, its JSON and bulkhead_applied_revision report the revision of the last
+    change the agent applied (they stayed at the first snapshot's revision)."""
+    lab.add_pod("probe-target", "n2", ["k8s:app=applied-revision"])
+    policy = ("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\n"
+              "metadata: {name: applied-revision, namespace: default}\n"
+              "spec:\n  endpointSelector: {matchLabels: {app: applied-revision}}\n"
+              "  ingress: [{fromEndpoints: [{matchLabels: {app: nobody}}]}]\n")
+    with grpc.insecure_channel(lab.cp_address) as channel:
+        applied = policy_pb2_grpc.PolicyServiceStub(channel).Apply(
+            policy_pb2.ApplyPoliciesRequest(yaml=policy), timeout=30)
+        waited = subscription_pb2_grpc.SubscriptionAdminServiceStub(channel).WaitForRevision(
+            subscription_pb2.WaitForRevisionRequest(revision=applied.revision,
+                                                    identities=applied.affected_identities,
+                                                    timeout_seconds=20), timeout=30)
+    assert waited.converged and list(waited.nodes) == [lab.nodes["n2"].name], waited
+    status = cli(lab, "n2", "status", "-o", "json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["applied_revision"] >= applied.revision
+    text = cli(lab, "n2", "status").stdout
+    shown = int(text.split(", revision ")[1].split()[0])
+    assert shown >= applied.revision, text
+    assert value(scrape(lab.nodes["n2"].metrics_url),
+                 "bulkhead_applied_revision") >= applied.revision

@@ -80,9 +80,10 @@ def test_flows_name_the_service_they_were_sent_to(lab: Cluster) -> None:
         assert time.monotonic() < deadline, "no flow names the service"
         time.sleep(0.2)
     n1 = lab.nodes["n1"].name
-    assert {(json.dumps(f["destination_service"]), f["verdict"], f["node"], f["source"]["pod"],
-             f["destination"]["pod"], f["destination"]["ip"], f["destination"]["port"])
-            for f in to_web} == {('{"namespace": "default", "name": "web"}', "FORWARDED", n1,
+    assert {(json.dumps(f["destination_service"], sort_keys=True), f["verdict"], f["node"],
+             f["source"]["pod"], f["destination"]["pod"], f["destination"]["ip"],
+             f["destination"]["port"])
+            for f in to_web} == {('{"name": "web", "namespace": "default"}', "FORWARDED", n1,
                                   "client", "web-1", web.ip, 80)}
     # Every flow from the client to the backend seen on its node: the ones through the
     # service name it (exactly those --to-service returned); the direct one names none.

@@ -51,6 +51,9 @@
 #define OBS_FROM_POD 0
 #define OBS_FROM_OVERLAY 1
 #define OBS_TO_POD 2
+/* Or'ed into a flow event's obs: an allow entry of an enforced direction let the
+ * connection through (Hubble's policy-verdict:L3-L4); without it nothing decided. */
+#define OBS_F_POLICY_MATCH 0x80
 
 /* Local endpoints: pod IPv4 -> where and who it is. */
 struct ep_key {

@@ -198,6 +198,12 @@ static __always_inline void emit(struct pkt *p, __u32 sid, __u32 did, __u32 ep_i
     flows.ringbuf_output(&e, sizeof(e), 0);
 }
 
+/* A forwarded verdict of an enforced direction came from an allow entry. */
+static __always_inline __u8 matched(__u32 flags, __u32 enforced)
+{
+    return (flags & enforced) ? OBS_F_POLICY_MATCH : 0;
+}
+
 static __always_inline int drop(struct pkt *p, __u32 sid, __u32 did, __u32 ep_id, __u8 dir,
                                 __u8 reason, __u8 obs)
 {
@@ -599,9 +605,11 @@ int from_pod(struct __sk_buff *skb)
         if (lb.fresh && lb_remember(&lb, client, cport, p.proto, p.tcp_flags, now, src_id,
                                     dst_id) < 0)
             return drop(&p, src_id, dst_id, src_ep, DIR_EGRESS, REASON_CT_FULL, OBS_FROM_POD);
-        emit(&p, src_id, dst_id, src_ep, DIR_EGRESS, REASON_NONE, OBS_FROM_POD);
+        emit(&p, src_id, dst_id, src_ep, DIR_EGRESS, REASON_NONE,
+             OBS_FROM_POD | matched(src_flags, EP_F_EGRESS_ENFORCED));
         if (dst)
-            emit(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_NONE, OBS_FROM_POD);
+            emit(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_NONE,
+                 OBS_FROM_POD | matched(dst_flags, EP_F_INGRESS_ENFORCED));
     }
 
     count(src_ep, DIR_EGRESS, REASON_NONE, p.len);
@@ -660,7 +668,8 @@ int from_overlay(struct __sk_buff *skb)
         if (ct_create(&p, now, src_id, dst_id, CT_NAT_NONE, 0, 0) < 0)
             return drop(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_CT_FULL,
                         OBS_FROM_OVERLAY);
-        emit(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_NONE, OBS_FROM_OVERLAY);
+        emit(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_NONE,
+             OBS_FROM_OVERLAY | matched(dst_flags, EP_F_INGRESS_ENFORCED));
     }
     count(dst_ep, DIR_INGRESS, REASON_NONE, p.len);
     return deliver_local(skb, dst_ifindex, pod_mac, host_mac);
@@ -700,7 +709,8 @@ int to_pod(struct __sk_buff *skb)
         }
         if (ct_create(&p, now, src_id, dst_id, CT_NAT_NONE, 0, 0) < 0)
             return drop(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_CT_FULL, OBS_TO_POD);
-        emit(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_NONE, OBS_TO_POD);
+        emit(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_NONE,
+             OBS_TO_POD | matched(dst_flags, EP_F_INGRESS_ENFORCED));
     }
     count(dst_ep, DIR_INGRESS, REASON_NONE, p.len);
     return TC_ACT_OK;

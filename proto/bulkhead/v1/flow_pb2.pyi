@@ -31,7 +31,7 @@ class FlowService(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class Flow(_message.Message):
-    __slots__ = ("time_ns", "node", "verdict", "drop_reason", "source", "destination", "protocol", "tcp_flags", "direction", "endpoint_id", "sequence", "boot_id", "destination_service")
+    __slots__ = ("time_ns", "node", "verdict", "drop_reason", "source", "destination", "protocol", "tcp_flags", "direction", "endpoint_id", "sequence", "boot_id", "destination_service", "policy_match")
     TIME_NS_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,7 @@ class Flow(_message.Message):
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     BOOT_ID_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_SERVICE_FIELD_NUMBER: _ClassVar[int]
+    POLICY_MATCH_FIELD_NUMBER: _ClassVar[int]
     time_ns: int
     node: str
     verdict: str
@@ -58,7 +59,8 @@ class Flow(_message.Message):
     sequence: int
     boot_id: str
     destination_service: FlowService
-    def __init__(self, time_ns: _Optional[int] = ..., node: _Optional[str] = ..., verdict: _Optional[str] = ..., drop_reason: _Optional[str] = ..., source: _Optional[_Union[FlowPeer, _Mapping]] = ..., destination: _Optional[_Union[FlowPeer, _Mapping]] = ..., protocol: _Optional[str] = ..., tcp_flags: _Optional[_Iterable[str]] = ..., direction: _Optional[str] = ..., endpoint_id: _Optional[int] = ..., sequence: _Optional[int] = ..., boot_id: _Optional[str] = ..., destination_service: _Optional[_Union[FlowService, _Mapping]] = ...) -> None: ...
+    policy_match: bool
+    def __init__(self, time_ns: _Optional[int] = ..., node: _Optional[str] = ..., verdict: _Optional[str] = ..., drop_reason: _Optional[str] = ..., source: _Optional[_Union[FlowPeer, _Mapping]] = ..., destination: _Optional[_Union[FlowPeer, _Mapping]] = ..., protocol: _Optional[str] = ..., tcp_flags: _Optional[_Iterable[str]] = ..., direction: _Optional[str] = ..., endpoint_id: _Optional[int] = ..., sequence: _Optional[int] = ..., boot_id: _Optional[str] = ..., destination_service: _Optional[_Union[FlowService, _Mapping]] = ..., policy_match: _Optional[bool] = ...) -> None: ...
 
 class FlowFilter(_message.Message):
     __slots__ = ("from_labels", "to_labels", "from_pod", "to_pod", "from_ip", "to_ip", "from_identity", "to_identity", "verdict", "port", "protocol", "node", "since_ns", "to_service")

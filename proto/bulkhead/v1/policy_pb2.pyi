@@ -157,16 +157,18 @@ class TracePolicyRequest(_message.Message):
     def __init__(self, src_labels: _Optional[_Iterable[str]] = ..., dst_labels: _Optional[_Iterable[str]] = ..., dport: _Optional[int] = ..., protocol: _Optional[str] = ...) -> None: ...
 
 class TraceSide(_message.Message):
-    __slots__ = ("verdict", "enforced", "reason", "decided_by")
+    __slots__ = ("verdict", "enforced", "reason", "decided_by", "enforced_by")
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     ENFORCED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
+    ENFORCED_BY_FIELD_NUMBER: _ClassVar[int]
     verdict: str
     enforced: bool
     reason: str
     decided_by: RuleOrigin
-    def __init__(self, verdict: _Optional[str] = ..., enforced: _Optional[bool] = ..., reason: _Optional[str] = ..., decided_by: _Optional[_Union[RuleOrigin, _Mapping]] = ...) -> None: ...
+    enforced_by: _containers.RepeatedCompositeFieldContainer[RuleOrigin]
+    def __init__(self, verdict: _Optional[str] = ..., enforced: _Optional[bool] = ..., reason: _Optional[str] = ..., decided_by: _Optional[_Union[RuleOrigin, _Mapping]] = ..., enforced_by: _Optional[_Iterable[_Union[RuleOrigin, _Mapping]]] = ...) -> None: ...
 
 class TracePolicyResponse(_message.Message):
     __slots__ = ("verdict", "egress", "ingress", "src_labels", "dst_labels")

@@ -273,11 +273,13 @@ class WaitForRevisionRequest(_message.Message):
     def __init__(self, revision: _Optional[int] = ..., identities: _Optional[_Iterable[int]] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
 
 class WaitForRevisionResponse(_message.Message):
-    __slots__ = ("converged", "nodes", "pending")
+    __slots__ = ("converged", "nodes", "pending", "covered")
     CONVERGED_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     PENDING_FIELD_NUMBER: _ClassVar[int]
+    COVERED_FIELD_NUMBER: _ClassVar[int]
     converged: bool
     nodes: _containers.RepeatedScalarFieldContainer[str]
     pending: _containers.RepeatedCompositeFieldContainer[NodeSubscription]
-    def __init__(self, converged: _Optional[bool] = ..., nodes: _Optional[_Iterable[str]] = ..., pending: _Optional[_Iterable[_Union[NodeSubscription, _Mapping]]] = ...) -> None: ...
+    covered: _containers.RepeatedCompositeFieldContainer[NodeSubscription]
+    def __init__(self, converged: _Optional[bool] = ..., nodes: _Optional[_Iterable[str]] = ..., pending: _Optional[_Iterable[_Union[NodeSubscription, _Mapping]]] = ..., covered: _Optional[_Iterable[_Union[NodeSubscription, _Mapping]]] = ...) -> None: ...
