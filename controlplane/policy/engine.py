@@ -19,10 +19,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from bulkhead.httprules import HttpRule
+from controlplane.policy.l7merge import ContributionKey, merge
 from controlplane.policy.labels import ParsedLabels
 from controlplane.policy.model import (
     Direction,
-    Entry,
     ResolvedPolicy,
     Rule,
     RuleRef,
@@ -32,7 +33,8 @@ from controlplane.policy.selectorcache import CachedSelector, LabelKeyIndex, Sel
 
 EntryKey = tuple[Direction, int, int, int, int, Verdict]
 """Entry fields as a plain tuple (cheap to build and hash); sorts like `Entry`."""
-_Template = tuple[Direction, int, int, int, Verdict]
+_Template = tuple[Direction, int, int, int, Verdict, tuple[HttpRule, ...]]
+"""direction, protocol, ports, verdict and the HTTP rules of an L7 item (() = plain)"""
 
 
 @dataclass(eq=False)
@@ -49,7 +51,11 @@ class _RuleState:
 class _Subject:
     rules: set[_RuleState] = field(default_factory=set)
     enforced: list[int] = field(default_factory=lambda: [0, 0])
-    entries: dict[EntryKey, int] = field(default_factory=dict)
+    entries: dict[ContributionKey, int] = field(default_factory=dict)
+    """multiset of contributions: the same entry from a plain port and from L7 items are
+    distinct contributions; `l7merge` folds them into one entry"""
+    keys: dict[EntryKey, int] = field(default_factory=dict)
+    """distinct contributions per entry (its count is the policy-map entry count)"""
 
 
 class Engine:
@@ -116,8 +122,10 @@ class Engine:
                 rule,
                 self.cache.acquire(rule.subject),
                 [None if p.is_wildcard else self.cache.acquire(p) for p in rule.peers],
-                [(rule.direction, int(p.protocol), p.port_lo, p.port_hi, rule.verdict)
-                 for p in rule.ports],
+                [(rule.direction, int(p.protocol), p.port_lo, p.port_hi, rule.verdict, ())
+                 for p in rule.ports]
+                + [(rule.direction, int(p.protocol), p.port_lo, p.port_hi, rule.verdict,
+                    item.http) for item in rule.l7 for p in item.ports],
                 0 if rule.direction is Direction.INGRESS else 1,
             )
             self._rules[rule.ref] = state
@@ -161,16 +169,14 @@ class Engine:
 
     def entry_count(self, identity: int) -> int:
         subject = self._subjects.get(identity)
-        return len(subject.entries) if subject else 0
+        return len(subject.keys) if subject else 0
 
     def resolved(self, identity: int, *, origins: bool = False) -> ResolvedPolicy:
         subject = self._subjects.get(identity)
         if subject is None:
             return ResolvedPolicy(identity)
-        entries = tuple(Entry(*key) for key in sorted(subject.entries))
-        found: dict[Entry, tuple[RuleRef, ...]] = {}
-        if origins:
-            found = self._origins(subject)
+        refs = self._origins(subject) if origins else None
+        entries, found = merge(subject.entries, refs)
         return ResolvedPolicy(identity, subject.enforced[0] > 0, subject.enforced[1] > 0,
                               entries, found)
 
@@ -201,16 +207,18 @@ class Engine:
         touched = False
         for peer in state.peers:
             for peer_id in (0,) if peer is None else peer.matches:
-                for direction, proto, lo, hi, verdict in state.templates:
-                    key = (direction, peer_id, proto, lo, hi, verdict)
+                for direction, proto, lo, hi, verdict, http in state.templates:
+                    key = (direction, peer_id, proto, lo, hi, verdict, http)
                     n = entries.get(key, 0) + sign
                     if n:
                         entries[key] = n
                         if n == sign:
                             touched = True
+                            _count_key(subject.keys, key, 1)
                     else:
                         del entries[key]
                         touched = True
+                        _count_key(subject.keys, key, -1)
         if touched:
             changed.add(identity)
         if not subject.rules:
@@ -219,23 +227,35 @@ class Engine:
     def _add_peer(self, subject: _Subject, identity: int, state: _RuleState, peer: int,
                   times: int, changed: set[int]) -> None:
         entries = subject.entries
-        for direction, proto, lo, hi, verdict in state.templates:
-            key = (direction, peer, proto, lo, hi, verdict)
+        for direction, proto, lo, hi, verdict, http in state.templates:
+            key = (direction, peer, proto, lo, hi, verdict, http)
             n = entries.get(key, 0) + times
             if n:
                 entries[key] = n
                 if n == times:
                     changed.add(identity)
+                    _count_key(subject.keys, key, 1)
             else:
                 del entries[key]
                 changed.add(identity)
+                _count_key(subject.keys, key, -1)
 
-    def _origins(self, subject: _Subject) -> dict[Entry, tuple[RuleRef, ...]]:
-        found: dict[EntryKey, set[RuleRef]] = {}
+    def _origins(self, subject: _Subject) -> dict[ContributionKey, set[RuleRef]]:
+        found: dict[ContributionKey, set[RuleRef]] = {}
         for state in subject.rules:
             for peer in state.peers:
                 for peer_id in (0,) if peer is None else peer.matches:
-                    for direction, proto, lo, hi, verdict in state.templates:
-                        key = (direction, peer_id, proto, lo, hi, verdict)
+                    for direction, proto, lo, hi, verdict, http in state.templates:
+                        key = (direction, peer_id, proto, lo, hi, verdict, http)
                         found.setdefault(key, set()).add(state.rule.ref)
-        return {Entry(*key): tuple(sorted(refs)) for key, refs in sorted(found.items())}
+        return found
+
+
+def _count_key(keys: dict[EntryKey, int], key: ContributionKey, sign: int) -> None:
+    """A contribution appeared (1) or disappeared (-1): count it under its entry."""
+    entry = key[:6]
+    n = keys.get(entry, 0) + sign  # type: ignore[call-overload]
+    if n:
+        keys[entry] = n  # type: ignore[index]
+    else:
+        del keys[entry]  # type: ignore[arg-type]
