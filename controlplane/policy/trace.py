@@ -15,10 +15,12 @@ the resolved entry carries (the proxy's own question); without one, the side lis
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from bulkhead.errors import FieldViolation, shown
 from bulkhead.httprules import HttpPolicy, HttpRequest, HttpRule
 from controlplane.policy.labels import ParsedLabels
 from controlplane.policy.model import Direction, Rule, RuleRef, Verdict
@@ -126,3 +128,36 @@ def _side(rules: list[Rule], direction: Direction, *, subject: ParsedLabels, pee
         return SideTrace(TraceVerdict.DENIED, True, None, items, None, True)
     decided = next(item for item in items if item.rule == union[verdict.rule])
     return SideTrace(TraceVerdict.ALLOWED, True, decided.ref, items, decided, True)
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def http_request(method: str, path: str, host: str, headers: Sequence[str]
+                 ) -> tuple[HttpRequest | None, list[FieldViolation]]:
+    """The HTTP request of a trace (None when no field is given), or what is wrong with it.
+    The Host is `host`, else a `Host:` header's value."""
+    if not (method or path or host or headers):
+        return None, []
+    problems = []
+    if not method:
+        problems.append(FieldViolation("http_method", "is required with the other http fields"))
+    elif not _TOKEN.fullmatch(method):
+        problems.append(FieldViolation("http_method", f"{shown(method)} is not an HTTP method"))
+    if not path:
+        problems.append(FieldViolation("http_path", "is required with the other http fields"))
+    elif any(c.isspace() for c in path):
+        problems.append(FieldViolation("http_path", f"{shown(path)} contains white space"))
+    pairs = []
+    for i, header in enumerate(headers):
+        name, sep, value = header.partition(":")
+        if not sep or not _TOKEN.fullmatch(name.strip()):
+            problems.append(FieldViolation(f"http_headers[{i}]",
+                                           f"{shown(header)} is not 'Name: value'"))
+            continue
+        pairs.append((name.strip(), value.strip()))
+    if problems:
+        return None, problems
+    if not host:
+        host = next((v for k, v in pairs if k.lower() == "host"), "")
+    return HttpRequest(method, path, host, pairs), []
