@@ -54,8 +54,8 @@ class _Subject:
     entries: dict[ContributionKey, int] = field(default_factory=dict)
     """multiset of contributions: the same entry from a plain port and from L7 items are
     distinct contributions; `l7merge` folds them into one entry"""
-    keys: dict[EntryKey, int] = field(default_factory=dict)
-    """distinct contributions per entry (its count is the policy-map entry count)"""
+    l7: dict[EntryKey, int] = field(default_factory=dict)
+    """distinct L7 contributions per entry (plain ones need no count: at most one per entry)"""
 
 
 class Engine:
@@ -169,7 +169,12 @@ class Engine:
 
     def entry_count(self, identity: int) -> int:
         subject = self._subjects.get(identity)
-        return len(subject.keys) if subject else 0
+        if subject is None:
+            return 0
+        entries, extra = subject.entries, 0
+        for entry, n in subject.l7.items():  # several contributions, one policy-map entry
+            extra += n - (0 if (*entry, ()) in entries else 1)
+        return len(entries) - extra
 
     def resolved(self, identity: int, *, origins: bool = False) -> ResolvedPolicy:
         subject = self._subjects.get(identity)
@@ -214,11 +219,13 @@ class Engine:
                         entries[key] = n
                         if n == sign:
                             touched = True
-                            _count_key(subject.keys, key, 1)
+                            if http:
+                                _count_l7(subject.l7, key, 1)
                     else:
                         del entries[key]
                         touched = True
-                        _count_key(subject.keys, key, -1)
+                        if http:
+                            _count_l7(subject.l7, key, -1)
         if touched:
             changed.add(identity)
         if not subject.rules:
@@ -234,11 +241,13 @@ class Engine:
                 entries[key] = n
                 if n == times:
                     changed.add(identity)
-                    _count_key(subject.keys, key, 1)
+                    if http:
+                        _count_l7(subject.l7, key, 1)
             else:
                 del entries[key]
                 changed.add(identity)
-                _count_key(subject.keys, key, -1)
+                if http:
+                    _count_l7(subject.l7, key, -1)
 
     def _origins(self, subject: _Subject) -> dict[ContributionKey, set[RuleRef]]:
         found: dict[ContributionKey, set[RuleRef]] = {}
@@ -251,8 +260,8 @@ class Engine:
         return found
 
 
-def _count_key(keys: dict[EntryKey, int], key: ContributionKey, sign: int) -> None:
-    """A contribution appeared (1) or disappeared (-1): count it under its entry."""
+def _count_l7(keys: dict[EntryKey, int], key: ContributionKey, sign: int) -> None:
+    """An L7 contribution appeared (1) or disappeared (-1): count it under its entry."""
     entry = key[:6]
     n = keys.get(entry, 0) + sign  # type: ignore[call-overload]
     if n:

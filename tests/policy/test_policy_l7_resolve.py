@@ -103,6 +103,16 @@ def test_an_l4_allow_for_the_same_peer_and_port_lets_every_request_through() -> 
         Entry(IN, TIEFIGHTER, TCP, 80, 80, ALLOW)]   # deleting the L7 policy: plain again
 
 
+def test_several_contributions_to_one_entry_count_once() -> None:
+    repo = starwars(DEMO.read_text(), plain("l4", "class: tiefighter"),
+                    l7("more", "class: tiefighter", "[{method: GET}]"))
+    assert repo.entry_count(DEATHSTAR) == 2 == len(ingress(repo))
+    repo.delete(PolicyKey("default", "l4"))
+    assert repo.entry_count(DEATHSTAR) == 2
+    repo.delete(PolicyKey("default", "rule1"))
+    assert repo.entry_count(DEATHSTAR) == 1
+
+
 def test_an_l3_only_allow_for_the_peer_also_opens_its_l7_port() -> None:
     repo = starwars(DEMO.read_text(), plain("l3", "class: tiefighter", port=None))
     tie = [e for e in ingress(repo) if e.peer == TIEFIGHTER]
@@ -242,7 +252,8 @@ def test_l7_incremental_equals_full_recompute_and_reports_changes(
         changed = run(repo, op)
         after = repo.resolve_all()
         assert after == repo.full_recompute()
-        for resolved in after.values():
+        for identity, resolved in after.items():
+            assert repo.entry_count(identity) <= len(resolved.entries)  # derived: not counted
             keys = [(e.direction, e.peer, e.protocol, e.port_lo, e.port_hi, e.verdict)
                     for e in resolved.entries]
             assert keys == sorted(set(keys))                      # sorted, one entry per key
