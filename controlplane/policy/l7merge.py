@@ -22,17 +22,18 @@ entry it picks must carry all of that: this fold puts it there.
 Deny entries never carry L7 rules (the parser refuses them) and the datapath looks them up
 before any allow, so a deny wins before any proxying.
 
-Ranges (L7 rules on port ranges came with Cilium 1.17): an any-peer allow on a range strictly
-inside a peer's L7 entry gets a derived entry of that peer on the narrower range (the datapath
-would otherwise pick the peer's wider entry there and miss the any-peer rules). Known limits: a
-range that only partly overlaps an L7 entry's range is not folded in (that would need ranges
-split), and derived entries are not counted by `Engine.entry_count` (the policy-map size
-check); both need L7 rules on overlapping ranges, which are rare.
+Ranges (L7 rules on port ranges came with Cilium 1.17): an L7 entry whose range another allow
+of the same peer (or of any peer) starts or ends inside is cut there into pieces, each an L7
+entry folded as above, so whichever entry the datapath picks for a port carries every rule that
+covers that port, as Cilium decides per port. The pieces are not counted by
+`Engine.entry_count` (the policy-map size check counts the ranges as the rules give them);
+they only occur with L7 rules on overlapping ranges.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from itertools import pairwise
 
 from bulkhead.httprules import HttpRule
 from controlplane.policy.model import Direction, Entry, RuleRef, Verdict
@@ -64,12 +65,18 @@ def merge(contributions: Iterable[ContributionKey],
         if key[5] is Verdict.ALLOW:
             by_peer.setdefault((key[0], key[1]), []).append((entry, http))  # type: ignore[arg-type]
     l7 = {entry for entry, http in rules.items() if http}
-    for entry in list(l7):
+    for entry in sorted(l7):
+        relevant = by_peer.get((entry[0], entry[1]), [])
         if entry[1]:
-            for derived in _narrower_any_peer(entry, by_peer.get((entry[0], 0), ())):
-                if derived not in rules:
-                    rules[derived] = set()
-                    l7.add(derived)
+            relevant = relevant + by_peer.get((entry[0], 0), [])
+        pieces = _split(entry, [other for other, _ in relevant])
+        if len(pieces) == 1:
+            continue
+        l7.discard(entry)
+        del rules[entry]  # its contributions still reach every piece through the fold
+        for piece in pieces:
+            rules.setdefault(piece, set())
+            l7.add(piece)
     direct: dict[_Key, set[RuleRef]] = {}
     if origins is not None:
         for key, behind in origins.items():
@@ -93,17 +100,15 @@ def merge(contributions: Iterable[ContributionKey],
     return tuple(entries), found
 
 
-def _narrower_any_peer(entry: _Key, any_peer: Iterable[tuple[_Key, tuple[HttpRule, ...]]]
-                       ) -> list[_Key]:
-    """Entries a peer's L7 entry needs for the narrower port ranges that any-peer allows cover:
-    the datapath picks the peer's wider entry there, which must then carry the any-peer rules
-    (or the plain allow's `HttpRule()`) as Cilium's per-port filter would."""
-    out = []
-    for other, _ in any_peer:
-        ports = (other[3], other[4])
-        if ports in ((0, 0), (entry[3], entry[4])) or (other[2] and other[2] != entry[2]):
+def _split(entry: _Key, others: Iterable[_Key]) -> list[_Key]:
+    """`entry`'s port range cut where another allow's range starts or ends inside it, so each
+    piece lies wholly inside or outside every other range (Cilium decides per port; the datapath
+    picks one entry per port, which must then carry every rule that covers that port)."""
+    lo, hi = entry[3], entry[4]
+    cuts = {lo, hi + 1}
+    for other in others:
+        if (other[3], other[4]) == (0, 0) or (other[2] and other[2] != entry[2]):
             continue
-        if not entry[3] <= other[3] <= other[4] <= entry[4]:
-            continue
-        out.append((entry[0], entry[1], entry[2], other[3], other[4], Verdict.ALLOW))
-    return out
+        cuts.update(c for c in (other[3], other[4] + 1) if lo < c <= hi)
+    bounds = sorted(cuts)
+    return [(*entry[:3], a, b - 1, entry[5]) for a, b in pairwise(bounds)]

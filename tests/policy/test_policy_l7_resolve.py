@@ -138,16 +138,27 @@ def test_any_peer_l7_rules_reach_the_peer_specific_l7_entry() -> None:
         Entry(IN, TIEFIGHTER, TCP, 80, 80, ALLOW, (HttpRule("GET"), LANDING))]
 
 
-def test_an_any_peer_allow_inside_a_peer_l7_range_gets_its_own_entry() -> None:
+def test_an_l7_range_is_cut_where_other_allows_start_or_end_inside_it() -> None:
+    """Cilium decides per port; the datapath picks one entry per port (the peer's own first),
+    so the tiefighter's 80-83 L7 entry is cut where the any-peer allow on 80 and its own GET
+    rule on 82-90 begin and end."""
     repo = starwars(policy("range", "  - fromEndpoints: [{matchLabels: {class: tiefighter}}]\n"
                                     "    toPorts:\n"
-                                    "    - ports: [{port: '80', endPort: 81, protocol: TCP}]\n"
+                                    "    - ports: [{port: '80', endPort: 83, protocol: TCP}]\n"
+                                    "      rules: {http: [{method: POST}]}\n"
+                                    "    - ports: [{port: '82', endPort: 90, protocol: TCP}]\n"
                                     "      rules: {http: [{method: GET}]}\n"),
                     plain("any", None, "80"))
+    get, post = HttpRule("GET"), HttpRule("POST")
     assert ingress(repo) == [
         Entry(IN, 0, TCP, 80, 80, ALLOW),
-        Entry(IN, TIEFIGHTER, TCP, 80, 80, ALLOW, (ALLOW_ALL, HttpRule("GET"))),
-        Entry(IN, TIEFIGHTER, TCP, 80, 81, ALLOW, (HttpRule("GET"),))]
+        Entry(IN, TIEFIGHTER, TCP, 80, 80, ALLOW, (ALLOW_ALL, post)),
+        Entry(IN, TIEFIGHTER, TCP, 81, 81, ALLOW, (post,)),
+        Entry(IN, TIEFIGHTER, TCP, 82, 83, ALLOW, (get, post)),
+        Entry(IN, TIEFIGHTER, TCP, 84, 90, ALLOW, (get,))]
+    resolved = repo.resolved(DEATHSTAR, origins=True)
+    assert [str(r) for r in resolved.origins[resolved.entries[1]]] == [
+        "default/any spec.ingress[0]", "default/range spec.ingress[0]"]
 
 
 def test_deny_wins_before_any_proxying() -> None:
@@ -186,10 +197,11 @@ http_items = st.lists(st.sampled_from([
     {"headers": ["X-Ok"]}]), min_size=1, max_size=2)
 port_items = st.sampled_from([{"port": "80", "protocol": "TCP"},
                               {"port": "80", "endPort": 81, "protocol": "TCP"},
+                              {"port": "81", "endPort": 82, "protocol": "TCP"},
                               {"port": "81", "protocol": "TCP"}])
 plain_ports = st.sampled_from([{"port": "80", "protocol": "TCP"}, {"port": "80"},
                                {"port": "80", "endPort": 81, "protocol": "TCP"},
-                               {"protocol": "TCP"}])
+                               {"port": "82", "endPort": 83}, {"protocol": "TCP"}])
 
 
 @st.composite
@@ -266,7 +278,7 @@ def test_l7_incremental_equals_full_recompute_and_reports_changes(
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(["p0", "p1", "p2", "p3"]).flatmap(l7_policy), min_size=1,
-                max_size=4), st.sampled_from([80, 81, 443]), requests)
+                max_size=4), st.sampled_from([80, 81, 82, 83, 443]), requests)
 def test_trace_of_a_request_agrees_with_entries_and_the_proxy(
         docs: list[dict[str, Any]], port: int, request: HttpRequest) -> None:
     """Union semantics, checked against what the datapath and the proxy would do."""
