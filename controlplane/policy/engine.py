@@ -24,6 +24,7 @@ from controlplane.policy.l7merge import ContributionKey, merge
 from controlplane.policy.labels import ParsedLabels
 from controlplane.policy.model import (
     Direction,
+    Entry,
     ResolvedPolicy,
     Rule,
     RuleRef,
@@ -180,6 +181,10 @@ class Engine:
         subject = self._subjects.get(identity)
         if subject is None:
             return ResolvedPolicy(identity)
+        if not subject.l7 and not origins:  # no L7 rule: nothing to fold (the hot path)
+            entries = tuple(Entry(*key) for key in sorted(subject.entries))
+            return ResolvedPolicy(identity, subject.enforced[0] > 0, subject.enforced[1] > 0,
+                                  entries)
         refs = self._origins(subject) if origins else None
         entries, found = merge(subject.entries, refs)
         return ResolvedPolicy(identity, subject.enforced[0] > 0, subject.enforced[1] > 0,
