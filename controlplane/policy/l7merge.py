@@ -19,6 +19,11 @@ allows it, so an any-peer L7 rule applies to a specific peer's L7 entry too. The
 the peer's own entry before the any-peer one and the most specific port block first, so the
 entry it picks must carry all of that: this fold puts it there.
 
+Peers that no L7 rule names keep plain entries (an any-peer L4 allow beside a peer's L7 rule
+stays plain for everyone else): Cilium's on-demand wildcarding (cilium/cilium#10054) redirects
+only the selectors that have L7 rules on the port, forwarding the others at L3/L4 without the
+proxy. The verdicts are the same either way; only the proxy's load and the HTTP flows differ.
+
 Deny entries never carry L7 rules (the parser refuses them) and the datapath looks them up
 before any allow, so a deny wins before any proxying.
 
