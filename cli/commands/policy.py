@@ -12,12 +12,13 @@ import argparse
 import sys
 from typing import Any, NoReturn
 
+from bulkhead import httprules
 from bulkhead.v1 import policy_pb2 as pb
-from bulkhead.v1 import policy_pb2_grpc
+from bulkhead.v1 import policy_pb2_grpc, subscription_pb2
 
 from .. import argtypes
 from ..manifest import read_manifest
-from ..output import count, emit_json, output_flag, table
+from ..output import count, emit_json, output_flag, table, to_dict
 from . import policywait
 
 CLUSTERWIDE = "-"
@@ -101,6 +102,12 @@ def register(sub: Any) -> None:
     tr.add_argument("--dst", type=labels, required=True, help="destination labels")
     tr.add_argument("--dport", type=port_proto, required=True, metavar="PORT/PROTO",
                     help="destination port and protocol, e.g. 80/TCP")
+    tr.add_argument("--http-method", default="", metavar="M",
+                    help="trace this HTTP request (with --http-path) on the connection")
+    tr.add_argument("--http-path", default="", metavar="P", help="the request's path (target)")
+    tr.add_argument("--http-host", default="", metavar="H", help="the request's Host")
+    tr.add_argument("--http-header", action="append", default=[], metavar="'N: v'",
+                    help="a request header (repeatable)")
     output_flag(tr)
     tr.set_defaults(run=run_trace)
     policywait.add_wait_verb(verbs)
@@ -201,7 +208,9 @@ def run_resolve(ctx: Any) -> int:
                                 timeout=TIMEOUT)
     entries = [{"direction": e.direction, "peer": e.peer, "protocol": e.protocol,
                 "port_lo": e.port_lo, "port_hi": e.port_hi, "verdict": e.verdict,
-                "origins": [_origin(o) for o in e.origins]} for e in result.entries]
+                "origins": [_origin(o) for o in e.origins],
+                "l7": subscription_pb2.PolicyEntry.L7.Name(e.l7),
+                "http": [to_dict(r) for r in e.http]} for e in result.entries]
     if ctx.json:
         emit_json({"identity": result.identity, "labels": list(result.labels),
                    "ingress_enforced": result.ingress_enforced,
@@ -211,9 +220,11 @@ def run_resolve(ctx: Any) -> int:
     print(f"identity {result.identity} ({','.join(result.labels)}): ingress "
           f"{'enforced' if result.ingress_enforced else 'not enforced'}, egress "
           f"{'enforced' if result.egress_enforced else 'not enforced'}")
-    table(["DIRECTION", "VERDICT", "PEER", "PORTS", "FROM"],
+    table(["DIRECTION", "VERDICT", "PEER", "PORTS", "HTTP", "FROM"],
           [(e["direction"], e["verdict"], e["peer"] or "any", _ports(e),
-            [f"{o['policy']} {o['rule']}" for o in e["origins"]]) for e in entries])
+            [str(httprules.from_proto(r)) for r in entry.http],
+            [f"{o['policy']} {o['rule']}" for o in e["origins"]])
+           for e, entry in zip(entries, result.entries, strict=True)])
     return 0
 
 
@@ -224,33 +235,62 @@ def _ports(entry: dict[str, Any]) -> str:
     return f"{lo}/{proto}" if lo == hi else f"{lo}-{hi}/{proto}"
 
 
+def _http_origin(item: pb.HttpRuleOrigin) -> dict[str, Any]:
+    origin = _origin(item.origin)
+    return {"policy": origin["policy"], "rule": f"{origin['rule']}.{item.item}",
+            "http": to_dict(item.rule)}
+
+
 def _side(side: pb.TraceSide) -> dict[str, Any]:
+    """One side; `http_rules` (and `http_decided_by`) only when L7 rules decide its requests."""
     origin = _origin(side.decided_by) if side.HasField("decided_by") else {"policy": "",
                                                                            "rule": ""}
     enforcing = sorted({_origin(o)["policy"] for o in side.enforced_by})
-    return {"verdict": side.verdict, "enforced": side.enforced, "reason": side.reason,
-            "policy": origin["policy"], "rule": origin["rule"], "enforced_by": enforcing}
+    out: dict[str, Any] = {"verdict": side.verdict, "enforced": side.enforced,
+                           "reason": side.reason, "policy": origin["policy"],
+                           "rule": origin["rule"], "enforced_by": enforcing}
+    if side.http_rules:
+        out["http_rules"] = [_http_origin(i) for i in side.http_rules]
+        out["http_decided_by"] = (_http_origin(side.http_decided_by)
+                                  if side.HasField("http_decided_by") else None)
+    return out
+
+
+def _side_lines(name: str, side: pb.TraceSide) -> list[str]:
+    if not side.http_rules:
+        reason = (f"{_name(side.decided_by.namespace, side.decided_by.name)} "
+                  f"{side.decided_by.rule}" if side.HasField("decided_by") else side.reason)
+        enforcing = sorted({_origin(o)["policy"] for o in side.enforced_by})
+        if not side.HasField("decided_by") and enforcing:
+            # A default deny names what put the endpoint under enforcement in this direction.
+            reason += f" (enforced by {', '.join(enforcing)})"
+        return [f"  {name:<8} {side.verdict:<8} {reason}"]
+    if side.HasField("http_decided_by"):
+        decided = side.http_decided_by
+        return [f"  {name:<8} {side.verdict:<8} {side.reason} "
+                f"({httprules.from_proto(decided.rule)})"]
+    lines = [f"  {name:<8} {side.verdict:<8} {side.reason}:"]
+    lines += [f"      {_name(i.origin.namespace, i.origin.name)} {i.origin.rule}.{i.item}  "
+              f"{httprules.from_proto(i.rule)}" for i in side.http_rules]
+    return lines
 
 
 def run_trace(ctx: Any) -> int:
     args = ctx.args
     port, proto = args.dport
-    result = _stub(ctx).Trace(pb.TracePolicyRequest(src_labels=args.src, dst_labels=args.dst,
-                                                    dport=port, protocol=proto),
-                              timeout=TIMEOUT)
+    result = _stub(ctx).Trace(pb.TracePolicyRequest(
+        src_labels=args.src, dst_labels=args.dst, dport=port, protocol=proto,
+        http_method=args.http_method, http_path=args.http_path, http_host=args.http_host,
+        http_headers=args.http_header), timeout=TIMEOUT)
     out = {"verdict": result.verdict, "egress": _side(result.egress),
            "ingress": _side(result.ingress), "src_labels": list(result.src_labels),
            "dst_labels": list(result.dst_labels)}
     if ctx.json:
         emit_json(out)
         return 0
+    request = f" {args.http_method} {args.http_path}" if args.http_method else ""
     print(f"{result.verdict}: {','.join(result.src_labels)} -> {','.join(result.dst_labels)} "
-          f"{port}/{proto}")
-    for name in ("egress", "ingress"):
-        side: dict[str, Any] = out[name]  # type: ignore[assignment]
-        reason = (f"{side['policy']} {side['rule']}" if side["policy"] else side["reason"])
-        if not side["policy"] and side["enforced_by"]:
-            # A default deny names what put the endpoint under enforcement in this direction.
-            reason += f" (enforced by {', '.join(side['enforced_by'])})"
-        print(f"  {name:<8} {side['verdict']:<8} {reason}")
+          f"{port}/{proto}{request}")
+    for name, side in (("egress", result.egress), ("ingress", result.ingress)):
+        print("\n".join(_side_lines(name, side)))
     return 0

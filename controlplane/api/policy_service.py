@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import grpc
 
+from bulkhead import httprules
 from bulkhead.v1 import policy_pb2 as pb
-from bulkhead.v1 import policy_pb2_grpc
-from controlplane.policy import Protocol, RuleRef, SideTrace
+from bulkhead.v1 import policy_pb2_grpc, subscription_pb2
+from controlplane.policy import HttpRuleRef, Protocol, RuleRef, SideTrace
 from controlplane.policystore.store import (
     PolicyStore,
     Resolution,
@@ -31,17 +32,28 @@ def resolution(found: Resolution) -> pb.ResolvePolicyResponse:
         entries=[pb.ResolvedEntry(direction=str(e.direction), peer=e.peer,
                                   protocol=Protocol(e.protocol).name, port_lo=e.port_lo,
                                   port_hi=e.port_hi, verdict=str(e.verdict),
-                                  origins=[origin(r) for r in resolved.origins.get(e, ())])
+                                  origins=[origin(r) for r in resolved.origins.get(e, ())],
+                                  l7=(subscription_pb2.PolicyEntry.HTTP if e.http
+                                      else subscription_pb2.PolicyEntry.NONE),
+                                  http=[httprules.to_proto(r) for r in e.http])
                  for e in resolved.entries],
         revision=found.revision)
+
+
+def http_origin(item: HttpRuleRef) -> pb.HttpRuleOrigin:
+    return pb.HttpRuleOrigin(origin=origin(item.ref), item=item.path,
+                             rule=httprules.to_proto(item.rule))
 
 
 def side(trace: SideTrace) -> pb.TraceSide:
     out = pb.TraceSide(verdict=trace.verdict.value, enforced=trace.enforced,
                        reason=trace.reason,
-                       enforced_by=[origin(r) for r in trace.enforced_by])
+                       enforced_by=[origin(r) for r in trace.enforced_by],
+                       http_rules=[http_origin(i) for i in trace.http_rules])
     if trace.decided_by is not None:
         out.decided_by.CopyFrom(origin(trace.decided_by))
+    if trace.http_decided_by is not None:
+        out.http_decided_by.CopyFrom(http_origin(trace.http_decided_by))
     return out
 
 
@@ -89,7 +101,9 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
     async def Trace(self, request: pb.TracePolicyRequest,
                     context: grpc.aio.ServicerContext) -> pb.TracePolicyResponse:
         found = self.store.trace(list(request.src_labels), list(request.dst_labels),
-                                 request.dport, request.protocol)
+                                 request.dport, request.protocol,
+                                 (request.http_method, request.http_path, request.http_host,
+                                  list(request.http_headers)))
         return pb.TracePolicyResponse(verdict=found.trace.verdict.value,
                                       egress=side(found.trace.egress),
                                       ingress=side(found.trace.ingress),

@@ -38,7 +38,7 @@ from controlplane.policy.repository import (
     PolicyMapOverflow,
     PolicyRepository,
 )
-from controlplane.policy.trace import SideTrace, Trace, TraceVerdict, trace
+from controlplane.policy.trace import HttpRuleRef, SideTrace, Trace, TraceVerdict, trace
 
 __all__ = [
     "ANY_PEER",
@@ -46,6 +46,7 @@ __all__ = [
     "CidrIdentities",
     "Direction",
     "Entry",
+    "HttpRuleRef",
     "Identity",
     "InMemoryCidrIdentities",
     "Overflow",

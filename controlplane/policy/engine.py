@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from bulkhead.httprules import HttpRule
+from controlplane.policy.l7merge import ContributionKey, merge
 from controlplane.policy.labels import ParsedLabels
 from controlplane.policy.model import (
     Direction,
@@ -32,7 +34,8 @@ from controlplane.policy.selectorcache import CachedSelector, LabelKeyIndex, Sel
 
 EntryKey = tuple[Direction, int, int, int, int, Verdict]
 """Entry fields as a plain tuple (cheap to build and hash); sorts like `Entry`."""
-_Template = tuple[Direction, int, int, int, Verdict]
+_Template = tuple[Direction, int, int, int, Verdict, tuple[HttpRule, ...]]
+"""direction, protocol, ports, verdict and the HTTP rules of an L7 item (() = plain)"""
 
 
 @dataclass(eq=False)
@@ -49,7 +52,11 @@ class _RuleState:
 class _Subject:
     rules: set[_RuleState] = field(default_factory=set)
     enforced: list[int] = field(default_factory=lambda: [0, 0])
-    entries: dict[EntryKey, int] = field(default_factory=dict)
+    entries: dict[ContributionKey, int] = field(default_factory=dict)
+    """multiset of contributions: the same entry from a plain port and from L7 items are
+    distinct contributions; `l7merge` folds them into one entry"""
+    l7: dict[EntryKey, int] = field(default_factory=dict)
+    """distinct L7 contributions per entry (plain ones need no count: at most one per entry)"""
 
 
 class Engine:
@@ -116,8 +123,10 @@ class Engine:
                 rule,
                 self.cache.acquire(rule.subject),
                 [None if p.is_wildcard else self.cache.acquire(p) for p in rule.peers],
-                [(rule.direction, int(p.protocol), p.port_lo, p.port_hi, rule.verdict)
-                 for p in rule.ports],
+                [(rule.direction, int(p.protocol), p.port_lo, p.port_hi, rule.verdict, ())
+                 for p in rule.ports]
+                + [(rule.direction, int(p.protocol), p.port_lo, p.port_hi, rule.verdict,
+                    item.http) for item in rule.l7 for p in item.ports],
                 0 if rule.direction is Direction.INGRESS else 1,
             )
             self._rules[rule.ref] = state
@@ -161,16 +170,23 @@ class Engine:
 
     def entry_count(self, identity: int) -> int:
         subject = self._subjects.get(identity)
-        return len(subject.entries) if subject else 0
+        if subject is None:
+            return 0
+        entries, extra = subject.entries, 0
+        for entry, n in subject.l7.items():  # several contributions, one policy-map entry
+            extra += n - (0 if (*entry, ()) in entries else 1)
+        return len(entries) - extra
 
     def resolved(self, identity: int, *, origins: bool = False) -> ResolvedPolicy:
         subject = self._subjects.get(identity)
         if subject is None:
             return ResolvedPolicy(identity)
-        entries = tuple(Entry(*key) for key in sorted(subject.entries))
-        found: dict[Entry, tuple[RuleRef, ...]] = {}
-        if origins:
-            found = self._origins(subject)
+        if not subject.l7 and not origins:  # no L7 rule: nothing to fold (the hot path)
+            entries = tuple(Entry(*key) for key in sorted(subject.entries))
+            return ResolvedPolicy(identity, subject.enforced[0] > 0, subject.enforced[1] > 0,
+                                  entries)
+        refs = self._origins(subject) if origins else None
+        entries, found = merge(subject.entries, refs)
         return ResolvedPolicy(identity, subject.enforced[0] > 0, subject.enforced[1] > 0,
                               entries, found)
 
@@ -201,16 +217,20 @@ class Engine:
         touched = False
         for peer in state.peers:
             for peer_id in (0,) if peer is None else peer.matches:
-                for direction, proto, lo, hi, verdict in state.templates:
-                    key = (direction, peer_id, proto, lo, hi, verdict)
+                for direction, proto, lo, hi, verdict, http in state.templates:
+                    key = (direction, peer_id, proto, lo, hi, verdict, http)
                     n = entries.get(key, 0) + sign
                     if n:
                         entries[key] = n
                         if n == sign:
                             touched = True
+                            if http:
+                                _count_l7(subject.l7, key, 1)
                     else:
                         del entries[key]
                         touched = True
+                        if http:
+                            _count_l7(subject.l7, key, -1)
         if touched:
             changed.add(identity)
         if not subject.rules:
@@ -219,23 +239,37 @@ class Engine:
     def _add_peer(self, subject: _Subject, identity: int, state: _RuleState, peer: int,
                   times: int, changed: set[int]) -> None:
         entries = subject.entries
-        for direction, proto, lo, hi, verdict in state.templates:
-            key = (direction, peer, proto, lo, hi, verdict)
+        for direction, proto, lo, hi, verdict, http in state.templates:
+            key = (direction, peer, proto, lo, hi, verdict, http)
             n = entries.get(key, 0) + times
             if n:
                 entries[key] = n
                 if n == times:
                     changed.add(identity)
+                    if http:
+                        _count_l7(subject.l7, key, 1)
             else:
                 del entries[key]
                 changed.add(identity)
+                if http:
+                    _count_l7(subject.l7, key, -1)
 
-    def _origins(self, subject: _Subject) -> dict[Entry, tuple[RuleRef, ...]]:
-        found: dict[EntryKey, set[RuleRef]] = {}
+    def _origins(self, subject: _Subject) -> dict[ContributionKey, set[RuleRef]]:
+        found: dict[ContributionKey, set[RuleRef]] = {}
         for state in subject.rules:
             for peer in state.peers:
                 for peer_id in (0,) if peer is None else peer.matches:
-                    for direction, proto, lo, hi, verdict in state.templates:
-                        key = (direction, peer_id, proto, lo, hi, verdict)
+                    for direction, proto, lo, hi, verdict, http in state.templates:
+                        key = (direction, peer_id, proto, lo, hi, verdict, http)
                         found.setdefault(key, set()).add(state.rule.ref)
-        return {Entry(*key): tuple(sorted(refs)) for key, refs in sorted(found.items())}
+        return found
+
+
+def _count_l7(keys: dict[EntryKey, int], key: ContributionKey, sign: int) -> None:
+    """An L7 contribution appeared (1) or disappeared (-1): count it under its entry."""
+    entry = key[:6]
+    n = keys.get(entry, 0) + sign  # type: ignore[call-overload]
+    if n:
+        keys[entry] = n  # type: ignore[index]
+    else:
+        del keys[entry]  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
 
+from bulkhead.httprules import HttpRule
 from bulkhead.reserved import RESERVED_BY_ID
 from controlplane.policy.labels import ParsedLabels
 from controlplane.policy.selector import LabelSelector, Selector
@@ -104,11 +105,26 @@ class RuleRef:
 
 
 @dataclass(frozen=True)
+class HttpPorts:
+    """One `toPorts` item of an allow rule with `rules.http`: its (TCP) ports and its HTTP
+    rules, ORed. `path` is the item's place in the rule (`toPorts[0]`), for trace answers."""
+
+    path: str
+    ports: tuple[PortRange, ...]
+    http: tuple[HttpRule, ...]
+
+    def covers(self, protocol: int, port: int) -> bool:
+        return any(p.covers(protocol, port) for p in self.ports)
+
+
+@dataclass(frozen=True)
 class Rule:
     """One ingress/egress/ingressDeny/egressDeny element, namespace already injected.
 
     No peers and no ports (`ingress: [{}]`) selects the subject and allows nothing. Ports without
-    peers got a wildcard peer at parse time; peers without ports got `ALL_PORTS`.
+    peers got a wildcard peer at parse time; peers without ports got `ALL_PORTS`. `ports` are
+    the plain (L3/L4) ports; `l7` the `toPorts` items whose connections are checked request by
+    request (allow rules only).
     """
 
     ref: RuleRef
@@ -117,6 +133,7 @@ class Rule:
     subject: LabelSelector
     peers: tuple[Selector, ...]
     ports: tuple[PortRange, ...]
+    l7: tuple[HttpPorts, ...] = ()
 
     def selects(self, labels: ParsedLabels) -> bool:
         return labels.is_endpoint and self.subject.matches(labels)
@@ -125,7 +142,15 @@ class Rule:
         return any(p.matches(labels) for p in self.peers)
 
     def port_matches(self, protocol: int, port: int) -> bool:
+        """A plain port or an L7 item covers the port (L7 decides per request later)."""
+        return (any(p.covers(protocol, port) for p in self.ports)
+                or any(item.covers(protocol, port) for item in self.l7))
+
+    def plain_port_matches(self, protocol: int, port: int) -> bool:
         return any(p.covers(protocol, port) for p in self.ports)
+
+    def l7_items(self, protocol: int, port: int) -> list[HttpPorts]:
+        return [item for item in self.l7 if item.covers(protocol, port)]
 
 
 @dataclass(frozen=True)
@@ -144,7 +169,11 @@ class Policy:
 
 @dataclass(frozen=True, order=True)
 class Entry:
-    """One policy-map entry of an identity; `peer` 0 = any peer."""
+    """One policy-map entry of an identity; `peer` 0 = any peer.
+
+    `http` non-empty = an L7 entry: an allow whose connections the node's proxy checks request
+    by request against these rules (ORed, sorted, unique; `HttpRule()` passes every request).
+    """
 
     direction: Direction
     peer: int
@@ -152,13 +181,19 @@ class Entry:
     port_lo: int
     port_hi: int
     verdict: Verdict
+    http: tuple[HttpRule, ...] = ()
 
     @property
     def ports(self) -> PortRange:
         return PortRange(self.protocol, self.port_lo, self.port_hi)
 
+    @property
+    def l7(self) -> bool:
+        return bool(self.http)
+
     def __str__(self) -> str:
-        return f"{self.direction} {self.verdict} peer={self.peer} {self.ports}"
+        l7 = f" http=[{'; '.join(str(r) for r in self.http)}]" if self.http else ""
+        return f"{self.direction} {self.verdict} peer={self.peer} {self.ports}{l7}"
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from bulkhead.errors import FieldViolation, shown
+from bulkhead.httprules import HeaderMatch, HttpRule, InvalidHttpRule, Mismatch, validate
 from bulkhead.reserved import RESERVED
 from controlplane import yamldocs
 from controlplane.identity.labels import NAMESPACE_LABEL
@@ -22,6 +23,7 @@ from controlplane.policy.labels import IPNetwork
 from controlplane.policy.model import (
     ALL_PORTS,
     Direction,
+    HttpPorts,
     Policy,
     PolicyKey,
     PortRange,
@@ -75,7 +77,11 @@ _UNSUPPORTED_FIELDS: dict[str, str] = {
     "nodeSelector": "host policies (nodeSelector) are not supported",
     "enableDefaultDeny": "enableDefaultDeny is not supported",
     "labels": "rule labels are not supported",
-    "rules": "L7 rules are not supported yet",
+    "kafka": "Kafka rules are not supported (HTTP only)",
+    "dns": "DNS rules are not supported yet (HTTP only)",
+    "l7proto": "generic L7 protocol rules are not supported (HTTP only)",
+    "l7": "generic L7 protocol rules are not supported (HTTP only)",
+    "secret": "secrets are not supported (there is no secret store; give the value)",
     "serverNames": "TLS SNI rules are not supported",
     "listener": "Envoy listeners are not supported",
     "originatingTLS": "TLS interception is not supported",
@@ -315,14 +321,15 @@ class _DocumentParser:
             section_path = _field(path, section)
             for i, item in enumerate(self.sequence(spec[section], section_path)):
                 rule_path = f"{section_path}[{i}]"
-                rule = self.rule(item, rule_path, direction, key)
+                rule = self.rule(item, rule_path, direction, verdict, key)
                 if rule is not None:
                     rules.append(Rule(RuleRef(key, rule_path), direction, verdict, subject,
                                       *rule))
         return rules
 
-    def rule(self, value: Any, path: str, direction: Direction, key: PolicyKey
-             ) -> tuple[tuple[Selector, ...], tuple[PortRange, ...]] | None:
+    def rule(self, value: Any, path: str, direction: Direction, verdict: Verdict,
+             key: PolicyKey
+             ) -> tuple[tuple[Selector, ...], tuple[PortRange, ...], tuple[HttpPorts, ...]] | None:
         side = "from" if direction is Direction.INGRESS else "to"
         endpoints, entities, cidr, cidr_set = (f"{side}Endpoints", f"{side}Entities",
                                                f"{side}CIDR", f"{side}CIDRSet")
@@ -357,15 +364,20 @@ class _DocumentParser:
             if selector_ is not None:
                 peers.append(selector_)
         ports: list[PortRange] = []
+        l7: list[HttpPorts] = []
         for i, item in enumerate(self.sequence(rule.get("toPorts", []), _field(path, "toPorts"))):
-            ports.extend(self.port_rule(item, f"{_field(path, 'toPorts')}[{i}]"))
+            found, http = self.port_rule(item, f"{_field(path, 'toPorts')}[{i}]", verdict)
+            if http is None:
+                ports.extend(found)
+            else:
+                l7.append(HttpPorts(f"toPorts[{i}]", tuple(sorted(set(found))), http))
         if len(self.violations) > before:
             return None
-        if not peers and ports:
+        if not peers and (ports or l7):
             peers.append(EntitySelector("all"))
-        if peers and not ports:
+        if peers and not ports and not l7:
             ports.append(ALL_PORTS)
-        return tuple(dict.fromkeys(peers)), tuple(sorted(set(ports)))
+        return tuple(dict.fromkeys(peers)), tuple(sorted(set(ports))), tuple(l7)
 
     def selector(self, value: Any, path: str) -> LabelSelector | None:
         if value is None:
@@ -486,13 +498,21 @@ class _DocumentParser:
             return None
         return CidrSelector(network, tuple(sorted(set(excepts), key=_network_order)))
 
-    def port_rule(self, value: Any, path: str) -> list[PortRange]:
-        item = self.mapping(value, path, {"ports"})
+    def port_rule(self, value: Any, path: str, verdict: Verdict
+                  ) -> tuple[list[PortRange], tuple[HttpRule, ...] | None]:
+        """The ports of one `toPorts` item and its HTTP rules (None: a plain L4 item)."""
+        allowed = {"ports", "rules"} if verdict is Verdict.ALLOW else {"ports"}
+        if verdict is Verdict.DENY and isinstance(value, dict) and "rules" in value:
+            self.fail(_field(path, "rules"), "deny rules cannot carry L7 rules (as in Cilium; "
+                                             "an L3/L4 deny already wins before any proxy)")
+            value = {k: v for k, v in value.items() if k != "rules"}
+        item = self.mapping(value, path, allowed)
         if item is None:
-            return []
+            return [], None
+        http = self.l7_rules(item["rules"], _field(path, "rules")) if "rules" in item else None
         if "ports" not in item:
             self.fail(_field(path, "ports"), "is required")
-            return []
+            return [], http
         ports_path = _field(path, "ports")
         items = self.sequence(item["ports"], ports_path)
         if isinstance(item["ports"], list) and not item["ports"]:
@@ -500,9 +520,96 @@ class _DocumentParser:
         found = []
         for i, raw in enumerate(items):
             port = self.port(raw, f"{ports_path}[{i}]")
-            if port is not None:
-                found.append(port)
-        return found
+            if port is None:
+                continue
+            found.append(port)
+            if http is None:
+                continue
+            # Cilium's PortRule sanitize: L7 rules other than DNS need TCP and a port.
+            if port.protocol != Protocol.TCP:
+                self.fail(_field(f"{ports_path}[{i}]", "protocol"),
+                          f"L7 rules can only apply to TCP (not {Protocol(port.protocol).name})")
+            if port.port_lo == 0:
+                self.fail(_field(f"{ports_path}[{i}]", "port"), "is required with L7 rules")
+        return found, http
+
+    def l7_rules(self, value: Any, path: str) -> tuple[HttpRule, ...] | None:
+        """`rules`: only `http` (Cilium's other L7 kinds are refused by name); `rules: {}` is
+        no L7 rule at all, as in Cilium."""
+        rules = self.mapping(value, path, {"http"})
+        if rules is None:
+            if not isinstance(value, dict) or "http" not in value:
+                return None
+            rules = value  # the refused kinds are reported; keep checking `http`
+        if "http" not in rules:
+            return None
+        http_path = _field(path, "http")
+        raw = rules["http"]
+        items = self.sequence(raw, http_path)
+        if isinstance(raw, list) and not raw:
+            self.fail(http_path, "must not be empty (http: [{}] allows every request)")
+            return None
+        before = len(self.violations)
+        http = []
+        for i, item in enumerate(items):
+            rule = self.http_rule(item, f"{http_path}[{i}]")
+            if rule is None:
+                continue
+            try:
+                validate((rule,))
+            except InvalidHttpRule as exc:  # field "[0].path": put it in its place
+                self.fail(f"{http_path}[{i}]{exc.field.removeprefix('[0]')}", exc.message)
+                continue
+            http.append(rule)
+        if len(self.violations) > before:
+            return None
+        return tuple(http)
+
+    def http_rule(self, value: Any, path: str) -> HttpRule | None:
+        item = self.mapping(value, path, {"method", "path", "host", "headers", "headerMatches"})
+        if item is None:
+            return None
+        before = len(self.violations)
+        fields = {name: self.string(item[name], _field(path, name)) or ""
+                  for name in ("method", "path", "host") if name in item}
+        headers = []
+        headers_path = _field(path, "headers")
+        for i, raw in enumerate(self.sequence(item.get("headers", []), headers_path)):
+            if (text := self.string(raw, f"{headers_path}[{i}]")) is not None:
+                headers.append(text)
+        matches = []
+        matches_path = _field(path, "headerMatches")
+        for i, raw in enumerate(self.sequence(item.get("headerMatches", []), matches_path)):
+            match = self.header_match(raw, f"{matches_path}[{i}]")
+            if match is not None:
+                matches.append(match)
+        if len(self.violations) > before:
+            return None
+        return HttpRule(fields.get("method", ""), fields.get("path", ""), fields.get("host", ""),
+                        tuple(headers), tuple(matches))
+
+    def header_match(self, value: Any, path: str) -> HeaderMatch | None:
+        item = self.mapping(value, path, {"name", "value", "mismatch"})
+        if item is None:
+            return None
+        before = len(self.violations)
+        name = ""
+        if "name" not in item:
+            self.fail(_field(path, "name"), "is required")
+        else:
+            name = self.string(item["name"], _field(path, "name")) or ""
+        text = self.string(item["value"], _field(path, "value")) if "value" in item else ""
+        mismatch = Mismatch.FAIL
+        if "mismatch" in item and (raw := self.string(item["mismatch"],
+                                                      _field(path, "mismatch"))) is not None:
+            try:
+                mismatch = Mismatch(raw) if raw else Mismatch.FAIL
+            except ValueError:
+                self.fail(_field(path, "mismatch"),
+                          f"unknown action {shown(raw)}; one of LOG, ADD, DELETE, REPLACE")
+        if len(self.violations) > before:
+            return None
+        return HeaderMatch(name, text or "", mismatch)
 
     def port(self, value: Any, path: str) -> PortRange | None:
         item = self.mapping(value, path, {"port", "endPort", "protocol"})

@@ -28,7 +28,7 @@ from controlplane.policy.model import Policy, PolicyKey, Protocol, ResolvedPolic
 from controlplane.policy.parse import CLUSTERWIDE_KIND, NAMESPACED_KIND, PolicyValidationError
 from controlplane.policy.parsepool import ParseTimeout, parse_policies_off_loop
 from controlplane.policy.repository import PolicyMapOverflow, cidr_prefixes
-from controlplane.policy.trace import Trace, trace
+from controlplane.policy.trace import Trace, http_request, trace
 from controlplane.records.codec import RecordError, decode_policy, encode_policy
 from controlplane.store import etcd as ops
 from controlplane.store.cache import ClusterCache
@@ -297,7 +297,10 @@ class PolicyStore:
         return Resolution(identity, labels, self.resolver.resolved(identity, origins=True),
                           self.resolver.revision)
 
-    def trace(self, src: list[str], dst: list[str], dport: int, protocol: str) -> TraceResult:
+    def trace(self, src: list[str], dst: list[str], dport: int, protocol: str,
+              http: tuple[str, str, str, list[str]] = ("", "", "", [])) -> TraceResult:
+        """`http`: method, path, host, headers of an HTTP request on the connection (all empty:
+        none)."""
         label_filter = self.allocator.label_filter
         src_set, problems = parse_labels(src, "src_labels", label_filter)
         dst_set, more = parse_labels(dst, "dst_labels", label_filter)
@@ -308,10 +311,14 @@ class PolicyStore:
         if proto is None:
             problems.append(FieldViolation("protocol", f"must be TCP, UDP or SCTP, not "
                                                        f"{protocol!r}"))
+        request, more = http_request(*http)
+        problems += more
+        if request is not None and proto not in (None, Protocol.TCP):
+            problems.append(FieldViolation("protocol", "must be TCP for an HTTP request"))
         if problems or proto is None:
             raise Invalid(problems)
         result = trace(self.resolver.rules(), src_set.labels, dst_set.labels, dport,
-                       int(proto))
+                       int(proto), request)
         return TraceResult(result, src_set.labels, dst_set.labels)
 
     # -- internals ----------------------------------------------------------------------------

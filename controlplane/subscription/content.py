@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from bulkhead import httprules
+from bulkhead.httprules import HttpRule
 from bulkhead.v1 import subscription_pb2 as pb
 from controlplane.records import messages
 from controlplane.records.codec import IdentityRecord, IPCacheEntry, Node
@@ -28,6 +30,7 @@ class PolicyEntryView:
     port_lo: int
     port_hi: int
     verdict: str        # "allow" | "deny"
+    http: tuple[HttpRule, ...] = ()  # non-empty: an L7 (HTTP) entry, its rules sorted
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +79,13 @@ def policy_change(identity: int, view: ResolvedView) -> pb.Change:
 
 
 def policy_entries(entries: Iterable[PolicyEntryView]) -> list[pb.PolicyEntry]:
+    """Entries as agents get them; an L7 entry has `l7 = HTTP` and its rules in `http` (the
+    engine's sorted union, so equal resolutions serialize to equal bytes)."""
     return [pb.PolicyEntry(direction=_DIRECTION[str(e.direction)], peer=e.peer,
                            protocol=e.protocol, port_lo=e.port_lo, port_hi=e.port_hi,
-                           verdict=_VERDICT[str(e.verdict)]) for e in entries]
+                           verdict=_VERDICT[str(e.verdict)],
+                           l7=pb.PolicyEntry.HTTP if e.http else pb.PolicyEntry.NONE,
+                           http=[httprules.to_proto(r) for r in e.http]) for e in entries]
 
 
 def policy_removed(identity: int) -> pb.Change:

@@ -203,11 +203,16 @@ class SubscriptionState:
                       changed: Set[int]) -> dict[str, list[bytes]]:
         """Per node: changed policies of hosted identities, new interests, lost interests."""
         parts: dict[str, list[bytes]] = {}
-        for ident in changed:
-            self._policy_framed.pop(ident, None)
+        previous = {ident: self._policy_framed.pop(ident, None) for ident in changed}
         for ident in sorted(changed):
-            for node in sorted(self.hosts.get(ident, ())):
-                parts.setdefault(node, []).append(self._policy(ident))
+            nodes = sorted(self.hosts.get(ident, ()))
+            if not nodes:
+                continue
+            framed = self._policy(ident)
+            if framed == previous[ident]:
+                continue  # e.g. an L7 rule that the entry's union already had: no delta
+            for node in nodes:
+                parts.setdefault(node, []).append(framed)
         for (node, ident), before in sorted(touched.items()):
             now = ident in self.interest.get(node, {})
             if now and not before and ident not in changed:

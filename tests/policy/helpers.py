@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+
+from bulkhead.httprules import HttpPolicy, HttpRequest
 from controlplane.policy import (
     Direction,
     Identity,
@@ -73,3 +76,28 @@ def traced(policy_yaml: str, src: frozenset[str], dst: frozenset[str], port: int
     policies = parse_policies(policy_yaml) if policy_yaml.strip() else []
     result = trace((r for p in policies for r in p.rules), src, dst, port, protocol)
     return result.verdict, result.egress.verdict, result.ingress.verdict
+
+
+def lookup_request(resolved: ResolvedPolicy, direction: Direction, peer: int, protocol: int,
+                   port: int, request: HttpRequest) -> TraceVerdict:
+    """`lookup` for one HTTP request, as the datapath and the proxy decide it: deny entries
+    first; then the peer's own entries before the any-peer ones, the most specific port block
+    first (an entry for one port before a range before all ports of a protocol before any
+    protocol; on a tie, the L7 entry); an L7 entry's rules decide the request."""
+    if not resolved.enforced(direction):
+        return TraceVerdict.ALLOWED
+    matching = [e for e in resolved.entries if e.direction is direction
+                and e.peer in (0, peer) and e.ports.covers(protocol, port)]
+    if any(e.verdict is Verdict.DENY for e in matching):
+        return TraceVerdict.DENIED
+    for wanted in (peer, 0):
+        allows = [e for e in matching if e.verdict is Verdict.ALLOW and e.peer == wanted]
+        if not allows:
+            continue
+        best = min(allows, key=lambda e: (
+            65536 if (e.port_lo, e.port_hi) == (0, 0) else e.port_hi - e.port_lo,
+            e.protocol == 0 and (e.port_lo, e.port_hi) == (0, 0), not e.l7))
+        if not best.l7 or HttpPolicy(best.http).check(copy.deepcopy(request)).allowed:
+            return TraceVerdict.ALLOWED
+        return TraceVerdict.DENIED
+    return TraceVerdict.DENIED

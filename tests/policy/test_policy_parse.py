@@ -68,8 +68,8 @@ spec:
 
 @pytest.mark.parametrize(("spec", "field", "words"), [
     ("  endpointSelector: {}\n  ingress:\n  - fromEndpoints: [{}]\n    toPorts:\n"
-     "    - ports: [{port: '80', protocol: TCP}]\n      rules: {http: [{method: GET}]}",
-     "spec.ingress[0].toPorts[0].rules", "L7"),
+     "    - ports: [{port: '80', protocol: TCP}]\n      rules: {kafka: [{topic: t}]}",
+     "spec.ingress[0].toPorts[0].rules.kafka", "Kafka"),
     ("  endpointSelector: {}\n  egress:\n  - toServices: [{k8sService: {serviceName: x}}]",
      "spec.egress[0].toServices", "not supported"),
     ("  endpointSelector: {}\n  ingress:\n  - icmps: [{fields: [{type: 8}]}]",

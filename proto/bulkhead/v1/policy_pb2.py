@@ -22,49 +22,52 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from bulkhead.v1 import subscription_pb2 as bulkhead_dot_v1_dot_subscription__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x62ulkhead/v1/policy.proto\x12\x0b\x62ulkhead.v1\":\n\tPolicyRef\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\x84\x01\n\nPolicyInfo\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x10\n\x08revision\x18\x04 \x01(\x03\x12\x18\n\x10\x63reated_revision\x18\x05 \x01(\x03\x12\r\n\x05rules\x18\x06 \x01(\r\x12\x0c\n\x04yaml\x18\x07 \x01(\t\"$\n\x14\x41pplyPoliciesRequest\x12\x0c\n\x04yaml\x18\x01 \x01(\t\"H\n\rAppliedPolicy\x12\'\n\x06policy\x18\x01 \x01(\x0b\x32\x17.bulkhead.v1.PolicyInfo\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\"t\n\x15\x41pplyPoliciesResponse\x12,\n\x08policies\x18\x01 \x03(\x0b\x32\x1a.bulkhead.v1.AppliedPolicy\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12\x1b\n\x13\x61\x66\x66\x65\x63ted_identities\x18\x03 \x03(\r\"(\n\x13ListPoliciesRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\"A\n\x14ListPoliciesResponse\x12)\n\x08policies\x18\x01 \x03(\x0b\x32\x17.bulkhead.v1.PolicyInfo\":\n\x10GetPolicyRequest\x12&\n\x06policy\x18\x01 \x01(\x0b\x32\x16.bulkhead.v1.PolicyRef\"=\n\x13\x44\x65letePolicyRequest\x12&\n\x06policy\x18\x01 \x01(\x0b\x32\x16.bulkhead.v1.PolicyRef\"b\n\x14\x44\x65letePolicyResponse\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\x1b\n\x13\x61\x66\x66\x65\x63ted_identities\x18\x02 \x03(\r\x12\x1b\n\x13released_identities\x18\x03 \x03(\r\"(\n\x14ResolvePolicyRequest\x12\x10\n\x08identity\x18\x01 \x01(\r\"I\n\nRuleOrigin\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04rule\x18\x04 \x01(\t\"\x9f\x01\n\rResolvedEntry\x12\x11\n\tdirection\x18\x01 \x01(\t\x12\x0c\n\x04peer\x18\x02 \x01(\r\x12\x10\n\x08protocol\x18\x03 \x01(\t\x12\x0f\n\x07port_lo\x18\x04 \x01(\r\x12\x0f\n\x07port_hi\x18\x05 \x01(\r\x12\x0f\n\x07verdict\x18\x06 \x01(\t\x12(\n\x07origins\x18\x07 \x03(\x0b\x32\x17.bulkhead.v1.RuleOrigin\"\xab\x01\n\x15ResolvePolicyResponse\x12\x10\n\x08identity\x18\x01 \x01(\r\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x18\n\x10ingress_enforced\x18\x03 \x01(\x08\x12\x17\n\x0f\x65gress_enforced\x18\x04 \x01(\x08\x12+\n\x07\x65ntries\x18\x05 \x03(\x0b\x32\x1a.bulkhead.v1.ResolvedEntry\x12\x10\n\x08revision\x18\x06 \x01(\x03\"]\n\x12TracePolicyRequest\x12\x12\n\nsrc_labels\x18\x01 \x03(\t\x12\x12\n\ndst_labels\x18\x02 \x03(\t\x12\r\n\x05\x64port\x18\x03 \x01(\r\x12\x10\n\x08protocol\x18\x04 \x01(\t\"\x99\x01\n\tTraceSide\x12\x0f\n\x07verdict\x18\x01 \x01(\t\x12\x10\n\x08\x65nforced\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12+\n\ndecided_by\x18\x04 \x01(\x0b\x32\x17.bulkhead.v1.RuleOrigin\x12,\n\x0b\x65nforced_by\x18\x05 \x03(\x0b\x32\x17.bulkhead.v1.RuleOrigin\"\x9f\x01\n\x13TracePolicyResponse\x12\x0f\n\x07verdict\x18\x01 \x01(\t\x12&\n\x06\x65gress\x18\x02 \x01(\x0b\x32\x16.bulkhead.v1.TraceSide\x12\'\n\x07ingress\x18\x03 \x01(\x0b\x32\x16.bulkhead.v1.TraceSide\x12\x12\n\nsrc_labels\x18\x04 \x03(\t\x12\x12\n\ndst_labels\x18\x05 \x03(\t2\xd8\x03\n\rPolicyService\x12N\n\x05\x41pply\x12!.bulkhead.v1.ApplyPoliciesRequest\x1a\".bulkhead.v1.ApplyPoliciesResponse\x12K\n\x04List\x12 .bulkhead.v1.ListPoliciesRequest\x1a!.bulkhead.v1.ListPoliciesResponse\x12=\n\x03Get\x12\x1d.bulkhead.v1.GetPolicyRequest\x1a\x17.bulkhead.v1.PolicyInfo\x12M\n\x06\x44\x65lete\x12 .bulkhead.v1.DeletePolicyRequest\x1a!.bulkhead.v1.DeletePolicyResponse\x12P\n\x07Resolve\x12!.bulkhead.v1.ResolvePolicyRequest\x1a\".bulkhead.v1.ResolvePolicyResponse\x12J\n\x05Trace\x12\x1f.bulkhead.v1.TracePolicyRequest\x1a .bulkhead.v1.TracePolicyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x62ulkhead/v1/policy.proto\x12\x0b\x62ulkhead.v1\x1a\x1e\x62ulkhead/v1/subscription.proto\":\n\tPolicyRef\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\x84\x01\n\nPolicyInfo\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x10\n\x08revision\x18\x04 \x01(\x03\x12\x18\n\x10\x63reated_revision\x18\x05 \x01(\x03\x12\r\n\x05rules\x18\x06 \x01(\r\x12\x0c\n\x04yaml\x18\x07 \x01(\t\"$\n\x14\x41pplyPoliciesRequest\x12\x0c\n\x04yaml\x18\x01 \x01(\t\"H\n\rAppliedPolicy\x12\'\n\x06policy\x18\x01 \x01(\x0b\x32\x17.bulkhead.v1.PolicyInfo\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\"t\n\x15\x41pplyPoliciesResponse\x12,\n\x08policies\x18\x01 \x03(\x0b\x32\x1a.bulkhead.v1.AppliedPolicy\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12\x1b\n\x13\x61\x66\x66\x65\x63ted_identities\x18\x03 \x03(\r\"(\n\x13ListPoliciesRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\"A\n\x14ListPoliciesResponse\x12)\n\x08policies\x18\x01 \x03(\x0b\x32\x17.bulkhead.v1.PolicyInfo\":\n\x10GetPolicyRequest\x12&\n\x06policy\x18\x01 \x01(\x0b\x32\x16.bulkhead.v1.PolicyRef\"=\n\x13\x44\x65letePolicyRequest\x12&\n\x06policy\x18\x01 \x01(\x0b\x32\x16.bulkhead.v1.PolicyRef\"b\n\x14\x44\x65letePolicyResponse\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\x1b\n\x13\x61\x66\x66\x65\x63ted_identities\x18\x02 \x03(\r\x12\x1b\n\x13released_identities\x18\x03 \x03(\r\"(\n\x14ResolvePolicyRequest\x12\x10\n\x08identity\x18\x01 \x01(\r\"I\n\nRuleOrigin\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04rule\x18\x04 \x01(\t\"\xed\x01\n\rResolvedEntry\x12\x11\n\tdirection\x18\x01 \x01(\t\x12\x0c\n\x04peer\x18\x02 \x01(\r\x12\x10\n\x08protocol\x18\x03 \x01(\t\x12\x0f\n\x07port_lo\x18\x04 \x01(\r\x12\x0f\n\x07port_hi\x18\x05 \x01(\r\x12\x0f\n\x07verdict\x18\x06 \x01(\t\x12(\n\x07origins\x18\x07 \x03(\x0b\x32\x17.bulkhead.v1.RuleOrigin\x12\'\n\x02l7\x18\x08 \x01(\x0e\x32\x1b.bulkhead.v1.PolicyEntry.L7\x12#\n\x04http\x18\t \x03(\x0b\x32\x15.bulkhead.v1.HttpRule\"\xab\x01\n\x15ResolvePolicyResponse\x12\x10\n\x08identity\x18\x01 \x01(\r\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x18\n\x10ingress_enforced\x18\x03 \x01(\x08\x12\x17\n\x0f\x65gress_enforced\x18\x04 \x01(\x08\x12+\n\x07\x65ntries\x18\x05 \x03(\x0b\x32\x1a.bulkhead.v1.ResolvedEntry\x12\x10\n\x08revision\x18\x06 \x01(\x03\"\xae\x01\n\x12TracePolicyRequest\x12\x12\n\nsrc_labels\x18\x01 \x03(\t\x12\x12\n\ndst_labels\x18\x02 \x03(\t\x12\r\n\x05\x64port\x18\x03 \x01(\r\x12\x10\n\x08protocol\x18\x04 \x01(\t\x12\x13\n\x0bhttp_method\x18\x05 \x01(\t\x12\x11\n\thttp_path\x18\x06 \x01(\t\x12\x11\n\thttp_host\x18\x07 \x01(\t\x12\x14\n\x0chttp_headers\x18\x08 \x03(\t\"l\n\x0eHttpRuleOrigin\x12\'\n\x06origin\x18\x01 \x01(\x0b\x32\x17.bulkhead.v1.RuleOrigin\x12\x0c\n\x04item\x18\x02 \x01(\t\x12#\n\x04rule\x18\x03 \x01(\x0b\x32\x15.bulkhead.v1.HttpRule\"\x80\x02\n\tTraceSide\x12\x0f\n\x07verdict\x18\x01 \x01(\t\x12\x10\n\x08\x65nforced\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12+\n\ndecided_by\x18\x04 \x01(\x0b\x32\x17.bulkhead.v1.RuleOrigin\x12,\n\x0b\x65nforced_by\x18\x05 \x03(\x0b\x32\x17.bulkhead.v1.RuleOrigin\x12/\n\nhttp_rules\x18\x06 \x03(\x0b\x32\x1b.bulkhead.v1.HttpRuleOrigin\x12\x34\n\x0fhttp_decided_by\x18\x07 \x01(\x0b\x32\x1b.bulkhead.v1.HttpRuleOrigin\"\x9f\x01\n\x13TracePolicyResponse\x12\x0f\n\x07verdict\x18\x01 \x01(\t\x12&\n\x06\x65gress\x18\x02 \x01(\x0b\x32\x16.bulkhead.v1.TraceSide\x12\'\n\x07ingress\x18\x03 \x01(\x0b\x32\x16.bulkhead.v1.TraceSide\x12\x12\n\nsrc_labels\x18\x04 \x03(\t\x12\x12\n\ndst_labels\x18\x05 \x03(\t2\xd8\x03\n\rPolicyService\x12N\n\x05\x41pply\x12!.bulkhead.v1.ApplyPoliciesRequest\x1a\".bulkhead.v1.ApplyPoliciesResponse\x12K\n\x04List\x12 .bulkhead.v1.ListPoliciesRequest\x1a!.bulkhead.v1.ListPoliciesResponse\x12=\n\x03Get\x12\x1d.bulkhead.v1.GetPolicyRequest\x1a\x17.bulkhead.v1.PolicyInfo\x12M\n\x06\x44\x65lete\x12 .bulkhead.v1.DeletePolicyRequest\x1a!.bulkhead.v1.DeletePolicyResponse\x12P\n\x07Resolve\x12!.bulkhead.v1.ResolvePolicyRequest\x1a\".bulkhead.v1.ResolvePolicyResponse\x12J\n\x05Trace\x12\x1f.bulkhead.v1.TracePolicyRequest\x1a .bulkhead.v1.TracePolicyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'bulkhead.v1.policy_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_POLICYREF']._serialized_start=41
-  _globals['_POLICYREF']._serialized_end=99
-  _globals['_POLICYINFO']._serialized_start=102
-  _globals['_POLICYINFO']._serialized_end=234
-  _globals['_APPLYPOLICIESREQUEST']._serialized_start=236
-  _globals['_APPLYPOLICIESREQUEST']._serialized_end=272
-  _globals['_APPLIEDPOLICY']._serialized_start=274
-  _globals['_APPLIEDPOLICY']._serialized_end=346
-  _globals['_APPLYPOLICIESRESPONSE']._serialized_start=348
-  _globals['_APPLYPOLICIESRESPONSE']._serialized_end=464
-  _globals['_LISTPOLICIESREQUEST']._serialized_start=466
-  _globals['_LISTPOLICIESREQUEST']._serialized_end=506
-  _globals['_LISTPOLICIESRESPONSE']._serialized_start=508
-  _globals['_LISTPOLICIESRESPONSE']._serialized_end=573
-  _globals['_GETPOLICYREQUEST']._serialized_start=575
-  _globals['_GETPOLICYREQUEST']._serialized_end=633
-  _globals['_DELETEPOLICYREQUEST']._serialized_start=635
-  _globals['_DELETEPOLICYREQUEST']._serialized_end=696
-  _globals['_DELETEPOLICYRESPONSE']._serialized_start=698
-  _globals['_DELETEPOLICYRESPONSE']._serialized_end=796
-  _globals['_RESOLVEPOLICYREQUEST']._serialized_start=798
-  _globals['_RESOLVEPOLICYREQUEST']._serialized_end=838
-  _globals['_RULEORIGIN']._serialized_start=840
-  _globals['_RULEORIGIN']._serialized_end=913
-  _globals['_RESOLVEDENTRY']._serialized_start=916
-  _globals['_RESOLVEDENTRY']._serialized_end=1075
-  _globals['_RESOLVEPOLICYRESPONSE']._serialized_start=1078
-  _globals['_RESOLVEPOLICYRESPONSE']._serialized_end=1249
-  _globals['_TRACEPOLICYREQUEST']._serialized_start=1251
-  _globals['_TRACEPOLICYREQUEST']._serialized_end=1344
-  _globals['_TRACESIDE']._serialized_start=1347
-  _globals['_TRACESIDE']._serialized_end=1500
-  _globals['_TRACEPOLICYRESPONSE']._serialized_start=1503
-  _globals['_TRACEPOLICYRESPONSE']._serialized_end=1662
-  _globals['_POLICYSERVICE']._serialized_start=1665
-  _globals['_POLICYSERVICE']._serialized_end=2137
+  _globals['_POLICYREF']._serialized_start=73
+  _globals['_POLICYREF']._serialized_end=131
+  _globals['_POLICYINFO']._serialized_start=134
+  _globals['_POLICYINFO']._serialized_end=266
+  _globals['_APPLYPOLICIESREQUEST']._serialized_start=268
+  _globals['_APPLYPOLICIESREQUEST']._serialized_end=304
+  _globals['_APPLIEDPOLICY']._serialized_start=306
+  _globals['_APPLIEDPOLICY']._serialized_end=378
+  _globals['_APPLYPOLICIESRESPONSE']._serialized_start=380
+  _globals['_APPLYPOLICIESRESPONSE']._serialized_end=496
+  _globals['_LISTPOLICIESREQUEST']._serialized_start=498
+  _globals['_LISTPOLICIESREQUEST']._serialized_end=538
+  _globals['_LISTPOLICIESRESPONSE']._serialized_start=540
+  _globals['_LISTPOLICIESRESPONSE']._serialized_end=605
+  _globals['_GETPOLICYREQUEST']._serialized_start=607
+  _globals['_GETPOLICYREQUEST']._serialized_end=665
+  _globals['_DELETEPOLICYREQUEST']._serialized_start=667
+  _globals['_DELETEPOLICYREQUEST']._serialized_end=728
+  _globals['_DELETEPOLICYRESPONSE']._serialized_start=730
+  _globals['_DELETEPOLICYRESPONSE']._serialized_end=828
+  _globals['_RESOLVEPOLICYREQUEST']._serialized_start=830
+  _globals['_RESOLVEPOLICYREQUEST']._serialized_end=870
+  _globals['_RULEORIGIN']._serialized_start=872
+  _globals['_RULEORIGIN']._serialized_end=945
+  _globals['_RESOLVEDENTRY']._serialized_start=948
+  _globals['_RESOLVEDENTRY']._serialized_end=1185
+  _globals['_RESOLVEPOLICYRESPONSE']._serialized_start=1188
+  _globals['_RESOLVEPOLICYRESPONSE']._serialized_end=1359
+  _globals['_TRACEPOLICYREQUEST']._serialized_start=1362
+  _globals['_TRACEPOLICYREQUEST']._serialized_end=1536
+  _globals['_HTTPRULEORIGIN']._serialized_start=1538
+  _globals['_HTTPRULEORIGIN']._serialized_end=1646
+  _globals['_TRACESIDE']._serialized_start=1649
+  _globals['_TRACESIDE']._serialized_end=1905
+  _globals['_TRACEPOLICYRESPONSE']._serialized_start=1908
+  _globals['_TRACEPOLICYRESPONSE']._serialized_end=2067
+  _globals['_POLICYSERVICE']._serialized_start=2070
+  _globals['_POLICYSERVICE']._serialized_end=2542
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,4 @@
+from bulkhead.v1 import subscription_pb2 as _subscription_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -111,7 +112,7 @@ class RuleOrigin(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., namespace: _Optional[str] = ..., name: _Optional[str] = ..., rule: _Optional[str] = ...) -> None: ...
 
 class ResolvedEntry(_message.Message):
-    __slots__ = ("direction", "peer", "protocol", "port_lo", "port_hi", "verdict", "origins")
+    __slots__ = ("direction", "peer", "protocol", "port_lo", "port_hi", "verdict", "origins", "l7", "http")
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
     PEER_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
@@ -119,6 +120,8 @@ class ResolvedEntry(_message.Message):
     PORT_HI_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     ORIGINS_FIELD_NUMBER: _ClassVar[int]
+    L7_FIELD_NUMBER: _ClassVar[int]
+    HTTP_FIELD_NUMBER: _ClassVar[int]
     direction: str
     peer: int
     protocol: str
@@ -126,7 +129,9 @@ class ResolvedEntry(_message.Message):
     port_hi: int
     verdict: str
     origins: _containers.RepeatedCompositeFieldContainer[RuleOrigin]
-    def __init__(self, direction: _Optional[str] = ..., peer: _Optional[int] = ..., protocol: _Optional[str] = ..., port_lo: _Optional[int] = ..., port_hi: _Optional[int] = ..., verdict: _Optional[str] = ..., origins: _Optional[_Iterable[_Union[RuleOrigin, _Mapping]]] = ...) -> None: ...
+    l7: _subscription_pb2.PolicyEntry.L7
+    http: _containers.RepeatedCompositeFieldContainer[_subscription_pb2.HttpRule]
+    def __init__(self, direction: _Optional[str] = ..., peer: _Optional[int] = ..., protocol: _Optional[str] = ..., port_lo: _Optional[int] = ..., port_hi: _Optional[int] = ..., verdict: _Optional[str] = ..., origins: _Optional[_Iterable[_Union[RuleOrigin, _Mapping]]] = ..., l7: _Optional[_Union[_subscription_pb2.PolicyEntry.L7, str]] = ..., http: _Optional[_Iterable[_Union[_subscription_pb2.HttpRule, _Mapping]]] = ...) -> None: ...
 
 class ResolvePolicyResponse(_message.Message):
     __slots__ = ("identity", "labels", "ingress_enforced", "egress_enforced", "entries", "revision")
@@ -145,30 +150,52 @@ class ResolvePolicyResponse(_message.Message):
     def __init__(self, identity: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., ingress_enforced: _Optional[bool] = ..., egress_enforced: _Optional[bool] = ..., entries: _Optional[_Iterable[_Union[ResolvedEntry, _Mapping]]] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class TracePolicyRequest(_message.Message):
-    __slots__ = ("src_labels", "dst_labels", "dport", "protocol")
+    __slots__ = ("src_labels", "dst_labels", "dport", "protocol", "http_method", "http_path", "http_host", "http_headers")
     SRC_LABELS_FIELD_NUMBER: _ClassVar[int]
     DST_LABELS_FIELD_NUMBER: _ClassVar[int]
     DPORT_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    HTTP_METHOD_FIELD_NUMBER: _ClassVar[int]
+    HTTP_PATH_FIELD_NUMBER: _ClassVar[int]
+    HTTP_HOST_FIELD_NUMBER: _ClassVar[int]
+    HTTP_HEADERS_FIELD_NUMBER: _ClassVar[int]
     src_labels: _containers.RepeatedScalarFieldContainer[str]
     dst_labels: _containers.RepeatedScalarFieldContainer[str]
     dport: int
     protocol: str
-    def __init__(self, src_labels: _Optional[_Iterable[str]] = ..., dst_labels: _Optional[_Iterable[str]] = ..., dport: _Optional[int] = ..., protocol: _Optional[str] = ...) -> None: ...
+    http_method: str
+    http_path: str
+    http_host: str
+    http_headers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, src_labels: _Optional[_Iterable[str]] = ..., dst_labels: _Optional[_Iterable[str]] = ..., dport: _Optional[int] = ..., protocol: _Optional[str] = ..., http_method: _Optional[str] = ..., http_path: _Optional[str] = ..., http_host: _Optional[str] = ..., http_headers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class HttpRuleOrigin(_message.Message):
+    __slots__ = ("origin", "item", "rule")
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    origin: RuleOrigin
+    item: str
+    rule: _subscription_pb2.HttpRule
+    def __init__(self, origin: _Optional[_Union[RuleOrigin, _Mapping]] = ..., item: _Optional[str] = ..., rule: _Optional[_Union[_subscription_pb2.HttpRule, _Mapping]] = ...) -> None: ...
 
 class TraceSide(_message.Message):
-    __slots__ = ("verdict", "enforced", "reason", "decided_by", "enforced_by")
+    __slots__ = ("verdict", "enforced", "reason", "decided_by", "enforced_by", "http_rules", "http_decided_by")
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     ENFORCED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
     ENFORCED_BY_FIELD_NUMBER: _ClassVar[int]
+    HTTP_RULES_FIELD_NUMBER: _ClassVar[int]
+    HTTP_DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
     verdict: str
     enforced: bool
     reason: str
     decided_by: RuleOrigin
     enforced_by: _containers.RepeatedCompositeFieldContainer[RuleOrigin]
-    def __init__(self, verdict: _Optional[str] = ..., enforced: _Optional[bool] = ..., reason: _Optional[str] = ..., decided_by: _Optional[_Union[RuleOrigin, _Mapping]] = ..., enforced_by: _Optional[_Iterable[_Union[RuleOrigin, _Mapping]]] = ...) -> None: ...
+    http_rules: _containers.RepeatedCompositeFieldContainer[HttpRuleOrigin]
+    http_decided_by: HttpRuleOrigin
+    def __init__(self, verdict: _Optional[str] = ..., enforced: _Optional[bool] = ..., reason: _Optional[str] = ..., decided_by: _Optional[_Union[RuleOrigin, _Mapping]] = ..., enforced_by: _Optional[_Iterable[_Union[RuleOrigin, _Mapping]]] = ..., http_rules: _Optional[_Iterable[_Union[HttpRuleOrigin, _Mapping]]] = ..., http_decided_by: _Optional[_Union[HttpRuleOrigin, _Mapping]] = ...) -> None: ...
 
 class TracePolicyResponse(_message.Message):
     __slots__ = ("verdict", "egress", "ingress", "src_labels", "dst_labels")

@@ -111,7 +111,8 @@ class PolicyServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Trace(self, request, context):
-        """Would a connection from src labels to dst labels on dport/protocol pass? Both sides.
+        """Would a connection from src labels to dst labels on dport/protocol pass? Both sides. With
+        an HTTP request (http_method and http_path), would that request on it pass?
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
