@@ -30,6 +30,7 @@ DROP_REASONS = {
     Reason.TUNNEL_ERROR: "Encapsulation failed",
     Reason.CT_FULL: "CT: Map insertion failed",
     Reason.NO_SERVICE_BACKEND: "No service backend",
+    Reason.PROXY_UNAVAILABLE: "Proxy redirection failed",
 }
 TCP_FLAGS = ((0x02, "SYN"), (0x10, "ACK"), (0x01, "FIN"), (0x04, "RST"), (0x08, "PSH"),
              (0x20, "URG"), (0x40, "ECE"), (0x80, "CWR"))

@@ -208,7 +208,8 @@ class PolicyMap:
         return self.raw.sync({}, self.current(ep_id))
 
     def get(self, ep_id: int) -> list[PolicyKeyInfo]:
-        return [policykeys.decode_key(k) for k in sorted(self.current(ep_id))]
+        current = self.current(ep_id)
+        return [policykeys.decode_key(k, current[k]) for k in sorted(current)]
 
     def endpoint_ids(self) -> set[int]:
         return {policykeys.key_ep_id(k) for k in self.raw.entries()}
