@@ -6,8 +6,9 @@
   python httpclient.py IP PORT garbage                      non-HTTP bytes; how it ended
   python httpclient.py IP PORT loop SECONDS "GET /a" ...    new connection per round, repeated
 
-A request may carry headers: "GET /a|X-Token: 1|Host: foo".  Results are
-[status, body] pairs ("error" and the exception for a failed one).
+A request may carry headers: "GET /a|X-Token: 1|Host: foo".  The spec WAIT prints "waiting"
+on stderr and reads a line from stdin before going on (the connection stays open).  Results
+are [status, body] pairs ("error" and the exception for a failed one).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ def seq(ip: str, port: int, specs: list[str]) -> list[Any]:
     conn = http.client.HTTPConnection(ip, port, timeout=TIMEOUT)
     out: list[Any] = []
     for spec in specs:
+        if spec == "WAIT":
+            print("waiting", file=sys.stderr, flush=True)
+            sys.stdin.readline()
+            continue
         method, path, headers = _split(spec)
         try:
             conn.request(method, path, headers=headers)
@@ -50,11 +55,16 @@ def pipeline(ip: str, port: int, specs: list[str]) -> list[Any]:
     raw = b"".join(f"{m} {p} HTTP/1.1\r\nHost: {ip}\r\n\r\n".encode()
                    for m, p, _ in map(_split, specs))
     s.sendall(raw)
+    f = s.makefile("rb")  # one buffer for every answer: they may arrive in one segment
     out: list[Any] = []
     for _ in specs:
-        r = http.client.HTTPResponse(s)
-        r.begin()
-        out.append([r.status, r.read().decode()])
+        status = int(f.readline().split()[1])
+        length = 0
+        while (line := f.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        out.append([status, f.read(length).decode()])
     s.close()
     return out
 
