@@ -165,6 +165,8 @@ def run_status(ctx: Any, stub: agent_pb2_grpc.AgentServiceStub) -> int:
         ("Flows", f"{s.flows_held}/{s.flows_max} held, {s.flows_seen} seen, boot id "
                   f"{s.boot_id}"),
     ]
+    if s.HasField("proxy"):
+        rows.append(("L7 proxy", _proxy_row(s.proxy)))
     for key, value in rows:
         print(f"{key + ':':<16}{value}")
     print("BPF maps:")
@@ -173,6 +175,15 @@ def run_status(ctx: Any, stub: agent_pb2_grpc.AgentServiceStub) -> int:
         count = "-" if used is None else str(used)
         print(f"  {name:<12}{count:>8} / {s.map_max[name]}")
     return 0
+
+
+def _proxy_row(p: agent_pb2.ProxyStatus) -> str:
+    if not p.running:
+        return f"DOWN (restarts {p.restarts}; redirected connections fail until it is back)"
+    listeners = ", ".join(p.listeners) or "no listener yet"
+    return (f"Ok, pid {p.pid}{' (adopted)' if p.adopted else ''}, listening on {listeners}, "
+            f"{p.open_connections} open connections, requests {p.requests_allowed} allowed / "
+            f"{p.requests_denied} denied, {p.rule_entries} rule entries, restarts {p.restarts}")
 
 
 def run_endpoint_list(ctx: Any, stub: agent_pb2_grpc.AgentServiceStub) -> int:

@@ -78,5 +78,9 @@ def set_sysctl(netns: str | None, key: str, value: str) -> None:
         with open(path, "w") as f:
             f.write(value)
         return
-    subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-qw", f"{key}={value}"],
-                   check=True, capture_output=True, timeout=10)
+    cmd = ["sysctl", "-qw", f"{key}={value}"]
+    if netns.startswith("/"):
+        cmd = ["nsenter", f"--net={netns}", "--", *cmd]
+    else:
+        cmd = ["ip", "netns", "exec", netns, *cmd]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=10)

@@ -5,6 +5,10 @@ The control channel is a unix socket speaking JSON lines, one request and one an
 and (re)arms the listener on ``port``; ``{"op": "stats"}`` answers the counters;
 ``{"op": "flows"}`` answers and forgets the flows recorded since the last call.  Until the
 first ``set`` the proxy has no listener, so redirected connections fail (closed, never open).
+
+The agent keeps its control connection open.  A proxy that has had no agent connected for
+``orphan_timeout`` seconds exits: a restarted agent adopts it well within that time, and one
+whose agent and node are gone does not linger.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import contextlib
 import json
 import os
 import socket
+import time
 from collections import Counter, deque
 from pathlib import Path
 from typing import Any
@@ -28,8 +33,11 @@ LATENCY_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 
 
 class Proxy:
-    def __init__(self, control_path: Path) -> None:
+    def __init__(self, control_path: Path, orphan_timeout: float = 30.0) -> None:
         self.control_path = control_path
+        self.orphan_timeout = orphan_timeout
+        self.agents = 0
+        self.alone_since = time.monotonic()
         self.rules = RuleTable()
         self.port = 0
         self.server: asyncio.Server | None = None
@@ -123,6 +131,7 @@ class Proxy:
         return {"error": f"unknown op {op!r}"}
 
     async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.agents += 1
         try:
             while line := await reader.readline():
                 try:
@@ -131,8 +140,18 @@ class Proxy:
                     answer = {"error": f"{type(e).__name__}: {e}"}
                 writer.write(json.dumps(answer).encode() + b"\n")
                 await writer.drain()
+        except (ConnectionError, OSError):
+            pass
         finally:
+            self.agents -= 1
+            self.alone_since = time.monotonic()
             writer.close()
+
+    async def _watch_orphan(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if self.agents == 0 and time.monotonic() - self.alone_since > self.orphan_timeout:
+                return
 
     async def serve(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -141,4 +160,6 @@ class Proxy:
                                                   limit=64 << 20)
         os.chmod(self.control_path, 0o600)
         async with control:
-            await control.serve_forever()
+            await self._watch_orphan()
+        with contextlib.suppress(FileNotFoundError):
+            self.control_path.unlink()

@@ -15,16 +15,37 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from nodeagent.proxy.control import ProxyControl, ProxyError
 from nodeagent.proxy.rules import L7Entry
 
 DEFAULT_PORT = 15001
 START_TIMEOUT = 20.0
+
+T = TypeVar("T")
+
+
+def _locked(method: Callable[..., T]) -> Callable[..., T]:
+    """One control-channel exchange at a time (callers run on several threads)."""
+    def wrapper(self: ProxySupervisor, *args: Any, **kwargs: Any) -> T:
+        with self.lock:
+            return method(self, *args, **kwargs)
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
+def in_netns(netns: str | None, cmd: list[str]) -> list[str]:
+    """``cmd`` run in a network namespace (a name under /var/run/netns, or a path)."""
+    if not netns:
+        return cmd
+    if netns.startswith("/"):
+        return ["nsenter", f"--net={netns}", "--", *cmd]
+    return ["ip", "netns", "exec", netns, *cmd]
 
 
 class ProxySupervisor:
@@ -39,10 +60,11 @@ class ProxySupervisor:
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self.adopted = False
+        self.lock = threading.RLock()
 
     def command(self) -> list[str]:
         cmd = [self.python, "-m", "nodeagent.proxy", "--control", str(self.control_path)]
-        return ["ip", "netns", "exec", self.netns, *cmd] if self.netns else cmd
+        return in_netns(self.netns, cmd)
 
     def _connect(self) -> ProxyControl | None:
         try:
@@ -50,20 +72,24 @@ class ProxySupervisor:
         except OSError:
             return None
 
+    @_locked
     def start(self) -> None:
         """Adopt the proxy behind the control socket, or start one; then push the rules."""
         self.ctl = self._connect()
         self.adopted = self.ctl is not None
         if self.ctl is None:
             self._spawn()
-        self._push()
+            self._push()  # opens the listener (no rules yet: every request is denied)
+        # An adopted proxy keeps the rules it holds until the reconciler sends the current
+        # ones: its connections neither break nor pass unchecked meanwhile.
 
     def _spawn(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.control_path.unlink()
         env = dict(os.environ)
-        self.proc = subprocess.Popen(self.command(), start_new_session=True, env=env,
-                                     stdin=subprocess.DEVNULL)
+        # Same process group as the agent: stopping the group (the lab) stops the proxy; an
+        # agent killed alone leaves it running for the next agent to adopt.
+        self.proc = subprocess.Popen(self.command(), env=env, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -79,6 +105,7 @@ class ProxySupervisor:
         assert self.ctl is not None
         self.ctl.set(self.port, self.entries)
 
+    @_locked
     def set_entries(self, entries: Iterable[L7Entry]) -> None:
         """Replace the rules (new requests on existing connections use them at once)."""
         self.entries = tuple(entries)
@@ -88,6 +115,7 @@ class ProxySupervisor:
             except (OSError, ProxyError):
                 self.ensure()
 
+    @_locked
     def alive(self) -> bool:
         if self.ctl is None:
             return False
@@ -97,6 +125,7 @@ class ProxySupervisor:
             return False
         return True
 
+    @_locked
     def ensure(self) -> bool:
         """Restart the proxy if it died and re-arm it; True when it had to."""
         if self.alive():
@@ -117,6 +146,7 @@ class ProxySupervisor:
                 self.proc.wait(timeout=5)
             self.proc = None
 
+    @_locked
     def stats(self) -> dict[str, Any]:
         assert self.ctl is not None
         stats = self.ctl.stats()
@@ -124,15 +154,25 @@ class ProxySupervisor:
         stats["adopted"] = self.adopted
         return stats
 
+    @_locked
     def flows(self) -> list[dict[str, Any]]:
         try:
             return self.ctl.flows() if self.ctl is not None else []
         except (OSError, ProxyError):
             return []
 
+    @_locked
+    def detach(self) -> None:
+        """Let go of the proxy, leaving it running (agent exit: the next agent adopts it)."""
+        if self.ctl is not None:
+            self.ctl.close()
+            self.ctl = None
+        self.proc = None
+
     def pid(self) -> int:
         return int(self.stats()["pid"])
 
+    @_locked
     def stop(self) -> None:
         """End the proxy (agent teardown; a plain agent exit leaves it running)."""
         pid = None
