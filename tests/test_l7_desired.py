@@ -12,7 +12,7 @@ LANDING = HttpRule(method="POST", path="/v1/request-landing")
 
 
 def entry(peer: int, port: int = 80, *, l7: bool = False, deny: bool = False,
-          direction: int = pb.PolicyEntry.INGRESS) -> pb.PolicyEntry:
+          direction: pb.PolicyEntry.Direction = pb.PolicyEntry.INGRESS) -> pb.PolicyEntry:
     return pb.PolicyEntry(direction=direction, peer=peer, protocol=6, port_lo=port,
                           port_hi=port, verdict=pb.PolicyEntry.DENY if deny else
                           pb.PolicyEntry.ALLOW, l7=pb.PolicyEntry.HTTP if l7 else
