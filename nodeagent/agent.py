@@ -193,7 +193,8 @@ class BpfAgent:
         collector = metrics.AgentCollector(
             flows=self.flows, endpoints=self.table,
             applied_revision=lambda: self.reconciler.applied_revision,
-            pressure=lambda: self.pressure)
+            pressure=lambda: self.pressure,
+            proxy=(lambda: proxy.last_stats) if (proxy := self.proxy) is not None else None)
         self.metrics_server = metrics.serve(collector, listen)
         self._tasks.append(asyncio.create_task(self._refresh_pressure(), name="map-pressure"))
 

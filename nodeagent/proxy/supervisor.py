@@ -61,6 +61,8 @@ class ProxySupervisor:
         self.restarts = 0
         self.adopted = False
         self.lock = threading.RLock()
+        self.last_stats: dict[str, Any] | None = None
+        """The counters of the last liveness check (None: down)."""
 
     def command(self) -> list[str]:
         cmd = [self.python, "-m", "nodeagent.proxy", "--control", str(self.control_path)]
@@ -117,10 +119,11 @@ class ProxySupervisor:
 
     @_locked
     def alive(self) -> bool:
+        self.last_stats = None
         if self.ctl is None:
             return False
         try:
-            self.ctl.stats()
+            self.last_stats = self.ctl.stats()
         except (OSError, ProxyError, ValueError):
             return False
         return True

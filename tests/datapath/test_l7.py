@@ -7,6 +7,7 @@ servers are real HTTP programs in the pods' namespaces.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -19,11 +20,16 @@ from typing import Any
 
 import pytest
 
-from bulkhead.httprules import HeaderMatch, HttpRule, Mismatch
+from bulkhead.httprules import HeaderMatch, HttpRule, Mismatch, to_proto
+from bulkhead.v1 import subscription_pb2 as pb
 from nodeagent.datapath import PolicyEntry
 from nodeagent.datapath.layout import Direction
+from nodeagent.endpoints import EndpointTable, LocalEndpoint
 from nodeagent.proxy.rules import EGRESS, INGRESS, L7Entry
 from nodeagent.proxy.supervisor import ProxySupervisor
+from nodeagent.reconciler import Reconciler
+from nodeagent.subscription.state import ReceivedState
+from nodeagent.worker import Worker
 from tests.datapath.topology import DEATHSTAR, TIEFIGHTER, XWING, Cluster, Pod
 
 HERE = Path(__file__).resolve().parent
@@ -265,3 +271,36 @@ def test_killed_proxy_never_lets_a_denied_request_through(
     puts = [r[1] for r in rounds]
     assert all(p[0] != 200 for p in puts), "a denied request got the server's answer"
     assert rounds[-1][0][0] == 200 and rounds[-1][1] == [403, "Access denied"]
+
+
+def test_agent_reconciler_turns_an_l7_policy_into_redirect_and_rules(
+        proxies: dict[str, ProxySupervisor], clean_policy: Cluster, tmp_path: Path) -> None:
+    """The agent's path from a received IdentityPolicy with HTTP rules: the proxy gets the
+    rules, the policy map the proxy port; then the traffic is checked request by request."""
+    c = clean_policy
+    tf, ds = c.pods["tiefighter"], c.pods["deathstar1"]
+    state = ReceivedState()
+    state.apply(pb.Change(policy=pb.IdentityPolicy(
+        identity=DEATHSTAR, ingress_enforced=True, entries=[
+            pb.PolicyEntry(direction=pb.PolicyEntry.INGRESS, peer=TIEFIGHTER, protocol=6,
+                           port_lo=PORT, port_hi=PORT, l7=pb.PolicyEntry.HTTP,
+                           http=[to_proto(r) for r in LANDING])])))
+    table = EndpointTable(tmp_path / "endpoints.json")
+    table.put(LocalEndpoint(ep_id=ds.ep_id, namespace="default", name="deathstar-1",
+                            labels=[], identity=DEATHSTAR, ip=ds.ip,
+                            host_ifname=ds.host_ifname))
+    worker = Worker()
+    try:
+        reconciler = Reconciler(c.nodes["n1"].name, c.dp("n1"), worker, state, table,
+                                proxies["n1"])
+        ep = table.by_ip(ds.ip)
+        assert ep is not None
+        asyncio.run(reconciler.apply_endpoint(ep))
+    finally:
+        worker.shutdown()
+    assert [k.proxy_port for k in c.dp("n1").policy(ds.ep_id)] == [PROXY_PORT]
+    assert proxies["n1"].stats()["entries"] == 1
+    got = client(tf, ds.ip, "seq", "POST /v1/request-landing", "PUT /v1/exhaust-port")
+    assert [g[0] for g in got] == [200, 403]
+    assert client(c.pods["xwing"], ds.ip, "seq", "POST /v1/request-landing",
+                  timeout=30)[0][0] == "error"
