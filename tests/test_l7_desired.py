@@ -6,6 +6,8 @@ from __future__ import annotations
 from bulkhead.httprules import HttpRequest, HttpRule, to_proto
 from bulkhead.v1 import subscription_pb2 as pb
 from nodeagent import desired
+from nodeagent.datapath import Direction, PolicyEntry
+from nodeagent.datapath.policykeys import decode_key, endpoint_keys
 from nodeagent.proxy.rules import EGRESS, INGRESS, L7Entry, RuleTable
 
 LANDING = HttpRule(method="POST", path="/v1/request-landing")
@@ -61,3 +63,11 @@ def test_rule_table_combination() -> None:
     assert not check(table, 301, "POST", "/v1/request-landing", port=81)  # no entry: closed
     assert table.check("10.0.1.23", EGRESS, 5, 443, HttpRequest("PUT", "/x")).allowed
     assert not table.check("10.9.9.9", INGRESS, 301, 80, HttpRequest("GET", "/")).allowed
+
+
+def test_a_redirect_and_a_plain_allow_for_the_same_key_keep_the_redirect() -> None:
+    plain = PolicyEntry(Direction.INGRESS, 301, 6, 80, 80)
+    l7 = PolicyEntry(Direction.INGRESS, 301, 6, 80, 80, proxy_port=15001)
+    for entries in ([plain, l7], [l7, plain]):
+        keys = endpoint_keys(10, entries)
+        assert [decode_key(k, v).proxy_port for k, v in keys.items()] == [15001]

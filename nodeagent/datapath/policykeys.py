@@ -80,10 +80,14 @@ def entry_keys(ep_id: int, entry: PolicyEntry) -> Iterator[tuple[bytes, bytes]]:
             yield pack_key(plen, ep_id, entry.peer, direction, kind, proto, start), value
 
 def endpoint_keys(ep_id: int, entries: Iterable[PolicyEntry]) -> dict[bytes, bytes]:
-    """The complete desired key set of one endpoint (duplicates collapse)."""
+    """The complete desired key set of one endpoint (duplicates collapse; where an entry with
+    a proxy port and one without give the same key, the redirect stays, as in Cilium: the
+    proxy then lets every request of that peer through, and shows them)."""
     desired: dict[bytes, bytes] = {}
     for entry in entries:
-        desired.update(entry_keys(ep_id, entry))
+        for key, value in entry_keys(ep_id, entry):
+            if entry.proxy_port or POLICY_VAL.unpack(desired.get(key, value))[1] == 0:
+                desired[key] = value
     return desired
 
 def key_ep_id(key: bytes) -> int:

@@ -304,3 +304,16 @@ def test_agent_reconciler_turns_an_l7_policy_into_redirect_and_rules(
     assert [g[0] for g in got] == [200, 403]
     assert client(c.pods["xwing"], ds.ip, "seq", "POST /v1/request-landing",
                   timeout=30)[0][0] == "error"
+
+
+def test_an_l3_deny_wins_before_any_proxying(proxies: dict[str, ProxySupervisor],
+                                             clean_policy: Cluster) -> None:
+    c = clean_policy
+    tf, ds = c.pods["tiefighter"], c.pods["deathstar2"]
+    sup = setup_l7(c, proxies, INGRESS, tf, ds, (HttpRule(),))
+    c.dp(ds.node).sync_policy(ds.ep_id, [
+        PolicyEntry(Direction.INGRESS, TIEFIGHTER, 6, PORT, PORT, proxy_port=PROXY_PORT),
+        PolicyEntry(Direction.INGRESS, TIEFIGHTER, deny=True)], ingress_enforced=True,
+        egress_enforced=False)
+    assert client(tf, ds.ip, "seq", "GET /", timeout=30)[0][0] == "error"
+    assert sup.flows() == [], "the denied connection never reached the proxy"
