@@ -82,6 +82,7 @@ def register(sub: Any) -> None:
     flows.add_argument("--port", type=argtypes.port("--port"), default=0)
     flows.add_argument("--to-service", default="", metavar="[NS/]SERVICE",
                        help="flows of connections sent to that service's ClusterIP")
+    observe.add_l7_flags(flows)
     output_flag(flows)
     flows.set_defaults(run=_wrap(run_flows))
 
@@ -224,10 +225,12 @@ def run_flows(ctx: Any, stub: agent_pb2_grpc.AgentServiceStub) -> int:
         filter=flow_pb2.FlowFilter(verdict=a.verdict or "", from_identity=a.from_identity,
                                    to_identity=a.to_identity, port=a.port,
                                    to_service=a.to_service))
+    request.filter.MergeFrom(observe.l7_filter(a))
+    headers = a.print_http_headers
     for flow in stub.GetFlows(request, timeout=None if a.follow else TIMEOUT):
         if ctx.json:
-            sys.stdout.write(json.dumps(observe.as_json(flow)) + "\n")
+            sys.stdout.write(json.dumps(observe.as_json(flow, headers)) + "\n")
         else:
-            sys.stdout.write(observe.line(flow) + "\n")
+            sys.stdout.write(observe.line(flow, headers=headers) + "\n")
         sys.stdout.flush()
     return 0

@@ -42,6 +42,16 @@ def register(sub: Any) -> None:
     p.add_argument("--protocol", default="", type=str.upper, help="TCP, UDP, ICMP, SCTP")
     p.add_argument("--node", default="")
     p.add_argument("--since", default="", help="a duration (30s, 5m, 2h) or an RFC 3339 time")
+    add_l7_flags(p)
+    p.add_argument("--print-node-name", action="store_true",
+                   help="show which node's datapath saw each flow (a cross-node connection "
+                        "is seen twice: egress on the source node, ingress on the destination)")
+    output_flag(p)
+    p.set_defaults(run=run)
+
+
+def add_l7_flags(p: argparse.ArgumentParser) -> None:
+    """The L7 filters, shared with `bulkhead agent flows`."""
     p.add_argument("--type", dest="flow_type", choices=flowfilter.FLOW_TYPES, type=str.lower,
                    help="l7: HTTP requests and responses of the L7 proxy; l3-l4: datapath "
                         "verdicts")
@@ -52,11 +62,17 @@ def register(sub: Any) -> None:
                    help="L7 flows with that status: a code (403) or a class (4+, 5+)")
     p.add_argument("--print-http-headers", action="store_true",
                    help="show the HTTP headers of L7 flows (never credentials' values)")
-    p.add_argument("--print-node-name", action="store_true",
-                   help="show which node's datapath saw each flow (a cross-node connection "
-                        "is seen twice: egress on the source node, ingress on the destination)")
-    output_flag(p)
-    p.set_defaults(run=run)
+
+
+def l7_filter(a: argparse.Namespace) -> flow_pb2.FlowFilter:
+    """The FlowFilter fields of the L7 flags, checked (a bad one exits naming its flag)."""
+    if a.http_path and (why := flowfilter.check_http_path(a.http_path)):
+        argtypes.bad_value("--http-path", f"not a regular expression ({why})")
+    if a.http_status and not flowfilter.check_http_status(a.http_status):
+        argtypes.bad_value("--http-status", f"expected a code like 403 or a class like 4+, "
+                                            f"got {a.http_status[:20]!r}")
+    return flow_pb2.FlowFilter(type=a.flow_type or "", http_method=a.http_method,
+                               http_path=a.http_path, http_status=a.http_status)
 
 
 def since_ns(value: str, now: float | None = None) -> int:
@@ -157,20 +173,16 @@ def as_json(flow: flow_pb2.Flow, headers: bool = False) -> dict[str, Any]:
 
 
 def build_request(a: argparse.Namespace) -> flow_pb2.GetFlowsRequest:
-    if a.http_path and (why := flowfilter.check_http_path(a.http_path)):
-        argtypes.bad_value("--http-path", f"not a regular expression ({why})")
-    if a.http_status and not flowfilter.check_http_status(a.http_status):
-        argtypes.bad_value("--http-status", f"expected a code like 403 or a class like 4+, "
-                                            f"got {a.http_status[:20]!r}")
-    return flow_pb2.GetFlowsRequest(
+    request = flow_pb2.GetFlowsRequest(
         last=max(0, a.last), follow=a.follow,
         filter=flow_pb2.FlowFilter(
             from_labels=a.from_label, to_labels=a.to_label, from_pod=a.from_pod,
             to_pod=a.to_pod, to_service=a.to_service, from_ip=a.from_ip, to_ip=a.to_ip,
             from_identity=a.from_identity, to_identity=a.to_identity,
             verdict=a.verdict or "", port=a.port, protocol=a.protocol, node=a.node,
-            since_ns=since_ns(a.since), type=a.flow_type or "", http_method=a.http_method,
-            http_path=a.http_path, http_status=a.http_status))
+            since_ns=since_ns(a.since)))
+    request.filter.MergeFrom(l7_filter(a))
+    return request
 
 
 def run(ctx: Any) -> int:

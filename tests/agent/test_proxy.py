@@ -12,7 +12,12 @@ import time
 
 import pytest
 
+from bulkhead.httprules import HttpRule
 from bulkhead.v1 import agent_pb2
+from nodeagent.datapath import Datapath, PolicyEntry
+from nodeagent.datapath.layout import Direction
+from nodeagent.proxy.control import ProxyControl
+from nodeagent.proxy.rules import INGRESS, L7Entry
 from tests.agent.cluster import BIN, Cluster
 
 pytestmark = pytest.mark.datapath
@@ -58,3 +63,54 @@ def test_agent_starts_restarts_and_hands_over_its_proxy(lab: Cluster) -> None:
     lab.start_agent("n1")
     third = proxy(lab, "n1")
     assert third.running and third.adopted and third.pid == second.pid
+
+
+def test_proxy_flows_reach_the_agents_flow_store(lab: Cluster) -> None:
+    """Requests through the agent's proxy show up in `bulkhead agent flows` the Hubble way.
+    The L7 entry is written into the maps and the proxy directly (the control plane's policy
+    parser takes `rules.http` separately)."""
+    ds = lab.add_pod("deathstar-l7", "n1", ["k8s:org=empire", "k8s:class=deathstar-l7"],
+                     serve=True)
+    tf = lab.add_pod("tiefighter-l7", "n1", ["k8s:org=empire", "k8s:class=tiefighter-l7"])
+    node = lab.nodes["n1"]
+    ctl = ProxyControl(node.socket.with_suffix(".proxy.sock"))
+    dp = Datapath(node.name, netns=node.ns, pin_root=lab.pin_root)
+    try:
+        ctl.set(15001, [L7Entry(ds.ip, INGRESS, tf.identity, 80, 80,
+                                (HttpRule(method="GET", path="/"),))])
+        dp.sync_policy(ds.ep_id, [PolicyEntry(Direction.INGRESS, tf.identity, 6, 80, 80,
+                                              proxy_port=15001)],
+                       ingress_enforced=True, egress_enforced=False)
+        for method in ("GET", "PUT"):
+            subprocess.run(["ip", "netns", "exec", tf.ns, "curl", "-s", "-o", "/dev/null",
+                            "--max-time", "5", "-X", method, f"http://{ds.ip}/"],
+                           capture_output=True, timeout=30)
+        deadline = time.monotonic() + 10
+        while True:
+            out = cli_agent(lab, "flows", "--type", "l7", "--last", "10")
+            if "http-response" in out or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        src = "default/tiefighter-l7:"
+        assert f"http-request FORWARDED (HTTP/1.1 GET http://{ds.ip}/)" in out, out
+        assert f"http-request DROPPED (HTTP/1.1 PUT http://{ds.ip}/)" in out, out
+        assert f"-> {src}" in out and "http-response FORWARDED (HTTP/1.1 200 " in out, out
+        denied = cli_agent(lab, "flows", "--http-status", "4+", "-o", "json")
+        rows = [json.loads(line) for line in denied.splitlines()]
+        assert [(r["type"], r["l7"]["http"]["method"]) for r in rows] == [("L7", "PUT")]
+        assert rows[0]["source"]["identity"] == tf.identity
+        assert rows[0]["destination"]["pod"] == "deathstar-l7"
+        status = proxy(lab, "n1")
+        assert status.requests_allowed >= 1 and status.requests_denied >= 1
+    finally:
+        dp.sync_policy(ds.ep_id, [], ingress_enforced=False, egress_enforced=False)
+        dp.close()
+        ctl.close()
+
+
+def cli_agent(lab: Cluster, *args: str) -> str:
+    out = subprocess.run([str(BIN / "bulkhead"), "agent", "--agent-socket",
+                          str(lab.nodes["n1"].socket), *args],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout

@@ -22,6 +22,7 @@ import pytest
 
 from bulkhead.httprules import HeaderMatch, HttpRule, Mismatch, to_proto
 from bulkhead.v1 import subscription_pb2 as pb
+from nodeagent import dumps
 from nodeagent.datapath import PolicyEntry
 from nodeagent.datapath.layout import Direction
 from nodeagent.endpoints import EndpointTable, LocalEndpoint
@@ -299,6 +300,8 @@ def test_agent_reconciler_turns_an_l7_policy_into_redirect_and_rules(
     finally:
         worker.shutdown()
     assert [k.proxy_port for k in c.dp("n1").policy(ds.ep_id)] == [PROXY_PORT]
+    cols, rows, _ = dumps.policy(c.dp("n1"), ds.ep_id, lambda identity: [])
+    assert cols[-1] == "PROXY PORT" and [r["PROXY PORT"] for r in rows] == [str(PROXY_PORT)]
     assert proxies["n1"].stats()["entries"] == 1
     got = client(tf, ds.ip, "seq", "POST /v1/request-landing", "PUT /v1/exhaust-port")
     assert [g[0] for g in got] == [200, 403]
