@@ -100,7 +100,8 @@ class CtEntry:
     age_s: float
     nat: str = ""
     """"backend IP:port" (a client -> ClusterIP entry), "reply from IP:port" (the translated
-    client -> backend entry) or "" (no service)."""
+    client -> backend entry), "to proxy :PORT" (a connection redirected to the L7 proxy),
+    "proxy upstream" (the proxy's own connection to the original destination) or ""."""
 
 
 @dataclass(frozen=True)

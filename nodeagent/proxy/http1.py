@@ -222,6 +222,8 @@ class Connection:
             elif decision.allowed:
                 self.forwarding = False
                 await self.queue.put(("unavailable", req))
+                self.owner.record(self._flow("response", "FORWARDED", req, code=503,
+                                             summary="upstream connect error"))
             else:
                 self.forwarding = False
                 await self.queue.put(("deny", req))

@@ -24,7 +24,7 @@ from bulkhead.httprules import HeaderMatch, HttpRule, Mismatch, to_proto
 from bulkhead.v1 import subscription_pb2 as pb
 from nodeagent import dumps
 from nodeagent.datapath import PolicyEntry
-from nodeagent.datapath.layout import Direction
+from nodeagent.datapath.layout import Direction, Reason
 from nodeagent.endpoints import EndpointTable, LocalEndpoint
 from nodeagent.proxy.rules import EGRESS, INGRESS, L7Entry
 from nodeagent.proxy.supervisor import ProxySupervisor
@@ -155,6 +155,9 @@ def test_pipelined_pair(proxies: dict[str, ProxySupervisor], clean_policy: Clust
                  "PUT /v1/exhaust-port")
     assert [g[0] for g in got] == [403, 200, 403]
     assert got[1][1].startswith("deathstar2 POST /v1/request-landing")
+    nat = {(e.saddr, e.daddr, e.dport, e.nat) for e in c.dp(ds.node).ct()}
+    assert (tf.ip, ds.ip, PORT, f"to proxy :{PROXY_PORT}") in nat  # the client's connection
+    assert (tf.ip, ds.ip, PORT, "proxy upstream") in nat  # the proxy's, from the client's IP
 
 
 def test_empty_rule_and_header_edits(proxies: dict[str, ProxySupervisor],
@@ -248,8 +251,11 @@ def test_no_listener_fails_closed(proxies: dict[str, ProxySupervisor],
     tf, ds = c.pods["tiefighter"], c.pods["deathstar1"]
     setup_l7(c, proxies, INGRESS, tf, ds)
     redirect(c, ds, Direction.INGRESS, TIEFIGHTER, proxy_port=PROXY_PORT + 1)
+    c.dp(ds.node).read_flows()
     got = client(tf, ds.ip, "seq", "PUT /v1/exhaust-port", "POST /v1/request-landing")
     assert [g[0] for g in got] == ["error", "error"]
+    drops = [f for f in c.dp(ds.node).read_flows() if f.reason == Reason.PROXY_UNAVAILABLE]
+    assert drops and all(f.saddr == tf.ip and f.dport == PORT for f in drops)
 
 
 def test_killed_proxy_never_lets_a_denied_request_through(
