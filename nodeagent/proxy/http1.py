@@ -244,7 +244,7 @@ class Connection:
             return not self.uwriter.is_closing()
         try:
             self.ureader, self.uwriter = await sockets.connect_upstream(
-                self.key.client[0], self.key.server, CONNECT_TIMEOUT)
+                self.key.client, self.key.server, CONNECT_TIMEOUT)
         except (TimeoutError, OSError):
             return False
         return True

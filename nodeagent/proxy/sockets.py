@@ -15,7 +15,6 @@ from nodeagent.datapath.layout import (
 from nodeagent.proxy.rules import EGRESS, INGRESS
 
 IP_TRANSPARENT = 19
-IP_BIND_ADDRESS_NO_PORT = 24
 SO_MARK = 36
 LISTEN_ADDRESS = "127.0.0.1"
 """bpf_sk_assign looks the listener up at 127.0.0.1:port (bulkhead datapath.c), as Cilium does."""
@@ -55,16 +54,35 @@ def accepted(sock: socket.socket) -> tuple[str, int] | None:
     return kind
 
 
-async def connect_upstream(source_ip: str, dst: tuple[str, int],
+def _bound(source_ip: str, avoid_port: int) -> socket.socket:
+    """A transparent socket bound to the client's IP on a port other than ``avoid_port`` (the
+    client's own: the same port towards the same server would give the upstream leg the
+    client connection's tuple, and their conntrack entries would collide)."""
+    held: list[socket.socket] = []
+    try:
+        while True:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
+            s.setsockopt(socket.SOL_SOCKET, SO_MARK, MARK_PROXY_OUT)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                s.bind((source_ip, 0))
+            except BaseException:
+                s.close()
+                raise
+            if s.getsockname()[1] != avoid_port:
+                return s
+            held.append(s)  # keep it bound so the next bind gets another port
+    finally:
+        for h in held:
+            h.close()
+
+
+async def connect_upstream(source: tuple[str, int], dst: tuple[str, int],
                            timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect to the original destination from the client's address (IP_TRANSPARENT)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s = _bound(*source)
     try:
-        s.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
-        s.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-        s.setsockopt(socket.SOL_SOCKET, SO_MARK, MARK_PROXY_OUT)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        s.bind((source_ip, 0))
         s.setblocking(False)
         await asyncio.wait_for(asyncio.get_running_loop().sock_connect(s, dst), timeout)
         return await asyncio.open_connection(sock=s)
