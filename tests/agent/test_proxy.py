@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -102,6 +103,17 @@ def test_proxy_flows_reach_the_agents_flow_store(lab: Cluster) -> None:
         assert rows[0]["destination"]["pod"] == "deathstar-l7"
         status = proxy(lab, "n1")
         assert status.requests_allowed >= 1 and status.requests_denied >= 1
+        deadline = time.monotonic() + 10  # the agent reads the proxy's counters every second
+        while True:
+            with urllib.request.urlopen(node.metrics_url, timeout=5) as response:
+                text = response.read().decode()
+            if 'verdict="DROPPED"' in text or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert "bulkhead_proxy_up 1.0" in text
+        assert ('bulkhead_proxy_requests_total{code="403",method="PUT",verdict="DROPPED"} 1.0'
+                in text), text
+        assert "bulkhead_proxy_latency_seconds_count" in text
     finally:
         dp.sync_policy(ds.ep_id, [], ingress_enforced=False, egress_enforced=False)
         dp.close()
