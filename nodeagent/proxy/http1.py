@@ -25,6 +25,7 @@ from nodeagent.proxy import sockets
 from nodeagent.proxy.rules import INGRESS, Decision
 
 READ_SIZE = 65536
+MAX_PIPELINED = 64
 CONNECT_TIMEOUT = 5.0
 FORBIDDEN = (b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n"
              b"\r\nAccess denied")
@@ -156,6 +157,9 @@ class Connection:
         self.ureader: asyncio.StreamReader | None = None
         self.uwriter: asyncio.StreamWriter | None = None
         self.queue: asyncio.Queue[tuple[str, _Request] | None] = asyncio.Queue()
+        self.answered = asyncio.Event()
+        """Set whenever the answer side took an item (or ended): a client that pipelines
+        more than MAX_PIPELINED requests without reading the answers is not read on."""
         self.requests = _RequestEvents()
         self.responses = _ResponseEvents()
         self.forwarding = False
@@ -169,7 +173,7 @@ class Connection:
         except (ConnectionError, OSError):
             self.closing = True
         finally:
-            self.queue.put_nowait(None)
+            self.queue.put_nowait(None)  # after the answers still owed (a half-close)
             with contextlib.suppress(Exception):
                 await answers
             for w in (self.uwriter, self.cwriter):
@@ -182,6 +186,11 @@ class Connection:
 
     async def _read_requests(self) -> None:
         while not self.closing:
+            while self.queue.qsize() > MAX_PIPELINED and not self.closing:
+                self.answered.clear()
+                await self.answered.wait()
+            if self.closing:
+                return
             data = await self.creader.read(READ_SIZE)
             if not data:
                 return
@@ -252,8 +261,16 @@ class Connection:
     # -- answers --------------------------------------------------------------------------
 
     async def _answer(self) -> None:
+        try:
+            await self._answer_all()
+        finally:
+            self.closing = True
+            self.answered.set()
+
+    async def _answer_all(self) -> None:
         while True:
             item = await self.queue.get()
+            self.answered.set()
             if item is None:
                 return
             kind, req = item
@@ -268,7 +285,6 @@ class Connection:
                 break
             elif not await self._relay(req):
                 break
-        self.closing = True
         self.cwriter.close()
 
     async def _next_response_event(self) -> tuple[Any, ...] | None:

@@ -155,6 +155,9 @@ def test_pipelined_pair(proxies: dict[str, ProxySupervisor], clean_policy: Clust
                  "PUT /v1/exhaust-port")
     assert [g[0] for g in got] == [403, 200, 403]
     assert got[1][1].startswith("deathstar2 POST /v1/request-landing")
+    many = client(tf, ds.ip, "pipeline",
+                  *["PUT /v1/exhaust-port", "POST /v1/request-landing"] * 100)
+    assert [g[0] for g in many] == [403, 200] * 100, "answers in order, past the pipeline bound"
     nat = {(e.saddr, e.daddr, e.dport, e.nat) for e in c.dp(ds.node).ct()}
     assert (tf.ip, ds.ip, PORT, f"to proxy :{PROXY_PORT}") in nat  # the client's connection
     assert (tf.ip, ds.ip, PORT, "proxy upstream") in nat  # the proxy's, from the client's IP
