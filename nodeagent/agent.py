@@ -140,7 +140,10 @@ class BpfAgent:
         await self.worker.run(self.dp.setup_node, s.underlay_ip)
         if self.proxy is not None:
             # Before the subscription, so the first snapshot's rules reach it before the maps.
-            await asyncio.to_thread(self.proxy.start)
+            try:
+                await asyncio.to_thread(self.proxy.start)
+            except Exception as e:  # L3/L4 still runs; L7 connections fail until it starts
+                _log.error("proxy did not start; retrying", error=str(e))
         await self.manager.preload()
         if s.dns_listen is not None:
             # Before the subscription: its first ipcache sync keeps the DNS address as host.

@@ -232,7 +232,12 @@ class Reconciler:
             return
         wanted = self.desired_l7()
         if force or wanted != self._l7:
-            await asyncio.to_thread(self.proxy.set_entries, wanted)
+            try:
+                await asyncio.to_thread(self.proxy.set_entries, wanted)
+            except Exception as e:  # fail closed: redirected traffic fails until it is back
+                _log.error("proxy rules not pushed", error=str(e))
+                self.proxy.entries = tuple(wanted)  # the supervisor's restart pushes them
+                return
             self._l7 = wanted
 
     async def _run(self, plan: Plan, revision: int) -> None:
