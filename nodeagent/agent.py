@@ -32,6 +32,8 @@ from nodeagent.endpoints import EndpointTable
 from nodeagent.flowstore import FlowStore, ServiceNames
 from nodeagent.localapi import AgentService
 from nodeagent.manager import EndpointManager
+from nodeagent.proxy.supervisor import DEFAULT_PORT as DEFAULT_PROXY_PORT
+from nodeagent.proxy.supervisor import ProxySupervisor
 from nodeagent.reconciler import Reconciler
 from nodeagent.subscription.client import SubscriptionClient
 from nodeagent.subscription.state import ReceivedState
@@ -61,6 +63,11 @@ class Settings:
     """Seconds between map-pressure reads on the datapath thread (only with metrics on)."""
     dns_listen: Listen | None = None
     """Serve cluster DNS to the node's pods on this address in the node namespace; None: off."""
+    proxy_port: int = DEFAULT_PROXY_PORT
+    """The L7 proxy's listener port in the node namespace; 0: no proxy (L7 allow entries are
+    then left out of the maps: their traffic is denied, never let through unchecked)."""
+    proxy_interval: float = 1.0
+    """Seconds between checks that the proxy is alive (a dead one is restarted)."""
 
 
 def default_socket(node: str) -> Path:
@@ -85,12 +92,15 @@ class BpfAgent:
         self.dp.flow_reader.listeners.append(self._pending.append)
         self.state = ReceivedState()
         self.table = EndpointTable(s.endpoints_file or s.socket.with_suffix(".endpoints.json"))
-        self.reconciler = Reconciler(s.node, self.dp, self.worker, self.state, self.table)
+        self.proxy = (ProxySupervisor(s.socket.with_suffix(".proxy.sock"), netns=s.netns,
+                                      port=s.proxy_port) if s.proxy_port else None)
+        self.reconciler = Reconciler(s.node, self.dp, self.worker, self.state, self.table,
+                                     self.proxy)
         self.cp = ControlPlaneClient(s.node, s.controlplane)
         self.manager = EndpointManager(s.node, self.dp, self.worker, self.table,
                                        self.reconciler, self.cp)
         self.flows = FlowStore(s.node, s.flows_max, self.labels, self._pod,
-                               ServiceNames(self.state.services))
+                               ServiceNames(self.state.services), self._endpoint)
         self.client = SubscriptionClient(
             s.node, s.controlplane, underlay_ip=s.underlay_ip, state=self.state,
             sink=self.reconciler, capabilities=["datapath:bpf"], ack_interval=s.ack_interval,
@@ -121,9 +131,19 @@ class BpfAgent:
         ep = self.table.by_ip(ip)
         return (ep.namespace, ep.name) if ep is not None and ep.name else None
 
+    def _endpoint(self, ip: str) -> tuple[int, int] | None:
+        ep = self.table.by_ip(ip)
+        return (ep.ep_id, ep.identity) if ep is not None else None
+
     async def start(self) -> None:
         s = self.settings
         await self.worker.run(self.dp.setup_node, s.underlay_ip)
+        if self.proxy is not None:
+            # Before the subscription, so the first snapshot's rules reach it before the maps.
+            try:
+                await asyncio.to_thread(self.proxy.start)
+            except Exception as e:  # L3/L4 still runs; L7 connections fail until it starts
+                _log.error("proxy did not start; retrying", error=str(e))
         await self.manager.preload()
         if s.dns_listen is not None:
             # Before the subscription: its first ipcache sync keeps the DNS address as host.
@@ -135,6 +155,8 @@ class BpfAgent:
             asyncio.create_task(self._poll_flows(), name="flows"),
             asyncio.create_task(self._gc_ct(), name="ct-gc"),
         ]
+        if self.proxy is not None:
+            self._tasks.append(asyncio.create_task(self._supervise_proxy(), name="proxy"))
         if s.metrics_listen:
             await self._serve_metrics(s.metrics_listen)
         _log.info("agent started", datapath="bpf", socket=str(s.socket), netns=s.netns or "",
@@ -174,7 +196,8 @@ class BpfAgent:
         collector = metrics.AgentCollector(
             flows=self.flows, endpoints=self.table,
             applied_revision=lambda: self.reconciler.applied_revision,
-            pressure=lambda: self.pressure)
+            pressure=lambda: self.pressure,
+            proxy=(lambda: proxy.last_stats) if (proxy := self.proxy) is not None else None)
         self.metrics_server = metrics.serve(collector, listen)
         self._tasks.append(asyncio.create_task(self._refresh_pressure(), name="map-pressure"))
 
@@ -214,6 +237,8 @@ class BpfAgent:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.cp.close()
+        if self.proxy is not None:  # it keeps enforcing until the next agent adopts it
+            await asyncio.to_thread(self.proxy.detach)
         # Programs and pinned maps stay: enforcement continues until the next agent adopts them.
         await self.worker.run(self.dp.close)
         self.worker.shutdown()
@@ -240,6 +265,39 @@ class BpfAgent:
                 self.flows.add(raws)
             await asyncio.sleep(interval)
 
+    async def _supervise_proxy(self) -> None:
+        """Restart a dead proxy (the supervisor re-arms it with the last rules) and move the
+        flows it recorded into the flow store."""
+        assert self.proxy is not None
+        proxy = self.proxy
+        last_check = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            if loop.time() - last_check >= self.settings.proxy_interval:
+                last_check = loop.time()
+                try:
+                    if await asyncio.to_thread(proxy.ensure):
+                        _log.warning("proxy restarted", restarts=proxy.restarts)
+                except Exception as e:  # keep trying; redirected traffic fails meanwhile
+                    _log.error("proxy restart failed", error=str(e))
+            flows = await asyncio.to_thread(proxy.flows)
+            if flows:
+                self.flows.add_l7(flows)
+            await asyncio.sleep(self.settings.flow_poll_interval * 2)
+
+    async def proxy_status(self) -> agent_pb2.ProxyStatus | None:
+        if self.proxy is None:
+            return None
+        try:
+            stats = await asyncio.to_thread(self.proxy.stats)
+        except Exception:
+            return agent_pb2.ProxyStatus(running=False, restarts=self.proxy.restarts)
+        return agent_pb2.ProxyStatus(
+            running=True, pid=stats["pid"], listeners=stats["listeners"],
+            open_connections=stats["open_connections"],
+            requests_allowed=stats["requests_allowed"], requests_denied=stats["requests_denied"],
+            restarts=stats["restarts"], rule_entries=stats["entries"], adopted=stats["adopted"])
+
     async def _gc_ct(self) -> None:
         while True:
             await asyncio.sleep(self.settings.ct_gc_interval)
@@ -260,7 +318,7 @@ class BpfAgent:
             boot_id=self.flows.boot_id, synced=self.reconciler.ready.is_set(),
             underlay_ip=s.underlay_ip, netns=s.netns or "", last_error=self.client.last_error,
             flows_sequence=self.flows.sequence, map_writes=await self.worker.run(
-                self.dp.map_writes))
+                self.dp.map_writes), proxy=await self.proxy_status())
 
 
 async def run(settings: Settings) -> None:

@@ -5,7 +5,11 @@ Pure functions (no kernel, no I/O) so the translation rules live in one place:
 - a pod of another node is behind that node's tunnel endpoint (its underlay IP);
 - another node's underlay IP is the remote-node identity (6); this node's own underlay IP is
   the host identity, which the datapath adds itself;
-- a policy entry becomes the datapath's PolicyEntry (peer 0 = any, protocol 0 = any);
+- a policy entry becomes the datapath's PolicyEntry (peer 0 = any, protocol 0 = any); an
+  allow entry with HTTP rules carries the node proxy's port (without a proxy it allows
+  nothing: L7 rules are never skipped), and the proxy gets, per endpoint and direction that
+  has such an entry, every allow entry with its rules (an entry without rules lets every
+  request through, as in Cilium);
 - a service with a ClusterIP becomes one frontend per port (TCP/UDP) with the backends that
   serve that port, sorted so every node (and a restarted agent) puts them in the same slots;
   a headless service has no frontend (DNS answers its backends).
@@ -16,10 +20,12 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 
+from bulkhead import httprules
 from bulkhead.reserved import ID_REMOTE_NODE
 from bulkhead.v1 import subscription_pb2 as pb
 from bulkhead.v1 import types_pb2
 from nodeagent.datapath import Backend, Direction, IpcacheEntry, PolicyEntry, ServiceFrontend
+from nodeagent.proxy.rules import EGRESS, INGRESS, L7Entry
 
 
 def tunnel_of(entry: types_pb2.IPCacheEntry, node: str,
@@ -57,7 +63,11 @@ def ipcache(node: str, nodes: Mapping[str, types_pb2.Node],
     return list(out.values())
 
 
-def policy_entries(policy: pb.IdentityPolicy) -> list[PolicyEntry]:
+def _is_l7(e: pb.PolicyEntry) -> bool:
+    return e.l7 == pb.PolicyEntry.HTTP and e.verdict == pb.PolicyEntry.ALLOW
+
+
+def policy_entries(policy: pb.IdentityPolicy, proxy_port: int = 0) -> list[PolicyEntry]:
     return [
         PolicyEntry(
             direction=Direction.EGRESS if e.direction == pb.PolicyEntry.EGRESS
@@ -67,9 +77,28 @@ def policy_entries(policy: pb.IdentityPolicy) -> list[PolicyEntry]:
             port_lo=e.port_lo,
             port_hi=e.port_hi,
             deny=e.verdict == pb.PolicyEntry.DENY,
+            proxy_port=proxy_port if _is_l7(e) else 0,
         )
         for e in policy.entries
+        if proxy_port or not _is_l7(e)
     ]
+
+
+def l7_entries(endpoints: Iterable[tuple[str, pb.IdentityPolicy]]) -> list[L7Entry]:
+    """What the node's proxy checks requests against, for (endpoint IP, its policy) pairs."""
+    out: list[L7Entry] = []
+    for ip, policy in endpoints:
+        for direction, name in ((pb.PolicyEntry.INGRESS, INGRESS),
+                                (pb.PolicyEntry.EGRESS, EGRESS)):
+            allows = [e for e in policy.entries if e.direction == direction
+                      and e.verdict == pb.PolicyEntry.ALLOW and e.protocol in (0, 6)]
+            if not any(_is_l7(e) for e in allows):
+                continue
+            out.extend(
+                L7Entry(ip, name, e.peer, e.port_lo, e.port_hi,
+                        tuple(httprules.from_proto(r) for r in e.http) if _is_l7(e) else None)
+                for e in allows)
+    return out
 
 
 SERVICE_PROTOCOLS = {"TCP": 6, "UDP": 17}

@@ -48,7 +48,8 @@ def tunnels(dp: Datapath) -> Dump:
 
 
 def policy(dp: Datapath, ep_id: int, labels: Labels) -> Dump:
-    cols = ["POLICY", "DIRECTION", "IDENTITY", "LABELS (source:key[=value])", "PORT/PROTO"]
+    cols = ["POLICY", "DIRECTION", "IDENTITY", "LABELS (source:key[=value])", "PORT/PROTO",
+            "PROXY PORT"]
     rows = []
     for k in dp.policy(ep_id):
         if k.protocol is None:
@@ -63,7 +64,9 @@ def policy(dp: Datapath, ep_id: int, labels: Labels) -> Dump:
                 port = f"{k.port_lo}-{k.port_hi}/{proto}"
         peer_labels = ",".join(labels(k.peer)) if k.peer else "ANY"
         rows.append(dict(zip(cols, ["Deny" if k.deny else "Allow", k.direction.name.capitalize(),
-                                    str(k.peer), peer_labels or "-", port], strict=True)))
+                                    str(k.peer), peer_labels or "-", port,
+                                    str(k.proxy_port) if k.proxy_port else "NONE"],
+                                   strict=True)))
     return cols, rows, _max(dp, "policy")
 
 

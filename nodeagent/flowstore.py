@@ -15,6 +15,7 @@ import collections
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from bulkhead import flowfilter
 from bulkhead.v1 import flow_pb2, types_pb2
@@ -30,6 +31,7 @@ DROP_REASONS = {
     Reason.TUNNEL_ERROR: "Encapsulation failed",
     Reason.CT_FULL: "CT: Map insertion failed",
     Reason.NO_SERVICE_BACKEND: "No service backend",
+    Reason.PROXY_UNAVAILABLE: "Proxy redirection failed",
 }
 TCP_FLAGS = ((0x02, "SYN"), (0x10, "ACK"), (0x01, "FIN"), (0x04, "RST"), (0x08, "PSH"),
              (0x20, "URG"), (0x40, "ECE"), (0x80, "CWR"))
@@ -77,8 +79,11 @@ def tcp_flag_names(bits: int) -> list[str]:
 
 class FlowStore:
     def __init__(self, node: str, capacity: int, labels: Labels, pod: Pod,
-                 service: ServiceName = no_service) -> None:
+                 service: ServiceName = no_service,
+                 endpoint: Callable[[str], tuple[int, int] | None] = lambda ip: None) -> None:
         self.node = node
+        self.endpoint = endpoint
+        """ip -> (endpoint id, identity) of a local endpoint (names the proxy's side)."""
         self.capacity = capacity
         self.labels = labels
         self.pod = pod
@@ -117,11 +122,50 @@ class FlowStore:
             sequence=self.sequence,
             boot_id=self.boot_id,
             policy_match=raw.policy_match,
+            type="L3_L4",
         )
         service = self.service(raw.service_id) if raw.service_id else None
         if service is not None:
             flow.destination_service.namespace, flow.destination_service.name = service
         return flow
+
+    def convert_l7(self, raw: dict[str, Any]) -> flow_pb2.Flow:
+        """One flow the proxy recorded (nodeagent.proxy.http1) as a Hubble-like L7 flow.  The
+        proxy knows the peer's identity (from the redirect's mark); the local endpoint's comes
+        from the endpoint table.  A response goes from the server to the client."""
+        self.sequence += 1
+        local = self.endpoint(raw["endpoint"])
+        ep_id, local_id = local if local is not None else (0, 0)
+        ingress = raw["direction"] == "ingress"
+        src_id, dst_id = (raw["peer"], local_id) if ingress else (local_id, raw["peer"])
+        src = self._peer(raw["src"][0], raw["src"][1], src_id)
+        dst = self._peer(raw["dst"][0], raw["dst"][1], dst_id)
+        response = raw["type"] == "response"
+        dropped = raw["verdict"] == "DROPPED"
+        flow = flow_pb2.Flow(
+            time_ns=raw["time_ns"], node=self.node, verdict=raw["verdict"],
+            drop_reason=(raw.get("summary") or "Policy denied (L7)") if dropped else "",
+            source=dst if response else src, destination=src if response else dst,
+            protocol="TCP", direction=raw["direction"], endpoint_id=ep_id,
+            sequence=self.sequence, boot_id=self.boot_id, type="L7")
+        flow.l7.type = "RESPONSE" if response else "REQUEST"
+        http = raw.get("http")
+        if http:
+            flow.l7.latency_ns = raw.get("latency_ns", 0)
+            flow.l7.http.CopyFrom(flow_pb2.HttpFlow(
+                code=http["code"] or (403 if dropped else 0), method=http["method"],
+                url=http["url"], protocol=http["protocol"],
+                headers=[flow_pb2.HttpHeader(key=h["key"], value=h["value"])
+                         for h in http["headers"]]))
+        return flow
+
+    def add_l7(self, raws: Iterable[dict[str, Any]]) -> int:
+        """Holds and fans out flows the proxy recorded."""
+        n = 0
+        for raw in raws:
+            self._hold(self.convert_l7(raw))
+            n += 1
+        return n
 
     def add(self, raws: Iterable[Flow]) -> int:
         """Converts, holds and fans out a batch read from the ring buffer."""
@@ -133,16 +177,19 @@ class FlowStore:
                 self.forwarded += 1
             else:
                 self.dropped[flow.drop_reason] += 1
-            self.flows.append(flow)
+            self._hold(flow)
             n += 1
-            for queue in list(self._followers):
-                try:
-                    queue.put_nowait(flow)
-                except asyncio.QueueFull:  # a follower that cannot keep up is cut off
-                    self._followers.discard(queue)
-                    queue.get_nowait()
-                    queue.put_nowait(None)
         return n
+
+    def _hold(self, flow: flow_pb2.Flow) -> None:
+        self.flows.append(flow)
+        for queue in list(self._followers):
+            try:
+                queue.put_nowait(flow)
+            except asyncio.QueueFull:  # a follower that cannot keep up is cut off
+                self._followers.discard(queue)
+                queue.get_nowait()
+                queue.put_nowait(None)
 
     def last(self, n: int, match: Callable[[flow_pb2.Flow], bool]) -> list[flow_pb2.Flow]:
         if n <= 0:

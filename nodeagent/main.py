@@ -61,6 +61,10 @@ def parser() -> argparse.ArgumentParser:
                    help="bpf: serve cluster DNS (NAME.NS.svc.cluster.local) to the node's pods "
                         "on this IPv4:PORT in the node namespace, UDP and TCP (default "
                         "%(default)s, the pods' gateway; 'none' = off)")
+    p.add_argument("--proxy-port", type=int, default=15001,
+                   help="bpf: the L7 HTTP proxy's port in the node namespace (127.0.0.1; the "
+                        "proxy runs as its own process); 0 = no proxy, L7 rules then deny "
+                        "(default %(default)s)")
     p.add_argument("--endpoints-file", type=Path,
                    help="bpf: where endpoint names are kept across restarts "
                         "(default: the socket path with .endpoints.json)")
@@ -107,6 +111,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"bulkhead-agent: --underlay-ip must be an IPv4 address, got {args.underlay_ip!r}",
               file=sys.stderr)
         sys.exit(2)
+    if not 0 <= args.proxy_port <= 65535:
+        print(f"bulkhead-agent: --proxy-port must be 0..65535, got {args.proxy_port}",
+              file=sys.stderr)
+        sys.exit(2)
     try:
         args.dns_listen = parse_listen(args.dns_listen)
     except ValueError as exc:
@@ -145,7 +153,8 @@ def run_bpf(args: argparse.Namespace) -> None:
         ct_gc_interval=args.ct_gc_interval, ack_interval=args.ack_interval,
         endpoints_file=args.endpoints_file,
         api_listen=None if args.api_listen in ("", "none") else args.api_listen,
-        metrics_listen=args.metrics_listen or None, dns_listen=args.dns_listen)
+        metrics_listen=args.metrics_listen or None, dns_listen=args.dns_listen,
+        proxy_port=args.proxy_port)
     asyncio.run(agent.run(settings))
 
 

@@ -11,10 +11,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sized
 from dataclasses import dataclass, field
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from nodeagent.datapath import Datapath
@@ -54,8 +60,12 @@ class AgentCollector(Collector):
 
     def __init__(self, *, flows: FlowStore, endpoints: Sized,
                  applied_revision: Callable[[], int],
-                 pressure: Callable[[], PressureSnapshot]) -> None:
+                 pressure: Callable[[], PressureSnapshot],
+                 proxy: Callable[[], dict[str, Any] | None] | None = None) -> None:
         self.flows = flows
+        self.proxy = proxy
+        """The L7 proxy's latest counters (refreshed by the agent's supervision loop; None:
+        down or not checked yet), or None without a proxy."""
         self.endpoints = endpoints
         self.applied_revision = applied_revision
         self.pressure = pressure
@@ -94,6 +104,33 @@ class AgentCollector(Collector):
         yield GaugeMetricFamily("bulkhead_applied_revision",
                                 "Control-plane revision written into the maps",
                                 value=self.applied_revision())
+        if self.proxy is not None:
+            yield from proxy_metrics(self.proxy())
+
+
+def proxy_metrics(stats: dict[str, Any] | None) -> Iterator[Metric]:
+    """The L7 proxy's counters (they restart at zero with the proxy, as counters may)."""
+    yield GaugeMetricFamily("bulkhead_proxy_up", "The L7 proxy answers its control channel",
+                            value=1 if stats else 0)
+    if not stats:
+        return
+    requests = CounterMetricFamily("bulkhead_proxy_requests",
+                                   "HTTP requests through the L7 proxy, by method, response "
+                                   "code and verdict", labels=["method", "code", "verdict"])
+    for r in stats["requests"]:
+        requests.add_metric([r["method"], str(r["code"]), r["verdict"]], r["count"])
+    yield requests
+    yield GaugeMetricFamily("bulkhead_proxy_open_connections",
+                            "Client connections the L7 proxy holds",
+                            value=stats["open_connections"])
+    cumulative, buckets = 0, []
+    for le, n in zip([*stats["latency_buckets_ms"], None], stats["latency_counts"],
+                     strict=True):
+        cumulative += n
+        buckets.append(("+Inf" if le is None else str(le / 1000), cumulative))
+    yield HistogramMetricFamily("bulkhead_proxy_latency_seconds",
+                                "Time from a forwarded request's headers to its response's",
+                                buckets=buckets, sum_value=stats["latency_sum_ns"] / 1e9)
 
 
 def serve(collector: AgentCollector, listen: str) -> WSGIServer:

@@ -25,6 +25,8 @@ from bulkhead.v1 import types_pb2
 from nodeagent import desired
 from nodeagent.datapath import Datapath, IpcacheEntry, PolicyEntry, ServiceFrontend
 from nodeagent.endpoints import READY, EndpointTable, LocalEndpoint
+from nodeagent.proxy.rules import L7Entry
+from nodeagent.proxy.supervisor import ProxySupervisor
 from nodeagent.subscription.state import ReceivedState
 from nodeagent.worker import Worker
 
@@ -81,8 +83,12 @@ def execute(dp: Datapath, plan: Plan) -> tuple[int, list[int]]:
 
 class Reconciler:
     def __init__(self, node: str, dp: Datapath, worker: Worker, state: ReceivedState,
-                 endpoints: EndpointTable) -> None:
+                 endpoints: EndpointTable, proxy: ProxySupervisor | None = None) -> None:
         self.node = node
+        self.proxy = proxy
+        self.proxy_port = proxy.port if proxy is not None else 0
+        self._l7: list[L7Entry] | None = None
+        """The rules the proxy was last given."""
         self.dp = dp
         self.worker = worker
         self.state = state
@@ -167,7 +173,7 @@ class Reconciler:
         policy = self.state.policies.get(ep.identity)
         if policy is None:
             return None
-        return PolicyWrite(ep.ep_id, desired.policy_entries(policy),
+        return PolicyWrite(ep.ep_id, desired.policy_entries(policy, self.proxy_port),
                            policy.ingress_enforced, policy.egress_enforced)
 
     async def apply_endpoint(self, ep: LocalEndpoint) -> None:
@@ -233,9 +239,33 @@ class Reconciler:
                 out.append(write)
         return out
 
+    def desired_l7(self) -> list[L7Entry]:
+        """The proxy's rules for every local endpoint whose policy has arrived."""
+        return desired.l7_entries(
+            (ep.ip, policy) for ep in self.endpoints.all()
+            if (policy := self.state.policies.get(ep.identity)) is not None)
+
+    async def push_l7(self, force: bool = False) -> None:
+        """Give the proxy its rules when they changed (``force``: again, e.g. to a restarted
+        proxy).  Runs before the policy map is written, so a connection the map newly
+        redirects finds its rules in the proxy."""
+        if self.proxy is None:
+            return
+        wanted = self.desired_l7()
+        if force or wanted != self._l7:
+            try:
+                await asyncio.to_thread(self.proxy.set_entries, wanted)
+            except Exception as e:  # fail closed: redirected traffic fails until it is back
+                _log.error("proxy rules not pushed", error=str(e))
+                self.proxy.entries = tuple(wanted)  # the supervisor's restart pushes them
+                return
+            self._l7 = wanted
+
     async def _run(self, plan: Plan, revision: int) -> None:
         if not plan:
             return
+        if plan.policies:
+            await self.push_l7()
         writes, done = await self.worker.run(execute, self.dp, plan)
         self.writes += writes
         if done:

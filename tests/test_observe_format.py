@@ -49,9 +49,10 @@ def test_same_node_connection_lines_differ_by_direction() -> None:
 
 def test_json_has_the_documented_keys() -> None:
     data = as_json(xwing_drop())
-    assert set(data) == {"time", "node", "verdict", "drop_reason", "source", "destination",
-                         "protocol", "tcp_flags", "direction", "policy_match",
+    assert set(data) == {"time", "type", "node", "verdict", "drop_reason", "source",
+                         "destination", "protocol", "tcp_flags", "direction", "policy_match",
                          "destination_service"}
+    assert data["type"] == "L3_L4"
     assert set(data["source"]) == {"namespace", "pod", "ip", "port", "identity", "labels"}
     assert data["time"].endswith(".123456789Z")
     assert data["destination_service"] is None  # not sent to a service

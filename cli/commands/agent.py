@@ -83,6 +83,7 @@ def register(sub: Any) -> None:
     flows.add_argument("--port", type=argtypes.port("--port"), default=0)
     flows.add_argument("--to-service", default="", metavar="[NS/]SERVICE",
                        help="flows of connections sent to that service's ClusterIP")
+    observe.add_l7_flags(flows)
     output_flag(flows)
     flows.set_defaults(run=_wrap(run_flows))
 
@@ -178,6 +179,8 @@ def run_status(ctx: Any, stub: agent_pb2_grpc.AgentServiceStub) -> int:
         ("Flows", f"{s.flows_held}/{s.flows_max} held, {s.flows_seen} seen, boot id "
                   f"{s.boot_id}"),
     ]
+    if s.HasField("proxy"):
+        rows.append(("L7 proxy", _proxy_row(s.proxy)))
     for key, value in rows:
         print(f"{key + ':':<16}{value}")
     print("BPF maps:")
@@ -186,6 +189,15 @@ def run_status(ctx: Any, stub: agent_pb2_grpc.AgentServiceStub) -> int:
         count = "-" if used is None else str(used)
         print(f"  {name:<12}{count:>8} / {s.map_max[name]}")
     return 0
+
+
+def _proxy_row(p: agent_pb2.ProxyStatus) -> str:
+    if not p.running:
+        return f"DOWN (restarts {p.restarts}; redirected connections fail until it is back)"
+    listeners = ", ".join(p.listeners) or "no listener yet"
+    return (f"Ok, pid {p.pid}{' (adopted)' if p.adopted else ''}, listening on {listeners}, "
+            f"{p.open_connections} open connections, requests {p.requests_allowed} allowed / "
+            f"{p.requests_denied} denied, {p.rule_entries} rule entries, restarts {p.restarts}")
 
 
 def run_endpoint_list(ctx: Any, stub: agent_pb2_grpc.AgentServiceStub) -> int:
@@ -221,10 +233,12 @@ def run_flows(ctx: Any, stub: agent_pb2_grpc.AgentServiceStub) -> int:
         filter=flow_pb2.FlowFilter(verdict=a.verdict or "", from_identity=a.from_identity,
                                    to_identity=a.to_identity, port=a.port,
                                    to_service=a.to_service))
+    request.filter.MergeFrom(observe.l7_filter(a))
+    headers = a.print_http_headers
     for flow in stub.GetFlows(request, timeout=None if a.follow else TIMEOUT):
         if ctx.json:
-            emit_json_line(observe.as_json(flow))
+            emit_json_line(observe.as_json(flow, headers))
             continue
-        sys.stdout.write(observe.line(flow) + "\n")
+        sys.stdout.write(observe.line(flow, headers=headers) + "\n")
         sys.stdout.flush()
     return 0

@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from bulkhead import flowfilter
 from bulkhead.v1 import flow_pb2, observer_pb2_grpc
 
 from .. import argtypes
@@ -40,11 +41,37 @@ def register(sub: Any) -> None:
     p.add_argument("--protocol", default="", type=str.upper, help="TCP, UDP, ICMP, SCTP")
     p.add_argument("--node", default="")
     p.add_argument("--since", default="", help="a duration (30s, 5m, 2h) or an RFC 3339 time")
+    add_l7_flags(p)
     p.add_argument("--print-node-name", action="store_true",
                    help="show which node's datapath saw each flow (a cross-node connection "
                         "is seen twice: egress on the source node, ingress on the destination)")
     output_flag(p)
     p.set_defaults(run=run)
+
+
+def add_l7_flags(p: argparse.ArgumentParser) -> None:
+    """The L7 filters, shared with `bulkhead agent flows`."""
+    p.add_argument("--type", dest="flow_type", choices=flowfilter.FLOW_TYPES, type=str.lower,
+                   help="l7: HTTP requests and responses of the L7 proxy; l3-l4: datapath "
+                        "verdicts")
+    p.add_argument("--http-method", default="", metavar="METHOD", help="L7 flows of that method")
+    p.add_argument("--http-path", default="", metavar="REGEX",
+                   help="L7 flows whose URL path matches (searched, like Hubble)")
+    p.add_argument("--http-status", default="", metavar="CODE",
+                   help="L7 flows with that status: a code (403) or a class (4+, 5+)")
+    p.add_argument("--print-http-headers", action="store_true",
+                   help="show the HTTP headers of L7 flows (never credentials' values)")
+
+
+def l7_filter(a: argparse.Namespace) -> flow_pb2.FlowFilter:
+    """The FlowFilter fields of the L7 flags, checked (a bad one exits naming its flag)."""
+    if a.http_path and (why := flowfilter.check_http_path(a.http_path)):
+        argtypes.bad_value("--http-path", f"not a regular expression ({why})")
+    if a.http_status and not flowfilter.check_http_status(a.http_status):
+        argtypes.bad_value("--http-status", f"expected a code like 403 or a class like 4+, "
+                                            f"got {a.http_status[:20]!r}")
+    return flow_pb2.FlowFilter(type=a.flow_type or "", http_method=a.http_method,
+                               http_path=a.http_path, http_status=a.http_status)
 
 
 def since_ns(value: str, now: float | None = None) -> int:
@@ -81,12 +108,32 @@ def _peer(peer: flow_pb2.FlowPeer, service: flow_pb2.FlowService | None = None) 
     return f"{name}{port} (ID:{peer.identity})"
 
 
-def line(flow: flow_pb2.Flow, node_name: bool = False) -> str:
+def _l7_summary(flow: flow_pb2.Flow, headers: bool) -> str:
+    """Hubble's words: `http-request DROPPED (HTTP/1.1 PUT http://h/p)`, `http-response
+    FORWARDED (HTTP/1.1 200 2ms (POST http://h/p))`."""
+    l7, http = flow.l7, flow.l7.http
+    if l7.type == "RESPONSE":
+        ms = l7.latency_ns // 1_000_000
+        text = (f"http-response {flow.verdict} ({http.protocol} {http.code} {ms}ms "
+                f"({http.method} {http.url}))")
+    elif http.method:
+        text = f"http-request {flow.verdict} ({http.protocol} {http.method} {http.url})"
+    else:
+        text = f"http-request {flow.verdict} ({flow.drop_reason})"
+    if headers and http.headers:
+        text += " " + " ".join(f"{h.key}:{h.value}" for h in http.headers)
+    return text
+
+
+def line(flow: flow_pb2.Flow, node_name: bool = False, headers: bool = False) -> str:
     """One flow in the style of `hubble observe`."""
     moment = datetime.fromtimestamp(flow.time_ns / 1e9).astimezone()
     stamp = moment.strftime("%b %d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
     if node_name:
         stamp += f" [{flow.node}]"
+    if flow.type == "L7":
+        return (f"{stamp}: {_peer(flow.source)} -> {_peer(flow.destination)} "
+                f"{_l7_summary(flow, headers)}")
     # Hubble's meaning: L3-L4 when a rule decided, none when no policy did (default allow,
     # default deny), as `policy trace` says; then the direction, as Hubble's INGRESS/EGRESS.
     kind = f"policy-verdict:{policy_match(flow)} {flow.direction.upper() or '-'}"
@@ -108,9 +155,20 @@ def _peer_json(peer: flow_pb2.FlowPeer) -> dict[str, Any]:
             "identity": peer.identity, "labels": list(peer.labels)}
 
 
-def as_json(flow: flow_pb2.Flow) -> dict[str, Any]:
+def _l7_json(flow: flow_pb2.Flow, headers: bool) -> dict[str, Any]:
+    http = flow.l7.http
+    out: dict[str, Any] = {"method": http.method, "url": http.url, "protocol": http.protocol,
+                           "code": http.code}
+    if headers:
+        out["headers"] = [{"key": h.key, "value": h.value} for h in http.headers]
+    return {"type": flow.l7.type.lower(), "latency_ns": flow.l7.latency_ns, "http": out}
+
+
+def as_json(flow: flow_pb2.Flow, headers: bool = False) -> dict[str, Any]:
     moment = datetime.fromtimestamp(flow.time_ns // 1_000_000_000, UTC)
+    l7 = {"l7": _l7_json(flow, headers)} if flow.type == "L7" else {}
     return {"time": moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{flow.time_ns % 10**9:09d}Z",
+            "type": flow.type or "L3_L4", **l7,
             "node": flow.node, "verdict": flow.verdict, "drop_reason": flow.drop_reason,
             "source": _peer_json(flow.source), "destination": _peer_json(flow.destination),
             "protocol": flow.protocol, "tcp_flags": list(flow.tcp_flags),
@@ -122,7 +180,7 @@ def as_json(flow: flow_pb2.Flow) -> dict[str, Any]:
 
 
 def build_request(a: argparse.Namespace) -> flow_pb2.GetFlowsRequest:
-    return flow_pb2.GetFlowsRequest(
+    request = flow_pb2.GetFlowsRequest(
         last=max(0, a.last), follow=a.follow,
         filter=flow_pb2.FlowFilter(
             from_labels=a.from_label, to_labels=a.to_label, from_pod=a.from_pod,
@@ -130,15 +188,18 @@ def build_request(a: argparse.Namespace) -> flow_pb2.GetFlowsRequest:
             from_identity=a.from_identity, to_identity=a.to_identity,
             verdict=a.verdict or "", port=a.port, protocol=a.protocol, node=a.node,
             since_ns=since_ns(a.since)))
+    request.filter.MergeFrom(l7_filter(a))
+    return request
 
 
 def run(ctx: Any) -> int:
     request = build_request(ctx.args)
     stub = ctx.stub(observer_pb2_grpc.ObserverServiceStub)
     for flow in stub.GetFlows(request, timeout=None if request.follow else 30):
+        headers = ctx.args.print_http_headers
         if ctx.json:
-            emit_json_line(as_json(flow))
+            emit_json_line(as_json(flow, headers))
             continue
-        sys.stdout.write(line(flow, ctx.args.print_node_name) + "\n")
+        sys.stdout.write(line(flow, ctx.args.print_node_name, headers) + "\n")
         sys.stdout.flush()
     return 0

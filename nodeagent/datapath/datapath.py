@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from bulkhead.reserved import ID_HOST
-from nodeagent.datapath import netlink
+from nodeagent.datapath import netlink, proxyroutes
 from nodeagent.datapath.flows import DEFAULT_CAPACITY, FlowReader
 from nodeagent.datapath.layout import CFG_F_FORWARD_UNKNOWN
 from nodeagent.datapath.loader import DEFAULT_PIN_ROOT, Loaded, MapSizes, remove_pins
@@ -44,6 +44,8 @@ from nodeagent.datapath.rawmap import diff
 DEFAULT_VXLAN_IFNAME = "bh_vxlan"
 ENDPOINT_PROGRAMS = (("ingress", "from_pod"), ("egress", "to_pod"))
 """(tc hook, program) pairs on an endpoint's host-side veth."""
+OVERLAY_PROGRAMS = (("ingress", "from_overlay"), ("egress", "to_overlay"))
+"""(tc hook, program) pairs on the node's VXLAN device."""
 
 
 class Datapath:
@@ -89,7 +91,8 @@ class Datapath:
         vxlan_port: int = netlink.VXLAN_PORT,
         forward_unknown: bool = False,
     ) -> int:
-        """Create the external-mode VXLAN device and attach from_overlay to it.
+        """Create the external-mode VXLAN device and attach from_overlay (ingress) and
+        to_overlay (egress) to it, with the L7 proxy's routing (proxyroutes).
 
         The node's own underlay IP enters the ipcache as the host identity.
         ``forward_unknown`` hands allowed packets for addresses outside the
@@ -97,8 +100,10 @@ class Datapath:
         VXLAN ifindex.
         """
         index = netlink.ensure_vxlan(self.ipr, vxlan_ifname, vxlan_port)
-        fd, name = self.loaded.prog("from_overlay")
-        netlink.attach(self.ipr, index, "ingress", fd, name)
+        for hook, prog in OVERLAY_PROGRAMS:
+            fd, name = self.loaded.prog(prog)
+            netlink.attach(self.ipr, index, hook, fd, name)
+        proxyroutes.ensure(self.ipr, self.netns, index)
         self.config_map.set(index, CFG_F_FORWARD_UNKNOWN if forward_unknown else 0)
         self.add_host_ip(underlay_ip)
         return index

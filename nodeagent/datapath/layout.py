@@ -28,6 +28,19 @@ LB_F_AFFINITY = 1
 CT_NAT_NONE = 0
 CT_NAT_SERVICE = 1
 CT_NAT_REVERSE = 2
+CT_NAT_TO_PROXY = 3
+"""A connection redirected to the L7 proxy (nat_ip = its mark, nat_port = the proxy port)."""
+CT_NAT_PROXY_UPSTREAM = 4
+"""The proxy's own connection to the original destination: replies go to the proxy."""
+
+MARK_PROXY_MASK = 0xFF
+MARK_TO_PROXY_INGRESS = 0xB2
+"""| peer identity << 8 (bulkhead.h): a redirected connection, the peer is its source."""
+MARK_TO_PROXY_EGRESS = 0xB3
+MARK_TO_PROXY_SELECT = 0xFE
+"""fwmark mask that matches both to-proxy marks."""
+MARK_PROXY_OUT = 0xB4
+"""Set (SO_MARK) by the proxy on every socket it sends from."""
 
 POLICY_FIXED_BITS = 88
 """Policy key bits always inside the prefix: ep_id, peer, pad, dir, kind."""
@@ -58,6 +71,7 @@ class Reason(enum.IntEnum):
     TUNNEL_ERROR = 5
     CT_FULL = 6
     NO_SERVICE_BACKEND = 7
+    PROXY_UNAVAILABLE = 16
 
 
 class ObsPoint(enum.IntEnum):

@@ -11,8 +11,10 @@ from nodeagent.datapath import policykeys
 from nodeagent.datapath.layout import (
     CONFIG_VAL,
     CT_KEY,
+    CT_NAT_PROXY_UPSTREAM,
     CT_NAT_REVERSE,
     CT_NAT_SERVICE,
+    CT_NAT_TO_PROXY,
     CT_VAL,
     EP_F_EGRESS_ENFORCED,
     EP_F_INGRESS_ENFORCED,
@@ -208,7 +210,8 @@ class PolicyMap:
         return self.raw.sync({}, self.current(ep_id))
 
     def get(self, ep_id: int) -> list[PolicyKeyInfo]:
-        return [policykeys.decode_key(k) for k in sorted(self.current(ep_id))]
+        current = self.current(ep_id)
+        return [policykeys.decode_key(k, current[k]) for k in sorted(current)]
 
     def endpoint_ids(self) -> set[int]:
         return {policykeys.key_ep_id(k) for k in self.raw.entries()}
@@ -227,7 +230,9 @@ class CtMap:
             saddr, daddr, sport, dport, proto = CT_KEY.unpack(k)
             expires, created, sid, did, flags, nat, nat_port, nat_ip = CT_VAL.unpack(v)
             where = f"{_ip_str(nat_ip)}:{int.from_bytes(nat_port, 'big')}"
-            nat_text = {CT_NAT_SERVICE: where, CT_NAT_REVERSE: f"reply from {where}"}
+            nat_text = {CT_NAT_SERVICE: where, CT_NAT_REVERSE: f"reply from {where}",
+                        CT_NAT_TO_PROXY: f"to proxy :{int.from_bytes(nat_port, 'big')}",
+                        CT_NAT_PROXY_UPSTREAM: "proxy upstream"}
             out.append(
                 CtEntry(
                     saddr=_ip_str(saddr),

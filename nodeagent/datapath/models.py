@@ -68,6 +68,8 @@ class PolicyEntry:
     port_lo: int = 0
     port_hi: int = 0
     deny: bool = False
+    proxy_port: int = 0
+    """An allow entry whose TCP connections go to the node's L7 proxy on this port (0: none)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class PolicyKeyInfo:
     protocol: int | None  # None: any protocol
     port_lo: int
     port_hi: int
+    proxy_port: int = 0
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,8 @@ class CtEntry:
     age_s: float
     nat: str = ""
     """"backend IP:port" (a client -> ClusterIP entry), "reply from IP:port" (the translated
-    client -> backend entry) or "" (no service)."""
+    client -> backend entry), "to proxy :PORT" (a connection redirected to the L7 proxy),
+    "proxy upstream" (the proxy's own connection to the original destination) or ""."""
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,11 @@ def pack_key(
 def entry_keys(ep_id: int, entry: PolicyEntry) -> Iterator[tuple[bytes, bytes]]:
     """Trie (key, value) pairs for one policy entry of one endpoint."""
     kind = Kind.DENY if entry.deny else Kind.ALLOW
-    value = POLICY_VAL.pack(kind, 0)
+    if entry.deny and entry.proxy_port:
+        raise ValueError("a deny entry cannot redirect to a proxy")
+    if not 0 <= entry.proxy_port <= 0xFFFF:
+        raise ValueError(f"bad proxy port {entry.proxy_port}")
+    value = POLICY_VAL.pack(kind, entry.proxy_port)
     direction = Direction(entry.direction)
     if not 0 <= entry.peer < 1 << 24:
         raise ValueError(f"identity {entry.peer} does not fit 24 bits")
@@ -76,23 +80,30 @@ def entry_keys(ep_id: int, entry: PolicyEntry) -> Iterator[tuple[bytes, bytes]]:
             yield pack_key(plen, ep_id, entry.peer, direction, kind, proto, start), value
 
 def endpoint_keys(ep_id: int, entries: Iterable[PolicyEntry]) -> dict[bytes, bytes]:
-    """The complete desired key set of one endpoint (duplicates collapse)."""
+    """The complete desired key set of one endpoint (duplicates collapse; where an entry with
+    a proxy port and one without give the same key, the redirect stays, as in Cilium: the
+    proxy then lets every request of that peer through, and shows them)."""
     desired: dict[bytes, bytes] = {}
     for entry in entries:
-        desired.update(entry_keys(ep_id, entry))
+        for key, value in entry_keys(ep_id, entry):
+            if entry.proxy_port or POLICY_VAL.unpack(desired.get(key, value))[1] == 0:
+                desired[key] = value
     return desired
 
 def key_ep_id(key: bytes) -> int:
     return int.from_bytes(key[4:8], "big")
 
-def decode_key(key: bytes) -> PolicyKeyInfo:
+def decode_key(key: bytes, value: bytes | None = None) -> PolicyKeyInfo:
+    """One trie key (with its value, for the proxy port) as the entry block it stands for."""
+    proxy_port = POLICY_VAL.unpack(value)[1] if value else 0
     (prefixlen,) = POLICY_KEY_PREFIXLEN.unpack_from(key)
     ep_id, peer, _pad, direction, kind, proto, port = POLICY_KEY_DATA.unpack_from(key, 4)
     if prefixlen <= POLICY_FIXED_BITS:
-        return PolicyKeyInfo(ep_id, Direction(direction), peer, kind == Kind.DENY, None, 0, 0xFFFF)
+        return PolicyKeyInfo(ep_id, Direction(direction), peer, kind == Kind.DENY, None, 0, 0xFFFF,
+                             proxy_port)
     port_bits = max(0, min(16, prefixlen - POLICY_PROTO_BITS))
     span = 1 << (16 - port_bits)
     lo = port & ~(span - 1) & 0xFFFF
     return PolicyKeyInfo(
-        ep_id, Direction(direction), peer, kind == Kind.DENY, proto, lo, lo + span - 1
+        ep_id, Direction(direction), peer, kind == Kind.DENY, proto, lo, lo + span - 1, proxy_port
     )

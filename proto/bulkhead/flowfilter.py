@@ -2,8 +2,48 @@
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urlsplit
+
 from bulkhead import labelmatch
 from bulkhead.v1 import flow_pb2
+
+FLOW_TYPES = ("l7", "l3-l4")
+_STATUS = re.compile(r"^(\d{3}|[1-5]\+)$")
+
+
+def check_http_path(pattern: str) -> str | None:
+    """Why ``pattern`` is not a usable --http-path regular expression, or None."""
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        return str(e)
+    return None
+
+
+def check_http_status(value: str) -> bool:
+    return bool(_STATUS.match(value))
+
+
+def _type_matches(wanted: str, flow: flow_pb2.Flow) -> bool:
+    return (flow.type == "L7") == (wanted.lower() == "l7")
+
+
+def _status_matches(wanted: str, code: int) -> bool:
+    if wanted.endswith("+"):
+        return code // 100 == int(wanted[0])
+    return str(code) == wanted
+
+
+def _http_matches(f: flow_pb2.FlowFilter, flow: flow_pb2.Flow) -> bool:
+    if not (f.http_method or f.http_path or f.http_status):
+        return True
+    if flow.type != "L7":
+        return False
+    http = flow.l7.http
+    return ((not f.http_method or http.method.upper() == f.http_method.upper())
+            and (not f.http_path or re.search(f.http_path, urlsplit(http.url).path) is not None)
+            and (not f.http_status or _status_matches(f.http_status, http.code)))
 
 
 def _ref(wanted: str) -> tuple[str, str]:
@@ -37,7 +77,9 @@ def matches(flow: flow_pb2.Flow, f: flow_pb2.FlowFilter) -> bool:
             and (not f.port or f.port in (src.port, dst.port))
             and (not f.protocol or flow.protocol.upper() == f.protocol.upper())
             and (not f.node or flow.node == f.node)
-            and (not f.since_ns or flow.time_ns >= f.since_ns))
+            and (not f.since_ns or flow.time_ns >= f.since_ns)
+            and (not f.type or _type_matches(f.type, flow))
+            and _http_matches(f, flow))
 
 
 def needs_enrichment(f: flow_pb2.FlowFilter) -> bool:

@@ -189,6 +189,7 @@ def test_installed_agent_syncs_with_the_bpf_datapath(venv: Venv, tmp_path: Path)
         status = local.AgentStatus(agent_pb2.AgentStatusRequest(), timeout=5)
         assert (status.node, status.datapath, status.synced) == (node, "bpf", True)
         assert status.map_entries["ipcache"] >= 1   # its own underlay IP as the host identity
+        assert status.proxy.running and list(status.proxy.listeners) == ["127.0.0.1:15001"]
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
                                     timeout=10) as response:
             scraped = {s.name: s.value for family in text_string_to_metric_families(

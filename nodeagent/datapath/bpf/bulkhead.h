@@ -46,6 +46,7 @@
 #define REASON_TUNNEL_ERROR 5    /* setting the tunnel key failed */
 #define REASON_CT_FULL 6         /* could not create a conntrack entry */
 #define REASON_NO_BACKEND 7      /* a service frontend without backends (answered ICMP) */
+#define REASON_PROXY_UNAVAILABLE 16 /* an L7 entry redirects to a proxy that has no listener */
 
 /* Observation points (flow events). */
 #define OBS_FROM_POD 0
@@ -96,7 +97,8 @@ struct policy_key {
 };
 struct policy_val {
     __u32 verdict;      /* KIND_* of the entry that produced it */
-    __u32 reserved;
+    __u32 proxy_port;   /* host order; an allow entry whose connections go to the node's
+                         * L7 proxy listening on this port (0: none).  Was zeroed padding. */
 };
 #define POLICY_FIXED_BITS 88
 
@@ -136,6 +138,18 @@ struct lb_be_val {
 #define CT_NAT_NONE 0
 #define CT_NAT_SERVICE 1 /* entry of client -> ClusterIP: nat_ip:nat_port = the chosen backend */
 #define CT_NAT_REVERSE 2 /* entry of client -> backend: replies' source becomes nat_ip:nat_port */
+#define CT_NAT_TO_PROXY 3 /* client -> original destination, redirected to the L7 proxy:
+                           * nat_ip = the mark given to its packets, nat_port = proxy port */
+#define CT_NAT_PROXY_UPSTREAM 4 /* the proxy's own connection to the original destination
+                                 * (source = the client's address): replies go to the proxy */
+
+/* L7 proxy marks (skb->mark, low byte; the rest of a to-proxy mark is the peer identity).
+ * The node's ip rules route TO_PROXY marks to the local table (so the packet reaches the
+ * proxy's socket) and PROXY_OUT marks (set by the proxy on all its sockets) around it. */
+#define BH_MARK_PROXY_MASK 0xff
+#define BH_MARK_TO_PROXY_INGRESS 0xb2  /* | peer identity << 8: the peer is the source */
+#define BH_MARK_TO_PROXY_EGRESS 0xb3   /* | peer identity << 8: the peer is the destination */
+#define BH_MARK_PROXY_OUT 0xb4         /* sent by the proxy (upstream legs and its replies) */
 
 /* Connection tracking: 5-tuple of the original direction. ICMP echo uses
  * (id, 0) for requests and (0, id) for replies so the reverse tuple matches. */

@@ -213,9 +213,12 @@ static __always_inline int drop(struct pkt *p, __u32 sid, __u32 did, __u32 ep_id
 }
 
 /* REASON_NONE when allowed; deny entries (specific peer, then any peer) are
- * looked up before allow entries (specific peer, then any peer). */
-static __always_inline __u8 policy_verdict(__u32 ep_id, __u32 peer, __u8 dir, struct pkt *p)
+ * looked up before allow entries (specific peer, then any peer).  ``proxy_port``
+ * gets the allow entry's L7 proxy port (host order, 0: none). */
+static __always_inline __u8 policy_verdict_l7(__u32 ep_id, __u32 peer, __u8 dir, struct pkt *p,
+                                              __u32 *proxy_port)
 {
+    struct policy_val *v;
     struct policy_key k = {};
     k.prefixlen = POLICY_FIXED_BITS + 24;
     k.ep_id = BH_HTONL(ep_id);
@@ -231,12 +234,21 @@ static __always_inline __u8 policy_verdict(__u32 ep_id, __u32 peer, __u8 dir, st
         return REASON_POLICY_DENIED;
     k.kind = KIND_ALLOW;
     k.peer = BH_HTONL(peer);
-    if (policy.lookup(&k))
-        return REASON_NONE;
-    k.peer = 0;
-    if (policy.lookup(&k))
-        return REASON_NONE;
-    return REASON_POLICY_DEFAULT;
+    v = policy.lookup(&k);
+    if (!v) {
+        k.peer = 0;
+        v = policy.lookup(&k);
+    }
+    if (!v)
+        return REASON_POLICY_DEFAULT;
+    *proxy_port = p->proto == IPPROTO_TCP ? v->proxy_port : 0;
+    return REASON_NONE;
+}
+
+static __always_inline __u8 policy_verdict(__u32 ep_id, __u32 peer, __u8 dir, struct pkt *p)
+{
+    __u32 proxy_port = 0;
+    return policy_verdict_l7(ep_id, peer, dir, p, &proxy_port);
 }
 
 static __always_inline __u64 ct_lifetime(__u8 proto, __u8 flags)
@@ -267,7 +279,28 @@ static __always_inline void ct_touch(struct ct_val *v, struct pkt *p, __u64 now)
 struct revnat {
     __u32 ip;           /* 0: no translation */
     __u16 port;
+    __u8 proxy;         /* 1: the connection's packets in this direction go to the L7 proxy */
+    __u8 pad;
+    __u32 proxy_mark;   /* the mark that routes them there (CT_NAT_TO_PROXY: the entry's) */
+    __u16 proxy_port;   /* network order; CT_NAT_TO_PROXY only */
 };
+
+/* -- L7 proxy: conntrack side ------------------------------------------------
+ * A redirected connection's entry (client -> original destination) is
+ * CT_NAT_TO_PROXY: its packets go to the proxy.  The proxy's own upstream
+ * connection (client address -> original destination, made by the proxy) is
+ * CT_NAT_PROXY_UPSTREAM: its replies go to the proxy, never to the client pod. */
+static __always_inline void proxy_established(struct ct_val *v, int reverse, struct revnat *rn)
+{
+    if (!reverse && v->nat == CT_NAT_TO_PROXY) {
+        rn->proxy = 1;
+        rn->proxy_mark = v->nat_ip;
+        rn->proxy_port = v->nat_port;
+    } else if (reverse && v->nat == CT_NAT_PROXY_UPSTREAM) {
+        rn->proxy = 1;
+        rn->proxy_mark = BH_MARK_TO_PROXY_INGRESS;
+    }
+}
 
 /* 1 when the packet belongs to a live connection (either direction).  A reply
  * (reverse match) of a translated service connection fills ``rn``. */
@@ -302,6 +335,7 @@ static __always_inline int ct_established(struct pkt *p, __u64 now, struct revna
         rn->ip = v->nat_ip;
         rn->port = v->nat_port;
     }
+    proxy_established(v, reverse, rn);
     return 1;
 }
 
@@ -526,6 +560,76 @@ static __always_inline __u32 node_flags(__u32 *vxlan_ifindex)
     return cfg->flags;
 }
 
+/* -- L7 proxy redirect ----------------------------------------------------
+ * bpf_sk_assign, as Cilium does it (bpf/lib/proxy.h): at tc ingress a
+ * redirected connection's SYN is assigned to the proxy's transparent listener
+ * (127.0.0.1:proxy_port) and marked, and the node's ip rules route marked
+ * packets to the local table, so the listener accepts the connection with the
+ * original destination as its local address.  Its later packets carry the mark
+ * only: the kernel finds the accepted socket by their own tuple.  No listener
+ * (the proxy is down or restarting) drops the SYN and a packet for a socket that
+ * is gone gets a reset: redirected connections fail, they never bypass the proxy. */
+static __always_inline int proxy_assign_listener(struct __sk_buff *skb, struct pkt *p,
+                                                 __u16 port)
+{
+    struct bpf_sock_tuple t = {};
+    t.ipv4.saddr = p->saddr;
+    t.ipv4.sport = p->sport;
+    t.ipv4.daddr = BH_HTONL(0x7f000001);
+    t.ipv4.dport = port;
+    struct bpf_sock *sk = bpf_sk_lookup_tcp(skb, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+    if (!sk)
+        return -1;
+    long r = -1;
+    if (sk->state == BPF_TCP_LISTEN)
+        r = bpf_sk_assign(skb, sk, 0);
+    bpf_sk_release(sk);
+    return r < 0 ? -1 : 0;
+}
+
+/* Hand a packet of a redirected connection to the node's stack, towards the
+ * proxy (``port`` network order, 0: an established socket takes it); -1: drop. */
+static __always_inline int to_proxy(struct __sk_buff *skb, struct pkt *p, __u32 mark,
+                                    __u16 port)
+{
+    if (port && (p->tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN
+        && proxy_assign_listener(skb, p, port) < 0)
+        return -1;
+    skb->mark = mark;
+    /* from the overlay the inner destination MAC is not ours: let the stack take it */
+    bpf_skb_change_type(skb, 0 /* PACKET_HOST */);
+    return TC_ACT_OK;
+}
+
+/* The mark and proxy port of a new connection that an L7 entry redirects
+ * (egress on the source's side wins over ingress of a local destination). */
+static __always_inline __u16 proxy_choose(__u32 eport, __u32 iport, __u32 src_id,
+                                          __u32 dst_id, __u32 *mark)
+{
+    if (eport) {
+        *mark = BH_MARK_TO_PROXY_EGRESS | (dst_id << 8);
+        return BH_HTONS((__u16)eport);
+    }
+    if (iport) {
+        *mark = BH_MARK_TO_PROXY_INGRESS | (src_id << 8);
+        return BH_HTONS((__u16)iport);
+    }
+    return 0;
+}
+
+/* A packet the proxy sends (its upstream leg, or its side of a client
+ * connection) leaving towards a pod or the overlay: not policed again (the
+ * redirect decided it), and the upstream leg is tracked so its replies go back
+ * to the proxy.  0 or -1 (conntrack full). */
+static __always_inline int proxy_leg_out(struct pkt *p, __u32 sid, __u32 did)
+{
+    __u64 now = bpf_ktime_get_ns();
+    struct revnat rn = {};
+    if (ct_established(p, now, &rn))
+        return 0;
+    return ct_create(p, now, sid, did, CT_NAT_PROXY_UPSTREAM, 0, 0) < 0 ? -1 : 0;
+}
+
 int from_pod(struct __sk_buff *skb)
 {
     struct pkt p = {};
@@ -584,32 +688,55 @@ int from_pod(struct __sk_buff *skb)
     int established = ct_established(&p, now, &rn);
     if (rn.ip && nat_rewrite(skb, &p, 1, rn.ip, rn.port) < 0)
         return TC_ACT_SHOT;
+    if (established && rn.proxy) {
+        if (to_proxy(skb, &p, rn.proxy_mark, rn.proxy_port) < 0)
+            return drop(&p, src_id, dst_id, src_ep, DIR_EGRESS, REASON_PROXY_UNAVAILABLE,
+                        OBS_FROM_POD);
+        count(src_ep, DIR_EGRESS, REASON_NONE, p.len);
+        return TC_ACT_OK;
+    }
+    __u32 proxy_mark = 0;
+    __u16 proxy_port = 0;
     if (!established) {
         __u8 reason;
+        __u32 eport = 0, iport = 0;
         if (src_flags & EP_F_EGRESS_ENFORCED) {
-            reason = policy_verdict(src_ep, dst_id, DIR_EGRESS, &p);
+            reason = policy_verdict_l7(src_ep, dst_id, DIR_EGRESS, &p, &eport);
             if (reason)
                 return drop(&p, src_id, dst_id, src_ep, DIR_EGRESS, reason, OBS_FROM_POD);
         }
         if (dst_flags & EP_F_INGRESS_ENFORCED) {
-            reason = policy_verdict(dst_ep, src_id, DIR_INGRESS, &p);
+            reason = policy_verdict_l7(dst_ep, src_id, DIR_INGRESS, &p, &iport);
             if (reason)
                 return drop(&p, src_id, dst_id, dst_ep, DIR_INGRESS, reason, OBS_FROM_POD);
         }
+        proxy_port = proxy_choose(eport, iport, src_id, dst_id, &proxy_mark);
         if (!known && !(cfg_flags & CFG_F_FORWARD_UNKNOWN))
             return drop(&p, src_id, dst_id, src_ep, DIR_EGRESS, REASON_UNKNOWN_DEST,
                         OBS_FROM_POD);
         __u8 nat = svc == LB_TRANSLATED ? CT_NAT_REVERSE : CT_NAT_NONE;
+        if (proxy_port) {
+            nat = CT_NAT_TO_PROXY;
+            lb.vip = proxy_mark;
+            lb.vport = proxy_port;
+        }
         if (ct_create(&p, now, src_id, dst_id, nat, lb.vip, lb.vport) < 0)
             return drop(&p, src_id, dst_id, src_ep, DIR_EGRESS, REASON_CT_FULL, OBS_FROM_POD);
         if (lb.fresh && lb_remember(&lb, client, cport, p.proto, p.tcp_flags, now, src_id,
                                     dst_id) < 0)
             return drop(&p, src_id, dst_id, src_ep, DIR_EGRESS, REASON_CT_FULL, OBS_FROM_POD);
+        if (proxy_port && to_proxy(skb, &p, proxy_mark, proxy_port) < 0)
+            return drop(&p, src_id, dst_id, src_ep, DIR_EGRESS, REASON_PROXY_UNAVAILABLE,
+                        OBS_FROM_POD);
         emit(&p, src_id, dst_id, src_ep, DIR_EGRESS, REASON_NONE,
              OBS_FROM_POD | matched(src_flags, EP_F_EGRESS_ENFORCED));
-        if (dst)
+        if (dst && !proxy_port)
             emit(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_NONE,
                  OBS_FROM_POD | matched(dst_flags, EP_F_INGRESS_ENFORCED));
+    }
+    if (proxy_port) {
+        count(src_ep, DIR_EGRESS, REASON_NONE, p.len);
+        return TC_ACT_OK;
     }
 
     count(src_ep, DIR_EGRESS, REASON_NONE, p.len);
@@ -659,15 +786,34 @@ int from_overlay(struct __sk_buff *skb)
     int established = ct_established(&p, now, &rn);
     if (rn.ip && nat_rewrite(skb, &p, 1, rn.ip, rn.port) < 0)
         return TC_ACT_SHOT;
+    if (established && rn.proxy) {
+        if (to_proxy(skb, &p, rn.proxy_mark, rn.proxy_port) < 0)
+            return drop(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_PROXY_UNAVAILABLE,
+                        OBS_FROM_OVERLAY);
+        count(dst_ep, DIR_INGRESS, REASON_NONE, p.len);
+        return TC_ACT_OK;
+    }
     if (!established) {
+        __u32 iport = 0, proxy_mark = 0;
         if (dst_flags & EP_F_INGRESS_ENFORCED) {
-            __u8 reason = policy_verdict(dst_ep, src_id, DIR_INGRESS, &p);
+            __u8 reason = policy_verdict_l7(dst_ep, src_id, DIR_INGRESS, &p, &iport);
             if (reason)
                 return drop(&p, src_id, dst_id, dst_ep, DIR_INGRESS, reason, OBS_FROM_OVERLAY);
         }
-        if (ct_create(&p, now, src_id, dst_id, CT_NAT_NONE, 0, 0) < 0)
+        __u16 proxy_port = proxy_choose(0, iport, src_id, dst_id, &proxy_mark);
+        if (ct_create(&p, now, src_id, dst_id, proxy_port ? CT_NAT_TO_PROXY : CT_NAT_NONE,
+                      proxy_mark, proxy_port) < 0)
             return drop(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_CT_FULL,
                         OBS_FROM_OVERLAY);
+        if (proxy_port) {
+            if (to_proxy(skb, &p, proxy_mark, proxy_port) < 0)
+                return drop(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_PROXY_UNAVAILABLE,
+                            OBS_FROM_OVERLAY);
+            emit(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_NONE,
+                 OBS_FROM_OVERLAY | matched(dst_flags, EP_F_INGRESS_ENFORCED));
+            count(dst_ep, DIR_INGRESS, REASON_NONE, p.len);
+            return TC_ACT_OK;
+        }
         emit(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_NONE,
              OBS_FROM_OVERLAY | matched(dst_flags, EP_F_INGRESS_ENFORCED));
     }
@@ -699,11 +845,23 @@ int to_pod(struct __sk_buff *skb)
     if (ic)
         src_id = ic->identity;
 
+    if ((skb->mark & BH_MARK_PROXY_MASK) == BH_MARK_PROXY_OUT) {
+        skb->mark = 0;
+        if (proxy_leg_out(&p, src_id, dst_id) < 0)
+            return drop(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_CT_FULL, OBS_TO_POD);
+        count(dst_ep, DIR_INGRESS, REASON_NONE, p.len);
+        return TC_ACT_OK;
+    }
+
     __u64 now = bpf_ktime_get_ns();
     struct revnat rn = {};
     if (!ct_established(&p, now, &rn)) {
         if (dst_flags & EP_F_INGRESS_ENFORCED) {
-            __u8 reason = policy_verdict(dst_ep, src_id, DIR_INGRESS, &p);
+            __u32 iport = 0;
+            __u8 reason = policy_verdict_l7(dst_ep, src_id, DIR_INGRESS, &p, &iport);
+            if (!reason && iport)
+                reason = REASON_PROXY_UNAVAILABLE; /* the host's own traffic cannot be
+                                                    * proxied here: fail closed */
             if (reason)
                 return drop(&p, src_id, dst_id, dst_ep, DIR_INGRESS, reason, OBS_TO_POD);
         }
@@ -713,5 +871,37 @@ int to_pod(struct __sk_buff *skb)
              OBS_TO_POD | matched(dst_flags, EP_F_INGRESS_ENFORCED));
     }
     count(dst_ep, DIR_INGRESS, REASON_NONE, p.len);
+    return TC_ACT_OK;
+}
+
+/* tc egress of the node's VXLAN device: packets the node's own stack routes
+ * into the overlay (the L7 proxy's upstream legs and its answers to clients on
+ * other nodes; see the ip rules in nodeagent/datapath/proxyroutes.py) get their
+ * tunnel key here, with the source's identity from the ipcache.  Packets that
+ * from_pod encapsulated already carry a key and pass untouched. */
+int to_overlay(struct __sk_buff *skb)
+{
+    struct bpf_tunnel_key tk = {};
+    if (bpf_skb_get_tunnel_key(skb, &tk, sizeof(tk), 0) == 0)
+        return TC_ACT_OK;
+    struct pkt p = {};
+    if (parse(skb, &p) <= 0)
+        return TC_ACT_SHOT;
+    struct ipcache_key ik = {.prefixlen = 32, .ip = p.daddr};
+    struct ipcache_val *ic = ipcache.lookup(&ik);
+    if (!ic || !ic->tunnel_ip)
+        return TC_ACT_SHOT;
+    __u32 tunnel = ic->tunnel_ip, dst_id = ic->identity, src_id = ID_HOST;
+    ik.ip = p.saddr;
+    ic = ipcache.lookup(&ik);
+    if (ic)
+        src_id = ic->identity;
+    if ((skb->mark & BH_MARK_PROXY_MASK) == BH_MARK_PROXY_OUT && proxy_leg_out(&p, src_id, dst_id) < 0)
+        return TC_ACT_SHOT;
+    tk.remote_ipv4 = tunnel;
+    tk.tunnel_id = src_id;
+    tk.tunnel_ttl = 64;
+    if (bpf_skb_set_tunnel_key(skb, &tk, sizeof(tk), BPF_F_ZERO_CSUM_TX) < 0)
+        return TC_ACT_SHOT;
     return TC_ACT_OK;
 }

@@ -103,7 +103,7 @@ class AgentStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class AgentStatusResponse(_message.Message):
-    __slots__ = ("node", "datapath", "controlplane", "connected", "applied_revision", "endpoints", "flows_seen", "flows_held", "flows_max", "map_entries", "map_max", "boot_id", "synced", "underlay_ip", "netns", "last_error", "flows_sequence", "map_writes")
+    __slots__ = ("node", "datapath", "controlplane", "connected", "applied_revision", "endpoints", "flows_seen", "flows_held", "flows_max", "map_entries", "map_max", "boot_id", "synced", "underlay_ip", "netns", "last_error", "flows_sequence", "map_writes", "proxy")
     class MapEntriesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -143,6 +143,7 @@ class AgentStatusResponse(_message.Message):
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
     FLOWS_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     MAP_WRITES_FIELD_NUMBER: _ClassVar[int]
+    PROXY_FIELD_NUMBER: _ClassVar[int]
     node: str
     datapath: str
     controlplane: str
@@ -161,4 +162,27 @@ class AgentStatusResponse(_message.Message):
     last_error: str
     flows_sequence: int
     map_writes: _containers.ScalarMap[str, int]
-    def __init__(self, node: _Optional[str] = ..., datapath: _Optional[str] = ..., controlplane: _Optional[str] = ..., connected: _Optional[bool] = ..., applied_revision: _Optional[int] = ..., endpoints: _Optional[int] = ..., flows_seen: _Optional[int] = ..., flows_held: _Optional[int] = ..., flows_max: _Optional[int] = ..., map_entries: _Optional[_Mapping[str, int]] = ..., map_max: _Optional[_Mapping[str, int]] = ..., boot_id: _Optional[str] = ..., synced: _Optional[bool] = ..., underlay_ip: _Optional[str] = ..., netns: _Optional[str] = ..., last_error: _Optional[str] = ..., flows_sequence: _Optional[int] = ..., map_writes: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    proxy: ProxyStatus
+    def __init__(self, node: _Optional[str] = ..., datapath: _Optional[str] = ..., controlplane: _Optional[str] = ..., connected: _Optional[bool] = ..., applied_revision: _Optional[int] = ..., endpoints: _Optional[int] = ..., flows_seen: _Optional[int] = ..., flows_held: _Optional[int] = ..., flows_max: _Optional[int] = ..., map_entries: _Optional[_Mapping[str, int]] = ..., map_max: _Optional[_Mapping[str, int]] = ..., boot_id: _Optional[str] = ..., synced: _Optional[bool] = ..., underlay_ip: _Optional[str] = ..., netns: _Optional[str] = ..., last_error: _Optional[str] = ..., flows_sequence: _Optional[int] = ..., map_writes: _Optional[_Mapping[str, int]] = ..., proxy: _Optional[_Union[ProxyStatus, _Mapping]] = ...) -> None: ...
+
+class ProxyStatus(_message.Message):
+    __slots__ = ("running", "pid", "listeners", "open_connections", "requests_allowed", "requests_denied", "restarts", "rule_entries", "adopted")
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    LISTENERS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_DENIED_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    RULE_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    ADOPTED_FIELD_NUMBER: _ClassVar[int]
+    running: bool
+    pid: int
+    listeners: _containers.RepeatedScalarFieldContainer[str]
+    open_connections: int
+    requests_allowed: int
+    requests_denied: int
+    restarts: int
+    rule_entries: int
+    adopted: bool
+    def __init__(self, running: _Optional[bool] = ..., pid: _Optional[int] = ..., listeners: _Optional[_Iterable[str]] = ..., open_connections: _Optional[int] = ..., requests_allowed: _Optional[int] = ..., requests_denied: _Optional[int] = ..., restarts: _Optional[int] = ..., rule_entries: _Optional[int] = ..., adopted: _Optional[bool] = ...) -> None: ...

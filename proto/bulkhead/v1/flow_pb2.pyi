@@ -31,7 +31,7 @@ class FlowService(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class Flow(_message.Message):
-    __slots__ = ("time_ns", "node", "verdict", "drop_reason", "source", "destination", "protocol", "tcp_flags", "direction", "endpoint_id", "sequence", "boot_id", "destination_service", "policy_match")
+    __slots__ = ("time_ns", "node", "verdict", "drop_reason", "source", "destination", "protocol", "tcp_flags", "direction", "endpoint_id", "sequence", "boot_id", "destination_service", "policy_match", "type", "l7")
     TIME_NS_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +46,8 @@ class Flow(_message.Message):
     BOOT_ID_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_SERVICE_FIELD_NUMBER: _ClassVar[int]
     POLICY_MATCH_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    L7_FIELD_NUMBER: _ClassVar[int]
     time_ns: int
     node: str
     verdict: str
@@ -60,10 +62,44 @@ class Flow(_message.Message):
     boot_id: str
     destination_service: FlowService
     policy_match: bool
-    def __init__(self, time_ns: _Optional[int] = ..., node: _Optional[str] = ..., verdict: _Optional[str] = ..., drop_reason: _Optional[str] = ..., source: _Optional[_Union[FlowPeer, _Mapping]] = ..., destination: _Optional[_Union[FlowPeer, _Mapping]] = ..., protocol: _Optional[str] = ..., tcp_flags: _Optional[_Iterable[str]] = ..., direction: _Optional[str] = ..., endpoint_id: _Optional[int] = ..., sequence: _Optional[int] = ..., boot_id: _Optional[str] = ..., destination_service: _Optional[_Union[FlowService, _Mapping]] = ..., policy_match: _Optional[bool] = ...) -> None: ...
+    type: str
+    l7: L7Flow
+    def __init__(self, time_ns: _Optional[int] = ..., node: _Optional[str] = ..., verdict: _Optional[str] = ..., drop_reason: _Optional[str] = ..., source: _Optional[_Union[FlowPeer, _Mapping]] = ..., destination: _Optional[_Union[FlowPeer, _Mapping]] = ..., protocol: _Optional[str] = ..., tcp_flags: _Optional[_Iterable[str]] = ..., direction: _Optional[str] = ..., endpoint_id: _Optional[int] = ..., sequence: _Optional[int] = ..., boot_id: _Optional[str] = ..., destination_service: _Optional[_Union[FlowService, _Mapping]] = ..., policy_match: _Optional[bool] = ..., type: _Optional[str] = ..., l7: _Optional[_Union[L7Flow, _Mapping]] = ...) -> None: ...
+
+class L7Flow(_message.Message):
+    __slots__ = ("type", "latency_ns", "http")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_NS_FIELD_NUMBER: _ClassVar[int]
+    HTTP_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    latency_ns: int
+    http: HttpFlow
+    def __init__(self, type: _Optional[str] = ..., latency_ns: _Optional[int] = ..., http: _Optional[_Union[HttpFlow, _Mapping]] = ...) -> None: ...
+
+class HttpFlow(_message.Message):
+    __slots__ = ("code", "method", "url", "protocol", "headers")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    method: str
+    url: str
+    protocol: str
+    headers: _containers.RepeatedCompositeFieldContainer[HttpHeader]
+    def __init__(self, code: _Optional[int] = ..., method: _Optional[str] = ..., url: _Optional[str] = ..., protocol: _Optional[str] = ..., headers: _Optional[_Iterable[_Union[HttpHeader, _Mapping]]] = ...) -> None: ...
+
+class HttpHeader(_message.Message):
+    __slots__ = ("key", "value")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: str
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class FlowFilter(_message.Message):
-    __slots__ = ("from_labels", "to_labels", "from_pod", "to_pod", "from_ip", "to_ip", "from_identity", "to_identity", "verdict", "port", "protocol", "node", "since_ns", "to_service")
+    __slots__ = ("from_labels", "to_labels", "from_pod", "to_pod", "from_ip", "to_ip", "from_identity", "to_identity", "verdict", "port", "protocol", "node", "since_ns", "to_service", "type", "http_method", "http_path", "http_status")
     FROM_LABELS_FIELD_NUMBER: _ClassVar[int]
     TO_LABELS_FIELD_NUMBER: _ClassVar[int]
     FROM_POD_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +114,10 @@ class FlowFilter(_message.Message):
     NODE_FIELD_NUMBER: _ClassVar[int]
     SINCE_NS_FIELD_NUMBER: _ClassVar[int]
     TO_SERVICE_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    HTTP_METHOD_FIELD_NUMBER: _ClassVar[int]
+    HTTP_PATH_FIELD_NUMBER: _ClassVar[int]
+    HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
     from_labels: _containers.RepeatedScalarFieldContainer[str]
     to_labels: _containers.RepeatedScalarFieldContainer[str]
     from_pod: str
@@ -92,7 +132,11 @@ class FlowFilter(_message.Message):
     node: str
     since_ns: int
     to_service: str
-    def __init__(self, from_labels: _Optional[_Iterable[str]] = ..., to_labels: _Optional[_Iterable[str]] = ..., from_pod: _Optional[str] = ..., to_pod: _Optional[str] = ..., from_ip: _Optional[str] = ..., to_ip: _Optional[str] = ..., from_identity: _Optional[int] = ..., to_identity: _Optional[int] = ..., verdict: _Optional[str] = ..., port: _Optional[int] = ..., protocol: _Optional[str] = ..., node: _Optional[str] = ..., since_ns: _Optional[int] = ..., to_service: _Optional[str] = ...) -> None: ...
+    type: str
+    http_method: str
+    http_path: str
+    http_status: str
+    def __init__(self, from_labels: _Optional[_Iterable[str]] = ..., to_labels: _Optional[_Iterable[str]] = ..., from_pod: _Optional[str] = ..., to_pod: _Optional[str] = ..., from_ip: _Optional[str] = ..., to_ip: _Optional[str] = ..., from_identity: _Optional[int] = ..., to_identity: _Optional[int] = ..., verdict: _Optional[str] = ..., port: _Optional[int] = ..., protocol: _Optional[str] = ..., node: _Optional[str] = ..., since_ns: _Optional[int] = ..., to_service: _Optional[str] = ..., type: _Optional[str] = ..., http_method: _Optional[str] = ..., http_path: _Optional[str] = ..., http_status: _Optional[str] = ...) -> None: ...
 
 class GetFlowsRequest(_message.Message):
     __slots__ = ("last", "follow", "filter", "after_sequence")

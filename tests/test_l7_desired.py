@@ -1,0 +1,73 @@
+"""What the agent derives from L7 policy entries: the proxy port in the policy map and the
+proxy's rule table, with Cilium's combination rules (no kernel, no proxy process)."""
+
+from __future__ import annotations
+
+from bulkhead.httprules import HttpRequest, HttpRule, to_proto
+from bulkhead.v1 import subscription_pb2 as pb
+from nodeagent import desired
+from nodeagent.datapath import Direction, PolicyEntry
+from nodeagent.datapath.policykeys import decode_key, endpoint_keys
+from nodeagent.proxy.rules import EGRESS, INGRESS, L7Entry, RuleTable
+
+LANDING = HttpRule(method="POST", path="/v1/request-landing")
+
+
+def entry(peer: int, port: int = 80, *, l7: bool = False, deny: bool = False,
+          direction: pb.PolicyEntry.Direction = pb.PolicyEntry.INGRESS) -> pb.PolicyEntry:
+    return pb.PolicyEntry(direction=direction, peer=peer, protocol=6, port_lo=port,
+                          port_hi=port, verdict=pb.PolicyEntry.DENY if deny else
+                          pb.PolicyEntry.ALLOW, l7=pb.PolicyEntry.HTTP if l7 else
+                          pb.PolicyEntry.NONE, http=[to_proto(LANDING)] if l7 else [])
+
+
+def policy(*entries: pb.PolicyEntry) -> pb.IdentityPolicy:
+    return pb.IdentityPolicy(identity=300, ingress_enforced=True, entries=list(entries))
+
+
+def test_l7_entries_carry_the_proxy_port() -> None:
+    got = desired.policy_entries(policy(entry(301, l7=True), entry(302)), proxy_port=15001)
+    assert [(e.peer, e.proxy_port) for e in got] == [(301, 15001), (302, 0)]
+
+
+def test_without_a_proxy_l7_entries_allow_nothing() -> None:
+    got = desired.policy_entries(policy(entry(301, l7=True), entry(302)))
+    assert [e.peer for e in got] == [302]
+
+
+def test_the_proxy_gets_every_allow_entry_of_a_direction_with_l7() -> None:
+    got = desired.l7_entries([
+        ("10.0.1.23", policy(entry(301, l7=True), entry(302), entry(303, deny=True),
+                             entry(304, direction=pb.PolicyEntry.EGRESS))),
+        ("10.0.1.24", policy(entry(302))),  # no L7 at all: nothing for the proxy
+    ])
+    assert got == [L7Entry("10.0.1.23", INGRESS, 301, 80, 80, (LANDING,)),
+                   L7Entry("10.0.1.23", INGRESS, 302, 80, 80, None)]
+
+
+def check(table: RuleTable, peer: int, method: str, path: str, port: int = 80) -> bool:
+    return table.check("10.0.1.23", INGRESS, peer, port, HttpRequest(method, path)).allowed
+
+
+def test_rule_table_combination() -> None:
+    table = RuleTable([
+        L7Entry("10.0.1.23", INGRESS, 301, 80, 80, (LANDING,)),
+        L7Entry("10.0.1.23", INGRESS, 0, 80, 80, (HttpRule(method="GET"),)),
+        L7Entry("10.0.1.23", INGRESS, 302, 80, 80, None),
+        L7Entry("10.0.1.23", EGRESS, 0, 0, 0, ()),
+    ])
+    assert check(table, 301, "POST", "/v1/request-landing")
+    assert check(table, 301, "GET", "/anything")  # rules of entries for the peer union
+    assert not check(table, 301, "PUT", "/v1/exhaust-port")
+    assert check(table, 302, "PUT", "/v1/exhaust-port")  # an L3/L4 allow lets all through
+    assert not check(table, 301, "POST", "/v1/request-landing", port=81)  # no entry: closed
+    assert table.check("10.0.1.23", EGRESS, 5, 443, HttpRequest("PUT", "/x")).allowed
+    assert not table.check("10.9.9.9", INGRESS, 301, 80, HttpRequest("GET", "/")).allowed
+
+
+def test_a_redirect_and_a_plain_allow_for_the_same_key_keep_the_redirect() -> None:
+    plain = PolicyEntry(Direction.INGRESS, 301, 6, 80, 80)
+    l7 = PolicyEntry(Direction.INGRESS, 301, 6, 80, 80, proxy_port=15001)
+    for entries in ([plain, l7], [l7, plain]):
+        keys = endpoint_keys(10, entries)
+        assert [decode_key(k, v).proxy_port for k, v in keys.items()] == [15001]
