@@ -44,6 +44,11 @@ class Config:
     subscription_status_interval: float = 1.0
     subscription_max_linger: float = 0.1
     port_file: Path | None = None
+    tls: bool = False
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca_key: Path | None = None
     replica_id: str = field(default_factory=lambda: f"{socket.gethostname()}-"
                                                     f"{uuid.uuid4().hex[:6]}")
 
@@ -111,6 +116,17 @@ def parser() -> argparse.ArgumentParser:
                         "(the wait grows with the number of agents, up to this)")
     p.add_argument("--port-file", type=Path,
                    help="write the bound gRPC port here once serving (for --listen HOST:0)")
+    p.add_argument("--tls", action="store_true",
+                   help="mutual TLS on the gRPC port(s) with per-role authorization "
+                        "(docs/security.md); without --tls-ca/--tls-cert/--tls-key: a cluster "
+                        "CA shared through etcd, this replica's certificate and the admin "
+                        "credential are created under STATE_DIR/tls on first start")
+    p.add_argument("--tls-ca", type=Path, help="with --tls: the CA client certificates must "
+                                               "come from (PEM)")
+    p.add_argument("--tls-cert", type=Path, help="with --tls: this replica's certificate (PEM)")
+    p.add_argument("--tls-key", type=Path, help="with --tls: its private key (PEM)")
+    p.add_argument("--tls-ca-key", type=Path,
+                   help="with --tls-ca: the CA's key, to sign node certificates at join")
     return p
 
 
@@ -137,6 +153,13 @@ def from_args(argv: list[str] | None = None) -> Config:
         ServiceRange(a.service_cidr)
     except ValueError as exc:
         p.error(f"--service-cidr: {exc}")
+    given = [a.tls_ca, a.tls_cert, a.tls_key]
+    if any(given) and not all(given):
+        p.error("--tls-ca, --tls-cert and --tls-key go together")
+    if (any(given) or a.tls_ca_key) and not a.tls:
+        p.error("--tls-ca/--tls-cert/--tls-key/--tls-ca-key need --tls")
+    if a.tls_ca_key and not a.tls_ca:
+        p.error("--tls-ca-key needs --tls-ca")
     id_range = None
     if a.identity_range:
         m = re.match(r"^(\d+)-(\d+)$", a.identity_range)
@@ -160,6 +183,8 @@ def from_args(argv: list[str] | None = None) -> Config:
         bookmark_interval=a.bookmark_interval,
         subscription_status_interval=a.subscription_status_interval,
         subscription_max_linger=a.subscription_max_linger, port_file=a.port_file,
+        tls=a.tls, tls_ca=a.tls_ca, tls_cert=a.tls_cert, tls_key=a.tls_key,
+        tls_ca_key=a.tls_ca_key,
     )
     if a.replica_id:
         config.replica_id = a.replica_id

@@ -7,6 +7,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from bulkhead.rpcguard import guarded
+from bulkhead.tls import add_port, server_credentials
 from bulkhead.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -26,6 +27,7 @@ from bulkhead.v1 import (
     subscription_pb2_grpc,
 )
 from controlplane.api.admin_service import AdminService
+from controlplane.api.authz import AuthorizedServer, Authorizer
 from controlplane.api.endpoint_service import EndpointService
 from controlplane.api.identity_service import IdentityService
 from controlplane.api.node_service import NodeService
@@ -37,6 +39,7 @@ from controlplane.api.subscription_service import SubscriptionAdminService, Subs
 from controlplane.app import ControlPlane
 from controlplane.counts import ObjectCounts
 from controlplane.metrics import Sources
+from controlplane.pki.bootstrap import ServerTls
 
 MAX_MESSAGE = 4 << 20
 
@@ -69,9 +72,10 @@ def metrics_sources(cp: ControlPlane) -> Sources:
         resolution=lambda: cp.policy_resolver.resolution_seconds, embedded=cp.embedded)
 
 
-async def build_server(cp: ControlPlane, listen: str,
-                       unix_socket: str | None = None) -> tuple[grpc.aio.Server, int]:
-    """Returns the (not yet started) server and the TCP port bound."""
+async def build_server(cp: ControlPlane, listen: str, unix_socket: str | None = None,
+                       tls: ServerTls | None = None) -> tuple[grpc.aio.Server, int]:
+    """Returns the (not yet started) server and the TCP port bound. With `tls`, every port
+    speaks mutual TLS and every call is checked against controlplane.api.authz.TABLE."""
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", MAX_MESSAGE),
         ("grpc.keepalive_time_ms", 10_000),
@@ -82,6 +86,8 @@ async def build_server(cp: ControlPlane, listen: str,
     # Every service registers through `guarded`: a request that does not decode is answered
     # INVALID_ARGUMENT instead of UNKNOWN.
     services = guarded(server)
+    if tls is not None:
+        services = AuthorizedServer(services, Authorizer())
     identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityService(cp.allocator),
                                                             services)
     node_pb2_grpc.add_NodeServiceServicer_to_server(NodeService(cp.nodes), services)
@@ -113,9 +119,11 @@ async def build_server(cp: ControlPlane, listen: str,
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
         reflection.aio.ReflectionServicer([*names, health.SERVICE_NAME, reflection.SERVICE_NAME]),
         services)
-    port = server.add_insecure_port(listen)
+    credentials = None if tls is None else server_credentials(tls.ca_pem, tls.cert_pem,
+                                                                   tls.key_pem)
+    port = add_port(server, listen, credentials)
     if port == 0:
         raise RuntimeError(f"cannot listen on {listen}")
     if unix_socket:
-        server.add_insecure_port(f"unix:{unix_socket}")
+        add_port(server, f"unix:{unix_socket}", credentials)
     return server, port
