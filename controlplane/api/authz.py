@@ -87,6 +87,7 @@ TABLE: dict[str, Rule] = {
     # plumbing
     "grpc.health.v1.Health/Check": ANYONE_KNOWN,
     "grpc.health.v1.Health/Watch": ANYONE_KNOWN,
+    "grpc.health.v1.Health/List": ANYONE_KNOWN,
     "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": READ,
 }
 
