@@ -49,6 +49,8 @@ class Config:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca_key: Path | None = None
+    join_listen: str | None = None
+    node_cert_ttl: int = 3600
     replica_id: str = field(default_factory=lambda: f"{socket.gethostname()}-"
                                                     f"{uuid.uuid4().hex[:6]}")
 
@@ -127,6 +129,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-key", type=Path, help="with --tls: its private key (PEM)")
     p.add_argument("--tls-ca-key", type=Path,
                    help="with --tls-ca: the CA's key, to sign node certificates at join")
+    p.add_argument("--join-listen",
+                   help="with --tls: HOST:PORT of the join port (server-authenticated TLS, no "
+                        "client certificate: only the token join is served there; default: the "
+                        "--listen host, its port + 1)")
+    p.add_argument("--node-cert-ttl", type=int, default=Config.node_cert_ttl,
+                   help="with --tls: seconds a node certificate is valid (agents renew at 2/3; "
+                        "default %(default)s)")
     return p
 
 
@@ -158,6 +167,10 @@ def from_args(argv: list[str] | None = None) -> Config:
         p.error("--tls-ca, --tls-cert and --tls-key go together")
     if (any(given) or a.tls_ca_key) and not a.tls:
         p.error("--tls-ca/--tls-cert/--tls-key/--tls-ca-key need --tls")
+    if a.join_listen and not a.tls:
+        p.error("--join-listen needs --tls")
+    if a.node_cert_ttl < 10:
+        p.error("--node-cert-ttl must be at least 10 seconds")
     if a.tls_ca_key and not a.tls_ca:
         p.error("--tls-ca-key needs --tls-ca")
     id_range = None
@@ -184,7 +197,7 @@ def from_args(argv: list[str] | None = None) -> Config:
         subscription_status_interval=a.subscription_status_interval,
         subscription_max_linger=a.subscription_max_linger, port_file=a.port_file,
         tls=a.tls, tls_ca=a.tls_ca, tls_cert=a.tls_cert, tls_key=a.tls_key,
-        tls_ca_key=a.tls_ca_key,
+        tls_ca_key=a.tls_ca_key, join_listen=a.join_listen, node_cert_ttl=a.node_cert_ttl,
     )
     if a.replica_id:
         config.replica_id = a.replica_id

@@ -13,7 +13,7 @@ from controlplane import metrics
 from controlplane.app import ControlPlane
 from controlplane.config import Config, from_args
 from controlplane.pki import bootstrap
-from controlplane.server import build_server, metrics_sources
+from controlplane.server import add_join_port, build_server, join_listen, metrics_sources
 
 
 async def serve(config: Config) -> None:
@@ -23,6 +23,10 @@ async def serve(config: Config) -> None:
     try:
         tls = await bootstrap.for_config(config, cp.etcd)
         server, port = await build_server(cp, config.listen, config.unix_socket, tls)
+        join_port = None
+        if tls is not None:
+            join_port = add_join_port(server, join_listen(config.listen, port,
+                                                          config.join_listen), tls)
         await server.start()
         if config.metrics_listen:
             metrics.serve(metrics_sources(cp), config.metrics_listen)
@@ -40,7 +44,7 @@ async def serve(config: Config) -> None:
             tmp = config.port_file.with_suffix(".tmp")
             tmp.write_text(f"{port}\n")
             tmp.replace(config.port_file)
-        _log.info("control plane serving", listen=address, tls=tls is not None,
+        _log.info("control plane serving", listen=address, tls=tls is not None, join_port=join_port,
                   etcd=",".join(cp.etcd.endpoints), cluster=config.cluster_name,
                   cluster_id=config.cluster_id)
         stop = asyncio.Event()

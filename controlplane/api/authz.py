@@ -14,9 +14,11 @@ method of every service the server registers and checks it is here).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,7 @@ from bulkhead.rpcguard import Malformed
 from controlplane import callers
 from controlplane.callers import ADMIN, ANONYMOUS, NODE, READER, Caller
 from controlplane.pki.certs import subject_of
+from controlplane.pki.revocation import Revocations
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,13 @@ TABLE: dict[str, Rule] = {
     "bulkhead.v1.SubscriptionService/Subscribe": rule(ADMIN, NODE),
     "bulkhead.v1.SubscriptionAdminService/ListSubscriptions": READ,
     "bulkhead.v1.SubscriptionAdminService/WaitForRevision": READ,
+    # node credentials (controlplane.pki): the join is the one call without a certificate
+    "bulkhead.v1.SecurityService/Join": rule(ANONYMOUS),
+    "bulkhead.v1.SecurityService/Renew": rule(NODE),
+    "bulkhead.v1.SecurityService/CreateToken": WRITE,
+    "bulkhead.v1.SecurityService/ListTokens": WRITE,
+    "bulkhead.v1.SecurityService/RevokeToken": WRITE,
+    "bulkhead.v1.SecurityService/RevokeNode": WRITE,
     # plumbing
     "grpc.health.v1.Health/Check": ANYONE_KNOWN,
     "grpc.health.v1.Health/Watch": ANYONE_KNOWN,
@@ -116,9 +126,12 @@ class Authorizer:
     """Checks one call against `TABLE` (and the revoked serials) before its servicer runs."""
 
     def __init__(self, table: Mapping[str, Rule] = TABLE,
-                 revoked: Callable[[int], bool] = lambda serial: False) -> None:
+                 revocations: Revocations | None = None) -> None:
         self.table = table
-        self.revoked = revoked
+        self.revocations = revocations
+
+    def revoked(self, serial: int) -> bool:
+        return self.revocations is not None and self.revocations.revoked(serial)
 
     def check(self, method: str, context: grpc.aio.ServicerContext, request: Any) -> Caller:
         short = method.lstrip("/")
@@ -158,10 +171,18 @@ class Authorizer:
 
             wrapped: Callable[..., Any] = generate
         else:
+            revocations = self.revocations
+            cuttable = revocations is not None and (streaming or handler.response_streaming)
+
             async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 token = await _enter(check, method, context, None if streaming else request)
                 try:
-                    return await behaviour(request, context)
+                    caller = callers.current()
+                    if not cuttable or not caller.serial:
+                        return await behaviour(request, context)
+                    assert revocations is not None
+                    return await _until_revoked(behaviour(request, context), context,
+                                                revocations, caller)
                 finally:
                     callers.reset(token)
 
@@ -172,6 +193,28 @@ class Authorizer:
                 else grpc.unary_unary_rpc_method_handler)
         return kind(wrapped, handler.request_deserializer,  # type: ignore[operator]
                     handler.response_serializer)
+
+
+async def _until_revoked(work: Awaitable[Any], context: grpc.aio.ServicerContext,
+                         revocations: Revocations, caller: Caller) -> Any:
+    """Runs a streaming call's servicer until it ends or the caller's certificate is
+    revoked: then the stream is cut with UNAUTHENTICATED."""
+    cut = revocations.cut(caller.serial)
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(cut.wait())
+    try:
+        await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+    finally:
+        waiter.cancel()
+        revocations.release(caller.serial, cut)
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    await abort(context, Unauthenticated(
+        f"certificate of {caller.name!r} (serial {caller.serial:x}) has been revoked"))
 
 
 async def _enter(check: Callable[..., Caller], method: str,

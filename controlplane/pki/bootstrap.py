@@ -29,10 +29,10 @@ from bulkhead.tls import (
 from controlplane.config import Config
 from controlplane.pki import certs
 from controlplane.pki.files import private_dir, write_private
+from controlplane.pki.keys import PkiKeys
 from controlplane.store import etcd as ops
 from controlplane.store.etcd import Etcd
 
-PKI_ROOT = "/bulkhead/pki"
 SERVER_CERT = "server.crt"
 SERVER_KEY = "server.key"
 CA_KEY = "ca.key"
@@ -41,7 +41,7 @@ RENEW_BEFORE = datetime.timedelta(days=30)
 
 def ca_key_path(cluster: str) -> str:
     """Outside the cluster's record prefix: the cache and the subscription never see it."""
-    return f"{PKI_ROOT}/{cluster}/ca"
+    return PkiKeys(cluster).ca
 
 
 @dataclass(frozen=True)

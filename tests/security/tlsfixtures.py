@@ -16,7 +16,7 @@ from controlplane.app import ControlPlane
 from controlplane.config import Config
 from controlplane.pki import bootstrap, certs
 from controlplane.pki.bootstrap import ServerTls
-from controlplane.server import build_server
+from controlplane.server import add_join_port, build_server
 from integration.etcd_process import EtcdProcess
 
 
@@ -27,6 +27,7 @@ class TlsReplica:
     address: str
     tls: ServerTls
     state_dir: Path
+    join_address: str
 
     @property
     def ca(self) -> certs.CA:
@@ -42,6 +43,11 @@ class TlsReplica:
 
     def admin(self) -> btls.Credentials:
         return btls.Credentials.admin_in(self.state_dir)
+
+    def join_channel(self) -> grpc.aio.Channel:
+        """The join port as a node without a certificate sees it (it checks the server)."""
+        return grpc.aio.secure_channel(self.join_address, grpc.ssl_channel_credentials(
+            root_certificates=self.tls.ca_pem))
 
     def channel(self, material: btls.Material | None) -> grpc.aio.Channel:
         return btls.aio_channel(self.address, material)
@@ -70,8 +76,10 @@ async def tls_replicas(etcd: EtcdProcess, cluster_name: str,
         server_tls = await bootstrap.for_config(config, cp.etcd)
         assert server_tls is not None
         server, port = await build_server(cp, "127.0.0.1:0", tls=server_tls)
+        join_port = add_join_port(server, "127.0.0.1:0", server_tls)
         await server.start()
-        replica = TlsReplica(cp, server, f"127.0.0.1:{port}", server_tls, state_dir)
+        replica = TlsReplica(cp, server, f"127.0.0.1:{port}", server_tls, state_dir,
+                             f"127.0.0.1:{join_port}")
         started.append(replica)
         return replica
 

@@ -1,0 +1,32 @@
+"""The parts a `--tls` server adds to a control plane, wired once: join tokens, the node
+certificate issuer and the revocation deny-list (started with the server, stopped with the
+control plane)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from controlplane.app import ControlPlane
+from controlplane.pki.bootstrap import ServerTls
+from controlplane.pki.issuer import NodeIssuer
+from controlplane.pki.keys import PkiKeys
+from controlplane.pki.revocation import Revocations
+from controlplane.pki.tokens import TokenStore
+
+
+@dataclass
+class Security:
+    tokens: TokenStore
+    issuer: NodeIssuer
+    revocations: Revocations
+
+    @staticmethod
+    async def start(cp: ControlPlane, tls: ServerTls) -> Security:
+        keys = PkiKeys(cp.config.cluster_name)
+        tokens = TokenStore(cp.etcd, keys)
+        issuer = NodeIssuer(cp.etcd, keys, tls.signer, tls.ca_pem, tokens,
+                            cp.config.node_cert_ttl)
+        revocations = Revocations(cp.etcd, keys)
+        await revocations.start()
+        cp.stop_hooks.append(revocations.stop)
+        return Security(tokens, issuer, revocations)
