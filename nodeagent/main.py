@@ -18,6 +18,8 @@ import signal
 import sys
 from pathlib import Path
 
+import grpc
+
 from bulkhead import gctuning, log
 from nodeagent.credentials import NodeCredentials, join_server, read_token
 from nodeagent.dns.listen import DEFAULT_LISTEN as DEFAULT_DNS_LISTEN
@@ -84,16 +86,15 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-async def node_credentials(args: argparse.Namespace) -> NodeCredentials | None:
-    """The node's certificate for `--tls` (joining if needed); None without it."""
+def node_credentials(args: argparse.Namespace) -> NodeCredentials | None:
+    """The node's certificate holder for `--tls` (obtained, joining if needed, at start);
+    None without it."""
     if not args.tls:
         return None
-    token = read_token(args.join_token, args.join_token_file)
-    credentials = NodeCredentials(
+    return NodeCredentials(
         args.node, args.tls_dir or Path(f"/var/lib/bulkhead/agent-{args.node}"), args.tls_ca,
-        join_server(args.controlplane, args.join_server), token)
-    await credentials.obtain()
-    return credentials
+        join_server(args.controlplane, args.join_server),
+        read_token(args.join_token, args.join_token_file))
 
 
 def write_state(client: SubscriptionClient, path: Path | None) -> None:
@@ -109,7 +110,9 @@ def write_state(client: SubscriptionClient, path: Path | None) -> None:
 
 async def run(args: argparse.Namespace, sink: DatapathSink) -> None:
     _log = log.get("nodeagent")
-    credentials = await node_credentials(args)
+    credentials = node_credentials(args)
+    if credentials is not None:
+        await credentials.obtain()
     client = SubscriptionClient(args.node, args.controlplane, underlay_ip=args.underlay_ip,
                                 sink=sink, capabilities=[f"datapath:{args.datapath}"],
                                 ack_interval=args.ack_interval,
@@ -163,7 +166,17 @@ def main(argv: list[str] | None = None) -> None:
         run_bpf(args)
         return
     sink: DatapathSink = NullSink()
-    asyncio.run(run(args, sink))
+    try:
+        asyncio.run(run(args, sink))
+    except (ValueError, OSError, grpc.RpcError) as exc:  # --tls: no certificate, failed join
+        print(f"bulkhead-agent: {_one_line(exc)}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"join refused: {exc.code().name}: {exc.details()}"
+    return str(exc)
 
 
 def run_bpf(args: argparse.Namespace) -> None:
@@ -190,7 +203,8 @@ def run_bpf(args: argparse.Namespace) -> None:
         ct_gc_interval=args.ct_gc_interval, ack_interval=args.ack_interval,
         endpoints_file=args.endpoints_file,
         api_listen=None if args.api_listen in ("", "none") else args.api_listen,
-        metrics_listen=args.metrics_listen or None, dns_listen=args.dns_listen)
+        metrics_listen=args.metrics_listen or None, dns_listen=args.dns_listen,
+        credentials=node_credentials(args))
     asyncio.run(agent.run(settings))
 
 

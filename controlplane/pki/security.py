@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bulkhead import tls
 from controlplane.app import ControlPlane
 from controlplane.pki.bootstrap import ServerTls
 from controlplane.pki.issuer import NodeIssuer
@@ -21,12 +22,13 @@ class Security:
     revocations: Revocations
 
     @staticmethod
-    async def start(cp: ControlPlane, tls: ServerTls) -> Security:
+    async def start(cp: ControlPlane, server: ServerTls) -> Security:
         keys = PkiKeys(cp.config.cluster_name)
         tokens = TokenStore(cp.etcd, keys)
-        issuer = NodeIssuer(cp.etcd, keys, tls.signer, tls.ca_pem, tokens,
+        issuer = NodeIssuer(cp.etcd, keys, server.signer, server.ca_pem, tokens,
                             cp.config.node_cert_ttl)
         revocations = Revocations(cp.etcd, keys)
         await revocations.start()
         cp.stop_hooks.append(revocations.stop)
+        cp.relay.credentials = tls.Pem(server.ca_pem, server.cert_pem, server.key_pem)
         return Security(tokens, issuer, revocations)
