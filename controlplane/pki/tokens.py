@@ -14,7 +14,7 @@ import string
 import time
 from dataclasses import dataclass
 
-from bulkhead.errors import FieldViolation, Invalid, NotFound, Unauthenticated
+from bulkhead.errors import Conflict, FieldViolation, Invalid, NotFound, Unauthenticated
 from controlplane.nodes.validate import check_name
 from controlplane.pki.keys import PkiKeys
 from controlplane.store import etcd as ops
@@ -22,6 +22,8 @@ from controlplane.store.etcd import KV, Etcd
 
 DEFAULT_TTL = 3600
 MAX_TTL = 7 * 24 * 3600
+EXPIRED_KEPT = 3600
+"""Seconds an expired token stays listed (and refused as expired rather than unknown)."""
 _ALPHABET = string.ascii_lowercase + string.digits
 
 
@@ -75,9 +77,13 @@ class TokenStore:
         now = time.time()
         info = TokenInfo(token_id, node, now + (ttl or DEFAULT_TTL), now, digest(secret))
         key = self.keys.token(token_id)
-        result = await self.etcd.txn([ops.version_is(key, 0)], [ops.put(key, info.encode())])
+        # Leased: an expired token is refused at once and gone from etcd an hour later.
+        lease = await self.etcd.grant((ttl or DEFAULT_TTL) + EXPIRED_KEPT)
+        result = await self.etcd.txn([ops.version_is(key, 0)],
+                                     [ops.put(key, info.encode(), lease)])
         if not result.succeeded:  # 36^6 ids: a collision is rare; the caller may retry
-            raise Unauthenticated("token id collision; create another")
+            await self.etcd.revoke(lease)
+            raise Conflict("token id collision; create another")
         return f"{token_id}.{secret}", info
 
     async def list(self) -> list[TokenInfo]:
