@@ -25,6 +25,8 @@ class Caller:
     role: str
     method: str = ""
     serial: int = 0
+    issued: float = 0.0
+    """Unix time the caller's certificate was made (revoking a node refuses older ones)."""
 
     @property
     def is_node(self) -> bool:

@@ -103,10 +103,10 @@ TABLE: dict[str, Rule] = {
 
 
 @functools.lru_cache(maxsize=4096)
-def _subject(pem: bytes) -> tuple[str, str, int]:
+def _subject(pem: bytes) -> tuple[str, str, int, float]:
     """Parsed once per distinct certificate (peers reconnect with the same one)."""
     s = subject_of(x509.load_pem_x509_certificate(pem))
-    return s.name, s.role, s.serial
+    return s.name, s.role, s.serial, s.issued
 
 
 def caller_of(context: grpc.aio.ServicerContext, method: str) -> Caller:
@@ -115,11 +115,11 @@ def caller_of(context: grpc.aio.ServicerContext, method: str) -> Caller:
     pems = auth.get("x509_pem_cert") or []
     if not pems:
         return Caller("", ANONYMOUS, method)
-    name, role, serial = _subject(pems[0])
+    name, role, serial, issued = _subject(pems[0])
     if not role:
         raise Unauthenticated(f"the client certificate of {name!r} carries no Bulkhead role "
                               "(subject O=bulkhead:admin|node|reader)")
-    return Caller(name, role, method, serial)
+    return Caller(name, role, method, serial, issued)
 
 
 class Authorizer:
@@ -130,13 +130,14 @@ class Authorizer:
         self.table = table
         self.revocations = revocations
 
-    def revoked(self, serial: int) -> bool:
-        return self.revocations is not None and self.revocations.revoked(serial)
+    def revoked(self, caller: Caller) -> bool:
+        return self.revocations is not None and self.revocations.revoked(
+            caller.serial, caller.name if caller.is_node else "", caller.issued)
 
     def check(self, method: str, context: grpc.aio.ServicerContext, request: Any) -> Caller:
         short = method.lstrip("/")
         caller = caller_of(context, short)
-        if caller.serial and self.revoked(caller.serial):
+        if caller.serial and self.revoked(caller):
             raise Unauthenticated(f"certificate of {caller.name!r} (serial {caller.serial:x}) "
                                   "has been revoked")
         found = self.table.get(short)
@@ -199,7 +200,7 @@ async def _until_revoked(work: Awaitable[Any], context: grpc.aio.ServicerContext
                          revocations: Revocations, caller: Caller) -> Any:
     """Runs a streaming call's servicer until it ends or the caller's certificate is
     revoked: then the stream is cut with UNAUTHENTICATED."""
-    cut = revocations.cut(caller.serial)
+    cut = revocations.cut(caller.serial, caller.name if caller.is_node else "", caller.issued)
     task = asyncio.ensure_future(work)
     waiter = asyncio.ensure_future(cut.wait())
     try:
@@ -208,7 +209,7 @@ async def _until_revoked(work: Awaitable[Any], context: grpc.aio.ServicerContext
             return task.result()
     finally:
         waiter.cancel()
-        revocations.release(caller.serial, cut)
+        revocations.release(caller.serial)
         if not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

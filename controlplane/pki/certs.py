@@ -127,6 +127,8 @@ class Subject:
     role: str
     serial: int
     not_after: datetime.datetime
+    issued: float
+    """Unix time the certificate was made (its notBefore is backdated by CLOCK_SKEW)."""
 
 
 def subject_of(cert: x509.Certificate) -> Subject:
@@ -135,7 +137,8 @@ def subject_of(cert: x509.Certificate) -> Subject:
     orgs = [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)]
     role = next((o.removeprefix(ROLE_PREFIX) for o in orgs if o.startswith(ROLE_PREFIX)), "")
     return Subject(str(cn[0].value) if cn else "", role if role in ROLES else "",
-                   cert.serial_number, not_after(cert))
+                   cert.serial_number, not_after(cert),
+                   (cert.not_valid_before.replace(tzinfo=datetime.UTC) + CLOCK_SKEW).timestamp())
 
 
 def not_after(cert: x509.Certificate) -> datetime.datetime:

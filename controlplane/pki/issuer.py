@@ -20,6 +20,7 @@ from controlplane.callers import Caller
 from controlplane.nodes.validate import check_name
 from controlplane.pki import certs
 from controlplane.pki.keys import PkiKeys
+from controlplane.pki.revocation import NODE_MARK
 from controlplane.pki.tokens import TokenStore
 from controlplane.store import etcd as ops
 from controlplane.store.etcd import Etcd
@@ -119,4 +120,8 @@ class NodeIssuer:
             lease = await self.etcd.grant(max(MIN_LEASE, remaining))
             await self.etcd.put(f"{self.keys.revoked}{serial_hex}", node.encode(), lease)
             serials.append(int(serial_hex, 16))
+        # Also every certificate of the node issued until now (a renewal racing with this
+        # listing included); a later join with a new token is accepted again.
+        lease = await self.etcd.grant(max(MIN_LEASE, self.ttl + 2 * 300))
+        await self.etcd.put(f"{self.keys.revoked}{NODE_MARK}{node}", str(now).encode(), lease)
         return serials

@@ -75,18 +75,30 @@ def channel_credentials(material: Material) -> grpc.ChannelCredentials:
                                         certificate_chain=cert)
 
 
+def _secure_options(address: str, options: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """A unix socket's authority is its path: check the server's certificate for `localhost`
+    (one of its names) instead."""
+    out = list(options)
+    if address.startswith("unix:") and not any(k == "grpc.ssl_target_name_override"
+                                               for k, _ in out):
+        out.append(("grpc.ssl_target_name_override", "localhost"))
+    return out
+
+
 def aio_channel(address: str, material: Material | None,
                 options: Sequence[tuple[str, Any]] = ()) -> grpc.aio.Channel:
     if material is None:
         return grpc.aio.insecure_channel(address, options=list(options))
-    return grpc.aio.secure_channel(address, channel_credentials(material), options=list(options))
+    return grpc.aio.secure_channel(address, channel_credentials(material),
+                                   options=_secure_options(address, options))
 
 
 def channel(address: str, material: Material | None,
             options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
     if material is None:
         return grpc.insecure_channel(address, options=list(options))
-    return grpc.secure_channel(address, channel_credentials(material), options=list(options))
+    return grpc.secure_channel(address, channel_credentials(material),
+                               options=_secure_options(address, options))
 
 
 def server_credentials(ca: bytes, cert: bytes, key: bytes, *,

@@ -225,3 +225,33 @@ async def test_agent_joins_and_renews_without_dropping_its_stream(
 
 async def _is_set(value: object) -> bool:
     return (await value) is not None  # type: ignore[misc]
+
+
+async def test_revoking_a_node_refuses_certificates_it_did_not_list_and_cuts_every_stream(
+        tls_replicas: TlsReplicaFactory) -> None:
+    """A certificate signed while the revocation listed the node's serials (as a racing
+    renewal would be: issued, but not in the list) is refused too; both streams of one
+    certificate are cut; the node may join again afterwards with a new token."""
+    replica = await tls_replicas()
+    pem, _ = await join(replica, await create_token(replica), "n1")
+    unlisted = replica.credential("n1", certs.NODE)  # signed by the CA, never recorded
+    async with replica.channel(pem) as channel:
+        await node_pb2_grpc.NodeServiceStub(channel).Register(
+            node_pb2.RegisterNodeRequest(name="n1", underlay_ip="192.0.2.1"))
+    streams = [await open_stream(pem, replica, "n1"), await open_stream(pem, replica, "n1")]
+    async with replica.channel(replica.admin()) as admin:
+        await security_pb2_grpc.SecurityServiceStub(admin).RevokeNode(
+            security_pb2.RevokeNodeRequest(node="n1"))
+    for channel, call in streams:
+        assert (await ended_with(call))[0] == grpc.StatusCode.UNAUTHENTICATED
+        await channel.close()
+
+    async def heartbeat(material: tls.Pem) -> None:
+        async with replica.channel(material) as channel:
+            await node_pb2_grpc.NodeServiceStub(channel).Heartbeat(
+                node_pb2.HeartbeatRequest(name="n1"))
+
+    assert "revoked" in await refused(heartbeat(unlisted))
+    await asyncio.sleep(1.1)  # certificate times have a resolution of one second
+    fresh, _ = await join(replica, await create_token(replica), "n1")
+    await heartbeat(fresh)

@@ -44,6 +44,17 @@ async def test_no_certificate_or_plaintext_is_refused(tls_replicas: TlsReplicaFa
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
+async def test_the_unix_socket_requires_a_certificate_too(tls_replicas: TlsReplicaFactory,
+                                                         tmp_path: Path) -> None:
+    path = tmp_path / "cp.sock"
+    replica = await tls_replicas(unix_socket=str(path))
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await status(grpc.aio.insecure_channel(f"unix:{path}"))
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    answer = await status(tls.aio_channel(f"unix:{path}", replica.admin()))
+    assert answer.replica_id == replica.cp.config.replica_id
+
+
 async def test_a_certificate_from_another_ca_is_refused(
         tls_replicas: TlsReplicaFactory) -> None:
     replica = await tls_replicas()

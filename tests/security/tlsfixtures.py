@@ -66,7 +66,7 @@ async def tls_replicas(etcd: EtcdProcess, cluster_name: str,
     """Starts `--tls` replicas (each with its own state dir) against the session etcd."""
     started: list[TlsReplica] = []
 
-    async def factory(**overrides: object) -> TlsReplica:
+    async def factory(unix_socket: str | None = None, **overrides: object) -> TlsReplica:
         state_dir = tmp_path / f"replica{len(started)}"
         config = Config(etcd_endpoints=[etcd.endpoint], cluster_name=cluster_name,
                         state_dir=state_dir, listen="127.0.0.1:0", tls=True,
@@ -75,7 +75,7 @@ async def tls_replicas(etcd: EtcdProcess, cluster_name: str,
         await cp.start()
         server_tls = await bootstrap.for_config(config, cp.etcd)
         assert server_tls is not None
-        server, port = await build_server(cp, "127.0.0.1:0", tls=server_tls)
+        server, port = await build_server(cp, "127.0.0.1:0", unix_socket, tls=server_tls)
         join_port = add_join_port(server, "127.0.0.1:0", server_tls)
         await server.start()
         replica = TlsReplica(cp, server, f"127.0.0.1:{port}", server_tls, state_dir,
