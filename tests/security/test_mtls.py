@@ -15,8 +15,9 @@ import grpc
 import pytest
 
 from bulkhead import tls
-from bulkhead.v1 import admin_pb2, admin_pb2_grpc
+from bulkhead.v1 import admin_pb2, admin_pb2_grpc, security_pb2, security_pb2_grpc
 from controlplane.pki import certs
+from nodeagent.credentials import csr
 from tests.conftest import eventually
 from tests.security.tlsfixtures import TlsReplicaFactory
 from tests.test_cli import ROOT
@@ -135,3 +136,31 @@ async def test_cli_against_a_tls_controlplane(tls_controlplane: tuple[Path, str]
                            env=elsewhere)
     assert rc == 1 and err.strip() == ("bulkhead: --tls-cert, --tls-key missing (give "
                                        "--tls-ca, --tls-cert and --tls-key together)")
+
+
+async def test_operator_files_instead_of_generated_ones(tls_replicas: TlsReplicaFactory,
+                                                       tmp_path: Path) -> None:
+    """--tls-ca/--tls-cert/--tls-key: the operator's CA decides; nothing is generated, and
+    without --tls-ca-key the replica cannot sign a join."""
+    ca = certs.CA.create("company")
+    key = certs.new_key()
+    server = ca.issue(key.public_key(), tls.CONTROLPLANE_NAME, certs.ADMIN,
+                      server_names=["127.0.0.1", "localhost"])
+    files = {"ca.pem": certs.cert_pem(ca.cert), "server.pem": certs.cert_pem(server),
+             "server.key": certs.key_pem(key)}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    replica = await tls_replicas(tls_ca=tmp_path / "ca.pem", tls_cert=tmp_path / "server.pem",
+                                 tls_key=tmp_path / "server.key")
+    assert not (replica.state_dir / tls.TLS_DIR).exists()
+    admin = replica.credential("ops", certs.ADMIN, ca=ca)
+    assert (await status(replica.channel(admin))).replica_id == replica.cp.config.replica_id
+    async with replica.channel(admin) as channel:
+        token = (await security_pb2_grpc.SecurityServiceStub(channel).CreateToken(
+            security_pb2.CreateTokenRequest())).token
+    async with replica.join_channel() as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await security_pb2_grpc.SecurityServiceStub(channel).Join(
+                security_pb2.JoinRequest(token=token, csr=csr(certs.new_key(), "n1")))
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "--tls-ca-key" in (refused.value.details() or "")
