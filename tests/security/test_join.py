@@ -103,6 +103,13 @@ async def test_tokens_from_the_cli_join_once(tls_replicas: TlsReplicaFactory) ->
     assert "expired" in await refused(join(replica, short, "n3"))
     assert "malformed" in await refused(join(replica, "nonsense", "n3"))
 
+    rc, out, err = await cli(*admin_flags(replica), "node", "revoke", "n1", "-o", "json",
+                             env={})
+    assert rc == 0, err
+    assert json.loads(out) == {"node": "n1", "serials": [f"{cert.serial_number:x}"]}
+    rc, _, err = await cli(*admin_flags(replica), "node", "token", "revoke", "zzzzzz", env={})
+    assert rc == 1 and "NOT_FOUND" in err
+
 
 async def open_stream(pem: tls.Pem, replica: TlsReplica, node: str
                       ) -> tuple[grpc.aio.Channel, grpc.aio.StreamStreamCall]:
