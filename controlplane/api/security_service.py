@@ -8,7 +8,8 @@ from bulkhead.v1 import security_pb2 as pb
 from bulkhead.v1 import security_pb2_grpc
 from controlplane import callers
 from controlplane.pki.issuer import Issued, NodeIssuer
-from controlplane.pki.tokens import TokenInfo, TokenStore
+from controlplane.pki.tokens import TokenStore
+from controlplane.records.codec import JoinTokenRecord
 
 from .errors import rpc
 
@@ -19,7 +20,7 @@ def credential(issued: Issued) -> pb.NodeCredential:
                              serial=f"{issued.serial:x}")
 
 
-def token_info(info: TokenInfo) -> pb.TokenInfo:
+def token_info(info: JoinTokenRecord) -> pb.TokenInfo:
     return pb.TokenInfo(id=info.id, node=info.node, expires_unix=int(info.expires),
                         created_unix=int(info.created))
 

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import secrets
 import string
 import time
-from dataclasses import dataclass
 
 from bulkhead.errors import Conflict, FieldViolation, Invalid, NotFound, Unauthenticated
 from controlplane.nodes.validate import check_name
 from controlplane.pki.keys import PkiKeys
+from controlplane.records.codec import JoinTokenRecord
 from controlplane.store import etcd as ops
 from controlplane.store.etcd import KV, Etcd
 
@@ -25,24 +24,6 @@ MAX_TTL = 7 * 24 * 3600
 EXPIRED_KEPT = 3600
 """Seconds an expired token stays listed (and refused as expired rather than unknown)."""
 _ALPHABET = string.ascii_lowercase + string.digits
-
-
-@dataclass(frozen=True)
-class TokenInfo:
-    id: str
-    node: str
-    expires: float
-    created: float
-    digest: str = ""
-
-    def encode(self) -> bytes:
-        return json.dumps({"id": self.id, "node": self.node, "expires": self.expires,
-                           "created": self.created, "sha256": self.digest}).encode()
-
-    @staticmethod
-    def decode(raw: bytes) -> TokenInfo:
-        d = json.loads(raw)
-        return TokenInfo(d["id"], d["node"], d["expires"], d["created"], d["sha256"])
 
 
 def digest(secret: str) -> str:
@@ -63,7 +44,7 @@ class TokenStore:
         self.etcd = etcd
         self.keys = keys
 
-    async def create(self, ttl: int = 0, node: str = "") -> tuple[str, TokenInfo]:
+    async def create(self, ttl: int = 0, node: str = "") -> tuple[str, JoinTokenRecord]:
         problems = []
         if ttl < 0 or ttl > MAX_TTL:
             problems.append(FieldViolation("ttl_seconds", f"must be 0 (default {DEFAULT_TTL} s) "
@@ -74,8 +55,8 @@ class TokenStore:
             raise Invalid(problems)
         token_id = "".join(secrets.choice(_ALPHABET) for _ in range(6))
         secret = "".join(secrets.choice(_ALPHABET) for _ in range(16))
-        now = time.time()
-        info = TokenInfo(token_id, node, now + (ttl or DEFAULT_TTL), now, digest(secret))
+        now = int(time.time())
+        info = JoinTokenRecord(token_id, node, now + (ttl or DEFAULT_TTL), now, digest(secret))
         key = self.keys.token(token_id)
         # Leased: an expired token is refused at once and gone from etcd an hour later.
         lease = await self.etcd.grant((ttl or DEFAULT_TTL) + EXPIRED_KEPT)
@@ -86,9 +67,9 @@ class TokenStore:
             raise Conflict("token id collision; create another")
         return f"{token_id}.{secret}", info
 
-    async def list(self) -> list[TokenInfo]:
+    async def list(self) -> list[JoinTokenRecord]:
         kvs, _, _ = await self.etcd.range(self.keys.tokens)
-        return sorted((TokenInfo.decode(kv.value) for kv in kvs), key=lambda t: t.created)
+        return sorted((JoinTokenRecord.decode(kv.value) for kv in kvs), key=lambda t: t.created)
 
     async def revoke(self, token_id: str) -> None:
         result = await self.etcd.txn([ops.exists(self.keys.token(token_id))],
@@ -96,7 +77,7 @@ class TokenStore:
         if not result.succeeded:
             raise NotFound(f"token {token_id!r} does not exist (used, revoked or never made)")
 
-    async def check(self, token: str, node: str) -> tuple[TokenInfo, KV]:
+    async def check(self, token: str, node: str) -> tuple[JoinTokenRecord, KV]:
         """The stored token `token` stands for, if it may join `node` now; the KV to delete
         (compare its mod revision) when the certificate is issued."""
         token_id, secret = split(token)
@@ -104,8 +85,8 @@ class TokenStore:
         refused = Unauthenticated("the join token is unknown, used or revoked")
         if kv is None:
             raise refused
-        info = TokenInfo.decode(kv.value)
-        if not hmac.compare_digest(info.digest, digest(secret)):
+        info = JoinTokenRecord.decode(kv.value)
+        if not hmac.compare_digest(info.sha256, digest(secret)):
             raise refused
         if info.expires < time.time():
             raise Unauthenticated(f"the join token {token_id} expired")
