@@ -1,12 +1,16 @@
 """Where the CLI finds the control plane: --server, $BULKHEAD_SERVER, or the address the
-embedded control plane wrote in its state dir."""
+embedded control plane wrote in its state dir; and its credential the same way (--tls-ca/
+--tls-cert/--tls-key, $BULKHEAD_TLS_CA/_CERT/_KEY, or the admin credential in the state dir
+while the control plane there serves TLS; bulkhead.tls.client_material)."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import grpc
 
+from bulkhead import tls
 from bulkhead.defaults import DEFAULT_LISTEN, DEFAULT_STATE_DIR, SERVER_FILE
 
 
@@ -21,5 +25,9 @@ def server_address(explicit: str | None) -> str:
     return DEFAULT_LISTEN
 
 
-def channel(address: str) -> grpc.Channel:
-    return grpc.insecure_channel(address, options=[("grpc.enable_retries", 1)])
+def credentials(ca: Path | None, cert: Path | None, key: Path | None) -> tls.Credentials | None:
+    return tls.client_material(ca, cert, key, DEFAULT_STATE_DIR)
+
+
+def channel(address: str, material: tls.Credentials | None = None) -> grpc.Channel:
+    return tls.channel(address, material, options=[("grpc.enable_retries", 1)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -12,7 +13,7 @@ import grpc
 from bulkhead.rpcerror import cli_message
 
 from . import commands
-from .connect import channel, server_address
+from .connect import channel, credentials, server_address
 from .helpformat import Parser
 
 
@@ -32,7 +33,9 @@ class Context:
 
     def stub(self, factory: Callable[[grpc.Channel], Any]) -> Any:
         if self._channel is None:
-            self._channel = channel(self.address)
+            args = self.args
+            self._channel = channel(self.address, credentials(
+                args.tls_ca, args.tls_cert, args.tls_key))
         return factory(self._channel)
 
     def close(self) -> None:
@@ -46,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
                                          "else the embedded control plane's address)")
     parser.add_argument("-o", "--output", dest="global_output", choices=["table", "json"],
                         help="output format of every command (also accepted after it)")
+    for name, what in (("ca", "the cluster CA"), ("cert", "a client certificate"),
+                       ("key", "its key")):
+        parser.add_argument(f"--tls-{name}", type=Path,
+                            help=f"{what} (PEM) for mutual TLS (default: "
+                                 f"$BULKHEAD_TLS_{name.upper()}, else the admin credential of "
+                                 "the embedded control plane when it serves TLS)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in commands.ALL:
         module.register(sub)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 
 import grpc
@@ -49,6 +50,8 @@ class ControlPlane:
         self.keys = Keys(config.cluster_name)
         self.embedded: EmbeddedEtcd | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.stop_hooks: list[Callable[[], Awaitable[None]]] = []
+        """Run first at stop (what the server added: the revocation watch of --tls)."""
 
     async def start(self) -> None:
         config = self.config
@@ -121,6 +124,8 @@ class ControlPlane:
                 await asyncio.sleep(0.5)
 
     async def stop(self) -> None:
+        for hook in self.stop_hooks:
+            await hook()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -44,6 +44,13 @@ class Config:
     subscription_status_interval: float = 1.0
     subscription_max_linger: float = 0.1
     port_file: Path | None = None
+    tls: bool = False
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca_key: Path | None = None
+    join_listen: str | None = None
+    node_cert_ttl: int = 3600
     replica_id: str = field(default_factory=lambda: f"{socket.gethostname()}-"
                                                     f"{uuid.uuid4().hex[:6]}")
 
@@ -111,6 +118,24 @@ def parser() -> argparse.ArgumentParser:
                         "(the wait grows with the number of agents, up to this)")
     p.add_argument("--port-file", type=Path,
                    help="write the bound gRPC port here once serving (for --listen HOST:0)")
+    p.add_argument("--tls", action="store_true",
+                   help="mutual TLS on the gRPC port(s) with per-role authorization "
+                        "(docs/security.md); without --tls-ca/--tls-cert/--tls-key: a cluster "
+                        "CA shared through etcd, this replica's certificate and the admin "
+                        "credential are created under STATE_DIR/tls on first start")
+    p.add_argument("--tls-ca", type=Path, help="with --tls: the CA client certificates must "
+                                               "come from (PEM)")
+    p.add_argument("--tls-cert", type=Path, help="with --tls: this replica's certificate (PEM)")
+    p.add_argument("--tls-key", type=Path, help="with --tls: its private key (PEM)")
+    p.add_argument("--tls-ca-key", type=Path,
+                   help="with --tls-ca: the CA's key, to sign node certificates at join")
+    p.add_argument("--join-listen",
+                   help="with --tls: HOST:PORT of the join port (server-authenticated TLS, no "
+                        "client certificate: only the token join is served there; default: the "
+                        "--listen host, its port + 1)")
+    p.add_argument("--node-cert-ttl", type=int, default=Config.node_cert_ttl,
+                   help="with --tls: seconds a node certificate is valid (agents renew at 2/3; "
+                        "default %(default)s)")
     return p
 
 
@@ -137,6 +162,17 @@ def from_args(argv: list[str] | None = None) -> Config:
         ServiceRange(a.service_cidr)
     except ValueError as exc:
         p.error(f"--service-cidr: {exc}")
+    given = [a.tls_ca, a.tls_cert, a.tls_key]
+    if any(given) and not all(given):
+        p.error("--tls-ca, --tls-cert and --tls-key go together")
+    if (any(given) or a.tls_ca_key) and not a.tls:
+        p.error("--tls-ca/--tls-cert/--tls-key/--tls-ca-key need --tls")
+    if a.join_listen and not a.tls:
+        p.error("--join-listen needs --tls")
+    if a.node_cert_ttl < 10:
+        p.error("--node-cert-ttl must be at least 10 seconds")
+    if a.tls_ca_key and not a.tls_ca:
+        p.error("--tls-ca-key needs --tls-ca")
     id_range = None
     if a.identity_range:
         m = re.match(r"^(\d+)-(\d+)$", a.identity_range)
@@ -160,6 +196,8 @@ def from_args(argv: list[str] | None = None) -> Config:
         bookmark_interval=a.bookmark_interval,
         subscription_status_interval=a.subscription_status_interval,
         subscription_max_linger=a.subscription_max_linger, port_file=a.port_file,
+        tls=a.tls, tls_ca=a.tls_ca, tls_cert=a.tls_cert, tls_key=a.tls_key,
+        tls_ca_key=a.tls_ca_key, join_listen=a.join_listen, node_cert_ttl=a.node_cert_ttl,
     )
     if a.replica_id:
         config.replica_id = a.replica_id

@@ -8,10 +8,12 @@ import sys
 
 from bulkhead import gctuning, log
 from bulkhead.defaults import SERVER_FILE
+from bulkhead.tls import TLS_MARKER
 from controlplane import metrics
 from controlplane.app import ControlPlane
 from controlplane.config import Config, from_args
-from controlplane.server import build_server, metrics_sources
+from controlplane.pki import bootstrap
+from controlplane.server import add_join_port, build_server, join_listen, metrics_sources
 
 
 async def serve(config: Config) -> None:
@@ -19,7 +21,12 @@ async def serve(config: Config) -> None:
     cp = ControlPlane(config)
     await cp.start()
     try:
-        server, port = await build_server(cp, config.listen, config.unix_socket)
+        tls = await bootstrap.for_config(config, cp.etcd)
+        server, port = await build_server(cp, config.listen, config.unix_socket, tls)
+        join_port = None
+        if tls is not None:
+            join_port = add_join_port(server, join_listen(config.listen, port,
+                                                          config.join_listen), tls)
         await server.start()
         if config.metrics_listen:
             metrics.serve(metrics_sources(cp), config.metrics_listen)
@@ -28,12 +35,18 @@ async def serve(config: Config) -> None:
         if config.embedded:
             config.state_dir.mkdir(parents=True, exist_ok=True)
             (config.state_dir / SERVER_FILE).write_text(address + "\n")
+            marker = config.state_dir / TLS_MARKER
+            if tls is not None:
+                marker.write_text("mutual TLS: the CLI uses tls/admin.crt\n")
+            else:
+                marker.unlink(missing_ok=True)
         if config.port_file is not None:
             tmp = config.port_file.with_suffix(".tmp")
             tmp.write_text(f"{port}\n")
             tmp.replace(config.port_file)
-        _log.info("control plane serving", listen=address, etcd=",".join(cp.etcd.endpoints),
-                  cluster=config.cluster_name, cluster_id=config.cluster_id)
+        _log.info("control plane serving", listen=address, tls=tls is not None, join_port=join_port,
+                  etcd=",".join(cp.etcd.endpoints), cluster=config.cluster_name,
+                  cluster_id=config.cluster_id)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -7,6 +7,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from bulkhead.rpcguard import guarded
+from bulkhead.tls import add_port, server_credentials
 from bulkhead.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -20,23 +21,29 @@ from bulkhead.v1 import (
     observer_pb2_grpc,
     policy_pb2,
     policy_pb2_grpc,
+    security_pb2,
+    security_pb2_grpc,
     service_pb2,
     service_pb2_grpc,
     subscription_pb2,
     subscription_pb2_grpc,
 )
 from controlplane.api.admin_service import AdminService
+from controlplane.api.authz import AuthorizedServer, Authorizer
 from controlplane.api.endpoint_service import EndpointService
 from controlplane.api.identity_service import IdentityService
 from controlplane.api.node_service import NodeService
 from controlplane.api.observer_service import ObserverService
 from controlplane.api.policy_service import PolicyService
+from controlplane.api.security_service import SecurityService
 from controlplane.api.service_service import ServiceService
 from controlplane.api.status import ReplicaInfo, StatusReporter
 from controlplane.api.subscription_service import SubscriptionAdminService, SubscriptionService
 from controlplane.app import ControlPlane
 from controlplane.counts import ObjectCounts
 from controlplane.metrics import Sources
+from controlplane.pki.bootstrap import ServerTls
+from controlplane.pki.security import Security
 
 MAX_MESSAGE = 4 << 20
 
@@ -69,9 +76,10 @@ def metrics_sources(cp: ControlPlane) -> Sources:
         resolution=lambda: cp.policy_resolver.resolution_seconds, embedded=cp.embedded)
 
 
-async def build_server(cp: ControlPlane, listen: str,
-                       unix_socket: str | None = None) -> tuple[grpc.aio.Server, int]:
-    """Returns the (not yet started) server and the TCP port bound."""
+async def build_server(cp: ControlPlane, listen: str, unix_socket: str | None = None,
+                       tls: ServerTls | None = None) -> tuple[grpc.aio.Server, int]:
+    """Returns the (not yet started) server and the TCP port bound. With `tls`, every port
+    speaks mutual TLS and every call is checked against controlplane.api.authz.TABLE."""
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", MAX_MESSAGE),
         ("grpc.keepalive_time_ms", 10_000),
@@ -82,9 +90,17 @@ async def build_server(cp: ControlPlane, listen: str,
     # Every service registers through `guarded`: a request that does not decode is answered
     # INVALID_ARGUMENT instead of UNKNOWN.
     services = guarded(server)
+    security = None
+    if tls is not None:
+        security = await Security.start(cp, tls)
+        services = AuthorizedServer(services, Authorizer(revocations=security.revocations))
+        security_pb2_grpc.add_SecurityServiceServicer_to_server(
+            SecurityService(security.tokens, security.issuer), services)
     identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityService(cp.allocator),
                                                             services)
-    node_pb2_grpc.add_NodeServiceServicer_to_server(NodeService(cp.nodes), services)
+    node_pb2_grpc.add_NodeServiceServicer_to_server(
+        NodeService(cp.nodes, None if security is None else security.issuer.revoke_node),
+        services)
     endpoint_pb2_grpc.add_EndpointServiceServicer_to_server(EndpointService(cp.endpoints),
                                                             services)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(admin_service(cp), services)
@@ -106,6 +122,8 @@ async def build_server(cp: ControlPlane, listen: str,
         service_pb2.DESCRIPTOR.services_by_name["ServiceService"].full_name,
         subscription_pb2.DESCRIPTOR.services_by_name["SubscriptionService"].full_name,
         subscription_pb2.DESCRIPTOR.services_by_name["SubscriptionAdminService"].full_name,
+        *([] if security is None else
+          [security_pb2.DESCRIPTOR.services_by_name["SecurityService"].full_name]),
     ]
     for name in [*names, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -113,9 +131,29 @@ async def build_server(cp: ControlPlane, listen: str,
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
         reflection.aio.ReflectionServicer([*names, health.SERVICE_NAME, reflection.SERVICE_NAME]),
         services)
-    port = server.add_insecure_port(listen)
+    credentials = None if tls is None else server_credentials(tls.ca_pem, tls.cert_pem,
+                                                                   tls.key_pem)
+    port = add_port(server, listen, credentials)
     if port == 0:
         raise RuntimeError(f"cannot listen on {listen}")
     if unix_socket:
-        server.add_insecure_port(f"unix:{unix_socket}")
+        add_port(server, f"unix:{unix_socket}", credentials)
     return server, port
+
+
+def join_listen(config_listen: str, port: int, explicit: str | None) -> str:
+    """`--join-listen`, else the --listen host at the bound port + 1."""
+    if explicit:
+        return explicit
+    return f"{config_listen.rsplit(':', 1)[0]}:{port + 1}"
+
+
+def add_join_port(server: grpc.aio.Server, listen: str, tls: ServerTls) -> int:
+    """The port a node without a certificate joins on: server-authenticated TLS only, so the
+    authorization layer sees an anonymous caller, who may call only SecurityService/Join.
+    Returns the port bound."""
+    port = add_port(server, listen, server_credentials(tls.ca_pem, tls.cert_pem, tls.key_pem,
+                                                       require_client=False))
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {listen} (--join-listen)")
+    return port

@@ -19,12 +19,13 @@ from wsgiref.simple_server import WSGIServer
 
 import grpc
 
-from bulkhead import log
+from bulkhead import log, tls
 from bulkhead.reserved import RESERVED_BY_ID, reserved_labels
 from bulkhead.rpcguard import guarded
 from bulkhead.v1 import agent_pb2, agent_pb2_grpc
-from nodeagent import metrics
+from nodeagent import apiports, metrics
 from nodeagent.cpclient import ControlPlaneClient
+from nodeagent.credentials import NodeCredentials
 from nodeagent.datapath import Datapath, Flow
 from nodeagent.dns.listen import Listen
 from nodeagent.dns.server import DnsServer, ensure_local_address
@@ -68,6 +69,9 @@ class Settings:
     then left out of the maps: their traffic is denied, never let through unchecked)."""
     proxy_interval: float = 1.0
     """Seconds between checks that the proxy is alive (a dead one is restarted)."""
+    credentials: NodeCredentials | None = None
+    """--tls: the node certificate (obtained in `run`), for every connection to the control
+    plane and the TCP API."""
 
 
 def default_socket(node: str) -> Path:
@@ -96,7 +100,9 @@ class BpfAgent:
                                       port=s.proxy_port) if s.proxy_port else None)
         self.reconciler = Reconciler(s.node, self.dp, self.worker, self.state, self.table,
                                      self.proxy)
-        self.cp = ControlPlaneClient(s.node, s.controlplane)
+        self.credentials = s.credentials
+        pem = s.credentials.current if s.credentials is not None else None
+        self.cp = ControlPlaneClient(s.node, s.controlplane, credentials=pem)
         self.manager = EndpointManager(s.node, self.dp, self.worker, self.table,
                                        self.reconciler, self.cp)
         self.flows = FlowStore(s.node, s.flows_max, self.labels, self._pod,
@@ -104,7 +110,7 @@ class BpfAgent:
         self.client = SubscriptionClient(
             s.node, s.controlplane, underlay_ip=s.underlay_ip, state=self.state,
             sink=self.reconciler, capabilities=["datapath:bpf"], ack_interval=s.ack_interval,
-            on_registered_again=self._restore)
+            on_registered_again=self._restore, credentials=pem)
         self.server: grpc.aio.Server | None = None
         self.pressure = metrics.PressureSnapshot()
         self.metrics_server: WSGIServer | None = None
@@ -157,6 +163,9 @@ class BpfAgent:
         ]
         if self.proxy is not None:
             self._tasks.append(asyncio.create_task(self._supervise_proxy(), name="proxy"))
+        if self.credentials is not None:
+            self._tasks.append(asyncio.create_task(self.credentials.keep_renewed(
+                s.controlplane, self._renewed), name="node-cert-renewal"))
         if s.metrics_listen:
             await self._serve_metrics(s.metrics_listen)
         _log.info("agent started", datapath="bpf", socket=str(s.socket), netns=s.netns or "",
@@ -166,23 +175,31 @@ class BpfAgent:
 
     async def _serve(self) -> None:
         path = self.settings.socket
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()  # a previous agent's socket (it was killed)
         self.server = grpc.aio.server()
         # Undecodable requests are answered INVALID_ARGUMENT, as on the control plane.
         service = AgentService(self.node, worker=self.worker, dp=self.dp, table=self.table,
                                manager=self.manager, flows=self.flows, labels=self.labels,
                                status=self.status)
-        agent_pb2_grpc.add_AgentServiceServicer_to_server(service, guarded(self.server))
-        self.server.add_insecure_port(f"unix:{path}")
+        # The TCP port answers only the control plane (apiports), the socket only root.
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(
+            service, apiports.ControlPlaneOnly(guarded(self.server)))
+        apiports.bind_unix(self.server, path)
         listen = self.settings.api_listen
         if listen:
             host = listen.rpartition(":")[0]
-            port = self.server.add_insecure_port(listen)
+            port = apiports.bind_tcp(self.server, listen, self._node_pem
+                                     if self.credentials is not None else None)
             self.client.agent_address = f"{host}:{port}"
         await self.server.start()
-        os.chmod(path, 0o660)
+        apiports.secure_socket(path)
+
+    def _node_pem(self) -> tls.Pem:
+        assert self.credentials is not None and self.credentials.current is not None
+        return self.credentials.current
+
+    def _renewed(self, pem: tls.Pem) -> None:
+        self.client.use_credentials(pem)
+        self.cp.use_credentials(pem)
 
     @property
     def metrics_address(self) -> str:
@@ -334,6 +351,8 @@ async def run(settings: Settings) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
+    if settings.credentials is not None:
+        await settings.credentials.obtain()
     agent = await BpfAgent.create(settings)
     try:
         await agent.start()

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import grpc
 
+from bulkhead import tls
 from bulkhead.v1 import admin_pb2, admin_pb2_grpc, endpoint_pb2, endpoint_pb2_grpc, types_pb2
 
 TIMEOUT = 15.0
@@ -17,11 +18,18 @@ _RETRY = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
 class ControlPlaneClient:
-    def __init__(self, node: str, addresses: Sequence[str]) -> None:
+    def __init__(self, node: str, addresses: Sequence[str],
+                 credentials: tls.Material | None = None) -> None:
         self.node = node
         self.addresses = list(addresses)
-        self._channels = [grpc.aio.insecure_channel(a) for a in self.addresses]
+        self._channels = [tls.aio_channel(a, credentials) for a in self.addresses]
+        self._retired: list[grpc.aio.Channel] = []
         self._index = 0
+
+    def use_credentials(self, credentials: tls.Material) -> None:
+        """A renewed node certificate: calls from now on use it (calls in flight finish)."""
+        self._retired.extend(self._channels)
+        self._channels = [tls.aio_channel(a, credentials) for a in self.addresses]
 
     async def _call(self, stub_type: type, method: str, request: object) -> object:
         last: grpc.aio.AioRpcError | None = None
@@ -73,5 +81,5 @@ class ControlPlaneClient:
                 return out
 
     async def close(self) -> None:
-        for channel in self._channels:
+        for channel in [*self._channels, *self._retired]:
             await channel.close()

@@ -18,7 +18,10 @@ import signal
 import sys
 from pathlib import Path
 
+import grpc
+
 from bulkhead import gctuning, log
+from nodeagent.credentials import NodeCredentials, join_server, read_token
 from nodeagent.dns.listen import DEFAULT_LISTEN as DEFAULT_DNS_LISTEN
 from nodeagent.dns.listen import parse_listen
 from nodeagent.sink import DatapathSink, NullSink
@@ -68,7 +71,34 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoints-file", type=Path,
                    help="bpf: where endpoint names are kept across restarts "
                         "(default: the socket path with .endpoints.json)")
+    p.add_argument("--tls", action="store_true",
+                   help="mutual TLS to a --tls control plane with this node's certificate "
+                        "(from --tls-dir, else from a join with --join-token/--join-token-file; "
+                        "renewed before it expires); docs/security.md")
+    p.add_argument("--tls-ca", type=Path,
+                   help="the cluster CA (PEM; the control plane's STATE_DIR/tls/ca.crt): "
+                        "checks the join port's certificate")
+    p.add_argument("--tls-dir", type=Path,
+                   help="where the node key and certificate are kept, mode 0600 (default "
+                        "/var/lib/bulkhead/agent-NODE)")
+    p.add_argument("--join-token", help="a bootstrap token (`bulkhead node token create`); "
+                                        "visible in the process list: prefer --join-token-file")
+    p.add_argument("--join-token-file", type=Path, help="a file holding the bootstrap token")
+    p.add_argument("--join-server",
+                   help="the control plane's join HOST:PORT (default: the first --controlplane "
+                        "host, its port + 1)")
     return p
+
+
+def node_credentials(args: argparse.Namespace) -> NodeCredentials | None:
+    """The node's certificate holder for `--tls` (obtained, joining if needed, at start);
+    None without it."""
+    if not args.tls:
+        return None
+    return NodeCredentials(
+        args.node, args.tls_dir or Path(f"/var/lib/bulkhead/agent-{args.node}"), args.tls_ca,
+        join_server(args.controlplane, args.join_server),
+        read_token(args.join_token, args.join_token_file))
 
 
 def write_state(client: SubscriptionClient, path: Path | None) -> None:
@@ -84,21 +114,34 @@ def write_state(client: SubscriptionClient, path: Path | None) -> None:
 
 async def run(args: argparse.Namespace, sink: DatapathSink) -> None:
     _log = log.get("nodeagent")
+    credentials = node_credentials(args)
+    if credentials is not None:
+        await credentials.obtain()
     client = SubscriptionClient(args.node, args.controlplane, underlay_ip=args.underlay_ip,
                                 sink=sink, capabilities=[f"datapath:{args.datapath}"],
-                                ack_interval=args.ack_interval)
+                                ack_interval=args.ack_interval,
+                                credentials=credentials.current if credentials else None)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGUSR1, write_state, client, args.state_file)
     task = asyncio.create_task(client.run())
-    _log.info("agent started", controlplane=args.controlplane, datapath=args.datapath)
+    renewing = None
+    if credentials is not None:
+        renewing = asyncio.create_task(credentials.keep_renewed(args.controlplane,
+                                                                client.use_credentials))
+    _log.info("agent started", controlplane=args.controlplane, datapath=args.datapath,
+              tls=credentials is not None)
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    if renewing is not None:
+        renewing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewing
     write_state(client, args.state_file)
     _log.info("agent stopped")
 
@@ -120,13 +163,28 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as exc:
         print(f"bulkhead-agent: {exc}", file=sys.stderr)
         sys.exit(2)
+    if (args.join_token or args.join_token_file or args.tls_ca or args.tls_dir
+            or args.join_server) and not args.tls:
+        print("bulkhead-agent: --tls-ca/--tls-dir/--join-token/--join-token-file/--join-server "
+              "need --tls", file=sys.stderr)
+        sys.exit(2)
     log.configure("agent", node=args.node)
     gctuning.tune_for_server()
     if args.datapath == "bpf":
         run_bpf(args)
         return
     sink: DatapathSink = NullSink()
-    asyncio.run(run(args, sink))
+    try:
+        asyncio.run(run(args, sink))
+    except (ValueError, OSError, grpc.RpcError) as exc:  # --tls: no certificate, failed join
+        print(f"bulkhead-agent: {_one_line(exc)}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"join refused: {exc.code().name}: {exc.details()}"
+    return str(exc)
 
 
 def run_bpf(args: argparse.Namespace) -> None:
@@ -154,7 +212,8 @@ def run_bpf(args: argparse.Namespace) -> None:
         endpoints_file=args.endpoints_file,
         api_listen=None if args.api_listen in ("", "none") else args.api_listen,
         metrics_listen=args.metrics_listen or None, dns_listen=args.dns_listen,
-        proxy_port=args.proxy_port)
+        proxy_port=args.proxy_port,
+        credentials=node_credentials(args))
     asyncio.run(agent.run(settings))
 
 

@@ -1,14 +1,24 @@
-"""`bulkhead node list`."""
+"""`bulkhead node list`; node credentials (`--tls` control planes): `node token create|list|
+revoke` and `node revoke`."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
 from typing import Any
 
 import grpc
 
-from bulkhead.v1 import admin_pb2, admin_pb2_grpc, subscription_pb2, subscription_pb2_grpc
+from bulkhead.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    security_pb2,
+    security_pb2_grpc,
+    subscription_pb2,
+    subscription_pb2_grpc,
+)
 
+from ..argtypes import integer
 from ..output import emit_json, output_flag, table, to_dict
 from ._paging import all_pages
 
@@ -19,6 +29,70 @@ def register(sub: Any) -> None:
     ls = verbs.add_parser("list", help="list registered nodes")
     output_flag(ls)
     ls.set_defaults(run=run_list)
+    token = verbs.add_parser("token", help="bootstrap tokens agents join with (--tls)")
+    token_verbs = token.add_subparsers(dest="token_verb", metavar="VERB", required=True)
+    create = token_verbs.add_parser("create", help="a one-time join token, printed once")
+    create.add_argument("--ttl", type=integer("--ttl", 1, 7 * 24 * 3600), default=0,
+                        help="seconds the token may be used (default 3600)")
+    create.add_argument("--node", default="", help="only this node name may join with it")
+    output_flag(create)
+    create.set_defaults(run=run_token_create)
+    tls = token_verbs.add_parser("list", help="unused tokens (never their secret)")
+    output_flag(tls)
+    tls.set_defaults(run=run_token_list)
+    revoke_token = token_verbs.add_parser("revoke", help="revoke an unused token")
+    revoke_token.add_argument("id", help="the token's ID (the part before the dot)")
+    revoke_token.set_defaults(run=run_token_revoke)
+    revoke = verbs.add_parser("revoke", help="refuse every certificate issued to a node from "
+                                             "now on and cut its streams")
+    revoke.add_argument("name")
+    output_flag(revoke)
+    revoke.set_defaults(run=run_revoke)
+
+
+def _security(ctx: Any) -> security_pb2_grpc.SecurityServiceStub:
+    return ctx.stub(security_pb2_grpc.SecurityServiceStub)
+
+
+def _time(unix: int) -> str:
+    return datetime.datetime.fromtimestamp(unix, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run_token_create(ctx: Any) -> int:
+    made = _security(ctx).CreateToken(security_pb2.CreateTokenRequest(
+        ttl_seconds=ctx.args.ttl, node=ctx.args.node), timeout=15)
+    if ctx.json:
+        emit_json({"token": made.token, **to_dict(made.info)})
+    else:
+        print(made.token)
+    return 0
+
+
+def run_token_list(ctx: Any) -> int:
+    tokens = _security(ctx).ListTokens(security_pb2.ListTokensRequest(), timeout=15).tokens
+    if ctx.json:
+        emit_json([to_dict(t) for t in tokens])
+        return 0
+    table(["ID", "NODE", "EXPIRES", "CREATED"],
+          [(t.id, t.node or "(any)", _time(t.expires_unix), _time(t.created_unix))
+           for t in tokens])
+    return 0
+
+
+def run_token_revoke(ctx: Any) -> int:
+    _security(ctx).RevokeToken(security_pb2.RevokeTokenRequest(id=ctx.args.id), timeout=15)
+    print(f"token {ctx.args.id} revoked")
+    return 0
+
+
+def run_revoke(ctx: Any) -> int:
+    done = _security(ctx).RevokeNode(security_pb2.RevokeNodeRequest(node=ctx.args.name),
+                                     timeout=15)
+    if ctx.json:
+        emit_json({"node": ctx.args.name, "serials": list(done.serials)})
+    else:
+        print(f"node {ctx.args.name}: {len(done.serials)} certificate(s) revoked")
+    return 0
 
 
 def run_list(ctx: Any) -> int:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import grpc
 
 from bulkhead.v1 import endpoint_pb2, endpoint_pb2_grpc, types_pb2
+from controlplane import callers
 from controlplane.endpoints.registry import EndpointRegistry
 from controlplane.records import messages
 
@@ -22,7 +23,7 @@ class EndpointService(endpoint_pb2_grpc.EndpointServiceServicer):
     @rpc
     async def Delete(self, request: endpoint_pb2.DeleteEndpointRequest,
                      context: grpc.aio.ServicerContext) -> endpoint_pb2.DeleteEndpointResponse:
-        await self.registry.delete(request.namespace, request.name)
+        await self.registry.delete(request.namespace, request.name, callers.current())
         return endpoint_pb2.DeleteEndpointResponse()
 
     @rpc

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import grpc
 
 from bulkhead.v1 import node_pb2, node_pb2_grpc, types_pb2
+from controlplane import callers
 from controlplane.nodes.registry import NodeRegistry
 from controlplane.records import messages
 
@@ -10,8 +13,11 @@ from .errors import rpc
 
 
 class NodeService(node_pb2_grpc.NodeServiceServicer):
-    def __init__(self, registry: NodeRegistry) -> None:
+    def __init__(self, registry: NodeRegistry,
+                 revoke: Callable[[str], Awaitable[object]] | None = None) -> None:
         self.registry = registry
+        self.revoke = revoke
+        """With --tls: an admin deleting a node also revokes its certificates."""
 
     @rpc
     async def Register(self, request: node_pb2.RegisterNodeRequest,
@@ -28,4 +34,6 @@ class NodeService(node_pb2_grpc.NodeServiceServicer):
     async def Deregister(self, request: node_pb2.DeregisterNodeRequest,
                          context: grpc.aio.ServicerContext) -> node_pb2.DeregisterNodeResponse:
         await self.registry.deregister(request.name)
+        if self.revoke is not None and callers.current().role == callers.ADMIN:
+            await self.revoke(request.name)
         return node_pb2.DeregisterNodeResponse()

@@ -18,6 +18,7 @@ from bulkhead.errors import BulkheadError, FieldViolation, Invalid
 from bulkhead.rpcerror import ApiError, abort
 from bulkhead.v1 import subscription_pb2 as pb
 from bulkhead.v1 import subscription_pb2_grpc
+from controlplane import callers
 from controlplane.records import messages
 from controlplane.subscription import trace
 from controlplane.subscription.fanout import Fanout
@@ -50,6 +51,7 @@ class SubscriptionService:
             first = await asyncio.wait_for(anext(requests), HELLO_TIMEOUT)
             if first.WhichOneof("msg") != "hello":
                 raise Invalid([FieldViolation("msg", "the first message must be hello")])
+            callers.current().require_node(first.hello.node, "(hello)")
             sub = await self.fanout.open(first.hello, context.peer())
         except (TimeoutError, StopAsyncIteration):
             await abort(context, Invalid([FieldViolation("hello", "no hello received")]))

@@ -16,6 +16,7 @@ from bulkhead.errors import (
     Invalid,
     NotFound,
 )
+from controlplane.callers import UNCHECKED, Caller
 from controlplane.identity.allocator import IdentityAllocator
 from controlplane.identity.holders import endpoint_holder
 from controlplane.nodes import ipam
@@ -135,13 +136,17 @@ class EndpointRegistry:
             await self.cache.wait_for(result.revision, timeout=1.0)
         raise Conflict("endpoint creation kept conflicting; retry")
 
-    async def delete(self, namespace: str, name: str) -> Endpoint:
+    async def delete(self, namespace: str, name: str, caller: Caller = UNCHECKED) -> Endpoint:
+        """A node caller may delete only endpoints on its own node (checked against the record
+        the deletion's transaction compares)."""
         namespace = namespace or "default"
         key = self.keys.endpoint(namespace, name)
         for _ in range(16):
             kv = await self.etcd.get(key)
             if kv is None:
                 raise NotFound(f"endpoint {namespace}/{name} does not exist")
+            if caller.is_node and self.cache.records.unreadable(key, kv.value):
+                caller.require_node("", f"on endpoint {namespace}/{name} (unreadable record)")
             if self.cache.records.unreadable(key, kv.value):
                 # Its address and identity are not known: only the record goes (what it
                 # held, if anything, carries the node's lease or is an orphan reference).
@@ -149,6 +154,7 @@ class EndpointRegistry:
                 deletes = [ops.delete(key)]
             else:
                 endpoint = Endpoint.decode(kv.value)
+                caller.require_node(endpoint.node, f"on endpoint {namespace}/{name}")
                 deletes = [ops.delete(key),
                            ops.delete(self.keys.ipcache_entry(f"{endpoint.ip}/32")),
                            ops.delete(self.identities.reference_key(

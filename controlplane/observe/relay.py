@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from bulkhead import flowfilter, log
+from bulkhead import flowfilter, log, tls
 from bulkhead.v1 import agent_pb2, agent_pb2_grpc, flow_pb2, observer_pb2
 from controlplane.nodes.registry import NodeRegistry
 from controlplane.records.codec import Node
@@ -37,21 +37,28 @@ class FlowRelay:
         self.enricher = enricher
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._rate_sample: tuple[float, int] | None = None
+        self.credentials: tls.Pem | None = None
+        """With --tls: the control plane's certificate, presented to agents (whose TCP API
+        accepts only it); agents are checked against the cluster CA, by node name."""
 
-    def _channel(self, address: str) -> grpc.aio.Channel:
-        channel = self._channels.get(address)
+    def _channel(self, address: str, node: str = "") -> grpc.aio.Channel:
+        key = f"{node}@{address}"
+        channel = self._channels.get(key)
         if channel is None:
-            channel = self._channels[address] = grpc.aio.insecure_channel(address)
+            options = [("grpc.ssl_target_name_override", node)] if self.credentials else []
+            channel = self._channels[key] = tls.aio_channel(address, self.credentials,
+                                                            options)
         return channel
 
-    def _stub(self, address: str) -> agent_pb2_grpc.AgentServiceStub:
-        return agent_pb2_grpc.AgentServiceStub(self._channel(address))
+    def _stub(self, address: str, node: str = "") -> agent_pb2_grpc.AgentServiceStub:
+        return agent_pb2_grpc.AgentServiceStub(self._channel(address, node))
 
-    async def _connected(self, address: str) -> agent_pb2_grpc.AgentServiceStub:
+    async def _connected(self, address: str, node: str = ""
+                         ) -> agent_pb2_grpc.AgentServiceStub:
         """The agent's stub once its channel is connected. ConnectionError at once when the
         connection fails (as a call would), TimeoutError when connecting takes longer than
         AGENT_TIMEOUT (a port that accepts and never speaks gRPC)."""
-        channel = self._channel(address)
+        channel = self._channel(address, node)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + AGENT_TIMEOUT
         state = channel.get_state(try_to_connect=True)
@@ -89,7 +96,7 @@ class FlowRelay:
 
         async def one(node: Node) -> list[flow_pb2.Flow]:
             try:
-                stub = await self._connected(node.agent_address)
+                stub = await self._connected(node.agent_address, node.name)
                 return [f async for f in stub.GetFlows(ask, timeout=FLOWS_TIMEOUT)]
             except TimeoutError:
                 _log.warning("agent flows unavailable", node=node.name,
@@ -153,7 +160,7 @@ class FlowRelay:
             current = self.nodes.cached(node.name)
             address = current.agent_address if current else node.agent_address
             try:
-                async for flow in self._stub(address).GetFlows(ask):
+                async for flow in self._stub(address, node.name).GetFlows(ask):
                     backoff = 0.2
                     if flow.boot_id == boot and flow.sequence <= sequence:
                         continue
@@ -173,7 +180,7 @@ class FlowRelay:
         async def one(node: Node) -> observer_pb2.NodeFlowStatus:
             status = observer_pb2.NodeFlowStatus(node=node.name)
             try:
-                agent = await self._stub(node.agent_address).AgentStatus(
+                agent = await self._stub(node.agent_address, node.name).AgentStatus(
                     agent_pb2.AgentStatusRequest(), timeout=AGENT_TIMEOUT)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:

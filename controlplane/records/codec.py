@@ -345,6 +345,23 @@ class PresenceRecord(JsonRecord):
         return None if self.id == rest else f"id {self.id[:80]!r} is not its key's"
 
 
+# -- join tokens (/bulkhead/pki/<cluster>/tokens/: outside the cluster prefix) ------------------
+
+@dataclass(frozen=True, slots=True)
+class JoinTokenRecord(JsonRecord):
+    """`/bulkhead/pki/<cluster>/tokens/<id>` (controlplane.pki.tokens): a bootstrap token with
+    its secret only as SHA-256; outside the cluster's prefix, so never in the cache."""
+
+    id: str
+    node: str       # "" when any node name may join with it
+    expires: int    # unix seconds
+    created: int
+    sha256: str
+
+    def key_problem(self, rest: str) -> str | None:
+        return None if self.id == rest else f"id {self.id[:80]!r} is not its key's"
+
+
 # -- policies (policies/) ---------------------------------------------------------------------
 
 NAMESPACED = "CiliumNetworkPolicy"

@@ -24,7 +24,7 @@ from typing import Any
 
 import grpc
 
-from bulkhead import log
+from bulkhead import log, tls
 from bulkhead.v1 import node_pb2, node_pb2_grpc, subscription_pb2_grpc
 from bulkhead.v1 import subscription_pb2 as pb
 from nodeagent.sink import DatapathSink, NullSink
@@ -69,7 +69,8 @@ class SubscriptionClient:
                  capabilities: Sequence[str] = (), ack_interval: float = 0.05,
                  backoff: tuple[float, float] = (0.2, 5.0), register: bool = True,
                  on_applied: Applied | None = None, agent_address: str = "",
-                 on_registered_again: Registered | None = None) -> None:
+                 on_registered_again: Registered | None = None,
+                 credentials: tls.Material | None = None) -> None:
         if not addresses:
             raise ValueError("at least one control-plane address is needed")
         self.node = node
@@ -94,6 +95,8 @@ class SubscriptionClient:
         self._index = random.randrange(len(self.addresses))
         self._need_register = register
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self.credentials = credentials   # None: plaintext (without --tls)
+        self._retired: list[grpc.aio.Channel] = []
         self.lease = LeaseKeeper(node, self.addresses, self._channel)
         self._address: str | None = None     # the replica of the current stream
         self._prefer: str | None = None      # where the next stream goes (a replica that
@@ -173,15 +176,24 @@ class SubscriptionClient:
         self._interrupt.set()
 
     async def close(self) -> None:
-        for channel in self._channels.values():
+        for channel in [*self._channels.values(), *self._retired]:
             await channel.close()
         self._channels.clear()
+        self._retired.clear()
+
+    def use_credentials(self, credentials: tls.Material) -> None:
+        """A renewed certificate: new connections present it; the open stream keeps its
+        connection (and its TLS session), so it is not dropped. Old channels are closed
+        with the client."""
+        self.credentials = credentials
+        self._retired.extend(self._channels.values())
+        self._channels = {}
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[address] = grpc.aio.insecure_channel(
-                address, options=CHANNEL_OPTIONS)
+            channel = self._channels[address] = tls.aio_channel(
+                address, self.credentials, options=CHANNEL_OPTIONS)
         return channel
 
     # -- one stream --------------------------------------------------------------------------

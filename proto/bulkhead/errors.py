@@ -78,3 +78,11 @@ class Invalid(BulkheadError):
 
 class Unavailable(BulkheadError):
     """A dependency (etcd, the control plane, the agent's first sync) cannot be reached now."""
+
+
+class PermissionDenied(BulkheadError):
+    """The caller is known but may not make this call (a node speaking for another node)."""
+
+
+class Unauthenticated(BulkheadError):
+    """The caller is not known: no certificate, a revoked one, or an unusable join token."""

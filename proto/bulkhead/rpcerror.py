@@ -30,6 +30,8 @@ from .errors import (
     FieldViolation,
     Invalid,
     NotFound,
+    PermissionDenied,
+    Unauthenticated,
     Unavailable,
 )
 
@@ -65,6 +67,8 @@ STATUS_CODES: dict[type[BulkheadError], grpc.StatusCode] = {
     Conflict: grpc.StatusCode.ABORTED,
     Exhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
 }
 """The status code of each kind of domain error (a subclass takes its nearest listed base's)."""
 
