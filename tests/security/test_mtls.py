@@ -15,6 +15,7 @@ import grpc
 import pytest
 
 from bulkhead import tls
+from bulkhead.rpcerror import EXIT_UNREACHABLE
 from bulkhead.v1 import admin_pb2, admin_pb2_grpc, security_pb2, security_pb2_grpc
 from controlplane.pki import certs
 from nodeagent.credentials import csr
@@ -131,7 +132,7 @@ async def test_cli_against_a_tls_controlplane(tls_controlplane: tuple[Path, str]
     assert rc == 0, err
     # Without a credential the server is not reached; half the flags is a one-line error.
     rc, _, err = await cli("--server", address, "status", env=elsewhere)
-    assert rc == 2 and "cannot reach the control plane" in err
+    assert rc == EXIT_UNREACHABLE and "cannot reach the control plane" in err
     rc, _, err = await cli("--server", address, "--tls-ca", str(admin.ca), "status",
                            env=elsewhere)
     assert rc == 1 and err.strip() == ("bulkhead: --tls-cert, --tls-key missing (give "
