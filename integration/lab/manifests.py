@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 
 from bulkhead.errors import FieldViolation, shown
+from bulkhead.labelkey import key_problem
 from bulkhead.rpcerror import describe
 from bulkhead.v1 import agent_pb2, service_pb2, service_pb2_grpc, types_pb2
 from controlplane.yamldocs import DocumentsError, load_documents, type_name
@@ -100,7 +101,6 @@ def app_for(image: str) -> str:
 class _Parser:
     def __init__(self) -> None:
         self.violations: list[FieldViolation] = []
-        self.dropped: list[str] = []
 
     def fail(self, path: str, description: str) -> None:
         self.violations.append(FieldViolation(path, description))
@@ -129,10 +129,10 @@ class _Parser:
         for key, val in self.mapping(value, path).items():
             if not isinstance(key, str) or not key:
                 self.fail(path, f"a label key must be a string, not {type_name(key)}")
+            elif (why := key_problem(key)) is not None:
+                self.fail(f"{path}[{key}]", why)
             elif not isinstance(val, str) or len(val) > 63 or not _LABEL_VALUE.fullmatch(val):
                 self.fail(f"{path}[{key}]", f"{shown(val)} is not a label value")
-            elif "/" in key:
-                self.dropped.append(f"{key}={val}")
             else:
                 out.append(f"{key}={val}")
         return out
@@ -199,7 +199,6 @@ def parse_manifest(text: str) -> Manifest:
         raise LabError("\n  ".join(["invalid manifest", *map(str, exc.violations)])) from None
     manifest = Manifest(text)
     violations: list[FieldViolation] = []
-    dropped: dict[str, list[str]] = {}     # label key -> the objects that had it
     for index, doc in enumerate(docs):
         where = f"documents[{index}]" if len(docs) > 1 else ""
         parser = _Parser()
@@ -216,16 +215,10 @@ def parse_manifest(text: str) -> Manifest:
         elif doc:
             manifest.notes.append(f"{where or 'document'}: {kind} {name} skipped: "
                                   f"bulkhead-lab takes Service, Deployment and Pod")
-        for label in parser.dropped:
-            dropped.setdefault(label.split("=", 1)[0], []).append(str(name))
         violations += [FieldViolation(f"{where}.{v.field}" if where else v.field,
                                       v.description) for v in parser.violations]
     if violations:
         raise LabError("\n  ".join(["invalid manifest", *map(str, violations)]))
-    if dropped:
-        manifest.notes.append("labels left out (Bulkhead's label keys have no 'prefix/'): " +
-                              "; ".join(f"{key} of {', '.join(objs)}"
-                                        for key, objs in dropped.items()))
     return manifest
 
 
