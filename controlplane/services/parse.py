@@ -17,6 +17,7 @@ from typing import Any
 
 from bulkhead.errors import FieldViolation, shown
 from bulkhead.labelkey import is_key as is_label_key
+from bulkhead.portname import is_port_name
 from controlplane.records.codec import ServicePortRecord
 from controlplane.yamldocs import DocumentsError, load_documents, type_name
 
@@ -62,7 +63,6 @@ _SPEC_FIELDS = {"type", "selector", "ports", "clusterIP", "clusterIPs", "session
 _PORT_FIELDS = {"name", "port", "targetPort", "protocol"}
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
-_PORT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 class ServiceValidationError(DocumentsError):
@@ -336,8 +336,7 @@ class _DocumentParser:
         if "targetPort" in spec:
             raw = spec["targetPort"]
             if isinstance(raw, str):
-                if (len(raw) > 15 or not _PORT_NAME.fullmatch(raw) or "--" in raw
-                        or not any(c.isalpha() for c in raw)):
+                if not is_port_name(raw):
                     self.fail(f"{path}.targetPort", f"{shown(raw)} is not a port number or a "
                                                     "port name (IANA service name)")
                 target, target_name = 0, raw
