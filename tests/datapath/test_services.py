@@ -225,3 +225,17 @@ def test_a_tuple_reused_between_clusterip_and_direct_is_a_new_connection(svc: Cl
     second = first + 1
     assert probe(client, "tcp", backend_ip, 80, source_port=second) == "ok"
     assert probe(client, "tcp", VIP, 80, source_port=second) == "ok"
+
+
+def test_a_syn_on_a_closed_clusterip_connection_chooses_its_backend_again(svc: Cluster) -> None:
+    """A new connection to the ClusterIP from the source port of one that just closed is
+    load-balanced again: after the service's backend changed it goes to the new backend, not
+    to the one the closed connection remembered (conntrack keeps that entry for 10 s)."""
+    c = svc
+    client = c.pods["tiefighter"]
+    port = 40000 + secrets.randbelow(10000)
+    put(c, web(c, "deathstar1"))
+    assert probe(client, "tcp", VIP, 80, source_port=port) == "ok"
+    # Now the only backend is a port nothing listens on: the pod answers with a reset.
+    put(c, ServiceFrontend(VIP, 80, 6, SVC_ID, (backend(c, "deathstar1", 82),)))
+    assert probe(client, "tcp", VIP, 80, source_port=port) == "refused"

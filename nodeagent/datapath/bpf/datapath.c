@@ -257,6 +257,15 @@ static __always_inline void ct_touch(struct ct_val *v, struct pkt *p, __u64 now)
     }
 }
 
+/* A TCP SYN (without ACK) on the entry of a connection that closed (FIN or RST seen) opens a
+ * new connection on the same tuple: it is decided (and, to a ClusterIP, load-balanced) again,
+ * as conntrack treats a SYN on a closing entry. */
+static __always_inline int tcp_reopens(struct pkt *p, struct ct_val *v)
+{
+    return p->proto == IPPROTO_TCP && (p->tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN
+        && (v->tcp_flags & (TCPF_FIN | TCPF_RST));
+}
+
 /* Where a reply of a service connection must appear to come from. */
 struct revnat {
     __u32 ip;           /* 0: no translation */
@@ -288,8 +297,7 @@ static __always_inline int ct_established(struct pkt *p, __u64 now, struct revna
     /* A new connection (a SYN without ACK) that reuses the tuple of one that closed (FIN or
      * RST seen) is new: policy is decided again and ct_create replaces the entry, with its own
      * translation (a connection through a ClusterIP and a direct one may share a tuple). */
-    if (!reverse && p->proto == IPPROTO_TCP && (p->tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN
-        && (v->tcp_flags & (TCPF_FIN | TCPF_RST)))
+    if (!reverse && tcp_reopens(p, v))
         return 0;
     ct_touch(v, p, now);
     if (reverse && v->nat == CT_NAT_REVERSE) {
@@ -409,7 +417,7 @@ static __always_inline int lb_select(struct pkt *p, __u64 now, struct lb_conn *c
     ck.dport = p->dport;
     ck.proto = p->proto;
     struct ct_val *cv = ct.lookup(&ck);
-    if (cv && cv->expires >= now && cv->nat == CT_NAT_SERVICE) {
+    if (cv && cv->expires >= now && cv->nat == CT_NAT_SERVICE && !tcp_reopens(p, cv)) {
         ct_touch(cv, p, now);
         c->bip = cv->nat_ip;
         c->bport = cv->nat_port;
