@@ -505,6 +505,12 @@ static __always_inline int lb_answer_unreachable(struct __sk_buff *skb, struct p
     return bpf_redirect(skb->ifindex, 0);
 }
 
+/* Local delivery from a tc ingress hook (from_pod, from_overlay): straight into the pod's
+ * namespace through the veth peer (bpf_redirect_peer), as Cilium does.  The packet is
+ * received by the pod in this same pass instead of being queued to the host-side veth's
+ * egress, through to_pod, and the per-CPU backlog: one queueing step less per packet, which
+ * is most of what a new connection's handshake waits for.  No mark is needed (to_pod does
+ * not see the packet) and none may be left (the pod's namespace would see it). */
 static __always_inline int deliver_local(struct __sk_buff *skb, __u32 ifindex, __u8 *pod_mac,
                                          __u8 *host_mac)
 {
@@ -512,8 +518,12 @@ static __always_inline int deliver_local(struct __sk_buff *skb, __u32 ifindex, _
         return TC_ACT_SHOT;
     if (bpf_skb_store_bytes(skb, ETH_ALEN, host_mac, ETH_ALEN, 0) < 0)
         return TC_ACT_SHOT;
-    skb->mark = BH_MARK_ENFORCED;
-    return bpf_redirect(ifindex, 0);
+    /* Nothing runs eth_type_trans for the pod: a packet from the tunnel still has the type
+     * its inner header got on the VXLAN device (not addressed to it: PACKET_OTHERHOST), which
+     * the pod's IP layer would drop. */
+    if (bpf_skb_change_type(skb, 0 /* PACKET_HOST */) < 0)
+        return TC_ACT_SHOT;
+    return bpf_redirect_peer(ifindex, 0);
 }
 
 static __always_inline __u32 node_flags(__u32 *vxlan_ifindex)
