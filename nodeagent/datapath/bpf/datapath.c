@@ -111,8 +111,10 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 {
     void *data = (void *)(long)skb->data;
     void *data_end = (void *)(long)skb->data_end;
-    if (data + ETH_HLEN + 60 + 20 > data_end) {
-        /* headers may sit in paged data: make them linear (then reload) */
+    if (data + ETH_HLEN + 60 + 20 > data_end && skb->len > data_end - data) {
+        /* headers may sit in paged data: make them linear (then reload).  Only then: a
+         * packet that is all linear (every handshake packet, every pure ACK) has nothing to
+         * pull, and the helper would still make a cloned skb (TCP's) writable, a copy. */
         bpf_skb_pull_data(skb, skb->len < ETH_HLEN + 80 ? skb->len : ETH_HLEN + 80);
         data = (void *)(long)skb->data;
         data_end = (void *)(long)skb->data_end;
