@@ -239,3 +239,19 @@ def test_a_syn_on_a_closed_clusterip_connection_chooses_its_backend_again(svc: C
     # Now the only backend is a port nothing listens on: the pod answers with a reset.
     put(c, ServiceFrontend(VIP, 80, 6, SVC_ID, (backend(c, "deathstar1", 82),)))
     assert probe(client, "tcp", VIP, 80, source_port=port) == "refused"
+
+
+@pytest.mark.parametrize("target", ["deathstar1", "deathstar2"], ids=["same-node", "cross-node"])
+def test_an_icmp_error_from_a_backend_comes_from_the_clusterip(svc: Cluster, target: str) -> None:
+    """A UDP service whose backend has no listener on the target port: the backend's ICMP
+    port unreachable is rewritten to be about the client's ClusterIP connection, so the
+    client's connected socket gets ECONNREFUSED at once (before: it waited for a timeout)."""
+    c = svc
+    put(c, ServiceFrontend(VIP, 53, 17, SVC_ID, (backend(c, target, 5399),)))
+    assert probe(c.pods["tiefighter"], "udp", VIP, 53, timeout=3.0) == "refused"
+    # The error belongs to the connection (conntrack's "related"): policies that allow no
+    # ICMP at all (the client's ingress, the backend's egress) let it through.
+    tie, dst = c.pods["tiefighter"], c.pods[target]
+    c.dp(tie.node).sync_policy(tie.ep_id, [], ingress_enforced=True, egress_enforced=False)
+    c.dp(dst.node).sync_policy(dst.ep_id, [], ingress_enforced=False, egress_enforced=True)
+    assert probe(tie, "udp", VIP, 53, timeout=3.0) == "refused"

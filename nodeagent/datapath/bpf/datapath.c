@@ -309,6 +309,87 @@ static __always_inline int ct_established(struct pkt *p, __u64 now, struct revna
     return 1;
 }
 
+/* -- ICMP errors about a connection (conntrack's "related") ------------------ */
+
+/* The start of an ICMP error's quoted packet: its IP header (no options) and L4 ports. */
+struct icmp_quote {
+    struct iphdr ip;
+    __be16 sport;
+    __be16 dport;
+};
+
+/* 1 when the packet is an ICMP error (unreachable, time exceeded, parameter problem) about a
+ * live TCP/UDP connection: it passes as part of that connection, without a policy decision of
+ * its own.  When the connection was sent to a ClusterIP, the error is rewritten to be about
+ * the ClusterIP connection the client opened (the quoted destination and port, and the source
+ * when the backend itself reported), so the client's socket receives it (e.g. ECONNREFUSED
+ * for a UDP service whose backend has no listener).  The quoted IP header's checksum is fixed
+ * along with its address, so the ICMP checksum (over it) changes by the port only.  0: not one
+ * (or not rewritable: then it is decided as any other packet). */
+static __always_inline int icmp_error_related(struct __sk_buff *skb, struct pkt *p, __u64 now)
+{
+    if (p->proto != IPPROTO_ICMP)
+        return 0;
+    __u8 vihl;
+    if (bpf_skb_load_bytes(skb, ETH_HLEN, &vihl, 1) < 0)
+        return 0;
+    __u32 icmp_off = ETH_HLEN + (vihl & 0xf) * 4;
+    struct icmphdr ih;
+    if (bpf_skb_load_bytes(skb, icmp_off, &ih, sizeof(ih)) < 0)
+        return 0;
+    if (ih.type != ICMP_DEST_UNREACH && ih.type != ICMP_TIME_EXCEEDED
+        && ih.type != ICMP_PARAMETERPROB)
+        return 0;
+    __u32 q_off = icmp_off + sizeof(struct icmphdr);
+    struct icmp_quote q;
+    if (bpf_skb_load_bytes(skb, q_off, &q, sizeof(q)) < 0)
+        return 0;
+    if (q.ip.ihl != 5 || (q.ip.protocol != IPPROTO_TCP && q.ip.protocol != IPPROTO_UDP))
+        return 0;
+    struct ct_key k = {};
+    k.saddr = q.ip.saddr;
+    k.daddr = q.ip.daddr;
+    k.sport = q.sport;
+    k.dport = q.dport;
+    k.proto = q.ip.protocol;
+    struct ct_val *v = ct.lookup(&k);
+    if (!v || v->expires < now)
+        return 0;
+    if (v->nat != CT_NAT_REVERSE)
+        return 1;
+    __u32 vip = v->nat_ip;
+    __u16 vport = v->nat_port;
+    __u32 backend = q.ip.daddr;
+    if (bpf_l3_csum_replace(skb, q_off + __builtin_offsetof(struct iphdr, check), backend, vip,
+                            4) < 0)
+        return 0;
+    if (bpf_skb_store_bytes(skb, q_off + __builtin_offsetof(struct iphdr, daddr), &vip, 4, 0) < 0)
+        return 0;
+    if (bpf_l4_csum_replace(skb, icmp_off + __builtin_offsetof(struct icmphdr, checksum),
+                            q.dport, vport, 2) < 0)
+        return 0;
+    if (bpf_skb_store_bytes(skb, q_off + __builtin_offsetof(struct icmp_quote, dport), &vport, 2,
+                            0) < 0)
+        return 0;
+    if (p->saddr == backend) {
+        if (bpf_l3_csum_replace(skb, ETH_HLEN + __builtin_offsetof(struct iphdr, check), backend,
+                                vip, 4) < 0)
+            return 0;
+        if (bpf_skb_store_bytes(skb, ETH_HLEN + __builtin_offsetof(struct iphdr, saddr), &vip, 4,
+                                0) < 0)
+            return 0;
+        p->saddr = vip;
+    }
+    return 1;
+}
+
+/* ct_established, or an ICMP error about a live connection (icmp_error_related). */
+static __always_inline int ct_established_or_related(struct __sk_buff *skb, struct pkt *p,
+                                                     __u64 now, struct revnat *rn)
+{
+    return ct_established(p, now, rn) || icmp_error_related(skb, p, now);
+}
+
 static __always_inline int ct_create(struct pkt *p, __u64 now, __u32 sid, __u32 did, __u8 nat,
                                      __u32 nat_ip, __u16 nat_port)
 {
@@ -595,7 +676,7 @@ int from_pod(struct __sk_buff *skb)
     __u32 cfg_flags = node_flags(&vxlan_ifindex);
 
     struct revnat rn = {};
-    int established = ct_established(&p, now, &rn);
+    int established = ct_established_or_related(skb, &p, now, &rn);
     if (rn.ip && nat_rewrite(skb, &p, 1, rn.ip, rn.port) < 0)
         return TC_ACT_SHOT;
     if (!established) {
@@ -668,7 +749,7 @@ int from_overlay(struct __sk_buff *skb)
 
     __u64 now = bpf_ktime_get_ns();
     struct revnat rn = {};
-    int established = ct_established(&p, now, &rn);
+    int established = ct_established_or_related(skb, &p, now, &rn);
     if (rn.ip && nat_rewrite(skb, &p, 1, rn.ip, rn.port) < 0)
         return TC_ACT_SHOT;
     if (!established) {
@@ -712,7 +793,7 @@ int to_pod(struct __sk_buff *skb)
 
     __u64 now = bpf_ktime_get_ns();
     struct revnat rn = {};
-    if (!ct_established(&p, now, &rn)) {
+    if (!ct_established_or_related(skb, &p, now, &rn)) {
         if (dst_flags & EP_F_INGRESS_ENFORCED) {
             __u8 reason = policy_verdict(dst_ep, src_id, DIR_INGRESS, &p);
             if (reason)
