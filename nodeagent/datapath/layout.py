@@ -28,6 +28,7 @@ LB_F_AFFINITY = 1
 CT_NAT_NONE = 0
 CT_NAT_SERVICE = 1
 CT_NAT_REVERSE = 2
+CT_NAT_HAIRPIN = 3
 
 POLICY_FIXED_BITS = 88
 """Policy key bits always inside the prefix: ep_id, peer, pad, dir, kind."""

@@ -11,6 +11,7 @@ from nodeagent.datapath import policykeys
 from nodeagent.datapath.layout import (
     CONFIG_VAL,
     CT_KEY,
+    CT_NAT_HAIRPIN,
     CT_NAT_REVERSE,
     CT_NAT_SERVICE,
     CT_VAL,
@@ -227,7 +228,8 @@ class CtMap:
             saddr, daddr, sport, dport, proto = CT_KEY.unpack(k)
             expires, created, sid, did, flags, nat, nat_port, nat_ip = CT_VAL.unpack(v)
             where = f"{_ip_str(nat_ip)}:{int.from_bytes(nat_port, 'big')}"
-            nat_text = {CT_NAT_SERVICE: where, CT_NAT_REVERSE: f"reply from {where}"}
+            nat_text = {CT_NAT_SERVICE: where, CT_NAT_REVERSE: f"reply from {where}",
+                        CT_NAT_HAIRPIN: f"reply from {where} (hairpin)"}
             out.append(
                 CtEntry(
                     saddr=_ip_str(saddr),

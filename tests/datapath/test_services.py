@@ -255,3 +255,20 @@ def test_an_icmp_error_from_a_backend_comes_from_the_clusterip(svc: Cluster, tar
     c.dp(tie.node).sync_policy(tie.ep_id, [], ingress_enforced=True, egress_enforced=False)
     c.dp(dst.node).sync_policy(dst.ep_id, [], ingress_enforced=False, egress_enforced=True)
     assert probe(tie, "udp", VIP, 53, timeout=3.0) == "refused"
+
+
+def test_hairpin_a_pod_reaches_itself_through_the_clusterip(svc: Cluster) -> None:
+    """A pod calling a service whose chosen backend is the pod itself gets its own answer (TCP
+    and UDP). The connection reaches the pod from the service loopback address, as on Cilium
+    (a packet from its own address would be refused as martian), and replies come from the
+    ClusterIP."""
+    c = svc
+    ds = c.pods["deathstar1"]
+    put(c, web(c, "deathstar1"), ServiceFrontend(VIP, 53, 17, SVC_ID,
+                                                 (backend(c, "deathstar1", 5353),)))
+    assert many(ds, VIP, 80, 5) == {"deathstar1": 5}
+    assert probe(ds, "udp", VIP, 53) == "ok"
+    turned = [e for e in c.dp("n1").ct() if e.saddr == "169.254.42.1" and e.daddr == ds.ip]
+    assert {e.dport for e in turned} == {80, 5353}
+    # Others still reach it as before.
+    assert many(c.pods["tiefighter"], VIP, 80, 5) == {"deathstar1": 5}

@@ -133,6 +133,8 @@ struct lb_be_val {
 #define CT_NAT_NONE 0
 #define CT_NAT_SERVICE 1 /* entry of client -> ClusterIP: nat_ip:nat_port = the chosen backend */
 #define CT_NAT_REVERSE 2 /* entry of client -> backend: replies' source becomes nat_ip:nat_port */
+#define CT_NAT_HAIRPIN 3 /* entry of loopback -> pod, a pod to itself through a ClusterIP:
+                          * replies' source becomes nat_ip:nat_port, their destination the pod */
 
 /* Connection tracking: 5-tuple of the original direction. ICMP echo uses
  * (id, 0) for requests and (0, id) for replies so the reverse tuple matches. */

@@ -609,6 +609,77 @@ static __always_inline int deliver_local(struct __sk_buff *skb, __u32 ifindex, _
     return bpf_redirect_peer(ifindex, 0);
 }
 
+/* -- hairpin: a pod to itself through a ClusterIP ---------------------------- */
+
+/* The service loopback address (Cilium's, 169.254.42.1): a pod whose connection to a
+ * ClusterIP was given to itself receives it from here, since a packet from its own address
+ * would be dropped as martian.  Its replies come back to from_pod addressed to it. */
+#define HAIRPIN_IP BH_HTONL(0xa9fe2a01)
+
+/* The translated request (destination already the pod itself): policy as between the pod
+ * and itself, the connection remembered (the client -> ClusterIP entry, and a
+ * loopback -> pod entry that turns replies back), the source rewritten to the loopback
+ * address, delivered to the pod. */
+static __always_inline int hairpin_request(struct __sk_buff *skb, struct pkt *p,
+                                           struct lb_conn *lb, struct ep_info *self, __u64 now)
+{
+    __u32 ep = self->ep_id, id = self->identity, flags = self->flags;
+    struct pkt seen = *p; /* the tuple the pod sees */
+    seen.saddr = HAIRPIN_IP;
+    struct revnat rn = {};
+    if (!ct_established(&seen, now, &rn)) {
+        __u8 reason;
+        if (flags & EP_F_EGRESS_ENFORCED) {
+            reason = policy_verdict(ep, id, DIR_EGRESS, p);
+            if (reason)
+                return drop(p, id, id, ep, DIR_EGRESS, reason, OBS_FROM_POD);
+        }
+        if (flags & EP_F_INGRESS_ENFORCED) {
+            reason = policy_verdict(ep, id, DIR_INGRESS, p);
+            if (reason)
+                return drop(p, id, id, ep, DIR_INGRESS, reason, OBS_FROM_POD);
+        }
+        if (ct_create(&seen, now, id, id, CT_NAT_HAIRPIN, lb->vip, lb->vport) < 0)
+            return drop(p, id, id, ep, DIR_EGRESS, REASON_CT_FULL, OBS_FROM_POD);
+        if (lb->fresh && lb_remember(lb, p->saddr, p->sport, p->proto, p->tcp_flags, now, id,
+                                    id) < 0)
+            return drop(p, id, id, ep, DIR_EGRESS, REASON_CT_FULL, OBS_FROM_POD);
+        emit(p, id, id, ep, DIR_EGRESS, REASON_NONE, OBS_FROM_POD);
+        emit(p, id, id, ep, DIR_INGRESS, REASON_NONE, OBS_FROM_POD);
+    }
+    count(ep, DIR_EGRESS, REASON_NONE, p->len);
+    count(ep, DIR_INGRESS, REASON_NONE, p->len);
+    if (nat_rewrite(skb, p, 1, HAIRPIN_IP, p->sport) < 0)
+        return TC_ACT_SHOT;
+    return deliver_local(skb, self->ifindex, self->pod_mac, self->host_mac);
+}
+
+/* A pod's reply to the loopback address: back to itself, from the ClusterIP. */
+static __always_inline int hairpin_reply(struct __sk_buff *skb, struct pkt *p,
+                                         struct ep_info *self, __u64 now)
+{
+    __u32 ep = self->ep_id, id = self->identity, pod = p->saddr;
+    struct ct_key k = {};
+    k.saddr = p->daddr;
+    k.daddr = p->saddr;
+    k.sport = p->dport;
+    k.dport = p->sport;
+    k.proto = p->proto;
+    struct ct_val *v = ct.lookup(&k);
+    if (!p->l4_off || !v || v->expires < now || v->nat != CT_NAT_HAIRPIN)
+        return drop(p, id, ID_WORLD, ep, DIR_EGRESS, REASON_UNKNOWN_DEST, OBS_FROM_POD);
+    ct_touch(v, p, now);
+    __u32 vip = v->nat_ip;
+    __u16 vport = v->nat_port;
+    count(ep, DIR_EGRESS, REASON_NONE, p->len);
+    count(ep, DIR_INGRESS, REASON_NONE, p->len);
+    if (nat_rewrite(skb, p, 0, pod, p->dport) < 0)
+        return TC_ACT_SHOT;
+    if (nat_rewrite(skb, p, 1, vip, vport) < 0)
+        return TC_ACT_SHOT;
+    return deliver_local(skb, self->ifindex, self->pod_mac, self->host_mac);
+}
+
 static __always_inline __u32 node_flags(__u32 *vxlan_ifindex)
 {
     u32 zero = 0;
@@ -635,6 +706,8 @@ int from_pod(struct __sk_buff *skb)
     if (!src || src->ifindex != skb->ifindex)
         return drop(&p, ID_WORLD, 0, 0, DIR_EGRESS, REASON_UNKNOWN_SOURCE, OBS_FROM_POD);
     __u32 src_ep = src->ep_id, src_id = src->identity, src_flags = src->flags;
+    if (p.daddr == HAIRPIN_IP)
+        return hairpin_reply(skb, &p, src, bpf_ktime_get_ns());
 
     __u64 now = bpf_ktime_get_ns();
     struct lb_conn lb = {};
@@ -649,6 +722,8 @@ int from_pod(struct __sk_buff *skb)
     __u16 cport = p.sport;
     if (svc == LB_TRANSLATED && nat_rewrite(skb, &p, 0, lb.bip, lb.bport) < 0)
         return TC_ACT_SHOT;
+    if (svc == LB_TRANSLATED && p.daddr == p.saddr)
+        return hairpin_request(skb, &p, &lb, src, now);
 
     struct ep_key dk = {.ip = p.daddr};
     struct ep_info *dst = endpoints.lookup(&dk);
