@@ -8,7 +8,10 @@ Two labs run side by side, each with a server pod on n1 and a client pod on n2:
 Measured in both, alternating a/b for ROUNDS rounds on this shared machine, medians reported:
 - iperf3 TCP throughput, client -> server, one stream;
 - TCP request/response rate (bench/rr.py): `rr` = 64-byte request/reply round trips over one
-  connection; `crr` = a new connection per request/reply.
+  connection; `crr` = a new connection per request/reply;
+- in (b) also `crr` through a ClusterIP Service whose one backend is the server (the issue's
+  "with and without a service in between"), from a second client pod on n2 (a closed
+  connection's conntrack entry lingers; the two clients never share a tuple).
 Then, in lab (b): the RSS growth of n1's agent while its ipcache grows to 10,000 entries
 (endpoints created through the control plane on agent-less nodes; bench/agent_memory.py), and
 the 100,000-entry ipcache write timing (bench/datapath_maps.py, run as is).
@@ -35,7 +38,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import agent_memory  # noqa: E402  (bench/ is sys.path[0] when run as a script)
-from labbench import Samples, apply_allow_policy, run_in, run_script, say  # noqa: E402
+from labbench import (  # noqa: E402
+    Samples,
+    apply_allow_policy,
+    apply_service,
+    run_in,
+    run_script,
+    say,
+)
 
 from integration.lab import processes  # noqa: E402
 from integration.lab.lab import Lab  # noqa: E402
@@ -44,7 +54,7 @@ from integration.lab.state import PodState  # noqa: E402
 ROUNDS = 5
 IPERF_SECONDS = 3
 RR_SECONDS = 2.0
-IPERF_PORT, RR_PORT, DENIED_PORT = 5201, 5202, 5203
+IPERF_PORT, RR_PORT, DENIED_PORT, SVC_PORT = 5201, 5202, 5203, 80
 ENDPOINTS = 10_000
 POLICY = f"""\
 apiVersion: cilium.io/v2
@@ -78,6 +88,8 @@ class Side(Samples):
     lab: Lab
     server: PodState | None = None
     client: PodState | None = None
+    vip_client: PodState | None = None
+    cluster_ip: str = ""
     pids: list[int] = field(default_factory=list)
 
 
@@ -86,6 +98,9 @@ def start_lab(side: Side, datapath: str) -> None:
     side.lab.up(2, datapath=datapath)
     side.server = side.lab.pod_create("server", "n1", "default", ["app=bench-server"])
     side.client = side.lab.pod_create("client", "n2", "default", ["app=bench-client"])
+    if datapath == "bpf":
+        side.vip_client = side.lab.pod_create("client-vip", "n2", "default",
+                                              ["app=bench-client"])
     directory = side.lab.state().directory
     side.pids.append(processes.start(
         ["ip", "netns", "exec", side.server.netns, "iperf3", "-s", "-p", str(IPERF_PORT)],
@@ -99,6 +114,7 @@ def apply_policy(side: Side) -> None:
     """The allowing policy, waited for on every node; then prove enforcement is on."""
     assert side.server is not None and side.client is not None
     say(apply_allow_policy(side.lab, POLICY, side.client, side.server.ip, DENIED_PORT))
+    side.cluster_ip = apply_service(side.lab, "bench-svc", SVC_PORT, RR_PORT)
 
 
 def measure(side: Side) -> None:
@@ -112,8 +128,15 @@ def measure(side: Side) -> None:
         got = json.loads(run_in(side.client, sys.executable, str(ROOT / "bench/rr.py"),
                                   "client", ip, str(RR_PORT), str(RR_SECONDS), mode))
         side.record(mode, got["rate"])
+    vip = ""
+    if side.vip_client is not None:
+        got = json.loads(run_in(side.vip_client, sys.executable, str(ROOT / "bench/rr.py"),
+                                "client", side.cluster_ip, str(SVC_PORT), str(RR_SECONDS),
+                                "crr"))
+        side.record("crr vip", got["rate"])
+        vip = f", crr via ClusterIP {got['rate']:.0f}/s"
     say(f"({side.key}) {bps / 1e9:.2f} Gbit/s, rr {side.results['rr'][-1]:.0f}/s, "
-        f"crr {side.results['crr'][-1]:.0f}/s")
+        f"crr {side.results['crr'][-1]:.0f}/s{vip}")
 
 
 def stop_side(side: Side) -> None:
@@ -163,18 +186,25 @@ def main() -> None:
               f"[{each('rr', side, 1, '/s')}]")
         print(f"    crr (new connection per request)        {side.median('crr'):.0f}/s "
               f"[{each('crr', side, 1, '/s')}]")
+        if "crr vip" in side.results:
+            print(f"    crr through the ClusterIP {side.cluster_ip}:{SVC_PORT}        "
+                  f"{side.median('crr vip'):.0f}/s [{each('crr vip', side, 1, '/s')}]")
     # The machine is shared: contention only ever slows a sample down, so the best sample of
     # each side and the ratios of the a/b pairs measured back to back are printed as well.
-    for name in ("throughput", "rr", "crr"):
-        pairs = [bv / av for av, bv in zip(a.results[name], b.results[name], strict=True)]
-        print(f"{name}: best b/a {max(b.results[name]) / max(a.results[name]):.2f}; "
+    for name, of_a in (("throughput", "throughput"), ("rr", "rr"), ("crr", "crr"),
+                       ("crr vip", "crr")):
+        pairs = [bv / av for av, bv in zip(a.results[of_a], b.results[name], strict=True)]
+        print(f"{name}: best b/a {max(b.results[name]) / max(a.results[of_a]):.2f}; "
               f"per-round b/a [{', '.join(f'{r:.2f}' for r in pairs)}], "
               f"median {statistics.median(pairs):.2f}")
     rr_ratio = b.median("rr") / a.median("rr")
     crr_ratio = b.median("crr") / a.median("crr")
+    vip_ratio = b.median("crr vip") / a.median("crr")
     print(f"request/response rate ratio (rr, one connection): {rr_ratio:.2f} (target >= 0.90)")
     print(f"request/response rate ratio (crr, new connections): {crr_ratio:.2f} "
           "(target >= 0.90)")
+    print(f"request/response rate ratio (crr through a ClusterIP vs plain routing to the pod):"
+          f" {vip_ratio:.2f} (target >= 0.90)")
     print(f"agent ipcache entries: {memory['entries_before']:.0f} -> "
           f"{memory['entries_after']:.0f} ({ENDPOINTS} endpoints created in "
           f"{memory['create_seconds']:.1f} s)")

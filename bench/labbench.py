@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from integration.lab.lab import Lab, _bin
+from integration.lab.manifests import Applier, parse_manifest
 from integration.lab.state import PodState
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +61,35 @@ def apply_allow_policy(lab: Lab, policy: str, client: PodState, server_ip: str,
         raise RuntimeError(f"port {denied_port} should time out under the policy; curl exit "
                            f"{denied}")
     return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "policy applied"
+
+
+def service_yaml(name: str, port: int, target_port: int) -> str:
+    """A ClusterIP Service selecting the benchmarks' server pod (app=bench-server)."""
+    return f"""\
+apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+  namespace: default
+spec:
+  selector:
+    app: bench-server
+  ports:
+  - port: {port}
+    targetPort: {target_port}
+    protocol: TCP
+"""
+
+
+def apply_service(lab: Lab, name: str, port: int, target_port: int) -> str:
+    """The Service through `bulkhead-lab apply -f`'s code, which returns once every node's
+    load-balancer map holds its backend; its ClusterIP. The server must be its one backend."""
+    result = Applier(lab, lambda line: None).apply(
+        parse_manifest(service_yaml(name, port, target_port)))
+    service = result["services"][0]
+    if len(service["backends"]) != 1:
+        raise RuntimeError(f"{name} should have the server as its one backend: {service}")
+    return str(service["cluster_ip"])
 
 
 def run_script(name: str, timeout: float) -> list[str]:

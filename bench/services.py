@@ -44,13 +44,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
-from labbench import Samples, apply_allow_policy, run_in, run_script, say  # noqa: E402
+from labbench import (  # noqa: E402
+    Samples,
+    apply_allow_policy,
+    apply_service,
+    run_in,
+    run_script,
+    say,
+    service_yaml,
+)
 from stats import pct  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 
 from bulkhead.v1 import service_pb2, service_pb2_grpc  # noqa: E402
 from integration.lab import processes  # noqa: E402
 from integration.lab.lab import Lab  # noqa: E402
-from integration.lab.manifests import Applier, parse_manifest  # noqa: E402
 from integration.lab.state import PodState  # noqa: E402
 
 ROUNDS = 5
@@ -77,23 +84,6 @@ spec:
     - ports:
       - port: "{RR_PORT}"
         protocol: TCP
-"""
-
-
-def service_yaml(name: str) -> str:
-    return f"""\
-apiVersion: v1
-kind: Service
-metadata:
-  name: {name}
-  namespace: default
-spec:
-  selector:
-    app: bench-server
-  ports:
-  - port: {SVC_PORT}
-    targetPort: {RR_PORT}
-    protocol: TCP
 """
 
 
@@ -126,14 +116,9 @@ def apply_policy(b: Bench) -> None:
     apply_allow_policy(b.lab, POLICY, b.pods["direct"], b.pods["server"].ip, DENIED_PORT)
 
 
-def apply_service(b: Bench) -> None:
-    """The measured service, through `bulkhead-lab apply -f`'s code: it returns once every
-    node's load-balancer map holds the server as the backend."""
-    result = Applier(b.lab, lambda line: None).apply(parse_manifest(service_yaml("bench-svc")))
-    service = result["services"][0]
-    if len(service["backends"]) != 1:
-        raise RuntimeError(f"bench-svc should have the server as its one backend: {service}")
-    b.cluster_ip = service["cluster_ip"]
+def start_service(b: Bench) -> None:
+    """The measured service; every node load-balances it when this returns."""
+    b.cluster_ip = apply_service(b.lab, "bench-svc", SVC_PORT, RR_PORT)
     say(f"service default/bench-svc: {b.cluster_ip}:{SVC_PORT} -> "
         f"{b.pods['server'].ip}:{RR_PORT}")
 
@@ -166,7 +151,8 @@ def apply_to_reachable(b: Bench, stub: service_pb2_grpc.ServiceServiceStub, i: i
     """One new service: Apply, then both nodes' probers connect through its ClusterIP."""
     name = f"bench-new-{i}"
     t0 = time.monotonic()
-    reply = stub.Apply(service_pb2.ApplyServicesRequest(yaml=service_yaml(name)), timeout=30)
+    reply = stub.Apply(service_pb2.ApplyServicesRequest(yaml=service_yaml(name, SVC_PORT, RR_PORT)),
+                       timeout=30)
     applied = time.monotonic()
     svc = reply.services[0].service
     if reply.services[0].action != "created" or len(svc.backends) != 1:
@@ -211,7 +197,7 @@ def main() -> None:
     try:
         start(b)
         apply_policy(b)
-        apply_service(b)
+        start_service(b)
         for i in range(ROUNDS):
             for target in ("vip", "direct") if i % 2 == 0 else ("direct", "vip"):
                 measure(b, target)

@@ -49,13 +49,13 @@ def test_the_demo_manifest_parses_into_a_service_a_deployment_and_two_pods() -> 
     deploy, tie, xwing = manifest.workloads
     assert (deploy.kind, deploy.name, deploy.replicas, deploy.app) == (
         "Deployment", "deathstar", 2, "deathstar")
-    assert sorted(deploy.labels) == ["class=deathstar", "org=empire"]
+    assert sorted(deploy.labels) == ["app.kubernetes.io/name=deathstar", "class=deathstar",
+                                     "org=empire"]
     assert re.fullmatch(rf"[{ALPHANUMS}]{{10}}", deploy.template_hash)
     assert (tie.kind, tie.name, tie.app) == ("Pod", "tiefighter", "none")
-    assert sorted(xwing.labels) == ["class=xwing", "org=alliance"]
-    # The prefixed key Bulkhead's labels cannot carry is named, not silently lost.
-    assert manifest.notes == ["labels left out (Bulkhead's label keys have no 'prefix/'): "
-                              "app.kubernetes.io/name of deathstar, tiefighter, xwing"]
+    assert sorted(xwing.labels) == ["app.kubernetes.io/name=xwing", "class=xwing",
+                                    "org=alliance"]
+    assert manifest.notes == []
 
 
 def test_the_pod_template_hash_follows_the_template() -> None:
@@ -121,10 +121,16 @@ def test_apply_and_delete_the_demo_manifest(tmp_path: Path) -> None:
         assert len({n.rsplit("-", 1)[0] for n in deathstars}) == 1
         assert sorted(pods) == sorted([*deathstars, "tiefighter", "xwing", "probe"])
         for n in deathstars:
-            assert sorted(pods[n]["labels"]) == ["k8s:class=deathstar",
+            assert sorted(pods[n]["labels"]) == ["k8s:app.kubernetes.io/name=deathstar",
+                                                 "k8s:class=deathstar",
                                                  "k8s:io.kubernetes.pod.namespace=default",
                                                  "k8s:org=empire"]
             assert pods[n]["owner"] == "Deployment default/deathstar"
+        # The prefixed label is part of the deathstars' identity, as on Cilium.
+        ident = subprocess.run([str(Path(sys.executable).parent / "bulkhead"), "identity", "get",
+                                str(pods[deathstars[0]]["identity"]), "-o", "json"],
+                               capture_output=True, text=True, timeout=60, env=os.environ.copy())
+        assert "k8s:app.kubernetes.io/name=deathstar" in json.loads(ident.stdout)["labels"]
         # Spread over the nodes: a deathstar on each.
         assert {pods[n]["node"] for n in deathstars} == {"n1", "n2"}
         assert any(n.startswith("documents[5]: ConfigMap settings skipped") for n in first["notes"])

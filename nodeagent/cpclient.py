@@ -49,9 +49,12 @@ class ControlPlaneClient:
         raise last
 
     async def create(self, namespace: str, name: str, labels: Sequence[str],
-                     ip: str = "") -> types_pb2.Endpoint:
-        request = endpoint_pb2.CreateEndpointRequest(node=self.node, namespace=namespace,
-                                                     name=name, labels=list(labels), ip=ip)
+                     ip: str = "", ports: Sequence[tuple[str, int, str]] = ()
+                     ) -> types_pb2.Endpoint:
+        request = endpoint_pb2.CreateEndpointRequest(
+            node=self.node, namespace=namespace, name=name, labels=list(labels), ip=ip,
+            ports=[types_pb2.EndpointPort(name=n, port=p, protocol=proto)
+                   for n, p, proto in ports])
         result = await self._call(endpoint_pb2_grpc.EndpointServiceStub, "Create", request)
         assert isinstance(result, types_pb2.Endpoint)
         return result

@@ -13,9 +13,12 @@ import dataclasses
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bulkhead.v1 import types_pb2
 
 MAX_ENDPOINT_ID = 0xFFFF
 
@@ -23,6 +26,19 @@ READY = "ready"
 WAITING = "waiting-for-policy"
 RESTORING = "restoring"
 CREATING = "creating"
+
+Port = tuple[str, int, str]
+"""A container port: (name or "", number, protocol)."""
+
+
+def served(ports: Iterable[Port] | Iterable[types_pb2.EndpointPort]) -> list[Port]:
+    """Ports as the agent keeps them (protocol TCP when not given), from tuples or messages."""
+    out = []
+    for port in ports:
+        name, number, protocol = ((port.name, port.port, port.protocol)
+                                  if isinstance(port, types_pb2.EndpointPort) else port)
+        out.append((name, number, protocol or "TCP"))
+    return out
 
 
 @dataclass
@@ -36,6 +52,8 @@ class LocalEndpoint:
     host_ifname: str
     netns_path: str = ""
     status: str = CREATING
+    ports: list[Port] = field(default_factory=list)
+    """(name, number, protocol): the pod's container ports, as the control plane keeps them."""
 
     @property
     def ref(self) -> str:

@@ -73,6 +73,42 @@ class ServiceNames:
         return (found.namespace, found.name) if found is not None else None
 
 
+class _Held:
+    """A flow in the window: the raw event with what it named when it was read, and its API
+    message once built."""
+
+    __slots__ = ("dst_labels", "dst_pod", "flow", "raw", "sequence", "service", "src_labels",
+                 "src_pod", "wall_ns")
+
+    @classmethod
+    def ready(cls, flow: flow_pb2.Flow) -> _Held:
+        """A flow whose message is built already (the proxy's L7 flows)."""
+        held = cls(None, flow.time_ns, flow.sequence, [], [], None, None, None)
+        held.flow = flow
+        return held
+
+    def __init__(self, raw: Flow | None, wall_ns: int, sequence: int, src_labels: list[str],
+                 dst_labels: list[str], src_pod: tuple[str, str] | None,
+                 dst_pod: tuple[str, str] | None, service: tuple[str, str] | None) -> None:
+        self.raw = raw
+        self.wall_ns = wall_ns
+        self.sequence = sequence
+        self.src_labels = src_labels
+        self.dst_labels = dst_labels
+        self.src_pod = src_pod
+        self.dst_pod = dst_pod
+        self.service = service
+        self.flow: flow_pb2.Flow | None = None
+
+
+def _peer(ip: str, port: int, identity: int, labels: list[str],
+          owner: tuple[str, str] | None) -> flow_pb2.FlowPeer:
+    peer = flow_pb2.FlowPeer(ip=ip, port=port, identity=identity, labels=labels)
+    if owner is not None:
+        peer.namespace, peer.pod = owner
+    return peer
+
+
 def tcp_flag_names(bits: int) -> list[str]:
     return [name for bit, name in TCP_FLAGS if bits & bit]
 
@@ -94,40 +130,61 @@ class FlowStore:
         """Allowed new connections seen since start (for metrics; never reset)."""
         self.dropped: collections.Counter[str] = collections.Counter()
         """Drops seen since start, by drop reason (for metrics; never reset)."""
-        self.flows: collections.deque[flow_pb2.Flow] = collections.deque(maxlen=capacity)
+        self.flows: collections.deque[_Held] = collections.deque(maxlen=capacity)
         self._followers: set[asyncio.Queue[flow_pb2.Flow | None]] = set()
 
-    def _peer(self, ip: str, port: int, identity: int) -> flow_pb2.FlowPeer:
-        peer = flow_pb2.FlowPeer(ip=ip, port=port, identity=identity,
-                                 labels=self.labels(identity))
-        owner = self.pod(ip)
-        if owner is not None:
-            peer.namespace, peer.pod = owner
-        return peer
-
-    def convert(self, raw: Flow, mono_to_wall: int) -> flow_pb2.Flow:
+    def _capture(self, raw: Flow, wall_ns: int) -> _Held:
+        """What the flow names, looked up now (identities and pods may be gone later)."""
         self.sequence += 1
+        return _Held(raw, wall_ns, self.sequence, self.labels(raw.src_identity),
+                     self.labels(raw.dst_identity), self.pod(raw.saddr), self.pod(raw.daddr),
+                     self.service(raw.service_id) if raw.service_id else None)
+
+    def _message(self, held: _Held) -> flow_pb2.Flow:
+        """The API flow of a held one, built once (on first read) and kept."""
+        if held.flow is not None:
+            return held.flow
+        raw = held.raw
+        assert raw is not None   # only L7 flows are held without a raw event, built already
         ports = raw.protocol in (6, 17, 132)
         flow = flow_pb2.Flow(
-            time_ns=raw.time_ns + mono_to_wall,
+            time_ns=held.wall_ns,
             node=self.node,
             verdict=Verdict(raw.verdict).name,
             drop_reason=DROP_REASONS.get(raw.reason, str(raw.reason)),
-            source=self._peer(raw.saddr, raw.sport if ports else 0, raw.src_identity),
-            destination=self._peer(raw.daddr, raw.dport if ports else 0, raw.dst_identity),
+            source=_peer(raw.saddr, raw.sport if ports else 0, raw.src_identity,
+                         held.src_labels, held.src_pod),
+            destination=_peer(raw.daddr, raw.dport if ports else 0, raw.dst_identity,
+                              held.dst_labels, held.dst_pod),
             protocol=PROTOCOLS.get(raw.protocol, str(raw.protocol)),
             tcp_flags=tcp_flag_names(raw.tcp_flags) if raw.protocol == 6 else [],
             direction=raw.direction.name.lower(),
             endpoint_id=raw.ep_id,
-            sequence=self.sequence,
+            sequence=held.sequence,
             boot_id=self.boot_id,
             policy_match=raw.policy_match,
             type="L3_L4",
         )
-        service = self.service(raw.service_id) if raw.service_id else None
-        if service is not None:
-            flow.destination_service.namespace, flow.destination_service.name = service
+        if held.service is not None:
+            flow.destination_service.namespace, flow.destination_service.name = held.service
+        held.flow = flow
         return flow
+
+    def add(self, raws: Iterable[Flow]) -> int:
+        """Holds and fans out a batch read from the ring buffer. Enrichment is looked up now;
+        the API message is built only when a flow is read (most never are: the window keeps
+        the newest few thousand), so a new connection costs the agent little."""
+        offset = time.time_ns() - time.monotonic_ns()  # bpf_ktime_get_ns is CLOCK_MONOTONIC
+        n = 0
+        for raw in raws:
+            held = self._capture(raw, raw.time_ns + offset)
+            if raw.verdict == Verdict.FORWARDED:
+                self.forwarded += 1
+            else:
+                self.dropped[DROP_REASONS.get(raw.reason, str(raw.reason))] += 1
+            self._hold(held)
+            n += 1
+        return n
 
     def convert_l7(self, raw: dict[str, Any]) -> flow_pb2.Flow:
         """One flow the proxy recorded (nodeagent.proxy.http1) as a Hubble-like L7 flow.  The
@@ -138,8 +195,10 @@ class FlowStore:
         ep_id, local_id = local if local is not None else (0, 0)
         ingress = raw["direction"] == "ingress"
         src_id, dst_id = (raw["peer"], local_id) if ingress else (local_id, raw["peer"])
-        src = self._peer(raw["src"][0], raw["src"][1], src_id)
-        dst = self._peer(raw["dst"][0], raw["dst"][1], dst_id)
+        src = _peer(raw["src"][0], raw["src"][1], src_id, self.labels(src_id),
+                    self.pod(raw["src"][0]))
+        dst = _peer(raw["dst"][0], raw["dst"][1], dst_id, self.labels(dst_id),
+                    self.pod(raw["dst"][0]))
         response = raw["type"] == "response"
         dropped = raw["verdict"] == "DROPPED"
         flow = flow_pb2.Flow(
@@ -163,39 +222,28 @@ class FlowStore:
         """Holds and fans out flows the proxy recorded."""
         n = 0
         for raw in raws:
-            self._hold(self.convert_l7(raw))
+            self._hold(_Held.ready(self.convert_l7(raw)))
             n += 1
         return n
 
-    def add(self, raws: Iterable[Flow]) -> int:
-        """Converts, holds and fans out a batch read from the ring buffer."""
-        offset = time.time_ns() - time.monotonic_ns()  # bpf_ktime_get_ns is CLOCK_MONOTONIC
-        n = 0
-        for raw in raws:
-            flow = self.convert(raw, offset)
-            if raw.verdict == Verdict.FORWARDED:
-                self.forwarded += 1
-            else:
-                self.dropped[flow.drop_reason] += 1
-            self._hold(flow)
-            n += 1
-        return n
-
-    def _hold(self, flow: flow_pb2.Flow) -> None:
-        self.flows.append(flow)
-        for queue in list(self._followers):
-            try:
-                queue.put_nowait(flow)
-            except asyncio.QueueFull:  # a follower that cannot keep up is cut off
-                self._followers.discard(queue)
-                queue.get_nowait()
-                queue.put_nowait(None)
+    def _hold(self, held: _Held) -> None:
+        self.flows.append(held)
+        if self._followers:
+            flow = self._message(held)
+            for queue in list(self._followers):
+                try:
+                    queue.put_nowait(flow)
+                except asyncio.QueueFull:  # a follower that cannot keep up is cut off
+                    self._followers.discard(queue)
+                    queue.get_nowait()
+                    queue.put_nowait(None)
 
     def last(self, n: int, match: Callable[[flow_pb2.Flow], bool]) -> list[flow_pb2.Flow]:
         if n <= 0:
             return []
         out: list[flow_pb2.Flow] = []
-        for flow in reversed(self.flows):
+        for held in reversed(self.flows):
+            flow = self._message(held)
             if match(flow):
                 out.append(flow)
                 if len(out) >= n:

@@ -13,7 +13,7 @@ import grpc
 
 from bulkhead.errors import FieldViolation, Invalid, NotFound
 from bulkhead.rpcerror import servicer_method
-from bulkhead.v1 import agent_pb2, agent_pb2_grpc, flow_pb2
+from bulkhead.v1 import agent_pb2, agent_pb2_grpc, flow_pb2, types_pb2
 from nodeagent import dumps
 from nodeagent.datapath import Datapath
 from nodeagent.endpoints import EndpointTable, LocalEndpoint
@@ -45,7 +45,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             endpoint_id=ep.ep_id, namespace=ep.namespace, name=ep.name, labels=ep.labels,
             identity=ep.identity, ipv4=ep.ip, host_ifname=ep.host_ifname,
             netns_path=ep.netns_path, ingress_enforced=ingress, egress_enforced=egress,
-            status=ep.status)
+            status=ep.status, ports=[types_pb2.EndpointPort(name=n, port=p, protocol=proto)
+                                     for n, p, proto in ep.ports])
 
     async def _flags(self) -> dict[int, tuple[bool, bool]]:
         infos = await self.worker.run(self.dp.endpoints)
@@ -55,7 +56,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     async def AddEndpoint(self, request: agent_pb2.AddEndpointRequest,
                           context: grpc.aio.ServicerContext) -> agent_pb2.AgentEndpoint:
         ep = await self.manager.add(request.netns_path, request.name, request.namespace,
-                                    list(request.labels))
+                                    list(request.labels),
+                                    [(p.name, p.port, p.protocol) for p in request.ports])
         flags = (await self._flags()).get(ep.ep_id, (False, False))
         return self._message(ep, *flags)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
 
 import grpc
 
@@ -32,7 +33,9 @@ from nodeagent.endpoints import (
     WAITING,
     EndpointTable,
     LocalEndpoint,
+    Port,
     host_ifname,
+    served,
 )
 from nodeagent.reconciler import PolicyWrite, Reconciler
 from nodeagent.worker import Worker
@@ -92,7 +95,7 @@ class EndpointManager:
         self._lock = asyncio.Lock()
 
     async def add(self, netns_path: str, name: str, namespace: str,
-                  labels: list[str]) -> LocalEndpoint:
+                  labels: list[str], ports: Sequence[Port] = ()) -> LocalEndpoint:
         namespace = namespace or "default"
         problems = []
         if not netns_path:
@@ -107,7 +110,8 @@ class EndpointManager:
         async with self._lock:
             existing = self.table.find(namespace, name)
             if existing is not None:
-                if existing.netns_path == netns_path and sorted(existing.labels) == sorted(labels):
+                if (existing.netns_path == netns_path and sorted(existing.labels) ==
+                        sorted(labels) and existing.ports == served(ports)):
                     return existing  # a retry
                 raise AlreadyExists(f"endpoint {namespace}/{name} already exists on node "
                                      f"{self.node} with a different netns path or labels")
@@ -116,14 +120,15 @@ class EndpointManager:
                 raise AlreadyExists("invalid request", [FieldViolation(
                     "netns_path", f"{netns_path} already holds endpoint {same_ns.ref}")])
             try:
-                created = await self.cp.create(namespace, name, labels)
+                created = await self.cp.create(namespace, name, labels, ports=ports)
             except grpc.aio.AioRpcError as exc:
                 raise domain_error(exc, "control plane: ") from None
             taken = {info.ep_id for info in await self.worker.run(self.dp.endpoints)}
             ep = LocalEndpoint(
                 ep_id=self.table.allocate_id(taken), namespace=namespace, name=name,
                 labels=list(labels), identity=created.identity, ip=created.ip,
-                host_ifname=host_ifname(self.node, namespace, name), netns_path=netns_path)
+                host_ifname=host_ifname(self.node, namespace, name), netns_path=netns_path,
+                ports=served(created.ports))
             spec = EndpointSpec(ep_id=ep.ep_id, ip=ep.ip, identity=ep.identity,
                                 netns=netns_path, host_ifname=ep.host_ifname,
                                 ingress_enforced=True, egress_enforced=True)
@@ -175,7 +180,8 @@ class EndpointManager:
             self.table.put(LocalEndpoint(
                 ep_id=info.ep_id, namespace=rec.get("namespace", ""), name=rec.get("name", ""),
                 labels=list(rec.get("labels", [])), identity=info.identity, ip=info.ip,
-                host_ifname=ifname, netns_path=rec.get("netns_path", ""), status=RESTORING))
+                host_ifname=ifname, netns_path=rec.get("netns_path", ""), status=RESTORING,
+                ports=[(str(n), int(p), str(proto)) for n, p, proto in rec.get("ports", [])]))
         if self.table.by_id:
             _log.info("adopted pinned endpoints", count=len(self.table))
 
@@ -193,7 +199,8 @@ class EndpointManager:
                 cpe = known.pop(ep.ip, None)
                 if cpe is None and ep.name:
                     try:
-                        cpe = await self.cp.create(ep.namespace, ep.name, ep.labels, ep.ip)
+                        cpe = await self.cp.create(ep.namespace, ep.name, ep.labels, ep.ip,
+                                                   ep.ports)
                     except grpc.aio.AioRpcError as exc:
                         _log.warning("could not re-create endpoint", endpoint=ep.ref,
                                      error=exc.details())
@@ -203,6 +210,7 @@ class EndpointManager:
                     self.table.remove(ep.ep_id)
                     continue
                 ep.namespace, ep.name, ep.labels = cpe.namespace, cpe.name, list(cpe.labels)
+                ep.ports = served(cpe.ports)
                 if cpe.identity != ep.identity:
                     ep.identity = cpe.identity
                     await self.worker.run(self.dp.set_identity, ep.ep_id, ep.identity)

@@ -54,7 +54,7 @@ async def test_lookup_shows_the_identity_and_exits_1_when_unknown(
     rc, out, err = await bulkhead(replica.address, "identity", "lookup", "k8s:org=rebels")
     assert rc == 1 and out == ""
     assert "no identity has the labels k8s:org=rebels" in err
-    rc, _, err = await bulkhead(replica.address, "identity", "lookup", "k8s:a/b=c")
+    rc, _, err = await bulkhead(replica.address, "identity", "lookup", "k8s:a/b/c=d")
     assert rc == 1 and "INVALID_ARGUMENT" in err and "labels[0]" in err and "lookups" not in err
     # `--label` matches as `observe --from-label` does: without a source, any source.
     rc, out, err = await bulkhead(replica.address, "identity", "list", "--label", "org=empire",
@@ -80,7 +80,8 @@ async def test_endpoint_lifecycle_and_lists(replicas: ReplicaFactory) -> None:
     assert rc == 0, err
     made = json.loads(out)
     assert set(made) == {"namespace", "name", "node", "labels", "ip", "identity",
-                         "ingress_enforced", "egress_enforced"}
+                         "ingress_enforced", "egress_enforced", "ports"}
+    assert made["ports"] == []
     rc, out, _ = await bulkhead(replica.address, "endpoint", "list", "-o", "json")
     assert [e["name"] for e in json.loads(out)] == ["xwing"]
     rc, out, _ = await bulkhead(replica.address, "endpoint", "list")
@@ -108,7 +109,7 @@ async def test_endpoint_lifecycle_and_lists(replicas: ReplicaFactory) -> None:
 
 async def test_errors_exit_non_zero_with_the_servers_message(replicas: ReplicaFactory) -> None:
     replica = await replicas()
-    rc, _, err = await bulkhead(replica.address, "identity", "allocate", "k8s:a/b=c")
+    rc, _, err = await bulkhead(replica.address, "identity", "allocate", "k8s:a/b/c=d")
     assert rc == 1
     assert "INVALID_ARGUMENT" in err and "labels[0]" in err
     rc, _, err = await bulkhead(replica.address, "identity", "get", "99999")

@@ -33,5 +33,5 @@ def test_reserved_labels_name_reserved_identities() -> None:
 
 
 def test_every_bad_label_is_reported_with_its_index() -> None:
-    _, problems = parse_labels(["k8s:ok=1", "noequals", "k8s:a/b=c", "k8s:a;b=c", "k8s:a=\0"])
+    _, problems = parse_labels(["k8s:ok=1", "noequals", "k8s:a/b/c=d", "k8s:a;b=c", "k8s:a=\0"])
     assert [p.field for p in problems] == ["labels[1]", "labels[2]", "labels[3]", "labels[4]"]

@@ -18,7 +18,8 @@ class EndpointService(endpoint_pb2_grpc.EndpointServiceServicer):
     async def Create(self, request: endpoint_pb2.CreateEndpointRequest,
                      context: grpc.aio.ServicerContext) -> types_pb2.Endpoint:
         return messages.endpoint(await self.registry.create(
-            request.node, request.namespace, request.name, list(request.labels), request.ip))
+            request.node, request.namespace, request.name, list(request.labels), request.ip,
+            messages.endpoint_ports(request.ports)))
 
     @rpc
     async def Delete(self, request: endpoint_pb2.DeleteEndpointRequest,

@@ -22,11 +22,13 @@ from controlplane.identity.holders import endpoint_holder
 from controlplane.nodes import ipam
 from controlplane.nodes.registry import NodeRegistry
 from controlplane.nodes.validate import check_name
-from controlplane.records.codec import Endpoint, IPCacheEntry
+from controlplane.records.codec import Endpoint, EndpointPort, IPCacheEntry
 from controlplane.store import etcd as ops
 from controlplane.store.cache import ClusterCache
 from controlplane.store.etcd import Etcd
 from controlplane.store.keys import Keys
+
+from .ports import check_ports
 
 _log = log.get(__name__)
 
@@ -70,11 +72,13 @@ class EndpointRegistry:
         return Endpoint.decode(kv.value)
 
     async def create(self, node_name: str, namespace: str, name: str, labels: Sequence[str],
-                     ip: str = "") -> Endpoint:
+                     ip: str = "", ports: Sequence[EndpointPort] = ()) -> Endpoint:
         namespace = namespace or "default"
         problems = (check_name(node_name, "node", subdomain=True)
                     + check_name(namespace, "namespace") + check_name(name, "name",
                                                                       subdomain=True))
+        served, port_problems = check_ports(ports)
+        problems += port_problems
         label_set = None
         try:
             label_set = self.identities.canonical(labels)
@@ -100,7 +104,7 @@ class EndpointRegistry:
             raise FailedPrecondition(f"{problem}; `endpoint delete` removes it")
         if existing is not None:
             return self._same_or_conflict(Endpoint.decode(existing.value), node_name,
-                                          labels, ip)
+                                          labels, ip, served)
         holder = holder_of(namespace, name)
         for _ in range(16):
             identity = await self.identities.allocate(label_set, holder, lease=node.lease,
@@ -108,7 +112,8 @@ class EndpointRegistry:
             address = ip or self._free_ip(node.pod_cidr)
             if address is None:
                 raise Exhausted(f"node {node_name}'s pod CIDR {node.pod_cidr} is full")
-            endpoint = Endpoint(namespace, name, node_name, tuple(labels), address, identity.id)
+            endpoint = Endpoint(namespace, name, node_name, tuple(labels), address, identity.id,
+                                served)
             entry = IPCacheEntry(f"{address}/32", identity.id, node_name, node.tunnel_ip,
                                  node.tunnel_port, self.keys.cluster)
             ipkey = self.keys.ipcache_entry(entry.prefix)
@@ -130,7 +135,7 @@ class EndpointRegistry:
                     await self.etcd.txn([], [ops.delete(
                         self.identities.reference_key(identity.id, holder))])
                 return self._same_or_conflict(Endpoint.decode(raced[0].value), node_name,
-                                              labels, ip)
+                                              labels, ip, served)
             if result.range_kvs(1) and ip:
                 raise AlreadyExists(f"ip {ip} is already used by another endpoint")
             await self.cache.wait_for(result.revision, timeout=1.0)
@@ -175,9 +180,9 @@ class EndpointRegistry:
 
     @staticmethod
     def _same_or_conflict(existing: Endpoint, node: str, labels: Sequence[str],
-                          ip: str) -> Endpoint:
+                          ip: str, ports: tuple[EndpointPort, ...]) -> Endpoint:
         if (existing.node == node and sorted(set(existing.labels)) == sorted(set(labels))
-                and (not ip or ip == existing.ip)):
+                and (not ip or ip == existing.ip) and existing.ports == ports):
             return existing
         raise AlreadyExists(f"endpoint {existing.namespace}/{existing.name} already exists "
                              f"with a different spec (node {existing.node}, ip {existing.ip})")

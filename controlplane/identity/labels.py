@@ -1,8 +1,9 @@
 """Labels (`source:key=value`) and the canonical label set that names an identity.
 
 The canonical form is sorted and de-duplicated, with noise labels removed, so the same
-workload always maps to the same identity. Characters that would break the etcd key
-(`;` separates labels there), NUL and `/` in keys are refused.
+workload always maps to the same identity. Keys follow the one label-key rule
+(`bulkhead.labelkey`: Kubernetes' `prefix/name`); `;` (it separates labels in the etcd key of a
+label set) and NUL are refused anywhere.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from bulkhead.errors import FieldViolation
+from bulkhead.labelkey import key_problem
 from bulkhead.reserved import RESERVED
 
 MAX_LABELS = 64
-MAX_LABEL_LENGTH = 576  # source (63) + ":" + key (254) + "=" + value (253), rounded up
+MAX_LABEL_LENGTH = 640  # source (63) + ":" + key (253 + "/" + 63) + "=" + value (253), rounded up
 
 _SOURCE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,252}[A-Za-z0-9])?$")
 _VALUE = re.compile(r"^[A-Za-z0-9._:/-]{0,253}$")
 NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
 """The label key Kubernetes gives every pod's namespace; kept by the label filter, injected
@@ -83,8 +84,9 @@ def check_label(label: str) -> str | None:
     key, eq, value = rest.partition("=")
     if not eq:
         return "must be source:key=value (missing '=')"
-    if not _KEY.fullmatch(key):
-        return "key must be 1-254 characters of letters, digits, '.', '_' or '-'"
+    why = key_problem(key)
+    if why:
+        return why
     if not _VALUE.fullmatch(value):
         return "value must be at most 253 characters of letters, digits, '.', '_', '-', ':' or '/'"
     return None

@@ -16,6 +16,7 @@ import yaml
 
 from bulkhead.errors import FieldViolation, shown
 from bulkhead.httprules import HeaderMatch, HttpRule, InvalidHttpRule, Mismatch, validate
+from bulkhead.labelkey import is_key as is_label_key
 from bulkhead.reserved import RESERVED
 from controlplane import yamldocs
 from controlplane.identity.labels import NAMESPACE_LABEL
@@ -452,9 +453,7 @@ class _DocumentParser:
                 self.fail(path, f"unknown reserved label {shown(name)}")
                 return None
             return source, name
-        prefix, slash, local = name.rpartition("/")
-        if (not _LABEL_NAME.fullmatch(local) or len(local) > 63
-                or (slash and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)))):
+        if not is_label_key(name):
             self.fail(path, f"{shown(key)} is not a valid label key")
             return None
         return source, name

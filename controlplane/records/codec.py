@@ -269,6 +269,16 @@ class NodeAllocation(JsonRecord):
 # -- endpoints and the ipcache (endpoints/, ipcache/) -----------------------------------------
 
 @dataclass(frozen=True, slots=True)
+class EndpointPort(JsonRecord):
+    """A port a workload serves (a pod's container port): what a Service's named targetPort
+    resolves to on this endpoint."""
+
+    name: str
+    port: int
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True, slots=True)
 class Endpoint(JsonRecord):
     """`endpoints/<namespace>/<name>`: a workload, on its node's lease."""
 
@@ -278,6 +288,12 @@ class Endpoint(JsonRecord):
     labels: tuple[str, ...]
     ip: str
     identity: int
+    ports: tuple[EndpointPort, ...] = ()
+    """Absent in records written before endpoints had ports."""
+
+    def port_named(self, name: str, protocol: str) -> int:
+        """The number of the port `name` serves for `protocol`, 0 when it has none."""
+        return next((p.port for p in self.ports if p.name == name and p.protocol == protocol), 0)
 
     def key_problem(self, rest: str) -> str | None:
         return None if f"{self.namespace}/{self.name}" == rest else \

@@ -3,7 +3,7 @@ answers and what the subscription sends to agents, so both show the same fields.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from bulkhead.v1 import admin_pb2, policy_pb2, subscription_pb2, types_pb2
@@ -13,10 +13,12 @@ from controlplane.policy import to_yaml
 from .codec import (
     BadRecord,
     Endpoint,
+    EndpointPort,
     IdentityRecord,
     IPCacheEntry,
     Node,
     NodeStatus,
+    ServicePortRecord,
     ServiceRecord,
 )
 
@@ -41,7 +43,15 @@ def node(n: Node) -> types_pb2.Node:
 
 def endpoint(e: Endpoint) -> types_pb2.Endpoint:
     return types_pb2.Endpoint(namespace=e.namespace, name=e.name, node=e.node,
-                              labels=list(e.labels), ip=e.ip, identity=e.identity)
+                              labels=list(e.labels), ip=e.ip, identity=e.identity,
+                              ports=[types_pb2.EndpointPort(name=p.name, port=p.port,
+                                                            protocol=p.protocol)
+                                     for p in e.ports])
+
+
+def endpoint_ports(ports: Iterable[types_pb2.EndpointPort]) -> tuple[EndpointPort, ...]:
+    """The ports of a request as given (checked by the registry)."""
+    return tuple(EndpointPort(p.name, p.port, p.protocol) for p in ports)
 
 
 def ipcache(e: IPCacheEntry) -> types_pb2.IPCacheEntry:
@@ -92,12 +102,13 @@ def bad_record(bad: BadRecord) -> admin_pb2.BadRecord:
 
 def service(record: ServiceRecord, endpoints: Sequence[Endpoint]) -> types_pb2.Service:
     """A service with its backends: for each port, one per selected endpoint, in endpoint
-    order. A named targetPort has no container ports to resolve against (endpoints carry
-    none), so that port has no backends, as in Kubernetes when no pod names the port."""
-    backends = [types_pb2.ServiceBackend(ip=e.ip, port=p.target_port, protocol=p.protocol,
+    order. A named targetPort resolves per endpoint to its container port of that name and
+    protocol; an endpoint without one is no backend of that port (as in Kubernetes)."""
+    backends = [types_pb2.ServiceBackend(ip=e.ip, port=target, protocol=p.protocol,
                                          port_name=p.name, node=e.node,
                                          endpoint=f"{e.namespace}/{e.name}")
-                for p in record.ports if p.target_port for e in endpoints]
+                for p in record.ports for e in endpoints
+                if (target := target_port(p, e))]
     return types_pb2.Service(
         namespace=record.namespace, name=record.name, cluster_ip=record.cluster_ip,
         headless=record.headless, id=record.id, client_ip_affinity=record.client_ip_affinity,
@@ -107,3 +118,11 @@ def service(record: ServiceRecord, endpoints: Sequence[Endpoint]) -> types_pb2.S
                                      target_port_name=p.target_port_name)
                for p in record.ports],
         backends=backends)
+
+
+def target_port(port: ServicePortRecord, endpoint: Endpoint) -> int:
+    """Where `endpoint` serves the service port: its number, or the endpoint's container port
+    the targetPort names (0: the endpoint does not serve it)."""
+    if port.target_port:
+        return port.target_port
+    return endpoint.port_named(port.target_port_name, port.protocol)

@@ -94,9 +94,9 @@ class ServiceIndex:
         """(services, backends) for status and metrics."""
         backends = 0
         for service in self.services.values():
-            ports = sum(1 for p in service.ports if p.target_port)
-            if ports:
-                backends += ports * len(self.backends(service))
+            found = self.backends(service)
+            backends += sum(1 for p in service.ports for e in found
+                            if messages.target_port(p, e))
         return len(self.services), backends
 
     # -- internals --------------------------------------------------------------------------

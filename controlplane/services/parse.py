@@ -16,6 +16,8 @@ import re
 from typing import Any
 
 from bulkhead.errors import FieldViolation, shown
+from bulkhead.labelkey import is_key as is_label_key
+from bulkhead.portname import is_port_name
 from controlplane.records.codec import ServicePortRecord
 from controlplane.yamldocs import DocumentsError, load_documents, type_name
 
@@ -60,9 +62,7 @@ _UNSUPPORTED_SPEC = {
 _SPEC_FIELDS = {"type", "selector", "ports", "clusterIP", "clusterIPs", "sessionAffinity"}
 _PORT_FIELDS = {"name", "port", "targetPort", "protocol"}
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
-_PORT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 class ServiceValidationError(DocumentsError):
@@ -230,9 +230,7 @@ class _DocumentParser:
         return tuple(sorted(pairs))
 
     def label_key(self, key: str, path: str) -> bool:
-        prefix, slash, local = key.rpartition("/")
-        if (not _NAME.fullmatch(local) or len(local) > 63
-                or (slash and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)))):
+        if not is_label_key(key):
             self.fail(path, f"{shown(key)} is not a valid label key")
             return False
         return True
@@ -338,8 +336,7 @@ class _DocumentParser:
         if "targetPort" in spec:
             raw = spec["targetPort"]
             if isinstance(raw, str):
-                if (len(raw) > 15 or not _PORT_NAME.fullmatch(raw) or "--" in raw
-                        or not any(c.isalpha() for c in raw)):
+                if not is_port_name(raw):
                     self.fail(f"{path}.targetPort", f"{shown(raw)} is not a port number or a "
                                                     "port name (IANA service name)")
                 target, target_name = 0, raw

@@ -19,7 +19,7 @@ from pathlib import Path
 import grpc
 
 from bulkhead.defaults import SERVER_FILE
-from bulkhead.v1 import agent_pb2, agent_pb2_grpc
+from bulkhead.v1 import agent_pb2, agent_pb2_grpc, types_pb2
 from controlplane.store.embedded import free_port
 
 from . import dnsconf, netns, processes
@@ -200,7 +200,10 @@ class Lab:
     # -- pods ----------------------------------------------------------------------------
 
     def pod_create(self, name: str, node_name: str, namespace: str, labels: Sequence[str],
-                   serve: Sequence[str] = (), app: str = "name", owner: str = "") -> PodState:
+                   serve: Sequence[str] = (), app: str = "name", owner: str = "",
+                   ports: Sequence[tuple[str, int, str]] = ()) -> PodState:
+        """A pod on `node_name`; `ports` are its container ports (name, number, protocol),
+        which its endpoint carries for Services' named targetPorts."""
         state = self.state()
         if node_name not in state.nodes:
             raise LabError(f"no node {node_name!r} in lab {self.name!r} "
@@ -220,7 +223,8 @@ class Lab:
             else:
                 made = self.agent(node).AddEndpoint(agent_pb2.AddEndpointRequest(
                     netns_path=f"/var/run/netns/{pod.netns}", name=name, namespace=namespace,
-                    labels=pod.labels), timeout=60)
+                    labels=pod.labels, ports=[types_pb2.EndpointPort(name=n, port=p, protocol=t)
+                                              for n, p, t in ports]), timeout=60)
                 pod.ip, pod.identity = made.ipv4, made.identity
             if serve:
                 pod.server_pid = processes.start_ready(

@@ -21,6 +21,9 @@ from typing import Any
 import grpc
 
 from bulkhead.errors import FieldViolation, shown
+from bulkhead.labelkey import key_problem
+from bulkhead.portname import RULE as PORT_NAME_RULE
+from bulkhead.portname import is_port_name
 from bulkhead.rpcerror import describe
 from bulkhead.v1 import agent_pb2, service_pb2, service_pb2_grpc, types_pb2
 from controlplane.yamldocs import DocumentsError, load_documents, type_name
@@ -51,9 +54,12 @@ class Workload:
     name: str
     labels: list[str]            # k=v, as in the manifest
     app: str                     # deathstar | name | none
-    ports: list[str]
+    ports: list[str]             # the container ports' numbers: what the pod serves
     replicas: int = 1
     template_hash: str = ""      # Deployments only
+    container_ports: list[tuple[str, int, str]] = field(default_factory=list)
+    """(name, containerPort, protocol) of every container port: the endpoint's ports, which a
+    Service's named targetPort resolves to."""
 
     @property
     def owner(self) -> str:
@@ -100,7 +106,6 @@ def app_for(image: str) -> str:
 class _Parser:
     def __init__(self) -> None:
         self.violations: list[FieldViolation] = []
-        self.dropped: list[str] = []
 
     def fail(self, path: str, description: str) -> None:
         self.violations.append(FieldViolation(path, description))
@@ -129,15 +134,16 @@ class _Parser:
         for key, val in self.mapping(value, path).items():
             if not isinstance(key, str) or not key:
                 self.fail(path, f"a label key must be a string, not {type_name(key)}")
+            elif (why := key_problem(key)) is not None:
+                self.fail(f"{path}[{key}]", why)
             elif not isinstance(val, str) or len(val) > 63 or not _LABEL_VALUE.fullmatch(val):
                 self.fail(f"{path}[{key}]", f"{shown(val)} is not a label value")
-            elif "/" in key:
-                self.dropped.append(f"{key}={val}")
             else:
                 out.append(f"{key}={val}")
         return out
 
-    def pod_spec(self, meta: dict[str, Any], spec: Any, path: str) -> tuple[str, list[str]]:
+    def pod_spec(self, meta: dict[str, Any], spec: Any, path: str
+                 ) -> tuple[str, list[tuple[str, int, str]]]:
         containers = self.mapping(spec, path, required=True).get("containers")
         if not isinstance(containers, list) or not containers:
             self.fail(f"{path}.containers", "must be a non-empty list")
@@ -152,13 +158,9 @@ class _Parser:
             if app_for(image) == "deathstar":
                 app = "deathstar"
             for j, port in enumerate(c.get("ports") or []):
-                number = port.get("containerPort") if isinstance(port, dict) else None
-                if not isinstance(number, int) or isinstance(number, bool) \
-                        or not 1 <= number <= 65535:
-                    self.fail(f"{path}.containers[{i}].ports[{j}].containerPort",
-                              "must be a port number 1-65535")
-                else:
-                    ports.append(str(number))
+                made = self.container_port(port, f"{path}.containers[{i}].ports[{j}]")
+                if made is not None:
+                    ports.append(made)
         annotations = self.mapping(meta.get("annotations"), "metadata.annotations")
         if APP_ANNOTATION in annotations:
             app = annotations[APP_ANNOTATION]
@@ -166,6 +168,22 @@ class _Parser:
                 self.fail(f"metadata.annotations[{APP_ANNOTATION}]",
                           f"{shown(app)} is not one of {', '.join(APPS)}")
         return app, ports
+
+    def container_port(self, port: Any, path: str) -> tuple[str, int, str] | None:
+        """(name, containerPort, protocol); duplicates are the control plane's to refuse."""
+        port = self.mapping(port, path, required=True)
+        number, name = port.get("containerPort"), port.get("name", "")
+        protocol = port.get("protocol", "TCP")
+        before = len(self.violations)
+        if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= 65535:
+            self.fail(f"{path}.containerPort", "must be a port number 1-65535")
+        if not isinstance(name, str) or (name and not is_port_name(name)):
+            self.fail(f"{path}.name", f"{shown(name)} is not a port name ({PORT_NAME_RULE})")
+        if protocol not in ("TCP", "UDP"):
+            self.fail(f"{path}.protocol", f"must be TCP or UDP, not {shown(protocol)}")
+        if len(self.violations) > before:
+            return None
+        return name, number, protocol
 
     def workload(self, doc: dict[str, Any], kind: str) -> Workload | None:
         meta = self.mapping(doc.get("metadata"), "metadata", required=True)
@@ -175,7 +193,8 @@ class _Parser:
         if kind == "Pod":
             labels = self.labels(meta.get("labels"), "metadata.labels")
             app, ports = self.pod_spec(meta, doc.get("spec"), "spec")
-            return Workload(kind, namespace, name, labels, app, ports)
+            return Workload(kind, namespace, name, labels, app, _numbers(ports),
+                            container_ports=ports)
         spec = self.mapping(doc.get("spec"), "spec", required=True)
         replicas = spec.get("replicas", 1)
         if not isinstance(replicas, int) or isinstance(replicas, bool) \
@@ -186,8 +205,12 @@ class _Parser:
         tmeta = self.mapping(template.get("metadata"), "spec.template.metadata")
         labels = self.labels(tmeta.get("labels"), "spec.template.metadata.labels")
         app, ports = self.pod_spec(tmeta, template.get("spec"), "spec.template.spec")
-        return Workload(kind, namespace, name, labels, app, ports, replicas,
-                        template_hash(template))
+        return Workload(kind, namespace, name, labels, app, _numbers(ports), replicas,
+                        template_hash(template), ports)
+
+
+def _numbers(ports: list[tuple[str, int, str]]) -> list[str]:
+    return list(dict.fromkeys(str(number) for _, number, _ in ports))
 
 
 def parse_manifest(text: str) -> Manifest:
@@ -199,7 +222,6 @@ def parse_manifest(text: str) -> Manifest:
         raise LabError("\n  ".join(["invalid manifest", *map(str, exc.violations)])) from None
     manifest = Manifest(text)
     violations: list[FieldViolation] = []
-    dropped: dict[str, list[str]] = {}     # label key -> the objects that had it
     for index, doc in enumerate(docs):
         where = f"documents[{index}]" if len(docs) > 1 else ""
         parser = _Parser()
@@ -216,16 +238,10 @@ def parse_manifest(text: str) -> Manifest:
         elif doc:
             manifest.notes.append(f"{where or 'document'}: {kind} {name} skipped: "
                                   f"bulkhead-lab takes Service, Deployment and Pod")
-        for label in parser.dropped:
-            dropped.setdefault(label.split("=", 1)[0], []).append(str(name))
         violations += [FieldViolation(f"{where}.{v.field}" if where else v.field,
                                       v.description) for v in parser.violations]
     if violations:
         raise LabError("\n  ".join(["invalid manifest", *map(str, violations)]))
-    if dropped:
-        manifest.notes.append("labels left out (Bulkhead's label keys have no 'prefix/'): " +
-                              "; ".join(f"{key} of {', '.join(objs)}"
-                                        for key, objs in dropped.items()))
     return manifest
 
 
@@ -319,7 +335,8 @@ class Applier:
             turn += 1
             serve = [] if workload.app == "none" else (workload.ports or ["80"])
             pod = self.lab.pod_create(name, node, workload.namespace, workload.labels, serve,
-                                      workload.app if serve else "name", workload.owner)
+                                      workload.app if serve else "name", workload.owner,
+                                      workload.container_ports)
             self.pods.append(_pod_json(pod, "created"))
             existing.append(pod)
             what = f", serving {workload.app} on {','.join(serve)}" if serve else ""

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import collections
 import ctypes as ct
-import ipaddress
 from collections.abc import Callable
+from socket import inet_ntoa
 from typing import Any
 
 from nodeagent.datapath.layout import FLOW_EVENT, Direction, ObsPoint, Reason, Verdict
@@ -21,7 +21,21 @@ OBS_F_POLICY_MATCH = 0x80
 """bulkhead.h: or'ed into obs when an allow entry of an enforced direction decided."""
 
 
+_DIRECTIONS = {m.value: m for m in Direction}
+_VERDICTS = {m.value: m for m in Verdict}
+_REASONS = {m.value: m for m in Reason}
+_OBS_POINTS = {m.value: m for m in ObsPoint}
+
+
+def _member(members: dict[int, Any], kind: type, value: int) -> Any:
+    found = members.get(value)
+    return kind(value) if found is None else found   # an unknown value raises as before
+
+
 def decode(raw: bytes) -> Flow:
+    """One ring-buffer record as a Flow. Runs once per new connection on the agent's datapath
+    thread, so it avoids the slow paths (ipaddress objects, Enum calls): a new connection's
+    cost includes it."""
     (
         ts,
         saddr,
@@ -42,19 +56,19 @@ def decode(raw: bytes) -> Flow:
     ) = FLOW_EVENT.unpack_from(raw)
     return Flow(
         time_ns=ts,
-        saddr=str(ipaddress.IPv4Address(saddr)),
-        daddr=str(ipaddress.IPv4Address(daddr)),
-        sport=int.from_bytes(sport.to_bytes(2, "little"), "big"),
-        dport=int.from_bytes(dport.to_bytes(2, "little"), "big"),
+        saddr=inet_ntoa(saddr),
+        daddr=inet_ntoa(daddr),
+        sport=((sport & 0xFF) << 8) | (sport >> 8),   # network order, read little-endian
+        dport=((dport & 0xFF) << 8) | (dport >> 8),
         protocol=proto,
         tcp_flags=tcp_flags,
         src_identity=src_id,
         dst_identity=dst_id,
         ep_id=ep_id,
-        direction=Direction(direction),
-        verdict=Verdict(verdict),
-        reason=Reason(reason),
-        obs_point=ObsPoint(obs & ~OBS_F_POLICY_MATCH),
+        direction=_member(_DIRECTIONS, Direction, direction),
+        verdict=_member(_VERDICTS, Verdict, verdict),
+        reason=_member(_REASONS, Reason, reason),
+        obs_point=_member(_OBS_POINTS, ObsPoint, obs & ~OBS_F_POLICY_MATCH),
         service_id=svc_id,
         policy_match=bool(obs & OBS_F_POLICY_MATCH) or reason == Reason.POLICY_DENIED,
     )

@@ -41,6 +41,7 @@ MARK_TO_PROXY_SELECT = 0xFE
 """fwmark mask that matches both to-proxy marks."""
 MARK_PROXY_OUT = 0xB4
 """Set (SO_MARK) by the proxy on every socket it sends from."""
+CT_NAT_HAIRPIN = 5
 
 POLICY_FIXED_BITS = 88
 """Policy key bits always inside the prefix: ep_id, peer, pad, dir, kind."""

@@ -11,6 +11,7 @@ from nodeagent.datapath import policykeys
 from nodeagent.datapath.layout import (
     CONFIG_VAL,
     CT_KEY,
+    CT_NAT_HAIRPIN,
     CT_NAT_PROXY_UPSTREAM,
     CT_NAT_REVERSE,
     CT_NAT_SERVICE,
@@ -232,7 +233,8 @@ class CtMap:
             where = f"{_ip_str(nat_ip)}:{int.from_bytes(nat_port, 'big')}"
             nat_text = {CT_NAT_SERVICE: where, CT_NAT_REVERSE: f"reply from {where}",
                         CT_NAT_TO_PROXY: f"to proxy :{int.from_bytes(nat_port, 'big')}",
-                        CT_NAT_PROXY_UPSTREAM: "proxy upstream"}
+                        CT_NAT_PROXY_UPSTREAM: "proxy upstream",
+                        CT_NAT_HAIRPIN: f"reply from {where} (hairpin)"}
             out.append(
                 CtEntry(
                     saddr=_ip_str(saddr),

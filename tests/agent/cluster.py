@@ -17,13 +17,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 from pyroute2 import IPRoute, netns
 
-from bulkhead.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
+from bulkhead.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc, types_pb2
 from controlplane.store.embedded import free_port
 from integration.etcd_process import EtcdProcess
 from integration.lab import dnsconf
@@ -157,12 +158,16 @@ class Cluster:
         self.namespaces.append(ns)
         return ns
 
-    def add_pod(self, name: str, short: str, labels: list[str], serve: bool = False) -> Pod:
+    def add_pod(self, name: str, short: str, labels: list[str], serve: bool = False,
+                ports: Sequence[tuple[str, int, str]] = ()) -> Pod:
+        """A pod through its agent; `ports` are its container ports (name, number, protocol)."""
         ns = self.make_ns(name)
         dnsconf.write(ns, "default")
         made = self.agent(short).AddEndpoint(agent_pb2.AddEndpointRequest(
             netns_path=f"/var/run/netns/{ns}", name=name, namespace="default",
-            labels=[*labels, "k8s:io.kubernetes.pod.namespace=default"]), timeout=30)
+            labels=[*labels, "k8s:io.kubernetes.pod.namespace=default"],
+            ports=[types_pb2.EndpointPort(name=n, port=p, protocol=t) for n, p, t in ports]),
+            timeout=30)
         pod = Pod(name, ns, short, made.ipv4, made.identity, made.endpoint_id)
         self.pods[name] = pod
         if serve:

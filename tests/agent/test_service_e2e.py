@@ -11,7 +11,13 @@ import time
 import grpc
 import pytest
 
-from bulkhead.v1 import endpoint_pb2, endpoint_pb2_grpc, service_pb2, service_pb2_grpc
+from bulkhead.v1 import (
+    agent_pb2,
+    endpoint_pb2,
+    endpoint_pb2_grpc,
+    service_pb2,
+    service_pb2_grpc,
+)
 from tests.agent.cluster import DATAPATH_TESTS, Cluster, Pod, probe
 
 pytestmark = pytest.mark.datapath
@@ -64,3 +70,46 @@ def test_a_service_applied_to_the_control_plane_is_load_balanced(lab: Cluster) -
             assert time.monotonic() < deadline, f"still reaching a deleted backend: {got}"
             time.sleep(0.2)
         assert probe(client, "tcp", web1.ip, 80) == "ok"
+
+
+NAMED = """
+apiVersion: v1
+kind: Service
+metadata: {name: named}
+spec:
+  selector: {app: named}
+  ports: [{port: 8081, targetPort: web}]
+"""
+
+
+def lb_backends(lab: Cluster, short: str, frontend: str) -> set[str]:
+    rows = lab.agent(short).DumpMap(agent_pb2.DumpMapRequest(map="lb"), timeout=10).rows
+    return {r.fields["BACKEND ADDRESS (REVNAT_ID) (SLOT)"].split(" ")[0] for r in rows
+            if r.fields["SERVICE ADDRESS"] == frontend} - {"0.0.0.0:0"}
+
+
+def test_a_named_target_port_resolves_per_backend(lab: Cluster) -> None:
+    """Pods name their container port "web" on different numbers; each connection to the
+    ClusterIP goes to its backend's own number; a selected pod without the port is none."""
+    one = lab.add_pod("named-1", "n1", ["k8s:app=named"], serve=True, ports=[("web", 80, "TCP")])
+    two = lab.add_pod("named-2", "n2", ["k8s:app=named"], serve=True,
+                      ports=[("web", 81, "TCP"), ("dns", 5353, "UDP")])
+    none = lab.add_pod("named-3", "n1", ["k8s:app=named"], serve=True)
+    listed = lab.agent("n2").ListEndpoints(agent_pb2.ListAgentEndpointsRequest(), timeout=10)
+    assert [(p.name, p.port, p.protocol) for e in listed.endpoints if e.name == "named-2"
+            for p in e.ports] == [("web", 81, "TCP"), ("dns", 5353, "UDP")]
+    client = lab.add_pod("named-client", "n1", ["k8s:app=named-client"])
+    with grpc.insecure_channel(lab.cp_address) as channel:
+        applied = service_pb2_grpc.ServiceServiceStub(channel).Apply(
+            service_pb2.ApplyServicesRequest(yaml=NAMED), timeout=30)
+    service = applied.services[0].service
+    assert sorted((b.endpoint, b.port) for b in service.backends) == [("default/named-1", 80),
+                                                                      ("default/named-2", 81)]
+    vip = service.cluster_ip
+    expected = {f"{one.ip}:80", f"{two.ip}:81"}
+    deadline = time.monotonic() + WAIT
+    while any(lb_backends(lab, n, f"{vip}:8081/TCP") != expected for n in ("n1", "n2")):
+        assert time.monotonic() < deadline, "the backends never reached every node's map"
+        time.sleep(0.2)
+    assert set(names(client, vip, 8081, 40)) == {"named-1", "named-2"}
+    assert none.ip not in str(lb_backends(lab, "n1", f"{vip}:8081/TCP"))

@@ -17,6 +17,8 @@ from nodeagent.datapath import (
     ServiceFrontend,
     Verdict,
 )
+from nodeagent.datapath.flows import decode
+from nodeagent.datapath.layout import FLOW_EVENT
 from nodeagent.datapath.models import Flow
 from nodeagent.flowstore import FlowStore, ServiceNames, matcher
 
@@ -137,3 +139,38 @@ def test_flows_name_the_service_by_its_frontend_id() -> None:
     services["empire/deathstar"] = types_pb2.Service(id=21, namespace="empire", name="deathstar")
     assert sent(21).destination_service.namespace == "empire"
     assert not matcher(flow_pb2.FlowFilter(to_service="default/deathstar"))(sent(21))
+
+
+def test_flows_are_enriched_when_read_and_built_when_served() -> None:
+    """What a flow names (labels, pods) is looked up as it is read from the ring buffer, so a
+    pod deleted later is still named; its API message is built only when it is served (most
+    flows of a busy node never are), once."""
+    labels = {300: ["k8s:class=deathstar"], 302: ["k8s:class=xwing"]}
+    pods = {"10.0.1.5": ("default", "deathstar")}
+    store = FlowStore("n1", 100, lambda i: list(labels.get(i, [])), pods.get)
+    raw = Flow(time_ns=1, saddr="10.0.2.7", daddr="10.0.1.5", sport=4000, dport=80,
+               protocol=6, tcp_flags=0x02, src_identity=302, dst_identity=300, ep_id=4,
+               direction=Direction.INGRESS, verdict=Verdict.FORWARDED, reason=Reason.NONE,
+               obs_point=ObsPoint.FROM_OVERLAY)
+    assert store.add([raw] * 50) == 50
+    assert [held.flow is None for held in store.flows] == [True] * 50
+    pods.clear()
+    labels.clear()
+    newest = store.last(2, matcher(flow_pb2.FlowFilter()))
+    assert [f.sequence for f in newest] == [49, 50]
+    assert (newest[1].destination.pod, list(newest[1].source.labels)) == (
+        "deathstar", ["k8s:class=xwing"])
+    assert sum(held.flow is not None for held in store.flows) == 2
+    assert store.last(1, matcher(flow_pb2.FlowFilter()))[0] is newest[1]
+
+
+def test_a_ring_buffer_record_decodes_to_its_flow() -> None:
+    record = FLOW_EVENT.pack(123, bytes([10, 0, 2, 7]), bytes([10, 0, 1, 5]), 302, 300, 4,
+                             0xA00F, 0x5000, 6, 0x12, 0, 1, 2, 1, 0, 21)   # ports 4000, 80
+    assert decode(record) == Flow(
+        time_ns=123, saddr="10.0.2.7", daddr="10.0.1.5", sport=4000, dport=80, protocol=6,
+        tcp_flags=0x12, src_identity=302, dst_identity=300, ep_id=4,
+        direction=Direction.INGRESS, verdict=Verdict.DROPPED,
+        reason=Reason.POLICY_DEFAULT_DENY, obs_point=ObsPoint.FROM_OVERLAY, service_id=21)
+    with pytest.raises(ValueError):
+        decode(FLOW_EVENT.pack(0, bytes(4), bytes(4), 0, 0, 0, 0, 0, 6, 0, 7, 0, 0, 0, 0, 0))

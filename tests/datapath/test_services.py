@@ -225,3 +225,50 @@ def test_a_tuple_reused_between_clusterip_and_direct_is_a_new_connection(svc: Cl
     second = first + 1
     assert probe(client, "tcp", backend_ip, 80, source_port=second) == "ok"
     assert probe(client, "tcp", VIP, 80, source_port=second) == "ok"
+
+
+def test_a_syn_on_a_closed_clusterip_connection_chooses_its_backend_again(svc: Cluster) -> None:
+    """A new connection to the ClusterIP from the source port of one that just closed is
+    load-balanced again: after the service's backend changed it goes to the new backend, not
+    to the one the closed connection remembered (conntrack keeps that entry for 10 s)."""
+    c = svc
+    client = c.pods["tiefighter"]
+    port = 40000 + secrets.randbelow(10000)
+    put(c, web(c, "deathstar1"))
+    assert probe(client, "tcp", VIP, 80, source_port=port) == "ok"
+    # Now the only backend is a port nothing listens on: the pod answers with a reset.
+    put(c, ServiceFrontend(VIP, 80, 6, SVC_ID, (backend(c, "deathstar1", 82),)))
+    assert probe(client, "tcp", VIP, 80, source_port=port) == "refused"
+
+
+@pytest.mark.parametrize("target", ["deathstar1", "deathstar2"], ids=["same-node", "cross-node"])
+def test_an_icmp_error_from_a_backend_comes_from_the_clusterip(svc: Cluster, target: str) -> None:
+    """A UDP service whose backend has no listener on the target port: the backend's ICMP
+    port unreachable is rewritten to be about the client's ClusterIP connection, so the
+    client's connected socket gets ECONNREFUSED at once (before: it waited for a timeout)."""
+    c = svc
+    put(c, ServiceFrontend(VIP, 53, 17, SVC_ID, (backend(c, target, 5399),)))
+    assert probe(c.pods["tiefighter"], "udp", VIP, 53, timeout=3.0) == "refused"
+    # The error belongs to the connection (conntrack's "related"): policies that allow no
+    # ICMP at all (the client's ingress, the backend's egress) let it through.
+    tie, dst = c.pods["tiefighter"], c.pods[target]
+    c.dp(tie.node).sync_policy(tie.ep_id, [], ingress_enforced=True, egress_enforced=False)
+    c.dp(dst.node).sync_policy(dst.ep_id, [], ingress_enforced=False, egress_enforced=True)
+    assert probe(tie, "udp", VIP, 53, timeout=3.0) == "refused"
+
+
+def test_hairpin_a_pod_reaches_itself_through_the_clusterip(svc: Cluster) -> None:
+    """A pod calling a service whose chosen backend is the pod itself gets its own answer (TCP
+    and UDP). The connection reaches the pod from the service loopback address, as on Cilium
+    (a packet from its own address would be refused as martian), and replies come from the
+    ClusterIP."""
+    c = svc
+    ds = c.pods["deathstar1"]
+    put(c, web(c, "deathstar1"), ServiceFrontend(VIP, 53, 17, SVC_ID,
+                                                 (backend(c, "deathstar1", 5353),)))
+    assert many(ds, VIP, 80, 5) == {"deathstar1": 5}
+    assert probe(ds, "udp", VIP, 53) == "ok"
+    turned = [e for e in c.dp("n1").ct() if e.saddr == "169.254.42.1" and e.daddr == ds.ip]
+    assert {e.dport for e in turned} == {80, 5353}
+    # Others still reach it as before.
+    assert many(c.pods["tiefighter"], VIP, 80, 5) == {"deathstar1": 5}

@@ -150,6 +150,8 @@ struct lb_be_val {
 #define BH_MARK_TO_PROXY_INGRESS 0xb2  /* | peer identity << 8: the peer is the source */
 #define BH_MARK_TO_PROXY_EGRESS 0xb3   /* | peer identity << 8: the peer is the destination */
 #define BH_MARK_PROXY_OUT 0xb4         /* sent by the proxy (upstream legs and its replies) */
+#define CT_NAT_HAIRPIN 5 /* entry of loopback -> pod, a pod to itself through a ClusterIP:
+                          * replies' source becomes nat_ip:nat_port, their destination the pod */
 
 /* Connection tracking: 5-tuple of the original direction. ICMP echo uses
  * (id, 0) for requests and (0, id) for replies so the reverse tuple matches. */

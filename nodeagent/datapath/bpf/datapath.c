@@ -111,8 +111,10 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 {
     void *data = (void *)(long)skb->data;
     void *data_end = (void *)(long)skb->data_end;
-    if (data + ETH_HLEN + 60 + 20 > data_end) {
-        /* headers may sit in paged data: make them linear (then reload) */
+    if (data + ETH_HLEN + 60 + 20 > data_end && skb->len > data_end - data) {
+        /* headers may sit in paged data: make them linear (then reload).  Only then: a
+         * packet that is all linear (every handshake packet, every pure ACK) has nothing to
+         * pull, and the helper would still make a cloned skb (TCP's) writable, a copy. */
         bpf_skb_pull_data(skb, skb->len < ETH_HLEN + 80 ? skb->len : ETH_HLEN + 80);
         data = (void *)(long)skb->data;
         data_end = (void *)(long)skb->data_end;
@@ -275,6 +277,15 @@ static __always_inline void ct_touch(struct ct_val *v, struct pkt *p, __u64 now)
     }
 }
 
+/* A TCP SYN (without ACK) on the entry of a connection that closed (FIN or RST seen) opens a
+ * new connection on the same tuple: it is decided (and, to a ClusterIP, load-balanced) again,
+ * as conntrack treats a SYN on a closing entry. */
+static __always_inline int tcp_reopens(struct pkt *p, struct ct_val *v)
+{
+    return p->proto == IPPROTO_TCP && (p->tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN
+        && (v->tcp_flags & (TCPF_FIN | TCPF_RST));
+}
+
 /* Where a reply of a service connection must appear to come from. */
 struct revnat {
     __u32 ip;           /* 0: no translation */
@@ -327,8 +338,7 @@ static __always_inline int ct_established(struct pkt *p, __u64 now, struct revna
     /* A new connection (a SYN without ACK) that reuses the tuple of one that closed (FIN or
      * RST seen) is new: policy is decided again and ct_create replaces the entry, with its own
      * translation (a connection through a ClusterIP and a direct one may share a tuple). */
-    if (!reverse && p->proto == IPPROTO_TCP && (p->tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN
-        && (v->tcp_flags & (TCPF_FIN | TCPF_RST)))
+    if (!reverse && tcp_reopens(p, v))
         return 0;
     ct_touch(v, p, now);
     if (reverse && v->nat == CT_NAT_REVERSE) {
@@ -337,6 +347,87 @@ static __always_inline int ct_established(struct pkt *p, __u64 now, struct revna
     }
     proxy_established(v, reverse, rn);
     return 1;
+}
+
+/* -- ICMP errors about a connection (conntrack's "related") ------------------ */
+
+/* The start of an ICMP error's quoted packet: its IP header (no options) and L4 ports. */
+struct icmp_quote {
+    struct iphdr ip;
+    __be16 sport;
+    __be16 dport;
+};
+
+/* 1 when the packet is an ICMP error (unreachable, time exceeded, parameter problem) about a
+ * live TCP/UDP connection: it passes as part of that connection, without a policy decision of
+ * its own.  When the connection was sent to a ClusterIP, the error is rewritten to be about
+ * the ClusterIP connection the client opened (the quoted destination and port, and the source
+ * when the backend itself reported), so the client's socket receives it (e.g. ECONNREFUSED
+ * for a UDP service whose backend has no listener).  The quoted IP header's checksum is fixed
+ * along with its address, so the ICMP checksum (over it) changes by the port only.  0: not one
+ * (or not rewritable: then it is decided as any other packet). */
+static __always_inline int icmp_error_related(struct __sk_buff *skb, struct pkt *p, __u64 now)
+{
+    if (p->proto != IPPROTO_ICMP)
+        return 0;
+    __u8 vihl;
+    if (bpf_skb_load_bytes(skb, ETH_HLEN, &vihl, 1) < 0)
+        return 0;
+    __u32 icmp_off = ETH_HLEN + (vihl & 0xf) * 4;
+    struct icmphdr ih;
+    if (bpf_skb_load_bytes(skb, icmp_off, &ih, sizeof(ih)) < 0)
+        return 0;
+    if (ih.type != ICMP_DEST_UNREACH && ih.type != ICMP_TIME_EXCEEDED
+        && ih.type != ICMP_PARAMETERPROB)
+        return 0;
+    __u32 q_off = icmp_off + sizeof(struct icmphdr);
+    struct icmp_quote q;
+    if (bpf_skb_load_bytes(skb, q_off, &q, sizeof(q)) < 0)
+        return 0;
+    if (q.ip.ihl != 5 || (q.ip.protocol != IPPROTO_TCP && q.ip.protocol != IPPROTO_UDP))
+        return 0;
+    struct ct_key k = {};
+    k.saddr = q.ip.saddr;
+    k.daddr = q.ip.daddr;
+    k.sport = q.sport;
+    k.dport = q.dport;
+    k.proto = q.ip.protocol;
+    struct ct_val *v = ct.lookup(&k);
+    if (!v || v->expires < now)
+        return 0;
+    if (v->nat != CT_NAT_REVERSE)
+        return 1;
+    __u32 vip = v->nat_ip;
+    __u16 vport = v->nat_port;
+    __u32 backend = q.ip.daddr;
+    if (bpf_l3_csum_replace(skb, q_off + __builtin_offsetof(struct iphdr, check), backend, vip,
+                            4) < 0)
+        return 0;
+    if (bpf_skb_store_bytes(skb, q_off + __builtin_offsetof(struct iphdr, daddr), &vip, 4, 0) < 0)
+        return 0;
+    if (bpf_l4_csum_replace(skb, icmp_off + __builtin_offsetof(struct icmphdr, checksum),
+                            q.dport, vport, 2) < 0)
+        return 0;
+    if (bpf_skb_store_bytes(skb, q_off + __builtin_offsetof(struct icmp_quote, dport), &vport, 2,
+                            0) < 0)
+        return 0;
+    if (p->saddr == backend) {
+        if (bpf_l3_csum_replace(skb, ETH_HLEN + __builtin_offsetof(struct iphdr, check), backend,
+                                vip, 4) < 0)
+            return 0;
+        if (bpf_skb_store_bytes(skb, ETH_HLEN + __builtin_offsetof(struct iphdr, saddr), &vip, 4,
+                                0) < 0)
+            return 0;
+        p->saddr = vip;
+    }
+    return 1;
+}
+
+/* ct_established, or an ICMP error about a live connection (icmp_error_related). */
+static __always_inline int ct_established_or_related(struct __sk_buff *skb, struct pkt *p,
+                                                     __u64 now, struct revnat *rn)
+{
+    return ct_established(p, now, rn) || icmp_error_related(skb, p, now);
 }
 
 static __always_inline int ct_create(struct pkt *p, __u64 now, __u32 sid, __u32 did, __u8 nat,
@@ -449,7 +540,7 @@ static __always_inline int lb_select(struct pkt *p, __u64 now, struct lb_conn *c
     ck.dport = p->dport;
     ck.proto = p->proto;
     struct ct_val *cv = ct.lookup(&ck);
-    if (cv && cv->expires >= now && cv->nat == CT_NAT_SERVICE) {
+    if (cv && cv->expires >= now && cv->nat == CT_NAT_SERVICE && !tcp_reopens(p, cv)) {
         ct_touch(cv, p, now);
         c->bip = cv->nat_ip;
         c->bport = cv->nat_port;
@@ -537,6 +628,12 @@ static __always_inline int lb_answer_unreachable(struct __sk_buff *skb, struct p
     return bpf_redirect(skb->ifindex, 0);
 }
 
+/* Local delivery from a tc ingress hook (from_pod, from_overlay): straight into the pod's
+ * namespace through the veth peer (bpf_redirect_peer), as Cilium does.  The packet is
+ * received by the pod in this same pass instead of being queued to the host-side veth's
+ * egress, through to_pod, and the per-CPU backlog: one queueing step less per packet, which
+ * is most of what a new connection's handshake waits for.  No mark is needed (to_pod does
+ * not see the packet) and none may be left (the pod's namespace would see it). */
 static __always_inline int deliver_local(struct __sk_buff *skb, __u32 ifindex, __u8 *pod_mac,
                                          __u8 *host_mac)
 {
@@ -544,8 +641,83 @@ static __always_inline int deliver_local(struct __sk_buff *skb, __u32 ifindex, _
         return TC_ACT_SHOT;
     if (bpf_skb_store_bytes(skb, ETH_ALEN, host_mac, ETH_ALEN, 0) < 0)
         return TC_ACT_SHOT;
-    skb->mark = BH_MARK_ENFORCED;
-    return bpf_redirect(ifindex, 0);
+    /* Nothing runs eth_type_trans for the pod: a packet from the tunnel still has the type
+     * its inner header got on the VXLAN device (not addressed to it: PACKET_OTHERHOST), which
+     * the pod's IP layer would drop. */
+    if (bpf_skb_change_type(skb, 0 /* PACKET_HOST */) < 0)
+        return TC_ACT_SHOT;
+    return bpf_redirect_peer(ifindex, 0);
+}
+
+/* -- hairpin: a pod to itself through a ClusterIP ---------------------------- */
+
+/* The service loopback address (Cilium's, 169.254.42.1): a pod whose connection to a
+ * ClusterIP was given to itself receives it from here, since a packet from its own address
+ * would be dropped as martian.  Its replies come back to from_pod addressed to it. */
+#define HAIRPIN_IP BH_HTONL(0xa9fe2a01)
+
+/* The translated request (destination already the pod itself): policy as between the pod
+ * and itself, the connection remembered (the client -> ClusterIP entry, and a
+ * loopback -> pod entry that turns replies back), the source rewritten to the loopback
+ * address, delivered to the pod. */
+static __always_inline int hairpin_request(struct __sk_buff *skb, struct pkt *p,
+                                           struct lb_conn *lb, struct ep_info *self, __u64 now)
+{
+    __u32 ep = self->ep_id, id = self->identity, flags = self->flags;
+    struct pkt seen = *p; /* the tuple the pod sees */
+    seen.saddr = HAIRPIN_IP;
+    struct revnat rn = {};
+    if (!ct_established(&seen, now, &rn)) {
+        __u8 reason;
+        if (flags & EP_F_EGRESS_ENFORCED) {
+            reason = policy_verdict(ep, id, DIR_EGRESS, p);
+            if (reason)
+                return drop(p, id, id, ep, DIR_EGRESS, reason, OBS_FROM_POD);
+        }
+        if (flags & EP_F_INGRESS_ENFORCED) {
+            reason = policy_verdict(ep, id, DIR_INGRESS, p);
+            if (reason)
+                return drop(p, id, id, ep, DIR_INGRESS, reason, OBS_FROM_POD);
+        }
+        if (ct_create(&seen, now, id, id, CT_NAT_HAIRPIN, lb->vip, lb->vport) < 0)
+            return drop(p, id, id, ep, DIR_EGRESS, REASON_CT_FULL, OBS_FROM_POD);
+        if (lb->fresh && lb_remember(lb, p->saddr, p->sport, p->proto, p->tcp_flags, now, id,
+                                    id) < 0)
+            return drop(p, id, id, ep, DIR_EGRESS, REASON_CT_FULL, OBS_FROM_POD);
+        emit(p, id, id, ep, DIR_EGRESS, REASON_NONE, OBS_FROM_POD);
+        emit(p, id, id, ep, DIR_INGRESS, REASON_NONE, OBS_FROM_POD);
+    }
+    count(ep, DIR_EGRESS, REASON_NONE, p->len);
+    count(ep, DIR_INGRESS, REASON_NONE, p->len);
+    if (nat_rewrite(skb, p, 1, HAIRPIN_IP, p->sport) < 0)
+        return TC_ACT_SHOT;
+    return deliver_local(skb, self->ifindex, self->pod_mac, self->host_mac);
+}
+
+/* A pod's reply to the loopback address: back to itself, from the ClusterIP. */
+static __always_inline int hairpin_reply(struct __sk_buff *skb, struct pkt *p,
+                                         struct ep_info *self, __u64 now)
+{
+    __u32 ep = self->ep_id, id = self->identity, pod = p->saddr;
+    struct ct_key k = {};
+    k.saddr = p->daddr;
+    k.daddr = p->saddr;
+    k.sport = p->dport;
+    k.dport = p->sport;
+    k.proto = p->proto;
+    struct ct_val *v = ct.lookup(&k);
+    if (!p->l4_off || !v || v->expires < now || v->nat != CT_NAT_HAIRPIN)
+        return drop(p, id, ID_WORLD, ep, DIR_EGRESS, REASON_UNKNOWN_DEST, OBS_FROM_POD);
+    ct_touch(v, p, now);
+    __u32 vip = v->nat_ip;
+    __u16 vport = v->nat_port;
+    count(ep, DIR_EGRESS, REASON_NONE, p->len);
+    count(ep, DIR_INGRESS, REASON_NONE, p->len);
+    if (nat_rewrite(skb, p, 0, pod, p->dport) < 0)
+        return TC_ACT_SHOT;
+    if (nat_rewrite(skb, p, 1, vip, vport) < 0)
+        return TC_ACT_SHOT;
+    return deliver_local(skb, self->ifindex, self->pod_mac, self->host_mac);
 }
 
 static __always_inline __u32 node_flags(__u32 *vxlan_ifindex)
@@ -644,6 +816,8 @@ int from_pod(struct __sk_buff *skb)
     if (!src || src->ifindex != skb->ifindex)
         return drop(&p, ID_WORLD, 0, 0, DIR_EGRESS, REASON_UNKNOWN_SOURCE, OBS_FROM_POD);
     __u32 src_ep = src->ep_id, src_id = src->identity, src_flags = src->flags;
+    if (p.daddr == HAIRPIN_IP)
+        return hairpin_reply(skb, &p, src, bpf_ktime_get_ns());
 
     __u64 now = bpf_ktime_get_ns();
     struct lb_conn lb = {};
@@ -658,6 +832,8 @@ int from_pod(struct __sk_buff *skb)
     __u16 cport = p.sport;
     if (svc == LB_TRANSLATED && nat_rewrite(skb, &p, 0, lb.bip, lb.bport) < 0)
         return TC_ACT_SHOT;
+    if (svc == LB_TRANSLATED && p.daddr == p.saddr)
+        return hairpin_request(skb, &p, &lb, src, now);
 
     struct ep_key dk = {.ip = p.daddr};
     struct ep_info *dst = endpoints.lookup(&dk);
@@ -685,7 +861,7 @@ int from_pod(struct __sk_buff *skb)
     __u32 cfg_flags = node_flags(&vxlan_ifindex);
 
     struct revnat rn = {};
-    int established = ct_established(&p, now, &rn);
+    int established = ct_established_or_related(skb, &p, now, &rn);
     if (rn.ip && nat_rewrite(skb, &p, 1, rn.ip, rn.port) < 0)
         return TC_ACT_SHOT;
     if (established && rn.proxy) {
@@ -783,7 +959,7 @@ int from_overlay(struct __sk_buff *skb)
 
     __u64 now = bpf_ktime_get_ns();
     struct revnat rn = {};
-    int established = ct_established(&p, now, &rn);
+    int established = ct_established_or_related(skb, &p, now, &rn);
     if (rn.ip && nat_rewrite(skb, &p, 1, rn.ip, rn.port) < 0)
         return TC_ACT_SHOT;
     if (established && rn.proxy) {
@@ -855,7 +1031,7 @@ int to_pod(struct __sk_buff *skb)
 
     __u64 now = bpf_ktime_get_ns();
     struct revnat rn = {};
-    if (!ct_established(&p, now, &rn)) {
+    if (!ct_established_or_related(skb, &p, now, &rn)) {
         if (dst_flags & EP_F_INGRESS_ENFORCED) {
             __u32 iport = 0;
             __u8 reason = policy_verdict_l7(dst_ep, src_id, DIR_INGRESS, &p, &iport);

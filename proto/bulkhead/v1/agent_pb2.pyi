@@ -1,4 +1,5 @@
 from bulkhead.v1 import flow_pb2 as _flow_pb2
+from bulkhead.v1 import types_pb2 as _types_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -8,19 +9,21 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AddEndpointRequest(_message.Message):
-    __slots__ = ("netns_path", "name", "namespace", "labels")
+    __slots__ = ("netns_path", "name", "namespace", "labels", "ports")
     NETNS_PATH_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
     netns_path: str
     name: str
     namespace: str
     labels: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, netns_path: _Optional[str] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
+    ports: _containers.RepeatedCompositeFieldContainer[_types_pb2.EndpointPort]
+    def __init__(self, netns_path: _Optional[str] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[_Union[_types_pb2.EndpointPort, _Mapping]]] = ...) -> None: ...
 
 class AgentEndpoint(_message.Message):
-    __slots__ = ("endpoint_id", "namespace", "name", "labels", "identity", "ipv4", "host_ifname", "netns_path", "ingress_enforced", "egress_enforced", "status")
+    __slots__ = ("endpoint_id", "namespace", "name", "labels", "identity", "ipv4", "host_ifname", "netns_path", "ingress_enforced", "egress_enforced", "status", "ports")
     ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +35,7 @@ class AgentEndpoint(_message.Message):
     INGRESS_ENFORCED_FIELD_NUMBER: _ClassVar[int]
     EGRESS_ENFORCED_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
     endpoint_id: int
     namespace: str
     name: str
@@ -43,7 +47,8 @@ class AgentEndpoint(_message.Message):
     ingress_enforced: bool
     egress_enforced: bool
     status: str
-    def __init__(self, endpoint_id: _Optional[int] = ..., namespace: _Optional[str] = ..., name: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., identity: _Optional[int] = ..., ipv4: _Optional[str] = ..., host_ifname: _Optional[str] = ..., netns_path: _Optional[str] = ..., ingress_enforced: _Optional[bool] = ..., egress_enforced: _Optional[bool] = ..., status: _Optional[str] = ...) -> None: ...
+    ports: _containers.RepeatedCompositeFieldContainer[_types_pb2.EndpointPort]
+    def __init__(self, endpoint_id: _Optional[int] = ..., namespace: _Optional[str] = ..., name: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., identity: _Optional[int] = ..., ipv4: _Optional[str] = ..., host_ifname: _Optional[str] = ..., netns_path: _Optional[str] = ..., ingress_enforced: _Optional[bool] = ..., egress_enforced: _Optional[bool] = ..., status: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[_types_pb2.EndpointPort, _Mapping]]] = ...) -> None: ...
 
 class DeleteAgentEndpointRequest(_message.Message):
     __slots__ = ("namespace", "name")

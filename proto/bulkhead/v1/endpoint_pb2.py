@@ -25,21 +25,21 @@ _sym_db = _symbol_database.Default()
 from bulkhead.v1 import types_pb2 as bulkhead_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x62ulkhead/v1/endpoint.proto\x12\x0b\x62ulkhead.v1\x1a\x17\x62ulkhead/v1/types.proto\"b\n\x15\x43reateEndpointRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\n\n\x02ip\x18\x05 \x01(\t\"8\n\x15\x44\x65leteEndpointRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteEndpointResponse\"5\n\x12GetEndpointRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t2\xe8\x01\n\x0f\x45ndpointService\x12\x43\n\x06\x43reate\x12\".bulkhead.v1.CreateEndpointRequest\x1a\x15.bulkhead.v1.Endpoint\x12Q\n\x06\x44\x65lete\x12\".bulkhead.v1.DeleteEndpointRequest\x1a#.bulkhead.v1.DeleteEndpointResponse\x12=\n\x03Get\x12\x1f.bulkhead.v1.GetEndpointRequest\x1a\x15.bulkhead.v1.Endpointb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x62ulkhead/v1/endpoint.proto\x12\x0b\x62ulkhead.v1\x1a\x17\x62ulkhead/v1/types.proto\"\x8c\x01\n\x15\x43reateEndpointRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\n\n\x02ip\x18\x05 \x01(\t\x12(\n\x05ports\x18\x06 \x03(\x0b\x32\x19.bulkhead.v1.EndpointPort\"8\n\x15\x44\x65leteEndpointRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteEndpointResponse\"5\n\x12GetEndpointRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t2\xe8\x01\n\x0f\x45ndpointService\x12\x43\n\x06\x43reate\x12\".bulkhead.v1.CreateEndpointRequest\x1a\x15.bulkhead.v1.Endpoint\x12Q\n\x06\x44\x65lete\x12\".bulkhead.v1.DeleteEndpointRequest\x1a#.bulkhead.v1.DeleteEndpointResponse\x12=\n\x03Get\x12\x1f.bulkhead.v1.GetEndpointRequest\x1a\x15.bulkhead.v1.Endpointb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'bulkhead.v1.endpoint_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATEENDPOINTREQUEST']._serialized_start=68
-  _globals['_CREATEENDPOINTREQUEST']._serialized_end=166
-  _globals['_DELETEENDPOINTREQUEST']._serialized_start=168
-  _globals['_DELETEENDPOINTREQUEST']._serialized_end=224
-  _globals['_DELETEENDPOINTRESPONSE']._serialized_start=226
-  _globals['_DELETEENDPOINTRESPONSE']._serialized_end=250
-  _globals['_GETENDPOINTREQUEST']._serialized_start=252
-  _globals['_GETENDPOINTREQUEST']._serialized_end=305
-  _globals['_ENDPOINTSERVICE']._serialized_start=308
-  _globals['_ENDPOINTSERVICE']._serialized_end=540
+  _globals['_CREATEENDPOINTREQUEST']._serialized_start=69
+  _globals['_CREATEENDPOINTREQUEST']._serialized_end=209
+  _globals['_DELETEENDPOINTREQUEST']._serialized_start=211
+  _globals['_DELETEENDPOINTREQUEST']._serialized_end=267
+  _globals['_DELETEENDPOINTRESPONSE']._serialized_start=269
+  _globals['_DELETEENDPOINTRESPONSE']._serialized_end=293
+  _globals['_GETENDPOINTREQUEST']._serialized_start=295
+  _globals['_GETENDPOINTREQUEST']._serialized_end=348
+  _globals['_ENDPOINTSERVICE']._serialized_start=351
+  _globals['_ENDPOINTSERVICE']._serialized_end=583
 # @@protoc_insertion_point(module_scope)

@@ -43,7 +43,7 @@ class Node(_message.Message):
     def __init__(self, name: _Optional[str] = ..., node_id: _Optional[int] = ..., underlay_ip: _Optional[str] = ..., pod_cidr: _Optional[str] = ..., tunnel: _Optional[_Union[TunnelEndpoint, _Mapping]] = ..., cluster: _Optional[str] = ..., agent_address: _Optional[str] = ...) -> None: ...
 
 class Endpoint(_message.Message):
-    __slots__ = ("namespace", "name", "node", "labels", "ip", "identity", "ingress_enforced", "egress_enforced")
+    __slots__ = ("namespace", "name", "node", "labels", "ip", "identity", "ingress_enforced", "egress_enforced", "ports")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,7 @@ class Endpoint(_message.Message):
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     INGRESS_ENFORCED_FIELD_NUMBER: _ClassVar[int]
     EGRESS_ENFORCED_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     name: str
     node: str
@@ -60,7 +61,18 @@ class Endpoint(_message.Message):
     identity: int
     ingress_enforced: bool
     egress_enforced: bool
-    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., node: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., ip: _Optional[str] = ..., identity: _Optional[int] = ..., ingress_enforced: _Optional[bool] = ..., egress_enforced: _Optional[bool] = ...) -> None: ...
+    ports: _containers.RepeatedCompositeFieldContainer[EndpointPort]
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., node: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., ip: _Optional[str] = ..., identity: _Optional[int] = ..., ingress_enforced: _Optional[bool] = ..., egress_enforced: _Optional[bool] = ..., ports: _Optional[_Iterable[_Union[EndpointPort, _Mapping]]] = ...) -> None: ...
+
+class EndpointPort(_message.Message):
+    __slots__ = ("name", "port", "protocol")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    port: int
+    protocol: str
+    def __init__(self, name: _Optional[str] = ..., port: _Optional[int] = ..., protocol: _Optional[str] = ...) -> None: ...
 
 class IPCacheEntry(_message.Message):
     __slots__ = ("prefix", "identity", "node", "tunnel", "cluster")
