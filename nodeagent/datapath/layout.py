@@ -100,6 +100,8 @@ LB_FE_KEY = struct.Struct("<4s2sBx")
 LB_FE_VAL = struct.Struct("<IHBx")
 LB_BE_KEY = struct.Struct("<4s2sBxI")
 LB_BE_VAL = struct.Struct("<4s2s2x")
+# struct proxy_vip
+PROXY_VIP = struct.Struct("<4s2s2x")
 # struct counter_key / counter_val
 COUNTER_KEY = struct.Struct("<IBBH")
 COUNTER_VAL = struct.Struct("<QQ")
@@ -117,5 +119,6 @@ SIZES: dict[str, tuple[int, int]] = {
     "config": (4, CONFIG_VAL.size),
     "lb_frontends": (LB_FE_KEY.size, LB_FE_VAL.size),
     "lb_backends": (LB_BE_KEY.size, LB_BE_VAL.size),
+    "proxy_vips": (CT_KEY.size, PROXY_VIP.size),
 }
 """Expected (key, value) sizes per map, checked against bcc's types at load."""

@@ -23,7 +23,7 @@ import pytest
 from bulkhead.httprules import HeaderMatch, HttpRule, Mismatch, to_proto
 from bulkhead.v1 import subscription_pb2 as pb
 from nodeagent import dumps
-from nodeagent.datapath import PolicyEntry
+from nodeagent.datapath import Backend, PolicyEntry, ServiceFrontend
 from nodeagent.datapath.layout import Direction, Reason
 from nodeagent.endpoints import EndpointTable, LocalEndpoint
 from nodeagent.proxy.rules import EGRESS, INGRESS, L7Entry
@@ -329,3 +329,33 @@ def test_an_l3_deny_wins_before_any_proxying(proxies: dict[str, ProxySupervisor]
         egress_enforced=False)
     assert client(tf, ds.ip, "seq", "GET /", timeout=30)[0][0] == "error"
     assert sup.flows() == [], "the denied connection never reached the proxy"
+
+
+VIP = "10.96.0.77"
+
+
+@pytest.mark.parametrize(("direction", "server"), CASES)
+def test_through_a_clusterip(proxies: dict[str, ProxySupervisor], clean_policy: Cluster,
+                             direction: str, server: str) -> None:
+    """The demo's path: the client dials a ClusterIP, the backend's connection is proxied,
+    and the proxy's answers reach the client from the ClusterIP (its socket would reset a
+    reply from the backend's address)."""
+    c = clean_policy
+    tf, ds = c.pods["tiefighter"], c.pods[server]
+    frontend = ServiceFrontend(VIP, PORT, 6, 77, (Backend(ds.ip, PORT),))
+    for node in c.nodes:
+        c.dp(node).update_service(77, [frontend])
+    try:
+        assert client(tf, VIP, "seq", "GET /")[0][0] == 200     # plain ClusterIP first
+        sup = setup_l7(c, proxies, direction, tf, ds)
+        got = client(tf, VIP, "seq", "POST /v1/request-landing", "PUT /v1/exhaust-port",
+                     "POST /v1/request-landing")
+        assert [g[0] for g in got] == [200, 403, 200], got
+        assert got[0][1].startswith(f"{server} POST /v1/request-landing from {tf.ip}")
+        assert got[1][1] == "Access denied"
+        requests = [(f["verdict"], f["http"]["method"]) for f in sup.flows()
+                    if f["type"] == "request"]
+        assert requests == [("FORWARDED", "POST"), ("DROPPED", "PUT"), ("FORWARDED", "POST")]
+    finally:
+        for node in c.nodes:
+            c.dp(node).sync_services([])

@@ -175,6 +175,13 @@ struct ct_val {
     __u32 nat_ip;       /* network order */
 };
 
+/* proxy_vips: the ClusterIP (network order) a proxied connection's client dialled. */
+struct proxy_vip {
+    __u32 ip;
+    __u16 port;
+    __u16 pad;
+};
+
 /* Per-endpoint counters. */
 struct counter_key {
     __u32 ep_id;

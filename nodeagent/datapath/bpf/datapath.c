@@ -92,6 +92,11 @@ BPF_TABLE_PINNED("hash", struct lb_fe_key, struct lb_fe_val, lb_frontends, MAX_L
                  PIN_DIR "/lb_frontends", BPF_F_NO_PREALLOC);
 BPF_TABLE_PINNED("hash", struct lb_be_key, struct lb_be_val, lb_backends, MAX_LB_BACKENDS,
                  PIN_DIR "/lb_backends", BPF_F_NO_PREALLOC);
+/* A connection to a ClusterIP that the L7 proxy took over: its conntrack entry holds the
+ * redirect (CT_NAT_TO_PROXY), so the ClusterIP the client dialled is kept here, keyed by the
+ * same client -> backend tuple, for the proxy's answers to the client (to_pod). */
+BPF_TABLE_PINNED("lru_hash", struct ct_key, struct proxy_vip, proxy_vips, MAX_CT,
+                 PIN_DIR "/proxy_vips");
 BPF_RINGBUF_OUTPUT(flows, FLOW_PAGES);
 
 struct pkt {
@@ -301,9 +306,17 @@ struct revnat {
  * CT_NAT_TO_PROXY: its packets go to the proxy.  The proxy's own upstream
  * connection (client address -> original destination, made by the proxy) is
  * CT_NAT_PROXY_UPSTREAM: its replies go to the proxy, never to the client pod. */
-static __always_inline void proxy_established(struct ct_val *v, int reverse, struct revnat *rn)
+static __always_inline void proxy_established(struct ct_key *k, struct ct_val *v, int reverse,
+                                              struct revnat *rn)
 {
-    if (!reverse && v->nat == CT_NAT_TO_PROXY) {
+    if (reverse && v->nat == CT_NAT_TO_PROXY) {
+        /* the proxy answering a client that dialled a ClusterIP: from the ClusterIP */
+        struct proxy_vip *vip = proxy_vips.lookup(k);
+        if (vip) {
+            rn->ip = vip->ip;
+            rn->port = vip->port;
+        }
+    } else if (!reverse && v->nat == CT_NAT_TO_PROXY) {
         rn->proxy = 1;
         rn->proxy_mark = v->nat_ip;
         rn->proxy_port = v->nat_port;
@@ -345,7 +358,7 @@ static __always_inline int ct_established(struct pkt *p, __u64 now, struct revna
         rn->ip = v->nat_ip;
         rn->port = v->nat_port;
     }
-    proxy_established(v, reverse, rn);
+    proxy_established(&k, v, reverse, rn);
     return 1;
 }
 
@@ -789,15 +802,40 @@ static __always_inline __u16 proxy_choose(__u32 eport, __u32 iport, __u32 src_id
     return 0;
 }
 
+/* The key of a packet's connection as its client opened it (a reply's tuple reversed). */
+static __always_inline void ct_key_of(struct pkt *p, int reply, struct ct_key *k)
+{
+    k->saddr = reply ? p->daddr : p->saddr;
+    k->daddr = reply ? p->saddr : p->daddr;
+    k->sport = reply ? p->dport : p->sport;
+    k->dport = reply ? p->sport : p->dport;
+    k->proto = p->proto;
+}
+
+/* Remember (or forget) the ClusterIP of a connection redirected to the proxy, so its
+ * answers to the client come from the ClusterIP as every other reply does. */
+static __always_inline void proxy_vip_keep(struct pkt *p, int translated, __u32 vip,
+                                           __u16 vport)
+{
+    struct ct_key k = {};
+    ct_key_of(p, 0, &k);
+    if (!translated) {
+        proxy_vips.delete(&k);   /* a tuple an earlier ClusterIP connection used */
+        return;
+    }
+    struct proxy_vip v = {.ip = vip, .port = vport};
+    proxy_vips.update(&k, &v);
+}
+
 /* A packet the proxy sends (its upstream leg, or its side of a client
  * connection) leaving towards a pod or the overlay: not policed again (the
  * redirect decided it), and the upstream leg is tracked so its replies go back
  * to the proxy.  0 or -1 (conntrack full). */
-static __always_inline int proxy_leg_out(struct pkt *p, __u32 sid, __u32 did)
+static __always_inline int proxy_leg_out(struct pkt *p, __u32 sid, __u32 did,
+                                         struct revnat *rn)
 {
     __u64 now = bpf_ktime_get_ns();
-    struct revnat rn = {};
-    if (ct_established(p, now, &rn))
+    if (ct_established(p, now, rn))
         return 0;
     return ct_create(p, now, sid, did, CT_NAT_PROXY_UPSTREAM, 0, 0) < 0 ? -1 : 0;
 }
@@ -892,6 +930,7 @@ int from_pod(struct __sk_buff *skb)
                         OBS_FROM_POD);
         __u8 nat = svc == LB_TRANSLATED ? CT_NAT_REVERSE : CT_NAT_NONE;
         if (proxy_port) {
+            proxy_vip_keep(&p, svc == LB_TRANSLATED, lb.vip, lb.vport);
             nat = CT_NAT_TO_PROXY;
             lb.vip = proxy_mark;
             lb.vport = proxy_port;
@@ -982,6 +1021,7 @@ int from_overlay(struct __sk_buff *skb)
             return drop(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_CT_FULL,
                         OBS_FROM_OVERLAY);
         if (proxy_port) {
+            proxy_vip_keep(&p, 0, 0, 0);   /* the client's node translates the replies */
             if (to_proxy(skb, &p, proxy_mark, proxy_port) < 0)
                 return drop(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_PROXY_UNAVAILABLE,
                             OBS_FROM_OVERLAY);
@@ -1023,15 +1063,22 @@ int to_pod(struct __sk_buff *skb)
 
     if ((skb->mark & BH_MARK_PROXY_MASK) == BH_MARK_PROXY_OUT) {
         skb->mark = 0;
-        if (proxy_leg_out(&p, src_id, dst_id) < 0)
+        struct revnat out = {};
+        if (proxy_leg_out(&p, src_id, dst_id, &out) < 0)
             return drop(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_CT_FULL, OBS_TO_POD);
+        /* the proxy answering a client that dialled a ClusterIP: from the ClusterIP */
+        if (out.ip && nat_rewrite(skb, &p, 1, out.ip, out.port) < 0)
+            return TC_ACT_SHOT;
         count(dst_ep, DIR_INGRESS, REASON_NONE, p.len);
         return TC_ACT_OK;
     }
 
     __u64 now = bpf_ktime_get_ns();
     struct revnat rn = {};
-    if (!ct_established_or_related(skb, &p, now, &rn)) {
+    int established = ct_established_or_related(skb, &p, now, &rn);
+    if (rn.ip && nat_rewrite(skb, &p, 1, rn.ip, rn.port) < 0)
+        return TC_ACT_SHOT;
+    if (!established) {
         if (dst_flags & EP_F_INGRESS_ENFORCED) {
             __u32 iport = 0;
             __u8 reason = policy_verdict_l7(dst_ep, src_id, DIR_INGRESS, &p, &iport);
@@ -1072,7 +1119,9 @@ int to_overlay(struct __sk_buff *skb)
     ic = ipcache.lookup(&ik);
     if (ic)
         src_id = ic->identity;
-    if ((skb->mark & BH_MARK_PROXY_MASK) == BH_MARK_PROXY_OUT && proxy_leg_out(&p, src_id, dst_id) < 0)
+    struct revnat out = {};
+    if ((skb->mark & BH_MARK_PROXY_MASK) == BH_MARK_PROXY_OUT
+        && proxy_leg_out(&p, src_id, dst_id, &out) < 0)
         return TC_ACT_SHOT;
     tk.remote_ipv4 = tunnel;
     tk.tunnel_id = src_id;
