@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from integration.lab.story import Scenario
+from integration.lab.story import L7_POLICY, Scenario
 from integration.labfixture import running_lab
 
 pytestmark = pytest.mark.datapath
@@ -62,3 +62,18 @@ def test_star_wars_scenario(tmp_path: Path) -> None:
         # 5. Ingress enforcement on the deathstars only.
         enforced = {e["name"] for e in story.endpoints() if e["ingress_enforced"]}
         assert enforced == set(deathstars)
+        # 6-7. The demo's L7 step: POST /v1/request-landing only, checked request by request
+        # by the deathstars' nodes' proxies, through the service as the demo calls it.
+        assert "applied on 2 nodes" in story.apply_policy(L7_POLICY).stdout
+        assert story.land("tiefighter").stdout.strip() == "Ship landed"
+        for pod in deathstars:          # the deathstar on the ship's node and the other one
+            assert story.land("tiefighter", pod).stdout.strip() == "Ship landed"
+        assert story.exhaust("tiefighter").stdout.strip() == "Access denied"
+        assert story.land("xwing").returncode == 28
+        # 8. The proxies' flows: the denied PUT and the forwarded POST, with the URL's Host.
+        l7 = story.observe("--type", "l7")
+        requests = [(f["verdict"], f["l7"]["http"]["method"], f["l7"]["http"]["url"])
+                    for f in l7 if f["l7"]["type"] == "request"]
+        assert ("DROPPED", "PUT", f"http://{story.target}/v1/exhaust-port") in requests
+        assert ("FORWARDED", "POST", f"http://{story.target}/v1/request-landing") in requests
+        assert all(f["type"] == "L7" for f in l7)

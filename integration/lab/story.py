@@ -17,6 +17,9 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 POLICY = HERE / "sw_l3_l4_policy.yaml"
+L7_POLICY = HERE / "sw_l3_l4_l7_policy.yaml"
+"""The demo's own L7 step, unchanged: rule1 again, its port 80 limited to POST
+/v1/request-landing."""
 MANIFEST = HERE / "http-sw-app.yaml"
 """The demo's http-sw-app.yaml, unchanged (integration/test_lab_manifests.py checks it against
 ../shared/starwars/ when that is there): the deathstar Service and Deployment, two ships."""
@@ -109,8 +112,13 @@ class Scenario:
         return self.run(self.lab_cmd, "exec", ship, "--", "curl", "-s", "-m", str(timeout),
                         "-XPOST", url)
 
-    def apply_policy(self) -> Result:
-        return self.run(self.cli, "policy", "apply", "-f", shown_path(POLICY), "--wait",
+    def exhaust(self, ship: str, timeout: int = 3) -> Result:
+        """The demo's attack: `ship` PUTs to the deathstar service's exhaust port."""
+        return self.run(self.lab_cmd, "exec", ship, "--", "curl", "-s", "-m", str(timeout),
+                        "-XPUT", f"http://{self.target}/v1/exhaust-port")
+
+    def apply_policy(self, policy: Path = POLICY) -> Result:
+        return self.run(self.cli, "policy", "apply", "-f", shown_path(policy), "--wait",
                         "--timeout", "30", check=True)
 
     def observe(self, *filters: str) -> list[dict[str, Any]]:
@@ -177,6 +185,31 @@ def main() -> None:
     good &= verdict(enforced == deathstars and len(deathstars) == 2,
                     f"ingress enforced on: {', '.join(sorted(enforced)) or 'nothing'}")
 
+    step("6. The L7 step: rule1 again, its port 80 now limited to POST /v1/request-landing")
+    print(f"  ({L7_POLICY.name}, the demo's own: toPorts 80/TCP, rules.http method POST, "
+          f"path /v1/request-landing; each node's proxy checks every request)")
+    story.apply_policy(L7_POLICY)
+
+    step("7. The tiefighter still lands; its attack on the exhaust port is denied; the xwing "
+         "still times out")
+    tie = story.land("tiefighter")
+    good &= verdict(tie.stdout.strip() == "Ship landed", "tiefighter landed")
+    attack = story.exhaust("tiefighter")
+    good &= verdict(attack.stdout.strip() == "Access denied",
+                    "tiefighter's PUT /v1/exhaust-port: Access denied")
+    xw = story.land("xwing")
+    good &= verdict(xw.returncode == 28, f"xwing timed out (curl exit {xw.returncode})")
+
+    step("8. What the proxies saw: every request, with its verdict")
+    story.run(story.cli, "observe", "--type", "l7", "--last", "4")
+    l7 = story.observe("--type", "l7")
+    good &= verdict(any(f.get("l7", {}).get("type") == "request" and f["verdict"] == "DROPPED"
+                        and f["l7"]["http"]["method"] == "PUT" for f in l7),
+                    "http-request DROPPED for the PUT")
+    good &= verdict(any(f.get("l7", {}).get("type") == "request"
+                        and f["verdict"] == "FORWARDED" and f["l7"]["http"]["method"] == "POST"
+                        for f in l7), "http-request FORWARDED for the POST")
+
     print(f"\nDone in {time.monotonic() - started:.0f} s. The lab stays up; try next:")
     for hint in ("bulkhead status", "bulkhead identity list", "bulkhead-lab pod list",
                  "bulkhead observe --follow   (and land ships in another terminal)",
@@ -187,6 +220,10 @@ def main() -> None:
                  "bulkhead policy trace --src k8s:org=alliance,k8s:io.kubernetes.pod.namespace="
                  "default --dst k8s:org=empire,k8s:class=deathstar,"
                  "k8s:io.kubernetes.pod.namespace=default --dport 80/TCP",
+                 "bulkhead policy trace --src k8s:org=empire,k8s:class=tiefighter,"
+                 "k8s:io.kubernetes.pod.namespace=default --dst k8s:org=empire,"
+                 "k8s:class=deathstar,k8s:io.kubernetes.pod.namespace=default --dport 80/TCP "
+                 "--http-method PUT --http-path /v1/exhaust-port",
                  "make down   (removes the lab)"):
         print(f"  {hint}")
     sys.exit(0 if good else 1)
