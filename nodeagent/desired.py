@@ -96,7 +96,8 @@ def l7_entries(endpoints: Iterable[tuple[str, pb.IdentityPolicy]]) -> list[L7Ent
                 continue
             out.extend(
                 L7Entry(ip, name, e.peer, e.port_lo, e.port_hi,
-                        tuple(httprules.from_proto(r) for r in e.http) if _is_l7(e) else None)
+                        tuple(httprules.from_proto(r) for r in e.http) if _is_l7(e) else None,
+                        policy.identity)
                 for e in allows)
     return out
 

@@ -41,8 +41,8 @@ def test_the_proxy_gets_every_allow_entry_of_a_direction_with_l7() -> None:
                              entry(304, direction=pb.PolicyEntry.EGRESS))),
         ("10.0.1.24", policy(entry(302))),  # no L7 at all: nothing for the proxy
     ])
-    assert got == [L7Entry("10.0.1.23", INGRESS, 301, 80, 80, (LANDING,)),
-                   L7Entry("10.0.1.23", INGRESS, 302, 80, 80, None)]
+    assert got == [L7Entry("10.0.1.23", INGRESS, 301, 80, 80, (LANDING,), 300),
+                   L7Entry("10.0.1.23", INGRESS, 302, 80, 80, None, 300)]
 
 
 def check(table: RuleTable, peer: int, method: str, path: str, port: int = 80) -> bool:
@@ -63,6 +63,26 @@ def test_rule_table_combination() -> None:
     assert not check(table, 301, "POST", "/v1/request-landing", port=81)  # no entry: closed
     assert table.check("10.0.1.23", EGRESS, 5, 443, HttpRequest("PUT", "/x")).allowed
     assert not table.check("10.9.9.9", INGRESS, 301, 80, HttpRequest("GET", "/")).allowed
+
+
+def test_an_egress_connection_to_a_local_destination_passes_both_sides_rules() -> None:
+    """Same node: the datapath redirects once (the source's egress wins) and the proxy's
+    upstream leg is not policed again, so the destination's ingress rules are checked too."""
+    client, server = ("10.0.1.5", 301), ("10.0.1.23", 300)
+    table = RuleTable([
+        L7Entry(client[0], EGRESS, server[1], 80, 80, (HttpRule(),), client[1]),   # any request
+        L7Entry(server[0], INGRESS, client[1], 80, 80, (LANDING,), server[1]),
+    ])
+
+    def egress(method: str, path: str) -> bool:
+        return table.check_connection(client[0], EGRESS, server[1], 80, (server[0], 80),
+                                      HttpRequest(method, path)).allowed
+
+    assert egress("POST", "/v1/request-landing")
+    assert not egress("PUT", "/v1/exhaust-port")            # the server's ingress says no
+    # A destination without ingress L7 rules: the egress rules alone decide.
+    assert table.check_connection(client[0], EGRESS, server[1], 80, ("10.0.1.99", 80),
+                                  HttpRequest("PUT", "/v1/exhaust-port")).allowed
 
 
 def test_a_redirect_and_a_plain_allow_for_the_same_key_keep_the_redirect() -> None:

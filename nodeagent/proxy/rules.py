@@ -28,6 +28,7 @@ class L7Entry:
     port_lo: int = 0
     port_hi: int = 0
     http: tuple[HttpRule, ...] | None = ()
+    identity: int = 0  # the local endpoint's own identity (0: not given)
 
     def covers(self, peer: int, port: int) -> bool:
         hi = self.port_hi or self.port_lo
@@ -52,7 +53,7 @@ def rule_from_json(d: dict[str, Any]) -> HttpRule:
 
 def entry_to_json(e: L7Entry) -> dict[str, Any]:
     return {"endpoint": e.endpoint, "direction": e.direction, "peer": e.peer,
-            "port_lo": e.port_lo, "port_hi": e.port_hi,
+            "port_lo": e.port_lo, "port_hi": e.port_hi, "identity": e.identity,
             "http": None if e.http is None else [rule_to_json(r) for r in e.http]}
 
 
@@ -62,7 +63,8 @@ def entry_from_json(d: dict[str, Any]) -> L7Entry:
     http = d.get("http")
     return L7Entry(str(d["endpoint"]), d["direction"], int(d.get("peer", 0)),
                    int(d.get("port_lo", 0)), int(d.get("port_hi", 0)),
-                   None if http is None else tuple(rule_from_json(r) for r in http))
+                   None if http is None else tuple(rule_from_json(r) for r in http),
+                   int(d.get("identity", 0)))
 
 
 @dataclass(frozen=True)
@@ -77,9 +79,27 @@ class RuleTable:
     def __init__(self, entries: Iterable[L7Entry] = ()) -> None:
         self.entries = tuple(entries)
         self._index: dict[tuple[str, str], list[tuple[L7Entry, HttpPolicy | None]]] = {}
+        self.identities: dict[str, int] = {}
         for e in self.entries:
             policy = None if e.http is None else HttpPolicy(e.http)
             self._index.setdefault((e.endpoint, e.direction), []).append((e, policy))
+            if e.identity:
+                self.identities[e.endpoint] = e.identity
+
+    def check_connection(self, endpoint: str, direction: str, peer: int, port: int,
+                         server: tuple[str, int], request: HttpRequest) -> Decision:
+        """`check`, and for an egress connection to a destination on this node whose ingress
+        has L7 rules, those too: the datapath sends such a connection to the proxy once (the
+        source's egress redirect wins), and the proxy's upstream leg is not policed again, so
+        both sides' rules are checked here (across nodes the destination's node proxies it)."""
+        decision = self.check(endpoint, direction, peer, port, request)
+        if not decision.allowed or direction != EGRESS \
+                or (server[0], INGRESS) not in self._index:
+            return decision
+        client = self.identities.get(endpoint)
+        if client is None:
+            return Decision(False, "the client's identity is unknown to the proxy")
+        return self.check(server[0], INGRESS, client, server[1], request)
 
     def check(self, endpoint: str, direction: str, peer: int, port: int,
               request: HttpRequest) -> Decision:

@@ -51,7 +51,8 @@ class Proxy:
     # -- Owner ------------------------------------------------------------------------------
 
     def check(self, key: ConnKey, request: HttpRequest) -> Decision:
-        return self.rules.check(key.endpoint, key.direction, key.peer, key.port, request)
+        return self.rules.check_connection(key.endpoint, key.direction, key.peer, key.port,
+                                           key.server, request)
 
     def record(self, flow: dict[str, Any]) -> None:
         self.flows.append(flow)

@@ -359,3 +359,19 @@ def test_through_a_clusterip(proxies: dict[str, ProxySupervisor], clean_policy: 
     finally:
         for node in c.nodes:
             c.dp(node).sync_services([])
+
+
+def test_same_node_egress_and_ingress_rules_both_apply(proxies: dict[str, ProxySupervisor],
+                                                       clean_policy: Cluster) -> None:
+    """A client with egress L7 rules and a destination with ingress L7 rules on one node: one
+    redirect (the client's egress), and the destination's rules still decide each request."""
+    c = clean_policy
+    tf, ds = c.pods["tiefighter"], c.pods["deathstar1"]
+    assert tf.node == ds.node
+    proxies[tf.node].set_entries([
+        L7Entry(tf.ip, EGRESS, ds.identity, PORT, PORT, (HttpRule(),), tf.identity),
+        L7Entry(ds.ip, INGRESS, tf.identity, PORT, PORT, LANDING, ds.identity)])
+    redirect(c, tf, Direction.EGRESS, ds.identity)
+    redirect(c, ds, Direction.INGRESS, tf.identity)
+    got = client(tf, ds.ip, "seq", "POST /v1/request-landing", "PUT /v1/exhaust-port")
+    assert [g[0] for g in got] == [200, 403]
