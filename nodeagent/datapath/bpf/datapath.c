@@ -326,23 +326,26 @@ static __always_inline void proxy_established(struct ct_key *k, struct ct_val *v
     }
 }
 
+/* The key of a packet's connection as its client opened it (a reply's tuple reversed). */
+static __always_inline void ct_key_of(struct pkt *p, int reply, struct ct_key *k)
+{
+    k->saddr = reply ? p->daddr : p->saddr;
+    k->daddr = reply ? p->saddr : p->daddr;
+    k->sport = reply ? p->dport : p->sport;
+    k->dport = reply ? p->sport : p->dport;
+    k->proto = p->proto;
+}
+
 /* 1 when the packet belongs to a live connection (either direction).  A reply
  * (reverse match) of a translated service connection fills ``rn``. */
 static __always_inline int ct_established(struct pkt *p, __u64 now, struct revnat *rn)
 {
     struct ct_key k = {};
-    k.saddr = p->saddr;
-    k.daddr = p->daddr;
-    k.sport = p->sport;
-    k.dport = p->dport;
-    k.proto = p->proto;
+    ct_key_of(p, 0, &k);
     struct ct_val *v = ct.lookup(&k);
     int reverse = 0;
     if (!v) {
-        k.saddr = p->daddr;
-        k.daddr = p->saddr;
-        k.sport = p->dport;
-        k.dport = p->sport;
+        ct_key_of(p, 1, &k);
         v = ct.lookup(&k);
         reverse = 1;
     }
@@ -447,11 +450,7 @@ static __always_inline int ct_create(struct pkt *p, __u64 now, __u32 sid, __u32 
                                      __u32 nat_ip, __u16 nat_port)
 {
     struct ct_key k = {};
-    k.saddr = p->saddr;
-    k.daddr = p->daddr;
-    k.sport = p->sport;
-    k.dport = p->dport;
-    k.proto = p->proto;
+    ct_key_of(p, 0, &k);
     struct ct_val v = {};
     v.expires = now + ct_lifetime(p->proto, p->tcp_flags);
     v.created = now;
@@ -547,11 +546,7 @@ static __always_inline int lb_select(struct pkt *p, __u64 now, struct lb_conn *c
     c->vip = p->daddr;
     c->vport = p->dport;
     struct ct_key ck = {};
-    ck.saddr = p->saddr;
-    ck.daddr = p->daddr;
-    ck.sport = p->sport;
-    ck.dport = p->dport;
-    ck.proto = p->proto;
+    ct_key_of(p, 0, &ck);
     struct ct_val *cv = ct.lookup(&ck);
     if (cv && cv->expires >= now && cv->nat == CT_NAT_SERVICE && !tcp_reopens(p, cv)) {
         ct_touch(cv, p, now);
@@ -713,11 +708,7 @@ static __always_inline int hairpin_reply(struct __sk_buff *skb, struct pkt *p,
 {
     __u32 ep = self->ep_id, id = self->identity, pod = p->saddr;
     struct ct_key k = {};
-    k.saddr = p->daddr;
-    k.daddr = p->saddr;
-    k.sport = p->dport;
-    k.dport = p->sport;
-    k.proto = p->proto;
+    ct_key_of(p, 1, &k);
     struct ct_val *v = ct.lookup(&k);
     if (!p->l4_off || !v || v->expires < now || v->nat != CT_NAT_HAIRPIN)
         return drop(p, id, ID_WORLD, ep, DIR_EGRESS, REASON_UNKNOWN_DEST, OBS_FROM_POD);
@@ -800,16 +791,6 @@ static __always_inline __u16 proxy_choose(__u32 eport, __u32 iport, __u32 src_id
         return BH_HTONS((__u16)iport);
     }
     return 0;
-}
-
-/* The key of a packet's connection as its client opened it (a reply's tuple reversed). */
-static __always_inline void ct_key_of(struct pkt *p, int reply, struct ct_key *k)
-{
-    k->saddr = reply ? p->daddr : p->saddr;
-    k->daddr = reply ? p->saddr : p->daddr;
-    k->sport = reply ? p->dport : p->sport;
-    k->dport = reply ? p->sport : p->dport;
-    k->proto = p->proto;
 }
 
 /* Remember (or forget) the ClusterIP of a connection redirected to the proxy, so its
