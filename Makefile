@@ -40,7 +40,7 @@ proto: setup-run      ## regenerate proto/bulkhead/v1/*_pb2*.py
 	$(PY) scripts/genproto.py
 
 bench: setup-run      ## every benchmark, each against a baseline of the same run; fails if one did
-	@failed=0; for b in identity policy fanout datapath_maps datapath services; do \
+	@failed=0; for b in identity policy fanout datapath_maps datapath services l7; do \
 		$(PY) bench/$$b.py || failed=1; done; exit $$failed
 
 chaos: setup          ## the fault suite for CHAOS_SECONDS (default 300; CHAOS_SEED replays a run)

@@ -7,7 +7,7 @@ server on n2 (across nodes); (a) an L3/L4 ingress allow, (b) the same allow redi
 n2's proxy with an HTTP rule that passes the requests.  Needs root and the datapath.  The last
 line is `l7 request rate ratio @8: <b/a>`.
 
-Usage: python -m bench.l7 [--seconds S]
+Usage: python bench/l7.py [--seconds S]   (as every benchmark: `make bench` runs it too)
 """
 
 from __future__ import annotations
@@ -21,13 +21,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bulkhead.httprules import HttpRule
-from nodeagent.datapath import PolicyEntry
-from nodeagent.datapath.layout import Direction
-from nodeagent.datapath.loader import DEFAULT_PIN_ROOT
-from nodeagent.proxy.rules import INGRESS, L7Entry
-from nodeagent.proxy.supervisor import ProxySupervisor
-from tests.datapath import topology
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))   # run as a script, bench/ is sys.path[0]; the project is not
+
+from bulkhead.httprules import HttpRule  # noqa: E402
+from nodeagent.datapath import PolicyEntry  # noqa: E402
+from nodeagent.datapath.layout import Direction  # noqa: E402
+from nodeagent.datapath.loader import DEFAULT_PIN_ROOT  # noqa: E402
+from nodeagent.proxy.rules import INGRESS, L7Entry  # noqa: E402
+from nodeagent.proxy.supervisor import ProxySupervisor  # noqa: E402
+from tests.datapath import topology  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PORT = 8000
