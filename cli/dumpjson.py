@@ -101,6 +101,7 @@ COLUMNS: dict[str, Parse] = {
     "DIRECTION": _text("direction"),
     "LABELS (source:key[=value])": _list("labels"),
     "PORT/PROTO": _ports,
+    "PROXY PORT": lambda v: {"proxy_port": 0 if v == "NONE" else _number(v)},
     # bpf ct list
     "PROTO": _text("protocol"),
     "SOURCE": _address("src_"),

@@ -31,6 +31,10 @@ def test_policy_and_ct_rows() -> None:
                                    strict=True)))
     assert (rule["identity"], rule["labels"], rule["port_lo"], rule["port_hi"]) == (
         25601, ["k8s:class=xwing", "k8s:org=alliance"], 80, 90)
+    proxied = ["POLICY", "DIRECTION", "IDENTITY", "PORT/PROTO", "PROXY PORT"]
+    assert [row_json(proxied, dict(zip(proxied, ["Allow", "Ingress", "301", "80/TCP", port],
+                                       strict=True)))["proxy_port"]
+            for port in ("15001", "NONE")] == [15001, 0]     # a number, as every number
     cols = ["PROTO", "SOURCE", "DESTINATION", "SRC IDENTITY", "DST IDENTITY", "FLAGS",
             "SERVICE NAT", "EXPIRES (s)", "AGE (s)"]
     ct = row_json(cols, dict(zip(cols, ["TCP", "10.1.0.5:40112", "10.2.0.7:80", "25601",
