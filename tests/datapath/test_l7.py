@@ -375,3 +375,29 @@ def test_same_node_egress_and_ingress_rules_both_apply(proxies: dict[str, ProxyS
     redirect(c, ds, Direction.INGRESS, tf.identity)
     got = client(tf, ds.ip, "seq", "POST /v1/request-landing", "PUT /v1/exhaust-port")
     assert [g[0] for g in got] == [200, 403]
+
+
+def test_clusterip_connections_stay_on_their_backend_through_the_proxy(
+        proxies: dict[str, ProxySupervisor], clean_policy: Cluster) -> None:
+    """Two backends, each with ingress L7 rules: every new connection through the ClusterIP
+    keeps the backend its SYN chose (the choice is remembered under the client -> ClusterIP
+    tuple, not the redirect's), so every one of them works to its end."""
+    c = clean_policy
+    tf = c.pods["tiefighter"]
+    backends = [c.pods["deathstar1"], c.pods["deathstar2"]]
+    frontend = ServiceFrontend(VIP, PORT, 6, 77, tuple(Backend(d.ip, PORT) for d in backends))
+    for node in c.nodes:
+        c.dp(node).update_service(77, [frontend])
+    try:
+        for ds in backends:
+            proxies[ds.node].set_entries([L7Entry(ds.ip, INGRESS, tf.identity, PORT, PORT,
+                                                  LANDING, ds.identity)])
+            redirect(c, ds, Direction.INGRESS, tf.identity)
+        answers = [client(tf, VIP, "seq", "POST /v1/request-landing", "PUT /v1/exhaust-port")
+                   for _ in range(12)]
+        assert [[g[0] for g in got] for got in answers] == [[200, 403]] * 12, answers
+        served = {got[0][1].split()[0] for got in answers}
+        assert served == {"deathstar1", "deathstar2"}, "both backends were chosen"
+    finally:
+        for node in c.nodes:
+            c.dp(node).sync_services([])

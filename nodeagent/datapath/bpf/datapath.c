@@ -910,13 +910,17 @@ int from_pod(struct __sk_buff *skb)
             return drop(&p, src_id, dst_id, src_ep, DIR_EGRESS, REASON_UNKNOWN_DEST,
                         OBS_FROM_POD);
         __u8 nat = svc == LB_TRANSLATED ? CT_NAT_REVERSE : CT_NAT_NONE;
+        __u32 nat_ip = lb.vip;
+        __u16 nat_port = lb.vport;
         if (proxy_port) {
+            /* the entry holds the redirect; the ClusterIP (still remembered below as the
+             * client's choice of backend, under the client -> ClusterIP tuple) goes aside */
             proxy_vip_keep(&p, svc == LB_TRANSLATED, lb.vip, lb.vport);
             nat = CT_NAT_TO_PROXY;
-            lb.vip = proxy_mark;
-            lb.vport = proxy_port;
+            nat_ip = proxy_mark;
+            nat_port = proxy_port;
         }
-        if (ct_create(&p, now, src_id, dst_id, nat, lb.vip, lb.vport) < 0)
+        if (ct_create(&p, now, src_id, dst_id, nat, nat_ip, nat_port) < 0)
             return drop(&p, src_id, dst_id, src_ep, DIR_EGRESS, REASON_CT_FULL, OBS_FROM_POD);
         if (lb.fresh && lb_remember(&lb, client, cport, p.proto, p.tcp_flags, now, src_id,
                                     dst_id) < 0)
