@@ -190,3 +190,12 @@ class ProxySupervisor:
         self._reap()
         with contextlib.suppress(FileNotFoundError):
             self.control_path.unlink()
+
+
+def stop_orphan(control_path: Path) -> None:
+    """End the proxy behind `control_path` whose agent is gone for good (a node torn down):
+    it would otherwise wait 30 s for an agent to adopt it."""
+    sup = ProxySupervisor(control_path)
+    sup.ctl = sup._connect()
+    if sup.ctl is not None:
+        sup.stop()

@@ -28,6 +28,7 @@ from bulkhead.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc, ty
 from controlplane.store.embedded import free_port
 from integration.etcd_process import EtcdProcess
 from integration.lab import dnsconf
+from nodeagent.proxy.supervisor import stop_orphan
 
 BIN = Path(sys.executable).parent
 DATAPATH_TESTS = Path(__file__).resolve().parents[1] / "datapath"
@@ -261,6 +262,8 @@ def destroy(c: Cluster) -> None:
     for short in list(c.nodes):
         with contextlib.suppress(Exception):
             c.kill_agent(short)
+        with contextlib.suppress(Exception):   # a killed agent leaves its proxy for adoption
+            stop_orphan(c.nodes[short].socket.with_suffix(".proxy.sock"))
     for replica in c.replicas:
         with contextlib.suppress(Exception):
             replica.stop()
