@@ -52,14 +52,22 @@ class Verdict(StrEnum):
 
 class Protocol(IntEnum):
     ANY = 0
+    ICMP = 1
     TCP = 6
     UDP = 17
+    ICMPV6 = 58
     SCTP = 132
+
+
+ICMP_PROTOCOLS = frozenset({Protocol.ICMP, Protocol.ICMPV6})
+"""Protocols whose "port" is one ICMP type (`icmps`), never a range."""
 
 
 @dataclass(frozen=True, order=True)
 class PortRange:
-    """`protocol` 0 = any; (0, 0) = all ports."""
+    """`protocol` 0 = any; (0, 0) = all ports. ICMP (from `icmps`) carries one ICMP type in
+    both port fields, as Cilium keys it where the port would be: (0, 0) is then type 0
+    (EchoReply), never "all types" (no rule asks for every ICMP type but protocol any)."""
 
     protocol: int = 0
     port_lo: int = 0
@@ -68,10 +76,14 @@ class PortRange:
     def covers(self, protocol: int, port: int) -> bool:
         if self.protocol and self.protocol != protocol:
             return False
+        if self.protocol in ICMP_PROTOCOLS:
+            return port == self.port_lo
         return (self.port_lo, self.port_hi) == (0, 0) or self.port_lo <= port <= self.port_hi
 
     def __str__(self) -> str:
         proto = Protocol(self.protocol).name
+        if self.protocol in ICMP_PROTOCOLS:
+            return f"{self.port_lo}/{proto}"
         if (self.port_lo, self.port_hi) == (0, 0):
             return f"*/{proto}"
         if self.port_lo == self.port_hi:

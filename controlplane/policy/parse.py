@@ -60,6 +60,35 @@ MAX_LIST = 1024
 """Upper bound of every list and label map in a policy."""
 
 
+MAX_ICMP_FIELDS = 40
+"""Cilium's limit of `fields` in one `icmps` item."""
+
+ICMP_TYPES: dict[str, dict[str, int]] = {
+    "IPv4": {
+        "EchoReply": 0, "DestinationUnreachable": 3, "Redirect": 5, "Echo": 8, "EchoRequest": 8,
+        "RouterAdvertisement": 9, "RouterSelection": 10, "TimeExceeded": 11,
+        "ParameterProblem": 12, "Timestamp": 13, "TimestampReply": 14, "Photuris": 40,
+        "ExtendedEchoRequest": 42, "ExtendedEchoReply": 43,
+    },
+    "IPv6": {
+        "DestinationUnreachable": 1, "PacketTooBig": 2, "TimeExceeded": 3,
+        "ParameterProblem": 4, "EchoRequest": 128, "EchoReply": 129,
+        "MulticastListenerQuery": 130, "MulticastListenerReport": 131,
+        "MulticastListenerDone": 132, "RouterSolicitation": 133, "RouterAdvertisement": 134,
+        "NeighborSolicitation": 135, "NeighborAdvertisement": 136, "RedirectMessage": 137,
+        "RouterRenumbering": 138, "ICMPNodeInformationQuery": 139,
+        "ICMPNodeInformationResponse": 140, "InverseNeighborDiscoverySolicitation": 141,
+        "InverseNeighborDiscoveryAdvertisement": 142, "HomeAgentAddressDiscoveryRequest": 144,
+        "HomeAgentAddressDiscoveryReply": 145, "MobilePrefixSolicitation": 146,
+        "MobilePrefixAdvertisement": 147, "DuplicateAddressRequestCodeSuffix": 157,
+        "DuplicateAddressConfirmationCodeSuffix": 158, "ExtendedEchoRequest": 160,
+        "ExtendedEchoReply": 161,
+    },
+}
+"""Cilium's ICMP type names per family (pkg/policy/api/icmp.go); numbers 0-255 work too."""
+_ICMP_FAMILY_PROTOCOL = {"IPv4": Protocol.ICMP, "IPv6": Protocol.ICMPV6}
+
+
 class PolicyValidationError(DocumentsError):
     """Every problem found in a policy file; `violations` name the field of each."""
 
@@ -73,7 +102,6 @@ _UNSUPPORTED_FIELDS: dict[str, str] = {
     "toGroups": "cloud provider groups are not supported",
     "fromNodes": "node selectors are not supported",
     "toNodes": "node selectors are not supported",
-    "icmps": "ICMP rules are not supported yet",
     "authentication": "mutual authentication is not supported",
     "nodeSelector": "host policies (nodeSelector) are not supported",
     "enableDefaultDeny": "enableDefaultDeny is not supported",
@@ -90,6 +118,8 @@ _UNSUPPORTED_FIELDS: dict[str, str] = {
     "cidrGroupRef": "CIDR groups are not supported",
     "cidrGroupSelector": "CIDR groups are not supported",
 }
+
+_PORT_PROTOCOLS = {p.name: p for p in (Protocol.ANY, Protocol.TCP, Protocol.UDP, Protocol.SCTP)}
 
 _NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
 _LABEL_NAME = re.compile(_NAME)
@@ -334,9 +364,13 @@ class _DocumentParser:
         side = "from" if direction is Direction.INGRESS else "to"
         endpoints, entities, cidr, cidr_set = (f"{side}Endpoints", f"{side}Entities",
                                                f"{side}CIDR", f"{side}CIDRSet")
-        rule = self.mapping(value, path, {endpoints, entities, cidr, cidr_set, "toPorts"})
+        rule = self.mapping(value, path, {endpoints, entities, cidr, cidr_set, "toPorts",
+                                          "icmps"})
         if rule is None:
             return None
+        if rule.get("icmps") and rule.get("toPorts"):
+            self.fail(_field(path, "icmps"), "cannot be used together with toPorts in one rule "
+                                             "(as in Cilium); define a separate rule for toPorts")
         peers: list[Selector] = []
         before = len(self.violations)
         for i, item in enumerate(self.sequence(rule.get(endpoints, []), _field(path, endpoints))):
@@ -372,6 +406,8 @@ class _DocumentParser:
                 ports.extend(found)
             else:
                 l7.append(HttpPorts(f"toPorts[{i}]", tuple(sorted(set(found))), http))
+        for i, item in enumerate(self.sequence(rule.get("icmps", []), _field(path, "icmps"))):
+            ports.extend(self.icmp_rule(item, f"{_field(path, 'icmps')}[{i}]"))
         if len(self.violations) > before:
             return None
         if not peers and (ports or l7):
@@ -610,6 +646,70 @@ class _DocumentParser:
             return None
         return HeaderMatch(name, text or "", mismatch)
 
+    def icmp_rule(self, value: Any, path: str) -> list[PortRange]:
+        """One `icmps` item: its `fields`, each an ICMP type of a family (IPv4 by default) as
+        a number 0-255 or Cilium's name of it; each becomes a one-type ICMP "port"."""
+        item = self.mapping(value, path, {"fields"})
+        if item is None:
+            return []
+        fields_path = _field(path, "fields")
+        if "fields" not in item:
+            self.fail(fields_path, "is required")
+            return []
+        items = self.sequence(item["fields"], fields_path)
+        if isinstance(item["fields"], list) and not item["fields"]:
+            self.fail(fields_path, "must not be empty")
+        if len(items) > MAX_ICMP_FIELDS:
+            self.fail(fields_path, f"has {len(items)} types, more than the limit of "
+                                   f"{MAX_ICMP_FIELDS} (as in Cilium)")
+            return []
+        found = []
+        for i, raw in enumerate(items):
+            port = self.icmp_field(raw, f"{fields_path}[{i}]")
+            if port is not None:
+                found.append(port)
+        return found
+
+    def icmp_field(self, value: Any, path: str) -> PortRange | None:
+        item = self.mapping(value, path, {"family", "type"})
+        if item is None:
+            return None
+        family = "IPv4"
+        if "family" in item:
+            family = self.string(item["family"], _field(path, "family")) or ""
+            if family and family not in ICMP_TYPES:
+                self.fail(_field(path, "family"), f"must be IPv4 or IPv6, not {shown(family)}")
+                family = ""
+        if "type" not in item:
+            self.fail(_field(path, "type"), "is required (a number 0-255 or a type name such "
+                                            "as EchoRequest)")
+            return None
+        raw = item["type"]
+        number: int | None = None
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            number = raw
+        elif isinstance(raw, str) and raw.isdigit():
+            number = int(raw)
+        elif isinstance(raw, str):
+            names = ICMP_TYPES.get(family)
+            if names is None:
+                return None  # the family was refused; a name cannot be checked against it
+            number = names.get(raw)
+            if number is None:
+                self.fail(_field(path, "type"), f"unknown {family} ICMP type {shown(raw)}; one "
+                                                f"of {', '.join(names)} or a number 0-255")
+                return None
+        else:
+            self.fail(_field(path, "type"), f"must be a number 0-255 or an ICMP type name, not "
+                                            f"{_type_name(raw)}")
+            return None
+        if not 0 <= number <= 255:
+            self.fail(_field(path, "type"), "must be 0-255")
+            return None
+        if not family:
+            return None
+        return PortRange(_ICMP_FAMILY_PROTOCOL[family], number, number)
+
     def port(self, value: Any, path: str) -> PortRange | None:
         item = self.mapping(value, path, {"port", "endPort", "protocol"})
         if item is None:
@@ -617,10 +717,10 @@ class _DocumentParser:
         before = len(self.violations)
         protocol = Protocol.ANY
         if "protocol" in item and (name := self.string(item["protocol"], _field(path, "protocol"))):
-            try:
-                protocol = Protocol[name.upper()]
-            except KeyError:
-                why = ("ICMP rules are not supported yet" if name.upper().startswith("ICMP")
+            protocol = _PORT_PROTOCOLS.get(name.upper(), Protocol.ANY)
+            if name.upper() not in _PORT_PROTOCOLS:
+                why = ("ICMP is not a toPorts protocol (as in Cilium); use icmps: "
+                       "[{fields: [{type: ...}]}]" if name.upper().startswith("ICMP")
                        else f"unknown protocol {shown(name)}; one of TCP, UDP, SCTP, ANY")
                 self.fail(_field(path, "protocol"), why)
         lo = self.port_number(item.get("port"), _field(path, "port"), named_ok=False)
