@@ -130,13 +130,34 @@ class HttpPorts:
 
 
 @dataclass(frozen=True)
+class ServiceRef:
+    """One `toServices` item: `k8sService` (`name`) or `k8sServiceSelector` (`selector` over
+    the service's labels). `namespace` "" matches services of every namespace, as Cilium's
+    does. `path` is the item's place in the rule (`toServices[0]`)."""
+
+    path: str
+    namespace: str = ""
+    name: str = ""
+    selector: LabelSelector | None = None
+
+    def matches(self, namespace: str, name: str, labels: ParsedLabels) -> bool:
+        if self.namespace and self.namespace != namespace:
+            return False
+        if self.selector is not None:
+            return self.selector.matches(labels)
+        return self.name == name
+
+
+@dataclass(frozen=True)
 class Rule:
     """One ingress/egress/ingressDeny/egressDeny element, namespace already injected.
 
     No peers and no ports (`ingress: [{}]`) selects the subject and allows nothing. Ports without
     peers got a wildcard peer at parse time; peers without ports got `ALL_PORTS`. `ports` are
     the plain (L3/L4) ports; `l7` the `toPorts` items whose connections are checked request by
-    request (allow rules only).
+    request (allow rules only). `services` are the rule's `toServices` items: the resolver
+    adds a peer per service they select (`controlplane.policy.services`), so `peers` of a
+    stored rule are only its own.
     """
 
     ref: RuleRef
@@ -146,6 +167,7 @@ class Rule:
     peers: tuple[Selector, ...]
     ports: tuple[PortRange, ...]
     l7: tuple[HttpPorts, ...] = ()
+    services: tuple[ServiceRef, ...] = ()
 
     def selects(self, labels: ParsedLabels) -> bool:
         return labels.is_endpoint and self.subject.matches(labels)

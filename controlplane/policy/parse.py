@@ -31,6 +31,7 @@ from controlplane.policy.model import (
     Protocol,
     Rule,
     RuleRef,
+    ServiceRef,
     Verdict,
 )
 from controlplane.policy.selector import (
@@ -95,7 +96,6 @@ class PolicyValidationError(DocumentsError):
 
 _UNSUPPORTED_FIELDS: dict[str, str] = {
     "toFQDNs": "FQDN rules are not supported yet",
-    "toServices": "service rules are not supported yet",
     "fromRequires": "fromRequires is not supported",
     "toRequires": "toRequires is not supported",
     "fromGroups": "cloud provider groups are not supported",
@@ -360,12 +360,15 @@ class _DocumentParser:
 
     def rule(self, value: Any, path: str, direction: Direction, verdict: Verdict,
              key: PolicyKey
-             ) -> tuple[tuple[Selector, ...], tuple[PortRange, ...], tuple[HttpPorts, ...]] | None:
+             ) -> tuple[tuple[Selector, ...], tuple[PortRange, ...], tuple[HttpPorts, ...],
+                        tuple[ServiceRef, ...]] | None:
         side = "from" if direction is Direction.INGRESS else "to"
         endpoints, entities, cidr, cidr_set = (f"{side}Endpoints", f"{side}Entities",
                                                f"{side}CIDR", f"{side}CIDRSet")
-        rule = self.mapping(value, path, {endpoints, entities, cidr, cidr_set, "toPorts",
-                                          "icmps"})
+        fields = {endpoints, entities, cidr, cidr_set, "toPorts", "icmps"}
+        if direction is Direction.EGRESS:
+            fields.add("toServices")
+        rule = self.mapping(value, path, fields)
         if rule is None:
             return None
         if rule.get("icmps") and rule.get("toPorts"):
@@ -408,13 +411,70 @@ class _DocumentParser:
                 l7.append(HttpPorts(f"toPorts[{i}]", tuple(sorted(set(found))), http))
         for i, item in enumerate(self.sequence(rule.get("icmps", []), _field(path, "icmps"))):
             ports.extend(self.icmp_rule(item, f"{_field(path, 'icmps')}[{i}]"))
+        services: list[ServiceRef] = []
+        services_path = _field(path, "toServices")
+        for i, item in enumerate(self.sequence(rule.get("toServices", []), services_path)):
+            service = self.service_ref(item, f"{services_path}[{i}]")
+            if service is not None:
+                services.append(service)
         if len(self.violations) > before:
             return None
-        if not peers and (ports or l7):
+        if not peers and not services and (ports or l7):
             peers.append(EntitySelector("all"))
-        if peers and not ports and not l7:
+        if (peers or services) and not ports and not l7:
             ports.append(ALL_PORTS)
-        return tuple(dict.fromkeys(peers)), tuple(sorted(set(ports))), tuple(l7)
+        return (tuple(dict.fromkeys(peers)), tuple(sorted(set(ports))), tuple(l7),
+                tuple(dict.fromkeys(services)))
+
+    def service_ref(self, value: Any, path: str) -> ServiceRef | None:
+        """One `toServices` item: `k8sService` {serviceName, namespace} or
+        `k8sServiceSelector` {selector, namespace}; a namespace left out matches every
+        namespace (Cilium's meaning)."""
+        item = self.mapping(value, path, {"k8sService", "k8sServiceSelector"})
+        if item is None:
+            return None
+        if len(item) != 1:
+            self.fail(path, "must have exactly one of k8sService or k8sServiceSelector")
+            return None
+        ref = path.rpartition(".")[2]
+        if "k8sService" in item:
+            sub_path = _field(path, "k8sService")
+            sub = self.mapping(item["k8sService"], sub_path, {"serviceName", "namespace"})
+            if sub is None:
+                return None
+            namespace = self.service_namespace(sub, sub_path)
+            name = None
+            if "serviceName" not in sub:
+                self.fail(_field(sub_path, "serviceName"), "is required")
+            elif (name := self.string(sub["serviceName"], _field(sub_path, "serviceName"))
+                  ) is not None and (len(name) > 63 or not _DNS_LABEL.fullmatch(name)):
+                self.fail(_field(sub_path, "serviceName"),
+                          f"{shown(name)} is not a valid service name")
+                name = None
+            if name is None or namespace is None:
+                return None
+            return ServiceRef(ref, namespace, name)
+        sub_path = _field(path, "k8sServiceSelector")
+        sub = self.mapping(item["k8sServiceSelector"], sub_path, {"selector", "namespace"})
+        if sub is None:
+            return None
+        namespace = self.service_namespace(sub, sub_path)
+        if "selector" not in sub:
+            self.fail(_field(sub_path, "selector"), "is required")
+            return None
+        selector = self.selector(sub["selector"], _field(sub_path, "selector"))
+        if selector is None or namespace is None:
+            return None
+        return ServiceRef(ref, namespace, selector=selector)
+
+    def service_namespace(self, item: dict[str, Any], path: str) -> str | None:
+        if "namespace" not in item:
+            return ""
+        ns = self.string(item["namespace"], _field(path, "namespace"))
+        if ns is not None and (len(ns) > 63 or not _DNS_LABEL.fullmatch(ns)):
+            self.fail(_field(path, "namespace"), f"{shown(ns)} is not a valid namespace name")
+            return None
+        return ns
 
     def selector(self, value: Any, path: str) -> LabelSelector | None:
         if value is None:

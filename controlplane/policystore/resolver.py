@@ -12,9 +12,9 @@ from __future__ import annotations
 import functools
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Set
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from bulkhead import log
 from controlplane.identity.index import IdentityIndex
@@ -26,7 +26,8 @@ from controlplane.policy.repository import (
     PolicyRepository,
     cidr_prefixes,
 )
-from controlplane.records.codec import IdentityRecord, RecordError, policy_of_kv
+from controlplane.policy.services import ServiceInfo, expand, uses_services
+from controlplane.records.codec import IdentityRecord, RecordError, ServiceRecord, policy_of_kv
 from controlplane.store.cache import Change
 from controlplane.store.etcd import KV
 from controlplane.store.keys import Keys
@@ -61,6 +62,18 @@ class IndexCidrIdentities:
         """References live in etcd (the store deletes them with the policy)."""
 
 
+class Services(Protocol):
+    """The replica's services at the revision being resolved (the service stage's index,
+    which the pipeline runs before this stage)."""
+
+    services: dict[str, ServiceRecord]
+
+
+def _info(record: ServiceRecord) -> ServiceInfo:
+    return ServiceInfo(record.namespace, record.name, tuple(record.labels),
+                       tuple(record.selector))
+
+
 @dataclass(frozen=True)
 class StoredPolicy:
     policy: Policy
@@ -89,9 +102,13 @@ class PolicyResolver:
     """Identities and policies of each revision in, resolved policies and change sets out."""
 
     def __init__(self, keys: Keys, index: IdentityIndex, *,
-                 policy_map_max: int = DEFAULT_POLICY_MAP_MAX) -> None:
+                 policy_map_max: int = DEFAULT_POLICY_MAP_MAX,
+                 services: Services | None = None) -> None:
         self.keys = keys
         self.index = index
+        self.services = services
+        self._service_view: dict[str, ServiceInfo] = {}
+        """What `toServices` rules were last expanded against (ref -> service)."""
         self.policy_map_max = policy_map_max
         self._cidrs = IndexCidrIdentities(index)
         self.repository = self._new_repository()
@@ -127,7 +144,7 @@ class PolicyResolver:
 
     def check(self, upserts: Iterable[Policy]) -> list[Overflow]:
         """The identities storing `upserts` would push above the policy map size."""
-        return self.repository.check(upserts)
+        return self.repository.check([self._expand(p) for p in upserts])
 
     def rules(self) -> Iterator[Rule]:
         """Every rule of the resolved policies (what `trace` evaluates)."""
@@ -158,6 +175,7 @@ class PolicyResolver:
         self._key_of.clear()
         self._waiting.clear()
         self._affected.clear()
+        self._service_view = self._current_services()
         self.revision = revision
         identities = [kv for key, kv in items.items() if key.startswith(self.keys.identity_ids)]
         policies = [kv for key, kv in items.items() if key.startswith(self.keys.policies)]
@@ -177,8 +195,10 @@ class PolicyResolver:
                   revision=revision)
 
     @_timed
-    def apply(self, revision: int, changes: list[Change]) -> frozenset[int]:
-        """Resolves revision `revision`; returns the identities whose policy changed at it."""
+    def apply(self, revision: int, changes: list[Change],
+              services_changed: Set[str] = frozenset()) -> frozenset[int]:
+        """Resolves revision `revision`; returns the identities whose policy changed at it.
+        `services_changed`: the services the service stage saw change at it."""
         changed: set[int] = set()
         added: list[Identity] = []
         removed: list[int] = []
@@ -200,6 +220,11 @@ class PolicyResolver:
             upserting = {p.key for p in upserts}
             upserts += [self._stored[k].policy for k in sorted(self._waiting)
                         if k not in upserting]
+        if services_changed and self._services_moved(services_changed):
+            upserting = {p.key for p in upserts} | set(deletes)
+            upserts += [stored.policy for key, stored in sorted(self._stored.items())
+                        if key not in upserting and key not in self._waiting
+                        and uses_services(stored.policy)]
         if upserts or deletes:
             changed |= self._apply_policies(upserts, deletes)
         for ident in removed:
@@ -213,6 +238,30 @@ class PolicyResolver:
         return affected
 
     # -- internals ----------------------------------------------------------------------------
+    def _current_services(self) -> dict[str, ServiceInfo]:
+        if self.services is None:
+            return {}
+        return {ref: _info(record) for ref, record in self.services.services.items()}
+
+    def _services_moved(self, refs: Set[str]) -> bool:
+        """Whether a changed service differs in what `toServices` rules read (name, labels,
+        selector): backends coming and going need nothing, their identities follow."""
+        current = self.services.services if self.services is not None else {}
+        moved = False
+        for ref in refs:
+            record = current.get(ref)
+            info = _info(record) if record is not None else None
+            if info != self._service_view.get(ref):
+                moved = True
+                if info is None:
+                    self._service_view.pop(ref, None)
+                else:
+                    self._service_view[ref] = info
+        return moved
+
+    def _expand(self, policy: Policy) -> Policy:
+        return expand(policy, self._service_view.values())
+
     def _policy_change(self, change: Change, upserts: list[Policy],
                        deletes: list[PolicyKey]) -> None:
         old = self._key_of.pop(change.key, None)
@@ -240,7 +289,7 @@ class PolicyResolver:
                 deletes.append(policy.key)
             else:
                 self._waiting.discard(policy.key)
-                ready.append(policy)
+                ready.append(self._expand(policy))
         for key in deletes:
             if key not in self._stored:
                 self._waiting.discard(key)
