@@ -10,6 +10,12 @@ positive). Every event touches only what it must:
   the rules that name those selectors;
 - a rule added or removed: the subjects its selector matches.
 
+Requirements (`fromRequires`/`toRequires`, Cilium's deprecated meaning): each subject gathers
+the requirement selectors of the rules selecting it, per direction and verdict (a multiset),
+and an endpoint-selector peer of any rule in that bucket admits only identities matching all
+of them. A requiring rule appearing or going re-contributes the subject's rules of its bucket;
+subjects with requirements are few, and only they pay for it.
+
 Each operation returns the subjects whose entries or enforcement flags appeared or disappeared
 (what the subscription layer pushes); the engine keeps no change set of its own.
 """
@@ -30,6 +36,7 @@ from controlplane.policy.model import (
     RuleRef,
     Verdict,
 )
+from controlplane.policy.selector import LabelSelector
 from controlplane.policy.selectorcache import CachedSelector, LabelKeyIndex, SelectorCache
 
 EntryKey = tuple[Direction, int, int, int, int, Verdict]
@@ -46,6 +53,14 @@ class _RuleState:
     """None = wildcard peer (entry peer 0)"""
     templates: list[_Template]
     direction_index: int
+    constrained: set[CachedSelector] = field(default_factory=set)
+    """cached peers from endpoint selectors: requirements filter their identities"""
+    constrained_wildcard: bool = False
+    """an endpoint selector matching everything (`fromEndpoints: [{}]` clusterwide)"""
+
+    @property
+    def bucket(self) -> int:
+        return self.rule.requirement_bucket
 
 
 @dataclass(eq=False)
@@ -57,6 +72,12 @@ class _Subject:
     distinct contributions; `l7merge` folds them into one entry"""
     l7: dict[EntryKey, int] = field(default_factory=dict)
     """distinct L7 contributions per entry (plain ones need no count: at most one per entry)"""
+    requires: list[dict[LabelSelector, int]] = field(
+        default_factory=lambda: [{}, {}, {}, {}])
+    """requirement selectors per bucket (Rule.requirement_bucket), counted per rule"""
+
+    def admits(self, state: _RuleState, labels: ParsedLabels) -> bool:
+        return all(r.matches(labels) for r in self.requires[state.bucket])
 
 
 class Engine:
@@ -70,6 +91,8 @@ class Engine:
         self._endpoints: set[int] = set()
         self._peer_users: dict[CachedSelector, dict[_RuleState, int]] = {}
         self._subject_users: dict[CachedSelector, set[_RuleState]] = {}
+        self._required: set[int] = set()
+        """subjects with requirements (their constrained wildcards follow every identity)"""
 
     # -- identities ----------------------------------------------------------------------
     def has_identity(self, identity: int) -> bool:
@@ -90,28 +113,51 @@ class Engine:
                 for state in self._subject_users.get(cached, ()):
                     self._contribute(state, identity, 1, changed)
             for state, times in self._peer_users.get(cached, {}).items():
+                constrained = cached in state.constrained
                 for subject in state.subject.matches:
                     if subject == identity or subject not in endpoints:
                         continue
+                    if constrained and not subjects[subject].admits(state, labels):
+                        continue
                     self._add_peer(subjects[subject], subject, state, identity, times, changed)
+        self._constrained_wildcards(identity, labels, 1, changed)
         return changed
+
+    def _constrained_wildcards(self, identity: int, labels: ParsedLabels, sign: int,
+                               changed: set[int]) -> None:
+        """An identity appearing (1) or going (-1) as a peer of constrained wildcards: those
+        of subjects with requirements list matching identities instead of "any peer"."""
+        for subject_id in list(self._required):
+            if subject_id == identity:
+                continue
+            subject = self._subjects[subject_id]
+            for state in subject.rules:
+                if (state.constrained_wildcard and subject.requires[state.bucket]
+                        and subject.admits(state, labels)):
+                    self._add_peer(subject, subject_id, state, identity, sign, changed)
 
     def remove_identity(self, identity: int) -> set[int]:
         """Removes an identity; returns the identities whose resolved policy changed."""
         changed: set[int] = set()
         matched = self.cache.identity_removed(identity)
-        self.index.remove(identity)
+        labels = self.index.remove(identity)
         if identity in self._endpoints:
             self._endpoints.discard(identity)
             self._subjects.pop(identity, None)
+            self._required.discard(identity)
             changed.add(identity)
         subjects, endpoints = self._subjects, self._endpoints
         for cached in matched:
             for state, times in self._peer_users.get(cached, {}).items():
+                constrained = cached in state.constrained
                 for subject in state.subject.matches:
-                    if subject in endpoints:
-                        self._add_peer(subjects[subject], subject, state, identity, -times,
-                                       changed)
+                    if subject not in endpoints:
+                        continue
+                    if constrained and not subjects[subject].admits(state, labels):
+                        continue
+                    self._add_peer(subjects[subject], subject, state, identity, -times,
+                                   changed)
+        self._constrained_wildcards(identity, labels, -1, changed)
         return changed
 
     # -- rules ---------------------------------------------------------------------------
@@ -129,6 +175,11 @@ class Engine:
                     item.http) for item in rule.l7 for p in item.ports],
                 0 if rule.direction is Direction.INGRESS else 1,
             )
+            for peer in state.peers[:rule.endpoint_peers]:
+                if peer is None:
+                    state.constrained_wildcard = True
+                else:
+                    state.constrained.add(peer)
             self._rules[rule.ref] = state
             self._subject_users.setdefault(state.subject, set()).add(state)
             for peer in state.peers:
@@ -213,28 +264,73 @@ class Engine:
         subject.enforced[state.direction_index] = count + sign
         if count == 0 or count + sign == 0:
             changed.add(identity)
-        entries = subject.entries
-        touched = False
-        for peer in state.peers:
-            for peer_id in (0,) if peer is None else peer.matches:
-                for direction, proto, lo, hi, verdict, http in state.templates:
-                    key = (direction, peer_id, proto, lo, hi, verdict, http)
-                    n = entries.get(key, 0) + sign
-                    if n:
-                        entries[key] = n
-                        if n == sign:
-                            touched = True
-                            if http:
-                                _count_l7(subject.l7, key, 1)
-                    else:
-                        del entries[key]
-                        touched = True
-                        if http:
-                            _count_l7(subject.l7, key, -1)
-        if touched:
-            changed.add(identity)
+        if state.rule.requires:
+            # The bucket's requirements change: its rules' peers are decided again.
+            others = [s for s in subject.rules if s.bucket == state.bucket and s is not state]
+            if sign < 0:
+                self._entries(state, identity, subject, -1, changed)
+            for other in others:
+                self._entries(other, identity, subject, -1, changed)
+            bucket = subject.requires[state.bucket]
+            for selector in state.rule.requires:
+                n = bucket.get(selector, 0) + sign
+                if n:
+                    bucket[selector] = n
+                else:
+                    del bucket[selector]
+            if any(subject.requires):
+                self._required.add(identity)
+            else:
+                self._required.discard(identity)
+            for other in others:
+                self._entries(other, identity, subject, 1, changed)
+            if sign > 0:
+                self._entries(state, identity, subject, 1, changed)
+        else:
+            self._entries(state, identity, subject, sign, changed)
         if not subject.rules:
             del self._subjects[identity]
+            self._required.discard(identity)
+
+    def _peer_ids(self, state: _RuleState, subject: _Subject) -> list[int]:
+        """The entry peers `state` gives `subject` (0 = any), requirements applied."""
+        required = bool(subject.requires[state.bucket])
+        found: list[int] = []
+        for peer in state.peers:
+            if peer is None:
+                if state.constrained_wildcard and required:
+                    found.extend(i for i, labels in self.index.labels.items()
+                                 if subject.admits(state, labels))
+                else:
+                    found.append(0)
+            elif required and peer in state.constrained:
+                labels_of = self.index.labels
+                found.extend(i for i in peer.matches if subject.admits(state, labels_of[i]))
+            else:
+                found.extend(peer.matches)
+        return found
+
+    def _entries(self, state: _RuleState, identity: int, subject: _Subject, sign: int,
+                 changed: set[int]) -> None:
+        entries = subject.entries
+        touched = False
+        for peer_id in self._peer_ids(state, subject):
+            for direction, proto, lo, hi, verdict, http in state.templates:
+                key = (direction, peer_id, proto, lo, hi, verdict, http)
+                n = entries.get(key, 0) + sign
+                if n:
+                    entries[key] = n
+                    if n == sign:
+                        touched = True
+                        if http:
+                            _count_l7(subject.l7, key, 1)
+                else:
+                    del entries[key]
+                    touched = True
+                    if http:
+                        _count_l7(subject.l7, key, -1)
+        if touched:
+            changed.add(identity)
 
     def _add_peer(self, subject: _Subject, identity: int, state: _RuleState, peer: int,
                   times: int, changed: set[int]) -> None:
@@ -257,11 +353,10 @@ class Engine:
     def _origins(self, subject: _Subject) -> dict[ContributionKey, set[RuleRef]]:
         found: dict[ContributionKey, set[RuleRef]] = {}
         for state in subject.rules:
-            for peer in state.peers:
-                for peer_id in (0,) if peer is None else peer.matches:
-                    for direction, proto, lo, hi, verdict, http in state.templates:
-                        key = (direction, peer_id, proto, lo, hi, verdict, http)
-                        found.setdefault(key, set()).add(state.rule.ref)
+            for peer_id in self._peer_ids(state, subject):
+                for direction, proto, lo, hi, verdict, http in state.templates:
+                    key = (direction, peer_id, proto, lo, hi, verdict, http)
+                    found.setdefault(key, set()).add(state.rule.ref)
         return found
 
 

@@ -168,12 +168,32 @@ class Rule:
     ports: tuple[PortRange, ...]
     l7: tuple[HttpPorts, ...] = ()
     services: tuple[ServiceRef, ...] = ()
+    requires: tuple[LabelSelector, ...] = ()
+    """`fromRequires`/`toRequires` (deprecated in Cilium): every one must match every peer
+    that an endpoint selector admits, in every rule of this direction and verdict selecting
+    the same endpoint (requirements gather per endpoint, across policies)."""
+    endpoint_peers: int = 0
+    """The first `endpoint_peers` peers came from `fromEndpoints`/`toEndpoints`: the ones
+    requirements constrain (entities, CIDRs, services and the wildcard of a ports-only rule
+    are not, as in Cilium)."""
 
     def selects(self, labels: ParsedLabels) -> bool:
         return labels.is_endpoint and self.subject.matches(labels)
 
-    def peer_matches(self, labels: ParsedLabels) -> bool:
-        return any(p.matches(labels) for p in self.peers)
+    def peer_matches(self, labels: ParsedLabels,
+                     requires: tuple[LabelSelector, ...] | list[LabelSelector] = ()) -> bool:
+        """A peer admits `labels`; an endpoint-selector peer only when `requires` (the
+        requirements gathered for the subject) all match too."""
+        return any(p.matches(labels) and (i >= self.endpoint_peers
+                                          or all(r.matches(labels) for r in requires))
+                   for i, p in enumerate(self.peers))
+
+    @property
+    def requirement_bucket(self) -> int:
+        """Requirements gather per direction and verdict (Cilium keeps allow and deny
+        requirements apart): 0 ingress allow, 1 ingress deny, 2 egress allow, 3 egress deny."""
+        return ((0 if self.direction is Direction.INGRESS else 2)
+                + (0 if self.verdict is Verdict.ALLOW else 1))
 
     def port_matches(self, protocol: int, port: int) -> bool:
         """A plain port or an L7 item covers the port (L7 decides per request later)."""

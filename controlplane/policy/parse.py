@@ -96,8 +96,6 @@ class PolicyValidationError(DocumentsError):
 
 _UNSUPPORTED_FIELDS: dict[str, str] = {
     "toFQDNs": "FQDN rules are not supported yet",
-    "fromRequires": "fromRequires is not supported",
-    "toRequires": "toRequires is not supported",
     "fromGroups": "cloud provider groups are not supported",
     "toGroups": "cloud provider groups are not supported",
     "fromNodes": "node selectors are not supported",
@@ -361,11 +359,12 @@ class _DocumentParser:
     def rule(self, value: Any, path: str, direction: Direction, verdict: Verdict,
              key: PolicyKey
              ) -> tuple[tuple[Selector, ...], tuple[PortRange, ...], tuple[HttpPorts, ...],
-                        tuple[ServiceRef, ...]] | None:
+                        tuple[ServiceRef, ...], tuple[LabelSelector, ...], int] | None:
         side = "from" if direction is Direction.INGRESS else "to"
         endpoints, entities, cidr, cidr_set = (f"{side}Endpoints", f"{side}Entities",
                                                f"{side}CIDR", f"{side}CIDRSet")
-        fields = {endpoints, entities, cidr, cidr_set, "toPorts", "icmps"}
+        requires_field = f"{side}Requires"
+        fields = {endpoints, entities, cidr, cidr_set, "toPorts", "icmps", requires_field}
         if direction is Direction.EGRESS:
             fields.add("toServices")
         rule = self.mapping(value, path, fields)
@@ -384,6 +383,18 @@ class _DocumentParser:
             if key.namespace and not (selector.names_namespace() or selector.names_reserved()):
                 selector = selector.with_requirement(_namespace_requirement(key.namespace))
             peers.append(selector)
+        endpoint_peers = len(dict.fromkeys(peers))
+        requires: list[LabelSelector] = []
+        requires_path = _field(path, requires_field)
+        for i, item in enumerate(self.sequence(rule.get(requires_field, []), requires_path)):
+            selector = self.selector(item, f"{requires_path}[{i}]")
+            if selector is None:
+                continue
+            # As Cilium: scoped to the policy's namespace like an endpoint selector.
+            if key.namespace and not (selector.names_namespace() or selector.names_reserved()):
+                selector = selector.with_requirement(_namespace_requirement(key.namespace))
+            if not selector.is_wildcard:
+                requires.append(selector)
         for i, item in enumerate(self.sequence(rule.get(entities, []), _field(path, entities))):
             entity_path = f"{_field(path, entities)}[{i}]"
             name = self.string(item, entity_path)
@@ -424,7 +435,7 @@ class _DocumentParser:
         if (peers or services) and not ports and not l7:
             ports.append(ALL_PORTS)
         return (tuple(dict.fromkeys(peers)), tuple(sorted(set(ports))), tuple(l7),
-                tuple(dict.fromkeys(services)))
+                tuple(dict.fromkeys(services)), tuple(dict.fromkeys(requires)), endpoint_peers)
 
     def service_ref(self, value: Any, path: str) -> ServiceRef | None:
         """One `toServices` item: `k8sService` {serviceName, namespace} or

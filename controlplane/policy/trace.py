@@ -6,6 +6,10 @@ with their resolved entries (a property test checks that). A connection needs bo
 side of the source and the ingress side of the destination to allow it; replies of an allowed
 connection pass through connection tracking and need no rule.
 
+Requirements (`fromRequires`/`toRequires`): the requirement selectors of every rule that
+selects the endpoint on a side must all match a peer that an endpoint selector admits, in
+every rule of that side and verdict, as resolution applies them.
+
 L7: when the rules that allow a connection on a side are all L7 items (no plain L3/L4 allow
 covers the port), that side's proxy checks each request against their HTTP rules. Given a
 request, the side's answer comes from `bulkhead.httprules` over the same sorted union of rules
@@ -108,12 +112,17 @@ def _side(rules: list[Rule], direction: Direction, *, subject: ParsedLabels, pee
     if not selecting:
         return SideTrace(TraceVerdict.ALLOWED, False, None)
     enforcing = tuple(r.ref for r in selecting)
+    # fromRequires/toRequires of every selecting rule constrain the endpoint-selector peers of
+    # every rule of the same verdict (Cilium gathers allow and deny requirements apart).
+    requires = {v: [sel for r in selecting if r.verdict is v for sel in r.requires]
+                for v in Verdict}
     for rule in selecting:
         if (rule.verdict is Verdict.DENY and rule.port_matches(protocol, port)
-                and rule.peer_matches(peer)):
+                and rule.peer_matches(peer, requires[Verdict.DENY])):
             return SideTrace(TraceVerdict.DENIED, True, rule.ref, enforced_by=enforcing)
     allowing = [r for r in selecting if r.verdict is Verdict.ALLOW
-                and r.port_matches(protocol, port) and r.peer_matches(peer)]
+                and r.port_matches(protocol, port)
+                and r.peer_matches(peer, requires[Verdict.ALLOW])]
     if not allowing:
         return SideTrace(TraceVerdict.DENIED, True, None, enforced_by=enforcing)
     for rule in allowing:

@@ -70,8 +70,6 @@ spec:
     ("  endpointSelector: {}\n  ingress:\n  - fromEndpoints: [{}]\n    toPorts:\n"
      "    - ports: [{port: '80', protocol: TCP}]\n      rules: {kafka: [{topic: t}]}",
      "spec.ingress[0].toPorts[0].rules.kafka", "Kafka"),
-    ("  endpointSelector: {}\n  ingress:\n  - fromRequires: [{}]",
-     "spec.ingress[0].fromRequires", "not supported"),
     ("  nodeSelector: {}\n  ingress: [{}]", "spec.nodeSelector", "host policies"),
     ("  endpointSelector: {}\n  ingress:\n  - fromEndpoints: [{}]\n    colour: red",
      "spec.ingress[0].colour", "unknown field"),
