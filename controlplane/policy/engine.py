@@ -31,6 +31,7 @@ from controlplane.policy.labels import ParsedLabels
 from controlplane.policy.model import (
     Direction,
     Entry,
+    NamedPorts,
     ResolvedPolicy,
     Rule,
     RuleRef,
@@ -43,6 +44,8 @@ EntryKey = tuple[Direction, int, int, int, int, Verdict]
 """Entry fields as a plain tuple (cheap to build and hash); sorts like `Entry`."""
 _Template = tuple[Direction, int, int, int, Verdict, tuple[HttpRule, ...]]
 """direction, protocol, ports, verdict and the HTTP rules of an L7 item (() = plain)"""
+_Named = tuple[Direction, int, str, Verdict, tuple[HttpRule, ...]]
+"""a named port's template: direction, protocol (0 any), name, verdict, HTTP rules"""
 
 
 @dataclass(eq=False)
@@ -53,6 +56,8 @@ class _RuleState:
     """None = wildcard peer (entry peer 0)"""
     templates: list[_Template]
     direction_index: int
+    named: list[_Named] = field(default_factory=list)
+    """named ports: their numbers come from the subject (ingress) or every endpoint (egress)"""
     constrained: set[CachedSelector] = field(default_factory=set)
     """cached peers from endpoint selectors: requirements filter their identities"""
     constrained_wildcard: bool = False
@@ -93,6 +98,10 @@ class Engine:
         self._subject_users: dict[CachedSelector, set[_RuleState]] = {}
         self._required: set[int] = set()
         """subjects with requirements (their constrained wildcards follow every identity)"""
+        self.named: dict[int, NamedPorts] = {}
+        """identity -> the named ports of its endpoints"""
+        self._named_all: dict[str, dict[tuple[int, int], int]] = {}
+        """name -> (protocol, number) -> how many identities serve it (egress resolution)"""
 
     # -- identities ----------------------------------------------------------------------
     def has_identity(self, identity: int) -> bool:
@@ -170,10 +179,14 @@ class Engine:
                 self.cache.acquire(rule.subject),
                 [None if p.is_wildcard else self.cache.acquire(p) for p in rule.peers],
                 [(rule.direction, int(p.protocol), p.port_lo, p.port_hi, rule.verdict, ())
-                 for p in rule.ports]
+                 for p in rule.ports if not p.name]
                 + [(rule.direction, int(p.protocol), p.port_lo, p.port_hi, rule.verdict,
-                    item.http) for item in rule.l7 for p in item.ports],
+                    item.http) for item in rule.l7 for p in item.ports if not p.name],
                 0 if rule.direction is Direction.INGRESS else 1,
+                [(rule.direction, int(p.protocol), p.name, rule.verdict, ())
+                 for p in rule.ports if p.name]
+                + [(rule.direction, int(p.protocol), p.name, rule.verdict, item.http)
+                   for item in rule.l7 for p in item.ports if p.name],
             )
             for peer in state.peers[:rule.endpoint_peers]:
                 if peer is None:
@@ -236,7 +249,7 @@ class Engine:
             entries = tuple(Entry(*key) for key in sorted(subject.entries))
             return ResolvedPolicy(identity, subject.enforced[0] > 0, subject.enforced[1] > 0,
                                   entries)
-        refs = self._origins(subject) if origins else None
+        refs = self._origins(identity, subject) if origins else None
         entries, found = merge(subject.entries, refs)
         return ResolvedPolicy(identity, subject.enforced[0] > 0, subject.enforced[1] > 0,
                               entries, found)
@@ -310,12 +323,59 @@ class Engine:
                 found.extend(peer.matches)
         return found
 
+    def _templates(self, state: _RuleState, identity: int) -> list[_Template]:
+        """`state`'s port templates for subject `identity`, named ports resolved."""
+        if not state.named:
+            return state.templates
+        found = list(state.templates)
+        for direction, proto, name, verdict, http in state.named:
+            if direction is Direction.INGRESS:
+                pairs: Iterable[tuple[int, int]] = self.named.get(identity, {}).get(name, ())
+            else:
+                pairs = self._named_all.get(name, {})
+            found.extend((direction, p, n, n, verdict, http) for p, n in sorted(pairs)
+                         if proto in (0, p))
+        return found
+
+    def set_named_ports(self, identity: int, named: NamedPorts) -> set[int]:
+        """The named ports of an identity's endpoints changed; returns the identities whose
+        policy changed (subjects of rules with named ports: ingress ones of `identity`,
+        egress ones of every subject, since egress resolves against every endpoint)."""
+        old = self.named.get(identity, {})
+        if old == named:
+            return set()
+        changed: set[int] = set()
+        affected = [(state, subject) for state in self._rules.values() if state.named
+                    for subject in state.subject.matches if subject in self._endpoints
+                    and (state.direction_index == 1 or subject == identity)]
+        for state, subject in affected:
+            self._entries(state, subject, self._subjects[subject], -1, changed)
+        for sign, ports in ((-1, old), (1, named)):
+            for name, pairs in ports.items():
+                counts = self._named_all.setdefault(name, {})
+                for pair in pairs:
+                    n = counts.get(pair, 0) + sign
+                    if n:
+                        counts[pair] = n
+                    else:
+                        del counts[pair]
+                if not counts:
+                    del self._named_all[name]
+        if named:
+            self.named[identity] = named
+        else:
+            self.named.pop(identity, None)
+        for state, subject in affected:
+            self._entries(state, subject, self._subjects[subject], 1, changed)
+        return changed
+
     def _entries(self, state: _RuleState, identity: int, subject: _Subject, sign: int,
                  changed: set[int]) -> None:
         entries = subject.entries
         touched = False
+        templates = self._templates(state, identity)
         for peer_id in self._peer_ids(state, subject):
-            for direction, proto, lo, hi, verdict, http in state.templates:
+            for direction, proto, lo, hi, verdict, http in templates:
                 key = (direction, peer_id, proto, lo, hi, verdict, http)
                 n = entries.get(key, 0) + sign
                 if n:
@@ -335,7 +395,7 @@ class Engine:
     def _add_peer(self, subject: _Subject, identity: int, state: _RuleState, peer: int,
                   times: int, changed: set[int]) -> None:
         entries = subject.entries
-        for direction, proto, lo, hi, verdict, http in state.templates:
+        for direction, proto, lo, hi, verdict, http in self._templates(state, identity):
             key = (direction, peer, proto, lo, hi, verdict, http)
             n = entries.get(key, 0) + times
             if n:
@@ -350,11 +410,12 @@ class Engine:
                 if http:
                     _count_l7(subject.l7, key, -1)
 
-    def _origins(self, subject: _Subject) -> dict[ContributionKey, set[RuleRef]]:
+    def _origins(self, identity: int, subject: _Subject) -> dict[ContributionKey, set[RuleRef]]:
         found: dict[ContributionKey, set[RuleRef]] = {}
         for state in subject.rules:
+            templates = self._templates(state, identity)
             for peer_id in self._peer_ids(state, subject):
-                for direction, proto, lo, hi, verdict, http in state.templates:
+                for direction, proto, lo, hi, verdict, http in templates:
                     key = (direction, peer_id, proto, lo, hi, verdict, http)
                     found.setdefault(key, set()).add(state.rule.ref)
         return found

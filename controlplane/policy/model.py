@@ -62,6 +62,10 @@ class Protocol(IntEnum):
 ICMP_PROTOCOLS = frozenset({Protocol.ICMP, Protocol.ICMPV6})
 """Protocols whose "port" is one ICMP type (`icmps`), never a range."""
 
+NamedPorts = Mapping[str, frozenset[tuple[int, int]]]
+"""port name -> the (protocol, number) pairs endpoints serve under it."""
+NO_NAMED_PORTS: NamedPorts = {}
+
 
 @dataclass(frozen=True, order=True)
 class PortRange:
@@ -72,16 +76,24 @@ class PortRange:
     protocol: int = 0
     port_lo: int = 0
     port_hi: int = 0
+    name: str = ""
+    """A named port (`port: http`): the numbers endpoints give that name (`named`), resolved
+    as Cilium does: ingress against the selected endpoint's own ports, egress against every
+    endpoint's."""
 
-    def covers(self, protocol: int, port: int) -> bool:
+    def covers(self, protocol: int, port: int, named: NamedPorts = NO_NAMED_PORTS) -> bool:
         if self.protocol and self.protocol != protocol:
             return False
+        if self.name:
+            return (protocol, port) in named.get(self.name, ())
         if self.protocol in ICMP_PROTOCOLS:
             return port == self.port_lo
         return (self.port_lo, self.port_hi) == (0, 0) or self.port_lo <= port <= self.port_hi
 
     def __str__(self) -> str:
         proto = Protocol(self.protocol).name
+        if self.name:
+            return f"{self.name}/{proto}"
         if self.protocol in ICMP_PROTOCOLS:
             return f"{self.port_lo}/{proto}"
         if (self.port_lo, self.port_hi) == (0, 0):
@@ -125,8 +137,8 @@ class HttpPorts:
     ports: tuple[PortRange, ...]
     http: tuple[HttpRule, ...]
 
-    def covers(self, protocol: int, port: int) -> bool:
-        return any(p.covers(protocol, port) for p in self.ports)
+    def covers(self, protocol: int, port: int, named: NamedPorts = NO_NAMED_PORTS) -> bool:
+        return any(p.covers(protocol, port, named) for p in self.ports)
 
 
 @dataclass(frozen=True)
@@ -195,16 +207,19 @@ class Rule:
         return ((0 if self.direction is Direction.INGRESS else 2)
                 + (0 if self.verdict is Verdict.ALLOW else 1))
 
-    def port_matches(self, protocol: int, port: int) -> bool:
+    def port_matches(self, protocol: int, port: int,
+                     named: NamedPorts = NO_NAMED_PORTS) -> bool:
         """A plain port or an L7 item covers the port (L7 decides per request later)."""
-        return (any(p.covers(protocol, port) for p in self.ports)
-                or any(item.covers(protocol, port) for item in self.l7))
+        return (any(p.covers(protocol, port, named) for p in self.ports)
+                or any(item.covers(protocol, port, named) for item in self.l7))
 
-    def plain_port_matches(self, protocol: int, port: int) -> bool:
-        return any(p.covers(protocol, port) for p in self.ports)
+    def plain_port_matches(self, protocol: int, port: int,
+                           named: NamedPorts = NO_NAMED_PORTS) -> bool:
+        return any(p.covers(protocol, port, named) for p in self.ports)
 
-    def l7_items(self, protocol: int, port: int) -> list[HttpPorts]:
-        return [item for item in self.l7 if item.covers(protocol, port)]
+    def l7_items(self, protocol: int, port: int,
+                 named: NamedPorts = NO_NAMED_PORTS) -> list[HttpPorts]:
+        return [item for item in self.l7 if item.covers(protocol, port, named)]
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ import yaml
 from bulkhead.errors import FieldViolation, shown
 from bulkhead.httprules import HeaderMatch, HttpRule, InvalidHttpRule, Mismatch, validate
 from bulkhead.labelkey import is_key as is_label_key
+from bulkhead.portname import RULE as PORT_NAME_RULE
+from bulkhead.portname import is_port_name
 from bulkhead.reserved import RESERVED
 from controlplane import yamldocs
 from controlplane.identity.labels import NAMESPACE_LABEL
@@ -635,7 +637,7 @@ class _DocumentParser:
             if port.protocol != Protocol.TCP:
                 self.fail(_field(f"{ports_path}[{i}]", "protocol"),
                           f"L7 rules can only apply to TCP (not {Protocol(port.protocol).name})")
-            if port.port_lo == 0:
+            if port.port_lo == 0 and not port.name:
                 self.fail(_field(f"{ports_path}[{i}]", "port"), "is required with L7 rules")
         return found, http
 
@@ -794,8 +796,19 @@ class _DocumentParser:
                        "[{fields: [{type: ...}]}]" if name.upper().startswith("ICMP")
                        else f"unknown protocol {shown(name)}; one of TCP, UDP, SCTP, ANY")
                 self.fail(_field(path, "protocol"), why)
-        lo = self.port_number(item.get("port"), _field(path, "port"), named_ok=False)
-        hi = self.port_number(item.get("endPort"), _field(path, "endPort"), named_ok=False)
+        raw_port = item.get("port")
+        if isinstance(raw_port, str) and raw_port and not raw_port.isdigit():
+            # A named port (Cilium's meaning: the number endpoints give that name).
+            if not is_port_name(raw_port):
+                self.fail(_field(path, "port"), f"{shown(raw_port)} is neither a port number "
+                                                f"nor a port name ({PORT_NAME_RULE})")
+            if "endPort" in item:
+                self.fail(_field(path, "endPort"), "needs a numeric port, not a port name")
+            if len(self.violations) > before:
+                return None
+            return PortRange(protocol, name=raw_port)
+        lo = self.port_number(raw_port, _field(path, "port"))
+        hi = self.port_number(item.get("endPort"), _field(path, "endPort"))
         if hi is not None and lo is None and "port" not in item:
             self.fail(_field(path, "endPort"), "needs port")
         if lo is not None and hi is not None and hi < lo:
@@ -806,7 +819,7 @@ class _DocumentParser:
             return PortRange(protocol)
         return PortRange(protocol, lo, hi if hi is not None else lo)
 
-    def port_number(self, value: Any, path: str, named_ok: bool) -> int | None:
+    def port_number(self, value: Any, path: str) -> int | None:
         if value is None:
             return None
         number: int | None = None
@@ -814,12 +827,8 @@ class _DocumentParser:
             pass
         elif isinstance(value, int):
             number = value
-        elif isinstance(value, str):
-            if value.isdigit():
-                number = int(value)
-            elif not named_ok and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", value):
-                self.fail(path, f"named ports ({shown(value)}) are not supported; use a number")
-                return None
+        elif isinstance(value, str) and value.isdigit():
+            number = int(value)
         if number is None:
             self.fail(path, f"must be a port number, not {_type_name(value)} ({shown(value)})")
             return None

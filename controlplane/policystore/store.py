@@ -322,8 +322,11 @@ class PolicyStore:
             problems.append(FieldViolation("protocol", "must be TCP for an HTTP request"))
         if problems or proto is None:
             raise Invalid(problems)
+        destination = self.allocator.index.by_labels.get(dst_set.key)
+        named = (self.resolver.named_ports(destination) if destination is not None else {},
+                 self.resolver.named_ports())
         result = trace(self.resolver.rules(), src_set.labels, dst_set.labels, dport,
-                       int(proto), request)
+                       int(proto), request, named)
         return TraceResult(result, src_set.labels, dst_set.labels)
 
     # -- internals ----------------------------------------------------------------------------

@@ -43,7 +43,7 @@ spec:
   endpointSelector: {matchLabels: {org: 1}}
   ingress:
   - fromEndpoints: [{matchExpressions: [{key: a, operator: Near, values: [x]}]}]
-    toPorts: [{ports: [{port: http}]}]
+    toPorts: [{ports: [{port: HTTP}]}]
   egress:
   - toFQDNs: [{matchName: example.com}]
   - toCIDR: [not-an-ip]
@@ -61,7 +61,8 @@ spec:
     }
     assert "cilium.io/v2" in found["apiVersion"]
     assert found["spec.endpointSelector.matchLabels.org"] == "must be a string, not an integer"
-    assert "named ports" in found["spec.ingress[0].toPorts[0].ports[0].port"]
+    assert "neither a port number nor a port name" in \
+        found["spec.ingress[0].toPorts[0].ports[0].port"]
     assert "FQDN" in found["spec.egress[0].toFQDNs"]
     assert "unknown entity 'galaxy'" in found["spec.egress[1].toEntities[0]"]
 
