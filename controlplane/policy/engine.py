@@ -62,10 +62,8 @@ class _RuleState:
     """cached peers from endpoint selectors: requirements filter their identities"""
     constrained_wildcard: bool = False
     """an endpoint selector matching everything (`fromEndpoints: [{}]` clusterwide)"""
-
-    @property
-    def bucket(self) -> int:
-        return self.rule.requirement_bucket
+    bucket: int = 0
+    """Rule.requirement_bucket, kept at hand for the hot path"""
 
 
 @dataclass(eq=False)
@@ -126,7 +124,8 @@ class Engine:
                 for subject in state.subject.matches:
                     if subject == identity or subject not in endpoints:
                         continue
-                    if constrained and not subjects[subject].admits(state, labels):
+                    if (constrained and subjects[subject].requires[state.bucket]
+                            and not subjects[subject].admits(state, labels)):
                         continue
                     self._add_peer(subjects[subject], subject, state, identity, times, changed)
         self._constrained_wildcards(identity, labels, 1, changed)
@@ -162,7 +161,8 @@ class Engine:
                 for subject in state.subject.matches:
                     if subject not in endpoints:
                         continue
-                    if constrained and not subjects[subject].admits(state, labels):
+                    if (constrained and subjects[subject].requires[state.bucket]
+                            and not subjects[subject].admits(state, labels)):
                         continue
                     self._add_peer(subjects[subject], subject, state, identity, -times,
                                    changed)
@@ -188,6 +188,7 @@ class Engine:
                 + [(rule.direction, int(p.protocol), p.name, rule.verdict, item.http)
                    for item in rule.l7 for p in item.ports if p.name],
             )
+            state.bucket = rule.requirement_bucket
             for peer in state.peers[:rule.endpoint_peers]:
                 if peer is None:
                     state.constrained_wildcard = True
@@ -373,29 +374,36 @@ class Engine:
                  changed: set[int]) -> None:
         entries = subject.entries
         touched = False
-        templates = self._templates(state, identity)
-        for peer_id in self._peer_ids(state, subject):
-            for direction, proto, lo, hi, verdict, http in templates:
-                key = (direction, peer_id, proto, lo, hi, verdict, http)
-                n = entries.get(key, 0) + sign
-                if n:
-                    entries[key] = n
-                    if n == sign:
+        templates = self._templates(state, identity) if state.named else state.templates
+        groups: list[Iterable[int]]
+        if subject.requires[state.bucket]:
+            groups = [self._peer_ids(state, subject)]
+        else:  # the hot path: no requirement filters any peer
+            groups = [(0,) if peer is None else peer.matches for peer in state.peers]
+        for group in groups:
+            for peer_id in group:
+                for direction, proto, lo, hi, verdict, http in templates:
+                    key = (direction, peer_id, proto, lo, hi, verdict, http)
+                    n = entries.get(key, 0) + sign
+                    if n:
+                        entries[key] = n
+                        if n == sign:
+                            touched = True
+                            if http:
+                                _count_l7(subject.l7, key, 1)
+                    else:
+                        del entries[key]
                         touched = True
                         if http:
-                            _count_l7(subject.l7, key, 1)
-                else:
-                    del entries[key]
-                    touched = True
-                    if http:
-                        _count_l7(subject.l7, key, -1)
+                            _count_l7(subject.l7, key, -1)
         if touched:
             changed.add(identity)
 
     def _add_peer(self, subject: _Subject, identity: int, state: _RuleState, peer: int,
                   times: int, changed: set[int]) -> None:
         entries = subject.entries
-        for direction, proto, lo, hi, verdict, http in self._templates(state, identity):
+        templates = self._templates(state, identity) if state.named else state.templates
+        for direction, proto, lo, hi, verdict, http in templates:
             key = (direction, peer, proto, lo, hi, verdict, http)
             n = entries.get(key, 0) + times
             if n:
