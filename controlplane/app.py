@@ -77,8 +77,10 @@ class ControlPlane:
             self.etcd, self.keys, self.identity_index, id_range,
             limits=IdentityLimits(config.identity_max_labels, config.identity_max_label_bytes,
                                   config.identity_max_total_label_bytes))
+        self.service_index = ServiceIndex(self.keys)
         self.policy_resolver = PolicyResolver(self.keys, self.identity_index,
-                                            policy_map_max=config.policy_map_max)
+                                            policy_map_max=config.policy_map_max,
+                                            services=self.service_index)
         self.policies = PolicyStore(self.etcd, self.keys, self.cache, self.policy_resolver,
                                     self.allocator)
         self.collector = IdentityCollector(self.etcd, self.keys, self.identity_index,
@@ -88,7 +90,6 @@ class ControlPlane:
                                   config.node_ttl)
         self.endpoints = EndpointRegistry(self.etcd, self.keys, self.cache, self.nodes,
                                           self.allocator)
-        self.service_index = ServiceIndex(self.keys)
         self.services = ServiceStore(self.etcd, self.keys, self.cache, self.service_index,
                                      ServiceRange(config.service_cidr))
         enricher = FlowEnricher(self.endpoints, self.identity_index)

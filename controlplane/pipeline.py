@@ -2,7 +2,8 @@
 
 The cluster cache hands every revision to one listener, this pipeline, which runs the stages
 in the order their inputs require: identities first (policy resolution reads them), then the
-services' backends and policy resolution, whose results (the services whose content or
+services' backends, then policy resolution (which reads the services for `toServices` rules
+and re-resolves those whose services changed), whose results (the services whose content or
 backends changed, the identities whose resolved policy changed) the subscription receives as
 arguments, then the views that only read the revision. A new stage is one line
 in `reset` and one in `apply`, at the place its inputs are ready.
@@ -18,11 +19,13 @@ from controlplane.store.etcd import KV
 
 
 class PolicyStage(Protocol):
-    """Resolves policies; `apply` returns the identities whose resolved policy changed."""
+    """Resolves policies; `apply` returns the identities whose resolved policy changed.
+    `services_changed` (the service stage's answer) lets `toServices` rules follow services."""
 
     def reset(self, items: dict[str, KV], revision: int) -> None: ...
 
-    def apply(self, revision: int, changes: list[Change]) -> Set[int]: ...
+    def apply(self, revision: int, changes: list[Change],
+              services_changed: Set[str] = ...) -> Set[int]: ...
 
 
 class ServiceStage(Protocol):
@@ -75,7 +78,7 @@ class RevisionPipeline:
         self.identities.apply(revision, changes)
         services_changed = (self.services.apply(revision, changes)
                             if self.services is not None else frozenset())
-        policy_changed = self.policy.apply(revision, changes)
+        policy_changed = self.policy.apply(revision, changes, services_changed)
         self.subscription.apply(revision, changes, policy_changed, services_changed)
         for view in self.views:
             view.apply(revision, changes)

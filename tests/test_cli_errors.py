@@ -28,6 +28,8 @@ CASES = [
     (["identity", "get", "twelve"], "ID"),
     (["policy", "trace", "--src", "k8s:a=b", "--dst", "k8s:c=d", "--dport",
       "99999999999/TCP"], "--dport"),
+    (["policy", "trace", "--src", "k8s:a=b", "--dst", "k8s:c=d", "--dport", "256/ICMP"],
+     "--dport"),
 ]
 
 

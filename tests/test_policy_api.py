@@ -27,6 +27,8 @@ from controlplane.store.etcd import KV, Etcd
 from controlplane.store.keys import Keys
 from controlplane.subscription.waiter import ConvergenceWaiter
 from integration.lab.story import POLICY
+from nodeagent.datapath.policykeys import decode_key, endpoint_keys
+from nodeagent.desired import policy_entries
 from nodeagent.subscription.client import SubscriptionClient
 from tests.conftest import Replica, ReplicaFactory, eventually
 
@@ -246,9 +248,15 @@ async def test_resolve_on_two_replicas_and_trace(replicas: ReplicaFactory) -> No
     xwing = await verdict(f"k8s:org=alliance,k8s:class=xwing,{NS}", death, 80)
     assert xwing.verdict == "DENIED" and not xwing.ingress.HasField("decided_by")
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await verdict("org=empire", death, 0, "ICMP")
+        await verdict("org=empire", death, 0, "GRE")
     assert [v.field for v in field_violations(err.value)] == ["src_labels[0]", "dport",
                                                               "protocol"]
+    # ICMP: the "port" is the ICMP type, 0 (EchoReply) included; no icmps rule allows it here
+    echo = await verdict(f"k8s:org=empire,k8s:class=tiefighter,{NS}", death, 0, "ICMP")
+    assert (echo.verdict, echo.ingress.reason) == ("DENIED", "default-deny")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await verdict(f"k8s:org=empire,{NS}", death, 256, "icmp")
+    assert [v.field for v in field_violations(err.value)] == ["dport"]
 
 
 async def _same(pending: object, expected: policy_pb2.ResolvePolicyResponse) -> bool:
@@ -371,3 +379,48 @@ async def test_policy_stored_around_the_api_waits_for_its_cidr_identity(
     await stub(replica).Apply(policy_pb2.ApplyPoliciesRequest(yaml=CIDR))
     assert await eventually(lambda: _true(not replica.cp.policy_resolver.waits(policy.key)))
     assert replica.cp.policy_resolver.repository.get_policy(policy.key) is not None
+
+
+ICMP_POLICY = """\
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: icmp, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {class: deathstar}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {org: empire}}]
+    icmps: [{fields: [{type: EchoRequest}]}]
+  ingressDeny:
+  - icmps: [{fields: [{type: 0, family: IPv4}]}]
+"""
+
+
+async def test_icmp_rule_resolves_and_reaches_the_agent(replicas: ReplicaFactory) -> None:
+    """`icmps` through the API: resolved as ICMP entries holding the type, delivered to a
+    subscribed agent as protocol 1, and turned into exact policy keys by the agent."""
+    replica = await replicas()
+    await node_pb2_grpc.NodeServiceStub(replica.channel()).Register(
+        node_pb2.RegisterNodeRequest(name="n1", underlay_ip="192.0.2.1"))
+    deathstar = await make_endpoint(replica, "n1", "deathstar", ["k8s:org=empire",
+                                                                  "k8s:class=deathstar", NS])
+    client = SubscriptionClient("n1", [replica.address], underlay_ip="192.0.2.1",
+                                register=False, backoff=(0.1, 1.0))
+    task = asyncio.create_task(client.run())
+    try:
+        await asyncio.wait_for(client.synced.wait(), 20)
+        await stub(replica).Apply(policy_pb2.ApplyPoliciesRequest(yaml=ICMP_POLICY))
+        mine = await stub(replica).Resolve(policy_pb2.ResolvePolicyRequest(identity=deathstar))
+        assert [(e.direction, e.peer, e.protocol, e.port_lo, e.port_hi, e.verdict)
+                for e in mine.entries] == [("ingress", 0, "ICMP", 0, 0, "deny"),
+                                           ("ingress", deathstar, "ICMP", 8, 8, "allow")]
+        assert await eventually(lambda: _true(client.state.policies[deathstar].ingress_enforced))
+        got = client.state.policies[deathstar]
+        assert sorted((e.peer, e.protocol, e.port_lo, e.port_hi) for e in got.entries) == [
+            (0, 1, 0, 0), (deathstar, 1, 8, 8)]
+        keys = [decode_key(k) for k in endpoint_keys(5, policy_entries(got))]
+        assert sorted((k.protocol, k.port_lo, k.port_hi, k.deny) for k in keys) == [
+            (1, 0, 0, True), (1, 8, 8, False)]
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

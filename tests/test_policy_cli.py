@@ -118,6 +118,11 @@ async def test_apply_list_get_resolve_trace_delete(replicas: ReplicaFactory,
     assert rc == 0 and out.startswith("DENIED")
     # The default deny names the policy that put the deathstar's ingress under enforcement.
     assert "  ingress  DENIED   default-deny (enforced by default/rule1)\n" in out, out
+    # ICMP: the "port" is the type (8, echo request); rule1 allows TCP 80 only.
+    rc, out, _ = await bulkhead(replica.address, "policy", "trace", "--src",
+                                f"k8s:org=empire,k8s:class=tiefighter,{NS}", "--dst",
+                                DEATHSTAR, "--dport", "8/ICMP")
+    assert rc == 0 and out.startswith("DENIED"), out
     rc, _, err = await bulkhead(replica.address, "policy", "get", "--clusterwide", "no-world")
     assert rc == 1 and "NOT_FOUND" in err and "no-world (clusterwide)" in err
 

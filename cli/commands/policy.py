@@ -61,9 +61,13 @@ def port_proto(text: str) -> tuple[int, str]:
     port, _, proto = text.partition("/")
     if not port.isascii() or not port.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r}: expected PORT/PROTO, e.g. 80/TCP")
-    if not 1 <= int(port) <= 65535:
+    proto = (proto or "TCP").upper()
+    if proto == "ICMP":  # the port is the ICMP type, as icmps rules key it
+        if not 0 <= int(port) <= 255:
+            argtypes.bad_value("--dport", f"{port[:40]} is not an ICMP type (0 to 255)")
+    elif not 1 <= int(port) <= 65535:
         argtypes.bad_value("--dport", f"{port[:40]} is out of range (1 to 65535)")
-    return int(port), (proto or "TCP").upper()
+    return int(port), proto
 
 
 def register(sub: Any) -> None:
@@ -101,7 +105,7 @@ def register(sub: Any) -> None:
     tr.add_argument("--src", type=labels, required=True, help="source labels, comma-separated")
     tr.add_argument("--dst", type=labels, required=True, help="destination labels")
     tr.add_argument("--dport", type=port_proto, required=True, metavar="PORT/PROTO",
-                    help="destination port and protocol, e.g. 80/TCP")
+                    help="destination port and protocol, e.g. 80/TCP; 8/ICMP is ICMP type 8")
     tr.add_argument("--http-method", default="", metavar="M",
                     help="trace this HTTP request (with --http-path) on the connection")
     tr.add_argument("--http-path", default="", metavar="P", help="the request's path (target)")
@@ -230,7 +234,7 @@ def run_resolve(ctx: Any) -> int:
 
 def _ports(entry: dict[str, Any]) -> str:
     lo, hi, proto = entry["port_lo"], entry["port_hi"], entry["protocol"]
-    if (lo, hi) == (0, 0):
+    if (lo, hi) == (0, 0) and proto not in ("ICMP", "ICMPV6"):  # ICMP: one type, 0 included
         return f"*/{proto}"
     return f"{lo}/{proto}" if lo == hi else f"{lo}-{hi}/{proto}"
 

@@ -10,6 +10,12 @@ positive). Every event touches only what it must:
   the rules that name those selectors;
 - a rule added or removed: the subjects its selector matches.
 
+Requirements (`fromRequires`/`toRequires`, Cilium's deprecated meaning): each subject gathers
+the requirement selectors of the rules selecting it, per direction and verdict (a multiset),
+and an endpoint-selector peer of any rule in that bucket admits only identities matching all
+of them. A requiring rule appearing or going re-contributes the subject's rules of its bucket;
+subjects with requirements are few, and only they pay for it.
+
 Each operation returns the subjects whose entries or enforcement flags appeared or disappeared
 (what the subscription layer pushes); the engine keeps no change set of its own.
 """
@@ -25,17 +31,21 @@ from controlplane.policy.labels import ParsedLabels
 from controlplane.policy.model import (
     Direction,
     Entry,
+    NamedPorts,
     ResolvedPolicy,
     Rule,
     RuleRef,
     Verdict,
 )
+from controlplane.policy.selector import LabelSelector
 from controlplane.policy.selectorcache import CachedSelector, LabelKeyIndex, SelectorCache
 
 EntryKey = tuple[Direction, int, int, int, int, Verdict]
 """Entry fields as a plain tuple (cheap to build and hash); sorts like `Entry`."""
 _Template = tuple[Direction, int, int, int, Verdict, tuple[HttpRule, ...]]
 """direction, protocol, ports, verdict and the HTTP rules of an L7 item (() = plain)"""
+_Named = tuple[Direction, int, str, Verdict, tuple[HttpRule, ...]]
+"""a named port's template: direction, protocol (0 any), name, verdict, HTTP rules"""
 
 
 @dataclass(eq=False)
@@ -46,6 +56,14 @@ class _RuleState:
     """None = wildcard peer (entry peer 0)"""
     templates: list[_Template]
     direction_index: int
+    named: list[_Named] = field(default_factory=list)
+    """named ports: their numbers come from the subject (ingress) or every endpoint (egress)"""
+    constrained: set[CachedSelector] = field(default_factory=set)
+    """cached peers from endpoint selectors: requirements filter their identities"""
+    constrained_wildcard: bool = False
+    """an endpoint selector matching everything (`fromEndpoints: [{}]` clusterwide)"""
+    bucket: int = 0
+    """Rule.requirement_bucket, kept at hand for the hot path"""
 
 
 @dataclass(eq=False)
@@ -57,6 +75,12 @@ class _Subject:
     distinct contributions; `l7merge` folds them into one entry"""
     l7: dict[EntryKey, int] = field(default_factory=dict)
     """distinct L7 contributions per entry (plain ones need no count: at most one per entry)"""
+    requires: list[dict[LabelSelector, int]] = field(
+        default_factory=lambda: [{}, {}, {}, {}])
+    """requirement selectors per bucket (Rule.requirement_bucket), counted per rule"""
+
+    def admits(self, state: _RuleState, labels: ParsedLabels) -> bool:
+        return all(r.matches(labels) for r in self.requires[state.bucket])
 
 
 class Engine:
@@ -70,6 +94,12 @@ class Engine:
         self._endpoints: set[int] = set()
         self._peer_users: dict[CachedSelector, dict[_RuleState, int]] = {}
         self._subject_users: dict[CachedSelector, set[_RuleState]] = {}
+        self._required: set[int] = set()
+        """subjects with requirements (their constrained wildcards follow every identity)"""
+        self.named: dict[int, NamedPorts] = {}
+        """identity -> the named ports of its endpoints"""
+        self._named_all: dict[str, dict[tuple[int, int], int]] = {}
+        """name -> (protocol, number) -> how many identities serve it (egress resolution)"""
 
     # -- identities ----------------------------------------------------------------------
     def has_identity(self, identity: int) -> bool:
@@ -90,28 +120,53 @@ class Engine:
                 for state in self._subject_users.get(cached, ()):
                     self._contribute(state, identity, 1, changed)
             for state, times in self._peer_users.get(cached, {}).items():
+                constrained = cached in state.constrained
                 for subject in state.subject.matches:
                     if subject == identity or subject not in endpoints:
                         continue
+                    if (constrained and subjects[subject].requires[state.bucket]
+                            and not subjects[subject].admits(state, labels)):
+                        continue
                     self._add_peer(subjects[subject], subject, state, identity, times, changed)
+        self._constrained_wildcards(identity, labels, 1, changed)
         return changed
+
+    def _constrained_wildcards(self, identity: int, labels: ParsedLabels, sign: int,
+                               changed: set[int]) -> None:
+        """An identity appearing (1) or going (-1) as a peer of constrained wildcards: those
+        of subjects with requirements list matching identities instead of "any peer"."""
+        for subject_id in list(self._required):
+            if subject_id == identity:
+                continue
+            subject = self._subjects[subject_id]
+            for state in subject.rules:
+                if (state.constrained_wildcard and subject.requires[state.bucket]
+                        and subject.admits(state, labels)):
+                    self._add_peer(subject, subject_id, state, identity, sign, changed)
 
     def remove_identity(self, identity: int) -> set[int]:
         """Removes an identity; returns the identities whose resolved policy changed."""
         changed: set[int] = set()
         matched = self.cache.identity_removed(identity)
-        self.index.remove(identity)
+        labels = self.index.remove(identity)
         if identity in self._endpoints:
             self._endpoints.discard(identity)
             self._subjects.pop(identity, None)
+            self._required.discard(identity)
             changed.add(identity)
         subjects, endpoints = self._subjects, self._endpoints
         for cached in matched:
             for state, times in self._peer_users.get(cached, {}).items():
+                constrained = cached in state.constrained
                 for subject in state.subject.matches:
-                    if subject in endpoints:
-                        self._add_peer(subjects[subject], subject, state, identity, -times,
-                                       changed)
+                    if subject not in endpoints:
+                        continue
+                    if (constrained and subjects[subject].requires[state.bucket]
+                            and not subjects[subject].admits(state, labels)):
+                        continue
+                    self._add_peer(subjects[subject], subject, state, identity, -times,
+                                   changed)
+        self._constrained_wildcards(identity, labels, -1, changed)
         return changed
 
     # -- rules ---------------------------------------------------------------------------
@@ -124,11 +179,21 @@ class Engine:
                 self.cache.acquire(rule.subject),
                 [None if p.is_wildcard else self.cache.acquire(p) for p in rule.peers],
                 [(rule.direction, int(p.protocol), p.port_lo, p.port_hi, rule.verdict, ())
-                 for p in rule.ports]
+                 for p in rule.ports if not p.name]
                 + [(rule.direction, int(p.protocol), p.port_lo, p.port_hi, rule.verdict,
-                    item.http) for item in rule.l7 for p in item.ports],
+                    item.http) for item in rule.l7 for p in item.ports if not p.name],
                 0 if rule.direction is Direction.INGRESS else 1,
+                [(rule.direction, int(p.protocol), p.name, rule.verdict, ())
+                 for p in rule.ports if p.name]
+                + [(rule.direction, int(p.protocol), p.name, rule.verdict, item.http)
+                   for item in rule.l7 for p in item.ports if p.name],
             )
+            state.bucket = rule.requirement_bucket
+            for peer in state.peers[:rule.endpoint_peers]:
+                if peer is None:
+                    state.constrained_wildcard = True
+                else:
+                    state.constrained.add(peer)
             self._rules[rule.ref] = state
             self._subject_users.setdefault(state.subject, set()).add(state)
             for peer in state.peers:
@@ -185,7 +250,7 @@ class Engine:
             entries = tuple(Entry(*key) for key in sorted(subject.entries))
             return ResolvedPolicy(identity, subject.enforced[0] > 0, subject.enforced[1] > 0,
                                   entries)
-        refs = self._origins(subject) if origins else None
+        refs = self._origins(identity, subject) if origins else None
         entries, found = merge(subject.entries, refs)
         return ResolvedPolicy(identity, subject.enforced[0] > 0, subject.enforced[1] > 0,
                               entries, found)
@@ -213,11 +278,111 @@ class Engine:
         subject.enforced[state.direction_index] = count + sign
         if count == 0 or count + sign == 0:
             changed.add(identity)
+        if state.rule.requires:
+            # The bucket's requirements change: its rules' peers are decided again.
+            others = [s for s in subject.rules if s.bucket == state.bucket and s is not state]
+            if sign < 0:
+                self._entries(state, identity, subject, -1, changed)
+            for other in others:
+                self._entries(other, identity, subject, -1, changed)
+            bucket = subject.requires[state.bucket]
+            for selector in state.rule.requires:
+                n = bucket.get(selector, 0) + sign
+                if n:
+                    bucket[selector] = n
+                else:
+                    del bucket[selector]
+            if any(subject.requires):
+                self._required.add(identity)
+            else:
+                self._required.discard(identity)
+            for other in others:
+                self._entries(other, identity, subject, 1, changed)
+            if sign > 0:
+                self._entries(state, identity, subject, 1, changed)
+        else:
+            self._entries(state, identity, subject, sign, changed)
+        if not subject.rules:
+            del self._subjects[identity]
+            self._required.discard(identity)
+
+    def _peer_ids(self, state: _RuleState, subject: _Subject) -> list[int]:
+        """The entry peers `state` gives `subject` (0 = any), requirements applied."""
+        required = bool(subject.requires[state.bucket])
+        found: list[int] = []
+        for peer in state.peers:
+            if peer is None:
+                if state.constrained_wildcard and required:
+                    found.extend(i for i, labels in self.index.labels.items()
+                                 if subject.admits(state, labels))
+                else:
+                    found.append(0)
+            elif required and peer in state.constrained:
+                labels_of = self.index.labels
+                found.extend(i for i in peer.matches if subject.admits(state, labels_of[i]))
+            else:
+                found.extend(peer.matches)
+        return found
+
+    def _templates(self, state: _RuleState, identity: int) -> list[_Template]:
+        """`state`'s port templates for subject `identity`, named ports resolved."""
+        if not state.named:
+            return state.templates
+        found = list(state.templates)
+        for direction, proto, name, verdict, http in state.named:
+            if direction is Direction.INGRESS:
+                pairs: Iterable[tuple[int, int]] = self.named.get(identity, {}).get(name, ())
+            else:
+                pairs = self._named_all.get(name, {})
+            found.extend((direction, p, n, n, verdict, http) for p, n in sorted(pairs)
+                         if proto in (0, p))
+        return found
+
+    def set_named_ports(self, identity: int, named: NamedPorts) -> set[int]:
+        """The named ports of an identity's endpoints changed; returns the identities whose
+        policy changed (subjects of rules with named ports: ingress ones of `identity`,
+        egress ones of every subject, since egress resolves against every endpoint)."""
+        old = self.named.get(identity, {})
+        if old == named:
+            return set()
+        changed: set[int] = set()
+        affected = [(state, subject) for state in self._rules.values() if state.named
+                    for subject in state.subject.matches if subject in self._endpoints
+                    and (state.direction_index == 1 or subject == identity)]
+        for state, subject in affected:
+            self._entries(state, subject, self._subjects[subject], -1, changed)
+        for sign, ports in ((-1, old), (1, named)):
+            for name, pairs in ports.items():
+                counts = self._named_all.setdefault(name, {})
+                for pair in pairs:
+                    n = counts.get(pair, 0) + sign
+                    if n:
+                        counts[pair] = n
+                    else:
+                        del counts[pair]
+                if not counts:
+                    del self._named_all[name]
+        if named:
+            self.named[identity] = named
+        else:
+            self.named.pop(identity, None)
+        for state, subject in affected:
+            self._entries(state, subject, self._subjects[subject], 1, changed)
+        return changed
+
+    def _entries(self, state: _RuleState, identity: int, subject: _Subject, sign: int,
+                 changed: set[int]) -> None:
         entries = subject.entries
         touched = False
-        for peer in state.peers:
-            for peer_id in (0,) if peer is None else peer.matches:
-                for direction, proto, lo, hi, verdict, http in state.templates:
+        templates = self._templates(state, identity) if state.named else state.templates
+        groups: list[Iterable[int]]
+        if subject.requires[state.bucket]:
+            groups = [self._peer_ids(state, subject)]
+        else:  # the hot path: no requirement filters any peer
+            groups = [(0,) if peer is None else peer.matches for peer in state.peers]
+        for group in groups:
+            for peer_id in group:
+                for direction, proto, lo, hi, verdict, http in templates:
                     key = (direction, peer_id, proto, lo, hi, verdict, http)
                     n = entries.get(key, 0) + sign
                     if n:
@@ -233,13 +398,12 @@ class Engine:
                             _count_l7(subject.l7, key, -1)
         if touched:
             changed.add(identity)
-        if not subject.rules:
-            del self._subjects[identity]
 
     def _add_peer(self, subject: _Subject, identity: int, state: _RuleState, peer: int,
                   times: int, changed: set[int]) -> None:
         entries = subject.entries
-        for direction, proto, lo, hi, verdict, http in state.templates:
+        templates = self._templates(state, identity) if state.named else state.templates
+        for direction, proto, lo, hi, verdict, http in templates:
             key = (direction, peer, proto, lo, hi, verdict, http)
             n = entries.get(key, 0) + times
             if n:
@@ -254,14 +418,14 @@ class Engine:
                 if http:
                     _count_l7(subject.l7, key, -1)
 
-    def _origins(self, subject: _Subject) -> dict[ContributionKey, set[RuleRef]]:
+    def _origins(self, identity: int, subject: _Subject) -> dict[ContributionKey, set[RuleRef]]:
         found: dict[ContributionKey, set[RuleRef]] = {}
         for state in subject.rules:
-            for peer in state.peers:
-                for peer_id in (0,) if peer is None else peer.matches:
-                    for direction, proto, lo, hi, verdict, http in state.templates:
-                        key = (direction, peer_id, proto, lo, hi, verdict, http)
-                        found.setdefault(key, set()).add(state.rule.ref)
+            templates = self._templates(state, identity)
+            for peer_id in self._peer_ids(state, subject):
+                for direction, proto, lo, hi, verdict, http in templates:
+                    key = (direction, peer_id, proto, lo, hi, verdict, http)
+                    found.setdefault(key, set()).add(state.rule.ref)
         return found
 
 

@@ -52,26 +52,50 @@ class Verdict(StrEnum):
 
 class Protocol(IntEnum):
     ANY = 0
+    ICMP = 1
     TCP = 6
     UDP = 17
+    ICMPV6 = 58
     SCTP = 132
+
+
+ICMP_PROTOCOLS = frozenset({Protocol.ICMP, Protocol.ICMPV6})
+"""Protocols whose "port" is one ICMP type (`icmps`), never a range."""
+
+NamedPorts = Mapping[str, frozenset[tuple[int, int]]]
+"""port name -> the (protocol, number) pairs endpoints serve under it."""
+NO_NAMED_PORTS: NamedPorts = {}
 
 
 @dataclass(frozen=True, order=True)
 class PortRange:
-    """`protocol` 0 = any; (0, 0) = all ports."""
+    """`protocol` 0 = any; (0, 0) = all ports. ICMP (from `icmps`) carries one ICMP type in
+    both port fields, as Cilium keys it where the port would be: (0, 0) is then type 0
+    (EchoReply), never "all types" (no rule asks for every ICMP type but protocol any)."""
 
     protocol: int = 0
     port_lo: int = 0
     port_hi: int = 0
+    name: str = ""
+    """A named port (`port: http`): the numbers endpoints give that name (`named`), resolved
+    as Cilium does: ingress against the selected endpoint's own ports, egress against every
+    endpoint's."""
 
-    def covers(self, protocol: int, port: int) -> bool:
+    def covers(self, protocol: int, port: int, named: NamedPorts = NO_NAMED_PORTS) -> bool:
         if self.protocol and self.protocol != protocol:
             return False
+        if self.name:
+            return (protocol, port) in named.get(self.name, ())
+        if self.protocol in ICMP_PROTOCOLS:
+            return port == self.port_lo
         return (self.port_lo, self.port_hi) == (0, 0) or self.port_lo <= port <= self.port_hi
 
     def __str__(self) -> str:
         proto = Protocol(self.protocol).name
+        if self.name:
+            return f"{self.name}/{proto}"
+        if self.protocol in ICMP_PROTOCOLS:
+            return f"{self.port_lo}/{proto}"
         if (self.port_lo, self.port_hi) == (0, 0):
             return f"*/{proto}"
         if self.port_lo == self.port_hi:
@@ -113,8 +137,27 @@ class HttpPorts:
     ports: tuple[PortRange, ...]
     http: tuple[HttpRule, ...]
 
-    def covers(self, protocol: int, port: int) -> bool:
-        return any(p.covers(protocol, port) for p in self.ports)
+    def covers(self, protocol: int, port: int, named: NamedPorts = NO_NAMED_PORTS) -> bool:
+        return any(p.covers(protocol, port, named) for p in self.ports)
+
+
+@dataclass(frozen=True)
+class ServiceRef:
+    """One `toServices` item: `k8sService` (`name`) or `k8sServiceSelector` (`selector` over
+    the service's labels). `namespace` "" matches services of every namespace, as Cilium's
+    does. `path` is the item's place in the rule (`toServices[0]`)."""
+
+    path: str
+    namespace: str = ""
+    name: str = ""
+    selector: LabelSelector | None = None
+
+    def matches(self, namespace: str, name: str, labels: ParsedLabels) -> bool:
+        if self.namespace and self.namespace != namespace:
+            return False
+        if self.selector is not None:
+            return self.selector.matches(labels)
+        return self.name == name
 
 
 @dataclass(frozen=True)
@@ -124,7 +167,9 @@ class Rule:
     No peers and no ports (`ingress: [{}]`) selects the subject and allows nothing. Ports without
     peers got a wildcard peer at parse time; peers without ports got `ALL_PORTS`. `ports` are
     the plain (L3/L4) ports; `l7` the `toPorts` items whose connections are checked request by
-    request (allow rules only).
+    request (allow rules only). `services` are the rule's `toServices` items: the resolver
+    adds a peer per service they select (`controlplane.policy.services`), so `peers` of a
+    stored rule are only its own.
     """
 
     ref: RuleRef
@@ -134,23 +179,47 @@ class Rule:
     peers: tuple[Selector, ...]
     ports: tuple[PortRange, ...]
     l7: tuple[HttpPorts, ...] = ()
+    services: tuple[ServiceRef, ...] = ()
+    requires: tuple[LabelSelector, ...] = ()
+    """`fromRequires`/`toRequires` (deprecated in Cilium): every one must match every peer
+    that an endpoint selector admits, in every rule of this direction and verdict selecting
+    the same endpoint (requirements gather per endpoint, across policies)."""
+    endpoint_peers: int = 0
+    """The first `endpoint_peers` peers came from `fromEndpoints`/`toEndpoints`: the ones
+    requirements constrain (entities, CIDRs, services and the wildcard of a ports-only rule
+    are not, as in Cilium)."""
 
     def selects(self, labels: ParsedLabels) -> bool:
         return labels.is_endpoint and self.subject.matches(labels)
 
-    def peer_matches(self, labels: ParsedLabels) -> bool:
-        return any(p.matches(labels) for p in self.peers)
+    def peer_matches(self, labels: ParsedLabels,
+                     requires: tuple[LabelSelector, ...] | list[LabelSelector] = ()) -> bool:
+        """A peer admits `labels`; an endpoint-selector peer only when `requires` (the
+        requirements gathered for the subject) all match too."""
+        return any(p.matches(labels) and (i >= self.endpoint_peers
+                                          or all(r.matches(labels) for r in requires))
+                   for i, p in enumerate(self.peers))
 
-    def port_matches(self, protocol: int, port: int) -> bool:
+    @property
+    def requirement_bucket(self) -> int:
+        """Requirements gather per direction and verdict (Cilium keeps allow and deny
+        requirements apart): 0 ingress allow, 1 ingress deny, 2 egress allow, 3 egress deny."""
+        return ((0 if self.direction is Direction.INGRESS else 2)
+                + (0 if self.verdict is Verdict.ALLOW else 1))
+
+    def port_matches(self, protocol: int, port: int,
+                     named: NamedPorts = NO_NAMED_PORTS) -> bool:
         """A plain port or an L7 item covers the port (L7 decides per request later)."""
-        return (any(p.covers(protocol, port) for p in self.ports)
-                or any(item.covers(protocol, port) for item in self.l7))
+        return (any(p.covers(protocol, port, named) for p in self.ports)
+                or any(item.covers(protocol, port, named) for item in self.l7))
 
-    def plain_port_matches(self, protocol: int, port: int) -> bool:
-        return any(p.covers(protocol, port) for p in self.ports)
+    def plain_port_matches(self, protocol: int, port: int,
+                           named: NamedPorts = NO_NAMED_PORTS) -> bool:
+        return any(p.covers(protocol, port, named) for p in self.ports)
 
-    def l7_items(self, protocol: int, port: int) -> list[HttpPorts]:
-        return [item for item in self.l7 if item.covers(protocol, port)]
+    def l7_items(self, protocol: int, port: int,
+                 named: NamedPorts = NO_NAMED_PORTS) -> list[HttpPorts]:
+        return [item for item in self.l7 if item.covers(protocol, port, named)]
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ import yaml
 from bulkhead.errors import FieldViolation, shown
 from bulkhead.httprules import HeaderMatch, HttpRule, InvalidHttpRule, Mismatch, validate
 from bulkhead.labelkey import is_key as is_label_key
+from bulkhead.portname import RULE as PORT_NAME_RULE
+from bulkhead.portname import is_port_name
 from bulkhead.reserved import RESERVED
 from controlplane import yamldocs
 from controlplane.identity.labels import NAMESPACE_LABEL
@@ -31,6 +33,7 @@ from controlplane.policy.model import (
     Protocol,
     Rule,
     RuleRef,
+    ServiceRef,
     Verdict,
 )
 from controlplane.policy.selector import (
@@ -60,20 +63,45 @@ MAX_LIST = 1024
 """Upper bound of every list and label map in a policy."""
 
 
+MAX_ICMP_FIELDS = 40
+"""Cilium's limit of `fields` in one `icmps` item."""
+
+ICMP_TYPES: dict[str, dict[str, int]] = {
+    "IPv4": {
+        "EchoReply": 0, "DestinationUnreachable": 3, "Redirect": 5, "Echo": 8, "EchoRequest": 8,
+        "RouterAdvertisement": 9, "RouterSelection": 10, "TimeExceeded": 11,
+        "ParameterProblem": 12, "Timestamp": 13, "TimestampReply": 14, "Photuris": 40,
+        "ExtendedEchoRequest": 42, "ExtendedEchoReply": 43,
+    },
+    "IPv6": {
+        "DestinationUnreachable": 1, "PacketTooBig": 2, "TimeExceeded": 3,
+        "ParameterProblem": 4, "EchoRequest": 128, "EchoReply": 129,
+        "MulticastListenerQuery": 130, "MulticastListenerReport": 131,
+        "MulticastListenerDone": 132, "RouterSolicitation": 133, "RouterAdvertisement": 134,
+        "NeighborSolicitation": 135, "NeighborAdvertisement": 136, "RedirectMessage": 137,
+        "RouterRenumbering": 138, "ICMPNodeInformationQuery": 139,
+        "ICMPNodeInformationResponse": 140, "InverseNeighborDiscoverySolicitation": 141,
+        "InverseNeighborDiscoveryAdvertisement": 142, "HomeAgentAddressDiscoveryRequest": 144,
+        "HomeAgentAddressDiscoveryReply": 145, "MobilePrefixSolicitation": 146,
+        "MobilePrefixAdvertisement": 147, "DuplicateAddressRequestCodeSuffix": 157,
+        "DuplicateAddressConfirmationCodeSuffix": 158, "ExtendedEchoRequest": 160,
+        "ExtendedEchoReply": 161,
+    },
+}
+"""Cilium's ICMP type names per family (pkg/policy/api/icmp.go); numbers 0-255 work too."""
+_ICMP_FAMILY_PROTOCOL = {"IPv4": Protocol.ICMP, "IPv6": Protocol.ICMPV6}
+
+
 class PolicyValidationError(DocumentsError):
     """Every problem found in a policy file; `violations` name the field of each."""
 
 
 _UNSUPPORTED_FIELDS: dict[str, str] = {
     "toFQDNs": "FQDN rules are not supported yet",
-    "toServices": "service rules are not supported yet",
-    "fromRequires": "fromRequires is not supported",
-    "toRequires": "toRequires is not supported",
     "fromGroups": "cloud provider groups are not supported",
     "toGroups": "cloud provider groups are not supported",
     "fromNodes": "node selectors are not supported",
     "toNodes": "node selectors are not supported",
-    "icmps": "ICMP rules are not supported yet",
     "authentication": "mutual authentication is not supported",
     "nodeSelector": "host policies (nodeSelector) are not supported",
     "enableDefaultDeny": "enableDefaultDeny is not supported",
@@ -90,6 +118,8 @@ _UNSUPPORTED_FIELDS: dict[str, str] = {
     "cidrGroupRef": "CIDR groups are not supported",
     "cidrGroupSelector": "CIDR groups are not supported",
 }
+
+_PORT_PROTOCOLS = {p.name: p for p in (Protocol.ANY, Protocol.TCP, Protocol.UDP, Protocol.SCTP)}
 
 _NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
 _LABEL_NAME = re.compile(_NAME)
@@ -330,13 +360,21 @@ class _DocumentParser:
 
     def rule(self, value: Any, path: str, direction: Direction, verdict: Verdict,
              key: PolicyKey
-             ) -> tuple[tuple[Selector, ...], tuple[PortRange, ...], tuple[HttpPorts, ...]] | None:
+             ) -> tuple[tuple[Selector, ...], tuple[PortRange, ...], tuple[HttpPorts, ...],
+                        tuple[ServiceRef, ...], tuple[LabelSelector, ...], int] | None:
         side = "from" if direction is Direction.INGRESS else "to"
         endpoints, entities, cidr, cidr_set = (f"{side}Endpoints", f"{side}Entities",
                                                f"{side}CIDR", f"{side}CIDRSet")
-        rule = self.mapping(value, path, {endpoints, entities, cidr, cidr_set, "toPorts"})
+        requires_field = f"{side}Requires"
+        fields = {endpoints, entities, cidr, cidr_set, "toPorts", "icmps", requires_field}
+        if direction is Direction.EGRESS:
+            fields.add("toServices")
+        rule = self.mapping(value, path, fields)
         if rule is None:
             return None
+        if rule.get("icmps") and rule.get("toPorts"):
+            self.fail(_field(path, "icmps"), "cannot be used together with toPorts in one rule "
+                                             "(as in Cilium); define a separate rule for toPorts")
         peers: list[Selector] = []
         before = len(self.violations)
         for i, item in enumerate(self.sequence(rule.get(endpoints, []), _field(path, endpoints))):
@@ -347,6 +385,18 @@ class _DocumentParser:
             if key.namespace and not (selector.names_namespace() or selector.names_reserved()):
                 selector = selector.with_requirement(_namespace_requirement(key.namespace))
             peers.append(selector)
+        endpoint_peers = len(dict.fromkeys(peers))
+        requires: list[LabelSelector] = []
+        requires_path = _field(path, requires_field)
+        for i, item in enumerate(self.sequence(rule.get(requires_field, []), requires_path)):
+            selector = self.selector(item, f"{requires_path}[{i}]")
+            if selector is None:
+                continue
+            # As Cilium: scoped to the policy's namespace like an endpoint selector.
+            if key.namespace and not (selector.names_namespace() or selector.names_reserved()):
+                selector = selector.with_requirement(_namespace_requirement(key.namespace))
+            if not selector.is_wildcard:
+                requires.append(selector)
         for i, item in enumerate(self.sequence(rule.get(entities, []), _field(path, entities))):
             entity_path = f"{_field(path, entities)}[{i}]"
             name = self.string(item, entity_path)
@@ -372,13 +422,72 @@ class _DocumentParser:
                 ports.extend(found)
             else:
                 l7.append(HttpPorts(f"toPorts[{i}]", tuple(sorted(set(found))), http))
+        for i, item in enumerate(self.sequence(rule.get("icmps", []), _field(path, "icmps"))):
+            ports.extend(self.icmp_rule(item, f"{_field(path, 'icmps')}[{i}]"))
+        services: list[ServiceRef] = []
+        services_path = _field(path, "toServices")
+        for i, item in enumerate(self.sequence(rule.get("toServices", []), services_path)):
+            service = self.service_ref(item, f"{services_path}[{i}]")
+            if service is not None:
+                services.append(service)
         if len(self.violations) > before:
             return None
-        if not peers and (ports or l7):
+        if not peers and not services and (ports or l7):
             peers.append(EntitySelector("all"))
-        if peers and not ports and not l7:
+        if (peers or services) and not ports and not l7:
             ports.append(ALL_PORTS)
-        return tuple(dict.fromkeys(peers)), tuple(sorted(set(ports))), tuple(l7)
+        return (tuple(dict.fromkeys(peers)), tuple(sorted(set(ports))), tuple(l7),
+                tuple(dict.fromkeys(services)), tuple(dict.fromkeys(requires)), endpoint_peers)
+
+    def service_ref(self, value: Any, path: str) -> ServiceRef | None:
+        """One `toServices` item: `k8sService` {serviceName, namespace} or
+        `k8sServiceSelector` {selector, namespace}; a namespace left out matches every
+        namespace (Cilium's meaning)."""
+        item = self.mapping(value, path, {"k8sService", "k8sServiceSelector"})
+        if item is None:
+            return None
+        if len(item) != 1:
+            self.fail(path, "must have exactly one of k8sService or k8sServiceSelector")
+            return None
+        ref = path.rpartition(".")[2]
+        if "k8sService" in item:
+            sub_path = _field(path, "k8sService")
+            sub = self.mapping(item["k8sService"], sub_path, {"serviceName", "namespace"})
+            if sub is None:
+                return None
+            namespace = self.service_namespace(sub, sub_path)
+            name = None
+            if "serviceName" not in sub:
+                self.fail(_field(sub_path, "serviceName"), "is required")
+            elif (name := self.string(sub["serviceName"], _field(sub_path, "serviceName"))
+                  ) is not None and (len(name) > 63 or not _DNS_LABEL.fullmatch(name)):
+                self.fail(_field(sub_path, "serviceName"),
+                          f"{shown(name)} is not a valid service name")
+                name = None
+            if name is None or namespace is None:
+                return None
+            return ServiceRef(ref, namespace, name)
+        sub_path = _field(path, "k8sServiceSelector")
+        sub = self.mapping(item["k8sServiceSelector"], sub_path, {"selector", "namespace"})
+        if sub is None:
+            return None
+        namespace = self.service_namespace(sub, sub_path)
+        if "selector" not in sub:
+            self.fail(_field(sub_path, "selector"), "is required")
+            return None
+        selector = self.selector(sub["selector"], _field(sub_path, "selector"))
+        if selector is None or namespace is None:
+            return None
+        return ServiceRef(ref, namespace, selector=selector)
+
+    def service_namespace(self, item: dict[str, Any], path: str) -> str | None:
+        if "namespace" not in item:
+            return ""
+        ns = self.string(item["namespace"], _field(path, "namespace"))
+        if ns is not None and (len(ns) > 63 or not _DNS_LABEL.fullmatch(ns)):
+            self.fail(_field(path, "namespace"), f"{shown(ns)} is not a valid namespace name")
+            return None
+        return ns
 
     def selector(self, value: Any, path: str) -> LabelSelector | None:
         if value is None:
@@ -528,7 +637,7 @@ class _DocumentParser:
             if port.protocol != Protocol.TCP:
                 self.fail(_field(f"{ports_path}[{i}]", "protocol"),
                           f"L7 rules can only apply to TCP (not {Protocol(port.protocol).name})")
-            if port.port_lo == 0:
+            if port.port_lo == 0 and not port.name:
                 self.fail(_field(f"{ports_path}[{i}]", "port"), "is required with L7 rules")
         return found, http
 
@@ -610,6 +719,70 @@ class _DocumentParser:
             return None
         return HeaderMatch(name, text or "", mismatch)
 
+    def icmp_rule(self, value: Any, path: str) -> list[PortRange]:
+        """One `icmps` item: its `fields`, each an ICMP type of a family (IPv4 by default) as
+        a number 0-255 or Cilium's name of it; each becomes a one-type ICMP "port"."""
+        item = self.mapping(value, path, {"fields"})
+        if item is None:
+            return []
+        fields_path = _field(path, "fields")
+        if "fields" not in item:
+            self.fail(fields_path, "is required")
+            return []
+        items = self.sequence(item["fields"], fields_path)
+        if isinstance(item["fields"], list) and not item["fields"]:
+            self.fail(fields_path, "must not be empty")
+        if len(items) > MAX_ICMP_FIELDS:
+            self.fail(fields_path, f"has {len(items)} types, more than the limit of "
+                                   f"{MAX_ICMP_FIELDS} (as in Cilium)")
+            return []
+        found = []
+        for i, raw in enumerate(items):
+            port = self.icmp_field(raw, f"{fields_path}[{i}]")
+            if port is not None:
+                found.append(port)
+        return found
+
+    def icmp_field(self, value: Any, path: str) -> PortRange | None:
+        item = self.mapping(value, path, {"family", "type"})
+        if item is None:
+            return None
+        family = "IPv4"
+        if "family" in item:
+            family = self.string(item["family"], _field(path, "family")) or ""
+            if family and family not in ICMP_TYPES:
+                self.fail(_field(path, "family"), f"must be IPv4 or IPv6, not {shown(family)}")
+                family = ""
+        if "type" not in item:
+            self.fail(_field(path, "type"), "is required (a number 0-255 or a type name such "
+                                            "as EchoRequest)")
+            return None
+        raw = item["type"]
+        number: int | None = None
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            number = raw
+        elif isinstance(raw, str) and raw.isdigit():
+            number = int(raw)
+        elif isinstance(raw, str):
+            names = ICMP_TYPES.get(family)
+            if names is None:
+                return None  # the family was refused; a name cannot be checked against it
+            number = names.get(raw)
+            if number is None:
+                self.fail(_field(path, "type"), f"unknown {family} ICMP type {shown(raw)}; one "
+                                                f"of {', '.join(names)} or a number 0-255")
+                return None
+        else:
+            self.fail(_field(path, "type"), f"must be a number 0-255 or an ICMP type name, not "
+                                            f"{_type_name(raw)}")
+            return None
+        if not 0 <= number <= 255:
+            self.fail(_field(path, "type"), "must be 0-255")
+            return None
+        if not family:
+            return None
+        return PortRange(_ICMP_FAMILY_PROTOCOL[family], number, number)
+
     def port(self, value: Any, path: str) -> PortRange | None:
         item = self.mapping(value, path, {"port", "endPort", "protocol"})
         if item is None:
@@ -617,14 +790,25 @@ class _DocumentParser:
         before = len(self.violations)
         protocol = Protocol.ANY
         if "protocol" in item and (name := self.string(item["protocol"], _field(path, "protocol"))):
-            try:
-                protocol = Protocol[name.upper()]
-            except KeyError:
-                why = ("ICMP rules are not supported yet" if name.upper().startswith("ICMP")
+            protocol = _PORT_PROTOCOLS.get(name.upper(), Protocol.ANY)
+            if name.upper() not in _PORT_PROTOCOLS:
+                why = ("ICMP is not a toPorts protocol (as in Cilium); use icmps: "
+                       "[{fields: [{type: ...}]}]" if name.upper().startswith("ICMP")
                        else f"unknown protocol {shown(name)}; one of TCP, UDP, SCTP, ANY")
                 self.fail(_field(path, "protocol"), why)
-        lo = self.port_number(item.get("port"), _field(path, "port"), named_ok=False)
-        hi = self.port_number(item.get("endPort"), _field(path, "endPort"), named_ok=False)
+        raw_port = item.get("port")
+        if isinstance(raw_port, str) and raw_port and not raw_port.isdigit():
+            # A named port (Cilium's meaning: the number endpoints give that name).
+            if not is_port_name(raw_port):
+                self.fail(_field(path, "port"), f"{shown(raw_port)} is neither a port number "
+                                                f"nor a port name ({PORT_NAME_RULE})")
+            if "endPort" in item:
+                self.fail(_field(path, "endPort"), "needs a numeric port, not a port name")
+            if len(self.violations) > before:
+                return None
+            return PortRange(protocol, name=raw_port)
+        lo = self.port_number(raw_port, _field(path, "port"))
+        hi = self.port_number(item.get("endPort"), _field(path, "endPort"))
         if hi is not None and lo is None and "port" not in item:
             self.fail(_field(path, "endPort"), "needs port")
         if lo is not None and hi is not None and hi < lo:
@@ -635,7 +819,7 @@ class _DocumentParser:
             return PortRange(protocol)
         return PortRange(protocol, lo, hi if hi is not None else lo)
 
-    def port_number(self, value: Any, path: str, named_ok: bool) -> int | None:
+    def port_number(self, value: Any, path: str) -> int | None:
         if value is None:
             return None
         number: int | None = None
@@ -643,12 +827,8 @@ class _DocumentParser:
             pass
         elif isinstance(value, int):
             number = value
-        elif isinstance(value, str):
-            if value.isdigit():
-                number = int(value)
-            elif not named_ok and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", value):
-                self.fail(path, f"named ports ({shown(value)}) are not supported; use a number")
-                return None
+        elif isinstance(value, str) and value.isdigit():
+            number = int(value)
         if number is None:
             self.fail(path, f"must be a port number, not {_type_name(value)} ({shown(value)})")
             return None

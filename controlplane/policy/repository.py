@@ -18,6 +18,7 @@ from controlplane.policy.engine import Engine
 from controlplane.policy.labels import ParsedLabels
 from controlplane.policy.model import (
     Identity,
+    NamedPorts,
     Policy,
     PolicyKey,
     ResolvedPolicy,
@@ -98,6 +99,21 @@ class PolicyRepository:
         self._external.add(identity.id)
         return frozenset(changed | self._engine.add_identity(identity.id, labels))
 
+    def set_named_ports(self, identity: int, named: NamedPorts) -> frozenset[int]:
+        """The named ports (`name -> {(protocol, number)}`) of the identity's endpoints, what
+        `toPorts` port names resolve against; returns the identities whose policy changed."""
+        return frozenset(self._engine.set_named_ports(identity, named))
+
+    def named_ports(self, identity: int | None = None) -> NamedPorts:
+        """One identity's named ports, or (None) every endpoint's together."""
+        if identity is not None:
+            return self._engine.named.get(identity, {})
+        found: dict[str, set[tuple[int, int]]] = {}
+        for named in self._engine.named.values():
+            for name, pairs in named.items():
+                found.setdefault(name, set()).update(pairs)
+        return {name: frozenset(pairs) for name, pairs in found.items()}
+
     def remove_identity(self, identity: int) -> frozenset[int]:
         """Removes an identity (still kept while a policy needs it as a CIDR identity)."""
         self._external.discard(identity)
@@ -175,6 +191,8 @@ class PolicyRepository:
         engine = Engine()
         for identity, labels in sorted(self._engine.index.labels.items()):
             engine.add_identity(identity, labels)
+        for identity, named in sorted(self._engine.named.items()):
+            engine.set_named_ports(identity, named)
         engine.add_rules(self.rules())
         return {i: engine.resolved(i) for i in sorted(engine.endpoints())}
 

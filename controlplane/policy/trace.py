@@ -6,6 +6,10 @@ with their resolved entries (a property test checks that). A connection needs bo
 side of the source and the ingress side of the destination to allow it; replies of an allowed
 connection pass through connection tracking and need no rule.
 
+Requirements (`fromRequires`/`toRequires`): the requirement selectors of every rule that
+selects the endpoint on a side must all match a peer that an endpoint selector admits, in
+every rule of that side and verdict, as resolution applies them.
+
 L7: when the rules that allow a connection on a side are all L7 items (no plain L3/L4 allow
 covers the port), that side's proxy checks each request against their HTTP rules. Given a
 request, the side's answer comes from `bulkhead.httprules` over the same sorted union of rules
@@ -23,7 +27,7 @@ from enum import StrEnum
 from bulkhead.errors import FieldViolation, shown
 from bulkhead.httprules import HttpPolicy, HttpRequest, HttpRule
 from controlplane.policy.labels import ParsedLabels
-from controlplane.policy.model import Direction, Rule, RuleRef, Verdict
+from controlplane.policy.model import NO_NAMED_PORTS, Direction, NamedPorts, Rule, RuleRef, Verdict
 
 DEFAULT_ALLOW = "default-allow"
 DEFAULT_DENY = "default-deny"
@@ -88,39 +92,48 @@ class Trace:
 
 
 def trace(rules: Iterable[Rule], source: Iterable[str], destination: Iterable[str],
-          port: int, protocol: int, request: HttpRequest | None = None) -> Trace:
+          port: int, protocol: int, request: HttpRequest | None = None,
+          named: tuple[NamedPorts, NamedPorts] = (NO_NAMED_PORTS, NO_NAMED_PORTS)) -> Trace:
     """Verdict for a connection from `source` labels to `destination` labels on port/protocol;
-    with `request`, for that HTTP request on it (both sides' proxies check it)."""
+    with `request`, for that HTTP request on it (both sides' proxies check it). `named`: the
+    destination's named ports and every endpoint's, what port names resolve against on the
+    ingress and the egress side (as resolution does)."""
     src, dst = ParsedLabels.of(source), ParsedLabels.of(destination)
     rules = list(rules)
     egress = _side(rules, Direction.EGRESS, subject=src, peer=dst, port=port, protocol=protocol,
-                   request=request)
+                   request=request, named=named[1])
     ingress = _side(rules, Direction.INGRESS, subject=dst, peer=src, port=port,
-                    protocol=protocol, request=request)
+                    protocol=protocol, request=request, named=named[0])
     both = egress.verdict is TraceVerdict.ALLOWED and ingress.verdict is TraceVerdict.ALLOWED
     return Trace(TraceVerdict.ALLOWED if both else TraceVerdict.DENIED, egress, ingress)
 
 
 def _side(rules: list[Rule], direction: Direction, *, subject: ParsedLabels, peer: ParsedLabels,
-          port: int, protocol: int, request: HttpRequest | None) -> SideTrace:
+          port: int, protocol: int, request: HttpRequest | None,
+          named: NamedPorts) -> SideTrace:
     selecting = sorted((r for r in rules if r.direction is direction and r.selects(subject)),
                        key=lambda r: r.ref)
     if not selecting:
         return SideTrace(TraceVerdict.ALLOWED, False, None)
     enforcing = tuple(r.ref for r in selecting)
+    # fromRequires/toRequires of every selecting rule constrain the endpoint-selector peers of
+    # every rule of the same verdict (Cilium gathers allow and deny requirements apart).
+    requires = {v: [sel for r in selecting if r.verdict is v for sel in r.requires]
+                for v in Verdict}
     for rule in selecting:
-        if (rule.verdict is Verdict.DENY and rule.port_matches(protocol, port)
-                and rule.peer_matches(peer)):
+        if (rule.verdict is Verdict.DENY and rule.port_matches(protocol, port, named)
+                and rule.peer_matches(peer, requires[Verdict.DENY])):
             return SideTrace(TraceVerdict.DENIED, True, rule.ref, enforced_by=enforcing)
     allowing = [r for r in selecting if r.verdict is Verdict.ALLOW
-                and r.port_matches(protocol, port) and r.peer_matches(peer)]
+                and r.port_matches(protocol, port, named)
+                and r.peer_matches(peer, requires[Verdict.ALLOW])]
     if not allowing:
         return SideTrace(TraceVerdict.DENIED, True, None, enforced_by=enforcing)
     for rule in allowing:
-        if rule.plain_port_matches(protocol, port):  # an L3/L4 allow passes every request
+        if rule.plain_port_matches(protocol, port, named):  # L3/L4 passes every request
             return SideTrace(TraceVerdict.ALLOWED, True, rule.ref, enforced_by=enforcing)
     items = tuple(HttpRuleRef(r.ref, f"{item.path}.rules.http[{i}]", http)
-                  for r in allowing for item in r.l7_items(protocol, port)
+                  for r in allowing for item in r.l7_items(protocol, port, named)
                   for i, http in enumerate(item.http))
     first = allowing[0].ref
     if request is None:

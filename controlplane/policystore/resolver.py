@@ -12,26 +12,41 @@ from __future__ import annotations
 import functools
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Set
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from bulkhead import log
 from controlplane.identity.index import IdentityIndex
 from controlplane.policy.cidr import cidr_label
-from controlplane.policy.model import Identity, Policy, PolicyKey, ResolvedPolicy, Rule
+from controlplane.policy.model import (
+    Identity,
+    NamedPorts,
+    Policy,
+    PolicyKey,
+    ResolvedPolicy,
+    Rule,
+)
 from controlplane.policy.repository import (
     DEFAULT_POLICY_MAP_MAX,
     Overflow,
     PolicyRepository,
     cidr_prefixes,
 )
-from controlplane.records.codec import IdentityRecord, RecordError, policy_of_kv
+from controlplane.policy.services import ServiceInfo, expand, uses_services
+from controlplane.records.codec import (
+    Endpoint,
+    IdentityRecord,
+    RecordError,
+    ServiceRecord,
+    policy_of_kv,
+)
 from controlplane.store.cache import Change
 from controlplane.store.etcd import KV
 from controlplane.store.keys import Keys
 
 _log = log.get(__name__)
+_PROTOCOLS = {"TCP": 6, "UDP": 17}
 AFFECTED_KEPT = 4096
 """Revisions whose affected identities are remembered (for an apply's answer)."""
 
@@ -59,6 +74,18 @@ class IndexCidrIdentities:
 
     def release(self, prefix: str) -> None:
         """References live in etcd (the store deletes them with the policy)."""
+
+
+class Services(Protocol):
+    """The replica's services at the revision being resolved (the service stage's index,
+    which the pipeline runs before this stage)."""
+
+    services: dict[str, ServiceRecord]
+
+
+def _info(record: ServiceRecord) -> ServiceInfo:
+    return ServiceInfo(record.namespace, record.name, tuple(record.labels),
+                       tuple(record.selector))
 
 
 @dataclass(frozen=True)
@@ -89,9 +116,17 @@ class PolicyResolver:
     """Identities and policies of each revision in, resolved policies and change sets out."""
 
     def __init__(self, keys: Keys, index: IdentityIndex, *,
-                 policy_map_max: int = DEFAULT_POLICY_MAP_MAX) -> None:
+                 policy_map_max: int = DEFAULT_POLICY_MAP_MAX,
+                 services: Services | None = None) -> None:
         self.keys = keys
         self.index = index
+        self.services = services
+        self._service_view: dict[str, ServiceInfo] = {}
+        """What `toServices` rules were last expanded against (ref -> service)."""
+        self._endpoint_ports: dict[str, tuple[int, tuple[tuple[str, int, int], ...]]] = {}
+        """endpoint key -> (its identity, its named ports as (name, protocol, number))"""
+        self._identity_ports: dict[int, dict[tuple[str, int, int], int]] = {}
+        """identity -> named port -> how many of its endpoints serve it"""
         self.policy_map_max = policy_map_max
         self._cidrs = IndexCidrIdentities(index)
         self.repository = self._new_repository()
@@ -127,11 +162,15 @@ class PolicyResolver:
 
     def check(self, upserts: Iterable[Policy]) -> list[Overflow]:
         """The identities storing `upserts` would push above the policy map size."""
-        return self.repository.check(upserts)
+        return self.repository.check([self._expand(p) for p in upserts])
 
     def rules(self) -> Iterator[Rule]:
         """Every rule of the resolved policies (what `trace` evaluates)."""
         return self.repository.rules()
+
+    def named_ports(self, identity: int | None = None) -> NamedPorts:
+        """The named ports of an identity's endpoints (None: of every endpoint)."""
+        return self.repository.named_ports(identity)
 
     def cidr_of(self, prefix: str) -> int | None:
         """The CIDR identity of `prefix` in the identity index, if it has one."""
@@ -158,6 +197,9 @@ class PolicyResolver:
         self._key_of.clear()
         self._waiting.clear()
         self._affected.clear()
+        self._service_view = self._current_services()
+        self._endpoint_ports.clear()
+        self._identity_ports.clear()
         self.revision = revision
         identities = [kv for key, kv in items.items() if key.startswith(self.keys.identity_ids)]
         policies = [kv for key, kv in items.items() if key.startswith(self.keys.policies)]
@@ -172,20 +214,30 @@ class PolicyResolver:
                 self._stored[policy.key] = StoredPolicy(policy, kv)
                 self._key_of[kv.key] = policy.key
                 upserts.append(policy)
+        touched: set[int] = set()
+        for key, kv in sorted(items.items()):
+            if key.startswith(self.keys.endpoints):
+                self._endpoint_change(key, kv, touched)
+        self._named_ports(touched)
         self._apply_policies(upserts, [])
         _log.info("policies resolved", policies=len(self._stored), waiting=len(self._waiting),
                   revision=revision)
 
     @_timed
-    def apply(self, revision: int, changes: list[Change]) -> frozenset[int]:
-        """Resolves revision `revision`; returns the identities whose policy changed at it."""
+    def apply(self, revision: int, changes: list[Change],
+              services_changed: Set[str] = frozenset()) -> frozenset[int]:
+        """Resolves revision `revision`; returns the identities whose policy changed at it.
+        `services_changed`: the services the service stage saw change at it."""
         changed: set[int] = set()
         added: list[Identity] = []
         removed: list[int] = []
         upserts: list[Policy] = []
         deletes: list[PolicyKey] = []
+        ports_touched: set[int] = set()
         for change in changes:
-            if change.key.startswith(self.keys.identity_ids):
+            if change.key.startswith(self.keys.endpoints):
+                self._endpoint_change(change.key, change.kv, ports_touched)
+            elif change.key.startswith(self.keys.identity_ids):
                 identity = self._identity(change.kv) if change.kv is not None else None
                 if identity is not None:
                     added.append(identity)
@@ -200,8 +252,15 @@ class PolicyResolver:
             upserting = {p.key for p in upserts}
             upserts += [self._stored[k].policy for k in sorted(self._waiting)
                         if k not in upserting]
+        if services_changed and self._services_moved(services_changed):
+            upserting = {p.key for p in upserts} | set(deletes)
+            upserts += [stored.policy for key, stored in sorted(self._stored.items())
+                        if key not in upserting and key not in self._waiting
+                        and uses_services(stored.policy)]
         if upserts or deletes:
             changed |= self._apply_policies(upserts, deletes)
+        if ports_touched:
+            changed |= self._named_ports(ports_touched)
         for ident in removed:
             changed |= self.repository.remove_identity(ident)
         self.revision = revision
@@ -213,6 +272,74 @@ class PolicyResolver:
         return affected
 
     # -- internals ----------------------------------------------------------------------------
+    def _endpoint_change(self, key: str, kv: KV | None, touched: set[int]) -> None:
+        """An endpoint record put (kv) or deleted (None): its identity's named ports."""
+        old = self._endpoint_ports.pop(key, None)
+        new = None
+        if kv is not None:
+            try:
+                endpoint = Endpoint.of_kv(kv)
+            except RecordError:
+                endpoint = None
+            if endpoint is not None:
+                named = tuple((p.name, _PROTOCOLS.get(p.protocol, 0), p.port)
+                              for p in endpoint.ports if p.name)
+                new = (endpoint.identity, named)
+        if old == new:
+            if new is not None:
+                self._endpoint_ports[key] = new
+            return
+        for sign, found in ((-1, old), (1, new)):
+            if found is None or not found[1]:
+                continue
+            ident, named_ports = found
+            counts = self._identity_ports.setdefault(ident, {})
+            for port in named_ports:
+                n = counts.get(port, 0) + sign
+                if n:
+                    counts[port] = n
+                else:
+                    del counts[port]
+            if not counts:
+                del self._identity_ports[ident]
+            touched.add(ident)
+        if new is not None:
+            self._endpoint_ports[key] = new
+
+    def _named_ports(self, identities: set[int]) -> set[int]:
+        changed: set[int] = set()
+        for ident in sorted(identities):
+            named: dict[str, set[tuple[int, int]]] = {}
+            for name, protocol, number in self._identity_ports.get(ident, {}):
+                named.setdefault(name, set()).add((protocol, number))
+            changed |= self.repository.set_named_ports(
+                ident, {name: frozenset(pairs) for name, pairs in named.items()})
+        return changed
+
+    def _current_services(self) -> dict[str, ServiceInfo]:
+        if self.services is None:
+            return {}
+        return {ref: _info(record) for ref, record in self.services.services.items()}
+
+    def _services_moved(self, refs: Set[str]) -> bool:
+        """Whether a changed service differs in what `toServices` rules read (name, labels,
+        selector): backends coming and going need nothing, their identities follow."""
+        current = self.services.services if self.services is not None else {}
+        moved = False
+        for ref in refs:
+            record = current.get(ref)
+            info = _info(record) if record is not None else None
+            if info != self._service_view.get(ref):
+                moved = True
+                if info is None:
+                    self._service_view.pop(ref, None)
+                else:
+                    self._service_view[ref] = info
+        return moved
+
+    def _expand(self, policy: Policy) -> Policy:
+        return expand(policy, self._service_view.values())
+
     def _policy_change(self, change: Change, upserts: list[Policy],
                        deletes: list[PolicyKey]) -> None:
         old = self._key_of.pop(change.key, None)
@@ -240,7 +367,7 @@ class PolicyResolver:
                 deletes.append(policy.key)
             else:
                 self._waiting.discard(policy.key)
-                ready.append(policy)
+                ready.append(self._expand(policy))
         for key in deletes:
             if key not in self._stored:
                 self._waiting.discard(key)

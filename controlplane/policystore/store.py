@@ -42,7 +42,9 @@ _log = log.get(__name__)
 MAX_ATTEMPTS = 16
 CLUSTERWIDE_NAMESPACE = "-"
 """Stands for "no namespace" where one is expected (list filter, reference holders)."""
-_TRACE_PROTOCOLS = {"TCP": Protocol.TCP, "UDP": Protocol.UDP, "SCTP": Protocol.SCTP}
+_TRACE_PROTOCOLS = {"TCP": Protocol.TCP, "UDP": Protocol.UDP, "SCTP": Protocol.SCTP,
+                    "ICMP": Protocol.ICMP}
+"""ICMP: `dport` is the ICMP type (0-255), as `icmps` rules key it."""
 READ_BATCH = 64
 """Gets per read transaction, well within any etcd's --max-txn-ops."""
 
@@ -305,11 +307,14 @@ class PolicyStore:
         src_set, problems = parse_labels(src, "src_labels", label_filter)
         dst_set, more = parse_labels(dst, "dst_labels", label_filter)
         problems += more
-        if not 1 <= dport <= 65535:
-            problems.append(FieldViolation("dport", "must be 1-65535"))
         proto = _TRACE_PROTOCOLS.get(protocol.upper())
+        if proto is Protocol.ICMP:
+            if not 0 <= dport <= 255:
+                problems.append(FieldViolation("dport", "must be an ICMP type 0-255 with ICMP"))
+        elif not 1 <= dport <= 65535:
+            problems.append(FieldViolation("dport", "must be 1-65535"))
         if proto is None:
-            problems.append(FieldViolation("protocol", f"must be TCP, UDP or SCTP, not "
+            problems.append(FieldViolation("protocol", f"must be TCP, UDP, SCTP or ICMP, not "
                                                        f"{protocol!r}"))
         request, more = http_request(*http)
         problems += more
@@ -317,8 +322,11 @@ class PolicyStore:
             problems.append(FieldViolation("protocol", "must be TCP for an HTTP request"))
         if problems or proto is None:
             raise Invalid(problems)
+        destination = self.allocator.index.by_labels.get(dst_set.key)
+        named = (self.resolver.named_ports(destination) if destination is not None else {},
+                 self.resolver.named_ports())
         result = trace(self.resolver.rules(), src_set.labels, dst_set.labels, dport,
-                       int(proto), request)
+                       int(proto), request, named)
         return TraceResult(result, src_set.labels, dst_set.labels)
 
     # -- internals ----------------------------------------------------------------------------

@@ -39,7 +39,8 @@ class LabelPolicy:
         self.web = {int(json.loads(kv.value)["id"]) for key, kv in items.items()
                     if key.startswith(self.prefix) and "k8s:role=web" in kv.value.decode()}
 
-    def apply(self, revision: int, changes: list[Change]) -> Set[int]:
+    def apply(self, revision: int, changes: list[Change],
+              services_changed: Set[str] = frozenset()) -> Set[int]:
         changed = set()
         for change in changes:
             if not change.key.startswith(self.prefix):

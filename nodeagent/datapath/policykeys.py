@@ -9,7 +9,10 @@ blocks, each a prefix of 96 + k bits (like Cilium's port-prefix keys).  Deny
 and allow entries live under different ``kind`` values, so the datapath looks
 up deny (peer, then any peer) before allow (peer, then any peer) and the most
 specific protocol/port block wins inside each.  An entry with protocol 0 and
-ports expands to TCP, UDP and SCTP.
+ports expands to TCP, UDP and SCTP.  ICMP entries (``icmps`` rules) carry one
+ICMP type where the port would be (port_lo == port_hi == type, 0 is EchoReply):
+an exact key of 112 bits; the datapath puts the packet's ICMP type in dport
+for ICMP packets (the key layout is unchanged).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from nodeagent.datapath.layout import (
 from nodeagent.datapath.models import PolicyEntry, PolicyKeyInfo
 
 PORT_PROTOCOLS = (6, 17, 132)
+ICMP_PROTOCOLS = (1, 58)
+"""Protocols whose entries hold one ICMP type in the port fields."""
 
 def port_blocks(lo: int, hi: int) -> list[tuple[int, int]]:
     """Split [lo, hi] into aligned blocks, as (start, prefix bits of 16)."""
@@ -62,6 +67,12 @@ def entry_keys(ep_id: int, entry: PolicyEntry) -> Iterator[tuple[bytes, bytes]]:
     if not 0 <= entry.peer < 1 << 24:
         raise ValueError(f"identity {entry.peer} does not fit 24 bits")
     lo, hi = entry.port_lo, entry.port_hi
+    if entry.protocol in ICMP_PROTOCOLS:
+        if not 0 <= lo == hi <= 0xFF:
+            raise ValueError(f"bad ICMP type {lo}-{hi}")
+        yield pack_key(POLICY_PROTO_BITS + 16, ep_id, entry.peer, direction, kind,
+                       entry.protocol, lo), value
+        return
     if hi == 0:
         hi = lo
     all_ports = (lo, hi) == (0, 0) or (lo, hi) == (0, 0xFFFF)

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import grpc
 import pytest
@@ -15,8 +16,12 @@ from bulkhead.v1 import (
     agent_pb2,
     endpoint_pb2,
     endpoint_pb2_grpc,
+    policy_pb2,
+    policy_pb2_grpc,
     service_pb2,
     service_pb2_grpc,
+    subscription_pb2,
+    subscription_pb2_grpc,
 )
 from tests.agent.cluster import DATAPATH_TESTS, Cluster, Pod, probe
 
@@ -113,3 +118,62 @@ def test_a_named_target_port_resolves_per_backend(lab: Cluster) -> None:
         time.sleep(0.2)
     assert set(names(client, vip, 8081, 40)) == {"named-1", "named-2"}
     assert none.ip not in str(lb_backends(lab, "n1", f"{vip}:8081/TCP"))
+
+
+TO_SERVICES_SVC = """
+apiVersion: v1
+kind: Service
+metadata: {name: ts-db}
+spec:
+  selector: {app: ts-db}
+  ports: [{port: 8082, targetPort: 80}]
+"""
+TO_SERVICES = """
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: ts-client-egress}
+spec:
+  endpointSelector: {matchLabels: {app: ts-client}}
+  egress:
+  - toServices: [{k8sService: {serviceName: ts-db, namespace: default}}]
+"""
+
+
+def until(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def test_to_services_allows_egress_to_the_backends_only(lab: Cluster) -> None:
+    """A toServices egress policy: the client reaches the service (through its ClusterIP and
+    at its backends' addresses), not another pod; a backend added later is allowed too."""
+    db1 = lab.add_pod("ts-db-1", "n2", ["k8s:app=ts-db"], serve=True)
+    other = lab.add_pod("ts-other", "n2", ["k8s:app=ts-other"], serve=True)
+    client = lab.add_pod("ts-client", "n1", ["k8s:app=ts-client"])
+    with grpc.insecure_channel(lab.cp_address) as channel:
+        applied = service_pb2_grpc.ServiceServiceStub(channel).Apply(
+            service_pb2.ApplyServicesRequest(yaml=TO_SERVICES_SVC), timeout=30)
+        vip = applied.services[0].service.cluster_ip
+        policy = policy_pb2_grpc.PolicyServiceStub(channel).Apply(
+            policy_pb2.ApplyPoliciesRequest(yaml=TO_SERVICES), timeout=30)
+        assert list(policy.affected_identities) == [client.identity]
+        waited = subscription_pb2_grpc.SubscriptionAdminServiceStub(channel).WaitForRevision(
+            subscription_pb2.WaitForRevisionRequest(revision=policy.revision,
+                                                    timeout_seconds=20), timeout=30)
+        assert waited.converged, waited
+        until(lambda: probe(client, "tcp", vip, 8082) == "ok", "the service never answered")
+        assert probe(client, "tcp", db1.ip, 80) == "ok"
+        assert probe(client, "tcp", other.ip, 80, timeout=0.5) == "timeout"
+        # A new backend (another identity) is a peer as soon as it exists.
+        db2 = lab.add_pod("ts-db-2", "n1", ["k8s:app=ts-db", "k8s:rev=2"], serve=True)
+        until(lambda: probe(client, "tcp", db2.ip, 80) == "ok", "the new backend stayed denied")
+        # Its service deleted, the policy allows nothing: the backend is denied.
+        service_pb2_grpc.ServiceServiceStub(channel).Delete(service_pb2.DeleteServiceRequest(
+            service=service_pb2.ServiceRef(namespace="default", name="ts-db")), timeout=10)
+        until(lambda: probe(client, "tcp", db1.ip, 80, timeout=0.5) == "timeout",
+              "the backend stayed allowed without its service")
+        policy_pb2_grpc.PolicyServiceStub(channel).Delete(policy_pb2.DeletePolicyRequest(
+            policy=policy_pb2.PolicyRef(kind="CiliumNetworkPolicy", namespace="default",
+                                        name="ts-client-egress")), timeout=10)

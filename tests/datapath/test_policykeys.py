@@ -43,3 +43,17 @@ def test_bad_input_is_rejected() -> None:
         endpoint_keys(1, [PolicyEntry(Direction.INGRESS, 1 << 24)])
     with pytest.raises(ValueError):
         endpoint_keys(1, [PolicyEntry(Direction.INGRESS, 5, 6, 90, 80)])
+
+
+def test_icmp_entries_are_one_exact_type() -> None:
+    """An ICMP entry holds one type where the port would be: type 0 (EchoReply) is one key,
+    never "all ICMP types"."""
+    keys = endpoint_keys(3, [PolicyEntry(Direction.INGRESS, 0, 1, 8, 8),
+                             PolicyEntry(Direction.INGRESS, 5, 1, 0, 0, deny=True)])
+    decoded = sorted((decode_key(k) for k in keys), key=lambda d: d.port_lo)
+    assert [(d.protocol, d.port_lo, d.port_hi, d.deny) for d in decoded] == [
+        (1, 0, 0, True), (1, 8, 8, False)]
+    with pytest.raises(ValueError):
+        endpoint_keys(1, [PolicyEntry(Direction.INGRESS, 5, 1, 256, 256)])
+    with pytest.raises(ValueError):
+        endpoint_keys(1, [PolicyEntry(Direction.INGRESS, 5, 1, 8, 9)])

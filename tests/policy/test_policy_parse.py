@@ -43,7 +43,7 @@ spec:
   endpointSelector: {matchLabels: {org: 1}}
   ingress:
   - fromEndpoints: [{matchExpressions: [{key: a, operator: Near, values: [x]}]}]
-    toPorts: [{ports: [{port: http}]}]
+    toPorts: [{ports: [{port: HTTP}]}]
   egress:
   - toFQDNs: [{matchName: example.com}]
   - toCIDR: [not-an-ip]
@@ -61,7 +61,8 @@ spec:
     }
     assert "cilium.io/v2" in found["apiVersion"]
     assert found["spec.endpointSelector.matchLabels.org"] == "must be a string, not an integer"
-    assert "named ports" in found["spec.ingress[0].toPorts[0].ports[0].port"]
+    assert "neither a port number nor a port name" in \
+        found["spec.ingress[0].toPorts[0].ports[0].port"]
     assert "FQDN" in found["spec.egress[0].toFQDNs"]
     assert "unknown entity 'galaxy'" in found["spec.egress[1].toEntities[0]"]
 
@@ -70,12 +71,6 @@ spec:
     ("  endpointSelector: {}\n  ingress:\n  - fromEndpoints: [{}]\n    toPorts:\n"
      "    - ports: [{port: '80', protocol: TCP}]\n      rules: {kafka: [{topic: t}]}",
      "spec.ingress[0].toPorts[0].rules.kafka", "Kafka"),
-    ("  endpointSelector: {}\n  egress:\n  - toServices: [{k8sService: {serviceName: x}}]",
-     "spec.egress[0].toServices", "not supported"),
-    ("  endpointSelector: {}\n  ingress:\n  - icmps: [{fields: [{type: 8}]}]",
-     "spec.ingress[0].icmps", "ICMP"),
-    ("  endpointSelector: {}\n  ingress:\n  - fromRequires: [{}]",
-     "spec.ingress[0].fromRequires", "not supported"),
     ("  nodeSelector: {}\n  ingress: [{}]", "spec.nodeSelector", "host policies"),
     ("  endpointSelector: {}\n  ingress:\n  - fromEndpoints: [{}]\n    colour: red",
      "spec.ingress[0].colour", "unknown field"),
@@ -91,7 +86,7 @@ spec:
     ("  endpointSelector: {}\n  ingress:\n  - toPorts: [{ports: [{port: 90, endPort: 80}]}]",
      "spec.ingress[0].toPorts[0].ports[0].endPort", "must not be below port 90"),
     ("  endpointSelector: {}\n  ingress:\n  - toPorts: [{ports: [{port: 80, protocol: ICMP}]}]",
-     "spec.ingress[0].toPorts[0].ports[0].protocol", "ICMP"),
+     "spec.ingress[0].toPorts[0].ports[0].protocol", "use icmps"),
     ("  endpointSelector: {}\n  ingress:\n  - toPorts: [{ports: [{port: 80, protocol: QUIC}]}]",
      "spec.ingress[0].toPorts[0].ports[0].protocol", "unknown protocol"),
     ("  endpointSelector: {}\n  ingress:\n  - toPorts: [{ports: [{port: true}]}]",
@@ -220,3 +215,68 @@ def test_port_forms() -> None:
                        {protocol: SCTP}]}]
 """)
     assert [str(p) for p in policy.rules[0].ports] == ["80/TCP", "8000-8080/UDP", "*/SCTP"]
+
+
+def test_icmp_forms() -> None:
+    """Numbers (as int or string) and Cilium's names per family; IPv4 by default; allow and
+    deny; several `icmps` items add up."""
+    (policy,) = parse_policies(HEAD + """spec:
+  endpointSelector: {}
+  ingress:
+  - fromEndpoints: [{}]
+    icmps:
+    - fields: [{type: 8, family: IPv4}, {type: EchoReply}, {type: "11"}]
+    - fields: [{type: EchoRequest, family: IPv6}, {type: Echo}]
+  egressDeny:
+  - icmps: [{fields: [{type: DestinationUnreachable}]}]
+""")
+    allow, deny = policy.rules
+    assert [str(p) for p in allow.ports] == ["0/ICMP", "8/ICMP", "11/ICMP", "128/ICMPV6"]
+    assert [str(p) for p in deny.ports] == ["3/ICMP"]
+    assert str(deny.peers[0]) and deny.verdict.value == "deny"
+    # type 0 is EchoReply only, not every ICMP type
+    assert allow.port_matches(1, 0) and not allow.port_matches(1, 3)
+    assert not allow.port_matches(6, 8)
+
+
+@pytest.mark.parametrize(("icmps", "field", "words"), [
+    ("[{fields: [{type: 256}]}]", "icmps[0].fields[0].type", "must be 0-255"),
+    ("[{fields: [{type: -1}]}]", "icmps[0].fields[0].type", "must be 0-255"),
+    ("[{fields: [{type: Bogus}]}]", "icmps[0].fields[0].type", "unknown IPv4 ICMP type 'Bogus'"),
+    ("[{fields: [{type: PacketTooBig}]}]", "icmps[0].fields[0].type",
+     "unknown IPv4 ICMP type 'PacketTooBig'"),
+    ("[{fields: [{type: Photuris, family: IPv6}]}]", "icmps[0].fields[0].type",
+     "unknown IPv6 ICMP type 'Photuris'"),
+    ("[{fields: [{type: true}]}]", "icmps[0].fields[0].type", "not a boolean"),
+    ("[{fields: [{type: [8]}]}]", "icmps[0].fields[0].type", "not a list"),
+    ("[{fields: [{family: IPv4}]}]", "icmps[0].fields[0].type", "is required"),
+    ("[{fields: [{type: 8, family: IPv5}]}]", "icmps[0].fields[0].family",
+     "must be IPv4 or IPv6, not 'IPv5'"),
+    ("[{fields: [{type: 8, family: 4}]}]", "icmps[0].fields[0].family",
+     "must be a string, not an integer"),
+    ("[{fields: [{type: 8, code: 0}]}]", "icmps[0].fields[0].code", "unknown field"),
+    ("[{fields: [8]}]", "icmps[0].fields[0]", "must be a mapping, not an integer"),
+    ("[{fields: []}]", "icmps[0].fields", "must not be empty"),
+    ("[{fields: {type: 8}}]", "icmps[0].fields", "must be a list, not a mapping"),
+    ("[{}]", "icmps[0].fields", "is required"),
+    ("[{fields: [{type: 8}], types: [8]}]", "icmps[0].types", "unknown field"),
+    ("{fields: [{type: 8}]}", "icmps", "must be a list, not a mapping"),
+    ("[{fields: [" + ", ".join(["{type: 8}"] * 41) + "]}]", "icmps[0].fields",
+     "more than the limit of 40"),
+])
+@pytest.mark.parametrize("section", ["ingress", "ingressDeny", "egress", "egressDeny"])
+def test_icmp_rejected(section: str, icmps: str, field: str, words: str) -> None:
+    found = problems(HEAD + f"spec:\n  endpointSelector: {{}}\n  {section}:\n"
+                            f"  - icmps: {icmps}\n")
+    path = f"spec.{section}[0].{field}"
+    assert list(found) == [path], found
+    assert words in found[path]
+
+
+@pytest.mark.parametrize("section", ["ingress", "ingressDeny", "egress", "egressDeny"])
+def test_icmp_with_to_ports_is_refused_as_in_cilium(section: str) -> None:
+    found = problems(HEAD + f"spec:\n  endpointSelector: {{}}\n  {section}:\n"
+                            "  - icmps: [{fields: [{type: 8}]}]\n"
+                            "    toPorts: [{ports: [{port: '80', protocol: TCP}]}]\n")
+    assert list(found) == [f"spec.{section}[0].icmps"]
+    assert "toPorts" in found[f"spec.{section}[0].icmps"]

@@ -15,7 +15,7 @@ from controlplane.policy import TraceVerdict
 
 from .helpers import cidr, pod, reserved, resolved_verdicts, traced
 
-TCP, UDP, SCTP = 6, 17, 132
+ICMP, TCP, UDP, SCTP = 1, 6, 17, 132
 ALLOWED, DENIED = TraceVerdict.ALLOWED, TraceVerdict.DENIED
 
 HEAD = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\n"
@@ -113,6 +113,36 @@ FROM_ALL_NS = cnp("same-ns", "  endpointSelector: {matchLabels: {app: db}}\n"
                   "  ingress:\n  - fromEndpoints: [{}]")
 FROM_ALL_CW = ccnp("everyone", "  endpointSelector: {matchLabels: {app: db}}\n"
                    "  ingress:\n  - fromEndpoints: [{}]")
+ICMP_ECHO_FROM_EMPIRE = cnp("icmp-echo", """
+  endpointSelector: {matchLabels: {class: deathstar}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {org: empire}}]
+    icmps: [{fields: [{type: EchoRequest}]}]
+""")
+ICMP_REPLY_ONLY = cnp("icmp-reply", """
+  endpointSelector: {matchLabels: {class: deathstar}}
+  ingress:
+  - icmps: [{fields: [{type: 0}]}]
+""")
+ICMP_DENY_ECHO = cnp("icmp-deny", """
+  endpointSelector: {matchLabels: {class: deathstar}}
+  ingress:
+  - fromEndpoints: [{}]
+  ingressDeny:
+  - fromEndpoints: [{matchLabels: {org: alliance}}]
+    icmps: [{fields: [{type: 8, family: IPv4}]}]
+""")
+ANY_PROTO_ALL = cnp("l3-only", """
+  endpointSelector: {matchLabels: {class: deathstar}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {class: tiefighter}}]
+""")
+ICMP_EGRESS = cnp("icmp-egress", """
+  endpointSelector: {matchLabels: {app: web}}
+  egress:
+  - toEndpoints: [{matchLabels: {app: db}}]
+    icmps: [{fields: [{type: Echo}, {type: TimestampReply}]}]
+""")
 
 
 def expr(op: str, key: str, values: str = "") -> str:
@@ -175,6 +205,24 @@ class Row:
 ROWS = [
     Row("no policy allows everything", "", XWING, DEATHSTAR, 80, TCP, ALLOWED),
     Row("no policy, any protocol", "", XWING, DEATHSTAR, 9999, SCTP, ALLOWED),
+    # icmps: the ICMP type where the port would be
+    Row("icmps: echo from empire", ICMP_ECHO_FROM_EMPIRE, TIEFIGHTER, DEATHSTAR, 8, ICMP,
+        ALLOWED),
+    Row("icmps: other type", ICMP_ECHO_FROM_EMPIRE, TIEFIGHTER, DEATHSTAR, 13, ICMP, DENIED),
+    Row("icmps: other peer", ICMP_ECHO_FROM_EMPIRE, XWING, DEATHSTAR, 8, ICMP, DENIED),
+    Row("icmps: not a TCP port", ICMP_ECHO_FROM_EMPIRE, TIEFIGHTER, DEATHSTAR, 8, TCP, DENIED),
+    Row("icmps: type 0 is EchoReply only", ICMP_REPLY_ONLY, XWING, DEATHSTAR, 0, ICMP,
+        ALLOWED),
+    Row("icmps: type 0 is not every type", ICMP_REPLY_ONLY, XWING, DEATHSTAR, 8, ICMP, DENIED),
+    Row("icmps: ports any protocol cover ICMP", SEED + ANY_PROTO_ALL, TIEFIGHTER, DEATHSTAR, 8,
+        ICMP, ALLOWED),
+    Row("icmps deny: alliance echo", ICMP_DENY_ECHO, XWING, DEATHSTAR, 8, ICMP, DENIED),
+    Row("icmps deny: other type passes", ICMP_DENY_ECHO, XWING, DEATHSTAR, 13, ICMP, ALLOWED),
+    Row("icmps deny: TCP passes", ICMP_DENY_ECHO, XWING, DEATHSTAR, 8, TCP, ALLOWED),
+    Row("icmps deny: other peer", ICMP_DENY_ECHO, TIEFIGHTER, DEATHSTAR, 8, ICMP, ALLOWED),
+    Row("icmps egress: echo", ICMP_EGRESS, WEB, DB, 8, ICMP, ALLOWED),
+    Row("icmps egress: timestamp reply", ICMP_EGRESS, WEB, DB, 14, ICMP, ALLOWED),
+    Row("icmps egress: other peer", ICMP_EGRESS, WEB, CACHE, 8, ICMP, DENIED),
     # the seed scenario
     Row("seed: tiefighter 80/TCP", SEED, TIEFIGHTER, DEATHSTAR, 80, TCP, ALLOWED),
     Row("seed: tiefighter 81/TCP", SEED, TIEFIGHTER, DEATHSTAR, 81, TCP, DENIED),

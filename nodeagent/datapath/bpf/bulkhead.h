@@ -83,7 +83,9 @@ struct ipcache_val {
  * the prefix): ep_id, peer, pad, dir, kind = 88 bits; then proto (8) and
  * dport (16).  prefixlen 88 = any protocol/port, 96 = one protocol, all
  * ports, 96+k = a port prefix of k bits (port ranges are split into aligned
- * power-of-two blocks). */
+ * power-of-two blocks).  ICMP (proto 1): dport holds the ICMP type (icmps
+ * rules), always an exact 112-bit key; no such key existed before, so the
+ * layout (and BH_LAYOUT_VERSION) is unchanged. */
 struct policy_key {
     __u32 prefixlen;
     __u32 ep_id;        /* big-endian */

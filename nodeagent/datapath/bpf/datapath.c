@@ -109,6 +109,7 @@ struct pkt {
     __u32 svc_id;       /* set once translated: the service of the frontend */
     __u8 proto;
     __u8 tcp_flags;
+    __u8 icmp_type;     /* ICMP: its type, the policy key's "port" (icmps rules) */
 };
 
 /* 1 = IPv4 parsed, 0 = not IPv4, -1 = malformed. */
@@ -161,6 +162,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
         struct icmphdr *ih = l4;
         if ((void *)(ih + 1) > data_end)
             return -1;
+        p->icmp_type = ih->type;
         if (ih->type == ICMP_ECHO)
             p->sport = ih->un.echo.id;
         else if (ih->type == ICMP_ECHOREPLY)
@@ -231,7 +233,8 @@ static __always_inline __u8 policy_verdict_l7(__u32 ep_id, __u32 peer, __u8 dir,
     k.ep_id = BH_HTONL(ep_id);
     k.dir = dir;
     k.proto = p->proto;
-    k.dport = p->dport;
+    /* ICMP is keyed by its type where the port would be (as Cilium keys icmps rules) */
+    k.dport = p->proto == IPPROTO_ICMP ? BH_HTONS(p->icmp_type) : p->dport;
     k.kind = KIND_DENY;
     k.peer = BH_HTONL(peer);
     if (policy.lookup(&k))
