@@ -10,6 +10,8 @@ from importlib.metadata import PackageNotFoundError, version
 import grpc
 
 from bulkhead import log
+from controlplane.clustermesh.connections import Connections
+from controlplane.clustermesh.mesh import ClusterMesh
 from controlplane.config import Config
 from controlplane.endpoints.registry import EndpointRegistry
 from controlplane.identity.allocator import IdentityAllocator, IdentityLimits, IdentityRange
@@ -22,6 +24,7 @@ from controlplane.observe.relay import FlowRelay
 from controlplane.pipeline import RevisionPipeline
 from controlplane.policystore.resolver import PolicyResolver
 from controlplane.policystore.store import PolicyStore
+from controlplane.records.codec import ClusterInfoRecord
 from controlplane.replicas import ReplicaPresence
 from controlplane.services.backends import ServiceIndex
 from controlplane.servicestore.allocation import ServiceRange
@@ -109,6 +112,11 @@ class ControlPlane:
         self.presence = ReplicaPresence(self.etcd, self.keys, self.cache, config.replica_id,
                                         self.version)
         self._tasks.append(asyncio.create_task(self.presence.run(), name="replica-presence"))
+        self.connections = Connections(self.etcd, self.keys, self.cache, ClusterInfoRecord(
+            config.cluster_name, config.cluster_id, config.cluster_pool))
+        await self.connections.publish_local()
+        self.mesh = ClusterMesh(self.etcd, self.keys, self.cache, config.replica_id)
+        self._tasks.append(asyncio.create_task(self.mesh.run(), name="clustermesh"))
 
     async def _start_cache(self, timeout: float = 30.0) -> None:
         """etcd may still be coming up (a restarted cluster): retry the first list."""

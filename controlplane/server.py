@@ -11,6 +11,8 @@ from bulkhead.tls import add_port, server_credentials
 from bulkhead.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    clustermesh_pb2,
+    clustermesh_pb2_grpc,
     endpoint_pb2,
     endpoint_pb2_grpc,
     identity_pb2,
@@ -30,6 +32,7 @@ from bulkhead.v1 import (
 )
 from controlplane.api.admin_service import AdminService
 from controlplane.api.authz import AuthorizedServer, Authorizer
+from controlplane.api.clustermesh_service import ClusterMeshService
 from controlplane.api.endpoint_service import EndpointService
 from controlplane.api.identity_service import IdentityService
 from controlplane.api.node_service import NodeService
@@ -110,6 +113,8 @@ async def build_server(cp: ControlPlane, listen: str, unix_socket: str | None = 
     services.add_generic_rpc_handlers([SubscriptionService(cp.subscriptions).handler()])
     subscription_pb2_grpc.add_SubscriptionAdminServiceServicer_to_server(
         SubscriptionAdminService(cp.subscriptions), services)
+    clustermesh_pb2_grpc.add_ClusterMeshServiceServicer_to_server(
+        ClusterMeshService(cp.connections, cp.keys, cp.cache), services)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, services)
     names = [
@@ -122,6 +127,7 @@ async def build_server(cp: ControlPlane, listen: str, unix_socket: str | None = 
         service_pb2.DESCRIPTOR.services_by_name["ServiceService"].full_name,
         subscription_pb2.DESCRIPTOR.services_by_name["SubscriptionService"].full_name,
         subscription_pb2.DESCRIPTOR.services_by_name["SubscriptionAdminService"].full_name,
+        clustermesh_pb2.DESCRIPTOR.services_by_name["ClusterMeshService"].full_name,
         *([] if security is None else
           [security_pb2.DESCRIPTOR.services_by_name["SecurityService"].full_name]),
     ]

@@ -1,5 +1,7 @@
 """What agents receive, derived from cache keys: nodes, ipcache entries, identities (all
-agents) and resolved policy (per node). Everything else under the prefix is not content."""
+agents), the same kinds of remote clusters mirrored under `clustermesh/mirror/<remote>/`
+(controlplane/clustermesh/syncer.py), and resolved policy (per node). Everything else under
+the prefix is not content."""
 
 from __future__ import annotations
 
@@ -11,13 +13,16 @@ from bulkhead import httprules
 from bulkhead.httprules import HttpRule
 from bulkhead.v1 import subscription_pb2 as pb
 from controlplane.records import messages
-from controlplane.records.codec import IdentityRecord, IPCacheEntry, Node
+from controlplane.records.codec import IdentityRecord, IPCacheEntry, Node, mirrored_kind
 from controlplane.store.etcd import KV
 from controlplane.store.keys import Keys
 
 Kind = Literal["node", "ipcache", "identity"]
 _RECORD: dict[Kind, type[Node] | type[IPCacheEntry] | type[IdentityRecord]] = {
     "node": Node, "ipcache": IPCacheEntry, "identity": IdentityRecord}
+
+_MIRRORED: dict[str, Kind] = {"nodes/": "node", "ipcache/": "ipcache",
+                              "identities/id/": "identity"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,7 @@ class Classifier:
         self.ipcache = keys.ipcache
         self.identities = keys.identity_ids
         self.endpoints = keys.endpoints
+        self.mirrors = keys.mesh_mirrors
 
     def kind(self, key: str) -> Kind | None:
         if key.startswith(self.ipcache):
@@ -56,6 +62,9 @@ class Classifier:
             return "node"
         if key.startswith(self.identities):
             return "identity"
+        if key.startswith(self.mirrors):
+            below = key[len(self.mirrors):].partition("/")[2]
+            return _MIRRORED.get(mirrored_kind(below) or "")
         return None
 
 

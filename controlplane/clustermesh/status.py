@@ -1,0 +1,40 @@
+"""What `bulkhead clustermesh status` shows of each remote, read from the local cache: the
+connection, the syncer's status record and counts of what is mirrored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from controlplane.records.codec import MeshStatusRecord, RemoteClusterRecord, mirrored_kind
+from controlplane.store.cache import ClusterCache
+from controlplane.store.keys import Keys
+
+
+@dataclass(frozen=True)
+class RemoteView:
+    remote: RemoteClusterRecord
+    status: MeshStatusRecord
+    ready: bool
+    nodes: int
+    endpoints: int
+    identities: int
+
+
+def remote_views(keys: Keys, cache: ClusterCache) -> list[RemoteView]:
+    views = []
+    for kv in sorted(cache.under(keys.mesh_remotes), key=lambda kv: kv.key):
+        remote = RemoteClusterRecord.of_kv(kv)
+        status_kv = cache.items.get(keys.mesh_status(remote.name))
+        status = (MeshStatusRecord.of_kv(status_kv) if status_kv is not None
+                  else MeshStatusRecord(remote.name))
+        counts = {"nodes/": 0, "ipcache/": 0, "identities/id/": 0}
+        mirror = keys.mesh_mirror(remote.name)
+        for item in cache.under(mirror):
+            kind = mirrored_kind(item.key[len(mirror):])
+            if kind is not None:
+                counts[kind] += 1
+        # a syncer whose replica died leaves ready=true behind: its leader key is gone then
+        led = keys.mesh_leader(remote.name) in cache.items
+        views.append(RemoteView(remote, status, status.ready and led, counts["nodes/"],
+                                counts["ipcache/"], counts["identities/id/"]))
+    return views

@@ -1,0 +1,250 @@
+"""Clustermesh against two real etcds and two control planes: a remote cluster's nodes,
+ipcache entries and identities mirrored into the local etcd and delivered to a (simulated)
+local agent; conflicts refused; a remote outage keeps the last-known state; disconnect
+removes everything remote."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from bulkhead.rpcerror import field_violations
+from bulkhead.v1 import (
+    clustermesh_pb2,
+    clustermesh_pb2_grpc,
+    endpoint_pb2,
+    endpoint_pb2_grpc,
+    node_pb2,
+    node_pb2_grpc,
+    types_pb2,
+)
+from controlplane.config import Config
+from controlplane.records.codec import IPCacheEntry
+from controlplane.store.keys import Keys
+from integration.etcd_process import EtcdProcess, etcd_process
+from integration.subscription.conftest import Agent, eventually
+from tests.conftest import Replica, start_replica
+
+
+@pytest.fixture
+def remote_etcd() -> Iterator[EtcdProcess]:
+    """The remote cluster's own etcd (stopped and restarted by the outage test)."""
+    with etcd_process() as server:
+        yield server
+
+
+class Mesh:
+    """Control planes of several clusters, each on the etcd it is given."""
+
+    def __init__(self) -> None:
+        self.started: list[Replica] = []
+        self.agents: list[Agent] = []
+
+    async def cluster(self, etcd: EtcdProcess, cluster_id: int, pool: str,
+                      name: str | None = None) -> Replica:
+        config = Config(etcd_endpoints=[etcd.endpoint],
+                        cluster_name=name or f"c{uuid.uuid4().hex[:8]}", cluster_id=cluster_id,
+                        cluster_pool=pool, state_dir=Path(tempfile.gettempdir()))
+        replica = await start_replica(config)
+        self.started.append(replica)
+        return replica
+
+    async def agent(self, replica: Replica, node: str) -> Agent:
+        agent = Agent(node, [replica.address], "192.0.2.200")
+        self.agents.append(agent)
+        return await agent.start()
+
+
+@pytest.fixture
+async def mesh() -> AsyncIterator[Mesh]:
+    m = Mesh()
+    yield m
+    for agent in m.agents:
+        await agent.stop()
+    for replica in m.started:
+        try:
+            await replica.stop()
+        except Exception:   # a replica whose etcd a test stopped: stop the rest anyway
+            pass
+
+
+def mesh_stub(replica: Replica) -> clustermesh_pb2_grpc.ClusterMeshServiceStub:
+    return clustermesh_pb2_grpc.ClusterMeshServiceStub(replica.channel())
+
+
+async def connect(local: Replica, remote: Replica,
+                  etcd: EtcdProcess) -> clustermesh_pb2.RemoteCluster:
+    return await mesh_stub(local).Connect(clustermesh_pb2.ConnectClusterRequest(
+        name=remote.cp.config.cluster_name, etcd_endpoints=[etcd.endpoint]))
+
+
+async def status_of(local: Replica, name: str) -> clustermesh_pb2.RemoteClusterStatus:
+    status = await mesh_stub(local).Status(clustermesh_pb2.ClusterMeshStatusRequest())
+    return next(r for r in status.remotes if r.cluster.name == name)
+
+
+async def workload(replica: Replica, node: str, ip: str, name: str,
+                   labels: list[str]) -> types_pb2.Endpoint:
+    channel = replica.channel()
+    await node_pb2_grpc.NodeServiceStub(channel).Register(
+        node_pb2.RegisterNodeRequest(name=node, underlay_ip=ip))
+    return await endpoint_pb2_grpc.EndpointServiceStub(channel).Create(
+        endpoint_pb2.CreateEndpointRequest(node=node, namespace="default", name=name,
+                                           labels=labels))
+
+
+async def test_remote_state_reaches_local_agents_and_disconnect_removes_it(
+        etcd: EtcdProcess, remote_etcd: EtcdProcess, mesh: Mesh) -> None:
+    local = await mesh.cluster(etcd, 1, "10.1.0.0/16")
+    remote = await mesh.cluster(remote_etcd, 2, "10.2.0.0/16")
+    name = remote.cp.config.cluster_name
+    xwing = await workload(remote, "r1", "192.0.2.2", "xwing", ["k8s:org=alliance"])
+    agent = await mesh.agent(local, "l1")
+
+    connected = await connect(local, remote, remote_etcd)
+    assert (connected.name, connected.cluster_id, connected.pod_pool) == (name, 2, "10.2.0.0/16")
+
+    state = agent.client.state
+    await eventually(lambda: "r1" in state.nodes and f"{xwing.ip}/32" in state.ipcache
+                     and xwing.identity in state.identities,
+                     "remote node, ipcache entry and identity never reached the local agent")
+    assert state.nodes["r1"].cluster == name
+    assert state.ipcache[f"{xwing.ip}/32"].identity == xwing.identity   # keeps its number
+    assert "k8s:org=alliance" in list(state.identities[xwing.identity].labels)
+
+    async def ready() -> bool:
+        s = await status_of(local, name)
+        return s.ready and (s.nodes, s.endpoints, s.identities) == (1, 1, 1)
+    await eventually(ready, "status never ready with 1 node, 1 endpoint, 1 identity")
+
+    # a change in the remote arrives
+    ywing = await workload(remote, "r1", "192.0.2.2", "ywing", ["k8s:org=alliance",
+                                                                "k8s:class=ywing"])
+    await eventually(lambda: f"{ywing.ip}/32" in state.ipcache
+                     and ywing.identity in state.identities, "a later remote change never arrived")
+
+    await mesh_stub(local).Disconnect(clustermesh_pb2.DisconnectClusterRequest(name=name))
+    await eventually(lambda: "r1" not in state.nodes and f"{xwing.ip}/32" not in state.ipcache
+                     and xwing.identity not in state.identities
+                     and ywing.identity not in state.identities,
+                     "disconnect left remote state on the agent")
+    keys = Keys(local.cp.config.cluster_name)
+    kvs, _, _ = await local.cp.etcd.range(keys.mesh_mirror(name))
+    assert kvs == []
+    status = await mesh_stub(local).Status(clustermesh_pb2.ClusterMeshStatusRequest())
+    assert list(status.remotes) == []
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await mesh_stub(local).Disconnect(clustermesh_pb2.DisconnectClusterRequest(name=name))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def refused(local: Replica, name: str, etcd: EtcdProcess) -> list[str]:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await mesh_stub(local).Connect(clustermesh_pb2.ConnectClusterRequest(
+            name=name, etcd_endpoints=[etcd.endpoint]))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    return [f"{v.field}: {v.description}" for v in field_violations(err.value)]
+
+
+async def test_conflicting_clusters_are_refused_naming_the_conflict(
+        etcd: EtcdProcess, remote_etcd: EtcdProcess, mesh: Mesh) -> None:
+    local = await mesh.cluster(etcd, 1, "10.1.0.0/16")
+    local_name = local.cp.config.cluster_name
+    same_id = await mesh.cluster(remote_etcd, 1, "10.3.0.0/16")
+    overlapping = await mesh.cluster(remote_etcd, 4, "10.1.128.0/17")
+    same_name = await mesh.cluster(remote_etcd, 5, "10.5.0.0/16", name=local_name)
+    good = await mesh.cluster(remote_etcd, 2, "10.2.0.0/16")
+    twin = await mesh.cluster(remote_etcd, 2, "10.6.0.0/16")
+
+    problems = await refused(local, same_id.cp.config.cluster_name, remote_etcd)
+    assert any(p.startswith("cluster_id:") and f"local cluster {local_name}" in p
+               for p in problems), problems
+    problems = await refused(local, overlapping.cp.config.cluster_name, remote_etcd)
+    assert any(p.startswith("pod_cidr:") and "10.1.128.0/17" in p and "10.1.0.0/16" in p
+               for p in problems), problems
+    problems = await refused(local, same_name.cp.config.cluster_name, remote_etcd)
+    assert any(p.startswith("name:") and "local cluster" in p for p in problems), problems
+    problems = await refused(local, "nosuchcluster", remote_etcd)
+    assert any(p.startswith("name:") and "holds no cluster" in p for p in problems), problems
+
+    await connect(local, good, remote_etcd)
+    problems = await refused(local, good.cp.config.cluster_name, remote_etcd)
+    assert any("already connected" in p for p in problems), problems
+    problems = await refused(local, twin.cp.config.cluster_name, remote_etcd)
+    assert any(p.startswith("cluster_id:") and f"connected cluster {good.cp.config.cluster_name}"
+               in p for p in problems), problems
+    status = await mesh_stub(local).Status(clustermesh_pb2.ClusterMeshStatusRequest())
+    assert [r.cluster.name for r in status.remotes] == [good.cp.config.cluster_name]
+
+
+async def test_remote_outage_keeps_last_known_state_and_catches_up(
+        etcd: EtcdProcess, remote_etcd: EtcdProcess, mesh: Mesh) -> None:
+    local = await mesh.cluster(etcd, 1, "10.1.0.0/16")
+    remote = await mesh.cluster(remote_etcd, 2, "10.2.0.0/16")
+    name = remote.cp.config.cluster_name
+    xwing = await workload(remote, "r1", "192.0.2.2", "xwing", ["k8s:org=alliance"])
+    agent = await mesh.agent(local, "l1")
+    await connect(local, remote, remote_etcd)
+
+    async def ready() -> bool:
+        return (await status_of(local, name)).ready
+    await eventually(ready, "never ready")
+
+    remote_etcd.stop()
+
+    async def not_ready() -> bool:
+        s = await status_of(local, name)
+        return not s.ready and s.failures >= 1 and s.last_error != ""
+    await eventually(not_ready, "status still ready with the remote etcd stopped")
+    state = agent.client.state
+    assert "r1" in state.nodes and f"{xwing.ip}/32" in state.ipcache \
+        and xwing.identity in state.identities, "last-known remote state was dropped"
+    s = await status_of(local, name)
+    assert (s.nodes, s.endpoints, s.identities) == (1, 1, 1)
+
+    remote_etcd.start()
+    ywing = await workload(remote, "r1", "192.0.2.2", "ywing", ["k8s:org=alliance",
+                                                                "k8s:class=ywing"])
+    await eventually(lambda: f"{ywing.ip}/32" in state.ipcache
+                     and ywing.identity in state.identities,
+                     "a change made during the outage never arrived")
+    await eventually(ready, "never ready again after the remote etcd came back")
+
+
+async def test_restarted_syncer_relists_after_remote_compaction(
+        etcd: EtcdProcess, remote_etcd: EtcdProcess, mesh: Mesh) -> None:
+    local = await mesh.cluster(etcd, 1, "10.1.0.0/16")
+    remote = await mesh.cluster(remote_etcd, 2, "10.2.0.0/16")
+    name = remote.cp.config.cluster_name
+    xwing = await workload(remote, "r1", "192.0.2.2", "xwing", ["k8s:org=alliance"])
+    await connect(local, remote, remote_etcd)
+
+    async def synced_one() -> bool:
+        s = await status_of(local, name)
+        return s.ready and s.endpoints == 1
+    await eventually(synced_one, "never synced")
+    await local.stop()
+    mesh.started.remove(local)
+
+    # while no syncer runs: one endpoint goes, one comes, and the remote compacts its history
+    endpoints = endpoint_pb2_grpc.EndpointServiceStub(remote.channel())
+    await endpoints.Delete(endpoint_pb2.DeleteEndpointRequest(namespace="default",
+                                                              name="xwing"))
+    ywing = await workload(remote, "r1", "192.0.2.2", "ywing", ["k8s:class=ywing"])
+    await remote.cp.etcd.compact((await remote.cp.etcd.status()).revision)
+
+    again = await mesh.cluster(etcd, 1, "10.1.0.0/16", name=local.cp.config.cluster_name)
+    keys = Keys(again.cp.config.cluster_name)
+    mirror = keys.mesh_mirror(name)
+
+    async def relisted() -> bool:
+        kvs, _, _ = await again.cp.etcd.range(mirror + "ipcache/")
+        return [(kv.key, IPCacheEntry.decode(kv.value).identity) for kv in kvs] == [
+            (f"{mirror}ipcache/{ywing.ip}_32", ywing.identity)]
+    await eventually(relisted, "the mirror was not relisted after the remote compacted")
+    assert xwing.identity != ywing.identity
