@@ -115,7 +115,8 @@ async def test_remote_state_reaches_local_agents_and_disconnect_removes_it(
                      "remote node, ipcache entry and identity never reached the local agent")
     assert state.nodes["r1"].cluster == name
     assert state.ipcache[f"{xwing.ip}/32"].identity == xwing.identity   # keeps its number
-    assert "k8s:org=alliance" in list(state.identities[xwing.identity].labels)
+    assert sorted(state.identities[xwing.identity].labels) == [
+        f"k8s:io.cilium.k8s.policy.cluster={name}", "k8s:org=alliance"]
 
     async def ready() -> bool:
         s = await status_of(local, name)

@@ -468,12 +468,13 @@ class ServiceRecord(JsonRecord):
         return None
 
 
-# -- clustermesh (cluster-info, clustermesh/) -------------------------------------------------
+# -- clustermesh (/bulkhead/clusters/, clustermesh/) ---------------------------------------
 
 @dataclass(frozen=True, slots=True)
 class ClusterInfoRecord(JsonRecord):
-    """`cluster-info`: the cluster's name, id and pod pool, written by every replica at start;
-    a cluster connecting to this one reads it to check for conflicts."""
+    """`/bulkhead/clusters/<name>` (outside the cluster prefix): the cluster's name, id and pod
+    pool, written by every replica at start; a cluster connecting to this one reads it to
+    check for conflicts."""
 
     _closed: ClassVar[bool] = False
 
@@ -560,7 +561,6 @@ TABLE: tuple[tuple[str, str, Decoder], ...] = (
     ("subscription-replicas/", "subscription_replica", SubscriptionRecord.decode),
     ("replicas/", "replica", PresenceRecord.decode),
     ("services/", "service", ServiceRecord.decode),
-    ("cluster-info", "cluster_info", ClusterInfoRecord.decode),
     ("clustermesh/remotes/", "clustermesh_remote", RemoteClusterRecord.decode),
     ("clustermesh/status/", "clustermesh_status", MeshStatusRecord.decode),
     ("clustermesh/mirror/", "clustermesh_mirror", decode_mirrored),

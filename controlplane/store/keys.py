@@ -149,8 +149,9 @@ class Keys:
     # clustermesh (controlplane/clustermesh/)
     @property
     def cluster_info(self) -> str:
-        """This cluster's name, id and pod pool, read by clusters that connect to it."""
-        return f"{self.prefix}cluster-info"
+        """This cluster's name, id and pod pool, read by clusters that connect to it; outside
+        the cluster prefix (like the PKI's keys), so never in the cache."""
+        return f"/bulkhead/clusters/{self.cluster}"
 
     @property
     def mesh_remotes(self) -> str:
