@@ -5,6 +5,7 @@ removes everything remote."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -29,6 +30,7 @@ from controlplane.store.keys import Keys
 from integration.etcd_process import EtcdProcess, etcd_process
 from integration.subscription.conftest import Agent, eventually
 from tests.conftest import Replica, start_replica
+from tests.test_cli import bulkhead
 
 
 @pytest.fixture
@@ -249,3 +251,71 @@ async def test_restarted_syncer_relists_after_remote_compaction(
             (f"{mirror}ipcache/{ywing.ip}_32", ywing.identity)]
     await eventually(relisted, "the mirror was not relisted after the remote compacted")
     assert xwing.identity != ywing.identity
+
+
+async def test_cli_connect_status_and_disconnect(
+        etcd: EtcdProcess, remote_etcd: EtcdProcess, mesh: Mesh) -> None:
+    local = await mesh.cluster(etcd, 1, "10.1.0.0/16")
+    remote = await mesh.cluster(remote_etcd, 2, "10.2.0.0/16")
+    twin = await mesh.cluster(remote_etcd, 2, "10.3.0.0/16")
+    name = remote.cp.config.cluster_name
+    await workload(remote, "r1", "192.0.2.2", "xwing", ["k8s:org=alliance"])
+
+    rc, out, _ = await bulkhead(local.address, "status")
+    assert rc == 0 and "ClusterMesh:     disabled (no remote cluster connected)" in out, out
+    rc, out, err = await bulkhead(local.address, "clustermesh", "connect", name,
+                                  "--etcd-endpoints", remote_etcd.endpoint)
+    assert rc == 0, err
+    assert out.strip() == f"connected cluster {name} (id 2, pod pool 10.2.0.0/16)"
+
+    async def ready() -> bool:
+        rc, out, _ = await bulkhead(local.address, "clustermesh", "status", "-o", "json")
+        remotes = json.loads(out)["remotes"]
+        return rc == 0 and len(remotes) == 1 and remotes[0]["ready"] \
+            and (remotes[0]["nodes"], remotes[0]["endpoints"], remotes[0]["identities"]) \
+            == (1, 1, 1) and remotes[0]["cluster"]["name"] == name
+    await eventually(ready, "clustermesh status -o json never showed the remote ready")
+    rc, out, _ = await bulkhead(local.address, "clustermesh", "status")
+    assert rc == 0 and "1/1 remote clusters ready" in out and name in out, out
+    rc, out, _ = await bulkhead(local.address, "status")
+    assert "ClusterMesh:     1/1 remote clusters ready" in out, out
+
+    twin_name = twin.cp.config.cluster_name
+    rc, out, err = await bulkhead(local.address, "clustermesh", "connect", twin_name,
+                                  "--etcd-endpoints", remote_etcd.endpoint)
+    assert rc == 1 and out == ""
+    assert err.startswith("bulkhead: INVALID_ARGUMENT"), err
+    assert f"cluster_id: cluster {twin_name} has id 2, the id of connected cluster {name}" \
+        in err, err
+
+    rc, out, err = await bulkhead(local.address, "clustermesh", "disconnect", name)
+    assert rc == 0 and out.strip() == f"disconnected cluster {name}", err
+    rc, out, _ = await bulkhead(local.address, "clustermesh", "status", "-o", "json")
+    assert json.loads(out)["remotes"] == []
+
+
+async def test_one_syncer_among_replicas_and_it_moves_when_its_replica_stops(
+        etcd: EtcdProcess, remote_etcd: EtcdProcess, mesh: Mesh) -> None:
+    first = await mesh.cluster(etcd, 1, "10.1.0.0/16")
+    second = await mesh.cluster(etcd, 1, "10.1.0.0/16", name=first.cp.config.cluster_name)
+    remote = await mesh.cluster(remote_etcd, 2, "10.2.0.0/16")
+    name = remote.cp.config.cluster_name
+    await workload(remote, "r1", "192.0.2.2", "xwing", ["k8s:org=alliance"])
+    await connect(first, remote, remote_etcd)
+
+    async def synced(replica: Replica, endpoints: int) -> bool:
+        s = await status_of(replica, name)
+        return s.ready and s.endpoints == endpoints
+    await eventually(lambda: synced(first, 1), "never synced")
+    leaders = [r for r in (first, second) if r.cp.mesh.leading() == [name]]
+    assert len(leaders) == 1, "exactly one replica must sync the remote"
+    leader = leaders[0]
+    other = second if leader is first else first
+    assert (await status_of(other, name)).syncer == leader.cp.config.replica_id
+
+    await leader.stop()
+    mesh.started.remove(leader)
+    await workload(remote, "r1", "192.0.2.2", "ywing", ["k8s:org=alliance"])
+    await eventually(lambda: synced(other, 2), "the other replica never took the syncer over")
+    assert other.cp.mesh.leading() == [name]
+    assert (await status_of(other, name)).syncer == other.cp.config.replica_id
