@@ -22,6 +22,8 @@ from bulkhead.v1 import (
     endpoint_pb2_grpc,
     node_pb2,
     node_pb2_grpc,
+    policy_pb2,
+    policy_pb2_grpc,
     types_pb2,
 )
 from controlplane.config import Config
@@ -319,3 +321,55 @@ async def test_one_syncer_among_replicas_and_it_moves_when_its_replica_stops(
     await eventually(lambda: synced(other, 2), "the other replica never took the syncer over")
     assert other.cp.mesh.leading() == [name]
     assert (await status_of(other, name)).syncer == other.cp.config.replica_id
+
+
+NS = "k8s:io.kubernetes.pod.namespace=default"   # what a namespaced policy's selectors need
+CROSS_CLUSTER_POLICY = """
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: rebels-from-{remote}
+  namespace: default
+spec:
+  endpointSelector:
+    matchLabels:
+      org: empire
+  ingress:
+  - fromEndpoints:
+    - matchLabels:
+        org: alliance
+        io.cilium.k8s.policy.cluster: {remote}
+    toPorts:
+    - ports:
+      - port: "80"
+        protocol: TCP
+"""
+
+
+async def test_a_policy_selects_remote_peers_by_cluster(
+        etcd: EtcdProcess, remote_etcd: EtcdProcess, mesh: Mesh) -> None:
+    local = await mesh.cluster(etcd, 1, "10.1.0.0/16")
+    remote = await mesh.cluster(remote_etcd, 2, "10.2.0.0/16")
+    name = remote.cp.config.cluster_name
+    remote_xwing = await workload(remote, "r1", "192.0.2.2", "xwing", [NS, "k8s:org=alliance"])
+    agent = await mesh.agent(local, "l1")
+    deathstar = await workload(local, "l1", "192.0.2.200", "deathstar", [NS, "k8s:org=empire"])
+    local_xwing = await workload(local, "l1", "192.0.2.200", "xwing", [NS, "k8s:org=alliance"])
+    await policy_pb2_grpc.PolicyServiceStub(local.channel()).Apply(
+        policy_pb2.ApplyPoliciesRequest(yaml=CROSS_CLUSTER_POLICY.format(remote=name)))
+    await connect(local, remote, remote_etcd)
+
+    def peers() -> set[int]:
+        resolved = agent.client.state.policies.get(deathstar.identity)
+        return set() if resolved is None else {e.peer for e in resolved.entries}
+    await eventually(lambda: remote_xwing.identity in peers(),
+                     "the agent's policy never allowed the remote cluster's xwing")
+    assert local_xwing.identity not in peers(), "the policy names the remote cluster only"
+    resolved = await policy_pb2_grpc.PolicyServiceStub(local.channel()).Resolve(
+        policy_pb2.ResolvePolicyRequest(identity=deathstar.identity))
+    assert {(e.peer, e.port_lo) for e in resolved.entries if e.direction == "ingress"} == {
+        (remote_xwing.identity, 80)}
+
+    await mesh_stub(local).Disconnect(clustermesh_pb2.DisconnectClusterRequest(name=name))
+    await eventually(lambda: remote_xwing.identity not in peers(),
+                     "a disconnected cluster's identity stayed in the agent's policy")

@@ -169,6 +169,15 @@ class Keys:
     def mesh_mirror(self, name: str) -> str:
         return f"{self.mesh_mirrors}{name}/"
 
+    def is_identity(self, key: str) -> bool:
+        """An identity of this cluster (`identities/id/<id>`) or of a connected remote one
+        (mirrored): what policy resolution selects peers among."""
+        if key.startswith(self.identity_ids):
+            return True
+        if not key.startswith(self.mesh_mirrors):
+            return False
+        return key[len(self.mesh_mirrors):].partition("/")[2].startswith("identities/id/")
+
     @property
     def mesh_statuses(self) -> str:
         return f"{self.prefix}clustermesh/status/"
