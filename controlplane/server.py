@@ -43,6 +43,7 @@ from controlplane.api.service_service import ServiceService
 from controlplane.api.status import ReplicaInfo, StatusReporter
 from controlplane.api.subscription_service import SubscriptionAdminService, SubscriptionService
 from controlplane.app import ControlPlane
+from controlplane.clustermesh.status import remote_views
 from controlplane.counts import ObjectCounts
 from controlplane.metrics import Sources
 from controlplane.pki.bootstrap import ServerTls
@@ -76,7 +77,8 @@ def metrics_sources(cp: ControlPlane) -> Sources:
         allocator=cp.allocator, group=cp.allocator.group, collector=cp.collector,
         identities=cp.identity_index, counts=object_counts(cp),
         cache=cp.cache, subscriptions=cp.subscriptions, hub=cp.subscriptions.hub,
-        resolution=lambda: cp.policy_resolver.resolution_seconds, embedded=cp.embedded)
+        resolution=lambda: cp.policy_resolver.resolution_seconds, embedded=cp.embedded,
+        clustermesh=lambda: remote_views(cp.keys, cp.cache))
 
 
 async def build_server(cp: ControlPlane, listen: str, unix_socket: str | None = None,

@@ -5,8 +5,10 @@ removes everything remote."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tempfile
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -26,8 +28,11 @@ from bulkhead.v1 import (
     policy_pb2_grpc,
     types_pb2,
 )
+from controlplane import metrics
 from controlplane.config import Config
 from controlplane.records.codec import IPCacheEntry
+from controlplane.server import metrics_sources
+from controlplane.store.embedded import free_port
 from controlplane.store.keys import Keys
 from integration.etcd_process import EtcdProcess, etcd_process
 from integration.subscription.conftest import Agent, eventually
@@ -373,3 +378,30 @@ async def test_a_policy_selects_remote_peers_by_cluster(
     await mesh_stub(local).Disconnect(clustermesh_pb2.DisconnectClusterRequest(name=name))
     await eventually(lambda: remote_xwing.identity not in peers(),
                      "a disconnected cluster's identity stayed in the agent's policy")
+
+
+async def test_metrics_per_remote_cluster(
+        etcd: EtcdProcess, remote_etcd: EtcdProcess, mesh: Mesh) -> None:
+    local = await mesh.cluster(etcd, 1, "10.1.0.0/16")
+    remote = await mesh.cluster(remote_etcd, 2, "10.2.0.0/16")
+    name = remote.cp.config.cluster_name
+    await workload(remote, "r1", "192.0.2.2", "xwing", ["k8s:org=alliance"])
+    port = free_port()
+    server = metrics.serve(metrics_sources(local.cp), f"127.0.0.1:{port}")
+    try:
+        await connect(local, remote, remote_etcd)
+
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                return str(r.read().decode())
+
+        async def ready() -> bool:
+            text = await asyncio.to_thread(scrape)
+            return f'bulkhead_clustermesh_remote_ready{{cluster="{name}"}} 1.0' in text \
+                and f'bulkhead_clustermesh_remote_objects{{cluster="{name}",kind="endpoints"}}' \
+                    ' 1.0' in text
+        await eventually(ready, "metrics never showed the remote ready with its endpoint")
+        assert f'bulkhead_clustermesh_remote_failures_total{{cluster="{name}"}} 0.0' \
+            in await asyncio.to_thread(scrape)
+    finally:
+        server.shutdown()
