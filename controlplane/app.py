@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 
@@ -12,6 +13,7 @@ import grpc
 from bulkhead import log
 from controlplane.clustermesh.connections import Connections
 from controlplane.clustermesh.mesh import ClusterMesh
+from controlplane.clustermesh.status import remote_identity_labels
 from controlplane.config import Config
 from controlplane.endpoints.registry import EndpointRegistry
 from controlplane.identity.allocator import IdentityAllocator, IdentityLimits, IdentityRange
@@ -94,8 +96,10 @@ class ControlPlane:
         self.service_index = ServiceIndex(self.keys)
         self.services = ServiceStore(self.etcd, self.keys, self.cache, self.service_index,
                                      ServiceRange(config.service_cidr))
-        enricher = FlowEnricher(self.endpoints, self.identity_index)
-        self.relay = FlowRelay(self.nodes, enricher)
+        self.enricher = FlowEnricher(self.endpoints, self.identity_index,
+                                     functools.partial(remote_identity_labels, self.keys,
+                                                       self.cache))
+        self.relay = FlowRelay(self.nodes, self.enricher)
         self.subscriptions = Fanout(
             self.etcd, self.keys, self.cache, EnginePolicySource(self.policy_resolver),
             config.replica_id,
@@ -105,7 +109,7 @@ class ControlPlane:
             services=self.service_index)
         self.cache.add_listener(RevisionPipeline(
             self.identity_index, self.policy_resolver, self.subscriptions.state,
-            services=self.service_index, views=[enricher]))
+            services=self.service_index, views=[self.enricher]))
         await self._start_cache()
         await self.subscriptions.start()
         self._tasks.append(asyncio.create_task(self.collector.run(), name="identity-gc"))

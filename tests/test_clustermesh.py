@@ -22,6 +22,7 @@ from bulkhead.v1 import (
     clustermesh_pb2_grpc,
     endpoint_pb2,
     endpoint_pb2_grpc,
+    flow_pb2,
     node_pb2,
     node_pb2_grpc,
     policy_pb2,
@@ -131,6 +132,10 @@ async def test_remote_state_reaches_local_agents_and_disconnect_removes_it(
         s = await status_of(local, name)
         return s.ready and (s.nodes, s.endpoints, s.identities) == (1, 1, 1)
     await eventually(ready, "status never ready with 1 node, 1 endpoint, 1 identity")
+    # flows from the remote pod name its identity's labels (never world)
+    flow = local.cp.enricher.enrich(flow_pb2.Flow(
+        source=flow_pb2.FlowPeer(ip=xwing.ip, identity=xwing.identity)))
+    assert f"k8s:io.cilium.k8s.policy.cluster={name}" in flow.source.labels
 
     # a change in the remote arrives
     ywing = await workload(remote, "r1", "192.0.2.2", "ywing", ["k8s:org=alliance",

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controlplane.records.codec import MeshStatusRecord, RemoteClusterRecord, mirrored_kind
+from controlplane.records.codec import (
+    IdentityRecord,
+    MeshStatusRecord,
+    RemoteClusterRecord,
+    mirrored_kind,
+)
 from controlplane.store.cache import ClusterCache
 from controlplane.store.keys import Keys
 
@@ -38,3 +43,14 @@ def remote_views(keys: Keys, cache: ClusterCache) -> list[RemoteView]:
         views.append(RemoteView(remote, status, status.ready and led, counts["nodes/"],
                                 counts["ipcache/"], counts["identities/id/"]))
     return views
+
+
+def remote_identity_labels(keys: Keys, cache: ClusterCache, ident: int) -> tuple[str, ...] | None:
+    """The labels of a connected remote cluster's identity `ident` (its number is in that
+    cluster's range, so at most one remote has it); None when no remote has it."""
+    for kv in cache.under(keys.mesh_remotes):
+        name = kv.key[len(keys.mesh_remotes):]
+        found = cache.items.get(f"{keys.mesh_mirror(name)}identities/id/{ident}")
+        if found is not None:
+            return IdentityRecord.of_kv(found).labels
+    return None
