@@ -120,11 +120,19 @@ async def test_remote_state_reaches_local_agents_and_disconnect_removes_it(
     assert (connected.name, connected.cluster_id, connected.pod_pool) == (name, 2, "10.2.0.0/16")
 
     state = agent.client.state
-    await eventually(lambda: "r1" in state.nodes and f"{xwing.ip}/32" in state.ipcache
+    remote_node = f"{name}/r1"   # as in Cilium: never mistaken for a local node r1
+    await eventually(lambda: remote_node in state.nodes and f"{xwing.ip}/32" in state.ipcache
                      and xwing.identity in state.identities,
                      "remote node, ipcache entry and identity never reached the local agent")
-    assert state.nodes["r1"].cluster == name
-    assert state.ipcache[f"{xwing.ip}/32"].identity == xwing.identity   # keeps its number
+    assert state.nodes[remote_node].cluster == name
+    await node_pb2_grpc.NodeServiceStub(local.channel()).Register(
+        node_pb2.RegisterNodeRequest(name="r1", underlay_ip="192.0.2.9"))   # a local r1
+    await eventually(lambda: "r1" in state.nodes, "the local node r1 never arrived")
+    assert state.nodes[remote_node].underlay_ip == "192.0.2.2"
+    assert state.nodes["r1"].cluster == local.cp.config.cluster_name
+    entry = state.ipcache[f"{xwing.ip}/32"]
+    assert (entry.identity, entry.node, entry.cluster, entry.tunnel.ip) == (
+        xwing.identity, remote_node, name, "192.0.2.2")     # the identity keeps its number
     assert sorted(state.identities[xwing.identity].labels) == [
         f"k8s:io.cilium.k8s.policy.cluster={name}", "k8s:org=alliance"]
 
@@ -144,7 +152,8 @@ async def test_remote_state_reaches_local_agents_and_disconnect_removes_it(
                      and ywing.identity in state.identities, "a later remote change never arrived")
 
     await mesh_stub(local).Disconnect(clustermesh_pb2.DisconnectClusterRequest(name=name))
-    await eventually(lambda: "r1" not in state.nodes and f"{xwing.ip}/32" not in state.ipcache
+    await eventually(lambda: remote_node not in state.nodes
+                     and f"{xwing.ip}/32" not in state.ipcache
                      and xwing.identity not in state.identities
                      and ywing.identity not in state.identities,
                      "disconnect left remote state on the agent")
@@ -217,7 +226,7 @@ async def test_remote_outage_keeps_last_known_state_and_catches_up(
         return not s.ready and s.failures >= 1 and s.last_error != ""
     await eventually(not_ready, "status still ready with the remote etcd stopped")
     state = agent.client.state
-    assert "r1" in state.nodes and f"{xwing.ip}/32" in state.ipcache \
+    assert f"{name}/r1" in state.nodes and f"{xwing.ip}/32" in state.ipcache \
         and xwing.identity in state.identities, "last-known remote state was dropped"
     s = await status_of(local, name)
     assert (s.nodes, s.endpoints, s.identities) == (1, 1, 1)

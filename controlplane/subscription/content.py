@@ -5,6 +5,7 @@ the prefix is not content."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -68,13 +69,31 @@ class Classifier:
         return None
 
 
+MIRROR_SEGMENT = "/clustermesh/mirror/"
+"""In every mirrored key (Keys.mesh_mirrors)."""
+
+
+def _record(kind: Kind, kv: KV) -> Node | IPCacheEntry | IdentityRecord:
+    """The record `kv` holds as agents get it: a remote cluster's node is named
+    `<cluster>/<node>` (as in Cilium), here and in its ipcache entries, so it never takes the
+    place of a local node of the same name."""
+    record = _RECORD[kind].of_kv(kv)
+    if MIRROR_SEGMENT not in kv.key:
+        return record
+    if isinstance(record, Node):
+        return dataclasses.replace(record, name=f"{record.cluster}/{record.name}")
+    if isinstance(record, IPCacheEntry) and record.node:
+        return dataclasses.replace(record, node=f"{record.cluster}/{record.node}")
+    return record
+
+
 def put_change(kind: Kind, kv: KV) -> pb.Change:
-    return messages.put_change(_RECORD[kind].of_kv(kv))
+    return messages.put_change(_record(kind, kv))
 
 
 def delete_change(kind: Kind, kv: KV) -> pb.Change:
     """The removal of what `kv` (the previous value) held."""
-    return messages.removed_change(_RECORD[kind].of_kv(kv))
+    return messages.removed_change(_record(kind, kv))
 
 
 _DIRECTION = {"ingress": pb.PolicyEntry.INGRESS, "egress": pb.PolicyEntry.EGRESS}
