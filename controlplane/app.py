@@ -119,7 +119,8 @@ class ControlPlane:
         self.connections = Connections(self.etcd, self.keys, self.cache, ClusterInfoRecord(
             config.cluster_name, config.cluster_id, config.cluster_pool))
         await self.connections.publish_local()
-        self.mesh = ClusterMesh(self.etcd, self.keys, self.cache, config.replica_id)
+        self.mesh = ClusterMesh(self.etcd, self.keys, self.cache, config.replica_id,
+                                cache_ttl=config.clustermesh_cache_ttl)
         self._tasks.append(asyncio.create_task(self.mesh.run(), name="clustermesh"))
 
     async def _start_cache(self, timeout: float = 30.0) -> None:

@@ -56,10 +56,11 @@ class Mesh:
         self.agents: list[Agent] = []
 
     async def cluster(self, etcd: EtcdProcess, cluster_id: int, pool: str,
-                      name: str | None = None) -> Replica:
+                      name: str | None = None, **overrides: object) -> Replica:
         config = Config(etcd_endpoints=[etcd.endpoint],
                         cluster_name=name or f"c{uuid.uuid4().hex[:8]}", cluster_id=cluster_id,
-                        cluster_pool=pool, state_dir=Path(tempfile.gettempdir()))
+                        cluster_pool=pool, state_dir=Path(tempfile.gettempdir()),
+                        **overrides)  # type: ignore[arg-type]
         replica = await start_replica(config)
         self.started.append(replica)
         return replica
@@ -419,3 +420,28 @@ async def test_metrics_per_remote_cluster(
             in await asyncio.to_thread(scrape)
     finally:
         server.shutdown()
+
+
+async def test_cache_ttl_drops_the_state_of_a_remote_out_of_sync_that_long(
+        etcd: EtcdProcess, remote_etcd: EtcdProcess, mesh: Mesh) -> None:
+    local = await mesh.cluster(etcd, 1, "10.1.0.0/16", clustermesh_cache_ttl=1.0)
+    remote = await mesh.cluster(remote_etcd, 2, "10.2.0.0/16")
+    name = remote.cp.config.cluster_name
+    xwing = await workload(remote, "r1", "192.0.2.2", "xwing", ["k8s:org=alliance"])
+    agent = await mesh.agent(local, "l1")
+    await connect(local, remote, remote_etcd)
+    state = agent.client.state
+    await eventually(lambda: xwing.identity in state.identities, "never synced")
+
+    remote_etcd.stop()
+    await eventually(lambda: xwing.identity not in state.identities
+                     and f"{xwing.ip}/32" not in state.ipcache
+                     and f"{name}/r1" not in state.nodes,
+                     "the remote's state outlived --clustermesh-cache-ttl")
+    s = await status_of(local, name)
+    assert not s.ready and (s.nodes, s.endpoints, s.identities) == (0, 0, 0)
+
+    remote_etcd.start()
+    await eventually(lambda: xwing.identity in state.identities
+                     and f"{xwing.ip}/32" in state.ipcache,
+                     "the remote's state never came back once it was reachable again")

@@ -25,8 +25,10 @@ _log = log.get(__name__)
 
 
 class ClusterMesh:
-    def __init__(self, etcd: Etcd, keys: Keys, cache: ClusterCache, replica_id: str) -> None:
+    def __init__(self, etcd: Etcd, keys: Keys, cache: ClusterCache, replica_id: str, *,
+                 cache_ttl: float = 0.0) -> None:
         self.etcd = etcd
+        self.cache_ttl = cache_ttl
         self.keys = keys
         self.cache = cache
         self.replica_id = replica_id
@@ -70,7 +72,7 @@ class ClusterMesh:
                     await self._stop(name)
                     syncer = RemoteSyncer(self.etcd, self.keys, self.cache,
                                           RemoteClusterRecord.of_kv(kv), kv.mod_revision,
-                                          self.replica_id)
+                                          self.replica_id, cache_ttl=self.cache_ttl)
                     self._syncers[name] = (kv.mod_revision, asyncio.create_task(
                         syncer.run(), name=f"clustermesh-{name}"))
             else:

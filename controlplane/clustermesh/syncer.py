@@ -58,7 +58,7 @@ def _reason(exc: Exception) -> str:
 
 class RemoteSyncer:
     def __init__(self, etcd: Etcd, keys: Keys, cache: ClusterCache, record: RemoteClusterRecord,
-                 record_revision: int, replica_id: str) -> None:
+                 record_revision: int, replica_id: str, *, cache_ttl: float = 0.0) -> None:
         self.etcd = etcd
         self.keys = keys
         self.record = record
@@ -72,6 +72,10 @@ class RemoteSyncer:
         known = MeshStatusRecord.of_kv(kv) if kv is not None else MeshStatusRecord(record.name)
         self.status = MeshStatusRecord(record.name, known.revision, False, known.last_sync,
                                        known.failures, known.last_error, replica_id)
+        self.cache_ttl = cache_ttl
+        """Seconds out of sync after which the mirrored state is dropped (0: never)."""
+        self._synced_at = time.monotonic()
+        self._expired = False
 
     async def run(self) -> None:
         backoff = 0.2
@@ -82,20 +86,43 @@ class RemoteSyncer:
             except NotLeader:
                 _log.info("clustermesh syncer stops", remote=self.name)
                 return
-            except (EtcdUnavailable, grpc.RpcError, OSError) as exc:
+            except Exception as exc:   # unreachable, or anything else: keep trying, say why
+                if self.status.ready:  # it worked until now: a new outage
+                    backoff = 0.2
                 failed = self.status
                 self.status = MeshStatusRecord(
                     self.name, failed.revision, False, failed.last_sync, failed.failures + 1,
                     _reason(exc), self.replica_id)
-                _log.warning("clustermesh remote unreachable", remote=self.name,
-                             error=_reason(exc), backoff=backoff)
-                with contextlib.suppress(EtcdUnavailable, grpc.RpcError):
-                    await self._write([])
+                if isinstance(exc, (EtcdUnavailable, grpc.RpcError, OSError)):
+                    _log.warning("clustermesh remote unreachable", remote=self.name,
+                                 error=_reason(exc), backoff=backoff)
+                else:
+                    _log.exception("clustermesh syncer failed", remote=self.name)
+                try:
+                    await self._write(self._expire())
+                except NotLeader:
+                    return
+                except (EtcdUnavailable, grpc.RpcError):
+                    pass
             finally:
                 with contextlib.suppress(Exception):
                     await remote.close()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def _expire(self) -> list[Any]:
+        """With a cache TTL, once the remote has been out of sync that long: the operations
+        that drop its mirrored state (and the resume revision: the next sync lists)."""
+        if not self.cache_ttl or self._expired or \
+                time.monotonic() - self._synced_at < self.cache_ttl:
+            return []
+        self._expired = True
+        s = self.status
+        self.status = MeshStatusRecord(self.name, 0, False, s.last_sync, s.failures,
+                                       s.last_error, self.replica_id)
+        _log.warning("clustermesh remote state expired", remote=self.name,
+                     ttl=self.cache_ttl)
+        return [ops.delete(self.mirror, prefix=True)]
 
     async def _follow(self, remote: Etcd) -> None:
         if self.status.revision == 0:
@@ -110,6 +137,9 @@ class RemoteSyncer:
 
     def _advance(self, revision: int, *, ready: bool | None = None) -> None:
         s = self.status
+        if ready or (ready is None and s.ready):
+            self._synced_at = time.monotonic()
+            self._expired = False
         self.status = MeshStatusRecord(self.name, max(revision, s.revision),
                                        s.ready if ready is None else ready, _now(),
                                        s.failures, s.last_error, self.replica_id)
