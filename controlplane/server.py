@@ -116,7 +116,8 @@ async def build_server(cp: ControlPlane, listen: str, unix_socket: str | None = 
     subscription_pb2_grpc.add_SubscriptionAdminServiceServicer_to_server(
         SubscriptionAdminService(cp.subscriptions), services)
     clustermesh_pb2_grpc.add_ClusterMeshServiceServicer_to_server(
-        ClusterMeshService(cp.connections, cp.keys, cp.cache), services)
+        ClusterMeshService(cp.connections, cp.keys, cp.cache, cp.subscriptions.statuses),
+        services)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, services)
     names = [

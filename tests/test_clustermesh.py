@@ -141,6 +141,13 @@ async def test_remote_state_reaches_local_agents_and_disconnect_removes_it(
         s = await status_of(local, name)
         return s.ready and (s.nodes, s.endpoints, s.identities) == (1, 1, 1)
     await eventually(ready, "status never ready with 1 node, 1 endpoint, 1 identity")
+
+    async def l1_has_it() -> bool:   # l1's agent acked the mirror; the local r1 has no agent
+        s = await mesh_stub(local).Status(clustermesh_pb2.ClusterMeshStatusRequest())
+        return (s.nodes, s.nodes_with_all_remotes) == (2, 1)
+    await eventually(l1_has_it, "status never said 1 of 2 nodes has the remote's state")
+    rc, out, _ = await bulkhead(local.address, "clustermesh", "status")
+    assert rc == 0 and "1/1 remote clusters ready; 1/2 nodes have every remote cluster's state" in out, out
     # flows from the remote pod name its identity's labels (never world)
     flow = local.cp.enricher.enrich(flow_pb2.Flow(
         source=flow_pb2.FlowPeer(ip=xwing.ip, identity=xwing.identity)))

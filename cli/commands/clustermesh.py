@@ -80,6 +80,13 @@ def summary(status: clustermesh_pb2.ClusterMeshStatusResponse) -> str:
     down = [r.cluster.name for r in status.remotes if not r.ready]
     if down:
         line += f"; not ready: {', '.join(down)}"
+    if not status.nodes:
+        return line
+    if status.nodes_with_all_remotes == status.nodes:
+        line += f"; all {status.nodes} nodes have every remote cluster's state"
+    else:
+        line += (f"; {status.nodes_with_all_remotes}/{status.nodes} nodes have every remote "
+                 "cluster's state")
     return line
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import grpc
 
 from bulkhead.v1 import clustermesh_pb2 as pb
 from bulkhead.v1 import clustermesh_pb2_grpc
 from controlplane.clustermesh.connections import Connections, ConnectRequest
-from controlplane.clustermesh.status import RemoteView, remote_views
-from controlplane.records.codec import RemoteClusterRecord
+from controlplane.clustermesh.status import RemoteView, nodes_with_all_remotes, remote_views
+from controlplane.records.codec import NodeStatus, RemoteClusterRecord
 from controlplane.store.cache import ClusterCache
 from controlplane.store.keys import Keys
 
@@ -31,8 +33,11 @@ def status_message(view: RemoteView) -> pb.RemoteClusterStatus:
 
 
 class ClusterMeshService(clustermesh_pb2_grpc.ClusterMeshServiceServicer):
-    def __init__(self, connections: Connections, keys: Keys, cache: ClusterCache) -> None:
+    def __init__(self, connections: Connections, keys: Keys, cache: ClusterCache,
+                 statuses: Callable[[], Mapping[str, NodeStatus]]) -> None:
         self.connections = connections
+        self.statuses = statuses
+        """Each node's subscription status (the fan-out's)."""
         self.keys = keys
         self.cache = cache
 
@@ -54,6 +59,9 @@ class ClusterMeshService(clustermesh_pb2_grpc.ClusterMeshServiceServicer):
     async def Status(self, request: pb.ClusterMeshStatusRequest,
                      context: grpc.aio.ServicerContext) -> pb.ClusterMeshStatusResponse:
         local = self.connections.local
+        acked = {name: s.acked_revision for name, s in self.statuses().items() if s.connected}
+        nodes, synced = nodes_with_all_remotes(self.keys, self.cache, acked)
         return pb.ClusterMeshStatusResponse(
             cluster_name=local.name, cluster_id=local.id,
-            remotes=[status_message(v) for v in remote_views(self.keys, self.cache)])
+            remotes=[status_message(v) for v in remote_views(self.keys, self.cache)],
+            nodes=nodes, nodes_with_all_remotes=synced)

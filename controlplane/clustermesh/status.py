@@ -3,6 +3,7 @@ connection, the syncer's status record and counts of what is mirrored."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from controlplane.records.codec import (
@@ -13,6 +14,17 @@ from controlplane.records.codec import (
 )
 from controlplane.store.cache import ClusterCache
 from controlplane.store.keys import Keys
+
+
+def nodes_with_all_remotes(keys: Keys, cache: ClusterCache,
+                           acked: Mapping[str, int]) -> tuple[int, int]:
+    """(local nodes registered, those whose subscription acked the latest mirrored change of
+    every remote cluster): `acked` is each connected node's acked revision."""
+    latest = 0
+    for kv in cache.under(keys.mesh_mirrors):
+        latest = max(latest, kv.mod_revision)
+    nodes = [kv.key[len(keys.nodes):] for kv in cache.under(keys.nodes)]
+    return len(nodes), sum(1 for n in nodes if acked.get(n, -1) >= latest)
 
 
 @dataclass(frozen=True)

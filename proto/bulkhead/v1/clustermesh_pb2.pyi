@@ -73,11 +73,15 @@ class RemoteClusterStatus(_message.Message):
     def __init__(self, cluster: _Optional[_Union[RemoteCluster, _Mapping]] = ..., ready: _Optional[bool] = ..., last_sync: _Optional[str] = ..., revision: _Optional[int] = ..., nodes: _Optional[int] = ..., endpoints: _Optional[int] = ..., identities: _Optional[int] = ..., failures: _Optional[int] = ..., last_error: _Optional[str] = ..., syncer: _Optional[str] = ...) -> None: ...
 
 class ClusterMeshStatusResponse(_message.Message):
-    __slots__ = ("cluster_name", "cluster_id", "remotes")
+    __slots__ = ("cluster_name", "cluster_id", "remotes", "nodes", "nodes_with_all_remotes")
     CLUSTER_NAME_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     REMOTES_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    NODES_WITH_ALL_REMOTES_FIELD_NUMBER: _ClassVar[int]
     cluster_name: str
     cluster_id: int
     remotes: _containers.RepeatedCompositeFieldContainer[RemoteClusterStatus]
-    def __init__(self, cluster_name: _Optional[str] = ..., cluster_id: _Optional[int] = ..., remotes: _Optional[_Iterable[_Union[RemoteClusterStatus, _Mapping]]] = ...) -> None: ...
+    nodes: int
+    nodes_with_all_remotes: int
+    def __init__(self, cluster_name: _Optional[str] = ..., cluster_id: _Optional[int] = ..., remotes: _Optional[_Iterable[_Union[RemoteClusterStatus, _Mapping]]] = ..., nodes: _Optional[int] = ..., nodes_with_all_remotes: _Optional[int] = ...) -> None: ...
