@@ -147,7 +147,8 @@ async def test_remote_state_reaches_local_agents_and_disconnect_removes_it(
         return (s.nodes, s.nodes_with_all_remotes) == (2, 1)
     await eventually(l1_has_it, "status never said 1 of 2 nodes has the remote's state")
     rc, out, _ = await bulkhead(local.address, "clustermesh", "status")
-    assert rc == 0 and "1/1 remote clusters ready; 1/2 nodes have every remote cluster's state" in out, out
+    assert rc == 0, out
+    assert "1/1 remote clusters ready; 1/2 nodes have every remote cluster's state" in out, out
     # flows from the remote pod name its identity's labels (never world)
     flow = local.cp.enricher.enrich(flow_pb2.Flow(
         source=flow_pb2.FlowPeer(ip=xwing.ip, identity=xwing.identity)))
