@@ -309,6 +309,9 @@ async def test_cli_connect_status_and_disconnect(
     assert rc == 0 and "1/1 remote clusters ready" in out and name in out, out
     rc, out, _ = await bulkhead(local.address, "status")
     assert "ClusterMesh:     1/1 remote clusters ready" in out, out
+    rc, out, _ = await bulkhead(local.address, "status", "-o", "json")
+    assert [(r["cluster"]["name"], r["ready"]) for r in json.loads(out)["clustermesh"]["remotes"]] \
+        == [(name, True)]
 
     twin_name = twin.cp.config.cluster_name
     rc, out, err = await bulkhead(local.address, "clustermesh", "connect", twin_name,

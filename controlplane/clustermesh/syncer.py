@@ -99,7 +99,9 @@ class RemoteSyncer:
                 else:
                     _log.exception("clustermesh syncer failed", remote=self.name)
                 try:
-                    await self._write(self._expire())
+                    expiring = self._expire()
+                    await self._write(expiring)
+                    self._expired = self._expired or bool(expiring)
                 except NotLeader:
                     return
                 except (EtcdUnavailable, grpc.RpcError):
@@ -116,7 +118,6 @@ class RemoteSyncer:
         if not self.cache_ttl or self._expired or \
                 time.monotonic() - self._synced_at < self.cache_ttl:
             return []
-        self._expired = True
         s = self.status
         self.status = MeshStatusRecord(self.name, 0, False, s.last_sync, s.failures,
                                        s.last_error, self.replica_id)
