@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import tempfile
 import urllib.request
 import uuid
@@ -30,7 +31,9 @@ from bulkhead.v1 import (
     types_pb2,
 )
 from controlplane import metrics
+from controlplane.callers import ADMIN
 from controlplane.config import Config
+from controlplane.pki.certs import CA, cert_pem, key_pem, new_key
 from controlplane.records.codec import IPCacheEntry
 from controlplane.server import metrics_sources
 from controlplane.store.embedded import free_port
@@ -456,3 +459,63 @@ async def test_cache_ttl_drops_the_state_of_a_remote_out_of_sync_that_long(
     await eventually(lambda: xwing.identity in state.identities
                      and f"{xwing.ip}/32" in state.ipcache,
                      "the remote's state never came back once it was reachable again")
+
+
+@pytest.fixture
+def tls_etcd(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An etcd serving clients over mutual TLS only: its https endpoint, and the directory
+    holding ca.pem, client.pem and client-key.pem."""
+    ca = CA.create("etcd")
+    for name, server in (("server", ["127.0.0.1"]), ("client", [])):
+        key = new_key()
+        cert = ca.issue(key.public_key(), name, ADMIN, server_names=server)
+        (tmp_path / f"{name}.pem").write_bytes(cert_pem(cert))
+        (tmp_path / f"{name}-key.pem").write_bytes(key_pem(key))
+    (tmp_path / "ca.pem").write_bytes(cert_pem(ca.cert))
+    client, peer = free_port(), free_port()
+    url, peer_url = f"https://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
+    process = subprocess.Popen(
+        ["etcd", "--name", "t", "--data-dir", str(tmp_path / "data"),
+         "--listen-client-urls", url, "--advertise-client-urls", url,
+         "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+         "--initial-cluster", f"t={peer_url}", "--client-cert-auth",
+         "--trusted-ca-file", str(tmp_path / "ca.pem"),
+         "--cert-file", str(tmp_path / "server.pem"),
+         "--key-file", str(tmp_path / "server-key.pem")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield url, tmp_path
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def test_a_remote_etcd_over_mutual_tls(
+        etcd: EtcdProcess, tls_etcd: tuple[str, Path], mesh: Mesh) -> None:
+    url, files = tls_etcd
+    local = await mesh.cluster(etcd, 1, "10.1.0.0/16")
+    config = Config(etcd_endpoints=[url], etcd_cacert=files / "ca.pem",
+                    etcd_cert=files / "client.pem", etcd_key=files / "client-key.pem",
+                    cluster_name=f"c{uuid.uuid4().hex[:8]}", cluster_id=2,
+                    cluster_pool="10.2.0.0/16", state_dir=Path(tempfile.gettempdir()))
+    remote = await start_replica(config)   # waits for its etcd
+    mesh.started.append(remote)
+    name = config.cluster_name
+    await workload(remote, "r1", "192.0.2.2", "xwing", ["k8s:org=alliance"])
+
+    rc, _, err = await bulkhead(local.address, "clustermesh", "connect", name,
+                                "--etcd-endpoints", url)
+    # without the client certificate: the control plane was reached, the remote etcd was not
+    assert rc == 1 and "UNAVAILABLE" in err and f"remote cluster {name}'s etcd" in err \
+        and "is not reachable" in err, err
+    rc, out, err = await bulkhead(local.address, "clustermesh", "connect", name,
+                                  "--etcd-endpoints", url,
+                                  "--etcd-cacert", str(files / "ca.pem"),
+                                  "--etcd-cert", str(files / "client.pem"),
+                                  "--etcd-key", str(files / "client-key.pem"))
+    assert rc == 0 and out.startswith(f"connected cluster {name} (id 2"), err
+
+    async def synced() -> bool:
+        s = await status_of(local, name)
+        return s.ready and s.endpoints == 1
+    await eventually(synced, "never synced over TLS")
