@@ -4,7 +4,9 @@ bad record like any other), agents get them as their kind, conflicts name the ot
 from __future__ import annotations
 
 from controlplane.clustermesh.remote import conflicts
+from controlplane.clustermesh.syncer import WATCHED
 from controlplane.records.codec import (
+    MIRRORED,
     ClusterInfoRecord,
     IdentityRecord,
     IPCacheEntry,
@@ -13,7 +15,7 @@ from controlplane.records.codec import (
     Records,
     RemoteClusterRecord,
 )
-from controlplane.store.etcd import KV
+from controlplane.store.etcd import KV, prefix_end
 from controlplane.store.keys import Keys
 from controlplane.subscription import content
 
@@ -64,3 +66,11 @@ def test_conflicts_name_the_cluster_they_clash_with() -> None:
         == ["name: 'c1' is the local cluster's name",
             "cluster_id: cluster c1 has id 0; a mesh needs ids 1-255"]
     assert conflicts(local, ClusterInfoRecord("c4", 4, "10.4.0.0/16"), connected) == []
+
+
+def test_the_remote_watch_covers_every_mirrored_kind() -> None:
+    low, high = WATCHED[0].encode(), prefix_end(WATCHED[1])
+    for prefix, _record in MIRRORED:
+        assert low <= prefix.encode() and prefix_end(prefix) <= high, prefix
+    for skipped in ("subscription-replicas/r1", "policies/x", "services/a/b", "endpoints/a/b"):
+        assert not low <= skipped.encode() < high, skipped

@@ -38,6 +38,9 @@ CHUNK = 100
 PROGRESS_EVERY = 5.0
 """Seconds between progress requests on the remote watch (last sync, revision)."""
 MAX_BACKOFF = 5.0
+WATCHED = ("identities/id/", "nodes/")
+"""The first and the last of the mirrored prefixes in key order: the remote watch covers the
+keys between them (identities, ipam, ipcache, nodes) and skips the rest of the cluster."""
 
 
 class NotLeader(Exception):
@@ -193,7 +196,11 @@ class RemoteSyncer:
 
     async def _watch(self, remote: Etcd) -> None:
         ask: asyncio.Queue[None] = asyncio.Queue()
-        call = remote.watch(self.remote_prefix, self.status.revision + 1, ask_progress=ask)
+        # Only the key range that holds the mirrored kinds (identities/ .. nodes/, in key
+        # order): not the remote's subscription status records, policies, services...
+        call = remote.watch(self.remote_prefix + WATCHED[0], self.status.revision + 1,
+                            ask_progress=ask,
+                            end=ops.prefix_end(self.remote_prefix + WATCHED[1]))
 
         async def ask_periodically() -> None:
             while True:

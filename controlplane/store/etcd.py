@@ -293,11 +293,14 @@ class Etcd:
                          timeout=self.timeout * 6)
 
     def watch(self, prefix: str, start_revision: int, *, progress_notify: bool = True,
-              ask_progress: asyncio.Queue[None] | None = None) -> grpc.aio.StreamStreamCall:
-        """A raw watch stream of the prefix; the caller iterates WatchResponses. Each item
-        put on `ask_progress` requests a progress response (etcd sends it once every event
-        up to its header revision was delivered)."""
-        create = rpc.WatchCreateRequest(key=prefix.encode(), range_end=prefix_end(prefix),
+              ask_progress: asyncio.Queue[None] | None = None,
+              end: bytes | None = None) -> grpc.aio.StreamStreamCall:
+        """A raw watch stream of the prefix (with `end`: of the keys from `prefix` up to,
+        not including, `end`); the caller iterates WatchResponses. Each item put on
+        `ask_progress` requests a progress response (etcd sends it once every event up to its
+        header revision was delivered)."""
+        create = rpc.WatchCreateRequest(key=prefix.encode(),
+                                        range_end=end or prefix_end(prefix),
                                         start_revision=start_revision,
                                         progress_notify=progress_notify)
 
