@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
@@ -43,7 +45,7 @@ from controlplane.api.service_service import ServiceService
 from controlplane.api.status import ReplicaInfo, StatusReporter
 from controlplane.api.subscription_service import SubscriptionAdminService, SubscriptionService
 from controlplane.app import ControlPlane
-from controlplane.clustermesh.status import remote_views
+from controlplane.clustermesh.status import remote_records, remote_views
 from controlplane.counts import ObjectCounts
 from controlplane.metrics import Sources
 from controlplane.pki.bootstrap import ServerTls
@@ -68,7 +70,8 @@ def status_reporter(cp: ControlPlane) -> StatusReporter:
 def admin_service(cp: ControlPlane) -> AdminService:
     return AdminService(status_reporter(cp), allocator=cp.allocator,
                         identities=cp.identity_index, nodes=cp.nodes, endpoints=cp.endpoints,
-                        enforcement=cp.policy_resolver.enforcement)
+                        enforcement=cp.policy_resolver.enforcement,
+                        remote=functools.partial(remote_records, cp.keys, cp.cache))
 
 
 def metrics_sources(cp: ControlPlane) -> Sources:

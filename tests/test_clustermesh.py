@@ -19,6 +19,8 @@ import pytest
 
 from bulkhead.rpcerror import field_violations
 from bulkhead.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
     clustermesh_pb2,
     clustermesh_pb2_grpc,
     endpoint_pb2,
@@ -152,6 +154,15 @@ async def test_remote_state_reaches_local_agents_and_disconnect_removes_it(
     rc, out, _ = await bulkhead(local.address, "clustermesh", "status")
     assert rc == 0, out
     assert "1/1 remote clusters ready; 1/2 nodes have every remote cluster's state" in out, out
+    # the admin lists show the remote's nodes and ipcache entries as agents get them
+    admin = admin_pb2_grpc.AdminServiceStub(local.channel())
+    nodes = (await admin.ListNodes(admin_pb2.ListNodesRequest())).nodes
+    assert sorted((n.name, n.cluster) for n in nodes) == sorted([
+        ("l1", local.cp.config.cluster_name), ("r1", local.cp.config.cluster_name),
+        (remote_node, name)])
+    entries = (await admin.ListIPCache(admin_pb2.ListIPCacheRequest(node=remote_node))).entries
+    assert [(e.prefix, e.identity, e.cluster) for e in entries] == [
+        (f"{xwing.ip}/32", xwing.identity, name)]
     # flows from the remote pod name its identity's labels (never world)
     flow = local.cp.enricher.enrich(flow_pb2.Flow(
         source=flow_pb2.FlowPeer(ip=xwing.ip, identity=xwing.identity)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from controlplane.records.codec import (
     IdentityRecord,
@@ -14,6 +15,7 @@ from controlplane.records.codec import (
 )
 from controlplane.store.cache import ClusterCache
 from controlplane.store.keys import Keys
+from controlplane.subscription import content
 
 
 def nodes_with_all_remotes(keys: Keys, cache: ClusterCache,
@@ -66,3 +68,11 @@ def remote_identity_labels(keys: Keys, cache: ClusterCache, ident: int) -> tuple
         if found is not None:
             return IdentityRecord.of_kv(found).labels
     return None
+
+
+def remote_records(keys: Keys, cache: ClusterCache, kind: str) -> list[Any]:
+    """Every connected remote cluster's mirrored records of `kind` ("node", "ipcache"), as
+    agents get them (a remote node named `<cluster>/<node>`), for the admin lists."""
+    classify = content.Classifier(keys)
+    return [content.agent_record(found, kv) for kv in cache.under(keys.mesh_mirrors)
+            if (found := classify.kind(kv.key)) == kind]

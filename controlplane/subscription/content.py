@@ -73,7 +73,7 @@ MIRROR_SEGMENT = "/clustermesh/mirror/"
 """In every mirrored key (Keys.mesh_mirrors)."""
 
 
-def _record(kind: Kind, kv: KV) -> Node | IPCacheEntry | IdentityRecord:
+def agent_record(kind: Kind, kv: KV) -> Node | IPCacheEntry | IdentityRecord:
     """The record `kv` holds as agents get it: a remote cluster's node is named
     `<cluster>/<node>` (as in Cilium), here and in its ipcache entries, so it never takes the
     place of a local node of the same name."""
@@ -88,12 +88,12 @@ def _record(kind: Kind, kv: KV) -> Node | IPCacheEntry | IdentityRecord:
 
 
 def put_change(kind: Kind, kv: KV) -> pb.Change:
-    return messages.put_change(_record(kind, kv))
+    return messages.put_change(agent_record(kind, kv))
 
 
 def delete_change(kind: Kind, kv: KV) -> pb.Change:
     """The removal of what `kv` (the previous value) held."""
-    return messages.removed_change(_record(kind, kv))
+    return messages.removed_change(agent_record(kind, kv))
 
 
 _DIRECTION = {"ingress": pb.PolicyEntry.INGRESS, "egress": pb.PolicyEntry.EGRESS}
