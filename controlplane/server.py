@@ -45,7 +45,11 @@ from controlplane.api.service_service import ServiceService
 from controlplane.api.status import ReplicaInfo, StatusReporter
 from controlplane.api.subscription_service import SubscriptionAdminService, SubscriptionService
 from controlplane.app import ControlPlane
-from controlplane.clustermesh.status import remote_records, remote_views
+from controlplane.clustermesh.status import (
+    remote_identity_labels,
+    remote_records,
+    remote_views,
+)
 from controlplane.counts import ObjectCounts
 from controlplane.metrics import Sources
 from controlplane.pki.bootstrap import ServerTls
@@ -104,8 +108,9 @@ async def build_server(cp: ControlPlane, listen: str, unix_socket: str | None = 
         services = AuthorizedServer(services, Authorizer(revocations=security.revocations))
         security_pb2_grpc.add_SecurityServiceServicer_to_server(
             SecurityService(security.tokens, security.issuer), services)
-    identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityService(cp.allocator),
-                                                            services)
+    identity_pb2_grpc.add_IdentityServiceServicer_to_server(
+        IdentityService(cp.allocator, functools.partial(remote_identity_labels, cp.keys,
+                                                        cp.cache)), services)
     node_pb2_grpc.add_NodeServiceServicer_to_server(
         NodeService(cp.nodes, None if security is None else security.issuer.revoke_node),
         services)

@@ -26,6 +26,8 @@ from bulkhead.v1 import (
     endpoint_pb2,
     endpoint_pb2_grpc,
     flow_pb2,
+    identity_pb2,
+    identity_pb2_grpc,
     node_pb2,
     node_pb2_grpc,
     policy_pb2,
@@ -163,6 +165,12 @@ async def test_remote_state_reaches_local_agents_and_disconnect_removes_it(
     entries = (await admin.ListIPCache(admin_pb2.ListIPCacheRequest(node=remote_node))).entries
     assert [(e.prefix, e.identity, e.cluster) for e in entries] == [
         (f"{xwing.ip}/32", xwing.identity, name)]
+    got = await identity_pb2_grpc.IdentityServiceStub(local.channel()).Get(
+        identity_pb2.GetIdentityRequest(id=xwing.identity))
+    assert f"k8s:io.cilium.k8s.policy.cluster={name}" in got.labels
+    listed = (await admin.ListIdentities(admin_pb2.ListIdentitiesRequest(
+        label_selector=[f"io.cilium.k8s.policy.cluster={name}"]))).identities
+    assert [i.id for i in listed] == [xwing.identity]
     # flows from the remote pod name its identity's labels (never world)
     flow = local.cp.enricher.enrich(flow_pb2.Flow(
         source=flow_pb2.FlowPeer(ip=xwing.ip, identity=xwing.identity)))

@@ -27,7 +27,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                  remote: Callable[[str], list[Any]] = lambda _kind: []) -> None:
         self.status = status
         self.remote = remote
-        """Connected remote clusters' nodes or ipcache entries (clustermesh), by kind."""
+        """Connected remote clusters' nodes, ipcache entries or identities (clustermesh)."""
         self.allocator = allocator
         self.identities = identities
         self.nodes = nodes
@@ -48,6 +48,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         items = [self.allocator.get(i) for i in RESERVED_BY_ID]
         items += [AllocatedIdentity(s.id, s.labels, index.references(s.id))
                   for s in index.by_id.values()]
+        items += [AllocatedIdentity(r.id, r.labels) for r in self.remote("identity")]
         items = [i for i in items if labelmatch.matches_all(wanted, i.labels)]
         page, token = paginate(items, lambda i: f"{i.id:010d}", request.page_size,
                                request.page_token, listing="identities",
