@@ -538,3 +538,19 @@ async def test_a_remote_etcd_over_mutual_tls(
         s = await status_of(local, name)
         return s.ready and s.endpoints == 1
     await eventually(synced, "never synced over TLS")
+
+
+async def test_an_endpoint_cannot_claim_another_cluster(etcd: EtcdProcess, mesh: Mesh) -> None:
+    local = await mesh.cluster(etcd, 1, "10.1.0.0/16")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await workload(local, "l1", "192.0.2.1", "spy",
+                       ["k8s:app=spy", "k8s:io.cilium.k8s.policy.cluster=elsewhere"])
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    found = {v.field: v.description for v in field_violations(err.value)}
+    assert f"here {local.cp.config.cluster_name}" in found["labels[1]"], found
+    own = await workload(local, "l1", "192.0.2.1", "web", [
+        "k8s:app=web", f"k8s:io.cilium.k8s.policy.cluster={local.cp.config.cluster_name}"])
+    got = await identity_pb2_grpc.IdentityServiceStub(local.channel()).Get(
+        identity_pb2.GetIdentityRequest(id=own.identity))
+    assert list(got.labels) == [
+        "k8s:app=web", f"k8s:io.cilium.k8s.policy.cluster={local.cp.config.cluster_name}"]
