@@ -343,8 +343,9 @@ async def test_cli_connect_status_and_disconnect(
     assert f"cluster_id: cluster {twin_name} has id 2, the id of connected cluster {name}" \
         in err, err
 
-    rc, out, err = await bulkhead(local.address, "clustermesh", "disconnect", name)
-    assert rc == 0 and out.strip() == f"disconnected cluster {name}", err
+    rc, out, err = await bulkhead(local.address, "clustermesh", "disconnect", name,
+                                  "-o", "json")
+    assert rc == 0 and json.loads(out) == {"disconnected": name}, err
     rc, out, _ = await bulkhead(local.address, "clustermesh", "status", "-o", "json")
     assert json.loads(out)["remotes"] == []
 

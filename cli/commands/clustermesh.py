@@ -30,6 +30,7 @@ def register(sub: Any) -> None:
                                   help="disconnect a remote cluster; its state leaves every "
                                        "agent")
     disconnect.add_argument("name")
+    output_flag(disconnect)
     disconnect.set_defaults(run=run_disconnect)
     status = verbs.add_parser("status", help="each remote cluster: ready, last sync, counts")
     output_flag(status)
@@ -67,7 +68,10 @@ def run_connect(ctx: Any) -> int:
 def run_disconnect(ctx: Any) -> int:
     _stub(ctx).Disconnect(clustermesh_pb2.DisconnectClusterRequest(name=ctx.args.name),
                           timeout=30)
-    print(f"disconnected cluster {ctx.args.name}")
+    if ctx.json:
+        emit_json({"disconnected": ctx.args.name})
+    else:
+        print(f"disconnected cluster {ctx.args.name}")
     return 0
 
 
