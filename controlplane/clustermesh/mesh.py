@@ -47,6 +47,8 @@ class ClusterMesh:
                 except (EtcdUnavailable, grpc.RpcError) as exc:
                     _log.warning("clustermesh leadership not renewed", error=str(exc))
                     self._lease = 0
+                except Exception:   # never let one bad round end the mesh for good
+                    _log.exception("clustermesh round failed")
                 await asyncio.sleep(POLL)
         finally:
             for name in list(self._syncers):
