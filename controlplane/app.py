@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 
 import grpc
 
 from bulkhead import log
+from controlplane.clustermesh.connections import Connections
+from controlplane.clustermesh.mesh import ClusterMesh
+from controlplane.clustermesh.status import remote_identity_labels
 from controlplane.config import Config
 from controlplane.endpoints.registry import EndpointRegistry
 from controlplane.identity.allocator import IdentityAllocator, IdentityLimits, IdentityRange
@@ -22,6 +26,7 @@ from controlplane.observe.relay import FlowRelay
 from controlplane.pipeline import RevisionPipeline
 from controlplane.policystore.resolver import PolicyResolver
 from controlplane.policystore.store import PolicyStore
+from controlplane.records.codec import ClusterInfoRecord
 from controlplane.replicas import ReplicaPresence
 from controlplane.services.backends import ServiceIndex
 from controlplane.servicestore.allocation import ServiceRange
@@ -92,8 +97,10 @@ class ControlPlane:
                                           self.allocator)
         self.services = ServiceStore(self.etcd, self.keys, self.cache, self.service_index,
                                      ServiceRange(config.service_cidr))
-        enricher = FlowEnricher(self.endpoints, self.identity_index)
-        self.relay = FlowRelay(self.nodes, enricher)
+        self.enricher = FlowEnricher(self.endpoints, self.identity_index,
+                                     functools.partial(remote_identity_labels, self.keys,
+                                                       self.cache))
+        self.relay = FlowRelay(self.nodes, self.enricher)
         self.subscriptions = Fanout(
             self.etcd, self.keys, self.cache, EnginePolicySource(self.policy_resolver),
             config.replica_id,
@@ -103,13 +110,19 @@ class ControlPlane:
             services=self.service_index)
         self.cache.add_listener(RevisionPipeline(
             self.identity_index, self.policy_resolver, self.subscriptions.state,
-            services=self.service_index, views=[enricher]))
+            services=self.service_index, views=[self.enricher]))
         await self._start_cache()
         await self.subscriptions.start()
         self._tasks.append(asyncio.create_task(self.collector.run(), name="identity-gc"))
         self.presence = ReplicaPresence(self.etcd, self.keys, self.cache, config.replica_id,
                                         self.version)
         self._tasks.append(asyncio.create_task(self.presence.run(), name="replica-presence"))
+        self.connections = Connections(self.etcd, self.keys, self.cache, ClusterInfoRecord(
+            config.cluster_name, config.cluster_id, config.cluster_pool))
+        await self.connections.publish_local()
+        self.mesh = ClusterMesh(self.etcd, self.keys, self.cache, config.replica_id,
+                                cache_ttl=config.clustermesh_cache_ttl)
+        self._tasks.append(asyncio.create_task(self.mesh.run(), name="clustermesh"))
 
     async def _start_cache(self, timeout: float = 30.0) -> None:
         """etcd may still be coming up (a restarted cluster): retry the first list."""

@@ -51,6 +51,7 @@ class Config:
     tls_ca_key: Path | None = None
     join_listen: str | None = None
     node_cert_ttl: int = 3600
+    clustermesh_cache_ttl: float = 0.0
     replica_id: str = field(default_factory=lambda: f"{socket.gethostname()}-"
                                                     f"{uuid.uuid4().hex[:6]}")
 
@@ -116,6 +117,10 @@ def parser() -> argparse.ArgumentParser:
                    default=Config.subscription_max_linger,
                    help="longest a delta waits so it shares one write with the next ones "
                         "(the wait grows with the number of agents, up to this)")
+    p.add_argument("--clustermesh-cache-ttl", type=float, default=Config.clustermesh_cache_ttl,
+                   help="seconds a connected remote cluster may stay out of sync before its "
+                        "mirrored nodes, ipcache entries and identities are dropped (default "
+                        "0: never; the last-known state stays in force)")
     p.add_argument("--port-file", type=Path,
                    help="write the bound gRPC port here once serving (for --listen HOST:0)")
     p.add_argument("--tls", action="store_true",
@@ -169,6 +174,8 @@ def from_args(argv: list[str] | None = None) -> Config:
         p.error("--tls-ca/--tls-cert/--tls-key/--tls-ca-key need --tls")
     if a.join_listen and not a.tls:
         p.error("--join-listen needs --tls")
+    if not 0 <= a.clustermesh_cache_ttl < float("inf"):
+        p.error("--clustermesh-cache-ttl must be 0 (off) or a positive number of seconds")
     if a.node_cert_ttl < 10:
         p.error("--node-cert-ttl must be at least 10 seconds")
     if a.tls_ca_key and not a.tls_ca:
@@ -198,6 +205,7 @@ def from_args(argv: list[str] | None = None) -> Config:
         subscription_max_linger=a.subscription_max_linger, port_file=a.port_file,
         tls=a.tls, tls_ca=a.tls_ca, tls_cert=a.tls_cert, tls_key=a.tls_key,
         tls_ca_key=a.tls_ca_key, join_listen=a.join_listen, node_cert_ttl=a.node_cert_ttl,
+        clustermesh_cache_ttl=a.clustermesh_cache_ttl,
     )
     if a.replica_id:
         config.replica_id = a.replica_id

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from controlplane.clustermesh.status import RemoteView
 from controlplane.counts import ObjectCounts
 from controlplane.identity.allocator import IdentityAllocator
 from controlplane.identity.collector import IdentityCollector
@@ -49,6 +50,7 @@ class Reading:
     resolution: tuple[float, int] = (0.0, 0)
     bad_records: dict[str, int] = field(default_factory=dict)
     embedded: tuple[bool, int] | None = None   # (running, restarts) of an embedded etcd
+    clustermesh: list[RemoteView] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class Sources:
     resolution: Callable[[], tuple[float, int]]
     """(seconds, count) spent resolving policy"""
     embedded: EmbeddedEtcd | None
+    clustermesh: Callable[[], list[RemoteView]] = list
+    """each connected remote cluster's status (controlplane.clustermesh.status)"""
 
 
 def read(s: Sources) -> Reading:
@@ -88,6 +92,7 @@ def read(s: Sources) -> Reading:
         bad_records=dict(collections.Counter(b.kind for b in s.cache.bad.values())),
         embedded=((s.embedded.ready, s.embedded.restarts)
                   if s.embedded is not None else None),
+        clustermesh=s.clustermesh(),
     )
 
 
@@ -155,12 +160,35 @@ class ControlPlaneCollector(Collector):
         for name, revisions in r.lag.items():
             lag.add_metric([name], revisions)
         yield lag
+        yield from _clustermesh(r.clustermesh)
         total, count = r.resolution
         yield CounterMetricFamily("bulkhead_policy_resolution_seconds",
                                   "Time spent resolving policy (sum)", value=total)
         yield CounterMetricFamily("bulkhead_policy_resolutions",
                                   "Policy resolutions (policy or identity changes)",
                                   value=count)
+
+
+def _clustermesh(views: list[RemoteView]) -> Iterator[Metric]:
+    ready = GaugeMetricFamily("bulkhead_clustermesh_remote_ready",
+                              "1 while a connected remote cluster is in sync", labels=["cluster"])
+    failures = CounterMetricFamily("bulkhead_clustermesh_remote_failures",
+                                   "Times a remote cluster's etcd was found unreachable",
+                                   labels=["cluster"])
+    objects = GaugeMetricFamily("bulkhead_clustermesh_remote_objects",
+                                "A remote cluster's objects mirrored into this cluster",
+                                labels=["cluster", "kind"])
+    revision = GaugeMetricFamily("bulkhead_clustermesh_remote_revision",
+                                 "Remote etcd revision mirrored up to", labels=["cluster"])
+    for v in views:
+        name = v.remote.name
+        ready.add_metric([name], int(v.ready))
+        failures.add_metric([name], v.status.failures)
+        revision.add_metric([name], v.status.revision)
+        for kind, count in (("nodes", v.nodes), ("endpoints", v.endpoints),
+                            ("identities", v.identities)):
+            objects.add_metric([name, kind], count)
+    yield from (ready, failures, objects, revision)
 
 
 def serve(sources: Sources, listen: str) -> WSGIServer:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
@@ -11,6 +13,8 @@ from bulkhead.tls import add_port, server_credentials
 from bulkhead.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    clustermesh_pb2,
+    clustermesh_pb2_grpc,
     endpoint_pb2,
     endpoint_pb2_grpc,
     identity_pb2,
@@ -30,6 +34,7 @@ from bulkhead.v1 import (
 )
 from controlplane.api.admin_service import AdminService
 from controlplane.api.authz import AuthorizedServer, Authorizer
+from controlplane.api.clustermesh_service import ClusterMeshService
 from controlplane.api.endpoint_service import EndpointService
 from controlplane.api.identity_service import IdentityService
 from controlplane.api.node_service import NodeService
@@ -40,6 +45,11 @@ from controlplane.api.service_service import ServiceService
 from controlplane.api.status import ReplicaInfo, StatusReporter
 from controlplane.api.subscription_service import SubscriptionAdminService, SubscriptionService
 from controlplane.app import ControlPlane
+from controlplane.clustermesh.status import (
+    remote_identity_labels,
+    remote_records,
+    remote_views,
+)
 from controlplane.counts import ObjectCounts
 from controlplane.metrics import Sources
 from controlplane.pki.bootstrap import ServerTls
@@ -64,7 +74,8 @@ def status_reporter(cp: ControlPlane) -> StatusReporter:
 def admin_service(cp: ControlPlane) -> AdminService:
     return AdminService(status_reporter(cp), allocator=cp.allocator,
                         identities=cp.identity_index, nodes=cp.nodes, endpoints=cp.endpoints,
-                        enforcement=cp.policy_resolver.enforcement)
+                        enforcement=cp.policy_resolver.enforcement,
+                        remote=functools.partial(remote_records, cp.keys, cp.cache))
 
 
 def metrics_sources(cp: ControlPlane) -> Sources:
@@ -73,7 +84,8 @@ def metrics_sources(cp: ControlPlane) -> Sources:
         allocator=cp.allocator, group=cp.allocator.group, collector=cp.collector,
         identities=cp.identity_index, counts=object_counts(cp),
         cache=cp.cache, subscriptions=cp.subscriptions, hub=cp.subscriptions.hub,
-        resolution=lambda: cp.policy_resolver.resolution_seconds, embedded=cp.embedded)
+        resolution=lambda: cp.policy_resolver.resolution_seconds, embedded=cp.embedded,
+        clustermesh=lambda: remote_views(cp.keys, cp.cache))
 
 
 async def build_server(cp: ControlPlane, listen: str, unix_socket: str | None = None,
@@ -96,8 +108,9 @@ async def build_server(cp: ControlPlane, listen: str, unix_socket: str | None = 
         services = AuthorizedServer(services, Authorizer(revocations=security.revocations))
         security_pb2_grpc.add_SecurityServiceServicer_to_server(
             SecurityService(security.tokens, security.issuer), services)
-    identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityService(cp.allocator),
-                                                            services)
+    identity_pb2_grpc.add_IdentityServiceServicer_to_server(
+        IdentityService(cp.allocator, functools.partial(remote_identity_labels, cp.keys,
+                                                        cp.cache)), services)
     node_pb2_grpc.add_NodeServiceServicer_to_server(
         NodeService(cp.nodes, None if security is None else security.issuer.revoke_node),
         services)
@@ -110,6 +123,9 @@ async def build_server(cp: ControlPlane, listen: str, unix_socket: str | None = 
     services.add_generic_rpc_handlers([SubscriptionService(cp.subscriptions).handler()])
     subscription_pb2_grpc.add_SubscriptionAdminServiceServicer_to_server(
         SubscriptionAdminService(cp.subscriptions), services)
+    clustermesh_pb2_grpc.add_ClusterMeshServiceServicer_to_server(
+        ClusterMeshService(cp.connections, cp.keys, cp.cache, cp.subscriptions.statuses),
+        services)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, services)
     names = [
@@ -122,6 +138,7 @@ async def build_server(cp: ControlPlane, listen: str, unix_socket: str | None = 
         service_pb2.DESCRIPTOR.services_by_name["ServiceService"].full_name,
         subscription_pb2.DESCRIPTOR.services_by_name["SubscriptionService"].full_name,
         subscription_pb2.DESCRIPTOR.services_by_name["SubscriptionAdminService"].full_name,
+        clustermesh_pb2.DESCRIPTOR.services_by_name["ClusterMeshService"].full_name,
         *([] if security is None else
           [security_pb2.DESCRIPTOR.services_by_name["SecurityService"].full_name]),
     ]

@@ -355,6 +355,8 @@ def test_every_documented_json_of_bulkhead(played: Played) -> None:
     expect("policy trace", traced)
     assert traced["ingress"]["enforced_by"] == ["default/rule1"]   # README: names rule1
     expect("status", bulkhead_json("status"))
+    if "clustermesh status" in rows:   # the lab is one cluster: no remote to connect
+        expect("clustermesh status", bulkhead_json("clustermesh", "status"))
     expect("policy wait", bulkhead_json("policy", "wait", "--revision",
                                         str(played.policy["revision"])))
     expect("service apply", bulkhead_json("service", "apply", "-f", str(MANIFEST)))

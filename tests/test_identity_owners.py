@@ -73,7 +73,8 @@ async def test_endpoint_reference_is_released_only_by_deleting_the_endpoint(
     assert await refs(replica, web.identity) == ["endpoint:default/web"]
     assert await replica.cp.collector.collect_once() == 0
     got = await identities(replica).Get(identity_pb2.GetIdentityRequest(id=web.identity))
-    assert list(got.labels) == ["k8s:app=web"]
+    assert list(got.labels) == [
+        "k8s:app=web", f"k8s:io.cilium.k8s.policy.cluster={replica.cp.config.cluster_name}"]
 
     # The CLI prints the reason and exits 1.
     rc, out, stderr = await bulkhead(replica.address, "identity", "release", str(web.identity),
@@ -107,9 +108,12 @@ async def test_allocate_cannot_forge_an_owner_reference(replicas: ReplicaFactory
     keys = Keys(replica.cp.config.cluster_name)
     kvs, _, _ = await replica.cp.etcd.range(keys.identity_ids)
     assert len(kvs) == 1
-    # Holders of the admin's own choosing keep working.
+    # Holders of the admin's own choosing keep working (the endpoint's identity carries its
+    # cluster's label).
     got = await identities(replica).Allocate(identity_pb2.AllocateIdentityRequest(
-        labels=["k8s:app=web"], holder="team-a"))
+        labels=["k8s:app=web",
+                f"k8s:io.cilium.k8s.policy.cluster={replica.cp.config.cluster_name}"],
+        holder="team-a"))
     left = await identities(replica).Release(identity_pb2.ReleaseIdentityRequest(
         id=got.id, holder="team-a"))
     assert left.remaining_references == 1

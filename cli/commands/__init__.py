@@ -1,6 +1,17 @@
 """One module per noun; each registers its sub-commands on the parser."""
 
-from . import agent, endpoint, identity, ipcache, node, observe, policy, service, status
+from . import (
+    agent,
+    clustermesh,
+    endpoint,
+    identity,
+    ipcache,
+    node,
+    observe,
+    policy,
+    service,
+    status,
+)
 
 # `policy wait` lives in policywait.py; the policy module adds it to its verbs.
-ALL = [status, identity, node, endpoint, ipcache, observe, agent, policy, service]
+ALL = [status, identity, node, endpoint, ipcache, observe, agent, policy, service, clustermesh]

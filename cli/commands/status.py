@@ -8,9 +8,17 @@ from typing import Any
 import grpc
 
 from bulkhead.reserved import RESERVED_BY_ID
-from bulkhead.v1 import admin_pb2, admin_pb2_grpc, observer_pb2, observer_pb2_grpc
+from bulkhead.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    clustermesh_pb2,
+    clustermesh_pb2_grpc,
+    observer_pb2,
+    observer_pb2_grpc,
+)
 
 from ..output import emit_json, output_flag, to_dict
+from . import clustermesh
 
 BAD_RECORDS_PRINTED = 20
 
@@ -31,9 +39,16 @@ def run(ctx: Any) -> int:
             observer_pb2.ObserverStatusRequest(), timeout=10)
     except grpc.RpcError:
         flows = None
+    mesh: clustermesh_pb2.ClusterMeshStatusResponse | None = None
+    try:
+        mesh = ctx.stub(clustermesh_pb2_grpc.ClusterMeshServiceStub).Status(
+            clustermesh_pb2.ClusterMeshStatusRequest(), timeout=10)
+    except grpc.RpcError:
+        mesh = None
     if ctx.json:
         data = to_dict(status)
         data["flows"] = to_dict(flows) if flows is not None else None
+        data["clustermesh"] = to_dict(mesh) if mesh is not None else None
         emit_json(data)
         return 0 if status.etcd.healthy else 1
     counts = status.counts
@@ -78,6 +93,8 @@ def run(ctx: Any) -> int:
             print(f"{'':<17}{bad.key} ({bad.kind}): {bad.reason}")
         if total > BAD_RECORDS_PRINTED:
             print(f"{'':<17}... and {total - BAD_RECORDS_PRINTED} more (the log names each)")
+    if mesh is not None:
+        print(f"{'ClusterMesh:':<17}{clustermesh.summary(mesh)}")
     if flows is not None:
         unreachable = [n.node for n in flows.nodes if not n.reachable]
         line = (f"{flows.flows_held}/{flows.flows_max} ({flows.flows_per_second:.2f} flows/s) "

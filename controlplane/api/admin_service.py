@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 
@@ -22,8 +23,11 @@ from .status import StatusReporter
 class AdminService(admin_pb2_grpc.AdminServiceServicer):
     def __init__(self, status: StatusReporter, *, allocator: IdentityAllocator,
                  identities: IdentityIndex, nodes: NodeRegistry, endpoints: EndpointRegistry,
-                 enforcement: Callable[[int], tuple[bool, bool]]) -> None:
+                 enforcement: Callable[[int], tuple[bool, bool]],
+                 remote: Callable[[str], list[Any]] = lambda _kind: []) -> None:
         self.status = status
+        self.remote = remote
+        """Connected remote clusters' nodes, ipcache entries or identities (clustermesh)."""
         self.allocator = allocator
         self.identities = identities
         self.nodes = nodes
@@ -44,6 +48,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         items = [self.allocator.get(i) for i in RESERVED_BY_ID]
         items += [AllocatedIdentity(s.id, s.labels, index.references(s.id))
                   for s in index.by_id.values()]
+        items += [AllocatedIdentity(r.id, r.labels) for r in self.remote("identity")]
         items = [i for i in items if labelmatch.matches_all(wanted, i.labels)]
         page, token = paginate(items, lambda i: f"{i.id:010d}", request.page_size,
                                request.page_token, listing="identities",
@@ -53,7 +58,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     @rpc
     async def ListNodes(self, request: admin_pb2.ListNodesRequest,
                         context: grpc.aio.ServicerContext) -> admin_pb2.ListNodesResponse:
-        page, token = paginate(self.nodes.nodes(), lambda n: n.name, request.page_size,
+        nodes = [*self.nodes.nodes(), *self.remote("node")]
+        page, token = paginate(nodes, lambda n: n.name, request.page_size,
                                request.page_token, listing="nodes", render=messages.node)
         return admin_pb2.ListNodesResponse(nodes=page, next_page_token=token)
 
@@ -78,7 +84,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     @rpc
     async def ListIPCache(self, request: admin_pb2.ListIPCacheRequest,
                           context: grpc.aio.ServicerContext) -> admin_pb2.ListIPCacheResponse:
-        items = [e for e in self.endpoints.ipcache()
+        items = [e for e in [*self.endpoints.ipcache(), *self.remote("ipcache")]
                  if (not request.node or e.node == request.node)
                  and (not request.identity or e.identity == request.identity)]
         page, token = paginate(items, lambda e: e.prefix, request.page_size, request.page_token,

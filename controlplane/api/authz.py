@@ -83,6 +83,10 @@ TABLE: dict[str, Rule] = {
     "bulkhead.v1.ServiceService/Delete": WRITE,
     "bulkhead.v1.ServiceService/List": READ,
     "bulkhead.v1.ServiceService/Get": READ,
+    # clustermesh: connecting clusters is the operator's
+    "bulkhead.v1.ClusterMeshService/Connect": WRITE,
+    "bulkhead.v1.ClusterMeshService/Disconnect": WRITE,
+    "bulkhead.v1.ClusterMeshService/Status": READ,
     # the agent's stream: as itself only (its hello names its node; SubscriptionService)
     "bulkhead.v1.SubscriptionService/Subscribe": rule(ADMIN, NODE),
     "bulkhead.v1.SubscriptionAdminService/ListSubscriptions": READ,

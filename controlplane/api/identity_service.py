@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
 
 from bulkhead.errors import FieldViolation, Invalid, NotFound
 from bulkhead.v1 import identity_pb2, identity_pb2_grpc, types_pb2
-from controlplane.identity.allocator import IdentityAllocator
+from controlplane.identity.allocator import AllocatedIdentity, IdentityAllocator
 from controlplane.identity.holders import refuse_owned
 from controlplane.records import messages
 
@@ -14,8 +16,12 @@ LOOKUP_MANY_MAX = 1024
 
 
 class IdentityService(identity_pb2_grpc.IdentityServiceServicer):
-    def __init__(self, allocator: IdentityAllocator) -> None:
+    def __init__(self, allocator: IdentityAllocator,
+                 remote_labels: Callable[[int], tuple[str, ...] | None] = lambda _: None,
+                 ) -> None:
         self.allocator = allocator
+        self.remote_labels = remote_labels
+        """A connected remote cluster's identity's labels (clustermesh)."""
 
     @rpc
     async def Allocate(self, request: identity_pb2.AllocateIdentityRequest,
@@ -68,4 +74,10 @@ class IdentityService(identity_pb2_grpc.IdentityServiceServicer):
     @rpc
     async def Get(self, request: identity_pb2.GetIdentityRequest,
                   context: grpc.aio.ServicerContext) -> types_pb2.Identity:
-        return messages.identity(self.allocator.get(request.id))
+        try:
+            return messages.identity(self.allocator.get(request.id))
+        except NotFound:
+            labels = self.remote_labels(request.id)
+            if labels is None:
+                raise
+            return messages.identity(AllocatedIdentity(request.id, labels))

@@ -19,6 +19,7 @@ from bulkhead.errors import (
 from controlplane.callers import UNCHECKED, Caller
 from controlplane.identity.allocator import IdentityAllocator
 from controlplane.identity.holders import endpoint_holder
+from controlplane.identity.labels import CLUSTER_LABEL, label_key, with_cluster
 from controlplane.nodes import ipam
 from controlplane.nodes.registry import NodeRegistry
 from controlplane.nodes.validate import check_name
@@ -37,8 +38,11 @@ def holder_of(namespace: str, name: str) -> str:
     return endpoint_holder(namespace, name)
 
 
-def _not_for_endpoints(label: str) -> str | None:
+def _not_for_endpoints(label: str, cluster: str) -> str | None:
     """Why `label` names an identity the control plane owns and no endpoint may claim."""
+    if label_key(label) == CLUSTER_LABEL and label.partition("=")[2] != cluster:
+        return (f"{label[:80]!r}: the {CLUSTER_LABEL} label names the endpoint's cluster, "
+                f"here {cluster}")
     if label.startswith("reserved:"):
         return (f"{label[:80]!r}: reserved labels name the fixed identities (host, world, ...), "
                 "which no endpoint can have")
@@ -81,11 +85,12 @@ class EndpointRegistry:
         problems += port_problems
         label_set = None
         try:
-            label_set = self.identities.canonical(labels)
+            label_set = self.identities.canonical(with_cluster(labels, self.keys.cluster))
         except Invalid as exc:
             problems += exc.violations
         problems += [FieldViolation(f"labels[{i}]", why)
-                     for i, label in enumerate(labels) if (why := _not_for_endpoints(label))]
+                     for i, label in enumerate(labels)
+                     if (why := _not_for_endpoints(label, self.keys.cluster))]
         if ip:
             try:
                 ipaddress.IPv4Address(ip)

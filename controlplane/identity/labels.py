@@ -25,6 +25,22 @@ NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
 """The label key Kubernetes gives every pod's namespace; kept by the label filter, injected
 into selectors by namespaced policies."""
 
+CLUSTER_LABEL = "io.cilium.k8s.policy.cluster"
+"""The label key naming an endpoint's cluster, on every endpoint's identity (as in Cilium), so
+policies select peers by cluster across a clustermesh."""
+
+
+def label_key(label: str) -> str:
+    """The key of `source:key=value`."""
+    return label.partition(":")[2].partition("=")[0]
+
+
+def with_cluster(labels: Sequence[str], cluster: str) -> list[str]:
+    """An endpoint's labels with its cluster's label added (kept when given)."""
+    if any(label_key(label) == CLUSTER_LABEL for label in labels):
+        return list(labels)
+    return [*labels, f"k8s:{CLUSTER_LABEL}={cluster}"]
+
 
 @dataclass(frozen=True)
 class LabelFilter:

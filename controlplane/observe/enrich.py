@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bulkhead.v1 import flow_pb2
 from controlplane.endpoints.registry import EndpointRegistry
 from controlplane.identity.index import IdentityIndex
@@ -14,9 +16,13 @@ class FlowEnricher:
     """A ClusterCache listener: the IP -> endpoint map is rebuilt, at the next look-up, only
     after a revision that changed endpoint keys (not after every revision of the cluster)."""
 
-    def __init__(self, endpoints: EndpointRegistry, identities: IdentityIndex) -> None:
+    def __init__(self, endpoints: EndpointRegistry, identities: IdentityIndex,
+                 remote_labels: Callable[[int], tuple[str, ...] | None] = lambda _: None,
+                 ) -> None:
         self.endpoints = endpoints
         self.identities = identities
+        self.remote_labels = remote_labels
+        """A connected remote cluster's identity's labels (clustermesh)."""
         self._prefix = endpoints.keys.endpoints
         self._by_ip: dict[str, Endpoint] = {}
         self._stale = True
@@ -42,5 +48,6 @@ class FlowEnricher:
             if endpoint is not None and not peer.pod:
                 peer.namespace, peer.pod = endpoint.namespace, endpoint.name
             if not peer.labels and peer.identity:
-                peer.labels.extend(self.identities.labels_of(peer.identity) or ())
+                peer.labels.extend(self.identities.labels_of(peer.identity)
+                                   or self.remote_labels(peer.identity) or ())
         return flow

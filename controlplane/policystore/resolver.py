@@ -201,7 +201,7 @@ class PolicyResolver:
         self._endpoint_ports.clear()
         self._identity_ports.clear()
         self.revision = revision
-        identities = [kv for key, kv in items.items() if key.startswith(self.keys.identity_ids)]
+        identities = [kv for key, kv in items.items() if self.keys.is_identity(key)]
         policies = [kv for key, kv in items.items() if key.startswith(self.keys.policies)]
         for kv in sorted(identities, key=lambda kv: kv.key):
             identity = self._identity(kv)
@@ -237,12 +237,12 @@ class PolicyResolver:
         for change in changes:
             if change.key.startswith(self.keys.endpoints):
                 self._endpoint_change(change.key, change.kv, ports_touched)
-            elif change.key.startswith(self.keys.identity_ids):
+            elif self.keys.is_identity(change.key):   # local, or a remote cluster's mirrored
                 identity = self._identity(change.kv) if change.kv is not None else None
                 if identity is not None:
                     added.append(identity)
                 elif change.prev is not None:
-                    removed.append(int(change.key[len(self.keys.identity_ids):]))
+                    removed.append(int(change.key.rsplit("/", 1)[1]))
             elif change.key.startswith(self.keys.policies):
                 self._policy_change(change, upserts, deletes)
         for identity in added:

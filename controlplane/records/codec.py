@@ -468,6 +468,79 @@ class ServiceRecord(JsonRecord):
         return None
 
 
+# -- clustermesh (/bulkhead/clusters/, clustermesh/) ---------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ClusterInfoRecord(JsonRecord):
+    """`/bulkhead/clusters/<name>` (outside the cluster prefix): the cluster's name, id and pod
+    pool, written by every replica at start; a cluster connecting to this one reads it to
+    check for conflicts."""
+
+    _closed: ClassVar[bool] = False
+
+    name: str
+    id: int
+    pod_pool: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteClusterRecord(JsonRecord):
+    """`clustermesh/remotes/<name>`: a connected remote cluster and how to reach its etcd
+    (read-only); the TLS material is PEM text, so any replica can use it."""
+
+    name: str
+    id: int
+    pod_pool: str
+    etcd_endpoints: tuple[str, ...]
+    etcd_cacert: str = ""
+    etcd_cert: str = ""
+    etcd_key: str = ""
+    connected: str = ""
+
+    def key_problem(self, rest: str) -> str | None:
+        return None if self.name == rest else f"name {self.name[:80]!r} is not its key's"
+
+
+@dataclass(frozen=True, slots=True)
+class MeshStatusRecord(JsonRecord):
+    """`clustermesh/status/<name>`: the syncer's progress on a remote: the remote revision
+    mirrored up to (where it resumes), whether it is in sync, its failures and last error."""
+
+    _closed: ClassVar[bool] = False
+
+    name: str
+    revision: int = 0
+    ready: bool = False
+    last_sync: str = ""
+    failures: int = 0
+    last_error: str = ""
+    replica: str = ""
+
+    def key_problem(self, rest: str) -> str | None:
+        return None if self.name == rest else f"name {self.name[:80]!r} is not its key's"
+
+
+MIRRORED: tuple[tuple[str, type[Node] | type[IPCacheEntry] | type[IdentityRecord]], ...] = (
+    ("nodes/", Node), ("ipcache/", IPCacheEntry), ("identities/id/", IdentityRecord))
+"""What a syncer mirrors of a remote cluster: the prefix below its cluster prefix, and the
+record kept there."""
+
+
+def mirrored_kind(rest: str) -> str | None:
+    """The remote prefix (`nodes/`, ...) of `rest` (a remote key below its cluster prefix),
+    None when it is not mirrored."""
+    return next((p for p, _ in MIRRORED if rest.startswith(p)), None)
+
+
+def decode_mirrored(raw: bytes, rest: str) -> object:
+    """`clustermesh/mirror/<remote>/<kind prefix><rest>`: decoded as the remote kind."""
+    _remote, _, below = rest.partition("/")
+    for prefix, record in MIRRORED:
+        if below.startswith(prefix):
+            return record.decode(raw, below[len(prefix):])
+    raise RecordError("not a mirrored kind (nodes/, ipcache/, identities/id/)")
+
+
 # -- the table --------------------------------------------------------------------------------
 
 Decoder = Callable[[bytes, str], object]
@@ -488,6 +561,9 @@ TABLE: tuple[tuple[str, str, Decoder], ...] = (
     ("subscription-replicas/", "subscription_replica", SubscriptionRecord.decode),
     ("replicas/", "replica", PresenceRecord.decode),
     ("services/", "service", ServiceRecord.decode),
+    ("clustermesh/remotes/", "clustermesh_remote", RemoteClusterRecord.decode),
+    ("clustermesh/status/", "clustermesh_status", MeshStatusRecord.decode),
+    ("clustermesh/mirror/", "clustermesh_mirror", decode_mirrored),
 )
 
 

@@ -65,6 +65,15 @@ class TlsFiles:
     key: Path | None = None
 
 
+@dataclass(frozen=True)
+class TlsPem:
+    """TLS material as PEM bytes (a remote cluster's etcd, stored in the local etcd)."""
+
+    cacert: bytes | None = None
+    cert: bytes | None = None
+    key: bytes | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class KV:
     key: str
@@ -169,7 +178,7 @@ class EtcdStatus:
 class Etcd:
     """One channel to etcd (one or several members), with a per-call timeout."""
 
-    def __init__(self, endpoints: Sequence[str], *, tls: TlsFiles | None = None,
+    def __init__(self, endpoints: Sequence[str], *, tls: TlsFiles | TlsPem | None = None,
                  timeout: float = 5.0) -> None:
         self.endpoints = list(endpoints)
         self.timeout = timeout
@@ -182,7 +191,10 @@ class Etcd:
                    ("grpc.min_reconnect_backoff_ms", 100),
                    ("grpc.max_reconnect_backoff_ms", 1_000)]
         self._credentials: grpc.ChannelCredentials | None = None
-        if tls is not None and (wants_tls or tls.cacert or tls.cert):
+        if isinstance(tls, TlsPem) and (wants_tls or tls.cacert or tls.cert):
+            self._credentials = grpc.ssl_channel_credentials(
+                root_certificates=tls.cacert, private_key=tls.key, certificate_chain=tls.cert)
+        elif isinstance(tls, TlsFiles) and (wants_tls or tls.cacert or tls.cert):
             self._credentials = grpc.ssl_channel_credentials(
                 root_certificates=tls.cacert.read_bytes() if tls.cacert else None,
                 private_key=tls.key.read_bytes() if tls.key else None,
@@ -280,17 +292,26 @@ class Etcd:
                                                                  physical=True),
                          timeout=self.timeout * 6)
 
-    def watch(self, prefix: str, start_revision: int, *,
-              progress_notify: bool = True) -> grpc.aio.StreamStreamCall:
-        """A raw watch stream of the prefix; the caller iterates WatchResponses."""
-        create = rpc.WatchCreateRequest(key=prefix.encode(), range_end=prefix_end(prefix),
+    def watch(self, prefix: str, start_revision: int, *, progress_notify: bool = True,
+              ask_progress: asyncio.Queue[None] | None = None,
+              end: bytes | None = None) -> grpc.aio.StreamStreamCall:
+        """A raw watch stream of the prefix (with `end`: of the keys from `prefix` up to,
+        not including, `end`); the caller iterates WatchResponses. Each item put on
+        `ask_progress` requests a progress response (etcd sends it once every event up to its
+        header revision was delivered)."""
+        create = rpc.WatchCreateRequest(key=prefix.encode(),
+                                        range_end=end or prefix_end(prefix),
                                         start_revision=start_revision,
                                         progress_notify=progress_notify)
 
         async def requests() -> AsyncIterator[Any]:
             yield rpc.WatchRequest(create_request=create)
             # Keep the request side open; closing it would end the watch.
-            await asyncio.Event().wait()
+            if ask_progress is None:
+                await asyncio.Event().wait()
+            while ask_progress is not None:
+                await ask_progress.get()
+                yield rpc.WatchRequest(progress_request=rpc.WatchProgressRequest())
 
         return self._watch.Watch(requests())
 

@@ -145,3 +145,50 @@ class Keys:
 
     def service_id(self, ident: int) -> str:
         return f"{self.service_ids}{ident}"
+
+    # clustermesh (controlplane/clustermesh/)
+    @property
+    def cluster_info(self) -> str:
+        """This cluster's name, id and pod pool, read by clusters that connect to it; outside
+        the cluster prefix (like the PKI's keys), so never in the cache."""
+        return f"/bulkhead/clusters/{self.cluster}"
+
+    @property
+    def mesh_remotes(self) -> str:
+        """The connected remote clusters: `<name>` -> its connection."""
+        return f"{self.prefix}clustermesh/remotes/"
+
+    def mesh_remote(self, name: str) -> str:
+        return f"{self.mesh_remotes}{name}"
+
+    @property
+    def mesh_mirrors(self) -> str:
+        """Remote state mirrored by the syncers: `<name>/<the remote's key below its prefix>`."""
+        return f"{self.prefix}clustermesh/mirror/"
+
+    def mesh_mirror(self, name: str) -> str:
+        return f"{self.mesh_mirrors}{name}/"
+
+    def is_identity(self, key: str) -> bool:
+        """An identity of this cluster (`identities/id/<id>`) or of a connected remote one
+        (mirrored): what policy resolution selects peers among."""
+        if key.startswith(self.identity_ids):
+            return True
+        if not key.startswith(self.mesh_mirrors):
+            return False
+        return key[len(self.mesh_mirrors):].partition("/")[2].startswith("identities/id/")
+
+    @property
+    def mesh_statuses(self) -> str:
+        return f"{self.prefix}clustermesh/status/"
+
+    def mesh_status(self, name: str) -> str:
+        return f"{self.mesh_statuses}{name}"
+
+    @property
+    def mesh_leaders(self) -> str:
+        """The replica syncing each remote, on its lease."""
+        return f"{self.prefix}clustermesh/leaders/"
+
+    def mesh_leader(self, name: str) -> str:
+        return f"{self.mesh_leaders}{name}"

@@ -87,7 +87,8 @@ def changes_since(state: SubscriptionState, now: Mapping[str, KV], past: Mapping
     the state now (`now`, at `state.revision`). Synchronous: call it with no await between it
     and queueing its result, so nothing published meanwhile is missed or sent twice."""
     services_prefix = keys.services
-    policy_inputs = (keys.policies, keys.identity_ids, keys.endpoints, keys.services)
+    policy_inputs = (keys.policies, keys.identity_ids, keys.endpoints, keys.services,
+                     keys.mesh_mirrors)   # remote identities are peers too
     framed: list[bytes] = []
     classify = state.classify
     for key, kv in now.items():

@@ -1,8 +1,11 @@
 """What agents receive, derived from cache keys: nodes, ipcache entries, identities (all
-agents) and resolved policy (per node). Everything else under the prefix is not content."""
+agents), the same kinds of remote clusters mirrored under `clustermesh/mirror/<remote>/`
+(controlplane/clustermesh/syncer.py), and resolved policy (per node). Everything else under
+the prefix is not content."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -11,13 +14,16 @@ from bulkhead import httprules
 from bulkhead.httprules import HttpRule
 from bulkhead.v1 import subscription_pb2 as pb
 from controlplane.records import messages
-from controlplane.records.codec import IdentityRecord, IPCacheEntry, Node
+from controlplane.records.codec import IdentityRecord, IPCacheEntry, Node, mirrored_kind
 from controlplane.store.etcd import KV
 from controlplane.store.keys import Keys
 
 Kind = Literal["node", "ipcache", "identity"]
 _RECORD: dict[Kind, type[Node] | type[IPCacheEntry] | type[IdentityRecord]] = {
     "node": Node, "ipcache": IPCacheEntry, "identity": IdentityRecord}
+
+_MIRRORED: dict[str, Kind] = {"nodes/": "node", "ipcache/": "ipcache",
+                              "identities/id/": "identity"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +54,7 @@ class Classifier:
         self.ipcache = keys.ipcache
         self.identities = keys.identity_ids
         self.endpoints = keys.endpoints
+        self.mirrors = keys.mesh_mirrors
 
     def kind(self, key: str) -> Kind | None:
         if key.startswith(self.ipcache):
@@ -56,16 +63,37 @@ class Classifier:
             return "node"
         if key.startswith(self.identities):
             return "identity"
+        if key.startswith(self.mirrors):
+            below = key[len(self.mirrors):].partition("/")[2]
+            return _MIRRORED.get(mirrored_kind(below) or "")
         return None
 
 
+MIRROR_SEGMENT = "/clustermesh/mirror/"
+"""In every mirrored key (Keys.mesh_mirrors)."""
+
+
+def agent_record(kind: Kind, kv: KV) -> Node | IPCacheEntry | IdentityRecord:
+    """The record `kv` holds as agents get it: a remote cluster's node is named
+    `<cluster>/<node>` (as in Cilium), here and in its ipcache entries, so it never takes the
+    place of a local node of the same name."""
+    record = _RECORD[kind].of_kv(kv)
+    if MIRROR_SEGMENT not in kv.key:
+        return record
+    if isinstance(record, Node):
+        return dataclasses.replace(record, name=f"{record.cluster}/{record.name}")
+    if isinstance(record, IPCacheEntry) and record.node:
+        return dataclasses.replace(record, node=f"{record.cluster}/{record.node}")
+    return record
+
+
 def put_change(kind: Kind, kv: KV) -> pb.Change:
-    return messages.put_change(_RECORD[kind].of_kv(kv))
+    return messages.put_change(agent_record(kind, kv))
 
 
 def delete_change(kind: Kind, kv: KV) -> pb.Change:
     """The removal of what `kv` (the previous value) held."""
-    return messages.removed_change(_RECORD[kind].of_kv(kv))
+    return messages.removed_change(agent_record(kind, kv))
 
 
 _DIRECTION = {"ingress": pb.PolicyEntry.INGRESS, "egress": pb.PolicyEntry.EGRESS}
