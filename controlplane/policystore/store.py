@@ -22,7 +22,7 @@ from bulkhead.errors import (
 )
 from controlplane.identity.allocator import IdentityAllocator
 from controlplane.identity.holders import policy_holder
-from controlplane.identity.labels import parse_labels
+from controlplane.identity.labels import parse_labels, with_cluster
 from controlplane.policy.cidr import cidr_label
 from controlplane.policy.model import Policy, PolicyKey, Protocol, ResolvedPolicy
 from controlplane.policy.parse import CLUSTERWIDE_KIND, NAMESPACED_KIND, PolicyValidationError
@@ -323,6 +323,12 @@ class PolicyStore:
         if problems or proto is None:
             raise Invalid(problems)
         destination = self.allocator.index.by_labels.get(dst_set.key)
+        if destination is None:
+            # Endpoints' identities carry their cluster's label; a traced set without one
+            # names a local endpoint (whose named ports the trace needs).
+            local, _ = parse_labels(with_cluster(dst, self.keys.cluster), "dst_labels",
+                                    label_filter)
+            destination = self.allocator.index.by_labels.get(local.key)
         named = (self.resolver.named_ports(destination) if destination is not None else {},
                  self.resolver.named_ports())
         result = trace(self.resolver.rules(), src_set.labels, dst_set.labels, dport,
