@@ -164,17 +164,11 @@ class RemoteSyncer:
         wanted: dict[str, bytes] = {}
         revision = 0
         for prefix, _record in MIRRORED:
-            start: str | None = None
-            while True:
-                kvs, read_at, more = await remote.range(self.remote_prefix + prefix,
-                                                        revision=revision, start=start,
-                                                        limit=2000)
-                revision = revision or read_at
+            async for kvs, read_at in remote.pages(self.remote_prefix + prefix,
+                                                   revision=revision, limit=2000):
+                revision = read_at   # one revision for every kind
                 for kv in kvs:
                     wanted[self.mirror + kv.key[len(self.remote_prefix):]] = kv.value
-                if not more or not kvs:
-                    break
-                start = kvs[-1].key + "\0"
         have = await self._local_mirror()
         changes = [ops.put(key, value) for key, value in wanted.items()
                    if have.get(key) != value]
@@ -186,13 +180,9 @@ class RemoteSyncer:
 
     async def _local_mirror(self) -> dict[str, bytes]:
         have: dict[str, bytes] = {}
-        start: str | None = None
-        while True:
-            kvs, _rev, more = await self.etcd.range(self.mirror, start=start, limit=5000)
+        async for kvs, _revision in self.etcd.pages(self.mirror):
             have.update((kv.key, kv.value) for kv in kvs)
-            if not more or not kvs:
-                return have
-            start = kvs[-1].key + "\0"
+        return have
 
     async def _watch(self, remote: Etcd) -> None:
         ask: asyncio.Queue[None] = asyncio.Queue()

@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from bulkhead.httprules import HttpRule
+from controlplane.policy.counted import adjust
 from controlplane.policy.l7merge import ContributionKey, merge
 from controlplane.policy.labels import ParsedLabels
 from controlplane.policy.model import (
@@ -287,11 +288,7 @@ class Engine:
                 self._entries(other, identity, subject, -1, changed)
             bucket = subject.requires[state.bucket]
             for selector in state.rule.requires:
-                n = bucket.get(selector, 0) + sign
-                if n:
-                    bucket[selector] = n
-                else:
-                    del bucket[selector]
+                adjust(bucket, selector, sign)
             if any(subject.requires):
                 self._required.add(identity)
             else:
@@ -355,11 +352,7 @@ class Engine:
             for name, pairs in ports.items():
                 counts = self._named_all.setdefault(name, {})
                 for pair in pairs:
-                    n = counts.get(pair, 0) + sign
-                    if n:
-                        counts[pair] = n
-                    else:
-                        del counts[pair]
+                    adjust(counts, pair, sign)
                 if not counts:
                     del self._named_all[name]
         if named:
@@ -431,9 +424,4 @@ class Engine:
 
 def _count_l7(keys: dict[EntryKey, int], key: ContributionKey, sign: int) -> None:
     """An L7 contribution appeared (1) or disappeared (-1): count it under its entry."""
-    entry = key[:6]
-    n = keys.get(entry, 0) + sign  # type: ignore[call-overload]
-    if n:
-        keys[entry] = n  # type: ignore[index]
-    else:
-        del keys[entry]  # type: ignore[arg-type]
+    adjust(keys, key[:6], sign)  # type: ignore[arg-type]

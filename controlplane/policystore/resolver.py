@@ -19,6 +19,7 @@ from typing import Any, Protocol, TypeVar
 from bulkhead import log
 from controlplane.identity.index import IdentityIndex
 from controlplane.policy.cidr import cidr_label
+from controlplane.policy.counted import adjust
 from controlplane.policy.model import (
     Identity,
     NamedPorts,
@@ -295,11 +296,7 @@ class PolicyResolver:
             ident, named_ports = found
             counts = self._identity_ports.setdefault(ident, {})
             for port in named_ports:
-                n = counts.get(port, 0) + sign
-                if n:
-                    counts[port] = n
-                else:
-                    del counts[port]
+                adjust(counts, port, sign)
             if not counts:
                 del self._identity_ports[ident]
             touched.add(ident)

@@ -111,22 +111,16 @@ class ClusterCache:
 
     async def _relist(self) -> None:
         items: dict[str, KV] = {}
-        start: str | None = None
         bad: dict[str, BadRecord] = {}
         revision = 0
-        while True:
-            kvs, rev, more = await self.etcd.range(self.prefix, revision=revision, start=start,
-                                                   limit=self._page)
-            revision = revision or rev
+        async for kvs, read_at in self.etcd.pages(self.prefix, limit=self._page):
+            revision = read_at
             for kv in kvs:
                 kv, found = self._take(kv, self.bad.get(kv.key))
                 if found is None:
                     items[kv.key] = kv
                 else:
                     bad[kv.key] = found
-            if not more or not kvs:
-                break
-            start = kvs[-1].key + "\0"
         for key in self.bad.keys() - bad.keys():
             _log.info("record readable again or gone", key=key)
         self.items = items

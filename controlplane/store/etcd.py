@@ -244,6 +244,20 @@ class Etcd:
         response = await self._call(self._kv.Range, request, timeout=self.timeout * 6)
         return [KV.of(kv) for kv in response.kvs], response.header.revision, response.more
 
+    async def pages(self, prefix: str, *, revision: int = 0, limit: int = 5000
+                    ) -> AsyncIterator[tuple[list[KV], int]]:
+        """Everything under `prefix` in pages of at most `limit`, all at one revision (the
+        given one, or the first page's): each page with that revision."""
+        start: str | None = None
+        while True:
+            kvs, read_at, more = await self.range(prefix, revision=revision, start=start,
+                                                  limit=limit)
+            revision = revision or read_at
+            yield kvs, revision
+            if not more or not kvs:
+                return
+            start = kvs[-1].key + "\0"
+
     async def txn(self, compare: Sequence[Any], success: Sequence[Any],
                   failure: Sequence[Any] = ()) -> TxnResult:
         response = await self._call(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from bulkhead import log
 from bulkhead.v1 import subscription_pb2 as pb
@@ -32,17 +33,25 @@ PAST_KEEP = 5.0
 mostly from the same few revisions."""
 
 
+@dataclass(frozen=True)
+class Past:
+    """The cluster at a revision, and what a resume needs of it for every node alike."""
+
+    items: dict[str, KV]
+    hosted: dict[str, set[int]]
+    """node -> identities it had endpoints of then."""
+
+
 class PastReads:
     """One paged etcd read of the whole prefix per revision, shared by agents resuming
     together. Raises the store's Compacted when etcd no longer has that revision."""
 
-    def __init__(self, etcd: Etcd, prefix: str, page: int = 5000) -> None:
+    def __init__(self, etcd: Etcd, keys: Keys) -> None:
         self.etcd = etcd
-        self.prefix = prefix
-        self.page = page
-        self._reads: dict[int, asyncio.Future[dict[str, KV]]] = {}
+        self.keys = keys
+        self._reads: dict[int, asyncio.Future[Past]] = {}
 
-    async def at(self, revision: int) -> dict[str, KV]:
+    async def at(self, revision: int) -> Past:
         pending = self._reads.get(revision)
         if pending is None:
             loop = asyncio.get_running_loop()
@@ -57,75 +66,60 @@ class PastReads:
                 loop.call_later(PAST_KEEP, self._reads.pop, revision, None)
         return await asyncio.shield(pending)
 
-    async def _read(self, revision: int) -> dict[str, KV]:
+    async def _read(self, revision: int) -> Past:
         items: dict[str, KV] = {}
-        start: str | None = None
-        while True:
-            kvs, _, more = await self.etcd.range(self.prefix, revision=revision, start=start,
-                                                 limit=self.page)
+        async for kvs, _ in self.etcd.pages(self.keys.prefix, revision=revision):
             items.update((kv.key, kv) for kv in kvs)
-            if not more or not kvs:
-                return items
-            start = kvs[-1].key + "\0"
+        hosted: dict[str, set[int]] = {}
+        for key, kv in items.items():
+            if key.startswith(self.keys.endpoints):
+                try:
+                    endpoint = Endpoint.of_kv(kv)
+                except RecordError:
+                    continue
+                hosted.setdefault(endpoint.node, set()).add(endpoint.identity)
+        return Past(items, hosted)
 
 
-def _hosted(endpoints: Mapping[str, KV], node: str) -> set[int]:
-    hosted: set[int] = set()
-    for kv in endpoints.values():
-        try:
-            endpoint = Endpoint.of_kv(kv)
-        except RecordError:
-            continue
-        if endpoint.node == node:
-            hosted.add(endpoint.identity)
-    return hosted
+def _namespace(key: str, prefix: str) -> str:
+    return key[len(prefix):].partition("/")[0]
 
 
-def changes_since(state: SubscriptionState, now: Mapping[str, KV], past: Mapping[str, KV],
-                  since: int, node: str, keys: Keys) -> list[bytes]:
+def changes_since(state: SubscriptionState, now: Mapping[str, KV], past: Past, since: int,
+                  node: str, keys: Keys) -> list[bytes]:
     """Framed changes that take an agent holding the state at `since` (`past`) for `node` to
     the state now (`now`, at `state.revision`). Synchronous: call it with no await between it
     and queueing its result, so nothing published meanwhile is missed or sent twice."""
-    services_prefix = keys.services
-    policy_inputs = (keys.policies, keys.identity_ids, keys.endpoints, keys.services,
-                     keys.mesh_mirrors)   # remote identities are peers too
-    framed: list[bytes] = []
+    changed = [key for key, kv in now.items() if kv.mod_revision > since]
+    gone = [key for key in past.items if key not in now]
     classify = state.classify
-    for key, kv in now.items():
-        if kv.mod_revision > since and classify.kind(key) is not None:
-            put = state.objects.get(key)
-            if put is not None:
-                framed.append(put)
-    for key, old in past.items():
+    framed = [put for key in changed if classify.kind(key) is not None
+              and (put := state.objects.get(key)) is not None]
+    for key in gone:
         kind = classify.kind(key)
-        if kind is not None and key not in now:
+        if kind is not None:
             framed.append(framing.change_field(
-                content.delete_change(kind, old).SerializeToString()))
+                content.delete_change(kind, past.items[key]).SerializeToString()))
 
-    endpoints = classify.endpoints
-    touched_namespaces = {key[len(endpoints):].partition("/")[0]
-                          for key, kv in now.items()
-                          if key.startswith(endpoints) and kv.mod_revision > since}
-    touched_namespaces |= {key[len(endpoints):].partition("/")[0]
-                           for key in past if key.startswith(endpoints) and key not in now}
+    services, endpoints = keys.services, keys.endpoints
+    touched = {_namespace(key, endpoints) for key in (*changed, *gone)
+               if key.startswith(endpoints)}
+    resend = {key[len(services):] for key in changed if key.startswith(services)}
     for ref in state.services.refs():
-        key = services_prefix + ref
-        record = now.get(key)
-        if (record is not None and record.mod_revision > since) or key not in past \
-                or ref.partition("/")[0] in touched_namespaces:
+        if ref in resend or services + ref not in past.items \
+                or ref.partition("/")[0] in touched:
             put = state.objects.get(SERVICE_OBJECT + ref)
             if put is not None:
                 framed.append(put)
-    for key in past:
-        if key.startswith(services_prefix) and key not in now:
-            framed.append(framing.change_field(
-                pb.Change(service_removed=key[len(services_prefix):]).SerializeToString()))
+    framed.extend(framing.change_field(
+        pb.Change(service_removed=key[len(services):]).SerializeToString())
+        for key in gone if key.startswith(services))
 
-    hosted_now = set(state.interest.get(node, {}))
-    hosted_then = _hosted({k: v for k, v in past.items() if k.startswith(endpoints)}, node)
-    if any(key.startswith(policy_inputs) and kv.mod_revision > since for key, kv in now.items()) \
-            or any(key.startswith(policy_inputs) and key not in now for key in past):
+    policy_inputs = (keys.policies, keys.identity_ids, endpoints, services,
+                     keys.mesh_mirrors)   # remote identities are peers too
+    if any(key.startswith(policy_inputs) for key in (*changed, *gone)):
         framed.extend(state.policy_objects(node))
+    hosted_now = set(state.interest.get(node, {}))
     framed.extend(framing.change_field(content.policy_removed(ident).SerializeToString())
-                  for ident in sorted(hosted_then - hosted_now))
+                  for ident in sorted(past.hosted.get(node, set()) - hosted_now))
     return framed

@@ -13,7 +13,7 @@ from bulkhead.v1 import subscription_pb2 as pb
 from controlplane.nodes.validate import check_name
 from controlplane.records.codec import Node, NodeStatus
 from controlplane.store.cache import ClusterCache
-from controlplane.store.etcd import KV, Compacted, Etcd, EtcdUnavailable
+from controlplane.store.etcd import Compacted, Etcd, EtcdUnavailable
 from controlplane.store.keys import Keys
 
 from . import catchup, framing, trace
@@ -51,7 +51,7 @@ class Fanout:
         self.history = History(self.settings.history_window)
         self.state = SubscriptionState(keys, policy, self.history, services)
         self.snapshots = Snapshots(self.state)
-        self.past = catchup.PastReads(etcd, keys.prefix)
+        self.past = catchup.PastReads(etcd, keys)
         self.hub = Hub(self.state, bookmark_interval=self.settings.bookmark_interval,
                        linger_per_subscriber=self.settings.linger_per_subscriber,
                        max_linger=self.settings.max_linger)
@@ -93,7 +93,7 @@ class Fanout:
         cluster_id = await self.cluster_id()
         reason: tuple[int, str] | None = None
         resume_at = 0
-        past: dict[str, KV] | None = None
+        past: catchup.Past | None = None
         if hello.HasField("resume"):
             token = hello.resume
             if token.etcd_cluster_id != cluster_id:
@@ -206,7 +206,7 @@ class Fanout:
         sub.push_message(pb.ServerMessage(synced=pb.Synced(
             revision=self.state.revision)).SerializeToString(), self.state.revision)
 
-    def _queue_catchup(self, sub: Subscriber, revision: int, past: dict[str, KV]) -> None:
+    def _queue_catchup(self, sub: Subscriber, revision: int, past: catchup.Past) -> None:
         """A resume older than the in-memory history: one delta with what changed since the
         token, derived from etcd's past (catchup.py)."""
         framed = catchup.changes_since(self.state, self.cache.items, past, revision, sub.node,

@@ -780,6 +780,18 @@ static __always_inline int to_proxy(struct __sk_buff *skb, struct pkt *p, __u32 
     return TC_ACT_OK;
 }
 
+/* A packet of a connection already redirected to the proxy (rn->proxy): to the proxy
+ * again, counted for endpoint `ep` in direction `dir`; dropped when no socket takes it. */
+static __always_inline int proxy_established_packet(struct __sk_buff *skb, struct pkt *p,
+                                                    struct revnat *rn, __u32 src_id,
+                                                    __u32 dst_id, __u32 ep, __u8 dir, __u8 obs)
+{
+    if (to_proxy(skb, p, rn->proxy_mark, rn->proxy_port) < 0)
+        return drop(p, src_id, dst_id, ep, dir, REASON_PROXY_UNAVAILABLE, obs);
+    count(ep, dir, REASON_NONE, p->len);
+    return TC_ACT_OK;
+}
+
 /* The mark and proxy port of a new connection that an L7 entry redirects
  * (egress on the source's side wins over ingress of a local destination). */
 static __always_inline __u16 proxy_choose(__u32 eport, __u32 iport, __u32 src_id,
@@ -886,13 +898,9 @@ int from_pod(struct __sk_buff *skb)
     int established = ct_established_or_related(skb, &p, now, &rn);
     if (rn.ip && nat_rewrite(skb, &p, 1, rn.ip, rn.port) < 0)
         return TC_ACT_SHOT;
-    if (established && rn.proxy) {
-        if (to_proxy(skb, &p, rn.proxy_mark, rn.proxy_port) < 0)
-            return drop(&p, src_id, dst_id, src_ep, DIR_EGRESS, REASON_PROXY_UNAVAILABLE,
-                        OBS_FROM_POD);
-        count(src_ep, DIR_EGRESS, REASON_NONE, p.len);
-        return TC_ACT_OK;
-    }
+    if (established && rn.proxy)
+        return proxy_established_packet(skb, &p, &rn, src_id, dst_id, src_ep, DIR_EGRESS,
+                                        OBS_FROM_POD);
     __u32 proxy_mark = 0;
     __u16 proxy_port = 0;
     if (!established) {
@@ -989,13 +997,9 @@ int from_overlay(struct __sk_buff *skb)
     int established = ct_established_or_related(skb, &p, now, &rn);
     if (rn.ip && nat_rewrite(skb, &p, 1, rn.ip, rn.port) < 0)
         return TC_ACT_SHOT;
-    if (established && rn.proxy) {
-        if (to_proxy(skb, &p, rn.proxy_mark, rn.proxy_port) < 0)
-            return drop(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_PROXY_UNAVAILABLE,
-                        OBS_FROM_OVERLAY);
-        count(dst_ep, DIR_INGRESS, REASON_NONE, p.len);
-        return TC_ACT_OK;
-    }
+    if (established && rn.proxy)
+        return proxy_established_packet(skb, &p, &rn, src_id, dst_id, dst_ep, DIR_INGRESS,
+                                        OBS_FROM_OVERLAY);
     if (!established) {
         __u32 iport = 0, proxy_mark = 0;
         if (dst_flags & EP_F_INGRESS_ENFORCED) {
