@@ -29,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--nodes", type=int, default=2)
     up.add_argument("--datapath", choices=["bpf", "none"], default="bpf",
                     help="none: plain kernel routing over VXLAN, no Bulkhead programs")
+    up.add_argument("--clusters", type=int, default=1,
+                    help="clusters c1..cN (ids 1..N), each with its own etcd and control "
+                         "plane and --nodes nodes, connected both ways (default 1: one "
+                         "cluster as before)")
     up.set_defaults(run=cmd_up)
     sub.add_parser("down", help="remove every namespace, pin and process of the lab"
                    ).set_defaults(run=cmd_down)
@@ -40,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     create = pod.add_parser("create", help="a pod namespace, added through the node's agent")
     create.add_argument("pod")
     create.add_argument("--node", required=True)
+    create.add_argument("--cluster", default="",
+                        help="with `up --clusters N`: the node's cluster (default c1)")
     create.add_argument("--namespace", "-n", default="default")
     create.add_argument("--labels", default="", help="k=v,... (become k8s: labels)")
     create.add_argument("--serve", default="", help="ports to answer TCP/HTTP and UDP on")
@@ -69,7 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_up(lab: Lab, args: argparse.Namespace) -> int:
-    state = lab.up(args.nodes, args.datapath)
+    state = lab.up(args.nodes, args.datapath, args.clusters)
+    for cluster in state.clusters.values():
+        print(f"cluster {cluster.name} (id {cluster.id}): control plane {cluster.server}, "
+              f"etcd {cluster.etcd}  (`bulkhead --server {cluster.server} clustermesh status`)")
     if state.controlplane:
         print(f"control plane: {state.controlplane}  (`bulkhead status`)")
     return 0
@@ -81,18 +90,21 @@ def cmd_down(lab: Lab, args: argparse.Namespace) -> int:
 
 
 def _pod_row(pod: Any) -> dict[str, Any]:
-    return {"name": pod.name, "namespace": pod.namespace, "node": pod.node, "ip": pod.ip,
-            "identity": pod.identity, "labels": sorted(pod.labels)}
+    cluster, _, node = pod.node.rpartition("/")   # `c2/n1` in a lab of several clusters
+    return {"name": pod.name, "namespace": pod.namespace, "node": node, "cluster": cluster,
+            "ip": pod.ip, "identity": pod.identity, "labels": sorted(pod.labels)}
 
 
 def cmd_pod_create(lab: Lab, args: argparse.Namespace) -> int:
     labels = [lab_ for lab_ in args.labels.split(",") if lab_]
     serve = [p for p in args.serve.split(",") if p]
-    pod = lab.pod_create(args.pod, args.node, args.namespace, labels, serve, args.app)
+    pod = lab.pod_create(args.pod, args.node, args.namespace, labels, serve, args.app,
+                         cluster=args.cluster)
     if args.output == "json":
         emit_json(_pod_row(pod))
     else:
-        print(f"pod {pod.namespace}/{pod.name} on {pod.node}: {pod.ip} (identity {pod.identity})")
+        print(f"pod {pod.namespace}/{pod.name} on {pod.node}: {pod.ip} "
+              f"(identity {pod.identity})")
     return 0
 
 
@@ -101,9 +113,10 @@ def cmd_pod_list(lab: Lab, args: argparse.Namespace) -> int:
     if args.output == "json":
         emit_json(pods)
     else:
-        table(["POD", "NODE", IPV4, "IDENTITY", LABELS],
-              [(f"{p['namespace']}/{p['name']}", p["node"], p["ip"], p["identity"], p["labels"])
-               for p in pods])
+        clusters = any(p["cluster"] for p in pods)
+        table(["POD", *(["CLUSTER"] if clusters else []), "NODE", IPV4, "IDENTITY", LABELS],
+              [(f"{p['namespace']}/{p['name']}", *([p["cluster"]] if clusters else []),
+                p["node"], p["ip"], p["identity"], p["labels"]) for p in pods])
     return 0
 
 
@@ -163,20 +176,30 @@ def _pod_cidrs(address: str) -> dict[str, str]:
 
 def cmd_status(lab: Lab, args: argparse.Namespace) -> int:
     state = lab.state()
-    cidrs = _pod_cidrs(state.controlplane) if state.datapath != "none" else {}
-    nodes = [{**asdict(n), "pod_cidr": n.pod_cidr or cidrs.get(n.name, ""),
+    servers = ({c.name: c.server for c in state.clusters.values()} or {"": state.controlplane}
+               if state.datapath != "none" else {})
+    cidrs = {(cluster, node): cidr for cluster, server in servers.items()
+             for node, cidr in _pod_cidrs(server).items()}
+    nodes = [{**asdict(n), "pod_cidr": n.pod_cidr or cidrs.get((n.cluster, n.name), ""),
               "agent_running": processes.alive(n.agent_pid)} for n in state.nodes.values()]
+    clusters = [{"name": c.name, "id": c.id, "server": c.server, "pid": c.pid,
+                 "running": processes.alive(c.pid), "etcd": c.etcd, "etcd_pid": c.etcd_pid,
+                 "pod_pool": c.pool} for c in state.clusters.values()]
     summary = {"name": state.name, "datapath": state.datapath,
                "controlplane": state.controlplane,
                "controlplane_running": processes.alive(state.controlplane_pid),
-               "nodes": nodes, "pods": [_pod_row(p) for p in state.pods.values()]}
+               "nodes": nodes, "pods": [_pod_row(p) for p in state.pods.values()],
+               "clusters": clusters}
     if args.output == "json":
         emit_json(summary)
         return 0
     running = "running" if summary["controlplane_running"] else "NOT RUNNING"
     print(f"lab {state.name}: datapath {state.datapath}")
-    if state.datapath != "none":
+    if state.datapath != "none" and not state.clusters:
         print(f"control plane {state.controlplane}: {running}")
+    for c in clusters:
+        print(f"cluster {c['name']} (id {c['id']}): control plane {c['server']} "
+              f"{'running' if c['running'] else 'NOT RUNNING'}, etcd {c['etcd']}")
     table(["NODE", "NAMESPACE", "UNDERLAY IP", "POD CIDR", "AGENT"],
           [(n["name"], n["netns"], n["underlay_ip"], n["pod_cidr"] or "-",
             "-" if state.datapath == "none" else

@@ -22,7 +22,7 @@ from bulkhead.defaults import SERVER_FILE
 from bulkhead.v1 import agent_pb2, agent_pb2_grpc, types_pb2
 from controlplane.store.embedded import free_port
 
-from . import dnsconf, netns, processes
+from . import dnsconf, multicluster, netns, processes
 from .state import LabState, NodeState, PodState, labs_dir
 
 UNDERLAY = ipaddress.IPv4Network("192.0.2.0/24")  # TEST-NET-1, only inside lab namespaces
@@ -62,13 +62,20 @@ class Lab:
             raise LabError(f"lab {self.name!r} is not up; run `bulkhead-lab up`")
         return state
 
-    def up(self, nodes: int, datapath: str = "bpf") -> LabState:
+    def up(self, nodes: int, datapath: str = "bpf", clusters: int = 1) -> LabState:
         if not 1 <= nodes <= 50:
             raise LabError("--nodes must be 1-50")
+        if not 1 <= clusters <= multicluster.MAX_CLUSTERS:
+            raise LabError(f"--clusters must be 1-{multicluster.MAX_CLUSTERS}")
+        if clusters > 1 and datapath != "bpf":
+            raise LabError("--clusters needs --datapath=bpf")
         state = LabState.load(self.name)
         if state is not None and state.datapath != datapath:
             raise LabError(f"lab {self.name!r} is up with --datapath={state.datapath}; "
                            f"run `bulkhead-lab down` first")
+        if state is not None and len(state.clusters or {"": 0}) != clusters:
+            raise LabError(f"lab {self.name!r} is up with --clusters="
+                           f"{len(state.clusters) or 1}; run `bulkhead-lab down` first")
         if state is None:
             prefix = f"bhl-{self.name}-"
             state = LabState(self.name, datapath, prefix, f"{prefix}ul",
@@ -76,15 +83,18 @@ class Lab:
         state.save()
         self.say(f"underlay {UNDERLAY} in namespace {state.underlay_netns}")
         netns.build_underlay(state.underlay_netns, f"{UNDERLAY[254]}/24")
+        if clusters > 1:
+            multicluster.up(self, state, nodes, clusters)
+            self._write_server_file(state.clusters["c1"].server)
+            self.say(f"lab {self.name!r} is up: {clusters} clusters of {nodes} nodes, "
+                     "connected both ways")
+            return state
         for i in range(1, nodes + 1):
             name = f"n{i}"
             node = state.nodes.get(name) or NodeState(name, f"{state.prefix}{name}",
                                                       str(UNDERLAY[i]))
             state.nodes[name] = node
-            self.say(f"node {name}: namespace {node.netns}, underlay {node.underlay_ip}")
-            netns.attach_node(state.underlay_netns, node.netns, f"p{i}",
-                              f"{node.underlay_ip}/24")
-            state.save()
+            self.attach(state, node, i)
         if datapath == "none":
             self._plain_routing(state)
         else:
@@ -94,6 +104,20 @@ class Lab:
         state.save()
         self.say(f"lab {self.name!r} is up: {len(state.nodes)} nodes, datapath {datapath}")
         return state
+
+    def underlay_ip(self, index: int) -> str:
+        return str(UNDERLAY[index])
+
+    def attach(self, state: LabState, node: NodeState, index: int) -> None:
+        """The node's namespace on underlay bridge port `p<index>`."""
+        self.say(f"node {node.name}{f' of {node.cluster}' if node.cluster else ''}: "
+                 f"namespace {node.netns}, underlay {node.underlay_ip}")
+        netns.attach_node(state.underlay_netns, node.netns, f"p{index}",
+                          f"{node.underlay_ip}/24")
+        state.save()
+
+    def _write_server_file(self, address: str) -> None:
+        (labs_dir().parent / SERVER_FILE).write_text(address + "\n")
 
     def down(self) -> None:
         state = LabState.load(self.name)
@@ -108,9 +132,10 @@ class Lab:
             if state.controlplane_pid:
                 self.say("stopping control plane")
             processes.stop(state.controlplane_pid)
+            multicluster.stop(self, state)
             addr_file = labs_dir().parent / SERVER_FILE
-            if (state.controlplane and addr_file.exists()
-                    and addr_file.read_text().strip() == state.controlplane):
+            servers = {state.controlplane} | {c.server for c in state.clusters.values()}
+            if (addr_file.exists() and addr_file.read_text().strip() in servers - {""}):
                 addr_file.unlink()
         for ns in netns.namespaces(prefix):
             self.say(f"removing namespace {ns}")
@@ -147,15 +172,17 @@ class Lab:
     def _start_agent(self, state: LabState, node: NodeState) -> None:
         if node.agent_pid and processes.alive(node.agent_pid):
             return
-        node.socket = str(state.directory / f"{node.name}.sock")
+        label = f"{node.cluster}-{node.name}" if node.cluster else node.name
+        node.socket = str(state.directory / f"{label}.sock")
         Path(node.socket).unlink(missing_ok=True)
-        self.say(f"agent for {node.name}")
-        log = state.directory / f"agent-{node.name}.log"
+        self.say(f"agent for {label}")
+        log = state.directory / f"agent-{label}.log"
         node.metrics = f"127.0.0.1:{free_port()}"
         node.agent_pid = processes.start(
-            [_bin("bulkhead-agent"), "--node", node.name, "--controlplane", state.controlplane,
+            [_bin("bulkhead-agent"), "--node", node.name,
+             "--controlplane", multicluster.server_of(state, node),
              "--underlay-ip", node.underlay_ip, "--datapath", "bpf", "--netns", node.netns,
-             "--socket", node.socket, "--bpf-pin-root", state.pin_root,
+             "--socket", node.socket, "--bpf-pin-root", multicluster.pin_root_of(state, node),
              "--metrics-listen", node.metrics], log)
         state.save()
         self._wait(lambda: self._agent_connected(node), 90, f"agent {node.name} to connect",
@@ -201,10 +228,17 @@ class Lab:
 
     def pod_create(self, name: str, node_name: str, namespace: str, labels: Sequence[str],
                    serve: Sequence[str] = (), app: str = "name", owner: str = "",
-                   ports: Sequence[tuple[str, int, str]] = ()) -> PodState:
-        """A pod on `node_name`; `ports` are its container ports (name, number, protocol),
-        which its endpoint carries for Services' named targetPorts."""
+                   ports: Sequence[tuple[str, int, str]] = (), cluster: str = "") -> PodState:
+        """A pod on `node_name` (of `cluster` in a lab of several clusters; c1 by default);
+        `ports` are its container ports (name, number, protocol), which its endpoint carries
+        for Services' named targetPorts."""
         state = self.state()
+        if cluster and cluster not in state.clusters:
+            raise LabError(f"no cluster {cluster!r} in lab {self.name!r}"
+                           + (f" (clusters: {', '.join(state.clusters)})" if state.clusters
+                              else " (it has one cluster: `up --clusters N` makes more)"))
+        if state.clusters and "/" not in node_name:
+            node_name = multicluster.node_key(cluster or "c1", node_name)
         if node_name not in state.nodes:
             raise LabError(f"no node {node_name!r} in lab {self.name!r} "
                            f"(nodes: {', '.join(state.nodes)})")

@@ -23,6 +23,7 @@ class NodeState:
     pod_cidr: str = ""
     agent_pid: int = 0
     metrics: str = ""                 # the agent's Prometheus HOST:PORT
+    cluster: str = ""                 # with `up --clusters N`: the cluster it belongs to
 
 
 @dataclass
@@ -40,6 +41,25 @@ class PodState:
 
 
 @dataclass
+class ClusterState:
+    """One cluster of a `up --clusters N` lab: its own etcd (run by the lab, so tests can stop
+    and restart it) and control plane."""
+
+    name: str
+    id: int
+    pool: str                         # pod CIDR pool, disjoint from the other clusters'
+    etcd_client_port: int
+    etcd_peer_port: int
+    etcd_pid: int = 0
+    server: str = ""                  # the control plane's HOST:PORT
+    pid: int = 0
+
+    @property
+    def etcd(self) -> str:
+        return f"127.0.0.1:{self.etcd_client_port}"
+
+
+@dataclass
 class LabState:
     name: str
     datapath: str
@@ -50,6 +70,7 @@ class LabState:
     pin_root: str = ""
     nodes: dict[str, NodeState] = field(default_factory=dict)
     pods: dict[str, PodState] = field(default_factory=dict)
+    clusters: dict[str, ClusterState] = field(default_factory=dict)
 
     @property
     def directory(self) -> Path:
@@ -69,4 +90,5 @@ class LabState:
         data = json.loads(path.read_text())
         data["nodes"] = {k: NodeState(**v) for k, v in data["nodes"].items()}
         data["pods"] = {k: PodState(**v) for k, v in data["pods"].items()}
+        data["clusters"] = {k: ClusterState(**v) for k, v in data.get("clusters", {}).items()}
         return LabState(**data)

@@ -1,0 +1,178 @@
+"""`bulkhead-lab up --clusters N`: clusters c1..cN, each with its own etcd (run by the lab, so a
+test can stop and restart a remote cluster's etcd) and its own control plane (cluster id k,
+pod pool 10.k.0.0/16), their nodes on the lab's one underlay, connected both ways
+(`bulkhead clustermesh connect` from every cluster to every other).
+
+Nodes are keyed `c<k>/n<i>` in the lab state (the node is named `n<i>` in its own cluster);
+node `i` of cluster `k` has underlay address `.(k-1)*NODES_PER_CLUSTER + i`.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+
+from bulkhead.v1 import clustermesh_pb2, clustermesh_pb2_grpc
+from controlplane.store.embedded import etcd_argv, free_port
+
+from . import processes
+from .state import ClusterState, LabState, NodeState
+
+if TYPE_CHECKING:
+    from .lab import Lab
+
+MAX_CLUSTERS = 4
+NODES_PER_CLUSTER = 50
+
+
+def node_key(cluster: str, node: str) -> str:
+    return f"{cluster}/{node}"
+
+
+def cluster_names(count: int) -> list[str]:
+    return [f"c{k}" for k in range(1, count + 1)]
+
+
+def plan(state: LabState, count: int) -> None:
+    """The clusters' names, ids, pools and etcd ports (kept across `up` runs)."""
+    for k, name in enumerate(cluster_names(count), start=1):
+        if name not in state.clusters:
+            state.clusters[name] = ClusterState(name, k, f"10.{k}.0.0/16", free_port(),
+                                                free_port())
+
+
+def underlay_index(cluster: ClusterState, i: int) -> int:
+    return (cluster.id - 1) * NODES_PER_CLUSTER + i
+
+
+def start_etcd(lab: Lab, state: LabState, cluster: ClusterState) -> None:
+    """The cluster's etcd on its ports and data dir (again after `stop_etcd`)."""
+    if cluster.etcd_pid and processes.alive(cluster.etcd_pid):
+        return
+    binary = shutil.which("etcd") or "/usr/bin/etcd"
+    data = state.directory / f"etcd-{cluster.name}"
+    lab.say(f"cluster {cluster.name}: etcd on {cluster.etcd}")
+    cluster.etcd_pid = processes.start(
+        etcd_argv(binary, cluster.name, data, cluster.etcd_client_port, cluster.etcd_peer_port,
+                  compaction_retention="1h", max_txn_ops=4096),
+        state.directory / f"etcd-{cluster.name}.log")
+    state.save()
+    lab._wait(lambda: _etcd_healthy(cluster), 30, f"etcd of {cluster.name}",
+              state.directory / f"etcd-{cluster.name}.log", cluster.etcd_pid)
+
+
+def stop_etcd(state: LabState, cluster: ClusterState) -> None:
+    processes.stop(cluster.etcd_pid)
+    cluster.etcd_pid = 0
+    state.save()
+
+
+def _etcd_healthy(cluster: ClusterState) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{cluster.etcd}/health", timeout=1) as response:
+            return b"true" in response.read()
+    except OSError:
+        return False
+
+
+def start_controlplane(lab: Lab, state: LabState, cluster: ClusterState) -> None:
+    if cluster.pid and processes.alive(cluster.pid):
+        return
+    port = int(cluster.server.rsplit(":", 1)[1]) if cluster.server else free_port()
+    cp_dir = state.directory / f"controlplane-{cluster.name}"
+    port_file = cp_dir / "port"
+    port_file.unlink(missing_ok=True)
+    cp_dir.mkdir(parents=True, exist_ok=True)
+    log = state.directory / f"controlplane-{cluster.name}.log"
+    lab.say(f"cluster {cluster.name} (id {cluster.id}): control plane on 127.0.0.1:{port}")
+    cluster.pid = processes.start(
+        [_bin("bulkhead-controlplane"), "--state-dir", str(cp_dir),
+         "--listen", f"127.0.0.1:{port}", "--replica-id", f"lab-{state.name}-{cluster.name}",
+         "--etcd-endpoints", cluster.etcd, "--cluster-name", cluster.name,
+         "--cluster-id", str(cluster.id), "--cluster-pool", cluster.pool,
+         "--port-file", str(port_file)], log)
+    cluster.server = f"127.0.0.1:{port}"
+    state.save()
+    lab._wait(lambda: port_file.exists(), 30, f"the control plane of {cluster.name} to serve",
+              log, cluster.pid)
+
+
+def _bin(name: str) -> str:
+    from .lab import _bin as find
+    return find(name)
+
+
+def stub(cluster: ClusterState) -> clustermesh_pb2_grpc.ClusterMeshServiceStub:
+    return clustermesh_pb2_grpc.ClusterMeshServiceStub(grpc.insecure_channel(cluster.server))
+
+
+def connect_all(lab: Lab, state: LabState, timeout: float = 90.0) -> None:
+    """Every cluster connected to every other, then waits until each one has every remote
+    in sync and all its nodes have every remote's state."""
+    clusters = list(state.clusters.values())
+    for local in clusters:
+        have = {r.cluster.name for r in stub(local).Status(
+            clustermesh_pb2.ClusterMeshStatusRequest(), timeout=10).remotes}
+        for remote in clusters:
+            if remote is local or remote.name in have:
+                continue
+            lab.say(f"cluster {local.name}: connecting {remote.name}")
+            stub(local).Connect(clustermesh_pb2.ConnectClusterRequest(
+                name=remote.name, etcd_endpoints=[remote.etcd]), timeout=30)
+    for local in clusters:
+        lab._wait(functools.partial(meshed, local, len(clusters) - 1), timeout,
+                  f"cluster {local.name} to sync every remote cluster",
+                  state.directory / f"controlplane-{local.name}.log", local.pid)
+
+
+def meshed(cluster: ClusterState, remotes: int) -> bool:
+    """Every remote ready and every local node has every remote's state."""
+    try:
+        status = stub(cluster).Status(clustermesh_pb2.ClusterMeshStatusRequest(), timeout=5)
+    except grpc.RpcError:
+        return False
+    return (len(status.remotes) == remotes and all(r.ready for r in status.remotes)
+            and status.nodes_with_all_remotes == status.nodes)
+
+
+def up(lab: Lab, state: LabState, nodes: int, count: int) -> None:
+    plan(state, count)
+    for cluster in state.clusters.values():
+        start_etcd(lab, state, cluster)
+        start_controlplane(lab, state, cluster)
+    for cluster in state.clusters.values():
+        for i in range(1, nodes + 1):
+            key = node_key(cluster.name, f"n{i}")
+            index = underlay_index(cluster, i)
+            node = state.nodes.get(key) or NodeState(
+                f"n{i}", f"{state.prefix}{cluster.name}-n{i}", lab.underlay_ip(index),
+                cluster=cluster.name)
+            state.nodes[key] = node
+            lab.attach(state, node, index)
+    for node in state.nodes.values():
+        lab._start_agent(state, node)
+    connect_all(lab, state)
+
+
+def stop(lab: Lab, state: LabState) -> None:
+    for cluster in state.clusters.values():
+        if cluster.pid:
+            lab.say(f"stopping control plane of {cluster.name}")
+        processes.stop(cluster.pid)
+        processes.stop(cluster.etcd_pid)
+
+
+def server_of(state: LabState, node: NodeState) -> str:
+    cluster = state.clusters.get(node.cluster)
+    return cluster.server if cluster is not None else state.controlplane
+
+
+def pin_root_of(state: LabState, node: NodeState) -> str:
+    """Each cluster's nodes pin under their own directory (both clusters have an `n1`)."""
+    return str(Path(state.pin_root) / node.cluster) if node.cluster else state.pin_root
+
