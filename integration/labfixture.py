@@ -22,7 +22,7 @@ def require_lab() -> None:
 
 
 @contextlib.contextmanager
-def running_lab(state_dir: Path, nodes: int = 2) -> Iterator[Lab]:
+def running_lab(state_dir: Path, nodes: int = 2, clusters: int = 1) -> Iterator[Lab]:
     """Yields a lab that is up; `BULKHEAD_STATE_DIR` points at its state while it lives."""
     require_lab()
     name = f"t{uuid.uuid4().hex[:6]}"
@@ -30,7 +30,7 @@ def running_lab(state_dir: Path, nodes: int = 2) -> Iterator[Lab]:
     os.environ["BULKHEAD_STATE_DIR"] = str(state_dir)
     lab = Lab(name, say=lambda _msg: None)
     try:
-        lab.up(nodes)
+        lab.up(nodes, clusters=clusters)
         yield lab
     finally:
         lab.down()

@@ -1,0 +1,172 @@
+"""Two clusters in one lab (`bulkhead-lab up --clusters 2`), each with its own etcd and control
+plane, connected both ways: pods talk across clusters over VXLAN with their identity (cluster
+bits included) in the VNI, policies selecting the peer's cluster are enforced on both sides,
+a remote etcd outage keeps cross-cluster traffic flowing, and disconnecting removes every
+remote entry from the agents' BPF maps."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from integration.lab import multicluster
+from integration.lab.lab import Lab
+from integration.labfixture import running_lab
+
+pytestmark = pytest.mark.datapath
+BIN = Path(sys.executable).parent
+WAIT = 60.0
+
+INGRESS_NOT_FROM_C2 = """\
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: web-not-from-c2, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  ingress:
+  - fromEntities: [all]
+  ingressDeny:
+  - fromEndpoints:
+    - matchLabels: {io.cilium.k8s.policy.cluster: c2}
+"""
+
+EGRESS_NOT_TO_C2 = """\
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: cli-not-to-c2, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: cli}}
+  egress:
+  - toEntities: [all]
+  egressDeny:
+  - toEndpoints:
+    - matchLabels: {io.cilium.k8s.policy.cluster: c2}
+"""
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    with running_lab(tmp_path_factory.mktemp("mesh"), nodes=1, clusters=2) as lab:
+        for name, cluster, labels, serve in [("web1", "c1", ["app=web"], ["80"]),
+                                             ("cli1", "c1", ["app=cli"], []),
+                                             ("web2", "c2", ["app=web"], ["80"]),
+                                             ("cli2", "c2", ["app=cli"], [])]:
+            lab.pod_create(name, "n1", "default", labels, serve, cluster=cluster)
+        yield lab
+
+
+def bulkhead(lab: Lab, cluster: str, *args: str, check: bool = True) -> str:
+    server = lab.state().clusters[cluster].server
+    done = subprocess.run([str(BIN / "bulkhead"), "--server", server, *args],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 or not check, done.stderr
+    return done.stdout
+
+
+def agent(lab: Lab, key: str, *args: str) -> str:
+    socket = lab.state().nodes[key].socket
+    done = subprocess.run([str(BIN / "bulkhead"), "agent", "--agent-socket", socket, *args],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def curl(lab: Lab, pod: str, target: str) -> int:
+    """curl's exit code: 0 answered, 28 timed out (dropped)."""
+    ip = lab.state().pods[target].ip
+    return lab.exec(pod, ["curl", "-s", "-o", "/dev/null", "-m", "2", f"http://{ip}/"])
+
+
+def eventually(check: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    """An upper bound for a wait, never a latency assertion."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.2)
+
+
+def apply(lab: Lab, cluster: str, text: str) -> None:
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+        f.write(text)
+        f.flush()
+        bulkhead(lab, cluster, "policy", "apply", "-f", f.name, "--wait")
+
+
+def test_identities_carry_the_cluster_and_cross_cluster_pods_talk(lab: Lab) -> None:
+    pods = lab.state().pods
+    assert pods["web1"].identity >> 16 == 1 and pods["web2"].identity >> 16 == 2
+    # c2's pod identity is known in c1 with its cluster label
+    got = json.loads(bulkhead(lab, "c1", "identity", "get", str(pods["web2"].identity),
+                              "-o", "json"))
+    assert "k8s:io.cilium.k8s.policy.cluster=c2" in json.dumps(got)
+    assert curl(lab, "cli1", "web2") == 0
+    assert curl(lab, "cli2", "web1") == 0
+    # the receiving agent saw the sender's identity (from the VNI), not world
+    flows = agent(lab, "c1/n1", "flows", "--last", "200", "-o", "json")
+    assert str(pods["cli2"].identity) in flows
+
+
+def test_policy_selecting_the_peer_cluster_is_enforced_on_both_sides(lab: Lab) -> None:
+    try:
+        apply(lab, "c1", INGRESS_NOT_FROM_C2)   # enforced by c1's node on receipt
+        eventually(lambda: curl(lab, "cli2", "web1") == 28, "c2 -> web1 to be denied")
+        assert curl(lab, "cli1", "web1") == 0, "same-cluster traffic must be unaffected"
+        assert curl(lab, "cli2", "web2") == 0
+        apply(lab, "c1", EGRESS_NOT_TO_C2)      # enforced by c1's node at the source
+        eventually(lambda: curl(lab, "cli1", "web2") == 28, "cli1 -> c2 to be denied")
+        assert curl(lab, "cli1", "web1") == 0
+    finally:
+        bulkhead(lab, "c1", "policy", "delete", "default/web-not-from-c2", check=False)
+        bulkhead(lab, "c1", "policy", "delete", "default/cli-not-to-c2", check=False)
+    eventually(lambda: curl(lab, "cli2", "web1") == 0 and curl(lab, "cli1", "web2") == 0,
+               "cross-cluster traffic to be allowed again")
+
+
+def _remote_ready(lab: Lab, cluster: str) -> bool:
+    status = json.loads(bulkhead(lab, cluster, "clustermesh", "status", "-o", "json"))
+    return all(r.get("ready", False) for r in status["remotes"])
+
+
+def test_remote_etcd_down_keeps_cross_cluster_traffic(lab: Lab) -> None:
+    state = lab.state()
+    c2 = state.clusters["c2"]
+    multicluster.stop_etcd(state, c2)
+    try:
+        eventually(lambda: not _remote_ready(lab, "c1"), "c1 to see c2 not ready")
+        status = json.loads(bulkhead(lab, "c1", "clustermesh", "status", "-o", "json"))
+        assert status["remotes"][0]["last_error"]
+        assert curl(lab, "cli1", "web2") == 0, "last-known remote state must stay in force"
+        assert curl(lab, "cli2", "web1") == 0
+    finally:
+        multicluster.start_etcd(lab, lab.state(), lab.state().clusters["c2"])
+    eventually(lambda: _remote_ready(lab, "c1"), "c1 to see c2 ready again")
+    # a change in c2 after the outage arrives in c1
+    lab.pod_create("web3", "n1", "default", ["app=web"], ["80"], cluster="c2")
+    eventually(lambda: curl(lab, "cli1", "web3") == 0, "c2's new pod to be reachable from c1")
+
+
+def test_disconnect_removes_every_remote_entry(lab: Lab) -> None:
+    state = lab.state()
+    web2 = state.pods["web2"]
+    c2_node = state.nodes["c2/n1"].underlay_ip
+    assert web2.ip in agent(lab, "c1/n1", "bpf", "ipcache", "list", "-o", "json")
+    assert c2_node in agent(lab, "c1/n1", "bpf", "tunnel", "list", "-o", "json")
+    bulkhead(lab, "c1", "clustermesh", "disconnect", "c2")
+    eventually(lambda: web2.ip not in agent(lab, "c1/n1", "bpf", "ipcache", "list", "-o",
+                                             "json"), "c2's pods to leave c1's ipcache map")
+    eventually(lambda: c2_node not in agent(lab, "c1/n1", "bpf", "ipcache", "list", "-o",
+                                             "json") + agent(lab, "c1/n1", "bpf", "tunnel",
+                                                              "list", "-o", "json"),
+               "c2's node to leave c1's ipcache and tunnel maps")
+    assert curl(lab, "cli1", "web2") != 0
+    assert bulkhead(lab, "c1", "identity", "get", str(web2.identity), check=False) == ""
+    # c2 still has c1 (the other direction was not disconnected)
+    assert curl(lab, "cli2", "web2") == 0
