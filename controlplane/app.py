@@ -85,7 +85,9 @@ class ControlPlane:
         self.service_index = ServiceIndex(self.keys)
         self.policy_resolver = PolicyResolver(self.keys, self.identity_index,
                                             policy_map_max=config.policy_map_max,
-                                            services=self.service_index)
+                                            services=self.service_index,
+                                            local_cluster=config.cluster_name
+                                            if config.policy_default_local_cluster else "")
         self.policies = PolicyStore(self.etcd, self.keys, self.cache, self.policy_resolver,
                                     self.allocator)
         self.collector = IdentityCollector(self.etcd, self.keys, self.identity_index,

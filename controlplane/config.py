@@ -52,6 +52,7 @@ class Config:
     join_listen: str | None = None
     node_cert_ttl: int = 3600
     clustermesh_cache_ttl: float = 0.0
+    policy_default_local_cluster: bool = False
     replica_id: str = field(default_factory=lambda: f"{socket.gethostname()}-"
                                                     f"{uuid.uuid4().hex[:6]}")
 
@@ -121,6 +122,11 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds a connected remote cluster may stay out of sync before its "
                         "mirrored nodes, ipcache entries and identities are dropped (default "
                         "0: never; the last-known state stays in force)")
+    p.add_argument("--policy-default-local-cluster", action="store_true",
+                   help="endpoint peer selectors (fromEndpoints/toEndpoints) that name no "
+                        "io.cilium.k8s.policy.cluster label select only this cluster's "
+                        "endpoints (as Cilium's policy-default-local-cluster; default off: "
+                        "they select endpoints of every connected cluster)")
     p.add_argument("--port-file", type=Path,
                    help="write the bound gRPC port here once serving (for --listen HOST:0)")
     p.add_argument("--tls", action="store_true",
@@ -206,6 +212,7 @@ def from_args(argv: list[str] | None = None) -> Config:
         tls=a.tls, tls_ca=a.tls_ca, tls_cert=a.tls_cert, tls_key=a.tls_key,
         tls_ca_key=a.tls_ca_key, join_listen=a.join_listen, node_cert_ttl=a.node_cert_ttl,
         clustermesh_cache_ttl=a.clustermesh_cache_ttl,
+        policy_default_local_cluster=a.policy_default_local_cluster,
     )
     if a.replica_id:
         config.replica_id = a.replica_id

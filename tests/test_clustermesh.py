@@ -555,3 +555,53 @@ async def test_an_endpoint_cannot_claim_another_cluster(etcd: EtcdProcess, mesh:
         identity_pb2.GetIdentityRequest(id=own.identity))
     assert list(got.labels) == [
         "k8s:app=web", f"k8s:io.cilium.k8s.policy.cluster={local.cp.config.cluster_name}"]
+
+
+ALLIANCE_POLICY = """
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: rebels, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {org: empire}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {org: alliance}}]
+"""
+
+
+@pytest.mark.parametrize("local_only", [False, True])
+async def test_policy_default_local_cluster_limits_peers_that_name_no_cluster(
+        etcd: EtcdProcess, remote_etcd: EtcdProcess, mesh: Mesh, local_only: bool) -> None:
+    local = await mesh.cluster(etcd, 1, "10.1.0.0/16",
+                               policy_default_local_cluster=local_only)
+    remote = await mesh.cluster(remote_etcd, 2, "10.2.0.0/16")
+    remote_xwing = await workload(remote, "r1", "192.0.2.2", "xwing", [NS, "k8s:org=alliance"])
+    deathstar = await workload(local, "l1", "192.0.2.200", "deathstar", [NS, "k8s:org=empire"])
+    local_xwing = await workload(local, "l1", "192.0.2.200", "xwing", [NS, "k8s:org=alliance"])
+    policies = policy_pb2_grpc.PolicyServiceStub(local.channel())
+    await policies.Apply(policy_pb2.ApplyPoliciesRequest(yaml=ALLIANCE_POLICY))
+    await connect(local, remote, remote_etcd)
+
+    async def peers() -> set[tuple[int, int]]:
+        resolved = await policies.Resolve(
+            policy_pb2.ResolvePolicyRequest(identity=deathstar.identity))
+        return {(e.peer, e.port_lo) for e in resolved.entries if e.direction == "ingress"}
+
+    # a second policy naming the remote cluster: once its peer shows, the remote identity
+    # has reached policy resolution
+    await policies.Apply(policy_pb2.ApplyPoliciesRequest(
+        yaml=CROSS_CLUSTER_POLICY.format(remote=remote.cp.config.cluster_name)))
+
+    async def resolved_remote() -> bool:
+        return (remote_xwing.identity, 80) in await peers()
+    await eventually(resolved_remote, "the remote xwing never reached policy resolution")
+    if local_only:
+        assert await peers() == {(local_xwing.identity, 0), (remote_xwing.identity, 80)}
+    else:   # off (Cilium's default): the remote cluster's alliance is a peer of both
+        assert await peers() == {(local_xwing.identity, 0), (remote_xwing.identity, 0),
+                                 (remote_xwing.identity, 80)}
+
+
+def test_policy_default_local_cluster_flag() -> None:
+    from controlplane.config import from_args
+    assert from_args([]).policy_default_local_cluster is False
+    assert from_args(["--policy-default-local-cluster"]).policy_default_local_cluster is True

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from controlplane.policy.cidr import CidrIdentities, InMemoryCidrIdentities, cidr_label
 from controlplane.policy.engine import Engine
 from controlplane.policy.labels import ParsedLabels
+from controlplane.policy.localcluster import scope_to_cluster
 from controlplane.policy.model import (
     Identity,
     NamedPorts,
@@ -74,8 +75,11 @@ class PolicyRepository:
 
     def __init__(self, cidr_identities: CidrIdentities | None = None, *,
                  policy_map_max: int = DEFAULT_POLICY_MAP_MAX,
-                 with_reserved: bool = True) -> None:
+                 with_reserved: bool = True, local_cluster: str = "") -> None:
         self.policy_map_max = policy_map_max
+        self.local_cluster = local_cluster
+        """Set (`--policy-default-local-cluster`): endpoint peers that name no cluster select
+        this cluster's endpoints only (controlplane/policy/localcluster.py)."""
         self._allocator: CidrIdentities = cidr_identities or InMemoryCidrIdentities()
         self._engine = Engine()
         self._policies: dict[PolicyKey, Policy] = {}
@@ -202,6 +206,8 @@ class PolicyRepository:
     # -- internals -----------------------------------------------------------------------
     def _apply(self, upserts: list[Policy], deletes: list[PolicyKey]) -> set[int]:
         """Applies without checking; returns the identities whose policy changed."""
+        if self.local_cluster:
+            upserts = [scope_to_cluster(p, self.local_cluster) for p in upserts]
         changed: set[int] = set()
         for key in deletes:
             old = self._policies.pop(key, None)

@@ -118,8 +118,10 @@ class PolicyResolver:
 
     def __init__(self, keys: Keys, index: IdentityIndex, *,
                  policy_map_max: int = DEFAULT_POLICY_MAP_MAX,
-                 services: Services | None = None) -> None:
+                 services: Services | None = None, local_cluster: str = "") -> None:
         self.keys = keys
+        self.local_cluster = local_cluster
+        """`--policy-default-local-cluster`: this cluster's name, else "" (off)."""
         self.index = index
         self.services = services
         self._service_view: dict[str, ServiceInfo] = {}
@@ -141,7 +143,8 @@ class PolicyResolver:
         self.resolution_seconds: tuple[float, int] = (0.0, 0)
 
     def _new_repository(self) -> PolicyRepository:
-        return PolicyRepository(self._cidrs, policy_map_max=self.policy_map_max)
+        return PolicyRepository(self._cidrs, policy_map_max=self.policy_map_max,
+                                local_cluster=self.local_cluster)
 
     # -- what the subscription, the admin API and the policy store read -----------------------
     def resolved(self, identity: int, *, origins: bool = False) -> ResolvedPolicy:
