@@ -32,6 +32,8 @@ from bulkhead.v1 import (
     node_pb2_grpc,
     policy_pb2,
     policy_pb2_grpc,
+    service_pb2,
+    service_pb2_grpc,
     types_pb2,
 )
 from controlplane import metrics
@@ -605,3 +607,80 @@ def test_policy_default_local_cluster_flag() -> None:
     from controlplane.config import from_args
     assert from_args([]).policy_default_local_cluster is False
     assert from_args(["--policy-default-local-cluster"]).policy_default_local_cluster is True
+
+
+def global_service(annotations: dict[str, str]) -> str:
+    notes = "".join(f"\n    {k}: {v!r}" for k, v in annotations.items())
+    return f"""
+apiVersion: v1
+kind: Service
+metadata:
+  name: echo
+  namespace: default
+  annotations:{notes or " {}"}
+spec:
+  selector: {{app: echo}}
+  ports: [{{port: 80, protocol: TCP}}]
+"""
+
+
+async def apply_service(replica: Replica, annotations: dict[str, str]) -> None:
+    await service_pb2_grpc.ServiceServiceStub(replica.channel()).Apply(
+        service_pb2.ApplyServicesRequest(yaml=global_service(annotations)))
+
+
+async def backends(replica: Replica) -> list[tuple[str, str, str]]:
+    """(ip, cluster, node) of default/echo's backends, as `bulkhead service get` shows them."""
+    svc = await service_pb2_grpc.ServiceServiceStub(replica.channel()).Get(
+        service_pb2.GetServiceRequest(
+            service=service_pb2.ServiceRef(namespace="default", name="echo")))
+    return sorted((b.ip, b.cluster, b.node) for b in svc.backends)
+
+
+async def test_global_service_balances_over_every_cluster_as_annotated(
+        etcd: EtcdProcess, remote_etcd: EtcdProcess, mesh: Mesh) -> None:
+    local = await mesh.cluster(etcd, 1, "10.1.0.0/16")
+    remote = await mesh.cluster(remote_etcd, 2, "10.2.0.0/16")
+    name = remote.cp.config.cluster_name
+    there = await workload(remote, "r1", "192.0.2.2", "echo-r", [NS, "k8s:app=echo"])
+    here = await workload(local, "l1", "192.0.2.200", "echo-l", [NS, "k8s:app=echo"])
+    agent = await mesh.agent(local, "l1")
+    await apply_service(local, {"service.cilium.io/global": "true"})
+    await apply_service(remote, {"service.cilium.io/global": "true"})
+    await connect(local, remote, remote_etcd)
+    both = [(here.ip, "", "l1"), (there.ip, name, f"{name}/r1")]
+
+    async def has(expected: list[tuple[str, str, str]]) -> bool:
+        return await backends(local) == sorted(expected)
+    await eventually(lambda: has(both), "the remote backend never joined the global service")
+
+    def agent_backends() -> set[tuple[str, str]]:
+        svc = agent.client.state.services.get("default/echo")
+        return set() if svc is None else {(b.ip, b.cluster) for b in svc.backends}
+    await eventually(lambda: agent_backends() == {(here.ip, ""), (there.ip, name)},
+                     "the agent never got the remote backend")
+
+    # affinity: local while there is a local backend; remote prefers the remote ones
+    await apply_service(local, {"service.cilium.io/global": "true",
+                                "service.cilium.io/affinity": "local"})
+    await eventually(lambda: has(both[:1]), "affinity local kept the remote backend")
+    await apply_service(local, {"service.cilium.io/global": "true",
+                                "service.cilium.io/affinity": "remote"})
+    await eventually(lambda: has(both[1:]), "affinity remote kept the local backend")
+    # shared: "false" in the remote cluster keeps its backends there
+    await apply_service(local, {"service.cilium.io/global": "true"})
+    await apply_service(remote, {"service.cilium.io/global": "true",
+                                 "service.cilium.io/shared": "false"})
+    await eventually(lambda: has(both[:1]), "a service not shared still gave its backends")
+    await apply_service(remote, {"service.cilium.io/global": "true"})
+    await eventually(lambda: has(both), "shared again, the remote backend did not come back")
+    # not global locally: local backends only
+    await apply_service(local, {})
+    await eventually(lambda: has(both[:1]), "a service not global got remote backends")
+    await apply_service(local, {"service.cilium.io/global": "true"})
+    await eventually(lambda: has(both), "global again, the remote backend did not come back")
+    # disconnect: the remote backends go, from the admin API and from the agent
+    await mesh_stub(local).Disconnect(clustermesh_pb2.DisconnectClusterRequest(name=name))
+    await eventually(lambda: has(both[:1]), "a disconnected cluster's backend stayed")
+    await eventually(lambda: agent_backends() == {(here.ip, "")},
+                     "a disconnected cluster's backend stayed on the agent")

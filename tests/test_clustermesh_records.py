@@ -14,6 +14,7 @@ from controlplane.records.codec import (
     Node,
     Records,
     RemoteClusterRecord,
+    mirrored_kind,
 )
 from controlplane.store.etcd import KV, prefix_end
 from controlplane.store.keys import Keys
@@ -72,5 +73,7 @@ def test_the_remote_watch_covers_every_mirrored_kind() -> None:
     low, high = WATCHED[0].encode(), prefix_end(WATCHED[1])
     for prefix, _record in MIRRORED:
         assert low <= prefix.encode() and prefix_end(prefix) <= high, prefix
-    for skipped in ("subscription-replicas/r1", "policies/x", "services/a/b", "endpoints/a/b"):
+    for skipped in ("subscription-replicas/r1", "subscriptions/n1", "clustermesh/mirror/c/x"):
         assert not low <= skipped.encode() < high, skipped
+    # inside the range but not mirrored: left out event by event
+    assert mirrored_kind("policies/default/x") is None

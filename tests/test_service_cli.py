@@ -61,7 +61,9 @@ async def test_apply_list_get_delete(replicas: ReplicaFactory, tmp_path: Path) -
     assert [(b["ip"], b["port"], b["endpoint"]) for b in deathstar["backends"]] == [
         (ds1, 80, "default/deathstar-1"), (ds2, 80, "default/deathstar-2")]
     assert set(deathstar["backends"][0]) == {"ip", "port", "protocol", "port_name", "node",
-                                             "endpoint"}
+                                             "endpoint", "cluster"}
+    assert deathstar["backends"][0]["cluster"] == ""   # local (a global service's remote
+    #                                                    backends name their cluster)
     vip = deathstar["cluster_ip"]
 
     rc, out, _ = await bulkhead(address, "service", "list")

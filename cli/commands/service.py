@@ -71,9 +71,15 @@ def service_json(svc: types_pb2.Service) -> dict[str, Any]:
                    "target_port": p.target_port, "target_port_name": p.target_port_name}
                   for p in svc.ports],
         "backends": [{"ip": b.ip, "port": b.port, "protocol": b.protocol,
-                      "port_name": b.port_name, "node": b.node, "endpoint": b.endpoint}
+                      "port_name": b.port_name, "node": b.node, "endpoint": b.endpoint,
+                      "cluster": b.cluster}
                      for b in svc.backends],
     }
+
+
+def backend_state(b: types_pb2.ServiceBackend) -> str:
+    """`active`; a global service's backend in another cluster says which."""
+    return f"active, cluster {b.cluster}" if b.cluster else "active"
 
 
 def frontend_rows(svc: types_pb2.Service) -> list[tuple[Any, ...]]:
@@ -90,8 +96,8 @@ def frontend_rows(svc: types_pb2.Service) -> list[tuple[Any, ...]]:
                     and b.protocol == port.protocol]
         if not svc.ports:   # headless without ports: the addresses alone
             backends = list(svc.backends)
-        lines = [f"{i} => {b.ip}:{b.port}/{b.protocol} (active)" if b.port
-                 else f"{i} => {b.ip} (active)" for i, b in enumerate(backends, 1)]
+        lines = [f"{i} => {b.ip}:{b.port}/{b.protocol} ({backend_state(b)})" if b.port
+                 else f"{i} => {b.ip} ({backend_state(b)})" for i, b in enumerate(backends, 1)]
         rows.append((ident, frontend, kind, lines, name))
     return rows
 

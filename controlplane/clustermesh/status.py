@@ -46,7 +46,8 @@ def remote_views(keys: Keys, cache: ClusterCache) -> list[RemoteView]:
         status_kv = cache.items.get(keys.mesh_status(remote.name))
         status = (MeshStatusRecord.of_kv(status_kv) if status_kv is not None
                   else MeshStatusRecord(remote.name))
-        counts = {"nodes/": 0, "ipcache/": 0, "identities/id/": 0}
+        counts = {"nodes/": 0, "ipcache/": 0, "identities/id/": 0, "endpoints/": 0,
+                  "services/": 0}
         mirror = keys.mesh_mirror(remote.name)
         for item in cache.under(mirror):
             kind = mirrored_kind(item.key[len(mirror):])

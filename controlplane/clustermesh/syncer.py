@@ -1,6 +1,8 @@
 """One remote cluster followed into the local etcd, KVStoreMesh style: the remote's nodes,
-ipcache entries and identities are mirrored under `clustermesh/mirror/<remote>/`, so agents
-get them through the one subscription (one revision space) like local state.
+ipcache entries, identities, endpoints and services are mirrored under
+`clustermesh/mirror/<remote>/`, so agents get the first three through the one subscription
+(one revision space) like local state, and global services derive remote backends from the
+last two.
 
 The syncer lists once, then watches from the last remote revision it mirrored (kept in
 `clustermesh/status/<remote>` with every write, so a restart or another replica resumes there)
@@ -38,9 +40,11 @@ CHUNK = 100
 PROGRESS_EVERY = 5.0
 """Seconds between progress requests on the remote watch (last sync, revision)."""
 MAX_BACKOFF = 5.0
-WATCHED = ("identities/id/", "nodes/")
+WATCHED = ("endpoints/", "services/")
 """The first and the last of the mirrored prefixes in key order: the remote watch covers the
-keys between them (identities, ipam, ipcache, nodes) and skips the rest of the cluster."""
+keys between them (endpoints, identities, ipam, ipcache, nodes, policies, replicas, services;
+what is not mirrored is skipped) and not the rest of the cluster (clustermesh, the
+subscription status records)."""
 
 
 class NotLeader(Exception):
@@ -186,8 +190,8 @@ class RemoteSyncer:
 
     async def _watch(self, remote: Etcd) -> None:
         ask: asyncio.Queue[None] = asyncio.Queue()
-        # Only the key range that holds the mirrored kinds (identities/ .. nodes/, in key
-        # order): not the remote's subscription status records, policies, services...
+        # Only the key range that holds the mirrored kinds (endpoints/ .. services/, in key
+        # order): not the remote's subscription status records or its own mirrors.
         call = remote.watch(self.remote_prefix + WATCHED[0], self.status.revision + 1,
                             ask_progress=ask,
                             end=ops.prefix_end(self.remote_prefix + WATCHED[1]))

@@ -520,10 +520,14 @@ class MeshStatusRecord(JsonRecord):
         return None if self.name == rest else f"name {self.name[:80]!r} is not its key's"
 
 
-MIRRORED: tuple[tuple[str, type[Node] | type[IPCacheEntry] | type[IdentityRecord]], ...] = (
-    ("nodes/", Node), ("ipcache/", IPCacheEntry), ("identities/id/", IdentityRecord))
+MIRRORED: tuple[tuple[str, type[Node] | type[IPCacheEntry] | type[IdentityRecord]
+                      | type[Endpoint] | type[ServiceRecord]], ...] = (
+    ("nodes/", Node), ("ipcache/", IPCacheEntry), ("identities/id/", IdentityRecord),
+    ("endpoints/", Endpoint), ("services/", ServiceRecord))
 """What a syncer mirrors of a remote cluster: the prefix below its cluster prefix, and the
-record kept there."""
+record kept there. Endpoints and services are for global services (their backends are
+derived from them as for local services, controlplane/services/globals.py); agents get the
+first three kinds."""
 
 
 def mirrored_kind(rest: str) -> str | None:
@@ -538,7 +542,8 @@ def decode_mirrored(raw: bytes, rest: str) -> object:
     for prefix, record in MIRRORED:
         if below.startswith(prefix):
             return record.decode(raw, below[len(prefix):])
-    raise RecordError("not a mirrored kind (nodes/, ipcache/, identities/id/)")
+    raise RecordError("not a mirrored kind (nodes/, ipcache/, identities/id/, endpoints/, "
+                      "services/)")
 
 
 # -- the table --------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from controlplane.store.cache import Change
 from controlplane.store.etcd import KV
 from controlplane.store.keys import Keys
 
+from .globals import RemoteBackend, RemoteServices, is_global, is_shared, pick
+
 _log = log.get(__name__)
 
 
@@ -38,6 +40,9 @@ class ServiceIndex:
     def __init__(self, keys: Keys) -> None:
         self.services_prefix = keys.services
         self.endpoints_prefix = keys.endpoints
+        self.mirrors_prefix = keys.mesh_mirrors
+        self.remotes: dict[str, RemoteServices] = {}
+        """Remote cluster -> its mirrored services and endpoints (global services)."""
         self.services: dict[str, ServiceRecord] = {}
         self.endpoints: dict[str, dict[str, Endpoint]] = {}
         """namespace -> endpoint key -> endpoint."""
@@ -53,6 +58,7 @@ class ServiceIndex:
         self.endpoints.clear()
         self.in_namespace.clear()
         self._backends.clear()
+        self.remotes.clear()
         for key, kv in items.items():
             self._take(key, kv, None)
         self.revision = revision
@@ -85,23 +91,54 @@ class ServiceIndex:
     def refs(self) -> list[str]:
         return sorted(self.services)
 
+    def remote_backends(self, service: ServiceRecord) -> list[RemoteBackend]:
+        """A global service's backends in connected remote clusters that share theirs: the
+        endpoints their service of the same namespace and name selects (by cluster, name)."""
+        if not is_global(service):
+            return []
+        found: list[RemoteBackend] = []
+        for cluster in sorted(self.remotes):
+            remote = self.remotes[cluster]
+            theirs = remote.services.get(service.ref)
+            if theirs is None or not is_shared(theirs):
+                continue
+            endpoints = remote.endpoints.get(service.namespace, {}).values()
+            found.extend(RemoteBackend(cluster, e)
+                         for e in sorted(endpoints, key=lambda e: e.name) if selects(theirs, e))
+        return found
+
     def message(self, ref: str) -> types_pb2.Service | None:
-        """The service with its backends as agents and the admin API see it."""
+        """The service with its backends as agents and the admin API see it: a global
+        service's remote backends carry their cluster (and their node as `<cluster>/<node>`,
+        as agents know it), after the service's affinity."""
         service = self.services.get(ref)
-        return None if service is None else messages.service(service, self.backends(service))
+        if service is None:
+            return None
+        local, remote = pick(service, self.backends(service), self.remote_backends(service))
+        out = messages.service(service, local)
+        for cluster in dict.fromkeys(b.cluster for b in remote):
+            theirs = self.remotes[cluster].services[ref]   # their ports resolve their targets
+            for b in messages.service(theirs, [r.endpoint for r in remote
+                                               if r.cluster == cluster]).backends:
+                b.node = f"{cluster}/{b.node}"
+                b.cluster = cluster
+                out.backends.append(b)
+        return out
 
     def counts(self) -> tuple[int, int]:
-        """(services, backends) for status and metrics."""
+        """(services, backends) for status and metrics (a global service's remote backends
+        included)."""
         backends = 0
-        for service in self.services.values():
-            found = self.backends(service)
-            backends += sum(1 for p in service.ports for e in found
-                            if messages.target_port(p, e))
+        for ref in self.services:
+            found = self.message(ref)
+            backends += len(found.backends) if found is not None else 0
         return len(self.services), backends
 
     # -- internals --------------------------------------------------------------------------
     def _take(self, key: str, kv: KV | None, changed: set[str] | None) -> None:
-        if key.startswith(self.services_prefix):
+        if key.startswith(self.mirrors_prefix):
+            self._take_remote(key, kv, changed)
+        elif key.startswith(self.services_prefix):
             ref = key[len(self.services_prefix):]
             namespace = ref.partition("/")[0]
             self.services.pop(ref, None)
@@ -140,3 +177,40 @@ class ServiceIndex:
                     self._backends.pop(ref, None)
                     if changed is not None:
                         changed.add(ref)
+
+    def _take_remote(self, key: str, kv: KV | None, changed: set[str] | None) -> None:
+        """A mirrored service or endpoint of a remote cluster: the local services of the same
+        namespace/name (services) or namespace (endpoints) may change backends."""
+        cluster, _, rest = key[len(self.mirrors_prefix):].partition("/")
+        kind, _, ref = rest.partition("/")
+        if kind not in ("services", "endpoints"):
+            return
+        remote = self.remotes.setdefault(cluster, RemoteServices())
+        affected: set[str] = set()
+        try:
+            if kind == "services":
+                old_service = remote.services.pop(ref, None)
+                if kv is not None:
+                    remote.services[ref] = ServiceRecord.of_kv(kv)
+                if old_service is not None or kv is not None:
+                    affected.add(ref)
+            else:
+                namespace = ref.partition("/")[0]
+                found = remote.endpoints.setdefault(namespace, {})
+                old = found.pop(ref, None)
+                new = Endpoint.of_kv(kv) if kv is not None else None
+                if new is not None:
+                    found[ref] = new
+                if not found:
+                    remote.endpoints.pop(namespace, None)
+                if old != new:
+                    affected.update(
+                        r for r, theirs in remote.services.items()
+                        if (old is not None and selects(theirs, old))
+                        or (new is not None and selects(theirs, new)))
+        except RecordError:
+            _log.warning("unreadable mirrored record", key=key)
+        if not remote.services and not remote.endpoints:
+            self.remotes.pop(cluster, None)
+        if changed is not None:
+            changed.update(r for r in affected if r in self.services)

@@ -103,20 +103,22 @@ class ServicePort(_message.Message):
     def __init__(self, name: _Optional[str] = ..., port: _Optional[int] = ..., protocol: _Optional[str] = ..., target_port: _Optional[int] = ..., target_port_name: _Optional[str] = ...) -> None: ...
 
 class ServiceBackend(_message.Message):
-    __slots__ = ("ip", "port", "protocol", "port_name", "node", "endpoint")
+    __slots__ = ("ip", "port", "protocol", "port_name", "node", "endpoint", "cluster")
     IP_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     PORT_NAME_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
     ip: str
     port: int
     protocol: str
     port_name: str
     node: str
     endpoint: str
-    def __init__(self, ip: _Optional[str] = ..., port: _Optional[int] = ..., protocol: _Optional[str] = ..., port_name: _Optional[str] = ..., node: _Optional[str] = ..., endpoint: _Optional[str] = ...) -> None: ...
+    cluster: str
+    def __init__(self, ip: _Optional[str] = ..., port: _Optional[int] = ..., protocol: _Optional[str] = ..., port_name: _Optional[str] = ..., node: _Optional[str] = ..., endpoint: _Optional[str] = ..., cluster: _Optional[str] = ...) -> None: ...
 
 class Service(_message.Message):
     __slots__ = ("namespace", "name", "cluster_ip", "headless", "ports", "selector", "client_ip_affinity", "id", "backends")
