@@ -173,3 +173,27 @@ async def test_a_large_file_parses_in_a_child_as_in_place() -> None:
     assert len(exc.value.violations) == 250
     assert str(exc.value.violations[249]) == \
         "documents[249].spec.ports[0].port: must be 1-65535, not 0"
+
+
+def test_clustermesh_annotations_are_checked() -> None:
+    doc = """
+apiVersion: v1
+kind: Service
+metadata:
+  name: echo
+  annotations:
+    service.cilium.io/global: "yes"
+    service.cilium.io/affinity: closest
+    service.cilium.io/shared: "false"
+spec:
+  selector: {app: echo}
+  ports: [{port: 80}]
+"""
+    assert problems(doc) == [
+        "metadata.annotations.service.cilium.io/affinity: 'closest' is not one of local, "
+        "remote, none",
+        "metadata.annotations.service.cilium.io/global: 'yes' is not one of true, false"]
+    fine = doc.replace('"yes"', '"true"').replace("closest", "Local")
+    assert parse_services(fine).services[0].annotations == (
+        "service.cilium.io/affinity=Local", "service.cilium.io/global=true",
+        "service.cilium.io/shared=false")

@@ -48,6 +48,21 @@ def affinity(service: ServiceRecord) -> str:
     return value if value in AFFINITIES else "none"
 
 
+_ALLOWED = {GLOBAL: ("true", "false"), SHARED: ("true", "false"), AFFINITY: AFFINITIES}
+
+
+def mesh_annotation_problems(annotations: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(annotation key, problem) for each clustermesh annotation with a value Cilium would
+    not take, so a typo is refused rather than silently meaning "none"."""
+    problems = []
+    for pair in annotations:
+        key, _, value = pair.partition("=")
+        allowed = _ALLOWED.get(key)
+        if allowed is not None and value.lower() not in allowed:
+            problems.append((key, f"{value!r} is not one of {', '.join(allowed)}"))
+    return problems
+
+
 @dataclass(frozen=True, slots=True)
 class RemoteBackend:
     """A remote cluster's endpoint backing a global service."""

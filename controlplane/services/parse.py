@@ -21,6 +21,7 @@ from bulkhead.portname import is_port_name
 from controlplane.records.codec import ServicePortRecord
 from controlplane.yamldocs import DocumentsError, load_documents, type_name
 
+from .globals import mesh_annotation_problems
 from .model import (
     API_VERSION,
     DEFAULT_NAMESPACE,
@@ -202,6 +203,8 @@ class _DocumentParser:
                                       values=False)
         if sum(len(a) for a in annotations) > MAX_ANNOTATION_BYTES:
             self.fail("metadata.annotations", f"more than {MAX_ANNOTATION_BYTES} bytes")
+        for key, problem in mesh_annotation_problems(annotations):
+            self.fail(f"metadata.annotations.{key}", problem)
         return namespace, name, labels, annotations
 
     def string_map(self, value: Any, path: str, *, values: bool) -> tuple[str, ...]:
