@@ -130,6 +130,65 @@ def test_policy_selecting_the_peer_cluster_is_enforced_on_both_sides(lab: Lab) -
                "cross-cluster traffic to be allowed again")
 
 
+GLOBAL = '"service.cilium.io/global": "true"'
+
+
+def service_yaml(annotations: str) -> str:
+    return f"""\
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: default
+  annotations: {{{annotations}}}
+spec:
+  selector: {{app: web}}
+  ports: [{{port: 8080, targetPort: 80, protocol: TCP}}]
+"""
+
+
+def apply_service(lab: Lab, cluster: str, annotations: str) -> str:
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+        f.write(service_yaml(annotations))
+        f.flush()
+        bulkhead(lab, cluster, "service", "apply", "-f", f.name)
+    got = json.loads(bulkhead(lab, cluster, "service", "get", "default/web", "-o", "json"))
+    return str(got["cluster_ip"])
+
+
+def backend_clusters(lab: Lab) -> set[str]:
+    listed = json.loads(bulkhead(lab, "c1", "service", "list", "-o", "json"))
+    return {b["cluster"] for s in listed if s["name"] == "web" for b in s["backends"]}
+
+
+def answers(lab: Lab, pod: str, url: str, tries: int) -> set[str]:
+    """Which backends answered `tries` new connections."""
+    seen = set()
+    for _ in range(tries):
+        done = subprocess.run(["ip", "netns", "exec", lab.state().pods[pod].netns, "curl", "-s",
+                               "-m", "2", url], capture_output=True, text=True)
+        if done.returncode == 0:
+            seen.add(done.stdout.strip())
+    return seen
+
+
+def test_global_service_reaches_backends_in_both_clusters_and_affinity_local(lab: Lab) -> None:
+    try:
+        vip = apply_service(lab, "c1", GLOBAL)
+        apply_service(lab, "c2", GLOBAL)
+        eventually(lambda: backend_clusters(lab) == {"", "c2"},
+                   "c1's service to list c2's backend")
+        assert "cluster c2" in bulkhead(lab, "c1", "service", "list")
+        eventually(lambda: answers(lab, "cli1", f"http://{vip}:8080/", 12) == {"web1", "web2"},
+                   "the global service to answer from both clusters")
+        apply_service(lab, "c1", GLOBAL + ', "service.cilium.io/affinity": "local"')
+        eventually(lambda: answers(lab, "cli1", f"http://{vip}:8080/", 12) == {"web1"},
+                   "affinity local to keep connections in c1")
+    finally:
+        bulkhead(lab, "c1", "service", "delete", "default/web", check=False)
+        bulkhead(lab, "c2", "service", "delete", "default/web", check=False)
+
+
 def _remote_ready(lab: Lab, cluster: str) -> bool:
     status = json.loads(bulkhead(lab, cluster, "clustermesh", "status", "-o", "json"))
     return all(r.get("ready", False) for r in status["remotes"])
