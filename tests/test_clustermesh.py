@@ -157,7 +157,8 @@ async def test_remote_state_reaches_local_agents_and_disconnect_removes_it(
     await eventually(l1_has_it, "status never said 1 of 2 nodes has the remote's state")
     rc, out, _ = await bulkhead(local.address, "clustermesh", "status")
     assert rc == 0, out
-    assert "1/1 remote clusters ready; 1/2 nodes have every remote cluster's state" in out, out
+    assert "1/1 remote clusters ready; 1/2 nodes are connected to all clusters" in out, out
+    assert (await status_of(local, name)).nodes_synced == 1
     # the admin lists show the remote's nodes and ipcache entries as agents get them
     admin = admin_pb2_grpc.AdminServiceStub(local.channel())
     nodes = (await admin.ListNodes(admin_pb2.ListNodesRequest())).nodes
@@ -252,6 +253,11 @@ async def test_remote_outage_keeps_last_known_state_and_catches_up(
         return (await status_of(local, name)).ready
     await eventually(ready, "never ready")
 
+    async def l1_synced(count: int) -> bool:
+        s = await mesh_stub(local).Status(clustermesh_pb2.ClusterMeshStatusRequest())
+        return s.nodes_with_all_remotes == count and s.remotes[0].nodes_synced == count
+    await eventually(lambda: l1_synced(1), "l1 never had the remote's state")
+
     remote_etcd.stop()
 
     async def not_ready() -> bool:
@@ -263,6 +269,11 @@ async def test_remote_outage_keeps_last_known_state_and_catches_up(
         and xwing.identity in state.identities, "last-known remote state was dropped"
     s = await status_of(local, name)
     assert (s.nodes, s.endpoints, s.identities) == (1, 1, 1)
+    # a remote out of sync is no node's: its state may be stale
+    assert s.nodes_synced == 0 and await l1_synced(0)
+    rc, out, _ = await bulkhead(local.address, "clustermesh", "status")
+    assert rc == 0, out
+    assert "0/1 nodes are connected to all clusters" in out, out
 
     remote_etcd.start()
     ywing = await workload(remote, "r1", "192.0.2.2", "ywing", ["k8s:org=alliance",
@@ -271,6 +282,10 @@ async def test_remote_outage_keeps_last_known_state_and_catches_up(
                      and ywing.identity in state.identities,
                      "a change made during the outage never arrived")
     await eventually(ready, "never ready again after the remote etcd came back")
+    await eventually(lambda: l1_synced(1), "l1 never had the remote's state again")
+    rc, out, _ = await bulkhead(local.address, "clustermesh", "status")
+    assert rc == 0, out
+    assert "all 1 nodes are connected to all clusters" in out, out
 
 
 async def test_restarted_syncer_relists_after_remote_compaction(

@@ -87,10 +87,10 @@ def summary(status: clustermesh_pb2.ClusterMeshStatusResponse) -> str:
     if not status.nodes:
         return line
     if status.nodes_with_all_remotes == status.nodes:
-        line += f"; all {status.nodes} nodes have every remote cluster's state"
+        line += f"; all {status.nodes} nodes are connected to all clusters"
     else:
-        line += (f"; {status.nodes_with_all_remotes}/{status.nodes} nodes have every remote "
-                 "cluster's state")
+        line += (f"; {status.nodes_with_all_remotes}/{status.nodes} nodes are connected to "
+                 "all clusters")
     return line
 
 
@@ -103,9 +103,9 @@ def run_status(ctx: Any) -> int:
     if not status.remotes:
         return 0
     table(["CLUSTER", "ID", "READY", "NODES", "ENDPOINTS", "IDENTITIES", "LAST SYNC",
-           "FAILURES", "LAST ERROR"],
+           "FAILURES", "LAST ERROR", "LOCAL NODES SYNCED"],
           [(r.cluster.name, r.cluster.cluster_id, "yes" if r.ready else "no", r.nodes,
             r.endpoints, r.identities, r.last_sync or "never", r.failures,
-            r.last_error or "-") for r in status.remotes])
+            r.last_error or "-", f"{r.nodes_synced}/{status.nodes}") for r in status.remotes])
     sys.stdout.flush()
     return 0

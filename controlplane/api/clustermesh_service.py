@@ -9,7 +9,7 @@ import grpc
 from bulkhead.v1 import clustermesh_pb2 as pb
 from bulkhead.v1 import clustermesh_pb2_grpc
 from controlplane.clustermesh.connections import Connections, ConnectRequest
-from controlplane.clustermesh.status import RemoteView, nodes_with_all_remotes, remote_views
+from controlplane.clustermesh.status import RemoteView, nodes_with_remotes, remote_views
 from controlplane.records.codec import NodeStatus, RemoteClusterRecord
 from controlplane.store.cache import ClusterCache
 from controlplane.store.keys import Keys
@@ -23,9 +23,10 @@ def remote_message(record: RemoteClusterRecord) -> pb.RemoteCluster:
                             connected=record.connected)
 
 
-def status_message(view: RemoteView) -> pb.RemoteClusterStatus:
+def status_message(view: RemoteView, nodes_synced: int = 0) -> pb.RemoteClusterStatus:
     s = view.status
     return pb.RemoteClusterStatus(
+        nodes_synced=nodes_synced,
         cluster=remote_message(view.remote), ready=view.ready, last_sync=s.last_sync,
         revision=s.revision, nodes=view.nodes, endpoints=view.endpoints,
         identities=view.identities, failures=s.failures, last_error=s.last_error,
@@ -60,8 +61,9 @@ class ClusterMeshService(clustermesh_pb2_grpc.ClusterMeshServiceServicer):
                      context: grpc.aio.ServicerContext) -> pb.ClusterMeshStatusResponse:
         local = self.connections.local
         acked = {name: s.acked_revision for name, s in self.statuses().items() if s.connected}
-        nodes, synced = nodes_with_all_remotes(self.keys, self.cache, acked)
+        nodes, per_remote, synced = nodes_with_remotes(self.keys, self.cache, acked)
         return pb.ClusterMeshStatusResponse(
             cluster_name=local.name, cluster_id=local.id,
-            remotes=[status_message(v) for v in remote_views(self.keys, self.cache)],
+            remotes=[status_message(v, per_remote.get(v.remote.name, 0))
+                     for v in remote_views(self.keys, self.cache)],
             nodes=nodes, nodes_with_all_remotes=synced)

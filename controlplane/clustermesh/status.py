@@ -18,15 +18,25 @@ from controlplane.store.keys import Keys
 from controlplane.subscription import content
 
 
-def nodes_with_all_remotes(keys: Keys, cache: ClusterCache,
-                           acked: Mapping[str, int]) -> tuple[int, int]:
-    """(local nodes registered, those whose subscription acked the latest mirrored change of
-    every remote cluster): `acked` is each connected node's acked revision."""
-    latest = 0
-    for kv in cache.under(keys.mesh_mirrors):
-        latest = max(latest, kv.mod_revision)
+def nodes_with_remotes(keys: Keys, cache: ClusterCache, acked: Mapping[str, int]
+                       ) -> tuple[int, dict[str, int], int]:
+    """(local nodes registered, per remote cluster the local nodes whose agent has its state,
+    the local nodes that have every remote's). `acked` is each connected node's acked
+    revision. A node has a remote's state when the remote is ready (its syncer finished its
+    initial list and is in sync) and the node's agent acked the latest change mirrored of it:
+    a remote still listing, or out of sync, is nobody's yet (as Cilium's agents report a
+    remote cluster ready only after their initial sync of it)."""
     nodes = [kv.key[len(keys.nodes):] for kv in cache.under(keys.nodes)]
-    return len(nodes), sum(1 for n in nodes if acked.get(n, -1) >= latest)
+    per_remote: dict[str, int] = {}
+    having = {n: True for n in nodes}
+    for view in remote_views(keys, cache):
+        name = view.remote.name
+        latest = max((kv.mod_revision for kv in cache.under(keys.mesh_mirror(name))), default=0)
+        has = {n: view.ready and acked.get(n, -1) >= latest for n in nodes}
+        per_remote[name] = sum(has.values())
+        for n, ok in has.items():
+            having[n] = having[n] and ok
+    return len(nodes), per_remote, sum(having.values())
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x62ulkhead/v1/clustermesh.proto\x12\x0b\x62ulkhead.v1\"w\n\x15\x43onnectClusterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x65tcd_endpoints\x18\x02 \x03(\t\x12\x13\n\x0b\x65tcd_cacert\x18\x03 \x01(\t\x12\x11\n\tetcd_cert\x18\x04 \x01(\t\x12\x10\n\x08\x65tcd_key\x18\x05 \x01(\t\"(\n\x18\x44isconnectClusterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1b\n\x19\x44isconnectClusterResponse\"\x1a\n\x18\x43lusterMeshStatusRequest\"n\n\rRemoteCluster\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ncluster_id\x18\x02 \x01(\r\x12\x10\n\x08pod_pool\x18\x03 \x01(\t\x12\x16\n\x0e\x65tcd_endpoints\x18\x04 \x03(\t\x12\x11\n\tconnected\x18\x05 \x01(\t\"\xe2\x01\n\x13RemoteClusterStatus\x12+\n\x07\x63luster\x18\x01 \x01(\x0b\x32\x1a.bulkhead.v1.RemoteCluster\x12\r\n\x05ready\x18\x02 \x01(\x08\x12\x11\n\tlast_sync\x18\x03 \x01(\t\x12\x10\n\x08revision\x18\x04 \x01(\x03\x12\r\n\x05nodes\x18\x05 \x01(\x04\x12\x11\n\tendpoints\x18\x06 \x01(\x04\x12\x12\n\nidentities\x18\x07 \x01(\x04\x12\x10\n\x08\x66\x61ilures\x18\x08 \x01(\x04\x12\x12\n\nlast_error\x18\t \x01(\t\x12\x0e\n\x06syncer\x18\n \x01(\t\"\xa7\x01\n\x19\x43lusterMeshStatusResponse\x12\x14\n\x0c\x63luster_name\x18\x01 \x01(\t\x12\x12\n\ncluster_id\x18\x02 \x01(\r\x12\x31\n\x07remotes\x18\x03 \x03(\x0b\x32 .bulkhead.v1.RemoteClusterStatus\x12\r\n\x05nodes\x18\x04 \x01(\r\x12\x1e\n\x16nodes_with_all_remotes\x18\x05 \x01(\r2\x95\x02\n\x12\x43lusterMeshService\x12I\n\x07\x43onnect\x12\".bulkhead.v1.ConnectClusterRequest\x1a\x1a.bulkhead.v1.RemoteCluster\x12[\n\nDisconnect\x12%.bulkhead.v1.DisconnectClusterRequest\x1a&.bulkhead.v1.DisconnectClusterResponse\x12W\n\x06Status\x12%.bulkhead.v1.ClusterMeshStatusRequest\x1a&.bulkhead.v1.ClusterMeshStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x62ulkhead/v1/clustermesh.proto\x12\x0b\x62ulkhead.v1\"w\n\x15\x43onnectClusterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x65tcd_endpoints\x18\x02 \x03(\t\x12\x13\n\x0b\x65tcd_cacert\x18\x03 \x01(\t\x12\x11\n\tetcd_cert\x18\x04 \x01(\t\x12\x10\n\x08\x65tcd_key\x18\x05 \x01(\t\"(\n\x18\x44isconnectClusterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1b\n\x19\x44isconnectClusterResponse\"\x1a\n\x18\x43lusterMeshStatusRequest\"n\n\rRemoteCluster\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ncluster_id\x18\x02 \x01(\r\x12\x10\n\x08pod_pool\x18\x03 \x01(\t\x12\x16\n\x0e\x65tcd_endpoints\x18\x04 \x03(\t\x12\x11\n\tconnected\x18\x05 \x01(\t\"\xf9\x01\n\x13RemoteClusterStatus\x12+\n\x07\x63luster\x18\x01 \x01(\x0b\x32\x1a.bulkhead.v1.RemoteCluster\x12\r\n\x05ready\x18\x02 \x01(\x08\x12\x11\n\tlast_sync\x18\x03 \x01(\t\x12\x10\n\x08revision\x18\x04 \x01(\x03\x12\r\n\x05nodes\x18\x05 \x01(\x04\x12\x11\n\tendpoints\x18\x06 \x01(\x04\x12\x12\n\nidentities\x18\x07 \x01(\x04\x12\x10\n\x08\x66\x61ilures\x18\x08 \x01(\x04\x12\x12\n\nlast_error\x18\t \x01(\t\x12\x0e\n\x06syncer\x18\n \x01(\t\x12\x15\n\x0cnodes_synced\x18\x8c\x01 \x01(\r\"\xa7\x01\n\x19\x43lusterMeshStatusResponse\x12\x14\n\x0c\x63luster_name\x18\x01 \x01(\t\x12\x12\n\ncluster_id\x18\x02 \x01(\r\x12\x31\n\x07remotes\x18\x03 \x03(\x0b\x32 .bulkhead.v1.RemoteClusterStatus\x12\r\n\x05nodes\x18\x04 \x01(\r\x12\x1e\n\x16nodes_with_all_remotes\x18\x05 \x01(\r2\x95\x02\n\x12\x43lusterMeshService\x12I\n\x07\x43onnect\x12\".bulkhead.v1.ConnectClusterRequest\x1a\x1a.bulkhead.v1.RemoteCluster\x12[\n\nDisconnect\x12%.bulkhead.v1.DisconnectClusterRequest\x1a&.bulkhead.v1.DisconnectClusterResponse\x12W\n\x06Status\x12%.bulkhead.v1.ClusterMeshStatusRequest\x1a&.bulkhead.v1.ClusterMeshStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,9 +42,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REMOTECLUSTER']._serialized_start=266
   _globals['_REMOTECLUSTER']._serialized_end=376
   _globals['_REMOTECLUSTERSTATUS']._serialized_start=379
-  _globals['_REMOTECLUSTERSTATUS']._serialized_end=605
-  _globals['_CLUSTERMESHSTATUSRESPONSE']._serialized_start=608
-  _globals['_CLUSTERMESHSTATUSRESPONSE']._serialized_end=775
-  _globals['_CLUSTERMESHSERVICE']._serialized_start=778
-  _globals['_CLUSTERMESHSERVICE']._serialized_end=1055
+  _globals['_REMOTECLUSTERSTATUS']._serialized_end=628
+  _globals['_CLUSTERMESHSTATUSRESPONSE']._serialized_start=631
+  _globals['_CLUSTERMESHSTATUSRESPONSE']._serialized_end=798
+  _globals['_CLUSTERMESHSERVICE']._serialized_start=801
+  _globals['_CLUSTERMESHSERVICE']._serialized_end=1078
 # @@protoc_insertion_point(module_scope)

@@ -49,7 +49,7 @@ class RemoteCluster(_message.Message):
     def __init__(self, name: _Optional[str] = ..., cluster_id: _Optional[int] = ..., pod_pool: _Optional[str] = ..., etcd_endpoints: _Optional[_Iterable[str]] = ..., connected: _Optional[str] = ...) -> None: ...
 
 class RemoteClusterStatus(_message.Message):
-    __slots__ = ("cluster", "ready", "last_sync", "revision", "nodes", "endpoints", "identities", "failures", "last_error", "syncer")
+    __slots__ = ("cluster", "ready", "last_sync", "revision", "nodes", "endpoints", "identities", "failures", "last_error", "syncer", "nodes_synced")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
     LAST_SYNC_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,7 @@ class RemoteClusterStatus(_message.Message):
     FAILURES_FIELD_NUMBER: _ClassVar[int]
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
     SYNCER_FIELD_NUMBER: _ClassVar[int]
+    NODES_SYNCED_FIELD_NUMBER: _ClassVar[int]
     cluster: RemoteCluster
     ready: bool
     last_sync: str
@@ -70,7 +71,8 @@ class RemoteClusterStatus(_message.Message):
     failures: int
     last_error: str
     syncer: str
-    def __init__(self, cluster: _Optional[_Union[RemoteCluster, _Mapping]] = ..., ready: _Optional[bool] = ..., last_sync: _Optional[str] = ..., revision: _Optional[int] = ..., nodes: _Optional[int] = ..., endpoints: _Optional[int] = ..., identities: _Optional[int] = ..., failures: _Optional[int] = ..., last_error: _Optional[str] = ..., syncer: _Optional[str] = ...) -> None: ...
+    nodes_synced: int
+    def __init__(self, cluster: _Optional[_Union[RemoteCluster, _Mapping]] = ..., ready: _Optional[bool] = ..., last_sync: _Optional[str] = ..., revision: _Optional[int] = ..., nodes: _Optional[int] = ..., endpoints: _Optional[int] = ..., identities: _Optional[int] = ..., failures: _Optional[int] = ..., last_error: _Optional[str] = ..., syncer: _Optional[str] = ..., nodes_synced: _Optional[int] = ...) -> None: ...
 
 class ClusterMeshStatusResponse(_message.Message):
     __slots__ = ("cluster_name", "cluster_id", "remotes", "nodes", "nodes_with_all_remotes")
