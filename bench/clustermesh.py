@@ -45,6 +45,8 @@ from tests.conftest import Replica, start_replica
 
 NS = "k8s:io.kubernetes.pod.namespace=default"
 CONCURRENCY = 32
+NODE_TTL = 3600
+"""The remote's nodes have no agent renewing their lease: long enough for the whole run."""
 
 
 class Watcher:
@@ -152,10 +154,10 @@ async def main(args: argparse.Namespace) -> None:
         state_dir = Path(tempfile.gettempdir())
         local = await start_replica(Config(
             etcd_endpoints=[local_etcd.endpoint], cluster_name="bench-c1", cluster_id=1,
-            cluster_pool="10.1.0.0/16", state_dir=state_dir))
+            cluster_pool="10.1.0.0/16", state_dir=state_dir, node_ttl=NODE_TTL))
         remote = await start_replica(Config(
             etcd_endpoints=[remote_etcd.endpoint], cluster_name="bench-c2", cluster_id=2,
-            cluster_pool="10.2.0.0/16", state_dir=state_dir))
+            cluster_pool="10.2.0.0/16", state_dir=state_dir, node_ttl=NODE_TTL))
         watcher = Watcher(local)
         try:
             await register(remote, "r1", "192.0.2.2")
