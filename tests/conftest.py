@@ -49,11 +49,16 @@ ReplicaFactory = Callable[..., Awaitable[Replica]]
 
 
 async def start_replica(config: Config) -> Replica:
+    return await start_replica_on(config, 0)
+
+
+async def start_replica_on(config: Config, port: int) -> Replica:
+    """A replica serving on `port` (0: any free one)."""
     cp = ControlPlane(config)
     await cp.start()
-    server, port = await build_server(cp, "127.0.0.1:0")
+    server, bound = await build_server(cp, f"127.0.0.1:{port}")
     await server.start()
-    return Replica(cp, server, f"127.0.0.1:{port}")
+    return Replica(cp, server, f"127.0.0.1:{bound}")
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ removes everything remote."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import subprocess
 import tempfile
@@ -46,7 +47,7 @@ from controlplane.store.embedded import free_port
 from controlplane.store.keys import Keys
 from integration.etcd_process import EtcdProcess, etcd_process
 from integration.subscription.conftest import Agent, eventually
-from tests.conftest import Replica, start_replica
+from tests.conftest import Replica, start_replica, start_replica_on
 from tests.test_cli import bulkhead
 
 
@@ -699,3 +700,44 @@ async def test_global_service_balances_over_every_cluster_as_annotated(
     await eventually(lambda: has(both[:1]), "a disconnected cluster's backend stayed")
     await eventually(lambda: agent_backends() == {(here.ip, "")},
                      "a disconnected cluster's backend stayed on the agent")
+
+
+async def test_agent_resumed_by_a_fresh_replica_gets_remote_backend_changes(
+        etcd: EtcdProcess, remote_etcd: EtcdProcess, mesh: Mesh) -> None:
+    """A replica started after the agent's token rebuilds the deltas from etcd: a remote
+    endpoint that joined a global service meanwhile re-sends the service."""
+    local = await mesh.cluster(etcd, 1, "10.1.0.0/16")
+    remote = await mesh.cluster(remote_etcd, 2, "10.2.0.0/16")
+    name = remote.cp.config.cluster_name
+    await workload(remote, "r1", "192.0.2.2", "echo-r", [NS, "k8s:app=echo"])
+    here = await workload(local, "l1", "192.0.2.200", "echo-l", [NS, "k8s:app=echo"])
+    await apply_service(local, {"service.cilium.io/global": "true"})
+    await apply_service(remote, {"service.cilium.io/global": "true"})
+    await connect(local, remote, remote_etcd)
+    fresh_port = free_port()
+    agent = Agent("l1", [local.address, f"127.0.0.1:{fresh_port}"], "192.0.2.200")
+    mesh.agents.append(agent)
+    await agent.start()
+
+    def agent_backends() -> set[tuple[str, str]]:
+        svc = agent.client.state.services.get("default/echo")
+        return set() if svc is None else {(b.ip, b.cluster) for b in svc.backends}
+    await eventually(lambda: len(agent_backends()) == 2, "the agent never got both backends")
+    await agent.stop()
+    assert agent.client.token is not None
+    other = await workload(remote, "r1", "192.0.2.2", "echo-r2", [NS, "k8s:app=echo"])
+
+    async def mirrored() -> bool:
+        return (await status_of(local, name)).endpoints == 2
+    await eventually(mirrored, "the new remote endpoint was never mirrored")
+    config = dataclasses.replace(local.cp.config, replica_id=f"fresh-{uuid.uuid4().hex[:6]}")
+    fresh = await start_replica_on(config, fresh_port)
+    mesh.started.append(fresh)
+    await local.stop()
+    mesh.started.remove(local)
+    agent.client._index = 1
+    await agent.start()
+    assert agent.client.stats.resumes == 1, agent.client.stats
+    await eventually(lambda: (other.ip, name) in agent_backends(),
+                     "the resumed agent never got the remote backend added meanwhile")
+    assert (here.ip, "") in agent_backends()

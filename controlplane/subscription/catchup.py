@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from bulkhead import log
@@ -105,6 +105,7 @@ def changes_since(state: SubscriptionState, now: Mapping[str, KV], past: Past, s
     touched = {_namespace(key, endpoints) for key in (*changed, *gone)
                if key.startswith(endpoints)}
     resend = {key[len(services):] for key in changed if key.startswith(services)}
+    _global_service_inputs(keys, (*changed, *gone), resend, touched)
     for ref in state.services.refs():
         if ref in resend or services + ref not in past.items \
                 or ref.partition("/")[0] in touched:
@@ -123,3 +124,17 @@ def changes_since(state: SubscriptionState, now: Mapping[str, KV], past: Past, s
     framed.extend(framing.change_field(content.policy_removed(ident).SerializeToString())
                   for ident in sorted(past.hosted.get(node, set()) - hosted_now))
     return framed
+
+
+def _global_service_inputs(keys: Keys, keys_changed: Iterable[str], resend: set[str],
+                           touched: set[str]) -> None:
+    """A remote cluster's mirrored service changes the local service of its namespace/name,
+    a mirrored endpoint the services of its namespace (global services' remote backends)."""
+    mirrors = keys.mesh_mirrors
+    for key in keys_changed:
+        if key.startswith(mirrors):
+            kind, _, ref = key[len(mirrors):].partition("/")[2].partition("/")
+            if kind == "services":
+                resend.add(ref)
+            elif kind == "endpoints":
+                touched.add(ref.partition("/")[0])
