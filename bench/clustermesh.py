@@ -44,7 +44,9 @@ from nodeagent.subscription.client import SubscriptionClient
 from tests.conftest import Replica, start_replica
 
 NS = "k8s:io.kubernetes.pod.namespace=default"
-CONCURRENCY = 32
+CONCURRENCY = 16
+PER_NODE = 200
+"""Endpoints per remote node when populating (a node's pod CIDR is a /24)."""
 NODE_TTL = 3600
 """The remote's nodes have no agent renewing their lease: long enough for the whole run."""
 
@@ -120,15 +122,16 @@ async def changes(local: Replica, remote: Replica, watcher: Watcher, count: int,
 
 
 async def populate(remote: Replica, count: int) -> None:
-    """`count` endpoints in the remote cluster, each with labels of its own (an identity)."""
-    semaphore = asyncio.Semaphore(CONCURRENCY)
+    """`count` endpoints in the remote cluster, each with labels of its own (an identity): one
+    writer per node, so concurrent creates never race for a node's free addresses."""
+    nodes = max(CONCURRENCY, count // PER_NODE + 1)
+    for n in range(nodes):
+        await register(remote, f"r{2 + n}", f"192.0.3.{n % 250 + 1}")
 
-    async def one(i: int) -> None:
-        async with semaphore:
-            await create(remote, f"r{2 + i % 8}", f"init-{i}", [NS, f"k8s:app=init-{i}"])
-    for n in range(8):
-        await register(remote, f"r{2 + n}", f"192.0.2.{20 + n}")
-    await asyncio.gather(*(one(i) for i in range(count)))
+    async def writer(n: int) -> None:
+        for i in range(n, count, nodes):
+            await create(remote, f"r{2 + n}", f"init-{i}", [NS, f"k8s:app=init-{i}"])
+    await asyncio.gather(*(writer(n) for n in range(nodes)))
 
 
 async def initial_sync(local: Replica, remote: Replica, remote_endpoint: str,
