@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from integration.lab import multicluster
+from integration.lab import multicluster, processes
 from integration.lab.lab import Lab
 from integration.labfixture import running_lab
 
@@ -210,6 +210,22 @@ def test_remote_etcd_down_keeps_cross_cluster_traffic(lab: Lab) -> None:
     # a change in c2 after the outage arrives in c1
     lab.pod_create("web3", "n1", "default", ["app=web"], ["80"], cluster="c2")
     eventually(lambda: curl(lab, "cli1", "web3") == 0, "c2's new pod to be reachable from c1")
+
+
+def test_control_plane_restart_keeps_cross_cluster_traffic(lab: Lab) -> None:
+    """Agents keep enforcing what they have while their control plane is away, and the
+    restarted one serves the mirror from its etcd at once: nothing runs with an empty remote
+    view."""
+    state = lab.state()
+    c1 = state.clusters["c1"]
+    processes.stop(c1.pid)
+    try:
+        assert curl(lab, "cli1", "web2") == 0 and curl(lab, "cli2", "web1") == 0
+    finally:
+        multicluster.start_controlplane(lab, state, c1)
+    assert curl(lab, "cli1", "web2") == 0 and curl(lab, "cli2", "web1") == 0
+    eventually(lambda: multicluster.meshed(c1, 1), "c1's nodes to be connected to c2 again")
+    assert curl(lab, "cli1", "web2") == 0 and curl(lab, "cli2", "web1") == 0
 
 
 def test_disconnect_removes_every_remote_entry(lab: Lab) -> None:
