@@ -201,7 +201,8 @@ def cmd_status(lab: Lab, args: argparse.Namespace) -> int:
         print(f"cluster {c['name']} (id {c['id']}): control plane {c['server']} "
               f"{'running' if c['running'] else 'NOT RUNNING'}, etcd {c['etcd']}")
     table(["NODE", "NAMESPACE", "UNDERLAY IP", "POD CIDR", "AGENT"],
-          [(n["name"], n["netns"], n["underlay_ip"], n["pod_cidr"] or "-",
+          [(f"{n['cluster']}/{n['name']}" if n["cluster"] else n["name"], n["netns"],
+            n["underlay_ip"], n["pod_cidr"] or "-",
             "-" if state.datapath == "none" else
             ("running" if n["agent_running"] else "NOT RUNNING")) for n in nodes])
     print(f"{len(state.pods)} pods (`bulkhead-lab pod list`)")

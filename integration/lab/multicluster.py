@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import functools
 import shutil
+import sys
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import grpc
 
@@ -23,8 +25,21 @@ from controlplane.store.embedded import etcd_argv, free_port
 from . import processes
 from .state import ClusterState, LabState, NodeState
 
-if TYPE_CHECKING:
-    from .lab import Lab
+
+class Lab(Protocol):
+    """What this module needs of integration.lab.lab.Lab (which imports this module)."""
+
+    say: Callable[[str], None]
+
+    def _wait(self, ready: Callable[[], bool], timeout: float, what: str, log: Path,
+              pid: int) -> None: ...
+
+    def _start_agent(self, state: LabState, node: NodeState) -> None: ...
+
+    def attach(self, state: LabState, node: NodeState, index: int) -> None: ...
+
+    def underlay_ip(self, index: int) -> str: ...
+
 
 MAX_CLUSTERS = 4
 NODES_PER_CLUSTER = 50
@@ -103,8 +118,8 @@ def start_controlplane(lab: Lab, state: LabState, cluster: ClusterState) -> None
 
 
 def _bin(name: str) -> str:
-    from .lab import _bin as find
-    return find(name)
+    found = Path(sys.executable).parent / name
+    return str(found) if found.exists() else (shutil.which(name) or name)
 
 
 def stub(cluster: ClusterState) -> clustermesh_pb2_grpc.ClusterMeshServiceStub:
