@@ -83,7 +83,7 @@ def build_map(flows: Sequence[dict[str, Any]], endpoints: Sequence[dict[str, Any
         entry = groups.setdefault(group["id"], {**group, "pods": []})
         entry["pods"].append(f"{ep['namespace']}/{ep['name']}")
     edges: dict[tuple[str, str], dict[str, Any]] = {}
-    for flow in flows:
+    for flow in sorted(flows, key=lambda f: f["time"]):  # the relay merges nodes' streams
         l7 = flow.get("l7")
         if l7 is not None and l7.get("type") != "request":
             continue  # a response goes back along its request's edge
