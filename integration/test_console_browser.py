@@ -61,6 +61,14 @@ def texts(driver: Any, css: str) -> list[str]:
     return [e.text for e in driver.find_elements(By.CSS_SELECTOR, css)]
 
 
+def edge_text(driver: Any, edge: str) -> str:
+    """What an edge of the map says (its SVG text)."""
+    from selenium.webdriver.common.by import By
+
+    found = driver.find_elements(By.CSS_SELECTOR, f'g.edge[data-edge="{edge}"]')
+    return " ".join(e.get_attribute("textContent") or "" for e in found)
+
+
 def test_the_console_after_the_story(tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -85,8 +93,10 @@ def test_the_console_after_the_story(tmp_path: Path) -> None:
             assert tie.get_attribute("data-verdict") == "FORWARDED"
             click(driver, edge)
             wait_for(driver, lambda d: RULE1_DENY in texts(d, "#edge-flows td.rule"))
-            assert set(texts(driver, "#edge-flows td.rule")) <= {
-                RULE1_DENY, "default-allow", "default/rule1 spec.ingress[0]"}
+            # flows forwarded before rule1 say that rule1 did not decide them
+            assert {r for r in texts(driver, "#edge-flows td.rule")
+                    if not r.startswith("policies changed since; now DENIED")} <= {
+                RULE1_DENY, "default-allow"}
             screenshot(driver, SHOTS, "map")
 
             # Flows: only the dropped ones once filtered by verdict; one drilled into.
@@ -144,7 +154,16 @@ def test_the_console_after_the_story(tmp_path: Path) -> None:
                       applied.find_elements(By.CSS_SELECTOR, "tr[data-node]")}
             assert states == {"n1": "applied", "n2": "applied"}
             screenshot(driver, SHOTS, "policies-apply")
+
+            # The map summarises the L7 requests the proxies now see on the tiefighter's edge.
             assert story.exhaust("tiefighter").stdout.strip() == "Access denied"
+            assert story.land("tiefighter").stdout.strip() == "Ship landed"
+            driver.get(url + "#map")
+            tie_edge = "default/tiefighter->default/deathstar"
+            wait_for(driver, lambda d: "PUT /v1/exhaust-port" in edge_text(d, tie_edge))
+            label = edge_text(driver, tie_edge)
+            assert "(1 denied)" in label and "POST /v1/request-landing" in label
+            screenshot(driver, SHOTS, "map-l7")
 
             # Cluster: both agents connected, with their acked revisions.
             driver.get(url + "#cluster")

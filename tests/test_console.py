@@ -155,6 +155,11 @@ async def test_what_if_and_impact_of_removing_rule1(
     assert [d["rule"] for d in explained["decisions"]] == [
         "default-allow", "default-deny (enforced by default/rule1)",
         "default-deny (enforced by default/rule1)", "default/rule1 spec.ingress[0]"]
+    # a flow recorded before rule1 (forwarded): today's rule did not decide it, and it says so
+    before = await (await client.post("/api/flows/explain", json={
+        "flows": [flow(XWING, "xwing", "FORWARDED", "ingress", 0)]})).json()
+    assert before["decisions"][0]["rule"] == (
+        "policies changed since; now DENIED: default-deny (enforced by default/rule1)")
     # nothing stored by either: rule1 is still there
     assert [p["name"] for p in (await (await client.get("/api/policies")).json())["policies"]] \
         == ["rule1"]

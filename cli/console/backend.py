@@ -221,7 +221,7 @@ class Backend:
                     answers[key] = _decided(to_dict(traced), connection.side)
                 except ApiError as exc:
                     answers[key] = {"rule": "", "verdict": "", "error": exc.message}
-            out.append(answers[key])
+            out.append(_against(answers[key], flow["verdict"]))
         return out
 
     # -- policies -----------------------------------------------------------------------------
@@ -450,6 +450,18 @@ def _decided(traced: dict[str, Any], side: str) -> dict[str, Any]:
         chosen = traced["ingress"]
     return {"verdict": chosen["verdict"], "rule": _side_reason(chosen),
             "side": side or ("egress" if chosen is traced["egress"] else "ingress")}
+
+
+_RECORDED = {"FORWARDED": "ALLOWED", "DROPPED": "DENIED"}
+
+
+def _against(decided: dict[str, Any], recorded: str) -> dict[str, Any]:
+    """A trace's answer for a recorded flow: when the stored policies would decide it
+    otherwise (they changed since), the rule is not the one that decided it; said so."""
+    if not decided.get("verdict") or _RECORDED.get(recorded) == decided["verdict"]:
+        return decided
+    return {**decided, "stale": True,
+            "rule": f"policies changed since; now {decided['verdict']}: {decided['rule']}"}
 
 
 def _trace_json(traced: dict[str, Any]) -> dict[str, Any]:

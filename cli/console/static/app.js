@@ -108,7 +108,7 @@ function drawMap(data) {
   const defs = svg("defs");
   for (const v of ["FORWARDED", "DROPPED"]) {
     const m = svg("marker", {id: `arrow-${v}`, viewBox: "0 0 10 10", refX: 10, refY: 5,
-      markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse"});
+      markerUnits: "userSpaceOnUse", markerWidth: 12, markerHeight: 12, orient: "auto-start-reverse"});
     m.append(svg("path", {d: "M0,0 L10,5 L0,10 z", fill: v === "DROPPED" ? "#d33c3c" : "#2e9d4f"}));
     defs.append(m);
   }
@@ -118,22 +118,25 @@ function drawMap(data) {
     if (!a || !b) continue;
     const g = svg("g", {class: `edge ${e.verdict}${e.id === selectedEdge ? " selected" : ""}`,
       "data-edge": e.id, "data-verdict": e.verdict});
-    let d;
+    let d, mid;
     if (e.source === e.target) {
       d = `M${a.x - 20},${a.y - 22} C${a.x - 60},${a.y - 90} ${a.x + 60},${a.y - 90} ${a.x + 20},${a.y - 22}`;
+      mid = {x: a.x, y: a.y - 80};
     } else {
-      // A slight curve, so the two directions between a pair do not overlap.
+      // A slight curve, so the two directions between a pair do not overlap; the label sits
+      // on the curve 40% of the way, so edges crossing in the middle keep their labels apart.
       const dx = b.x - a.x, dy = b.y - a.y, len = Math.hypot(dx, dy) || 1;
       const ux = dx / len, uy = dy / len;
-      const sx = a.x + ux * 70, sy = a.y + uy * 26, tx = b.x - ux * 70, ty = b.y - uy * 26;
+      // Start and end where the line leaves the boxes (140 x 48), so arrows stay visible.
+      const out = Math.min(74 / (Math.abs(ux) || 1e-9), 28 / (Math.abs(uy) || 1e-9));
+      const sx = a.x + ux * out, sy = a.y + uy * out, tx = b.x - ux * out, ty = b.y - uy * out;
       const cx = (sx + tx) / 2 - uy * 30, cy = (sy + ty) / 2 + ux * 30;
       d = `M${sx},${sy} Q${cx},${cy} ${tx},${ty}`;
+      const t = 0.4, u = 1 - t;
+      mid = {x: u * u * sx + 2 * u * t * cx + t * t * tx, y: u * u * sy + 2 * u * t * cy + t * t * ty};
     }
     g.append(svg("path", {class: "line", d, "marker-end": `url(#arrow-${e.verdict})`}));
     g.append(svg("path", {class: "hit", d}));
-    const mid = e.source === e.target ? {x: a.x, y: a.y - 80}
-      : {x: (a.x + b.x) / 2 - ((b.y - a.y) / (Math.hypot(b.x - a.x, b.y - a.y) || 1)) * 22,
-         y: (a.y + b.y) / 2 + ((b.x - a.x) / (Math.hypot(b.x - a.x, b.y - a.y) || 1)) * 22};
     edgeLabel(e).forEach((line, i) => {
       const t = svg("text", {x: mid.x, y: mid.y + i * 13, "text-anchor": "middle"});
       t.textContent = line;
@@ -169,8 +172,8 @@ async function renderEdgePanel(id, fresh) {
   panel.dataset.edge = id; panel.dataset.last = e.last;
   const rows = el("tbody");
   const table = el("table", {class: "grid", id: "edge-flows"},
-    el("thead", {}, el("tr", {}, el("th", {}, "Time"), el("th", {}, "Flow"), el("th", {}, "Verdict"),
-                     el("th", {}, "Decided by"))), rows);
+    el("thead", {}, el("tr", {}, el("th", {}, "Time"), el("th", {}, "Pods"), el("th", {}, "Seen at"),
+                     el("th", {}, "Verdict"), el("th", {}, "Decided by"))), rows);
   panel.replaceChildren(
     el("h3", {}, `${e.source} → ${e.target}`),
     el("div", {}, `Ports ${e.ports.join(", ")} · `, el("span", {class: "verdict-FORWARDED"}, `${e.forwarded} forwarded`),
@@ -185,8 +188,9 @@ async function renderEdgePanel(id, fresh) {
   e.flows.forEach((f, i) => {
     const d = decisions[i] || {};
     rows.append(el("tr", {}, el("td", {}, f.time.slice(11, 23)),
-      el("td", {}, `${peerName(f.source)} → ${peerName(f.destination)}:${f.destination.port} ` +
-         `${f.direction || ""} ${f.l7 ? requestOf(f) : ""} [${f.node}]`),
+      el("td", {}, `${f.source.pod || f.source.ip} → ${f.destination.pod || f.destination.ip}:${f.destination.port}` +
+         (f.l7 ? ` ${requestOf(f)}` : "")),
+      el("td", {}, `${f.direction || "-"} ${f.node}`),
       el("td", {class: `verdict-${f.verdict}`}, f.verdict),
       el("td", {class: "rule"}, d.error ? `(${d.error})` : d.rule || "")));
   });
@@ -394,6 +398,7 @@ $("#apply-run").addEventListener("click", async () => {
   try {
     const r = await api("/api/apply", edited());
     removed.clear();
+    $("#impact-result").replaceChildren();
     out.replaceChildren(el("div", {class: "result", id: "apply-table", "data-converged": `${r.converged}`},
       el("div", {class: r.converged ? "verdict-ALLOWED" : "verdict-DENIED"},
         r.converged ? `revision ${r.revision} applied on every concerned node` : `timed out waiting for revision ${r.revision}`),
