@@ -53,6 +53,12 @@ OBSERVE_FILTERS = ("from-label", "to-label", "from-pod", "to-pod", "to-service",
 """The query parameters of the flows stream: `bulkhead observe`'s flags, without dashes."""
 
 
+_HTTP_STATUS = {grpc.StatusCode.UNAVAILABLE: 502, grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+                grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.PERMISSION_DENIED: 403,
+                grpc.StatusCode.UNAUTHENTICATED: 401}
+"""The HTTP status of a failed call (the rest, the caller's mistakes, are 400)."""
+
+
 class ApiError(Exception):
     """A call that failed: the message and the bad fields (`field`, `description`)."""
 
@@ -66,8 +72,7 @@ class ApiError(Exception):
 
 def _refused(exc: grpc.aio.AioRpcError, address: str) -> ApiError:
     message, _ = cli_message(exc, f"the control plane at {address}")
-    status = 502 if exc.code() == grpc.StatusCode.UNAVAILABLE else (
-        404 if exc.code() == grpc.StatusCode.NOT_FOUND else 400)
+    status = _HTTP_STATUS.get(exc.code(), 400)
     return ApiError(message, [{"field": v.field, "description": v.description}
                               for v in field_violations(exc)], status)
 
