@@ -49,24 +49,23 @@ def set_editor(driver: Any, text: str) -> None:
                           "e.dispatchEvent(new Event('input'));", text)
 
 
-def click(driver: Any, element: Any) -> None:
-    """A click the page handles, also on SVG shapes (which have no click() of their own)."""
-    driver.execute_script("arguments[0].dispatchEvent(new MouseEvent('click', "
-                          "{bubbles: true}))", element)
+def texts(driver: Any, css: str, attribute: str = "") -> list[str]:
+    """The text (or `attribute`) of every element matching `css`, read in one script: the
+    live pages redraw, so element handles kept across calls can go stale."""
+    return list(driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0])).map((e) => "
+        "arguments[1] ? e.getAttribute(arguments[1]) : e.textContent);", css, attribute))
 
 
-def texts(driver: Any, css: str) -> list[str]:
-    from selenium.webdriver.common.by import By
-
-    return [e.text for e in driver.find_elements(By.CSS_SELECTOR, css)]
+def click_css(driver: Any, css: str) -> None:
+    """Clicks the element matching `css` as found now (also an SVG shape)."""
+    driver.execute_script("document.querySelector(arguments[0]).dispatchEvent("
+                          "new MouseEvent('click', {bubbles: true}))", css)
 
 
 def edge_text(driver: Any, edge: str) -> str:
     """What an edge of the map says (its SVG text)."""
-    from selenium.webdriver.common.by import By
-
-    found = driver.find_elements(By.CSS_SELECTOR, f'g.edge[data-edge="{edge}"]')
-    return " ".join(e.get_attribute("textContent") or "" for e in found)
+    return " ".join(texts(driver, f'g.edge[data-edge="{edge}"]'))
 
 
 def test_the_console_after_the_story(tmp_path: Path) -> None:
@@ -86,12 +85,11 @@ def test_the_console_after_the_story(tmp_path: Path) -> None:
             # Map: the xwing -> deathstar edge is dropped; its flows name the default deny
             # rule1 put the deathstar under.
             driver.get(url + "#map")
-            edge = wait_for(driver, lambda d: d.find_element(
-                By.CSS_SELECTOR, f'g.edge[data-edge="{XWING_EDGE}"][data-verdict="DROPPED"]'))
-            tie = driver.find_element(
-                By.CSS_SELECTOR, 'g.edge[data-edge="default/tiefighter->default/deathstar"]')
-            assert tie.get_attribute("data-verdict") == "FORWARDED"
-            click(driver, edge)
+            xwing_css = f'g.edge[data-edge="{XWING_EDGE}"]'
+            wait_for(driver, lambda d: texts(d, xwing_css, "data-verdict") == ["DROPPED"])
+            assert texts(driver, 'g.edge[data-edge="default/tiefighter->default/deathstar"]',
+                         "data-verdict") == ["FORWARDED"]
+            click_css(driver, xwing_css)
             wait_for(driver, lambda d: RULE1_DENY in texts(d, "#edge-flows td.rule"))
             # flows forwarded before rule1 say that rule1 did not decide them
             assert {r for r in texts(driver, "#edge-flows td.rule")
@@ -104,12 +102,21 @@ def test_the_console_after_the_story(tmp_path: Path) -> None:
             Select(driver.find_element(By.NAME, "verdict")).select_by_visible_text("DROPPED")
             driver.find_element(By.ID, "flows-apply").click()
             wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#flows-table tbody tr"))
-            rows = driver.find_elements(By.CSS_SELECTOR, "#flows-table tbody tr")
-            assert {r.get_attribute("data-verdict") for r in rows} == {"DROPPED"}
-            assert all("default/xwing" in r.text for r in rows)
-            rows[0].click()
+            assert set(texts(driver, "#flows-table tbody tr", "data-verdict")) == {"DROPPED"}
+            rows = texts(driver, "#flows-table tbody tr")
+            assert all("default/xwing" in r for r in rows)
+            click_css(driver, "#flows-table tbody tr")
             wait_for(driver, lambda d: RULE1_DENY in d.find_element(By.ID, "flow-rule").text)
             screenshot(driver, SHOTS, "flows")
+            # Paused, new drops wait outside the table; resumed, they are added.
+            shown = len(rows)
+            driver.find_element(By.ID, "flows-pause").click()
+            assert story.land("xwing").returncode == 28
+            wait_for(driver, lambda d: re.search(r"paused, [1-9]\d* waiting",
+                                                 d.find_element(By.ID, "flows-info").text))
+            assert len(driver.find_elements(By.CSS_SELECTOR, "#flows-table tbody tr")) == shown
+            driver.find_element(By.ID, "flows-pause").click()
+            assert len(driver.find_elements(By.CSS_SELECTOR, "#flows-table tbody tr")) > shown
 
             # Policies: an error is shown at its path (and line) as the API reports it.
             driver.get(url + "#policies")
@@ -148,10 +155,11 @@ def test_the_console_after_the_story(tmp_path: Path) -> None:
             wait_for(driver, lambda d: "valid: default/rule1" in d.find_element(
                 By.ID, "problems").text)
             driver.find_element(By.ID, "apply-run").click()
-            applied = wait_for(driver, lambda d: d.find_element(
+            wait_for(driver, lambda d: d.find_elements(
                 By.CSS_SELECTOR, '#apply-table[data-converged="true"]'))
-            states = {r.get_attribute("data-node"): r.text.split()[1] for r in
-                      applied.find_elements(By.CSS_SELECTOR, "tr[data-node]")}
+            states = dict(zip(texts(driver, "#apply-table tr[data-node]", "data-node"),
+                              texts(driver, "#apply-table tr[data-node] td:nth-child(2)"),
+                              strict=True))
             assert states == {"n1": "applied", "n2": "applied"}
             screenshot(driver, SHOTS, "policies-apply")
 
@@ -169,8 +177,7 @@ def test_the_console_after_the_story(tmp_path: Path) -> None:
             driver.get(url + "#cluster")
             wait_for(driver, lambda d: len(d.find_elements(
                 By.CSS_SELECTOR, "#cluster-nodes tr[data-node]")) == 2)
-            agents = [r.find_elements(By.TAG_NAME, "td")[4].text for r in
-                      driver.find_elements(By.CSS_SELECTOR, "#cluster-nodes tr[data-node]")]
+            agents = texts(driver, "#cluster-nodes tr[data-node] td:nth-child(5)")
             assert agents == ["connected", "connected"]
-            assert "default/deathstar" in driver.find_element(By.ID, "cluster-services").text
+            assert "default/deathstar" in " ".join(texts(driver, "#cluster-services"))
             screenshot(driver, SHOTS, "cluster")
