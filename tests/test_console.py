@@ -5,6 +5,7 @@ integration/test_console_browser.py."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sys
 from collections.abc import AsyncIterator
@@ -230,3 +231,20 @@ async def test_bulkhead_ui_refuses_a_bad_listen_address() -> None:
     _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 1
     assert err.decode().strip() == "bulkhead: --listen: expected HOST:PORT, got 'nowhere'"
+
+
+async def test_live_views_are_server_sent_events(
+        console: tuple[TestClient[Any, Any], Backend, Replica]) -> None:
+    client, backend, _ = console
+    backend.flows.flows.append(flow(XWING, "xwing", "DROPPED", "ingress", 1))
+    events = {}
+    for path in ("/api/map/stream", "/api/cluster/stream"):
+        response = await client.get(path)
+        assert response.headers["Content-Type"] == "text/event-stream"
+        line = await asyncio.wait_for(response.content.readline(), 30)
+        assert line.startswith(b"data: ")
+        events[path] = json.loads(line[len(b"data: "):])
+        response.close()
+    assert [(e["id"], e["verdict"]) for e in events["/api/map/stream"]["edges"]] == [
+        ("default/xwing->default/deathstar", "DROPPED")]
+    assert events["/api/cluster/stream"]["nodes"] == []

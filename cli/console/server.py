@@ -27,6 +27,8 @@ from .backend import ApiError, Backend, observe_request
 STATIC = Path(__file__).resolve().parent / "static"
 SNAPSHOT_INTERVAL = 2.0
 """Seconds between snapshots of the map and cluster streams (sent only when changed)."""
+MIN_INTERVAL = 1.0
+"""The map is rebuilt at most this often, whatever the flow rate."""
 MAX_BODY = 2 << 20
 BACKEND: web.AppKey[Backend] = web.AppKey("backend", Backend)
 
@@ -98,8 +100,14 @@ async def service_map(request: web.Request) -> web.StreamResponse:
 
 async def map_stream(request: web.Request) -> web.StreamResponse:
     backend, namespace = _backend(request), request.query.get("namespace", "")
-    return await _sse(request, _snapshots(lambda: backend.service_map(namespace),
-                                          lambda: backend.flows.wait(SNAPSHOT_INTERVAL)))
+
+    async def pace() -> None:
+        """After a new flow, or SNAPSHOT_INTERVAL; never more than one map a MIN_INTERVAL
+        however many flows arrive."""
+        await asyncio.sleep(MIN_INTERVAL)
+        await backend.flows.wait(SNAPSHOT_INTERVAL - MIN_INTERVAL)
+
+    return await _sse(request, _snapshots(lambda: backend.service_map(namespace), pace))
 
 
 async def flows_stream(request: web.Request) -> web.StreamResponse:
