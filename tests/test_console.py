@@ -17,7 +17,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bulkhead.v1 import flow_pb2, policy_pb2, policy_pb2_grpc
 from cli.console import flowmap, yamlpaths
-from cli.console.backend import Backend, flow_json
+from cli.console.backend import Backend
+from cli.console.flows import flow_json
 from cli.console.server import make_app
 from integration.lab.story import POLICY
 from tests.conftest import Replica, ReplicaFactory

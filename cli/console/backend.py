@@ -7,10 +7,6 @@ editor shows at their paths); the HTTP layer (server.py) turns it into a JSON er
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
-from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +14,6 @@ from typing import Any
 import grpc
 
 from bulkhead import tls
-from bulkhead.rpcerror import cli_message, field_violations
 from bulkhead.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -39,120 +34,13 @@ from bulkhead.v1 import (
     subscription_pb2_grpc,
 )
 
-from ..commands import observe
 from ..connect import credentials, server_address
 from ..output import to_dict
-from . import flowmap, yamlpaths
+from . import flowmap, verdicts, yamlpaths
+from .errors import ApiError, refused
+from .flows import FlowCache, flow_json
 
 TIMEOUT = 30.0
-FLOWS_KEPT = 2000
-"""Recent flows the console holds for the map and the impact view (a bounded deque)."""
-OBSERVE_FILTERS = ("from-label", "to-label", "from-pod", "to-pod", "to-service", "from-ip",
-                   "to-ip", "from-identity", "to-identity", "verdict", "port", "protocol",
-                   "node", "since", "type", "http-method", "http-path", "http-status", "last")
-"""The query parameters of the flows stream: `bulkhead observe`'s flags, without dashes."""
-
-
-_HTTP_STATUS = {grpc.StatusCode.UNAVAILABLE: 502, grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-                grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.PERMISSION_DENIED: 403,
-                grpc.StatusCode.UNAUTHENTICATED: 401}
-"""The HTTP status of a failed call (the rest, the caller's mistakes, are 400)."""
-
-
-class ApiError(Exception):
-    """A call that failed: the message and the bad fields (`field`, `description`)."""
-
-    def __init__(self, message: str, problems: Sequence[dict[str, Any]] = (),
-                 status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.problems = list(problems)
-        self.status = status
-
-
-def _refused(exc: grpc.aio.AioRpcError, address: str) -> ApiError:
-    message, _ = cli_message(exc, f"the control plane at {address}")
-    status = _HTTP_STATUS.get(exc.code(), 400)
-    return ApiError(message, [{"field": v.field, "description": v.description}
-                              for v in field_violations(exc)], status)
-
-
-class _Refused(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # type: ignore[override]
-        raise ApiError(message)
-
-
-def observe_request(params: Iterable[tuple[str, str]], follow: bool) -> flow_pb2.GetFlowsRequest:
-    """A GetFlows request from `bulkhead observe`'s own flags and checks (`verdict=DROPPED`
-    is `--verdict DROPPED`)."""
-    parser = _Refused(prog="observe", add_help=False)
-    observe.register(parser.add_subparsers(parser_class=_Refused))
-    argv = ["observe"]
-    for key, value in params:
-        if key not in OBSERVE_FILTERS:
-            raise ApiError(f"{key}: not a filter of bulkhead observe",
-                           [{"field": key, "description": "unknown filter"}])
-        if value != "":
-            argv += [f"--{key}", value]
-    try:
-        args = parser.parse_args(argv)
-        request = observe.build_request(args)
-    except SystemExit as exc:  # argtypes.bad_value: "bulkhead: --since: ..."
-        raise ApiError(str(exc.code).removeprefix("bulkhead: ")) from None
-    request.follow = follow
-    return request
-
-
-def flow_json(flow: flow_pb2.Flow) -> dict[str, Any]:
-    """`observe -o json`'s object, with the line `observe` prints and the rule decision the
-    datapath recorded."""
-    out = observe.as_json(flow)
-    out["summary"] = observe.line(flow, node_name=True)
-    return out
-
-
-class FlowCache:
-    """The newest FLOWS_KEPT flows of the cluster, followed in the background (one GetFlows
-    stream, re-opened after an error); `changed` is set on every new flow."""
-
-    def __init__(self, backend: Backend, kept: int = FLOWS_KEPT) -> None:
-        self.backend = backend
-        self.flows: deque[dict[str, Any]] = deque(maxlen=kept)
-        self.changed = asyncio.Event()
-        self.error = ""
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._follow())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _follow(self) -> None:
-        kept = self.flows.maxlen or FLOWS_KEPT
-        while True:
-            try:
-                request = flow_pb2.GetFlowsRequest(last=kept, follow=True)
-                first = True
-                async for flow in self.backend.observer.GetFlows(request):
-                    if first:   # a re-opened stream sends the held flows again
-                        self.flows.clear()
-                        first = False
-                    self.flows.append(flow_json(flow))
-                    self.error = ""
-                    self.changed.set()
-            except grpc.aio.AioRpcError as exc:
-                self.error = exc.details() or str(exc.code())
-            await asyncio.sleep(1.0)
-
-    async def wait(self, timeout: float) -> None:
-        """Until a new flow arrives or `timeout` passes."""
-        self.changed.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.changed.wait(), timeout)
 
 
 class Backend:
@@ -169,7 +57,7 @@ class Backend:
         self.services = service_pb2_grpc.ServiceServiceStub(self.channel)
         self.subscriptions = subscription_pb2_grpc.SubscriptionAdminServiceStub(self.channel)
         self.mesh = clustermesh_pb2_grpc.ClusterMeshServiceStub(self.channel)
-        self.flows = FlowCache(self)
+        self.flows = FlowCache(self.observer)
 
     async def close(self) -> None:
         await self.flows.stop()
@@ -179,7 +67,7 @@ class Backend:
         try:
             return await method(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
-            raise _refused(exc, self.address) from None
+            raise refused(exc, self.address) from None
 
     async def _pages(self, method: Any, request: Any, field: str) -> list[Any]:
         items: list[Any] = []
@@ -197,7 +85,7 @@ class Backend:
             async for flow in self.observer.GetFlows(request):
                 yield flow_json(flow)
         except grpc.aio.AioRpcError as exc:
-            raise _refused(exc, self.address) from None
+            raise refused(exc, self.address) from None
 
     async def endpoints(self) -> list[dict[str, Any]]:
         found = await self._pages(self.admin.ListEndpoints, admin_pb2.ListEndpointsRequest(),
@@ -215,18 +103,18 @@ class Backend:
         answers: dict[tuple[Any, ...], dict[str, Any]] = {}
         out = []
         for flow in flows:
-            connection = _connection(flow)
+            connection = verdicts.connection_of(flow)
             if connection is None:
                 out.append({"rule": "", "verdict": "", "error": "not traceable"})
                 continue
-            key = _key(connection)
+            key = verdicts.key_of(connection)
             if key not in answers:
                 try:
-                    traced = await self.call(self.policy.Trace, _trace_request(connection))
-                    answers[key] = _decided(to_dict(traced), connection.side)
+                    traced = await self.call(self.policy.Trace, verdicts.trace_request(connection))
+                    answers[key] = verdicts.decided(to_dict(traced), connection.side)
                 except ApiError as exc:
                     answers[key] = {"rule": "", "verdict": "", "error": exc.message}
-            out.append(_against(answers[key], flow["verdict"]))
+            out.append(verdicts.against(answers[key], flow["verdict"]))
         return out
 
     # -- policies -----------------------------------------------------------------------------
@@ -275,8 +163,8 @@ class Backend:
                                     connections=[connection]))
         result = found.results[0]
         edited = bool(body.get("yaml", "").strip() or body.get("remove"))
-        return {"current": _trace_json(to_dict(result.current)),
-                "proposed": _trace_json(to_dict(result.proposed)) if edited else None,
+        return {"current": verdicts.trace_json(to_dict(result.current)),
+                "proposed": verdicts.trace_json(to_dict(result.proposed)) if edited else None,
                 "src_labels": src, "dst_labels": dst}
 
     async def _labels(self, text: str, field: str) -> list[str]:
@@ -303,10 +191,10 @@ class Backend:
         rows: dict[tuple[Any, ...], dict[str, Any]] = {}
         connections: list[policyimpact_pb2.ProposedConnection] = []
         for flow in list(self.flows.flows):
-            connection = _connection(flow)
+            connection = verdicts.connection_of(flow)
             if connection is None:
                 continue
-            key = _key(connection)
+            key = verdicts.key_of(connection)
             if key not in rows:
                 if len(connections) == 1024:
                     continue
@@ -328,8 +216,8 @@ class Backend:
                 continue
             current, proposed = to_dict(result.current), to_dict(result.proposed)
             changed.append({**row, "count": len(row["flows"]), "flows": row["flows"][:20],
-                            "current": _decided(current, row["side"]),
-                            "proposed": _decided(proposed, row["side"])})
+                            "current": verdicts.decided(current, row["side"]),
+                            "proposed": verdicts.decided(proposed, row["side"])})
         return {"flows_replayed": sum(len(r["flows"]) for r in rows.values()),
                 "connections": len(connections), "changed": changed}
 
@@ -404,74 +292,3 @@ def _refs(names: Iterable[str]) -> list[policy_pb2.PolicyRef]:
         namespace, sep, name = str(text).rpartition("/")
         out.append(policy_pb2.PolicyRef(namespace=namespace if sep else "", name=name))
     return out
-
-
-def _connection(flow: dict[str, Any]) -> policyimpact_pb2.ProposedConnection | None:
-    """The connection a flow records, as trace takes it (L7 responses and flows without an
-    identity's labels are not traced). ICMP flows carry no type: traced as an echo request."""
-    l7 = flow.get("l7")
-    if l7 is not None and l7.get("type") != "request":
-        return None
-    src, dst = flow["source"].get("labels") or [], flow["destination"].get("labels") or []
-    if not src or not dst:
-        return None
-    protocol = flow.get("protocol") or "TCP"
-    port = 8 if protocol == "ICMP" else flow["destination"].get("port", 0)
-    method, _, path = flowmap.request_of(flow).partition(" ")
-    return policyimpact_pb2.ProposedConnection(
-        src_labels=src, dst_labels=dst, dport=port, protocol=protocol, http_method=method,
-        http_path=path, side=flow.get("direction", "") if not method else "")
-
-
-def _key(c: policyimpact_pb2.ProposedConnection) -> tuple[Any, ...]:
-    return (tuple(c.src_labels), tuple(c.dst_labels), c.dport, c.protocol, c.http_method,
-            c.http_path, c.side)
-
-
-def _trace_request(c: policyimpact_pb2.ProposedConnection) -> policy_pb2.TracePolicyRequest:
-    return policy_pb2.TracePolicyRequest(src_labels=c.src_labels, dst_labels=c.dst_labels,
-                                         dport=c.dport, protocol=c.protocol,
-                                         http_method=c.http_method, http_path=c.http_path)
-
-
-def _side_reason(side: dict[str, Any]) -> str:
-    """`policy trace`'s words for one side: the rule, or a default with what enforces it."""
-    reason = side.get("reason", "")
-    enforcing = sorted({f"{o['namespace']}/{o['name']}" if o["namespace"] else o["name"]
-                        for o in side.get("enforced_by", [])})
-    if reason == "default-deny" and enforcing:
-        reason += f" (enforced by {', '.join(enforcing)})"
-    return reason
-
-
-def _decided(traced: dict[str, Any], side: str) -> dict[str, Any]:
-    """The verdict and deciding rule of the side that saw a flow (both sides: the first that
-    denies, else the ingress side's rule)."""
-    if side in ("ingress", "egress"):
-        chosen = traced[side]
-    elif traced["egress"]["verdict"] == "DENIED":
-        chosen = traced["egress"]
-    else:
-        chosen = traced["ingress"]
-    return {"verdict": chosen["verdict"], "rule": _side_reason(chosen),
-            "side": side or ("egress" if chosen is traced["egress"] else "ingress")}
-
-
-_RECORDED = {"FORWARDED": "ALLOWED", "DROPPED": "DENIED"}
-
-
-def _against(decided: dict[str, Any], recorded: str) -> dict[str, Any]:
-    """A trace's answer for a recorded flow: when the stored policies would decide it
-    otherwise (they changed since), the rule is not the one that decided it; said so."""
-    if not decided.get("verdict") or _RECORDED.get(recorded) == decided["verdict"]:
-        return decided
-    return {**decided, "stale": True,
-            "rule": f"policies changed since; now {decided['verdict']}: {decided['rule']}"}
-
-
-def _trace_json(traced: dict[str, Any]) -> dict[str, Any]:
-    return {"verdict": traced["verdict"],
-            "egress": {"verdict": traced["egress"]["verdict"],
-                       "rule": _side_reason(traced["egress"])},
-            "ingress": {"verdict": traced["ingress"]["verdict"],
-                        "rule": _side_reason(traced["ingress"])}}

@@ -22,7 +22,9 @@ from typing import Any
 
 from aiohttp import web
 
-from .backend import ApiError, Backend, observe_request
+from .backend import Backend
+from .errors import ApiError
+from .flows import observe_request
 
 STATIC = Path(__file__).resolve().parent / "static"
 SNAPSHOT_INTERVAL = 2.0
