@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine: `make run` and `make test`.
 VENV ?= $(CURDIR)/.venv
 PY := $(VENV)/bin/python
+UI_LISTEN ?= 127.0.0.1:12000
 export PATH := $(VENV)/bin:$(PATH)
 # pyroute2 forks to enter network namespaces; gRPC core's fork handlers (active unless this is
 # false) can deadlock such a fork while gRPC threads run (seen in tests/agent set-up, stuck in
@@ -17,11 +18,13 @@ setup-run:
 
 run: setup-run        ## the Star Wars scenario on a two-node lab (stays up; `make down` removes it)
 	$(PY) -m integration.lab.story
+	@bash scripts/console.sh start $(UI_LISTEN)   # the web console (`bulkhead ui`), its URL printed
 
 controlplane: setup-run  ## only the control plane (embedded etcd) in the foreground
 	$(VENV)/bin/bulkhead-controlplane
 
 down: setup-run       ## remove the lab `make run` left up
+	@bash scripts/console.sh stop
 	$(VENV)/bin/bulkhead-lab down
 
 test: setup           ## lint, type-check, unit and integration tests

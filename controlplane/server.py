@@ -25,6 +25,8 @@ from bulkhead.v1 import (
     observer_pb2_grpc,
     policy_pb2,
     policy_pb2_grpc,
+    policyimpact_pb2,
+    policyimpact_pb2_grpc,
     security_pb2,
     security_pb2_grpc,
     service_pb2,
@@ -40,6 +42,7 @@ from controlplane.api.identity_service import IdentityService
 from controlplane.api.node_service import NodeService
 from controlplane.api.observer_service import ObserverService
 from controlplane.api.policy_service import PolicyService
+from controlplane.api.policyimpact_service import PolicyImpactService
 from controlplane.api.security_service import SecurityService
 from controlplane.api.service_service import ServiceService
 from controlplane.api.status import ReplicaInfo, StatusReporter
@@ -54,6 +57,7 @@ from controlplane.counts import ObjectCounts
 from controlplane.metrics import Sources
 from controlplane.pki.bootstrap import ServerTls
 from controlplane.pki.security import Security
+from controlplane.policystore.impact import PolicyImpact
 
 MAX_MESSAGE = 4 << 20
 
@@ -120,6 +124,8 @@ async def build_server(cp: ControlPlane, listen: str, unix_socket: str | None = 
     observer_pb2_grpc.add_ObserverServiceServicer_to_server(ObserverService(cp.relay), services)
     policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyService(cp.policies), services)
     service_pb2_grpc.add_ServiceServiceServicer_to_server(ServiceService(cp.services), services)
+    policyimpact_pb2_grpc.add_PolicyImpactServiceServicer_to_server(  # the console's what-if
+        PolicyImpactService(PolicyImpact(cp.policies)), services)
     services.add_generic_rpc_handlers([SubscriptionService(cp.subscriptions).handler()])
     subscription_pb2_grpc.add_SubscriptionAdminServiceServicer_to_server(
         SubscriptionAdminService(cp.subscriptions), services)
@@ -136,6 +142,7 @@ async def build_server(cp: ControlPlane, listen: str, unix_socket: str | None = 
         observer_pb2.DESCRIPTOR.services_by_name["ObserverService"].full_name,
         policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
         service_pb2.DESCRIPTOR.services_by_name["ServiceService"].full_name,
+        policyimpact_pb2.DESCRIPTOR.services_by_name["PolicyImpactService"].full_name,
         subscription_pb2.DESCRIPTOR.services_by_name["SubscriptionService"].full_name,
         subscription_pb2.DESCRIPTOR.services_by_name["SubscriptionAdminService"].full_name,
         clustermesh_pb2.DESCRIPTOR.services_by_name["ClusterMeshService"].full_name,

@@ -12,6 +12,9 @@ say() { printf '==> %s\n' "$*" >&2; }
 packages=(etcd-server etcd-client python3-bpfcc python3-venv linux-headers-amd64 iproute2
           iputils-ping iperf3 curl)
 [ "$mode" = test ] && packages+=(docker.io)
+# The console's browser tests drive Debian's Chromium through its chromedriver (never a
+# downloaded browser).
+[ "$mode" = test ] && packages+=(chromium chromium-driver)
 
 missing=()
 for p in "${packages[@]}"; do

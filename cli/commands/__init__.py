@@ -11,7 +11,9 @@ from . import (
     policy,
     service,
     status,
+    ui,
 )
 
 # `policy wait` lives in policywait.py; the policy module adds it to its verbs.
-ALL = [status, identity, node, endpoint, ipcache, observe, agent, policy, service, clustermesh]
+ALL = [status, identity, node, endpoint, ipcache, observe, agent, policy, service, clustermesh,
+       ui]

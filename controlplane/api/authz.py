@@ -79,6 +79,8 @@ TABLE: dict[str, Rule] = {
     "bulkhead.v1.PolicyService/Get": READ,
     "bulkhead.v1.PolicyService/Resolve": READ,
     "bulkhead.v1.PolicyService/Trace": READ,
+    # the console's what-if: traces against a proposed set, stores nothing
+    "bulkhead.v1.PolicyImpactService/TraceProposed": READ,
     "bulkhead.v1.ServiceService/Apply": WRITE,
     "bulkhead.v1.ServiceService/Delete": WRITE,
     "bulkhead.v1.ServiceService/List": READ,

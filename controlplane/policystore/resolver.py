@@ -172,6 +172,15 @@ class PolicyResolver:
         """Every rule of the resolved policies (what `trace` evaluates)."""
         return self.repository.rules()
 
+    def proposed_rules(self, upserts: Iterable[Policy], deletes: Iterable[PolicyKey]
+                       ) -> list[Rule]:
+        """The rules `rules()` would give after storing `upserts` and deleting `deletes`
+        (toServices expanded as for stored policies); nothing changes here."""
+        upserts = [self._expand(p) for p in upserts]
+        gone = {p.key for p in upserts} | set(deletes)
+        return ([r for r in self.repository.rules() if r.ref.policy not in gone]
+                + [r for p in upserts for r in p.rules])
+
     def named_ports(self, identity: int | None = None) -> NamedPorts:
         """The named ports of an identity's endpoints (None: of every endpoint)."""
         return self.repository.named_ports(identity)

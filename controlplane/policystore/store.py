@@ -9,6 +9,7 @@ references are deleted in the same transaction that deletes the policy or stops 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bulkhead import log
@@ -24,7 +25,7 @@ from controlplane.identity.allocator import IdentityAllocator
 from controlplane.identity.holders import policy_holder
 from controlplane.identity.labels import parse_labels, with_cluster
 from controlplane.policy.cidr import cidr_label
-from controlplane.policy.model import Policy, PolicyKey, Protocol, ResolvedPolicy
+from controlplane.policy.model import Policy, PolicyKey, Protocol, ResolvedPolicy, Rule
 from controlplane.policy.parse import CLUSTERWIDE_KIND, NAMESPACED_KIND, PolicyValidationError
 from controlplane.policy.parsepool import ParseTimeout, parse_policies_off_loop
 from controlplane.policy.repository import PolicyMapOverflow, cidr_prefixes
@@ -300,9 +301,11 @@ class PolicyStore:
                           self.resolver.revision)
 
     def trace(self, src: list[str], dst: list[str], dport: int, protocol: str,
-              http: tuple[str, str, str, list[str]] = ("", "", "", [])) -> TraceResult:
+              http: tuple[str, str, str, list[str]] = ("", "", "", []),
+              rules: Iterable[Rule] | None = None) -> TraceResult:
         """`http`: method, path, host, headers of an HTTP request on the connection (all empty:
-        none)."""
+        none). `rules`: trace against these instead of the stored policies' (a proposed set,
+        controlplane/policystore/impact.py)."""
         label_filter = self.allocator.label_filter
         src_set, problems = parse_labels(src, "src_labels", label_filter)
         dst_set, more = parse_labels(dst, "dst_labels", label_filter)
@@ -331,8 +334,8 @@ class PolicyStore:
             destination = self.allocator.index.by_labels.get(local.key)
         named = (self.resolver.named_ports(destination) if destination is not None else {},
                  self.resolver.named_ports())
-        result = trace(self.resolver.rules(), src_set.labels, dst_set.labels, dport,
-                       int(proto), request, named)
+        result = trace(self.resolver.rules() if rules is None else rules, src_set.labels,
+                       dst_set.labels, dport, int(proto), request, named)
         return TraceResult(result, src_set.labels, dst_set.labels)
 
     # -- internals ----------------------------------------------------------------------------
