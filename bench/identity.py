@@ -129,7 +129,8 @@ async def main_async(args: argparse.Namespace) -> None:
             sys.executable, *profile, "-m", "controlplane.main",
             "--etcd-endpoints", server.endpoint, "--listen", f"127.0.0.1:{port}",
             "--metrics-listen", f"127.0.0.1:{metrics_port}",
-            "--cluster-name", f"bench{run_id}", env=env, stdout=subprocess.DEVNULL)
+            "--cluster-name", f"bench{run_id}", "--insecure", env=env,
+            stdout=subprocess.DEVNULL)
         try:
             channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
             await asyncio.wait_for(channel.channel_ready(), 30)

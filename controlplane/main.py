@@ -8,7 +8,7 @@ import sys
 
 from bulkhead import gctuning, log
 from bulkhead.defaults import SERVER_FILE
-from bulkhead.tls import TLS_MARKER
+from bulkhead.tls import INSECURE_WARNING, TLS_MARKER
 from controlplane import metrics
 from controlplane.app import ControlPlane
 from controlplane.config import Config, from_args
@@ -58,9 +58,20 @@ async def serve(config: Config) -> None:
         await cp.stop()
 
 
+def warn_if_insecure(config: Config) -> None:
+    """`--insecure` is for development only: say so where an operator looks first (stderr, in
+    capitals, before anything else) and in the log."""
+    if config.tls:
+        return
+    print(f"bulkhead-controlplane: {INSECURE_WARNING}", file=sys.stderr, flush=True)
+    log.get(__name__).warning("insecure mode: plaintext, no authorization (development only)",
+                              flag="--insecure")
+
+
 def main(argv: list[str] | None = None) -> None:
     config = from_args(argv)
     log.configure("controlplane", replica=config.replica_id)
+    warn_if_insecure(config)
     gctuning.tune_for_server()
     try:
         asyncio.run(serve(config))

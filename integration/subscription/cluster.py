@@ -78,7 +78,7 @@ class Cluster:
             "--etcd-endpoints", self.etcd_server.endpoint,
             "--listen", f"127.0.0.1:{port}", "--port-file", str(port_file),
             "--cluster-name", self.cluster_name, "--replica-id", f"{name}-{self.tag}",
-            "--state-dir", str(self.dir / name), *extra,
+            "--state-dir", str(self.dir / name), "--insecure", *extra,
             stdout=log, stderr=log, env={**os.environ, "BULKHEAD_LOG_LEVEL": "info"})
         log.close()
         replica = Replica(name, process, 0)
