@@ -16,8 +16,9 @@ from cli.commands.endpoint import IPV4, LABELS
 from cli.helpformat import Parser
 from cli.output import emit_json, output_flag, table
 
-from . import manifests, processes
+from . import credentials, manifests, processes
 from .lab import Lab, LabError
+from .state import LabState
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,13 +148,13 @@ def cmd_exec(lab: Lab, args: argparse.Namespace) -> int:
     return lab.exec(args.pod, argv)
 
 
-def _pod_cidrs(address: str) -> dict[str, str]:
+def _pod_cidrs(state: LabState) -> dict[str, str]:
     """Node name → pod CIDR as the control plane handed them out (a bpf lab's nodes get
     theirs at registration; the lab's own state has them only for `--datapath none`)."""
-    if not address:
+    if not state.controlplane:
         return {}
     try:
-        with grpc.insecure_channel(address) as channel:
+        with credentials.channel(state) as channel:
             nodes = admin_pb2_grpc.AdminServiceStub(channel).ListNodes(
                 admin_pb2.ListNodesRequest(), timeout=5).nodes
     except grpc.RpcError:
@@ -163,7 +164,7 @@ def _pod_cidrs(address: str) -> dict[str, str]:
 
 def cmd_status(lab: Lab, args: argparse.Namespace) -> int:
     state = lab.state()
-    cidrs = _pod_cidrs(state.controlplane) if state.datapath != "none" else {}
+    cidrs = _pod_cidrs(state) if state.datapath != "none" else {}
     nodes = [{**asdict(n), "pod_cidr": n.pod_cidr or cidrs.get(n.name, ""),
               "agent_running": processes.alive(n.agent_pid)} for n in state.nodes.values()]
     summary = {"name": state.name, "datapath": state.datapath,

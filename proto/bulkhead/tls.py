@@ -24,6 +24,10 @@ ADMIN_KEY = "admin.key"
 TLS_MARKER = "controlplane.tls"
 """Written in the state dir next to the address file while the control plane serves TLS (an
 `--insecure` start removes it): tells an operator which mode the local control plane is in."""
+ADMIN_POINTER = "controlplane.admin"
+"""Written in a state dir next to the address file by whoever wrote an address of a control
+plane whose state dir is elsewhere (the lab): the directory holding that control plane's
+ca.crt, admin.crt and admin.key. A control plane writing its own address removes it."""
 INSECURE_ENV = "BULKHEAD_INSECURE"
 """Set to 1 (or true/yes): the CLI speaks plaintext, like `--insecure`."""
 INSECURE_WARNING = ("WARNING: --insecure: plaintext gRPC, no client certificates and no "
@@ -132,7 +136,8 @@ def client_material(ca: Path | None, cert: Path | None, key: Path | None,
                     state_dir: Path | None, *, env_prefix: str = "BULKHEAD_TLS_",
                     insecure: bool = False) -> Credentials | None:
     """Where a client finds its credential: the three flags, else $BULKHEAD_TLS_CA/_CERT/_KEY,
-    else the admin credential in `state_dir` (where the embedded control plane created it).
+    else the admin credential in `state_dir` (where the embedded control plane created it, or
+    the directory `ADMIN_POINTER` there names).
     None (plaintext) only when `insecure`. ValueError, saying what to give, when half the flags
     are given, when `insecure` is combined with flags, or when no credential is found."""
     flags = {"ca": ca, "cert": cert, "key": key}
@@ -148,14 +153,23 @@ def client_material(ca: Path | None, cert: Path | None, key: Path | None,
                              "--tls-key together)")
         return Credentials(given["ca"], given["cert"], given["key"])  # type: ignore[arg-type]
     if state_dir is not None:
-        admin = Credentials.admin_in(state_dir)
-        if admin.cert.exists() and admin.key.exists() and admin.ca.exists():
-            return admin
+        for admin in _admin_candidates(state_dir):
+            if admin.cert.exists() and admin.key.exists() and admin.ca.exists():
+                return admin
     where = f" (none in {state_dir / TLS_DIR})" if state_dir is not None else ""
     raise ValueError(f"no client credential{where}: give --tls-ca, --tls-cert and --tls-key "
                      f"(or ${env_prefix}CA/_CERT/_KEY), run where the control plane keeps its "
                      f"state dir, or --insecure (${INSECURE_ENV}=1) for a control plane "
                      "started with --insecure")
+
+
+def _admin_candidates(state_dir: Path) -> list[Credentials]:
+    pointer = state_dir / ADMIN_POINTER
+    found = []
+    if pointer.exists():
+        d = Path(pointer.read_text().strip())
+        found.append(Credentials(d / CA_CERT, d / ADMIN_CERT, d / ADMIN_KEY))
+    return [*found, Credentials.admin_in(state_dir)]
 
 
 def _env(name: str) -> Path | None:
