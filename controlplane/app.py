@@ -57,7 +57,7 @@ class ControlPlane:
         self.embedded: EmbeddedEtcd | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.stop_hooks: list[Callable[[], Awaitable[None]]] = []
-        """Run first at stop (what the server added: the revocation watch of --tls)."""
+        """Run first at stop (what the server added: the revocation watch of a TLS server)."""
 
     async def start(self) -> None:
         config = self.config

@@ -1,5 +1,6 @@
-"""The agent's node certificate (`--tls`): kept in `--tls-dir`, obtained by a join with a
-bootstrap token when missing or expired, renewed at two thirds of its life.
+"""The agent's node certificate (the default; none with `--insecure`): kept in `--tls-dir`,
+obtained by a join with a bootstrap token when missing or expired, renewed at two thirds of
+its life.
 
 The join goes to the control plane's join port, whose certificate is checked against the
 cluster CA (`--tls-ca`); the token travels only in that request and is never logged. A
