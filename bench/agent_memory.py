@@ -19,6 +19,7 @@ from pathlib import Path
 
 import grpc
 
+from bulkhead import tls
 from bulkhead.v1 import (
     agent_pb2,
     agent_pb2_grpc,
@@ -49,9 +50,10 @@ def ipcache_entries(socket: str) -> int:
 
 
 @contextlib.contextmanager
-def filler_nodes(cp: str, count: int, tag: str) -> Iterator[list[types_pb2.Node]]:
+def filler_nodes(cp: str, count: int, tag: str, credentials: tls.Material | None = None
+                 ) -> Iterator[list[types_pb2.Node]]:
     """Registers ``count`` agent-less nodes and heartbeats them while the block runs."""
-    channel = grpc.insecure_channel(cp)
+    channel = tls.channel(cp, credentials)
     stub = node_pb2_grpc.NodeServiceStub(channel)
     nodes = [stub.Register(node_pb2.RegisterNodeRequest(
         name=f"fill{tag}-{i}", underlay_ip=f"198.51.100.{i + 1}"), timeout=10)
@@ -74,7 +76,8 @@ def filler_nodes(cp: str, count: int, tag: str) -> Iterator[list[types_pb2.Node]
         channel.close()
 
 
-async def create_endpoints(cp: str, nodes: list[types_pb2.Node], total: int) -> None:
+async def create_endpoints(cp: str, nodes: list[types_pb2.Node], total: int,
+                           credentials: tls.Material | None = None) -> None:
     """``total`` endpoints, PER_NODE per filler node, IDENTITIES distinct label sets, with
     explicit IPs (the registry would otherwise scan for a free one each time)."""
     jobs: asyncio.Queue[tuple[int, str, str]] = asyncio.Queue()
@@ -82,7 +85,7 @@ async def create_endpoints(cp: str, nodes: list[types_pb2.Node], total: int) -> 
         node = nodes[i // PER_NODE]
         ip = ipaddress.IPv4Network(node.pod_cidr).network_address + 2 + i % PER_NODE
         jobs.put_nowait((i, node.name, str(ip)))
-    async with grpc.aio.insecure_channel(cp) as channel:
+    async with tls.aio_channel(cp, credentials) as channel:
         stub = endpoint_pb2_grpc.EndpointServiceStub(channel)
 
         async def work() -> None:
@@ -97,13 +100,15 @@ async def create_endpoints(cp: str, nodes: list[types_pb2.Node], total: int) -> 
 
 
 def measure(cp: str, agent_pid: int, agent_socket: str, endpoints: int, tag: str,
-            timeout: float = 180.0) -> dict[str, float]:
-    """RSS of one agent before and after ``endpoints`` remote endpoints reach its ipcache."""
+            timeout: float = 180.0, credentials: tls.Material | None = None
+            ) -> dict[str, float]:
+    """RSS of one agent before and after ``endpoints`` remote endpoints reach its ipcache;
+    `credentials`: the admin's, for a control plane that serves TLS (the lab's)."""
     entries_before = ipcache_entries(agent_socket)
     rss_before = rss_kib(agent_pid)
     started = time.monotonic()
-    with filler_nodes(cp, -(-endpoints // PER_NODE), tag) as nodes:
-        asyncio.run(create_endpoints(cp, nodes, endpoints))
+    with filler_nodes(cp, -(-endpoints // PER_NODE), tag, credentials) as nodes:
+        asyncio.run(create_endpoints(cp, nodes, endpoints, credentials))
         created = time.monotonic() - started
         target = entries_before + endpoints
         deadline = time.monotonic() + timeout

@@ -47,6 +47,7 @@ from labbench import (  # noqa: E402
     say,
 )
 
+from integration.lab import credentials as lab_credentials  # noqa: E402
 from integration.lab import processes  # noqa: E402
 from integration.lab.lab import Lab  # noqa: E402
 from integration.lab.state import PodState  # noqa: E402
@@ -162,7 +163,8 @@ def main() -> None:
         say(f"agent memory: growing the ipcache by {ENDPOINTS} endpoints")
         node = b.lab.state().nodes["n1"]
         memory = agent_memory.measure(b.lab.state().controlplane, node.agent_pid, node.socket,
-                                      ENDPOINTS, tag)
+                                      ENDPOINTS, tag,
+                                      credentials=lab_credentials.admin(b.lab.state()))
     finally:
         for side in (a, b):
             try:

@@ -12,6 +12,11 @@ back, fresh; the second stopped): every agent moves to the fresh replica, time a
     python bench/fanout.py [--agents 100,1000] [--rate 100] [--duration 15] [--workers 4]
 
 BENCH_CP_ARGS="--subscription-max-linger 0" passes extra flags to both replicas.
+
+The TLS cost: the replicas above run `--insecure`; then a second cluster runs as shipped (mutual
+TLS and authorization, every agent with its own node certificate) for --tls-agents agents
+(default: the first count) without the fail-over, and the two are compared (fan-out p50/p99,
+control-plane CPU per delta, connect+sync time).
 """
 
 from __future__ import annotations
@@ -36,8 +41,10 @@ from fanout_stages import decompose, lag_summary, print_stages, summary
 from stats import cpu_seconds, pct
 
 from bulkhead import gctuning, log
+from bulkhead import tls as btls
 from bulkhead.v1 import node_pb2, node_pb2_grpc, subscription_pb2_grpc
 from bulkhead.v1 import subscription_pb2 as pb
+from controlplane.pki import certs
 from integration.subscription.cluster import Cluster
 from nodeagent.subscription.client import SubscriptionClient
 
@@ -78,7 +85,8 @@ async def worker(args: argparse.Namespace) -> None:
     addresses = args.addresses.split(",")
     names = [f"bench-{i}" for i in range(args.first, args.first + args.count)]
     # Register first, a few at a time (node-id allocation serializes on etcd anyway).
-    channel = grpc.aio.insecure_channel(addresses[0])
+    admin, node_pems = worker_credentials(args.tls_state, names)
+    channel = btls.aio_channel(addresses[0], admin)
     stub = node_pb2_grpc.NodeServiceStub(channel)
     gate = asyncio.Semaphore(4)
 
@@ -95,7 +103,8 @@ async def worker(args: argparse.Namespace) -> None:
     await asyncio.gather(*(register(args.first + k, n) for k, n in enumerate(names)))
     await channel.close()
     clients = [BenchClient(name, addresses, ack_interval=args.ack_interval, register=False,
-                           backoff=(0.2, 2.0)) for name in names]
+                           backoff=(0.2, 2.0), credentials=node_pems.get(name))
+               for name in names]
     for client in clients:
         client._index = 0
     lags: list[tuple[float, float]] = []
@@ -128,14 +137,33 @@ async def worker(args: argparse.Namespace) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def worker_credentials(state: str | None, names: list[str]
+                       ) -> tuple[btls.Credentials | None, dict[str, btls.Pem]]:
+    """With a TLS cluster (`state`: a replica's state dir): the admin credential (to register
+    the nodes) and a node certificate per agent, issued by the cluster CA as a join would."""
+    if not state:
+        return None, {}
+    admin = btls.Credentials.admin_in(Path(state))
+    ca_dir = admin.ca.parent
+    ca = certs.CA.load(admin.ca.read_bytes(), (ca_dir / "ca.key").read_bytes())
+    ca_pem = admin.ca.read_bytes()
+    pems = {}
+    for name in names:
+        key = certs.new_key()
+        cert = ca.issue(key.public_key(), name, certs.NODE)
+        pems[name] = btls.Pem(ca_pem, certs.cert_pem(cert), certs.key_pem(key))
+    return admin, pems
+
+
 # -- coordinator ----------------------------------------------------------------------------
 class Workers:
     def __init__(self, cluster: Cluster, addresses: str, agents: int, processes: int,
-                 ack_interval: float, tag: str) -> None:
+                 ack_interval: float, tag: str, tls_state: Path | None = None) -> None:
         self.cluster = cluster
         self.procs: list[asyncio.subprocess.Process] = []
         self.outs: list[Path] = []
         self.args = (addresses, agents, processes, ack_interval, tag)
+        self.tls_state = tls_state
 
     async def start(self) -> None:
         addresses, agents, processes, ack_interval, tag = self.args
@@ -150,6 +178,7 @@ class Workers:
                 sys.executable, __file__, "--worker", "--addresses", addresses,
                 "--first", str(first), "--count", str(count), "--out", str(out),
                 "--ack-interval", str(ack_interval),
+                *(["--tls-state", str(self.tls_state)] if self.tls_state else []),
                 stderr=(self.cluster.dir / f"worker-{tag}-{w}.log").open("ab")))
 
     def status(self) -> list[dict[str, Any]]:
@@ -307,7 +336,8 @@ async def measure(cluster: Cluster, agents: int, args: argparse.Namespace,
                   replica_a: Any, replica_b: Any, failover: bool) -> dict[str, Any]:
     processes = args.workers or max(1, min(4, agents // 50 or 1))
     workers = Workers(cluster, f"{replica_a.address},{replica_b.address}", agents,
-                      processes, args.ack_interval, f"n{agents}")
+                      processes, args.ack_interval, f"n{agents}",
+                      tls_state=cluster.dir / replica_a.name if cluster.tls else None)
     report: dict[str, Any] = {"agents": agents, "workers": processes, "invalid": []}
     invalid: list[str] = report["invalid"]
     try:
@@ -479,10 +509,11 @@ def replica_args() -> list[str]:
     return ["--node-ttl", "60", *os.environ.get("BENCH_CP_ARGS", "").split()]
 
 
-async def coordinator(args: argparse.Namespace) -> int:
-    log.configure("bench", level="warning")
-    counts = [int(n) for n in args.agents.split(",")]
-    async with Cluster() as cluster:
+async def run_cluster(args: argparse.Namespace, counts: list[int], *, tls: bool,
+                      failover: bool) -> list[dict[str, Any]]:
+    """One cluster (an etcd, replicas a and b), measured at each agent count; the fail-over and
+    rolling restart after the last count when `failover`."""
+    async with Cluster(tls=tls) as cluster:
         extra = replica_args()
         # Replica a runs with the fan-out tracer installed (bench/fanout_trace.py).
         traced = (sys.executable, str(Path(__file__).resolve().parent / "fanout_trace.py"),
@@ -495,13 +526,28 @@ async def coordinator(args: argparse.Namespace) -> int:
         reports = []
         try:
             for i, n in enumerate(counts):
-                failover = i == len(counts) - 1
-                print(f"-- {n} agents ...", flush=True)
-                report = await measure(cluster, n, args, a, b, failover)
+                print(f"-- {n} agents{' over mutual TLS' if tls else ''} ...", flush=True)
+                report = await measure(cluster, n, args, a, b,
+                                       failover and i == len(counts) - 1)
                 reports.append(report)
                 print_report(report, args.rate)
         finally:
             keep.cancel()
+    return reports
+
+
+async def coordinator(args: argparse.Namespace) -> int:
+    log.configure("bench", level="warning")
+    counts = [int(n) for n in args.agents.split(",")]
+    reports = await run_cluster(args, counts, tls=False, failover=True)
+    tls_ok = True
+    tls_agents = args.tls_agents if args.tls_agents is not None else counts[0]
+    if tls_agents:
+        plain = next((r for r in reports if r["agents"] == tls_agents), None)
+        if plain is None:
+            plain = (await run_cluster(args, [tls_agents], tls=False, failover=False))[0]
+        secured = (await run_cluster(args, [tls_agents], tls=True, failover=False))[0]
+        tls_ok = print_tls_cost(plain, secured)
     last = reports[-1]
     base = f"etcd watch p99 {last['etcd_ms'][1]:.1f} ms"
     if last["invalid"]:
@@ -509,7 +555,25 @@ async def coordinator(args: argparse.Namespace) -> int:
               f"{'; '.join(last['invalid'])})")
         return 1
     print(f"fanout p99 ms @{last['agents']}: {last['fanout_ms'][1]:.1f} ({base})")
-    return 0
+    return 0 if tls_ok else 1
+
+
+def print_tls_cost(plain: dict[str, Any], secured: dict[str, Any]) -> bool:
+    """The same load on a plaintext and a mutual-TLS cluster: what TLS adds."""
+    if plain["invalid"] or secured["invalid"]:
+        print(f"TLS cost @{plain['agents']}: invalid (plaintext: "
+              f"{'; '.join(plain['invalid']) or 'ok'}; TLS: "
+              f"{'; '.join(secured['invalid']) or 'ok'})")
+        return False
+    (p50, p99, _), (t50, t99, _) = plain["fanout_ms"], secured["fanout_ms"]
+    print(f"TLS cost @{plain['agents']} agents: change -> applied p50 {p50:.1f} -> {t50:.1f} ms, "
+          f"p99 {p99:.1f} -> {t99:.1f} ms ({t99 - p99:+.1f} ms); after the etcd watch (what "
+          f"the fan-out adds) p99 {plain['added_ms'][1]:.1f} -> {secured['added_ms'][1]:.1f} ms; "
+          f"control-plane CPU per delta "
+          f"{plain['cpu_ms_per_delta']:.2f} -> {secured['cpu_ms_per_delta']:.2f} ms "
+          f"({secured['cpu_ms_per_delta'] / max(plain['cpu_ms_per_delta'], 1e-9):.2f}x); "
+          f"connect+sync {plain['connect_s']:.1f} -> {secured['connect_s']:.1f} s")
+    return True
 
 
 async def heartbeat(cluster: Cluster, *addresses: str) -> None:
@@ -567,7 +631,11 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=0,
                    help="agent processes (default: one per 50 agents, at most 4)")
     p.add_argument("--ack-interval", type=float, default=0.5)
+    p.add_argument("--tls-agents", type=int,
+                   help="agents of the TLS-vs-plaintext comparison (default: the first of "
+                        "--agents; 0: no comparison)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--tls-state", help=argparse.SUPPRESS)
     p.add_argument("--addresses", help=argparse.SUPPRESS)
     p.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)

@@ -43,7 +43,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import grpc  # noqa: E402
 from labbench import (  # noqa: E402
     Samples,
     apply_allow_policy,
@@ -56,6 +55,7 @@ from labbench import (  # noqa: E402
 from stats import pct  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 
 from bulkhead.v1 import service_pb2, service_pb2_grpc  # noqa: E402
+from integration.lab import credentials as lab_credentials  # noqa: E402
 from integration.lab import processes  # noqa: E402
 from integration.lab.lab import Lab  # noqa: E402
 from integration.lab.state import PodState  # noqa: E402
@@ -203,8 +203,7 @@ def main() -> None:
                 measure(b, target)
         say(f"service apply -> reachable from every node, {APPLIES} new services")
         start_probers(b)
-        stub = service_pb2_grpc.ServiceServiceStub(
-            grpc.insecure_channel(b.lab.state().controlplane))
+        stub = service_pb2_grpc.ServiceServiceStub(lab_credentials.channel(b.lab.state()))
         for i in range(APPLIES):
             apply_to_reachable(b, stub, i)
     finally:

@@ -1,7 +1,8 @@
 """Where the CLI finds the control plane: --server, $BULKHEAD_SERVER, or the address the
 embedded control plane wrote in its state dir; and its credential the same way (--tls-ca/
---tls-cert/--tls-key, $BULKHEAD_TLS_CA/_CERT/_KEY, or the admin credential in the state dir
-while the control plane there serves TLS; bulkhead.tls.client_material)."""
+--tls-cert/--tls-key, $BULKHEAD_TLS_CA/_CERT/_KEY, or the admin credential in the state dir;
+bulkhead.tls.client_material). Mutual TLS always, plaintext only with --insecure or
+$BULKHEAD_INSECURE=1."""
 
 from __future__ import annotations
 
@@ -25,8 +26,11 @@ def server_address(explicit: str | None) -> str:
     return DEFAULT_LISTEN
 
 
-def credentials(ca: Path | None, cert: Path | None, key: Path | None) -> tls.Credentials | None:
-    return tls.client_material(ca, cert, key, DEFAULT_STATE_DIR)
+def credentials(ca: Path | None, cert: Path | None, key: Path | None,
+                insecure: bool = False) -> tls.Credentials | None:
+    """None (plaintext) only with `insecure` (--insecure) or $BULKHEAD_INSECURE set."""
+    return tls.client_material(ca, cert, key, DEFAULT_STATE_DIR,
+                               insecure=insecure or tls.insecure_from_env())
 
 
 def channel(address: str, material: tls.Credentials | None = None) -> grpc.Channel:

@@ -35,7 +35,7 @@ class Context:
         if self._channel is None:
             args = self.args
             self._channel = channel(self.address, credentials(
-                args.tls_ca, args.tls_cert, args.tls_key))
+                args.tls_ca, args.tls_cert, args.tls_key, args.insecure))
         return factory(self._channel)
 
     def close(self) -> None:
@@ -53,8 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
                        ("key", "its key")):
         parser.add_argument(f"--tls-{name}", type=Path,
                             help=f"{what} (PEM) for mutual TLS (default: "
-                                 f"$BULKHEAD_TLS_{name.upper()}, else the admin credential of "
-                                 "the embedded control plane when it serves TLS)")
+                                 f"$BULKHEAD_TLS_{name.upper()}, else the admin credential in "
+                                 "the embedded control plane's state dir)")
+    parser.add_argument("--insecure", action="store_true",
+                        help="plaintext, no client certificate: only for a control plane "
+                             "started with --insecure (development); also $BULKHEAD_INSECURE=1")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in commands.ALL:
         module.register(sub)

@@ -24,6 +24,7 @@ from controlplane.nodes.registry import NodeRegistry
 from controlplane.observe.enrich import FlowEnricher
 from controlplane.observe.relay import FlowRelay
 from controlplane.pipeline import RevisionPipeline
+from controlplane.pki import etcdtls
 from controlplane.policystore.resolver import PolicyResolver
 from controlplane.policystore.store import PolicyStore
 from controlplane.records.codec import ClusterInfoRecord
@@ -56,18 +57,23 @@ class ControlPlane:
         self.embedded: EmbeddedEtcd | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.stop_hooks: list[Callable[[], Awaitable[None]]] = []
-        """Run first at stop (what the server added: the revocation watch of --tls)."""
+        """Run first at stop (what the server added: the revocation watch of a TLS server)."""
 
     async def start(self) -> None:
         config = self.config
         endpoints = config.etcd_endpoints
+        tls = TlsFiles(config.etcd_cacert, config.etcd_cert, config.etcd_key)
         if config.embedded:
+            # Loopback only, and only for a certificate of its own CA (the state dir's, made
+            # before etcd starts: the cluster CA lives in etcd itself).
+            etcd_tls = etcdtls.ensure(config.state_dir)
             self.embedded = EmbeddedEtcd(config.state_dir / "etcd",
-                                         compaction_retention=config.etcd_compaction_retention)
+                                         compaction_retention=config.etcd_compaction_retention,
+                                         tls=etcd_tls)
             await self.embedded.start()
             self.embedded.supervise()
             endpoints = [self.embedded.endpoint]
-        tls = TlsFiles(config.etcd_cacert, config.etcd_cert, config.etcd_key)
+            tls = etcd_tls.client()
         self.etcd = Etcd(endpoints, tls=tls)
         self.cache = ClusterCache(self.etcd, self.keys.prefix)
         self.identity_index = IdentityIndex(self.keys)

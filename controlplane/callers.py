@@ -42,7 +42,7 @@ class Caller:
 
 
 UNCHECKED = Caller("", ADMIN, "plaintext")
-"""The caller on a server without --tls (stage 1's default): anyone may do anything."""
+"""The caller on a server started with --insecure (development only): anyone may do anything."""
 
 _CURRENT: contextvars.ContextVar[Caller] = contextvars.ContextVar("caller", default=UNCHECKED)
 

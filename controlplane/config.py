@@ -44,7 +44,8 @@ class Config:
     subscription_status_interval: float = 1.0
     subscription_max_linger: float = 0.1
     port_file: Path | None = None
-    tls: bool = False
+    tls: bool = True
+    """Mutual TLS and authorization on the gRPC ports; False only with `--insecure`."""
     tls_ca: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -129,23 +130,28 @@ def parser() -> argparse.ArgumentParser:
                         "they select endpoints of every connected cluster)")
     p.add_argument("--port-file", type=Path,
                    help="write the bound gRPC port here once serving (for --listen HOST:0)")
-    p.add_argument("--tls", action="store_true",
-                   help="mutual TLS on the gRPC port(s) with per-role authorization "
-                        "(docs/security.md); without --tls-ca/--tls-cert/--tls-key: a cluster "
-                        "CA shared through etcd, this replica's certificate and the admin "
+    p.add_argument("--insecure", action="store_true",
+                   help="DEVELOPMENT ONLY: plaintext gRPC ports, no client certificates, no "
+                        "authorization (anyone who reaches the port may do anything); warns "
+                        "at start. Default: mutual TLS with per-role authorization "
+                        "(docs/security.md); without --tls-ca/--tls-cert/--tls-key a cluster CA "
+                        "shared through etcd, this replica's certificate and the admin "
                         "credential are created under STATE_DIR/tls on first start")
-    p.add_argument("--tls-ca", type=Path, help="with --tls: the CA client certificates must "
-                                               "come from (PEM)")
-    p.add_argument("--tls-cert", type=Path, help="with --tls: this replica's certificate (PEM)")
-    p.add_argument("--tls-key", type=Path, help="with --tls: its private key (PEM)")
+    p.add_argument("--tls", action="store_true", help=argparse.SUPPRESS)
+    # --tls: stage 1's opt-in, now the default; still accepted (a no-op) so old command
+    # lines keep working.
+    p.add_argument("--tls-ca", type=Path, help="the CA client certificates must come "
+                                               "from (PEM)")
+    p.add_argument("--tls-cert", type=Path, help="this replica's certificate (PEM)")
+    p.add_argument("--tls-key", type=Path, help="its private key (PEM)")
     p.add_argument("--tls-ca-key", type=Path,
                    help="with --tls-ca: the CA's key, to sign node certificates at join")
     p.add_argument("--join-listen",
-                   help="with --tls: HOST:PORT of the join port (server-authenticated TLS, no "
+                   help="HOST:PORT of the join port (server-authenticated TLS, no "
                         "client certificate: only the token join is served there; default: the "
                         "--listen host, its port + 1)")
     p.add_argument("--node-cert-ttl", type=int, default=Config.node_cert_ttl,
-                   help="with --tls: seconds a node certificate is valid (agents renew at 2/3; "
+                   help="seconds a node certificate is valid (agents renew at 2/3; "
                         "default %(default)s)")
     return p
 
@@ -176,10 +182,12 @@ def from_args(argv: list[str] | None = None) -> Config:
     given = [a.tls_ca, a.tls_cert, a.tls_key]
     if any(given) and not all(given):
         p.error("--tls-ca, --tls-cert and --tls-key go together")
-    if (any(given) or a.tls_ca_key) and not a.tls:
-        p.error("--tls-ca/--tls-cert/--tls-key/--tls-ca-key need --tls")
-    if a.join_listen and not a.tls:
-        p.error("--join-listen needs --tls")
+    if a.insecure and a.tls:
+        p.error("--insecure and --tls exclude each other")
+    if (any(given) or a.tls_ca_key) and a.insecure:
+        p.error("--tls-ca/--tls-cert/--tls-key/--tls-ca-key and --insecure exclude each other")
+    if a.join_listen and a.insecure:
+        p.error("--join-listen and --insecure exclude each other (no join port without TLS)")
     if not 0 <= a.clustermesh_cache_ttl < float("inf"):
         p.error("--clustermesh-cache-ttl must be 0 (off) or a positive number of seconds")
     if a.node_cert_ttl < 10:
@@ -209,7 +217,7 @@ def from_args(argv: list[str] | None = None) -> Config:
         bookmark_interval=a.bookmark_interval,
         subscription_status_interval=a.subscription_status_interval,
         subscription_max_linger=a.subscription_max_linger, port_file=a.port_file,
-        tls=a.tls, tls_ca=a.tls_ca, tls_cert=a.tls_cert, tls_key=a.tls_key,
+        tls=not a.insecure, tls_ca=a.tls_ca, tls_cert=a.tls_cert, tls_key=a.tls_key,
         tls_ca_key=a.tls_ca_key, join_listen=a.join_listen, node_cert_ttl=a.node_cert_ttl,
         clustermesh_cache_ttl=a.clustermesh_cache_ttl,
         policy_default_local_cluster=a.policy_default_local_cluster,

@@ -8,7 +8,7 @@ import sys
 
 from bulkhead import gctuning, log
 from bulkhead.defaults import SERVER_FILE
-from bulkhead.tls import TLS_MARKER
+from bulkhead.tls import ADMIN_POINTER, INSECURE_WARNING, TLS_MARKER
 from controlplane import metrics
 from controlplane.app import ControlPlane
 from controlplane.config import Config, from_args
@@ -35,6 +35,8 @@ async def serve(config: Config) -> None:
         if config.embedded:
             config.state_dir.mkdir(parents=True, exist_ok=True)
             (config.state_dir / SERVER_FILE).write_text(address + "\n")
+            # Its admin credential is the one in this state dir, not one a lab pointed to.
+            (config.state_dir / ADMIN_POINTER).unlink(missing_ok=True)
             marker = config.state_dir / TLS_MARKER
             if tls is not None:
                 marker.write_text("mutual TLS: the CLI uses tls/admin.crt\n")
@@ -58,9 +60,20 @@ async def serve(config: Config) -> None:
         await cp.stop()
 
 
+def warn_if_insecure(config: Config) -> None:
+    """`--insecure` is for development only: say so where an operator looks first (stderr, in
+    capitals, before anything else) and in the log."""
+    if config.tls:
+        return
+    print(f"bulkhead-controlplane: {INSECURE_WARNING}", file=sys.stderr, flush=True)
+    log.get(__name__).warning("insecure mode: plaintext, no authorization (development only)",
+                              flag="--insecure")
+
+
 def main(argv: list[str] | None = None) -> None:
     config = from_args(argv)
     log.configure("controlplane", replica=config.replica_id)
+    warn_if_insecure(config)
     gctuning.tune_for_server()
     try:
         asyncio.run(serve(config))

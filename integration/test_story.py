@@ -17,6 +17,13 @@ pytestmark = pytest.mark.datapath
 def test_star_wars_scenario(tmp_path: Path) -> None:
     with running_lab(tmp_path) as lab:
         story = Scenario(lab.name, env={"BULKHEAD_STATE_DIR": os.environ["BULKHEAD_STATE_DIR"]})
+        # Secure by default: the lab's control plane refuses plaintext, the CLI presents the
+        # admin credential it finds through the state dir, each agent joined with a token.
+        assert story.run(story.cli, "--insecure", "status").returncode == 3
+        assert story.run(story.cli, "status").returncode == 0
+        for node in ("n1", "n2"):
+            assert (lab.state().directory / f"agent-{node}" / "node.crt").exists()
+            assert not (lab.state().directory / f"{node}.token").exists()
         story.setup()
         deathstars = story.deathstars()
         assert len(deathstars) == 2

@@ -2,7 +2,7 @@
 
 The unix socket is the node's root-only door (mode 0600, created so from the first moment:
 the bind happens under a umask that leaves no group or other bits). The TCP port exists for
-the control plane's flow relay; with node credentials (`--tls`) it speaks mutual TLS with the
+the control plane's flow relay; with node credentials (the default) it speaks mutual TLS with the
 node certificate and answers only a client whose certificate, from the cluster CA, names the
 control plane (CN `bulkhead-controlplane`): another node, an admin or anyone else on the host
 gets PERMISSION_DENIED (no certificate at all: the handshake fails).

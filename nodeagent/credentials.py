@@ -1,5 +1,6 @@
-"""The agent's node certificate (`--tls`): kept in `--tls-dir`, obtained by a join with a
-bootstrap token when missing or expired, renewed at two thirds of its life.
+"""The agent's node certificate (the default; none with `--insecure`): kept in `--tls-dir`,
+obtained by a join with a bootstrap token when missing or expired, renewed at two thirds of
+its life.
 
 The join goes to the control plane's join port, whose certificate is checked against the
 cluster CA (`--tls-ca`); the token travels only in that request and is never logged. A
@@ -29,6 +30,11 @@ CERT = "node.crt"
 KEY = "node.key"
 CA = "ca.crt"
 RENEW_AT = 2 / 3
+
+
+class CredentialError(ValueError):
+    """No node certificate and no way to get one (no token, no CA, a refused join): the agent
+    says so in one line and exits."""
 
 
 def _now() -> datetime.datetime:
@@ -105,17 +111,26 @@ class NodeCredentials:
             self._obtained = _now()
             return loaded
         if not self._token:
-            raise ValueError(f"no valid node certificate in {self.directory} and no "
-                             "--join-token/--join-token-file to get one")
+            raise CredentialError(f"no valid node certificate in {self.directory} and no "
+                                  "--join-token/--join-token-file to get one (or --insecure "
+                                  "for a control plane started with --insecure)")
         if self.ca_file is None:
-            raise ValueError("--join-token needs --tls-ca (the cluster CA, to check the "
-                             "control plane's join port)")
+            raise CredentialError("--join-token needs --tls-ca (the cluster CA, to check the "
+                                  "control plane's join port)")
         key = ec.generate_private_key(ec.SECP256R1())
-        credentials = grpc.ssl_channel_credentials(root_certificates=self.ca_file.read_bytes())
-        async with grpc.aio.secure_channel(self.join_server, credentials) as channel:
-            answer = await security_pb2_grpc.SecurityServiceStub(channel).Join(
-                security_pb2.JoinRequest(token=self._token, csr=csr(key, self.node)),
-                timeout=15)
+        try:
+            ca_pem = self.ca_file.read_bytes()
+        except OSError as exc:
+            raise CredentialError(f"--tls-ca {self.ca_file}: {exc.strerror}") from None
+        credentials = grpc.ssl_channel_credentials(root_certificates=ca_pem)
+        try:
+            async with grpc.aio.secure_channel(self.join_server, credentials) as channel:
+                answer = await security_pb2_grpc.SecurityServiceStub(channel).Join(
+                    security_pb2.JoinRequest(token=self._token, csr=csr(key, self.node)),
+                    timeout=15)
+        except grpc.aio.AioRpcError as exc:
+            raise CredentialError(f"join refused by {self.join_server}: {exc.code().name}: "
+                                  f"{exc.details()}") from None
         self._token = None  # used: never kept, never logged
         _log.info("node joined", serial=answer.serial, not_after=answer.not_after_unix)
         return self._store(key, answer)

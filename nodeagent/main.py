@@ -21,7 +21,8 @@ from pathlib import Path
 import grpc
 
 from bulkhead import gctuning, log
-from nodeagent.credentials import NodeCredentials, join_server, read_token
+from bulkhead.tls import INSECURE_WARNING
+from nodeagent.credentials import CredentialError, NodeCredentials, join_server, read_token
 from nodeagent.dns.listen import DEFAULT_LISTEN as DEFAULT_DNS_LISTEN
 from nodeagent.dns.listen import parse_listen
 from nodeagent.sink import DatapathSink, NullSink
@@ -71,10 +72,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoints-file", type=Path,
                    help="bpf: where endpoint names are kept across restarts "
                         "(default: the socket path with .endpoints.json)")
-    p.add_argument("--tls", action="store_true",
-                   help="mutual TLS to a --tls control plane with this node's certificate "
-                        "(from --tls-dir, else from a join with --join-token/--join-token-file; "
-                        "renewed before it expires); docs/security.md")
+    p.add_argument("--insecure", action="store_true",
+                   help="DEVELOPMENT ONLY: plaintext to a control plane started with "
+                        "--insecure and a TCP API that answers anyone; warns at start. "
+                        "Default: mutual TLS with this node's certificate (from --tls-dir, "
+                        "else from a join with --join-token/--join-token-file; renewed before "
+                        "it expires); docs/security.md")
+    p.add_argument("--tls", action="store_true", help=argparse.SUPPRESS)
+    # --tls: stage 1's opt-in, now the default; accepted as a no-op.
     p.add_argument("--tls-ca", type=Path,
                    help="the cluster CA (PEM; the control plane's STATE_DIR/tls/ca.crt): "
                         "checks the join port's certificate")
@@ -91,9 +96,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def node_credentials(args: argparse.Namespace) -> NodeCredentials | None:
-    """The node's certificate holder for `--tls` (obtained, joining if needed, at start);
-    None without it."""
-    if not args.tls:
+    """The node's certificate holder (obtained, joining if needed, at start); None only with
+    `--insecure`."""
+    if args.insecure:
         return None
     return NodeCredentials(
         args.node, args.tls_dir or Path(f"/var/lib/bulkhead/agent-{args.node}"), args.tls_ca,
@@ -164,11 +169,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"bulkhead-agent: {exc}", file=sys.stderr)
         sys.exit(2)
     if (args.join_token or args.join_token_file or args.tls_ca or args.tls_dir
-            or args.join_server) and not args.tls:
-        print("bulkhead-agent: --tls-ca/--tls-dir/--join-token/--join-token-file/--join-server "
-              "need --tls", file=sys.stderr)
+            or args.join_server or args.tls) and args.insecure:
+        print("bulkhead-agent: --insecure and --tls/--tls-ca/--tls-dir/--join-token/"
+              "--join-token-file/--join-server exclude each other", file=sys.stderr)
         sys.exit(2)
     log.configure("agent", node=args.node)
+    if args.insecure:
+        print(f"bulkhead-agent: {INSECURE_WARNING}", file=sys.stderr, flush=True)
+        log.get("nodeagent").warning("insecure mode: plaintext, no authorization "
+                                     "(development only)", flag="--insecure")
     gctuning.tune_for_server()
     if args.datapath == "bpf":
         run_bpf(args)
@@ -176,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     sink: DatapathSink = NullSink()
     try:
         asyncio.run(run(args, sink))
-    except (ValueError, OSError, grpc.RpcError) as exc:  # --tls: no certificate, failed join
+    except (ValueError, OSError, grpc.RpcError) as exc:  # no certificate, failed join
         print(f"bulkhead-agent: {_one_line(exc)}", file=sys.stderr)
         sys.exit(1)
 
@@ -214,7 +223,11 @@ def run_bpf(args: argparse.Namespace) -> None:
         metrics_listen=args.metrics_listen or None, dns_listen=args.dns_listen,
         proxy_port=args.proxy_port,
         credentials=node_credentials(args))
-    asyncio.run(agent.run(settings))
+    try:
+        asyncio.run(agent.run(settings))
+    except CredentialError as exc:  # no certificate and no way to get one; nothing changed
+        print(f"bulkhead-agent: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

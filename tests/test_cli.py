@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 async def bulkhead(address: str, *args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli.main", "--server", address, *args,
+        sys.executable, "-m", "cli.main", "--server", address, "--insecure", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'proto'}"})
     out, err = await process.communicate()

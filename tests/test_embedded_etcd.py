@@ -37,7 +37,7 @@ async def controlplane() -> AsyncIterator[tuple[asyncio.subprocess.Process, str]
     with tempfile.TemporaryDirectory(prefix="bulkhead-embedded-") as tmp:
         port_file = Path(tmp) / "port"
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "controlplane.main", "--state-dir", tmp,
+            sys.executable, "-m", "controlplane.main", "--state-dir", tmp, "--insecure",
             "--listen", "127.0.0.1:0", "--port-file", str(port_file),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
             env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'proto'}"})

@@ -17,10 +17,13 @@ from typing import Any
 
 import grpc
 
+from bulkhead import tls
+from bulkhead.defaults import DEFAULT_STATE_DIR
 from bulkhead.rpcerror import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, cli_message
 from bulkhead.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc, flow_pb2
 
 from .. import argtypes
+from ..connect import credentials
 from ..dumpjson import row_json
 from ..output import emit_json, emit_json_line, output_flag, table, to_dict
 from . import observe
@@ -88,6 +91,18 @@ def register(sub: Any) -> None:
     flows.set_defaults(run=_wrap(run_flows))
 
 
+AGENTS_DIR = "agents"
+"""Under the state dir: NODE.sock links to agent sockets kept elsewhere (the lab's)."""
+
+
+def published_socket(args: argparse.Namespace) -> Path | None:
+    """For `--node NAME` alone: the socket the lab linked as STATE_DIR/agents/NAME.sock."""
+    if args.agent_socket or not args.node:
+        return None
+    link = DEFAULT_STATE_DIR / AGENTS_DIR / f"{args.node}.sock"
+    return link if link.exists() else None
+
+
 def socket_path(args: argparse.Namespace) -> str:
     if args.agent_socket:
         return str(args.agent_socket)
@@ -115,6 +130,9 @@ def agent_target(ctx: Any) -> tuple[str, str]:
     path = socket_path(ctx.args)
     if path and Path(path).exists():
         return f"unix:{path}", path
+    linked = published_socket(ctx.args)
+    if linked is not None:
+        return f"unix:{linked}", str(linked)
     node = ctx.args.node
     if not node:
         if not path:
@@ -146,13 +164,25 @@ def _wrap(fn: Callable[[Any, agent_pb2_grpc.AgentServiceStub], int]) -> Callable
         except NoAgent as exc:
             print(f"bulkhead: {exc}", file=sys.stderr)
             return exc.code
-        with grpc.insecure_channel(target) as channel:
+        with _channel(ctx, target) as channel:
             try:
                 return fn(ctx, agent_pb2_grpc.AgentServiceStub(channel))
             except grpc.RpcError as exc:
                 return _report(exc, shown)
 
     return run
+
+
+def _channel(ctx: Any, target: str) -> grpc.Channel:
+    """The unix socket is plaintext (root-only); an agent's TCP API speaks mutual TLS with its
+    node certificate (CN and SAN = the node name), so the CLI's credential is presented there
+    (the agent answers only the control plane's, and says so) unless --insecure."""
+    if target.startswith("unix:"):
+        return grpc.insecure_channel(target)
+    args = ctx.args
+    material = credentials(args.tls_ca, args.tls_cert, args.tls_key, args.insecure)
+    options = [("grpc.ssl_target_name_override", args.node)] if material and args.node else []
+    return tls.channel(target, material, options=options)
 
 
 def _report(exc: grpc.RpcError, path: str) -> int:

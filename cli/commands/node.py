@@ -1,5 +1,5 @@
-"""`bulkhead node list`; node credentials (`--tls` control planes): `node token create|list|
-revoke` and `node revoke`."""
+"""`bulkhead node list`; node credentials (not on `--insecure` control planes): `node token
+create|list|revoke` and `node revoke`."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def register(sub: Any) -> None:
     ls = verbs.add_parser("list", help="list registered nodes")
     output_flag(ls)
     ls.set_defaults(run=run_list)
-    token = verbs.add_parser("token", help="bootstrap tokens agents join with (--tls)")
+    token = verbs.add_parser("token", help="bootstrap tokens agents join with")
     token_verbs = token.add_subparsers(dest="token_verb", metavar="VERB", required=True)
     create = token_verbs.add_parser("create", help="a one-time join token, printed once")
     create.add_argument("--ttl", type=integer("--ttl", 1, 7 * 24 * 3600), default=0,

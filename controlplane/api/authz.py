@@ -1,4 +1,5 @@
-"""Who may call what: the one table, and the layer that enforces it on every call (`--tls`).
+"""Who may call what: the one table, and the layer that enforces it on every call (none with
+`--insecure`).
 
 Roles come from the peer certificate (controlplane.pki.certs: CN = name, O = bulkhead:ROLE):
 - admin: the operator (`bulkhead` with the admin credential); may call everything.

@@ -17,7 +17,7 @@ class NodeService(node_pb2_grpc.NodeServiceServicer):
                  revoke: Callable[[str], Awaitable[object]] | None = None) -> None:
         self.registry = registry
         self.revoke = revoke
-        """With --tls: an admin deleting a node also revokes its certificates."""
+        """With TLS (the default): an admin deleting a node also revokes its certificates."""
 
     @rpc
     async def Register(self, request: node_pb2.RegisterNodeRequest,

@@ -38,7 +38,7 @@ class FlowRelay:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._rate_sample: tuple[float, int] | None = None
         self.credentials: tls.Pem | None = None
-        """With --tls: the control plane's certificate, presented to agents (whose TCP API
+        """TLS (the default): the control plane's certificate, presented to agents (whose TCP API
         accepts only it); agents are checked against the cluster CA, by node name."""
 
     def _channel(self, address: str, node: str = "") -> grpc.aio.Channel:

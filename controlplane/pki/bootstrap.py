@@ -1,5 +1,6 @@
-"""The control plane's TLS material at start (`--tls`): one cluster CA shared by every replica
-through etcd, this replica's serving certificate and the admin credential in its state dir.
+"""The control plane's TLS material at start (the default; none with `--insecure`): one cluster
+CA shared by every replica through etcd, this replica's serving certificate and the admin
+credential in its state dir.
 
 Why the CA lives in etcd (docs/security.md): every replica must verify the same client
 certificates and sign node certificates any other replica accepts, and whoever can write etcd
@@ -131,7 +132,7 @@ def from_files(files: Credentials, ca_key: Path | None) -> ServerTls:
 
 
 async def for_config(config: Config, etcd: Etcd) -> ServerTls | None:
-    """The TLS material `config` asks for; None without `--tls` (plaintext, as before)."""
+    """The TLS material `config` asks for; None only with `--insecure` (plaintext)."""
     if not config.tls:
         return None
     if config.tls_ca and config.tls_cert and config.tls_key:

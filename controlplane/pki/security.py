@@ -1,4 +1,4 @@
-"""The parts a `--tls` server adds to a control plane, wired once: join tokens, the node
+"""The parts a TLS server (the default) adds to a control plane, wired once: join tokens, the node
 certificate issuer and the revocation deny-list (started with the server, stopped with the
 control plane)."""
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bulkhead import log
 
-from .etcd import Etcd, EtcdUnavailable
+from .etcd import Etcd, EtcdUnavailable, TlsFiles
 
 _log = log.get(__name__)
 
@@ -48,20 +48,45 @@ EMBEDDED_MAX_TXN_OPS = 4096
 written policy and a compare per CIDR identity it holds), 256 documents must fit."""
 
 
+@dataclass(frozen=True)
+class EmbeddedTls:
+    """The embedded etcd's TLS files (controlplane.pki.etcdtls makes them): its CA, its
+    serving certificate, and the client certificate the control plane presents."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    client_cert: Path
+    client_key: Path
+
+    def client(self) -> TlsFiles:
+        return TlsFiles(self.ca, self.client_cert, self.client_key)
+
+    def argv(self) -> list[str]:
+        """Client and peer ports both require a certificate from `ca`."""
+        return ["--client-cert-auth", "--trusted-ca-file", str(self.ca),
+                "--cert-file", str(self.cert), "--key-file", str(self.key),
+                "--peer-client-cert-auth", "--peer-trusted-ca-file", str(self.ca),
+                "--peer-cert-file", str(self.cert), "--peer-key-file", str(self.key)]
+
+
 def etcd_argv(binary: str, name: str, data_dir: Path, client_port: int, peer_port: int, *,
               compaction_retention: str | None = None,
-              max_txn_ops: int | None = None) -> list[str]:
+              max_txn_ops: int | None = None, tls: EmbeddedTls | None = None) -> list[str]:
     """The command line of a single-member etcd on loopback ports; with
     `compaction_retention` (a duration, "1h"), etcd keeps that much history and compacts
     older revisions (agents resume with deltas from any replica while their token is within
     it); with `max_txn_ops`, a transaction may hold that many operations (etcd's default is
-    128)."""
-    client = f"http://127.0.0.1:{client_port}"
-    peer = f"http://127.0.0.1:{peer_port}"
+    128); with `tls`, HTTPS with client-certificate auth on both ports."""
+    scheme = "https" if tls is not None else "http"
+    client = f"{scheme}://127.0.0.1:{client_port}"
+    peer = f"{scheme}://127.0.0.1:{peer_port}"
     argv = [binary, "--name", name, "--data-dir", str(data_dir),
             "--listen-client-urls", client, "--advertise-client-urls", client,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
             "--initial-cluster", f"{name}={peer}"]
+    if tls is not None:
+        argv += tls.argv()
     if compaction_retention is not None:
         argv += ["--auto-compaction-mode", "periodic",
                  "--auto-compaction-retention", compaction_retention]
@@ -78,6 +103,8 @@ class EmbeddedEtcd:
     name: str = "bulkhead"
     binary: str = "etcd"
     compaction_retention: str = "1h"
+    tls: EmbeddedTls | None = None
+    """Client-certificate auth on its ports (the control plane's embedded etcd always)."""
     client_port: int = field(default_factory=free_port)
     peer_port: int = field(default_factory=free_port)
     restarts: int = 0
@@ -114,11 +141,12 @@ class EmbeddedEtcd:
         self._process = await asyncio.create_subprocess_exec(
             *etcd_argv(binary, self.name, self.data_dir, self.client_port, self.peer_port,
                        compaction_retention=self.compaction_retention,
-                       max_txn_ops=EMBEDDED_MAX_TXN_OPS),
+                       max_txn_ops=EMBEDDED_MAX_TXN_OPS, tls=self.tls),
             stdout=log_file, stderr=log_file, preexec_fn=_die_with_parent,
         )
         log_file.close()
-        probe = Etcd([self.endpoint], timeout=1.0)
+        probe = Etcd([self.endpoint], timeout=1.0,
+                     tls=self.tls.client() if self.tls is not None else None)
         process = self._process
         try:
             deadline = asyncio.get_running_loop().time() + timeout

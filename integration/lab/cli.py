@@ -16,8 +16,9 @@ from cli.commands.endpoint import IPV4, LABELS
 from cli.helpformat import Parser
 from cli.output import emit_json, output_flag, table
 
-from . import manifests, processes
+from . import credentials, manifests, processes
 from .lab import Lab, LabError
+from .state import LabState
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,26 +161,23 @@ def cmd_exec(lab: Lab, args: argparse.Namespace) -> int:
     return lab.exec(args.pod, argv)
 
 
-def _pod_cidrs(address: str) -> dict[str, str]:
-    """Node name → pod CIDR as the control plane handed them out (a bpf lab's nodes get
-    theirs at registration; the lab's own state has them only for `--datapath none`)."""
-    if not address:
+def _pod_cidrs(state: LabState) -> dict[tuple[str, str], str]:
+    """(cluster, node name) → pod CIDR as the control plane handed them out (a bpf lab's nodes
+    get theirs at registration; the lab's own state has them only for `--datapath none`)."""
+    if not state.controlplane:
         return {}
     try:
-        with grpc.insecure_channel(address) as channel:
+        with credentials.channel(state) as channel:
             nodes = admin_pb2_grpc.AdminServiceStub(channel).ListNodes(
                 admin_pb2.ListNodesRequest(), timeout=5).nodes
     except grpc.RpcError:
         return {}
-    return {n.name: n.pod_cidr for n in nodes}
+    return {("", n.name): n.pod_cidr for n in nodes}
 
 
 def cmd_status(lab: Lab, args: argparse.Namespace) -> int:
     state = lab.state()
-    servers = ({c.name: c.server for c in state.clusters.values()} or {"": state.controlplane}
-               if state.datapath != "none" else {})
-    cidrs = {(cluster, node): cidr for cluster, server in servers.items()
-             for node, cidr in _pod_cidrs(server).items()}
+    cidrs = _pod_cidrs(state) if state.datapath != "none" else {}
     nodes = [{**asdict(n), "pod_cidr": n.pod_cidr or cidrs.get((n.cluster, n.name), ""),
               "agent_running": processes.alive(n.agent_pid)} for n in state.nodes.values()]
     clusters = [{"name": c.name, "id": c.id, "server": c.server, "pid": c.pid,

@@ -22,7 +22,7 @@ from bulkhead.defaults import SERVER_FILE
 from bulkhead.v1 import agent_pb2, agent_pb2_grpc, types_pb2
 from controlplane.store.embedded import free_port
 
-from . import dnsconf, multicluster, netns, processes
+from . import credentials, dnsconf, multicluster, netns, processes
 from .state import LabState, NodeState, PodState, labs_dir
 
 UNDERLAY = ipaddress.IPv4Network("192.0.2.0/24")  # TEST-NET-1, only inside lab namespaces
@@ -133,10 +133,7 @@ class Lab:
                 self.say("stopping control plane")
             processes.stop(state.controlplane_pid)
             multicluster.stop(self, state)
-            addr_file = labs_dir().parent / SERVER_FILE
-            servers = {state.controlplane} | {c.server for c in state.clusters.values()}
-            if (addr_file.exists() and addr_file.read_text().strip() in servers - {""}):
-                addr_file.unlink()
+            credentials.unpublish(state)
         for ns in netns.namespaces(prefix):
             self.say(f"removing namespace {ns}")
             netns.delete_netns(ns)
@@ -155,7 +152,7 @@ class Lab:
             return
         # A restarted control plane keeps its address, so clients and agents find it again.
         port = int(state.controlplane.rsplit(":", 1)[1]) if state.controlplane else free_port()
-        cp_dir = state.directory / "controlplane"
+        cp_dir = credentials.controlplane_dir(state)
         addr_file = cp_dir / SERVER_FILE
         addr_file.unlink(missing_ok=True)
         self.say(f"control plane with embedded etcd on 127.0.0.1:{port}")
@@ -167,7 +164,7 @@ class Lab:
         state.save()
         self._wait(lambda: addr_file.exists(), 30, "the control plane to serve",
                    state.directory / "controlplane.log", state.controlplane_pid)
-        (labs_dir().parent / SERVER_FILE).write_text(state.controlplane + "\n")
+        credentials.publish(state)
 
     def _start_agent(self, state: LabState, node: NodeState) -> None:
         if node.agent_pid and processes.alive(node.agent_pid):
@@ -183,10 +180,12 @@ class Lab:
              "--controlplane", multicluster.server_of(state, node),
              "--underlay-ip", node.underlay_ip, "--datapath", "bpf", "--netns", node.netns,
              "--socket", node.socket, "--bpf-pin-root", multicluster.pin_root_of(state, node),
-             "--metrics-listen", node.metrics], log)
+             "--metrics-listen", node.metrics, *credentials.agent_flags(state, node)], log)
         state.save()
         self._wait(lambda: self._agent_connected(node), 90, f"agent {node.name} to connect",
                    log, node.agent_pid)
+        credentials.joined(state, node)
+        credentials.publish(state)
 
     def _agent_connected(self, node: NodeState) -> bool:
         if not Path(node.socket).exists():

@@ -28,6 +28,7 @@ from bulkhead.rpcerror import describe
 from bulkhead.v1 import agent_pb2, service_pb2, service_pb2_grpc, types_pb2
 from controlplane.yamldocs import DocumentsError, load_documents, type_name
 
+from . import credentials
 from .lab import Lab, LabError, pod_labels
 from .state import LabState, PodState
 
@@ -246,7 +247,7 @@ def parse_manifest(text: str) -> Manifest:
 
 
 def _services_stub(state: LabState) -> service_pb2_grpc.ServiceServiceStub:
-    return service_pb2_grpc.ServiceServiceStub(grpc.insecure_channel(state.controlplane))
+    return service_pb2_grpc.ServiceServiceStub(credentials.channel(state))
 
 
 def _pod_json(pod: PodState, action: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bulkhead import tls as btls
 from bulkhead.v1 import (
     endpoint_pb2,
     endpoint_pb2_grpc,
@@ -45,7 +46,11 @@ class Replica:
 
 
 class Cluster:
-    def __init__(self, *, base: Path | None = None) -> None:
+    def __init__(self, *, base: Path | None = None, tls: bool = False) -> None:
+        """`tls`: replicas as they run by default (mutual TLS, authorization), this cluster's
+        own calls with the first replica's admin credential; otherwise `--insecure`."""
+        self.tls = tls
+        self.admin: btls.Credentials | None = None
         self.tag = uuid.uuid4().hex[:8]
         self.cluster_name = f"t{self.tag}"
         self.dir = Path(tempfile.mkdtemp(prefix=f"bulkhead-sub-{self.tag}-", dir=base))
@@ -78,7 +83,7 @@ class Cluster:
             "--etcd-endpoints", self.etcd_server.endpoint,
             "--listen", f"127.0.0.1:{port}", "--port-file", str(port_file),
             "--cluster-name", self.cluster_name, "--replica-id", f"{name}-{self.tag}",
-            "--state-dir", str(self.dir / name), *extra,
+            "--state-dir", str(self.dir / name), *([] if self.tls else ["--insecure"]), *extra,
             stdout=log, stderr=log, env={**os.environ, "BULKHEAD_LOG_LEVEL": "info"})
         log.close()
         replica = Replica(name, process, 0)
@@ -89,6 +94,8 @@ class Cluster:
                 raise RuntimeError(f"replica {name} did not start; see {self.dir / name}.log")
             await asyncio.sleep(0.05)
         replica.port = int(port_file.read_text())
+        if self.tls and self.admin is None:   # written before the port file
+            self.admin = btls.Credentials.admin_in(self.dir / name)
         health = health_pb2_grpc.HealthStub(self.channel(replica.address))
         # wait_for_ready: a channel to an address restarted in place may be in reconnect backoff.
         await health.Check(health_pb2.HealthCheckRequest(), timeout=timeout, wait_for_ready=True)
@@ -111,7 +118,7 @@ class Cluster:
         a TCP and HTTP/2 handshake per change."""
         channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[address] = grpc.aio.insecure_channel(address)
+            channel = self._channels[address] = btls.aio_channel(address, self.admin)
         return channel
 
     # -- cluster operations through the gRPC API ---------------------------------------------

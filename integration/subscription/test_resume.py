@@ -169,7 +169,7 @@ async def test_agent_process_cli_status_and_wait(cluster: Cluster) -> None:
     agent = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "nodeagent.main", "--node", "proc-1", "--controlplane",
         a.address, "--underlay-ip", "192.168.11.1", "--datapath", "simulated",
-        "--state-file", str(state_file), stdout=asyncio.subprocess.DEVNULL,
+        "--state-file", str(state_file), "--insecure", stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL)
     try:
         async def connected() -> bool:
@@ -207,7 +207,7 @@ async def test_agent_process_cli_status_and_wait(cluster: Cluster) -> None:
 
 async def _cli(server: str, *args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli.main", "--server", server, *args,
+        sys.executable, "-m", "cli.main", "--server", server, "--insecure", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await process.communicate()
     return process.returncode or 0, out.decode(), err.decode()

@@ -1,7 +1,8 @@
 """TLS for every gRPC channel and port the three programs open, in one place.
 
-`None` credentials mean plaintext, as before `--tls` (stage 1: TLS is opt-in; see
-docs/security.md). Clients: `aio_channel`/`channel` (mutual TLS when given `Credentials`).
+Mutual TLS is the default of every program (docs/security.md); `None` credentials mean
+plaintext, which a program uses only when told so explicitly (`--insecure`, or for the CLI
+`$BULKHEAD_INSECURE=1`). Clients: `aio_channel`/`channel` (mutual TLS when given `Credentials`).
 Servers: `add_port` (mutual TLS when given PEM material). The file names under a state dir's
 `tls/` are shared here so the CLI finds the admin credential where the control plane put it.
 """
@@ -21,8 +22,18 @@ CA_CERT = "ca.crt"
 ADMIN_CERT = "admin.crt"
 ADMIN_KEY = "admin.key"
 TLS_MARKER = "controlplane.tls"
-"""Written in the state dir next to the address file while the control plane serves TLS: the
-CLI then uses the admin credential from there (a plaintext start removes it)."""
+"""Written in the state dir next to the address file while the control plane serves TLS (an
+`--insecure` start removes it): tells an operator which mode the local control plane is in."""
+ADMIN_POINTER = "controlplane.admin"
+"""Written in a state dir next to the address file by whoever wrote an address of a control
+plane whose state dir is elsewhere (the lab): the directory holding that control plane's
+ca.crt, admin.crt and admin.key. A control plane writing its own address removes it."""
+INSECURE_ENV = "BULKHEAD_INSECURE"
+"""Set to 1 (or true/yes): the CLI speaks plaintext, like `--insecure`."""
+INSECURE_WARNING = ("WARNING: --insecure: plaintext gRPC, no client certificates and no "
+                    "authorization -- anyone who can reach the port may do anything. For "
+                    "development only; never run a cluster like this.")
+"""What the control plane and the agent print (stderr and log) when started with `--insecure`."""
 CONTROLPLANE_NAME = "bulkhead-controlplane"
 """CN of the control plane's certificate: the agent's TCP API accepts only it."""
 
@@ -116,25 +127,49 @@ def add_port(server: grpc.aio.Server, address: str,
     return server.add_secure_port(address, credentials)
 
 
+def insecure_from_env() -> bool:
+    """Whether `$BULKHEAD_INSECURE` asks the CLI for plaintext."""
+    return os.environ.get(INSECURE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def client_material(ca: Path | None, cert: Path | None, key: Path | None,
-                    state_dir: Path | None, *, env_prefix: str = "BULKHEAD_TLS_"
-                    ) -> Credentials | None:
+                    state_dir: Path | None, *, env_prefix: str = "BULKHEAD_TLS_",
+                    insecure: bool = False) -> Credentials | None:
     """Where a client finds its credential: the three flags, else $BULKHEAD_TLS_CA/_CERT/_KEY,
-    else the admin credential in `state_dir` while the control plane there serves TLS
-    (`TLS_MARKER`); None (plaintext) otherwise. Half-given flags: an error naming the missing."""
-    given = {"ca": ca or _env(env_prefix + "CA"), "cert": cert or _env(env_prefix + "CERT"),
-             "key": key or _env(env_prefix + "KEY")}
+    else the admin credential in `state_dir` (where the embedded control plane created it, or
+    the directory `ADMIN_POINTER` there names).
+    None (plaintext) only when `insecure`. ValueError, saying what to give, when half the flags
+    are given, when `insecure` is combined with flags, or when no credential is found."""
+    flags = {"ca": ca, "cert": cert, "key": key}
+    if insecure:
+        if any(flags.values()):
+            raise ValueError("--insecure and --tls-ca/--tls-cert/--tls-key exclude each other")
+        return None
+    given = {n: v or _env(env_prefix + n.upper()) for n, v in flags.items()}
     if any(given.values()):
         missing = [f"--tls-{n}" for n, v in given.items() if v is None]
         if missing:
             raise ValueError(f"{', '.join(missing)} missing (give --tls-ca, --tls-cert and "
                              "--tls-key together)")
         return Credentials(given["ca"], given["cert"], given["key"])  # type: ignore[arg-type]
-    if state_dir is not None and (state_dir / TLS_MARKER).exists():
-        admin = Credentials.admin_in(state_dir)
-        if admin.cert.exists() and admin.key.exists() and admin.ca.exists():
-            return admin
-    return None
+    if state_dir is not None:
+        for admin in _admin_candidates(state_dir):
+            if admin.cert.exists() and admin.key.exists() and admin.ca.exists():
+                return admin
+    where = f" (none in {state_dir / TLS_DIR})" if state_dir is not None else ""
+    raise ValueError(f"no client credential{where}: give --tls-ca, --tls-cert and --tls-key "
+                     f"(or ${env_prefix}CA/_CERT/_KEY), run where the control plane keeps its "
+                     f"state dir, or --insecure (${INSECURE_ENV}=1) for a control plane "
+                     "started with --insecure")
+
+
+def _admin_candidates(state_dir: Path) -> list[Credentials]:
+    pointer = state_dir / ADMIN_POINTER
+    found = []
+    if pointer.exists():
+        d = Path(pointer.read_text().strip())
+        found.append(Credentials(d / CA_CERT, d / ADMIN_CERT, d / ADMIN_KEY))
+    return [*found, Credentials.admin_in(state_dir)]
 
 
 def _env(name: str) -> Path | None:

@@ -129,7 +129,7 @@ class Cluster:
                  node.underlay_ip, "--datapath", "bpf",
                  "--netns", node.ns, "--socket", str(node.socket), "--bpf-pin-root",
                  str(self.pin_root), "--api-listen", api_listen,
-                 "--metrics-listen", f"127.0.0.1:{node.metrics_port}"],
+                 "--metrics-listen", f"127.0.0.1:{node.metrics_port}", "--insecure"],
                 stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         while True:
@@ -233,7 +233,7 @@ def _build(c: Cluster, cp_args: tuple[str, ...], etcd_endpoints: list[str] | Non
             str(BIN / "bulkhead-controlplane"), "--etcd-endpoints", ",".join(etcd_endpoints),
             "--listen", address, "--cluster-name", f"agenttest-{c.suffix}",
             "--replica-id", f"{name}-{c.suffix}", "--state-dir", str(c.tmp / f"cp{i}"),
-            *cp_args], c.tmp / f"{name}.log"))
+            "--insecure", *cp_args], c.tmp / f"{name}.log"))
         c.replicas[-1].start()
     octet = 16 + secrets.randbelow(200)
     for i, short in enumerate(("n1", "n2"), start=1):

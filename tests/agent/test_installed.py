@@ -154,7 +154,7 @@ def test_installed_agent_syncs_with_the_bpf_datapath(venv: Venv, tmp_path: Path)
             cp = subprocess.Popen(
                 [venv.bin("bulkhead-controlplane"), "--etcd-endpoints", etcd.endpoint,
                  "--listen", address, "--cluster-name", f"installtest-{suffix}",
-                 "--state-dir", str(tmp_path / "cp")],
+                 "--state-dir", str(tmp_path / "cp"), "--insecure"],
                 env=venv.env, cwd=tmp_path, stdout=log, stderr=log)
         admin = admin_pb2_grpc.AdminServiceStub(grpc.insecure_channel(address))
         wait_until("control plane", lambda: admin.Status(admin_pb2.StatusRequest(), timeout=1),
@@ -177,7 +177,8 @@ def test_installed_agent_syncs_with_the_bpf_datapath(venv: Venv, tmp_path: Path)
                 [venv.bin("bulkhead-agent"), "--node", node, "--controlplane", address,
                  "--underlay-ip", underlay_ip, "--datapath", "bpf", "--netns", ns,
                  "--socket", str(socket), "--bpf-pin-root", str(pin_root),
-                 "--api-listen", "none", "--metrics-listen", f"127.0.0.1:{metrics_port}"],
+                 "--api-listen", "none", "--metrics-listen", f"127.0.0.1:{metrics_port}",
+                 "--insecure"],
                 env=venv.env, cwd=tmp_path, stdout=log, stderr=log)
         local = agent_pb2_grpc.AgentServiceStub(grpc.insecure_channel(f"unix:{socket}"))
 
@@ -198,7 +199,7 @@ def test_installed_agent_syncs_with_the_bpf_datapath(venv: Venv, tmp_path: Path)
         assert scraped["bulkhead_endpoints"] == 0
 
         # The installed CLI, against the installed control plane, lists the node.
-        listed = venv.run(venv.bin("bulkhead"), "--server", address, "node", "list",
+        listed = venv.run(venv.bin("bulkhead"), "--server", address, "--insecure", "node", "list",
                           "-o", "json")
         assert listed.returncode == 0, listed.stderr
         assert node in [n["name"] for n in json.loads(listed.stdout)]

@@ -38,8 +38,8 @@ spec:
 
 
 def observe(lab: Cluster, *args: str) -> list[dict[str, Any]]:
-    out = subprocess.run([str(BIN / "bulkhead"), "--server", lab.cp_address, "observe",
-                          "--last", "1000", "-o", "json", *args],
+    out = subprocess.run([str(BIN / "bulkhead"), "--server", lab.cp_address, "--insecure",
+                          "observe", "--last", "1000", "-o", "json", *args],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return [json.loads(line) for line in out.stdout.splitlines()]

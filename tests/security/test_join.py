@@ -187,7 +187,7 @@ async def test_agent_joins_and_renews_without_dropping_its_stream(
     node_dir = tmp_path / "node"
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "nodeagent.main", "--node", "agent1", "--datapath", "simulated",
-        "--controlplane", replica.address, "--underlay-ip", "192.0.2.11", "--tls",
+        "--controlplane", replica.address, "--underlay-ip", "192.0.2.11",
         "--tls-ca", str(ca), "--tls-dir", str(node_dir), "--join-token-file", str(token_file),
         "--join-server", replica.join_address,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,

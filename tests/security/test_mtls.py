@@ -1,5 +1,5 @@
-"""Item 2 of issue 14: a `--tls` control plane serves mutual TLS only; the CLI finds the admin
-credential where it finds the server."""
+"""Item 2 of issue 14: a control plane serves mutual TLS only (the default); the CLI finds the
+admin credential where it finds the server."""
 
 from __future__ import annotations
 
@@ -75,11 +75,12 @@ async def test_a_second_replica_accepts_the_first_ones_admin(
 
 @pytest.fixture
 async def tls_controlplane() -> AsyncIterator[tuple[Path, str]]:
-    """A real `bulkhead-controlplane --tls` with its embedded etcd in a temporary state dir."""
+    """A real `bulkhead-controlplane`, started without any flag but its state dir and port
+(TLS is the default), with its embedded etcd in a temporary state dir."""
     with tempfile.TemporaryDirectory(prefix="bulkhead-tls-") as tmp:
         port_file = Path(tmp) / "port"
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "controlplane.main", "--state-dir", tmp, "--tls",
+            sys.executable, "-m", "controlplane.main", "--state-dir", tmp,
             "--listen", "127.0.0.1:0", "--port-file", str(port_file),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
             env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'proto'}"})
@@ -102,7 +103,8 @@ async def tls_controlplane() -> AsyncIterator[tuple[Path, str]]:
 
 async def cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
     clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("BULKHEAD_TLS_", "BULKHEAD_SERVER", "BULKHEAD_STATE_DIR"))}
+             if not k.startswith(("BULKHEAD_TLS_", "BULKHEAD_SERVER", "BULKHEAD_STATE_DIR",
+                                  tls.INSECURE_ENV))}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "cli.main", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -130,9 +132,16 @@ async def test_cli_against_a_tls_controlplane(tls_controlplane: tuple[Path, str]
         **elsewhere, "BULKHEAD_TLS_CA": str(admin.ca), "BULKHEAD_TLS_CERT": str(admin.cert),
         "BULKHEAD_TLS_KEY": str(admin.key)})
     assert rc == 0, err
-    # Without a credential the server is not reached; half the flags is a one-line error.
+    # Without a credential the CLI says where it looked and what to give, in one line; half
+    # the flags is a one-line error too.
     rc, _, err = await cli("--server", address, "status", env=elsewhere)
-    assert rc == EXIT_UNREACHABLE and "cannot reach the control plane" in err
+    assert rc == 1 and err.startswith(f"bulkhead: no client credential (none in {tmp_path}/tls)")
+    assert "--insecure" in err and len(err.strip().splitlines()) == 1
+    # Plaintext (asked for explicitly) does not reach a TLS control plane.
+    for insecure in (["--insecure"], []):
+        rc, _, err = await cli("--server", address, *insecure, "status",
+                               env={**elsewhere, **({} if insecure else {tls.INSECURE_ENV: "1"})})
+        assert rc == EXIT_UNREACHABLE and "cannot reach the control plane" in err
     rc, _, err = await cli("--server", address, "--tls-ca", str(admin.ca), "status",
                            env=elsewhere)
     assert rc == 1 and err.strip() == ("bulkhead: --tls-cert, --tls-key missing (give "

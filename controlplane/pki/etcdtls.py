@@ -1,0 +1,62 @@
+"""The embedded etcd's own TLS material, in the state dir: a CA of its own, etcd's serving
+certificate and the one client certificate the control plane presents to it.
+
+Why a CA of its own rather than the cluster CA: etcd with `--client-cert-auth` admits any
+certificate its trusted CA signed, and the cluster CA signs every node's certificate, so a
+node certificate would open the whole store. With a private CA that never leaves
+STATE_DIR/tls/etcd (0700, files 0600), only this control plane gets in. It also settles the
+chicken-and-egg: the cluster CA is kept in etcd, which must be reachable first; this one
+needs nothing but the state dir.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+from cryptography import x509
+
+from bulkhead.tls import CONTROLPLANE_NAME, TLS_DIR
+from controlplane.pki import certs
+from controlplane.pki.files import private_dir, write_private
+from controlplane.store.embedded import EmbeddedTls
+
+ETCD_DIR = "etcd"
+CA_CERT, CA_KEY = "ca.crt", "ca.key"
+SERVER_CERT, SERVER_KEY = "server.crt", "server.key"
+CLIENT_CERT, CLIENT_KEY = "client.crt", "client.key"
+SERVER_NAMES = ["127.0.0.1", "localhost"]
+"""etcd listens on loopback only."""
+RENEW_BEFORE = datetime.timedelta(days=30)
+
+
+def _fresh(path: Path, ca: certs.CA) -> bool:
+    """Whether the certificate at `path` exists, comes from `ca` and is not about to expire."""
+    if not path.exists():
+        return False
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    return certs.issued_by(cert, ca.cert) and \
+        certs.not_after(cert) - certs.now() >= RENEW_BEFORE
+
+
+def ensure(state_dir: Path) -> EmbeddedTls:
+    """Creates what is missing (or expiring) under STATE_DIR/tls/etcd, reuses the rest."""
+    private_dir(state_dir / TLS_DIR)
+    directory = private_dir(state_dir / TLS_DIR / ETCD_DIR)
+    if (directory / CA_CERT).exists() and (directory / CA_KEY).exists():
+        ca = certs.CA.load((directory / CA_CERT).read_bytes(), (directory / CA_KEY).read_bytes())
+    else:
+        ca = certs.CA.create("embedded-etcd")
+        write_private(directory / CA_KEY, certs.key_pem(ca.key))
+        write_private(directory / CA_CERT, certs.cert_pem(ca.cert))
+    # The server certificate is a client one too: etcd's peer port checks it both ways.
+    for cert_name, key_name, cn, names in (
+            (SERVER_CERT, SERVER_KEY, "bulkhead-embedded-etcd", SERVER_NAMES),
+            (CLIENT_CERT, CLIENT_KEY, CONTROLPLANE_NAME, [])):
+        if not _fresh(directory / cert_name, ca):
+            key = certs.new_key()
+            cert = ca.issue(key.public_key(), cn, certs.ADMIN, server_names=names)
+            write_private(directory / key_name, certs.key_pem(key))
+            write_private(directory / cert_name, certs.cert_pem(cert))
+    return EmbeddedTls(directory / CA_CERT, directory / SERVER_CERT, directory / SERVER_KEY,
+                       directory / CLIENT_CERT, directory / CLIENT_KEY)
