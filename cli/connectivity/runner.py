@@ -259,6 +259,10 @@ class Runner:
         else:
             out.seen = f"no answer ({probe.detail})"
         self._check_flows(out, probe.started_ns)
+        reasons = [f.drop_reason for f in out.flows if f.verdict == "DROPPED"]
+        if not probe.ok and reasons:
+            wanted = DROP_REASONS.get(action.expect, "")
+            out.seen = _denial(wanted if wanted in reasons else reasons[-1])
         if out.seen != action.expect:
             out.problems.insert(0, f"expected {action.expect}, seen {out.seen}")
         return out
@@ -301,8 +305,6 @@ class Runner:
                 problem = "" if found else (
                     f"no DROPPED flow with reason {DROP_REASONS[expect]!r} recorded"
                     + (f" (seen: {', '.join(sorted(set(reasons)))})" if reasons else ""))
-                if reasons and out.seen.startswith("no answer"):
-                    out.seen = _denial(reasons[-1] if not found else DROP_REASONS[expect])
             if found or time.monotonic() >= deadline:
                 break
             time.sleep(0.2)
