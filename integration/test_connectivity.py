@@ -16,9 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
-from bulkhead.v1 import agent_pb2
+from bulkhead.rpcerror import field_violations
+from bulkhead.v1 import agent_pb2, connectivity_pb2, connectivity_pb2_grpc
 from integration.lab import processes
 from integration.lab.lab import Lab
 from integration.labfixture import running_lab
@@ -85,6 +87,27 @@ def wait_for_tests_to_run(proc: subprocess.Popen[str]) -> list[str]:
 
 def server_pids(lab: Lab) -> list[int]:
     return [pid for ns in ct_namespaces(lab) for pid in netns.pids_in(ns)]
+
+
+def test_bad_requests_are_refused_by_the_agent_through_the_control_plane(lab: Lab) -> None:
+    stub = connectivity_pb2_grpc.ConnectivityServiceStub(
+        grpc.insecure_channel(lab.state().controlplane))
+    with pytest.raises(grpc.RpcError) as err:
+        stub.RunProbe(connectivity_pb2.ProbeRequest(node="n1", kind="smtp", ip="nowhere",
+                                                    port=0, timeout_seconds=99), timeout=60)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    assert [v.field for v in field_violations(err.value)] == [
+        "kind", "ip", "port", "timeout_seconds"]
+    assert (err.value.details() or "").startswith("node n1: ")  # type: ignore[attr-defined]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.RunProbe(connectivity_pb2.ProbeRequest(node="n2", from_pod="nobody", kind="icmp",
+                                                    ip="192.0.2.1"), timeout=60)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.CreateTestPod(connectivity_pb2.CreateTestPodRequest(
+            node="n1", name="Not_A_Label", serve_ports=[70000]), timeout=60)
+    assert [v.field for v in field_violations(err.value)] == ["name", "serve_ports[0]"]
+    assert leftovers(lab) == []
 
 
 def test_connectivity_test_passes_on_a_two_node_lab(lab: Lab) -> None:
