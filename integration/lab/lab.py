@@ -104,6 +104,8 @@ class Lab:
                 addr_file.unlink()
         for ns in netns.namespaces(prefix):
             self.say(f"removing namespace {ns}")
+            for pid in netns.pids_in(ns):  # e.g. the servers of connectivity-test pods
+                processes.stop(pid)
             netns.delete_netns(ns)
         dnsconf.remove_prefix(prefix)
         pin_root = Path(state.pin_root) if state else PIN_BASE / f"lab-{self.name}"

@@ -11,9 +11,9 @@ import subprocess
 from collections.abc import Sequence
 
 # The namespace primitives are shared with the agent's connectivity-test pods.
-from nodeagent.pods.netns import NetError, add_netns, delete_netns, ip, namespaces
+from nodeagent.pods.netns import NetError, add_netns, delete_netns, ip, namespaces, pids_in
 
-__all__ = ["NetError", "add_netns", "delete_netns", "ip", "namespaces"]
+__all__ = ["NetError", "add_netns", "delete_netns", "ip", "namespaces", "pids_in"]
 
 
 def sysctl(netns: str, key: str, value: str) -> None:
