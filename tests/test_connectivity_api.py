@@ -4,6 +4,10 @@ The agent's own checks and the probes themselves run in integration/test_connect
 
 from __future__ import annotations
 
+import asyncio
+import sys
+from pathlib import Path
+
 import grpc
 import pytest
 
@@ -54,3 +58,24 @@ async def test_nodes_without_a_reachable_agent_are_reported(replicas: ReplicaFac
 
 async def _cached(cp: object, *names: str) -> bool:
     return all(cp.nodes.cached(n) is not None for n in names)  # type: ignore[attr-defined]
+
+
+async def test_the_cli_needs_two_nodes_with_a_reachable_agent(replicas: ReplicaFactory) -> None:
+    replica = await replicas()
+    nodes = node_pb2_grpc.NodeServiceStub(replica.channel())
+    await nodes.Register(node_pb2.RegisterNodeRequest(
+        name="gone", underlay_ip="10.0.0.8", agent_address=f"127.0.0.1:{free_port()}"))
+    assert await eventually(lambda: _cached(replica.cp, "gone"))
+    cases: list[tuple[list[str], str]] = [
+        ([], "needs two nodes with a reachable agent; found none"),
+        (["--node", "gone", "--node", "other"], "no reachable agent on node gone, other")]
+    for args, said in cases:
+        proc = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "bulkhead"), "--server", replica.address,
+            "connectivity", "test", *args, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        assert proc.returncode == 1
+        assert err.decode().startswith("bulkhead: connectivity test: ")
+        assert said in err.decode(), err.decode()
+        assert out == b""

@@ -82,6 +82,10 @@ def run_test(ctx: Any) -> int:
     results: list[TestResult] = []
     try:
         runner.choose_nodes()
+    except SetupError as exc:  # nothing created yet: nothing to clean up
+        print(f"bulkhead: connectivity test: {exc}", file=sys.stderr)
+        return 1
+    try:
         left = runner.cleanup()
         if left:
             progress(f"removed leftovers of an earlier run: {', '.join(left)}")
