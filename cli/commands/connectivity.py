@@ -17,6 +17,8 @@ from typing import Any
 
 import grpc
 
+from bulkhead.rpcerror import describe
+
 from .. import argtypes
 from ..connectivity.report import as_document, failure_lines, summary, test_line
 from ..connectivity.runner import Options, Runner, SetupError, TestResult
@@ -119,8 +121,8 @@ def _teardown(runner: Runner, progress: Any) -> None:
     try:
         progress("cleaning up: test policies, service and pods in namespace bulkhead-test")
         runner.cleanup()
-    except grpc.RpcError as exc:
-        progress(f"clean-up incomplete ({exc.details()}); "  # type: ignore[attr-defined]
-                 "the next run removes the rest")
+    except (grpc.RpcError, SetupError) as exc:
+        why = describe(exc) if isinstance(exc, grpc.RpcError) else str(exc)
+        progress(f"clean-up incomplete ({why}); the next run removes the rest")
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 
+from bulkhead.rpcerror import describe
 from bulkhead.v1 import (
     connectivity_pb2,
     connectivity_pb2_grpc,
@@ -162,12 +163,12 @@ class Runner:
                     timeout=120)
             except grpc.RpcError as exc:
                 raise SetupError(f"test pod {pod.name} on node {node}: "
-                                 f"{exc.details()}") from None  # type: ignore[attr-defined]
+                                 f"{describe(exc)}") from None
         try:
             applied = self.services.Apply(service_pb2.ApplyServicesRequest(yaml=SERVICE_YAML),
                                           timeout=30)
         except grpc.RpcError as exc:
-            self.service_problem = f"service not applied: {exc.details()}"  # type: ignore
+            self.service_problem = f"service not applied: {describe(exc)}"
             return
         self._converge(applied.revision)
         svc = self.services.Get(service_pb2.GetServiceRequest(
@@ -221,7 +222,7 @@ class Runner:
                     policy=policy_pb2.PolicyRef(kind="CiliumNetworkPolicy", namespace=NAMESPACE,
                                                 name=f"{scenario.name}-{i}")), timeout=30)
             except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
                     raise
                 continue
             revision = max(revision, done.revision)
@@ -251,7 +252,7 @@ class Runner:
                 timeout_seconds=self.options.timeout), timeout=self.options.timeout + 60)
         except grpc.RpcError as exc:
             out.seen = "probe failed"
-            out.problems.append(f"the probe could not run: {exc.details()}")  # type: ignore
+            out.problems.append(f"the probe could not run: {describe(exc)}")
             return out
         out.detail = probe.detail
         if probe.ok:
