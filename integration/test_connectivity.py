@@ -223,4 +223,6 @@ def test_a_killed_run_is_cleaned_up_by_the_agent_and_the_next_run(lab: Lab) -> N
     assert done.returncode == 0, done.stdout + done.stderr
     assert "removed leftovers of an earlier run" in done.stderr
     assert "pod n1/client" in done.stderr
+    assert done.stdout.splitlines() == ["✅ [1/1] no-policies (7 actions)",
+                                        "✅ All 1 tests (7 actions) successful, 0 skipped"]
     assert leftovers(lab) == []
