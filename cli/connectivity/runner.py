@@ -271,10 +271,11 @@ class Runner:
     def _flow_filter(self, out: ActionResult, since_ns: int) -> flow_pb2.FlowFilter:
         action = out.action
         f = flow_pb2.FlowFilter(since_ns=since_ns, from_ip=out.source_ip)
-        if action.target == "service":
+        if action.target == "service":  # flows name the backend's address and port
             f.to_service = f"{NAMESPACE}/{SERVICE}"
         else:
             f.to_ip = out.target_ip
+            f.port = action.port
         if action.expect == L7_DENY:
             f.type = "l7"
         elif action.kind == "icmp":
