@@ -15,6 +15,8 @@ from bulkhead.v1 import (
     admin_pb2_grpc,
     clustermesh_pb2,
     clustermesh_pb2_grpc,
+    connectivity_pb2,
+    connectivity_pb2_grpc,
     endpoint_pb2,
     endpoint_pb2_grpc,
     identity_pb2,
@@ -37,6 +39,7 @@ from bulkhead.v1 import (
 from controlplane.api.admin_service import AdminService
 from controlplane.api.authz import AuthorizedServer, Authorizer
 from controlplane.api.clustermesh_service import ClusterMeshService
+from controlplane.api.connectivity_service import ConnectivityService
 from controlplane.api.endpoint_service import EndpointService
 from controlplane.api.identity_service import IdentityService
 from controlplane.api.node_service import NodeService
@@ -53,6 +56,7 @@ from controlplane.clustermesh.status import (
     remote_records,
     remote_views,
 )
+from controlplane.connectivity.relay import ConnectivityRelay
 from controlplane.counts import ObjectCounts
 from controlplane.metrics import Sources
 from controlplane.pki.bootstrap import ServerTls
@@ -132,6 +136,8 @@ async def build_server(cp: ControlPlane, listen: str, unix_socket: str | None = 
     clustermesh_pb2_grpc.add_ClusterMeshServiceServicer_to_server(
         ClusterMeshService(cp.connections, cp.keys, cp.cache, cp.subscriptions.statuses),
         services)
+    connectivity_pb2_grpc.add_ConnectivityServiceServicer_to_server(
+        ConnectivityService(ConnectivityRelay(cp.nodes, cp.relay)), services)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, services)
     names = [
@@ -146,6 +152,7 @@ async def build_server(cp: ControlPlane, listen: str, unix_socket: str | None = 
         subscription_pb2.DESCRIPTOR.services_by_name["SubscriptionService"].full_name,
         subscription_pb2.DESCRIPTOR.services_by_name["SubscriptionAdminService"].full_name,
         clustermesh_pb2.DESCRIPTOR.services_by_name["ClusterMeshService"].full_name,
+        connectivity_pb2.DESCRIPTOR.services_by_name["ConnectivityService"].full_name,
         *([] if security is None else
           [security_pb2.DESCRIPTOR.services_by_name["SecurityService"].full_name]),
     ]

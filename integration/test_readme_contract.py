@@ -372,6 +372,10 @@ def test_every_documented_json_of_bulkhead(played: Played) -> None:
                "spec:\n  selector: {app: contract}\n  ports: [{port: 80}]\n")
     run(str(BIN / "bulkhead"), "service", "apply", "-f", "-", stdin=service)
     expect("service delete", bulkhead_json("service", "delete", "default/contract"))
+    if "connectivity test" in rows:   # one quick test: the row's shape, not the scenarios
+        report = bulkhead_json("connectivity", "test", "--test", "^no-policies$")
+        expect("connectivity test", report)
+        assert report["summary"]["successful"] is True
     cli_rows = {c for c in rows if not c.startswith("agent ")}
     assert cli_rows <= seen, f"documented but not run: {sorted(cli_rows - seen)}"
 

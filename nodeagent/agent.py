@@ -22,8 +22,9 @@ import grpc
 from bulkhead import log, tls
 from bulkhead.reserved import RESERVED_BY_ID, reserved_labels
 from bulkhead.rpcguard import guarded
-from bulkhead.v1 import agent_pb2, agent_pb2_grpc
+from bulkhead.v1 import agent_pb2, agent_pb2_grpc, connectivity_pb2_grpc
 from nodeagent import apiports, metrics
+from nodeagent.connectivityapi import ConnectivityAgentService
 from nodeagent.cpclient import ControlPlaneClient
 from nodeagent.credentials import NodeCredentials
 from nodeagent.datapath import Datapath, Flow
@@ -38,6 +39,7 @@ from nodeagent.proxy.supervisor import ProxySupervisor
 from nodeagent.reconciler import Reconciler
 from nodeagent.subscription.client import SubscriptionClient
 from nodeagent.subscription.state import ReceivedState
+from nodeagent.testpods import TestPods
 from nodeagent.worker import Worker
 
 _log = log.get(__name__)
@@ -105,6 +107,8 @@ class BpfAgent:
         self.cp = ControlPlaneClient(s.node, s.controlplane, credentials=pem)
         self.manager = EndpointManager(s.node, self.dp, self.worker, self.table,
                                        self.reconciler, self.cp)
+        self.testpods = TestPods(s.node, s.netns, s.underlay_ip, self.manager, self.table,
+                                 s.socket.parent)
         self.flows = FlowStore(s.node, s.flows_max, self.labels, self._pod,
                                ServiceNames(self.state.services), self._endpoint)
         self.client = SubscriptionClient(
@@ -158,6 +162,7 @@ class BpfAgent:
         self._tasks = [
             asyncio.create_task(self.client.run(), name="subscription"),
             asyncio.create_task(self._restore(), name="restore"),
+            asyncio.create_task(self._clean_test_pods(), name="test-pod-cleanup"),
             asyncio.create_task(self._poll_flows(), name="flows"),
             asyncio.create_task(self._gc_ct(), name="ct-gc"),
         ]
@@ -183,6 +188,9 @@ class BpfAgent:
         # The TCP port answers only the control plane (apiports), the socket only root.
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
             service, apiports.ControlPlaneOnly(guarded(self.server)))
+        connectivity_pb2_grpc.add_ConnectivityServiceServicer_to_server(
+            ConnectivityAgentService(self.node, self.testpods),
+            apiports.ControlPlaneOnly(guarded(self.server)))
         apiports.bind_unix(self.server, path)
         listen = self.settings.api_listen
         if listen:
@@ -273,6 +281,15 @@ class BpfAgent:
             except grpc.aio.AioRpcError as exc:
                 _log.warning("endpoint restore failed; retrying", error=exc.details())
                 await asyncio.sleep(1.0)
+
+    async def _clean_test_pods(self) -> None:
+        """Leftovers of a connectivity test this agent (or its predecessor) did not finish:
+        removed once the adopted endpoints are restored."""
+        await self.manager.restored.wait()
+        try:
+            await self.testpods.cleanup()
+        except Exception as e:  # the next `connectivity test` cleans up again
+            _log.warning("test pod cleanup failed", error=str(e))
 
     async def _poll_flows(self) -> None:
         interval = self.settings.flow_poll_interval

@@ -3,6 +3,7 @@
 from . import (
     agent,
     clustermesh,
+    connectivity,
     endpoint,
     identity,
     ipcache,
@@ -16,4 +17,4 @@ from . import (
 
 # `policy wait` lives in policywait.py; the policy module adds it to its verbs.
 ALL = [status, identity, node, endpoint, ipcache, observe, agent, policy, service, clustermesh,
-       ui]
+       connectivity, ui]

@@ -90,6 +90,10 @@ TABLE: dict[str, Rule] = {
     "bulkhead.v1.ClusterMeshService/Connect": WRITE,
     "bulkhead.v1.ClusterMeshService/Disconnect": WRITE,
     "bulkhead.v1.ClusterMeshService/Status": READ,
+    # connectivity tests: test pods and probes on the nodes are the operator's
+    "bulkhead.v1.ConnectivityService/CreateTestPod": WRITE,
+    "bulkhead.v1.ConnectivityService/RunProbe": WRITE,
+    "bulkhead.v1.ConnectivityService/CleanupTestPods": WRITE,
     # the agent's stream: as itself only (its hello names its node; SubscriptionService)
     "bulkhead.v1.SubscriptionService/Subscribe": rule(ADMIN, NODE),
     "bulkhead.v1.SubscriptionAdminService/ListSubscriptions": READ,

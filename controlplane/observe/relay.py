@@ -70,6 +70,12 @@ class FlowRelay:
             state = channel.get_state(try_to_connect=True)
         return agent_pb2_grpc.AgentServiceStub(channel)
 
+    async def agent_channel(self, node: Node) -> grpc.aio.Channel:
+        """The connected channel to a node's agent API, for other relays (connectivity
+        tests); the same errors as `_connected`."""
+        await self._connected(node.agent_address, node.name)
+        return self._channel(node.agent_address, node.name)
+
     def _observed(self, node_filter: str) -> list[Node]:
         return [n for n in self.nodes.nodes()
                 if n.agent_address and (not node_filter or n.name == node_filter)]

@@ -21,13 +21,13 @@ import grpc
 from bulkhead.defaults import SERVER_FILE
 from bulkhead.v1 import agent_pb2, agent_pb2_grpc, types_pb2
 from controlplane.store.embedded import free_port
+from nodeagent.pods.labels import pod_labels
 
 from . import credentials, dnsconf, multicluster, netns, processes
 from .state import LabState, NodeState, PodState, labs_dir
 
 UNDERLAY = ipaddress.IPv4Network("192.0.2.0/24")  # TEST-NET-1, only inside lab namespaces
 PIN_BASE = Path("/sys/fs/bpf/bulkhead")
-NAMESPACE_LABEL = "k8s:io.kubernetes.pod.namespace"
 
 
 class LabError(RuntimeError):
@@ -37,16 +37,6 @@ class LabError(RuntimeError):
 def _bin(name: str) -> str:
     found = Path(sys.executable).parent / name
     return str(found) if found.exists() else (shutil.which(name) or name)
-
-
-def pod_labels(labels: Sequence[str], namespace: str) -> list[str]:
-    """`k=v` become `k8s:k=v`; labels with a source stay; the namespace label is added."""
-    out = []
-    for label in labels:
-        key = label.split("=", 1)[0]
-        out.append(label if ":" in key else f"k8s:{label}")
-    out.append(f"{NAMESPACE_LABEL}={namespace}")
-    return out
 
 
 class Lab:
@@ -136,6 +126,8 @@ class Lab:
             credentials.unpublish(state)
         for ns in netns.namespaces(prefix):
             self.say(f"removing namespace {ns}")
+            for pid in netns.pids_in(ns):  # e.g. the servers of connectivity-test pods
+                processes.stop(pid)
             netns.delete_netns(ns)
         dnsconf.remove_prefix(prefix)
         pin_root = Path(state.pin_root) if state else PIN_BASE / f"lab-{self.name}"
@@ -262,7 +254,7 @@ class Lab:
             if serve:
                 pod.server_pid = processes.start_ready(
                     ["ip", "netns", "exec", pod.netns, sys.executable, "-m",
-                     "integration.lab.podserver", name, "--ports", ",".join(serve),
+                     "nodeagent.pods.server", name, "--ports", ",".join(serve),
                      "--app", app], state.directory / f"pod-{name}.log")
         except BaseException:
             netns.delete_netns(pod.netns)

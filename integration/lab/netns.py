@@ -6,44 +6,19 @@ its own, and every node and pod namespace hangs off it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 from collections.abc import Sequence
 
+# The namespace primitives are shared with the agent's connectivity-test pods.
+from nodeagent.pods.netns import NetError, add_netns, delete_netns, ip, namespaces, pids_in
 
-class NetError(RuntimeError):
-    pass
-
-
-def ip(*args: str, netns: str | None = None, check: bool = True) -> str:
-    cmd = ["ip", *(["-n", netns] if netns else []), *args]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise NetError(f"{' '.join(cmd)}: {result.stderr.strip()}")
-    return result.stdout
+__all__ = ["NetError", "add_netns", "delete_netns", "ip", "namespaces", "pids_in"]
 
 
 def sysctl(netns: str, key: str, value: str) -> None:
     subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-qw", f"{key}={value}"],
                    check=True, capture_output=True)
-
-
-def namespaces(prefix: str) -> list[str]:
-    out = ip("netns", "list", check=False)
-    return [line.split()[0] for line in out.splitlines()
-            if line.strip() and line.split()[0].startswith(prefix)]
-
-
-def add_netns(name: str) -> None:
-    if name not in namespaces(name):
-        ip("netns", "add", name)
-    ip("link", "set", "lo", "up", netns=name)
-
-
-def delete_netns(name: str) -> None:
-    with contextlib.suppress(NetError):
-        ip("netns", "delete", name)
 
 
 def build_underlay(underlay_ns: str, gateway_cidr: str) -> None:

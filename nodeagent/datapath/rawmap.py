@@ -150,15 +150,19 @@ class RawMap:
                 self._mirror.update(chunk)
 
     def delete(self, keys: Sequence[bytes]) -> None:
-        """Delete entries (missing ones are an error from the kernel)."""
+        """Delete entries. A key already missing (removed by hand, or the mirror was behind)
+        is skipped: the kernel stops a batch at it, so that batch is redone one key at a time,
+        instead of failing every later write of the agent on that key."""
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start : start + _CHUNK]
             kbuf = ct.create_string_buffer(b"".join(chunk), len(chunk) * self.key_size)
             count = ct.c_uint32(len(chunk))
-            _check(
-                lib.bpf_delete_batch(self.fd, kbuf, ct.byref(count)),
-                f"delete batch on {self.name}",
-            )
+            if lib.bpf_delete_batch(self.fd, kbuf, ct.byref(count)) != 0:
+                err = ct.get_errno()
+                if err != errno.ENOENT:
+                    raise OSError(err, f"delete batch on {self.name}: {os.strerror(err)}")
+                for key in chunk:  # the count it reports is not relied on
+                    self._delete_one(key)
             self.writes += len(chunk)
             if self._mirror is not None:
                 for key in chunk:
@@ -178,6 +182,12 @@ class RawMap:
         if stale:
             self.delete(stale)
         return len(changed) + len(stale)
+
+    def _delete_one(self, key: bytes) -> None:
+        if lib.bpf_delete_elem(self.fd, ct.create_string_buffer(key, self.key_size)) != 0:
+            err = ct.get_errno()
+            if err != errno.ENOENT:
+                raise OSError(err, f"delete on {self.name}: {os.strerror(err)}")
 
     def get(self, key: bytes) -> bytes | None:
         """The value stored under exactly ``key`` (mirrored maps) or the kernel's lookup."""

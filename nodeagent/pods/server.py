@@ -1,7 +1,8 @@
 """The servers pods run: each port answers HTTP (and UDP) with the pod's name, or, with
 `--app deathstar`, the deathstar service of the Star Wars scenario.
 
-Runs inside the pod's namespace: `ip netns exec POD python -m integration.lab.podserver ...`.
+Runs inside the pod's namespace: `ip netns exec POD python -m nodeagent.pods.server ...` (lab
+pods) or under `nsenter --net=...` (the agent's connectivity-test pods).
 """
 
 from __future__ import annotations

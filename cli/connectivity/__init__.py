@@ -1,0 +1,2 @@
+"""`bulkhead connectivity test`: scenarios, the runner that plays them against a cluster, and
+its report."""
