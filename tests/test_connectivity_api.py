@@ -72,7 +72,7 @@ async def test_the_cli_needs_two_nodes_with_a_reachable_agent(replicas: ReplicaF
     for args, said in cases:
         proc = await asyncio.create_subprocess_exec(
             str(Path(sys.executable).parent / "bulkhead"), "--server", replica.address,
-            "connectivity", "test", *args, stdout=asyncio.subprocess.PIPE,
+            "--insecure", "connectivity", "test", *args, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)
         out, err = await proc.communicate()
         assert proc.returncode == 1
