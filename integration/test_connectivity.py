@@ -21,7 +21,7 @@ import pytest
 
 from bulkhead.rpcerror import field_violations
 from bulkhead.v1 import agent_pb2, connectivity_pb2, connectivity_pb2_grpc
-from integration.lab import processes
+from integration.lab import credentials, processes
 from integration.lab.lab import Lab
 from integration.labfixture import running_lab
 from nodeagent.datapath.layout import SIZES
@@ -90,8 +90,7 @@ def server_pids(lab: Lab) -> list[int]:
 
 
 def test_bad_requests_are_refused_by_the_agent_through_the_control_plane(lab: Lab) -> None:
-    stub = connectivity_pb2_grpc.ConnectivityServiceStub(
-        grpc.insecure_channel(lab.state().controlplane))
+    stub = connectivity_pb2_grpc.ConnectivityServiceStub(credentials.channel(lab.state()))
     with pytest.raises(grpc.RpcError) as err:
         stub.RunProbe(connectivity_pb2.ProbeRequest(node="n1", kind="smtp", ip="nowhere",
                                                     port=0, timeout_seconds=99), timeout=60)
