@@ -21,6 +21,8 @@ from bulkhead.v1 import (
     identity_pb2_grpc,
     node_pb2,
     node_pb2_grpc,
+    nodelabels_pb2,
+    nodelabels_pb2_grpc,
     observer_pb2,
     observer_pb2_grpc,
     policy_pb2,
@@ -37,7 +39,7 @@ from controlplane.api.authz import AuthorizedServer, Authorizer
 from controlplane.api.clustermesh_service import ClusterMeshService
 from controlplane.api.endpoint_service import EndpointService
 from controlplane.api.identity_service import IdentityService
-from controlplane.api.node_service import NodeService
+from controlplane.api.node_service import NodeLabelService, NodeService
 from controlplane.api.observer_service import ObserverService
 from controlplane.api.policy_service import PolicyService
 from controlplane.api.security_service import SecurityService
@@ -116,6 +118,8 @@ async def build_server(cp: ControlPlane, listen: str, unix_socket: str | None = 
         services)
     endpoint_pb2_grpc.add_EndpointServiceServicer_to_server(EndpointService(cp.endpoints),
                                                             services)
+    nodelabels_pb2_grpc.add_NodeLabelServiceServicer_to_server(NodeLabelService(cp.nodes),
+                                                               services)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(admin_service(cp), services)
     observer_pb2_grpc.add_ObserverServiceServicer_to_server(ObserverService(cp.relay), services)
     policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyService(cp.policies), services)
@@ -131,6 +135,7 @@ async def build_server(cp: ControlPlane, listen: str, unix_socket: str | None = 
     names = [
         identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
         node_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name,
+        nodelabels_pb2.DESCRIPTOR.services_by_name["NodeLabelService"].full_name,
         endpoint_pb2.DESCRIPTOR.services_by_name["EndpointService"].full_name,
         admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
         observer_pb2.DESCRIPTOR.services_by_name["ObserverService"].full_name,

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
@@ -69,6 +69,8 @@ class Settings:
     then left out of the maps: their traffic is denied, never let through unchecked)."""
     proxy_interval: float = 1.0
     """Seconds between checks that the proxy is alive (a dead one is restarted)."""
+    node_labels: list[str] = field(default_factory=list)
+    """`key=value` labels the node registers with (`--node-labels` and the automatic ones)."""
     credentials: NodeCredentials | None = None
     """--tls: the node certificate (obtained in `run`), for every connection to the control
     plane and the TCP API."""
@@ -110,7 +112,7 @@ class BpfAgent:
         self.client = SubscriptionClient(
             s.node, s.controlplane, underlay_ip=s.underlay_ip, state=self.state,
             sink=self.reconciler, capabilities=["datapath:bpf"], ack_interval=s.ack_interval,
-            on_registered_again=self._restore, credentials=pem)
+            on_registered_again=self._restore, credentials=pem, node_labels=s.node_labels)
         self.server: grpc.aio.Server | None = None
         self.pressure = metrics.PressureSnapshot()
         self.metrics_server: WSGIServer | None = None

@@ -60,6 +60,8 @@ TABLE: dict[str, Rule] = {
     "bulkhead.v1.NodeService/Register": rule(ADMIN, NODE, own_node="name"),
     "bulkhead.v1.NodeService/Heartbeat": rule(ADMIN, NODE, own_node="name"),
     "bulkhead.v1.NodeService/Deregister": rule(ADMIN, NODE, own_node="name"),
+    # node labels (what host policies select): the operator's, like policies
+    "bulkhead.v1.NodeLabelService/Label": WRITE,
     # endpoints: an agent creates them on its node, deletes only its own (EndpointRegistry)
     "bulkhead.v1.EndpointService/Create": rule(ADMIN, NODE, own_node="node"),
     "bulkhead.v1.EndpointService/Delete": rule(ADMIN, NODE),
