@@ -193,7 +193,7 @@ class PolicyRepository:
             engine.add_identity(identity, labels)
         for identity, named in sorted(self._engine.named.items()):
             engine.set_named_ports(identity, named)
-        engine.add_rules(self.rules())
+        engine.add_rules(r for r in self.rules() if not r.host)
         return {i: engine.resolved(i) for i in sorted(engine.endpoints())}
 
     def entry_count(self, identity: int) -> int:
@@ -206,7 +206,7 @@ class PolicyRepository:
         for key in deletes:
             old = self._policies.pop(key, None)
             if old is not None:
-                changed |= self._engine.remove_rules(r.ref for r in old.rules)
+                changed |= self._engine.remove_rules(r.ref for r in old.rules if not r.host)
                 changed |= self._release_cidrs(old)
         for policy in upserts:
             old = self._policies.get(policy.key)
@@ -215,9 +215,9 @@ class PolicyRepository:
                 continue
             changed |= self._hold_cidrs(policy)
             if old is not None:
-                changed |= self._engine.remove_rules(r.ref for r in old.rules)
+                changed |= self._engine.remove_rules(r.ref for r in old.rules if not r.host)
             self._policies[policy.key] = policy
-            changed |= self._engine.add_rules(policy.rules)
+            changed |= self._engine.add_rules(r for r in policy.rules if not r.host)
             if old is not None:
                 changed |= self._release_cidrs(old)
         return changed
