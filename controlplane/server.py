@@ -17,6 +17,8 @@ from bulkhead.v1 import (
     clustermesh_pb2_grpc,
     endpoint_pb2,
     endpoint_pb2_grpc,
+    hostpolicy_pb2,
+    hostpolicy_pb2_grpc,
     identity_pb2,
     identity_pb2_grpc,
     node_pb2,
@@ -38,6 +40,7 @@ from controlplane.api.admin_service import AdminService
 from controlplane.api.authz import AuthorizedServer, Authorizer
 from controlplane.api.clustermesh_service import ClusterMeshService
 from controlplane.api.endpoint_service import EndpointService
+from controlplane.api.hostpolicy_service import HostPolicyService
 from controlplane.api.identity_service import IdentityService
 from controlplane.api.node_service import NodeLabelService, NodeService
 from controlplane.api.observer_service import ObserverService
@@ -56,6 +59,7 @@ from controlplane.counts import ObjectCounts
 from controlplane.metrics import Sources
 from controlplane.pki.bootstrap import ServerTls
 from controlplane.pki.security import Security
+from controlplane.policystore.hosts import HostPolicies
 
 MAX_MESSAGE = 4 << 20
 
@@ -120,6 +124,8 @@ async def build_server(cp: ControlPlane, listen: str, unix_socket: str | None = 
                                                             services)
     nodelabels_pb2_grpc.add_NodeLabelServiceServicer_to_server(NodeLabelService(cp.nodes),
                                                                services)
+    hostpolicy_pb2_grpc.add_HostPolicyServiceServicer_to_server(
+        HostPolicyService(HostPolicies(cp.policy_resolver, cp.nodes, cp.allocator)), services)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(admin_service(cp), services)
     observer_pb2_grpc.add_ObserverServiceServicer_to_server(ObserverService(cp.relay), services)
     policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyService(cp.policies), services)
@@ -136,6 +142,7 @@ async def build_server(cp: ControlPlane, listen: str, unix_socket: str | None = 
         identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
         node_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name,
         nodelabels_pb2.DESCRIPTOR.services_by_name["NodeLabelService"].full_name,
+        hostpolicy_pb2.DESCRIPTOR.services_by_name["HostPolicyService"].full_name,
         endpoint_pb2.DESCRIPTOR.services_by_name["EndpointService"].full_name,
         admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
         observer_pb2.DESCRIPTOR.services_by_name["ObserverService"].full_name,

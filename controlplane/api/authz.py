@@ -80,6 +80,8 @@ TABLE: dict[str, Rule] = {
     "bulkhead.v1.PolicyService/List": READ,
     "bulkhead.v1.PolicyService/Get": READ,
     "bulkhead.v1.PolicyService/Resolve": READ,
+    "bulkhead.v1.HostPolicyService/ResolveHost": READ,
+    "bulkhead.v1.HostPolicyService/TraceHost": READ,
     "bulkhead.v1.PolicyService/Trace": READ,
     "bulkhead.v1.ServiceService/Apply": WRITE,
     "bulkhead.v1.ServiceService/Delete": WRITE,

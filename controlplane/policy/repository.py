@@ -10,7 +10,7 @@ it silently drops traffic, so an apply that would overflow is refused before any
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from controlplane.policy.cidr import CidrIdentities, InMemoryCidrIdentities, cidr_label
@@ -135,6 +135,11 @@ class PolicyRepository:
     def rules(self) -> Iterator[Rule]:
         for policy in self.policies():
             yield from policy.rules
+
+    def identity_labels(self) -> Mapping[int, ParsedLabels]:
+        """Every identity the repository knows (reserved and CIDR ones included): the peers
+        host policies resolve against (`controlplane.policy.hosts`)."""
+        return self._engine.index.labels
 
     def upsert(self, policy: Policy) -> frozenset[int]:
         """Adds or replaces one policy unconditionally (the store already accepted it)."""
