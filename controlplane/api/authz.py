@@ -80,7 +80,8 @@ TABLE: dict[str, Rule] = {
     "bulkhead.v1.PolicyService/List": READ,
     "bulkhead.v1.PolicyService/Get": READ,
     "bulkhead.v1.PolicyService/Resolve": READ,
-    "bulkhead.v1.HostPolicyService/ResolveHost": READ,
+    # a node fetches its own host policy (nodeagent.hostpolicy)
+    "bulkhead.v1.HostPolicyService/ResolveHost": rule(ADMIN, READER, NODE, own_node="node"),
     "bulkhead.v1.HostPolicyService/TraceHost": READ,
     "bulkhead.v1.PolicyService/Trace": READ,
     "bulkhead.v1.ServiceService/Apply": WRITE,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from bulkhead.v1 import policy_pb2 as bulkhead_dot_v1_dot_policy__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x62ulkhead/v1/hostpolicy.proto\x12\x0b\x62ulkhead.v1\x1a\x18\x62ulkhead/v1/policy.proto\"\"\n\x12ResolveHostRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\"\xb4\x01\n\x0fHostPolicyEntry\x12\x11\n\tdirection\x18\x01 \x01(\t\x12\x0c\n\x04peer\x18\x02 \x01(\r\x12\x11\n\tpeer_node\x18\x03 \x01(\t\x12\x10\n\x08protocol\x18\x04 \x01(\t\x12\x0f\n\x07port_lo\x18\x05 \x01(\r\x12\x0f\n\x07port_hi\x18\x06 \x01(\r\x12\x0f\n\x07verdict\x18\x07 \x01(\t\x12(\n\x07origins\x18\x08 \x03(\x0b\x32\x17.bulkhead.v1.RuleOrigin\"\xa7\x01\n\x13ResolveHostResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x18\n\x10ingress_enforced\x18\x03 \x01(\x08\x12\x17\n\x0f\x65gress_enforced\x18\x04 \x01(\x08\x12-\n\x07\x65ntries\x18\x05 \x03(\x0b\x32\x1c.bulkhead.v1.HostPolicyEntry\x12\x10\n\x08revision\x18\x06 \x01(\x03\"\x7f\n\x10TraceHostRequest\x12\x10\n\x08src_node\x18\x01 \x01(\t\x12\x12\n\nsrc_labels\x18\x02 \x03(\t\x12\x10\n\x08\x64st_node\x18\x03 \x01(\t\x12\x12\n\ndst_labels\x18\x04 \x03(\t\x12\r\n\x05\x64port\x18\x05 \x01(\r\x12\x10\n\x08protocol\x18\x06 \x01(\t2\xb3\x01\n\x11HostPolicyService\x12P\n\x0bResolveHost\x12\x1f.bulkhead.v1.ResolveHostRequest\x1a .bulkhead.v1.ResolveHostResponse\x12L\n\tTraceHost\x12\x1d.bulkhead.v1.TraceHostRequest\x1a .bulkhead.v1.TracePolicyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x62ulkhead/v1/hostpolicy.proto\x12\x0b\x62ulkhead.v1\x1a\x18\x62ulkhead/v1/policy.proto\"\"\n\x12ResolveHostRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\"\xb4\x01\n\x0fHostPolicyEntry\x12\x11\n\tdirection\x18\x01 \x01(\t\x12\x0c\n\x04peer\x18\x02 \x01(\r\x12\x11\n\tpeer_node\x18\x03 \x01(\t\x12\x10\n\x08protocol\x18\x04 \x01(\t\x12\x0f\n\x07port_lo\x18\x05 \x01(\r\x12\x0f\n\x07port_hi\x18\x06 \x01(\r\x12\x0f\n\x07verdict\x18\x07 \x01(\t\x12(\n\x07origins\x18\x08 \x03(\x0b\x32\x17.bulkhead.v1.RuleOrigin\"\xa7\x01\n\x13ResolveHostResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x18\n\x10ingress_enforced\x18\x03 \x01(\x08\x12\x17\n\x0f\x65gress_enforced\x18\x04 \x01(\x08\x12-\n\x07\x65ntries\x18\x05 \x03(\x0b\x32\x1c.bulkhead.v1.HostPolicyEntry\x12\x10\n\x08revision\x18\x06 \x01(\x03\"\x7f\n\x10TraceHostRequest\x12\x10\n\x08src_node\x18\x01 \x01(\t\x12\x12\n\nsrc_labels\x18\x02 \x03(\t\x12\x10\n\x08\x64st_node\x18\x03 \x01(\t\x12\x12\n\ndst_labels\x18\x04 \x03(\t\x12\r\n\x05\x64port\x18\x05 \x01(\r\x12\x10\n\x08protocol\x18\x06 \x01(\t\"\xb9\x01\n\x12HostFirewallStatus\x12\x10\n\x08\x61ttached\x18\x01 \x01(\x08\x12\x0f\n\x07ifindex\x18\x02 \x01(\r\x12\x18\n\x10ingress_enforced\x18\x03 \x01(\x08\x12\x17\n\x0f\x65gress_enforced\x18\x04 \x01(\x08\x12\x0f\n\x07\x65ntries\x18\x05 \x01(\r\x12\x16\n\x0e\x61lways_allowed\x18\x06 \x03(\t\x12\x10\n\x08revision\x18\x07 \x01(\x03\x12\x12\n\nlast_error\x18\x08 \x01(\t2\xb3\x01\n\x11HostPolicyService\x12P\n\x0bResolveHost\x12\x1f.bulkhead.v1.ResolveHostRequest\x1a .bulkhead.v1.ResolveHostResponse\x12L\n\tTraceHost\x12\x1d.bulkhead.v1.TraceHostRequest\x1a .bulkhead.v1.TracePolicyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,6 +40,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESOLVEHOSTRESPONSE']._serialized_end=458
   _globals['_TRACEHOSTREQUEST']._serialized_start=460
   _globals['_TRACEHOSTREQUEST']._serialized_end=587
-  _globals['_HOSTPOLICYSERVICE']._serialized_start=590
-  _globals['_HOSTPOLICYSERVICE']._serialized_end=769
+  _globals['_HOSTFIREWALLSTATUS']._serialized_start=590
+  _globals['_HOSTFIREWALLSTATUS']._serialized_end=775
+  _globals['_HOSTPOLICYSERVICE']._serialized_start=778
+  _globals['_HOSTPOLICYSERVICE']._serialized_end=957
 # @@protoc_insertion_point(module_scope)

@@ -64,3 +64,23 @@ class TraceHostRequest(_message.Message):
     dport: int
     protocol: str
     def __init__(self, src_node: _Optional[str] = ..., src_labels: _Optional[_Iterable[str]] = ..., dst_node: _Optional[str] = ..., dst_labels: _Optional[_Iterable[str]] = ..., dport: _Optional[int] = ..., protocol: _Optional[str] = ...) -> None: ...
+
+class HostFirewallStatus(_message.Message):
+    __slots__ = ("attached", "ifindex", "ingress_enforced", "egress_enforced", "entries", "always_allowed", "revision", "last_error")
+    ATTACHED_FIELD_NUMBER: _ClassVar[int]
+    IFINDEX_FIELD_NUMBER: _ClassVar[int]
+    INGRESS_ENFORCED_FIELD_NUMBER: _ClassVar[int]
+    EGRESS_ENFORCED_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    ALWAYS_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    attached: bool
+    ifindex: int
+    ingress_enforced: bool
+    egress_enforced: bool
+    entries: int
+    always_allowed: _containers.RepeatedScalarFieldContainer[str]
+    revision: int
+    last_error: str
+    def __init__(self, attached: _Optional[bool] = ..., ifindex: _Optional[int] = ..., ingress_enforced: _Optional[bool] = ..., egress_enforced: _Optional[bool] = ..., entries: _Optional[int] = ..., always_allowed: _Optional[_Iterable[str]] = ..., revision: _Optional[int] = ..., last_error: _Optional[str] = ...) -> None: ...
