@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from bulkhead.v1 import hostpolicy_pb2 as pb
@@ -17,13 +18,13 @@ def _stub(ctx: Any) -> hostpolicy_pb2_grpc.HostPolicyServiceStub:
     return ctx.stub(hostpolicy_pb2_grpc.HostPolicyServiceStub)
 
 
-def run_resolve_host(ctx: Any) -> int:
-    from .policy import _origin, _ports  # policy imports this module
-
+def run_resolve_host(ctx: Any, origin: Callable[[policy_pb2.RuleOrigin], dict[str, str]],
+                     ports: Callable[[dict[str, Any]], str]) -> int:
+    """`origin` and `ports` format as `policy resolve --identity` does (policy.py's)."""
     result = _stub(ctx).ResolveHost(pb.ResolveHostRequest(node=ctx.args.node), timeout=TIMEOUT)
     entries = [{"direction": e.direction, "peer": e.peer, "peer_node": e.peer_node,
                 "protocol": e.protocol, "port_lo": e.port_lo, "port_hi": e.port_hi,
-                "verdict": e.verdict, "origins": [_origin(o) for o in e.origins]}
+                "verdict": e.verdict, "origins": [origin(o) for o in e.origins]}
                for e in result.entries]
     if ctx.json:
         emit_json({"node": result.node, "labels": list(result.labels),
@@ -36,7 +37,7 @@ def run_resolve_host(ctx: Any) -> int:
           f"{'enforced' if result.egress_enforced else 'not enforced'}")
     table(["DIRECTION", "VERDICT", "PEER", "PORTS", "FROM"],
           [(e["direction"], e["verdict"],
-            f"node {e['peer_node']}" if e["peer_node"] else (e["peer"] or "any"), _ports(e),
+            f"node {e['peer_node']}" if e["peer_node"] else (e["peer"] or "any"), ports(e),
             [f"{o['policy']} {o['rule']}" for o in e["origins"]]) for e in entries])
     return 0
 

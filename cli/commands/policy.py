@@ -216,7 +216,7 @@ def run_delete(ctx: Any) -> int:
 
 def run_resolve(ctx: Any) -> int:
     if ctx.args.node is not None:
-        return hostpolicy.run_resolve_host(ctx)
+        return hostpolicy.run_resolve_host(ctx, _origin, _ports)
     result = _stub(ctx).Resolve(pb.ResolvePolicyRequest(identity=ctx.args.identity),
                                 timeout=TIMEOUT)
     entries = [{"direction": e.direction, "peer": e.peer, "protocol": e.protocol,
