@@ -123,3 +123,54 @@ def test_ssh_from_one_node_and_deny_all_keeps_the_control_plane(tmp_path: Path) 
                    and not host_firewall("n1").host_firewall.ingress_enforced,
                    "the lockdown to lift")
             assert probe("n2", "n1") == "ok"
+
+
+HOST_AND_PODS = """apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: host-and-pods}
+spec:
+  nodeSelector: {matchLabels: {kubernetes.io/hostname: n1}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: web}}]
+    toPorts: [{ports: [{port: "2222", protocol: TCP}]}]
+  egress:
+  - toEndpoints: [{matchLabels: {app: web}}]
+    toPorts: [{ports: [{port: "80", protocol: TCP}]}]
+"""
+
+
+def test_host_and_pods_both_ways(tmp_path: Path) -> None:
+    """Pod -> host is the host's ingress, host -> pod its egress, with pods as peers."""
+    with running_lab(tmp_path, nodes=1) as lab:
+        lab.pod_create("web", "n1", "default", ["app=web"], serve=["80", "8080"])
+        lab.pod_create("other", "n1", "default", ["app=other"], serve=["80"])
+        state = lab.state()
+        n1, pods = state.nodes["n1"], state.pods
+
+        def probe(netns: str, ip: str, port: int) -> str:
+            out = subprocess.run(["ip", "netns", "exec", netns, sys.executable, str(PROBE),
+                                  "tcp", ip, str(port), "1.0"],
+                                 capture_output=True, text=True, timeout=20)
+            return out.stdout.strip()
+
+        def enforced() -> bool:
+            status: agent_pb2.AgentStatusResponse = lab.agent(n1).AgentStatus(
+                agent_pb2.AgentStatusRequest(), timeout=10)
+            return status.host_firewall.egress_enforced
+
+        with _server(n1.netns, n1.underlay_ip, SSH):
+            _until(lambda: probe(pods["other"].netns, n1.underlay_ip, SSH) == "ok",
+                   "the host's server")
+            assert probe(n1.netns, pods["other"].ip, 80) == "ok"
+            path = tmp_path / "hp.yaml"
+            path.write_text(HOST_AND_PODS)
+            done = subprocess.run([sys.executable, "-m", "cli.main", "--server",
+                                   state.controlplane, "policy", "apply", "-f", str(path)],
+                                  capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+            _until(enforced, "n1's host policy")
+            assert probe(pods["web"].netns, n1.underlay_ip, SSH) == "ok", "web -> host allowed"
+            assert probe(pods["other"].netns, n1.underlay_ip, SSH) == "timeout"
+            assert probe(n1.netns, pods["web"].ip, 80) == "ok", "host -> web:80 allowed"
+            assert probe(n1.netns, pods["web"].ip, 8080) == "timeout"
+            assert probe(n1.netns, pods["other"].ip, 80) == "timeout"

@@ -120,8 +120,10 @@ class BpfAgent:
         self.metrics_server: WSGIServer | None = None
         self.dns: DnsServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self.host_policy = HostPolicyLoop(s.node, s.controlplane, self.cp.host_policy,
-                                          lambda: self.state.nodes, self._apply_host_policy)
+        self.host_policy = HostPolicyLoop(
+            s.node, s.controlplane, self.cp.host_policy, lambda: self.state.nodes,
+            self._apply_host_policy,
+            services=[(s.dns_listen.ip, s.dns_listen.port)] if s.dns_listen else [])
 
     @classmethod
     async def create(cls, settings: Settings) -> BpfAgent:

@@ -52,8 +52,11 @@ class HostPolicyLoop:
     def __init__(self, node: str, controlplane: Sequence[str],
                  fetch: Callable[[], Awaitable[pb.ResolveHostResponse]],
                  nodes: Callable[[], dict[str, Any]],
-                 apply: Callable[[HostDesired], Awaitable[int]], interval: float = 1.0) -> None:
+                 apply: Callable[[HostDesired], Awaitable[int]], interval: float = 1.0,
+                 services: Sequence[tuple[str, int]] = ()) -> None:
         self.node = node
+        self.services = list(services)
+        """The node's own services for its pods (the agent's DNS server): exempt too."""
         self.controlplane = list(controlplane)
         self.fetch = fetch
         self.nodes = nodes
@@ -66,11 +69,15 @@ class HostPolicyLoop:
         self.last_error = ""
 
     def always_allowed(self) -> list[str]:
-        return ([f"TCP {ip}:{port} (control plane)" for ip, port, _ in self.exempt]
-                + [TUNNEL, REPLIES])
+        control = [f"TCP {ip}:{port} (control plane)" for ip, port, _ in self.exempt
+                   if (ip, port) not in self.services]
+        return (control + [f"UDP/TCP {ip}:{port} (the agent's DNS for pods)"
+                           for ip, port in self.services] + [TUNNEL, REPLIES])
 
     async def run(self) -> None:
-        self.exempt = await asyncio.to_thread(exempt_addresses, self.controlplane)
+        found = await asyncio.to_thread(exempt_addresses, self.controlplane)
+        self.exempt = found + [(ip, port, proto) for ip, port in self.services
+                               for proto in ("UDP", "TCP")]
         while True:
             await self.once()
             await asyncio.sleep(self.interval)

@@ -836,6 +836,9 @@ static __always_inline int proxy_leg_out(struct pkt *p, __u32 sid, __u32 did,
     return ct_create(p, now, sid, did, CT_NAT_PROXY_UPSTREAM, 0, 0) < 0 ? -1 : 0;
 }
 
+/* The host firewall's verdict on pod <-> host traffic (defined with host_in below). */
+static __always_inline __u8 host_pod_verdict(__u32 peer, __u8 dir, struct pkt *p);
+
 int from_pod(struct __sk_buff *skb)
 {
     struct pkt p = {};
@@ -915,6 +918,11 @@ int from_pod(struct __sk_buff *skb)
             reason = policy_verdict_l7(dst_ep, src_id, DIR_INGRESS, &p, &iport);
             if (reason)
                 return drop(&p, src_id, dst_id, dst_ep, DIR_INGRESS, reason, OBS_FROM_POD);
+        }
+        if (!dst && dst_id == ID_HOST) {     /* to this node's host: its host policy */
+            reason = host_pod_verdict(src_id, DIR_INGRESS, &p);
+            if (reason)
+                return drop(&p, src_id, dst_id, src_ep, DIR_INGRESS, reason, OBS_FROM_POD);
         }
         proxy_port = proxy_choose(eport, iport, src_id, dst_id, &proxy_mark);
         if (!known && !(cfg_flags & CFG_F_FORWARD_UNKNOWN))
@@ -1071,6 +1079,11 @@ int to_pod(struct __sk_buff *skb)
     if (rn.ip && nat_rewrite(skb, &p, 1, rn.ip, rn.port) < 0)
         return TC_ACT_SHOT;
     if (!established) {
+        if (src_id == ID_HOST) {            /* from this node's host: its host policy */
+            __u8 hreason = host_pod_verdict(dst_id, DIR_EGRESS, &p);
+            if (hreason)
+                return drop(&p, src_id, dst_id, dst_ep, DIR_EGRESS, hreason, OBS_TO_POD);
+        }
         if (dst_flags & EP_F_INGRESS_ENFORCED) {
             __u32 iport = 0;
             __u8 reason = policy_verdict_l7(dst_ep, src_id, DIR_INGRESS, &p, &iport);
@@ -1192,6 +1205,20 @@ static __always_inline __u8 host_verdict(__u32 node_id, __u32 peer, __u8 dir, st
     if (host_lookup(node_id, peer, KIND_ALLOW, dir, p))
         return REASON_NONE;
     return REASON_POLICY_DEFAULT;
+}
+
+static __always_inline __u8 host_pod_verdict(__u32 peer, __u8 dir, struct pkt *p)
+{
+    __u32 zero = 0;
+    struct host_state *st = host_state.lookup(&zero);
+    if (!st || !(st->flags & (dir == DIR_INGRESS ? HOST_F_INGRESS : HOST_F_EGRESS)))
+        return REASON_NONE;
+    /* the node's own services for pods (the agent's DNS server) are exempt like the
+     * control plane: the agent writes them into host_exempt */
+    struct host_exempt_key ek = {.ip = p->daddr, .port = p->dport, .proto = p->proto};
+    if (dir == DIR_INGRESS && host_exempt.lookup(&ek))
+        return REASON_NONE;
+    return host_verdict(0, peer, dir, p);
 }
 
 /* `ingress`: the packet comes in (its source is the peer), else it goes out. */
