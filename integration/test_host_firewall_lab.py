@@ -174,3 +174,18 @@ def test_host_and_pods_both_ways(tmp_path: Path) -> None:
             assert probe(n1.netns, pods["web"].ip, 80) == "ok", "host -> web:80 allowed"
             assert probe(n1.netns, pods["web"].ip, 8080) == "timeout"
             assert probe(n1.netns, pods["other"].ip, 80) == "timeout"
+            # The agent's DNS server for pods stays reachable (exempt like the control plane).
+            assert _dns_answers(pods["other"].netns), "pods' DNS is exempt"
+
+
+DNS_QUERY = ("import socket,sys;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);"
+             "s.settimeout(2);q=b'\\x12\\x34\\x01\\x00\\x00\\x01'+bytes(6)+"
+             "b'\\x04nope\\x07default\\x03svc\\x07cluster\\x05local\\x00\\x00\\x01"
+             "\\x00\\x01';"
+             "s.sendto(q,('169.254.1.1',53));d=s.recv(512);print(d[:2].hex())")
+
+
+def _dns_answers(netns: str) -> bool:
+    out = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", DNS_QUERY],
+                         capture_output=True, text=True, timeout=20)
+    return out.stdout.strip() == "1234"
