@@ -165,3 +165,20 @@ def test_egress_to_one_node(host: Lab) -> None:
     assert host.probe("n1", "n3", WEB) == "ok"
     assert host.probe("n1", "n2", SSH) == "timeout", "n2 is not allowed (else: refused)"
     assert host.probe("n2", "n1", SSH) == "ok", "ingress not enforced; replies tracked"
+
+
+def _ping(lab: Lab, src: str, dst: str) -> bool:
+    return subprocess.run(["ip", "netns", "exec", lab.ns[src], "ping", "-c", "1", "-W", "1",
+                           IPS[dst]], capture_output=True, timeout=15).returncode == 0
+
+
+def test_icmp_echo_by_type_from_one_node(host: Lab) -> None:
+    """`icmps: [{fields: [{type: 8}]}]` with `fromNodes` n2: n2's ping gets through (its reply
+    by conntrack), n3's does not."""
+    assert host.dp is not None
+    assert _ping(host, "n3", "n1")
+    host.dp.sync_host_policy(_desired([
+        (NODE_IDS["n2"], PolicyEntry(Direction.INGRESS, 6, 1, 8, 8))],
+        ingress=True, egress=False))
+    assert _ping(host, "n2", "n1")
+    assert not _ping(host, "n3", "n1")
