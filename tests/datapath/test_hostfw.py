@@ -6,6 +6,7 @@ n1 runs the datapath."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import secrets
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 from pyroute2 import IPRoute, netns
 
-from nodeagent.datapath import Direction, PolicyEntry
+from nodeagent.datapath import Direction, IpcacheEntry, PolicyEntry
 from nodeagent.datapath.datapath import Datapath
 from nodeagent.datapath.hostfw import HostDesired
 from nodeagent.datapath.loader import remove_pins
@@ -182,3 +183,20 @@ def test_icmp_echo_by_type_from_one_node(host: Lab) -> None:
         ingress=True, egress=False))
     assert _ping(host, "n2", "n1")
     assert not _ping(host, "n3", "n1")
+
+
+def test_cidr_peer_from_the_ipcache(host: Lab) -> None:
+    """`fromCIDR` in a host policy: an address that is no node gets the ipcache's identity (a
+    CIDR identity), as pods' peers do."""
+    assert host.dp is not None
+    cidr_identity = 65000
+    host.dp.upsert_ipcache([IpcacheEntry(f"{IPS['n3']}/32", cidr_identity)])
+    try:
+        desired = _desired([(0, PolicyEntry(Direction.INGRESS, cidr_identity, TCP, SSH, SSH))],
+                           ingress=True, egress=False)
+        not_a_node = {ip: v for ip, v in desired.peers.items() if ip != IPS["n3"]}
+        host.dp.sync_host_policy(dataclasses.replace(desired, peers=not_a_node))
+        assert host.probe("n3", "n1", SSH) == "ok"
+        assert host.probe("n2", "n1", SSH) == "timeout"
+    finally:
+        host.dp.ipcache_map.delete([f"{IPS['n3']}/32"])

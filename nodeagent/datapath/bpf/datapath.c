@@ -1145,7 +1145,8 @@ int to_overlay(struct __sk_buff *skb)
  * keyed like `policy`: ep_id holds the peer NODE id of a fromNodes/toNodes
  * entry, 0 for every other entry).  The peer of an underlay packet is the node
  * whose address it is (host_peers: remote-node, or host for the node's own
- * addresses), else world.  Exempt whatever the policy says (the escape hatch):
+ * addresses), else the ipcache's identity of the address (CIDR identities), else
+ * world.  Exempt whatever the policy says (the escape hatch):
  * the VXLAN tunnel (UDP 8472 either way), the control-plane addresses the agent
  * writes into host_exempt, replies of tracked connections, non-IPv4 (ARP), and
  * pod traffic (a local endpoint's own programs decide it).  Every program here
@@ -1251,6 +1252,12 @@ static __always_inline int host_firewall(struct __sk_buff *skb, int ingress)
     __u32 remote = ingress ? p.saddr : p.daddr;
     struct host_peer *hp = host_peers.lookup(&remote);
     __u32 peer = hp ? hp->identity : ID_WORLD, node_id = hp ? hp->node_id : 0;
+    if (!hp) {   /* not a node: the ipcache's identity (CIDR identities), as for pods */
+        struct ipcache_key ik = {.prefixlen = 32, .ip = remote};
+        struct ipcache_val *ic = ipcache.lookup(&ik);
+        if (ic)
+            peer = ic->identity;
+    }
     __u8 dir = ingress ? DIR_INGRESS : DIR_EGRESS;
     if (flags & (ingress ? HOST_F_INGRESS : HOST_F_EGRESS)) {
         __u8 reason = host_verdict(node_id, peer, dir, &p);
