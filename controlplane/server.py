@@ -19,10 +19,14 @@ from bulkhead.v1 import (
     connectivity_pb2_grpc,
     endpoint_pb2,
     endpoint_pb2_grpc,
+    hostpolicy_pb2,
+    hostpolicy_pb2_grpc,
     identity_pb2,
     identity_pb2_grpc,
     node_pb2,
     node_pb2_grpc,
+    nodelabels_pb2,
+    nodelabels_pb2_grpc,
     observer_pb2,
     observer_pb2_grpc,
     policy_pb2,
@@ -41,8 +45,9 @@ from controlplane.api.authz import AuthorizedServer, Authorizer
 from controlplane.api.clustermesh_service import ClusterMeshService
 from controlplane.api.connectivity_service import ConnectivityService
 from controlplane.api.endpoint_service import EndpointService
+from controlplane.api.hostpolicy_service import HostPolicyService
 from controlplane.api.identity_service import IdentityService
-from controlplane.api.node_service import NodeService
+from controlplane.api.node_service import NodeLabelService, NodeService
 from controlplane.api.observer_service import ObserverService
 from controlplane.api.policy_service import PolicyService
 from controlplane.api.policyimpact_service import PolicyImpactService
@@ -61,6 +66,7 @@ from controlplane.counts import ObjectCounts
 from controlplane.metrics import Sources
 from controlplane.pki.bootstrap import ServerTls
 from controlplane.pki.security import Security
+from controlplane.policystore.hosts import HostPolicies
 from controlplane.policystore.impact import PolicyImpact
 
 MAX_MESSAGE = 4 << 20
@@ -124,6 +130,10 @@ async def build_server(cp: ControlPlane, listen: str, unix_socket: str | None = 
         services)
     endpoint_pb2_grpc.add_EndpointServiceServicer_to_server(EndpointService(cp.endpoints),
                                                             services)
+    nodelabels_pb2_grpc.add_NodeLabelServiceServicer_to_server(NodeLabelService(cp.nodes),
+                                                               services)
+    hostpolicy_pb2_grpc.add_HostPolicyServiceServicer_to_server(
+        HostPolicyService(HostPolicies(cp.policy_resolver, cp.nodes, cp.allocator)), services)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(admin_service(cp), services)
     observer_pb2_grpc.add_ObserverServiceServicer_to_server(ObserverService(cp.relay), services)
     policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyService(cp.policies), services)
@@ -143,6 +153,8 @@ async def build_server(cp: ControlPlane, listen: str, unix_socket: str | None = 
     names = [
         identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
         node_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name,
+        nodelabels_pb2.DESCRIPTOR.services_by_name["NodeLabelService"].full_name,
+        hostpolicy_pb2.DESCRIPTOR.services_by_name["HostPolicyService"].full_name,
         endpoint_pb2.DESCRIPTOR.services_by_name["EndpointService"].full_name,
         admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
         observer_pb2.DESCRIPTOR.services_by_name["ObserverService"].full_name,

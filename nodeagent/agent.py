@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
@@ -22,16 +22,18 @@ import grpc
 from bulkhead import log, tls
 from bulkhead.reserved import RESERVED_BY_ID, reserved_labels
 from bulkhead.rpcguard import guarded
-from bulkhead.v1 import agent_pb2, agent_pb2_grpc, connectivity_pb2_grpc
+from bulkhead.v1 import agent_pb2, agent_pb2_grpc, connectivity_pb2_grpc, hostpolicy_pb2
 from nodeagent import apiports, metrics
 from nodeagent.connectivityapi import ConnectivityAgentService
 from nodeagent.cpclient import ControlPlaneClient
 from nodeagent.credentials import NodeCredentials
 from nodeagent.datapath import Datapath, Flow
+from nodeagent.datapath.hostfw import HostDesired
 from nodeagent.dns.listen import Listen
 from nodeagent.dns.server import DnsServer, ensure_local_address
 from nodeagent.endpoints import EndpointTable
 from nodeagent.flowstore import FlowStore, ServiceNames
+from nodeagent.hostpolicy import HostPolicyLoop
 from nodeagent.localapi import AgentService
 from nodeagent.manager import EndpointManager
 from nodeagent.proxy.supervisor import DEFAULT_PORT as DEFAULT_PROXY_PORT
@@ -71,6 +73,8 @@ class Settings:
     then left out of the maps: their traffic is denied, never let through unchecked)."""
     proxy_interval: float = 1.0
     """Seconds between checks that the proxy is alive (a dead one is restarted)."""
+    node_labels: list[str] = field(default_factory=list)
+    """`key=value` labels the node registers with (`--node-labels` and the automatic ones)."""
     credentials: NodeCredentials | None = None
     """--tls: the node certificate (obtained in `run`), for every connection to the control
     plane and the TCP API."""
@@ -114,12 +118,16 @@ class BpfAgent:
         self.client = SubscriptionClient(
             s.node, s.controlplane, underlay_ip=s.underlay_ip, state=self.state,
             sink=self.reconciler, capabilities=["datapath:bpf"], ack_interval=s.ack_interval,
-            on_registered_again=self._restore, credentials=pem)
+            on_registered_again=self._restore, credentials=pem, node_labels=s.node_labels)
         self.server: grpc.aio.Server | None = None
         self.pressure = metrics.PressureSnapshot()
         self.metrics_server: WSGIServer | None = None
         self.dns: DnsServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.host_policy = HostPolicyLoop(
+            s.node, s.controlplane, self.cp.host_policy, lambda: self.state.nodes,
+            self._apply_host_policy,
+            services=[(s.dns_listen.ip, s.dns_listen.port)] if s.dns_listen else [])
 
     @classmethod
     async def create(cls, settings: Settings) -> BpfAgent:
@@ -148,6 +156,7 @@ class BpfAgent:
     async def start(self) -> None:
         s = self.settings
         await self.worker.run(self.dp.setup_node, s.underlay_ip)
+        await self.worker.run(self.dp.setup_host_firewall, s.underlay_ip)
         if self.proxy is not None:
             # Before the subscription, so the first snapshot's rules reach it before the maps.
             try:
@@ -165,6 +174,7 @@ class BpfAgent:
             asyncio.create_task(self._clean_test_pods(), name="test-pod-cleanup"),
             asyncio.create_task(self._poll_flows(), name="flows"),
             asyncio.create_task(self._gc_ct(), name="ct-gc"),
+            asyncio.create_task(self.host_policy.run(), name="host-policy"),
         ]
         if self.proxy is not None:
             self._tasks.append(asyncio.create_task(self._supervise_proxy(), name="proxy"))
@@ -339,6 +349,19 @@ class BpfAgent:
             if removed:
                 _log.debug("conntrack entries expired", removed=removed)
 
+    async def _apply_host_policy(self, desired: HostDesired) -> int:
+        return await self.worker.run(self.dp.sync_host_policy, desired)
+
+    async def host_firewall_status(self) -> hostpolicy_pb2.HostFirewallStatus:
+        fw = self.dp.host_firewall
+        ingress, egress = await self.worker.run(fw.flags)
+        hp = self.host_policy
+        return hostpolicy_pb2.HostFirewallStatus(
+            attached=fw.ifindex is not None, ifindex=fw.ifindex or 0,
+            ingress_enforced=ingress, egress_enforced=egress, entries=hp.entries,
+            always_allowed=hp.always_allowed(), revision=hp.revision,
+            last_error=hp.last_error)
+
     async def status(self) -> agent_pb2.AgentStatusResponse:
         pressure = await self.worker.run(metrics.read_pressure, self.dp)
         s = self.settings
@@ -352,7 +375,8 @@ class BpfAgent:
             boot_id=self.flows.boot_id, synced=self.reconciler.ready.is_set(),
             underlay_ip=s.underlay_ip, netns=s.netns or "", last_error=self.client.last_error,
             flows_sequence=self.flows.sequence, map_writes=await self.worker.run(
-                self.dp.map_writes), proxy=await self.proxy_status())
+                self.dp.map_writes), proxy=await self.proxy_status(),
+            host_firewall=await self.host_firewall_status())
 
 
 async def run(settings: Settings) -> None:

@@ -22,6 +22,7 @@ import grpc
 
 from bulkhead import gctuning, log
 from bulkhead.tls import INSECURE_WARNING
+from nodeagent import nodelabels
 from nodeagent.credentials import CredentialError, NodeCredentials, join_server, read_token
 from nodeagent.dns.listen import DEFAULT_LISTEN as DEFAULT_DNS_LISTEN
 from nodeagent.dns.listen import parse_listen
@@ -40,6 +41,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--controlplane", required=True, type=addresses,
                    help="comma-separated control-plane HOST:PORT addresses (failover order)")
     p.add_argument("--underlay-ip", required=True, help="this node's underlay IPv4")
+    p.add_argument("--node-labels", type=nodelabels.flag, default={},
+                   help="labels of this node, KEY=VALUE[,KEY=VALUE...], which host policies "
+                        "select it by (kubernetes.io/os and kubernetes.io/arch are added; the "
+                        "control plane adds kubernetes.io/hostname=NODE)")
     p.add_argument("--datapath", choices=["simulated", "bpf"], default="bpf")
     p.add_argument("--state-file", type=Path,
                    help="simulated: write the received state here on SIGUSR1 and at exit")
@@ -125,6 +130,7 @@ async def run(args: argparse.Namespace, sink: DatapathSink) -> None:
     client = SubscriptionClient(args.node, args.controlplane, underlay_ip=args.underlay_ip,
                                 sink=sink, capabilities=[f"datapath:{args.datapath}"],
                                 ack_interval=args.ack_interval,
+                                node_labels=nodelabels.registration_labels(args.node_labels),
                                 credentials=credentials.current if credentials else None)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -222,6 +228,7 @@ def run_bpf(args: argparse.Namespace) -> None:
         api_listen=None if args.api_listen in ("", "none") else args.api_listen,
         metrics_listen=args.metrics_listen or None, dns_listen=args.dns_listen,
         proxy_port=args.proxy_port,
+        node_labels=nodelabels.registration_labels(args.node_labels),
         credentials=node_credentials(args))
     try:
         asyncio.run(agent.run(settings))

@@ -137,7 +137,8 @@ async def test_errors_and_wait_timeout(replicas: ReplicaFactory, tmp_path: Path)
     assert rc == 1 and out == ""
     assert "INVALID_ARGUMENT" in err
     assert "documents[1].spec.ingress[0].toPorts[0].ports[0].port: must be 1-65535" in err
-    assert "documents[2].spec.ingress[0].fromNodes: node selectors are not supported" in err
+    assert ("documents[2].spec.ingress[0].fromNodes: is supported only in host policies "
+            "(nodeSelector)") in err
     rc, _, err = await bulkhead(replica.address, "policy", "get", "rule1")
     assert rc == 2 and "NAMESPACE/NAME" in err
     # A node hosting the affected identity with no agent: --wait names it and fails.

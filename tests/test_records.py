@@ -24,6 +24,7 @@ from controlplane.records.codec import (
     JsonRecord,
     Node,
     NodeAllocation,
+    NodeLabelChanges,
     NodeStatus,
     PresenceRecord,
     Records,
@@ -48,6 +49,7 @@ SAMPLES: dict[str, JsonRecord] = {
     KEYS.identity_ref(70000, "endpoint:default/x"): IdentityRefRecord(2),
     KEYS.node("n1"): NODE,
     KEYS.node_allocation("n1"): NodeAllocation(1, "10.0.1.0/24"),
+    KEYS.node_labels("n1"): NodeLabelChanges(("ssh=allowed",), ("zone",)),
     KEYS.endpoint("default", "x"): Endpoint("default", "x", "n1", ("k8s:a=b",), "10.0.1.2",
                                             70000),
     KEYS.ipcache_entry("10.0.1.2/32"): IPCacheEntry("10.0.1.2/32", 70000, "n1", "192.0.2.1",
@@ -81,7 +83,8 @@ def test_values_keep_their_stored_bytes() -> None:
     assert NodeAllocation(1, "10.0.0.0/24").encode() == b'{"node_id": 1, "pod_cidr": "10.0.0.0/24"}'
     assert PresenceRecord("r", "a", "v", "s").encode() == \
         b'{"id": "r", "address": "a", "version": "v", "started": "s"}'
-    old_node = {f: v for f, v in dataclasses.asdict(NODE).items() if f != "agent_address"}
+    old_node = {f: v for f, v in dataclasses.asdict(NODE).items()
+                if f not in ("agent_address", "labels", "agent_labels")}
     assert Node.of(old_node).agent_address == ""
     assert codec.decode_policy(POLICY).key.name == "p"
     assert codec.encode_policy(codec.decode_policy(POLICY)) == POLICY

@@ -211,6 +211,9 @@ def run_status(ctx: Any, stub: agent_pb2_grpc.AgentServiceStub) -> int:
     ]
     if s.HasField("proxy"):
         rows.append(("L7 proxy", _proxy_row(s.proxy)))
+    if s.HasField("host_firewall"):
+        rows.append(("Host firewall", _host_firewall_row(s.host_firewall)))
+        rows.append(("Always allowed", ", ".join(s.host_firewall.always_allowed)))
     for key, value in rows:
         print(f"{key + ':':<16}{value}")
     print("BPF maps:")
@@ -219,6 +222,19 @@ def run_status(ctx: Any, stub: agent_pb2_grpc.AgentServiceStub) -> int:
         count = "-" if used is None else str(used)
         print(f"  {name:<12}{count:>8} / {s.map_max[name]}")
     return 0
+
+
+def _host_firewall_row(h: Any) -> str:
+    """Host policies on the underlay interface; what no host policy can block is the next
+    row (`Always allowed`: the control plane, the tunnel, tracked replies)."""
+    if not h.attached:
+        return "not attached"
+    enforced = [d for d, on in (("ingress", h.ingress_enforced), ("egress", h.egress_enforced))
+                if on]
+    state = f"{' and '.join(enforced)} enforced" if enforced else "no host policy selects " \
+        "this node"
+    error = f" (last error: {h.last_error})" if h.last_error else ""
+    return f"{state}, {h.entries} entries, revision {h.revision}{error}"
 
 
 def _proxy_row(p: agent_pb2.ProxyStatus) -> str:

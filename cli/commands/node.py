@@ -1,10 +1,11 @@
-"""`bulkhead node list`; node credentials (not on `--insecure` control planes): `node token
-create|list|revoke` and `node revoke`."""
+"""`bulkhead node list`, `node label`; node credentials (not on `--insecure` control planes):
+`node token create|list|revoke` and `node revoke`."""
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import sys
 from typing import Any
 
 import grpc
@@ -12,6 +13,8 @@ import grpc
 from bulkhead.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    nodelabels_pb2,
+    nodelabels_pb2_grpc,
     security_pb2,
     security_pb2_grpc,
     subscription_pb2,
@@ -29,6 +32,13 @@ def register(sub: Any) -> None:
     ls = verbs.add_parser("list", help="list registered nodes")
     output_flag(ls)
     ls.set_defaults(run=run_list)
+    label = verbs.add_parser("label", help="set (KEY=VALUE) or remove (KEY-) labels of a node, "
+                                           "which host policies select nodes by")
+    label.add_argument("name", help="the node")
+    label.add_argument("labels", nargs="+", metavar="KEY=VALUE|KEY-",
+                       help="a label to set, or a key followed by '-' to remove it")
+    output_flag(label)
+    label.set_defaults(run=run_label)
     token = verbs.add_parser("token", help="bootstrap tokens agents join with")
     token_verbs = token.add_subparsers(dest="token_verb", metavar="VERB", required=True)
     create = token_verbs.add_parser("create", help="a one-time join token, printed once")
@@ -95,6 +105,29 @@ def run_revoke(ctx: Any) -> int:
     return 0
 
 
+def run_label(ctx: Any) -> int:
+    """kubectl's syntax: `k=v` sets, `k-` removes; the control plane checks keys and values
+    (a bad one is named by its place: `add[0]`, `remove[1]`)."""
+    add: list[str] = []
+    remove: list[str] = []
+    for item in ctx.args.labels:
+        if "=" in item:
+            add.append(item)
+        elif item.endswith("-") and len(item) > 1:
+            remove.append(item[:-1])
+        else:
+            print(f"bulkhead: {item!r}: give KEY=VALUE to set a label or KEY- to remove one",
+                  file=sys.stderr)
+            return 1
+    node = ctx.stub(nodelabels_pb2_grpc.NodeLabelServiceStub).Label(
+        nodelabels_pb2.LabelNodeRequest(name=ctx.args.name, add=add, remove=remove), timeout=15)
+    if ctx.json:
+        emit_json(to_dict(node))
+    else:
+        print(f"node {node.name} labeled: {','.join(node.labels)}")
+    return 0
+
+
 def run_list(ctx: Any) -> int:
     nodes = all_pages(ctx.stub(admin_pb2_grpc.AdminServiceStub).ListNodes,
                       admin_pb2.ListNodesRequest(), "nodes")
@@ -108,9 +141,9 @@ def run_list(ctx: Any) -> int:
         rows.append((n.name, n.node_id, n.underlay_ip, n.pod_cidr,
                      f"{n.tunnel.ip}:{n.tunnel.port}", s["replica"] or "-",
                      s["connected_since"] or "-", s["acked_revision"], s["lag_revisions"],
-                     s["resumes"], s["snapshots"]))
+                     s["resumes"], s["snapshots"], ",".join(n.labels) or "-"))
     table(["NAME", "NODE ID", "UNDERLAY IP", "POD CIDR", "TUNNEL ENDPOINT", "REPLICA",
-           "CONNECTED SINCE", "ACKED REV", "LAG", "RESUMES", "SNAPSHOTS"], rows)
+           "CONNECTED SINCE", "ACKED REV", "LAG", "RESUMES", "SNAPSHOTS", "LABELS"], rows)
     return 0
 
 

@@ -19,7 +19,7 @@ from bulkhead.v1 import policy_pb2_grpc, subscription_pb2
 from .. import argtypes
 from ..manifest import read_manifest
 from ..output import count, emit_json, output_flag, table, to_dict
-from . import policywait
+from . import hostpolicy, policywait
 
 CLUSTERWIDE = "-"
 TIMEOUT = 60.0
@@ -97,13 +97,20 @@ def register(sub: Any) -> None:
     _address(rm)
     output_flag(rm)
     rm.set_defaults(run=run_delete)
-    rs = verbs.add_parser("resolve", help="the policy entries of one identity")
-    rs.add_argument("--identity", type=argtypes.uint32("--identity"), required=True)
+    rs = verbs.add_parser("resolve", help="the policy entries of one identity, or the host "
+                                          "policy of one node")
+    subject = rs.add_mutually_exclusive_group(required=True)
+    subject.add_argument("--identity", type=argtypes.uint32("--identity"))
+    subject.add_argument("--node", help="the host policy (nodeSelector) of this node")
     output_flag(rs)
     rs.set_defaults(run=run_resolve)
     tr = verbs.add_parser("trace", help="would a connection be allowed, and by which rule")
-    tr.add_argument("--src", type=labels, required=True, help="source labels, comma-separated")
-    tr.add_argument("--dst", type=labels, required=True, help="destination labels")
+    src = tr.add_mutually_exclusive_group(required=True)
+    src.add_argument("--src", type=labels, help="source labels, comma-separated")
+    src.add_argument("--src-node", help="the source is this node's host (host policies)")
+    dst = tr.add_mutually_exclusive_group(required=True)
+    dst.add_argument("--dst", type=labels, help="destination labels")
+    dst.add_argument("--dst-node", help="the destination is this node's host")
     tr.add_argument("--dport", type=port_proto, required=True, metavar="PORT/PROTO",
                     help="destination port and protocol, e.g. 80/TCP; 8/ICMP is ICMP type 8")
     tr.add_argument("--http-method", default="", metavar="M",
@@ -208,6 +215,8 @@ def run_delete(ctx: Any) -> int:
 
 
 def run_resolve(ctx: Any) -> int:
+    if ctx.args.node is not None:
+        return hostpolicy.run_resolve_host(ctx, _origin, _ports)
     result = _stub(ctx).Resolve(pb.ResolvePolicyRequest(identity=ctx.args.identity),
                                 timeout=TIMEOUT)
     entries = [{"direction": e.direction, "peer": e.peer, "protocol": e.protocol,
@@ -282,10 +291,17 @@ def _side_lines(name: str, side: pb.TraceSide) -> list[str]:
 def run_trace(ctx: Any) -> int:
     args = ctx.args
     port, proto = args.dport
-    result = _stub(ctx).Trace(pb.TracePolicyRequest(
-        src_labels=args.src, dst_labels=args.dst, dport=port, protocol=proto,
-        http_method=args.http_method, http_path=args.http_path, http_host=args.http_host,
-        http_headers=args.http_header), timeout=TIMEOUT)
+    if args.src_node is not None or args.dst_node is not None:
+        if args.http_method or args.http_path or args.http_host or args.http_header:
+            print("bulkhead: --http-* cannot be used with --src-node/--dst-node (host policies "
+                  "have no L7 rules)", file=sys.stderr)
+            return 1
+        result = hostpolicy.trace_host(ctx, port, proto)
+    else:
+        result = _stub(ctx).Trace(pb.TracePolicyRequest(
+            src_labels=args.src, dst_labels=args.dst, dport=port, protocol=proto,
+            http_method=args.http_method, http_path=args.http_path,
+            http_host=args.http_host, http_headers=args.http_header), timeout=TIMEOUT)
     out = {"verdict": result.verdict, "egress": _side(result.egress),
            "ingress": _side(result.ingress), "src_labels": list(result.src_labels),
            "dst_labels": list(result.dst_labels)}

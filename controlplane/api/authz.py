@@ -61,6 +61,8 @@ TABLE: dict[str, Rule] = {
     "bulkhead.v1.NodeService/Register": rule(ADMIN, NODE, own_node="name"),
     "bulkhead.v1.NodeService/Heartbeat": rule(ADMIN, NODE, own_node="name"),
     "bulkhead.v1.NodeService/Deregister": rule(ADMIN, NODE, own_node="name"),
+    # node labels (what host policies select): the operator's, like policies
+    "bulkhead.v1.NodeLabelService/Label": WRITE,
     # endpoints: an agent creates them on its node, deletes only its own (EndpointRegistry)
     "bulkhead.v1.EndpointService/Create": rule(ADMIN, NODE, own_node="node"),
     "bulkhead.v1.EndpointService/Delete": rule(ADMIN, NODE),
@@ -79,6 +81,9 @@ TABLE: dict[str, Rule] = {
     "bulkhead.v1.PolicyService/List": READ,
     "bulkhead.v1.PolicyService/Get": READ,
     "bulkhead.v1.PolicyService/Resolve": READ,
+    # a node fetches its own host policy (nodeagent.hostpolicy)
+    "bulkhead.v1.HostPolicyService/ResolveHost": rule(ADMIN, READER, NODE, own_node="node"),
+    "bulkhead.v1.HostPolicyService/TraceHost": READ,
     "bulkhead.v1.PolicyService/Trace": READ,
     # the console's what-if: traces against a proposed set, stores nothing
     "bulkhead.v1.PolicyImpactService/TraceProposed": READ,

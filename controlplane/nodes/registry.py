@@ -5,14 +5,26 @@ gone longer than its TTL disappears with everything it had, in one etcd revision
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
 from bulkhead import log
-from bulkhead.errors import Conflict, Exhausted, FailedPrecondition, Invalid, NotFound
-from controlplane.records.codec import Node, NodeAllocation
+from bulkhead.errors import (
+    Conflict,
+    Exhausted,
+    FailedPrecondition,
+    FieldViolation,
+    Invalid,
+    NotFound,
+)
+from controlplane.records.codec import Node, NodeAllocation, NodeLabelChanges
 from controlplane.store import etcd as ops
 from controlplane.store.cache import ClusterCache
 from controlplane.store.etcd import Etcd
 from controlplane.store.keys import Keys
 
+from . import labels as nodelabels
 from .ipam import ClusterPool
 from .validate import check_agent_address, check_ipv4, check_name, dialled_address
 
@@ -49,10 +61,13 @@ class NodeRegistry:
             raise NotFound(f"{problem}; register node {name!r} again")
         return Node.decode(kv.value)
 
-    async def register(self, name: str, underlay_ip: str, agent_address: str = "") -> Node:
+    async def register(self, name: str, underlay_ip: str, agent_address: str = "",
+                       labels: Sequence[str] = ()) -> Node:
+        agent_labels, label_problems = nodelabels.parse_labels(labels, "labels")
         problems = (check_name(name, "name", subdomain=True)
                     + check_ipv4(underlay_ip, "underlay_ip")
-                    + check_agent_address(agent_address, underlay_ip, "agent_address"))
+                    + check_agent_address(agent_address, underlay_ip, "agent_address")
+                    + label_problems)
         if problems:
             raise Invalid(problems)
         agent_address = dialled_address(agent_address, underlay_ip)
@@ -69,12 +84,74 @@ class NodeRegistry:
                 lease = old.lease
         if lease == 0:
             lease = await self.etcd.grant(self.ttl)
-        node = Node(name, allocation.node_id, underlay_ip, allocation.pod_cidr, underlay_ip,
-                    VXLAN_PORT, self.keys.cluster, lease, agent_address)
-        await self.etcd.put(self.keys.node(name), node.encode(), lease)
+        for _ in range(16):
+            changes, unchanged = await self._label_changes(name)
+            node = Node(name, allocation.node_id, underlay_ip, allocation.pod_cidr, underlay_ip,
+                        VXLAN_PORT, self.keys.cluster, lease, agent_address,
+                        nodelabels.effective(name, agent_labels,
+                                             nodelabels.as_dict(changes.added), changes.removed),
+                        nodelabels.as_strings(agent_labels))
+            # Not over a `node label` that lands between the read and the write.
+            result = await self.etcd.txn([unchanged], [ops.put(self.keys.node(name),
+                                                                node.encode(), lease)])
+            if result.succeeded:
+                break
+        else:
+            raise Conflict("node labels kept changing during registration; retry")
         _log.info("node registered", node=name, node_id=node.node_id, pod_cidr=node.pod_cidr,
                   lease=lease)
         return node
+
+    async def _label_changes(self, name: str) -> tuple[NodeLabelChanges, Any]:
+        """The operator's label changes of a node and a compare that they are still those."""
+        key = self.keys.node_labels(name)
+        kv = await self.etcd.get(key)
+        if kv is None:
+            return NodeLabelChanges(), ops.version_is(key, 0)
+        unchanged = ops.mod_revision_is(key, kv.mod_revision)
+        if (problem := self.cache.records.unreadable(kv.key, kv.value)) is not None:
+            _log.warning("ignoring unreadable node label changes", node=name, problem=problem)
+            return NodeLabelChanges(), unchanged
+        return NodeLabelChanges.decode(kv.value), unchanged
+
+    async def label(self, name: str, add: Sequence[str], remove: Sequence[str]) -> Node:
+        """`bulkhead node label`: sets `add` (`key=value`) and removes `remove` (keys) on a
+        registered node, keeps the change for its next registrations, and rewrites its record
+        on its own lease in the same transaction (retried if the node re-registers meanwhile).
+        """
+        added, problems = nodelabels.parse_labels(add, "add")
+        for i, key in enumerate(remove):
+            problems += nodelabels.check_key(key, f"remove[{i}]")
+            if key in added:
+                problems.append(FieldViolation(f"remove[{i}]", f"key {key} is also set"))
+        if not add and not remove:
+            problems.append(FieldViolation("add", "give at least one label to set or remove"))
+        if problems:
+            raise Invalid(problems)
+        for _ in range(16):
+            current = await self.etcd.get(self.keys.node(name))
+            if current is None:
+                raise NotFound(f"node {name!r} is not registered")
+            if (problem := self.cache.records.unreadable(current.key, current.value)):
+                raise FailedPrecondition(f"{problem}; wait for node {name!r} to register again")
+            node = Node.decode(current.value)
+            old, _ = await self._label_changes(name)
+            kept_added = {k: v for k, v in nodelabels.as_dict(old.added).items()
+                          if k not in remove}
+            changes = NodeLabelChanges(
+                nodelabels.as_strings(kept_added | added),
+                tuple(sorted((set(old.removed) - set(added)) | set(remove))))
+            labels = nodelabels.effective(name, nodelabels.as_dict(node.agent_labels),
+                                          nodelabels.as_dict(changes.added), changes.removed)
+            updated = dataclasses.replace(node, labels=labels)
+            result = await self.etcd.txn(
+                [ops.mod_revision_is(current.key, current.mod_revision)],
+                [ops.put(self.keys.node_labels(name), changes.encode()),
+                 ops.put(current.key, updated.encode(), node.lease)])
+            if result.succeeded:
+                _log.info("node labels changed", node=name, labels=",".join(labels))
+                return updated
+        raise Conflict("node kept changing while its labels were set; retry")
 
     async def heartbeat(self, name: str) -> int:
         """Renews the node's lease; NOT_FOUND when it expired (the agent must register again).
@@ -102,6 +179,7 @@ class NodeRegistry:
             await self.etcd.txn([], [ops.delete(node.key)])   # its lease is not known
         elif node is not None:
             await self.etcd.revoke(Node.decode(node.value).lease)
+        await self.etcd.txn([], [ops.delete(self.keys.node_labels(name))])
         if kv is not None and records.unreadable(kv.key, kv.value):
             # Which id and CIDR it held is lost with it; the claims name the node, though.
             claims = [c.key for prefix in (self.keys.node_ids, self.keys.pod_cidrs)

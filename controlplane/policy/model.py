@@ -188,8 +188,14 @@ class Rule:
     """The first `endpoint_peers` peers came from `fromEndpoints`/`toEndpoints`: the ones
     requirements constrain (entities, CIDRs, services and the wildcard of a ports-only rule
     are not, as in Cilium)."""
+    host: bool = False
+    """A host policy's rule (`nodeSelector`): `subject` selects nodes by their labels and the
+    rule applies to those nodes' own traffic (`reserved:host`), never to endpoints; resolved
+    per node by `controlplane.policy.hosts`, never by the engine."""
 
     def selects(self, labels: ParsedLabels) -> bool:
+        if self.host:
+            return "host" in labels.reserved and self.subject.matches(labels)
         return labels.is_endpoint and self.subject.matches(labels)
 
     def peer_matches(self, labels: ParsedLabels,

@@ -41,6 +41,7 @@ from controlplane.policy.selector import (
     CidrSelector,
     EntitySelector,
     LabelSelector,
+    NodeSelector,
     Operator,
     Requirement,
     Selector,
@@ -100,10 +101,7 @@ _UNSUPPORTED_FIELDS: dict[str, str] = {
     "toFQDNs": "FQDN rules are not supported yet",
     "fromGroups": "cloud provider groups are not supported",
     "toGroups": "cloud provider groups are not supported",
-    "fromNodes": "node selectors are not supported",
-    "toNodes": "node selectors are not supported",
     "authentication": "mutual authentication is not supported",
-    "nodeSelector": "host policies (nodeSelector) are not supported",
     "enableDefaultDeny": "enableDefaultDeny is not supported",
     "labels": "rule labels are not supported",
     "kafka": "Kafka rules are not supported (HTTP only)",
@@ -325,20 +323,23 @@ class _DocumentParser:
 
     # -- spec and rules ------------------------------------------------------------------
     def spec(self, value: Any, path: str, key: PolicyKey) -> list[Rule]:
-        spec = self.mapping(value, path, {"endpointSelector", "ingress", "egress", "ingressDeny",
-                                          "egressDeny", "description"})
+        spec = self.mapping(value, path, {"endpointSelector", "nodeSelector", "ingress",
+                                          "egress", "ingressDeny", "egressDeny", "description"})
         if spec is None:
             return []
         if "description" in spec:
             self.string(spec["description"], _field(path, "description"))
         subject: LabelSelector | None = None
-        if "endpointSelector" not in spec:
+        host = "nodeSelector" in spec
+        if host:
+            subject = self.host_subject(spec, path, key)
+        elif "endpointSelector" not in spec:
             self.fail(_field(path, "endpointSelector"), "is required")
         else:
             subject = self.selector(spec["endpointSelector"], _field(path, "endpointSelector"))
         if subject is None:
             subject = LabelSelector()  # keep validating the rules; nothing is returned anyway
-        if key.namespace:
+        if key.namespace and not host:
             subject = subject.with_requirement(_namespace_requirement(key.namespace))
         rules: list[Rule] = []
         for section, direction, verdict in (
@@ -352,25 +353,57 @@ class _DocumentParser:
             section_path = _field(path, section)
             for i, item in enumerate(self.sequence(spec[section], section_path)):
                 rule_path = f"{section_path}[{i}]"
-                rule = self.rule(item, rule_path, direction, verdict, key)
+                rule = self.rule(item, rule_path, direction, verdict, key, host)
                 if rule is not None:
                     rules.append(Rule(RuleRef(key, rule_path), direction, verdict, subject,
-                                      *rule))
+                                      *rule, host=host))
         return rules
 
+    def host_subject(self, spec: dict[str, Any], path: str, key: PolicyKey
+                     ) -> LabelSelector | None:
+        """`nodeSelector`: a host policy, Cilium's: only clusterwide, never together with an
+        endpointSelector; it selects nodes by their labels (`bulkhead node label`)."""
+        node_path = _field(path, "nodeSelector")
+        if key.namespace:
+            self.fail(node_path, f"host policies (nodeSelector) must be a {CLUSTERWIDE_KIND} "
+                                 "(as in Cilium)")
+        if "endpointSelector" in spec:
+            self.fail(_field(path, "endpointSelector"), "cannot be used together with "
+                                                        "nodeSelector; give exactly one")
+        return self.selector(spec["nodeSelector"], node_path)
+
+    def node_peers(self, rule: dict[str, Any], path: str, name: str) -> list[Selector]:
+        """`fromNodes`/`toNodes`: selectors over node labels."""
+        peers: list[Selector] = []
+        nodes_path = _field(path, name)
+        for i, item in enumerate(self.sequence(rule.get(name, []), nodes_path)):
+            selector = self.selector(item, f"{nodes_path}[{i}]")
+            if selector is not None:
+                peers.append(NodeSelector(selector))
+        return peers
+
     def rule(self, value: Any, path: str, direction: Direction, verdict: Verdict,
-             key: PolicyKey
+             key: PolicyKey, host: bool = False
              ) -> tuple[tuple[Selector, ...], tuple[PortRange, ...], tuple[HttpPorts, ...],
                         tuple[ServiceRef, ...], tuple[LabelSelector, ...], int] | None:
         side = "from" if direction is Direction.INGRESS else "to"
         endpoints, entities, cidr, cidr_set = (f"{side}Endpoints", f"{side}Entities",
                                                f"{side}CIDR", f"{side}CIDRSet")
         requires_field = f"{side}Requires"
+        nodes_field = f"{side}Nodes"
         fields = {endpoints, entities, cidr, cidr_set, "toPorts", "icmps", requires_field}
         if direction is Direction.EGRESS:
             fields.add("toServices")
+        if host:
+            fields.add(nodes_field)
+        elif isinstance(value, dict) and nodes_field in value:
+            self.fail(_field(path, nodes_field), "is supported only in host policies "
+                                                 "(nodeSelector) so far")
+            return None
         rule = self.mapping(value, path, fields)
         if rule is None:
+            return None
+        if host and not self.host_rule_fields(rule, path, side):
             return None
         if rule.get("icmps") and rule.get("toPorts"):
             self.fail(_field(path, "icmps"), "cannot be used together with toPorts in one rule "
@@ -406,6 +439,7 @@ class _DocumentParser:
                 else:
                     self.fail(entity_path, f"unknown entity {shown(name)}; one of "
                                            f"{', '.join(sorted(ENTITIES))}")
+        peers.extend(self.node_peers(rule, path, nodes_field))
         for i, item in enumerate(self.sequence(rule.get(cidr, []), _field(path, cidr))):
             network = self.network(item, f"{_field(path, cidr)}[{i}]")
             if network is not None:
@@ -430,6 +464,9 @@ class _DocumentParser:
             service = self.service_ref(item, f"{services_path}[{i}]")
             if service is not None:
                 services.append(service)
+        if host and any(p.name for p in ports):
+            self.fail(_field(path, "toPorts"), "named ports are not supported in host policies "
+                                               "(a node declares no named ports); give numbers")
         if len(self.violations) > before:
             return None
         if not peers and not services and (ports or l7):
@@ -438,6 +475,29 @@ class _DocumentParser:
             ports.append(ALL_PORTS)
         return (tuple(dict.fromkeys(peers)), tuple(sorted(set(ports))), tuple(l7),
                 tuple(dict.fromkeys(services)), tuple(dict.fromkeys(requires)), endpoint_peers)
+
+    def host_rule_fields(self, rule: dict[str, Any], path: str, side: str) -> bool:
+        """What a host policy's rule may not have (Cilium refuses L7 rules on the host; node
+        peers are not combined with other peer kinds in one rule, as Cilium's sanitizer says;
+        services and requirements are not resolved for hosts here)."""
+        ok = True
+        for name in (f"{side}Requires", "toServices"):
+            if name in rule:
+                self.fail(_field(path, name), "is not supported in host policies (nodeSelector)")
+                ok = False
+        for i, item in enumerate(rule.get("toPorts", []) if isinstance(rule.get("toPorts"),
+                                                                       list) else []):
+            if isinstance(item, dict) and "rules" in item:
+                self.fail(f"{_field(path, 'toPorts')}[{i}].rules",
+                          "L7 rules are not supported in host policies (as in Cilium)")
+                ok = False
+        l3 = [name for name in (f"{side}Endpoints", f"{side}Entities", f"{side}CIDR",
+                                f"{side}CIDRSet") if name in rule]
+        if f"{side}Nodes" in rule and l3:
+            self.fail(_field(path, f"{side}Nodes"), f"cannot be combined with {l3[0]} in one "
+                                                    "rule (as in Cilium); write two rules")
+            ok = False
+        return ok
 
     def service_ref(self, value: Any, path: str) -> ServiceRef | None:
         """One `toServices` item: `k8sService` {serviceName, namespace} or

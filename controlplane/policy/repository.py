@@ -10,7 +10,7 @@ it silently drops traffic, so an apply that would overflow is refused before any
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from controlplane.policy.cidr import CidrIdentities, InMemoryCidrIdentities, cidr_label
@@ -140,6 +140,11 @@ class PolicyRepository:
         for policy in self.policies():
             yield from policy.rules
 
+    def identity_labels(self) -> Mapping[int, ParsedLabels]:
+        """Every identity the repository knows (reserved and CIDR ones included): the peers
+        host policies resolve against (`controlplane.policy.hosts`)."""
+        return self._engine.index.labels
+
     def upsert(self, policy: Policy) -> frozenset[int]:
         """Adds or replaces one policy unconditionally (the store already accepted it)."""
         return self.apply([policy], (), check=False)
@@ -197,7 +202,7 @@ class PolicyRepository:
             engine.add_identity(identity, labels)
         for identity, named in sorted(self._engine.named.items()):
             engine.set_named_ports(identity, named)
-        engine.add_rules(self.rules())
+        engine.add_rules(r for r in self.rules() if not r.host)
         return {i: engine.resolved(i) for i in sorted(engine.endpoints())}
 
     def entry_count(self, identity: int) -> int:
@@ -212,7 +217,7 @@ class PolicyRepository:
         for key in deletes:
             old = self._policies.pop(key, None)
             if old is not None:
-                changed |= self._engine.remove_rules(r.ref for r in old.rules)
+                changed |= self._engine.remove_rules(r.ref for r in old.rules if not r.host)
                 changed |= self._release_cidrs(old)
         for policy in upserts:
             old = self._policies.get(policy.key)
@@ -221,9 +226,9 @@ class PolicyRepository:
                 continue
             changed |= self._hold_cidrs(policy)
             if old is not None:
-                changed |= self._engine.remove_rules(r.ref for r in old.rules)
+                changed |= self._engine.remove_rules(r.ref for r in old.rules if not r.host)
             self._policies[policy.key] = policy
-            changed |= self._engine.add_rules(policy.rules)
+            changed |= self._engine.add_rules(r for r in policy.rules if not r.host)
             if old is not None:
                 changed |= self._release_cidrs(old)
         return changed

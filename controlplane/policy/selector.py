@@ -196,7 +196,30 @@ class CidrSelector:
         return f"cidr:{self.prefix} except {','.join(map(str, self.excepts))}"
 
 
-Selector = LabelSelector | EntitySelector | CidrSelector
+@dataclass(frozen=True)
+class NodeSelector:
+    """`fromNodes`/`toNodes`: nodes whose labels match (`selector` over the node's labels, which
+    node label sets carry with source `node`). A node label set is a host's (`reserved:host`,
+    the local node) or a peer node's (`reserved:remote-node`): see `controlplane.policy.hosts`.
+    Only host policies resolve it (`Rule.host`); the engine never sees one."""
+
+    selector: LabelSelector
+
+    @property
+    def is_wildcard(self) -> bool:
+        return False
+
+    def matches(self, labels: ParsedLabels) -> bool:
+        return bool(labels.reserved & {"host", "remote-node"}) and self.selector.matches(labels)
+
+    def anchor_options(self) -> list[tuple[IndexKey, ...]]:
+        return [(("L", "reserved", "host", ""), ("L", "reserved", "remote-node", ""))]
+
+    def __str__(self) -> str:
+        return f"nodes:{self.selector}"
+
+
+Selector = LabelSelector | EntitySelector | CidrSelector | NodeSelector
 
 
 def parse_network(text: str) -> IPNetwork:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Set
+from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -20,6 +20,7 @@ from bulkhead import log
 from controlplane.identity.index import IdentityIndex
 from controlplane.policy.cidr import cidr_label
 from controlplane.policy.counted import adjust
+from controlplane.policy.labels import ParsedLabels
 from controlplane.policy.model import (
     Identity,
     NamedPorts,
@@ -180,6 +181,10 @@ class PolicyResolver:
         gone = {p.key for p in upserts} | set(deletes)
         return ([r for r in self.repository.rules() if r.ref.policy not in gone]
                 + [r for p in upserts for r in p.rules])
+
+    def identity_labels(self) -> Mapping[int, ParsedLabels]:
+        """Every identity's labels, as resolution sees them (host policies' peers)."""
+        return self.repository.identity_labels()
 
     def named_ports(self, identity: int | None = None) -> NamedPorts:
         """The named ports of an identity's endpoints (None: of every endpoint)."""

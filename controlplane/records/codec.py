@@ -253,9 +253,22 @@ class Node(JsonRecord):
     cluster: str
     lease: int
     agent_address: str = ""
+    labels: tuple[str, ...] = ()
+    """`key=value`, sorted: what host policies select the node by (`controlplane.nodes.labels`)"""
+    agent_labels: tuple[str, ...] = ()
+    """the labels the agent registered with, before the operator's changes"""
 
     def key_problem(self, rest: str) -> str | None:
         return None if self.name == rest else f"name {self.name[:80]!r} is not its key's"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeLabelChanges(JsonRecord):
+    """`node-labels/<name>`: the operator's `bulkhead node label` changes (unleased), applied
+    over the agent's labels at every registration."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -555,6 +568,7 @@ Decoder = Callable[[bytes, str], object]
 TABLE: tuple[tuple[str, str, Decoder], ...] = (
     ("nodes/", "node", Node.decode),
     ("ipam/nodes/", "node_allocation", NodeAllocation.decode),
+    ("node-labels/", "node_labels", NodeLabelChanges.decode),
     ("endpoints/", "endpoint", Endpoint.decode),
     ("ipcache/", "ipcache", IPCacheEntry.decode),
     ("identities/id/", "identity", IdentityRecord.decode),

@@ -38,6 +38,7 @@ def identity(ident: AllocatedIdentity | IdentityRecord) -> types_pb2.Identity:
 def node(n: Node) -> types_pb2.Node:
     return types_pb2.Node(name=n.name, node_id=n.node_id, underlay_ip=n.underlay_ip,
                           pod_cidr=n.pod_cidr, cluster=n.cluster, agent_address=n.agent_address,
+                          labels=list(n.labels),
                           tunnel=types_pb2.TunnelEndpoint(ip=n.tunnel_ip, port=n.tunnel_port))
 
 

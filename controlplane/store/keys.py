@@ -49,6 +49,13 @@ class Keys:
         return f"{self.nodes}{name}"
 
     @property
+    def node_label_changes(self) -> str:
+        return f"{self.prefix}node-labels/"
+
+    def node_labels(self, name: str) -> str:
+        return f"{self.node_label_changes}{name}"
+
+    @property
     def node_allocations(self) -> str:
         return f"{self.prefix}ipam/nodes/"
 

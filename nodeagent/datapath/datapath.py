@@ -16,6 +16,7 @@ from pathlib import Path
 from bulkhead.reserved import ID_HOST
 from nodeagent.datapath import netlink, proxyroutes
 from nodeagent.datapath.flows import DEFAULT_CAPACITY, FlowReader
+from nodeagent.datapath.hostfw import HostDesired, HostFirewall
 from nodeagent.datapath.layout import CFG_F_FORWARD_UNKNOWN
 from nodeagent.datapath.loader import DEFAULT_PIN_ROOT, Loaded, MapSizes, remove_pins
 from nodeagent.datapath.maps import (
@@ -80,6 +81,8 @@ class Datapath:
         self.counters_map = CountersMap(self.loaded.bpf[b"counters"])
         self.flow_reader = FlowReader(self.loaded.bpf, flow_capacity)
         self.host_ips: list[str] = []
+        self.host_firewall = HostFirewall(self.loaded)
+        """Host policies on the underlay interface (attached by `setup_host_firewall`)."""
 
     # -- node ---------------------------------------------------------------
 
@@ -107,6 +110,14 @@ class Datapath:
         self.config_map.set(index, CFG_F_FORWARD_UNKNOWN if forward_unknown else 0)
         self.add_host_ip(underlay_ip)
         return index
+
+    def setup_host_firewall(self, underlay_ip: str) -> int:
+        """Attach the host firewall to the underlay interface (it enforces nothing until a
+        host policy is synced); returns that interface's index."""
+        return self.host_firewall.attach(self.ipr, underlay_ip)
+
+    def sync_host_policy(self, desired: HostDesired) -> int:
+        return self.host_firewall.sync(desired)
 
     def add_host_ip(self, ip: str) -> None:
         """An address of the node itself (underlay, the DNS server's): in the ipcache as the

@@ -70,13 +70,16 @@ class SubscriptionClient:
                  backoff: tuple[float, float] = (0.2, 5.0), register: bool = True,
                  on_applied: Applied | None = None, agent_address: str = "",
                  on_registered_again: Registered | None = None,
-                 credentials: tls.Material | None = None) -> None:
+                 credentials: tls.Material | None = None,
+                 node_labels: Sequence[str] = ()) -> None:
         if not addresses:
             raise ValueError("at least one control-plane address is needed")
         self.node = node
         self.addresses = list(addresses)
         self.underlay_ip = underlay_ip
         self.agent_address = agent_address
+        self.node_labels = list(node_labels)
+        """`key=value` labels the node registers with (host policies select nodes by them)"""
         self.state = state or ReceivedState()
         self.sink = sink or NullSink()
         self.capabilities = list(capabilities)
@@ -205,7 +208,8 @@ class SubscriptionClient:
         if self._need_register:
             await node_pb2_grpc.NodeServiceStub(channel).Register(
                 node_pb2.RegisterNodeRequest(name=self.node, underlay_ip=self.underlay_ip,
-                                             agent_address=self.agent_address),
+                                             agent_address=self.agent_address,
+                                             labels=self.node_labels),
                 timeout=10)
             self._need_register = False
             self.stats.registrations += 1

@@ -836,6 +836,9 @@ static __always_inline int proxy_leg_out(struct pkt *p, __u32 sid, __u32 did,
     return ct_create(p, now, sid, did, CT_NAT_PROXY_UPSTREAM, 0, 0) < 0 ? -1 : 0;
 }
 
+/* The host firewall's verdict on pod <-> host traffic (defined with host_in below). */
+static __always_inline __u8 host_pod_verdict(__u32 peer, __u8 dir, struct pkt *p);
+
 int from_pod(struct __sk_buff *skb)
 {
     struct pkt p = {};
@@ -915,6 +918,11 @@ int from_pod(struct __sk_buff *skb)
             reason = policy_verdict_l7(dst_ep, src_id, DIR_INGRESS, &p, &iport);
             if (reason)
                 return drop(&p, src_id, dst_id, dst_ep, DIR_INGRESS, reason, OBS_FROM_POD);
+        }
+        if (!dst && dst_id == ID_HOST) {     /* to this node's host: its host policy */
+            reason = host_pod_verdict(src_id, DIR_INGRESS, &p);
+            if (reason)
+                return drop(&p, src_id, dst_id, src_ep, DIR_INGRESS, reason, OBS_FROM_POD);
         }
         proxy_port = proxy_choose(eport, iport, src_id, dst_id, &proxy_mark);
         if (!known && !(cfg_flags & CFG_F_FORWARD_UNKNOWN))
@@ -1071,6 +1079,11 @@ int to_pod(struct __sk_buff *skb)
     if (rn.ip && nat_rewrite(skb, &p, 1, rn.ip, rn.port) < 0)
         return TC_ACT_SHOT;
     if (!established) {
+        if (src_id == ID_HOST) {            /* from this node's host: its host policy */
+            __u8 hreason = host_pod_verdict(dst_id, DIR_EGRESS, &p);
+            if (hreason)
+                return drop(&p, src_id, dst_id, dst_ep, DIR_EGRESS, hreason, OBS_TO_POD);
+        }
         if (dst_flags & EP_F_INGRESS_ENFORCED) {
             __u32 iport = 0;
             __u8 reason = policy_verdict_l7(dst_ep, src_id, DIR_INGRESS, &p, &iport);
@@ -1121,4 +1134,147 @@ int to_overlay(struct __sk_buff *skb)
     if (bpf_skb_set_tunnel_key(skb, &tk, sizeof(tk), BPF_F_ZERO_CSUM_TX) < 0)
         return TC_ACT_SHOT;
     return TC_ACT_OK;
+}
+
+/* -- host firewall (host policies: nodeSelector) ----------------------------
+ *
+ *   host_in   tc ingress of the node's underlay interface
+ *   host_out  tc egress of the node's underlay interface
+ *
+ * The node's own traffic is checked against the host's entries (host_policy,
+ * keyed like `policy`: ep_id holds the peer NODE id of a fromNodes/toNodes
+ * entry, 0 for every other entry).  The peer of an underlay packet is the node
+ * whose address it is (host_peers: remote-node, or host for the node's own
+ * addresses), else the ipcache's identity of the address (CIDR identities), else
+ * world.  Exempt whatever the policy says (the escape hatch):
+ * the VXLAN tunnel (UDP 8472 either way), the control-plane addresses the agent
+ * writes into host_exempt, replies of tracked connections, non-IPv4 (ARP), and
+ * pod traffic (a local endpoint's own programs decide it).  Every program here
+ * keeps its maps apart from the endpoint ones, so the endpoint layouts are
+ * unchanged. */
+#define HOST_F_INGRESS 1
+#define HOST_F_EGRESS 2
+#define HOST_VXLAN_PORT BH_HTONS(8472)
+struct host_state {
+    __u32 flags;        /* HOST_F_*: directions the host policy enforces */
+    __u32 pad;
+};
+struct host_peer {
+    __u32 identity;     /* ID_REMOTE_NODE, or ID_HOST for the node's own addresses */
+    __u32 node_id;
+};
+struct host_exempt_key {
+    __u32 ip;           /* network order */
+    __u16 port;         /* network order */
+    __u8 proto;
+    __u8 pad;
+};
+BPF_TABLE_PINNED("lpm_trie", struct policy_key, struct policy_val, host_policy, 16384,
+                 PIN_DIR "/host_policy", BPF_F_NO_PREALLOC);
+BPF_TABLE_PINNED("hash", __u32, struct host_peer, host_peers, 4096, PIN_DIR "/host_peers");
+BPF_TABLE_PINNED("hash", struct host_exempt_key, __u32, host_exempt, 256,
+                 PIN_DIR "/host_exempt");
+BPF_TABLE_PINNED("array", __u32, struct host_state, host_state, 1, PIN_DIR "/host_state");
+
+static __always_inline int host_lookup(__u32 node_id, __u32 peer, __u8 kind, __u8 dir,
+                                       struct pkt *p)
+{
+    struct policy_key k = {};
+    k.prefixlen = POLICY_FIXED_BITS + 24;
+    k.dir = dir;
+    k.kind = kind;
+    k.proto = p->proto;
+    k.dport = p->proto == IPPROTO_ICMP ? BH_HTONS(p->icmp_type) : p->dport;
+    if (node_id) {
+        k.ep_id = BH_HTONL(node_id);
+        k.peer = BH_HTONL(peer);
+        if (host_policy.lookup(&k))
+            return 1;
+    }
+    k.ep_id = 0;
+    k.peer = BH_HTONL(peer);
+    if (host_policy.lookup(&k))
+        return 1;
+    k.peer = 0;
+    return host_policy.lookup(&k) != 0;
+}
+
+static __always_inline __u8 host_verdict(__u32 node_id, __u32 peer, __u8 dir, struct pkt *p)
+{
+    if (host_lookup(node_id, peer, KIND_DENY, dir, p))
+        return REASON_POLICY_DENIED;
+    if (host_lookup(node_id, peer, KIND_ALLOW, dir, p))
+        return REASON_NONE;
+    return REASON_POLICY_DEFAULT;
+}
+
+static __always_inline __u8 host_pod_verdict(__u32 peer, __u8 dir, struct pkt *p)
+{
+    __u32 zero = 0;
+    struct host_state *st = host_state.lookup(&zero);
+    if (!st || !(st->flags & (dir == DIR_INGRESS ? HOST_F_INGRESS : HOST_F_EGRESS)))
+        return REASON_NONE;
+    /* the node's own services for pods (the agent's DNS server) are exempt like the
+     * control plane: the agent writes them into host_exempt */
+    struct host_exempt_key ek = {.ip = p->daddr, .port = p->dport, .proto = p->proto};
+    if (dir == DIR_INGRESS && host_exempt.lookup(&ek))
+        return REASON_NONE;
+    return host_verdict(0, peer, dir, p);
+}
+
+/* `ingress`: the packet comes in (its source is the peer), else it goes out. */
+static __always_inline int host_firewall(struct __sk_buff *skb, int ingress)
+{
+    struct pkt p = {};
+    if (parse(skb, &p) <= 0)
+        return TC_ACT_OK;
+    __u32 zero = 0;
+    struct host_state *st = host_state.lookup(&zero);
+    if (!st || !st->flags)
+        return TC_ACT_OK;
+    __u32 flags = st->flags;
+    if (p.proto == IPPROTO_UDP && (p.dport == HOST_VXLAN_PORT || p.sport == HOST_VXLAN_PORT))
+        return TC_ACT_OK;
+    struct host_exempt_key ek = {};
+    ek.ip = ingress ? p.saddr : p.daddr;
+    ek.port = ingress ? p.sport : p.dport;
+    ek.proto = p.proto;
+    if (host_exempt.lookup(&ek))
+        return TC_ACT_OK;
+    __u32 local = ingress ? p.daddr : p.saddr;
+    struct ep_key lk = {.ip = local};
+    if (endpoints.lookup(&lk))
+        return TC_ACT_OK;
+    __u64 now = bpf_ktime_get_ns();
+    struct revnat rn = {};
+    if (ct_established(&p, now, &rn))
+        return TC_ACT_OK;
+    __u32 remote = ingress ? p.saddr : p.daddr;
+    struct host_peer *hp = host_peers.lookup(&remote);
+    __u32 peer = hp ? hp->identity : ID_WORLD, node_id = hp ? hp->node_id : 0;
+    if (!hp) {   /* not a node: the ipcache's identity (CIDR identities), as for pods */
+        struct ipcache_key ik = {.prefixlen = 32, .ip = remote};
+        struct ipcache_val *ic = ipcache.lookup(&ik);
+        if (ic)
+            peer = ic->identity;
+    }
+    __u8 dir = ingress ? DIR_INGRESS : DIR_EGRESS;
+    if (flags & (ingress ? HOST_F_INGRESS : HOST_F_EGRESS)) {
+        __u8 reason = host_verdict(node_id, peer, dir, &p);
+        if (reason)
+            return TC_ACT_SHOT;
+    }
+    /* Tracked either way, so replies pass the direction that is enforced. */
+    ct_create(&p, now, ingress ? peer : ID_HOST, ingress ? ID_HOST : peer, CT_NAT_NONE, 0, 0);
+    return TC_ACT_OK;
+}
+
+int host_in(struct __sk_buff *skb)
+{
+    return host_firewall(skb, 1);
+}
+
+int host_out(struct __sk_buff *skb)
+{
+    return host_firewall(skb, 0);
 }

@@ -24,9 +24,10 @@ _sym_db = _symbol_database.Default()
 
 from bulkhead.v1 import flow_pb2 as bulkhead_dot_v1_dot_flow__pb2
 from bulkhead.v1 import types_pb2 as bulkhead_dot_v1_dot_types__pb2
+from bulkhead.v1 import hostpolicy_pb2 as bulkhead_dot_v1_dot_hostpolicy__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62ulkhead/v1/agent.proto\x12\x0b\x62ulkhead.v1\x1a\x16\x62ulkhead/v1/flow.proto\x1a\x17\x62ulkhead/v1/types.proto\"\x83\x01\n\x12\x41\x64\x64\x45ndpointRequest\x12\x12\n\nnetns_path\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12(\n\x05ports\x18\x05 \x03(\x0b\x32\x19.bulkhead.v1.EndpointPort\"\x8b\x02\n\rAgentEndpoint\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\r\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\x10\n\x08identity\x18\x05 \x01(\r\x12\x0c\n\x04ipv4\x18\x06 \x01(\t\x12\x13\n\x0bhost_ifname\x18\x07 \x01(\t\x12\x12\n\nnetns_path\x18\x08 \x01(\t\x12\x18\n\x10ingress_enforced\x18\t \x01(\x08\x12\x17\n\x0f\x65gress_enforced\x18\n \x01(\x08\x12\x0e\n\x06status\x18\x0b \x01(\t\x12(\n\x05ports\x18\x0c \x03(\x0b\x32\x19.bulkhead.v1.EndpointPort\"=\n\x1a\x44\x65leteAgentEndpointRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x1d\n\x1b\x44\x65leteAgentEndpointResponse\"\x1b\n\x19ListAgentEndpointsRequest\"K\n\x1aListAgentEndpointsResponse\x12-\n\tendpoints\x18\x01 \x03(\x0b\x32\x1a.bulkhead.v1.AgentEndpoint\"/\n\x0e\x44umpMapRequest\x12\x0b\n\x03map\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\"h\n\x06MapRow\x12/\n\x06\x66ields\x18\x01 \x03(\x0b\x32\x1f.bulkhead.v1.MapRow.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Z\n\x0f\x44umpMapResponse\x12\x0f\n\x07\x63olumns\x18\x01 \x03(\t\x12!\n\x04rows\x18\x02 \x03(\x0b\x32\x13.bulkhead.v1.MapRow\x12\x13\n\x0bmax_entries\x18\x03 \x01(\r\"\x14\n\x12\x41gentStatusRequest\"\xbf\x05\n\x13\x41gentStatusResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tapath\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontrolplane\x18\x03 \x01(\t\x12\x11\n\tconnected\x18\x04 \x01(\x08\x12\x18\n\x10\x61pplied_revision\x18\x05 \x01(\x03\x12\x11\n\tendpoints\x18\x06 \x01(\r\x12\x12\n\nflows_seen\x18\x07 \x01(\x04\x12\x12\n\nflows_held\x18\x08 \x01(\r\x12\x11\n\tflows_max\x18\t \x01(\r\x12\x45\n\x0bmap_entries\x18\n \x03(\x0b\x32\x30.bulkhead.v1.AgentStatusResponse.MapEntriesEntry\x12=\n\x07map_max\x18\x0b \x03(\x0b\x32,.bulkhead.v1.AgentStatusResponse.MapMaxEntry\x12\x0f\n\x07\x62oot_id\x18\x0c \x01(\t\x12\x0e\n\x06synced\x18\r \x01(\x08\x12\x13\n\x0bunderlay_ip\x18\x0e \x01(\t\x12\r\n\x05netns\x18\x0f \x01(\t\x12\x12\n\nlast_error\x18\x10 \x01(\t\x12\x16\n\x0e\x66lows_sequence\x18\x11 \x01(\x04\x12\x43\n\nmap_writes\x18\x12 \x03(\x0b\x32/.bulkhead.v1.AgentStatusResponse.MapWritesEntry\x12\'\n\x05proxy\x18\x13 \x01(\x0b\x32\x18.bulkhead.v1.ProxyStatus\x1a\x31\n\x0fMapEntriesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a-\n\x0bMapMaxEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a\x30\n\x0eMapWritesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\xc4\x01\n\x0bProxyStatus\x12\x0f\n\x07running\x18\x01 \x01(\x08\x12\x0b\n\x03pid\x18\x02 \x01(\r\x12\x11\n\tlisteners\x18\x03 \x03(\t\x12\x18\n\x10open_connections\x18\x04 \x01(\r\x12\x18\n\x10requests_allowed\x18\x05 \x01(\x04\x12\x17\n\x0frequests_denied\x18\x06 \x01(\x04\x12\x10\n\x08restarts\x18\x07 \x01(\r\x12\x14\n\x0crule_entries\x18\x08 \x01(\r\x12\x0f\n\x07\x61\x64opted\x18\t \x01(\x08\x32\xf8\x03\n\x0c\x41gentService\x12J\n\x0b\x41\x64\x64\x45ndpoint\x12\x1f.bulkhead.v1.AddEndpointRequest\x1a\x1a.bulkhead.v1.AgentEndpoint\x12\x63\n\x0e\x44\x65leteEndpoint\x12\'.bulkhead.v1.DeleteAgentEndpointRequest\x1a(.bulkhead.v1.DeleteAgentEndpointResponse\x12`\n\rListEndpoints\x12&.bulkhead.v1.ListAgentEndpointsRequest\x1a\'.bulkhead.v1.ListAgentEndpointsResponse\x12\x44\n\x07\x44umpMap\x12\x1b.bulkhead.v1.DumpMapRequest\x1a\x1c.bulkhead.v1.DumpMapResponse\x12=\n\x08GetFlows\x12\x1c.bulkhead.v1.GetFlowsRequest\x1a\x11.bulkhead.v1.Flow0\x01\x12P\n\x0b\x41gentStatus\x12\x1f.bulkhead.v1.AgentStatusRequest\x1a .bulkhead.v1.AgentStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62ulkhead/v1/agent.proto\x12\x0b\x62ulkhead.v1\x1a\x16\x62ulkhead/v1/flow.proto\x1a\x17\x62ulkhead/v1/types.proto\x1a\x1c\x62ulkhead/v1/hostpolicy.proto\"\x83\x01\n\x12\x41\x64\x64\x45ndpointRequest\x12\x12\n\nnetns_path\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12(\n\x05ports\x18\x05 \x03(\x0b\x32\x19.bulkhead.v1.EndpointPort\"\x8b\x02\n\rAgentEndpoint\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\r\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\x10\n\x08identity\x18\x05 \x01(\r\x12\x0c\n\x04ipv4\x18\x06 \x01(\t\x12\x13\n\x0bhost_ifname\x18\x07 \x01(\t\x12\x12\n\nnetns_path\x18\x08 \x01(\t\x12\x18\n\x10ingress_enforced\x18\t \x01(\x08\x12\x17\n\x0f\x65gress_enforced\x18\n \x01(\x08\x12\x0e\n\x06status\x18\x0b \x01(\t\x12(\n\x05ports\x18\x0c \x03(\x0b\x32\x19.bulkhead.v1.EndpointPort\"=\n\x1a\x44\x65leteAgentEndpointRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x1d\n\x1b\x44\x65leteAgentEndpointResponse\"\x1b\n\x19ListAgentEndpointsRequest\"K\n\x1aListAgentEndpointsResponse\x12-\n\tendpoints\x18\x01 \x03(\x0b\x32\x1a.bulkhead.v1.AgentEndpoint\"/\n\x0e\x44umpMapRequest\x12\x0b\n\x03map\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\"h\n\x06MapRow\x12/\n\x06\x66ields\x18\x01 \x03(\x0b\x32\x1f.bulkhead.v1.MapRow.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Z\n\x0f\x44umpMapResponse\x12\x0f\n\x07\x63olumns\x18\x01 \x03(\t\x12!\n\x04rows\x18\x02 \x03(\x0b\x32\x13.bulkhead.v1.MapRow\x12\x13\n\x0bmax_entries\x18\x03 \x01(\r\"\x14\n\x12\x41gentStatusRequest\"\xf8\x05\n\x13\x41gentStatusResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tapath\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontrolplane\x18\x03 \x01(\t\x12\x11\n\tconnected\x18\x04 \x01(\x08\x12\x18\n\x10\x61pplied_revision\x18\x05 \x01(\x03\x12\x11\n\tendpoints\x18\x06 \x01(\r\x12\x12\n\nflows_seen\x18\x07 \x01(\x04\x12\x12\n\nflows_held\x18\x08 \x01(\r\x12\x11\n\tflows_max\x18\t \x01(\r\x12\x45\n\x0bmap_entries\x18\n \x03(\x0b\x32\x30.bulkhead.v1.AgentStatusResponse.MapEntriesEntry\x12=\n\x07map_max\x18\x0b \x03(\x0b\x32,.bulkhead.v1.AgentStatusResponse.MapMaxEntry\x12\x0f\n\x07\x62oot_id\x18\x0c \x01(\t\x12\x0e\n\x06synced\x18\r \x01(\x08\x12\x13\n\x0bunderlay_ip\x18\x0e \x01(\t\x12\r\n\x05netns\x18\x0f \x01(\t\x12\x12\n\nlast_error\x18\x10 \x01(\t\x12\x16\n\x0e\x66lows_sequence\x18\x11 \x01(\x04\x12\x43\n\nmap_writes\x18\x12 \x03(\x0b\x32/.bulkhead.v1.AgentStatusResponse.MapWritesEntry\x12\'\n\x05proxy\x18\x13 \x01(\x0b\x32\x18.bulkhead.v1.ProxyStatus\x12\x37\n\rhost_firewall\x18\x82\x01 \x01(\x0b\x32\x1f.bulkhead.v1.HostFirewallStatus\x1a\x31\n\x0fMapEntriesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a-\n\x0bMapMaxEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a\x30\n\x0eMapWritesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\xc4\x01\n\x0bProxyStatus\x12\x0f\n\x07running\x18\x01 \x01(\x08\x12\x0b\n\x03pid\x18\x02 \x01(\r\x12\x11\n\tlisteners\x18\x03 \x03(\t\x12\x18\n\x10open_connections\x18\x04 \x01(\r\x12\x18\n\x10requests_allowed\x18\x05 \x01(\x04\x12\x17\n\x0frequests_denied\x18\x06 \x01(\x04\x12\x10\n\x08restarts\x18\x07 \x01(\r\x12\x14\n\x0crule_entries\x18\x08 \x01(\r\x12\x0f\n\x07\x61\x64opted\x18\t \x01(\x08\x32\xf8\x03\n\x0c\x41gentService\x12J\n\x0b\x41\x64\x64\x45ndpoint\x12\x1f.bulkhead.v1.AddEndpointRequest\x1a\x1a.bulkhead.v1.AgentEndpoint\x12\x63\n\x0e\x44\x65leteEndpoint\x12\'.bulkhead.v1.DeleteAgentEndpointRequest\x1a(.bulkhead.v1.DeleteAgentEndpointResponse\x12`\n\rListEndpoints\x12&.bulkhead.v1.ListAgentEndpointsRequest\x1a\'.bulkhead.v1.ListAgentEndpointsResponse\x12\x44\n\x07\x44umpMap\x12\x1b.bulkhead.v1.DumpMapRequest\x1a\x1c.bulkhead.v1.DumpMapResponse\x12=\n\x08GetFlows\x12\x1c.bulkhead.v1.GetFlowsRequest\x1a\x11.bulkhead.v1.Flow0\x01\x12P\n\x0b\x41gentStatus\x12\x1f.bulkhead.v1.AgentStatusRequest\x1a .bulkhead.v1.AgentStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,38 +42,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTSTATUSRESPONSE_MAPMAXENTRY']._serialized_options = b'8\001'
   _globals['_AGENTSTATUSRESPONSE_MAPWRITESENTRY']._loaded_options = None
   _globals['_AGENTSTATUSRESPONSE_MAPWRITESENTRY']._serialized_options = b'8\001'
-  _globals['_ADDENDPOINTREQUEST']._serialized_start=90
-  _globals['_ADDENDPOINTREQUEST']._serialized_end=221
-  _globals['_AGENTENDPOINT']._serialized_start=224
-  _globals['_AGENTENDPOINT']._serialized_end=491
-  _globals['_DELETEAGENTENDPOINTREQUEST']._serialized_start=493
-  _globals['_DELETEAGENTENDPOINTREQUEST']._serialized_end=554
-  _globals['_DELETEAGENTENDPOINTRESPONSE']._serialized_start=556
-  _globals['_DELETEAGENTENDPOINTRESPONSE']._serialized_end=585
-  _globals['_LISTAGENTENDPOINTSREQUEST']._serialized_start=587
-  _globals['_LISTAGENTENDPOINTSREQUEST']._serialized_end=614
-  _globals['_LISTAGENTENDPOINTSRESPONSE']._serialized_start=616
-  _globals['_LISTAGENTENDPOINTSRESPONSE']._serialized_end=691
-  _globals['_DUMPMAPREQUEST']._serialized_start=693
-  _globals['_DUMPMAPREQUEST']._serialized_end=740
-  _globals['_MAPROW']._serialized_start=742
-  _globals['_MAPROW']._serialized_end=846
-  _globals['_MAPROW_FIELDSENTRY']._serialized_start=801
-  _globals['_MAPROW_FIELDSENTRY']._serialized_end=846
-  _globals['_DUMPMAPRESPONSE']._serialized_start=848
-  _globals['_DUMPMAPRESPONSE']._serialized_end=938
-  _globals['_AGENTSTATUSREQUEST']._serialized_start=940
-  _globals['_AGENTSTATUSREQUEST']._serialized_end=960
-  _globals['_AGENTSTATUSRESPONSE']._serialized_start=963
-  _globals['_AGENTSTATUSRESPONSE']._serialized_end=1666
-  _globals['_AGENTSTATUSRESPONSE_MAPENTRIESENTRY']._serialized_start=1520
-  _globals['_AGENTSTATUSRESPONSE_MAPENTRIESENTRY']._serialized_end=1569
-  _globals['_AGENTSTATUSRESPONSE_MAPMAXENTRY']._serialized_start=1571
-  _globals['_AGENTSTATUSRESPONSE_MAPMAXENTRY']._serialized_end=1616
-  _globals['_AGENTSTATUSRESPONSE_MAPWRITESENTRY']._serialized_start=1618
-  _globals['_AGENTSTATUSRESPONSE_MAPWRITESENTRY']._serialized_end=1666
-  _globals['_PROXYSTATUS']._serialized_start=1669
-  _globals['_PROXYSTATUS']._serialized_end=1865
-  _globals['_AGENTSERVICE']._serialized_start=1868
-  _globals['_AGENTSERVICE']._serialized_end=2372
+  _globals['_ADDENDPOINTREQUEST']._serialized_start=120
+  _globals['_ADDENDPOINTREQUEST']._serialized_end=251
+  _globals['_AGENTENDPOINT']._serialized_start=254
+  _globals['_AGENTENDPOINT']._serialized_end=521
+  _globals['_DELETEAGENTENDPOINTREQUEST']._serialized_start=523
+  _globals['_DELETEAGENTENDPOINTREQUEST']._serialized_end=584
+  _globals['_DELETEAGENTENDPOINTRESPONSE']._serialized_start=586
+  _globals['_DELETEAGENTENDPOINTRESPONSE']._serialized_end=615
+  _globals['_LISTAGENTENDPOINTSREQUEST']._serialized_start=617
+  _globals['_LISTAGENTENDPOINTSREQUEST']._serialized_end=644
+  _globals['_LISTAGENTENDPOINTSRESPONSE']._serialized_start=646
+  _globals['_LISTAGENTENDPOINTSRESPONSE']._serialized_end=721
+  _globals['_DUMPMAPREQUEST']._serialized_start=723
+  _globals['_DUMPMAPREQUEST']._serialized_end=770
+  _globals['_MAPROW']._serialized_start=772
+  _globals['_MAPROW']._serialized_end=876
+  _globals['_MAPROW_FIELDSENTRY']._serialized_start=831
+  _globals['_MAPROW_FIELDSENTRY']._serialized_end=876
+  _globals['_DUMPMAPRESPONSE']._serialized_start=878
+  _globals['_DUMPMAPRESPONSE']._serialized_end=968
+  _globals['_AGENTSTATUSREQUEST']._serialized_start=970
+  _globals['_AGENTSTATUSREQUEST']._serialized_end=990
+  _globals['_AGENTSTATUSRESPONSE']._serialized_start=993
+  _globals['_AGENTSTATUSRESPONSE']._serialized_end=1753
+  _globals['_AGENTSTATUSRESPONSE_MAPENTRIESENTRY']._serialized_start=1607
+  _globals['_AGENTSTATUSRESPONSE_MAPENTRIESENTRY']._serialized_end=1656
+  _globals['_AGENTSTATUSRESPONSE_MAPMAXENTRY']._serialized_start=1658
+  _globals['_AGENTSTATUSRESPONSE_MAPMAXENTRY']._serialized_end=1703
+  _globals['_AGENTSTATUSRESPONSE_MAPWRITESENTRY']._serialized_start=1705
+  _globals['_AGENTSTATUSRESPONSE_MAPWRITESENTRY']._serialized_end=1753
+  _globals['_PROXYSTATUS']._serialized_start=1756
+  _globals['_PROXYSTATUS']._serialized_end=1952
+  _globals['_AGENTSERVICE']._serialized_start=1955
+  _globals['_AGENTSERVICE']._serialized_end=2459
 # @@protoc_insertion_point(module_scope)

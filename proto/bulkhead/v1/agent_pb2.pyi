@@ -1,5 +1,6 @@
 from bulkhead.v1 import flow_pb2 as _flow_pb2
 from bulkhead.v1 import types_pb2 as _types_pb2
+from bulkhead.v1 import hostpolicy_pb2 as _hostpolicy_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -108,7 +109,7 @@ class AgentStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class AgentStatusResponse(_message.Message):
-    __slots__ = ("node", "datapath", "controlplane", "connected", "applied_revision", "endpoints", "flows_seen", "flows_held", "flows_max", "map_entries", "map_max", "boot_id", "synced", "underlay_ip", "netns", "last_error", "flows_sequence", "map_writes", "proxy")
+    __slots__ = ("node", "datapath", "controlplane", "connected", "applied_revision", "endpoints", "flows_seen", "flows_held", "flows_max", "map_entries", "map_max", "boot_id", "synced", "underlay_ip", "netns", "last_error", "flows_sequence", "map_writes", "proxy", "host_firewall")
     class MapEntriesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +150,7 @@ class AgentStatusResponse(_message.Message):
     FLOWS_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     MAP_WRITES_FIELD_NUMBER: _ClassVar[int]
     PROXY_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIREWALL_FIELD_NUMBER: _ClassVar[int]
     node: str
     datapath: str
     controlplane: str
@@ -168,7 +170,8 @@ class AgentStatusResponse(_message.Message):
     flows_sequence: int
     map_writes: _containers.ScalarMap[str, int]
     proxy: ProxyStatus
-    def __init__(self, node: _Optional[str] = ..., datapath: _Optional[str] = ..., controlplane: _Optional[str] = ..., connected: _Optional[bool] = ..., applied_revision: _Optional[int] = ..., endpoints: _Optional[int] = ..., flows_seen: _Optional[int] = ..., flows_held: _Optional[int] = ..., flows_max: _Optional[int] = ..., map_entries: _Optional[_Mapping[str, int]] = ..., map_max: _Optional[_Mapping[str, int]] = ..., boot_id: _Optional[str] = ..., synced: _Optional[bool] = ..., underlay_ip: _Optional[str] = ..., netns: _Optional[str] = ..., last_error: _Optional[str] = ..., flows_sequence: _Optional[int] = ..., map_writes: _Optional[_Mapping[str, int]] = ..., proxy: _Optional[_Union[ProxyStatus, _Mapping]] = ...) -> None: ...
+    host_firewall: _hostpolicy_pb2.HostFirewallStatus
+    def __init__(self, node: _Optional[str] = ..., datapath: _Optional[str] = ..., controlplane: _Optional[str] = ..., connected: _Optional[bool] = ..., applied_revision: _Optional[int] = ..., endpoints: _Optional[int] = ..., flows_seen: _Optional[int] = ..., flows_held: _Optional[int] = ..., flows_max: _Optional[int] = ..., map_entries: _Optional[_Mapping[str, int]] = ..., map_max: _Optional[_Mapping[str, int]] = ..., boot_id: _Optional[str] = ..., synced: _Optional[bool] = ..., underlay_ip: _Optional[str] = ..., netns: _Optional[str] = ..., last_error: _Optional[str] = ..., flows_sequence: _Optional[int] = ..., map_writes: _Optional[_Mapping[str, int]] = ..., proxy: _Optional[_Union[ProxyStatus, _Mapping]] = ..., host_firewall: _Optional[_Union[_hostpolicy_pb2.HostFirewallStatus, _Mapping]] = ...) -> None: ...
 
 class ProxyStatus(_message.Message):
     __slots__ = ("running", "pid", "listeners", "open_connections", "requests_allowed", "requests_denied", "restarts", "rule_entries", "adopted")

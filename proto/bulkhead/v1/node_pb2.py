@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from bulkhead.v1 import types_pb2 as bulkhead_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62ulkhead/v1/node.proto\x12\x0b\x62ulkhead.v1\x1a\x17\x62ulkhead/v1/types.proto\"O\n\x13RegisterNodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bunderlay_ip\x18\x02 \x01(\t\x12\x15\n\ragent_address\x18\x03 \x01(\t\" \n\x10HeartbeatRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"(\n\x11HeartbeatResponse\x12\x13\n\x0bttl_seconds\x18\x01 \x01(\x03\"%\n\x15\x44\x65registerNodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x18\n\x16\x44\x65registerNodeResponse2\xf1\x01\n\x0bNodeService\x12?\n\x08Register\x12 .bulkhead.v1.RegisterNodeRequest\x1a\x11.bulkhead.v1.Node\x12J\n\tHeartbeat\x12\x1d.bulkhead.v1.HeartbeatRequest\x1a\x1e.bulkhead.v1.HeartbeatResponse\x12U\n\nDeregister\x12\".bulkhead.v1.DeregisterNodeRequest\x1a#.bulkhead.v1.DeregisterNodeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62ulkhead/v1/node.proto\x12\x0b\x62ulkhead.v1\x1a\x17\x62ulkhead/v1/types.proto\"`\n\x13RegisterNodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bunderlay_ip\x18\x02 \x01(\t\x12\x15\n\ragent_address\x18\x03 \x01(\t\x12\x0f\n\x06labels\x18\x82\x01 \x03(\t\" \n\x10HeartbeatRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"(\n\x11HeartbeatResponse\x12\x13\n\x0bttl_seconds\x18\x01 \x01(\x03\"%\n\x15\x44\x65registerNodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x18\n\x16\x44\x65registerNodeResponse2\xf1\x01\n\x0bNodeService\x12?\n\x08Register\x12 .bulkhead.v1.RegisterNodeRequest\x1a\x11.bulkhead.v1.Node\x12J\n\tHeartbeat\x12\x1d.bulkhead.v1.HeartbeatRequest\x1a\x1e.bulkhead.v1.HeartbeatResponse\x12U\n\nDeregister\x12\".bulkhead.v1.DeregisterNodeRequest\x1a#.bulkhead.v1.DeregisterNodeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,15 +33,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'bulkhead.v1.node_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REGISTERNODEREQUEST']._serialized_start=64
-  _globals['_REGISTERNODEREQUEST']._serialized_end=143
-  _globals['_HEARTBEATREQUEST']._serialized_start=145
-  _globals['_HEARTBEATREQUEST']._serialized_end=177
-  _globals['_HEARTBEATRESPONSE']._serialized_start=179
-  _globals['_HEARTBEATRESPONSE']._serialized_end=219
-  _globals['_DEREGISTERNODEREQUEST']._serialized_start=221
-  _globals['_DEREGISTERNODEREQUEST']._serialized_end=258
-  _globals['_DEREGISTERNODERESPONSE']._serialized_start=260
-  _globals['_DEREGISTERNODERESPONSE']._serialized_end=284
-  _globals['_NODESERVICE']._serialized_start=287
-  _globals['_NODESERVICE']._serialized_end=528
+  _globals['_REGISTERNODEREQUEST']._serialized_end=160
+  _globals['_HEARTBEATREQUEST']._serialized_start=162
+  _globals['_HEARTBEATREQUEST']._serialized_end=194
+  _globals['_HEARTBEATRESPONSE']._serialized_start=196
+  _globals['_HEARTBEATRESPONSE']._serialized_end=236
+  _globals['_DEREGISTERNODEREQUEST']._serialized_start=238
+  _globals['_DEREGISTERNODEREQUEST']._serialized_end=275
+  _globals['_DEREGISTERNODERESPONSE']._serialized_start=277
+  _globals['_DEREGISTERNODERESPONSE']._serialized_end=301
+  _globals['_NODESERVICE']._serialized_start=304
+  _globals['_NODESERVICE']._serialized_end=545
 # @@protoc_insertion_point(module_scope)
