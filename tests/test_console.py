@@ -100,7 +100,7 @@ def test_a_problem_path_points_at_its_line() -> None:
 async def console(replicas: ReplicaFactory) -> AsyncIterator[tuple[TestClient[Any, Any],
                                                                    Backend, Replica]]:
     replica = await replicas()
-    backend = Backend(replica.address)
+    backend = Backend(replica.address, insecure=True)
     client = TestClient(TestServer(make_app(backend, follow_flows=False)))
     await client.start_server()
     try:
@@ -206,8 +206,8 @@ async def test_bulkhead_ui_serves_the_console_and_says_where(replicas: ReplicaFa
     plane named by --server (the CLI's own discovery)."""
     replica = await replicas()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli.main", "--server", replica.address, "ui", "--listen",
-        "127.0.0.1:0", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable, "-m", "cli.main", "--server", replica.address, "--insecure", "ui",
+        "--listen", "127.0.0.1:0", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         assert process.stdout is not None
         line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()

@@ -48,7 +48,7 @@ async def _serve(ctx: Any, host: str, port: int) -> None:
 
     args = ctx.args
     runner = web.AppRunner(make_app(Backend(args.server, args.tls_ca, args.tls_cert,
-                                            args.tls_key)), access_log=None)
+                                            args.tls_key, args.insecure)), access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

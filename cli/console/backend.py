@@ -45,9 +45,11 @@ TIMEOUT = 30.0
 
 class Backend:
     def __init__(self, server: str | None = None, tls_ca: Path | None = None,
-                 tls_cert: Path | None = None, tls_key: Path | None = None) -> None:
+                 tls_cert: Path | None = None, tls_key: Path | None = None,
+                 insecure: bool = False) -> None:
         self.address = server_address(server)
-        self.channel = tls.aio_channel(self.address, credentials(tls_ca, tls_cert, tls_key),
+        self.channel = tls.aio_channel(self.address,
+                                       credentials(tls_ca, tls_cert, tls_key, insecure),
                                        options=[("grpc.enable_retries", 1)])
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
         self.observer = observer_pb2_grpc.ObserverServiceStub(self.channel)

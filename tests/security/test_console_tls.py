@@ -54,7 +54,7 @@ async def test_the_console_speaks_with_the_credential_it_is_given(
         assert "PERMISSION_DENIED" in (await refused.json())["error"]
     finally:
         await client.close()
-    client = await start(Backend(replica.address))   # plaintext to a TLS port
+    client = await start(Backend(replica.address, insecure=True))   # plaintext to a TLS port
     try:
         cut = await client.get("/api/cluster")
         assert cut.status == 502
