@@ -42,6 +42,16 @@ class EtcdSpaceExceeded(Exhausted):
             "go on")
 
 
+class EtcdRequestTooLarge(Exhausted):
+    """etcd refused a request larger than its --max-request-bytes (1.5 MiB unless set): a
+    caller's value (a name of a million characters) must not reach it as INTERNAL."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the etcd request ({size} bytes) is larger than etcd accepts "
+                         "(its --max-request-bytes, 1.5 MiB unless set; its gRPC limit, "
+                         "2 MiB)")
+
+
 class TooManyOperations(Exception):
     """etcd refused a transaction with more compares or operations than its --max-txn-ops
     (DEFAULT_MAX_TXN_OPS unless the etcd was started with another value)."""
@@ -230,6 +240,10 @@ class Etcd:
                 raise EtcdSpaceExceeded() from None
             if "too many operations in txn request" in (exc.details() or ""):
                 raise TooManyOperations(exc.details()) from None
+            if "request is too large" in (exc.details() or "") or (
+                    exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                    and "larger than max" in (exc.details() or "")):
+                raise EtcdRequestTooLarge(request.ByteSize()) from None
             raise
 
     async def get(self, key: str) -> KV | None:
