@@ -1,0 +1,63 @@
+"""Every RPC the control plane serves, enumerated from the proto descriptors.
+
+The services are those of every `bulkhead.v1` proto file, plus gRPC health and reflection;
+a method added to any of them is fuzzed without touching the tests. `NOT_SERVED` lists the
+services the plain control plane does not serve, with why; `test_every_served_method_is_fuzzed`
+checks this list against what a running control plane reports through reflection.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+
+from google.protobuf.descriptor import MethodDescriptor
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2
+
+import bulkhead.v1
+
+NOT_SERVED = {
+    "bulkhead.v1.AgentService": "the node agent's local API, not the control plane's",
+    "bulkhead.v1.SecurityService": "served only with --tls",
+}
+
+
+@dataclass(frozen=True)
+class Rpc:
+    service: str
+    method: MethodDescriptor
+
+    @property
+    def path(self) -> str:
+        return f"/{self.service}/{self.method.name}"
+
+    @property
+    def kind(self) -> str:
+        """unary_unary, unary_stream, stream_unary or stream_stream."""
+        client = "stream" if self.method.client_streaming else "unary"
+        server = "stream" if self.method.server_streaming else "unary"
+        return f"{client}_{server}"
+
+
+def _files() -> list[object]:
+    files: list[object] = [health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR]
+    for info in pkgutil.iter_modules(bulkhead.v1.__path__):
+        if info.name.endswith("_pb2"):
+            files.append(importlib.import_module(f"bulkhead.v1.{info.name}").DESCRIPTOR)
+    return files
+
+
+def all_rpcs() -> list[Rpc]:
+    """Every method of every service the descriptors define, sorted by path."""
+    found: list[Rpc] = []
+    for file in _files():
+        for service in file.services_by_name.values():  # type: ignore[attr-defined]
+            found.extend(Rpc(service.full_name, m) for m in service.methods)
+    return sorted(found, key=lambda r: r.path)
+
+
+def served_rpcs() -> list[Rpc]:
+    """The methods the control plane (without --tls) serves: all but NOT_SERVED's."""
+    return [r for r in all_rpcs() if r.service not in NOT_SERVED]
