@@ -52,6 +52,8 @@ class Config:
     join_listen: str | None = None
     node_cert_ttl: int = 3600
     clustermesh_cache_ttl: float = 0.0
+    max_message_bytes: int = 4 << 20
+    max_streams_per_peer: int = 1024
     replica_id: str = field(default_factory=lambda: f"{socket.gethostname()}-"
                                                     f"{uuid.uuid4().hex[:6]}")
 
@@ -121,6 +123,14 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds a connected remote cluster may stay out of sync before its "
                         "mirrored nodes, ipcache entries and identities are dropped (default "
                         "0: never; the last-known state stays in force)")
+    p.add_argument("--max-message-bytes", type=int, default=Config.max_message_bytes,
+                   help="largest request message accepted on the gRPC port(s), in bytes "
+                        "(default %(default)s, 4 MiB); a larger one is refused with "
+                        "RESOURCE_EXHAUSTED naming the limit")
+    p.add_argument("--max-streams-per-peer", type=int, default=Config.max_streams_per_peer,
+                   help="streaming calls (subscriptions, flow and health watches) one client "
+                        "connection may have open at once (default %(default)s); one more is "
+                        "refused with RESOURCE_EXHAUSTED naming the limit")
     p.add_argument("--port-file", type=Path,
                    help="write the bound gRPC port here once serving (for --listen HOST:0)")
     p.add_argument("--tls", action="store_true",
@@ -178,6 +188,10 @@ def from_args(argv: list[str] | None = None) -> Config:
         p.error("--clustermesh-cache-ttl must be 0 (off) or a positive number of seconds")
     if a.node_cert_ttl < 10:
         p.error("--node-cert-ttl must be at least 10 seconds")
+    if a.max_message_bytes < 64 << 10:
+        p.error("--max-message-bytes must be at least 65536 (64 KiB)")
+    if a.max_streams_per_peer < 1:
+        p.error("--max-streams-per-peer must be at least 1")
     if a.tls_ca_key and not a.tls_ca:
         p.error("--tls-ca-key needs --tls-ca")
     id_range = None
@@ -206,6 +220,7 @@ def from_args(argv: list[str] | None = None) -> Config:
         tls=a.tls, tls_ca=a.tls_ca, tls_cert=a.tls_cert, tls_key=a.tls_key,
         tls_ca_key=a.tls_ca_key, join_listen=a.join_listen, node_cert_ttl=a.node_cert_ttl,
         clustermesh_cache_ttl=a.clustermesh_cache_ttl,
+        max_message_bytes=a.max_message_bytes, max_streams_per_peer=a.max_streams_per_peer,
     )
     if a.replica_id:
         config.replica_id = a.replica_id

@@ -229,9 +229,15 @@ class Etcd:
             self._sync_channel.close()
 
     async def _call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
+        """Every unary etcd call has a deadline (`timeout`, else the client's): a stalled etcd
+        fails the call with EtcdUnavailable naming the deadline, never hangs it."""
+        deadline = timeout or self.timeout
         try:
-            return await method(request, timeout=timeout or self.timeout, wait_for_ready=True)
+            return await method(request, timeout=deadline, wait_for_ready=True)
         except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise EtcdUnavailable(f"no answer within {deadline:g} s (the deadline of "
+                                      "every etcd call)") from None
             if exc.code() in _UNREACHABLE:
                 raise EtcdUnavailable(exc.details() or exc.code().name) from None
             if "required revision has been compacted" in (exc.details() or ""):
