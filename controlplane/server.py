@@ -36,6 +36,7 @@ from controlplane.api.admin_service import AdminService
 from controlplane.api.authz import AuthorizedServer, Authorizer
 from controlplane.api.clustermesh_service import ClusterMeshService
 from controlplane.api.endpoint_service import EndpointService
+from controlplane.api.health import HealthServicer
 from controlplane.api.identity_service import IdentityService
 from controlplane.api.node_service import NodeService
 from controlplane.api.observer_service import ObserverService
@@ -129,7 +130,7 @@ async def build_server(cp: ControlPlane, listen: str, unix_socket: str | None = 
     clustermesh_pb2_grpc.add_ClusterMeshServiceServicer_to_server(
         ClusterMeshService(cp.connections, cp.keys, cp.cache, cp.subscriptions.statuses),
         services)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, services)
     names = [
         identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
