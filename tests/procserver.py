@@ -29,6 +29,8 @@ class ReplicaProcess:
     process: subprocess.Popen[bytes]
     address: str
     log: Path
+    join_address: str = ""
+    """With `tls=True`: the join port (server-authenticated TLS)."""
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -47,7 +49,8 @@ class ReplicaProcess:
 @contextlib.contextmanager
 def replica_process(etcd_endpoint: str, cluster: str, **overrides: Any
                     ) -> Iterator[ReplicaProcess]:
-    """Starts a replica process (stopped on exit) with these Config overrides."""
+    """Starts a replica process (stopped on exit) with these Config overrides (JSON values;
+    `state_dir` as a string; `tls=True` for a `--tls` replica with its join port)."""
     with tempfile.TemporaryDirectory(prefix="bulkhead-replica-") as tmp:
         port_file, log = Path(tmp) / "port", Path(tmp) / "server.log"
         root = Path(__file__).resolve().parents[1]
@@ -66,7 +69,9 @@ def replica_process(etcd_endpoint: str, cluster: str, **overrides: Any
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"the replica did not start:\n{log.read_text()}")
                 time.sleep(0.05)
-            yield ReplicaProcess(process, f"127.0.0.1:{int(port_file.read_text())}", log)
+            join = Path(tmp) / "join-port"
+            yield ReplicaProcess(process, f"127.0.0.1:{int(port_file.read_text())}", log,
+                                 f"127.0.0.1:{int(join.read_text())}" if join.exists() else "")
         finally:
             process.terminate()
             try:
@@ -76,16 +81,43 @@ def replica_process(etcd_endpoint: str, cluster: str, **overrides: Any
                 process.wait()
 
 
+async def _tls_server(config: Config) -> tuple[Any, int, int]:
+    """A `--tls` replica as tests/security/tlsfixtures.py starts one: its server (to keep
+    referenced), its gRPC and join ports; the admin credential is created under the config's
+    state dir."""
+    from controlplane.app import ControlPlane
+    from controlplane.pki import bootstrap
+    from controlplane.server import add_join_port, build_server
+
+    cp = ControlPlane(config)
+    await cp.start()
+    server_tls = await bootstrap.for_config(config, cp.etcd)
+    assert server_tls is not None
+    server, port = await build_server(cp, "127.0.0.1:0", tls=server_tls)
+    join_port = add_join_port(server, "127.0.0.1:0", server_tls)
+    await server.start()
+    return server, port, join_port
+
+
 async def serve(endpoint: str, cluster: str, port_file: Path, overrides: dict[str, Any]) -> None:
     from tests.conftest import start_replica
 
-    replica = await start_replica(Config(
-        etcd_endpoints=[endpoint], cluster_name=cluster, state_dir=Path(tempfile.gettempdir()),
-        **overrides))
+    if "state_dir" in overrides:
+        overrides["state_dir"] = Path(overrides["state_dir"])
+    config = Config(etcd_endpoints=[endpoint], cluster_name=cluster,
+                    **{"state_dir": Path(tempfile.gettempdir()), **overrides})
+    serving: Any  # referenced until the process ends: a collected server stops serving
+    if config.tls:
+        serving, port, join_port = await _tls_server(config)
+        (port_file.parent / "join-port").write_text(f"{join_port}\n")
+    else:
+        serving = await start_replica(config)
+        port = int(serving.address.rsplit(":", 1)[1])
     tmp = port_file.with_suffix(".tmp")
-    tmp.write_text(replica.address.rsplit(":", 1)[1] + "\n")
+    tmp.write_text(f"{port}\n")
     tmp.replace(port_file)
     await asyncio.Event().wait()
+    del serving
 
 
 if __name__ == "__main__":

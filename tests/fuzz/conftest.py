@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
 from aetcd import rpc  # type: ignore[import-untyped]
 
+from bulkhead import tls as btls
 from integration.etcd_process import etcd_process
 from tests.procserver import ReplicaProcess, replica_process
 
@@ -23,6 +26,8 @@ class FuzzServer:
     replica: ReplicaProcess
     cluster: str
     etcd_channel: grpc.Channel
+    material: btls.Material | None = None
+    """With --tls: the admin credential the fuzzing client presents."""
 
     @property
     def address(self) -> str:
@@ -33,6 +38,18 @@ class FuzzServer:
 
     def log_tail(self) -> str:
         return self.replica.log_tail()
+
+    def open_channel(self, *, join: bool = False) -> grpc.Channel:
+        """A client channel (large responses allowed); `join`: to the --tls join port, as a
+        node without a certificate."""
+        options = [("grpc.max_receive_message_length", -1)]
+        if join:
+            assert isinstance(self.material, btls.Credentials)
+            ca = self.material.read()[0]
+            return grpc.secure_channel(self.replica.join_address,
+                                       grpc.ssl_channel_credentials(root_certificates=ca),
+                                       options=options)
+        return btls.channel(self.address, self.material, options=options)
 
     def dump(self) -> dict[bytes, tuple[bytes, int]]:
         """Every key of the etcd with its value and mod revision, but VOLATILE ones."""
@@ -55,5 +72,20 @@ def fuzz_server() -> Iterator[FuzzServer]:
         channel = grpc.insecure_channel(etcd.endpoint)
         try:
             yield FuzzServer(replica, cluster, channel)
+        finally:
+            channel.close()
+
+
+@pytest.fixture(scope="module")
+def tls_fuzz_server() -> Iterator[FuzzServer]:
+    """A --tls replica (authorization on every call), the client holding the admin
+    credential."""
+    cluster = f"fzt{uuid.uuid4().hex[:10]}"
+    with etcd_process() as etcd, tempfile.TemporaryDirectory(prefix="bulkhead-fuzz-") as state, \
+            replica_process(etcd.endpoint, cluster, node_ttl=3600, identity_gc_grace=3600.0,
+                            tls=True, state_dir=state) as replica:
+        channel = grpc.insecure_channel(etcd.endpoint)
+        try:
+            yield FuzzServer(replica, cluster, channel, btls.Credentials.admin_in(Path(state)))
         finally:
             channel.close()

@@ -2,8 +2,9 @@
 
 The services are those of every `bulkhead.v1` proto file, plus gRPC health and reflection;
 a method added to any of them is fuzzed without touching the tests. `NOT_SERVED` lists the
-services the plain control plane does not serve, with why; `test_every_served_method_is_fuzzed`
-checks this list against what a running control plane reports through reflection.
+services the control plane does not serve, with why, and `TLS_ONLY` those it serves only with
+--tls; the coverage tests check both lists against what running control planes (plain and
+--tls) report through reflection.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import bulkhead.v1
 
 NOT_SERVED = {
     "bulkhead.v1.AgentService": "the node agent's local API, not the control plane's",
-    "bulkhead.v1.SecurityService": "served only with --tls",
 }
+TLS_ONLY = {"bulkhead.v1.SecurityService"}
+"""Served only with --tls (fuzzed on a --tls replica)."""
 
 
 @dataclass(frozen=True)
@@ -59,5 +61,11 @@ def all_rpcs() -> list[Rpc]:
 
 
 def served_rpcs() -> list[Rpc]:
-    """The methods the control plane (without --tls) serves: all but NOT_SERVED's."""
-    return [r for r in all_rpcs() if r.service not in NOT_SERVED]
+    """The methods the control plane without --tls serves: all but NOT_SERVED's and
+    TLS_ONLY's."""
+    return [r for r in all_rpcs() if r.service not in NOT_SERVED.keys() | TLS_ONLY]
+
+
+def tls_only_rpcs() -> list[Rpc]:
+    """The methods only a --tls control plane serves."""
+    return [r for r in all_rpcs() if r.service in TLS_ONLY]

@@ -28,11 +28,14 @@ from hypothesis import strategies as st
 from bulkhead.rpcerror import field_violations
 from tests.fuzz.conftest import FuzzServer
 from tests.fuzz.protostrategies import messages
-from tests.fuzz.served import Rpc, served_rpcs
+from tests.fuzz.served import Rpc, served_rpcs, tls_only_rpcs
 from tests.fuzz.settings import fuzz_settings
 
 CALL_TIMEOUT = 60.0
-"""Client deadline of one call; a streaming call still open then is simply closed."""
+"""Client deadline of the checks' own calls (health, reflection)."""
+UNARY_TIMEOUT = 5.0
+"""Client deadline of a fuzzed unary call: a request may legitimately ask the server to wait
+(WaitForRevision up to an hour); DEADLINE_EXCEEDED is an accepted outcome."""
 STREAM_TIMEOUT = 1.0
 STREAM_RESPONSES = 20
 """Responses read from a server-streaming call before it is closed."""
@@ -41,13 +44,23 @@ UNDECIDED = {grpc.StatusCode.OK, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusC
 """Outcomes after which etcd may have changed (the call was accepted, or cut by the client)."""
 
 RPCS = served_rpcs()
+TLS_RPCS = [(r, "admin") for r in tls_only_rpcs()] + [
+    (r, "join") for r in tls_only_rpcs() if r.method.name == "Join"]
+"""--tls only methods: every one as the admin calls it, and Join on the join port."""
 
 
 @pytest.fixture(scope="module")
 def channel(fuzz_server: FuzzServer) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(fuzz_server.address, options=[
-            ("grpc.max_receive_message_length", -1)]) as ch:
+    with fuzz_server.open_channel() as ch:
         yield ch
+
+
+@pytest.fixture(scope="module")
+def tls_channels(tls_fuzz_server: FuzzServer) -> Iterator[dict[str, grpc.Channel]]:
+    """The admin's channel and the join port's (no client certificate)."""
+    with tls_fuzz_server.open_channel() as admin, \
+            tls_fuzz_server.open_channel(join=True) as join:
+        yield {"admin": admin, "join": join}
 
 
 def _encode(message: Message) -> bytes:
@@ -68,9 +81,9 @@ def invoke(channel: grpc.Channel, rpc: Rpc, requests: list[Any]) -> grpc.RpcErro
                    response_deserializer=decode)
     try:
         if rpc.kind == "unary_unary":
-            call(requests[0], timeout=CALL_TIMEOUT)
+            call(requests[0], timeout=UNARY_TIMEOUT)
         elif rpc.kind == "stream_unary":
-            call(iter(requests), timeout=CALL_TIMEOUT)
+            call(iter(requests), timeout=UNARY_TIMEOUT)
         else:
             stream = call(requests[0] if rpc.kind == "unary_stream" else iter(requests),
                           timeout=STREAM_TIMEOUT)
@@ -147,8 +160,22 @@ def test_rpc_raw_bytes_fuzz(fuzz_server: FuzzServer, channel: grpc.Channel, rpc:
     check_call(fuzz_server, channel, rpc, requests)
 
 
+@pytest.mark.parametrize(("rpc", "caller"), TLS_RPCS,
+                         ids=[f"{r.path.lstrip('/')}-{c}" for r, c in TLS_RPCS])
+@fuzz_settings()
+@given(data=st.data())
+def test_tls_only_rpc_fuzz(tls_fuzz_server: FuzzServer, tls_channels: dict[str, grpc.Channel],
+                           rpc: Rpc, caller: str, data: st.DataObject) -> None:
+    """The methods only a --tls control plane serves, through its authorization layer."""
+    request = messages(rpc.method.input_type)
+    if data.draw(st.booleans(), label="raw"):
+        request = RAW  # type: ignore[assignment]
+    check_call(tls_fuzz_server, tls_channels[caller], rpc, [data.draw(request, label="request")],
+               health=tls_channels["admin"])
+
+
 def check_call(fuzz_server: FuzzServer, channel: grpc.Channel, rpc: Rpc,
-               requests: list[Any]) -> None:
+               requests: list[Any], health: grpc.Channel | None = None) -> None:
     """Makes the call and checks every property of the module docstring."""
     before = fuzz_server.dump()
     error = invoke(channel, rpc, requests)
@@ -156,9 +183,9 @@ def check_call(fuzz_server: FuzzServer, channel: grpc.Channel, rpc: Rpc,
     details = error.details() if error is not None else ""  # type: ignore[attr-defined]
     assert code not in NEVER, f"{rpc.path} answered {code.name}: {details}"
     assert fuzz_server.alive(), f"the control plane died:\n{fuzz_server.log_tail()}"
-    health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
-                                                       timeout=CALL_TIMEOUT)
-    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    answer = health_pb2_grpc.HealthStub(health or channel).Check(
+        health_pb2.HealthCheckRequest(), timeout=CALL_TIMEOUT)
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         assert error is not None
         violations = field_violations(error)
@@ -169,9 +196,8 @@ def check_call(fuzz_server: FuzzServer, channel: grpc.Channel, rpc: Rpc,
                                              "but changed etcd"
 
 
-def test_every_served_method_is_fuzzed(fuzz_server: FuzzServer, channel: grpc.Channel) -> None:
-    """What the running control plane lists through reflection is exactly what is fuzzed: a
-    new service or method is covered (or this fails), and NOT_SERVED stays true."""
+def served_methods(channel: grpc.Channel) -> set[str]:
+    """The paths of every method of every service a server lists through reflection."""
     stub = reflection_pb2_grpc.ServerReflectionStub(channel)
     request = reflection_pb2.ServerReflectionRequest(list_services="")
     responses = list(stub.ServerReflectionInfo(iter([request]), timeout=CALL_TIMEOUT))
@@ -180,6 +206,20 @@ def test_every_served_method_is_fuzzed(fuzz_server: FuzzServer, channel: grpc.Ch
     pool: Any = descriptor_pool.Default()
     for name in names:
         served.update(f"/{name}/{m.name}" for m in pool.FindServiceByName(name).methods)
-    fuzzed = {r.path for r in RPCS}
+    return served
+
+
+def test_every_served_method_is_fuzzed(channel: grpc.Channel) -> None:
+    """What the running control plane lists through reflection is exactly what is fuzzed: a
+    new service or method is covered (or this fails), and NOT_SERVED stays true."""
+    served, fuzzed = served_methods(channel), {r.path for r in RPCS}
     assert served - fuzzed == set(), "served but not fuzzed"
     assert fuzzed - served == set(), "fuzzed but not served (tests/fuzz/served.py NOT_SERVED)"
+
+
+def test_every_tls_served_method_is_fuzzed(tls_channels: dict[str, grpc.Channel]) -> None:
+    """The same for a --tls control plane (TLS_ONLY stays true)."""
+    served = served_methods(tls_channels["admin"])
+    fuzzed = {r.path for r in RPCS} | {r.path for r, _ in TLS_RPCS}
+    assert served - fuzzed == set(), "served with --tls but not fuzzed"
+    assert fuzzed - served == set(), "fuzzed but not served with --tls (served.py TLS_ONLY)"
