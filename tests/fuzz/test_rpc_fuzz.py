@@ -37,6 +37,7 @@ UNARY_TIMEOUT = 5.0
 """Client deadline of a fuzzed unary call: a request may legitimately ask the server to wait
 (WaitForRevision up to an hour); DEADLINE_EXCEEDED is an accepted outcome."""
 STREAM_TIMEOUT = 1.0
+"""Client deadline of a fuzzed streaming call: a stream still open then is simply closed."""
 STREAM_RESPONSES = 20
 """Responses read from a server-streaming call before it is closed."""
 NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.UNIMPLEMENTED}
