@@ -8,7 +8,7 @@ export PATH := $(VENV)/bin:$(PATH)
 # fork()). Nothing here uses gRPC in a forked child, so the handlers are turned off.
 export GRPC_ENABLE_FORK_SUPPORT := false
 
-.PHONY: setup setup-run run controlplane down test test-unit lint proto bench chaos soak clean
+.PHONY: setup setup-run run controlplane down test test-unit lint proto bench chaos soak clean fuzz
 
 setup:                ## everything: packages, venv, dockerd, etcd image
 	@bash scripts/setup.sh test
@@ -51,6 +51,10 @@ chaos: setup          ## the fault suite for CHAOS_SECONDS (default 300; CHAOS_S
 
 soak: setup           ## 30 minutes of steady churn (SOAK_SECONDS), memory and lag every minute
 	$(PY) -m tests.chaos --soak
+
+FUZZ_EXAMPLES ?= 2000
+fuzz: setup-run       ## the fuzz suites (tests/fuzz) with FUZZ_EXAMPLES examples per test (default 2000)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q tests/fuzz $(PYTEST_ARGS)
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -54,6 +54,8 @@ class Config:
     node_cert_ttl: int = 3600
     clustermesh_cache_ttl: float = 0.0
     policy_default_local_cluster: bool = False
+    max_message_bytes: int = 4 << 20
+    max_streams_per_peer: int = 1024
     replica_id: str = field(default_factory=lambda: f"{socket.gethostname()}-"
                                                     f"{uuid.uuid4().hex[:6]}")
 
@@ -128,6 +130,14 @@ def parser() -> argparse.ArgumentParser:
                         "io.cilium.k8s.policy.cluster label select only this cluster's "
                         "endpoints (as Cilium's policy-default-local-cluster; default off: "
                         "they select endpoints of every connected cluster)")
+    p.add_argument("--max-message-bytes", type=int, default=Config.max_message_bytes,
+                   help="largest request message accepted on the gRPC port(s), in bytes "
+                        "(default %(default)s, 4 MiB); a larger one is refused with "
+                        "RESOURCE_EXHAUSTED naming the limit")
+    p.add_argument("--max-streams-per-peer", type=int, default=Config.max_streams_per_peer,
+                   help="streaming calls (subscriptions, flow and health watches) one client "
+                        "connection may have open at once (default %(default)s); one more is "
+                        "refused with RESOURCE_EXHAUSTED naming the limit")
     p.add_argument("--port-file", type=Path,
                    help="write the bound gRPC port here once serving (for --listen HOST:0)")
     p.add_argument("--insecure", action="store_true",
@@ -192,6 +202,10 @@ def from_args(argv: list[str] | None = None) -> Config:
         p.error("--clustermesh-cache-ttl must be 0 (off) or a positive number of seconds")
     if a.node_cert_ttl < 10:
         p.error("--node-cert-ttl must be at least 10 seconds")
+    if a.max_message_bytes < 64 << 10:
+        p.error("--max-message-bytes must be at least 65536 (64 KiB)")
+    if a.max_streams_per_peer < 1:
+        p.error("--max-streams-per-peer must be at least 1")
     if a.tls_ca_key and not a.tls_ca:
         p.error("--tls-ca-key needs --tls-ca")
     id_range = None
@@ -221,6 +235,7 @@ def from_args(argv: list[str] | None = None) -> Config:
         tls_ca_key=a.tls_ca_key, join_listen=a.join_listen, node_cert_ttl=a.node_cert_ttl,
         clustermesh_cache_ttl=a.clustermesh_cache_ttl,
         policy_default_local_cluster=a.policy_default_local_cluster,
+        max_message_bytes=a.max_message_bytes, max_streams_per_peer=a.max_streams_per_peer,
     )
     if a.replica_id:
         config.replica_id = a.replica_id

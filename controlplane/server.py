@@ -45,6 +45,7 @@ from controlplane.api.authz import AuthorizedServer, Authorizer
 from controlplane.api.clustermesh_service import ClusterMeshService
 from controlplane.api.connectivity_service import ConnectivityService
 from controlplane.api.endpoint_service import EndpointService
+from controlplane.api.health import HealthServicer
 from controlplane.api.hostpolicy_service import HostPolicyService
 from controlplane.api.identity_service import IdentityService
 from controlplane.api.node_service import NodeLabelService, NodeService
@@ -54,6 +55,7 @@ from controlplane.api.policyimpact_service import PolicyImpactService
 from controlplane.api.security_service import SecurityService
 from controlplane.api.service_service import ServiceService
 from controlplane.api.status import ReplicaInfo, StatusReporter
+from controlplane.api.streamcap import StreamCap, StreamCappedServer
 from controlplane.api.subscription_service import SubscriptionAdminService, SubscriptionService
 from controlplane.app import ControlPlane
 from controlplane.clustermesh.status import (
@@ -68,8 +70,6 @@ from controlplane.pki.bootstrap import ServerTls
 from controlplane.pki.security import Security
 from controlplane.policystore.hosts import HostPolicies
 from controlplane.policystore.impact import PolicyImpact
-
-MAX_MESSAGE = 4 << 20
 
 
 def object_counts(cp: ControlPlane) -> ObjectCounts:
@@ -107,7 +107,9 @@ async def build_server(cp: ControlPlane, listen: str, unix_socket: str | None = 
     """Returns the (not yet started) server and the TCP port bound. With `tls`, every port
     speaks mutual TLS and every call is checked against controlplane.api.authz.TABLE."""
     server = grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", MAX_MESSAGE),
+        # --max-message-bytes: gRPC refuses a larger request with RESOURCE_EXHAUSTED
+        # ("received message larger than max (N vs. LIMIT)") before any servicer runs.
+        ("grpc.max_receive_message_length", cp.config.max_message_bytes),
         ("grpc.keepalive_time_ms", 10_000),
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
@@ -122,6 +124,8 @@ async def build_server(cp: ControlPlane, listen: str, unix_socket: str | None = 
         services = AuthorizedServer(services, Authorizer(revocations=security.revocations))
         security_pb2_grpc.add_SecurityServiceServicer_to_server(
             SecurityService(security.tokens, security.issuer), services)
+    # --max-streams-per-peer: every streaming method counts its open calls per connection.
+    services = StreamCappedServer(services, StreamCap(cp.config.max_streams_per_peer))
     identity_pb2_grpc.add_IdentityServiceServicer_to_server(
         IdentityService(cp.allocator, functools.partial(remote_identity_labels, cp.keys,
                                                         cp.cache)), services)
@@ -148,7 +152,7 @@ async def build_server(cp: ControlPlane, listen: str, unix_socket: str | None = 
         services)
     connectivity_pb2_grpc.add_ConnectivityServiceServicer_to_server(
         ConnectivityService(ConnectivityRelay(cp.nodes, cp.relay)), services)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, services)
     names = [
         identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,

@@ -62,8 +62,8 @@ async def apply_error(replica: Replica, text: str) -> grpc.aio.AioRpcError:
 
 
 YAML_CASES = [
-    ("complex key at the top", "? [a]\n: b\n", "", "not a list (line 1, column 3)"),
-    ("mapping as a key", "? {a: 1}\n: b\n", "", "not a mapping (line 1, column 3)"),
+    ("complex key at the top", "? [a]\n: b\n", "document", "not a list (line 1, column 3)"),
+    ("mapping as a key", "? {a: 1}\n: b\n", "document", "not a mapping (line 1, column 3)"),
     ("complex key in a selector", policy(labels="      ? [a]\n      : b"),
      "spec.endpointSelector.matchLabels", "not a list (line 8, column 9)"),
     ("integer key", policy(labels="      1: b"), "spec.endpointSelector.matchLabels",

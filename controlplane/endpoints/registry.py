@@ -67,7 +67,16 @@ class EndpointRegistry:
     def ipcache(self) -> list[IPCacheEntry]:
         return [IPCacheEntry.of_kv(kv) for kv in self.cache.under(self.keys.ipcache)]
 
+    @staticmethod
+    def _check_ref(namespace: str, name: str) -> None:
+        """Refuses a reference no endpoint can have (create checks the same) before it
+        becomes an etcd key: a megabyte name is INVALID_ARGUMENT, not an etcd failure."""
+        problems = check_name(namespace, "namespace") + check_name(name, "name", subdomain=True)
+        if problems:
+            raise Invalid(problems)
+
     async def get(self, namespace: str, name: str) -> Endpoint:
+        self._check_ref(namespace or "default", name)
         kv = await self.etcd.get(self.keys.endpoint(namespace or "default", name))
         if kv is None:
             raise NotFound(f"endpoint {namespace or 'default'}/{name} does not exist")
@@ -150,6 +159,7 @@ class EndpointRegistry:
         """A node caller may delete only endpoints on its own node (checked against the record
         the deletion's transaction compares)."""
         namespace = namespace or "default"
+        self._check_ref(namespace, name)
         key = self.keys.endpoint(namespace, name)
         for _ in range(16):
             kv = await self.etcd.get(key)

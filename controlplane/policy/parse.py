@@ -191,7 +191,10 @@ class _DocumentParser:
 
     # -- helpers -------------------------------------------------------------------------
     def fail(self, path: str, description: str) -> None:
-        self.violations.append(FieldViolation(_field(self.prefix, path), description))
+        # The document itself (a lone document that is no mapping, a key that is not a
+        # string at its top) is named "document", as the service parser names it.
+        self.violations.append(FieldViolation(_field(self.prefix, path) or "document",
+                                              description))
 
     def mapping(self, value: Any, path: str, allowed: set[str]) -> dict[str, Any] | None:
         if not isinstance(value, dict):

@@ -42,6 +42,16 @@ class EtcdSpaceExceeded(Exhausted):
             "go on")
 
 
+class EtcdRequestTooLarge(Exhausted):
+    """etcd refused a request larger than its --max-request-bytes (1.5 MiB unless set): a
+    caller's value (a name of a million characters) must not reach it as INTERNAL."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the etcd request ({size} bytes) is larger than etcd accepts "
+                         "(its --max-request-bytes, 1.5 MiB unless set; its gRPC limit, "
+                         "2 MiB)")
+
+
 class TooManyOperations(Exception):
     """etcd refused a transaction with more compares or operations than its --max-txn-ops
     (DEFAULT_MAX_TXN_OPS unless the etcd was started with another value)."""
@@ -219,9 +229,15 @@ class Etcd:
             self._sync_channel.close()
 
     async def _call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
+        """Every unary etcd call has a deadline (`timeout`, else the client's): a stalled etcd
+        fails the call with EtcdUnavailable naming the deadline, never hangs it."""
+        deadline = timeout or self.timeout
         try:
-            return await method(request, timeout=timeout or self.timeout, wait_for_ready=True)
+            return await method(request, timeout=deadline, wait_for_ready=True)
         except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise EtcdUnavailable(f"no answer within {deadline:g} s (the deadline of "
+                                      "every etcd call)") from None
             if exc.code() in _UNREACHABLE:
                 raise EtcdUnavailable(exc.details() or exc.code().name) from None
             if "required revision has been compacted" in (exc.details() or ""):
@@ -230,6 +246,10 @@ class Etcd:
                 raise EtcdSpaceExceeded() from None
             if "too many operations in txn request" in (exc.details() or ""):
                 raise TooManyOperations(exc.details()) from None
+            if "request is too large" in (exc.details() or "") or (
+                    exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                    and "larger than max" in (exc.details() or "")):
+                raise EtcdRequestTooLarge(request.ByteSize()) from None
             raise
 
     async def get(self, key: str) -> KV | None:

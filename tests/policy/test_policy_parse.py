@@ -172,7 +172,7 @@ def test_deep_nesting_is_rejected() -> None:
 
 def test_empty_and_non_mapping_documents() -> None:
     assert problems("") == {"file": "contains no policy document"}
-    assert problems("- a\n- b\n") == {"": "must be a mapping, not a list"}
+    assert problems("- a\n- b\n") == {"document": "must be a mapping, not a list"}
 
 
 def test_multi_document_paths_name_the_document() -> None:
@@ -280,3 +280,11 @@ def test_icmp_with_to_ports_is_refused_as_in_cilium(section: str) -> None:
                             "    toPorts: [{ports: [{port: '80', protocol: TCP}]}]\n")
     assert list(found) == [f"spec.{section}[0].icmps"]
     assert "toPorts" in found[f"spec.{section}[0].icmps"]
+
+
+@pytest.mark.parametrize("text", ["0", "[a]", "just a string", "{1: a}", "? [a]\n: b\n"])
+def test_document_itself_is_named(text: str) -> None:
+    """Found by tests/fuzz: a lone document that is not a mapping (or has a key that is not a
+    string at its top) was reported on an empty field name."""
+    found = problems(text)
+    assert "document" in found and "" not in found
