@@ -50,7 +50,7 @@ class ReplicaProcess:
 def replica_process(etcd_endpoint: str, cluster: str, **overrides: Any
                     ) -> Iterator[ReplicaProcess]:
     """Starts a replica process (stopped on exit) with these Config overrides (JSON values;
-    `state_dir` as a string; `tls=True` for a `--tls` replica with its join port)."""
+    `state_dir` as a string; `tls=True` for a TLS replica with its join port; plaintext unless told)."""
     with tempfile.TemporaryDirectory(prefix="bulkhead-replica-") as tmp:
         port_file, log = Path(tmp) / "port", Path(tmp) / "server.log"
         root = Path(__file__).resolve().parents[1]
@@ -105,7 +105,7 @@ async def serve(endpoint: str, cluster: str, port_file: Path, overrides: dict[st
     if "state_dir" in overrides:
         overrides["state_dir"] = Path(overrides["state_dir"])
     config = Config(etcd_endpoints=[endpoint], cluster_name=cluster,
-                    **{"state_dir": Path(tempfile.gettempdir()), **overrides})
+                    **{"state_dir": Path(tempfile.gettempdir()), "tls": False, **overrides})
     serving: Any  # referenced until the process ends: a collected server stops serving
     if config.tls:
         serving, port, join_port = await _tls_server(config)
