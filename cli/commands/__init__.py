@@ -4,6 +4,7 @@ from . import (
     agent,
     clustermesh,
     endpoint,
+    fqdn,
     identity,
     ipcache,
     node,
@@ -14,4 +15,5 @@ from . import (
 )
 
 # `policy wait` lives in policywait.py; the policy module adds it to its verbs.
-ALL = [status, identity, node, endpoint, ipcache, observe, agent, policy, service, clustermesh]
+ALL = [status, identity, node, endpoint, ipcache, observe, agent, policy, service, clustermesh,
+       fqdn]

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62ulkhead/v1/fqdn.proto\x12\x0b\x62ulkhead.v1\"-\n\x14ListFqdnCacheRequest\x12\x15\n\rmatch_pattern\x18\x01 \x01(\t\"\x97\x01\n\x0e\x46qdnCacheEntry\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\r\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\n\n\x02ip\x18\x04 \x01(\t\x12\x10\n\x08identity\x18\x05 \x01(\r\x12\x0b\n\x03ttl\x18\x06 \x01(\r\x12\x12\n\nexpires_at\x18\x07 \x01(\x01\x12\x11\n\tlearnt_at\x18\x08 \x01(\x01\"S\n\x15ListFqdnCacheResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12,\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x1b.bulkhead.v1.FqdnCacheEntry2e\n\x0b\x46qdnService\x12V\n\rListFqdnCache\x12!.bulkhead.v1.ListFqdnCacheRequest\x1a\".bulkhead.v1.ListFqdnCacheResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62ulkhead/v1/fqdn.proto\x12\x0b\x62ulkhead.v1\"-\n\x14ListFqdnCacheRequest\x12\x15\n\rmatch_pattern\x18\x01 \x01(\t\"\x97\x01\n\x0e\x46qdnCacheEntry\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\r\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\n\n\x02ip\x18\x04 \x01(\t\x12\x10\n\x08identity\x18\x05 \x01(\r\x12\x0b\n\x03ttl\x18\x06 \x01(\r\x12\x12\n\nexpires_at\x18\x07 \x01(\x01\x12\x11\n\tlearnt_at\x18\x08 \x01(\x01\"S\n\x15ListFqdnCacheResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12,\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x1b.bulkhead.v1.FqdnCacheEntry\"}\n\x07\x44nsFlow\x12\r\n\x05query\x18\x01 \x01(\t\x12\x0e\n\x06qtypes\x18\x02 \x03(\t\x12\x0b\n\x03ips\x18\x03 \x03(\t\x12\x0b\n\x03ttl\x18\x04 \x01(\r\x12\r\n\x05rcode\x18\x05 \x01(\t\x12\x0e\n\x06\x63names\x18\x06 \x03(\t\x12\x1a\n\x12observation_source\x18\x07 \x01(\t2e\n\x0b\x46qdnService\x12V\n\rListFqdnCache\x12!.bulkhead.v1.ListFqdnCacheRequest\x1a\".bulkhead.v1.ListFqdnCacheResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FQDNCACHEENTRY']._serialized_end=238
   _globals['_LISTFQDNCACHERESPONSE']._serialized_start=240
   _globals['_LISTFQDNCACHERESPONSE']._serialized_end=323
-  _globals['_FQDNSERVICE']._serialized_start=325
-  _globals['_FQDNSERVICE']._serialized_end=426
+  _globals['_DNSFLOW']._serialized_start=325
+  _globals['_DNSFLOW']._serialized_end=450
+  _globals['_FQDNSERVICE']._serialized_start=452
+  _globals['_FQDNSERVICE']._serialized_end=553
 # @@protoc_insertion_point(module_scope)

@@ -39,3 +39,21 @@ class ListFqdnCacheResponse(_message.Message):
     node: str
     entries: _containers.RepeatedCompositeFieldContainer[FqdnCacheEntry]
     def __init__(self, node: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[FqdnCacheEntry, _Mapping]]] = ...) -> None: ...
+
+class DnsFlow(_message.Message):
+    __slots__ = ("query", "qtypes", "ips", "ttl", "rcode", "cnames", "observation_source")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    QTYPES_FIELD_NUMBER: _ClassVar[int]
+    IPS_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    RCODE_FIELD_NUMBER: _ClassVar[int]
+    CNAMES_FIELD_NUMBER: _ClassVar[int]
+    OBSERVATION_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    query: str
+    qtypes: _containers.RepeatedScalarFieldContainer[str]
+    ips: _containers.RepeatedScalarFieldContainer[str]
+    ttl: int
+    rcode: str
+    cnames: _containers.RepeatedScalarFieldContainer[str]
+    observation_source: str
+    def __init__(self, query: _Optional[str] = ..., qtypes: _Optional[_Iterable[str]] = ..., ips: _Optional[_Iterable[str]] = ..., ttl: _Optional[int] = ..., rcode: _Optional[str] = ..., cnames: _Optional[_Iterable[str]] = ..., observation_source: _Optional[str] = ...) -> None: ...
