@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bulkhead.v1 import types_pb2
 from nodeagent.datapath import Direction, PolicyEntry
+from nodeagent.datapath.policykeys import entry_keys
 from nodeagent.fqdn.cache import LOCAL_IDENTITY_BASE, FqdnCache
 from nodeagent.fqdn.expand import expand
 
@@ -112,3 +115,17 @@ def test_world_and_cidr_entries_keep_covering_learnt_addresses() -> None:
         deny_world, PolicyEntry(EGRESS, api, 6, 22, 22, deny=True),
         PolicyEntry(EGRESS, far, 6, 22, 22, deny=True),
         to_cidr, PolicyEntry(EGRESS, api)]
+
+
+def test_learnt_addresses_never_redirect_to_the_l7_proxy() -> None:
+    """The proxy mark carries a peer in 24 bits: an L7 entry cannot name a node-local
+    identity, so it is left out (denied), never written unchecked."""
+    cache = FqdnCache(clock=Clock())
+    cache.learn("default/a", 1, "api.world.test", ["192.0.2.201"], 30)
+    l7 = PolicyEntry(EGRESS, API_SELECTOR, 6, 80, 80, proxy_port=15001)
+    assert expand([l7], IDENTITIES, cache) == []
+    local = PolicyEntry(EGRESS, cache.ids["192.0.2.201"], 6, 80, 80)
+    assert list(entry_keys(3, local))
+    with pytest.raises(ValueError, match="24 bits"):
+        list(entry_keys(3, PolicyEntry(EGRESS, LOCAL_IDENTITY_BASE, 6, 80, 80,
+                                       proxy_port=15001)))

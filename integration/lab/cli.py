@@ -29,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--nodes", type=int, default=2)
     up.add_argument("--datapath", choices=["bpf", "none"], default="bpf",
                     help="none: plain kernel routing over VXLAN, no Bulkhead programs")
+    up.add_argument("--world", action="store_true",
+                    help="also a world namespace on the underlay: a DNS server (the agents' "
+                         "--dns-upstream) for api.world.test, other.world.test and "
+                         "www.world.test, and web servers behind them (FQDN policies)")
     up.set_defaults(run=cmd_up)
     sub.add_parser("down", help="remove every namespace, pin and process of the lab"
                    ).set_defaults(run=cmd_down)
@@ -69,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_up(lab: Lab, args: argparse.Namespace) -> int:
-    state = lab.up(args.nodes, args.datapath)
+    state = lab.up(args.nodes, args.datapath, with_world=args.world)
     if state.controlplane:
         print(f"control plane: {state.controlplane}  (`bulkhead status`)")
     return 0

@@ -50,6 +50,7 @@ class LabState:
     pin_root: str = ""
     nodes: dict[str, NodeState] = field(default_factory=dict)
     pods: dict[str, PodState] = field(default_factory=dict)
+    world_pids: list[int] = field(default_factory=list)  # `up --world`: its servers (world.py)
 
     @property
     def directory(self) -> Path:

@@ -20,7 +20,7 @@ from bulkhead import fqdnmatch
 from bulkhead.reserved import ID_WORLD
 from bulkhead.v1 import types_pb2
 from nodeagent.datapath import PolicyEntry
-from nodeagent.fqdn.cache import FqdnCache
+from nodeagent.fqdn.cache import LOCAL_IDENTITY_BASE, FqdnCache
 
 ID_WORLD_IPV4 = 9
 _WORLD = frozenset({ID_WORLD, ID_WORLD_IPV4})
@@ -62,4 +62,8 @@ def expand(entries: list[PolicyEntry], identities: Mapping[int, types_pb2.Identi
                 continue
             out.extend(dataclasses.replace(entry, peer=i) for ip, i in sorted(cache.ids.items())
                        if ipaddress.ip_address(ip) in net)
-    return list(dict.fromkeys(out))
+    # An L7 redirect names its peer in 24 bits of the packet mark: a learnt address cannot
+    # be redirected yet, so such an entry is left out (its connections are denied, never let
+    # through unchecked).
+    return [e for e in dict.fromkeys(out)
+            if not (e.proxy_port and e.peer >= LOCAL_IDENTITY_BASE)]
