@@ -4,6 +4,7 @@ server for a few names outside the cluster and web servers behind them, so FQDN 
 
     192.0.2.200  the world's DNS server (UDP 53): the agents' --dns-upstream
     192.0.2.201  api.world.test      192.0.2.202  other.world.test     192.0.2.203 www.world.test
+    192.0.2.100-199  b0.bench.world.test ... b99.bench.world.test (bench/dns.py)
 
 Every address serves HTTP on port 80 answering `world`.  The world routes each node's pod
 CIDR to that node's underlay address (pods talk to it with their own addresses, no NAT).
@@ -14,6 +15,7 @@ test can shorten it while the lab runs (default 300).
 from __future__ import annotations
 
 import ipaddress
+import subprocess
 import sys
 from collections.abc import Mapping
 
@@ -27,6 +29,9 @@ NAMES: dict[str, str] = {
     "other.world.test": str(UNDERLAY[202]),
     "www.world.test": str(UNDERLAY[203]),
 }
+BENCH_NAMES: dict[str, str] = {f"b{i}.bench.world.test": str(UNDERLAY[100 + i])
+                               for i in range(100)}
+"""bench/dns.py's fresh names: 192.0.2.100-199, one address each (all serve HTTP too)."""
 TTL_FILE = "world-ttl"
 DEFAULT_TTL = 300
 PORT = "pw"
@@ -41,13 +46,15 @@ def up(state: LabState) -> list[int]:
     ns = netns_name(state)
     netns.attach_node(state.underlay_netns, ns, PORT, f"{DNS_IP}/24")
     present = netns.ip("-4", "addr", "show", "dev", "ul0", netns=ns)
-    for ip in NAMES.values():
-        if f"{ip}/" not in present:
-            netns.ip("addr", "add", f"{ip}/24", "dev", "ul0", netns=ns)
+    missing = [ip for ip in (*NAMES.values(), *BENCH_NAMES.values()) if f"{ip}/" not in present]
+    if missing:
+        subprocess.run(["ip", "-n", ns, "-batch", "-"], check=True, capture_output=True,
+                       text=True, input="".join(f"addr add {ip}/24 dev ul0\n"
+                                                for ip in missing))
     ttl_file = state.directory / TTL_FILE
     if not ttl_file.exists():
         ttl_file.write_text(f"{DEFAULT_TTL}\n")
-    records = [f"--record={name}={ip}" for name, ip in NAMES.items()]
+    records = [f"--record={name}={ip}" for name, ip in {**NAMES, **BENCH_NAMES}.items()]
     dns_pid = processes.start_ready(
         ["ip", "netns", "exec", ns, sys.executable, "-m", "integration.lab.worlddns",
          *records, "--listen", f"{DNS_IP}:53", "--ttl-file", str(ttl_file)],

@@ -29,7 +29,8 @@ import dns.rdatatype
 
 from bulkhead import fqdnmatch, log
 from bulkhead.v1 import types_pb2
-from nodeagent.dns.answer import UDP_MAX, ZONE, _formerr, answer
+from nodeagent.dns import wire as dnswire
+from nodeagent.dns.answer import UDP_MAX, _formerr, answer
 from nodeagent.dns.listen import Listen
 from nodeagent.dns.upstream import Upstream
 
@@ -86,47 +87,37 @@ class DnsProxy:
 
     async def handle(self, wire: bytes, addr: tuple[str, int],
                      max_size: int = UDP_MAX) -> bytes | None:
-        try:
-            query = dns.message.from_wire(wire)
-        except dns.exception.DNSException:
-            return _formerr(wire)
-        if query.flags & dns.flags.QR:
-            return None
-        if len(query.question) != 1:
-            return self._local(query, max_size)
-        question = query.question[0]
-        name = question.name.to_text().lower()
-        qtype = dns.rdatatype.to_text(question.rdtype)
+        found = dnswire.question(wire)
+        if found is None:  # not one plain question: dnspython's path (errors, FORMERR, ...)
+            return self._unusual(wire, max_size)
+        name, qtype_number, question_end = found
+        qtype = dnswire.qtype_text(qtype_number)
         client = self.client_of(addr[0])
         started = time.time_ns()
         if not allowed(client, name):
             self.stats["refused"] += 1
-            reply = dns.message.make_response(query)
-            reply.set_rcode(dns.rcode.REFUSED)
             self._flow(addr, "request", "DROPPED", name, qtype, started)
             self._flow(addr, "response", "DROPPED", name, qtype, started, rcode="REFUSED")
-            return reply.to_wire(max_size=max_size)
+            return dnswire.refused(wire, question_end)
         self._flow(addr, "request", "FORWARDED", name, qtype, started)
-        if question.name.is_subdomain(ZONE) or self.upstream is None:
+        if name == "cluster.local." or name.endswith(".cluster.local.") or self.upstream is None:
             self.stats["local"] += 1
-            out = self._local(query, max_size)
-            self._flow_reply(addr, out, name, qtype, started)
+            out = self._unusual(wire, max_size)
+            if out is not None:
+                self._flow_reply(addr, out, name, qtype, started)
             return out
         self.stats["forwarded"] += 1
         raw = await self.upstream.query(wire)
         if raw is None:
             self.stats["failed"] += 1
-            reply = dns.message.make_response(query)
-            reply.set_rcode(dns.rcode.SERVFAIL)
             self._flow(addr, "response", "FORWARDED", name, qtype, started, rcode="SERVFAIL")
-            return reply.to_wire(max_size=max_size)
-        try:
-            parsed = dns.message.from_wire(raw)
-        except dns.exception.DNSException:
+            return dnswire.servfail(wire, question_end)
+        read = dnswire.answers(raw)
+        if read is None:
             self.stats["failed"] += 1
-            return None
-        ips, cnames, ttl = _a_records(parsed)
-        if ips and parsed.rcode() == dns.rcode.NOERROR and client is not None:
+            return raw  # the client makes of it what it can; nothing is learnt
+        rcode, ips, cnames, ttl = read
+        if ips and rcode == "NOERROR" and client is not None:
             # Into the maps before the pod has the answer (its first packet must pass).
             try:
                 await self.learn(client, name, ips, ttl)
@@ -134,8 +125,18 @@ class DnsProxy:
             except Exception as exc:  # the answer still goes out; connections are denied
                 _log.error("learnt addresses not written", name=name, error=str(exc))
         self._flow(addr, "response", "FORWARDED", name, qtype, started, ips=ips, ttl=ttl,
-                   rcode=dns.rcode.to_text(parsed.rcode()), cnames=cnames)
+                   rcode=rcode, cnames=cnames)
         return raw
+
+    def _unusual(self, wire: bytes, max_size: int) -> bytes | None:
+        """Answered from the cluster zone with dnspython, as the agent's DNS did before."""
+        try:
+            query = dns.message.from_wire(wire)
+        except dns.exception.DNSException:
+            return _formerr(wire)
+        if query.flags & dns.flags.QR:
+            return None
+        return self._local(query, max_size)
 
     def _local(self, query: dns.message.Message, max_size: int) -> bytes:
         reply = answer(query, self.services())
