@@ -55,6 +55,13 @@ async def test_fqdn_selector_identity_resolved_and_released(replicas: ReplicaFac
     assert list(resolved.dns_patterns) == ["*.world.test."]
     assert [(e.peer, e.peer_fqdn, e.protocol, e.port_lo) for e in resolved.entries] == [
         (1, "", "ANY", 53), (selector, "api.world.test.", "TCP", 80)]
+    # policy trace answers for "an address learnt for api.world.test" by the selector's label.
+    for dst, port, verdict in (("fqdn:api.world.test.", 80, "ALLOWED"),
+                               ("fqdn:api.world.test.", 443, "DENIED"),
+                               ("reserved:world", 80, "DENIED")):
+        traced = await policies.Trace(policy_pb2.TracePolicyRequest(
+            src_labels=["k8s:app=client", NS], dst_labels=[dst], dport=port, protocol="TCP"))
+        assert traced.egress.verdict == verdict, (dst, port)
     await policies.Delete(policy_pb2.DeletePolicyRequest(
         policy=policy_pb2.PolicyRef(namespace="default", name="to-api")))
     assert await eventually(lambda: _true(selector not in index.by_id))
