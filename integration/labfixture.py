@@ -22,15 +22,17 @@ def require_lab() -> None:
 
 
 @contextlib.contextmanager
-def running_lab(state_dir: Path, nodes: int = 2, clusters: int = 1) -> Iterator[Lab]:
-    """Yields a lab that is up; `BULKHEAD_STATE_DIR` points at its state while it lives."""
+def running_lab(state_dir: Path, nodes: int = 2, clusters: int = 1, world: bool = False
+                ) -> Iterator[Lab]:
+    """Yields a lab that is up (`world`: with its world namespace, integration/lab/world.py);
+    `BULKHEAD_STATE_DIR` points at its state while it lives."""
     require_lab()
     name = f"t{uuid.uuid4().hex[:6]}"
     saved = os.environ.get("BULKHEAD_STATE_DIR")
     os.environ["BULKHEAD_STATE_DIR"] = str(state_dir)
     lab = Lab(name, say=lambda _msg: None)
     try:
-        lab.up(nodes, clusters=clusters)
+        lab.up(nodes, clusters=clusters, with_world=world)
         yield lab
     finally:
         lab.down()

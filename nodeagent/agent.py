@@ -22,7 +22,13 @@ import grpc
 from bulkhead import log, tls
 from bulkhead.reserved import RESERVED_BY_ID, reserved_labels
 from bulkhead.rpcguard import guarded
-from bulkhead.v1 import agent_pb2, agent_pb2_grpc, connectivity_pb2_grpc, hostpolicy_pb2
+from bulkhead.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
+    connectivity_pb2_grpc,
+    fqdn_pb2_grpc,
+    hostpolicy_pb2,
+)
 from nodeagent import apiports, metrics
 from nodeagent.connectivityapi import ConnectivityAgentService
 from nodeagent.cpclient import ControlPlaneClient
@@ -30,9 +36,13 @@ from nodeagent.credentials import NodeCredentials
 from nodeagent.datapath import Datapath, Flow
 from nodeagent.datapath.hostfw import HostDesired
 from nodeagent.dns.listen import Listen
+from nodeagent.dns.proxy import Client, DnsProxy
 from nodeagent.dns.server import DnsServer, ensure_local_address
+from nodeagent.dns.upstream import Upstream
 from nodeagent.endpoints import EndpointTable
 from nodeagent.flowstore import FlowStore, ServiceNames
+from nodeagent.fqdn.cache import LOCAL_IDENTITY_BASE, FqdnCache
+from nodeagent.fqdn.service import FqdnService
 from nodeagent.hostpolicy import HostPolicyLoop
 from nodeagent.localapi import AgentService
 from nodeagent.manager import EndpointManager
@@ -68,6 +78,15 @@ class Settings:
     """Seconds between map-pressure reads on the datapath thread (only with metrics on)."""
     dns_listen: Listen | None = None
     """Serve cluster DNS to the node's pods on this address in the node namespace; None: off."""
+    dns_upstream: Listen | None = None
+    """The resolver names outside the cluster go to (reached from the node namespace); None:
+    they get NXDOMAIN."""
+    fqdn_min_ttl: int = 0
+    """Seconds a learnt address is kept at least (Cilium's --tofqdns-min-ttl; 0: the TTL)."""
+    fqdn_file: Path | None = None
+    """Where the FQDN cache is kept across restarts (default: the socket path, .fqdn.json)."""
+    fqdn_interval: float = 0.5
+    """Seconds between expiry checks of learnt addresses."""
     proxy_port: int = DEFAULT_PROXY_PORT
     """The L7 proxy's listener port in the node namespace; 0: no proxy (L7 allow entries are
     then left out of the maps: their traffic is denied, never let through unchecked)."""
@@ -109,6 +128,10 @@ class BpfAgent:
         self.credentials = s.credentials
         pem = s.credentials.current if s.credentials is not None else None
         self.cp = ControlPlaneClient(s.node, s.controlplane, credentials=pem)
+        self.fqdn = (FqdnCache(s.fqdn_file or s.socket.with_suffix(".fqdn.json"),
+                               s.fqdn_min_ttl) if s.dns_listen is not None else None)
+        self.reconciler.fqdn = self.fqdn
+        self.dns_upstream: Upstream | None = None
         self.manager = EndpointManager(s.node, self.dp, self.worker, self.table,
                                        self.reconciler, self.cp)
         self.testpods = TestPods(s.node, s.netns, s.underlay_ip, self.manager, self.table,
@@ -140,6 +163,10 @@ class BpfAgent:
         return cls(settings, worker, dp)
 
     def labels(self, identity: int) -> list[str]:
+        if identity >= LOCAL_IDENTITY_BASE and self.fqdn is not None:
+            learnt = self.fqdn.identity_of(identity)
+            return (["reserved:world", *(f"fqdn:{n}" for n in sorted(learnt[1]))]
+                    if learnt is not None else ["reserved:world"])
         found = self.state.identities.get(identity)
         if found is not None:
             return list(found.labels)
@@ -164,6 +191,11 @@ class BpfAgent:
             except Exception as e:  # L3/L4 still runs; L7 connections fail until it starts
                 _log.error("proxy did not start; retrying", error=str(e))
         await self.manager.preload()
+        if self.fqdn is not None:
+            # Before the subscription: the first snapshot's maps keep the learnt addresses.
+            restored = self.fqdn.load()
+            if restored:
+                _log.info("fqdn cache restored", addresses=len(restored))
         if s.dns_listen is not None:
             # Before the subscription: its first ipcache sync keeps the DNS address as host.
             await self._serve_dns(s.dns_listen)
@@ -176,6 +208,8 @@ class BpfAgent:
             asyncio.create_task(self._gc_ct(), name="ct-gc"),
             asyncio.create_task(self.host_policy.run(), name="host-policy"),
         ]
+        if self.fqdn is not None:
+            self._tasks.append(asyncio.create_task(self._expire_fqdn(), name="fqdn-expiry"))
         if self.proxy is not None:
             self._tasks.append(asyncio.create_task(self._supervise_proxy(), name="proxy"))
         if self.credentials is not None:
@@ -201,6 +235,8 @@ class BpfAgent:
         connectivity_pb2_grpc.add_ConnectivityServiceServicer_to_server(
             ConnectivityAgentService(self.node, self.testpods),
             apiports.ControlPlaneOnly(guarded(self.server)))
+        fqdn_pb2_grpc.add_FqdnServiceServicer_to_server(
+            FqdnService(self.node, self.fqdn), apiports.ControlPlaneOnly(guarded(self.server)))
         apiports.bind_unix(self.server, path)
         listen = self.settings.api_listen
         if listen:
@@ -241,10 +277,49 @@ class BpfAgent:
         netns = self.settings.netns
         added = await self.worker.run(ensure_local_address, netns, listen.ip)
         await self.worker.run(self.dp.add_host_ip, listen.ip)
-        self.dns = DnsServer(listen, lambda: self.state.services)
+        upstream = self.settings.dns_upstream
+        if upstream is not None:
+            self.dns_upstream = Upstream(upstream)
+            await self.dns_upstream.start(netns)
+        proxy = DnsProxy(listen, lambda: self.state.services, self._dns_client,
+                         self.dns_upstream, self._learn, self.flows.add_dns)
+        self.dns = DnsServer(listen, lambda: self.state.services, proxy.handle)
         await self.dns.start(netns)
         _log.info("dns serving", address=str(listen), netns=netns or "",
-                  address_added=added, transports="udp,tcp")
+                  address_added=added, transports="udp,tcp",
+                  upstream=str(upstream) if upstream else "none")
+
+    def _dns_client(self, ip: str) -> Client | None:
+        """The local endpoint a query came from, with its identity's rules.dns patterns."""
+        ep = self.table.by_ip(ip)
+        if ep is None:
+            return None
+        policy = self.state.policies.get(ep.identity)
+        return Client(f"{ep.namespace}/{ep.name}" if ep.name else ip, ep.ep_id,
+                      tuple(policy.dns_patterns) if policy is not None else ())
+
+    async def _learn(self, client: Client, name: str, ips: list[str], ttl: int) -> None:
+        """An answer's addresses into the cache, and (when that changes what toFQDNs allows)
+        into the maps, before the answer goes out."""
+        assert self.fqdn is not None
+        fresh, changed = self.fqdn.learn(client.endpoint, client.endpoint_id, name, ips, ttl)
+        if fresh or changed:
+            await self.reconciler.fqdn_update(fresh, [])
+
+    async def _expire_fqdn(self) -> None:
+        """Learnt addresses past their TTL leave the maps (new connections to them are denied
+        from then on); the cache file follows every change."""
+        assert self.fqdn is not None
+        while True:
+            await asyncio.sleep(self.settings.fqdn_interval)
+            released, expired = self.fqdn.expire()
+            if expired and self.reconciler.ready.is_set():
+                await self.reconciler.fqdn_update([], released)
+            if self.fqdn.dirty:
+                try:
+                    await asyncio.to_thread(self.fqdn.save)
+                except OSError as exc:
+                    _log.warning("fqdn cache not saved", error=str(exc))
 
     async def _refresh_pressure(self) -> None:
         """Map counts need the datapath thread; the scrape thread reads this snapshot."""
@@ -261,6 +336,11 @@ class BpfAgent:
     async def stop(self) -> None:
         if self.dns is not None:
             await self.dns.close()
+        if self.dns_upstream is not None:
+            self.dns_upstream.close()
+        if self.fqdn is not None:
+            with contextlib.suppress(OSError):
+                self.fqdn.save()
         if self.server is not None:
             await self.server.stop(grace=1.0)
         if self.metrics_server is not None:

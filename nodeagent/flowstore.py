@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from bulkhead import flowfilter
-from bulkhead.v1 import flow_pb2, types_pb2
+from bulkhead.v1 import flow_pb2, fqdn_pb2, types_pb2
 from nodeagent.datapath import Flow, Reason, Verdict
 from nodeagent.datapath.models import PROTOCOLS
 
@@ -217,6 +217,31 @@ class FlowStore:
                 headers=[flow_pb2.HttpHeader(key=h["key"], value=h["value"])
                          for h in http["headers"]]))
         return flow
+
+    def add_dns(self, raw: dict[str, Any]) -> None:
+        """One query or answer of the DNS proxy (nodeagent.dns.proxy) as a Hubble-like L7 DNS
+        flow: the pod to the node's DNS address (the host identity), the answer back."""
+        self.sequence += 1
+        client_ip, client_port = raw["client"]
+        local = self.endpoint(client_ip)
+        ep_id, local_id = local if local is not None else (0, 0)
+        client = _peer(client_ip, client_port, local_id, self.labels(local_id),
+                       self.pod(client_ip))
+        server = _peer(raw["server"][0], raw["server"][1], 1, self.labels(1), None)
+        response = raw["type"] == "response"
+        dropped = raw["verdict"] == "DROPPED"
+        flow = flow_pb2.Flow(
+            time_ns=raw["time_ns"], node=self.node, verdict=raw["verdict"],
+            drop_reason="Policy denied (DNS)" if dropped else "",
+            source=server if response else client, destination=client if response else server,
+            protocol="UDP", direction="egress", endpoint_id=ep_id,
+            sequence=self.sequence, boot_id=self.boot_id, type="L7")
+        flow.l7.type = "RESPONSE" if response else "REQUEST"
+        flow.l7.latency_ns = raw.get("latency_ns", 0)
+        flow.l7.dns.CopyFrom(fqdn_pb2.DnsFlow(
+            query=raw["query"], qtypes=raw["qtypes"], ips=raw["ips"], ttl=raw["ttl"],
+            rcode=raw["rcode"], cnames=raw["cnames"], observation_source="proxy"))
+        self._hold(_Held.ready(flow))
 
     def add_l7(self, raws: Iterable[dict[str, Any]]) -> int:
         """Holds and fans out flows the proxy recorded."""

@@ -70,6 +70,17 @@ def parser() -> argparse.ArgumentParser:
                    help="bpf: serve cluster DNS (NAME.NS.svc.cluster.local) to the node's pods "
                         "on this IPv4:PORT in the node namespace, UDP and TCP (default "
                         "%(default)s, the pods' gateway; 'none' = off)")
+    p.add_argument("--dns-upstream", default="none",
+                   help="bpf: the resolver the node uses, IPv4[:PORT] reached from the node "
+                        "namespace: names outside the cluster are forwarded there through the "
+                        "DNS proxy (rules.dns enforced, toFQDNs addresses learnt); 'none' "
+                        "(default) = they get NXDOMAIN")
+    p.add_argument("--tofqdns-min-ttl", type=int, default=0, metavar="SECONDS",
+                   help="bpf: keep learnt addresses at least this long (Cilium's flag; "
+                        "default 0 = the answer's TTL)")
+    p.add_argument("--fqdn-state-file", type=Path,
+                   help="bpf: where the FQDN cache is kept across restarts "
+                        "(default: the socket path with .fqdn.json)")
     p.add_argument("--proxy-port", type=int, default=15001,
                    help="bpf: the L7 HTTP proxy's port in the node namespace (127.0.0.1; the "
                         "proxy runs as its own process); 0 = no proxy, L7 rules then deny "
@@ -171,8 +182,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     try:
         args.dns_listen = parse_listen(args.dns_listen)
+        args.dns_upstream = parse_listen(args.dns_upstream, "--dns-upstream")
     except ValueError as exc:
         print(f"bulkhead-agent: {exc}", file=sys.stderr)
+        sys.exit(2)
+    if args.tofqdns_min_ttl < 0:
+        print(f"bulkhead-agent: --tofqdns-min-ttl must be >= 0, got {args.tofqdns_min_ttl}",
+              file=sys.stderr)
         sys.exit(2)
     if (args.join_token or args.join_token_file or args.tls_ca or args.tls_dir
             or args.join_server or args.tls) and args.insecure:
@@ -227,7 +243,8 @@ def run_bpf(args: argparse.Namespace) -> None:
         endpoints_file=args.endpoints_file,
         api_listen=None if args.api_listen in ("", "none") else args.api_listen,
         metrics_listen=args.metrics_listen or None, dns_listen=args.dns_listen,
-        proxy_port=args.proxy_port,
+        proxy_port=args.proxy_port, dns_upstream=args.dns_upstream,
+        fqdn_min_ttl=args.tofqdns_min_ttl, fqdn_file=args.fqdn_state_file,
         node_labels=nodelabels.registration_labels(args.node_labels),
         credentials=node_credentials(args))
     try:

@@ -25,6 +25,8 @@ from bulkhead.v1 import types_pb2
 from nodeagent import desired
 from nodeagent.datapath import Datapath, IpcacheEntry, PolicyEntry, ServiceFrontend
 from nodeagent.endpoints import READY, EndpointTable, LocalEndpoint
+from nodeagent.fqdn.cache import FqdnCache
+from nodeagent.fqdn.expand import expand
 from nodeagent.proxy.rules import L7Entry
 from nodeagent.proxy.supervisor import ProxySupervisor
 from nodeagent.subscription.state import ReceivedState
@@ -100,6 +102,9 @@ class Reconciler:
         """Set once the first snapshot is in the maps."""
         self._full = True
         self._changed = asyncio.Condition()
+        self.fqdn: FqdnCache | None = None
+        """What the DNS proxy learnt: its IPs join the ipcache and `toFQDNs` entries expand
+        to them (nodeagent.fqdn); None: no DNS proxy."""
         self._service_ids: dict[str, int] = {}
         """"namespace/name" -> the frontend id its map entries carry (to remove them when the
         service is gone from the received state)."""
@@ -173,8 +178,25 @@ class Reconciler:
         policy = self.state.policies.get(ep.identity)
         if policy is None:
             return None
-        return PolicyWrite(ep.ep_id, desired.policy_entries(policy, self.proxy_port),
-                           policy.ingress_enforced, policy.egress_enforced)
+        entries = desired.policy_entries(policy, self.proxy_port)
+        if self.fqdn is not None:
+            entries = expand(entries, self.state.identities, self.fqdn)
+        return PolicyWrite(ep.ep_id, entries, policy.ingress_enforced, policy.egress_enforced)
+
+    async def fqdn_update(self, fresh: Sequence[str], released: Sequence[str]) -> None:
+        """Learnt IPs appeared (`fresh`) or expired (`released`): their ipcache entries and
+        every local endpoint's policy, written before the DNS answer goes to the pod."""
+        plan = Plan(upserts=self._fqdn_ipcache(fresh),
+                    deletes=[f"{ip}/32" for ip in released],
+                    policies=self._policy_writes(self.endpoints.all()))
+        await self._run(plan, self.applied_revision)
+
+    def _fqdn_ipcache(self, ips: Sequence[str] | None = None) -> list[IpcacheEntry]:
+        if self.fqdn is None:
+            return []
+        ids = self.fqdn.ids
+        return [IpcacheEntry(f"{ip}/32", ids[ip]) for ip in (ids if ips is None else ips)
+                if ip in ids]
 
     async def apply_endpoint(self, ep: LocalEndpoint) -> None:
         """(Re)writes one endpoint's policy if it is known (after AddEndpoint plumbed it)."""
@@ -191,7 +213,11 @@ class Reconciler:
 
     # -- internals ----------------------------------------------------------------------------
     def _desired_ipcache(self) -> list[IpcacheEntry]:
-        return desired.ipcache(self.node, self.state.nodes, self.state.ipcache.values())
+        received = desired.ipcache(self.node, self.state.nodes, self.state.ipcache.values())
+        if not self.fqdn or not self.fqdn.ids:
+            return received
+        known = {e.prefix for e in received}  # a cluster address wins over a learnt one
+        return received + [e for e in self._fqdn_ipcache() if e.prefix not in known]
 
     def _frontends(self, service: types_pb2.Service) -> list[ServiceFrontend]:
         try:

@@ -50,7 +50,8 @@ class ReplicaProcess:
 def replica_process(etcd_endpoint: str, cluster: str, **overrides: Any
                     ) -> Iterator[ReplicaProcess]:
     """Starts a replica process (stopped on exit) with these Config overrides (JSON values;
-    `state_dir` as a string; `tls=True` for a TLS replica with its join port; plaintext unless told)."""
+    `state_dir` as a string; `tls=True` for a TLS replica with its join port; plaintext
+    unless told)."""
     with tempfile.TemporaryDirectory(prefix="bulkhead-replica-") as tmp:
         port_file, log = Path(tmp) / "port", Path(tmp) / "server.log"
         root = Path(__file__).resolve().parents[1]

@@ -59,7 +59,8 @@ def corrupt(keys: Keys) -> dict[str, bytes]:
         keys.policy("default", "fqdn"): json.dumps({   # well-formed, but not a valid policy
             "apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
             "metadata": {"name": "fqdn", "namespace": "default"},
-            "spec": {"endpointSelector": {}, "egress": [{"toFQDNs": [{"matchName": "x"}]}]},
+            "spec": {"endpointSelector": {},
+                     "egressDeny": [{"toFQDNs": [{"matchName": "x"}]}]},
         }).encode(),
     }
 
@@ -105,8 +106,8 @@ async def check_views(replica: Replica, bad: dict[str, bytes], endpoint: types_p
     assert "not JSON" in shown[replica.cp.keys.node("corrupt")]["reason"]
     assert shown[replica.cp.keys.node("corrupt")]["kind"] == "node"
     assert shown[replica.cp.keys.node("renamed")]["reason"].startswith("name 'other'")
-    assert "FQDN rules are not supported" in shown[replica.cp.keys.policy("default", "fqdn")][
-        "reason"]
+    assert "only egress allow rules can have toFQDNs" in shown[
+        replica.cp.keys.policy("default", "fqdn")]["reason"]
     assert status["counts"]["nodes"] == 1  # type: ignore[index]
     rc, out, err = await bulkhead(replica.address, "status")
     assert rc == 0, err

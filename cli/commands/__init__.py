@@ -5,6 +5,7 @@ from . import (
     clustermesh,
     connectivity,
     endpoint,
+    fqdn,
     identity,
     ipcache,
     node,
@@ -17,4 +18,4 @@ from . import (
 
 # `policy wait` lives in policywait.py; the policy module adds it to its verbs.
 ALL = [status, identity, node, endpoint, ipcache, observe, agent, policy, service, clustermesh,
-       connectivity, ui]
+       connectivity, fqdn, ui]

@@ -52,8 +52,8 @@ def register(sub: Any) -> None:
 def add_l7_flags(p: argparse.ArgumentParser) -> None:
     """The L7 filters, shared with `bulkhead agent flows`."""
     p.add_argument("--type", dest="flow_type", choices=flowfilter.FLOW_TYPES, type=str.lower,
-                   help="l7: HTTP requests and responses of the L7 proxy; l3-l4: datapath "
-                        "verdicts")
+                   help="l7: requests and responses of the L7 and DNS proxies; dns: DNS "
+                        "queries and answers of the DNS proxy; l3-l4: datapath verdicts")
     p.add_argument("--http-method", default="", metavar="METHOD", help="L7 flows of that method")
     p.add_argument("--http-path", default="", metavar="REGEX",
                    help="L7 flows whose URL path matches (searched, like Hubble)")
@@ -110,8 +110,12 @@ def _peer(peer: flow_pb2.FlowPeer, service: flow_pb2.FlowService | None = None) 
 
 def _l7_summary(flow: flow_pb2.Flow, headers: bool) -> str:
     """Hubble's words: `http-request DROPPED (HTTP/1.1 PUT http://h/p)`, `http-response
-    FORWARDED (HTTP/1.1 200 2ms (POST http://h/p))`."""
+    FORWARDED (HTTP/1.1 200 2ms (POST http://h/p))`; DNS as Hubble prints it:
+    `dns-request proxy FORWARDED (DNS Query api.world.test. A)`, `dns-response proxy FORWARDED
+    (DNS Answer "192.0.2.201" TTL: 30 (Proxy api.world.test. A))`."""
     l7, http = flow.l7, flow.l7.http
+    if l7.HasField("dns"):
+        return _dns_summary(flow)
     if l7.type == "RESPONSE":
         ms = l7.latency_ns // 1_000_000
         text = (f"http-response {flow.verdict} ({http.protocol} {http.code} {ms}ms "
@@ -123,6 +127,17 @@ def _l7_summary(flow: flow_pb2.Flow, headers: bool) -> str:
     if headers and http.headers:
         text += " " + " ".join(f"{h.key}:{h.value}" for h in http.headers)
     return text
+
+
+def _dns_summary(flow: flow_pb2.Flow) -> str:
+    dns = flow.l7.dns
+    qtypes = ",".join(dns.qtypes)
+    if flow.l7.type == "REQUEST":
+        return f"dns-request proxy {flow.verdict} (DNS Query {dns.query} {qtypes})"
+    answer = ",".join([*dns.ips, *dns.cnames])
+    rcode = "" if dns.rcode == "NOERROR" else f" RCode: {dns.rcode}"
+    return (f"dns-response proxy {flow.verdict} (DNS Answer \"{answer}\" TTL: {dns.ttl}"
+            f"{rcode} (Proxy {dns.query} {qtypes}))")
 
 
 def line(flow: flow_pb2.Flow, node_name: bool = False, headers: bool = False) -> str:
@@ -156,6 +171,11 @@ def _peer_json(peer: flow_pb2.FlowPeer) -> dict[str, Any]:
 
 
 def _l7_json(flow: flow_pb2.Flow, headers: bool) -> dict[str, Any]:
+    if flow.l7.HasField("dns"):
+        dns = flow.l7.dns
+        return {"type": flow.l7.type.lower(), "latency_ns": flow.l7.latency_ns,
+                "dns": {"query": dns.query, "qtypes": list(dns.qtypes), "ips": list(dns.ips),
+                        "ttl": dns.ttl, "rcode": dns.rcode, "cnames": list(dns.cnames)}}
     http = flow.l7.http
     out: dict[str, Any] = {"method": http.method, "url": http.url, "protocol": http.protocol,
                            "code": http.code}

@@ -223,18 +223,24 @@ def run_resolve(ctx: Any) -> int:
                 "port_lo": e.port_lo, "port_hi": e.port_hi, "verdict": e.verdict,
                 "origins": [_origin(o) for o in e.origins],
                 "l7": subscription_pb2.PolicyEntry.L7.Name(e.l7),
-                "http": [to_dict(r) for r in e.http]} for e in result.entries]
+                "http": [to_dict(r) for r in e.http], "peer_fqdn": e.peer_fqdn}
+               for e in result.entries]
     if ctx.json:
         emit_json({"identity": result.identity, "labels": list(result.labels),
                    "ingress_enforced": result.ingress_enforced,
                    "egress_enforced": result.egress_enforced, "revision": result.revision,
-                   "entries": entries})
+                   "entries": entries, "dns_patterns": list(result.dns_patterns)})
         return 0
     print(f"identity {result.identity} ({','.join(result.labels)}): ingress "
           f"{'enforced' if result.ingress_enforced else 'not enforced'}, egress "
           f"{'enforced' if result.egress_enforced else 'not enforced'}")
+    if result.dns_patterns:
+        print(f"DNS queries answered only for: {', '.join(result.dns_patterns)} "
+              "(rules.dns; others get REFUSED)")
     table(["DIRECTION", "VERDICT", "PEER", "PORTS", "HTTP", "FROM"],
-          [(e["direction"], e["verdict"], e["peer"] or "any", _ports(e),
+          [(e["direction"], e["verdict"],
+            f"{e['peer']} (fqdn:{e['peer_fqdn']})" if e["peer_fqdn"] else e["peer"] or "any",
+            _ports(e),
             [str(httprules.from_proto(r)) for r in entry.http],
             [f"{o['policy']} {o['rule']}" for o in e["origins"]])
            for e, entry in zip(entries, result.entries, strict=True)])

@@ -35,9 +35,10 @@ def resolution(found: Resolution) -> pb.ResolvePolicyResponse:
                                   origins=[origin(r) for r in resolved.origins.get(e, ())],
                                   l7=(subscription_pb2.PolicyEntry.HTTP if e.http
                                       else subscription_pb2.PolicyEntry.NONE),
-                                  http=[httprules.to_proto(r) for r in e.http])
+                                  http=[httprules.to_proto(r) for r in e.http],
+                                  peer_fqdn=found.peer_fqdns.get(e.peer, ""))
                  for e in resolved.entries],
-        revision=found.revision)
+        revision=found.revision, dns_patterns=list(resolved.dns))
 
 
 def http_origin(item: HttpRuleRef) -> pb.HttpRuleOrigin:

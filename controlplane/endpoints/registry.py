@@ -49,6 +49,9 @@ def _not_for_endpoints(label: str, cluster: str) -> str | None:
     if label.startswith("cidr:"):
         return (f"{label[:80]!r}: cidr labels name the identities of policies' CIDR peers, "
                 "which no endpoint can have")
+    if label.startswith("fqdn:"):
+        return (f"{label[:80]!r}: fqdn labels name the identities of policies' toFQDNs "
+                "selectors, which no endpoint can have")
     return None
 
 

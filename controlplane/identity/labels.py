@@ -53,7 +53,7 @@ class LabelFilter:
 
     def relevant(self, label: str) -> bool:
         source, _, rest = label.partition(":")
-        if source in ("reserved", "cidr"):
+        if source in ("reserved", "cidr", "fqdn"):
             return True
         key = rest.partition("=")[0]
         if key in self.keep_keys:
@@ -95,7 +95,7 @@ def check_label(label: str) -> str | None:
     if source == "reserved":
         name = rest.partition("=")[0]
         return None if name in RESERVED else f"unknown reserved label {name!r}"
-    if source == "cidr":
+    if source in ("cidr", "fqdn"):  # policy-made: a prefix, an FQDN pattern (bulkhead.fqdnmatch)
         return None
     key, eq, value = rest.partition("=")
     if not eq:

@@ -15,7 +15,9 @@ CIDR_SOURCE = "cidr"
 
 
 def cidr_label(prefix: str) -> str:
-    return f"{CIDR_SOURCE}:{prefix}"
+    """The label of a policy-made identity: `cidr:<prefix>`; a key that already is an
+    `fqdn:<pattern>` label (a `toFQDNs` selector, made and held the same way) is its own."""
+    return prefix if prefix.startswith("fqdn:") else f"{CIDR_SOURCE}:{prefix}"
 
 
 class CidrIdentities(Protocol):

@@ -79,6 +79,8 @@ class _Subject:
     requires: list[dict[LabelSelector, int]] = field(
         default_factory=lambda: [{}, {}, {}, {}])
     """requirement selectors per bucket (Rule.requirement_bucket), counted per rule"""
+    dns: dict[str, int] = field(default_factory=dict)
+    """`rules.dns` patterns of the rules selecting the subject, counted per rule"""
 
     def admits(self, state: _RuleState, labels: ParsedLabels) -> bool:
         return all(r.matches(labels) for r in self.requires[state.bucket])
@@ -250,11 +252,11 @@ class Engine:
         if not subject.l7 and not origins:  # no L7 rule: nothing to fold (the hot path)
             entries = tuple(Entry(*key) for key in sorted(subject.entries))
             return ResolvedPolicy(identity, subject.enforced[0] > 0, subject.enforced[1] > 0,
-                                  entries)
+                                  entries, dns=tuple(sorted(subject.dns)))
         refs = self._origins(identity, subject) if origins else None
         entries, found = merge(subject.entries, refs)
         return ResolvedPolicy(identity, subject.enforced[0] > 0, subject.enforced[1] > 0,
-                              entries, found)
+                              entries, found, tuple(sorted(subject.dns)))
 
     def enforcement(self, identity: int) -> tuple[bool, bool]:
         """(ingress enforced, egress enforced) of `identity`, without building its entries."""
@@ -278,6 +280,10 @@ class Engine:
         count = subject.enforced[state.direction_index]
         subject.enforced[state.direction_index] = count + sign
         if count == 0 or count + sign == 0:
+            changed.add(identity)
+        for item in state.rule.dns:
+            for pattern in item.patterns:
+                adjust(subject.dns, pattern, sign)
             changed.add(identity)
         if state.rule.requires:
             # The bucket's requirements change: its rules' peers are decided again.

@@ -18,6 +18,8 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # ("C",): at least one cidr: label.
 IndexKey = tuple[str, ...]
 HAS_CIDR: IndexKey = ("C",)
+FQDN_SOURCE = "fqdn"
+"""`fqdn:<pattern>`: the identity standing for a `toFQDNs` selector (bulkhead.fqdnmatch)."""
 
 
 def split_label(label: str) -> tuple[str, str, str]:
@@ -25,7 +27,7 @@ def split_label(label: str) -> tuple[str, str, str]:
     source, sep, rest = label.partition(":")
     if not sep:
         source, rest = "unspec", label
-    if source == "cidr":
+    if source in ("cidr", FQDN_SOURCE):
         return source, rest, ""
     key, _, value = rest.partition("=")
     return source, key, value
@@ -42,6 +44,8 @@ class ParsedLabels:
     reserved: frozenset[str] = field(repr=False)
     """names of `reserved:` labels (`host`, `world`, ...)"""
     cidrs: tuple[IPNetwork, ...] = field(repr=False)
+    fqdns: frozenset[str] = field(default=frozenset(), repr=False)
+    """patterns of `fqdn:` labels (FQDN selector identities: never endpoints, never world)"""
 
     @classmethod
     def of(cls, labels: Iterable[str]) -> ParsedLabels:
@@ -49,8 +53,12 @@ class ParsedLabels:
         by_key: dict[str, list[tuple[str, str]]] = {}
         reserved: set[str] = set()
         cidrs: list[IPNetwork] = []
+        fqdns: set[str] = set()
         for label in canonical:
             source, key, value = split_label(label)
+            if source == FQDN_SOURCE:
+                fqdns.add(key)
+                continue
             if source == "cidr":
                 try:
                     cidrs.append(ipaddress.ip_network(key, strict=False))
@@ -65,12 +73,13 @@ class ParsedLabels:
             {k: tuple(sorted(v)) for k, v in by_key.items()},
             frozenset(reserved),
             tuple(sorted(cidrs, key=lambda n: (n.version, n.network_address, n.prefixlen))),
+            frozenset(fqdns),
         )
 
     @property
     def is_endpoint(self) -> bool:
         """True for workload identities: the only ones policies select as subjects."""
-        return not self.reserved and not self.cidrs
+        return not self.reserved and not self.cidrs and not self.fqdns
 
     def index_keys(self) -> list[IndexKey]:
         keys: list[IndexKey] = []
@@ -82,6 +91,7 @@ class ParsedLabels:
                 keys.append(("L", "", key, value))
         if self.cidrs:
             keys.append(HAS_CIDR)
+        keys.extend(("F", pattern) for pattern in self.fqdns)
         return keys
 
     def __eq__(self, other: object) -> bool:

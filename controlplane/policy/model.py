@@ -142,6 +142,17 @@ class HttpPorts:
 
 
 @dataclass(frozen=True)
+class DnsPorts:
+    """One `toPorts` item of an egress allow rule with `rules.dns`: its ports (plain L3/L4
+    allows to the rule's peers) and the canonical name patterns (bulkhead.fqdnmatch) the
+    node's DNS proxy answers for the subject; every other query gets REFUSED."""
+
+    path: str
+    ports: tuple[PortRange, ...]
+    patterns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ServiceRef:
     """One `toServices` item: `k8sService` (`name`) or `k8sServiceSelector` (`selector` over
     the service's labels). `namespace` "" matches services of every namespace, as Cilium's
@@ -188,6 +199,8 @@ class Rule:
     """The first `endpoint_peers` peers came from `fromEndpoints`/`toEndpoints`: the ones
     requirements constrain (entities, CIDRs, services and the wildcard of a ports-only rule
     are not, as in Cilium)."""
+    dns: tuple[DnsPorts, ...] = ()
+    """`toPorts[].rules.dns` items (egress allow only); their ports are in `ports` too."""
     host: bool = False
     """A host policy's rule (`nodeSelector`): `subject` selects nodes by their labels and the
     rule applies to those nodes' own traffic (`reserved:host`), never to endpoints; resolved
@@ -281,6 +294,10 @@ class ResolvedPolicy:
     egress_enforced: bool = False
     entries: tuple[Entry, ...] = ()
     origins: Mapping[Entry, tuple[RuleRef, ...]] = field(default_factory=dict, compare=False)
+    dns: tuple[str, ...] = ()
+    """The DNS name patterns (`rules.dns`) of every rule selecting the identity, sorted: the
+    node's DNS proxy answers only matching queries of its endpoints (none: no DNS rule, every
+    query is answered)."""
 
     def enforced(self, direction: Direction) -> bool:
         return self.ingress_enforced if direction is Direction.INGRESS else self.egress_enforced

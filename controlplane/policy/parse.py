@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
+from bulkhead import fqdnmatch
 from bulkhead.errors import FieldViolation, shown
 from bulkhead.httprules import HeaderMatch, HttpRule, InvalidHttpRule, Mismatch, validate
 from bulkhead.labelkey import is_key as is_label_key
@@ -26,6 +28,7 @@ from controlplane.policy.labels import IPNetwork
 from controlplane.policy.model import (
     ALL_PORTS,
     Direction,
+    DnsPorts,
     HttpPorts,
     Policy,
     PolicyKey,
@@ -40,6 +43,7 @@ from controlplane.policy.selector import (
     ENTITIES,
     CidrSelector,
     EntitySelector,
+    FqdnSelector,
     LabelSelector,
     NodeSelector,
     Operator,
@@ -93,19 +97,26 @@ ICMP_TYPES: dict[str, dict[str, int]] = {
 _ICMP_FAMILY_PROTOCOL = {"IPv4": Protocol.ICMP, "IPv6": Protocol.ICMPV6}
 
 
+@dataclass(frozen=True)
+class _Dns:
+    """The parsed `rules.dns` of one `toPorts` item (canonical patterns)."""
+
+    patterns: tuple[str, ...]
+
+
 class PolicyValidationError(DocumentsError):
     """Every problem found in a policy file; `violations` name the field of each."""
 
 
 _UNSUPPORTED_FIELDS: dict[str, str] = {
-    "toFQDNs": "FQDN rules are not supported yet",
+    "toFQDNs": "only egress allow rules can have toFQDNs (as in Cilium: no FQDN deny)",
     "fromGroups": "cloud provider groups are not supported",
     "toGroups": "cloud provider groups are not supported",
     "authentication": "mutual authentication is not supported",
     "enableDefaultDeny": "enableDefaultDeny is not supported",
     "labels": "rule labels are not supported",
     "kafka": "Kafka rules are not supported (HTTP only)",
-    "dns": "DNS rules are not supported yet (HTTP only)",
+    "dns": "DNS rules are only allowed in egress allow rules (as in Cilium)",
     "l7proto": "generic L7 protocol rules are not supported (HTTP only)",
     "l7": "generic L7 protocol rules are not supported (HTTP only)",
     "secret": "secrets are not supported (there is no secret store; give the value)",
@@ -388,7 +399,8 @@ class _DocumentParser:
     def rule(self, value: Any, path: str, direction: Direction, verdict: Verdict,
              key: PolicyKey, host: bool = False
              ) -> tuple[tuple[Selector, ...], tuple[PortRange, ...], tuple[HttpPorts, ...],
-                        tuple[ServiceRef, ...], tuple[LabelSelector, ...], int] | None:
+                        tuple[ServiceRef, ...], tuple[LabelSelector, ...], int,
+                        tuple[DnsPorts, ...]] | None:
         side = "from" if direction is Direction.INGRESS else "to"
         endpoints, entities, cidr, cidr_set = (f"{side}Endpoints", f"{side}Entities",
                                                f"{side}CIDR", f"{side}CIDRSet")
@@ -397,6 +409,8 @@ class _DocumentParser:
         fields = {endpoints, entities, cidr, cidr_set, "toPorts", "icmps", requires_field}
         if direction is Direction.EGRESS:
             fields.add("toServices")
+            if verdict is Verdict.ALLOW:
+                fields.add("toFQDNs")
         if host:
             fields.add(nodes_field)
         elif isinstance(value, dict) and nodes_field in value:
@@ -451,11 +465,17 @@ class _DocumentParser:
             selector_ = self.cidr_set(item, f"{_field(path, cidr_set)}[{i}]")
             if selector_ is not None:
                 peers.append(selector_)
+        fqdns = self.fqdn_peers(rule, path)
         ports: list[PortRange] = []
         l7: list[HttpPorts] = []
+        dns: list[DnsPorts] = []
         for i, item in enumerate(self.sequence(rule.get("toPorts", []), _field(path, "toPorts"))):
-            found, http = self.port_rule(item, f"{_field(path, 'toPorts')}[{i}]", verdict)
-            if http is None:
+            found, http = self.port_rule(item, f"{_field(path, 'toPorts')}[{i}]", verdict,
+                                         direction)
+            if isinstance(http, _Dns):
+                ports.extend(found)
+                dns.append(DnsPorts(f"toPorts[{i}]", tuple(sorted(set(found))), http.patterns))
+            elif http is None:
                 ports.extend(found)
             else:
                 l7.append(HttpPorts(f"toPorts[{i}]", tuple(sorted(set(found))), http))
@@ -472,12 +492,49 @@ class _DocumentParser:
                                                "(a node declares no named ports); give numbers")
         if len(self.violations) > before:
             return None
+        if fqdns and (peers or services):
+            self.fail(_field(path, "toFQDNs"), "cannot be combined with other peers "
+                      "(toEndpoints, toEntities, toCIDR, toCIDRSet, toServices) in one rule, "
+                      "as in Cilium; define a separate rule")
+            return None
+        peers.extend(fqdns)
         if not peers and not services and (ports or l7):
             peers.append(EntitySelector("all"))
         if (peers or services) and not ports and not l7:
             ports.append(ALL_PORTS)
         return (tuple(dict.fromkeys(peers)), tuple(sorted(set(ports))), tuple(l7),
-                tuple(dict.fromkeys(services)), tuple(dict.fromkeys(requires)), endpoint_peers)
+                tuple(dict.fromkeys(services)), tuple(dict.fromkeys(requires)), endpoint_peers,
+                tuple(dns))
+
+    def fqdn_peers(self, rule: dict[str, Any], path: str) -> list[Selector]:
+        """`toFQDNs`: one selector per item (matchName or matchPattern)."""
+        found: list[Selector] = []
+        fqdn_path = _field(path, "toFQDNs")
+        for i, item in enumerate(self.sequence(rule.get("toFQDNs", []), fqdn_path)):
+            pattern = self.fqdn_selector(item, f"{fqdn_path}[{i}]")
+            if pattern is not None:
+                found.append(FqdnSelector(pattern))
+        return found
+
+    def fqdn_selector(self, value: Any, path: str) -> str | None:
+        """One FQDNSelector (toFQDNs, rules.dns): exactly one of matchName, matchPattern; the
+        canonical pattern (bulkhead.fqdnmatch)."""
+        item = self.mapping(value, path, {"matchName", "matchPattern"})
+        if item is None:
+            return None
+        if len(item) != 1:
+            self.fail(path, "must set exactly one of matchName, matchPattern")
+            return None
+        (name, raw), = item.items()
+        text = self.string(raw, _field(path, name))
+        if text is None:
+            return None
+        check = fqdnmatch.name_problem if name == "matchName" else fqdnmatch.pattern_problem
+        problem = check(text)
+        if problem is not None:
+            self.fail(_field(path, name), f"{shown(text)} {problem}")
+            return None
+        return fqdnmatch.canonical(text)
 
     def host_rule_fields(self, rule: dict[str, Any], path: str, side: str) -> bool:
         """What a host policy's rule may not have (Cilium refuses L7 rules on the host; node
@@ -669,9 +726,11 @@ class _DocumentParser:
             return None
         return CidrSelector(network, tuple(sorted(set(excepts), key=_network_order)))
 
-    def port_rule(self, value: Any, path: str, verdict: Verdict
-                  ) -> tuple[list[PortRange], tuple[HttpRule, ...] | None]:
-        """The ports of one `toPorts` item and its HTTP rules (None: a plain L4 item)."""
+    def port_rule(self, value: Any, path: str, verdict: Verdict,
+                  direction: Direction = Direction.INGRESS,
+                  ) -> tuple[list[PortRange], tuple[HttpRule, ...] | _Dns | None]:
+        """The ports of one `toPorts` item and its HTTP or DNS rules (None: a plain L4
+        item)."""
         allowed = {"ports", "rules"} if verdict is Verdict.ALLOW else {"ports"}
         if verdict is Verdict.DENY and isinstance(value, dict) and "rules" in value:
             self.fail(_field(path, "rules"), "deny rules cannot carry L7 rules (as in Cilium; "
@@ -680,7 +739,9 @@ class _DocumentParser:
         item = self.mapping(value, path, allowed)
         if item is None:
             return [], None
-        http = self.l7_rules(item["rules"], _field(path, "rules")) if "rules" in item else None
+        http = (self.l7_rules(item["rules"], _field(path, "rules"),
+                              dns=direction is Direction.EGRESS)
+                if "rules" in item else None)
         if "ports" not in item:
             self.fail(_field(path, "ports"), "is required")
             return [], http
@@ -694,6 +755,12 @@ class _DocumentParser:
             if port is None:
                 continue
             found.append(port)
+            if isinstance(http, _Dns):
+                # Cilium: DNS rules need a port (the proxy listens for that port's traffic).
+                if port.port_lo == 0 and not port.name:
+                    self.fail(_field(f"{ports_path}[{i}]", "port"),
+                              "is required with DNS rules")
+                continue
             if http is None:
                 continue
             # Cilium's PortRule sanitize: L7 rules other than DNS need TCP and a port.
@@ -704,14 +771,20 @@ class _DocumentParser:
                 self.fail(_field(f"{ports_path}[{i}]", "port"), "is required with L7 rules")
         return found, http
 
-    def l7_rules(self, value: Any, path: str) -> tuple[HttpRule, ...] | None:
-        """`rules`: only `http` (Cilium's other L7 kinds are refused by name); `rules: {}` is
-        no L7 rule at all, as in Cilium."""
-        rules = self.mapping(value, path, {"http"})
+    def l7_rules(self, value: Any, path: str, dns: bool = False
+                 ) -> tuple[HttpRule, ...] | _Dns | None:
+        """`rules`: `http`, or (egress, `dns`) `dns` (Cilium's other L7 kinds are refused by
+        name); `rules: {}` is no L7 rule at all, as in Cilium."""
+        rules = self.mapping(value, path, {"http", "dns"} if dns else {"http"})
         if rules is None:
             if not isinstance(value, dict) or "http" not in value:
                 return None
             rules = value  # the refused kinds are reported; keep checking `http`
+        if "dns" in rules and dns:
+            if "http" in rules:
+                self.fail(path, "can hold one kind of L7 rule (http or dns), not both")
+                return None
+            return self.dns_rules(rules["dns"], _field(path, "dns"))
         if "http" not in rules:
             return None
         http_path = _field(path, "http")
@@ -735,6 +808,19 @@ class _DocumentParser:
         if len(self.violations) > before:
             return None
         return tuple(http)
+
+    def dns_rules(self, value: Any, path: str) -> _Dns | None:
+        """`rules.dns`: name patterns the DNS proxy answers (`[]` is refused: it would
+        refuse every query, which Cilium spells differently)."""
+        items = self.sequence(value, path)
+        if isinstance(value, list) and not value:
+            self.fail(path, "must not be empty (matchPattern: \"*\" allows every query)")
+            return None
+        before = len(self.violations)
+        patterns = [self.fqdn_selector(item, f"{path}[{i}]") for i, item in enumerate(items)]
+        if len(self.violations) > before:
+            return None
+        return _Dns(tuple(sorted({p for p in patterns if p is not None})))
 
     def http_rule(self, value: Any, path: str) -> HttpRule | None:
         item = self.mapping(value, path, {"method", "path", "host", "headers", "headerMatches"})

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
+from bulkhead import fqdnmatch
 from controlplane.policy.cidr import CidrIdentities, InMemoryCidrIdentities, cidr_label
 from controlplane.policy.engine import Engine
 from controlplane.policy.labels import ParsedLabels
@@ -26,7 +27,7 @@ from controlplane.policy.model import (
     Rule,
     reserved_identities,
 )
-from controlplane.policy.selector import CidrSelector
+from controlplane.policy.selector import CidrSelector, FqdnSelector
 
 DEFAULT_POLICY_MAP_MAX = 16384
 
@@ -263,12 +264,15 @@ class PolicyRepository:
 
 
 def cidr_prefixes(policy: Policy) -> list[str]:
-    """The distinct prefixes that need a CIDR identity for `policy`."""
+    """The distinct prefixes that need a CIDR identity for `policy`, and its `toFQDNs`
+    selectors as `fqdn:<pattern>` keys (an identity each, allocated and held the same way)."""
     found: dict[str, None] = {}
     for rule in policy.rules:
         for peer in rule.peers:
             if isinstance(peer, CidrSelector):
                 found.update((str(p), None) for p in peer.prefixes())
+            elif isinstance(peer, FqdnSelector):
+                found[fqdnmatch.label(peer.pattern)] = None
     return list(found)
 
 

@@ -219,7 +219,30 @@ class NodeSelector:
         return f"nodes:{self.selector}"
 
 
-Selector = LabelSelector | EntitySelector | CidrSelector | NodeSelector
+@dataclass(frozen=True)
+class FqdnSelector:
+    """A `toFQDNs` item (matchName or matchPattern, canonical: bulkhead.fqdnmatch). It selects
+    the one identity labelled `fqdn:<pattern>`, which the policy store allocates like a CIDR
+    identity; each agent turns that identity's entries into entries for the addresses its DNS
+    proxy learnt for matching names (nodeagent/fqdn), so the control plane never sees them."""
+
+    pattern: str
+
+    @property
+    def is_wildcard(self) -> bool:
+        return False
+
+    def matches(self, labels: ParsedLabels) -> bool:
+        return self.pattern in labels.fqdns
+
+    def anchor_options(self) -> list[tuple[IndexKey, ...]]:
+        return [(("F", self.pattern),)]
+
+    def __str__(self) -> str:
+        return f"fqdn:{self.pattern}"
+
+
+Selector = LabelSelector | EntitySelector | CidrSelector | NodeSelector | FqdnSelector
 
 
 def parse_network(text: str) -> IPNetwork:

@@ -9,10 +9,10 @@ references are deleted in the same transaction that deletes the policy or stops 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
-from bulkhead import log
+from bulkhead import fqdnmatch, log
 from bulkhead.errors import (
     Conflict,
     Exhausted,
@@ -132,6 +132,8 @@ class Resolution:
     labels: tuple[str, ...]
     resolved: ResolvedPolicy
     revision: int
+    peer_fqdns: Mapping[int, str] = field(default_factory=dict)
+    """peer identity -> the toFQDNs pattern it stands for (`fqdn:` identities only)"""
 
 
 @dataclass(frozen=True)
@@ -297,8 +299,14 @@ class PolicyStore:
 
     def resolve(self, identity: int) -> Resolution:
         labels = self.allocator.get(identity).labels   # NOT_FOUND if there is no such identity
-        return Resolution(identity, labels, self.resolver.resolved(identity, origins=True),
-                          self.resolver.revision)
+        resolved = self.resolver.resolved(identity, origins=True)
+        fqdns = {}
+        for peer in {e.peer for e in resolved.entries if e.peer}:
+            found = [p for label in self.allocator.index.labels_of(peer) or ()
+                     if (p := fqdnmatch.pattern_of(label)) is not None]
+            if found:
+                fqdns[peer] = found[0]
+        return Resolution(identity, labels, resolved, self.resolver.revision, fqdns)
 
     def trace(self, src: list[str], dst: list[str], dport: int, protocol: str,
               http: tuple[str, str, str, list[str]] = ("", "", "", []),

@@ -44,6 +44,8 @@ class ResolvedView:
     ingress_enforced: bool
     egress_enforced: bool
     entries: tuple[PolicyEntryView, ...]
+    dns: tuple[str, ...] = ()
+    """`rules.dns` patterns (ResolvedPolicy.dns)"""
 
 
 class Classifier:
@@ -103,7 +105,8 @@ _VERDICT = {"allow": pb.PolicyEntry.ALLOW, "deny": pb.PolicyEntry.DENY}
 def policy_change(identity: int, view: ResolvedView) -> pb.Change:
     return pb.Change(policy=pb.IdentityPolicy(
         identity=identity, ingress_enforced=view.ingress_enforced,
-        egress_enforced=view.egress_enforced, entries=policy_entries(view.entries)))
+        egress_enforced=view.egress_enforced, entries=policy_entries(view.entries),
+        dns_patterns=list(view.dns)))
 
 
 def policy_entries(entries: Iterable[PolicyEntryView]) -> list[pb.PolicyEntry]:

@@ -26,4 +26,4 @@ class EnginePolicySource:
     def entries_for(self, identity: int) -> ResolvedView:
         resolved = self.engine.resolved(identity)
         return ResolvedView(bool(resolved.ingress_enforced), bool(resolved.egress_enforced),
-                            tuple(resolved.entries))
+                            tuple(resolved.entries), tuple(getattr(resolved, "dns", ())))

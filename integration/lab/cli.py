@@ -34,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="clusters c1..cN (ids 1..N), each with its own etcd and control "
                          "plane and --nodes nodes, connected both ways (default 1: one "
                          "cluster as before)")
+    up.add_argument("--world", action="store_true",
+                    help="also a world namespace on the underlay: a DNS server (the agents' "
+                         "--dns-upstream) for api.world.test, other.world.test and "
+                         "www.world.test, and web servers behind them (FQDN policies)")
     up.set_defaults(run=cmd_up)
     sub.add_parser("down", help="remove every namespace, pin and process of the lab"
                    ).set_defaults(run=cmd_down)
@@ -76,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_up(lab: Lab, args: argparse.Namespace) -> int:
-    state = lab.up(args.nodes, args.datapath, args.clusters)
+    state = lab.up(args.nodes, args.datapath, args.clusters, with_world=args.world)
     for cluster in state.clusters.values():
         print(f"cluster {cluster.name} (id {cluster.id}): control plane {cluster.server}, "
               f"etcd {cluster.etcd}  (`bulkhead --server {cluster.server} clustermesh status`)")

@@ -19,11 +19,11 @@ from pathlib import Path
 import grpc
 
 from bulkhead.defaults import SERVER_FILE
-from bulkhead.v1 import agent_pb2, agent_pb2_grpc, types_pb2
+from bulkhead.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc, types_pb2
 from controlplane.store.embedded import free_port
 from nodeagent.pods.labels import pod_labels
 
-from . import credentials, dnsconf, multicluster, netns, processes
+from . import credentials, dnsconf, multicluster, netns, processes, world
 from .state import LabState, NodeState, PodState, labs_dir
 
 UNDERLAY = ipaddress.IPv4Network("192.0.2.0/24")  # TEST-NET-1, only inside lab namespaces
@@ -52,7 +52,8 @@ class Lab:
             raise LabError(f"lab {self.name!r} is not up; run `bulkhead-lab up`")
         return state
 
-    def up(self, nodes: int, datapath: str = "bpf", clusters: int = 1) -> LabState:
+    def up(self, nodes: int, datapath: str = "bpf", clusters: int = 1,
+           with_world: bool = False) -> LabState:
         if not 1 <= nodes <= 50:
             raise LabError("--nodes must be 1-50")
         if not 1 <= clusters <= multicluster.MAX_CLUSTERS:
@@ -85,12 +86,16 @@ class Lab:
                                                       str(UNDERLAY[i]))
             state.nodes[name] = node
             self.attach(state, node, i)
+        if with_world:
+            self._world_up(state)
         if datapath == "none":
             self._plain_routing(state)
         else:
             self._start_controlplane(state)
             for node in state.nodes.values():
                 self._start_agent(state, node)
+        if state.world_pids:
+            world.routes(state, self._pod_cidrs(state))
         state.save()
         self.say(f"lab {self.name!r} is up: {len(state.nodes)} nodes, datapath {datapath}")
         return state
@@ -113,6 +118,8 @@ class Lab:
         state = LabState.load(self.name)
         prefix = state.prefix if state else f"bhl-{self.name}-"
         if state is not None:
+            for pid in state.world_pids:
+                processes.stop(pid)
             for pod in state.pods.values():
                 processes.stop(pod.server_pid)
             for node in state.nodes.values():
@@ -167,12 +174,14 @@ class Lab:
         self.say(f"agent for {label}")
         log = state.directory / f"agent-{label}.log"
         node.metrics = f"127.0.0.1:{free_port()}"
+        upstream = ["--dns-upstream", world.DNS_IP] if state.world_pids else []
         node.agent_pid = processes.start(
             [_bin("bulkhead-agent"), "--node", node.name,
              "--controlplane", multicluster.server_of(state, node),
              "--underlay-ip", node.underlay_ip, "--datapath", "bpf", "--netns", node.netns,
              "--socket", node.socket, "--bpf-pin-root", multicluster.pin_root_of(state, node),
-             "--metrics-listen", node.metrics, *credentials.agent_flags(state, node)], log)
+             "--metrics-listen", node.metrics, *upstream, *credentials.agent_flags(state, node)],
+            log)
         state.save()
         self._wait(lambda: self._agent_connected(node), 90, f"agent {node.name} to connect",
                    log, node.agent_pid)
@@ -201,6 +210,35 @@ class Lab:
 
     def agent(self, node: NodeState) -> agent_pb2_grpc.AgentServiceStub:
         return agent_pb2_grpc.AgentServiceStub(grpc.insecure_channel(f"unix:{node.socket}"))
+
+    # -- the world (FQDN policies: integration/lab/world.py) ------------------------------
+
+    def _world_up(self, state: LabState) -> None:
+        if state.world_pids and all(processes.alive(p) for p in state.world_pids):
+            return
+        for pid in state.world_pids:
+            processes.stop(pid)
+        self.say(f"world: DNS {world.DNS_IP}, " + ", ".join(
+            f"{name} {ip}" for name, ip in world.NAMES.items()))
+        state.world_pids = world.up(state)
+        state.save()
+
+    def _pod_cidrs(self, state: LabState) -> dict[str, str]:
+        if state.datapath == "none":
+            return {n.name: n.pod_cidr for n in state.nodes.values()}
+        with grpc.insecure_channel(state.controlplane) as channel:
+            nodes = admin_pb2_grpc.AdminServiceStub(channel).ListNodes(
+                admin_pb2.ListNodesRequest(), timeout=10).nodes
+        return {n.name: n.pod_cidr for n in nodes}
+
+    def restart_agent(self, node_name: str) -> None:
+        """Stops a node's agent and starts it again (its pinned maps and state files stay)."""
+        state = self.state()
+        node = state.nodes[node_name]
+        processes.stop(node.agent_pid)
+        node.agent_pid = 0
+        self._start_agent(state, node)
+        state.save()
 
     # -- plain routing (datapath none) ---------------------------------------------------
 

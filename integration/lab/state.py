@@ -71,6 +71,7 @@ class LabState:
     nodes: dict[str, NodeState] = field(default_factory=dict)
     pods: dict[str, PodState] = field(default_factory=dict)
     clusters: dict[str, ClusterState] = field(default_factory=dict)
+    world_pids: list[int] = field(default_factory=list)  # `up --world`: its servers (world.py)
 
     @property
     def directory(self) -> Path:

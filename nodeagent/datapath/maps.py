@@ -150,7 +150,10 @@ class IpcacheMap:
             if tunnel is None:
                 tunnel = int.from_bytes(socket.inet_aton(str(e.tunnel_endpoint)), "big")
                 tunnels[e.tunnel_endpoint] = tunnel
-            if not 0 <= e.identity < 1 << 24:
+            # Bit 24: a node-local identity (an address the DNS proxy learnt, nodeagent.fqdn),
+            # never carried in a VNI, so never behind a tunnel.
+            if not (0 <= e.identity < 1 << 24
+                    or (e.identity < 1 << 25 and e.tunnel_endpoint is None)):
                 raise ValueError(f"identity {e.identity} does not fit 24 bits")
             desired[self.encode_key(e.prefix)] = pack_val(e.identity, tunnel)
         return desired

@@ -64,7 +64,9 @@ def entry_keys(ep_id: int, entry: PolicyEntry) -> Iterator[tuple[bytes, bytes]]:
         raise ValueError(f"bad proxy port {entry.proxy_port}")
     value = POLICY_VAL.pack(kind, entry.proxy_port)
     direction = Direction(entry.direction)
-    if not 0 <= entry.peer < 1 << 24:
+    # Bit 24: a node-local identity (nodeagent.fqdn); an L7 redirect carries the peer in
+    # the 24 upper bits of the packet mark, so those cannot redirect.
+    if not (0 <= entry.peer < 1 << 24 or (entry.peer < 1 << 25 and not entry.proxy_port)):
         raise ValueError(f"identity {entry.peer} does not fit 24 bits")
     lo, hi = entry.port_lo, entry.port_hi
     if entry.protocol in ICMP_PROTOCOLS:

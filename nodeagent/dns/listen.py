@@ -19,7 +19,7 @@ class Listen:
         return f"{self.ip}:{self.port}"
 
 
-def parse_listen(value: str) -> Listen | None:
+def parse_listen(value: str, flag: str = "--dns-listen") -> Listen | None:
     """IPv4:PORT (or IPv4 alone, port 53); 'none' or '' -> None (off)."""
     value = value.strip()
     if value in ("", "none"):
@@ -31,7 +31,7 @@ def parse_listen(value: str) -> Listen | None:
         ip = str(ipaddress.IPv4Address(host))
         number = int(port)
     except ValueError:
-        raise ValueError(f"--dns-listen must be IPv4:PORT or 'none', got {value!r}") from None
+        raise ValueError(f"{flag} must be IPv4:PORT or 'none', got {value!r}") from None
     if not 0 < number < 65536:
-        raise ValueError(f"--dns-listen port must be 1-65535, got {number}")
+        raise ValueError(f"{flag} port must be 1-65535, got {number}")
     return Listen(ip, number)

@@ -18,13 +18,13 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import cast
 
 from bulkhead import log
 from bulkhead.v1 import types_pb2
 from nodeagent.datapath import netlink
-from nodeagent.dns.answer import respond
+from nodeagent.dns.answer import UDP_MAX, respond
 from nodeagent.dns.listen import Listen
 
 _log = log.get(__name__)
@@ -34,6 +34,8 @@ TCP_IDLE = 10.0
 """Seconds a TCP client may stay silent before its connection is closed."""
 
 Services = Callable[[], Mapping[str, types_pb2.Service]]
+Handler = Callable[[bytes, tuple[str, int], int], Awaitable[bytes | None]]
+"""(query, client address, reply size limit) -> reply: the DNS proxy (nodeagent.dns.proxy)."""
 
 
 def ensure_local_address(netns: str | None, ip: str) -> bool:
@@ -98,15 +100,22 @@ def open_sockets(netns: str | None, listen: Listen) -> tuple[socket.socket, sock
 
 
 class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, handler: Handler | None = None) -> None:
         self.services = services
+        self.handler = handler
         self.transport: asyncio.DatagramTransport | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # The selector loop's datagram transport does not subclass DatagramTransport.
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.handler is not None:
+            task = asyncio.ensure_future(self._proxied(data, addr))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
         try:
             reply = respond(data, self.services())
         except Exception as exc:  # one bad query must not stop the server
@@ -115,13 +124,26 @@ class _Udp(asyncio.DatagramProtocol):
         if reply is not None and self.transport is not None:
             self.transport.sendto(reply, addr)
 
+    async def _proxied(self, data: bytes, addr: tuple[str, int]) -> None:
+        assert self.handler is not None
+        try:
+            reply = await self.handler(data, addr, UDP_MAX)
+        except Exception as exc:  # one bad query must not stop the server
+            _log.warning("dns query failed", client=addr[0], error=repr(exc))
+            return
+        if reply is not None and self.transport is not None:
+            self.transport.sendto(reply, addr)
+
 
 class DnsServer:
-    """Serves until `close()`; `services` is read on every query (the agent's live dict)."""
+    """Serves until `close()`; `services` is read on every query (the agent's live dict).
+    With a `handler` (the DNS proxy) every query goes through it instead."""
 
-    def __init__(self, listen: Listen, services: Services) -> None:
+    def __init__(self, listen: Listen, services: Services,
+                 handler: Handler | None = None) -> None:
         self.listen = listen
         self.services = services
+        self.handler = handler
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
 
@@ -136,7 +158,7 @@ class DnsServer:
         loop = asyncio.get_running_loop()
         try:
             self._udp, _ = await loop.create_datagram_endpoint(
-                lambda: _Udp(self.services), sock=udp)
+                lambda: _Udp(self.services, self.handler), sock=udp)
             self._tcp = await asyncio.start_server(self._serve_tcp, sock=tcp)
         except BaseException:
             udp.close()
@@ -151,7 +173,11 @@ class DnsServer:
                 size = struct.unpack("!H", await asyncio.wait_for(
                     reader.readexactly(2), TCP_IDLE))[0]
                 data = await asyncio.wait_for(reader.readexactly(size), TCP_IDLE)
-                reply = respond(data, self.services(), max_size=65535)
+                if self.handler is not None:
+                    peer = writer.get_extra_info("peername") or ("", 0)
+                    reply = await self.handler(data, (peer[0], peer[1]), 65535)
+                else:
+                    reply = respond(data, self.services(), max_size=65535)
                 if reply is None:
                     break
                 writer.write(struct.pack("!H", len(reply)) + reply)

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from bulkhead import labelmatch
 from bulkhead.v1 import flow_pb2
 
-FLOW_TYPES = ("l7", "l3-l4")
+FLOW_TYPES = ("l7", "l3-l4", "dns")
 _STATUS = re.compile(r"^(\d{3}|[1-5]\+)$")
 
 
@@ -26,7 +26,12 @@ def check_http_status(value: str) -> bool:
 
 
 def _type_matches(wanted: str, flow: flow_pb2.Flow) -> bool:
-    return (flow.type == "L7") == (wanted.lower() == "l7")
+    """l7: every flow of a proxy (HTTP and DNS, as Hubble's `--type l7`); dns: the DNS
+    proxy's; l3-l4: the datapath's."""
+    wanted = wanted.lower()
+    if wanted == "dns":
+        return flow.type == "L7" and flow.l7.HasField("dns")
+    return (flow.type == "L7") == (wanted == "l7")
 
 
 def _status_matches(wanted: str, code: int) -> bool:

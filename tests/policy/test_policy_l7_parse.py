@@ -113,9 +113,9 @@ def test_the_demo_policy_parses() -> None:
     ("  ingress:\n  - toPorts:\n    - ports: [{port: '9092', protocol: TCP}]\n"
      "      rules: {kafka: [{topic: deathstar-plans}]}",
      "spec.ingress[0].toPorts[0].rules.kafka", "Kafka"),
-    ("  egress:\n  - toPorts:\n    - ports: [{port: '53', protocol: ANY}]\n"
+    ("  ingress:\n  - toPorts:\n    - ports: [{port: '53', protocol: ANY}]\n"
      "      rules: {dns: [{matchPattern: '*'}]}",
-     "spec.egress[0].toPorts[0].rules.dns", "DNS"),
+     "spec.ingress[0].toPorts[0].rules.dns", "DNS rules are only allowed in egress"),
     ("  ingress:\n  - toPorts:\n    - ports: [{port: '80', protocol: TCP}]\n"
      "      rules: {l7proto: envoy.filters.x, l7: [{a: b}]}",
      "spec.ingress[0].toPorts[0].rules.l7proto", "generic L7"),

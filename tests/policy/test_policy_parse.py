@@ -45,7 +45,7 @@ spec:
   - fromEndpoints: [{matchExpressions: [{key: a, operator: Near, values: [x]}]}]
     toPorts: [{ports: [{port: HTTP}]}]
   egress:
-  - toFQDNs: [{matchName: example.com}]
+  - toFQDNs: [{matchName: "example com"}]
   - toCIDR: [not-an-ip]
     toEntities: [galaxy]
 """)
@@ -55,7 +55,7 @@ spec:
         "spec.endpointSelector.matchLabels.org",
         "spec.ingress[0].fromEndpoints[0].matchExpressions[0].operator",
         "spec.ingress[0].toPorts[0].ports[0].port",
-        "spec.egress[0].toFQDNs",
+        "spec.egress[0].toFQDNs[0].matchName",
         "spec.egress[1].toCIDR[0]",
         "spec.egress[1].toEntities[0]",
     }
@@ -63,7 +63,7 @@ spec:
     assert found["spec.endpointSelector.matchLabels.org"] == "must be a string, not an integer"
     assert "neither a port number nor a port name" in \
         found["spec.ingress[0].toPorts[0].ports[0].port"]
-    assert "FQDN" in found["spec.egress[0].toFQDNs"]
+    assert "letters, digits" in found["spec.egress[0].toFQDNs[0].matchName"]
     assert "unknown entity 'galaxy'" in found["spec.egress[1].toEntities[0]"]
 
 

@@ -33,8 +33,9 @@ from controlplane.api.authz import TABLE
 from controlplane.pki import certs
 from tests.security.tlsfixtures import TlsReplica, TlsReplicaFactory
 
-AGENT_OWN = {"bulkhead.v1.AgentService"}
-"""The agent's own API (served by the agent, not the control plane: item 5)."""
+AGENT_OWN = {"bulkhead.v1.AgentService", "bulkhead.v1.FqdnService"}
+"""The agent's own API (served by the agent, not the control plane: item 5; FqdnService is
+the agent's FQDN cache, issue 16)."""
 
 
 def served_methods() -> set[str]:

@@ -1,3 +1,4 @@
+from bulkhead.v1 import fqdn_pb2 as _fqdn_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -67,14 +68,16 @@ class Flow(_message.Message):
     def __init__(self, time_ns: _Optional[int] = ..., node: _Optional[str] = ..., verdict: _Optional[str] = ..., drop_reason: _Optional[str] = ..., source: _Optional[_Union[FlowPeer, _Mapping]] = ..., destination: _Optional[_Union[FlowPeer, _Mapping]] = ..., protocol: _Optional[str] = ..., tcp_flags: _Optional[_Iterable[str]] = ..., direction: _Optional[str] = ..., endpoint_id: _Optional[int] = ..., sequence: _Optional[int] = ..., boot_id: _Optional[str] = ..., destination_service: _Optional[_Union[FlowService, _Mapping]] = ..., policy_match: _Optional[bool] = ..., type: _Optional[str] = ..., l7: _Optional[_Union[L7Flow, _Mapping]] = ...) -> None: ...
 
 class L7Flow(_message.Message):
-    __slots__ = ("type", "latency_ns", "http")
+    __slots__ = ("type", "latency_ns", "http", "dns")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     LATENCY_NS_FIELD_NUMBER: _ClassVar[int]
     HTTP_FIELD_NUMBER: _ClassVar[int]
+    DNS_FIELD_NUMBER: _ClassVar[int]
     type: str
     latency_ns: int
     http: HttpFlow
-    def __init__(self, type: _Optional[str] = ..., latency_ns: _Optional[int] = ..., http: _Optional[_Union[HttpFlow, _Mapping]] = ...) -> None: ...
+    dns: _fqdn_pb2.DnsFlow
+    def __init__(self, type: _Optional[str] = ..., latency_ns: _Optional[int] = ..., http: _Optional[_Union[HttpFlow, _Mapping]] = ..., dns: _Optional[_Union[_fqdn_pb2.DnsFlow, _Mapping]] = ...) -> None: ...
 
 class HttpFlow(_message.Message):
     __slots__ = ("code", "method", "url", "protocol", "headers")

@@ -112,7 +112,7 @@ class RuleOrigin(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., namespace: _Optional[str] = ..., name: _Optional[str] = ..., rule: _Optional[str] = ...) -> None: ...
 
 class ResolvedEntry(_message.Message):
-    __slots__ = ("direction", "peer", "protocol", "port_lo", "port_hi", "verdict", "origins", "l7", "http")
+    __slots__ = ("direction", "peer", "protocol", "port_lo", "port_hi", "verdict", "origins", "l7", "http", "peer_fqdn")
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
     PEER_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +122,7 @@ class ResolvedEntry(_message.Message):
     ORIGINS_FIELD_NUMBER: _ClassVar[int]
     L7_FIELD_NUMBER: _ClassVar[int]
     HTTP_FIELD_NUMBER: _ClassVar[int]
+    PEER_FQDN_FIELD_NUMBER: _ClassVar[int]
     direction: str
     peer: int
     protocol: str
@@ -131,23 +132,26 @@ class ResolvedEntry(_message.Message):
     origins: _containers.RepeatedCompositeFieldContainer[RuleOrigin]
     l7: _subscription_pb2.PolicyEntry.L7
     http: _containers.RepeatedCompositeFieldContainer[_subscription_pb2.HttpRule]
-    def __init__(self, direction: _Optional[str] = ..., peer: _Optional[int] = ..., protocol: _Optional[str] = ..., port_lo: _Optional[int] = ..., port_hi: _Optional[int] = ..., verdict: _Optional[str] = ..., origins: _Optional[_Iterable[_Union[RuleOrigin, _Mapping]]] = ..., l7: _Optional[_Union[_subscription_pb2.PolicyEntry.L7, str]] = ..., http: _Optional[_Iterable[_Union[_subscription_pb2.HttpRule, _Mapping]]] = ...) -> None: ...
+    peer_fqdn: str
+    def __init__(self, direction: _Optional[str] = ..., peer: _Optional[int] = ..., protocol: _Optional[str] = ..., port_lo: _Optional[int] = ..., port_hi: _Optional[int] = ..., verdict: _Optional[str] = ..., origins: _Optional[_Iterable[_Union[RuleOrigin, _Mapping]]] = ..., l7: _Optional[_Union[_subscription_pb2.PolicyEntry.L7, str]] = ..., http: _Optional[_Iterable[_Union[_subscription_pb2.HttpRule, _Mapping]]] = ..., peer_fqdn: _Optional[str] = ...) -> None: ...
 
 class ResolvePolicyResponse(_message.Message):
-    __slots__ = ("identity", "labels", "ingress_enforced", "egress_enforced", "entries", "revision")
+    __slots__ = ("identity", "labels", "ingress_enforced", "egress_enforced", "entries", "revision", "dns_patterns")
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     INGRESS_ENFORCED_FIELD_NUMBER: _ClassVar[int]
     EGRESS_ENFORCED_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    DNS_PATTERNS_FIELD_NUMBER: _ClassVar[int]
     identity: int
     labels: _containers.RepeatedScalarFieldContainer[str]
     ingress_enforced: bool
     egress_enforced: bool
     entries: _containers.RepeatedCompositeFieldContainer[ResolvedEntry]
     revision: int
-    def __init__(self, identity: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., ingress_enforced: _Optional[bool] = ..., egress_enforced: _Optional[bool] = ..., entries: _Optional[_Iterable[_Union[ResolvedEntry, _Mapping]]] = ..., revision: _Optional[int] = ...) -> None: ...
+    dns_patterns: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, identity: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., ingress_enforced: _Optional[bool] = ..., egress_enforced: _Optional[bool] = ..., entries: _Optional[_Iterable[_Union[ResolvedEntry, _Mapping]]] = ..., revision: _Optional[int] = ..., dns_patterns: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TracePolicyRequest(_message.Message):
     __slots__ = ("src_labels", "dst_labels", "dport", "protocol", "http_method", "http_path", "http_host", "http_headers")

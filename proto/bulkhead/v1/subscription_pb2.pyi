@@ -113,16 +113,18 @@ class HttpHeaderMatch(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ..., mismatch: _Optional[str] = ...) -> None: ...
 
 class IdentityPolicy(_message.Message):
-    __slots__ = ("identity", "ingress_enforced", "egress_enforced", "entries")
+    __slots__ = ("identity", "ingress_enforced", "egress_enforced", "entries", "dns_patterns")
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     INGRESS_ENFORCED_FIELD_NUMBER: _ClassVar[int]
     EGRESS_ENFORCED_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    DNS_PATTERNS_FIELD_NUMBER: _ClassVar[int]
     identity: int
     ingress_enforced: bool
     egress_enforced: bool
     entries: _containers.RepeatedCompositeFieldContainer[PolicyEntry]
-    def __init__(self, identity: _Optional[int] = ..., ingress_enforced: _Optional[bool] = ..., egress_enforced: _Optional[bool] = ..., entries: _Optional[_Iterable[_Union[PolicyEntry, _Mapping]]] = ...) -> None: ...
+    dns_patterns: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, identity: _Optional[int] = ..., ingress_enforced: _Optional[bool] = ..., egress_enforced: _Optional[bool] = ..., entries: _Optional[_Iterable[_Union[PolicyEntry, _Mapping]]] = ..., dns_patterns: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Change(_message.Message):
     __slots__ = ("node", "ipcache", "identity", "policy", "node_removed", "ipcache_removed", "identity_removed", "policy_removed", "service", "service_removed")

@@ -1,0 +1,69 @@
+"""`toFQDNs` entries -> entries for the learnt addresses (node-local identities).
+
+The control plane resolves a `toFQDNs` selector to one peer: the identity labelled
+`fqdn:<pattern>`.  The agent replaces such an entry by one per node-local identity whose IP
+was learnt for a name matching the pattern (none learnt: the entry allows nothing, and is left
+out).  A learnt IP leaves the world identity in the ipcache for its own, so entries whose peer
+covers it as world did — the world entities, or a CIDR identity whose prefix holds the IP —
+are copied to its identity too (deny entries included), and policies that allowed or denied
+it as world keep doing so.  As in Cilium the learnt addresses are the node's, whichever pod
+asked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Mapping
+
+from bulkhead import fqdnmatch
+from bulkhead.reserved import ID_WORLD
+from bulkhead.v1 import types_pb2
+from nodeagent.datapath import PolicyEntry
+from nodeagent.fqdn.cache import LOCAL_IDENTITY_BASE, FqdnCache
+
+ID_WORLD_IPV4 = 9
+_WORLD = frozenset({ID_WORLD, ID_WORLD_IPV4})
+
+
+def _peer_kind(identity: types_pb2.Identity | None) -> tuple[str, str] | None:
+    """("fqdn", pattern) or ("cidr", prefix) for the policy-made identities; else None."""
+    if identity is None:
+        return None
+    for label in identity.labels:
+        pattern = fqdnmatch.pattern_of(label)
+        if pattern is not None:
+            return "fqdn", pattern
+        if label.startswith("cidr:"):
+            return "cidr", label[5:]
+    return None
+
+
+def expand(entries: list[PolicyEntry], identities: Mapping[int, types_pb2.Identity],
+           cache: FqdnCache) -> list[PolicyEntry]:
+    if not cache.ids and not any(e.peer >= 256 for e in entries):
+        return entries
+    out: list[PolicyEntry] = []
+    for entry in entries:
+        if entry.peer in _WORLD:
+            out.append(entry)
+            out.extend(dataclasses.replace(entry, peer=i) for i in sorted(cache.ids.values()))
+            continue
+        kind = _peer_kind(identities.get(entry.peer)) if entry.peer >= 256 else None
+        if kind is None:
+            out.append(entry)
+        elif kind[0] == "fqdn":
+            out.extend(dataclasses.replace(entry, peer=i) for i in cache.matching(kind[1]))
+        else:
+            out.append(entry)
+            try:
+                net = ipaddress.ip_network(kind[1], strict=False)
+            except ValueError:
+                continue
+            out.extend(dataclasses.replace(entry, peer=i) for ip, i in sorted(cache.ids.items())
+                       if ipaddress.ip_address(ip) in net)
+    # An L7 redirect names its peer in 24 bits of the packet mark: a learnt address cannot
+    # be redirected yet, so such an entry is left out (its connections are denied, never let
+    # through unchecked).
+    return [e for e in dict.fromkeys(out)
+            if not (e.proxy_port and e.peer >= LOCAL_IDENTITY_BASE)]
