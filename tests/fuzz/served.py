@@ -21,6 +21,8 @@ import bulkhead.v1
 
 NOT_SERVED = {
     "bulkhead.v1.AgentService": "the node agent's local API, not the control plane's",
+    "bulkhead.v1.FqdnService": "served by the node agent (its DNS proxy's cache), not the "
+                               "control plane",
 }
 TLS_ONLY = {"bulkhead.v1.SecurityService"}
 """Served only with --tls (fuzzed on a --tls replica)."""
