@@ -162,17 +162,21 @@ def cmd_exec(lab: Lab, args: argparse.Namespace) -> int:
 
 
 def _pod_cidrs(state: LabState) -> dict[tuple[str, str], str]:
-    """(cluster, node name) → pod CIDR as the control plane handed them out (a bpf lab's nodes
-    get theirs at registration; the lab's own state has them only for `--datapath none`)."""
-    if not state.controlplane:
-        return {}
-    try:
-        with credentials.channel(state) as channel:
-            nodes = admin_pb2_grpc.AdminServiceStub(channel).ListNodes(
-                admin_pb2.ListNodesRequest(), timeout=5).nodes
-    except grpc.RpcError:
-        return {}
-    return {("", n.name): n.pod_cidr for n in nodes}
+    """(cluster, node name) → pod CIDR as each control plane handed them out (a bpf lab's nodes
+    get theirs at registration; the lab's own state has them only for `--datapath none`); a
+    control plane that does not answer leaves its nodes' out."""
+    cidrs = {}
+    for plane in credentials.planes(state):
+        if not plane.address:
+            continue
+        try:
+            with plane.channel() as channel:
+                nodes = admin_pb2_grpc.AdminServiceStub(channel).ListNodes(
+                    admin_pb2.ListNodesRequest(), timeout=5).nodes
+        except grpc.RpcError:
+            continue
+        cidrs.update({(plane.cluster, n.name): n.pod_cidr for n in nodes})
+    return cidrs
 
 
 def cmd_status(lab: Lab, args: argparse.Namespace) -> int:

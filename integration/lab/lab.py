@@ -85,7 +85,6 @@ class Lab:
         netns.build_underlay(state.underlay_netns, f"{UNDERLAY[254]}/24")
         if clusters > 1:
             multicluster.up(self, state, nodes, clusters)
-            self._write_server_file(state.clusters["c1"].server)
             self.say(f"lab {self.name!r} is up: {clusters} clusters of {nodes} nodes, "
                      "connected both ways")
             return state
@@ -115,9 +114,6 @@ class Lab:
         netns.attach_node(state.underlay_netns, node.netns, f"p{index}",
                           f"{node.underlay_ip}/24")
         state.save()
-
-    def _write_server_file(self, address: str) -> None:
-        (labs_dir().parent / SERVER_FILE).write_text(address + "\n")
 
     def down(self) -> None:
         state = LabState.load(self.name)
