@@ -77,9 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_up(lab: Lab, args: argparse.Namespace) -> int:
     state = lab.up(args.nodes, args.datapath, args.clusters)
+    first = credentials.plane(state).cluster
     for cluster in state.clusters.values():
+        # `bulkhead` finds the first cluster by itself; another one needs its own credential.
+        flags = "" if cluster.name == first else \
+            " " + " ".join(credentials.plane(state, cluster.name).cli_flags())
         print(f"cluster {cluster.name} (id {cluster.id}): control plane {cluster.server}, "
-              f"etcd {cluster.etcd}  (`bulkhead --server {cluster.server} clustermesh status`)")
+              f"etcd {cluster.etcd}  (`bulkhead{flags} clustermesh status`)")
     if state.controlplane:
         print(f"control plane: {state.controlplane}  (`bulkhead status`)")
     return 0
