@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from integration.lab import multicluster, processes
+from integration.lab import credentials, multicluster, processes
 from integration.lab.lab import Lab
 from integration.labfixture import running_lab
 
@@ -62,9 +62,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield lab
 
 
+def cluster_flags(lab: Lab, cluster: str) -> list[str]:
+    """`bulkhead` flags for `cluster`: its control plane's address and admin credential (each
+    cluster has its own CA; the published pointer files name c1's)."""
+    return credentials.plane(lab.state(), cluster).cli_flags()
+
+
 def bulkhead(lab: Lab, cluster: str, *args: str, check: bool = True) -> str:
-    server = lab.state().clusters[cluster].server
-    done = subprocess.run([str(BIN / "bulkhead"), "--server", server, *args],
+    done = subprocess.run([str(BIN / "bulkhead"), *cluster_flags(lab, cluster), *args],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 or not check, done.stderr
     return done.stdout
@@ -112,6 +117,39 @@ def test_identities_carry_the_cluster_and_cross_cluster_pods_talk(lab: Lab) -> N
     # the receiving agent saw the sender's identity (from the VNI), not world
     flows = agent(lab, "c1/n1", "flows", "--last", "200", "-o", "json")
     assert str(pods["cli2"].identity) in flows
+
+
+def test_each_cluster_is_secured_with_its_own_credentials(lab: Lab) -> None:
+    state = lab.state()
+    c2 = state.clusters["c2"]
+    etcd_ca = multicluster.etcd_tls(state, c2).ca
+    # c2's etcd takes neither plaintext nor a TLS client without a certificate of its CA ...
+    for argv in (["curl", "-s", "-m", "2", f"http://{c2.etcd}/health"],
+                 ["curl", "-s", "-m", "2", "--cacert", str(etcd_ca),
+                  f"https://{c2.etcd}/health"]):
+        done = subprocess.run(argv, capture_output=True, text=True)
+        assert '"health":"true"' not in done.stdout.replace(" ", ""), argv
+    # ... yet c1's syncer reads it (with the CA and client certificate `connect` was given)
+    status = json.loads(bulkhead(lab, "c1", "clustermesh", "status", "-o", "json"))
+    assert [(r["cluster"]["name"], r["ready"]) for r in status["remotes"]] == [("c2", True)]
+    # each cluster has its own CA: c1's admin credential is refused by c2's control plane
+    c1_flags = cluster_flags(lab, "c1")
+    c1_flags[c1_flags.index("--server") + 1] = c2.server
+    refused = subprocess.run([str(BIN / "bulkhead"), *c1_flags, "node", "list"],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0
+    # `bulkhead` without flags finds c1 (the published address and admin pointer)
+    done = subprocess.run([str(BIN / "bulkhead"), "node", "list", "-o", "json"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    local = [n for n in json.loads(done.stdout) if n.get("cluster", "") in ("", "c1")]
+    assert [n["name"] for n in local] == ["n1"] and local[0]["pod_cidr"].startswith("10.1.")
+    # `bulkhead-lab status` has every cluster's nodes' pod CIDRs
+    done = subprocess.run([str(BIN / "bulkhead-lab"), "--name", lab.name, "status", "-o",
+                           "json"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    cidrs = {(n["cluster"], n["name"]): n["pod_cidr"] for n in json.loads(done.stdout)["nodes"]}
+    assert cidrs[("c1", "n1")].startswith("10.1.") and cidrs[("c2", "n1")].startswith("10.2.")
 
 
 def test_policy_selecting_the_peer_cluster_is_enforced_on_both_sides(lab: Lab) -> None:
@@ -224,7 +262,7 @@ def test_control_plane_restart_keeps_cross_cluster_traffic(lab: Lab) -> None:
     finally:
         multicluster.start_controlplane(lab, state, c1)
     assert curl(lab, "cli1", "web2") == 0 and curl(lab, "cli2", "web1") == 0
-    eventually(lambda: multicluster.meshed(c1, 1), "c1's nodes to be connected to c2 again")
+    eventually(lambda: multicluster.meshed(state, c1, 1), "c1's nodes to be connected to c2 again")
     assert curl(lab, "cli1", "web2") == 0 and curl(lab, "cli2", "web1") == 0
 
 

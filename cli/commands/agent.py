@@ -164,7 +164,7 @@ def _wrap(fn: Callable[[Any, agent_pb2_grpc.AgentServiceStub], int]) -> Callable
         except NoAgent as exc:
             print(f"bulkhead: {exc}", file=sys.stderr)
             return exc.code
-        with _channel(ctx, target) as channel:
+        with agent_channel(ctx, target) as channel:
             try:
                 return fn(ctx, agent_pb2_grpc.AgentServiceStub(channel))
             except grpc.RpcError as exc:
@@ -173,7 +173,7 @@ def _wrap(fn: Callable[[Any, agent_pb2_grpc.AgentServiceStub], int]) -> Callable
     return run
 
 
-def _channel(ctx: Any, target: str) -> grpc.Channel:
+def agent_channel(ctx: Any, target: str) -> grpc.Channel:
     """The unix socket is plaintext (root-only); an agent's TCP API speaks mutual TLS with its
     node certificate (CN and SAN = the node name), so the CLI's credential is presented there
     (the agent answers only the control plane's, and says so) unless --insecure."""

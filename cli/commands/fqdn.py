@@ -13,7 +13,7 @@ import grpc
 from bulkhead.v1 import fqdn_pb2, fqdn_pb2_grpc
 
 from ..output import emit_json, output_flag, table
-from .agent import DEFAULT_SOCKET, NoAgent, _report, agent_target
+from .agent import DEFAULT_SOCKET, NoAgent, _report, agent_channel, agent_target
 
 TIMEOUT = 30.0
 
@@ -46,7 +46,7 @@ def run_cache_list(ctx: Any) -> int:
     except NoAgent as exc:
         print(f"bulkhead: {exc}", file=sys.stderr)
         return exc.code
-    with grpc.insecure_channel(target) as channel:
+    with agent_channel(ctx, target) as channel:
         try:
             result = fqdn_pb2_grpc.FqdnServiceStub(channel).ListFqdnCache(
                 fqdn_pb2.ListFqdnCacheRequest(match_pattern=ctx.args.matchpattern),

@@ -12,6 +12,7 @@ needs nothing but the state dir.
 from __future__ import annotations
 
 import datetime
+import re
 from pathlib import Path
 
 from cryptography import x509
@@ -20,6 +21,7 @@ from bulkhead.tls import CONTROLPLANE_NAME, TLS_DIR
 from controlplane.pki import certs
 from controlplane.pki.files import private_dir, write_private
 from controlplane.store.embedded import EmbeddedTls
+from controlplane.store.etcd import TlsFiles
 
 ETCD_DIR = "etcd"
 CA_CERT, CA_KEY = "ca.crt", "ca.key"
@@ -28,6 +30,7 @@ CLIENT_CERT, CLIENT_KEY = "client.crt", "client.key"
 SERVER_NAMES = ["127.0.0.1", "localhost"]
 """etcd listens on loopback only."""
 RENEW_BEFORE = datetime.timedelta(days=30)
+DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
 def _fresh(path: Path, ca: certs.CA) -> bool:
@@ -39,8 +42,8 @@ def _fresh(path: Path, ca: certs.CA) -> bool:
         certs.not_after(cert) - certs.now() >= RENEW_BEFORE
 
 
-def ensure(state_dir: Path) -> EmbeddedTls:
-    """Creates what is missing (or expiring) under STATE_DIR/tls/etcd, reuses the rest."""
+def _ca(state_dir: Path) -> tuple[Path, certs.CA]:
+    """STATE_DIR/tls/etcd and the etcd CA kept there (created when missing)."""
     private_dir(state_dir / TLS_DIR)
     directory = private_dir(state_dir / TLS_DIR / ETCD_DIR)
     if (directory / CA_CERT).exists() and (directory / CA_KEY).exists():
@@ -49,14 +52,37 @@ def ensure(state_dir: Path) -> EmbeddedTls:
         ca = certs.CA.create("embedded-etcd")
         write_private(directory / CA_KEY, certs.key_pem(ca.key))
         write_private(directory / CA_CERT, certs.cert_pem(ca.cert))
+    return directory, ca
+
+
+def _leaf(directory: Path, ca: certs.CA, cert_name: str, key_name: str, cn: str,
+          names: list[str]) -> None:
+    if not _fresh(directory / cert_name, ca):
+        key = certs.new_key()
+        cert = ca.issue(key.public_key(), cn, certs.ADMIN, server_names=names)
+        write_private(directory / key_name, certs.key_pem(key))
+        write_private(directory / cert_name, certs.cert_pem(cert))
+
+
+def ensure(state_dir: Path) -> EmbeddedTls:
+    """Creates what is missing (or expiring) under STATE_DIR/tls/etcd, reuses the rest."""
+    directory, ca = _ca(state_dir)
     # The server certificate is a client one too: etcd's peer port checks it both ways.
-    for cert_name, key_name, cn, names in (
-            (SERVER_CERT, SERVER_KEY, "bulkhead-embedded-etcd", SERVER_NAMES),
-            (CLIENT_CERT, CLIENT_KEY, CONTROLPLANE_NAME, [])):
-        if not _fresh(directory / cert_name, ca):
-            key = certs.new_key()
-            cert = ca.issue(key.public_key(), cn, certs.ADMIN, server_names=names)
-            write_private(directory / key_name, certs.key_pem(key))
-            write_private(directory / cert_name, certs.cert_pem(cert))
+    _leaf(directory, ca, SERVER_CERT, SERVER_KEY, "bulkhead-embedded-etcd", SERVER_NAMES)
+    _leaf(directory, ca, CLIENT_CERT, CLIENT_KEY, CONTROLPLANE_NAME, [])
     return EmbeddedTls(directory / CA_CERT, directory / SERVER_CERT, directory / SERVER_KEY,
                        directory / CLIENT_CERT, directory / CLIENT_KEY)
+
+
+def client(state_dir: Path, name: str) -> TlsFiles:
+    """A client certificate of this etcd's CA for someone else than this control plane (CN
+    `name`, e.g. the clustermesh syncer of another cluster), kept as STATE_DIR/tls/etcd/
+    NAME.crt and NAME.key and reused while fresh; with the CA, what `clustermesh connect`
+    takes as --etcd-cacert/--etcd-cert/--etcd-key. Whoever holds it can read (and write) this
+    etcd: hand it only to the clusters this one meshes with."""
+    if not DNS_LABEL.fullmatch(name) or name in (ETCD_DIR, "ca", "server", "client"):
+        raise ValueError(f"etcd client name {name!r}: a DNS label other than ca, server, "
+                         "client and etcd")
+    directory, ca = _ca(state_dir)
+    _leaf(directory, ca, f"{name}.crt", f"{name}.key", name, [])
+    return TlsFiles(directory / CA_CERT, directory / f"{name}.crt", directory / f"{name}.key")

@@ -81,9 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_up(lab: Lab, args: argparse.Namespace) -> int:
     state = lab.up(args.nodes, args.datapath, args.clusters, with_world=args.world)
+    first = credentials.plane(state).cluster
     for cluster in state.clusters.values():
+        # `bulkhead` finds the first cluster by itself; another one needs its own credential.
+        flags = "" if cluster.name == first else \
+            " " + " ".join(credentials.plane(state, cluster.name).cli_flags())
         print(f"cluster {cluster.name} (id {cluster.id}): control plane {cluster.server}, "
-              f"etcd {cluster.etcd}  (`bulkhead --server {cluster.server} clustermesh status`)")
+              f"etcd {cluster.etcd}  (`bulkhead{flags} clustermesh status`)")
     if state.controlplane:
         print(f"control plane: {state.controlplane}  (`bulkhead status`)")
     return 0
@@ -166,17 +170,21 @@ def cmd_exec(lab: Lab, args: argparse.Namespace) -> int:
 
 
 def _pod_cidrs(state: LabState) -> dict[tuple[str, str], str]:
-    """(cluster, node name) → pod CIDR as the control plane handed them out (a bpf lab's nodes
-    get theirs at registration; the lab's own state has them only for `--datapath none`)."""
-    if not state.controlplane:
-        return {}
-    try:
-        with credentials.channel(state) as channel:
-            nodes = admin_pb2_grpc.AdminServiceStub(channel).ListNodes(
-                admin_pb2.ListNodesRequest(), timeout=5).nodes
-    except grpc.RpcError:
-        return {}
-    return {("", n.name): n.pod_cidr for n in nodes}
+    """(cluster, node name) → pod CIDR as each control plane handed them out (a bpf lab's nodes
+    get theirs at registration; the lab's own state has them only for `--datapath none`); a
+    control plane that does not answer leaves its nodes' out."""
+    cidrs = {}
+    for plane in credentials.planes(state):
+        if not plane.address:
+            continue
+        try:
+            with plane.channel() as channel:
+                nodes = admin_pb2_grpc.AdminServiceStub(channel).ListNodes(
+                    admin_pb2.ListNodesRequest(), timeout=5).nodes
+        except grpc.RpcError:
+            continue
+        cidrs.update({(plane.cluster, n.name): n.pod_cidr for n in nodes})
+    return cidrs
 
 
 def cmd_status(lab: Lab, args: argparse.Namespace) -> int:

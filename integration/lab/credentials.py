@@ -1,12 +1,15 @@
-"""The lab's TLS, in one place: the control plane's admin credential for the lab's own calls,
-bootstrap tokens and flags for the agents' joins, and what the `bulkhead` CLI needs to find
-the lab's control plane credential and agent sockets (as it finds the lab's address).
+"""The lab's TLS, in one place, for each of its control planes (the one of a single-cluster
+lab, or each cluster's in `up --clusters N`): the admin credential for the lab's own calls,
+bootstrap tokens and flags for the agents' joins, the flags the `bulkhead` CLI needs for a
+given cluster, and the pointer files that let `bulkhead` find the lab's first control plane.
 
-The lab runs secure by default like any cluster: its control plane creates the cluster CA
-and the admin credential in its state dir (`labs/NAME/controlplane/tls`); each agent joins
-with a token bound to its node (created here with the admin credential, handed over in a 0600
-file that is removed once the agent is connected) and keeps its node certificate in
-`labs/NAME/agent-NODE/`; the control plane relays flows over the agents' mutual-TLS TCP API.
+The lab runs secure by default like any cluster: each control plane creates its cluster CA
+and admin credential in its state dir (`labs/NAME/controlplane/tls`, or
+`labs/NAME/controlplane-CLUSTER/tls`); each agent joins its own cluster with a token bound to
+its node (created here with that cluster's admin credential, handed over in a 0600 file that
+is removed once the agent is connected) and keeps its node certificate in
+`labs/NAME/agent-NODE/` (`agent-CLUSTER-NODE/` with several clusters: both have an `n1`); the
+control plane relays flows over the agents' mutual-TLS TCP API.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -28,48 +32,100 @@ from .state import LabState, NodeState, labs_dir
 
 TOKEN_TTL = 600
 """Seconds a node's join token is valid: the agent uses it within its start."""
+FIRST_CLUSTER = "c1"
+"""The cluster `bulkhead` finds without flags in a lab of several clusters."""
 
 
-def controlplane_dir(state: LabState) -> Path:
-    """The lab control plane's --state-dir."""
-    return state.directory / "controlplane"
+@dataclass(frozen=True)
+class Plane:
+    """One control plane of the lab: its --state-dir (where it keeps its CA and the admin
+    credential) and its address; `cluster` is "" in a single-cluster lab."""
+
+    directory: Path
+    address: str
+    cluster: str = ""
+
+    def admin(self) -> tls.Credentials:
+        return tls.Credentials.admin_in(self.directory)
+
+    def channel(self) -> grpc.Channel:
+        """A channel to this control plane with its admin credential."""
+        return tls.channel(self.address, self.admin())
+
+    def cli_flags(self) -> list[str]:
+        """`bulkhead` flags that reach this control plane with its admin credential (any
+        cluster, not only the one the published pointer files name)."""
+        admin = self.admin()
+        return ["--server", self.address, "--tls-ca", str(admin.ca), "--tls-cert",
+                str(admin.cert), "--tls-key", str(admin.key)]
 
 
-def admin(state: LabState) -> tls.Credentials:
-    return tls.Credentials.admin_in(controlplane_dir(state))
+def plane(state: LabState, cluster: str = "") -> Plane:
+    """Cluster `cluster`'s control plane; without it the lab's first one (the single control
+    plane, or c1's). KeyError for a cluster the lab does not have."""
+    if not cluster and state.clusters:
+        cluster = FIRST_CLUSTER
+    if not cluster:
+        return Plane(state.directory / "controlplane", state.controlplane)
+    return Plane(state.directory / f"controlplane-{cluster}", state.clusters[cluster].server,
+                 cluster)
 
 
-def channel(state: LabState) -> grpc.Channel:
-    """A channel to the lab's control plane with the admin credential."""
-    return tls.channel(state.controlplane, admin(state))
+def planes(state: LabState) -> list[Plane]:
+    """Every control plane of the lab."""
+    return [plane(state, c) for c in state.clusters] or [plane(state)]
+
+
+def controlplane_dir(state: LabState, cluster: str = "") -> Path:
+    """The --state-dir of the lab's (or cluster `cluster`'s) control plane."""
+    return plane(state, cluster).directory
+
+
+def admin(state: LabState, cluster: str = "") -> tls.Credentials:
+    return plane(state, cluster).admin()
+
+
+def channel(state: LabState, cluster: str = "") -> grpc.Channel:
+    """A channel to the lab's (or cluster `cluster`'s) control plane, admin credential."""
+    return plane(state, cluster).channel()
+
+
+def _label(node: NodeState) -> str:
+    return f"{node.cluster}-{node.name}" if node.cluster else node.name
 
 
 def _tls_dir(state: LabState, node: NodeState) -> Path:
-    return state.directory / f"agent-{node.name}"
+    return state.directory / f"agent-{_label(node)}"
 
 
 def _token_file(state: LabState, node: NodeState) -> Path:
-    return state.directory / f"{node.name}.token"
+    return state.directory / f"{_label(node)}.token"
 
 
-def _certified(directory: Path) -> bool:
-    """Whether the agent there still holds a node certificate valid for a while."""
+def _certified(directory: Path, ca: Path) -> bool:
+    """Whether the agent there still holds a node certificate valid for a while, from the CA
+    its cluster has now (a lab brought up again keeps nothing else)."""
     cert = directory / "node.crt"
-    if not cert.exists():
+    if not cert.exists() or not ca.exists():
         return False
-    not_after = x509.load_pem_x509_certificate(cert.read_bytes()).not_valid_after
-    left = not_after.replace(tzinfo=datetime.UTC) - datetime.datetime.now(datetime.UTC)
+    loaded = x509.load_pem_x509_certificate(cert.read_bytes())
+    if loaded.issuer != x509.load_pem_x509_certificate(ca.read_bytes()).subject:
+        return False
+    left = loaded.not_valid_after.replace(tzinfo=datetime.UTC) - \
+        datetime.datetime.now(datetime.UTC)
     return left > datetime.timedelta(minutes=1)
 
 
 def agent_flags(state: LabState, node: NodeState) -> list[str]:
-    """`bulkhead-agent` flags for `node`: the cluster CA, its certificate directory and, when
-    it holds no valid certificate yet, a fresh join token bound to it (in a 0600 file)."""
+    """`bulkhead-agent` flags for `node`: its cluster's CA, its certificate directory and,
+    when it holds no valid certificate yet, a fresh join token bound to it (in a 0600 file)
+    made with its cluster's admin credential."""
+    own = plane(state, node.cluster)
     directory = _tls_dir(state, node)
-    flags = ["--tls-ca", str(admin(state).ca), "--tls-dir", str(directory)]
-    if _certified(directory):
+    flags = ["--tls-ca", str(own.admin().ca), "--tls-dir", str(directory)]
+    if _certified(directory, own.admin().ca):
         return flags
-    with channel(state) as ch:
+    with own.channel() as ch:
         token = security_pb2_grpc.SecurityServiceStub(ch).CreateToken(
             security_pb2.CreateTokenRequest(ttl_seconds=TOKEN_TTL, node=node.name),
             timeout=30).token
@@ -88,15 +144,25 @@ def joined(state: LabState, node: NodeState) -> None:
     _token_file(state, node).unlink(missing_ok=True)
 
 
+def _published_nodes(state: LabState) -> list[NodeState]:
+    """The nodes whose sockets `bulkhead agent --node` finds: the first cluster's."""
+    first = plane(state).cluster
+    return [n for n in state.nodes.values() if n.cluster == first]
+
+
 def publish(state: LabState) -> None:
-    """Lets the CLI find the lab: the control plane's address (as before), the directory of its
-    admin credential (`tls.ADMIN_POINTER`) and links to the agents' sockets."""
+    """Lets the CLI find the lab's first control plane (c1's with several clusters): its
+    address (as before), the directory of its admin credential (`tls.ADMIN_POINTER`) and
+    links to its agents' sockets. Other clusters are reached with `Plane.cli_flags`."""
+    first = plane(state)
+    if not first.address:
+        return
     home = labs_dir().parent
-    (home / SERVER_FILE).write_text(state.controlplane + "\n")
-    (home / tls.ADMIN_POINTER).write_text(str(admin(state).cert.parent) + "\n")
+    (home / SERVER_FILE).write_text(first.address + "\n")
+    (home / tls.ADMIN_POINTER).write_text(str(first.admin().cert.parent) + "\n")
     agents = home / AGENTS_DIR
     agents.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for node in state.nodes.values():
+    for node in _published_nodes(state):
         if node.socket:
             link = agents / f"{node.name}.sock"
             link.unlink(missing_ok=True)
@@ -105,11 +171,12 @@ def publish(state: LabState) -> None:
 
 def unpublish(state: LabState) -> None:
     """Takes back what `publish` wrote, where it still names this lab."""
+    first = plane(state)
     home = labs_dir().parent
     addr, pointer = home / SERVER_FILE, home / tls.ADMIN_POINTER
-    if state.controlplane and addr.exists() and addr.read_text().strip() == state.controlplane:
+    if first.address and addr.exists() and addr.read_text().strip() == first.address:
         addr.unlink()
-    if pointer.exists() and pointer.read_text().strip() == str(admin(state).cert.parent):
+    if pointer.exists() and pointer.read_text().strip() == str(first.admin().cert.parent):
         pointer.unlink()
     for node in state.nodes.values():
         link = home / AGENTS_DIR / f"{node.name}.sock"

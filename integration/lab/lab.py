@@ -76,7 +76,6 @@ class Lab:
         netns.build_underlay(state.underlay_netns, f"{UNDERLAY[254]}/24")
         if clusters > 1:
             multicluster.up(self, state, nodes, clusters)
-            self._write_server_file(state.clusters["c1"].server)
             self.say(f"lab {self.name!r} is up: {clusters} clusters of {nodes} nodes, "
                      "connected both ways")
             return state
@@ -110,9 +109,6 @@ class Lab:
         netns.attach_node(state.underlay_netns, node.netns, f"p{index}",
                           f"{node.underlay_ip}/24")
         state.save()
-
-    def _write_server_file(self, address: str) -> None:
-        (labs_dir().parent / SERVER_FILE).write_text(address + "\n")
 
     def down(self) -> None:
         state = LabState.load(self.name)
@@ -226,7 +222,7 @@ class Lab:
     def _pod_cidrs(self, state: LabState) -> dict[str, str]:
         if state.datapath == "none":
             return {n.name: n.pod_cidr for n in state.nodes.values()}
-        with grpc.insecure_channel(state.controlplane) as channel:
+        with credentials.channel(state) as channel:
             nodes = admin_pb2_grpc.AdminServiceStub(channel).ListNodes(
                 admin_pb2.ListNodesRequest(), timeout=10).nodes
         return {n.name: n.pod_cidr for n in nodes}

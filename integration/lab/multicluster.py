@@ -3,26 +3,36 @@ test can stop and restart a remote cluster's etcd) and its own control plane (cl
 pod pool 10.k.0.0/16), their nodes on the lab's one underlay, connected both ways
 (`bulkhead clustermesh connect` from every cluster to every other).
 
+Each cluster is secured like a single-cluster lab (integration.lab.credentials): its control
+plane keeps its own CA and admin credential in `controlplane-c<k>/tls`, its agents join it with
+tokens bound to their nodes, and its etcd requires client certificates of an etcd CA of its own
+(`controlplane-c<k>/tls/etcd`, made by controlplane.pki.etcdtls). Each remote cluster's
+syncer gets that CA and a client certificate of its own (CN `clustermesh-<local cluster>`)
+through `clustermesh connect`.
+
 Nodes are keyed `c<k>/n<i>` in the lab state (the node is named `n<i>` in its own cluster);
 node `i` of cluster `k` has underlay address `.(k-1)*NODES_PER_CLUSTER + i`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
+import ssl
 import sys
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
 import grpc
 
 from bulkhead.v1 import clustermesh_pb2, clustermesh_pb2_grpc
-from controlplane.store.embedded import etcd_argv, free_port
+from controlplane.pki import etcdtls
+from controlplane.store.embedded import EmbeddedTls, etcd_argv, free_port
 
-from . import processes
+from . import credentials, processes
 from .state import ClusterState, LabState, NodeState
 
 
@@ -65,19 +75,27 @@ def underlay_index(cluster: ClusterState, i: int) -> int:
     return (cluster.id - 1) * NODES_PER_CLUSTER + i
 
 
+def etcd_tls(state: LabState, cluster: ClusterState) -> EmbeddedTls:
+    """The cluster's etcd CA, serving and control-plane client certificates, in its control
+    plane's state dir (as an embedded etcd's)."""
+    return etcdtls.ensure(credentials.controlplane_dir(state, cluster.name))
+
+
 def start_etcd(lab: Lab, state: LabState, cluster: ClusterState) -> None:
-    """The cluster's etcd on its ports and data dir (again after `stop_etcd`)."""
+    """The cluster's etcd on its ports and data dir (again after `stop_etcd`), HTTPS with
+    client-certificate auth."""
     if cluster.etcd_pid and processes.alive(cluster.etcd_pid):
         return
     binary = shutil.which("etcd") or "/usr/bin/etcd"
     data = state.directory / f"etcd-{cluster.name}"
-    lab.say(f"cluster {cluster.name}: etcd on {cluster.etcd}")
+    tls = etcd_tls(state, cluster)
+    lab.say(f"cluster {cluster.name}: etcd on {cluster.etcd} (client certificates)")
     cluster.etcd_pid = processes.start(
         etcd_argv(binary, cluster.name, data, cluster.etcd_client_port, cluster.etcd_peer_port,
-                  compaction_retention="1h", max_txn_ops=4096),
+                  compaction_retention="1h", max_txn_ops=4096, tls=tls),
         state.directory / f"etcd-{cluster.name}.log")
     state.save()
-    lab._wait(lambda: _etcd_healthy(cluster), 30, f"etcd of {cluster.name}",
+    lab._wait(lambda: _etcd_healthy(cluster, tls), 30, f"etcd of {cluster.name}",
               state.directory / f"etcd-{cluster.name}.log", cluster.etcd_pid)
 
 
@@ -87,9 +105,12 @@ def stop_etcd(state: LabState, cluster: ClusterState) -> None:
     state.save()
 
 
-def _etcd_healthy(cluster: ClusterState) -> bool:
+def _etcd_healthy(cluster: ClusterState, tls: EmbeddedTls) -> bool:
+    context = ssl.create_default_context(cafile=str(tls.ca))
+    context.load_cert_chain(str(tls.client_cert), str(tls.client_key))
     try:
-        with urllib.request.urlopen(f"http://{cluster.etcd}/health", timeout=1) as response:
+        with urllib.request.urlopen(f"https://{cluster.etcd}/health", timeout=1,
+                                    context=context) as response:
             return b"true" in response.read()
     except OSError:
         return False
@@ -99,7 +120,8 @@ def start_controlplane(lab: Lab, state: LabState, cluster: ClusterState) -> None
     if cluster.pid and processes.alive(cluster.pid):
         return
     port = int(cluster.server.rsplit(":", 1)[1]) if cluster.server else free_port()
-    cp_dir = state.directory / f"controlplane-{cluster.name}"
+    cp_dir = credentials.controlplane_dir(state, cluster.name)
+    etcd = etcd_tls(state, cluster).client()
     port_file = cp_dir / "port"
     port_file.unlink(missing_ok=True)
     cp_dir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +130,9 @@ def start_controlplane(lab: Lab, state: LabState, cluster: ClusterState) -> None
     cluster.pid = processes.start(
         [_bin("bulkhead-controlplane"), "--state-dir", str(cp_dir),
          "--listen", f"127.0.0.1:{port}", "--replica-id", f"lab-{state.name}-{cluster.name}",
-         "--etcd-endpoints", cluster.etcd, "--cluster-name", cluster.name,
+         "--etcd-endpoints", cluster.etcd, "--etcd-cacert", str(etcd.cacert),
+         "--etcd-cert", str(etcd.cert), "--etcd-key", str(etcd.key),
+         "--cluster-name", cluster.name,
          "--cluster-id", str(cluster.id), "--cluster-pool", cluster.pool,
          "--port-file", str(port_file)], log)
     cluster.server = f"127.0.0.1:{port}"
@@ -122,8 +146,24 @@ def _bin(name: str) -> str:
     return str(found) if found.exists() else (shutil.which(name) or name)
 
 
-def stub(cluster: ClusterState) -> clustermesh_pb2_grpc.ClusterMeshServiceStub:
-    return clustermesh_pb2_grpc.ClusterMeshServiceStub(grpc.insecure_channel(cluster.server))
+@contextlib.contextmanager
+def stub(state: LabState,
+         cluster: ClusterState) -> Iterator[clustermesh_pb2_grpc.ClusterMeshServiceStub]:
+    """Cluster `cluster`'s clustermesh API, with that cluster's admin credential."""
+    with credentials.channel(state, cluster.name) as channel:
+        yield clustermesh_pb2_grpc.ClusterMeshServiceStub(channel)
+
+
+def connect_request(state: LabState, local: ClusterState,
+                    remote: ClusterState) -> clustermesh_pb2.ConnectClusterRequest:
+    """`local` connecting `remote`: its etcd's endpoint and CA, and a client certificate of
+    that CA for `local`'s syncer (CN `clustermesh-<local>`)."""
+    files = etcdtls.client(credentials.controlplane_dir(state, remote.name),
+                           f"clustermesh-{local.name}")
+    assert files.cacert and files.cert and files.key
+    return clustermesh_pb2.ConnectClusterRequest(
+        name=remote.name, etcd_endpoints=[remote.etcd], etcd_cacert=files.cacert.read_text(),
+        etcd_cert=files.cert.read_text(), etcd_key=files.key.read_text())
 
 
 def connect_all(lab: Lab, state: LabState, timeout: float = 90.0) -> None:
@@ -131,24 +171,25 @@ def connect_all(lab: Lab, state: LabState, timeout: float = 90.0) -> None:
     in sync and all its nodes have every remote's state."""
     clusters = list(state.clusters.values())
     for local in clusters:
-        have = {r.cluster.name for r in stub(local).Status(
-            clustermesh_pb2.ClusterMeshStatusRequest(), timeout=10).remotes}
-        for remote in clusters:
-            if remote is local or remote.name in have:
-                continue
-            lab.say(f"cluster {local.name}: connecting {remote.name}")
-            stub(local).Connect(clustermesh_pb2.ConnectClusterRequest(
-                name=remote.name, etcd_endpoints=[remote.etcd]), timeout=30)
+        with stub(state, local) as api:
+            have = {r.cluster.name for r in api.Status(
+                clustermesh_pb2.ClusterMeshStatusRequest(), timeout=10).remotes}
+            for remote in clusters:
+                if remote is local or remote.name in have:
+                    continue
+                lab.say(f"cluster {local.name}: connecting {remote.name}")
+                api.Connect(connect_request(state, local, remote), timeout=30)
     for local in clusters:
-        lab._wait(functools.partial(meshed, local, len(clusters) - 1), timeout,
+        lab._wait(functools.partial(meshed, state, local, len(clusters) - 1), timeout,
                   f"cluster {local.name} to sync every remote cluster",
                   state.directory / f"controlplane-{local.name}.log", local.pid)
 
 
-def meshed(cluster: ClusterState, remotes: int) -> bool:
+def meshed(state: LabState, cluster: ClusterState, remotes: int) -> bool:
     """Every remote ready and every local node has every remote's state."""
     try:
-        status = stub(cluster).Status(clustermesh_pb2.ClusterMeshStatusRequest(), timeout=5)
+        with stub(state, cluster) as api:
+            status = api.Status(clustermesh_pb2.ClusterMeshStatusRequest(), timeout=5)
     except grpc.RpcError:
         return False
     return (len(status.remotes) == remotes and all(r.ready for r in status.remotes)
@@ -172,6 +213,7 @@ def up(lab: Lab, state: LabState, nodes: int, count: int) -> None:
     for node in state.nodes.values():
         lab._start_agent(state, node)
     connect_all(lab, state)
+    credentials.publish(state)
 
 
 def stop(lab: Lab, state: LabState) -> None:
