@@ -38,7 +38,9 @@ from nodeagent.datapath.hostfw import HostDesired
 from nodeagent.dns.listen import Listen
 from nodeagent.dns.proxy import Client, DnsProxy
 from nodeagent.dns.server import DnsServer, ensure_local_address
-from nodeagent.dns.upstream import Upstream
+from nodeagent.dns.transparent import DEFAULT_PORT as DEFAULT_DNS_PROXY_PORT
+from nodeagent.dns.transparent import TransparentDns
+from nodeagent.dns.upstream import Upstream, Upstreams
 from nodeagent.endpoints import EndpointTable
 from nodeagent.flowstore import FlowStore, ServiceNames
 from nodeagent.fqdn.cache import LOCAL_IDENTITY_BASE, FqdnCache
@@ -81,6 +83,10 @@ class Settings:
     dns_upstream: Listen | None = None
     """The resolver names outside the cluster go to (reached from the node namespace); None:
     they get NXDOMAIN."""
+    dns_proxy_port: int = DEFAULT_DNS_PROXY_PORT
+    """The DNS proxy's transparent sockets (127.0.0.1, node namespace, UDP and TCP): the
+    datapath redirects there port 53 of the pods under `rules.dns`, whatever server they ask
+    (only with `dns_listen`); 0: not redirected (only queries to `dns_listen` are seen)."""
     fqdn_min_ttl: int = 0
     """Seconds a learnt address is kept at least (Cilium's --tofqdns-min-ttl; 0: the TTL)."""
     fqdn_file: Path | None = None
@@ -124,7 +130,7 @@ class BpfAgent:
         self.proxy = (ProxySupervisor(s.socket.with_suffix(".proxy.sock"), netns=s.netns,
                                       port=s.proxy_port) if s.proxy_port else None)
         self.reconciler = Reconciler(s.node, self.dp, self.worker, self.state, self.table,
-                                     self.proxy)
+                                     self.proxy, s.dns_proxy_port if s.dns_listen else 0)
         self.credentials = s.credentials
         pem = s.credentials.current if s.credentials is not None else None
         self.cp = ControlPlaneClient(s.node, s.controlplane, credentials=pem)
@@ -146,6 +152,8 @@ class BpfAgent:
         self.pressure = metrics.PressureSnapshot()
         self.metrics_server: WSGIServer | None = None
         self.dns: DnsServer | None = None
+        self.dns_redirect: TransparentDns | None = None
+        self.dns_upstreams: Upstreams | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.host_policy = HostPolicyLoop(
             s.node, s.controlplane, self.cp.host_policy, lambda: self.state.nodes,
@@ -281,13 +289,21 @@ class BpfAgent:
         if upstream is not None:
             self.dns_upstream = Upstream(upstream)
             await self.dns_upstream.start(netns)
+        redirect = self.settings.dns_proxy_port
+        if redirect:
+            self.dns_upstreams = Upstreams(netns)
         proxy = DnsProxy(listen, lambda: self.state.services, self._dns_client,
-                         self.dns_upstream, self._learn, self.flows.add_dns)
+                         self.dns_upstream, self._learn, self.flows.add_dns,
+                         upstreams=self.dns_upstreams)
         self.dns = DnsServer(listen, lambda: self.state.services, proxy.handle)
         await self.dns.start(netns)
+        if redirect:
+            self.dns_redirect = TransparentDns(redirect, proxy.handle)
+            await self.dns_redirect.start(netns)
         _log.info("dns serving", address=str(listen), netns=netns or "",
                   address_added=added, transports="udp,tcp",
-                  upstream=str(upstream) if upstream else "none")
+                  upstream=str(upstream) if upstream else "none",
+                  redirect_port=redirect or "off")
 
     def _dns_client(self, ip: str) -> Client | None:
         """The local endpoint a query came from, with its identity's rules.dns patterns."""
@@ -336,8 +352,12 @@ class BpfAgent:
     async def stop(self) -> None:
         if self.dns is not None:
             await self.dns.close()
+        if self.dns_redirect is not None:
+            await self.dns_redirect.close()
         if self.dns_upstream is not None:
             self.dns_upstream.close()
+        if self.dns_upstreams is not None:
+            self.dns_upstreams.close()
         if self.fqdn is not None:
             with contextlib.suppress(OSError):
                 self.fqdn.save()

@@ -67,9 +67,46 @@ def _is_l7(e: pb.PolicyEntry) -> bool:
     return e.l7 == pb.PolicyEntry.HTTP and e.verdict == pb.PolicyEntry.ALLOW
 
 
-def policy_entries(policy: pb.IdentityPolicy, proxy_port: int = 0) -> list[PolicyEntry]:
-    return [
-        PolicyEntry(
+DNS_PORT = 53
+TCP, UDP = 6, 17
+
+
+def _covers(e: pb.PolicyEntry, port: int) -> bool:
+    """Whether an entry's port range (0-0: every port; hi 0: lo alone) holds ``port``."""
+    if (e.port_lo, e.port_hi) == (0, 0):
+        return True
+    return e.port_lo <= port <= (e.port_hi or e.port_lo)
+
+
+def _dns_redirects(policy: pb.IdentityPolicy, dns_port: int) -> list[PolicyEntry]:
+    """Port 53 (UDP and TCP) of every egress allow entry that reaches it, to the agent's DNS
+    proxy, for an identity with `rules.dns` (Cilium redirects the DNS of endpoints a DNS rule
+    selects): the proxy then sees every query, whatever server the pod asks.  These keys are
+    more specific than the entry's own (a wider port range stays a plain allow), and where
+    they coincide the redirect wins (policykeys.endpoint_keys)."""
+    if not dns_port or not policy.dns_patterns:
+        return []
+    out: list[PolicyEntry] = []
+    for e in policy.entries:
+        if (e.direction != pb.PolicyEntry.EGRESS or e.verdict != pb.PolicyEntry.ALLOW
+                or _is_l7(e) or not _covers(e, DNS_PORT)):
+            continue
+        out.extend(PolicyEntry(Direction.EGRESS, e.peer, proto, DNS_PORT, DNS_PORT,
+                               proxy_port=dns_port)
+                   for proto in (TCP, UDP) if e.protocol in (0, proto))
+    return out
+
+
+def policy_entries(policy: pb.IdentityPolicy, proxy_port: int = 0,
+                   dns_port: int = 0) -> list[PolicyEntry]:
+    """The datapath's entries of one identity's policy; ``proxy_port`` the HTTP proxy's
+    (0: none, HTTP entries then allow nothing), ``dns_port`` the DNS proxy's transparent
+    sockets (0: DNS is not redirected)."""
+    out: list[PolicyEntry] = []
+    for e in policy.entries:
+        if _is_l7(e) and not proxy_port:
+            continue
+        entry = PolicyEntry(
             direction=Direction.EGRESS if e.direction == pb.PolicyEntry.EGRESS
             else Direction.INGRESS,
             peer=e.peer,
@@ -79,9 +116,14 @@ def policy_entries(policy: pb.IdentityPolicy, proxy_port: int = 0) -> list[Polic
             deny=e.verdict == pb.PolicyEntry.DENY,
             proxy_port=proxy_port if _is_l7(e) else 0,
         )
-        for e in policy.entries
-        if proxy_port or not _is_l7(e)
-    ]
+        if _is_l7(e) and e.protocol == 0:
+            # HTTP is TCP: the datapath redirects UDP too (to the DNS proxy), so an HTTP
+            # entry of any protocol redirects its TCP keys and allows the others plainly.
+            out.append(PolicyEntry(entry.direction, e.peer, TCP, e.port_lo, e.port_hi,
+                                   proxy_port=proxy_port))
+            entry = PolicyEntry(entry.direction, e.peer, 0, e.port_lo, e.port_hi)
+        out.append(entry)
+    return out + _dns_redirects(policy, dns_port)
 
 
 def l7_entries(endpoints: Iterable[tuple[str, pb.IdentityPolicy]]) -> list[L7Entry]:

@@ -25,6 +25,7 @@ from bulkhead.tls import INSECURE_WARNING
 from nodeagent import nodelabels
 from nodeagent.credentials import CredentialError, NodeCredentials, join_server, read_token
 from nodeagent.dns.listen import DEFAULT_LISTEN as DEFAULT_DNS_LISTEN
+from nodeagent.dns.listen import DEFAULT_REDIRECT_PORT as DEFAULT_DNS_PROXY_PORT
 from nodeagent.dns.listen import parse_listen
 from nodeagent.sink import DatapathSink, NullSink
 from nodeagent.subscription.client import SubscriptionClient
@@ -75,6 +76,12 @@ def parser() -> argparse.ArgumentParser:
                         "namespace: names outside the cluster are forwarded there through the "
                         "DNS proxy (rules.dns enforced, toFQDNs addresses learnt); 'none' "
                         "(default) = they get NXDOMAIN")
+    p.add_argument("--dns-proxy-port", type=int, default=DEFAULT_DNS_PROXY_PORT,
+                   help="bpf: the DNS proxy's transparent port (127.0.0.1 in the node "
+                        "namespace, UDP and TCP): port 53 of pods under rules.dns is "
+                        "redirected there whatever server they ask, and forwarded to that "
+                        "server (as Cilium does); 0 = only queries to --dns-listen are seen "
+                        "(default %(default)s)")
     p.add_argument("--tofqdns-min-ttl", type=int, default=0, metavar="SECONDS",
                    help="bpf: keep learnt addresses at least this long (Cilium's flag; "
                         "default 0 = the answer's TTL)")
@@ -176,6 +183,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"bulkhead-agent: --underlay-ip must be an IPv4 address, got {args.underlay_ip!r}",
               file=sys.stderr)
         sys.exit(2)
+    if not 0 <= args.dns_proxy_port <= 65535:
+        print(f"bulkhead-agent: --dns-proxy-port must be 0..65535, got {args.dns_proxy_port}",
+              file=sys.stderr)
+        sys.exit(2)
+    if args.dns_proxy_port and args.dns_proxy_port == args.proxy_port:
+        print("bulkhead-agent: --dns-proxy-port must differ from --proxy-port, both are "
+              f"{args.proxy_port}", file=sys.stderr)
+        sys.exit(2)
     if not 0 <= args.proxy_port <= 65535:
         print(f"bulkhead-agent: --proxy-port must be 0..65535, got {args.proxy_port}",
               file=sys.stderr)
@@ -244,6 +259,7 @@ def run_bpf(args: argparse.Namespace) -> None:
         api_listen=None if args.api_listen in ("", "none") else args.api_listen,
         metrics_listen=args.metrics_listen or None, dns_listen=args.dns_listen,
         proxy_port=args.proxy_port, dns_upstream=args.dns_upstream,
+        dns_proxy_port=args.dns_proxy_port,
         fqdn_min_ttl=args.tofqdns_min_ttl, fqdn_file=args.fqdn_state_file,
         node_labels=nodelabels.registration_labels(args.node_labels),
         credentials=node_credentials(args))

@@ -85,10 +85,13 @@ def execute(dp: Datapath, plan: Plan) -> tuple[int, list[int]]:
 
 class Reconciler:
     def __init__(self, node: str, dp: Datapath, worker: Worker, state: ReceivedState,
-                 endpoints: EndpointTable, proxy: ProxySupervisor | None = None) -> None:
+                 endpoints: EndpointTable, proxy: ProxySupervisor | None = None,
+                 dns_port: int = 0) -> None:
         self.node = node
         self.proxy = proxy
         self.proxy_port = proxy.port if proxy is not None else 0
+        self.dns_port = dns_port
+        """The DNS proxy's transparent sockets (0: pods' DNS is not redirected)."""
         self._l7: list[L7Entry] | None = None
         """The rules the proxy was last given."""
         self.dp = dp
@@ -178,7 +181,7 @@ class Reconciler:
         policy = self.state.policies.get(ep.identity)
         if policy is None:
             return None
-        entries = desired.policy_entries(policy, self.proxy_port)
+        entries = desired.policy_entries(policy, self.proxy_port, self.dns_port)
         if self.fqdn is not None:
             entries = expand(entries, self.state.identities, self.fqdn)
         return PolicyWrite(ep.ep_id, entries, policy.ingress_enforced, policy.egress_enforced)

@@ -22,7 +22,7 @@ from integration.lab import worlddns
 from nodeagent.dns.listen import Listen
 from nodeagent.dns.proxy import Client, DnsProxy
 from nodeagent.dns.server import DnsServer
-from nodeagent.dns.upstream import Upstream
+from nodeagent.dns.upstream import Upstream, Upstreams
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -132,3 +132,46 @@ async def test_no_upstream_answer_is_servfail() -> None:
     assert wire is not None
     assert dns.message.from_wire(wire).rcode() == dns.rcode.SERVFAIL
     assert learnt == []
+
+
+async def test_a_redirected_query_goes_to_the_server_the_pod_asked() -> None:
+    """A query the datapath redirected (sent by the pod to another server than the node's
+    DNS address) is checked against rules.dns, forwarded to that server, not to the node's
+    upstream, cluster names included, and learnt; its flows name that server."""
+    node_world, node_port = worlddns.start({"api.world.test": ["192.0.2.201"]})
+    asked, asked_port = worlddns.start({"api.world.test": ["198.51.100.7"],
+                                        "web.default.svc.cluster.local": ["198.51.100.8"]})
+    upstream = Upstream(Listen("127.0.0.1", node_port))
+    await upstream.start(None)
+    upstreams = Upstreams(None)
+    learnt: list[tuple[str, list[str]]] = []
+    flows: list[dict[str, Any]] = []
+
+    async def learn(client: Client, name: str, ips: list[str], ttl: int) -> None:
+        learnt.append((name, ips))
+
+    clients = {"127.0.0.2": RULED, "127.0.0.3": FREE}
+    proxy = DnsProxy(Listen("127.0.0.1", 53), lambda: SERVICES, clients.get, upstream, learn,
+                     flows.append, upstreams=upstreams)
+    server = ("127.0.0.1", asked_port)
+
+    async def ask(name: str, source: str) -> dns.message.Message:
+        wire = await proxy.handle(dns.message.make_query(name, "A").to_wire(), (source, 5353),
+                                  server=server)
+        assert wire is not None
+        return dns.message.from_wire(wire)
+
+    try:
+        reply = await ask("api.world.test", "127.0.0.2")
+        refused = await ask("other.world.test", "127.0.0.2")
+        cluster = await ask("web.default.svc.cluster.local", "127.0.0.3")
+    finally:
+        upstream.close()
+        upstreams.close()
+        node_world.close()
+        asked.close()
+    assert [rd.address for rrset in reply.answer for rd in rrset] == ["198.51.100.7"]
+    assert refused.rcode() == dns.rcode.REFUSED
+    assert [rd.address for rrset in cluster.answer for rd in rrset] == ["198.51.100.8"]
+    assert ("api.world.test.", ["198.51.100.7"]) in learnt
+    assert {f["server"] for f in flows} == {server}

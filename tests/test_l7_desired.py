@@ -91,3 +91,56 @@ def test_a_redirect_and_a_plain_allow_for_the_same_key_keep_the_redirect() -> No
     for entries in ([plain, l7], [l7, plain]):
         keys = endpoint_keys(10, entries)
         assert [decode_key(k, v).proxy_port for k, v in keys.items()] == [15001]
+
+
+def egress(peer: int, protocol: int, lo: int, hi: int, *,
+           deny: bool = False) -> pb.PolicyEntry:
+    return pb.PolicyEntry(direction=pb.PolicyEntry.EGRESS, peer=peer, protocol=protocol,
+                          port_lo=lo, port_hi=hi, verdict=pb.PolicyEntry.DENY if deny
+                          else pb.PolicyEntry.ALLOW)
+
+
+def dns_policy(*entries: pb.PolicyEntry, patterns: tuple[str, ...] = ("*.world.test.",)
+               ) -> pb.IdentityPolicy:
+    return pb.IdentityPolicy(identity=300, egress_enforced=True, entries=list(entries),
+                             dns_patterns=list(patterns))
+
+
+def redirects(entries: list[PolicyEntry]) -> set[tuple[int, int, int, int, int]]:
+    """(peer, protocol, first port, last port, proxy port) of the keys that redirect."""
+    keys = [decode_key(k, v) for k, v in endpoint_keys(9, entries).items()]
+    return {(k.peer, k.protocol or 0, k.port_lo, k.port_hi, k.proxy_port)
+            for k in keys if k.proxy_port}
+
+
+def test_port_53_of_an_identity_with_dns_rules_goes_to_the_dns_proxy() -> None:
+    """UDP and TCP 53 of every egress allow that reaches it (any protocol, a range, all
+    ports), whatever the peer; other ports of those entries stay plain allows."""
+    got = desired.policy_entries(dns_policy(
+        egress(2, 0, 53, 53), egress(301, 17, 1, 1024), egress(302, 0, 0, 0),
+        egress(303, 6, 80, 80), egress(304, 17, 53, 53, deny=True)),
+        proxy_port=15001, dns_port=15053)
+    assert redirects(got) == {(2, 6, 53, 53, 15053), (2, 17, 53, 53, 15053),
+                              (301, 17, 53, 53, 15053), (302, 6, 53, 53, 15053),
+                              (302, 17, 53, 53, 15053)}
+    keys = [decode_key(k, v) for k, v in endpoint_keys(9, got).items()]
+    # the rest of 301's range is still allowed, without a redirect
+    assert any(k.peer == 301 and k.port_lo <= 1024 <= k.port_hi and not k.proxy_port
+               for k in keys)
+
+
+def test_dns_is_not_redirected_without_dns_rules_or_a_dns_proxy() -> None:
+    assert not redirects(desired.policy_entries(
+        dns_policy(egress(2, 0, 53, 53), patterns=()), dns_port=15053))
+    assert not redirects(desired.policy_entries(dns_policy(egress(2, 0, 53, 53))))
+
+
+def test_http_entry_of_any_protocol_redirects_tcp_only() -> None:
+    """The datapath redirects UDP as well now (to the DNS proxy): an HTTP entry whose
+    protocol is any must not send UDP to the HTTP proxy."""
+    http = entry(301, l7=True)
+    http.protocol = 0
+    got = desired.policy_entries(policy(http), proxy_port=15001)
+    assert redirects(got) == {(301, 6, 80, 80, 15001)}
+    keys = [decode_key(k, v) for k, v in endpoint_keys(9, got).items()]
+    assert any(k.peer == 301 and k.protocol == 17 and not k.proxy_port for k in keys)

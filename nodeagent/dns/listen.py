@@ -8,6 +8,9 @@ from dataclasses import dataclass
 
 DEFAULT_LISTEN = "169.254.1.1:53"
 """The pods' gateway (nodeagent.datapath.netlink.GATEWAY_IP): every pod already routes there."""
+DEFAULT_REDIRECT_PORT = 15053
+"""The DNS proxy's transparent port at 127.0.0.1 (nodeagent.dns.transparent), next to the HTTP
+proxy's 15001."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,11 @@ For every query of a pod of this node:
    identities, ipcache entries and the entries of matching `toFQDNs` selectors, all written
    to the maps BEFORE the answer is sent, so the pod's first packet is already allowed.
 4. The query and the answer are recorded as DNS flows (`record`).
+
+Queries the datapath redirects (a pod under `rules.dns` asking any server on port 53,
+nodeagent.dns.transparent) arrive with the `server` the pod asked: they are checked and learnt
+the same way, and forwarded to that server (`upstreams`), never answered locally, as Cilium's
+DNS proxy forwards to the original destination.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from bulkhead.v1 import types_pb2
 from nodeagent.dns import wire as dnswire
 from nodeagent.dns.answer import UDP_MAX, _formerr, answer
 from nodeagent.dns.listen import Listen
-from nodeagent.dns.upstream import Upstream
+from nodeagent.dns.upstream import Upstream, Upstreams
 
 _log = log.get(__name__)
 
@@ -76,8 +81,10 @@ def _a_records(reply: dns.message.Message) -> tuple[list[str], list[str], int]:
 class DnsProxy:
     def __init__(self, listen: Listen, services: Callable[[], Mapping[str, types_pb2.Service]],
                  client_of: Callable[[str], Client | None], upstream: Upstream | None,
-                 learn: Learn, record: Record | None = None) -> None:
+                 learn: Learn, record: Record | None = None,
+                 upstreams: Upstreams | None = None) -> None:
         self.listen = listen
+        self.upstreams = upstreams
         self.services = services
         self.client_of = client_of
         self.upstream = upstream
@@ -85,8 +92,12 @@ class DnsProxy:
         self.record = record
         self.stats = {"refused": 0, "forwarded": 0, "local": 0, "learnt": 0, "failed": 0}
 
-    async def handle(self, wire: bytes, addr: tuple[str, int],
-                     max_size: int = UDP_MAX) -> bytes | None:
+    async def handle(self, wire: bytes, addr: tuple[str, int], max_size: int = UDP_MAX,
+                     server: tuple[str, int] | None = None) -> bytes | None:
+        """The reply to one query from ``addr``; ``server``: the address the pod sent it to,
+        when the datapath redirected it here (None: sent to `listen`)."""
+        if server == (self.listen.ip, self.listen.port):
+            server = None
         found = dnswire.question(wire)
         if found is None:  # not one plain question: dnspython's path (errors, FORMERR, ...)
             return self._unusual(wire, max_size)
@@ -94,23 +105,31 @@ class DnsProxy:
         qtype = dnswire.qtype_text(qtype_number)
         client = self.client_of(addr[0])
         started = time.time_ns()
+        to = server or (self.listen.ip, self.listen.port)
         if not allowed(client, name):
             self.stats["refused"] += 1
-            self._flow(addr, "request", "DROPPED", name, qtype, started)
-            self._flow(addr, "response", "DROPPED", name, qtype, started, rcode="REFUSED")
+            self._flow(addr, "request", "DROPPED", name, qtype, started, server=to)
+            self._flow(addr, "response", "DROPPED", name, qtype, started, rcode="REFUSED",
+                       server=to)
             return dnswire.refused(wire, question_end)
-        self._flow(addr, "request", "FORWARDED", name, qtype, started)
-        if name == "cluster.local." or name.endswith(".cluster.local.") or self.upstream is None:
+        self._flow(addr, "request", "FORWARDED", name, qtype, started, server=to)
+        upstream = self.upstream
+        if server is not None:
+            upstream = (await self.upstreams.get(Listen(*server))
+                        if self.upstreams is not None else None)
+        elif (name == "cluster.local." or name.endswith(".cluster.local.")
+              or self.upstream is None):
             self.stats["local"] += 1
             out = self._unusual(wire, max_size)
             if out is not None:
                 self._flow_reply(addr, out, name, qtype, started)
             return out
         self.stats["forwarded"] += 1
-        raw = await self.upstream.query(wire)
+        raw = await upstream.query(wire) if upstream is not None else None
         if raw is None:
             self.stats["failed"] += 1
-            self._flow(addr, "response", "FORWARDED", name, qtype, started, rcode="SERVFAIL")
+            self._flow(addr, "response", "FORWARDED", name, qtype, started, rcode="SERVFAIL",
+                       server=to)
             return dnswire.servfail(wire, question_end)
         read = dnswire.answers(raw)
         if read is None:
@@ -125,7 +144,7 @@ class DnsProxy:
             except Exception as exc:  # the answer still goes out; connections are denied
                 _log.error("learnt addresses not written", name=name, error=str(exc))
         self._flow(addr, "response", "FORWARDED", name, qtype, started, ips=ips, ttl=ttl,
-                   rcode=rcode, cnames=cnames)
+                   rcode=rcode, cnames=cnames, server=to)
         return raw
 
     def _unusual(self, wire: bytes, max_size: int) -> bytes | None:
@@ -160,12 +179,14 @@ class DnsProxy:
 
     def _flow(self, addr: tuple[str, int], kind: str, verdict: str, name: str, qtype: str,
               started: int, *, ips: list[str] | None = None, ttl: int = 0,
-              rcode: str = "", cnames: list[str] | None = None) -> None:
+              rcode: str = "", cnames: list[str] | None = None,
+              server: tuple[str, int] | None = None) -> None:
         if self.record is None:
             return
         now = time.time_ns()
         self.record({"time_ns": now, "type": kind, "verdict": verdict,
-                     "client": (addr[0], addr[1]), "server": (self.listen.ip, self.listen.port),
+                     "client": (addr[0], addr[1]),
+                     "server": server or (self.listen.ip, self.listen.port),
                      "query": name, "qtypes": [qtype], "ips": ips or [], "ttl": ttl,
                      "rcode": rcode, "cnames": cnames or [],
                      "latency_ns": now - started if kind == "response" else 0})

@@ -96,3 +96,31 @@ class Upstream:
         for waiter in self._pending.values():
             waiter.cancel()
         self._pending.clear()
+
+
+class Upstreams:
+    """One `Upstream` per server the pods' redirected queries were sent to (they are
+    forwarded there, from the node namespace), opened on first use and kept."""
+
+    def __init__(self, netns: str | None, timeout: float = 2.0) -> None:
+        self.netns = netns
+        self.timeout = timeout
+        self._open: dict[Listen, Upstream] = {}
+        self._lock = asyncio.Lock()
+
+    async def get(self, server: Listen) -> Upstream:
+        found = self._open.get(server)
+        if found is not None:
+            return found
+        async with self._lock:
+            found = self._open.get(server)
+            if found is None:
+                found = Upstream(server, self.timeout)
+                await found.start(self.netns)
+                self._open[server] = found
+            return found
+
+    def close(self) -> None:
+        for upstream in self._open.values():
+            upstream.close()
+        self._open.clear()

@@ -251,7 +251,9 @@ static __always_inline __u8 policy_verdict_l7(__u32 ep_id, __u32 peer, __u8 dir,
     }
     if (!v)
         return REASON_POLICY_DEFAULT;
-    *proxy_port = p->proto == IPPROTO_TCP ? v->proxy_port : 0;
+    /* TCP: the HTTP proxy or the DNS proxy; UDP: the DNS proxy (port 53 of endpoints with
+     * rules.dns, nodeagent/desired.py) */
+    *proxy_port = p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP ? v->proxy_port : 0;
     return REASON_NONE;
 }
 
@@ -756,11 +758,15 @@ static __always_inline int proxy_assign_listener(struct __sk_buff *skb, struct p
     t.ipv4.sport = p->sport;
     t.ipv4.daddr = BH_HTONL(0x7f000001);
     t.ipv4.dport = port;
-    struct bpf_sock *sk = bpf_sk_lookup_tcp(skb, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+    struct bpf_sock *sk;
+    if (p->proto == IPPROTO_UDP)
+        sk = bpf_sk_lookup_udp(skb, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+    else
+        sk = bpf_sk_lookup_tcp(skb, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
     if (!sk)
         return -1;
     long r = -1;
-    if (sk->state == BPF_TCP_LISTEN)
+    if (p->proto == IPPROTO_UDP || sk->state == BPF_TCP_LISTEN)
         r = bpf_sk_assign(skb, sk, 0);
     bpf_sk_release(sk);
     return r < 0 ? -1 : 0;
@@ -771,7 +777,9 @@ static __always_inline int proxy_assign_listener(struct __sk_buff *skb, struct p
 static __always_inline int to_proxy(struct __sk_buff *skb, struct pkt *p, __u32 mark,
                                     __u16 port)
 {
-    if (port && (p->tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN
+    /* UDP has no connection socket: every datagram goes to the (transparent) UDP socket,
+     * as in Cilium's DNS proxy redirect */
+    if (port && (p->proto == IPPROTO_UDP || (p->tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN)
         && proxy_assign_listener(skb, p, port) < 0)
         return -1;
     skb->mark = mark;
@@ -925,7 +933,10 @@ int from_pod(struct __sk_buff *skb)
                 return drop(&p, src_id, dst_id, src_ep, DIR_INGRESS, reason, OBS_FROM_POD);
         }
         proxy_port = proxy_choose(eport, iport, src_id, dst_id, &proxy_mark);
-        if (!known && !(cfg_flags & CFG_F_FORWARD_UNKNOWN))
+        /* DNS redirected to the node's DNS proxy never leaves through this path (the proxy
+         * forwards the query itself, from the node): any server the policy allows will do */
+        int dns_redirect = proxy_port && p.dport == BH_HTONS(53);
+        if (!known && !dns_redirect && !(cfg_flags & CFG_F_FORWARD_UNKNOWN))
             return drop(&p, src_id, dst_id, src_ep, DIR_EGRESS, REASON_UNKNOWN_DEST,
                         OBS_FROM_POD);
         __u8 nat = svc == LB_TRANSLATED ? CT_NAT_REVERSE : CT_NAT_NONE;
