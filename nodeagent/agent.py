@@ -298,7 +298,8 @@ class BpfAgent:
         self.dns = DnsServer(listen, lambda: self.state.services, proxy.handle)
         await self.dns.start(netns)
         if redirect:
-            self.dns_redirect = TransparentDns(redirect, proxy.handle)
+            self.dns_redirect = TransparentDns(redirect, proxy.handle,
+                                               ((listen.ip, listen.port), self.dns.send_udp))
             await self.dns_redirect.start(netns)
         _log.info("dns serving", address=str(listen), netns=netns or "",
                   address_added=added, transports="udp,tcp",

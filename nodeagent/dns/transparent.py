@@ -37,6 +37,7 @@ DEFAULT_PORT = DEFAULT_REDIRECT_PORT
 Address = tuple[str, int]
 Handler = Callable[[bytes, Address, int, Address], Awaitable[bytes | None]]
 """(query, client, reply size limit, server the client asked) -> reply: DnsProxy.handle."""
+Send = Callable[[bytes, Address], None]
 
 
 def udp_socket(port: int) -> socket.socket:
@@ -101,9 +102,13 @@ def _in_netns(netns: str | None, make: Callable[[], socket.socket]) -> socket.so
 class TransparentDns:
     """Serves the redirected queries with ``handler`` until `close()`."""
 
-    def __init__(self, port: int, handler: Handler) -> None:
+    def __init__(self, port: int, handler: Handler,
+                 own: tuple[Address, Send] | None = None) -> None:
         self.port = port
         self.handler = handler
+        self.own = own
+        """The node's own DNS address and how to send from it (DnsServer.send_udp): a query
+        to it that the datapath redirected is answered from the socket bound there."""
         self.netns: str | None = None
         self._udp: socket.socket | None = None
         self._tcp: asyncio.Server | None = None
@@ -150,6 +155,9 @@ class TransparentDns:
         try:
             reply = await self.handler(data, client, UDP_MAX, server)
             if reply is None:
+                return
+            if self.own is not None and server == self.own[0]:
+                self.own[1](reply, client)
                 return
             # Binding in the node namespace: the socket must be made there.
             sock = await asyncio.to_thread(_in_netns, self.netns, lambda: reply_from(server))
