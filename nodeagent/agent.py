@@ -298,8 +298,7 @@ class BpfAgent:
         self.dns = DnsServer(listen, lambda: self.state.services, proxy.handle)
         await self.dns.start(netns)
         if redirect:
-            self.dns_redirect = TransparentDns(redirect, proxy.handle,
-                                               ((listen.ip, listen.port), self.dns.send_udp))
+            self.dns_redirect = TransparentDns(redirect, proxy.handle)
             await self.dns_redirect.start(netns)
         _log.info("dns serving", address=str(listen), netns=netns or "",
                   address_added=added, transports="udp,tcp",

@@ -1,7 +1,8 @@
 """The DNS proxy's transparent sockets (nodeagent.dns.transparent) on real sockets in this
 namespace: each UDP datagram's original destination is read from IP_ORIGDSTADDR and the reply
-is sent from that address and port; a TCP connection's is its local address.  (The datapath
-redirect that brings other servers' traffic here is in integration/test_fqdn_redirect.py.)"""
+is sent from that address and port (a raw socket writes it); a TCP connection's is its local
+address.  (The datapath redirect that brings other servers' traffic here is in
+integration/test_fqdn_redirect.py.)"""
 
 from __future__ import annotations
 
@@ -73,32 +74,3 @@ async def test_a_taken_port_is_named() -> None:
     finally:
         taken.close()
 
-
-async def test_a_redirected_query_to_the_nodes_own_dns_is_answered_from_its_socket() -> None:
-    """The node's DNS server holds its address (no second socket may bind it): a redirected
-    query sent there is answered through that server's socket."""
-    port = free_port()
-    sent: list[tuple[bytes, tuple[str, int]]] = []
-
-    async def handler(wire: bytes, client: tuple[str, int], limit: int,
-                      server: tuple[str, int]) -> bytes:
-        return dns.message.make_response(dns.message.from_wire(wire)).to_wire()
-
-    proxy = TransparentDns(port, handler,
-                           (("127.0.0.1", port), lambda data, addr: sent.append((data, addr))))
-    await proxy.start(None)
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        udp.bind(("127.0.0.2", 0))
-        client = udp.getsockname()
-        query = dns.message.make_query("api.world.test", "A")
-        udp.sendto(query.to_wire(), ("127.0.0.1", port))
-        for _ in range(200):
-            if sent:
-                break
-            await asyncio.sleep(0.05)
-    finally:
-        udp.close()
-        await proxy.close()
-    assert [(dns.message.from_wire(data).id, addr) for data, addr in sent] == [
-        (query.id, client)]

@@ -165,12 +165,6 @@ class DnsServer:
             tcp.close()
             raise
 
-    def send_udp(self, data: bytes, addr: tuple[str, int]) -> None:
-        """Send from the server's own UDP socket (the DNS proxy's redirected queries to this
-        address are answered through it: no other socket can bind the address)."""
-        if self._udp is not None:
-            self._udp.sendto(data, addr)
-
     async def _serve_tcp(self, reader: asyncio.StreamReader,
                          writer: asyncio.StreamWriter) -> None:
         """RFC 7766: two-byte length, message; several queries per connection."""

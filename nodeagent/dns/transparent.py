@@ -7,8 +7,11 @@ does for the HTTP proxy (nodeagent.proxy.sockets); the proxy routes (proxyroutes
 marked packets locally.  Both sockets are IP_TRANSPARENT, so the kernel accepts packets whose
 destination is not a local address:
 - UDP: IP_RECVORIGDSTADDR gives each datagram's original destination; the reply is sent from
-  that address and port (a transparent socket bound to it for the one reply), so the pod sees
-  the answer coming from the server it asked.
+  that address and port, so the pod sees the answer coming from the server it asked.  As in
+  Cilium's DNS proxy, it goes out of one raw UDP socket (bound to 127.0.0.1 so it receives
+  next to nothing) that writes the UDP header itself (the source port) and sets the source
+  address with IP_PKTINFO (IP_TRANSPARENT allows a foreign one): nothing is bound per reply,
+  and the node's own DNS address, whose socket holds it, is answered from the same way.
 - TCP: the accepted connection's local address is the original destination already.
 """
 
@@ -32,12 +35,12 @@ _log = log.get(__name__)
 
 IP_RECVORIGDSTADDR = 20
 IP_ORIGDSTADDR = 20
+IP_PKTINFO = 8
 DEFAULT_PORT = DEFAULT_REDIRECT_PORT
 
 Address = tuple[str, int]
 Handler = Callable[[bytes, Address, int, Address], Awaitable[bytes | None]]
 """(query, client, reply size limit, server the client asked) -> reply: DnsProxy.handle."""
-Send = Callable[[bytes, Address], None]
 
 
 def udp_socket(port: int) -> socket.socket:
@@ -64,18 +67,25 @@ def original_destination(ancdata: list[tuple[int, int, bytes]]) -> Address | Non
     return None
 
 
-def reply_from(server: Address) -> socket.socket:
-    """A socket that sends from ``server`` (not an address of this node: IP_TRANSPARENT);
-    SO_REUSEADDR lets concurrent replies from one server each bind it."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def reply_socket() -> socket.socket:
+    """The raw UDP socket replies are written to (any source address and port)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
     try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
-        s.bind(server)
+        s.bind((LISTEN_ADDRESS, 0))
+        s.setblocking(False)
     except BaseException:
         s.close()
         raise
     return s
+
+
+def send_reply(raw: socket.socket, reply: bytes, server: Address, client: Address) -> None:
+    """``reply`` to ``client`` as a UDP datagram from ``server`` (checksum 0: none, allowed
+    over IPv4)."""
+    header = struct.pack("!HHHH", server[1], client[1], 8 + len(reply), 0)
+    pktinfo = struct.pack("=i4s4s", 0, socket.inet_aton(server[0]), bytes(4))
+    raw.sendmsg([header, reply], [(socket.SOL_IP, IP_PKTINFO, pktinfo)], 0, (client[0], 0))
 
 
 def _in_netns(netns: str | None, make: Callable[[], socket.socket]) -> socket.socket:
@@ -102,32 +112,30 @@ def _in_netns(netns: str | None, make: Callable[[], socket.socket]) -> socket.so
 class TransparentDns:
     """Serves the redirected queries with ``handler`` until `close()`."""
 
-    def __init__(self, port: int, handler: Handler,
-                 own: tuple[Address, Send] | None = None) -> None:
+    def __init__(self, port: int, handler: Handler) -> None:
         self.port = port
         self.handler = handler
-        self.own = own
-        """The node's own DNS address and how to send from it (DnsServer.send_udp): a query
-        to it that the datapath redirected is answered from the socket bound there."""
-        self.netns: str | None = None
         self._udp: socket.socket | None = None
+        self._raw: socket.socket | None = None
         self._tcp: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats = {"udp": 0, "tcp": 0, "unknown_destination": 0}
 
     async def start(self, netns: str | None) -> None:
         """Raises OSError naming the flag when a socket cannot be bound."""
-        self.netns = netns
+        opened: list[socket.socket] = []
         try:
-            udp = _in_netns(netns, lambda: udp_socket(self.port))
-            try:
-                tcp = _in_netns(netns, lambda: listener(self.port))
-            except BaseException:
-                udp.close()
-                raise
+            for make in (lambda: udp_socket(self.port), reply_socket,
+                         lambda: listener(self.port)):
+                opened.append(_in_netns(netns, make))
         except OSError as exc:
             raise OSError(exc.errno, f"--dns-proxy-port {self.port}: {exc.strerror or exc}"
                           f"{f' in network namespace {netns}' if netns else ''}") from exc
+        finally:
+            if len(opened) < 3:
+                for sock in opened:
+                    sock.close()
+        udp, self._raw, tcp = opened
         self._udp = udp
         asyncio.get_running_loop().add_reader(udp.fileno(), self._readable)
         self._tcp = await asyncio.start_server(self._serve_tcp, sock=tcp)
@@ -154,15 +162,8 @@ class TransparentDns:
     async def _answer_udp(self, data: bytes, client: Address, server: Address) -> None:
         try:
             reply = await self.handler(data, client, UDP_MAX, server)
-            if reply is None:
-                return
-            if self.own is not None and server == self.own[0]:
-                self.own[1](reply, client)
-                return
-            # Binding in the node namespace: the socket must be made there.
-            sock = await asyncio.to_thread(_in_netns, self.netns, lambda: reply_from(server))
-            with sock:
-                sock.sendto(reply, client)
+            if reply is not None and self._raw is not None:
+                send_reply(self._raw, reply, server, client)
         except Exception as exc:  # one bad query must not stop the server
             _log.warning("dns query failed", client=client[0], server=server[0],
                          error=repr(exc))
@@ -202,6 +203,9 @@ class TransparentDns:
                 asyncio.get_running_loop().remove_reader(self._udp.fileno())
             self._udp.close()
             self._udp = None
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
         if self._tcp is not None:
             self._tcp.close()
             with contextlib.suppress(Exception):
