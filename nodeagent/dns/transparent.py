@@ -11,7 +11,7 @@ destination is not a local address:
   Cilium's DNS proxy, it goes out of one raw UDP socket (bound to 127.0.0.1 so it receives
   next to nothing) that writes the UDP header itself (the source port) and sets the source
   address with IP_PKTINFO (IP_TRANSPARENT allows a foreign one): nothing is bound per reply,
-  and the node's own DNS address, whose socket holds it, is answered from the same way.
+  and the node's own DNS address, whose socket holds it, is answered the same way.
 - TCP: the accepted connection's local address is the original destination already.
 """
 
