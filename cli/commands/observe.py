@@ -52,8 +52,9 @@ def register(sub: Any) -> None:
 def add_l7_flags(p: argparse.ArgumentParser) -> None:
     """The L7 filters, shared with `bulkhead agent flows`."""
     p.add_argument("--type", dest="flow_type", choices=flowfilter.FLOW_TYPES, type=str.lower,
-                   help="l7: requests and responses of the L7 and DNS proxies; dns: DNS "
-                        "queries and answers of the DNS proxy; l3-l4: datapath verdicts")
+                   help="l7: requests and responses of the L7 and DNS proxies; http: those "
+                        "of the HTTP proxy; dns: DNS queries and answers of the DNS proxy; "
+                        "l3-l4: datapath verdicts")
     p.add_argument("--http-method", default="", metavar="METHOD", help="L7 flows of that method")
     p.add_argument("--http-path", default="", metavar="REGEX",
                    help="L7 flows whose URL path matches (searched, like Hubble)")
