@@ -60,7 +60,7 @@ def up(state: LabState) -> list[int]:
          *records, "--listen", f"{DNS_IP}:53", "--ttl-file", str(ttl_file)],
         state.directory / "world-dns.log")
     web_pid = processes.start_ready(
-        ["ip", "netns", "exec", ns, sys.executable, "-m", "integration.lab.podserver",
+        ["ip", "netns", "exec", ns, sys.executable, "-m", "nodeagent.pods.server",
          "world", "--ports", "80"], state.directory / "world-web.log")
     return [dns_pid, web_pid]
 
