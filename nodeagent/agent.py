@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 from dataclasses import dataclass, field
@@ -182,7 +183,10 @@ class BpfAgent:
 
     async def start(self) -> None:
         s = self.settings
-        await self.worker.run(self.dp.setup_node, s.underlay_ip)
+        # As in Cilium, an address outside the ipcache is `world`: allowed traffic to it
+        # leaves through the node's own routing (no tunnel), never dropped as unknown.
+        await self.worker.run(functools.partial(self.dp.setup_node, s.underlay_ip,
+                                                forward_unknown=True))
         await self.worker.run(self.dp.setup_host_firewall, s.underlay_ip)
         if self.proxy is not None:
             # Before the subscription, so the first snapshot's rules reach it before the maps.

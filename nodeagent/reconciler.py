@@ -83,6 +83,10 @@ def execute(dp: Datapath, plan: Plan) -> tuple[int, list[int]]:
     return writes + policy_writes, done
 
 
+def _is_cidr(identity: types_pb2.Identity) -> bool:
+    return any(label.startswith(desired.CIDR_LABEL) for label in identity.labels)
+
+
 class Reconciler:
     def __init__(self, node: str, dp: Datapath, worker: Worker, state: ReceivedState,
                  endpoints: EndpointTable, proxy: ProxySupervisor | None = None) -> None:
@@ -105,6 +109,10 @@ class Reconciler:
         self.fqdn: FqdnCache | None = None
         """What the DNS proxy learnt: its IPs join the ipcache and `toFQDNs` entries expand
         to them (nodeagent.fqdn); None: no DNS proxy."""
+        self._cidr_ids: set[int] = set()
+        self._cidr_prefixes: set[str] = set()
+        """CIDR identities and their prefixes, in the ipcache unless a cluster address or a
+        learnt one holds the same prefix (desired.cidr_entries)."""
         self._service_ids: dict[str, int] = {}
         """"namespace/name" -> the frontend id its map entries carry (to remove them when the
         service is gone from the received state)."""
@@ -127,13 +135,19 @@ class Reconciler:
                 plan.deletes.append(change.ipcache_removed)
             elif which in ("node", "node_removed"):
                 nodes_changed = True
+            elif which == "identity" and _is_cidr(change.identity):
+                nodes_changed = True  # a policy's CIDR prefix joins the ipcache
+            elif which == "identity_removed" and change.identity_removed in self._cidr_ids:
+                nodes_changed = True
             elif which == "policy":
                 identities.add(change.policy.identity)
             elif which == "service":
                 services[f"{change.service.namespace}/{change.service.name}"] = change.service
             elif which == "service_removed":
                 services[change.service_removed] = None
-        if nodes_changed:  # tunnel endpoints and remote-node entries: recompute all (rare)
+        if self._cidr_prefixes.intersection(plan.deletes):  # a CIDR prefix takes the place
+            nodes_changed = True
+        if nodes_changed:  # tunnel endpoints, remote-node and CIDR entries: recompute (rare)
             plan.full_ipcache, plan.upserts, plan.deletes = self._desired_ipcache(), [], []
         self._service_writes(services, plan)
         for identity in identities:
@@ -186,9 +200,11 @@ class Reconciler:
     async def fqdn_update(self, fresh: Sequence[str], released: Sequence[str]) -> None:
         """Learnt IPs appeared (`fresh`) or expired (`released`): their ipcache entries and
         every local endpoint's policy, written before the DNS answer goes to the pod."""
-        plan = Plan(upserts=self._fqdn_ipcache(fresh),
-                    deletes=[f"{ip}/32" for ip in released],
+        deletes = [f"{ip}/32" for ip in released]
+        plan = Plan(upserts=self._fqdn_ipcache(fresh), deletes=deletes,
                     policies=self._policy_writes(self.endpoints.all()))
+        if self._cidr_prefixes.intersection(deletes):  # a policy's /32 takes the place back
+            plan.full_ipcache, plan.upserts, plan.deletes = self._desired_ipcache(), [], []
         await self._run(plan, self.applied_revision)
 
     def _fqdn_ipcache(self, ips: Sequence[str] | None = None) -> list[IpcacheEntry]:
@@ -214,10 +230,13 @@ class Reconciler:
     # -- internals ----------------------------------------------------------------------------
     def _desired_ipcache(self) -> list[IpcacheEntry]:
         received = desired.ipcache(self.node, self.state.nodes, self.state.ipcache.values())
-        if not self.fqdn or not self.fqdn.ids:
-            return received
         known = {e.prefix for e in received}  # a cluster address wins over a learnt one
-        return received + [e for e in self._fqdn_ipcache() if e.prefix not in known]
+        out = received + [e for e in self._fqdn_ipcache() if e.prefix not in known]
+        known |= {e.prefix for e in out}      # and a learnt address over a policy's /32
+        cidrs = desired.cidr_entries(self.state.identities.values())
+        self._cidr_ids = {e.identity for e in cidrs}
+        self._cidr_prefixes = {e.prefix for e in cidrs}
+        return out + [e for e in cidrs if e.prefix not in known]
 
     def _frontends(self, service: types_pb2.Service) -> list[ServiceFrontend]:
         try:
