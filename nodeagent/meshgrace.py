@@ -93,9 +93,6 @@ class SyncGrace:
         now = self.clock()
         return {name: max(0, until - now) / NSEC for name, (_, until) in self._until.items()}
 
-    def next_deadline(self) -> int | None:
-        return min((until for _, until in self._until.values()), default=None)
-
     def _forget(self, name: str) -> None:
         self._known.pop(name, None)
         self._until.pop(name, None)
