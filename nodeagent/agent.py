@@ -47,6 +47,7 @@ from nodeagent.fqdn.service import FqdnService
 from nodeagent.hostpolicy import HostPolicyLoop
 from nodeagent.localapi import AgentService
 from nodeagent.manager import EndpointManager
+from nodeagent.meshgrace import SyncGrace
 from nodeagent.proxy.supervisor import DEFAULT_PORT as DEFAULT_PROXY_PORT
 from nodeagent.proxy.supervisor import ProxySupervisor
 from nodeagent.reconciler import Reconciler
@@ -95,6 +96,11 @@ class Settings:
     """Seconds between checks that the proxy is alive (a dead one is restarted)."""
     node_labels: list[str] = field(default_factory=list)
     """`key=value` labels the node registers with (`--node-labels` and the automatic ones)."""
+    mesh_sync_grace: float = 30.0
+    """Seconds a connected remote cluster that has not synced yet gets a grace for its
+    identities this node has not heard of (nodeagent/meshgrace.py); 0: off."""
+    grace_interval: float = 1.0
+    """Seconds between checks for sync graces that timed out (to log and remove them)."""
     credentials: NodeCredentials | None = None
     """--tls: the node certificate (obtained in `run`), for every connection to the control
     plane and the TCP API."""
@@ -126,6 +132,8 @@ class BpfAgent:
                                       port=s.proxy_port) if s.proxy_port else None)
         self.reconciler = Reconciler(s.node, self.dp, self.worker, self.state, self.table,
                                      self.proxy)
+        if s.mesh_sync_grace:
+            self.reconciler.grace = SyncGrace(s.mesh_sync_grace)
         self.credentials = s.credentials
         pem = s.credentials.current if s.credentials is not None else None
         self.cp = ControlPlaneClient(s.node, s.controlplane, credentials=pem)
@@ -212,6 +220,8 @@ class BpfAgent:
             asyncio.create_task(self._gc_ct(), name="ct-gc"),
             asyncio.create_task(self.host_policy.run(), name="host-policy"),
         ]
+        if self.reconciler.grace is not None:
+            self._tasks.append(asyncio.create_task(self._expire_grace(), name="mesh-grace"))
         if self.fqdn is not None:
             self._tasks.append(asyncio.create_task(self._expire_fqdn(), name="fqdn-expiry"))
         if self.proxy is not None:
@@ -324,6 +334,13 @@ class BpfAgent:
                     await asyncio.to_thread(self.fqdn.save)
                 except OSError as exc:
                     _log.warning("fqdn cache not saved", error=str(exc))
+
+    async def _expire_grace(self) -> None:
+        """Clustermesh sync graces end at their deadline in the datapath; this logs each
+        (naming the remote) and removes its map entry."""
+        while True:
+            await asyncio.sleep(self.settings.grace_interval)
+            await self.reconciler.expire_grace()
 
     async def _refresh_pressure(self) -> None:
         """Map counts need the datapath thread; the scrape thread reads this snapshot."""

@@ -163,6 +163,7 @@ class FlowStore:
             sequence=held.sequence,
             boot_id=self.boot_id,
             policy_match=raw.policy_match,
+            mesh_sync_grace=raw.mesh_sync_grace,
             type="L3_L4",
         )
         if held.service is not None:

@@ -27,6 +27,7 @@ from nodeagent.datapath import Datapath, IpcacheEntry, PolicyEntry, ServiceFront
 from nodeagent.endpoints import READY, EndpointTable, LocalEndpoint
 from nodeagent.fqdn.cache import FqdnCache
 from nodeagent.fqdn.expand import expand
+from nodeagent.meshgrace import RemoteSync, SyncGrace
 from nodeagent.proxy.rules import L7Entry
 from nodeagent.proxy.supervisor import ProxySupervisor
 from nodeagent.subscription.state import ReceivedState
@@ -55,11 +56,14 @@ class Plan:
     service_updates: list[tuple[int, list[ServiceFrontend]]] = field(default_factory=list)
     """(service id, all its frontends) to write in place."""
     service_removals: list[int] = field(default_factory=list)
+    mesh_grace: dict[int, int] | None = None
+    """The clustermesh sync graces (cluster id -> monotonic ns) to write whole."""
 
     def __bool__(self) -> bool:
         return bool(self.full_ipcache is not None or self.upserts or self.deletes
                     or self.policies or self.full_services is not None
-                    or self.service_updates or self.service_removals)
+                    or self.service_updates or self.service_removals
+                    or self.mesh_grace is not None)
 
 
 def execute(dp: Datapath, plan: Plan) -> tuple[int, list[int]]:
@@ -75,6 +79,8 @@ def execute(dp: Datapath, plan: Plan) -> tuple[int, list[int]]:
         writes += dp.sync_services(plan.full_services)
     if plan.service_updates or plan.service_removals:
         writes += dp.update_services(plan.service_updates, plan.service_removals)
+    if plan.mesh_grace is not None:
+        writes += dp.sync_mesh_grace(plan.mesh_grace)
     if not plan.policies:
         return writes, []
     # An endpoint missing from the map is being added (the adder applies it) or already gone.
@@ -113,6 +119,8 @@ class Reconciler:
         self._cidr_prefixes: set[str] = set()
         """CIDR identities and their prefixes, in the ipcache unless a cluster address or a
         learnt one holds the same prefix (desired.cidr_entries)."""
+        self.grace: SyncGrace | None = None
+        """Clustermesh sync graces kept from `state.remotes` (None: off)."""
         self._service_ids: dict[str, int] = {}
         """"namespace/name" -> the frontend id its map entries carry (to remove them when the
         service is gone from the received state)."""
@@ -145,6 +153,8 @@ class Reconciler:
                 services[f"{change.service.namespace}/{change.service.name}"] = change.service
             elif which == "service_removed":
                 services[change.service_removed] = None
+            elif which in ("remote_cluster", "remote_cluster_removed"):
+                plan.mesh_grace = self._desired_grace()
         if self._cidr_prefixes.intersection(plan.deletes):  # a CIDR prefix takes the place
             nodes_changed = True
         if nodes_changed:  # tunnel endpoints, remote-node and CIDR entries: recompute (rare)
@@ -168,7 +178,8 @@ class Reconciler:
         if self._full:
             plan = Plan(full_ipcache=self._desired_ipcache(),
                         policies=self._policy_writes(self.endpoints.all()),
-                        full_services=self._desired_services())
+                        full_services=self._desired_services(),
+                        mesh_grace=self._desired_grace())
             await self._run(plan, revision)
             self._full = False
             _log.info("datapath reconciled with snapshot", revision=revision,
@@ -196,6 +207,23 @@ class Reconciler:
         if self.fqdn is not None:
             entries = expand(entries, self.state.identities, self.fqdn)
         return PolicyWrite(ep.ep_id, entries, policy.ingress_enforced, policy.egress_enforced)
+
+    async def expire_grace(self) -> list[str]:
+        """Ends the clustermesh sync graces that timed out (logged) and removes them from the
+        datapath (which stopped honouring them at their deadline already)."""
+        if self.grace is None:
+            return []
+        ended = self.grace.expire()
+        if ended and not self._full:
+            await self._run(Plan(mesh_grace=self.grace.desired()), self.applied_revision)
+        return ended
+
+    def _desired_grace(self) -> dict[int, int] | None:
+        if self.grace is None:
+            return None
+        self.grace.update({name: RemoteSync(name, r.cluster_id, r.ready)
+                           for name, r in self.state.remotes.items() if r.cluster_id})
+        return self.grace.desired()
 
     async def fqdn_update(self, fresh: Sequence[str], released: Sequence[str]) -> None:
         """Learnt IPs appeared (`fresh`) or expired (`released`): their ipcache entries and

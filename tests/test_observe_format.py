@@ -116,3 +116,10 @@ def test_filters_combine_with_and() -> None:
     assert not flowfilter.matches(flow, f(from_labels=["k8s:org=empire"]))
     assert flowfilter.matches(flow, f(to_identity=25873, protocol="tcp", node="n1"))
     assert not flowfilter.matches(flow, f(since_ns=flow.time_ns + 1))
+
+
+def test_line_says_a_flow_passed_under_a_clustermesh_sync_grace() -> None:
+    flow = xwing_drop()
+    flow.verdict, flow.drop_reason, flow.mesh_sync_grace = "FORWARDED", "", True
+    assert line(flow).endswith("policy-verdict:none INGRESS FORWARDED (TCP Flags: SYN) "
+                               "(clustermesh sync grace)")

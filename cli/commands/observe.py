@@ -156,6 +156,8 @@ def line(flow: flow_pb2.Flow, node_name: bool = False, headers: bool = False) ->
     flags = f" ({flow.protocol} Flags: {', '.join(flow.tcp_flags)})" if flow.tcp_flags else (
         f" ({flow.protocol})" if flow.protocol else "")
     reason = f" {flow.drop_reason}" if flow.verdict == "DROPPED" and flow.drop_reason else ""
+    if flow.mesh_sync_grace:   # nothing matched the remote identity yet: passed under grace
+        reason = " (clustermesh sync grace)"
     service = flow.destination_service if flow.HasField("destination_service") else None
     return (f"{stamp}: {_peer(flow.source)} -> {_peer(flow.destination, service)} "
             f"{kind} {flow.verdict}{flags}{reason}")

@@ -14,12 +14,20 @@ from bulkhead import httprules
 from bulkhead.httprules import HttpRule
 from bulkhead.v1 import subscription_pb2 as pb
 from controlplane.records import messages
-from controlplane.records.codec import IdentityRecord, IPCacheEntry, Node, mirrored_kind
+from controlplane.records.codec import (
+    IdentityRecord,
+    IPCacheEntry,
+    MeshStatusRecord,
+    Node,
+    mirrored_kind,
+)
 from controlplane.store.etcd import KV
 from controlplane.store.keys import Keys
 
-Kind = Literal["node", "ipcache", "identity"]
-_RECORD: dict[Kind, type[Node] | type[IPCacheEntry] | type[IdentityRecord]] = {
+Kind = Literal["node", "ipcache", "identity", "remote"]
+"""`remote`: a connected remote cluster's sync status (its syncer's `clustermesh/status/<name>`),
+sent as a RemoteClusterSync for the agents' sync grace (nodeagent/meshgrace.py)."""
+_RECORD: dict[str, type[Node] | type[IPCacheEntry] | type[IdentityRecord]] = {
     "node": Node, "ipcache": IPCacheEntry, "identity": IdentityRecord}
 
 _MIRRORED: dict[str, Kind] = {"nodes/": "node", "ipcache/": "ipcache",
@@ -57,6 +65,7 @@ class Classifier:
         self.identities = keys.identity_ids
         self.endpoints = keys.endpoints
         self.mirrors = keys.mesh_mirrors
+        self.mesh_statuses = keys.mesh_statuses
 
     def kind(self, key: str) -> Kind | None:
         if key.startswith(self.ipcache):
@@ -68,6 +77,8 @@ class Classifier:
         if key.startswith(self.mirrors):
             below = key[len(self.mirrors):].partition("/")[2]
             return _MIRRORED.get(mirrored_kind(below) or "")
+        if key.startswith(self.mesh_statuses):
+            return "remote"
         return None
 
 
@@ -90,11 +101,17 @@ def agent_record(kind: Kind, kv: KV) -> Node | IPCacheEntry | IdentityRecord:
 
 
 def put_change(kind: Kind, kv: KV) -> pb.Change:
+    if kind == "remote":
+        status = MeshStatusRecord.of_kv(kv)
+        return pb.Change(remote_cluster=pb.RemoteClusterSync(
+            name=status.name, cluster_id=status.cluster_id, ready=status.ready))
     return messages.put_change(agent_record(kind, kv))
 
 
 def delete_change(kind: Kind, kv: KV) -> pb.Change:
     """The removal of what `kv` (the previous value) held."""
+    if kind == "remote":
+        return pb.Change(remote_cluster_removed=MeshStatusRecord.of_kv(kv).name)
     return messages.removed_change(agent_record(kind, kv))
 
 

@@ -96,6 +96,8 @@ class SubscriptionState:
             if kind is not None:
                 if change.kind == "put" and change.kv is not None:
                     put = self._framed_put(kind, change.kv)
+                    if kind == "remote" and self.objects.get(change.key) == put:
+                        continue   # a syncer's progress write: nothing agents see changed
                     self.objects[change.key] = put
                     framed.append(put)
                 elif change.prev is not None:

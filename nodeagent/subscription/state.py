@@ -25,6 +25,8 @@ class ReceivedState:
         self.policies: dict[int, pb.IdentityPolicy] = {}
         self.services: dict[str, types_pb2.Service] = {}
         """By "namespace/name"; each with every current backend (a change re-sends it whole)."""
+        self.remotes: dict[str, pb.RemoteClusterSync] = {}
+        """Connected remote clusters' sync state, by name (nodeagent/meshgrace.py)."""
         self.revision = 0
         self._snapshot_seen: set[Key] | None = None
 
@@ -48,6 +50,8 @@ class ReceivedState:
                     if ("policy", str(k)) not in seen]
         removed += [pb.Change(service_removed=k) for k in self.services
                     if ("service", k) not in seen]
+        removed += [pb.Change(remote_cluster_removed=k) for k in self.remotes
+                    if ("remote", k) not in seen]
         for change in removed:
             self.apply(change)
         self.revision = revision
@@ -77,6 +81,12 @@ class ReceivedState:
             self.services[ref] = change.service
             if seen is not None:
                 seen.add(("service", ref))
+        elif which == "remote_cluster":
+            self.remotes[change.remote_cluster.name] = change.remote_cluster
+            if seen is not None:
+                seen.add(("remote", change.remote_cluster.name))
+        elif which == "remote_cluster_removed":
+            self.remotes.pop(change.remote_cluster_removed, None)
         elif which == "node_removed":
             self.nodes.pop(change.node_removed, None)
         elif which == "ipcache_removed":
@@ -101,6 +111,7 @@ class ReceivedState:
             "identities": {str(k): d(v) for k, v in sorted(self.identities.items())},
             "policies": {str(k): d(v) for k, v in sorted(self.policies.items())},
             "services": {k: d(v) for k, v in sorted(self.services.items())},
+            "remotes": {k: d(v) for k, v in sorted(self.remotes.items())},
         }
 
     def content(self) -> dict[str, Any]:

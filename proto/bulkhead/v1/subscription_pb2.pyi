@@ -127,7 +127,7 @@ class IdentityPolicy(_message.Message):
     def __init__(self, identity: _Optional[int] = ..., ingress_enforced: _Optional[bool] = ..., egress_enforced: _Optional[bool] = ..., entries: _Optional[_Iterable[_Union[PolicyEntry, _Mapping]]] = ..., dns_patterns: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Change(_message.Message):
-    __slots__ = ("node", "ipcache", "identity", "policy", "node_removed", "ipcache_removed", "identity_removed", "policy_removed", "service", "service_removed")
+    __slots__ = ("node", "ipcache", "identity", "policy", "node_removed", "ipcache_removed", "identity_removed", "policy_removed", "service", "service_removed", "remote_cluster", "remote_cluster_removed")
     NODE_FIELD_NUMBER: _ClassVar[int]
     IPCACHE_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +138,8 @@ class Change(_message.Message):
     POLICY_REMOVED_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     SERVICE_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_CLUSTER_REMOVED_FIELD_NUMBER: _ClassVar[int]
     node: _types_pb2.Node
     ipcache: _types_pb2.IPCacheEntry
     identity: _types_pb2.Identity
@@ -148,7 +150,19 @@ class Change(_message.Message):
     policy_removed: int
     service: _types_pb2.Service
     service_removed: str
-    def __init__(self, node: _Optional[_Union[_types_pb2.Node, _Mapping]] = ..., ipcache: _Optional[_Union[_types_pb2.IPCacheEntry, _Mapping]] = ..., identity: _Optional[_Union[_types_pb2.Identity, _Mapping]] = ..., policy: _Optional[_Union[IdentityPolicy, _Mapping]] = ..., node_removed: _Optional[str] = ..., ipcache_removed: _Optional[str] = ..., identity_removed: _Optional[int] = ..., policy_removed: _Optional[int] = ..., service: _Optional[_Union[_types_pb2.Service, _Mapping]] = ..., service_removed: _Optional[str] = ...) -> None: ...
+    remote_cluster: RemoteClusterSync
+    remote_cluster_removed: str
+    def __init__(self, node: _Optional[_Union[_types_pb2.Node, _Mapping]] = ..., ipcache: _Optional[_Union[_types_pb2.IPCacheEntry, _Mapping]] = ..., identity: _Optional[_Union[_types_pb2.Identity, _Mapping]] = ..., policy: _Optional[_Union[IdentityPolicy, _Mapping]] = ..., node_removed: _Optional[str] = ..., ipcache_removed: _Optional[str] = ..., identity_removed: _Optional[int] = ..., policy_removed: _Optional[int] = ..., service: _Optional[_Union[_types_pb2.Service, _Mapping]] = ..., service_removed: _Optional[str] = ..., remote_cluster: _Optional[_Union[RemoteClusterSync, _Mapping]] = ..., remote_cluster_removed: _Optional[str] = ...) -> None: ...
+
+class RemoteClusterSync(_message.Message):
+    __slots__ = ("name", "cluster_id", "ready")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    cluster_id: int
+    ready: bool
+    def __init__(self, name: _Optional[str] = ..., cluster_id: _Optional[int] = ..., ready: _Optional[bool] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("replica", "etcd_cluster_id", "resumed", "revision")
