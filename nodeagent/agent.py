@@ -34,7 +34,6 @@ from nodeagent.connectivityapi import ConnectivityAgentService
 from nodeagent.cpclient import ControlPlaneClient
 from nodeagent.credentials import NodeCredentials
 from nodeagent.datapath import Datapath, Flow
-from nodeagent.datapath.hostfw import HostDesired
 from nodeagent.dns.listen import Listen
 from nodeagent.dns.proxy import Client, DnsProxy
 from nodeagent.dns.server import DnsServer, ensure_local_address
@@ -43,7 +42,7 @@ from nodeagent.endpoints import EndpointTable
 from nodeagent.flowstore import FlowStore, ServiceNames
 from nodeagent.fqdn.cache import LOCAL_IDENTITY_BASE, FqdnCache
 from nodeagent.fqdn.service import FqdnService
-from nodeagent.hostpolicy import HostPolicyLoop
+from nodeagent.hostpolicy import HostPolicyView
 from nodeagent.localapi import AgentService
 from nodeagent.manager import EndpointManager
 from nodeagent.proxy.supervisor import DEFAULT_PORT as DEFAULT_PROXY_PORT
@@ -147,10 +146,10 @@ class BpfAgent:
         self.metrics_server: WSGIServer | None = None
         self.dns: DnsServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self.host_policy = HostPolicyLoop(
-            s.node, s.controlplane, self.cp.host_policy, lambda: self.state.nodes,
-            self._apply_host_policy,
+        self.host_policy = HostPolicyView(
+            s.node, s.controlplane,
             services=[(s.dns_listen.ip, s.dns_listen.port)] if s.dns_listen else [])
+        self.reconciler.host = self.host_policy
 
     @classmethod
     async def create(cls, settings: Settings) -> BpfAgent:
@@ -200,13 +199,14 @@ class BpfAgent:
             # Before the subscription: its first ipcache sync keeps the DNS address as host.
             await self._serve_dns(s.dns_listen)
         await self._serve()
+        # Before the subscription: the first snapshot's host maps keep these open.
+        await self.host_policy.prepare()
         self._tasks = [
             asyncio.create_task(self.client.run(), name="subscription"),
             asyncio.create_task(self._restore(), name="restore"),
             asyncio.create_task(self._clean_test_pods(), name="test-pod-cleanup"),
             asyncio.create_task(self._poll_flows(), name="flows"),
             asyncio.create_task(self._gc_ct(), name="ct-gc"),
-            asyncio.create_task(self.host_policy.run(), name="host-policy"),
         ]
         if self.fqdn is not None:
             self._tasks.append(asyncio.create_task(self._expire_fqdn(), name="fqdn-expiry"))
@@ -428,9 +428,6 @@ class BpfAgent:
             removed = await self.worker.run(self.dp.gc_ct)
             if removed:
                 _log.debug("conntrack entries expired", removed=removed)
-
-    async def _apply_host_policy(self, desired: HostDesired) -> int:
-        return await self.worker.run(self.dp.sync_host_policy, desired)
 
     async def host_firewall_status(self) -> hostpolicy_pb2.HostFirewallStatus:
         fw = self.dp.host_firewall

@@ -24,9 +24,11 @@ from bulkhead.v1 import subscription_pb2 as pb
 from bulkhead.v1 import types_pb2
 from nodeagent import desired
 from nodeagent.datapath import Datapath, IpcacheEntry, PolicyEntry, ServiceFrontend
+from nodeagent.datapath.hostfw import HostDesired
 from nodeagent.endpoints import READY, EndpointTable, LocalEndpoint
 from nodeagent.fqdn.cache import FqdnCache
 from nodeagent.fqdn.expand import expand
+from nodeagent.hostpolicy import HostPolicyView
 from nodeagent.proxy.rules import L7Entry
 from nodeagent.proxy.supervisor import ProxySupervisor
 from nodeagent.subscription.state import ReceivedState
@@ -55,11 +57,14 @@ class Plan:
     service_updates: list[tuple[int, list[ServiceFrontend]]] = field(default_factory=list)
     """(service id, all its frontends) to write in place."""
     service_removals: list[int] = field(default_factory=list)
+    host: HostDesired | None = None
+    """The host firewall's maps, whole (they are small), when they change."""
 
     def __bool__(self) -> bool:
         return bool(self.full_ipcache is not None or self.upserts or self.deletes
                     or self.policies or self.full_services is not None
-                    or self.service_updates or self.service_removals)
+                    or self.service_updates or self.service_removals
+                    or self.host is not None)
 
 
 def execute(dp: Datapath, plan: Plan) -> tuple[int, list[int]]:
@@ -75,6 +80,8 @@ def execute(dp: Datapath, plan: Plan) -> tuple[int, list[int]]:
         writes += dp.sync_services(plan.full_services)
     if plan.service_updates or plan.service_removals:
         writes += dp.update_services(plan.service_updates, plan.service_removals)
+    if plan.host is not None:
+        writes += dp.sync_host_policy(plan.host)
     if not plan.policies:
         return writes, []
     # An endpoint missing from the map is being added (the adder applies it) or already gone.
@@ -105,6 +112,9 @@ class Reconciler:
         self.fqdn: FqdnCache | None = None
         """What the DNS proxy learnt: its IPs join the ipcache and `toFQDNs` entries expand
         to them (nodeagent.fqdn); None: no DNS proxy."""
+        self.host: HostPolicyView | None = None
+        """Turns the received host policy into the host firewall's maps; None: no host
+        firewall (written with the revision it came in, like every other map)."""
         self._service_ids: dict[str, int] = {}
         """"namespace/name" -> the frontend id its map entries carry (to remove them when the
         service is gone from the received state)."""
@@ -115,7 +125,7 @@ class Reconciler:
             self._full = True  # written as a whole at Synced
             return
         plan = Plan()
-        nodes_changed = False
+        nodes_changed = host_changed = False
         identities: set[int] = set()
         services: dict[str, types_pb2.Service | None] = {}
         for change in changes:
@@ -133,6 +143,10 @@ class Reconciler:
                 services[f"{change.service.namespace}/{change.service.name}"] = change.service
             elif which == "service_removed":
                 services[change.service_removed] = None
+            elif which == "host_policy":
+                host_changed = True
+        if nodes_changed or host_changed:   # node addresses and ids are in the host maps
+            plan.host = self._host_desired()
         if nodes_changed:  # tunnel endpoints and remote-node entries: recompute all (rare)
             plan.full_ipcache, plan.upserts, plan.deletes = self._desired_ipcache(), [], []
         self._service_writes(services, plan)
@@ -154,7 +168,7 @@ class Reconciler:
         if self._full:
             plan = Plan(full_ipcache=self._desired_ipcache(),
                         policies=self._policy_writes(self.endpoints.all()),
-                        full_services=self._desired_services())
+                        full_services=self._desired_services(), host=self._host_desired())
             await self._run(plan, revision)
             self._full = False
             _log.info("datapath reconciled with snapshot", revision=revision,
@@ -212,6 +226,13 @@ class Reconciler:
         return True
 
     # -- internals ----------------------------------------------------------------------------
+    def _host_desired(self) -> HostDesired | None:
+        """The host firewall's maps when they differ from what was last written."""
+        if self.host is None:
+            return None
+        wanted = self.host.desired(self.state.host_policy, self.state.nodes)
+        return None if wanted == self.host.applied else wanted
+
     def _desired_ipcache(self) -> list[IpcacheEntry]:
         received = desired.ipcache(self.node, self.state.nodes, self.state.ipcache.values())
         if not self.fqdn or not self.fqdn.ids:
@@ -292,7 +313,17 @@ class Reconciler:
             return
         if plan.policies:
             await self.push_l7()
-        writes, done = await self.worker.run(execute, self.dp, plan)
+        try:
+            writes, done = await self.worker.run(execute, self.dp, plan)
+        except Exception as exc:
+            if plan.host is not None and self.host is not None:
+                self.host.last_error = f"sync failed: {exc}"
+            raise
+        if plan.host is not None and self.host is not None:
+            self.host.written(plan.host, revision)
+            _log.info("host policy applied", ingress=plan.host.ingress_enforced,
+                      egress=plan.host.egress_enforced, entries=len(plan.host.entries),
+                      revision=revision)
         self.writes += writes
         if done:
             for ep_id in done:
