@@ -20,7 +20,7 @@ from wsgiref.simple_server import WSGIServer
 import grpc
 
 from bulkhead import log, tls
-from bulkhead.reserved import RESERVED_BY_ID, reserved_labels
+from bulkhead.reserved import ID_HOST, RESERVED_BY_ID, reserved_labels
 from bulkhead.rpcguard import guarded
 from bulkhead.v1 import (
     agent_pb2,
@@ -136,7 +136,8 @@ class BpfAgent:
         self.testpods = TestPods(s.node, s.netns, s.underlay_ip, self.manager, self.table,
                                  s.socket.parent)
         self.flows = FlowStore(s.node, s.flows_max, self.labels, self._pod,
-                               ServiceNames(self.state.services), self._endpoint)
+                               ServiceNames(self.state.services), self._endpoint,
+                               self._node_of)
         self.client = SubscriptionClient(
             s.node, s.controlplane, underlay_ip=s.underlay_ip, state=self.state,
             sink=self.reconciler, capabilities=["datapath:bpf"], ack_interval=s.ack_interval,
@@ -174,6 +175,13 @@ class BpfAgent:
     def _pod(self, ip: str) -> tuple[str, str] | None:
         ep = self.table.by_ip(ip)
         return (ep.namespace, ep.name) if ep is not None and ep.name else None
+
+    def _node_of(self, ip: str, identity: int) -> str:
+        """The node whose address `ip` is: this one for the host identity, else the node
+        received with that underlay address."""
+        if identity == ID_HOST:
+            return self.settings.node
+        return next((n.name for n in self.state.nodes.values() if n.underlay_ip == ip), "")
 
     def _endpoint(self, ip: str) -> tuple[int, int] | None:
         ep = self.table.by_ip(ip)
