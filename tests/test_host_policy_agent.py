@@ -92,8 +92,15 @@ class Node:
         self.reconciler.host = self.view
         self.client = SubscriptionClient(name, [replica.address], state=self.state,
                                          sink=self.reconciler, register=False,
-                                         backoff=(0.1, 1.0))
+                                         backoff=(0.1, 1.0), on_applied=self._applied)
+        self.host_policies_received: list[str] = []
+        """The node named by every host policy this node was sent."""
         self.task: asyncio.Task[None] | None = None
+
+    def _applied(self, revision: int, changes: Sequence[subscription_pb2.Change],
+                 at: float) -> None:
+        self.host_policies_received += [c.host_policy.node for c in changes
+                                         if c.WhichOneof("object") == "host_policy"]
 
     async def start(self) -> Node:
         await self.view.prepare()
@@ -188,6 +195,9 @@ async def test_policy_apply_and_node_labels_reach_the_host_maps_through_the_subs
             (1, "n2", 22)]
 
     assert await eventually(n2_allows_itself, timeout=20)
+    # Each node was sent its own host policy only.
+    assert set(one.host_policies_received) == {"n1"}
+    assert set(two.host_policies_received) == {"n2"}
 
     # A restarted agent: the host policy is in its first snapshot's write.
     await one.stop()
