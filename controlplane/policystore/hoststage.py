@@ -53,15 +53,18 @@ class HostPolicyStage:
 
     def apply(self, revision: int, changes: list[Change]) -> Set[str]:
         """The nodes whose host policy changed at `revision` (appeared, changed or gone)."""
-        relevant = False
+        relevant = identities = False
         for change in changes:
             key = change.key
             if key.startswith(self.keys.nodes):
                 self._node(key, change.kv if change.kind == "put" else None)
                 relevant = True
-            elif key.startswith(self.keys.policies) or self.keys.is_identity(key):
+            elif key.startswith(self.keys.policies):
                 relevant = True
-        if not relevant:
+            elif self.keys.is_identity(key):
+                identities = True
+        # Identities churn with endpoints: they matter only while some host rule exists.
+        if not relevant and not (identities and any(r.host for r in self.resolver.rules())):
             return frozenset()
         before, self.policies = self.policies, self._resolve_all()
         changed = {node for node in before.keys() | self.policies.keys()
