@@ -17,10 +17,14 @@ from typing import Any
 import pytest
 
 from bulkhead.v1 import (
+    endpoint_pb2,
+    endpoint_pb2_grpc,
     node_pb2,
     node_pb2_grpc,
     nodelabels_pb2,
     nodelabels_pb2_grpc,
+    policy_pb2,
+    policy_pb2_grpc,
     subscription_pb2,
     subscription_pb2_grpc,
     types_pb2,
@@ -210,3 +214,39 @@ async def test_policy_apply_and_node_labels_reach_the_host_maps_through_the_subs
 def test_exempt_addresses_resolve_names() -> None:
     assert exempt_addresses(["127.0.0.1:9443", "localhost:9444", "[::1]:1"]) == [
         ("127.0.0.1", 9443, "TCP"), ("127.0.0.1", 9444, "TCP")]
+
+
+FROM_WEB = """apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: from-web}
+spec:
+  nodeSelector: {}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: web}}]
+    toPorts: [{ports: [{port: "2222", protocol: TCP}]}]
+"""
+
+
+async def test_a_new_peer_identity_reaches_the_host_maps(
+        replicas: ReplicaFactory, tmp_path: Path, started: list[Node]) -> None:
+    """A host rule selecting endpoints follows identities: the first `app=web` endpoint's
+    identity appears in the node's host maps without any policy change."""
+    replica = await replicas()
+    await register(replica, "n1", "192.0.2.1")
+    one = await Node("n1", replica, tmp_path).start()
+    started.append(one)
+    await policy_pb2_grpc.PolicyServiceStub(replica.channel()).Apply(
+        policy_pb2.ApplyPoliciesRequest(yaml=FROM_WEB))
+
+    async def enforced_with(entries: tuple[object, ...]) -> bool:
+        got = one.maps.host[-1]
+        return got.ingress_enforced and got.entries == entries
+
+    assert await eventually(lambda: enforced_with(()), timeout=20)
+    made = await endpoint_pb2_grpc.EndpointServiceStub(replica.channel()).Create(
+        endpoint_pb2.CreateEndpointRequest(name="web-0", node="n1",
+                                           labels=["k8s:app=web", "k8s:io.kubernetes.pod."
+                                                   "namespace=default"]))
+    web = int(made.identity)
+    assert await eventually(lambda: enforced_with(
+        ((0, PolicyEntry(Direction.INGRESS, web, 6, 2222, 2222, False)),)), timeout=20)
