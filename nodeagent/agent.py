@@ -21,7 +21,7 @@ from wsgiref.simple_server import WSGIServer
 import grpc
 
 from bulkhead import log, tls
-from bulkhead.reserved import RESERVED_BY_ID, reserved_labels
+from bulkhead.reserved import ID_HOST, RESERVED_BY_ID, reserved_labels
 from bulkhead.rpcguard import guarded
 from bulkhead.v1 import (
     agent_pb2,
@@ -35,7 +35,6 @@ from nodeagent.connectivityapi import ConnectivityAgentService
 from nodeagent.cpclient import ControlPlaneClient
 from nodeagent.credentials import NodeCredentials
 from nodeagent.datapath import Datapath, Flow
-from nodeagent.datapath.hostfw import HostDesired
 from nodeagent.dns.listen import Listen
 from nodeagent.dns.proxy import Client, DnsProxy
 from nodeagent.dns.server import DnsServer, ensure_local_address
@@ -44,7 +43,7 @@ from nodeagent.endpoints import EndpointTable
 from nodeagent.flowstore import FlowStore, ServiceNames
 from nodeagent.fqdn.cache import LOCAL_IDENTITY_BASE, FqdnCache
 from nodeagent.fqdn.service import FqdnService
-from nodeagent.hostpolicy import HostPolicyLoop
+from nodeagent.hostpolicy import HostPolicyView
 from nodeagent.localapi import AgentService
 from nodeagent.manager import EndpointManager
 from nodeagent.meshgrace import SyncGrace
@@ -146,7 +145,8 @@ class BpfAgent:
         self.testpods = TestPods(s.node, s.netns, s.underlay_ip, self.manager, self.table,
                                  s.socket.parent)
         self.flows = FlowStore(s.node, s.flows_max, self.labels, self._pod,
-                               ServiceNames(self.state.services), self._endpoint)
+                               ServiceNames(self.state.services), self._endpoint,
+                               self._node_of)
         self.client = SubscriptionClient(
             s.node, s.controlplane, underlay_ip=s.underlay_ip, state=self.state,
             sink=self.reconciler, capabilities=["datapath:bpf"], ack_interval=s.ack_interval,
@@ -156,10 +156,10 @@ class BpfAgent:
         self.metrics_server: WSGIServer | None = None
         self.dns: DnsServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self.host_policy = HostPolicyLoop(
-            s.node, s.controlplane, self.cp.host_policy, lambda: self.state.nodes,
-            self._apply_host_policy,
+        self.host_policy = HostPolicyView(
+            s.node, s.controlplane,
             services=[(s.dns_listen.ip, s.dns_listen.port)] if s.dns_listen else [])
+        self.reconciler.host = self.host_policy
 
     @classmethod
     async def create(cls, settings: Settings) -> BpfAgent:
@@ -184,6 +184,13 @@ class BpfAgent:
     def _pod(self, ip: str) -> tuple[str, str] | None:
         ep = self.table.by_ip(ip)
         return (ep.namespace, ep.name) if ep is not None and ep.name else None
+
+    def _node_of(self, ip: str, identity: int) -> str:
+        """The node whose address `ip` is: this one for the host identity, else the node
+        received with that underlay address."""
+        if identity == ID_HOST:
+            return self.settings.node
+        return next((n.name for n in self.state.nodes.values() if n.underlay_ip == ip), "")
 
     def _endpoint(self, ip: str) -> tuple[int, int] | None:
         ep = self.table.by_ip(ip)
@@ -212,13 +219,14 @@ class BpfAgent:
             # Before the subscription: its first ipcache sync keeps the DNS address as host.
             await self._serve_dns(s.dns_listen)
         await self._serve()
+        # Before the subscription: the first snapshot's host maps keep these open.
+        await self.host_policy.prepare()
         self._tasks = [
             asyncio.create_task(self.client.run(), name="subscription"),
             asyncio.create_task(self._restore(), name="restore"),
             asyncio.create_task(self._clean_test_pods(), name="test-pod-cleanup"),
             asyncio.create_task(self._poll_flows(), name="flows"),
             asyncio.create_task(self._gc_ct(), name="ct-gc"),
-            asyncio.create_task(self.host_policy.run(), name="host-policy"),
         ]
         if self.reconciler.grace is not None:
             self._tasks.append(asyncio.create_task(self._expire_grace(), name="mesh-grace"))
@@ -449,9 +457,6 @@ class BpfAgent:
             removed = await self.worker.run(self.dp.gc_ct)
             if removed:
                 _log.debug("conntrack entries expired", removed=removed)
-
-    async def _apply_host_policy(self, desired: HostDesired) -> int:
-        return await self.worker.run(self.dp.sync_host_policy, desired)
 
     async def host_firewall_status(self) -> hostpolicy_pb2.HostFirewallStatus:
         fw = self.dp.host_firewall

@@ -24,9 +24,11 @@ from bulkhead.v1 import subscription_pb2 as pb
 from bulkhead.v1 import types_pb2
 from nodeagent import desired
 from nodeagent.datapath import Datapath, IpcacheEntry, PolicyEntry, ServiceFrontend
+from nodeagent.datapath.hostfw import HostDesired
 from nodeagent.endpoints import READY, EndpointTable, LocalEndpoint
 from nodeagent.fqdn.cache import FqdnCache
 from nodeagent.fqdn.expand import expand
+from nodeagent.hostpolicy import HostPolicyView
 from nodeagent.meshgrace import RemoteSync, SyncGrace
 from nodeagent.proxy.rules import L7Entry
 from nodeagent.proxy.supervisor import ProxySupervisor
@@ -58,12 +60,14 @@ class Plan:
     service_removals: list[int] = field(default_factory=list)
     mesh_grace: dict[int, int] | None = None
     """The clustermesh sync graces (cluster id -> monotonic ns) to write whole."""
+    host: HostDesired | None = None
+    """The host firewall's maps, whole (they are small), when they change."""
 
     def __bool__(self) -> bool:
         return bool(self.full_ipcache is not None or self.upserts or self.deletes
                     or self.policies or self.full_services is not None
                     or self.service_updates or self.service_removals
-                    or self.mesh_grace is not None)
+                    or self.mesh_grace is not None or self.host is not None)
 
 
 def execute(dp: Datapath, plan: Plan) -> tuple[int, list[int]]:
@@ -81,6 +85,8 @@ def execute(dp: Datapath, plan: Plan) -> tuple[int, list[int]]:
         writes += dp.update_services(plan.service_updates, plan.service_removals)
     if plan.mesh_grace is not None:
         writes += dp.sync_mesh_grace(plan.mesh_grace)
+    if plan.host is not None:
+        writes += dp.sync_host_policy(plan.host)
     if not plan.policies:
         return writes, []
     # An endpoint missing from the map is being added (the adder applies it) or already gone.
@@ -121,6 +127,9 @@ class Reconciler:
         learnt one holds the same prefix (desired.cidr_entries)."""
         self.grace: SyncGrace | None = None
         """Clustermesh sync graces kept from `state.remotes` (None: off)."""
+        self.host: HostPolicyView | None = None
+        """Turns the received host policy into the host firewall's maps; None: no host
+        firewall (written with the revision it came in, like every other map)."""
         self._service_ids: dict[str, int] = {}
         """"namespace/name" -> the frontend id its map entries carry (to remove them when the
         service is gone from the received state)."""
@@ -131,7 +140,7 @@ class Reconciler:
             self._full = True  # written as a whole at Synced
             return
         plan = Plan()
-        nodes_changed = False
+        nodes_changed = host_changed = False
         identities: set[int] = set()
         services: dict[str, types_pb2.Service | None] = {}
         for change in changes:
@@ -155,8 +164,12 @@ class Reconciler:
                 services[change.service_removed] = None
             elif which in ("remote_cluster", "remote_cluster_removed"):
                 plan.mesh_grace = self._desired_grace()
+            elif which == "host_policy":
+                host_changed = True
         if self._cidr_prefixes.intersection(plan.deletes):  # a CIDR prefix takes the place
             nodes_changed = True
+        if nodes_changed or host_changed:   # node addresses and ids are in the host maps
+            plan.host = self._host_desired()
         if nodes_changed:  # tunnel endpoints, remote-node and CIDR entries: recompute (rare)
             plan.full_ipcache, plan.upserts, plan.deletes = self._desired_ipcache(), [], []
         self._service_writes(services, plan)
@@ -179,7 +192,7 @@ class Reconciler:
             plan = Plan(full_ipcache=self._desired_ipcache(),
                         policies=self._policy_writes(self.endpoints.all()),
                         full_services=self._desired_services(),
-                        mesh_grace=self._desired_grace())
+                        mesh_grace=self._desired_grace(), host=self._host_desired())
             await self._run(plan, revision)
             self._full = False
             _log.info("datapath reconciled with snapshot", revision=revision,
@@ -256,6 +269,13 @@ class Reconciler:
         return True
 
     # -- internals ----------------------------------------------------------------------------
+    def _host_desired(self) -> HostDesired | None:
+        """The host firewall's maps when they differ from what was last written."""
+        if self.host is None:
+            return None
+        wanted = self.host.desired(self.state.host_policy, self.state.nodes)
+        return None if wanted == self.host.applied else wanted
+
     def _desired_ipcache(self) -> list[IpcacheEntry]:
         received = desired.ipcache(self.node, self.state.nodes, self.state.ipcache.values())
         known = {e.prefix for e in received}  # a cluster address wins over a learnt one
@@ -339,7 +359,17 @@ class Reconciler:
             return
         if plan.policies:
             await self.push_l7()
-        writes, done = await self.worker.run(execute, self.dp, plan)
+        try:
+            writes, done = await self.worker.run(execute, self.dp, plan)
+        except Exception as exc:
+            if plan.host is not None and self.host is not None:
+                self.host.last_error = f"sync failed: {exc}"
+            raise
+        if plan.host is not None and self.host is not None:
+            self.host.written(plan.host, revision)
+            _log.info("host policy applied", ingress=plan.host.ingress_enforced,
+                      egress=plan.host.egress_enforced, entries=len(plan.host.entries),
+                      revision=revision)
         self.writes += writes
         if done:
             for ep_id in done:

@@ -53,7 +53,8 @@ def test_json_has_the_documented_keys() -> None:
                          "destination", "protocol", "tcp_flags", "direction", "policy_match",
                          "destination_service"}
     assert data["type"] == "L3_L4"
-    assert set(data["source"]) == {"namespace", "pod", "ip", "port", "identity", "labels"}
+    assert set(data["source"]) == {"namespace", "pod", "ip", "port", "identity", "labels",
+                                   "node_name"}
     assert data["time"].endswith(".123456789Z")
     assert data["destination_service"] is None  # not sent to a service
 

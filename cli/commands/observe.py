@@ -98,7 +98,7 @@ def since_ns(value: str, now: float | None = None) -> int:
 
 def _peer(peer: flow_pb2.FlowPeer, service: flow_pb2.FlowService | None = None) -> str:
     """As Hubble names a host: the pod, else the service (a ClusterIP without a backend),
-    else the IP."""
+    else the IP (a node's own address with the node's name: `192.0.2.1 (node n1)`)."""
     if peer.pod:
         name = f"{peer.namespace}/{peer.pod}"
     elif service is not None:
@@ -106,7 +106,8 @@ def _peer(peer: flow_pb2.FlowPeer, service: flow_pb2.FlowService | None = None) 
     else:
         name = peer.ip
     port = f":{peer.port}" if peer.port else ""
-    return f"{name}{port} (ID:{peer.identity})"
+    node = f" (node {peer.node_name})" if peer.node_name and not peer.pod else ""
+    return f"{name}{port}{node} (ID:{peer.identity})"
 
 
 def _l7_summary(flow: flow_pb2.Flow, headers: bool) -> str:
@@ -170,7 +171,8 @@ def policy_match(flow: flow_pb2.Flow) -> str:
 
 def _peer_json(peer: flow_pb2.FlowPeer) -> dict[str, Any]:
     return {"namespace": peer.namespace, "pod": peer.pod, "ip": peer.ip, "port": peer.port,
-            "identity": peer.identity, "labels": list(peer.labels)}
+            "identity": peer.identity, "labels": list(peer.labels),
+            "node_name": peer.node_name}
 
 
 def _l7_json(flow: flow_pb2.Flow, headers: bool) -> dict[str, Any]:

@@ -81,7 +81,7 @@ TABLE: dict[str, Rule] = {
     "bulkhead.v1.PolicyService/List": READ,
     "bulkhead.v1.PolicyService/Get": READ,
     "bulkhead.v1.PolicyService/Resolve": READ,
-    # a node fetches its own host policy (nodeagent.hostpolicy)
+    # a node may read its own host policy (agents get it through their subscription)
     "bulkhead.v1.HostPolicyService/ResolveHost": rule(ADMIN, READER, NODE, own_node="node"),
     "bulkhead.v1.HostPolicyService/TraceHost": READ,
     "bulkhead.v1.PolicyService/Trace": READ,

@@ -1,7 +1,7 @@
 """What agents receive, derived from cache keys: nodes, ipcache entries, identities (all
 agents), the same kinds of remote clusters mirrored under `clustermesh/mirror/<remote>/`
-(controlplane/clustermesh/syncer.py), and resolved policy (per node). Everything else under
-the prefix is not content."""
+(controlplane/clustermesh/syncer.py), resolved policy and the node's host policy (per node).
+Everything else under the prefix is not content."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Literal
 from bulkhead import httprules
 from bulkhead.httprules import HttpRule
 from bulkhead.v1 import subscription_pb2 as pb
+from controlplane.policy.hosts import HostPolicy
 from controlplane.records import messages
 from controlplane.records.codec import (
     IdentityRecord,
@@ -134,6 +135,19 @@ def policy_entries(entries: Iterable[PolicyEntryView]) -> list[pb.PolicyEntry]:
                            verdict=_VERDICT[str(e.verdict)],
                            l7=pb.PolicyEntry.HTTP if e.http else pb.PolicyEntry.NONE,
                            http=[httprules.to_proto(r) for r in e.http]) for e in entries]
+
+
+def host_policy_change(node: str, policy: HostPolicy | None) -> pb.Change:
+    """`node`'s host policy as its agent gets it (None, no such node: nothing enforced)."""
+    if policy is None:
+        return pb.Change(host_policy=pb.NodeHostPolicy(node=node))
+    return pb.Change(host_policy=pb.NodeHostPolicy(
+        node=node, ingress_enforced=policy.ingress_enforced,
+        egress_enforced=policy.egress_enforced,
+        entries=[pb.HostEntry(direction=_DIRECTION[str(e.direction)], peer=e.peer,
+                              peer_node=e.peer_node, protocol=e.protocol, port_lo=e.port_lo,
+                              port_hi=e.port_hi, verdict=_VERDICT[str(e.verdict)])
+                 for e in policy.entries]))
 
 
 def policy_removed(identity: int) -> pb.Change:

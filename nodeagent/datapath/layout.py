@@ -79,6 +79,8 @@ class ObsPoint(enum.IntEnum):
     FROM_POD = 0
     FROM_OVERLAY = 1
     TO_POD = 2
+    HOST_FIREWALL = 3
+    """host_in/host_out: a verdict of the host firewall on the node's own traffic."""
 
 
 # struct ep_key / ep_info

@@ -1276,13 +1276,19 @@ static __always_inline int host_firewall(struct __sk_buff *skb, int ingress)
             peer = ic->identity;
     }
     __u8 dir = ingress ? DIR_INGRESS : DIR_EGRESS;
-    if (flags & (ingress ? HOST_F_INGRESS : HOST_F_EGRESS)) {
+    __u32 sid = ingress ? peer : ID_HOST, did = ingress ? ID_HOST : peer;
+    int enforced = (flags & (ingress ? HOST_F_INGRESS : HOST_F_EGRESS)) != 0;
+    if (enforced) {
         __u8 reason = host_verdict(node_id, peer, dir, &p);
-        if (reason)
-            return TC_ACT_SHOT;
+        if (reason)   /* a flow event like the endpoints' drops (ep_id 0: the host) */
+            return drop(&p, sid, did, 0, dir, reason, OBS_HOST_FIREWALL);
     }
     /* Tracked either way, so replies pass the direction that is enforced. */
-    ct_create(&p, now, ingress ? peer : ID_HOST, ingress ? ID_HOST : peer, CT_NAT_NONE, 0, 0);
+    ct_create(&p, now, sid, did, CT_NAT_NONE, 0, 0);
+    /* The host firewall's verdicts only: a new connection an enforced direction allowed
+     * (a policy-verdict flow, as for endpoints); the other direction's are not its own. */
+    if (enforced)
+        emit(&p, sid, did, 0, dir, REASON_NONE, OBS_HOST_FIREWALL | OBS_F_POLICY_MATCH);
     return TC_ACT_OK;
 }
 

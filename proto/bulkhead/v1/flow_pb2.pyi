@@ -8,20 +8,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FlowPeer(_message.Message):
-    __slots__ = ("namespace", "pod", "ip", "port", "identity", "labels")
+    __slots__ = ("namespace", "pod", "ip", "port", "identity", "labels", "node_name")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     POD_FIELD_NUMBER: _ClassVar[int]
     IP_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     pod: str
     ip: str
     port: int
     identity: int
     labels: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, namespace: _Optional[str] = ..., pod: _Optional[str] = ..., ip: _Optional[str] = ..., port: _Optional[int] = ..., identity: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
+    node_name: str
+    def __init__(self, namespace: _Optional[str] = ..., pod: _Optional[str] = ..., ip: _Optional[str] = ..., port: _Optional[int] = ..., identity: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., node_name: _Optional[str] = ...) -> None: ...
 
 class FlowService(_message.Message):
     __slots__ = ("namespace", "name")
