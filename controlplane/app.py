@@ -25,6 +25,7 @@ from controlplane.observe.enrich import FlowEnricher
 from controlplane.observe.relay import FlowRelay
 from controlplane.pipeline import RevisionPipeline
 from controlplane.pki import etcdtls
+from controlplane.policystore.hoststage import HostPolicyStage
 from controlplane.policystore.resolver import PolicyResolver
 from controlplane.policystore.store import PolicyStore
 from controlplane.records.codec import ClusterInfoRecord
@@ -109,16 +110,18 @@ class ControlPlane:
                                      functools.partial(remote_identity_labels, self.keys,
                                                        self.cache))
         self.relay = FlowRelay(self.nodes, self.enricher)
+        self.host_policies = HostPolicyStage(self.keys, self.policy_resolver)
+        self.policies.hosts = self.host_policies
         self.subscriptions = Fanout(
             self.etcd, self.keys, self.cache, EnginePolicySource(self.policy_resolver),
             config.replica_id,
             FanoutSettings(config.subscription_history, config.subscription_queue_bytes,
                      config.bookmark_interval, config.subscription_status_interval,
                      config.node_ttl, max_linger=config.subscription_max_linger),
-            services=self.service_index)
+            services=self.service_index, host_policies=self.host_policies)
         self.cache.add_listener(RevisionPipeline(
             self.identity_index, self.policy_resolver, self.subscriptions.state,
-            services=self.service_index, views=[self.enricher]))
+            services=self.service_index, hosts=self.host_policies, views=[self.enricher]))
         await self._start_cache()
         await self.subscriptions.start()
         self._tasks.append(asyncio.create_task(self.collector.run(), name="identity-gc"))

@@ -3,9 +3,11 @@
 The cluster cache hands every revision to one listener, this pipeline, which runs the stages
 in the order their inputs require: identities first (policy resolution reads them), then the
 services' backends, then policy resolution (which reads the services for `toServices` rules
-and re-resolves those whose services changed), whose results (the services whose content or
-backends changed, the identities whose resolved policy changed) the subscription receives as
-arguments, then the views that only read the revision. A new stage is one line
+and re-resolves those whose services changed), then the nodes' host policies (which read the
+resolved rules and identities and the nodes' labels), whose results (the services whose
+content or backends changed, the identities whose resolved policy changed, the nodes whose
+host policy changed) the subscription receives as arguments, then the views that only read
+the revision. A new stage is one line
 in `reset` and one in `apply`, at the place its inputs are ready.
 """
 
@@ -37,13 +39,22 @@ class ServiceStage(Protocol):
     def apply(self, revision: int, changes: list[Change]) -> Set[str]: ...
 
 
+class HostStage(Protocol):
+    """Resolves every node's host policy; `apply` returns the nodes whose host policy
+    changed (read after the policy stage: host rules and identities are its)."""
+
+    def reset(self, items: dict[str, KV], revision: int) -> None: ...
+
+    def apply(self, revision: int, changes: list[Change]) -> Set[str]: ...
+
+
 class SubscriptionStage(Protocol):
     """Turns each revision (and the policy changes resolved at it) into what agents receive."""
 
     def reset(self, items: dict[str, KV], revision: int) -> None: ...
 
     def apply(self, revision: int, changes: list[Change], policy_changed: Set[int],
-              services_changed: Set[str] = ...) -> None: ...
+              services_changed: Set[str] = ..., hosts_changed: Set[str] = ...) -> None: ...
 
     def progress(self, revision: int) -> None: ...
 
@@ -53,10 +64,11 @@ class RevisionPipeline:
 
     def __init__(self, identities: Listener, policy: PolicyStage,
                  subscription: SubscriptionStage, *, services: ServiceStage | None = None,
-                 views: Sequence[Listener] = ()) -> None:
+                 hosts: HostStage | None = None, views: Sequence[Listener] = ()) -> None:
         self.identities = identities
         self.services = services
         self.policy = policy
+        self.hosts = hosts
         self.subscription = subscription
         self.views = list(views)
         """Stages nothing else reads within a revision (the flow enricher)."""
@@ -67,6 +79,8 @@ class RevisionPipeline:
         if self.services is not None:
             self.services.reset(items, revision)
         self.policy.reset(items, revision)
+        if self.hosts is not None:
+            self.hosts.reset(items, revision)
         self.subscription.reset(items, revision)
         for view in self.views:
             view.reset(items, revision)
@@ -79,6 +93,9 @@ class RevisionPipeline:
         services_changed = (self.services.apply(revision, changes)
                             if self.services is not None else frozenset())
         policy_changed = self.policy.apply(revision, changes, services_changed)
-        self.subscription.apply(revision, changes, policy_changed, services_changed)
+        hosts_changed = (self.hosts.apply(revision, changes)
+                         if self.hosts is not None else frozenset())
+        self.subscription.apply(revision, changes, policy_changed, services_changed,
+                                hosts_changed)
         for view in self.views:
             view.apply(revision, changes)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bulkhead import tls
-from bulkhead.defaults import SERVER_FILE
+from bulkhead.defaults import EXTERNAL_IP_FILE, SERVER_FILE
 from cli.commands.agent import AGENTS_DIR
 from integration.lab import netns
 from integration.lab.lab import Lab
@@ -46,7 +46,8 @@ def running_lab(state_dir: Path, nodes: int = 2, clusters: int = 1, world: bool 
             os.environ["BULKHEAD_STATE_DIR"] = saved
         assert leftovers == [], f"lab down left {leftovers}"
         # the address, the admin pointer, agent links, and the lab's credentials and tokens
-        candidates = [state_dir / SERVER_FILE, state_dir / tls.ADMIN_POINTER,
+        candidates = [state_dir / SERVER_FILE, state_dir / EXTERNAL_IP_FILE,
+                      state_dir / tls.ADMIN_POINTER,
                       *(state_dir / AGENTS_DIR).glob("*"), state_dir / "labs" / name]
         published = [p.name for p in candidates if p.exists() or p.is_symlink()]
         assert published == [], f"lab down left {published} in {state_dir}"

@@ -1,4 +1,5 @@
-"""`bulkhead connectivity test` on a two-node lab: it passes; with one node's policy map
+"""`bulkhead connectivity test` on a two-node lab with a world (integration/lab/world.py):
+it passes, the world and CIDR tests against the world's web server; with one node's policy map
 emptied by hand it fails and names the tests that broke; an interrupted run (Ctrl-C, or the
 CLI killed) leaves nothing behind once the run or a later one (or the agent) cleans up."""
 
@@ -36,7 +37,7 @@ NAMESPACE = "bulkhead-test"
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    with running_lab(tmp_path_factory.mktemp("connectivity")) as lab:
+    with running_lab(tmp_path_factory.mktemp("connectivity"), world=True) as lab:
         yield lab
 
 
@@ -119,11 +120,19 @@ def test_connectivity_test_passes_on_a_two_node_lab(lab: Lab) -> None:
     assert {"no-policies", "no-policies-service", "client-ingress", "all-ingress-deny",
             "all-egress-deny", "ingress-from-other-client-deny", "client-egress-expressions",
             "entities-cluster", "entities-host", "port-range", "deny-precedence",
-            "l7-method-path", "service-policy"} <= ran
-    # Without --external-ip the tests that need the world are skipped, and said so.
-    skipped = {t["name"]: t["skip_reason"] for t in report["tests"] if t["status"] == "skipped"}
-    assert set(skipped) == {"entities-world", "to-cidr"}
-    assert all("--external-ip" in why for why in skipped.values())
+            "l7-method-path", "service-policy", "entities-world", "to-cidr"} <= ran
+    # The lab's world is the default --external-ip: nothing is skipped.
+    assert summary["skipped"] == 0
+    assert "outside the cluster: 192.0.2.203" in done.stderr
+    # The world address is reached as world (2) under toEntities: [world], and with its own
+    # CIDR identity (a cidr:192.0.2.203/32 label, not world) under toCIDR.
+    world_ids = {t["name"]: {f["destination"]["identity"] for a in t["actions"]
+                             if a["target"] == "external" for f in a["flows"]
+                             if f["verdict"] == "FORWARDED"} for t in report["tests"]}
+    assert world_ids["entities-world"] == {2}
+    (cidr_id,) = world_ids["to-cidr"]
+    assert cidr_id >= 256
+    assert "cidr:192.0.2.203/32" in bulkhead_json("identity", "get", str(cidr_id))["labels"]
     # Every action saw its expected verdict and a recorded flow.
     for test in report["tests"]:
         for action in test["actions"]:
@@ -132,6 +141,16 @@ def test_connectivity_test_passes_on_a_two_node_lab(lab: Lab) -> None:
     deny = next(a for t in report["tests"] if t["name"] == "deny-precedence"
                 for a in t["actions"] if a["expected"] == "deny")
     assert "Policy denied by denylist" in {f["drop_reason"] for f in deny["flows"]}
+    assert leftovers(lab) == []
+
+
+def test_without_an_external_address_the_world_tests_are_skipped(lab: Lab) -> None:
+    done = connectivity("--test", "world", "--test", "cidr", "--external-ip", "", "-o", "json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    skipped = {t["name"]: t["skip_reason"] for t in report["tests"] if t["status"] == "skipped"}
+    assert set(skipped) == {"entities-world", "to-cidr"}
+    assert all("--external-ip" in why for why in skipped.values())
     assert leftovers(lab) == []
 
 

@@ -1,11 +1,13 @@
-"""Host policies end to end in a bpf lab of three nodes: the agent of the selected node fetches
-its host policy and its underlay interface enforces it — an ssh-like port allowed from the node
-labelled as a bastion only — and a deny-all host policy leaves the node reachable by its
-control plane, so deleting the policy opens it again."""
+"""Host policies end to end in a bpf lab of three nodes: the agent of the selected node gets
+its host policy through its subscription and its underlay interface enforces it once the
+revision is acked (`policy apply --wait`) — an ssh-like port allowed from the node labelled as
+a bastion only, the drops in `bulkhead observe` — and a deny-all host policy leaves the node
+reachable by its control plane, so deleting the policy opens it again."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 import time
@@ -83,21 +85,31 @@ def test_ssh_from_one_node_and_deny_all_keeps_the_control_plane(tmp_path: Path) 
             return status
 
         def apply(text: str, name: str) -> None:
+            """Returns once every node has its host policy in its maps (acked)."""
             path = tmp_path / f"{name}.yaml"
             path.write_text(text)
-            done = cli("policy", "apply", "-f", str(path))
-            assert done.returncode == 0, done.stderr
+            done = cli("policy", "apply", "-f", str(path), "--wait", "--timeout", "30")
+            assert done.returncode == 0, done.stderr + done.stdout
 
         assert cli("node", "label", "n2", "bastion=true").returncode == 0
         with _server(nodes["n1"].netns, nodes["n1"].underlay_ip, SSH):
             _until(lambda: probe("n3", "n1") == "ok", "the server")
             assert probe("n2", "n1") == "ok"
             apply(SSH_POLICY, "ssh")
-            _until(lambda: host_firewall("n1").host_firewall.ingress_enforced,
-                   "n1's host firewall to enforce")
+            assert host_firewall("n1").host_firewall.ingress_enforced, "in force once acked"
             assert probe("n2", "n1") == "ok", "the bastion reaches the port"
             assert probe("n3", "n1") == "timeout", "no other node does"
             assert not host_firewall("n3").host_firewall.ingress_enforced
+            # The drop is a flow: n3 -> n1's host on the port, the reason, the node named.
+            shown = cli("observe", "--verdict", "DROPPED", "--node", "n1", "--port", str(SSH),
+                        "--from-ip", nodes["n3"].underlay_ip, "-o", "json")
+            assert shown.returncode == 0, shown.stderr
+            drops = [json.loads(row) for row in shown.stdout.splitlines()]
+            assert drops, "the host firewall's drop is not in observe"
+            assert {(d["destination"]["node_name"], tuple(d["destination"]["labels"]),
+                     d["drop_reason"], d["direction"]) for d in drops} == {
+                ("n1", ("reserved:host",), "Policy denied", "ingress")}, drops
+            assert {d["source"]["node_name"] for d in drops} == {"n3"}
             # Labelling n3 a bastion lets it in, with no policy change.
             assert cli("node", "label", "n3", "bastion=true").returncode == 0
             _until(lambda: probe("n3", "n1") == "ok", "n3 to be let in")

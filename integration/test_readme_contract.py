@@ -348,6 +348,7 @@ def test_every_documented_json_of_bulkhead(played: Played) -> None:
                      if p.name == played.deathstar_n1)
     expect("policy resolve", bulkhead_json("policy", "resolve", "--identity",
                                            str(deathstar.identity)))
+    expect("policy resolve --node", bulkhead_json("policy", "resolve", "--node", "n1"))
     traced = bulkhead_json(
         "policy", "trace", "--src", "k8s:org=alliance,k8s:class=xwing,"
         "k8s:io.kubernetes.pod.namespace=default", "--dst", "k8s:org=empire,"
@@ -372,6 +373,7 @@ def test_every_documented_json_of_bulkhead(played: Played) -> None:
                "spec:\n  selector: {app: contract}\n  ports: [{port: 80}]\n")
     run(str(BIN / "bulkhead"), "service", "apply", "-f", "-", stdin=service)
     expect("service delete", bulkhead_json("service", "delete", "default/contract"))
+    expect("fqdn cache list", bulkhead_json("fqdn", "--node", "n1", "cache", "list"))
     if "connectivity test" in rows:   # one quick test: the row's shape, not the scenarios
         report = bulkhead_json("connectivity", "test", "--test", "^no-policies$")
         expect("connectivity test", report)
@@ -411,7 +413,14 @@ def test_every_documented_json_of_the_agent(played: Played) -> None:
         assert lines, argv
         for n, text in enumerate(lines):
             assert sorted_keys(text), argv
-            check(json.loads(text), kind, shape, f"{' '.join(argv)}[{n}]")
+            flow = json.loads(text)
+            # README: "An L7 flow also has `l7`" (HTTP requests and responses, DNS queries and
+            # answers of the agent's DNS proxy), with `http` or `dns` beside type and latency.
+            l7 = frozenset({"l7"}) if flow["type"] == "L7" else frozenset()
+            check(flow, kind, shape, f"{' '.join(argv)}[{n}]", l7)
+            if l7:
+                assert set(flow["l7"]) in ({"type", "latency_ns", "http"},
+                                           {"type", "latency_ns", "dns"}), flow["l7"]
     seen.add("agent flows")
     flows = [json.loads(x) for x in bulkhead("observe", "--last", "200", "-o", "json")
              .splitlines()]

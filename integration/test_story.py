@@ -78,9 +78,10 @@ def test_star_wars_scenario(tmp_path: Path) -> None:
         assert story.exhaust("tiefighter").stdout.strip() == "Access denied"
         assert story.land("xwing").returncode == 28
         # 8. The proxies' flows: the denied PUT and the forwarded POST, with the URL's Host.
-        l7 = story.observe("--type", "l7")
+        l7 = story.observe("--type", "l7")    # HTTP requests and the pods' DNS queries
         requests = [(f["verdict"], f["l7"]["http"]["method"], f["l7"]["http"]["url"])
-                    for f in l7 if f["l7"]["type"] == "request"]
+                    for f in l7 if f["l7"]["type"] == "request" and "http" in f["l7"]]
+        assert requests and all("http" in f["l7"] for f in story.observe("--type", "http"))
         assert ("DROPPED", "PUT", f"http://{story.target}/v1/exhaust-port") in requests
         assert ("FORWARDED", "POST", f"http://{story.target}/v1/request-landing") in requests
         assert all(f["type"] == "L7" for f in l7)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from wsgiref.simple_server import WSGIServer
 import grpc
 
 from bulkhead import log, tls
-from bulkhead.reserved import RESERVED_BY_ID, reserved_labels
+from bulkhead.reserved import ID_HOST, RESERVED_BY_ID, reserved_labels
 from bulkhead.rpcguard import guarded
 from bulkhead.v1 import (
     agent_pb2,
@@ -34,7 +35,6 @@ from nodeagent.connectivityapi import ConnectivityAgentService
 from nodeagent.cpclient import ControlPlaneClient
 from nodeagent.credentials import NodeCredentials
 from nodeagent.datapath import Datapath, Flow
-from nodeagent.datapath.hostfw import HostDesired
 from nodeagent.dns.listen import Listen
 from nodeagent.dns.proxy import Client, DnsProxy
 from nodeagent.dns.server import DnsServer, ensure_local_address
@@ -45,9 +45,10 @@ from nodeagent.endpoints import EndpointTable
 from nodeagent.flowstore import FlowStore, ServiceNames
 from nodeagent.fqdn.cache import LOCAL_IDENTITY_BASE, FqdnCache
 from nodeagent.fqdn.service import FqdnService
-from nodeagent.hostpolicy import HostPolicyLoop
+from nodeagent.hostpolicy import HostPolicyView
 from nodeagent.localapi import AgentService
 from nodeagent.manager import EndpointManager
+from nodeagent.meshgrace import SyncGrace
 from nodeagent.proxy.supervisor import DEFAULT_PORT as DEFAULT_PROXY_PORT
 from nodeagent.proxy.supervisor import ProxySupervisor
 from nodeagent.reconciler import Reconciler
@@ -100,6 +101,11 @@ class Settings:
     """Seconds between checks that the proxy is alive (a dead one is restarted)."""
     node_labels: list[str] = field(default_factory=list)
     """`key=value` labels the node registers with (`--node-labels` and the automatic ones)."""
+    mesh_sync_grace: float = 30.0
+    """Seconds a connected remote cluster that has not synced yet gets a grace for its
+    identities this node has not heard of (nodeagent/meshgrace.py); 0: off."""
+    grace_interval: float = 1.0
+    """Seconds between checks for sync graces that timed out (to log and remove them)."""
     credentials: NodeCredentials | None = None
     """--tls: the node certificate (obtained in `run`), for every connection to the control
     plane and the TCP API."""
@@ -131,6 +137,8 @@ class BpfAgent:
                                       port=s.proxy_port) if s.proxy_port else None)
         self.reconciler = Reconciler(s.node, self.dp, self.worker, self.state, self.table,
                                      self.proxy, s.dns_proxy_port if s.dns_listen else 0)
+        if s.mesh_sync_grace:
+            self.reconciler.grace = SyncGrace(s.mesh_sync_grace)
         self.credentials = s.credentials
         pem = s.credentials.current if s.credentials is not None else None
         self.cp = ControlPlaneClient(s.node, s.controlplane, credentials=pem)
@@ -143,7 +151,8 @@ class BpfAgent:
         self.testpods = TestPods(s.node, s.netns, s.underlay_ip, self.manager, self.table,
                                  s.socket.parent)
         self.flows = FlowStore(s.node, s.flows_max, self.labels, self._pod,
-                               ServiceNames(self.state.services), self._endpoint)
+                               ServiceNames(self.state.services), self._endpoint,
+                               self._node_of)
         self.client = SubscriptionClient(
             s.node, s.controlplane, underlay_ip=s.underlay_ip, state=self.state,
             sink=self.reconciler, capabilities=["datapath:bpf"], ack_interval=s.ack_interval,
@@ -155,10 +164,10 @@ class BpfAgent:
         self.dns_redirect: TransparentDns | None = None
         self.dns_upstreams: Upstreams | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self.host_policy = HostPolicyLoop(
-            s.node, s.controlplane, self.cp.host_policy, lambda: self.state.nodes,
-            self._apply_host_policy,
+        self.host_policy = HostPolicyView(
+            s.node, s.controlplane,
             services=[(s.dns_listen.ip, s.dns_listen.port)] if s.dns_listen else [])
+        self.reconciler.host = self.host_policy
 
     @classmethod
     async def create(cls, settings: Settings) -> BpfAgent:
@@ -184,13 +193,23 @@ class BpfAgent:
         ep = self.table.by_ip(ip)
         return (ep.namespace, ep.name) if ep is not None and ep.name else None
 
+    def _node_of(self, ip: str, identity: int) -> str:
+        """The node whose address `ip` is: this one for the host identity, else the node
+        received with that underlay address."""
+        if identity == ID_HOST:
+            return self.settings.node
+        return next((n.name for n in self.state.nodes.values() if n.underlay_ip == ip), "")
+
     def _endpoint(self, ip: str) -> tuple[int, int] | None:
         ep = self.table.by_ip(ip)
         return (ep.ep_id, ep.identity) if ep is not None else None
 
     async def start(self) -> None:
         s = self.settings
-        await self.worker.run(self.dp.setup_node, s.underlay_ip)
+        # As in Cilium, an address outside the ipcache is `world`: allowed traffic to it
+        # leaves through the node's own routing (no tunnel), never dropped as unknown.
+        await self.worker.run(functools.partial(self.dp.setup_node, s.underlay_ip,
+                                                forward_unknown=True))
         await self.worker.run(self.dp.setup_host_firewall, s.underlay_ip)
         if self.proxy is not None:
             # Before the subscription, so the first snapshot's rules reach it before the maps.
@@ -208,14 +227,17 @@ class BpfAgent:
             # Before the subscription: its first ipcache sync keeps the DNS address as host.
             await self._serve_dns(s.dns_listen)
         await self._serve()
+        # Before the subscription: the first snapshot's host maps keep these open.
+        await self.host_policy.prepare()
         self._tasks = [
             asyncio.create_task(self.client.run(), name="subscription"),
             asyncio.create_task(self._restore(), name="restore"),
             asyncio.create_task(self._clean_test_pods(), name="test-pod-cleanup"),
             asyncio.create_task(self._poll_flows(), name="flows"),
             asyncio.create_task(self._gc_ct(), name="ct-gc"),
-            asyncio.create_task(self.host_policy.run(), name="host-policy"),
         ]
+        if self.reconciler.grace is not None:
+            self._tasks.append(asyncio.create_task(self._expire_grace(), name="mesh-grace"))
         if self.fqdn is not None:
             self._tasks.append(asyncio.create_task(self._expire_fqdn(), name="fqdn-expiry"))
         if self.proxy is not None:
@@ -337,6 +359,13 @@ class BpfAgent:
                 except OSError as exc:
                     _log.warning("fqdn cache not saved", error=str(exc))
 
+    async def _expire_grace(self) -> None:
+        """Clustermesh sync graces end at their deadline in the datapath; this logs each
+        (naming the remote) and removes its map entry."""
+        while True:
+            await asyncio.sleep(self.settings.grace_interval)
+            await self.reconciler.expire_grace()
+
     async def _refresh_pressure(self) -> None:
         """Map counts need the datapath thread; the scrape thread reads this snapshot."""
         while True:
@@ -448,9 +477,6 @@ class BpfAgent:
             removed = await self.worker.run(self.dp.gc_ct)
             if removed:
                 _log.debug("conntrack entries expired", removed=removed)
-
-    async def _apply_host_policy(self, desired: HostDesired) -> int:
-        return await self.worker.run(self.dp.sync_host_policy, desired)
 
     async def host_firewall_status(self) -> hostpolicy_pb2.HostFirewallStatus:
         fw = self.dp.host_firewall

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import grpc
 from bulkhead import tls
 from bulkhead.errors import PermissionDenied
 from bulkhead.rpcerror import abort
+from bulkhead.rpcguard import WrappingServer
 
 SOCKET_MODE = 0o600
 
@@ -114,26 +115,9 @@ def _only_controlplane(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         handler.response_serializer)
 
 
-class _Generic(grpc.GenericRpcHandler):
-    def __init__(self, inner: grpc.GenericRpcHandler) -> None:
-        self.inner = inner
-
-    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        handler = self.inner.service(details)
-        return None if handler is None else _only_controlplane(handler)
-
-
-class ControlPlaneOnly:
+class ControlPlaneOnly(WrappingServer):
     """Stands for the server while the agent API registers (wraps rpcguard's GuardedServer
     the same way controlplane.api.authz does)."""
 
     def __init__(self, server: Any) -> None:
-        self.server = server
-
-    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
-        self.server.add_generic_rpc_handlers([_Generic(h) for h in handlers])
-
-    def add_registered_method_handlers(self, service: str,
-                                       handlers: dict[str, grpc.RpcMethodHandler]) -> None:
-        self.server.add_registered_method_handlers(
-            service, {name: _only_controlplane(h) for name, h in handlers.items()})
+        super().__init__(server, lambda _method, handler: _only_controlplane(handler))

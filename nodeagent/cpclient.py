@@ -16,8 +16,6 @@ from bulkhead.v1 import (
     admin_pb2_grpc,
     endpoint_pb2,
     endpoint_pb2_grpc,
-    hostpolicy_pb2,
-    hostpolicy_pb2_grpc,
     types_pb2,
 )
 
@@ -90,13 +88,6 @@ class ControlPlaneClient:
             token = page.next_page_token
             if not token:
                 return out
-
-    async def host_policy(self) -> hostpolicy_pb2.ResolveHostResponse:
-        """This node's resolved host policy (host policies: nodeSelector)."""
-        result = await self._call(hostpolicy_pb2_grpc.HostPolicyServiceStub, "ResolveHost",
-                                  hostpolicy_pb2.ResolveHostRequest(node=self.node))
-        assert isinstance(result, hostpolicy_pb2.ResolveHostResponse)
-        return result
 
     async def close(self) -> None:
         for channel in [*self._channels, *self._retired]:

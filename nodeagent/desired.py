@@ -5,6 +5,10 @@ Pure functions (no kernel, no I/O) so the translation rules live in one place:
 - a pod of another node is behind that node's tunnel endpoint (its underlay IP);
 - another node's underlay IP is the remote-node identity (6); this node's own underlay IP is
   the host identity, which the datapath adds itself;
+- a CIDR identity (label `cidr:<prefix>`, allocated for a policy's toCIDR/fromCIDR peer) is
+  an ipcache entry of its prefix without a tunnel, as Cilium's agent upserts policy CIDRs:
+  the longest prefix wins, so a pod or node address inside it keeps its own identity, and an
+  address no entry covers is `world` in the datapath;
 - a policy entry becomes the datapath's PolicyEntry (peer 0 = any, protocol 0 = any); an
   allow entry with HTTP rules carries the node proxy's port (without a proxy it allows
   nothing: L7 rules are never skipped), and the proxy gets, per endpoint and direction that
@@ -26,6 +30,8 @@ from bulkhead.v1 import subscription_pb2 as pb
 from bulkhead.v1 import types_pb2
 from nodeagent.datapath import Backend, Direction, IpcacheEntry, PolicyEntry, ServiceFrontend
 from nodeagent.proxy.rules import EGRESS, INGRESS, L7Entry
+
+CIDR_LABEL = "cidr:"
 
 
 def tunnel_of(entry: types_pb2.IPCacheEntry, node: str,
@@ -52,6 +58,22 @@ def node_entries(node: str, nodes: Iterable[types_pb2.Node]) -> list[IpcacheEntr
     """Other nodes' underlay IPs as remote-node."""
     return [IpcacheEntry(f"{n.underlay_ip}/32", ID_REMOTE_NODE)
             for n in nodes if n.name != node and n.underlay_ip]
+
+
+def cidr_entries(identities: Iterable[types_pb2.Identity]) -> list[IpcacheEntry]:
+    """The ipcache entries of CIDR identities (IPv4 prefixes: the datapath's ipcache)."""
+    out: dict[str, IpcacheEntry] = {}
+    for identity in sorted(identities, key=lambda i: i.id):
+        for label in identity.labels:
+            if not label.startswith(CIDR_LABEL):
+                continue
+            try:
+                net = ipaddress.ip_network(label[len(CIDR_LABEL):], strict=False)
+            except ValueError:
+                continue
+            if net.version == 4:
+                out.setdefault(str(net), IpcacheEntry(str(net), identity.id))
+    return list(out.values())
 
 
 def ipcache(node: str, nodes: Mapping[str, types_pb2.Node],

@@ -102,11 +102,20 @@ class _Held:
 
 
 def _peer(ip: str, port: int, identity: int, labels: list[str],
-          owner: tuple[str, str] | None) -> flow_pb2.FlowPeer:
-    peer = flow_pb2.FlowPeer(ip=ip, port=port, identity=identity, labels=labels)
+          owner: tuple[str, str] | None, node_name: str = "") -> flow_pb2.FlowPeer:
+    peer = flow_pb2.FlowPeer(ip=ip, port=port, identity=identity, labels=labels,
+                             node_name=node_name)
     if owner is not None:
         peer.namespace, peer.pod = owner
     return peer
+
+
+NODE_IDENTITIES = (1, 6)
+"""reserved:host, reserved:remote-node: a peer with one of these is a node's own address."""
+
+
+def no_node(ip: str, identity: int) -> str:
+    return ""
 
 
 def tcp_flag_names(bits: int) -> list[str]:
@@ -116,8 +125,12 @@ def tcp_flag_names(bits: int) -> list[str]:
 class FlowStore:
     def __init__(self, node: str, capacity: int, labels: Labels, pod: Pod,
                  service: ServiceName = no_service,
-                 endpoint: Callable[[str], tuple[int, int] | None] = lambda ip: None) -> None:
+                 endpoint: Callable[[str], tuple[int, int] | None] = lambda ip: None,
+                 node_of: Callable[[str, int], str] = no_node) -> None:
         self.node = node
+        self.node_of = node_of
+        """(ip, identity) -> the name of the node that address is ("" unknown): names the
+        node side of host-firewall flows."""
         self.endpoint = endpoint
         """ip -> (endpoint id, identity) of a local endpoint (names the proxy's side)."""
         self.capacity = capacity
@@ -153,9 +166,11 @@ class FlowStore:
             verdict=Verdict(raw.verdict).name,
             drop_reason=DROP_REASONS.get(raw.reason, str(raw.reason)),
             source=_peer(raw.saddr, raw.sport if ports else 0, raw.src_identity,
-                         held.src_labels, held.src_pod),
+                         held.src_labels, held.src_pod, self._node_name(raw.saddr,
+                                                                         raw.src_identity)),
             destination=_peer(raw.daddr, raw.dport if ports else 0, raw.dst_identity,
-                              held.dst_labels, held.dst_pod),
+                              held.dst_labels, held.dst_pod,
+                              self._node_name(raw.daddr, raw.dst_identity)),
             protocol=PROTOCOLS.get(raw.protocol, str(raw.protocol)),
             tcp_flags=tcp_flag_names(raw.tcp_flags) if raw.protocol == 6 else [],
             direction=raw.direction.name.lower(),
@@ -163,12 +178,16 @@ class FlowStore:
             sequence=held.sequence,
             boot_id=self.boot_id,
             policy_match=raw.policy_match,
+            mesh_sync_grace=raw.mesh_sync_grace,
             type="L3_L4",
         )
         if held.service is not None:
             flow.destination_service.namespace, flow.destination_service.name = held.service
         held.flow = flow
         return flow
+
+    def _node_name(self, ip: str, identity: int) -> str:
+        return self.node_of(ip, identity) if identity in NODE_IDENTITIES else ""
 
     def add(self, raws: Iterable[Flow]) -> int:
         """Holds and fans out a batch read from the ring buffer. Enrichment is looked up now;

@@ -92,6 +92,11 @@ def parser() -> argparse.ArgumentParser:
                    help="bpf: the L7 HTTP proxy's port in the node namespace (127.0.0.1; the "
                         "proxy runs as its own process); 0 = no proxy, L7 rules then deny "
                         "(default %(default)s)")
+    p.add_argument("--clustermesh-sync-grace", type=float, default=30.0, metavar="SECONDS",
+                   help="bpf: while a connected remote cluster's state has not reached this "
+                        "node yet, let its identities that no policy entry matches yet in "
+                        "from the overlay, for at most this long after learning of the "
+                        "remote (logged when it runs out); 0 = off (default %(default)s)")
     p.add_argument("--endpoints-file", type=Path,
                    help="bpf: where endpoint names are kept across restarts "
                         "(default: the socket path with .endpoints.json)")
@@ -205,6 +210,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"bulkhead-agent: --tofqdns-min-ttl must be >= 0, got {args.tofqdns_min_ttl}",
               file=sys.stderr)
         sys.exit(2)
+    if not 0 <= args.clustermesh_sync_grace < float("inf"):
+        print("bulkhead-agent: --clustermesh-sync-grace must be 0 (off) or a positive number "
+              f"of seconds, got {args.clustermesh_sync_grace}", file=sys.stderr)
+        sys.exit(2)
     if (args.join_token or args.join_token_file or args.tls_ca or args.tls_dir
             or args.join_server or args.tls) and args.insecure:
         print("bulkhead-agent: --insecure and --tls/--tls-ca/--tls-dir/--join-token/"
@@ -262,6 +271,7 @@ def run_bpf(args: argparse.Namespace) -> None:
         dns_proxy_port=args.dns_proxy_port,
         fqdn_min_ttl=args.tofqdns_min_ttl, fqdn_file=args.fqdn_state_file,
         node_labels=nodelabels.registration_labels(args.node_labels),
+        mesh_sync_grace=args.clustermesh_sync_grace,
         credentials=node_credentials(args))
     try:
         asyncio.run(agent.run(settings))

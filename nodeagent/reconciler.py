@@ -24,9 +24,12 @@ from bulkhead.v1 import subscription_pb2 as pb
 from bulkhead.v1 import types_pb2
 from nodeagent import desired
 from nodeagent.datapath import Datapath, IpcacheEntry, PolicyEntry, ServiceFrontend
+from nodeagent.datapath.hostfw import HostDesired
 from nodeagent.endpoints import READY, EndpointTable, LocalEndpoint
 from nodeagent.fqdn.cache import FqdnCache
 from nodeagent.fqdn.expand import expand
+from nodeagent.hostpolicy import HostPolicyView
+from nodeagent.meshgrace import RemoteSync, SyncGrace
 from nodeagent.proxy.rules import L7Entry
 from nodeagent.proxy.supervisor import ProxySupervisor
 from nodeagent.subscription.state import ReceivedState
@@ -55,11 +58,16 @@ class Plan:
     service_updates: list[tuple[int, list[ServiceFrontend]]] = field(default_factory=list)
     """(service id, all its frontends) to write in place."""
     service_removals: list[int] = field(default_factory=list)
+    mesh_grace: dict[int, int] | None = None
+    """The clustermesh sync graces (cluster id -> monotonic ns) to write whole."""
+    host: HostDesired | None = None
+    """The host firewall's maps, whole (they are small), when they change."""
 
     def __bool__(self) -> bool:
         return bool(self.full_ipcache is not None or self.upserts or self.deletes
                     or self.policies or self.full_services is not None
-                    or self.service_updates or self.service_removals)
+                    or self.service_updates or self.service_removals
+                    or self.mesh_grace is not None or self.host is not None)
 
 
 def execute(dp: Datapath, plan: Plan) -> tuple[int, list[int]]:
@@ -75,12 +83,20 @@ def execute(dp: Datapath, plan: Plan) -> tuple[int, list[int]]:
         writes += dp.sync_services(plan.full_services)
     if plan.service_updates or plan.service_removals:
         writes += dp.update_services(plan.service_updates, plan.service_removals)
+    if plan.mesh_grace is not None:
+        writes += dp.sync_mesh_grace(plan.mesh_grace)
+    if plan.host is not None:
+        writes += dp.sync_host_policy(plan.host)
     if not plan.policies:
         return writes, []
     # An endpoint missing from the map is being added (the adder applies it) or already gone.
     policy_writes, done = dp.sync_policies(
         (p.ep_id, p.entries, p.ingress, p.egress) for p in plan.policies)
     return writes + policy_writes, done
+
+
+def _is_cidr(identity: types_pb2.Identity) -> bool:
+    return any(label.startswith(desired.CIDR_LABEL) for label in identity.labels)
 
 
 class Reconciler:
@@ -108,6 +124,15 @@ class Reconciler:
         self.fqdn: FqdnCache | None = None
         """What the DNS proxy learnt: its IPs join the ipcache and `toFQDNs` entries expand
         to them (nodeagent.fqdn); None: no DNS proxy."""
+        self._cidr_ids: set[int] = set()
+        self._cidr_prefixes: set[str] = set()
+        """CIDR identities and their prefixes, in the ipcache unless a cluster address or a
+        learnt one holds the same prefix (desired.cidr_entries)."""
+        self.grace: SyncGrace | None = None
+        """Clustermesh sync graces kept from `state.remotes` (None: off)."""
+        self.host: HostPolicyView | None = None
+        """Turns the received host policy into the host firewall's maps; None: no host
+        firewall (written with the revision it came in, like every other map)."""
         self._service_ids: dict[str, int] = {}
         """"namespace/name" -> the frontend id its map entries carry (to remove them when the
         service is gone from the received state)."""
@@ -118,7 +143,7 @@ class Reconciler:
             self._full = True  # written as a whole at Synced
             return
         plan = Plan()
-        nodes_changed = False
+        nodes_changed = host_changed = False
         identities: set[int] = set()
         services: dict[str, types_pb2.Service | None] = {}
         for change in changes:
@@ -130,13 +155,25 @@ class Reconciler:
                 plan.deletes.append(change.ipcache_removed)
             elif which in ("node", "node_removed"):
                 nodes_changed = True
+            elif which == "identity" and _is_cidr(change.identity):
+                nodes_changed = True  # a policy's CIDR prefix joins the ipcache
+            elif which == "identity_removed" and change.identity_removed in self._cidr_ids:
+                nodes_changed = True
             elif which == "policy":
                 identities.add(change.policy.identity)
             elif which == "service":
                 services[f"{change.service.namespace}/{change.service.name}"] = change.service
             elif which == "service_removed":
                 services[change.service_removed] = None
-        if nodes_changed:  # tunnel endpoints and remote-node entries: recompute all (rare)
+            elif which in ("remote_cluster", "remote_cluster_removed"):
+                plan.mesh_grace = self._desired_grace()
+            elif which == "host_policy":
+                host_changed = True
+        if self._cidr_prefixes.intersection(plan.deletes):  # a CIDR prefix takes the place
+            nodes_changed = True
+        if nodes_changed or host_changed:   # node addresses and ids are in the host maps
+            plan.host = self._host_desired()
+        if nodes_changed:  # tunnel endpoints, remote-node and CIDR entries: recompute (rare)
             plan.full_ipcache, plan.upserts, plan.deletes = self._desired_ipcache(), [], []
         self._service_writes(services, plan)
         for identity in identities:
@@ -157,7 +194,8 @@ class Reconciler:
         if self._full:
             plan = Plan(full_ipcache=self._desired_ipcache(),
                         policies=self._policy_writes(self.endpoints.all()),
-                        full_services=self._desired_services())
+                        full_services=self._desired_services(),
+                        mesh_grace=self._desired_grace(), host=self._host_desired())
             await self._run(plan, revision)
             self._full = False
             _log.info("datapath reconciled with snapshot", revision=revision,
@@ -186,12 +224,31 @@ class Reconciler:
             entries = expand(entries, self.state.identities, self.fqdn)
         return PolicyWrite(ep.ep_id, entries, policy.ingress_enforced, policy.egress_enforced)
 
+    async def expire_grace(self) -> list[str]:
+        """Ends the clustermesh sync graces that timed out (logged) and removes them from the
+        datapath (which stopped honouring them at their deadline already)."""
+        if self.grace is None:
+            return []
+        ended = self.grace.expire()
+        if ended and not self._full:
+            await self._run(Plan(mesh_grace=self.grace.desired()), self.applied_revision)
+        return ended
+
+    def _desired_grace(self) -> dict[int, int] | None:
+        if self.grace is None:
+            return None
+        self.grace.update({name: RemoteSync(name, r.cluster_id, r.ready)
+                           for name, r in self.state.remotes.items() if r.cluster_id})
+        return self.grace.desired()
+
     async def fqdn_update(self, fresh: Sequence[str], released: Sequence[str]) -> None:
         """Learnt IPs appeared (`fresh`) or expired (`released`): their ipcache entries and
         every local endpoint's policy, written before the DNS answer goes to the pod."""
-        plan = Plan(upserts=self._fqdn_ipcache(fresh),
-                    deletes=[f"{ip}/32" for ip in released],
+        deletes = [f"{ip}/32" for ip in released]
+        plan = Plan(upserts=self._fqdn_ipcache(fresh), deletes=deletes,
                     policies=self._policy_writes(self.endpoints.all()))
+        if self._cidr_prefixes.intersection(deletes):  # a policy's /32 takes the place back
+            plan.full_ipcache, plan.upserts, plan.deletes = self._desired_ipcache(), [], []
         await self._run(plan, self.applied_revision)
 
     def _fqdn_ipcache(self, ips: Sequence[str] | None = None) -> list[IpcacheEntry]:
@@ -215,12 +272,22 @@ class Reconciler:
         return True
 
     # -- internals ----------------------------------------------------------------------------
+    def _host_desired(self) -> HostDesired | None:
+        """The host firewall's maps when they differ from what was last written."""
+        if self.host is None:
+            return None
+        wanted = self.host.desired(self.state.host_policy, self.state.nodes)
+        return None if wanted == self.host.applied else wanted
+
     def _desired_ipcache(self) -> list[IpcacheEntry]:
         received = desired.ipcache(self.node, self.state.nodes, self.state.ipcache.values())
-        if not self.fqdn or not self.fqdn.ids:
-            return received
         known = {e.prefix for e in received}  # a cluster address wins over a learnt one
-        return received + [e for e in self._fqdn_ipcache() if e.prefix not in known]
+        out = received + [e for e in self._fqdn_ipcache() if e.prefix not in known]
+        known |= {e.prefix for e in out}      # and a learnt address over a policy's /32
+        cidrs = desired.cidr_entries(self.state.identities.values())
+        self._cidr_ids = {e.identity for e in cidrs}
+        self._cidr_prefixes = {e.prefix for e in cidrs}
+        return out + [e for e in cidrs if e.prefix not in known]
 
     def _frontends(self, service: types_pb2.Service) -> list[ServiceFrontend]:
         try:
@@ -295,7 +362,17 @@ class Reconciler:
             return
         if plan.policies:
             await self.push_l7()
-        writes, done = await self.worker.run(execute, self.dp, plan)
+        try:
+            writes, done = await self.worker.run(execute, self.dp, plan)
+        except Exception as exc:
+            if plan.host is not None and self.host is not None:
+                self.host.last_error = f"sync failed: {exc}"
+            raise
+        if plan.host is not None and self.host is not None:
+            self.host.written(plan.host, revision)
+            _log.info("host policy applied", ingress=plan.host.ingress_enforced,
+                      egress=plan.host.egress_enforced, entries=len(plan.host.entries),
+                      revision=revision)
         self.writes += writes
         if done:
             for ep_id in done:

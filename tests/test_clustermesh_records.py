@@ -46,7 +46,14 @@ def test_agents_get_mirrored_kinds_with_the_remote_node_qualified() -> None:
     assert classify.kind(MIRROR + "ipcache/10.2.0.2_32") == "ipcache"
     assert classify.kind(MIRROR + "identities/id/131328") == "identity"
     assert classify.kind(MIRROR + "identities/refs/131328/x") is None
-    assert classify.kind(KEYS.mesh_status("c2")) is None
+    assert classify.kind(KEYS.mesh_remote("c2")) is None
+    # a remote's sync status reaches agents as a small RemoteClusterSync (their sync grace)
+    assert classify.kind(KEYS.mesh_status("c2")) == "remote"
+    status = KV(KEYS.mesh_status("c2"), MeshStatusRecord("c2", 7, True, cluster_id=2).encode(),
+                2, 2, 1, 0)
+    sync = content.put_change("remote", status).remote_cluster
+    assert (sync.name, sync.cluster_id, sync.ready) == ("c2", 2, True)
+    assert content.delete_change("remote", status).remote_cluster_removed == "c2"
     kv = KV(MIRROR + "nodes/n1", NODE.encode(), 2, 2, 1, 0)
     assert content.put_change("node", kv).node.name == "c2/n1"
     assert content.delete_change("node", kv).node_removed == "c2/n1"

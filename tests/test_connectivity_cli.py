@@ -4,12 +4,14 @@ created. The runs themselves are in integration/test_connectivity.py."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from bulkhead.defaults import EXTERNAL_IP_FILE
 from cli.connectivity.scenarios import SCENARIOS, policy_yaml
 from controlplane.policy.parse import parse_policies
 
@@ -54,3 +56,16 @@ def test_bad_flags_are_refused_in_one_line(args: list[str], message: str) -> Non
     assert done.returncode == 1
     assert done.stderr.startswith(message), done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_published_external_address_is_the_default_and_checked(tmp_path: Path) -> None:
+    """A lab with a world publishes its web server's address (EXTERNAL_IP_FILE): the default
+    --external-ip, refused in one line naming the file when it is not an address."""
+    (tmp_path / EXTERNAL_IP_FILE).write_text("not-an-address\n")
+    env = {**os.environ, "BULKHEAD_STATE_DIR": str(tmp_path)}
+    done = subprocess.run([str(BIN / "bulkhead"), "--server", "127.0.0.1:1", "connectivity",
+                           "test"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"bulkhead: --external-ip (default from {tmp_path / EXTERNAL_IP_FILE}): "
+        "not an IPv4 address: 'not-an-address'")

@@ -53,7 +53,8 @@ def test_json_has_the_documented_keys() -> None:
                          "destination", "protocol", "tcp_flags", "direction", "policy_match",
                          "destination_service"}
     assert data["type"] == "L3_L4"
-    assert set(data["source"]) == {"namespace", "pod", "ip", "port", "identity", "labels"}
+    assert set(data["source"]) == {"namespace", "pod", "ip", "port", "identity", "labels",
+                                   "node_name"}
     assert data["time"].endswith(".123456789Z")
     assert data["destination_service"] is None  # not sent to a service
 
@@ -116,3 +117,10 @@ def test_filters_combine_with_and() -> None:
     assert not flowfilter.matches(flow, f(from_labels=["k8s:org=empire"]))
     assert flowfilter.matches(flow, f(to_identity=25873, protocol="tcp", node="n1"))
     assert not flowfilter.matches(flow, f(since_ns=flow.time_ns + 1))
+
+
+def test_line_says_a_flow_passed_under_a_clustermesh_sync_grace() -> None:
+    flow = xwing_drop()
+    flow.verdict, flow.drop_reason, flow.mesh_sync_grace = "FORWARDED", "", True
+    assert line(flow).endswith("policy-verdict:none INGRESS FORWARDED (TCP Flags: SYN) "
+                               "(clustermesh sync grace)")

@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 
+from bulkhead.defaults import DEFAULT_STATE_DIR, EXTERNAL_IP_FILE
 from bulkhead.rpcerror import describe
 
 from .. import argtypes
@@ -39,9 +40,10 @@ def register(sub: Any) -> None:
     t.add_argument("--node", action="append", default=[], metavar="NODE",
                    help="the two nodes to use, node A (clients, echo-same) first "
                         "(default: the first two nodes with a reachable agent)")
-    t.add_argument("--external-ip", default="", metavar="IP",
-                   help="an address outside the cluster that answers ping (the world and "
-                        "CIDR tests are skipped without it)")
+    t.add_argument("--external-ip", default=None, metavar="IP",
+                   help="an address outside the cluster that answers ping (default: the "
+                        "web server of a lab's world, if the lab has one; the world and CIDR "
+                        "tests are skipped without it; '' skips them)")
     t.add_argument("--timeout", type=argtypes.seconds("--timeout"), default=2.0,
                    help="seconds each probe waits for an answer (default 2)")
     t.add_argument("--list", action="store_true", help="list the tests and exit")
@@ -60,6 +62,14 @@ def selected(patterns: list[str]) -> list[Scenario]:
         argtypes.bad_value("--test", f"not a regular expression: {exc}")
 
 
+def published_external_ip() -> str:
+    """The address a lab with a world published for the world and CIDR tests ('' if none)."""
+    try:
+        return (DEFAULT_STATE_DIR / EXTERNAL_IP_FILE).read_text().strip()
+    except OSError:
+        return ""
+
+
 def run_test(ctx: Any) -> int:
     args = ctx.args
     scenarios = selected(args.test)
@@ -69,11 +79,15 @@ def run_test(ctx: Any) -> int:
         return 0
     if not scenarios:
         argtypes.bad_value("--test", "no test matches")
+    flag = "--external-ip"
+    if args.external_ip is None:
+        args.external_ip = published_external_ip()
+        flag = f"--external-ip (default from {DEFAULT_STATE_DIR / EXTERNAL_IP_FILE})"
     if args.external_ip:
         try:
             ipaddress.IPv4Address(args.external_ip)
         except ValueError:
-            argtypes.bad_value("--external-ip", f"not an IPv4 address: {args.external_ip!r}")
+            argtypes.bad_value(flag, f"not an IPv4 address: {args.external_ip!r}")
     if len(args.node) not in (0, 2):
         argtypes.bad_value("--node", "give it twice (node A, node B) or not at all")
 
@@ -92,6 +106,8 @@ def run_test(ctx: Any) -> int:
         if left:
             progress(f"removed leftovers of an earlier run: {', '.join(left)}")
         progress(f"test pods on nodes {runner.nodes['a']} (A) and {runner.nodes['b']} (B)")
+        if args.external_ip:
+            progress(f"outside the cluster: {args.external_ip} (world and CIDR tests)")
         runner.setup()
         progress(f"running {len(scenarios)} tests")
         for number, scenario in enumerate(scenarios, start=1):

@@ -52,8 +52,9 @@ def register(sub: Any) -> None:
 def add_l7_flags(p: argparse.ArgumentParser) -> None:
     """The L7 filters, shared with `bulkhead agent flows`."""
     p.add_argument("--type", dest="flow_type", choices=flowfilter.FLOW_TYPES, type=str.lower,
-                   help="l7: requests and responses of the L7 and DNS proxies; dns: DNS "
-                        "queries and answers of the DNS proxy; l3-l4: datapath verdicts")
+                   help="l7: requests and responses of the L7 and DNS proxies; http: those "
+                        "of the HTTP proxy; dns: DNS queries and answers of the DNS proxy; "
+                        "l3-l4: datapath verdicts")
     p.add_argument("--http-method", default="", metavar="METHOD", help="L7 flows of that method")
     p.add_argument("--http-path", default="", metavar="REGEX",
                    help="L7 flows whose URL path matches (searched, like Hubble)")
@@ -97,7 +98,7 @@ def since_ns(value: str, now: float | None = None) -> int:
 
 def _peer(peer: flow_pb2.FlowPeer, service: flow_pb2.FlowService | None = None) -> str:
     """As Hubble names a host: the pod, else the service (a ClusterIP without a backend),
-    else the IP."""
+    else the IP (a node's own address with the node's name: `192.0.2.1 (node n1)`)."""
     if peer.pod:
         name = f"{peer.namespace}/{peer.pod}"
     elif service is not None:
@@ -105,7 +106,8 @@ def _peer(peer: flow_pb2.FlowPeer, service: flow_pb2.FlowService | None = None) 
     else:
         name = peer.ip
     port = f":{peer.port}" if peer.port else ""
-    return f"{name}{port} (ID:{peer.identity})"
+    node = f" (node {peer.node_name})" if peer.node_name and not peer.pod else ""
+    return f"{name}{port}{node} (ID:{peer.identity})"
 
 
 def _l7_summary(flow: flow_pb2.Flow, headers: bool) -> str:
@@ -155,6 +157,8 @@ def line(flow: flow_pb2.Flow, node_name: bool = False, headers: bool = False) ->
     flags = f" ({flow.protocol} Flags: {', '.join(flow.tcp_flags)})" if flow.tcp_flags else (
         f" ({flow.protocol})" if flow.protocol else "")
     reason = f" {flow.drop_reason}" if flow.verdict == "DROPPED" and flow.drop_reason else ""
+    if flow.mesh_sync_grace:   # nothing matched the remote identity yet: passed under grace
+        reason = " (clustermesh sync grace)"
     service = flow.destination_service if flow.HasField("destination_service") else None
     return (f"{stamp}: {_peer(flow.source)} -> {_peer(flow.destination, service)} "
             f"{kind} {flow.verdict}{flags}{reason}")
@@ -167,7 +171,8 @@ def policy_match(flow: flow_pb2.Flow) -> str:
 
 def _peer_json(peer: flow_pb2.FlowPeer) -> dict[str, Any]:
     return {"namespace": peer.namespace, "pod": peer.pod, "ip": peer.ip, "port": peer.port,
-            "identity": peer.identity, "labels": list(peer.labels)}
+            "identity": peer.identity, "labels": list(peer.labels),
+            "node_name": peer.node_name}
 
 
 def _l7_json(flow: flow_pb2.Flow, headers: bool) -> dict[str, Any]:

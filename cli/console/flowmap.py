@@ -58,11 +58,12 @@ def peer_group(peer: dict[str, Any]) -> dict[str, str]:
 def request_of(flow: dict[str, Any]) -> str:
     """`POST /v1/request-landing` for an L7 request flow, else ""."""
     l7 = flow.get("l7") or {}
-    if l7.get("type") != "request" or not l7["http"].get("method"):
+    http = l7.get("http") or {}     # a DNS flow of the DNS proxy has `dns` instead
+    if l7.get("type") != "request" or not http.get("method"):
         return ""
-    url = l7["http"].get("url", "")
+    url = http.get("url", "")
     path = "/" + url.split("://", 1)[-1].partition("/")[2] if "://" in url else url
-    return f"{l7['http']['method']} {path}"
+    return f"{http['method']} {path}"
 
 
 def _decisive(flow: dict[str, Any]) -> bool:

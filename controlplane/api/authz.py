@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ from cryptography import x509
 
 from bulkhead.errors import BulkheadError, PermissionDenied, Unauthenticated
 from bulkhead.rpcerror import abort
-from bulkhead.rpcguard import Malformed
+from bulkhead.rpcguard import Malformed, WrappingServer
 from controlplane import callers
 from controlplane.callers import ADMIN, ANONYMOUS, NODE, READER, Caller
 from controlplane.pki.certs import subject_of
@@ -81,7 +81,7 @@ TABLE: dict[str, Rule] = {
     "bulkhead.v1.PolicyService/List": READ,
     "bulkhead.v1.PolicyService/Get": READ,
     "bulkhead.v1.PolicyService/Resolve": READ,
-    # a node fetches its own host policy (nodeagent.hostpolicy)
+    # a node may read its own host policy (agents get it through their subscription)
     "bulkhead.v1.HostPolicyService/ResolveHost": rule(ADMIN, READER, NODE, own_node="node"),
     "bulkhead.v1.HostPolicyService/TraceHost": READ,
     "bulkhead.v1.PolicyService/Trace": READ,
@@ -244,37 +244,10 @@ async def _enter(check: Callable[..., Caller], method: str,
     return callers.set_current(caller)
 
 
-class _AuthorizedGeneric(grpc.GenericRpcHandler):
-    def __init__(self, inner: grpc.GenericRpcHandler, authorizer: Authorizer) -> None:
-        self.inner = inner
-        self.authorizer = authorizer
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
-
-    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        handler = self.inner.service(details)
-        if handler is None:
-            return None
-        method: str = details.method  # type: ignore[attr-defined]
-        wrapped = self._wrapped.get(method)
-        if wrapped is None:  # one per method the inner handler knows: bounded
-            wrapped = self._wrapped[method] = self.authorizer.wrap(method, handler)
-        return wrapped
-
-
-class AuthorizedServer:
+class AuthorizedServer(WrappingServer):
     """Stands for the server while services register (like rpcguard.GuardedServer, which it
     wraps): every method handler added is checked by `authorizer` first."""
 
     def __init__(self, server: Any, authorizer: Authorizer) -> None:
-        self.server = server
+        super().__init__(server, authorizer.wrap)
         self.authorizer = authorizer
-
-    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
-        self.server.add_generic_rpc_handlers([_AuthorizedGeneric(h, self.authorizer)
-                                              for h in handlers])
-
-    def add_registered_method_handlers(self, service: str,
-                                       handlers: Mapping[str, grpc.RpcMethodHandler]) -> None:
-        self.server.add_registered_method_handlers(
-            service, {name: self.authorizer.wrap(f"/{service}/{name}", h)
-                      for name, h in handlers.items()})

@@ -11,13 +11,14 @@ Unary calls are not counted: they end by themselves.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 
 from bulkhead.errors import Exhausted
 from bulkhead.rpcerror import abort
+from bulkhead.rpcguard import WrappingServer
 
 
 class StreamCap:
@@ -89,36 +90,10 @@ class StreamCap:
                     handler.response_serializer)
 
 
-class _CappedGeneric(grpc.GenericRpcHandler):
-    def __init__(self, inner: grpc.GenericRpcHandler, cap: StreamCap) -> None:
-        self.inner = inner
-        self.cap = cap
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
-
-    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        handler = self.inner.service(details)
-        if handler is None:
-            return None
-        method: str = details.method  # type: ignore[attr-defined]
-        wrapped = self._wrapped.get(method)
-        if wrapped is None:  # one per method the inner handler knows: bounded
-            wrapped = self._wrapped[method] = self.cap.wrap(method, handler)
-        return wrapped
-
-
-class StreamCappedServer:
+class StreamCappedServer(WrappingServer):
     """Stands for the server while services register (like rpcguard.GuardedServer and
     authz.AuthorizedServer, which it wraps): streaming handlers are counted by `cap`."""
 
     def __init__(self, server: Any, cap: StreamCap) -> None:
-        self.server = server
+        super().__init__(server, cap.wrap)
         self.cap = cap
-
-    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
-        self.server.add_generic_rpc_handlers([_CappedGeneric(h, self.cap) for h in handlers])
-
-    def add_registered_method_handlers(self, service: str,
-                                       handlers: Mapping[str, grpc.RpcMethodHandler]) -> None:
-        self.server.add_registered_method_handlers(
-            service, {name: self.cap.wrap(f"/{service}/{name}", h)
-                      for name, h in handlers.items()})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from typing import Any
 
@@ -158,7 +159,8 @@ class RemoteSyncer:
         for i, chunk in enumerate(chunks):
             success = list(chunk)
             if i == len(chunks) - 1:
-                success.append(ops.put(self.keys.mesh_status(self.name), self.status.encode()))
+                status = dataclasses.replace(self.status, cluster_id=self.record.id)
+                success.append(ops.put(self.keys.mesh_status(self.name), status.encode()))
             result = await self.etcd.txn(self.guard, success)
             if not result.succeeded:
                 raise NotLeader()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol as TypingProtocol
 
 from bulkhead import fqdnmatch, log
 from bulkhead.errors import (
@@ -25,6 +26,7 @@ from controlplane.identity.allocator import IdentityAllocator
 from controlplane.identity.holders import policy_holder
 from controlplane.identity.labels import parse_labels, with_cluster
 from controlplane.policy.cidr import cidr_label
+from controlplane.policy.hosts import HOST_IDENTITY
 from controlplane.policy.model import Policy, PolicyKey, Protocol, ResolvedPolicy, Rule
 from controlplane.policy.parse import CLUSTERWIDE_KIND, NAMESPACED_KIND, PolicyValidationError
 from controlplane.policy.parsepool import ParseTimeout, parse_policies_off_loop
@@ -38,6 +40,10 @@ from controlplane.store.etcd import DEFAULT_MAX_TXN_OPS, KV, Etcd, TooManyOperat
 from controlplane.store.keys import Keys
 
 from .resolver import PolicyResolver
+
+
+class HostChanges(TypingProtocol):
+    def changed_between(self, after: int, upto: int) -> bool: ...
 
 _log = log.get(__name__)
 MAX_ATTEMPTS = 16
@@ -151,6 +157,8 @@ class PolicyStore:
         self.cache = cache
         self.resolver = resolver
         self.allocator = allocator
+        self.hosts: HostChanges | None = None
+        """The host-policy stage (controlplane/policystore/hoststage.py), once wired."""
 
     # -- writes -------------------------------------------------------------------------------
     async def apply(self, text: str | bytes) -> ApplyResult:
@@ -246,10 +254,18 @@ class PolicyStore:
             elif kv is not None:
                 applied.append(Applied(PolicyRecord(policy, kv.mod_revision,
                                                     kv.create_revision), "unchanged"))
-        affected = sorted(self.resolver.affected_between(start, revision))
+        affected = sorted(self._affected(start, revision))
         _log.info("policies applied", revision=revision,
                   written=[display(policies[i].key) for i in todo], affected=len(affected))
         return ApplyResult(applied, revision, affected)
+
+    def _affected(self, after: int, upto: int) -> set[int]:
+        """Identities whose policy changed in (after, upto]; the host identity too when some
+        node's host policy changed (its nodes then have something to ack)."""
+        found = self.resolver.affected_between(after, upto)
+        if self.hosts is not None and self.hosts.changed_between(after, upto):
+            found.add(HOST_IDENTITY)
+        return found
 
     async def delete(self, key: PolicyKey) -> DeleteResult:
         etcd_key = self.keys.policy(key.namespace, key.name)
@@ -269,7 +285,7 @@ class PolicyStore:
                 continue
             await self.cache.wait_for(result.revision)
             released = sorted(i for p in refs if (i := self.resolver.cidr_of(p)) is not None)
-            affected = sorted(self.resolver.affected_between(start, result.revision))
+            affected = sorted(self._affected(start, result.revision))
             _log.info("policy deleted", policy=display(key), revision=result.revision,
                       released=released)
             return DeleteResult(result.revision, affected, released)

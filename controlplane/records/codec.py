@@ -528,6 +528,9 @@ class MeshStatusRecord(JsonRecord):
     failures: int = 0
     last_error: str = ""
     replica: str = ""
+    cluster_id: int = 0
+    """The remote's cluster id (0 in records of older syncers); agents get it with `ready`
+    (subscription RemoteClusterSync) for their sync grace."""
 
     def key_problem(self, rest: str) -> str | None:
         return None if self.name == rest else f"name {self.name[:80]!r} is not its key's"

@@ -6,7 +6,8 @@ at the token's revision (etcd keeps it until compaction) and compares it with no
 shared object changed since then is sent as it is now, every one gone is removed, services
 whose record or namespace's endpoints changed are sent again, and (when a policy, identity,
 endpoint or service changed at all) the node's policies are sent for the identities it hosts
-now, with removals for those it hosted then and no longer does.
+now, with removals for those it hosted then and no longer does, and (when a policy, identity
+or node changed) the node's host policy as it is now.
 The agent ends at the replica's revision with the state a fresh snapshot would give it, having
 received only what changed. Only compaction (or another etcd cluster) forces a snapshot.
 """
@@ -120,6 +121,10 @@ def changes_since(state: SubscriptionState, now: Mapping[str, KV], past: Past, s
                      keys.mesh_mirrors)   # remote identities are peers too
     if any(key.startswith(policy_inputs) for key in (*changed, *gone)):
         framed.extend(state.policy_objects(node))
+    host_inputs = (keys.policies, keys.identity_ids, keys.nodes, keys.mesh_mirrors)
+    if state.host_policies is not None and any(
+            key.startswith(host_inputs) for key in (*changed, *gone)):
+        framed.append(state.host_object(node))   # the node's host policy as it is now
     hosted_now = set(state.interest.get(node, {}))
     framed.extend(framing.change_field(content.policy_removed(ident).SerializeToString())
                   for ident in sorted(past.hosted.get(node, set()) - hosted_now))

@@ -1,7 +1,7 @@
 """What agents receive, derived from cache keys: nodes, ipcache entries, identities (all
 agents), the same kinds of remote clusters mirrored under `clustermesh/mirror/<remote>/`
-(controlplane/clustermesh/syncer.py), and resolved policy (per node). Everything else under
-the prefix is not content."""
+(controlplane/clustermesh/syncer.py), resolved policy and the node's host policy (per node).
+Everything else under the prefix is not content."""
 
 from __future__ import annotations
 
@@ -13,13 +13,22 @@ from typing import Literal
 from bulkhead import httprules
 from bulkhead.httprules import HttpRule
 from bulkhead.v1 import subscription_pb2 as pb
+from controlplane.policy.hosts import HostPolicy
 from controlplane.records import messages
-from controlplane.records.codec import IdentityRecord, IPCacheEntry, Node, mirrored_kind
+from controlplane.records.codec import (
+    IdentityRecord,
+    IPCacheEntry,
+    MeshStatusRecord,
+    Node,
+    mirrored_kind,
+)
 from controlplane.store.etcd import KV
 from controlplane.store.keys import Keys
 
-Kind = Literal["node", "ipcache", "identity"]
-_RECORD: dict[Kind, type[Node] | type[IPCacheEntry] | type[IdentityRecord]] = {
+Kind = Literal["node", "ipcache", "identity", "remote"]
+"""`remote`: a connected remote cluster's sync status (its syncer's `clustermesh/status/<name>`),
+sent as a RemoteClusterSync for the agents' sync grace (nodeagent/meshgrace.py)."""
+_RECORD: dict[str, type[Node] | type[IPCacheEntry] | type[IdentityRecord]] = {
     "node": Node, "ipcache": IPCacheEntry, "identity": IdentityRecord}
 
 _MIRRORED: dict[str, Kind] = {"nodes/": "node", "ipcache/": "ipcache",
@@ -57,6 +66,7 @@ class Classifier:
         self.identities = keys.identity_ids
         self.endpoints = keys.endpoints
         self.mirrors = keys.mesh_mirrors
+        self.mesh_statuses = keys.mesh_statuses
 
     def kind(self, key: str) -> Kind | None:
         if key.startswith(self.ipcache):
@@ -68,6 +78,8 @@ class Classifier:
         if key.startswith(self.mirrors):
             below = key[len(self.mirrors):].partition("/")[2]
             return _MIRRORED.get(mirrored_kind(below) or "")
+        if key.startswith(self.mesh_statuses):
+            return "remote"
         return None
 
 
@@ -90,11 +102,17 @@ def agent_record(kind: Kind, kv: KV) -> Node | IPCacheEntry | IdentityRecord:
 
 
 def put_change(kind: Kind, kv: KV) -> pb.Change:
+    if kind == "remote":
+        status = MeshStatusRecord.of_kv(kv)
+        return pb.Change(remote_cluster=pb.RemoteClusterSync(
+            name=status.name, cluster_id=status.cluster_id, ready=status.ready))
     return messages.put_change(agent_record(kind, kv))
 
 
 def delete_change(kind: Kind, kv: KV) -> pb.Change:
     """The removal of what `kv` (the previous value) held."""
+    if kind == "remote":
+        return pb.Change(remote_cluster_removed=MeshStatusRecord.of_kv(kv).name)
     return messages.removed_change(agent_record(kind, kv))
 
 
@@ -117,6 +135,19 @@ def policy_entries(entries: Iterable[PolicyEntryView]) -> list[pb.PolicyEntry]:
                            verdict=_VERDICT[str(e.verdict)],
                            l7=pb.PolicyEntry.HTTP if e.http else pb.PolicyEntry.NONE,
                            http=[httprules.to_proto(r) for r in e.http]) for e in entries]
+
+
+def host_policy_change(node: str, policy: HostPolicy | None) -> pb.Change:
+    """`node`'s host policy as its agent gets it (None, no such node: nothing enforced)."""
+    if policy is None:
+        return pb.Change(host_policy=pb.NodeHostPolicy(node=node))
+    return pb.Change(host_policy=pb.NodeHostPolicy(
+        node=node, ingress_enforced=policy.ingress_enforced,
+        egress_enforced=policy.egress_enforced,
+        entries=[pb.HostEntry(direction=_DIRECTION[str(e.direction)], peer=e.peer,
+                              peer_node=e.peer_node, protocol=e.protocol, port_lo=e.port_lo,
+                              port_hi=e.port_hi, verdict=_VERDICT[str(e.verdict)])
+                 for e in policy.entries]))
 
 
 def policy_removed(identity: int) -> pb.Change:

@@ -21,7 +21,7 @@ from .history import History
 from .hub import Hub
 from .policy import PolicySource
 from .snapshot import Snapshots
-from .state import ServiceSource, SubscriptionState
+from .state import HostSource, ServiceSource, SubscriptionState
 from .status import StatusBoard
 from .subscriber import Subscriber
 
@@ -42,14 +42,15 @@ class FanoutSettings:
 class Fanout:
     def __init__(self, etcd: Etcd, keys: Keys, cache: ClusterCache, policy: PolicySource,
                  replica: str, settings: FanoutSettings | None = None, *,
-                 services: ServiceSource | None = None) -> None:
+                 services: ServiceSource | None = None,
+                 host_policies: HostSource | None = None) -> None:
         self.etcd = etcd
         self.keys = keys
         self.cache = cache
         self.replica = replica
         self.settings = settings or FanoutSettings()
         self.history = History(self.settings.history_window)
-        self.state = SubscriptionState(keys, policy, self.history, services)
+        self.state = SubscriptionState(keys, policy, self.history, services, host_policies)
         self.snapshots = Snapshots(self.state)
         self.past = catchup.PastReads(etcd, keys)
         self.hub = Hub(self.state, bookmark_interval=self.settings.bookmark_interval,

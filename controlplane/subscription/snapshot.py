@@ -1,6 +1,6 @@
 """Snapshots in chunks of at most 1 MiB. The shared part is built once per shared revision and
 reused by every agent that connects before the next change (a reconnect storm costs one
-build); the node's policy part is small and built per node."""
+build); the node's part (its policies and host policy) is small and built per node."""
 
 from __future__ import annotations
 
@@ -42,4 +42,4 @@ class Snapshots:
         return self._cached[2]
 
     def for_node(self, node: str) -> list[bytes]:
-        return chunk(self.state.revision, self.state.policy_objects(node), self.limit)
+        return chunk(self.state.revision, self.state.node_objects(node), self.limit)

@@ -11,6 +11,7 @@ from typing import Protocol
 from bulkhead import log
 from bulkhead.v1 import subscription_pb2 as pb
 from bulkhead.v1 import types_pb2
+from controlplane.policy.hosts import HostPolicy
 from controlplane.records.codec import Endpoint, RecordError
 from controlplane.store.cache import Change
 from controlplane.store.etcd import KV
@@ -34,6 +35,12 @@ class ServiceSource(Protocol):
     def message(self, ref: str) -> types_pb2.Service | None: ...
 
 
+class HostSource(Protocol):
+    """Each node's resolved host policy (controlplane/policystore/hoststage.py)."""
+
+    def policy(self, node: str) -> HostPolicy | None: ...
+
+
 class NoServices:
     def refs(self) -> list[str]:
         return []
@@ -47,9 +54,12 @@ class SubscriptionState:
     each revision's changes together with the identities whose policy changed at it."""
 
     def __init__(self, keys: Keys, policy: PolicySource, history: History,
-                 services: ServiceSource | None = None) -> None:
+                 services: ServiceSource | None = None,
+                 host_policies: HostSource | None = None) -> None:
         self.keys = keys
         self.policy = policy
+        self.host_policies = host_policies
+        """None: host policies are not sent (replicas built without the host stage)."""
         self.services: ServiceSource = services or NoServices()
         self.history = history
         self.classify = content.Classifier(keys)
@@ -61,6 +71,7 @@ class SubscriptionState:
         self.shared_revision = 0       # last revision that changed shared objects
         self.generation = 0            # bumps on every relist
         self._policy_framed: dict[int, bytes] = {}
+        self._host_framed: dict[str, bytes] = {}       # node -> framed host policy
         self.on_delta: list[Callable[[RevisionDelta], None]] = []
         self.on_reset: list[Callable[[], None]] = []
 
@@ -71,6 +82,7 @@ class SubscriptionState:
         self.interest.clear()
         self.hosts.clear()
         self._policy_framed.clear()
+        self._host_framed.clear()
         for key, kv in items.items():
             kind = self.classify.kind(key)
             if kind is not None:
@@ -86,7 +98,8 @@ class SubscriptionState:
             callback()
 
     def apply(self, revision: int, changes: list[Change], policy_changed: Set[int],
-              services_changed: Set[str] = frozenset()) -> None:
+              services_changed: Set[str] = frozenset(),
+              hosts_changed: Set[str] = frozenset()) -> None:
         if trace.TRACER is not None:
             trace.TRACER.watched[revision] = time.time()
         framed: list[bytes] = []
@@ -96,6 +109,8 @@ class SubscriptionState:
             if kind is not None:
                 if change.kind == "put" and change.kv is not None:
                     put = self._framed_put(kind, change.kv)
+                    if kind == "remote" and self.objects.get(change.key) == put:
+                        continue   # a syncer's progress write: nothing agents see changed
                     self.objects[change.key] = put
                     framed.append(put)
                 elif change.prev is not None:
@@ -113,6 +128,10 @@ class SubscriptionState:
                 framed.append(framing.change_field(
                     pb.Change(service_removed=ref).SerializeToString()))
         per_node = self._policy_parts(touched, policy_changed)
+        for node in sorted(hosts_changed):   # only the node a host policy concerns gets it
+            self._host_framed.pop(node, None)
+            if self.host_policies is not None:
+                per_node.setdefault(node, []).append(self.host_object(node))
         self.revision = revision
         if not framed and not per_node:
             return
@@ -140,6 +159,20 @@ class SubscriptionState:
     def policy_objects(self, node: str) -> list[bytes]:
         """Framed policy puts for every identity with endpoints on `node`."""
         return [self._policy(ident) for ident in sorted(self.interest.get(node, {}))]
+
+    def host_object(self, node: str) -> bytes:
+        """`node`'s framed host policy (an empty one when no host rule selects it)."""
+        framed = self._host_framed.get(node)
+        if framed is None:
+            policy = self.host_policies.policy(node) if self.host_policies else None
+            framed = self._host_framed[node] = framing.change_field(
+                content.host_policy_change(node, policy).SerializeToString())
+        return framed
+
+    def node_objects(self, node: str) -> list[bytes]:
+        """What a snapshot holds for `node` alone: its policies and its host policy."""
+        host = [self.host_object(node)] if self.host_policies is not None else []
+        return self.policy_objects(node) + host
 
     # -- internals ---------------------------------------------------------------------------
     @staticmethod

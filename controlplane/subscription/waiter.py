@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from bulkhead.errors import FieldViolation, Invalid
+from controlplane.policy.hosts import HOST_IDENTITY
 from controlplane.records.codec import NodeStatus
 
 from .fanout import Fanout
@@ -29,10 +30,16 @@ class ConvergenceWaiter:
         self.fanout = fanout
 
     def nodes_for(self, identities: set[int]) -> set[str]:
-        if identities:
-            return self.fanout.state.nodes_hosting(identities)
+        """The nodes hosting `identities`; every node when empty or when the host identity is
+        among them (a host policy changed: the nodes it concerns get it, the rest are covered
+        by acks of later revisions)."""
         prefix = self.fanout.keys.nodes
-        return {kv.key[len(prefix):] for kv in self.fanout.cache.under(prefix)}
+        if identities and HOST_IDENTITY not in identities:
+            return self.fanout.state.nodes_hosting(identities)
+        every = {kv.key[len(prefix):] for kv in self.fanout.cache.under(prefix)}
+        if not identities:
+            return every
+        return every | self.fanout.state.nodes_hosting(identities - {HOST_IDENTITY})
 
     async def wait(self, revision: int, identities: set[int], timeout: float) -> WaitResult:
         if revision <= 0:

@@ -24,10 +24,11 @@ import grpc
 from cryptography import x509
 
 from bulkhead import tls
-from bulkhead.defaults import SERVER_FILE
+from bulkhead.defaults import EXTERNAL_IP_FILE, SERVER_FILE
 from bulkhead.v1 import security_pb2, security_pb2_grpc
 from cli.commands.agent import AGENTS_DIR
 
+from . import world
 from .state import LabState, NodeState, labs_dir
 
 TOKEN_TTL = 600
@@ -153,13 +154,18 @@ def _published_nodes(state: LabState) -> list[NodeState]:
 def publish(state: LabState) -> None:
     """Lets the CLI find the lab's first control plane (c1's with several clusters): its
     address (as before), the directory of its admin credential (`tls.ADMIN_POINTER`) and
-    links to its agents' sockets. Other clusters are reached with `Plane.cli_flags`."""
+    links to its agents' sockets; with a world, the address `connectivity test` probes
+    outside the cluster (EXTERNAL_IP_FILE). Other clusters are reached with `Plane.cli_flags`."""
     first = plane(state)
     if not first.address:
         return
     home = labs_dir().parent
     (home / SERVER_FILE).write_text(first.address + "\n")
     (home / tls.ADMIN_POINTER).write_text(str(first.admin().cert.parent) + "\n")
+    if state.world_pids:  # connectivity test's world and CIDR tests probe its web server
+        (home / EXTERNAL_IP_FILE).write_text(world.WEB_IP + "\n")
+    else:
+        (home / EXTERNAL_IP_FILE).unlink(missing_ok=True)
     agents = home / AGENTS_DIR
     agents.mkdir(parents=True, exist_ok=True, mode=0o700)
     for node in _published_nodes(state):
@@ -176,6 +182,7 @@ def unpublish(state: LabState) -> None:
     addr, pointer = home / SERVER_FILE, home / tls.ADMIN_POINTER
     if first.address and addr.exists() and addr.read_text().strip() == first.address:
         addr.unlink()
+        (home / EXTERNAL_IP_FILE).unlink(missing_ok=True)
     if pointer.exists() and pointer.read_text().strip() == str(first.admin().cert.parent):
         pointer.unlink()
     for node in state.nodes.values():

@@ -201,8 +201,8 @@ def main() -> None:
     good &= verdict(xw.returncode == 28, f"xwing timed out (curl exit {xw.returncode})")
 
     step("8. What the proxies saw: every request, with its verdict")
-    story.run(story.cli, "observe", "--type", "l7", "--last", "4")
-    l7 = story.observe("--type", "l7")
+    story.run(story.cli, "observe", "--type", "http", "--last", "4")
+    l7 = story.observe("--type", "http")
     good &= verdict(any(f.get("l7", {}).get("type") == "request" and f["verdict"] == "DROPPED"
                         and f["l7"]["http"]["method"] == "PUT" for f in l7),
                     "http-request DROPPED for the PUT")

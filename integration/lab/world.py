@@ -29,6 +29,8 @@ NAMES: dict[str, str] = {
     "other.world.test": str(UNDERLAY[202]),
     "www.world.test": str(UNDERLAY[203]),
 }
+WEB_IP = NAMES["www.world.test"]
+"""The world's web server for `connectivity test` (the lab publishes it: EXTERNAL_IP_FILE)."""
 BENCH_NAMES: dict[str, str] = {f"b{i}.bench.world.test": str(UNDERLAY[100 + i])
                                for i in range(100)}
 """bench/dns.py's fresh names: 192.0.2.100-199, one address each (all serve HTTP too)."""

@@ -26,6 +26,7 @@ from nodeagent.datapath.maps import (
     EndpointsMap,
     IpcacheMap,
     LbMaps,
+    MeshGraceMap,
     PolicyMap,
 )
 from nodeagent.datapath.models import (
@@ -77,6 +78,7 @@ class Datapath:
         self.policy_map = PolicyMap(m["policy"])
         self.ct_map = CtMap(m["ct"])
         self.config_map = ConfigMap(m["config"])
+        self.mesh_grace_map = MeshGraceMap(m["mesh_grace"])
         self.lb_maps = LbMaps(m["lb_frontends"], m["lb_backends"])
         self.counters_map = CountersMap(self.loaded.bpf[b"counters"])
         self.flow_reader = FlowReader(self.loaded.bpf, flow_capacity)
@@ -205,6 +207,13 @@ class Datapath:
         wanted = list(entries)
         wanted.extend(IpcacheEntry(f"{ip}/32", ID_HOST) for ip in self.host_ips)
         return self.ipcache_map.sync(wanted)
+
+    def sync_mesh_grace(self, until: dict[int, int]) -> int:
+        """Make the clustermesh sync graces exactly ``until`` (cluster id -> monotonic ns)."""
+        return self.mesh_grace_map.sync(until)
+
+    def mesh_grace(self) -> dict[int, int]:
+        return self.mesh_grace_map.list()
 
     def upsert_ipcache(self, entries: Iterable[IpcacheEntry]) -> int:
         return self.ipcache_map.upsert(entries)

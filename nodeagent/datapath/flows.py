@@ -18,6 +18,7 @@ from nodeagent.datapath.models import Flow
 
 DEFAULT_CAPACITY = 4095
 OBS_F_POLICY_MATCH = 0x80
+OBS_F_MESH_GRACE = 0x40
 """bulkhead.h: or'ed into obs when an allow entry of an enforced direction decided."""
 
 
@@ -68,9 +69,10 @@ def decode(raw: bytes) -> Flow:
         direction=_member(_DIRECTIONS, Direction, direction),
         verdict=_member(_VERDICTS, Verdict, verdict),
         reason=_member(_REASONS, Reason, reason),
-        obs_point=_member(_OBS_POINTS, ObsPoint, obs & ~OBS_F_POLICY_MATCH),
+        obs_point=_member(_OBS_POINTS, ObsPoint, obs & ~(OBS_F_POLICY_MATCH | OBS_F_MESH_GRACE)),
         service_id=svc_id,
         policy_match=bool(obs & OBS_F_POLICY_MATCH) or reason == Reason.POLICY_DENIED,
+        mesh_sync_grace=bool(obs & OBS_F_MESH_GRACE),
     )
 
 

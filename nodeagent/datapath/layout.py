@@ -79,6 +79,8 @@ class ObsPoint(enum.IntEnum):
     FROM_POD = 0
     FROM_OVERLAY = 1
     TO_POD = 2
+    HOST_FIREWALL = 3
+    """host_in/host_out: a verdict of the host firewall on the node's own traffic."""
 
 
 # struct ep_key / ep_info
@@ -110,6 +112,10 @@ CONFIG_VAL = struct.Struct("<II")
 # struct flow_event
 FLOW_EVENT = struct.Struct("<Q4s4sIIIHHBBBBBBHI4x")
 
+# mesh_grace: cluster id -> monotonic ns the cluster's sync grace lasts until
+MESH_GRACE_KEY = struct.Struct("<I")
+MESH_GRACE_VAL = struct.Struct("<Q")
+
 SIZES: dict[str, tuple[int, int]] = {
     "endpoints": (EP_KEY.size, EP_VAL.size),
     "ipcache": (IPCACHE_KEY.size, IPCACHE_VAL.size),
@@ -120,5 +126,6 @@ SIZES: dict[str, tuple[int, int]] = {
     "lb_frontends": (LB_FE_KEY.size, LB_FE_VAL.size),
     "lb_backends": (LB_BE_KEY.size, LB_BE_VAL.size),
     "proxy_vips": (CT_KEY.size, PROXY_VIP.size),
+    "mesh_grace": (MESH_GRACE_KEY.size, MESH_GRACE_VAL.size),
 }
 """Expected (key, value) sizes per map, checked against bcc's types at load."""

@@ -25,7 +25,7 @@ from nodeagent.datapath.rawmap import RawMap
 DEFAULT_PIN_ROOT = Path("/sys/fs/bpf/bulkhead")
 PROGRAMS = ("from_pod", "from_overlay", "to_pod", "to_overlay", "host_in", "host_out")
 MIRRORED = frozenset({"endpoints", "ipcache", "policy", "config", "lb_frontends",
-                      "lb_backends"})
+                      "lb_backends", "mesh_grace"})
 """Maps only user space writes; the programs write conntrack and counters."""
 
 

@@ -28,6 +28,8 @@ from nodeagent.datapath.layout import (
     LB_F_AFFINITY,
     LB_FE_KEY,
     LB_FE_VAL,
+    MESH_GRACE_KEY,
+    MESH_GRACE_VAL,
     Direction,
     Reason,
 )
@@ -328,6 +330,22 @@ class ConfigMap:
         self.raw.update([(key, value)])
         return True
 
+
+
+class MeshGraceMap:
+    """Cluster id -> monotonic ns until which overlay ingress lets that cluster's identities
+    pass where no policy entry matched them (nodeagent/meshgrace.py)."""
+
+    def __init__(self, raw: RawMap):
+        self.raw = raw
+
+    def sync(self, until: dict[int, int]) -> int:
+        return self.raw.sync({MESH_GRACE_KEY.pack(cluster): MESH_GRACE_VAL.pack(ns)
+                              for cluster, ns in until.items()})
+
+    def list(self) -> dict[int, int]:
+        return {MESH_GRACE_KEY.unpack(k)[0]: MESH_GRACE_VAL.unpack(v)[0]
+                for k, v in self.raw.entries().items()}
 
 
 LB_PROTOCOLS = (6, 17)

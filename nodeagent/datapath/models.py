@@ -168,3 +168,5 @@ class Flow:
     """A rule decided: an allow entry of an enforced direction (FORWARDED) or a deny entry
     (DROPPED, "Policy denied by denylist"); False when no policy applied (default allow) or
     the drop was a default deny."""
+    mesh_sync_grace: bool = False
+    """Forwarded only under a clustermesh sync grace (nodeagent/meshgrace.py)."""

@@ -1,4 +1,5 @@
-"""What the agent received: nodes, ipcache, identities, its identities' policies and services.
+"""What the agent received: nodes, ipcache, identities, its identities' policies, services and
+its node's host policy.
 
 A snapshot is applied over the current state and every object it did not contain is removed
 when Synced arrives, so a datapath that kept enforcing through a restart or a Reset only sees
@@ -25,6 +26,10 @@ class ReceivedState:
         self.policies: dict[int, pb.IdentityPolicy] = {}
         self.services: dict[str, types_pb2.Service] = {}
         """By "namespace/name"; each with every current backend (a change re-sends it whole)."""
+        self.remotes: dict[str, pb.RemoteClusterSync] = {}
+        """Connected remote clusters' sync state, by name (nodeagent/meshgrace.py)."""
+        self.host_policy: pb.NodeHostPolicy | None = None
+        """This node's resolved host policy (None: not received, nothing enforced)."""
         self.revision = 0
         self._snapshot_seen: set[Key] | None = None
 
@@ -48,6 +53,10 @@ class ReceivedState:
                     if ("policy", str(k)) not in seen]
         removed += [pb.Change(service_removed=k) for k in self.services
                     if ("service", k) not in seen]
+        removed += [pb.Change(remote_cluster_removed=k) for k in self.remotes
+                    if ("remote", k) not in seen]
+        if self.host_policy is not None and ("host", "") not in seen:
+            removed.append(pb.Change(host_policy=pb.NodeHostPolicy(node=self.host_policy.node)))
         for change in removed:
             self.apply(change)
         self.revision = revision
@@ -77,6 +86,18 @@ class ReceivedState:
             self.services[ref] = change.service
             if seen is not None:
                 seen.add(("service", ref))
+        elif which == "remote_cluster":
+            self.remotes[change.remote_cluster.name] = change.remote_cluster
+            if seen is not None:
+                seen.add(("remote", change.remote_cluster.name))
+        elif which == "remote_cluster_removed":
+            self.remotes.pop(change.remote_cluster_removed, None)
+        elif which == "host_policy":   # an empty one (nothing enforced) is kept as None
+            empty = not (change.host_policy.ingress_enforced
+                         or change.host_policy.egress_enforced or change.host_policy.entries)
+            self.host_policy = None if empty else change.host_policy
+            if seen is not None:
+                seen.add(("host", ""))
         elif which == "node_removed":
             self.nodes.pop(change.node_removed, None)
         elif which == "ipcache_removed":
@@ -94,14 +115,18 @@ class ReceivedState:
         def d(message: Any) -> dict[str, Any]:
             return MessageToDict(message, preserving_proto_field_name=True)
 
-        return {
+        out = {
             "revision": self.revision,
             "nodes": {k: d(v) for k, v in sorted(self.nodes.items())},
             "ipcache": {k: d(v) for k, v in sorted(self.ipcache.items())},
             "identities": {str(k): d(v) for k, v in sorted(self.identities.items())},
             "policies": {str(k): d(v) for k, v in sorted(self.policies.items())},
             "services": {k: d(v) for k, v in sorted(self.services.items())},
+            "remotes": {k: d(v) for k, v in sorted(self.remotes.items())},
         }
+        if self.host_policy is not None:
+            out["host_policy"] = d(self.host_policy)
+        return out
 
     def content(self) -> dict[str, Any]:
         """`dump()` without the revision: equal for two agents that hold the same objects."""

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from bulkhead import labelmatch
 from bulkhead.v1 import flow_pb2
 
-FLOW_TYPES = ("l7", "l3-l4", "dns")
+FLOW_TYPES = ("l7", "l3-l4", "dns", "http")
 _STATUS = re.compile(r"^(\d{3}|[1-5]\+)$")
 
 
@@ -27,10 +27,12 @@ def check_http_status(value: str) -> bool:
 
 def _type_matches(wanted: str, flow: flow_pb2.Flow) -> bool:
     """l7: every flow of a proxy (HTTP and DNS, as Hubble's `--type l7`); dns: the DNS
-    proxy's; l3-l4: the datapath's."""
+    proxy's; http: the HTTP proxy's (Hubble's `--protocol http`); l3-l4: the datapath's."""
     wanted = wanted.lower()
     if wanted == "dns":
         return flow.type == "L7" and flow.l7.HasField("dns")
+    if wanted == "http":
+        return flow.type == "L7" and flow.l7.HasField("http")
     return (flow.type == "L7") == (wanted == "l7")
 
 

@@ -102,35 +102,51 @@ def guard(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         _behaviour(handler.stream_stream, True), decode, handler.response_serializer)
 
 
-class _GuardedGeneric(grpc.GenericRpcHandler):
-    def __init__(self, inner: grpc.GenericRpcHandler) -> None:
+Wrap = Callable[[str, grpc.RpcMethodHandler], grpc.RpcMethodHandler]
+"""Turns the handler of a method (`/package.Service/Method`) into the one that serves it."""
+
+
+class _WrappedGeneric(grpc.GenericRpcHandler):
+    def __init__(self, inner: grpc.GenericRpcHandler, wrap: Wrap) -> None:
         self.inner = inner
-        self._guarded: dict[str, grpc.RpcMethodHandler] = {}
+        self.wrap = wrap
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         handler = self.inner.service(details)
         if handler is None:
             return None
         method: str = details.method  # type: ignore[attr-defined]
-        guarded = self._guarded.get(method)
-        if guarded is None:  # one per method the inner handler knows: bounded
-            guarded = self._guarded[method] = guard(handler)
-        return guarded
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:  # one per method the inner handler knows: bounded
+            wrapped = self._wrapped[method] = self.wrap(method, handler)
+        return wrapped
 
 
-class GuardedServer:
-    """Pass it instead of the server to `add_*Servicer_to_server` (and reflection)."""
+class WrappingServer:
+    """Stands for the server while services register (pass it to `add_*Servicer_to_server`
+    and reflection): every method handler added is replaced by `wrap(method, handler)`, once,
+    at registration. The request guard here, authorization, the stream cap and the agent's
+    control-plane-only port are such wrappers, stacked by wrapping a WrappingServer."""
 
-    def __init__(self, server: grpc.aio.Server) -> None:
+    def __init__(self, server: Any, wrap: Wrap) -> None:
         self.server = server
+        self.wrap = wrap
 
     def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
-        self.server.add_generic_rpc_handlers([_GuardedGeneric(h) for h in handlers])
+        self.server.add_generic_rpc_handlers([_WrappedGeneric(h, self.wrap) for h in handlers])
 
     def add_registered_method_handlers(self, service: str,
                                        handlers: Mapping[str, grpc.RpcMethodHandler]) -> None:
-        self.server.add_registered_method_handlers(  # type: ignore[attr-defined]
-            service, {name: guard(h) for name, h in handlers.items()})
+        self.server.add_registered_method_handlers(
+            service, {name: self.wrap(f"/{service}/{name}", h) for name, h in handlers.items()})
+
+
+class GuardedServer(WrappingServer):
+    """Pass it instead of the server to `add_*Servicer_to_server` (and reflection)."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        super().__init__(server, lambda _method, handler: guard(handler))
 
 
 def guarded(server: grpc.aio.Server) -> Any:

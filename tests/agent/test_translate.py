@@ -47,6 +47,21 @@ def test_ipcache_local_remote_and_nodes() -> None:
     ]
 
 
+def test_cidr_identities_become_ipcache_entries_of_their_prefixes() -> None:
+    """A policy's CIDR identity selects its prefix in the datapath (no tunnel: the node's
+    routing); other identities, IPv6 prefixes and unparsable labels add nothing."""
+    got = desired.cidr_entries([
+        types_pb2.Identity(id=16777300, labels=["cidr:192.0.2.201/32"]),
+        types_pb2.Identity(id=16777301, labels=["cidr:198.51.100.0/24"]),
+        types_pb2.Identity(id=16777302, labels=["cidr:2001:db8::/64"]),
+        types_pb2.Identity(id=16777303, labels=["fqdn:api.world.test"]),
+        types_pb2.Identity(id=300, labels=["k8s:app=web"]),
+        types_pb2.Identity(id=16777304, labels=["cidr:not-a-prefix"]),
+    ])
+    assert got == [IpcacheEntry("192.0.2.201/32", 16777300, None),
+                   IpcacheEntry("198.51.100.0/24", 16777301, None)]
+
+
 def test_policy_entries() -> None:
     policy = pb.IdentityPolicy(identity=300, ingress_enforced=True, entries=[
         pb.PolicyEntry(direction=pb.PolicyEntry.INGRESS, peer=301, protocol=6, port_lo=80,

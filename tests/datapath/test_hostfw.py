@@ -18,10 +18,15 @@ from pathlib import Path
 import pytest
 from pyroute2 import IPRoute, netns
 
+from bulkhead.reserved import reserved_labels
+from cli.commands.observe import line
 from nodeagent.datapath import Direction, IpcacheEntry, PolicyEntry
 from nodeagent.datapath.datapath import Datapath
 from nodeagent.datapath.hostfw import HostDesired
+from nodeagent.datapath.layout import ObsPoint, Reason, Verdict
 from nodeagent.datapath.loader import remove_pins
+from nodeagent.datapath.models import Flow
+from nodeagent.flowstore import FlowStore
 
 pytestmark = pytest.mark.datapath
 HERE = Path(__file__).parent
@@ -200,3 +205,43 @@ def test_cidr_peer_from_the_ipcache(host: Lab) -> None:
         assert host.probe("n2", "n1", SSH) == "timeout"
     finally:
         host.dp.ipcache_map.delete([f"{IPS['n3']}/32"])
+
+
+def _host_flows(lab: Lab, since: int) -> list[Flow]:
+    assert lab.dp is not None
+    return [f for f in lab.dp.read_flows(timeout_ms=100)[since:]
+            if f.obs_point is ObsPoint.HOST_FIREWALL]
+
+
+def test_host_firewall_verdicts_are_flows(host: Lab) -> None:
+    """A connection the host policy drops is a DROPPED flow (the reason, the node's host as
+    destination), as observe shows it; one it allows is a FORWARDED policy verdict."""
+    assert host.dp is not None
+    before = len(host.dp.read_flows())
+    host.dp.sync_host_policy(_desired([
+        (NODE_IDS["n2"], PolicyEntry(Direction.INGRESS, 6, TCP, SSH, SSH))],
+        ingress=True, egress=False))
+    assert host.probe("n3", "n1", SSH) == "timeout"
+    assert host.probe("n2", "n1", SSH) == "ok"
+    flows = _host_flows(host, before)
+    dropped = [f for f in flows if f.verdict is Verdict.DROPPED]
+    assert dropped and all((f.saddr, f.daddr, f.dport, f.src_identity, f.dst_identity,
+                            f.direction, f.reason, f.ep_id) ==
+                           (IPS["n3"], IPS["n1"], SSH, 6, 1, Direction.INGRESS,
+                            Reason.POLICY_DEFAULT_DENY, 0) for f in dropped), dropped
+    forwarded = [f for f in flows if f.verdict is Verdict.FORWARDED]
+    assert [(f.saddr, f.dport, f.policy_match) for f in forwarded] == [
+        (IPS["n2"], SSH, True)], "one verdict per new connection, not per packet"
+    # As the agent's flow store makes it for `bulkhead observe`.
+    store = FlowStore("n1", 16, lambda i: list(reserved_labels(i)), lambda ip: None,
+                      node_of=lambda ip, identity: {IPS[n]: n for n in IPS}.get(ip, ""))
+    store.add(dropped[:1])
+    [shown] = store.last(1, lambda flow: True)
+    assert (shown.verdict, shown.drop_reason, shown.direction) == (
+        "DROPPED", "Policy denied", "ingress")
+    assert (shown.destination.node_name, list(shown.destination.labels),
+            shown.destination.port) == ("n1", ["reserved:host"], SSH)
+    assert shown.source.node_name == "n3"
+    assert line(shown).endswith(
+        f"{IPS['n3']}:{shown.source.port} (node n3) (ID:6) -> {IPS['n1']}:{SSH} (node n1) "
+        f"(ID:1) policy-verdict:none INGRESS DROPPED (TCP Flags: SYN) Policy denied")

@@ -40,7 +40,9 @@ def test_keys_decode_back_to_blocks() -> None:
 
 def test_bad_input_is_rejected() -> None:
     with pytest.raises(ValueError):
-        endpoint_keys(1, [PolicyEntry(Direction.INGRESS, 1 << 24)])
+        endpoint_keys(1, [PolicyEntry(Direction.INGRESS, 1 << 25)])  # past node-local ids
+    with pytest.raises(ValueError):   # a node-local identity never goes to the L7 proxy
+        endpoint_keys(1, [PolicyEntry(Direction.INGRESS, 1 << 24, 6, 80, 80, proxy_port=15001)])
     with pytest.raises(ValueError):
         endpoint_keys(1, [PolicyEntry(Direction.INGRESS, 5, 6, 90, 80)])
 

@@ -197,7 +197,13 @@ async function renderEdgePanel(id, fresh) {
 }
 
 const peerName = (p) => p.pod ? `${p.namespace}/${p.pod}` : p.ip;
-const requestOf = (f) => f.l7 && f.l7.http.method ? `${f.l7.http.method} ${f.l7.http.url}` : "";
+// An L7 flow is an HTTP request/response of the proxy or a DNS query/answer of the DNS proxy.
+const requestOf = (f) => {
+  if (!f.l7) return "";
+  if (f.l7.http && f.l7.http.method) return `${f.l7.http.method} ${f.l7.http.url}`;
+  if (f.l7.dns) return `DNS ${f.l7.dns.query}` + (f.l7.dns.rcode ? ` ${f.l7.dns.rcode}` : "");
+  return "";
+};
 
 // -- flows -------------------------------------------------------------------------------
 let paused = false;
@@ -236,7 +242,7 @@ function addFlow(f) {
     el("td", {}, `${peerName(f.destination)}:${f.destination.port}`),
     el("td", {}, f.l7 ? `L7 ${f.l7.type}` : `${f.protocol} ${f.direction}`),
     el("td", {class: `verdict-${f.verdict}`}, f.verdict),
-    el("td", {}, f.l7 ? requestOf(f) || `${f.l7.http.code}` : f.drop_reason || f.tcp_flags.join(",")));
+    el("td", {}, f.l7 ? requestOf(f) || `${(f.l7.http || {}).code || ""}` : f.drop_reason || f.tcp_flags.join(",")));
   row.addEventListener("click", () => drillFlow(f, row));
   body.prepend(row);
   while (body.rows.length > MAX_ROWS) body.deleteRow(body.rows.length - 1);

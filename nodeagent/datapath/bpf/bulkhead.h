@@ -52,9 +52,11 @@
 #define OBS_FROM_POD 0
 #define OBS_FROM_OVERLAY 1
 #define OBS_TO_POD 2
+#define OBS_HOST_FIREWALL 3  /* host_in/host_out: the node's own traffic (ep_id 0) */
 /* Or'ed into a flow event's obs: an allow entry of an enforced direction let the
  * connection through (Hubble's policy-verdict:L3-L4); without it nothing decided. */
 #define OBS_F_POLICY_MATCH 0x80
+#define OBS_F_MESH_GRACE 0x40   /* passed under a clustermesh sync grace (no policy match) */
 
 /* Local endpoints: pod IPv4 -> where and who it is. */
 struct ep_key {

@@ -97,6 +97,10 @@ BPF_TABLE_PINNED("hash", struct lb_be_key, struct lb_be_val, lb_backends, MAX_LB
  * same client -> backend tuple, for the proxy's answers to the client (to_pod). */
 BPF_TABLE_PINNED("lru_hash", struct ct_key, struct proxy_vip, proxy_vips, MAX_CT,
                  PIN_DIR "/proxy_vips");
+/* Clustermesh sync grace (nodeagent/meshgrace.py): cluster id -> monotonic ns until which
+ * overlay ingress lets that cluster's identities pass where nothing in the policy matched them
+ * (REASON_POLICY_DEFAULT: not yet known here while the remote's state syncs). */
+BPF_TABLE_PINNED("hash", u32, u64, mesh_grace, 256, PIN_DIR "/mesh_grace");
 BPF_RINGBUF_OUTPUT(flows, FLOW_PAGES);
 
 struct pkt {
@@ -205,6 +209,16 @@ static __always_inline void emit(struct pkt *p, __u32 sid, __u32 did, __u32 ep_i
     e.obs = obs;
     e.svc_id = p->svc_id;
     flows.ringbuf_output(&e, sizeof(e), 0);
+}
+
+/* OBS_F_MESH_GRACE when the source identity's cluster is in its sync grace at `now`. */
+static __always_inline __u8 mesh_grace_at(__u32 src_id, __u64 now)
+{
+    __u32 cluster = (src_id >> 16) & 0xff;
+    if (!cluster)
+        return 0;
+    __u64 *until = mesh_grace.lookup(&cluster);
+    return (until && *until > now) ? OBS_F_MESH_GRACE : 0;
 }
 
 /* A forwarded verdict of an enforced direction came from an allow entry. */
@@ -1021,8 +1035,11 @@ int from_overlay(struct __sk_buff *skb)
                                         OBS_FROM_OVERLAY);
     if (!established) {
         __u32 iport = 0, proxy_mark = 0;
+        __u8 grace = 0;
         if (dst_flags & EP_F_INGRESS_ENFORCED) {
             __u8 reason = policy_verdict_l7(dst_ep, src_id, DIR_INGRESS, &p, &iport);
+            if (reason == REASON_POLICY_DEFAULT && (grace = mesh_grace_at(src_id, now)))
+                reason = REASON_NONE;
             if (reason)
                 return drop(&p, src_id, dst_id, dst_ep, DIR_INGRESS, reason, OBS_FROM_OVERLAY);
         }
@@ -1037,12 +1054,12 @@ int from_overlay(struct __sk_buff *skb)
                 return drop(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_PROXY_UNAVAILABLE,
                             OBS_FROM_OVERLAY);
             emit(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_NONE,
-                 OBS_FROM_OVERLAY | matched(dst_flags, EP_F_INGRESS_ENFORCED));
+                 OBS_FROM_OVERLAY | (grace ? grace : matched(dst_flags, EP_F_INGRESS_ENFORCED)));
             count(dst_ep, DIR_INGRESS, REASON_NONE, p.len);
             return TC_ACT_OK;
         }
         emit(&p, src_id, dst_id, dst_ep, DIR_INGRESS, REASON_NONE,
-             OBS_FROM_OVERLAY | matched(dst_flags, EP_F_INGRESS_ENFORCED));
+             OBS_FROM_OVERLAY | (grace ? grace : matched(dst_flags, EP_F_INGRESS_ENFORCED)));
     }
     count(dst_ep, DIR_INGRESS, REASON_NONE, p.len);
     return deliver_local(skb, dst_ifindex, pod_mac, host_mac);
@@ -1270,13 +1287,19 @@ static __always_inline int host_firewall(struct __sk_buff *skb, int ingress)
             peer = ic->identity;
     }
     __u8 dir = ingress ? DIR_INGRESS : DIR_EGRESS;
-    if (flags & (ingress ? HOST_F_INGRESS : HOST_F_EGRESS)) {
+    __u32 sid = ingress ? peer : ID_HOST, did = ingress ? ID_HOST : peer;
+    int enforced = (flags & (ingress ? HOST_F_INGRESS : HOST_F_EGRESS)) != 0;
+    if (enforced) {
         __u8 reason = host_verdict(node_id, peer, dir, &p);
-        if (reason)
-            return TC_ACT_SHOT;
+        if (reason)   /* a flow event like the endpoints' drops (ep_id 0: the host) */
+            return drop(&p, sid, did, 0, dir, reason, OBS_HOST_FIREWALL);
     }
     /* Tracked either way, so replies pass the direction that is enforced. */
-    ct_create(&p, now, ingress ? peer : ID_HOST, ingress ? ID_HOST : peer, CT_NAT_NONE, 0, 0);
+    ct_create(&p, now, sid, did, CT_NAT_NONE, 0, 0);
+    /* The host firewall's verdicts only: a new connection an enforced direction allowed
+     * (a policy-verdict flow, as for endpoints); the other direction's are not its own. */
+    if (enforced)
+        emit(&p, sid, did, 0, dir, REASON_NONE, OBS_HOST_FIREWALL | OBS_F_POLICY_MATCH);
     return TC_ACT_OK;
 }
 

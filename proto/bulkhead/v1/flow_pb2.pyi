@@ -8,20 +8,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FlowPeer(_message.Message):
-    __slots__ = ("namespace", "pod", "ip", "port", "identity", "labels")
+    __slots__ = ("namespace", "pod", "ip", "port", "identity", "labels", "node_name")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     POD_FIELD_NUMBER: _ClassVar[int]
     IP_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     pod: str
     ip: str
     port: int
     identity: int
     labels: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, namespace: _Optional[str] = ..., pod: _Optional[str] = ..., ip: _Optional[str] = ..., port: _Optional[int] = ..., identity: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
+    node_name: str
+    def __init__(self, namespace: _Optional[str] = ..., pod: _Optional[str] = ..., ip: _Optional[str] = ..., port: _Optional[int] = ..., identity: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., node_name: _Optional[str] = ...) -> None: ...
 
 class FlowService(_message.Message):
     __slots__ = ("namespace", "name")
@@ -32,7 +34,7 @@ class FlowService(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class Flow(_message.Message):
-    __slots__ = ("time_ns", "node", "verdict", "drop_reason", "source", "destination", "protocol", "tcp_flags", "direction", "endpoint_id", "sequence", "boot_id", "destination_service", "policy_match", "type", "l7")
+    __slots__ = ("time_ns", "node", "verdict", "drop_reason", "source", "destination", "protocol", "tcp_flags", "direction", "endpoint_id", "sequence", "boot_id", "destination_service", "policy_match", "mesh_sync_grace", "type", "l7")
     TIME_NS_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +49,7 @@ class Flow(_message.Message):
     BOOT_ID_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_SERVICE_FIELD_NUMBER: _ClassVar[int]
     POLICY_MATCH_FIELD_NUMBER: _ClassVar[int]
+    MESH_SYNC_GRACE_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     L7_FIELD_NUMBER: _ClassVar[int]
     time_ns: int
@@ -63,9 +66,10 @@ class Flow(_message.Message):
     boot_id: str
     destination_service: FlowService
     policy_match: bool
+    mesh_sync_grace: bool
     type: str
     l7: L7Flow
-    def __init__(self, time_ns: _Optional[int] = ..., node: _Optional[str] = ..., verdict: _Optional[str] = ..., drop_reason: _Optional[str] = ..., source: _Optional[_Union[FlowPeer, _Mapping]] = ..., destination: _Optional[_Union[FlowPeer, _Mapping]] = ..., protocol: _Optional[str] = ..., tcp_flags: _Optional[_Iterable[str]] = ..., direction: _Optional[str] = ..., endpoint_id: _Optional[int] = ..., sequence: _Optional[int] = ..., boot_id: _Optional[str] = ..., destination_service: _Optional[_Union[FlowService, _Mapping]] = ..., policy_match: _Optional[bool] = ..., type: _Optional[str] = ..., l7: _Optional[_Union[L7Flow, _Mapping]] = ...) -> None: ...
+    def __init__(self, time_ns: _Optional[int] = ..., node: _Optional[str] = ..., verdict: _Optional[str] = ..., drop_reason: _Optional[str] = ..., source: _Optional[_Union[FlowPeer, _Mapping]] = ..., destination: _Optional[_Union[FlowPeer, _Mapping]] = ..., protocol: _Optional[str] = ..., tcp_flags: _Optional[_Iterable[str]] = ..., direction: _Optional[str] = ..., endpoint_id: _Optional[int] = ..., sequence: _Optional[int] = ..., boot_id: _Optional[str] = ..., destination_service: _Optional[_Union[FlowService, _Mapping]] = ..., policy_match: _Optional[bool] = ..., mesh_sync_grace: _Optional[bool] = ..., type: _Optional[str] = ..., l7: _Optional[_Union[L7Flow, _Mapping]] = ...) -> None: ...
 
 class L7Flow(_message.Message):
     __slots__ = ("type", "latency_ns", "http", "dns")

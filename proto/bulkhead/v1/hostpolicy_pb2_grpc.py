@@ -55,7 +55,8 @@ class HostPolicyServiceServicer:
     """
 
     def ResolveHost(self, request, context):
-        """The host policy of one node: the nodeSelector rules selecting it, resolved.
+        """The host policy of one node: the nodeSelector rules selecting it, resolved (what
+        `policy resolve --node` shows; agents get theirs through their subscription).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -127,7 +127,7 @@ class IdentityPolicy(_message.Message):
     def __init__(self, identity: _Optional[int] = ..., ingress_enforced: _Optional[bool] = ..., egress_enforced: _Optional[bool] = ..., entries: _Optional[_Iterable[_Union[PolicyEntry, _Mapping]]] = ..., dns_patterns: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Change(_message.Message):
-    __slots__ = ("node", "ipcache", "identity", "policy", "node_removed", "ipcache_removed", "identity_removed", "policy_removed", "service", "service_removed")
+    __slots__ = ("node", "ipcache", "identity", "policy", "node_removed", "ipcache_removed", "identity_removed", "policy_removed", "service", "service_removed", "remote_cluster", "remote_cluster_removed", "host_policy")
     NODE_FIELD_NUMBER: _ClassVar[int]
     IPCACHE_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +138,9 @@ class Change(_message.Message):
     POLICY_REMOVED_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     SERVICE_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_CLUSTER_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    HOST_POLICY_FIELD_NUMBER: _ClassVar[int]
     node: _types_pb2.Node
     ipcache: _types_pb2.IPCacheEntry
     identity: _types_pb2.Identity
@@ -148,7 +151,50 @@ class Change(_message.Message):
     policy_removed: int
     service: _types_pb2.Service
     service_removed: str
-    def __init__(self, node: _Optional[_Union[_types_pb2.Node, _Mapping]] = ..., ipcache: _Optional[_Union[_types_pb2.IPCacheEntry, _Mapping]] = ..., identity: _Optional[_Union[_types_pb2.Identity, _Mapping]] = ..., policy: _Optional[_Union[IdentityPolicy, _Mapping]] = ..., node_removed: _Optional[str] = ..., ipcache_removed: _Optional[str] = ..., identity_removed: _Optional[int] = ..., policy_removed: _Optional[int] = ..., service: _Optional[_Union[_types_pb2.Service, _Mapping]] = ..., service_removed: _Optional[str] = ...) -> None: ...
+    remote_cluster: RemoteClusterSync
+    remote_cluster_removed: str
+    host_policy: NodeHostPolicy
+    def __init__(self, node: _Optional[_Union[_types_pb2.Node, _Mapping]] = ..., ipcache: _Optional[_Union[_types_pb2.IPCacheEntry, _Mapping]] = ..., identity: _Optional[_Union[_types_pb2.Identity, _Mapping]] = ..., policy: _Optional[_Union[IdentityPolicy, _Mapping]] = ..., node_removed: _Optional[str] = ..., ipcache_removed: _Optional[str] = ..., identity_removed: _Optional[int] = ..., policy_removed: _Optional[int] = ..., service: _Optional[_Union[_types_pb2.Service, _Mapping]] = ..., service_removed: _Optional[str] = ..., remote_cluster: _Optional[_Union[RemoteClusterSync, _Mapping]] = ..., remote_cluster_removed: _Optional[str] = ..., host_policy: _Optional[_Union[NodeHostPolicy, _Mapping]] = ...) -> None: ...
+
+class RemoteClusterSync(_message.Message):
+    __slots__ = ("name", "cluster_id", "ready")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    cluster_id: int
+    ready: bool
+    def __init__(self, name: _Optional[str] = ..., cluster_id: _Optional[int] = ..., ready: _Optional[bool] = ...) -> None: ...
+
+class HostEntry(_message.Message):
+    __slots__ = ("direction", "peer", "peer_node", "protocol", "port_lo", "port_hi", "verdict")
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    PEER_FIELD_NUMBER: _ClassVar[int]
+    PEER_NODE_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    PORT_LO_FIELD_NUMBER: _ClassVar[int]
+    PORT_HI_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    direction: PolicyEntry.Direction
+    peer: int
+    peer_node: str
+    protocol: int
+    port_lo: int
+    port_hi: int
+    verdict: PolicyEntry.Verdict
+    def __init__(self, direction: _Optional[_Union[PolicyEntry.Direction, str]] = ..., peer: _Optional[int] = ..., peer_node: _Optional[str] = ..., protocol: _Optional[int] = ..., port_lo: _Optional[int] = ..., port_hi: _Optional[int] = ..., verdict: _Optional[_Union[PolicyEntry.Verdict, str]] = ...) -> None: ...
+
+class NodeHostPolicy(_message.Message):
+    __slots__ = ("node", "ingress_enforced", "egress_enforced", "entries")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    INGRESS_ENFORCED_FIELD_NUMBER: _ClassVar[int]
+    EGRESS_ENFORCED_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    ingress_enforced: bool
+    egress_enforced: bool
+    entries: _containers.RepeatedCompositeFieldContainer[HostEntry]
+    def __init__(self, node: _Optional[str] = ..., ingress_enforced: _Optional[bool] = ..., egress_enforced: _Optional[bool] = ..., entries: _Optional[_Iterable[_Union[HostEntry, _Mapping]]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("replica", "etcd_cluster_id", "resumed", "revision")
