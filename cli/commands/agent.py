@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -30,16 +30,14 @@ from . import observe
 from .endpoint import EGRESS, INGRESS, IPV4, LABELS, enforcement
 
 DEFAULT_SOCKET = "/run/bulkhead/agent-{node}.sock"
+S = TypeVar("S")
 TIMEOUT = 30.0
 
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "agent", help="a node agent's local API: endpoints, BPF maps, flows, status")
-    p.add_argument("--agent-socket", metavar="PATH",
-                   help="the agent's unix socket (default: $BULKHEAD_AGENT_SOCKET, else "
-                        f"{DEFAULT_SOCKET.format(node='NODE')} with --node)")
-    p.add_argument("--node", help="the node whose agent to ask (default socket path)")
+    agent_flags(p)
     nouns = p.add_subparsers(dest="agent_noun", metavar="COMMAND", required=True)
 
     status = nouns.add_parser("status", help="the agent's state, like `cilium status`")
@@ -155,8 +153,18 @@ def agent_target(ctx: Any) -> tuple[str, str]:
     return found.agent_address, f"{node}'s agent at {found.agent_address}"
 
 
-def _wrap(fn: Callable[[Any, agent_pb2_grpc.AgentServiceStub], int]) -> Callable[[Any], int]:
-    """Connects to the agent and turns gRPC failures into one clear line and exit code."""
+def agent_flags(p: argparse.ArgumentParser) -> None:
+    """How a command finds the agent it asks (`agent`, `fqdn`)."""
+    p.add_argument("--agent-socket", metavar="PATH",
+                   help="the agent's unix socket (default: $BULKHEAD_AGENT_SOCKET, else "
+                        f"{DEFAULT_SOCKET.format(node='NODE')} with --node)")
+    p.add_argument("--node", help="the node whose agent to ask (default socket path)")
+
+
+def on_agent(stub: Callable[[grpc.Channel], S], fn: Callable[[Any, S], int]
+             ) -> Callable[[Any], int]:
+    """Connects to the agent, hands `fn` a `stub` of it and turns gRPC failures into one
+    clear line and exit code."""
 
     def run(ctx: Any) -> int:
         try:
@@ -166,11 +174,15 @@ def _wrap(fn: Callable[[Any, agent_pb2_grpc.AgentServiceStub], int]) -> Callable
             return exc.code
         with agent_channel(ctx, target) as channel:
             try:
-                return fn(ctx, agent_pb2_grpc.AgentServiceStub(channel))
+                return fn(ctx, stub(channel))
             except grpc.RpcError as exc:
                 return _report(exc, shown)
 
     return run
+
+
+def _wrap(fn: Callable[[Any, agent_pb2_grpc.AgentServiceStub], int]) -> Callable[[Any], int]:
+    return on_agent(agent_pb2_grpc.AgentServiceStub, fn)
 
 
 def agent_channel(ctx: Any, target: str) -> grpc.Channel:

@@ -33,6 +33,30 @@ CLONE_NEWNET = 0x40000000
 TCP_IDLE = 10.0
 """Seconds a TCP client may stay silent before its connection is closed."""
 
+async def serve_tcp_queries(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                            answer: Callable[[bytes], Awaitable[bytes | None]]) -> None:
+    """RFC 7766 framing (two-byte length, message; several queries per connection) for both
+    TCP listeners, the DNS server's and the redirect's: `answer` None closes the connection."""
+    try:
+        while True:
+            size = struct.unpack("!H", await asyncio.wait_for(
+                reader.readexactly(2), TCP_IDLE))[0]
+            data = await asyncio.wait_for(reader.readexactly(size), TCP_IDLE)
+            reply = await answer(data)
+            if reply is None:
+                break
+            writer.write(struct.pack("!H", len(reply)) + reply)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+        pass
+    except Exception as exc:
+        _log.warning("dns query failed", transport="tcp", error=repr(exc))
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
 Services = Callable[[], Mapping[str, types_pb2.Service]]
 Handler = Callable[[bytes, tuple[str, int], int], Awaitable[bytes | None]]
 """(query, client address, reply size limit) -> reply: the DNS proxy (nodeagent.dns.proxy)."""
@@ -167,29 +191,14 @@ class DnsServer:
 
     async def _serve_tcp(self, reader: asyncio.StreamReader,
                          writer: asyncio.StreamWriter) -> None:
-        """RFC 7766: two-byte length, message; several queries per connection."""
-        try:
-            while True:
-                size = struct.unpack("!H", await asyncio.wait_for(
-                    reader.readexactly(2), TCP_IDLE))[0]
-                data = await asyncio.wait_for(reader.readexactly(size), TCP_IDLE)
-                if self.handler is not None:
-                    peer = writer.get_extra_info("peername") or ("", 0)
-                    reply = await self.handler(data, (peer[0], peer[1]), 65535)
-                else:
-                    reply = respond(data, self.services(), max_size=65535)
-                if reply is None:
-                    break
-                writer.write(struct.pack("!H", len(reply)) + reply)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
-            pass
-        except Exception as exc:
-            _log.warning("dns query failed", transport="tcp", error=repr(exc))
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+        peer = writer.get_extra_info("peername") or ("", 0)
+
+        async def answer(data: bytes) -> bytes | None:
+            if self.handler is not None:
+                return await self.handler(data, (peer[0], peer[1]), 65535)
+            return respond(data, self.services(), max_size=65535)
+
+        await serve_tcp_queries(reader, writer, answer)
 
     async def close(self) -> None:
         if self._udp is not None:

@@ -28,7 +28,7 @@ from bulkhead import log
 from nodeagent.datapath import netlink
 from nodeagent.dns.answer import UDP_MAX
 from nodeagent.dns.listen import DEFAULT_REDIRECT_PORT
-from nodeagent.dns.server import TCP_IDLE, _setns
+from nodeagent.dns.server import _setns, serve_tcp_queries
 from nodeagent.proxy.sockets import IP_TRANSPARENT, LISTEN_ADDRESS, accepted, listener
 
 _log = log.get(__name__)
@@ -178,24 +178,15 @@ class TransparentDns:
             peer = writer.get_extra_info("peername") or ("", 0)
             local = writer.get_extra_info("sockname") or ("", 0)
             self.stats["tcp"] += 1
-            while True:
-                size = struct.unpack("!H", await asyncio.wait_for(
-                    reader.readexactly(2), TCP_IDLE))[0]
-                data = await asyncio.wait_for(reader.readexactly(size), TCP_IDLE)
-                reply = await self.handler(data, (peer[0], peer[1]), 65535,
-                                           (local[0], local[1]))
-                if reply is None:
-                    break
-                writer.write(struct.pack("!H", len(reply)) + reply)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
-            pass
         except Exception as exc:
             _log.warning("dns query failed", transport="tcp", error=repr(exc))
-        finally:
             writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            return
+
+        async def answer(data: bytes) -> bytes | None:
+            return await self.handler(data, (peer[0], peer[1]), 65535, (local[0], local[1]))
+
+        await serve_tcp_queries(reader, writer, answer)
 
     async def close(self) -> None:
         if self._udp is not None:
