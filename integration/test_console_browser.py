@@ -168,7 +168,10 @@ def test_the_console_after_the_story(tmp_path: Path) -> None:
             assert story.land("tiefighter").stdout.strip() == "Ship landed"
             driver.get(url + "#map")
             tie_edge = "default/tiefighter->default/deathstar"
-            wait_for(driver, lambda d: "PUT /v1/exhaust-port" in edge_text(d, tie_edge))
+            # Both requests' flows reach the console through the relay's polling, one after the
+            # other: wait for the later one too.
+            wait_for(driver, lambda d: "PUT /v1/exhaust-port" in edge_text(d, tie_edge)
+                     and "POST /v1/request-landing" in edge_text(d, tie_edge))
             label = edge_text(driver, tie_edge)
             assert "(1 denied)" in label and "POST /v1/request-landing" in label
             screenshot(driver, SHOTS, "map-l7")
