@@ -11,6 +11,7 @@ import pytest
 from bulkhead.rpcerror import field_violations
 from bulkhead.v1 import identity_pb2, identity_pb2_grpc
 from controlplane.identity.allocator import IdentityRange
+from controlplane.store import etcd as ops
 from controlplane.store.keys import Keys
 from tests.conftest import ReplicaFactory, eventually
 
@@ -126,6 +127,31 @@ async def test_churn_leaks_nothing_and_collects_nothing_referenced(
     assert len(kvs) == 1, "a label index key leaked"
     still = await stub.Get(identity_pb2.GetIdentityRequest(id=keep.id))
     assert list(still.labels) == ["k8s:keep=yes"]
+
+
+async def test_an_identity_collected_behind_a_lagging_cache_is_allocated_afresh(
+        replicas: ReplicaFactory) -> None:
+    """The replica's cache trails etcd; while it still lists an identity the collector has
+    removed, allocating those labels must create a new one, not spin until ABORTED (the churn
+    test above hit that under load)."""
+    replica = await replicas()
+    cp = replica.cp
+    stub = identity_pb2_grpc.IdentityServiceStub(replica.channel())
+    gone = await stub.Allocate(identity_pb2.AllocateIdentityRequest(labels=["k8s:lag=1"]))
+    keys = Keys(cp.config.cluster_name)
+    label_key = ";".join(gone.labels)
+    collected = await cp.etcd.txn([], [ops.delete(keys.identity_ref(gone.id, "admin")),
+                                       ops.delete(keys.identity(gone.id)),
+                                       ops.delete(keys.identity_labels(label_key))])
+    assert collected.succeeded
+    await cp.cache.wait_for((await cp.etcd.status()).revision)
+    # The watch has caught up; put the collected identity back into the index, as a cache that
+    # has not yet seen the collection holds it.
+    cp.identity_index.by_labels[label_key] = gone.id
+    again = await stub.Allocate(identity_pb2.AllocateIdentityRequest(labels=["k8s:lag=1"]))
+    kv = await cp.etcd.get(keys.identity(again.id))
+    assert kv is not None, "the answered identity is not stored"
+    assert list(again.labels) == ["k8s:lag=1"]
 
 
 async def test_release_of_unknown_reference_is_not_found(replicas: ReplicaFactory) -> None:

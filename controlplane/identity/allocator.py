@@ -150,17 +150,18 @@ class IdentityAllocator:
                 self.allocated["over_quota"] += 1
                 raise
         labels_key = self.keys.identity_labels(label_set.key)
-        lost_race = False
+        cache_lags = False
         for _ in range(MAX_ATTEMPTS):
-            # The cache answers almost always; after a lost race it may lag behind the
-            # winner, so read etcd itself.
-            known = self.index.by_labels.get(label_set.key)
-            if known is None and lost_race:
-                known = await self._read_id(labels_key)
+            # The cache answers almost always. Once it has proved behind etcd (a lost race, or
+            # an identity it still holds was collected) read etcd itself: asking the lagging
+            # cache again would find the same collected id every time and spin to Conflict.
+            known = (await self._read_id(labels_key) if cache_lags
+                     else self.index.by_labels.get(label_set.key))
             if known is not None:
                 if await self._add_reference(known, labels_key, holder, lease, single):
                     self.allocated["existing"] += 1
                     return AllocatedIdentity(known, label_set.labels)
+                cache_lags = True
                 continue  # collected meanwhile: allocate afresh
             candidate = self._candidate()
             if candidate is None:
@@ -176,7 +177,7 @@ class IdentityAllocator:
             if created:
                 self.allocated["new"] += 1
                 return AllocatedIdentity(candidate, label_set.labels, 1)
-            lost_race = True
+            cache_lags = True
             # Lost a race: either these labels got an id meanwhile (next loop adds a
             # reference to it) or the candidate id was taken (next loop tries another).
         raise Conflict("identity allocation kept conflicting; retry")
