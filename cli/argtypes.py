@@ -1,5 +1,5 @@
 """Argument types for numbers the API carries in fixed-size fields (uint32 identities, int64
-revisions, ports, seconds).
+revisions, ports, seconds) and for IP addresses.
 
 A value out of its field's range is refused while the command line is parsed, naming the
 argument, in one line with exit 1 (as any bad value: README, "a failed call ... exits 1"),
@@ -9,6 +9,7 @@ argparse would turn into its usage text and exit 2, meant for a malformed comman
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Callable
 from typing import NoReturn
@@ -19,8 +20,19 @@ MAX_SECONDS = 366 * 86400.0
 """Longest timeout a command accepts (gRPC deadlines must be finite)."""
 
 
+class BadValue(SystemExit):
+    """A bad value of one argument: exits 1 with `bulkhead: NAME: PROBLEM`, as any SystemExit
+    with a message; `name` and `problem` for callers that report it elsewhere (the console
+    shows it at its form field)."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"bulkhead: {name}: {problem}")
+        self.name = name
+        self.problem = problem
+
+
 def bad_value(name: str, problem: str) -> NoReturn:
-    raise SystemExit(f"bulkhead: {name}: {problem}")
+    raise BadValue(name, problem)
 
 
 def integer(name: str, low: int, high: int) -> Callable[[str], int]:
@@ -62,5 +74,21 @@ def seconds(name: str) -> Callable[[str], float]:
         if not math.isfinite(value) or not 0 < value <= MAX_SECONDS:
             bad_value(name, f"{text[:40]} is out of range (above 0, at most {MAX_SECONDS:.0f})")
         return value
+
+    return parse
+
+
+def ip_address(name: str) -> Callable[[str], str]:
+    """An IPv4 or IPv6 address, in the form flows carry it (IPv6 compressed): filters compare
+    addresses as text, so `10.0.0.300` or a host name would silently match nothing. Empty:
+    no filter (argparse passes a string default through the type too)."""
+
+    def parse(text: str) -> str:
+        if not text.strip():
+            return ""
+        try:
+            return str(ipaddress.ip_address(text.strip()))
+        except ValueError:
+            bad_value(name, f"expected an IPv4 or IPv6 address, got {text[:40]!r}")
 
     return parse

@@ -23,6 +23,8 @@ CASES = [
     (["observe", "--last", "99999999999"], "--last"),
     (["observe", "--from-identity", "-1"], "--from-identity"),
     (["observe", "--port", "70000"], "--port"),
+    (["observe", "--from-ip", "10.0.0.300"], "--from-ip"),
+    (["observe", "--to-ip", "deathstar"], "--to-ip"),
     (["endpoint", "list", "--identity", "-1"], "--identity"),
     (["ipcache", "list", "--identity", "4294967296"], "--identity"),
     (["identity", "get", "twelve"], "ID"),

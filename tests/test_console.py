@@ -18,7 +18,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from bulkhead.v1 import flow_pb2, policy_pb2, policy_pb2_grpc
 from cli.console import flowmap, yamlpaths
 from cli.console.backend import Backend
-from cli.console.flows import flow_json
+from cli.console.errors import ApiError
+from cli.console.flows import flow_json, observe_request
 from cli.console.server import make_app
 from integration.lab.story import POLICY
 from tests.conftest import Replica, ReplicaFactory
@@ -190,15 +191,48 @@ async def test_flow_filters_are_observes_and_checked(
             ).status == 200
     bad = await client.get("/api/flows/check?verdict=LOST")
     assert bad.status == 400 and "--verdict" in (await bad.json())["error"]
+    assert (await bad.json())["problems"][0]["field"] == "verdict"
     unknown = await client.get("/api/flows/check?colour=red")
     assert (await unknown.json())["problems"] == [{"field": "colour",
                                                    "description": "unknown filter"}]
+    for query, field in (("from-ip=10.0.0.300", "from-ip"), ("to-ip=deathstar", "to-ip"),
+                         ("from-identity=-1", "from-identity"), ("to-identity=x", "to-identity"),
+                         ("since=yesterday", "since")):
+        refused = await client.get(f"/api/flows/check?{query}")
+        assert refused.status == 400
+        assert [p["field"] for p in (await refused.json())["problems"]] == [field], query
+    # a bad filter ends the stream before it starts, at its field too
+    stream = await client.get("/api/flows/stream?from-ip=10.0.0.300")
+    assert stream.status == 400
+    assert (await stream.json())["problems"][0]["field"] == "from-ip"
     cluster = await (await client.get("/api/cluster")).json()
     assert cluster["status"]["cluster_name"] and cluster["nodes"] == []
     page = await client.get("/")
     assert page.status == 200 and "Bulkhead console" in await page.text()
     script = await client.get("/static/app.js")
     assert script.status == 200
+
+
+def test_ip_identity_and_label_filters_are_observes() -> None:
+    """The page's IP, identity and label fields become `observe`'s FlowFilter fields (labels
+    repeated, addresses in the form flows carry them)."""
+    request = observe_request([("from-ip", "10.0.1.5"), ("to-ip", "fd00:0:0::9"),
+                               ("from-identity", "256"), ("to-identity", "257"),
+                               ("from-label", "org=alliance"), ("from-label", "class=xwing"),
+                               ("to-label", "class=deathstar")], follow=True)
+    f = request.filter
+    assert (f.from_ip, f.to_ip, f.from_identity, f.to_identity) == ("10.0.1.5", "fd00::9",
+                                                                    256, 257)
+    assert list(f.from_labels) == ["org=alliance", "class=xwing"]
+    assert list(f.to_labels) == ["class=deathstar"] and request.follow
+
+
+def test_a_bad_filter_names_its_field() -> None:
+    with pytest.raises(ApiError) as refused:
+        observe_request([("from-ip", "10.0.0.300")], follow=True)
+    assert refused.value.problems == [{
+        "field": "from-ip", "description": "expected an IPv4 or IPv6 address, got '10.0.0.300'"}]
+    assert refused.value.message.startswith("--from-ip: ")
 
 
 async def test_bulkhead_ui_serves_the_console_and_says_where(replicas: ReplicaFactory) -> None:

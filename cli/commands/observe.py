@@ -31,8 +31,8 @@ def register(sub: Any) -> None:
     p.add_argument("--to-pod", default="", metavar="[NS/]POD")
     p.add_argument("--to-service", default="", metavar="[NS/]SERVICE",
                    help="flows of connections sent to that service's ClusterIP")
-    p.add_argument("--from-ip", default="")
-    p.add_argument("--to-ip", default="")
+    p.add_argument("--from-ip", type=argtypes.ip_address("--from-ip"), default="")
+    p.add_argument("--to-ip", type=argtypes.ip_address("--to-ip"), default="")
     p.add_argument("--from-identity", type=argtypes.uint32("--from-identity"), default=0)
     p.add_argument("--to-identity", type=argtypes.uint32("--to-identity"), default=0)
     p.add_argument("--verdict", choices=["FORWARDED", "DROPPED"], type=str.upper)

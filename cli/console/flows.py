@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import re
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -14,6 +15,7 @@ import grpc
 
 from bulkhead.v1 import flow_pb2, observer_pb2_grpc
 
+from .. import argtypes
 from ..commands import observe
 from .errors import ApiError
 
@@ -25,28 +27,40 @@ OBSERVE_FILTERS = ("from-label", "to-label", "from-pod", "to-pod", "to-service",
 """The query parameters of the flows stream: `bulkhead observe`'s flags, without dashes."""
 
 
+_ARGUMENT = re.compile(r"^argument --([\w-]+)")
+
+
+def _refused(field: str, message: str, problem: str) -> ApiError:
+    """A bad filter, named by its query parameter (the form field the page marks)."""
+    return ApiError(message, [{"field": field, "description": problem}])
+
+
 class _Refused(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # type: ignore[override]
-        raise ApiError(message)
+        """argparse's `argument --verdict: invalid choice: ...`, at its field."""
+        named = _ARGUMENT.match(message)
+        if named is None:
+            raise ApiError(message)
+        raise _refused(named.group(1), message, message.split(": ", 1)[-1])
 
 
 def observe_request(params: Iterable[tuple[str, str]], follow: bool) -> flow_pb2.GetFlowsRequest:
     """A GetFlows request from `bulkhead observe`'s own flags and checks (`verdict=DROPPED`
-    is `--verdict DROPPED`)."""
+    is `--verdict DROPPED`); a bad value is an ApiError naming its parameter as the field."""
     parser = _Refused(prog="observe", add_help=False)
     observe.register(parser.add_subparsers(parser_class=_Refused))
     argv = ["observe"]
     for key, value in params:
         if key not in OBSERVE_FILTERS:
-            raise ApiError(f"{key}: not a filter of bulkhead observe",
-                           [{"field": key, "description": "unknown filter"}])
+            raise _refused(key, f"{key}: not a filter of bulkhead observe", "unknown filter")
         if value != "":
             argv += [f"--{key}", value]
     try:
         args = parser.parse_args(argv)
         request = observe.build_request(args)
-    except SystemExit as exc:  # argtypes.bad_value: "bulkhead: --since: ..."
-        raise ApiError(str(exc.code).removeprefix("bulkhead: ")) from None
+    except argtypes.BadValue as exc:  # "bulkhead: --since: ..."
+        raise _refused(exc.name.removeprefix("--"), f"{exc.name}: {exc.problem}",
+                       exc.problem) from None
     request.follow = follow
     return request
 

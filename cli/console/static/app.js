@@ -209,27 +209,46 @@ const requestOf = (f) => {
 let paused = false;
 let held = [];
 
+// Labels are repeatable filters (a flow must have them all): one field, separated by commas.
+const LABEL_FILTERS = new Set(["from-label", "to-label"]);
+
 function filterQuery() {
   const params = new URLSearchParams();
-  for (const [k, v] of new FormData($("#flow-filters"))) if (v.trim()) params.append(k, v.trim());
+  for (const [k, v] of new FormData($("#flow-filters"))) {
+    const values = LABEL_FILTERS.has(k) ? v.split(",") : [v];
+    for (const one of values) if (one.trim()) params.append(k, one.trim());
+  }
   return params.toString();
+}
+
+// A refused filter: the message, and each bad field marked in the form and named by its label.
+function showFilterError(err) {
+  const box = $("#flows-error");
+  box.hidden = false;
+  const problems = (err.problems || []).map((p) => {
+    const input = $(`#flow-filters [name="${CSS.escape(p.field)}"]`);
+    if (!input) return p;
+    input.classList.add("invalid");
+    input.setAttribute("aria-invalid", "true");
+    return {...p, field: input.closest("label").firstChild.textContent.trim()};
+  });
+  box.replaceChildren(errorBox({...err, message: problems.length ? "Filter refused" : err.message,
+                                problems}));
 }
 
 function showFlows() {
   $("#flows-error").hidden = true;
+  for (const input of document.querySelectorAll("#flow-filters .invalid")) {
+    input.classList.remove("invalid");
+    input.removeAttribute("aria-invalid");
+  }
   $("#flows-table tbody").replaceChildren();
   held = [];
-  live(`/api/flows/stream?${filterQuery()}`, addFlow, (err) => {
-    const box = $("#flows-error");
-    box.hidden = false;
-    box.replaceChildren(errorBox(err));
-  });
+  live(`/api/flows/stream?${filterQuery()}`, addFlow, showFilterError);
   // A filter the server refuses is a 400, which an EventSource cannot read: ask for it.
   api(`/api/flows/check?${filterQuery()}`).catch((err) => {
     if (stream) stream.close();
-    const box = $("#flows-error");
-    box.hidden = false;
-    box.replaceChildren(errorBox(err));
+    showFilterError(err);
   });
 }
 
