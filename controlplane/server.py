@@ -63,6 +63,7 @@ from controlplane.clustermesh.status import (
     remote_records,
     remote_views,
 )
+from controlplane.connectivity.lock import ConnectivityLock
 from controlplane.connectivity.relay import ConnectivityRelay
 from controlplane.counts import ObjectCounts
 from controlplane.metrics import Sources
@@ -151,7 +152,8 @@ async def build_server(cp: ControlPlane, listen: str, unix_socket: str | None = 
         ClusterMeshService(cp.connections, cp.keys, cp.cache, cp.subscriptions.statuses),
         services)
     connectivity_pb2_grpc.add_ConnectivityServiceServicer_to_server(
-        ConnectivityService(ConnectivityRelay(cp.nodes, cp.relay)), services)
+        ConnectivityService(ConnectivityRelay(cp.nodes, cp.relay),
+                            ConnectivityLock(cp.etcd, cp.keys, cp.config.replica_id)), services)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, services)
     names = [

@@ -22,6 +22,7 @@ from controlplane.records.codec import (
     IdentityRefRecord,
     IPCacheEntry,
     JsonRecord,
+    LockRecord,
     Node,
     NodeAllocation,
     NodeLabelChanges,
@@ -57,6 +58,7 @@ SAMPLES: dict[str, JsonRecord] = {
     KEYS.subscription_finals + "n1": dataclasses.replace(STATUS, replica="", connected=False),
     KEYS.subscription_records + "r1": SubscriptionRecord("r1", (STATUS,)),
     KEYS.replica("r1"): PresenceRecord("r1", "127.0.0.1:4240", "1.0", "2026-01-01T00:00:00Z"),
+    KEYS.connectivity_lock: LockRecord("alice@ops pid 1", 1_700_000_000_000_000_000, "r1"),
     KEYS.service("default", "deathstar"): ServiceRecord(
         "default", "deathstar", "10.96.0.10", False, 1,
         (ServicePortRecord("http", 80, "TCP", 8080, ""),), ("class=deathstar", "org=empire"),

@@ -3,16 +3,22 @@
 The agents create the test pods (namespace bulkhead-test) on two nodes and run the probes;
 this command applies each test's policies, checks every probe's verdict and the flow the
 observer recorded for it, and removes everything afterwards, also after Ctrl-C (a run that
-was killed leaves what the next run, or the agent's restart, removes).
+was killed leaves what the next run, or the agent's restart, removes). One run at a time per
+cluster: a run holds the control plane's connectivity-test lock until it ends, and a second
+run is refused naming the holder.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import ipaddress
+import os
 import re
 import signal
+import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -95,6 +101,27 @@ def run_test(ctx: Any) -> int:
         print(message, file=sys.stderr, flush=True)
 
     runner = Runner(ctx.stub, Options(args.node, args.external_ip, args.timeout), progress)
+    # One run at a time per cluster: refused (FAILED_PRECONDITION, exit 1) while another holds
+    # the lock; released when this run ends, however it ends.
+    runner.hold_lock(lock_holder())
+    try:
+        return _run(ctx, runner, scenarios, progress)
+    finally:
+        runner.release_lock()
+
+
+def lock_holder() -> str:
+    """Who runs this test, as a refused second run is told: `user@host pid N`."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()} pid {os.getpid()}"
+
+
+def _run(ctx: Any, runner: Runner, scenarios: list[Scenario],
+         progress: Callable[[str], None]) -> int:
+    args = ctx.args
     results: list[TestResult] = []
     try:
         runner.choose_nodes()

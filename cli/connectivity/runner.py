@@ -2,7 +2,8 @@
 probes (ConnectivityService, relayed to the agents), the scenarios' policies and the echo
 service (PolicyService, ServiceService, waited for with WaitForRevision), and the flows each
 probe left (ObserverService). Everything it creates lives in the namespace bulkhead-test and
-is removed before the run (leftovers of an interrupted one) and after it.
+is removed before the run (leftovers of an interrupted one) and after it, while the run holds
+the cluster's connectivity-test lock (one run at a time).
 """
 
 from __future__ import annotations
@@ -105,6 +106,25 @@ class Runner:
         self.pods: dict[str, connectivity_pb2.TestPod] = {}
         self.service_ip = ""
         self.service_problem = ""
+        self._lock: Any = None   # the open HoldTestLock call
+
+    # -- the cluster's test lock ---------------------------------------------------------------
+    def hold_lock(self, holder: str) -> connectivity_pb2.TestLock:
+        """Takes the cluster's connectivity-test lock, held until release_lock (or this process
+        goes away). grpc.RpcError FAILED_PRECONDITION, naming the holder, while another run
+        holds it."""
+        self._lock = self.connectivity.HoldTestLock(
+            connectivity_pb2.HoldTestLockRequest(holder=holder))
+        try:
+            return next(self._lock)
+        except grpc.RpcError:
+            self._lock = None
+            raise
+
+    def release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.cancel()
+            self._lock = None
 
     # -- set-up and clean-up ------------------------------------------------------------------
     def choose_nodes(self) -> None:

@@ -99,6 +99,7 @@ TABLE: dict[str, Rule] = {
     "bulkhead.v1.ConnectivityService/CreateTestPod": WRITE,
     "bulkhead.v1.ConnectivityService/RunProbe": WRITE,
     "bulkhead.v1.ConnectivityService/CleanupTestPods": WRITE,
+    "bulkhead.v1.ConnectivityService/HoldTestLock": WRITE,
     # the agent's stream: as itself only (its hello names its node; SubscriptionService)
     "bulkhead.v1.SubscriptionService/Subscribe": rule(ADMIN, NODE),
     "bulkhead.v1.SubscriptionAdminService/ListSubscriptions": READ,

@@ -374,6 +374,18 @@ class PresenceRecord(JsonRecord):
         return None if self.id == rest else f"id {self.id[:80]!r} is not its key's"
 
 
+# -- the connectivity test's lock (connectivity/lock) -----------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class LockRecord(JsonRecord):
+    """`connectivity/lock`: the running `connectivity test`, on a lease its replica keeps
+    alive (controlplane/connectivity/lock.py)."""
+
+    holder: str
+    since_ns: int
+    replica: str
+
+
 # -- join tokens (/bulkhead/pki/<cluster>/tokens/: outside the cluster prefix) ------------------
 
 @dataclass(frozen=True, slots=True)
@@ -586,6 +598,7 @@ TABLE: tuple[tuple[str, str, Decoder], ...] = (
     ("clustermesh/remotes/", "clustermesh_remote", RemoteClusterRecord.decode),
     ("clustermesh/status/", "clustermesh_status", MeshStatusRecord.decode),
     ("clustermesh/mirror/", "clustermesh_mirror", decode_mirrored),
+    ("connectivity/lock", "connectivity_lock", LockRecord.decode),
 )
 
 

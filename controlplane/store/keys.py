@@ -199,3 +199,9 @@ class Keys:
 
     def mesh_leader(self, name: str) -> str:
         return f"{self.mesh_leaders}{name}"
+
+    # the connectivity test
+    @property
+    def connectivity_lock(self) -> str:
+        """The running `connectivity test`'s holder, on a lease of its own."""
+        return f"{self.prefix}connectivity/lock"

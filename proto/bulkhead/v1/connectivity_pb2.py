@@ -24,27 +24,31 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x62ulkhead/v1/connectivity.proto\x12\x0b\x62ulkhead.v1\"W\n\x14\x43reateTestPodRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12\x13\n\x0bserve_ports\x18\x04 \x03(\r\"y\n\x07TestPod\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04ipv4\x18\x04 \x01(\t\x12\x10\n\x08identity\x18\x05 \x01(\r\x12\x0e\n\x06labels\x18\x06 \x03(\t\x12\x0f\n\x07node_ip\x18\x07 \x01(\t\"\x8d\x01\n\x0cProbeRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08\x66rom_pod\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\n\n\x02ip\x18\x04 \x01(\t\x12\x0c\n\x04port\x18\x05 \x01(\r\x12\x0e\n\x06method\x18\x06 \x01(\t\x12\x0c\n\x04path\x18\x07 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x08 \x01(\x01\"c\n\x0bProbeResult\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x11\n\thttp_code\x18\x03 \x01(\r\x12\x11\n\tsource_ip\x18\x04 \x01(\t\x12\x12\n\nstarted_ns\x18\x05 \x01(\x03\"&\n\x16\x43leanupTestPodsRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\";\n\x0bNodeCleanup\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07removed\x18\x02 \x03(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"B\n\x17\x43leanupTestPodsResponse\x12\'\n\x05nodes\x18\x01 \x03(\x0b\x32\x18.bulkhead.v1.NodeCleanup2\xfe\x01\n\x13\x43onnectivityService\x12H\n\rCreateTestPod\x12!.bulkhead.v1.CreateTestPodRequest\x1a\x14.bulkhead.v1.TestPod\x12?\n\x08RunProbe\x12\x19.bulkhead.v1.ProbeRequest\x1a\x18.bulkhead.v1.ProbeResult\x12\\\n\x0f\x43leanupTestPods\x12#.bulkhead.v1.CleanupTestPodsRequest\x1a$.bulkhead.v1.CleanupTestPodsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x62ulkhead/v1/connectivity.proto\x12\x0b\x62ulkhead.v1\"%\n\x13HoldTestLockRequest\x12\x0e\n\x06holder\x18\x01 \x01(\t\"R\n\x08TestLock\x12\x0e\n\x06holder\x18\x01 \x01(\t\x12\x10\n\x08since_ns\x18\x02 \x01(\x03\x12\x0f\n\x07replica\x18\x03 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x04 \x01(\x03\"W\n\x14\x43reateTestPodRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12\x13\n\x0bserve_ports\x18\x04 \x03(\r\"y\n\x07TestPod\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04ipv4\x18\x04 \x01(\t\x12\x10\n\x08identity\x18\x05 \x01(\r\x12\x0e\n\x06labels\x18\x06 \x03(\t\x12\x0f\n\x07node_ip\x18\x07 \x01(\t\"\x8d\x01\n\x0cProbeRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08\x66rom_pod\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\n\n\x02ip\x18\x04 \x01(\t\x12\x0c\n\x04port\x18\x05 \x01(\r\x12\x0e\n\x06method\x18\x06 \x01(\t\x12\x0c\n\x04path\x18\x07 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x08 \x01(\x01\"c\n\x0bProbeResult\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x11\n\thttp_code\x18\x03 \x01(\r\x12\x11\n\tsource_ip\x18\x04 \x01(\t\x12\x12\n\nstarted_ns\x18\x05 \x01(\x03\"&\n\x16\x43leanupTestPodsRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\";\n\x0bNodeCleanup\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07removed\x18\x02 \x03(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"B\n\x17\x43leanupTestPodsResponse\x12\'\n\x05nodes\x18\x01 \x03(\x0b\x32\x18.bulkhead.v1.NodeCleanup2\xc9\x02\n\x13\x43onnectivityService\x12H\n\rCreateTestPod\x12!.bulkhead.v1.CreateTestPodRequest\x1a\x14.bulkhead.v1.TestPod\x12?\n\x08RunProbe\x12\x19.bulkhead.v1.ProbeRequest\x1a\x18.bulkhead.v1.ProbeResult\x12\\\n\x0f\x43leanupTestPods\x12#.bulkhead.v1.CleanupTestPodsRequest\x1a$.bulkhead.v1.CleanupTestPodsResponse\x12I\n\x0cHoldTestLock\x12 .bulkhead.v1.HoldTestLockRequest\x1a\x15.bulkhead.v1.TestLock0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'bulkhead.v1.connectivity_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATETESTPODREQUEST']._serialized_start=47
-  _globals['_CREATETESTPODREQUEST']._serialized_end=134
-  _globals['_TESTPOD']._serialized_start=136
-  _globals['_TESTPOD']._serialized_end=257
-  _globals['_PROBEREQUEST']._serialized_start=260
-  _globals['_PROBEREQUEST']._serialized_end=401
-  _globals['_PROBERESULT']._serialized_start=403
-  _globals['_PROBERESULT']._serialized_end=502
-  _globals['_CLEANUPTESTPODSREQUEST']._serialized_start=504
-  _globals['_CLEANUPTESTPODSREQUEST']._serialized_end=542
-  _globals['_NODECLEANUP']._serialized_start=544
-  _globals['_NODECLEANUP']._serialized_end=603
-  _globals['_CLEANUPTESTPODSRESPONSE']._serialized_start=605
-  _globals['_CLEANUPTESTPODSRESPONSE']._serialized_end=671
-  _globals['_CONNECTIVITYSERVICE']._serialized_start=674
-  _globals['_CONNECTIVITYSERVICE']._serialized_end=928
+  _globals['_HOLDTESTLOCKREQUEST']._serialized_start=47
+  _globals['_HOLDTESTLOCKREQUEST']._serialized_end=84
+  _globals['_TESTLOCK']._serialized_start=86
+  _globals['_TESTLOCK']._serialized_end=168
+  _globals['_CREATETESTPODREQUEST']._serialized_start=170
+  _globals['_CREATETESTPODREQUEST']._serialized_end=257
+  _globals['_TESTPOD']._serialized_start=259
+  _globals['_TESTPOD']._serialized_end=380
+  _globals['_PROBEREQUEST']._serialized_start=383
+  _globals['_PROBEREQUEST']._serialized_end=524
+  _globals['_PROBERESULT']._serialized_start=526
+  _globals['_PROBERESULT']._serialized_end=625
+  _globals['_CLEANUPTESTPODSREQUEST']._serialized_start=627
+  _globals['_CLEANUPTESTPODSREQUEST']._serialized_end=665
+  _globals['_NODECLEANUP']._serialized_start=667
+  _globals['_NODECLEANUP']._serialized_end=726
+  _globals['_CLEANUPTESTPODSRESPONSE']._serialized_start=728
+  _globals['_CLEANUPTESTPODSRESPONSE']._serialized_end=794
+  _globals['_CONNECTIVITYSERVICE']._serialized_start=797
+  _globals['_CONNECTIVITYSERVICE']._serialized_end=1126
 # @@protoc_insertion_point(module_scope)

@@ -6,6 +6,24 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class HoldTestLockRequest(_message.Message):
+    __slots__ = ("holder",)
+    HOLDER_FIELD_NUMBER: _ClassVar[int]
+    holder: str
+    def __init__(self, holder: _Optional[str] = ...) -> None: ...
+
+class TestLock(_message.Message):
+    __slots__ = ("holder", "since_ns", "replica", "ttl_seconds")
+    HOLDER_FIELD_NUMBER: _ClassVar[int]
+    SINCE_NS_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    holder: str
+    since_ns: int
+    replica: str
+    ttl_seconds: int
+    def __init__(self, holder: _Optional[str] = ..., since_ns: _Optional[int] = ..., replica: _Optional[str] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
+
 class CreateTestPodRequest(_message.Message):
     __slots__ = ("node", "name", "labels", "serve_ports")
     NODE_FIELD_NUMBER: _ClassVar[int]

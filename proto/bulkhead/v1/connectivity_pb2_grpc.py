@@ -53,6 +53,11 @@ class ConnectivityServiceStub:
                 request_serializer=bulkhead_dot_v1_dot_connectivity__pb2.CleanupTestPodsRequest.SerializeToString,
                 response_deserializer=bulkhead_dot_v1_dot_connectivity__pb2.CleanupTestPodsResponse.FromString,
                 _registered_method=True)
+        self.HoldTestLock = channel.unary_stream(
+                '/bulkhead.v1.ConnectivityService/HoldTestLock',
+                request_serializer=bulkhead_dot_v1_dot_connectivity__pb2.HoldTestLockRequest.SerializeToString,
+                response_deserializer=bulkhead_dot_v1_dot_connectivity__pb2.TestLock.FromString,
+                _registered_method=True)
 
 
 class ConnectivityServiceServicer:
@@ -84,6 +89,17 @@ class ConnectivityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HoldTestLock(self, request, context):
+        """Control plane only: holds the cluster's one connectivity-test lock (an etcd key on a
+        lease this replica keeps alive) for as long as the call stays open. The first message says
+        it is held; closing the call (or the client going away) releases it, and a replica that
+        dies lets it expire with its lease. While another run holds it: FAILED_PRECONDITION naming
+        the holder and since when.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConnectivityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -101,6 +117,11 @@ def add_ConnectivityServiceServicer_to_server(servicer, server):
                     servicer.CleanupTestPods,
                     request_deserializer=bulkhead_dot_v1_dot_connectivity__pb2.CleanupTestPodsRequest.FromString,
                     response_serializer=bulkhead_dot_v1_dot_connectivity__pb2.CleanupTestPodsResponse.SerializeToString,
+            ),
+            'HoldTestLock': grpc.unary_stream_rpc_method_handler(
+                    servicer.HoldTestLock,
+                    request_deserializer=bulkhead_dot_v1_dot_connectivity__pb2.HoldTestLockRequest.FromString,
+                    response_serializer=bulkhead_dot_v1_dot_connectivity__pb2.TestLock.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -188,6 +209,33 @@ class ConnectivityService:
             '/bulkhead.v1.ConnectivityService/CleanupTestPods',
             bulkhead_dot_v1_dot_connectivity__pb2.CleanupTestPodsRequest.SerializeToString,
             bulkhead_dot_v1_dot_connectivity__pb2.CleanupTestPodsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HoldTestLock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/bulkhead.v1.ConnectivityService/HoldTestLock',
+            bulkhead_dot_v1_dot_connectivity__pb2.HoldTestLockRequest.SerializeToString,
+            bulkhead_dot_v1_dot_connectivity__pb2.TestLock.FromString,
             options,
             channel_credentials,
             insecure,
