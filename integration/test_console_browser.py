@@ -117,6 +117,26 @@ def test_the_console_after_the_story(tmp_path: Path) -> None:
             assert len(driver.find_elements(By.CSS_SELECTOR, "#flows-table tbody tr")) == shown
             driver.find_element(By.ID, "flows-pause").click()
             assert len(driver.find_elements(By.CSS_SELECTOR, "#flows-table tbody tr")) > shown
+            # By IP: a bad address is refused at its field; the tiefighter's address narrows
+            # the table to the flows it sent (of both verdicts: the filter is reset to any).
+            Select(driver.find_element(By.NAME, "verdict")).select_by_visible_text("any")
+            from_ip = driver.find_element(By.NAME, "from-ip")
+            from_ip.send_keys("10.0.0.300")
+            driver.find_element(By.ID, "flows-apply").click()
+            refused = wait_for(driver, lambda d: d.find_element(By.ID, "flows-error")
+                               if d.find_element(By.ID, "flows-error").is_displayed() else None)
+            assert "From IP: expected an IPv4 or IPv6 address, got '10.0.0.300'" in refused.text
+            assert texts(driver, "#flow-filters .invalid", "name") == ["from-ip"]
+            from_ip.clear()
+            from_ip.send_keys(story.ip("tiefighter"))
+            driver.find_element(By.ID, "flows-apply").click()
+            wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#flows-table tbody tr"))
+            assert not driver.find_element(By.ID, "flows-error").is_displayed()
+            assert not texts(driver, "#flow-filters .invalid", "name")
+            sources = texts(driver, "#flows-table tbody td:nth-child(3)")
+            assert sources and all(s.startswith("default/tiefighter") for s in sources), sources
+            assert "FORWARDED" in texts(driver, "#flows-table tbody tr", "data-verdict")
+            screenshot(driver, SHOTS, "flows-from-ip")
 
             # Policies: an error is shown at its path (and line) as the API reports it.
             driver.get(url + "#policies")

@@ -19,6 +19,7 @@ import pytest
 from bulkhead.errors import FailedPrecondition
 from bulkhead.v1 import connectivity_pb2 as pb
 from bulkhead.v1 import connectivity_pb2_grpc
+from cli.connectivity.runner import Options, Runner, SetupError
 from controlplane.connectivity.lock import ConnectivityLock
 from controlplane.records.codec import LockRecord
 from tests.conftest import Replica, ReplicaFactory, eventually
@@ -165,3 +166,29 @@ async def test_a_lock_whose_replica_died_expires_with_its_lease(
         assert await _key_gone(replica)
     finally:
         await block.__aexit__(None, None, None)
+
+
+async def test_a_run_stops_when_its_lock_is_gone(replicas: ReplicaFactory) -> None:
+    """The CLI's runner checks its lock's call before every test: once the call ended (here
+    its replica stopped), the run stops rather than go on unguarded."""
+    replica = await replicas()
+    channel = grpc.insecure_channel(replica.address)
+    runner = Runner(lambda factory: factory(channel), Options(), lambda _: None)
+    try:
+        held = await asyncio.to_thread(runner.hold_lock, "the run")
+        assert held.holder == "the run"
+        runner.check_lock()   # held: nothing said
+        await replica.stop()
+
+        async def stopped() -> bool:
+            try:
+                runner.check_lock()
+            except SetupError as exc:
+                assert "lost the cluster's connectivity-test lock" in str(exc)
+                return True
+            return False
+
+        assert await eventually(stopped, timeout=30)
+    finally:
+        runner.release_lock()
+        channel.close()

@@ -138,6 +138,7 @@ def _run(ctx: Any, runner: Runner, scenarios: list[Scenario],
         runner.setup()
         progress(f"running {len(scenarios)} tests")
         for number, scenario in enumerate(scenarios, start=1):
+            runner.check_lock()
             progress(f"[=] Test [{scenario.name}] [{number}/{len(scenarios)}]")
             result = runner.run_test(scenario, number)
             results.append(result)

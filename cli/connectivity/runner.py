@@ -121,6 +121,13 @@ class Runner:
             self._lock = None
             raise
 
+    def check_lock(self) -> None:
+        """SetupError when the lock's call ended under the run (its lease lost, its replica
+        gone): another run may take it now, so this one stops."""
+        if self._lock is not None and not self._lock.is_active():
+            raise SetupError("lost the cluster's connectivity-test lock "
+                             f"({describe(self._lock)}); stopping")
+
     def release_lock(self) -> None:
         if self._lock is not None:
             self._lock.cancel()

@@ -60,3 +60,23 @@ async def test_probes_are_relayed_over_mtls_for_the_admin_only(
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
     finally:
         await server.stop(None)
+
+
+async def test_the_test_lock_is_the_admins_and_names_its_certificate(
+        tls_replicas: TlsReplicaFactory) -> None:
+    """Taking the connectivity-test lock is a write (a reader may not); the holder a second
+    run is told carries the caller's certificate name beside what the CLI said."""
+    replica = await tls_replicas()
+    request = pb.HoldTestLockRequest(holder="alice@ops pid 1")
+    reader = replica.credential("auditor", certs.READER)
+    async with replica.channel(reader) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await connectivity_pb2_grpc.ConnectivityServiceStub(channel).HoldTestLock(
+                request).read()
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    async with replica.channel(replica.admin()) as admin:
+        call = connectivity_pb2_grpc.ConnectivityServiceStub(admin).HoldTestLock(request)
+        held = await call.read()
+        call.cancel()
+    assert held.holder.startswith("alice@ops pid 1 (") and held.holder.endswith(")")
+    assert held.holder != "alice@ops pid 1 ()"
