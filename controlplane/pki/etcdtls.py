@@ -4,7 +4,9 @@ certificate and the one client certificate the control plane presents to it.
 Why a CA of its own rather than the cluster CA: etcd with `--client-cert-auth` admits any
 certificate its trusted CA signed, and the cluster CA signs every node's certificate, so a
 node certificate would open the whole store. With a private CA that never leaves
-STATE_DIR/tls/etcd (0700, files 0600), only this control plane gets in. It also settles the
+STATE_DIR/tls/etcd (0700, files 0600), only this control plane gets in (and the remote
+clusters' syncers it issues a `client` certificate for, which etcd's auth lets only read:
+controlplane.clustermesh.access). It also settles the
 chicken-and-egg: the cluster CA is kept in etcd, which must be reachable first; this one
 needs nothing but the state dir.
 """
