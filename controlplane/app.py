@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 import grpc
 
 from bulkhead import log
+from controlplane.clustermesh import access
 from controlplane.clustermesh.connections import Connections
 from controlplane.clustermesh.mesh import ClusterMesh
 from controlplane.clustermesh.status import remote_identity_labels
@@ -76,6 +77,9 @@ class ControlPlane:
             endpoints = [self.embedded.endpoint]
             tls = etcd_tls.client()
         self.etcd = Etcd(endpoints, tls=tls)
+        if config.embedded:
+            # etcd's auth on: this control plane is root, a remote's credential reads only.
+            await access.secure(self.etcd, config.cluster_name, config.state_dir)
         self.cache = ClusterCache(self.etcd, self.keys.prefix)
         self.identity_index = IdentityIndex(self.keys)
         cluster_range = IdentityRange.for_cluster(config.cluster_id)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from controlplane.pki import etcdtls
+from controlplane.store.keys import Keys
 from integration.lab import credentials, multicluster, processes
 from integration.lab.lab import Lab
 from integration.labfixture import running_lab
@@ -132,6 +134,18 @@ def test_each_cluster_is_secured_with_its_own_credentials(lab: Lab) -> None:
     # ... yet c1's syncer reads it (with the CA and client certificate `connect` was given)
     status = json.loads(bulkhead(lab, "c1", "clustermesh", "status", "-o", "json"))
     assert [(r["cluster"]["name"], r["ready"]) for r in status["remotes"]] == [("c2", True)]
+    # ... and only reads it: etcd's auth refuses c1's credential a write (issue 13)
+    files = etcdtls.client(credentials.controlplane_dir(state, "c2"), "clustermesh-c1")
+    etcdctl = ["etcdctl", "--endpoints", f"https://{c2.etcd}", "--cacert", str(files.cacert),
+               "--cert", str(files.cert), "--key", str(files.key)]
+    node = Keys("c2").node("n1")
+    read = subprocess.run([*etcdctl, "get", node, "--print-value-only"],
+                          capture_output=True, text=True, timeout=30,
+                          env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
+    assert read.returncode == 0 and '"name"' in read.stdout, read.stderr
+    write = subprocess.run([*etcdctl, "put", node, "stolen"], capture_output=True, text=True,
+                           timeout=30, env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
+    assert write.returncode != 0 and "permission denied" in write.stderr, write
     # each cluster has its own CA: c1's admin credential is refused by c2's control plane
     c1_flags = cluster_flags(lab, "c1")
     c1_flags[c1_flags.index("--server") + 1] = c2.server

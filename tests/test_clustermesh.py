@@ -39,7 +39,9 @@ from bulkhead.v1 import (
 )
 from controlplane import metrics
 from controlplane.callers import ADMIN
+from controlplane.clustermesh import access
 from controlplane.config import Config
+from controlplane.pki import etcdtls
 from controlplane.pki.certs import CA, cert_pem, key_pem, new_key
 from controlplane.records.codec import IPCacheEntry
 from controlplane.server import metrics_sources
@@ -741,3 +743,43 @@ async def test_agent_resumed_by_a_fresh_replica_gets_remote_backend_changes(
     await eventually(lambda: (other.ip, name) in agent_backends(),
                      "the resumed agent never got the remote backend added meanwhile")
     assert (here.ip, "") in agent_backends()
+
+
+async def test_a_syncer_with_a_read_only_credential_mirrors_an_embedded_etcd(
+        tmp_path: Path, mesh: Mesh) -> None:
+    """Issue 13 end to end: two clusters on embedded etcds (etcd's auth on). A certificate of
+    the remote's etcd CA whose CN the remote never granted is refused at `connect`, naming
+    the field; once granted read-only (clustermesh.access), the syncer mirrors the remote
+    with it."""
+    replicas = []
+    for cluster_id in (1, 2):
+        replica = await start_replica(Config(
+            state_dir=tmp_path / f"c{cluster_id}", cluster_id=cluster_id,
+            cluster_name=f"ro{cluster_id}-{uuid.uuid4().hex[:6]}",
+            cluster_pool=f"10.{cluster_id}.0.0/16"))
+        mesh.started.append(replica)
+        replicas.append(replica)
+    local, remote = replicas
+    assert remote.cp.embedded is not None
+    name = remote.cp.config.cluster_name
+    user = f"clustermesh-{local.cp.config.cluster_name}"
+    files = etcdtls.client(tmp_path / "c2", user)   # issued while the remote runs
+    assert files.cacert and files.cert and files.key
+    request = clustermesh_pb2.ConnectClusterRequest(
+        name=name, etcd_endpoints=[remote.cp.embedded.endpoint],
+        etcd_cacert=files.cacert.read_text(), etcd_cert=files.cert.read_text(),
+        etcd_key=files.key.read_text())
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await mesh_stub(local).Connect(request)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    found = {v.field: v.description for v in field_violations(err.value)}
+    assert "refuses this certificate" in found["etcd_cert"], found
+
+    await access.allow_remote(remote.cp.etcd, name, user)
+    await workload(remote, "r1", "192.0.2.2", "xwing", ["k8s:org=alliance"])
+    await mesh_stub(local).Connect(request)
+
+    async def ready() -> bool:
+        s = await status_of(local, name)
+        return s.ready and (s.nodes, s.endpoints, s.identities) == (1, 1, 1)
+    await eventually(ready, "the read-only syncer never mirrored the remote")

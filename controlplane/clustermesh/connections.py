@@ -14,7 +14,7 @@ from controlplane.nodes.validate import DNS_LABEL
 from controlplane.records.codec import ClusterInfoRecord, RemoteClusterRecord
 from controlplane.store import etcd as ops
 from controlplane.store.cache import ClusterCache
-from controlplane.store.etcd import Etcd, EtcdUnavailable
+from controlplane.store.etcd import Etcd, EtcdPermissionDenied, EtcdUnavailable
 from controlplane.store.keys import Keys
 
 from .remote import conflicts, read_info, remote_etcd
@@ -75,6 +75,11 @@ class Connections:
             raise Invalid([FieldViolation("etcd_endpoints", str(exc))]) from None
         try:
             info = await read_info(remote, request.name)
+        except EtcdPermissionDenied as exc:
+            raise Invalid([FieldViolation(
+                "etcd_cert", f"the etcd at {','.join(endpoints)} refuses this certificate "
+                             f"read access to cluster {request.name} ({exc}): the remote "
+                             "must grant its CN read access (docs/security.md)")]) from None
         except (EtcdUnavailable, grpc.RpcError) as exc:
             raise Unavailable(f"remote cluster {request.name}'s etcd "
                               f"({','.join(endpoints)}) is not reachable: {exc}") from None

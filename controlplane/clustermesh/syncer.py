@@ -30,7 +30,7 @@ from controlplane.records.codec import (
 )
 from controlplane.store import etcd as ops
 from controlplane.store.cache import ClusterCache
-from controlplane.store.etcd import Compacted, Etcd, EtcdUnavailable
+from controlplane.store.etcd import Compacted, Etcd, EtcdPermissionDenied, EtcdUnavailable
 from controlplane.store.keys import Keys
 
 from .remote import remote_etcd
@@ -101,7 +101,10 @@ class RemoteSyncer:
                 self.status = MeshStatusRecord(
                     self.name, failed.revision, False, failed.last_sync, failed.failures + 1,
                     _reason(exc), self.replica_id)
-                if isinstance(exc, (EtcdUnavailable, grpc.RpcError, OSError)):
+                if isinstance(exc, EtcdPermissionDenied):
+                    _log.warning("clustermesh remote refuses the credential", remote=self.name,
+                                 error=_reason(exc), backoff=backoff)
+                elif isinstance(exc, (EtcdUnavailable, grpc.RpcError, OSError)):
                     _log.warning("clustermesh remote unreachable", remote=self.name,
                                  error=_reason(exc), backoff=backoff)
                 else:
@@ -209,6 +212,8 @@ class RemoteSyncer:
                 if response.compact_revision:
                     raise Compacted(response.compact_revision)
                 if response.canceled:
+                    if "permission denied" in response.cancel_reason:
+                        raise EtcdPermissionDenied(response.cancel_reason)
                     raise EtcdUnavailable(response.cancel_reason or "remote watch canceled")
                 if response.created:
                     ask.put_nowait(None)   # ready once etcd says every event so far arrived

@@ -4,7 +4,9 @@ certificate and the one client certificate the control plane presents to it.
 Why a CA of its own rather than the cluster CA: etcd with `--client-cert-auth` admits any
 certificate its trusted CA signed, and the cluster CA signs every node's certificate, so a
 node certificate would open the whole store. With a private CA that never leaves
-STATE_DIR/tls/etcd (0700, files 0600), only this control plane gets in. It also settles the
+STATE_DIR/tls/etcd (0700, files 0600), only this control plane gets in (and the remote
+clusters' syncers it issues a `client` certificate for, which etcd's auth lets only read:
+controlplane.clustermesh.access). It also settles the
 chicken-and-egg: the cluster CA is kept in etcd, which must be reachable first; this one
 needs nothing but the state dir.
 """
@@ -29,6 +31,8 @@ SERVER_CERT, SERVER_KEY = "server.crt", "server.key"
 CLIENT_CERT, CLIENT_KEY = "client.crt", "client.key"
 SERVER_NAMES = ["127.0.0.1", "localhost"]
 """etcd listens on loopback only."""
+RESERVED = (ETCD_DIR, "ca", "server", "client")
+"""Names `client` may not issue: the files of the CA and of etcd's own certificates."""
 RENEW_BEFORE = datetime.timedelta(days=30)
 DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
@@ -78,11 +82,26 @@ def client(state_dir: Path, name: str) -> TlsFiles:
     """A client certificate of this etcd's CA for someone else than this control plane (CN
     `name`, e.g. the clustermesh syncer of another cluster), kept as STATE_DIR/tls/etcd/
     NAME.crt and NAME.key and reused while fresh; with the CA, what `clustermesh connect`
-    takes as --etcd-cacert/--etcd-cert/--etcd-key. Whoever holds it can read (and write) this
-    etcd: hand it only to the clusters this one meshes with."""
-    if not DNS_LABEL.fullmatch(name) or name in (ETCD_DIR, "ca", "server", "client"):
+    takes as --etcd-cacert/--etcd-cert/--etcd-key. It may only read what a remote syncer reads
+    once etcd's auth knows its CN (`clustermesh.access.allow_remote`, which `secure` runs for
+    every certificate issued here); hand it only to the clusters this one meshes with."""
+    if not DNS_LABEL.fullmatch(name) or name in RESERVED:
         raise ValueError(f"etcd client name {name!r}: a DNS label other than ca, server, "
                          "client and etcd")
     directory, ca = _ca(state_dir)
     _leaf(directory, ca, f"{name}.crt", f"{name}.key", name, [])
     return TlsFiles(directory / CA_CERT, directory / f"{name}.crt", directory / f"{name}.key")
+
+
+def common_name(cert: Path) -> str:
+    """The CN of the certificate at `cert`: the etcd user it is (with etcd's auth on)."""
+    return certs.subject_of(x509.load_pem_x509_certificate(cert.read_bytes())).name
+
+
+def issued(state_dir: Path) -> list[str]:
+    """The names `client` issued a certificate for in STATE_DIR/tls/etcd, sorted."""
+    directory = state_dir / TLS_DIR / ETCD_DIR
+    if not directory.is_dir():
+        return []
+    return sorted(p.stem for p in directory.glob("*.crt")
+                  if p.stem not in RESERVED and DNS_LABEL.fullmatch(p.stem))

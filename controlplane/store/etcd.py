@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 from aetcd import rpc  # type: ignore[import-untyped]
 
-from bulkhead.errors import Exhausted, Unavailable
+from bulkhead.errors import Exhausted, PermissionDenied, Unavailable
 
 _UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                 grpc.StatusCode.CANCELLED}
@@ -50,6 +50,15 @@ class EtcdRequestTooLarge(Exhausted):
         super().__init__(f"the etcd request ({size} bytes) is larger than etcd accepts "
                          "(its --max-request-bytes, 1.5 MiB unless set; its gRPC limit, "
                          "2 MiB)")
+
+
+class EtcdPermissionDenied(PermissionDenied):
+    """etcd's own auth refused the request: the client certificate's CN names a user whose
+    roles do not cover the key (a remote cluster's read-only credential writing, or reading
+    outside what it was granted)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"etcd refused the request: {detail}")
 
 
 class TooManyOperations(Exception):
@@ -222,6 +231,7 @@ class Etcd:
         self._lease = rpc.LeaseStub(self._channel)
         self._watch = rpc.WatchStub(self._channel)
         self._maint = rpc.MaintenanceStub(self._channel)
+        self._auth = rpc.AuthStub(self._channel)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -240,6 +250,8 @@ class Etcd:
                                       "every etcd call)") from None
             if exc.code() in _UNREACHABLE:
                 raise EtcdUnavailable(exc.details() or exc.code().name) from None
+            if exc.code() == grpc.StatusCode.PERMISSION_DENIED:
+                raise EtcdPermissionDenied(exc.details() or "permission denied") from None
             if "required revision has been compacted" in (exc.details() or ""):
                 raise Compacted(0) from None
             if "database space exceeded" in (exc.details() or ""):
@@ -320,6 +332,11 @@ class Etcd:
         response = await self._call(self._maint.Status, rpc.StatusRequest())
         return EtcdStatus(response.header.revision, response.header.cluster_id,
                           response.version, response.leader)
+
+    async def auth(self, method: str, request: Any) -> Any:
+        """One call of etcd's Auth service (`UserAdd`, `RoleGrantPermission`, `AuthEnable`
+        ...), with the deadline and error mapping of every call (controlplane.store.etcdauth)."""
+        return await self._call(getattr(self._auth, method), request)
 
     async def compact(self, revision: int) -> None:
         await self._call(self._kv.Compact, rpc.CompactionRequest(revision=revision,

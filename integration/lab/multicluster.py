@@ -16,21 +16,24 @@ node `i` of cluster `k` has underlay address `.(k-1)*NODES_PER_CLUSTER + i`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import shutil
 import ssl
 import sys
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
 import grpc
 
 from bulkhead.v1 import clustermesh_pb2, clustermesh_pb2_grpc
+from controlplane.clustermesh import access
 from controlplane.pki import etcdtls
 from controlplane.store.embedded import EmbeddedTls, etcd_argv, free_port
+from controlplane.store.etcd import Etcd
 
 from . import credentials, processes
 from .state import ClusterState, LabState, NodeState
@@ -97,6 +100,24 @@ def start_etcd(lab: Lab, state: LabState, cluster: ClusterState) -> None:
     state.save()
     lab._wait(lambda: _etcd_healthy(cluster, tls), 30, f"etcd of {cluster.name}",
               state.directory / f"etcd-{cluster.name}.log", cluster.etcd_pid)
+    # As the control plane does for an embedded etcd: its certificate root, remotes read-only.
+    _as_controlplane(state, cluster, functools.partial(
+        access.secure, cluster=cluster.name,
+        state_dir=credentials.controlplane_dir(state, cluster.name)))
+
+
+def _as_controlplane(state: LabState, cluster: ClusterState,
+                     action: Callable[[Etcd], Awaitable[None]]) -> None:
+    """Runs `action` on the cluster's etcd with its control plane's client certificate (the
+    one etcd's auth makes root)."""
+    async def run() -> None:
+        etcd = Etcd([cluster.etcd], tls=etcd_tls(state, cluster).client(), timeout=10.0)
+        try:
+            await action(etcd)
+        finally:
+            await etcd.close()
+
+    asyncio.run(run())
 
 
 def stop_etcd(state: LabState, cluster: ClusterState) -> None:
@@ -157,9 +178,11 @@ def stub(state: LabState,
 def connect_request(state: LabState, local: ClusterState,
                     remote: ClusterState) -> clustermesh_pb2.ConnectClusterRequest:
     """`local` connecting `remote`: its etcd's endpoint and CA, and a client certificate of
-    that CA for `local`'s syncer (CN `clustermesh-<local>`)."""
-    files = etcdtls.client(credentials.controlplane_dir(state, remote.name),
-                           f"clustermesh-{local.name}")
+    that CA for `local`'s syncer (CN `clustermesh-<local>`), which `remote`'s etcd lets read
+    what a syncer reads and nothing else (controlplane.clustermesh.access)."""
+    user = f"clustermesh-{local.name}"
+    files = etcdtls.client(credentials.controlplane_dir(state, remote.name), user)
+    _as_controlplane(state, remote, lambda etcd: access.allow_remote(etcd, remote.name, user))
     assert files.cacert and files.cert and files.key
     return clustermesh_pb2.ConnectClusterRequest(
         name=remote.name, etcd_endpoints=[remote.etcd], etcd_cacert=files.cacert.read_text(),

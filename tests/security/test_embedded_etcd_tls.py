@@ -4,6 +4,7 @@ without a certificate, not even the cluster CA's admin (or any node) certificate
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,20 @@ from cryptography.x509.oid import NameOID
 
 from bulkhead import tls
 from controlplane.app import ControlPlane
+from controlplane.clustermesh import access
+from controlplane.clustermesh.syncer import WATCHED
 from controlplane.config import Config
 from controlplane.pki import bootstrap, etcdtls
-from controlplane.store.etcd import Etcd, EtcdUnavailable, TlsFiles
+from controlplane.store import etcd as ops
+from controlplane.store import etcdauth
+from controlplane.store.etcd import (
+    Etcd,
+    EtcdPermissionDenied,
+    EtcdUnavailable,
+    TlsFiles,
+    prefix_end,
+)
+from controlplane.store.keys import Keys
 
 
 async def test_the_embedded_etcd_refuses_a_client_without_its_certificate(
@@ -66,29 +78,85 @@ async def test_restarts_reuse_the_etcd_credentials(tmp_path: Path) -> None:
 async def test_a_client_certificate_for_a_remote_clusters_syncer(tmp_path: Path) -> None:
     """What `clustermesh connect` is handed for this cluster's etcd (the lab does it): the
     etcd's CA and a certificate of it with a CN of its own, 0600, reused while fresh."""
-    cp = ControlPlane(Config(state_dir=tmp_path, listen="127.0.0.1:0",
-                             cluster_name="etcdclient"))
+    files = etcdtls.client(tmp_path, "clustermesh-c9")
+    assert files.cacert and files.cert and files.key
+    assert oct(files.key.stat().st_mode & 0o777) == "0o600"
+    cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == \
+        "clustermesh-c9"
+    assert etcdtls.client(tmp_path, "clustermesh-c9") == files
+    assert files.cert.read_bytes() == cert.public_bytes(serialization.Encoding.PEM)
+    assert etcdtls.issued(tmp_path) == ["clustermesh-c9"]
+    # the control plane's own client certificate is left as it was
+    assert etcdtls.ensure(tmp_path).client_cert.read_bytes() == \
+        (tmp_path / tls.TLS_DIR / etcdtls.ETCD_DIR / "client.crt").read_bytes()
+
+
+async def _refused(attempt: Awaitable[object]) -> None:
+    with pytest.raises(EtcdPermissionDenied, match="permission denied"):
+        await attempt
+
+
+async def test_a_remote_credential_reads_what_a_syncer_reads_and_writes_nothing(
+        tmp_path: Path) -> None:
+    """Issue 13: etcd itself enforces that the credential a cluster hands a remote is
+    read-only: its CN is an etcd user whose only role reads the cluster-info key and the
+    mirrored range; the control plane's own certificate is root."""
+    name = "etcdro"
+    old = etcdtls.client(tmp_path, "clustermesh-old")   # issued before the start: upgraded
+    cp = ControlPlane(Config(state_dir=tmp_path, listen="127.0.0.1:0", cluster_name=name))
+    await cp.start()
+    readers: list[Etcd] = []
+    try:
+        assert cp.embedded is not None
+        await bootstrap.ensure(tmp_path, cp.etcd, name, "127.0.0.1")
+        new = etcdtls.client(tmp_path, "clustermesh-new")   # issued while it runs
+        await access.allow_remote(cp.etcd, name, "clustermesh-new")
+        keys = Keys(name)
+        node = keys.node("n1")
+        await cp.etcd.put(node, b"{}")   # the control plane writes (root)
+        for files in (old, new):
+            reader = Etcd([cp.embedded.endpoint], tls=files, timeout=5.0)
+            readers.append(reader)
+            assert await reader.get(keys.cluster_info) is not None
+            assert (await reader.get(node)) is not None
+            kvs, _, _ = await reader.range(keys.nodes)
+            assert [kv.key for kv in kvs] == [node]
+            # a watch of the mirrored range, as a syncer opens it, is created
+            call = reader.watch(keys.prefix + WATCHED[0], 0,
+                                end=prefix_end(keys.prefix + WATCHED[1]))
+            created = await anext(aiter(call))
+            assert created.created and not created.canceled, created
+            call.cancel()
+            # ... but writes of any kind are refused by etcd
+            await _refused(reader.put(node, b"stolen"))
+            await _refused(reader.put(keys.cluster_info, b"stolen"))
+            await _refused(reader.txn([], [ops.delete(keys.prefix, prefix=True)]))
+            # ... and so is reading what a syncer does not need: the credentials this
+            # cluster holds for other clusters, the PKI (the cluster CA's key)
+            await _refused(reader.range(keys.mesh_remotes))
+            await _refused(reader.get(bootstrap.ca_key_path(name)))
+            await _refused(reader.range("/"))
+        assert (await cp.etcd.get(node)) is not None and \
+            (await cp.etcd.get(node)).value == b"{}"   # type: ignore[union-attr]
+        # removing the user revokes the credential
+        assert await etcdauth.remove_user(cp.etcd, "clustermesh-new")
+        await _refused(readers[1].get(node))
+    finally:
+        for reader in readers:
+            await reader.close()
+        await cp.stop()
+    # a restart (auth already on) keeps it as it is: idempotent
+    cp = ControlPlane(Config(state_dir=tmp_path, listen="127.0.0.1:0", cluster_name=name))
     await cp.start()
     try:
         assert cp.embedded is not None
-        files = etcdtls.client(tmp_path, "clustermesh-c9")
-        assert files.cacert and files.cert and files.key
-        assert oct(files.key.stat().st_mode & 0o777) == "0o600"
-        cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
-        assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == \
-            "clustermesh-c9"
-        assert etcdtls.client(tmp_path, "clustermesh-c9") == files
-        assert files.cert.read_bytes() == cert.public_bytes(serialization.Encoding.PEM)
-        reader = Etcd([cp.embedded.endpoint], tls=files)
+        reader = Etcd([cp.embedded.endpoint], tls=old, timeout=5.0)
         try:
-            await cp.etcd.put("/lab-probe", b"x")
-            found = await reader.get("/lab-probe")
-            assert found is not None and found.value == b"x"
+            assert (await reader.get(Keys(name).node("n1"))) is not None
+            await _refused(reader.put(Keys(name).node("n1"), b"x"))
         finally:
             await reader.close()
-        # the control plane's own client certificate is left as it was
-        assert etcdtls.ensure(tmp_path).client_cert.read_bytes() == \
-            (tmp_path / tls.TLS_DIR / etcdtls.ETCD_DIR / "client.crt").read_bytes()
     finally:
         await cp.stop()
 
