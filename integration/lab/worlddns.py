@@ -29,7 +29,6 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
-
 UDP_MAX = 512
 TCP_MAX = 65535
 
