@@ -1,7 +1,8 @@
 """The datapath redirects port 53 of pods under `rules.dns` to the node's DNS proxy, whatever
 server they ask (as Cilium does): a pod querying the world's DNS server 192.0.2.200 directly
 gets its answer (from that address) through the proxy, which learns it for `toFQDNs` and
-enforces `rules.dns`; a pod without DNS rules talks to that server untouched."""
+enforces `rules.dns`, over UDP and TCP (forwarded over TCP: a large answer arrives whole); a
+pod without DNS rules talks to that server untouched."""
 
 from __future__ import annotations
 
@@ -81,9 +82,18 @@ def test_direct_queries_are_redirected_to_the_dns_proxy(tmp_path: Path) -> None:
         # A name outside the DNS rules, sent straight to the world: REFUSED by the proxy
         # (the world itself would say NXDOMAIN).
         assert ask("client", "www.example.test.") == ["REFUSED", world.DNS_IP]
-        # TCP is redirected too (the world's server only speaks UDP: the proxy forwards).
+        # TCP is redirected too, and forwarded over TCP (RFC 7766): an answer larger than
+        # 512 bytes (many.world.test's 40 addresses; the world truncates it over UDP) arrives
+        # whole through the proxy, every address learnt.
         assert ask("client", "other.world.test.", "tcp") == ["NOERROR", world.DNS_IP, OTHER]
         assert ("default/client", "other.world.test.", OTHER) in cache()
+        many = ask("client", f"{world.MANY_NAME}.", "tcp")
+        assert many[:2] == ["NOERROR", world.DNS_IP]
+        assert sorted(many[2:]) == sorted(world.MANY_IPS)
+        assert {ip for endpoint, name, ip in cache()
+                if name == f"{world.MANY_NAME}."} == set(world.MANY_IPS)
+        # Over UDP the pod gets the world's truncated answer (and would retry over TCP).
+        assert ask("client", f"{world.MANY_NAME}.") == ["NOERROR", world.DNS_IP]
         flows = story.observe("--type", "dns")
         assert any(f["l7"]["dns"]["query"] == "www.example.test."
                    and f["l7"]["dns"]["rcode"] == "REFUSED" and f["verdict"] == "DROPPED"

@@ -336,10 +336,14 @@ class Reconciler:
         return out
 
     def desired_l7(self) -> list[L7Entry]:
-        """The proxy's rules for every local endpoint whose policy has arrived."""
-        return desired.l7_entries(
+        """The proxy's rules for every local endpoint whose policy has arrived (`toFQDNs`
+        ones for the addresses learnt, as in the policy maps)."""
+        entries = desired.l7_entries(
             (ep.ip, policy) for ep in self.endpoints.all()
             if (policy := self.state.policies.get(ep.identity)) is not None)
+        if self.fqdn is not None:
+            entries = expand(entries, self.state.identities, self.fqdn)
+        return entries
 
     async def push_l7(self, force: bool = False) -> None:
         """Give the proxy its rules when they changed (``force``: again, e.g. to a restarted

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dns.asyncquery
+import dns.flags
 import dns.message
 import dns.rcode
 import pytest
@@ -19,6 +20,7 @@ from bulkhead import fqdnmatch
 from bulkhead.v1 import types_pb2
 from controlplane.store.embedded import free_port
 from integration.lab import worlddns
+from nodeagent.dns.answer import TCP_MAX
 from nodeagent.dns.listen import Listen
 from nodeagent.dns.proxy import Client, DnsProxy
 from nodeagent.dns.server import DnsServer
@@ -175,3 +177,85 @@ async def test_a_redirected_query_goes_to_the_server_the_pod_asked() -> None:
     assert [rd.address for rrset in cluster.answer for rd in rrset] == ["198.51.100.8"]
     assert ("api.world.test.", ["198.51.100.7"]) in learnt
     assert {f["server"] for f in flows} == {server}
+
+
+
+MANY = [f"192.0.2.{100 + i}" for i in range(40)]
+"""An answer of ~690 bytes: the world sends it truncated over UDP, whole over TCP."""
+
+
+@dataclass
+class Many:
+    proxy: DnsProxy
+    listen: Listen
+    world_port: int
+    learnt: list[tuple[str, list[str]]]
+
+
+@pytest.fixture
+async def many() -> AsyncIterator[Many]:
+    """The proxy in front of a world server holding many.world.test."""
+    world, world_port = worlddns.start({"many.world.test": MANY})
+    upstream = Upstream(Listen("127.0.0.1", world_port))
+    await upstream.start(None)
+    upstreams = Upstreams(None)
+    learnt: list[tuple[str, list[str]]] = []
+
+    async def learn(client: Client, name: str, ips: list[str], ttl: int) -> None:
+        learnt.append((name, ips))
+
+    listen = Listen("127.0.0.1", free_port())
+    proxy = DnsProxy(listen, lambda: SERVICES, {"127.0.0.3": FREE}.get, upstream, learn,
+                     upstreams=upstreams)
+    server = DnsServer(listen, lambda: SERVICES, proxy.handle)
+    await server.start(None)
+    try:
+        yield Many(proxy, listen, world_port, learnt)
+    finally:
+        await server.close()
+        upstream.close()
+        upstreams.close()
+        world.close()
+
+
+def _addresses(reply: dns.message.Message) -> list[str]:
+    return sorted(rd.address for rrset in reply.answer for rd in rrset)
+
+
+async def test_a_tcp_query_is_forwarded_over_tcp_and_a_large_answer_arrives_whole(
+        many: Many) -> None:
+    """RFC 7766: a query that came over TCP leaves over TCP, so an answer larger than 512
+    bytes comes back whole (the world's server truncates it over UDP)."""
+    query = dns.message.make_query("many.world.test", "A")
+    direct_udp = await dns.asyncquery.udp(query, "127.0.0.1", port=many.world_port, timeout=5)
+    assert direct_udp.flags & dns.flags.TC and not direct_udp.answer  # the server's UDP
+    reply = await dns.asyncquery.tcp(query, "127.0.0.1", port=many.listen.port, timeout=5,
+                                     source="127.0.0.3")
+    assert not reply.flags & dns.flags.TC
+    assert len(reply.to_wire()) > 512
+    assert _addresses(reply) == sorted(MANY)
+    assert [(name, sorted(ips)) for name, ips in many.learnt] == [
+        ("many.world.test.", sorted(MANY))]
+
+
+async def test_a_truncated_udp_answer_is_asked_again_over_tcp_and_learnt_whole(
+        many: Many) -> None:
+    """The UDP client gets the server's truncated answer (and retries over TCP itself); the
+    proxy has asked again over TCP, so every address is learnt before that answer leaves."""
+    query = dns.message.make_query("many.world.test", "A")
+    udp = await dns.asyncquery.udp(query, "127.0.0.1", port=many.listen.port, timeout=5,
+                                   source="127.0.0.3")
+    assert udp.flags & dns.flags.TC and not udp.answer
+    assert [(name, sorted(ips)) for name, ips in many.learnt] == [
+        ("many.world.test.", sorted(MANY))]
+    fallback, used_tcp = await dns.asyncquery.udp_with_fallback(
+        query, "127.0.0.1", port=many.listen.port, timeout=5, source="127.0.0.3")
+    assert used_tcp and _addresses(fallback) == sorted(MANY)
+
+
+async def test_a_redirected_tcp_query_goes_over_tcp_to_the_server_asked(many: Many) -> None:
+    wire = await many.proxy.handle(dns.message.make_query("many.world.test", "A").to_wire(),
+                                   ("127.0.0.3", 5353), TCP_MAX,
+                                   server=("127.0.0.1", many.world_port))
+    assert wire is not None
+    assert _addresses(dns.message.from_wire(wire)) == sorted(MANY)

@@ -7,11 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from bulkhead.httprules import HttpRule
 from bulkhead.v1 import types_pb2
 from nodeagent.datapath import Direction, PolicyEntry
-from nodeagent.datapath.policykeys import entry_keys
+from nodeagent.datapath.layout import MARK_TO_PROXY_EGRESS_LEARNT
+from nodeagent.datapath.policykeys import decode_key, entry_keys
 from nodeagent.fqdn.cache import LOCAL_IDENTITY_BASE, FqdnCache
 from nodeagent.fqdn.expand import expand
+from nodeagent.proxy.rules import L7Entry
+from nodeagent.proxy.sockets import classify, outside
 
 EGRESS = Direction.EGRESS
 API_SELECTOR, WORLD_SELECTOR, CIDR_ID = 70000, 70001, 70002
@@ -117,15 +121,30 @@ def test_world_and_cidr_entries_keep_covering_learnt_addresses() -> None:
         to_cidr, PolicyEntry(EGRESS, api)]
 
 
-def test_learnt_addresses_never_redirect_to_the_l7_proxy() -> None:
-    """The proxy mark carries a peer in 24 bits: an L7 entry cannot name a node-local
-    identity, so it is left out (denied), never written unchecked."""
+def test_learnt_addresses_redirect_to_the_l7_proxy_with_their_own_mark() -> None:
+    """toFQDNs with HTTP rules: the map entry of each learnt address redirects to the proxy
+    (its identity needs 25 bits: the mark carries 24 and says the 25th), and the proxy's
+    entries name the same identities, so it finds the HTTP rules of the connection."""
     cache = FqdnCache(clock=Clock())
     cache.learn("default/a", 1, "api.world.test", ["192.0.2.201"], 30)
+    api = cache.ids["192.0.2.201"]
     l7 = PolicyEntry(EGRESS, API_SELECTOR, 6, 80, 80, proxy_port=15001)
-    assert expand([l7], IDENTITIES, cache) == []
-    local = PolicyEntry(EGRESS, cache.ids["192.0.2.201"], 6, 80, 80)
-    assert list(entry_keys(3, local))
-    with pytest.raises(ValueError, match="24 bits"):
-        list(entry_keys(3, PolicyEntry(EGRESS, LOCAL_IDENTITY_BASE, 6, 80, 80,
-                                       proxy_port=15001)))
+    assert expand([l7], IDENTITIES, cache) == [PolicyEntry(EGRESS, api, 6, 80, 80,
+                                                           proxy_port=15001)]
+    assert [k.proxy_port for k in (decode_key(k, v) for k, v in entry_keys(
+        3, PolicyEntry(EGRESS, api, 6, 80, 80, proxy_port=15001)))] == [15001]
+    with pytest.raises(ValueError, match="25 bits"):
+        list(entry_keys(3, PolicyEntry(EGRESS, 1 << 25, 6, 80, 80)))
+
+    rule = HttpRule("GET", "/allowed")
+    proxy_entries = [L7Entry("10.0.0.5", "egress", API_SELECTOR, 80, 80, (rule,), 300),
+                     L7Entry("10.0.0.5", "egress", 2, 80, 80, None, 300)]
+    assert expand(proxy_entries, IDENTITIES, cache) == [
+        L7Entry("10.0.0.5", "egress", api, 80, 80, (rule,), 300),
+        L7Entry("10.0.0.5", "egress", 2, 80, 80, None, 300),
+        L7Entry("10.0.0.5", "egress", api, 80, 80, None, 300)]
+    # The mark of a redirect to a learnt address gives the proxy that identity back.
+    mark = MARK_TO_PROXY_EGRESS_LEARNT | (api & 0xFFFFFF) << 8
+    assert classify(mark) == ("egress", api)
+    assert outside("egress", api) and outside("egress", 2) and not outside("egress", 300)
+    assert not outside("ingress", 2)

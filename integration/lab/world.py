@@ -2,9 +2,10 @@
 server for a few names outside the cluster and web servers behind them, so FQDN policies
 (`toFQDNs`, `rules.dns`) are tested end to end without leaving the machine.
 
-    192.0.2.200  the world's DNS server (UDP 53): the agents' --dns-upstream
+    192.0.2.200  the world's DNS server (UDP and TCP 53): the agents' --dns-upstream
     192.0.2.201  api.world.test      192.0.2.202  other.world.test     192.0.2.203 www.world.test
     192.0.2.100-199  b0.bench.world.test ... b99.bench.world.test (bench/dns.py)
+    192.0.2.100-139  many.world.test: 40 A records, an answer too large for plain UDP
 
 Every address serves HTTP on port 80 answering `world`.  The world routes each node's pod
 CIDR to that node's underlay address (pods talk to it with their own addresses, no NAT).
@@ -34,6 +35,9 @@ WEB_IP = NAMES["www.world.test"]
 BENCH_NAMES: dict[str, str] = {f"b{i}.bench.world.test": str(UNDERLAY[100 + i])
                                for i in range(100)}
 """bench/dns.py's fresh names: 192.0.2.100-199, one address each (all serve HTTP too)."""
+MANY_NAME = "many.world.test"
+MANY_IPS = [str(UNDERLAY[100 + i]) for i in range(40)]
+"""40 A records (~690 bytes): over UDP the world answers truncated (TC), over TCP whole."""
 TTL_FILE = "world-ttl"
 DEFAULT_TTL = 300
 PORT = "pw"
@@ -57,6 +61,7 @@ def up(state: LabState) -> list[int]:
     if not ttl_file.exists():
         ttl_file.write_text(f"{DEFAULT_TTL}\n")
     records = [f"--record={name}={ip}" for name, ip in {**NAMES, **BENCH_NAMES}.items()]
+    records.append(f"--record={MANY_NAME}={','.join(MANY_IPS)}")
     dns_pid = processes.start_ready(
         ["ip", "netns", "exec", ns, sys.executable, "-m", "integration.lab.worlddns",
          *records, "--listen", f"{DNS_IP}:53", "--ttl-file", str(ttl_file)],

@@ -41,6 +41,11 @@ MARK_TO_PROXY_SELECT = 0xFE
 """fwmark mask that matches both to-proxy marks."""
 MARK_PROXY_OUT = 0xB4
 """Set (SO_MARK) by the proxy on every socket it sends from."""
+MARK_TO_PROXY_EGRESS_LEARNT = 0xB6
+"""| (peer identity & 0xFFFFFF) << 8: an egress redirect whose peer is an address the DNS
+proxy learnt (its node-local identity has bit 24 set, which the mark cannot hold)."""
+LOCAL_IDENTITY_BIT = 1 << 24
+"""Bit 24 of an identity: node-local (nodeagent.fqdn), never in a VNI."""
 CT_NAT_HAIRPIN = 5
 
 POLICY_FIXED_BITS = 88

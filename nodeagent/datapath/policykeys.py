@@ -64,10 +64,10 @@ def entry_keys(ep_id: int, entry: PolicyEntry) -> Iterator[tuple[bytes, bytes]]:
         raise ValueError(f"bad proxy port {entry.proxy_port}")
     value = POLICY_VAL.pack(kind, entry.proxy_port)
     direction = Direction(entry.direction)
-    # Bit 24: a node-local identity (nodeagent.fqdn); an L7 redirect carries the peer in
-    # the 24 upper bits of the packet mark, so those cannot redirect.
-    if not (0 <= entry.peer < 1 << 24 or (entry.peer < 1 << 25 and not entry.proxy_port)):
-        raise ValueError(f"identity {entry.peer} does not fit 24 bits")
+    # Bit 24: a node-local identity (nodeagent.fqdn); an L7 redirect to one carries the
+    # other 24 bits in its mark, with a mark of its own (MARK_TO_PROXY_EGRESS_LEARNT).
+    if not 0 <= entry.peer < 1 << 25:
+        raise ValueError(f"identity {entry.peer} does not fit 25 bits")
     lo, hi = entry.port_lo, entry.port_hi
     if entry.protocol in ICMP_PROTOCOLS:
         if not 0 <= lo == hi <= 0xFF:

@@ -22,6 +22,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from nodeagent.datapath.layout import (
     MARK_PROXY_MASK,
     MARK_PROXY_OUT,
+    MARK_TO_PROXY_EGRESS_LEARNT,
     MARK_TO_PROXY_INGRESS,
     MARK_TO_PROXY_SELECT,
 )
@@ -37,6 +38,7 @@ _EEXIST = 17
 def _rules() -> list[dict[str, Any]]:
     out = MARK_PROXY_OUT, MARK_PROXY_MASK
     synack = MARK_TO_PROXY_INGRESS, MARK_TO_PROXY_SELECT
+    learnt = MARK_TO_PROXY_EGRESS_LEARNT, MARK_PROXY_MASK
     main = {"table": MAIN_TABLE, "suppress_prefixlen": 0}
     overlay = {"table": FROM_PROXY_TABLE}
     rules = [
@@ -45,6 +47,11 @@ def _rules() -> list[dict[str, Any]]:
         (out, {}, overlay),
         (synack, {"iifname": "lo"}, overlay),
         (synack, {}, {"table": TO_PROXY_TABLE}),
+        # The learnt-address egress mark, routed the same way (rules of their own after the
+        # first five, so a node that has those gets these added, never changed).
+        (learnt, {"iifname": "lo"}, main),
+        (learnt, {"iifname": "lo"}, overlay),
+        (learnt, {}, {"table": TO_PROXY_TABLE}),
     ]
     return [
         {"priority": RULE_PRIORITY + i, "fwmark": mark, "fwmask": mask, **match, **action}

@@ -38,6 +38,9 @@ TTL = 5
 """Seconds a resolver may keep an answer (CoreDNS' kubernetes plugin default)."""
 UDP_MAX = 512
 """A plain-DNS UDP reply's limit; EDNS queries state their own."""
+TCP_MAX = 65535
+"""A reply's limit over TCP (RFC 7766): the limit the TCP listeners pass, which tells the DNS
+proxy the query came over TCP (and is forwarded over TCP)."""
 SOA = dns.rrset.from_text(ZONE, TTL, "IN", "SOA",
                           f"ns.dns.{ZONE} hostmaster.{ZONE} 1 7200 1800 86400 {TTL}")
 

@@ -35,7 +35,7 @@ import dns.rdatatype
 from bulkhead import fqdnmatch, log
 from bulkhead.v1 import types_pb2
 from nodeagent.dns import wire as dnswire
-from nodeagent.dns.answer import UDP_MAX, _formerr, answer
+from nodeagent.dns.answer import TCP_MAX, UDP_MAX, _formerr, answer
 from nodeagent.dns.listen import Listen
 from nodeagent.dns.upstream import Upstream, Upstreams
 
@@ -95,7 +95,8 @@ class DnsProxy:
     async def handle(self, wire: bytes, addr: tuple[str, int], max_size: int = UDP_MAX,
                      server: tuple[str, int] | None = None) -> bytes | None:
         """The reply to one query from ``addr``; ``server``: the address the pod sent it to,
-        when the datapath redirected it here (None: sent to `listen`)."""
+        when the datapath redirected it here (None: sent to `listen`).  ``max_size`` TCP_MAX:
+        the query came over TCP and is forwarded over TCP (RFC 7766)."""
         if server == (self.listen.ip, self.listen.port):
             server = None
         found = dnswire.question(wire)
@@ -125,13 +126,22 @@ class DnsProxy:
                 self._flow_reply(addr, out, name, qtype, started)
             return out
         self.stats["forwarded"] += 1
-        raw = await upstream.query(wire) if upstream is not None else None
+        tcp = max_size >= TCP_MAX
+        raw: bytes | None = None
+        if upstream is not None:
+            raw = await (upstream.query_tcp(wire) if tcp else upstream.query(wire))
         if raw is None:
             self.stats["failed"] += 1
             self._flow(addr, "response", "FORWARDED", name, qtype, started, rcode="SERVFAIL",
                        server=to)
             return dnswire.servfail(wire, question_end)
-        read = dnswire.answers(raw)
+        full = raw
+        if not tcp and dnswire.truncated(raw):
+            # Asked again over TCP, so every address of the answer is learnt; the UDP client
+            # still gets the truncated one and retries over TCP itself.
+            assert upstream is not None
+            full = await upstream.query_tcp(wire) or raw
+        read = dnswire.answers(full)
         if read is None:
             self.stats["failed"] += 1
             return raw  # the client makes of it what it can; nothing is learnt

@@ -24,7 +24,7 @@ from typing import cast
 from bulkhead import log
 from bulkhead.v1 import types_pb2
 from nodeagent.datapath import netlink
-from nodeagent.dns.answer import UDP_MAX, respond
+from nodeagent.dns.answer import TCP_MAX, UDP_MAX, respond
 from nodeagent.dns.listen import Listen
 
 _log = log.get(__name__)
@@ -195,8 +195,8 @@ class DnsServer:
 
         async def answer(data: bytes) -> bytes | None:
             if self.handler is not None:
-                return await self.handler(data, (peer[0], peer[1]), 65535)
-            return respond(data, self.services(), max_size=65535)
+                return await self.handler(data, (peer[0], peer[1]), TCP_MAX)
+            return respond(data, self.services(), max_size=TCP_MAX)
 
         await serve_tcp_queries(reader, writer, answer)
 

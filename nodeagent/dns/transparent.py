@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 
 from bulkhead import log
 from nodeagent.datapath import netlink
-from nodeagent.dns.answer import UDP_MAX
+from nodeagent.dns.answer import TCP_MAX, UDP_MAX
 from nodeagent.dns.listen import DEFAULT_REDIRECT_PORT
 from nodeagent.dns.server import _setns, serve_tcp_queries
 from nodeagent.proxy.sockets import IP_TRANSPARENT, LISTEN_ADDRESS, accepted, listener
@@ -184,7 +184,7 @@ class TransparentDns:
             return
 
         async def answer(data: bytes) -> bytes | None:
-            return await self.handler(data, (peer[0], peer[1]), 65535, (local[0], local[1]))
+            return await self.handler(data, (peer[0], peer[1]), TCP_MAX, (local[0], local[1]))
 
         await serve_tcp_queries(reader, writer, answer)
 

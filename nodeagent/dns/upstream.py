@@ -1,15 +1,19 @@
-"""Forwarding to the resolver the node uses (`--dns-upstream`), over UDP from the node's
-network namespace (where the upstream is reachable; the agent itself runs in the host's).
+"""Forwarding to the resolver the node uses (`--dns-upstream`), or to the server a pod asked,
+from the node's network namespace (where it is reachable; the agent itself runs in the host's).
 
-One socket serves every query: each forwarded query gets a fresh message id, the reply is
-matched back to its waiter by that id and given the client's id again, so concurrent queries
-never mix up answers.  No answer within `timeout` (one retry) -> None (the proxy answers
-SERVFAIL).
+UDP: one socket serves every query: each forwarded query gets a fresh message id, the reply
+is matched back to its waiter by that id and given the client's id again, so concurrent
+queries never mix up answers.  No answer within `timeout` (one retry) -> None (the proxy
+answers SERVFAIL).
+TCP (RFC 7766, `query_tcp`): one connection per query, so an answer larger than a datagram
+arrives whole; the proxy uses it for a query that came over TCP, and to read the whole of a
+UDP answer that came back truncated (TC).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import socket
 import struct
@@ -21,7 +25,9 @@ from nodeagent.dns.listen import Listen
 from nodeagent.dns.server import _setns
 
 
-def _open(netns: str | None, upstream: Listen) -> socket.socket:
+def _open(netns: str | None, upstream: Listen,
+          kind: socket.SocketKind = socket.SOCK_DGRAM) -> socket.socket:
+    """A UDP socket connected to ``upstream``, or a TCP socket to connect, in ``netns``."""
     result: list[socket.socket] = []
     error: list[BaseException] = []
 
@@ -29,8 +35,9 @@ def _open(netns: str | None, upstream: Listen) -> socket.socket:
         try:
             if netns:
                 _setns(netlink.ns_path(netns))
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.connect((upstream.ip, upstream.port))
+            sock = socket.socket(socket.AF_INET, kind)
+            if kind == socket.SOCK_DGRAM:
+                sock.connect((upstream.ip, upstream.port))
             sock.setblocking(False)
             result.append(sock)
         except BaseException as exc:
@@ -62,8 +69,10 @@ class Upstream:
         self.timeout = timeout
         self._pending: dict[int, asyncio.Future[bytes]] = {}
         self._transport: asyncio.DatagramTransport | None = None
+        self._netns: str | None = None
 
     async def start(self, netns: str | None) -> None:
+        self._netns = netns
         sock = _open(netns, self.upstream)
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(
@@ -71,7 +80,7 @@ class Upstream:
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     async def query(self, wire: bytes) -> bytes | None:
-        """The upstream's reply to `wire` (with the client's message id), or None."""
+        """The upstream's reply to `wire` over UDP (with the client's message id), or None."""
         if self._transport is None or len(wire) < 12:
             return None
         loop = asyncio.get_running_loop()
@@ -89,6 +98,39 @@ class Upstream:
                 continue
             return wire[:2] + reply[2:]
         return None
+
+    async def query_tcp(self, wire: bytes) -> bytes | None:
+        """One query on a fresh TCP connection from the node namespace (two-byte length, then
+        the message); None when the server cannot be reached or does not answer in time."""
+        if self._transport is None or len(wire) < 12:
+            return None
+        loop = asyncio.get_running_loop()
+        try:
+            sock = await asyncio.to_thread(_open, self._netns, self.upstream,
+                                           socket.SOCK_STREAM)
+        except OSError:
+            return None
+        writer: asyncio.StreamWriter | None = None
+        try:
+            async with asyncio.timeout(self.timeout):
+                await loop.sock_connect(sock, (self.upstream.ip, self.upstream.port))
+                reader, writer = await asyncio.open_connection(sock=sock)
+                writer.write(struct.pack("!H", len(wire)) + wire)
+                await writer.drain()
+                while True:
+                    size = struct.unpack("!H", await reader.readexactly(2))[0]
+                    reply = await reader.readexactly(size)
+                    if reply[:2] == wire[:2]:  # the answer to this query (the id matches)
+                        return reply
+        except (TimeoutError, OSError, asyncio.IncompleteReadError):
+            return None
+        finally:
+            if writer is not None:
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
+            else:
+                sock.close()
 
     def close(self) -> None:
         if self._transport is not None:

@@ -59,6 +59,11 @@ def servfail(wire: bytes, question_end: int) -> bytes:
     return _reply(wire, question_end, 2)
 
 
+def truncated(wire: bytes) -> bool:
+    """Whether a reply has the TC flag (more than the transport could carry)."""
+    return len(wire) > 2 and bool(wire[2] & 0x02)
+
+
 def _skip_name(wire: bytes, pos: int) -> int:
     while True:
         n = wire[pos]

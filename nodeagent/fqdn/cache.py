@@ -25,11 +25,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bulkhead import fqdnmatch, log
+from nodeagent.datapath.layout import LOCAL_IDENTITY_BIT
 
 _log = log.get(__name__)
 
-LOCAL_IDENTITY_BASE = 1 << 24
-"""First node-local identity (Cilium's IdentityScopeLocal)."""
+LOCAL_IDENTITY_BASE = LOCAL_IDENTITY_BIT
+"""First node-local identity (Cilium's IdentityScopeLocal): bit 24, which the datapath and the
+proxy's redirect mark read too."""
 FORMAT = 1
 
 

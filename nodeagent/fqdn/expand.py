@@ -8,6 +8,10 @@ covers it as world did — the world entities, or a CIDR identity whose prefix h
 are copied to its identity too (deny entries included), and policies that allowed or denied
 it as world keep doing so.  As in Cilium the learnt addresses are the node's, whichever pod
 asked.
+
+The same expansion serves the datapath's entries and the L7 proxy's (`toFQDNs` with
+`rules.http`: the map redirects a learnt address to the proxy, whose entries name that
+address's identity, which the redirect's mark carries: MARK_TO_PROXY_EGRESS_LEARNT).
 """
 
 from __future__ import annotations
@@ -15,12 +19,12 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 from collections.abc import Mapping
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from bulkhead import fqdnmatch
 from bulkhead.reserved import ID_WORLD
 from bulkhead.v1 import types_pb2
-from nodeagent.datapath import PolicyEntry
-from nodeagent.fqdn.cache import LOCAL_IDENTITY_BASE, FqdnCache
+from nodeagent.fqdn.cache import FqdnCache
 
 ID_WORLD_IPV4 = 9
 _WORLD = frozenset({ID_WORLD, ID_WORLD_IPV4})
@@ -39,11 +43,23 @@ def _peer_kind(identity: types_pb2.Identity | None) -> tuple[str, str] | None:
     return None
 
 
-def expand(entries: list[PolicyEntry], identities: Mapping[int, types_pb2.Identity],
-           cache: FqdnCache) -> list[PolicyEntry]:
+class _Entry(Protocol):
+    """A datapath PolicyEntry or a proxy L7Entry: a frozen dataclass with a peer identity."""
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+    @property
+    def peer(self) -> int: ...
+
+
+E = TypeVar("E", bound=_Entry)
+
+
+def expand(entries: list[E], identities: Mapping[int, types_pb2.Identity],
+           cache: FqdnCache) -> list[E]:
     if not cache.ids and not any(e.peer >= 256 for e in entries):
         return entries
-    out: list[PolicyEntry] = []
+    out: list[E] = []
     for entry in entries:
         if entry.peer in _WORLD:
             out.append(entry)
@@ -62,8 +78,4 @@ def expand(entries: list[PolicyEntry], identities: Mapping[int, types_pb2.Identi
                 continue
             out.extend(dataclasses.replace(entry, peer=i) for ip, i in sorted(cache.ids.items())
                        if ipaddress.ip_address(ip) in net)
-    # An L7 redirect names its peer in 24 bits of the packet mark: a learnt address cannot
-    # be redirected yet, so such an entry is left out (its connections are denied, never let
-    # through unchecked).
-    return [e for e in dict.fromkeys(out)
-            if not (e.proxy_port and e.peer >= LOCAL_IDENTITY_BASE)]
+    return list(dict.fromkeys(out))

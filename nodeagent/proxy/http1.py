@@ -252,8 +252,10 @@ class Connection:
         if self.uwriter is not None:
             return not self.uwriter.is_closing()
         try:
+            source = (None if sockets.outside(self.key.direction, self.key.peer)
+                      else self.key.client)
             self.ureader, self.uwriter = await sockets.connect_upstream(
-                self.key.client, self.key.server, CONNECT_TIMEOUT)
+                source, self.key.server, CONNECT_TIMEOUT)
         except (TimeoutError, OSError):
             return False
         return True

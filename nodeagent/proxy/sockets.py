@@ -1,15 +1,19 @@
 """Transparent sockets: the listener the tc programs assign redirected SYNs to, and the
-upstream connections that leave with the client's address as their source."""
+upstream connections that leave with the client's address as their source (to the cluster) or
+with the node's (outside it: see `outside`)."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 
+from bulkhead.reserved import RESERVED
 from nodeagent.datapath.layout import (
+    LOCAL_IDENTITY_BIT,
     MARK_PROXY_MASK,
     MARK_PROXY_OUT,
     MARK_TO_PROXY_EGRESS,
+    MARK_TO_PROXY_EGRESS_LEARNT,
     MARK_TO_PROXY_INGRESS,
 )
 from nodeagent.proxy.rules import EGRESS, INGRESS
@@ -43,6 +47,8 @@ def classify(mark: int) -> tuple[str, int] | None:
         return INGRESS, mark >> 8
     if low == MARK_TO_PROXY_EGRESS:
         return EGRESS, mark >> 8
+    if low == MARK_TO_PROXY_EGRESS_LEARNT:  # an address the DNS proxy learnt (toFQDNs)
+        return EGRESS, LOCAL_IDENTITY_BIT | mark >> 8
     return None
 
 
@@ -52,6 +58,18 @@ def accepted(sock: socket.socket) -> tuple[str, int] | None:
     kind = classify(sock.getsockopt(socket.SOL_SOCKET, SO_MARK))
     sock.setsockopt(socket.SOL_SOCKET, SO_MARK, MARK_PROXY_OUT)
     return kind
+
+
+WORLD_IDENTITIES = frozenset({RESERVED["world"], RESERVED["world-ipv4"]})
+
+
+def outside(direction: str, peer: int) -> bool:
+    """An egress connection to an address outside the cluster (world, or an address the DNS
+    proxy learnt for `toFQDNs`).  Its upstream leg leaves from the node's own address, by the
+    node's routing, as a node's connection (Cilium masquerades pod traffic to the world the
+    same way): sent from the pod's address, its replies would come back through the node's
+    own interface, where nothing hands them to the proxy."""
+    return direction == EGRESS and (peer in WORLD_IDENTITIES or bool(peer & LOCAL_IDENTITY_BIT))
 
 
 def _bound(source_ip: str, avoid_port: int) -> socket.socket:
@@ -78,10 +96,15 @@ def _bound(source_ip: str, avoid_port: int) -> socket.socket:
             h.close()
 
 
-async def connect_upstream(source: tuple[str, int], dst: tuple[str, int],
+async def connect_upstream(source: tuple[str, int] | None, dst: tuple[str, int],
                            timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Connect to the original destination from the client's address (IP_TRANSPARENT)."""
-    s = _bound(*source)
+    """Connect to the original destination from the client's address (IP_TRANSPARENT), or
+    (``source`` None) from the node's, as the node's own connection (`outside`)."""
+    if source is None:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    else:
+        s = _bound(*source)
     try:
         s.setblocking(False)
         await asyncio.wait_for(asyncio.get_running_loop().sock_connect(s, dst), timeout)

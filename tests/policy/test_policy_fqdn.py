@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from bulkhead import fqdnmatch
-from controlplane.policy import Identity, PolicyRepository, TraceVerdict, parse_policies
-from controlplane.policy.model import Direction, Verdict
+from bulkhead.httprules import HttpRequest, HttpRule
+from controlplane.policy import Identity, PolicyRepository, TraceVerdict, parse_policies, trace
+from controlplane.policy.model import RESERVED_IDENTITIES, Direction, Verdict
 from controlplane.policy.parse import PolicyValidationError
 
-from .helpers import pod, reserved, resolved_verdicts, traced
+from .helpers import lookup_request, pod, reserved, resolved_verdicts, traced
 
 TCP, UDP = 6, 17
 ALLOWED, DENIED = TraceVerdict.ALLOWED, TraceVerdict.DENIED
@@ -198,3 +199,54 @@ def test_selector_identities_follow_the_policies() -> None:
     repo.delete(policy.key)
     assert fqdn("api.world.test") not in {i.labels for i in repo.identities()}
     assert repo.resolved(300).dns == ()
+
+
+# -- toFQDNs with HTTP rules (Cilium: the learnt addresses' connections go to the proxy) -----
+
+HTTP_POLICY = cnp("""  egress:
+  - toEntities: [host]
+    toPorts:
+    - ports: [{port: "53", protocol: ANY}]
+      rules:
+        dns: [{matchPattern: "*.world.test"}]
+  - toFQDNs: [{matchName: api.world.test}]
+    toPorts:
+    - ports: [{port: "80", protocol: TCP}]
+      rules:
+        http: [{method: GET, path: /allowed}]""")
+
+
+@pytest.mark.parametrize(("dst", "port", "method", "path", "expected"), [
+    (fqdn("api.world.test"), 80, "GET", "/allowed", ALLOWED),
+    (fqdn("api.world.test"), 80, "GET", "/other", DENIED),
+    (fqdn("api.world.test"), 80, "POST", "/allowed", DENIED),
+    (fqdn("api.world.test"), 443, "GET", "/allowed", DENIED),
+    (fqdn("other.world.test"), 80, "GET", "/allowed", DENIED),
+    (reserved("world"), 80, "GET", "/allowed", DENIED),
+])
+def test_truth_table_with_http_rules(dst: frozenset[str], port: int, method: str, path: str,
+                                     expected: TraceVerdict) -> None:
+    """Trace and the resolved entries agree, request by request: the FQDN selector's entry
+    carries the HTTP rules, which the proxy checks for the addresses learnt for it."""
+    request = HttpRequest(method, path)
+    result = trace(parse_policies(HTTP_POLICY)[0].rules, CLIENT, dst, port, TCP, request)
+    assert result.egress.verdict is expected
+    repo = PolicyRepository()
+    repo.add_identity(Identity.of(300, CLIENT))
+    repo.apply(parse_policies(HTTP_POLICY))
+    by_labels = {i.labels: i.id for i in repo.identities()}
+    peer = by_labels.get(dst) or next(
+        (i for i, n in RESERVED_IDENTITIES.items() if dst == reserved(n)), 999)
+    assert lookup_request(repo.resolved(300), Direction.EGRESS, peer, TCP, port,
+                          request) is expected
+
+
+def test_an_fqdn_selector_with_http_rules_resolves_to_an_l7_entry() -> None:
+    repo = PolicyRepository()
+    repo.add_identity(Identity.of(300, CLIENT))
+    repo.apply(parse_policies(HTTP_POLICY))
+    selector_id = {i.labels: i.id for i in repo.identities()}[fqdn("api.world.test")]
+    entry, = [e for e in repo.resolved(300).entries if e.peer == selector_id]
+    assert (entry.direction, entry.protocol, entry.port_lo, entry.verdict) == (
+        Direction.EGRESS, TCP, 80, Verdict.ALLOW)
+    assert entry.l7 and entry.http == (HttpRule("GET", "/allowed"),)

@@ -154,6 +154,10 @@ struct lb_be_val {
 #define BH_MARK_TO_PROXY_INGRESS 0xb2  /* | peer identity << 8: the peer is the source */
 #define BH_MARK_TO_PROXY_EGRESS 0xb3   /* | peer identity << 8: the peer is the destination */
 #define BH_MARK_PROXY_OUT 0xb4         /* sent by the proxy (upstream legs and its replies) */
+#define BH_MARK_TO_PROXY_EGRESS_LEARNT 0xb6 /* | (peer identity & 0xffffff) << 8: the peer is
+                                             * the destination, an address the DNS proxy
+                                             * learnt (node-local identity: bit 24 set) */
+#define BH_LOCAL_IDENTITY (1u << 24)   /* bit 24: a node-local identity (nodeagent.fqdn) */
 #define CT_NAT_HAIRPIN 5 /* entry of loopback -> pod, a pod to itself through a ClusterIP:
                           * replies' source becomes nat_ip:nat_port, their destination the pod */
 

@@ -820,7 +820,11 @@ static __always_inline __u16 proxy_choose(__u32 eport, __u32 iport, __u32 src_id
                                           __u32 dst_id, __u32 *mark)
 {
     if (eport) {
-        *mark = BH_MARK_TO_PROXY_EGRESS | (dst_id << 8);
+        /* a learnt address's identity has bit 24 set, one more than the mark holds: its
+         * own mark says so, and the proxy sets the bit again */
+        *mark = dst_id & BH_LOCAL_IDENTITY
+            ? BH_MARK_TO_PROXY_EGRESS_LEARNT | ((dst_id & 0xffffff) << 8)
+            : BH_MARK_TO_PROXY_EGRESS | (dst_id << 8);
         return BH_HTONS((__u16)eport);
     }
     if (iport) {
