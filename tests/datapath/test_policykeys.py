@@ -41,10 +41,19 @@ def test_keys_decode_back_to_blocks() -> None:
 def test_bad_input_is_rejected() -> None:
     with pytest.raises(ValueError):
         endpoint_keys(1, [PolicyEntry(Direction.INGRESS, 1 << 25)])  # past node-local ids
-    with pytest.raises(ValueError):   # a node-local identity never goes to the L7 proxy
-        endpoint_keys(1, [PolicyEntry(Direction.INGRESS, 1 << 24, 6, 80, 80, proxy_port=15001)])
+    with pytest.raises(ValueError):
+        endpoint_keys(1, [PolicyEntry(Direction.EGRESS, 5, 6, 80, 80, deny=True,
+                                      proxy_port=15001)])  # a deny never redirects
     with pytest.raises(ValueError):
         endpoint_keys(1, [PolicyEntry(Direction.INGRESS, 5, 6, 90, 80)])
+
+
+def test_a_learnt_identity_can_go_to_the_l7_proxy() -> None:
+    """toFQDNs with HTTP rules: a node-local (learnt) identity's entry keeps its redirect."""
+    keys = endpoint_keys(1, [PolicyEntry(Direction.EGRESS, (1 << 24) | 7, 6, 80, 80,
+                                         proxy_port=15001)])
+    assert [(d.peer, d.port_lo, d.proxy_port) for d in (decode_key(k, v) for k, v in keys.items())] == [
+        ((1 << 24) | 7, 80, 15001)]
 
 
 def test_icmp_entries_are_one_exact_type() -> None:
