@@ -189,12 +189,10 @@ class EndpointRegistry:
         raise Conflict("endpoint deletion kept conflicting; retry")
 
     def _free_ip(self, pod_cidr: str) -> str | None:
-        prefix_len = len(self.keys.ipcache)
-        used = {kv.key[prefix_len:].split("_", 1)[0] for kv in self.cache.under(self.keys.ipcache)}
-        # An undecodable entry's key still holds its address in etcd.
-        used |= {key[prefix_len:].split("_", 1)[0]
-                 for key in self.cache.bad_under(self.keys.ipcache)}
-        return ipam.free_ip(pod_cidr, used)
+        """The first address of the node's CIDR that has no /32 entry: one key lookup per
+        address of the node, not a walk over every pod of the cluster on each create."""
+        return ipam.free_ip(pod_cidr, lambda ip: self.cache.holds(
+            self.keys.ipcache_entry(f"{ip}/32")))
 
     @staticmethod
     def _same_or_conflict(existing: Endpoint, node: str, labels: Sequence[str],

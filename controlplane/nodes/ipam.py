@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Container, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 
 
@@ -40,9 +40,10 @@ def assignable(pod_cidr: str) -> Iterator[ipaddress.IPv4Address]:
             yield host
 
 
-def free_ip(pod_cidr: str, used: Container[str]) -> str | None:
+def free_ip(pod_cidr: str, taken: Callable[[str], bool]) -> str | None:
+    """The first assignable address for which `taken` is false."""
     for host in assignable(pod_cidr):
-        if str(host) not in used:
+        if not taken(str(host)):
             return str(host)
     return None
 

@@ -258,9 +258,9 @@ class ClusterCache:
         if batch_revision:
             self._commit(batch_revision, batch)
 
-    def bad_under(self, prefix: str) -> list[str]:
-        """Keys under `prefix` that hold undecodable records (they still exist in etcd)."""
-        return [key for key in self.bad if key.startswith(prefix)]
+    def holds(self, key: str) -> bool:
+        """Whether `key` exists in etcd as of this cache, its record readable or not."""
+        return key in self.items or key in self.bad
 
     def _commit(self, revision: int, changes: list[Change]) -> None:
         self.revision = revision
