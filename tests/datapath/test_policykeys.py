@@ -52,8 +52,8 @@ def test_a_learnt_identity_can_go_to_the_l7_proxy() -> None:
     """toFQDNs with HTTP rules: a node-local (learnt) identity's entry keeps its redirect."""
     keys = endpoint_keys(1, [PolicyEntry(Direction.EGRESS, (1 << 24) | 7, 6, 80, 80,
                                          proxy_port=15001)])
-    assert [(d.peer, d.port_lo, d.proxy_port) for d in (decode_key(k, v) for k, v in keys.items())] == [
-        ((1 << 24) | 7, 80, 15001)]
+    decoded = [decode_key(key, value) for key, value in keys.items()]
+    assert [(d.peer, d.port_lo, d.proxy_port) for d in decoded] == [((1 << 24) | 7, 80, 15001)]
 
 
 def test_icmp_entries_are_one_exact_type() -> None:
