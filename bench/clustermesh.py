@@ -11,7 +11,7 @@ ipcache entry (the remote one travels remote etcd -> syncer -> local etcd -> rep
 
     python bench/clustermesh.py [--changes 200] [--initial 10000]
 
-About 3 minutes at the defaults on a shared 2-core box, two thirds of it populating the remote
+About 2 minutes at the defaults on a shared 2-core box, most of it populating the remote
 through its API (10,000 endpoint creates) before the measured sync.
 
 Last line: `clustermesh remote/local p99 ratio: <x>`.
@@ -202,6 +202,6 @@ if __name__ == "__main__":
     parser.add_argument("--initial", type=int, default=10000,
                         help="identities and endpoints in the remote cluster before connecting "
                              "(the issue's figure; populating 10000 through the API takes "
-                             "about 2 minutes on a shared 2-core box)")
+                             "about 75 s on a shared 2-core box)")
     log.configure("bench", level="warning")
     asyncio.run(main(parser.parse_args()))
