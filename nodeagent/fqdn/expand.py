@@ -22,12 +22,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from bulkhead import fqdnmatch
-from bulkhead.reserved import ID_WORLD
+from bulkhead.reserved import WORLD_IDENTITIES
 from bulkhead.v1 import types_pb2
 from nodeagent.fqdn.cache import FqdnCache
-
-ID_WORLD_IPV4 = 9
-_WORLD = frozenset({ID_WORLD, ID_WORLD_IPV4})
 
 
 def _peer_kind(identity: types_pb2.Identity | None) -> tuple[str, str] | None:
@@ -61,7 +58,7 @@ def expand(entries: list[E], identities: Mapping[int, types_pb2.Identity],
         return entries
     out: list[E] = []
     for entry in entries:
-        if entry.peer in _WORLD:
+        if entry.peer in WORLD_IDENTITIES:
             out.append(entry)
             out.extend(dataclasses.replace(entry, peer=i) for i in sorted(cache.ids.values()))
             continue

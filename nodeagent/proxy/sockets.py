@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from bulkhead.reserved import RESERVED
+from bulkhead.reserved import WORLD_IDENTITIES
 from nodeagent.datapath.layout import (
     LOCAL_IDENTITY_BIT,
     MARK_PROXY_MASK,
@@ -58,9 +58,6 @@ def accepted(sock: socket.socket) -> tuple[str, int] | None:
     kind = classify(sock.getsockopt(socket.SOL_SOCKET, SO_MARK))
     sock.setsockopt(socket.SOL_SOCKET, SO_MARK, MARK_PROXY_OUT)
     return kind
-
-
-WORLD_IDENTITIES = frozenset({RESERVED["world"], RESERVED["world-ipv4"]})
 
 
 def outside(direction: str, peer: int) -> bool:

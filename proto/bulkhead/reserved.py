@@ -26,6 +26,8 @@ RESERVED_BY_ID: dict[int, str] = {v: k for k, v in RESERVED.items()}
 ID_HOST = RESERVED["host"]
 ID_WORLD = RESERVED["world"]
 ID_REMOTE_NODE = RESERVED["remote-node"]
+WORLD_IDENTITIES = frozenset({ID_WORLD, RESERVED["world-ipv4"]})
+"""The identities of addresses outside the cluster that IPv4 traffic carries."""
 
 
 def reserved_labels(ident: int) -> tuple[str, ...]:
